@@ -1,0 +1,37 @@
+"""bayesdrop: dropout methods as Pyro model/guide pairs.
+
+>>> import bayesdrop as bd
+>>> data = bd.data.load("digits")
+>>> net = bd.models.mlp(64, [300, 100], 10, method="bernoulli")
+>>> model = bd.Classifier(net, num_data=len(data.train))
+>>> guide = bd.DropoutGuide(model)
+>>> result = bd.fit(model, guide, data.train, epochs=5)      # doctest: +SKIP
+>>> probs = bd.predict(model, guide, data.test.x, num_samples=100)  # doctest: +SKIP
+"""
+
+from . import data, distributions, methods, models, nn
+from .guides import DropoutGuide, dropout_rates
+from .infer import FitResult, evaluate, fit, load_checkpoint, predict, save_checkpoint
+from .models import Classifier, Regressor
+from .nn import bayesianize
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "data",
+    "distributions",
+    "methods",
+    "models",
+    "nn",
+    "bayesianize",
+    "Classifier",
+    "Regressor",
+    "DropoutGuide",
+    "dropout_rates",
+    "fit",
+    "FitResult",
+    "predict",
+    "evaluate",
+    "save_checkpoint",
+    "load_checkpoint",
+]

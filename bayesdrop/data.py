@@ -1,0 +1,552 @@
+"""Small benchmark data sets and input validation for ``bayesdrop``.
+
+Everything here works offline; nothing is ever downloaded.
+
+``load(name, seed=...)``
+    ``"digits"``
+        scikit-learn's bundled 8x8 digits (1797 images): 1437 train / 360 test,
+        stratified by class, pixels scaled to [0, 1].
+    ``"mnist1d"``
+        MNIST-1D (Greydanus 2020), generated locally by the ``mnist1d`` package:
+        4000 train / 1000 test signals of length 40, standardised.
+    ``"toy-regression"``
+        1-D regression with a gap in the training inputs, for checking that
+        predictive uncertainty grows away from the data.
+``load_mnist(directory)``
+    The original MNIST IDX files (raw or ``.gz``) from a directory you supply.
+``as_tensors(data)``, ``check_labels(y, num_classes)``
+    Argument checks shared by the rest of the library.
+
+Generated MNIST-1D arrays are cached in memory and, as ``.npz`` files, under
+``$BAYESDROP_CACHE`` (default ``~/.cache/bayesdrop``; set it to an empty string
+to turn the disk cache off).
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import inspect
+import math
+import os
+import random
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+__all__ = [
+    "DATASETS",
+    "Dataset",
+    "Split",
+    "as_tensors",
+    "check_labels",
+    "load",
+    "load_mnist",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """One split of a data set: inputs ``x`` and targets ``y``.
+
+    Iterable, so ``x, y = split`` works.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Float32 inputs, ``(N, D)`` (see `Dataset.images` for image-shaped views).
+    y : torch.Tensor
+        Int64 class labels ``(N,)`` or float32 regression targets ``(N,)``.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if len(self.x) != len(self.y):
+            raise ValueError(
+                f"Split: x has {len(self.x)} rows but y has {len(self.y)} "
+                f"(x.shape={tuple(self.x.shape)}, y.shape={tuple(self.y.shape)})"
+            )
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        yield self.x
+        yield self.y
+
+    def to(self, device: torch.device | str) -> Split:
+        """Return a copy of the split on ``device``.
+
+        Parameters
+        ----------
+        device : torch.device or str
+            Target device, as for `torch.Tensor.to`.
+
+        Returns
+        -------
+        Split
+        """
+        return Split(self.x.to(device), self.y.to(device))
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A train/test pair with the metadata models need.
+
+    Parameters
+    ----------
+    name : str
+        Data set name, e.g. ``"digits"``.
+    train, test : Split
+        The two splits; ``x`` is stored flat, ``(N, in_features)``.
+    task : {"classification", "regression"}
+    num_classes : int or None
+        Number of classes; None for regression.
+    image_shape : tuple of int or None
+        Per-example shape ``(C, H, W)`` for images or ``(C, L)`` for signals,
+        used by `images`; None when the inputs have no spatial layout.
+    gap : tuple of float or None
+        ``(lo, hi)``: an input interval with no training data (toy regression).
+    x_range : tuple of float or None
+        ``(lo, hi)`` of the training inputs (toy regression).
+    """
+
+    name: str
+    train: Split
+    test: Split
+    task: str
+    num_classes: int | None
+    image_shape: tuple[int, ...] | None
+    gap: tuple[float, float] | None = None
+    x_range: tuple[float, float] | None = None
+
+    @property
+    def in_features(self) -> int:
+        """Number of flat input features per example."""
+        return math.prod(self.train.x.shape[1:])
+
+    def images(self, split: Split | str) -> torch.Tensor:
+        """Return a split's inputs reshaped to ``(N, *image_shape)``.
+
+        Parameters
+        ----------
+        split : Split or {"train", "test"}
+            The split (or its name) whose ``x`` to reshape.
+
+        Returns
+        -------
+        torch.Tensor
+            A view of ``split.x`` with shape ``(N, *image_shape)``.
+
+        Raises
+        ------
+        ValueError
+            If this data set has no ``image_shape``, or ``split`` is an unknown name.
+        """
+        if self.image_shape is None:
+            raise ValueError(f"data set {self.name!r} has no image_shape")
+        if isinstance(split, str):
+            if split not in ("train", "test"):
+                raise ValueError(f"`split` must be 'train' or 'test', got {split!r}")
+            split = getattr(self, split)
+        return split.x.reshape(len(split), *self.image_shape)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _to_tensor(a: object, what: str, name: str) -> torch.Tensor:
+    if isinstance(a, torch.Tensor):
+        return a
+    if isinstance(a, np.ndarray):
+        if np.issubdtype(a.dtype, np.floating):
+            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+        if np.issubdtype(a.dtype, np.integer):
+            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
+        raise TypeError(f"`{name}`: {what} has unsupported numpy dtype {a.dtype}")
+    raise TypeError(f"`{name}`: {what} must be a torch.Tensor or numpy array, got {type(a).__name__}")
+
+
+def as_tensors(data: object, *, name: str = "data") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate data given as a `Split`, an ``(x, y)`` pair or a bare ``x``.
+
+    Parameters
+    ----------
+    data : Split, tuple or list of (x, y), torch.Tensor or numpy.ndarray
+        Inputs ``x`` with at least two dimensions (``N`` first) and optional
+        targets ``y`` with ``N`` rows.  Numpy arrays are converted: floating
+        to float32, integer to int64.  Tensors keep their dtype.
+    name : str, optional
+        Argument name used in error messages.
+
+    Returns
+    -------
+    x : torch.Tensor
+        Floating inputs, shape ``(N, ...)``.
+    y : torch.Tensor or None
+        Targets, or None when ``data`` was a bare ``x``.
+
+    Raises
+    ------
+    TypeError
+        If ``data`` is none of the accepted types, or ``x`` is not floating.
+    ValueError
+        If ``x`` has fewer than two dimensions or no rows, contains NaN or inf,
+        or ``y`` does not have ``N`` rows or contains NaN or inf.
+    """
+    if isinstance(data, Split):
+        x, y = data.x, data.y
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = _to_tensor(data[0], "x", name), _to_tensor(data[1], "y", name)
+    elif isinstance(data, (torch.Tensor, np.ndarray)):
+        x, y = _to_tensor(data, "x", name), None
+    else:
+        hint = ""
+        if isinstance(data, DataLoader):
+            hint = " (bd.fit accepts a DataLoader directly; pass it there)"
+        elif isinstance(data, (tuple, list)):
+            hint = f" (got a {type(data).__name__} of length {len(data)})"
+        raise TypeError(
+            f"`{name}` must be a bayesdrop.data.Split, an (x, y) tuple or list of "
+            f"tensors/arrays, or a tensor x; got {type(data).__name__}{hint}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"`{name}`: x must be floating point, got {x.dtype} (use x.float())")
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise ValueError(
+            f"`{name}`: x must have shape (N, ...) with N > 0 and at least 2 dimensions, got {tuple(x.shape)}"
+        )
+    if not torch.isfinite(x).all():
+        raise ValueError(f"`{name}` contains NaN or inf in x")
+    if y is not None:
+        if y.ndim == 0 or y.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"`{name}`: y must have {x.shape[0]} rows to match x; "
+                f"x.shape={tuple(x.shape)}, y.shape={tuple(y.shape)}"
+            )
+        if y.is_floating_point() and not torch.isfinite(y).all():
+            raise ValueError(f"`{name}` contains NaN or inf in y")
+    return x, y
+
+
+def check_labels(y: torch.Tensor, num_classes: int, *, name: str = "y") -> None:
+    """Check that ``y`` holds integer class labels in ``[0, num_classes)``.
+
+    Parameters
+    ----------
+    y : torch.Tensor
+        Labels of any shape.
+    num_classes : int
+        Number of classes (at least 1).
+    name : str, optional
+        Argument name used in error messages.
+
+    Raises
+    ------
+    ValueError
+        If ``y`` is not an integer tensor or a label is outside the range.
+    """
+    if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.is_complex():
+        got = y.dtype if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(f"`{name}` must be an integer tensor of class labels, got {got}")
+    if y.dtype == torch.bool:
+        raise ValueError(f"`{name}` must be an integer tensor of class labels, got bool")
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ValueError(
+            f"`{name}` must hold labels in [0, {num_classes - 1}] "
+            f"(num_classes={num_classes}); found [{int(y.min())}, {int(y.max())}]"
+        )
+
+
+# ------------------------------------------------------------------ data sets
+
+
+def _digits(*, seed: int) -> Dataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        (x / 16.0).astype(np.float32), y, test_size=360, stratify=y, random_state=seed
+    )
+    return Dataset(
+        name="digits",
+        train=Split(torch.from_numpy(x_tr), torch.from_numpy(y_tr).long()),
+        test=Split(torch.from_numpy(x_te), torch.from_numpy(y_te).long()),
+        task="classification",
+        num_classes=10,
+        image_shape=(1, 8, 8),
+    )
+
+
+_MNIST1D_SHAPES = {
+    "x": (4000, 40),
+    "y": (4000,),
+    "x_test": (1000, 40),
+    "y_test": (1000,),
+}
+
+
+def _mnist1d_valid(arrays: dict[str, np.ndarray]) -> bool:
+    return all(
+        k in arrays and arrays[k].shape == shape and arrays[k].dtype == (np.float32 if k.startswith("x") else np.int64)
+        for k, shape in _MNIST1D_SHAPES.items()
+    ) and bool(
+        np.isfinite(arrays["x"]).all()
+        and np.isfinite(arrays["x_test"]).all()
+        and all(((arrays[k] >= 0) & (arrays[k] <= 9)).all() for k in ("y", "y_test"))
+    )
+
+
+def _cache_dir() -> Path | None:
+    d = os.environ.get("BAYESDROP_CACHE", "~/.cache/bayesdrop")
+    return Path(d).expanduser() if d else None
+
+
+@functools.lru_cache(maxsize=8)
+def _mnist1d_arrays(seed: int) -> dict[str, np.ndarray]:
+    """Generate (or read from the disk cache) MNIST-1D with the package defaults."""
+    cache = _cache_dir()
+    path = cache / f"mnist1d-seed{seed}-v1.npz" if cache else None
+    if path is not None and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in _MNIST1D_SHAPES if k in f}
+            if _mnist1d_valid(arrays):
+                return arrays
+        except (OSError, ValueError, zlib.error):
+            pass  # unreadable cache: regenerate and overwrite below
+
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.seed = seed
+    # make_dataset reseeds the global `random` and numpy RNGs; leave them as found.
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        raw = make_dataset(args)
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    arrays = {k: np.asarray(raw[k], dtype=np.float32 if k.startswith("x") else np.int64) for k in _MNIST1D_SHAPES}
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
+                np.savez(f, **arrays)
+            os.replace(f.name, path)
+        except OSError:
+            pass  # the disk cache is optional
+    return arrays
+
+
+def _mnist1d(*, seed: int) -> Dataset:
+    a = _mnist1d_arrays(seed)
+    return Dataset(
+        name="mnist1d",
+        # copies, so in-place edits by the caller cannot corrupt the cache
+        train=Split(torch.tensor(a["x"]), torch.tensor(a["y"])),
+        test=Split(torch.tensor(a["x_test"]), torch.tensor(a["y_test"])),
+        task="classification",
+        num_classes=10,
+        image_shape=(1, 40),
+    )
+
+
+def _toy_function(x: np.ndarray) -> np.ndarray:
+    return np.sin(3.0 * x) + 0.3 * x
+
+
+def _toy_regression(*, seed: int, n_train: int = 200, n_test: int = 400, noise: float = 0.1) -> Dataset:
+    """Build the 1-D gap regression set: ``y = sin(3x) + 0.3x + noise * N(0, 1)``."""
+    if n_train < 2 or n_test < 1:
+        raise ValueError(f"need n_train >= 2 and n_test >= 1, got {n_train}, {n_test}")
+    if not noise >= 0:
+        raise ValueError(f"`noise` must be >= 0, got {noise}")
+    lo, g_lo, g_hi, hi = -3.0, -0.75, 0.75, 3.0
+    rng = np.random.default_rng(seed)
+    n_left = n_train // 2
+    x_tr = np.concatenate([rng.uniform(lo, g_lo, n_left), rng.uniform(g_hi, hi, n_train - n_left)])
+    x_tr = rng.permutation(x_tr)
+    x_te = np.linspace(-5.0, 5.0, n_test)
+
+    def split(x: np.ndarray) -> Split:
+        y = _toy_function(x) + noise * rng.standard_normal(len(x))
+        return Split(
+            torch.tensor(x[:, None], dtype=torch.float32),
+            torch.tensor(y, dtype=torch.float32),
+        )
+
+    return Dataset(
+        name="toy-regression",
+        train=split(x_tr),
+        test=split(x_te),
+        task="regression",
+        num_classes=None,
+        image_shape=None,
+        gap=(g_lo, g_hi),
+        x_range=(lo, hi),
+    )
+
+
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    "digits": _digits,
+    "mnist1d": _mnist1d,
+    "toy-regression": _toy_regression,
+}
+
+
+def load(name: str, *, seed: int = 0, **kwargs: object) -> Dataset:
+    """Load a bundled or generated data set (no downloads).
+
+    Parameters
+    ----------
+    name : {"digits", "mnist1d", "toy-regression"}
+        ``"digits"``: scikit-learn's 8x8 digits, pixels / 16, a stratified
+        split of 1437 train / 360 test (``random_state=seed``), image shape
+        ``(1, 8, 8)``.
+        ``"mnist1d"``: MNIST-1D generated by the ``mnist1d`` package with its
+        default settings and generator seed ``seed`` (the package's own default
+        is 42), 4000 train / 1000 test, x standardised, shape ``(1, 40)``.
+        ``"toy-regression"``: ``y = sin(3x) + 0.3x + noise * N(0, 1)``; training
+        inputs uniform on ``[-3, -0.75] u [0.75, 3]`` (half each side), test
+        inputs on an even grid over ``[-5, 5]`` with noisy targets.  x is
+        ``(N, 1)``; ``gap=(-0.75, 0.75)``, ``x_range=(-3.0, 3.0)``.
+    seed : int, optional
+        Seed for the split (digits) or the generator (mnist1d, toy-regression).
+    **kwargs
+        Options of the data set; only ``"toy-regression"`` has any:
+        ``n_train=200``, ``n_test=400``, ``noise=0.1``.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is unknown or ``seed`` is negative.
+    TypeError
+        If ``name`` is not a string, ``seed`` not an int, or a keyword option is
+        not accepted by the chosen data set.
+    """
+    if not isinstance(name, str) or name not in DATASETS:
+        err = ValueError if isinstance(name, str) else TypeError
+        raise err(
+            f"`name` must be one of {sorted(DATASETS)}, got {name!r} "
+            "(for MNIST use bayesdrop.data.load_mnist(directory))"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"`seed` must be an int, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"`seed` must be >= 0, got {seed}")
+    builder = DATASETS[name]
+    options = set(inspect.signature(builder).parameters) - {"seed"}
+    if unknown := set(kwargs) - options:
+        raise TypeError(
+            f"load({name!r}) got unexpected keyword arguments {sorted(unknown)}; accepted: {sorted(options) or 'none'}"
+        )
+    return builder(seed=int(seed), **kwargs)
+
+
+# --------------------------------------------------------------------- MNIST
+
+_IDX_MAGIC = {2051: 3, 2049: 1}  # unsigned-byte images (N, rows, cols) / labels (N,)
+_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def _find(directory: Path, base: str) -> Path:
+    for candidate in (directory / base, directory / f"{base}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"MNIST file {base!r} not found in {str(directory)!r}; accepted names: {base!r} or {base + '.gz'!r}"
+    )
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    """Read one unsigned-byte IDX file (raw or gzip) with the given magic number."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            buf = f.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise ValueError(f"{path.name}: corrupt gzip data ({exc})") from exc
+    ndim = _IDX_MAGIC[magic]
+    header = 4 * (1 + ndim)
+    if len(buf) < header:
+        raise ValueError(f"{path.name}: expected a {header}-byte IDX header, found {len(buf)} bytes")
+    found, *dims = np.frombuffer(buf, dtype=">i4", count=1 + ndim).tolist()
+    if found != magic:
+        raise ValueError(f"{path.name}: expected IDX magic number {magic}, found {found}")
+    if min(dims) <= 0:
+        raise ValueError(f"{path.name}: dimensions must be positive, found {dims}")
+    expected, payload = math.prod(dims), len(buf) - header
+    if payload != expected:
+        raise ValueError(
+            f"{path.name}: dimensions {dims} need {expected} data bytes, found {payload} (truncated or corrupt file)"
+        )
+    return np.frombuffer(buf, dtype=">u1", offset=header).reshape(dims)
+
+
+def load_mnist(directory: str | os.PathLike) -> Dataset:
+    """Load MNIST from the original IDX files in ``directory``.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        Directory holding ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+        ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each raw or
+        gzipped with a ``.gz`` suffix (raw is used when both exist).
+
+    Returns
+    -------
+    Dataset
+        ``name="mnist"``, pixels float32 in [0, 1] stored flat
+        ``(N, rows * cols)``, int64 labels, ``image_shape=(1, rows, cols)``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the directory or one of the four files is missing.
+    ValueError
+        If a file has the wrong magic number, non-positive dimensions, a payload
+        of the wrong length, a label count that differs from its image count,
+        labels outside 0..9, or train and test images differ in size.
+    """
+    root = Path(directory).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"MNIST directory {str(root)!r} does not exist")
+    splits, shapes = {}, set()
+    for split, (img_base, lbl_base) in _MNIST_FILES.items():
+        img_path, lbl_path = _find(root, img_base), _find(root, lbl_base)
+        images, labels = _read_idx(img_path, 2051), _read_idx(lbl_path, 2049)
+        if len(images) != len(labels):
+            raise ValueError(f"{img_path.name} has {len(images)} images but {lbl_path.name} has {len(labels)} labels")
+        if labels.max() > 9:
+            raise ValueError(f"{lbl_path.name}: labels must be in 0..9, found {labels.max()}")
+        shapes.add(images.shape[1:])
+        x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0)
+        splits[split] = Split(x, torch.from_numpy(labels.astype(np.int64)))
+    if len(shapes) != 1:
+        raise ValueError(f"train and test images differ in size: {sorted(shapes)}")
+    (rows, cols) = shapes.pop()
+    return Dataset(
+        name="mnist",
+        train=splits["train"],
+        test=splits["test"],
+        task="classification",
+        num_classes=10,
+        image_shape=(1, rows, cols),
+    )

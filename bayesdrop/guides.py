@@ -1,0 +1,110 @@
+"""The variational guide: each Bayesian layer's own family, side by side.
+
+:class:`DropoutGuide` walks the model's :mod:`bayesdrop.nn` layers and asks each
+layer's method for its variational parameters and sites.  Like Pyro's
+autoguides it runs the model once on its first call (blocked) to learn the
+order in which layers are called and their per-example input shapes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pyro.poutine as poutine
+import torch
+from pyro.nn import PyroModule
+
+from .methods.base import LayerGuide
+from .nn import _MEAN, BayesianLayer, bayesian_layers
+
+__all__ = ["DropoutGuide", "dropout_rates"]
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__") or "_root"
+
+
+class DropoutGuide(PyroModule):
+    """Mean-field guide made of each layer's variational family.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A likelihood (:class:`~bayesdrop.models.Classifier`, ...) or any module
+        with Bayesian layers and a ``data_plate(*args, **kwargs)`` method
+        returning the ``pyro.plate`` of its data.
+
+    Examples
+    --------
+    >>> guide = bd.DropoutGuide(model)
+    >>> svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), pyro.infer.TraceMeanField_ELBO())
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__(name="guide")
+        if not hasattr(model, "data_plate"):
+            raise TypeError("`model` must provide data_plate(x, ...) (use bd.Classifier / bd.Regressor or subclass bd.models.Likelihood)")
+        pairs = bayesian_layers(model)
+        if not pairs:
+            raise ValueError("`model` contains no bayesdrop.nn layers")
+        self._model = (model,)  # a tuple: not registered as a submodule
+        self.layers = PyroModule[torch.nn.ModuleDict]({_key(n): l.method.init_guide(l) for n, l in pairs})
+        self._order: list[BayesianLayer] | None = None
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self._model[0]
+
+    def layer_guide(self, layer: BayesianLayer) -> LayerGuide:
+        """The variational parameters of ``layer``."""
+        for n, l in bayesian_layers(self.model):
+            if l is layer:
+                return self.layers[_key(n)]
+        raise KeyError("layer is not part of this guide's model")
+
+    def pairs(self) -> list[tuple[str, BayesianLayer, LayerGuide]]:
+        """``(name, layer, params)`` for every Bayesian layer, in module order."""
+        return [(n, l, self.layers[_key(n)]) for n, l in bayesian_layers(self.model)]
+
+    def _setup(self, *args: Any, **kwargs: Any) -> None:
+        # One blocked run of the model records call order and per-example shapes.
+        with torch.no_grad(), poutine.block():
+            trace = poutine.trace(self.model).get_trace(*args, **kwargs)
+        first_site = {}
+        for i, name in enumerate(trace.nodes):
+            first_site.setdefault(name.rsplit(".", 1)[0], i)
+        layers = [l for _, l in bayesian_layers(self.model)]
+        self._order = sorted(layers, key=lambda l: first_site.get(l._pyro_name, len(first_site)))
+
+    def forward(self, *args: Any, **kwargs: Any) -> None:
+        if self._order is None:
+            self._setup(*args, **kwargs)
+        plate = self.model.data_plate(*args, **kwargs)
+        lookup = {id(l): g for _, l, g in self.pairs()}
+        for layer in self._order:
+            layer.method.guide(layer, lookup[id(layer)], plate)
+
+    @contextlib.contextmanager
+    def mean_network(self) -> Iterator[None]:
+        """Inside this context the model's layers run deterministically with the
+        test-time rule of their method (weight scaling / posterior means)."""
+        token = _MEAN.set(self)
+        try:
+            yield
+        finally:
+            _MEAN.reset(token)
+
+
+def dropout_rates(model: torch.nn.Module, guide: DropoutGuide) -> dict[str, torch.Tensor]:
+    """Learned keep probabilities of every Bayesian layer.
+
+    For Bernoulli families the keep probability of each gate; for Gaussian
+    families :math:`1 / (1 + \\alpha)`.  Returns ``{layer name: tensor}`` (per
+    input unit, or per weight for per-weight methods), detached.
+    """
+    if not isinstance(guide, DropoutGuide) or guide.model is not model:
+        raise ValueError("`guide` must be the DropoutGuide built for `model`")
+    with torch.no_grad():
+        return {n: l.method.keep_prob(l, g).detach() for n, l, g in guide.pairs()}

@@ -1,0 +1,381 @@
+r"""Training by stochastic variational inference, posterior predictive, checkpoints.
+
+:func:`fit` maximises the ELBO
+
+.. math::
+    \mathcal L = \frac{N}{B} \sum_{n \in \text{batch}} \log p(y_n \mid x_n, \theta)
+                 - \beta\, \mathrm{KL}\big(q(\theta) \,\|\, p(\theta)\big)
+
+with Adam on the parameters of model and guide (``elbo.differentiable_loss``,
+so Pyro's global parameter store is not involved), an optional linear warm-up
+of :math:`\beta` from 0 to 1, the local reparameterisation trick for methods
+that support it, and minibatches drawn on the training device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyro
+import pyro.poutine as poutine
+import torch
+from pyro.infer import Predictive, TraceMeanField_ELBO
+from pyro.poutine.messenger import Messenger
+from tqdm.auto import tqdm
+
+from .data import as_tensors, check_labels
+from .guides import DropoutGuide
+from .models import Likelihood
+from .nn import LocalReparameterization
+
+__all__ = ["fit", "FitResult", "predict", "resolve_device", "save_checkpoint", "load_checkpoint", "KLScale", "evaluate"]
+
+
+class KLScale(Messenger):
+    """Scale every latent (non-observed) sample site by ``beta``.
+
+    Wrap model *and* guide: ``TraceMeanField_ELBO`` scales the analytic KL of a
+    site by the guide site's scale, Monte Carlo terms by both.
+    """
+
+    def __init__(self, beta: float):
+        super().__init__()
+        self.beta = beta
+
+    def _pyro_sample(self, msg: dict) -> None:
+        if not msg["is_observed"]:
+            msg["scale"] = msg["scale"] * self.beta
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"auto"`` is CUDA when available, else the CPU; anything else is passed to ``torch.device``."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"`device` must be 'auto' or a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("`device` is 'cuda' but CUDA is not available")
+    return dev
+
+
+def _loader_or_tensors(data: Any, name: str) -> Any:
+    if isinstance(data, torch.utils.data.DataLoader):
+        return data
+    return as_tensors(data, name=name)
+
+
+def _batches(data: Any, batch_size: int, device: torch.device, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    if isinstance(data, torch.utils.data.DataLoader):
+        for xb, yb in data:
+            yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        return
+    x, y = data
+    perm = torch.randperm(len(x), generator=gen).to(device)
+    for i in range(0, len(x), batch_size):
+        idx = perm[i : i + batch_size]
+        yield x[idx], y[idx]
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes
+    ----------
+    history : dict of list
+        Per epoch: ``elbo`` (mean loss per data point, i.e. -ELBO / N), ``nll``
+        (mean negative log-likelihood per training point), ``kl`` (KL term of
+        the ELBO, the estimate ``loss - N * nll``), ``beta``, ``train_acc`` and,
+        when ``test`` data were given, ``test_acc`` and ``test_nll``
+        (classification) or ``test_rmse`` (regression); ``seconds``.
+    device : torch.device
+    """
+
+    history: dict[str, list[float]] = field(default_factory=dict)
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        s = self.history.get("seconds", [])
+        return sum(s) / len(s) if s else float("nan")
+
+    def to_json(self) -> str:
+        return json.dumps({"history": self.history, "device": str(self.device)}, indent=1)
+
+
+def fit(
+    model: Likelihood,
+    guide: DropoutGuide,
+    data: Any,
+    *,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    loss: pyro.infer.ELBO | None = None,
+    kl_warmup: int = 0,
+    lrt: bool = True,
+    device: str | torch.device = "auto",
+    seed: int | None = 0,
+    test: Any = None,
+    test_samples: int = 20,
+    progress: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+) -> FitResult:
+    """Train ``model`` and ``guide`` by minibatch SVI.
+
+    Parameters
+    ----------
+    model, guide
+        A likelihood and its :class:`DropoutGuide`; moved to ``device`` in place.
+    data
+        Training data: a split with ``.x``/``.y``, an ``(x, y)`` tuple, or a
+        ``torch.utils.data.DataLoader`` yielding ``(x, y)``.
+    epochs, batch_size, lr
+        Passes over the data, minibatch size, Adam learning rate.
+    loss
+        A Pyro ELBO; default ``TraceMeanField_ELBO(max_plate_nesting=1)``
+        (analytic KL where the method registers one).
+    kl_warmup
+        Epochs over which the KL weight grows linearly from 0 to 1 (0: none).
+    lrt
+        Use the local reparameterisation trick for methods that support it;
+        ``False`` samples weights.
+    device
+        ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ...
+    seed
+        Seeds torch and Pyro and the minibatch order; ``None`` leaves them.
+    test
+        Optional held-out data, evaluated after every epoch by MC prediction.
+    progress
+        Show a progress bar with the ELBO and accuracy.
+    checkpoint
+        Path; the final model, guide, optimiser and history are saved there.
+
+    Returns
+    -------
+    FitResult
+    """
+    for arg, v in (("epochs", epochs), ("batch_size", batch_size)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"`{arg}` must be a positive int, got {v!r}")
+    if not isinstance(kl_warmup, int) or kl_warmup < 0:
+        raise ValueError(f"`kl_warmup` must be a non-negative int (epochs), got {kl_warmup!r}")
+    if not lr > 0:
+        raise ValueError(f"`lr` must be > 0, got {lr!r}")
+    if not isinstance(guide, DropoutGuide) or guide.model is not model:
+        raise ValueError("`guide` must be the DropoutGuide built for `model`")
+    dev = resolve_device(device)
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+    gen = torch.Generator().manual_seed(0 if seed is None else seed)
+    train = _loader_or_tensors(data, "data")
+    if not isinstance(train, torch.utils.data.DataLoader):
+        _check_targets(model, train[1], "data")
+        train = (train[0].to(dev), train[1].to(dev))
+        num = len(train[0])
+    else:
+        num = len(train.dataset)
+    if num != model.num_data:
+        raise ValueError(f"`data` has {num} points but the model was built with num_data={model.num_data}")
+    test_t = None
+    if test is not None:
+        test_t = as_tensors(test, name="test")
+        _check_targets(model, test_t[1], "test")
+    model.to(dev)
+    guide.to(dev)
+    elbo = loss if loss is not None else TraceMeanField_ELBO(max_plate_nesting=1)
+    captured: dict[str, torch.Tensor] = {}
+
+    def traced_model(*args: Any) -> torch.Tensor:
+        captured["out"] = out = model(*args)
+        return out
+
+    # Initialise the guide (records layer order and shapes) before collecting parameters.
+    x0, y0 = next(_batches(train, batch_size, dev, torch.Generator().manual_seed(0)))
+    guide(x0, y0)
+    params = list({id(p): p for p in [*model.parameters(), *guide.parameters()] if p.requires_grad}.values())
+    optim = torch.optim.Adam(params, lr=lr)
+    history: dict[str, list[float]] = {k: [] for k in ("elbo", "nll", "kl", "beta", "train_acc", "seconds")}
+    bar = tqdm(range(epochs), desc="fit", disable=not progress, leave=False)
+    for epoch in bar:
+        beta = min(1.0, (epoch + 1) / kl_warmup) if kl_warmup else 1.0
+        model.train(), guide.train()
+        t0 = time.perf_counter()
+        sums = torch.zeros(4, device=dev)  # loss, nll, correct, count
+        handlers = [KLScale(beta)] if beta != 1.0 else []
+        if lrt:
+            handlers.append(LocalReparameterization())
+        with contextlib.ExitStack() as stack:
+            for h in handlers:
+                stack.enter_context(h)
+            for xb, yb in _batches(train, batch_size, dev, gen):
+                optim.zero_grad(set_to_none=True)
+                loss_b = elbo.differentiable_loss(traced_model, guide, xb, yb)
+                loss_b.backward()
+                optim.step()
+                with torch.no_grad():
+                    out = captured["out"]
+                    ll = model.log_likelihood(out, yb)
+                    correct = (out.argmax(-1) == yb).sum() if model.task == "classification" else out.new_zeros(())
+                    sums += torch.stack([loss_b.detach() * len(yb) / num, -ll.sum(), correct.to(sums.dtype), sums.new_tensor(len(yb))])
+        loss_e, nll_sum, correct, count = sums.tolist()
+        nll = nll_sum / count
+        history["elbo"].append(loss_e / num)
+        history["nll"].append(nll)
+        history["kl"].append(loss_e - num * nll)
+        history["beta"].append(beta)
+        history["train_acc"].append(correct / count if model.task == "classification" else float("nan"))
+        history["seconds"].append(time.perf_counter() - t0)
+        postfix = {"elbo": f"{loss_e / num:.4f}"}
+        if model.task == "classification":
+            postfix["acc"] = f"{correct / count:.3f}"
+        if test_t is not None:
+            for k, v in evaluate(model, guide, test_t, num_samples=test_samples).items():
+                history.setdefault(f"test_{k}", []).append(v)
+                postfix[f"test_{k}"] = f"{v:.3f}"
+        bar.set_postfix(postfix)
+        if not math.isfinite(loss_e):
+            raise FloatingPointError(f"the loss became {loss_e} in epoch {epoch}; lower `lr` or use `kl_warmup`")
+    result = FitResult(history=history, device=dev)
+    if checkpoint is not None:
+        save_checkpoint(checkpoint, model, guide, optimizer=optim, history=history)
+    return result
+
+
+def _check_targets(model: Likelihood, y: torch.Tensor | None, name: str) -> None:
+    if y is None:
+        raise ValueError(f"`{name}` must include targets y")
+    if model.task == "classification":
+        check_labels(y, model.num_classes, name=f"{name}.y")
+
+
+@torch.no_grad()
+def predict(
+    model: Likelihood,
+    guide: DropoutGuide,
+    x: torch.Tensor,
+    *,
+    num_samples: int = 100,
+    rule: str = "mc",
+    return_samples: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    r"""Posterior predictive for inputs ``x``.
+
+    ``rule="mc"`` draws ``num_samples`` networks from the guide in one
+    vectorised pass (``Predictive(parallel=True)``) and averages:
+
+    .. math:: p(y^* \mid x^*) \approx \frac1T \sum_{t=1}^T p(y^* \mid x^*, \theta_t),\quad \theta_t \sim q.
+
+    ``rule="weight-scaling"`` runs one deterministic pass of the rescaled
+    network (Goodfellow et al., Deep Learning, sec. 7.12).
+
+    Returns
+    -------
+    torch.Tensor or tuple
+        Classification: class probabilities ``(N, C)``.  Regression:
+        ``(mean, std)`` each ``(N,)``; the std includes the observation noise
+        (Gal & Ghahramani eq. 8-9).  With ``return_samples`` (MC only) the
+        per-draw network outputs ``(T, N, ...)`` come as well.
+    """
+    if rule not in ("mc", "weight-scaling"):
+        raise ValueError(f"`rule` must be 'mc' or 'weight-scaling', got {rule!r}")
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"`num_samples` must be a positive int, got {num_samples!r}")
+    x = as_tensors(x, name="x")[0]
+    dev = next(iter(guide.parameters())).device
+    x = x.to(dev)
+    was_training = model.training
+    model.eval()
+    try:
+        if guide._order is None:
+            guide(x)
+        if rule == "weight-scaling":
+            with guide.mean_network(), poutine.block():
+                out = model(x).unsqueeze(0)
+        else:
+            pred = Predictive(model, guide=guide, num_samples=num_samples, parallel=True, return_sites=["_RETURN"])
+            out = pred(x)["_RETURN"]
+    finally:
+        model.train(was_training)
+    if model.task == "classification":
+        probs = out.softmax(-1).mean(0)
+        return (probs, out) if return_samples else probs
+    means = out.squeeze(-1)
+    mean = means.mean(0)
+    std = (means.var(0, unbiased=False) + model.noise_scale**2).sqrt()
+    return ((mean, std), out) if return_samples else (mean, std)
+
+
+@torch.no_grad()
+def evaluate(model: Likelihood, guide: DropoutGuide, data: Any, *, num_samples: int = 20, rule: str = "mc") -> dict[str, float]:
+    """Accuracy and NLL (classification) or RMSE and NLL (regression) of the predictive on ``data``."""
+    x, y = as_tensors(data, name="data")
+    if model.task == "classification":
+        probs = predict(model, guide, x, num_samples=num_samples, rule=rule).cpu()
+        y = y.cpu()
+        nll = -probs.gather(-1, y[:, None]).clamp_min(1e-12).log().mean().item()
+        return {"acc": (probs.argmax(-1) == y).float().mean().item(), "nll": nll}
+    mean, std = (t.cpu() for t in predict(model, guide, x, num_samples=num_samples, rule=rule))
+    y = y.cpu()
+    nll = -torch.distributions.Normal(mean, std).log_prob(y).mean().item()
+    return {"rmse": (mean - y).pow(2).mean().sqrt().item(), "nll": nll}
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    guide: torch.nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    history: dict | None = None,
+    config: dict | None = None,
+) -> None:
+    """Save model, guide (and optimiser, history, config) state to ``path``.
+
+    Only tensors and plain containers are written, so :func:`load_checkpoint`
+    reads it with ``torch.load(..., weights_only=True)``.
+    """
+    state = {
+        "format": "bayesdrop-checkpoint-1",
+        "model": model.state_dict(),
+        "guide": guide.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "history": history,
+        "config": config,
+    }
+    tmp = f"{os.fspath(path)}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module, guide: torch.nn.Module, *, map_location: Any = "cpu") -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` into ``model`` and ``guide``.
+
+    Uses ``torch.load(..., weights_only=True)``.  Returns the whole state
+    (``history``, ``config``, ``optimizer``) for the caller.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        If the file is missing or is not a bayesdrop checkpoint.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint `path` {os.fspath(path)!r} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # corrupt file, pickle with code, ...
+        raise ValueError(f"`path` {os.fspath(path)!r} is not a readable bayesdrop checkpoint: {err}") from err
+    if not isinstance(state, dict) or state.get("format") != "bayesdrop-checkpoint-1":
+        raise ValueError(f"`path` {os.fspath(path)!r} is not a bayesdrop checkpoint")
+    model.load_state_dict(state["model"])
+    guide.load_state_dict(state["guide"])
+    return state

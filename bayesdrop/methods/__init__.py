@@ -1,0 +1,107 @@
+"""The method registry: every dropout method is a small :class:`Method` object.
+
+A method couples the prior it implies (the *model* side: sample sites a layer
+adds to the Pyro model) with the variational family it trains (the *guide*
+side), says how it acts at test time (Monte Carlo or the weight-scaling rule)
+and reports its learned keep probabilities.  Families live in one module each
+(:mod:`~bayesdrop.methods.classic`, ...) and register here under their names:
+
+>>> import bayesdrop as bd
+>>> bd.methods.names()[:2]
+['bernoulli', 'gaussian']
+>>> m = bd.methods.get("bernoulli", p=0.3)
+
+Capability flags (class attributes, read with :func:`info`): ``analytic_kl``
+(the KL between guide and prior is registered in closed form, so
+``TraceMeanField_ELBO`` is exact in it), ``lrt`` (the local reparameterisation
+trick applies), ``structured`` (it removes whole units), ``conv`` (works in
+``Conv2d``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from .base import LayerGuide, Method
+
+__all__ = ["Method", "LayerGuide", "register", "get", "names", "info", "resolve"]
+
+_REGISTRY: dict[str, tuple[type[Method], dict[str, Any]]] = {}
+
+
+def register(name: str, **defaults: Any) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator registering ``cls`` under ``name`` with preset hyper-parameters.
+
+    Stack it to register several presets of one family (e.g. the Dropout++
+    variants), each with its own ``defaults`` that :func:`get` can override.
+    """
+
+    def deco(cls: type[Method]) -> type[Method]:
+        if name in _REGISTRY:
+            raise ValueError(f"method name {name!r} is already registered")
+        inspect.signature(cls).bind_partial(**defaults)  # presets must be valid arguments
+        _REGISTRY[name] = (cls, dict(defaults))
+        return cls
+
+    return deco
+
+
+def names() -> list[str]:
+    """Names of all registered methods, in registration order."""
+    return list(_REGISTRY)
+
+
+def get(name: str, **hyper: Any) -> Method:
+    """Build the method registered as ``name``; ``hyper`` overrides its presets.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not registered (the message lists the accepted names) or
+        a hyper-parameter is out of range.
+    TypeError
+        If ``hyper`` names an argument the method does not take.
+    """
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(f"unknown method {name!r}; accepted names: {', '.join(names())}")
+    cls, defaults = _REGISTRY[name]
+    params = inspect.signature(cls).parameters
+    unknown = sorted(set(hyper) - set(params))
+    if unknown:
+        raise TypeError(
+            f"method {name!r} got unknown hyper-parameter(s) {unknown}; accepted: {sorted(params)}"
+        )
+    method = cls(**{**defaults, **hyper})
+    method.name = name
+    return method
+
+
+def info(name: str) -> dict[str, Any]:
+    """Capability flags and reference of the method registered as ``name``."""
+    m = get(name)
+    return {
+        "name": name,
+        "reference": m.reference,
+        "analytic_kl": m.analytic_kl,
+        "lrt": m.lrt,
+        "structured": m.structured,
+        "conv": m.conv,
+        "stochastic": m.stochastic,
+        "hyper": m.hyper(),
+    }
+
+
+def resolve(method: str | Method, **hyper: Any) -> Method:
+    """A :class:`Method` from a registered name or an existing instance."""
+    if isinstance(method, Method):
+        if hyper:
+            raise TypeError("hyper-parameters can only be given with a method name, not an instance")
+        return method
+    if isinstance(method, str):
+        return get(method, **hyper)
+    raise TypeError(f"`method` must be a registered name or a Method, got {type(method).__name__}")
+
+
+# Families register themselves on import (keep this at the bottom).
+from . import classic  # noqa: E402,F401

@@ -1,0 +1,230 @@
+r"""Likelihoods (:class:`Classifier`, :class:`Regressor`) and ready architectures.
+
+A likelihood wraps a network of Bayesian layers into a Pyro model:
+
+.. math::
+    p(y, \theta) = p(\theta) \prod_{n=1}^{N} p(y_n \mid f_\theta(x_n)),
+
+with a ``pyro.plate("data", N, subsample=...)`` over the data, so that a
+minibatch of size B has its log-likelihood scaled by N / B while the global
+KL terms stay unscaled.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+
+from .methods import Method, resolve
+from .nn import Conv2d, Linear, bayesian_layers, local_plate
+
+__all__ = ["Likelihood", "Classifier", "Regressor", "mlp", "lenet300_100", "lenet5"]
+
+
+class Likelihood(PyroModule):
+    """Base class of the likelihoods: the Pyro model around a Bayesian network.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        A network containing :mod:`bayesdrop.nn` layers (``bd.models.mlp``,
+        ``bd.bayesianize(...)``, ...).
+    num_data : int
+        Size N of the training set, for the N / B scaling of minibatches.
+    """
+
+    def __init__(self, net: torch.nn.Module, num_data: int):
+        super().__init__()
+        if not isinstance(net, torch.nn.Module) or not bayesian_layers(net):
+            raise TypeError("`net` must be a torch.nn.Module containing bayesdrop.nn layers (see bd.bayesianize)")
+        if not isinstance(num_data, int) or isinstance(num_data, bool) or num_data < 1:
+            raise ValueError(f"`num_data` must be a positive int (the training-set size), got {num_data!r}")
+        self.net = net
+        self.num_data = num_data
+
+    def data_plate(self, x: torch.Tensor, y: torch.Tensor | None = None) -> pyro.plate:
+        """The subsampled data plate for a minibatch ``x`` (shared by model and guide)."""
+        return pyro.plate("data", self.num_data, subsample=torch.arange(x.shape[0], device=x.device), dim=-1)
+
+    def _check(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
+        if not torch.is_tensor(x) or not x.is_floating_point():
+            raise TypeError(f"`x` must be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
+        if y is not None and (not torch.is_tensor(y) or y.shape[:1] != x.shape[:1]):
+            raise ValueError(
+                f"`y` must be a tensor with one entry per row of `x` ({x.shape[0]}), got "
+                f"{tuple(y.shape) if torch.is_tensor(y) else type(y).__name__}"
+            )
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the network (weights global, masks per example) and observe ``y``.
+
+        Returns the network output (logits or regression means), with leading
+        sample dimensions under vectorised prediction.
+        """
+        self._check(x, y)
+        plate = self.data_plate(x, y)
+        with local_plate(plate):
+            out = self.net(x)
+        with plate:
+            self.observe(out, y)
+        return out
+
+    def observe(self, out: torch.Tensor, y: torch.Tensor | None) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def log_likelihood(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        """Pointwise log p(y_n | out_n), shape ``out.shape[:-1]`` (no N / B scaling)."""
+        raise NotImplementedError
+
+
+class Classifier(Likelihood):
+    r"""Categorical likelihood :math:`y_n \sim \mathrm{Categorical}(\mathrm{softmax}(f_\theta(x_n)))`."""
+
+    task = "classification"
+
+    @property
+    def num_classes(self) -> int:
+        last = bayesian_layers(self.net)[-1][1]
+        return last.out_features if isinstance(last, Linear) else last.out_channels
+
+    def observe(self, out, y):
+        pyro.sample("obs", dist.Categorical(logits=out), obs=y)
+
+    def log_likelihood(self, out, y):
+        return dist.Categorical(logits=out).log_prob(y)
+
+
+class Regressor(Likelihood):
+    r"""Gaussian likelihood :math:`y_n \sim \mathcal N(f_\theta(x_n), \sigma^2)`.
+
+    The network must have one output.  :math:`\sigma` (Gal & Ghahramani's
+    :math:`\tau^{-1/2}`) is a point estimate when ``learn_noise`` is true.
+
+    Parameters
+    ----------
+    net, num_data
+        As in :class:`Likelihood`.
+    noise_scale : float
+        (Initial) observation noise standard deviation, > 0.
+    learn_noise : bool
+        Learn ``noise_scale`` by maximising the ELBO.
+    """
+
+    task = "regression"
+
+    def __init__(self, net: torch.nn.Module, num_data: int, noise_scale: float = 0.1, learn_noise: bool = True):
+        super().__init__(net, num_data)
+        if not noise_scale > 0:
+            raise ValueError(f"`noise_scale` must be > 0, got {noise_scale!r}")
+        log_noise = torch.tensor(math.log(noise_scale))
+        if learn_noise:
+            self.log_noise = torch.nn.Parameter(log_noise)
+        else:
+            self.register_buffer("log_noise", log_noise)
+
+    @property
+    def noise_scale(self) -> torch.Tensor:
+        return self.log_noise.exp()
+
+    def observe(self, out, y):
+        pyro.sample("obs", dist.Normal(out.squeeze(-1), self.noise_scale), obs=y)
+
+    def log_likelihood(self, out, y):
+        return dist.Normal(out.squeeze(-1), self.noise_scale).log_prob(y)
+
+
+_ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid, "elu": torch.nn.ELU}
+
+
+def _activation(name: str) -> torch.nn.Module:
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"`activation` must be one of {sorted(_ACTIVATIONS)}, got {name!r}")
+    return _ACTIVATIONS[name]()
+
+
+def mlp(
+    in_features: int,
+    hidden: Sequence[int],
+    out_features: int,
+    method: str | Method = "bernoulli",
+    *,
+    input_method: str | Method | None = None,
+    activation: str = "relu",
+    **hyper: Any,
+) -> PyroModule:
+    """A multilayer perceptron of :class:`bayesdrop.nn.Linear` layers.
+
+    Each layer applies its method to its inputs (Gal & Ghahramani's
+    :math:`W = M \\mathrm{diag}(z)`), so hidden units are dropped by the layer
+    after them.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    hidden : sequence of int
+        Hidden widths, e.g. ``[300, 100]`` for LeNet-300-100.
+    method : str or Method
+        Method of every layer; ``**hyper`` are its hyper-parameters.
+    input_method : str or Method, optional
+        A different method for the first layer (the inputs), e.g.
+        ``bd.methods.get("bernoulli", p=0.2)`` or ``p=0`` for none.
+    activation : {"relu", "tanh", "sigmoid", "elu"}
+    """
+    widths = [in_features, *hidden, out_features]
+    if isinstance(hidden, (str, bytes)) or not all(isinstance(h, int) and h > 0 for h in hidden):
+        raise ValueError(f"`hidden` must be a sequence of positive ints, got {hidden!r}")
+    m = resolve(method, **hyper)
+    layers: list[torch.nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        lm = resolve(input_method) if (i == 0 and input_method is not None) else m
+        layers.append(Linear(a, b, lm))
+        if i < len(widths) - 2:
+            layers.append(_activation(activation))
+    return PyroModule[torch.nn.Sequential](*layers)
+
+
+def lenet300_100(in_features: int = 784, out_features: int = 10, method: str | Method = "bernoulli", **kw: Any) -> PyroModule:
+    """LeNet-300-100 (LeCun et al. 1998): ``mlp(in, [300, 100], out)``."""
+    return mlp(in_features, [300, 100], out_features, method, **kw)
+
+
+def lenet5(
+    image_shape: Sequence[int] = (1, 28, 28),
+    num_classes: int = 10,
+    method: str | Method = "bernoulli",
+    *,
+    channels: tuple[int, int] = (20, 50),
+    hidden: int = 500,
+    **hyper: Any,
+) -> PyroModule:
+    """LeNet-5-Caffe: conv(20, 5x5) - maxpool - conv(50, 5x5) - maxpool - fc(500) - fc(classes).
+
+    Every layer is Bayesian.  Images smaller than 28x28 (e.g. the 8x8 digits)
+    get padding 2 so that the two 5x5 convolutions fit.
+    """
+    if len(image_shape) != 3:
+        raise ValueError(f"`image_shape` must be (C, H, W), got {tuple(image_shape)!r}")
+    c, h, w = image_shape
+    pad = 0 if min(h, w) >= 28 else 2
+    m = resolve(method, **hyper)
+    for _ in range(2):
+        h, w = (h + 2 * pad - 4) // 2, (w + 2 * pad - 4) // 2
+    if h < 1 or w < 1:
+        raise ValueError(f"`image_shape` {tuple(image_shape)} is too small for LeNet-5")
+    return PyroModule[torch.nn.Sequential](
+        Conv2d(c, channels[0], 5, m, padding=pad),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        Conv2d(channels[0], channels[1], 5, m, padding=pad),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(-3),
+        Linear(channels[1] * h * w, hidden, m),
+        torch.nn.ReLU(),
+        Linear(hidden, num_classes, m),
+    )

@@ -1,0 +1,360 @@
+"""Tests for bayesdrop.data: loaders, the IDX reader and argument checks."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+
+def _import_data():
+    # Import the module file directly, so these tests do not depend on the
+    # package __init__ (owned elsewhere) importing cleanly.
+    try:
+        import bayesdrop.data as module
+
+        return module
+    except ImportError:
+        path = Path(__file__).resolve().parents[1] / "bayesdrop" / "data.py"
+        spec = importlib.util.spec_from_file_location("_bayesdrop_data", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return module
+
+
+data = _import_data()
+
+
+# ----------------------------------------------------------------- IDX files
+
+
+def write_idx(path: Path, magic: int, dims, payload: bytes, *, gz: bool = False):
+    """Write an IDX file: big-endian int32 magic and dims, then ``payload``."""
+    raw = np.array([magic, *dims], dtype=">i4").tobytes() + payload
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        with gzip.open(path, "wb") as f:
+            f.write(raw)
+    else:
+        path.write_bytes(raw)
+    return path
+
+
+def write_mnist(root: Path, *, n_train=5, n_test=3, rows=4, cols=3, gz=False, seed=0):
+    rng = np.random.default_rng(seed)
+    out = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, (n, rows, cols), dtype=np.uint8)
+        labels = rng.integers(0, 10, n, dtype=np.uint8)
+        write_idx(
+            root / f"{prefix}-images-idx3-ubyte",
+            2051,
+            (n, rows, cols),
+            images.tobytes(),
+            gz=gz,
+        )
+        write_idx(root / f"{prefix}-labels-idx1-ubyte", 2049, (n,), labels.tobytes(), gz=gz)
+        out[prefix] = (images, labels)
+    return out
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_load_mnist_round_trip(tmp_path, gz):
+    arrays = write_mnist(tmp_path, gz=gz)
+    ds = data.load_mnist(tmp_path)
+    assert ds.name == "mnist" and ds.task == "classification" and ds.num_classes == 10
+    assert ds.image_shape == (1, 4, 3) and ds.in_features == 12
+    for split, prefix in ((ds.train, "train"), (ds.test, "t10k")):
+        images, labels = arrays[prefix]
+        assert split.x.dtype == torch.float32 and split.y.dtype == torch.int64
+        assert split.x.shape == (len(images), 12)
+        np.testing.assert_allclose(split.x.numpy(), images.reshape(len(images), -1) / 255.0, rtol=1e-6)
+        np.testing.assert_array_equal(split.y.numpy(), labels)
+    assert ds.images(ds.train).shape == (5, 1, 4, 3)
+    assert torch.equal(ds.images("test")[1, 0], ds.test.x[1].reshape(4, 3))
+
+
+def test_load_mnist_mixed_raw_and_gz(tmp_path):
+    write_mnist(tmp_path)
+    gz = tmp_path / "t10k-labels-idx1-ubyte"
+    with gzip.open(gz.with_name(gz.name + ".gz"), "wb") as f:
+        f.write(gz.read_bytes())
+    gz.unlink()
+    assert len(data.load_mnist(str(tmp_path)).test) == 3
+
+
+def test_load_mnist_wrong_magic(tmp_path):
+    write_mnist(tmp_path)
+    write_idx(tmp_path / "train-images-idx3-ubyte", 2049, (5, 4, 3), bytes(60))
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.*magic.*2051.*2049"):
+        data.load_mnist(tmp_path)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_load_mnist_truncated_payload(tmp_path, gz):
+    write_mnist(tmp_path, gz=gz)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", 2051, (3, 4, 3), bytes(35), gz=gz)
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte.*36.*found 35"):
+        data.load_mnist(tmp_path)
+
+
+def test_load_mnist_short_header(tmp_path):
+    write_mnist(tmp_path)
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08")
+    with pytest.raises(ValueError, match=r"train-labels-idx1-ubyte.*header"):
+        data.load_mnist(tmp_path)
+
+
+def test_load_mnist_corrupt_gzip(tmp_path):
+    write_mnist(tmp_path, gz=True)
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(ValueError, match=r"train-labels-idx1-ubyte\.gz"):
+        data.load_mnist(tmp_path)
+
+
+def test_load_mnist_zero_dimension(tmp_path):
+    write_mnist(tmp_path)
+    write_idx(tmp_path / "train-images-idx3-ubyte", 2051, (5, 0, 3), b"")
+    with pytest.raises(ValueError, match="positive"):
+        data.load_mnist(tmp_path)
+
+
+def test_load_mnist_count_mismatch(tmp_path):
+    write_mnist(tmp_path)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", 2049, (4,), bytes(4))
+    with pytest.raises(ValueError, match=r"5 images.*4 labels"):
+        data.load_mnist(tmp_path)
+
+
+def test_load_mnist_label_out_of_range(tmp_path):
+    write_mnist(tmp_path)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", 2049, (3,), bytes([1, 10, 2]))
+    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte.*0\.\.9.*10"):
+        data.load_mnist(tmp_path)
+
+
+def test_load_mnist_train_test_size_differ(tmp_path):
+    write_mnist(tmp_path)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", 2051, (3, 3, 4), bytes(36))
+    with pytest.raises(ValueError, match="differ in size"):
+        data.load_mnist(tmp_path)
+
+
+def test_load_mnist_missing_file(tmp_path):
+    write_mnist(tmp_path)
+    (tmp_path / "t10k-images-idx3-ubyte").unlink()
+    with pytest.raises(FileNotFoundError, match=r"t10k-images-idx3-ubyte.*\.gz"):
+        data.load_mnist(tmp_path)
+
+
+def test_load_mnist_missing_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        data.load_mnist(tmp_path / "nowhere")
+
+
+# -------------------------------------------------------------------- digits
+
+
+def test_digits_shapes_and_range():
+    ds = data.load("digits")
+    assert (len(ds.train), len(ds.test)) == (1437, 360)
+    assert ds.train.x.shape == (1437, 64) and ds.train.x.dtype == torch.float32
+    assert ds.train.y.dtype == torch.int64 and ds.num_classes == 10
+    assert ds.task == "classification" and ds.in_features == 64
+    x = torch.cat([ds.train.x, ds.test.x])
+    assert x.min() == 0.0 and x.max() == 1.0
+    assert ds.images(ds.test).shape == (360, 1, 8, 8)
+    assert ds.images("train").shape == (1437, 1, 8, 8)
+
+
+def test_digits_stratified():
+    ds = data.load("digits")
+    n_train = torch.bincount(ds.train.y, minlength=10)
+    n_test = torch.bincount(ds.test.y, minlength=10)
+    overall = 360 / 1797
+    frac = n_test / (n_train + n_test)
+    assert torch.all((frac - overall).abs() <= 0.02), frac
+
+
+def test_digits_deterministic_and_seeded():
+    a, b, c = data.load("digits"), data.load("digits"), data.load("digits", seed=1)
+    assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)
+    assert not torch.equal(a.train.x, c.train.x)
+
+
+# ------------------------------------------------------------------- mnist1d
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("BAYESDROP_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_mnist1d_shapes_and_determinism(cache_dir):
+    a, b = data.load("mnist1d"), data.load("mnist1d")
+    assert a.train.x.shape == (4000, 40) and a.test.x.shape == (1000, 40)
+    assert a.train.x.dtype == torch.float32 and a.train.y.dtype == torch.int64
+    assert a.num_classes == 10 and a.image_shape == (1, 40)
+    assert a.images(a.test).shape == (1000, 1, 40)
+    assert set(a.train.y.tolist()) == set(range(10))
+    assert abs(float(a.train.x.mean())) < 0.05 and abs(float(a.train.x.std()) - 1) < 0.05
+    assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)
+    a.train.x.zero_()  # a caller's in-place edit must not reach the cache
+    assert not torch.equal(a.train.x, data.load("mnist1d").train.x)
+
+
+def test_mnist1d_disk_cache_and_rng_state(cache_dir):
+    generate = data._mnist1d_arrays.__wrapped__  # bypass the in-memory cache
+    np.random.seed(123)
+    random.seed(123)
+    expected_np, expected_py = np.random.rand(), random.random()
+    np.random.seed(123)
+    random.seed(123)
+    first = generate(7)
+    assert (np.random.rand(), random.random()) == (expected_np, expected_py)
+
+    path = cache_dir / "mnist1d-seed7-v1.npz"
+    assert path.is_file()
+    second = generate(7)  # read back from disk
+    for k in first:
+        np.testing.assert_array_equal(first[k], second[k])
+
+    path.write_bytes(b"corrupt")  # invalid cache: regenerated and rewritten
+    third = generate(7)
+    np.testing.assert_array_equal(first["x"], third["x"])
+    with np.load(path) as f:
+        assert f["x"].shape == (4000, 40)
+
+
+def test_mnist1d_unwritable_cache(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("BAYESDROP_CACHE", str(blocker / "sub"))
+    arrays = data._mnist1d_arrays.__wrapped__(3)
+    assert arrays["x"].shape == (4000, 40)
+
+
+# ------------------------------------------------------------ toy regression
+
+
+def test_toy_regression():
+    ds = data.load("toy-regression")
+    assert ds.task == "regression" and ds.num_classes is None and ds.image_shape is None
+    assert ds.gap == (-0.75, 0.75) and ds.x_range == (-3.0, 3.0)
+    assert ds.train.x.shape == (200, 1) and ds.test.x.shape == (400, 1)
+    assert ds.train.y.shape == (200,) and ds.train.y.dtype == torch.float32
+    x = ds.train.x[:, 0]
+    assert not ((x > -0.75) & (x < 0.75)).any()
+    assert x.min() >= -3 and x.max() <= 3
+    assert (x < 0).sum() == 100
+    t = ds.test.x[:, 0]
+    assert (t < -3).any() and (t > 3).any() and ((t > -0.75) & (t < 0.75)).any()
+    residual = ds.train.y - (torch.sin(3 * x) + 0.3 * x)
+    assert 0.07 < float(residual.std()) < 0.13
+    with pytest.raises(ValueError, match="no image_shape"):
+        ds.images(ds.train)
+
+
+def test_toy_regression_kwargs_and_seed():
+    ds = data.load("toy-regression", n_train=10, n_test=7, noise=0.0, seed=3)
+    assert (len(ds.train), len(ds.test)) == (10, 7)
+    x = ds.train.x[:, 0]
+    torch.testing.assert_close(ds.train.y, torch.sin(3 * x) + 0.3 * x)
+    again = data.load("toy-regression", n_train=10, n_test=7, noise=0.0, seed=3)
+    assert torch.equal(ds.train.x, again.train.x)
+    other = data.load("toy-regression", n_train=10, n_test=7, seed=4)
+    assert not torch.equal(ds.train.x, other.train.x)
+
+
+# ---------------------------------------------------------------------- load
+
+
+def test_load_unknown_name():
+    with pytest.raises(ValueError, match=r"`name`.*digits.*mnist1d.*toy-regression"):
+        data.load("cifar")
+
+
+def test_load_bad_arguments():
+    with pytest.raises(TypeError, match="n_train"):
+        data.load("digits", n_train=5)
+    with pytest.raises(ValueError, match="seed"):
+        data.load("digits", seed=-1)
+    with pytest.raises(TypeError, match="name"):
+        data.load(3)
+
+
+# ------------------------------------------------------------- Split / checks
+
+
+def test_split_behaviour():
+    s = data.Split(torch.zeros(3, 2), torch.arange(3))
+    x, y = s
+    assert len(s) == 3 and x is s.x and y is s.y
+    moved = s.to("cpu")
+    assert isinstance(moved, data.Split) and torch.equal(moved.y, s.y)
+    with pytest.raises(ValueError, match="3 rows but y has 2"):
+        data.Split(torch.zeros(3, 2), torch.arange(2))
+
+
+def test_as_tensors_accepted_forms():
+    x, y = torch.randn(4, 3), torch.arange(4)
+    for form in (data.Split(x, y), (x, y), [x, y]):
+        gx, gy = data.as_tensors(form)
+        assert gx is x and gy is y
+    gx, gy = data.as_tensors(x)
+    assert gx is x and gy is None
+
+    gx, gy = data.as_tensors((np.ones((4, 2)), np.arange(4)))
+    assert gx.dtype == torch.float32 and gy.dtype == torch.int64
+    gx, gy = data.as_tensors(np.ones((2, 1, 3), dtype=np.float64))
+    assert gx.dtype == torch.float32 and gx.shape == (2, 1, 3) and gy is None
+
+
+def test_as_tensors_rejects():
+    x = torch.randn(4, 3)
+    bad = x.clone()
+    bad[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="`data` contains NaN or inf in x"):
+        data.as_tensors(bad)
+    bad[1, 2] = float("inf")
+    with pytest.raises(ValueError, match="`train` contains NaN or inf in x"):
+        data.as_tensors((bad, torch.zeros(4)), name="train")
+    with pytest.raises(ValueError, match="in y"):
+        data.as_tensors((x, torch.tensor([0.0, float("nan"), 0.0, 0.0])))
+    with pytest.raises(ValueError, match=r"\(4, 3\).*\(3,\)"):
+        data.as_tensors((x, torch.zeros(3)))
+    with pytest.raises(ValueError, match="at least 2"):
+        data.as_tensors(torch.zeros(4))
+    with pytest.raises(ValueError, match="N > 0"):
+        data.as_tensors(torch.zeros(0, 3))
+    with pytest.raises(TypeError, match="floating"):
+        data.as_tensors(torch.zeros(4, 3, dtype=torch.long))
+    with pytest.raises(TypeError, match=r"`data`.*Split.*tuple.*str"):
+        data.as_tensors("x.csv")
+    with pytest.raises(TypeError, match="length 3"):
+        data.as_tensors((x, x, x))
+    with pytest.raises(TypeError, match=r"y must be a torch\.Tensor"):
+        data.as_tensors((x, [0, 1, 2, 3]))
+    loader = DataLoader(TensorDataset(x))
+    with pytest.raises(TypeError, match=r"bd\.fit accepts a DataLoader"):
+        data.as_tensors(loader)
+
+
+def test_check_labels():
+    data.check_labels(torch.tensor([0, 9, 3]), 10)
+    data.check_labels(torch.zeros(0, dtype=torch.long), 10)
+    with pytest.raises(ValueError, match=r"`labels`.*\[0, 9\].*found \[0, 10\]"):
+        data.check_labels(torch.tensor([0, 10]), 10, name="labels")
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        data.check_labels(torch.tensor([-1, 1]), 2)
+    with pytest.raises(ValueError, match="integer"):
+        data.check_labels(torch.tensor([0.0, 1.0]), 2)
