@@ -31,6 +31,7 @@ import math
 import os
 import random
 import tempfile
+import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -296,14 +297,15 @@ _MNIST1D_SHAPES = {
 
 
 def _mnist1d_valid(arrays: dict[str, np.ndarray]) -> bool:
-    return all(
-        k in arrays and arrays[k].shape == shape and arrays[k].dtype == (np.float32 if k.startswith("x") else np.int64)
-        for k, shape in _MNIST1D_SHAPES.items()
-    ) and bool(
-        np.isfinite(arrays["x"]).all()
-        and np.isfinite(arrays["x_test"]).all()
-        and all(((arrays[k] >= 0) & (arrays[k] <= 9)).all() for k in ("y", "y_test"))
-    )
+    for k, shape in _MNIST1D_SHAPES.items():
+        a = arrays.get(k)
+        if a is None or a.shape != shape:
+            return False
+        if k.startswith("x") and not (a.dtype == np.float32 and np.isfinite(a).all()):
+            return False
+        if k.startswith("y") and not (a.dtype == np.int64 and ((a >= 0) & (a <= 9)).all()):
+            return False
+    return True
 
 
 def _cache_dir() -> Path | None:
@@ -322,7 +324,7 @@ def _mnist1d_arrays(seed: int) -> dict[str, np.ndarray]:
                 arrays = {k: f[k] for k in _MNIST1D_SHAPES if k in f}
             if _mnist1d_valid(arrays):
                 return arrays
-        except (OSError, ValueError, zlib.error):
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
             pass  # unreadable cache: regenerate and overwrite below
 
     from mnist1d.data import get_dataset_args, make_dataset

@@ -45,13 +45,15 @@ class DropoutGuide(PyroModule):
     def __init__(self, model: torch.nn.Module):
         super().__init__(name="guide")
         if not hasattr(model, "data_plate"):
-            raise TypeError("`model` must provide data_plate(x, ...) (use bd.Classifier / bd.Regressor or subclass bd.models.Likelihood)")
+            raise TypeError(
+                "`model` must provide data_plate(x, ...) (use bd.Classifier / bd.Regressor or subclass bd.models.Likelihood)"
+            )
         pairs = bayesian_layers(model)
         if not pairs:
             raise ValueError("`model` contains no bayesdrop.nn layers")
         self._model = (model,)  # a tuple: not registered as a submodule
-        self.layers = PyroModule[torch.nn.ModuleDict]({_key(n): l.method.init_guide(l) for n, l in pairs})
-        self._order: list[BayesianLayer] | None = None
+        self.layers = PyroModule[torch.nn.ModuleDict]({_key(n): layer.method.init_guide(layer) for n, layer in pairs})
+        self._order: list[tuple[BayesianLayer, LayerGuide]] | None = None
 
     @property
     def model(self) -> torch.nn.Module:
@@ -59,14 +61,14 @@ class DropoutGuide(PyroModule):
 
     def layer_guide(self, layer: BayesianLayer) -> LayerGuide:
         """The variational parameters of ``layer``."""
-        for n, l in bayesian_layers(self.model):
-            if l is layer:
+        for n, candidate in bayesian_layers(self.model):
+            if candidate is layer:
                 return self.layers[_key(n)]
         raise KeyError("layer is not part of this guide's model")
 
     def pairs(self) -> list[tuple[str, BayesianLayer, LayerGuide]]:
         """``(name, layer, params)`` for every Bayesian layer, in module order."""
-        return [(n, l, self.layers[_key(n)]) for n, l in bayesian_layers(self.model)]
+        return [(n, layer, self.layers[_key(n)]) for n, layer in bayesian_layers(self.model)]
 
     def _setup(self, *args: Any, **kwargs: Any) -> None:
         # One blocked run of the model records call order and per-example shapes.
@@ -75,16 +77,15 @@ class DropoutGuide(PyroModule):
         first_site = {}
         for i, name in enumerate(trace.nodes):
             first_site.setdefault(name.rsplit(".", 1)[0], i)
-        layers = [l for _, l in bayesian_layers(self.model)]
-        self._order = sorted(layers, key=lambda l: first_site.get(l._pyro_name, len(first_site)))
+        pairs = [(layer, g) for _, layer, g in self.pairs()]
+        self._order = sorted(pairs, key=lambda lg: first_site.get(lg[0]._pyro_name, len(first_site)))
 
     def forward(self, *args: Any, **kwargs: Any) -> None:
         if self._order is None:
             self._setup(*args, **kwargs)
         plate = self.model.data_plate(*args, **kwargs)
-        lookup = {id(l): g for _, l, g in self.pairs()}
-        for layer in self._order:
-            layer.method.guide(layer, lookup[id(layer)], plate)
+        for layer, params in self._order:
+            layer.method.guide(layer, params, plate)
 
     @contextlib.contextmanager
     def mean_network(self) -> Iterator[None]:
@@ -107,4 +108,4 @@ def dropout_rates(model: torch.nn.Module, guide: DropoutGuide) -> dict[str, torc
     if not isinstance(guide, DropoutGuide) or guide.model is not model:
         raise ValueError("`guide` must be the DropoutGuide built for `model`")
     with torch.no_grad():
-        return {n: l.method.keep_prob(l, g).detach() for n, l, g in guide.pairs()}
+        return {n: layer.method.keep_prob(layer, g).detach() for n, layer, g in guide.pairs()}

@@ -13,7 +13,8 @@ KL terms stay unscaled.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pyro
 import pyro.distributions as dist
@@ -188,7 +189,9 @@ def mlp(
     return PyroModule[torch.nn.Sequential](*layers)
 
 
-def lenet300_100(in_features: int = 784, out_features: int = 10, method: str | Method = "bernoulli", **kw: Any) -> PyroModule:
+def lenet300_100(
+    in_features: int = 784, out_features: int = 10, method: str | Method = "bernoulli", **kw: Any
+) -> PyroModule:
     """LeNet-300-100 (LeCun et al. 1998): ``mlp(in, [300, 100], out)``."""
     return mlp(in_features, [300, 100], out_features, method, **kw)
 

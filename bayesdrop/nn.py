@@ -185,7 +185,9 @@ class Linear(BayesianLayer):
 
     event_dim = 1
 
-    def __init__(self, in_features: int, out_features: int, method: str | Method = "bernoulli", bias: bool = True, **hyper: Any):
+    def __init__(
+        self, in_features: int, out_features: int, method: str | Method = "bernoulli", bias: bool = True, **hyper: Any
+    ):
         for arg, v in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"`{arg}` must be a positive int, got {v!r}")
@@ -235,7 +237,12 @@ class Conv2d(BayesianLayer):
         ref = torch.nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, bias=bias)
         super().__init__(method, ref.weight, ref.bias, **hyper)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding, self.dilation = ref.kernel_size, ref.stride, ref.padding, ref.dilation
+        self.kernel_size, self.stride, self.padding, self.dilation = (
+            ref.kernel_size,
+            ref.stride,
+            ref.padding,
+            ref.dilation,
+        )
 
     def _check_input(self, x: torch.Tensor) -> None:
         if not torch.is_tensor(x) or x.dim() < 4 or x.shape[-3] != self.in_channels:
@@ -301,7 +308,16 @@ def bayesianize(module: torch.nn.Module, method: str | Method = "bernoulli", **h
         elif type(mod) is torch.nn.Conv2d:
             if mod.groups != 1 or mod.padding_mode != "zeros" or isinstance(mod.padding, str):
                 raise ValueError("bayesianize supports Conv2d with groups=1, zero padding given as ints")
-            new = Conv2d(mod.in_channels, mod.out_channels, mod.kernel_size, m, mod.stride, mod.padding, mod.dilation, bias=mod.bias is not None)
+            new = Conv2d(
+                mod.in_channels,
+                mod.out_channels,
+                mod.kernel_size,
+                m,
+                mod.stride,
+                mod.padding,
+                mod.dilation,
+                bias=mod.bias is not None,
+            )
         elif isinstance(mod, (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d)):
             return torch.nn.Identity()
         else:

@@ -228,11 +228,15 @@ def test_mnist1d_disk_cache_and_rng_state(cache_dir):
     for k in first:
         np.testing.assert_array_equal(first[k], second[k])
 
-    path.write_bytes(b"corrupt")  # invalid cache: regenerated and rewritten
-    third = generate(7)
-    np.testing.assert_array_equal(first["x"], third["x"])
-    with np.load(path) as f:
-        assert f["x"].shape == (4000, 40)
+    good = path.read_bytes()
+    np.savez(path, **{**first, "y": first["y"] + 20})  # labels out of range
+    for corrupt in (None, b"corrupt", good[: len(good) // 2]):
+        if corrupt is not None:
+            path.write_bytes(corrupt)
+        again = generate(7)  # invalid cache: regenerated and rewritten
+        np.testing.assert_array_equal(first["y"], again["y"])
+        with np.load(path) as f:
+            np.testing.assert_array_equal(f["x"], first["x"])
 
 
 def test_mnist1d_unwritable_cache(tmp_path, monkeypatch):

@@ -21,7 +21,8 @@ trick applies), ``structured`` (it removes whole units), ``conv`` (works in
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .base import LayerGuide, Method
 
@@ -69,9 +70,7 @@ def get(name: str, **hyper: Any) -> Method:
     params = inspect.signature(cls).parameters
     unknown = sorted(set(hyper) - set(params))
     if unknown:
-        raise TypeError(
-            f"method {name!r} got unknown hyper-parameter(s) {unknown}; accepted: {sorted(params)}"
-        )
+        raise TypeError(f"method {name!r} got unknown hyper-parameter(s) {unknown}; accepted: {sorted(params)}")
     method = cls(**{**defaults, **hyper})
     method.name = name
     return method

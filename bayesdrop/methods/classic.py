@@ -31,7 +31,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from ..distributions import StraightThroughBernoulli
+from ..distributions import FixedNoise
 from . import register
 from .base import LayerGuide, Method, check_range
 
@@ -98,8 +98,8 @@ class BernoulliDropout(_FixedNoise):
         return self.p > 0
 
     def _noise(self, like, layer):
-        keep = like.new_full((), 1.0 - self.p)
-        return StraightThroughBernoulli(keep).expand(layer.input_event_shape).to_event(layer.event_dim)
+        base = dist.Bernoulli(like.new_full((), 1.0 - self.p)).expand(layer.input_event_shape)
+        return FixedNoise(base, ("bernoulli", self.p)).to_event(layer.event_dim)
 
     def mean_forward(self, layer, params, x):
         return layer.op(x * (1.0 - self.p), params.weight)
@@ -128,7 +128,8 @@ class GaussianDropout(_FixedNoise):
 
     def _noise(self, like, layer):
         one = like.new_ones(())
-        return dist.Normal(one, one * math.sqrt(self.alpha)).expand(layer.input_event_shape).to_event(layer.event_dim)
+        base = dist.Normal(one, one * math.sqrt(self.alpha)).expand(layer.input_event_shape)
+        return FixedNoise(base, ("gaussian", self.alpha)).to_event(layer.event_dim)
 
     def mean_forward(self, layer, params, x):
         return layer.op(x, params.weight)

@@ -1,0 +1,212 @@
+"""The ``bayesdrop`` command.
+
+``bayesdrop methods``
+    List the registered methods with their references and capabilities.
+``bayesdrop train --method M --dataset D --arch mlp:300,100 --epochs E --out DIR``
+    Train, print test accuracy and NLL, and write a *run directory*:
+    ``config.json`` (everything needed to rebuild model and guide),
+    ``checkpoint.pt`` (loaded with ``weights_only=True``), ``history.json`` and
+    ``metrics.json``.  :func:`load_run` rebuilds a run for later commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import data as bd_data
+from . import methods
+from .guides import DropoutGuide
+from .infer import evaluate, fit, load_checkpoint, resolve_device, save_checkpoint
+from .models import Classifier, Likelihood, Regressor, lenet5, mlp
+
+__all__ = ["main", "build", "load_run", "parse_arch", "parse_hyper"]
+
+
+def parse_arch(spec: str) -> tuple[str, list[int]]:
+    """Parse ``mlp:300,100`` / ``lenet300-100`` / ``lenet5`` into (kind, widths)."""
+    kind, _, rest = spec.partition(":")
+    if kind == "mlp":
+        try:
+            widths = [int(w) for w in rest.split(",") if w.strip()]
+        except ValueError:
+            widths = []
+        if not widths or min(widths) < 1:
+            raise ValueError(f"`--arch` {spec!r}: expected mlp:W1,W2,... with positive widths")
+        return "mlp", widths
+    if kind == "lenet300-100" and not rest:
+        return "mlp", [300, 100]
+    if kind == "lenet5" and not rest:
+        return "lenet5", []
+    raise ValueError(f"`--arch` {spec!r}: accepted are mlp:W1,W2,..., lenet300-100, lenet5")
+
+
+def parse_hyper(items: list[str]) -> dict[str, Any]:
+    """``["p=0.3", "granularity=unit"]`` -> ``{"p": 0.3, "granularity": "unit"}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"`--hyper` {item!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def load_dataset(name: str, mnist_dir: str | None = None, seed: int = 0) -> bd_data.Dataset:
+    if name == "mnist":
+        if not mnist_dir:
+            raise ValueError("`--dataset mnist` needs `--mnist-dir` (a directory with the IDX files)")
+        return bd_data.load_mnist(mnist_dir)
+    return bd_data.load(name, seed=seed)
+
+
+def build(
+    config: dict[str, Any], dataset: bd_data.Dataset | None = None
+) -> tuple[bd_data.Dataset, Likelihood, DropoutGuide]:
+    """Data, model and guide from a run configuration (see ``bayesdrop train``)."""
+    ds = dataset or load_dataset(config["dataset"], config.get("mnist_dir"), config.get("data_seed", 0))
+    kind, widths = parse_arch(config["arch"])
+    method = methods.get(config["method"], **config.get("hyper", {}))
+    input_method = None
+    if config.get("input_method"):
+        input_method = methods.get(config["input_method"], **config.get("input_hyper", {}))
+    out = ds.num_classes if ds.task == "classification" else 1
+    if kind == "mlp":
+        net = mlp(ds.in_features, widths, out, method, input_method=input_method)
+    else:
+        if ds.image_shape is None or len(ds.image_shape) != 3:
+            raise ValueError(f"`--arch lenet5` needs image data; {ds.name!r} has image shape {ds.image_shape}")
+        net = lenet5(ds.image_shape, out, method)
+    if ds.task == "classification":
+        model: Likelihood = Classifier(net, num_data=len(ds.train))
+    else:
+        model = Regressor(net, num_data=len(ds.train))
+    return ds, model, DropoutGuide(model)
+
+
+def inputs(ds: bd_data.Dataset, config: dict[str, Any], split: bd_data.Split) -> bd_data.Split:
+    """The split shaped for the architecture (images for conv nets)."""
+    if parse_arch(config["arch"])[0] == "lenet5":
+        return bd_data.Split(ds.images(split), split.y)
+    return split
+
+
+def load_run(run_dir: str | os.PathLike) -> tuple[bd_data.Dataset, Likelihood, DropoutGuide, dict[str, Any]]:
+    """Rebuild data, model and guide of a run directory written by ``bayesdrop train``."""
+    run = Path(run_dir)
+    cfg_path = run / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"`run_dir` {os.fspath(run_dir)!r} has no config.json (not a bayesdrop run)")
+    config = json.loads(cfg_path.read_text())
+    ds, model, guide = build(config)
+    x0 = inputs(ds, config, ds.train).x[:2]
+    guide(x0)  # record layer order and shapes before loading state
+    load_checkpoint(run / "checkpoint.pt", model, guide)
+    return ds, model, guide, config
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    rows = [methods.info(n) for n in methods.names()]
+    print("| method | reference | analytic KL | LRT | structured | conv |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        flags = ["yes" if r[k] else "no" for k in ("analytic_kl", "lrt", "structured", "conv")]
+        print(f"| {r['name']} | {r['reference']} | " + " | ".join(flags) + " |")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = {
+        "method": args.method,
+        "hyper": parse_hyper(args.hyper),
+        "input_method": args.input_method,
+        "input_hyper": parse_hyper(args.input_hyper),
+        "dataset": args.dataset,
+        "mnist_dir": args.mnist_dir,
+        "arch": args.arch,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "kl_warmup": args.kl_warmup,
+        "seed": args.seed,
+    }
+    ds, model, guide = build(config)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train, test = inputs(ds, config, ds.train), inputs(ds, config, ds.test)
+    result = fit(
+        model,
+        guide,
+        train,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        kl_warmup=args.kl_warmup,
+        device=resolve_device(args.device),
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    metrics = evaluate(model, guide, test, num_samples=args.num_samples)
+    metrics["seconds_per_epoch"] = result.seconds_per_epoch
+    save_checkpoint(out / "checkpoint.pt", model.cpu(), guide.cpu(), history=result.history, config=config)
+    (out / "config.json").write_text(json.dumps(config, indent=1))
+    (out / "history.json").write_text(json.dumps(result.history, indent=1))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    if ds.task == "classification":
+        print(
+            f"test accuracy {metrics['acc']:.4f}  test NLL {metrics['nll']:.4f}  ({args.method}, {args.dataset}, {args.epochs} epochs)"
+        )
+    else:
+        print(
+            f"test RMSE {metrics['rmse']:.4f}  test NLL {metrics['nll']:.4f}  ({args.method}, {args.dataset}, {args.epochs} epochs)"
+        )
+    print(f"run written to {out}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bayesdrop", description="Dropout methods as Bayesian model/guide pairs (Pyro)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("methods", help="list the registered methods").set_defaults(func=cmd_methods)
+    t = sub.add_parser("train", help="train one method and write a run directory")
+    t.add_argument("--method", default="bernoulli", help="registered method name (see `bayesdrop methods`)")
+    t.add_argument("--hyper", nargs="*", default=[], metavar="KEY=VALUE", help="method hyper-parameters, e.g. p=0.3")
+    t.add_argument("--input-method", default=None, help="a different method for the input layer")
+    t.add_argument("--input-hyper", nargs="*", default=[], metavar="KEY=VALUE")
+    t.add_argument("--dataset", default="digits", help="digits, mnist1d, toy-regression or mnist (with --mnist-dir)")
+    t.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
+    t.add_argument("--arch", default="mlp:300,100", help="mlp:W1,W2,..., lenet300-100 or lenet5")
+    t.add_argument("--epochs", type=int, default=50)
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--kl-warmup", type=int, default=0, help="epochs of linear KL warm-up")
+    t.add_argument("--num-samples", type=int, default=100, help="MC draws for the test metrics")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True, help="run directory to write")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"bayesdrop: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Per-epoch training time of ``bd.fit`` against plain PyTorch, in one process.
+
+Baseline: a hand-written PyTorch loop of the same network (``nn.Dropout`` before
+each ``nn.Linear``, as ``bd.models.mlp`` drops each layer's inputs), the same
+data, batch size, Adam and learning rate.  Epoch times are interleaved
+(baseline, bayesdrop, baseline, ...) and the median of ``--repeats`` epochs is
+reported after a warm-up epoch, so both see the same machine load.
+
+Usage::
+
+    python benchmarks/speed.py [--device auto] [--repeats 5] [--out benchmarks/results/speed.md]
+
+Target (issue 2): ``bernoulli`` at most 1.5x the plain loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import bayesdrop as bd
+from bayesdrop.infer import resolve_device
+
+# (dataset, hidden widths, batch size): a small and a large configuration.
+CONFIGS = [("digits", [300, 100], 128), ("mnist1d", [1024, 1024], 128), ("mnist1d", [1024, 1024], 512)]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def plain_dropout_net(in_features: int, hidden: list[int], out_features: int, p: float) -> torch.nn.Sequential:
+    widths = [in_features, *hidden, out_features]
+    layers: list[torch.nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers += [torch.nn.Dropout(p), torch.nn.Linear(a, b)]
+        if i < len(widths) - 2:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+def plain_epoch(net, opt, x, y, batch_size, weight_decay_scale: float) -> None:
+    """One epoch of the baseline: cross-entropy * N plus the same Gaussian-prior penalty."""
+    n = len(x)
+    for idx in torch.randperm(n, device=x.device).split(batch_size):
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx], reduction="sum") * (n / len(idx))
+        loss = loss + weight_decay_scale * sum(
+            (p * p).sum() for name, p in net.named_parameters() if name.endswith("weight")
+        )
+        loss.backward()
+        opt.step()
+
+
+def measure(
+    dataset: str, hidden: list[int], batch_size: int, device: torch.device, repeats: int, p: float = 0.5
+) -> dict:
+    ds = bd.data.load(dataset)
+    x, y = ds.train.x.to(device), ds.train.y.to(device)
+    torch.manual_seed(0)
+    net = plain_dropout_net(ds.in_features, hidden, ds.num_classes, p).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    model = bd.Classifier(bd.models.mlp(ds.in_features, hidden, ds.num_classes, "bernoulli", p=p), num_data=len(x))
+    guide = bd.DropoutGuide(model)
+
+    def run_plain() -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        plain_epoch(net, opt, x, y, batch_size, 0.5)  # 0.5 w^2 / s^2 with s = 1, as the N(0, 1) prior
+        _sync(device)
+        return time.perf_counter() - t0
+
+    def run_bd() -> float:
+        res = bd.fit(
+            model, guide, (x, y), epochs=1, batch_size=batch_size, lr=1e-3, device=device, seed=None, progress=False
+        )
+        return res.history["seconds"][0]
+
+    run_plain(), run_bd()  # warm-up
+    plain, ours = [], []
+    for _ in range(repeats):
+        plain.append(run_plain())
+        ours.append(run_bd())
+    tp, tb = statistics.median(plain), statistics.median(ours)
+    return {
+        "dataset": dataset,
+        "arch": f"{ds.in_features}-{'-'.join(map(str, hidden))}-{ds.num_classes}",
+        "batch": batch_size,
+        "plain": tp,
+        "bayesdrop": tb,
+        "ratio": tb / tp,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "speed.md"))
+    args = ap.parse_args(argv)
+    device = resolve_device(args.device)
+    rows = [measure(d, h, b, device, args.repeats) for d, h, b in CONFIGS]
+    dev_name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+    )
+    lines = [
+        "# Training speed: `bd.fit` against a plain PyTorch loop",
+        "",
+        f"Device: {dev_name}; torch {torch.__version__}; median of {args.repeats} interleaved epochs after a warm-up.",
+        "Command: `python benchmarks/speed.py" + (f" --device {args.device}" if args.device != "auto" else "") + "`",
+        "",
+        "## `bernoulli` (target: at most 1.5x)",
+        "",
+        "| data | network | batch | plain PyTorch s/epoch | bd.fit s/epoch | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['dataset']} | {r['arch']} | {r['batch']} | {r['plain']:.4f} | {r['bayesdrop']:.4f} | {r['ratio']:.2f}x |"
+        for r in rows
+    ]
+    text = "\n".join(lines) + "\n"
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

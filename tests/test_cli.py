@@ -1,0 +1,80 @@
+"""The `bayesdrop` command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import bayesdrop as bd
+from bayesdrop import cli
+
+
+def test_methods_lists_every_registered_method(capsys):
+    assert cli.main(["methods"]) == 0
+    out = capsys.readouterr().out
+    for name in bd.methods.names():
+        assert f"| {name} |" in out
+
+
+def test_train_writes_a_run_that_reloads(tmp_path, capsys):
+    run = tmp_path / "run"
+    code = cli.main(
+        [
+            "train",
+            "--method",
+            "bernoulli",
+            "--hyper",
+            "p=0.2",
+            "--dataset",
+            "digits",
+            "--arch",
+            "mlp:32",
+            "--epochs",
+            "3",
+            "--lr",
+            "3e-3",
+            "--num-samples",
+            "10",
+            "--out",
+            str(run),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and "test NLL" in out
+    for f in ("config.json", "checkpoint.pt", "history.json", "metrics.json"):
+        assert (run / f).stat().st_size > 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.5 < metrics["acc"] <= 1.0
+    ds, model, guide, config = cli.load_run(run)
+    assert config["hyper"] == {"p": 0.2}
+    again = bd.evaluate(model, guide, ds.test, rule="weight-scaling")
+    assert again["acc"] > 0.5
+
+
+def test_train_reports_bad_arguments(tmp_path, capsys):
+    assert cli.main(["train", "--method", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
+    assert cli.main(["train", "--arch", "mlp:", "--out", str(tmp_path)]) == 2
+    assert "`--arch`" in capsys.readouterr().err
+    assert cli.main(["train", "--dataset", "mnist", "--out", str(tmp_path)]) == 2
+    assert "--mnist-dir" in capsys.readouterr().err
+
+
+def test_console_script_entry_point():
+    proc = subprocess.run(
+        [sys.executable, "-m", "bayesdrop.cli", "methods"], capture_output=True, text=True, check=True
+    )
+    assert "bernoulli" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "spec,expected",
+    [("mlp:300,100", ("mlp", [300, 100])), ("lenet5", ("lenet5", [])), ("lenet300-100", ("mlp", [300, 100]))],
+)
+def test_parse_arch(spec, expected):
+    assert cli.parse_arch(spec) == expected

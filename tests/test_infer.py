@@ -1,0 +1,107 @@
+"""fit / predict / checkpoints, the plain-Pyro path, bad input."""
+
+from __future__ import annotations
+
+import pyro
+import pytest
+import torch
+from helpers import tiny_classifier
+
+import bayesdrop as bd
+
+
+def test_plain_pyro_svi_trains_the_same_model():
+    ds = bd.data.load("digits")
+    net = bd.models.mlp(64, [64], 10, "bernoulli", p=0.2)
+    model = bd.Classifier(net, num_data=len(ds.train))
+    guide = bd.DropoutGuide(model)
+    svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 3e-3}), pyro.infer.TraceMeanField_ELBO())
+    x, y = ds.train.x, ds.train.y
+    before = bd.evaluate(model, guide, ds.test, rule="weight-scaling")["acc"]
+    losses = []
+    for _epoch in range(15):
+        for idx in torch.randperm(len(x)).split(128):
+            losses.append(svi.step(x[idx], y[idx]))
+    after = bd.evaluate(model, guide, ds.test, rule="weight-scaling")["acc"]
+    # the loss carries the KL constant 0.5 log(2 pi) per weight; the data term starts near N log 10
+    drop = (sum(losses[:10]) - sum(losses[-10:])) / 10
+    assert drop > 0.5 * len(x) * torch.log(torch.tensor(10.0)).item()
+    assert before < 0.3 and after > 0.9
+
+
+def test_fit_history_and_kl_warmup():
+    model, guide, x, y = tiny_classifier("bernoulli", p=0.1)
+    res = bd.fit(model, guide, (x, y), epochs=4, batch_size=10, kl_warmup=4, progress=False, test=(x, y))
+    h = res.history
+    assert h["beta"] == [0.25, 0.5, 0.75, 1.0]
+    assert {"elbo", "nll", "kl", "train_acc", "test_acc", "test_nll", "seconds"} <= set(h)
+    assert all(len(v) == 4 for v in h.values())
+    assert res.seconds_per_epoch > 0
+
+
+def test_fit_accepts_a_dataloader():
+    model, guide, x, y = tiny_classifier("bernoulli", p=0.1)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=10, shuffle=True)
+    res = bd.fit(model, guide, loader, epochs=2, progress=False)
+    assert len(res.history["elbo"]) == 2
+
+
+def test_fit_rejects_bad_data():
+    model, guide, x, y = tiny_classifier("bernoulli")
+    bad = x.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        bd.fit(model, guide, (bad, y), epochs=1, progress=False)
+    with pytest.raises(ValueError, match="labels|range|classes"):
+        bd.fit(model, guide, (x, y + 3), epochs=1, progress=False)
+    with pytest.raises(ValueError, match="num_data"):
+        bd.fit(model, guide, (x[:10], y[:10]), epochs=1, progress=False)
+    with pytest.raises(ValueError, match="`epochs`"):
+        bd.fit(model, guide, (x, y), epochs=0, progress=False)
+    with pytest.raises(ValueError, match="`device`"):
+        bd.fit(model, guide, (x, y), device="tpu", progress=False)
+    with pytest.raises(ValueError, match="shape"):
+        bd.fit(model, guide, (x[:, :4], y), epochs=1, progress=False)
+    other = bd.DropoutGuide(tiny_classifier("bernoulli")[0])
+    with pytest.raises(ValueError, match="`guide`"):
+        bd.fit(model, other, (x, y), epochs=1, progress=False)
+
+
+def test_unknown_method_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown method 'dropconnect-x'.*accepted names"):
+        bd.methods.get("dropconnect-x")
+    with pytest.raises(TypeError, match="unknown hyper-parameter"):
+        bd.methods.get("bernoulli", alpha=1.0)
+
+
+def test_predict_rejects_bad_arguments():
+    model, guide, x, y = tiny_classifier("bernoulli")
+    with pytest.raises(ValueError, match="`rule`"):
+        bd.predict(model, guide, x, rule="geometric")
+    with pytest.raises(ValueError, match="`num_samples`"):
+        bd.predict(model, guide, x, num_samples=0)
+    with pytest.raises(ValueError, match="`x` must have shape"):
+        bd.predict(model, guide, x[:, :3])
+
+
+def test_load_checkpoint_validates_the_file(tmp_path):
+    model, guide, x, y = tiny_classifier("bernoulli")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        bd.load_checkpoint(tmp_path / "missing.pt", model, guide)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable bayesdrop checkpoint"):
+        bd.load_checkpoint(junk, model, guide)
+    torch.save({"a": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a bayesdrop checkpoint"):
+        bd.load_checkpoint(tmp_path / "other.pt", model, guide)
+
+
+def test_regressor_predict_returns_mean_and_std():
+    ds = bd.data.load("toy-regression")
+    net = bd.models.mlp(1, [16], 1, "bernoulli", p=0.1, input_method=bd.methods.get("bernoulli", p=0.0))
+    model = bd.Regressor(net, num_data=len(ds.train), noise_scale=0.2)
+    guide = bd.DropoutGuide(model)
+    mean, std = bd.predict(model, guide, ds.test.x, num_samples=10)
+    assert mean.shape == std.shape == (len(ds.test),)
+    assert (std >= model.noise_scale.detach() - 1e-6).all()  # predictive std includes the noise

@@ -1,0 +1,111 @@
+"""Bayesian layers: batched ops, local plates, bayesianize, the LRT handler."""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import pyro.poutine as poutine
+import pytest
+import torch
+import torch.nn.functional as F
+
+import bayesdrop as bd
+
+
+def test_linear_op_with_batched_weights_matches_a_loop():
+    layer = bd.nn.Linear(5, 3, "bernoulli")
+    x = torch.randn(4, 5)
+    w = torch.randn(6, 1, 3, 5)  # (S, data-plate singleton, out, in) as from Predictive(parallel=True)
+    out = layer.op(x, w)
+    assert out.shape == (6, 4, 3)
+    for s in range(6):
+        assert torch.allclose(out[s], x @ w[s, 0].T, atol=1e-6)
+    xs = torch.randn(6, 4, 5)  # inputs that already carry the sample dimension
+    out = layer.op(xs, w)
+    for s in range(6):
+        assert torch.allclose(out[s], xs[s] @ w[s, 0].T, atol=1e-6)
+
+
+@pytest.mark.parametrize("x_has_samples", [False, True])
+def test_conv_op_with_batched_weights_matches_a_loop(x_has_samples):
+    layer = bd.nn.Conv2d(2, 3, 3, "bernoulli", padding=1, stride=2)
+    w = torch.randn(5, 1, 3, 2, 3, 3)
+    x = torch.randn(5, 4, 2, 7, 7) if x_has_samples else torch.randn(4, 2, 7, 7)
+    out = layer.op(x, w)
+    assert out.shape == (5, 4, 3, 4, 4)
+    for s in range(5):
+        xs = x[s] if x_has_samples else x
+        assert torch.allclose(out[s], F.conv2d(xs, w[s, 0], stride=2, padding=1), atol=1e-5)
+    shared = layer.op(torch.randn(5, 4, 2, 7, 7), w[0, 0])  # shared weights, batched inputs
+    assert shared.shape == (5, 4, 3, 4, 4)
+
+
+def test_masks_are_per_example_and_local_to_the_data_plate():
+    model_net = bd.models.mlp(6, [8], 2, "bernoulli", p=0.5)
+    model = bd.Classifier(model_net, num_data=100)
+    guide = bd.DropoutGuide(model)
+    x = torch.randn(10, 6)
+    tr = poutine.trace(guide).get_trace(x)
+    mask = tr.nodes["net.0.noise"]
+    assert mask["value"].shape == (10, 6)
+    assert [f.name for f in mask["cond_indep_stack"]] == ["data"]
+    assert mask["scale"] == pytest.approx(10.0)  # N / B
+    weight = tr.nodes["net.0.weight"]
+    assert weight["cond_indep_stack"] == () and weight["scale"] == 1.0
+    assert not torch.equal(mask["value"][0], mask["value"][1]) or not torch.equal(mask["value"][1], mask["value"][2])
+
+
+def test_bayesianize_converts_layers_and_keeps_weights():
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Dropout(0.3), torch.nn.Linear(8, 2))
+    w0 = base[0].weight.detach().clone()
+    x = torch.randn(5, 4)
+    ref = base.eval()(x)
+    net = bd.bayesianize(base, "bernoulli", p=0.0)
+    assert isinstance(net[0], bd.nn.Linear) and isinstance(net[2], torch.nn.Identity)
+    assert torch.equal(net[0].weight_init, w0)
+    model = bd.Classifier(net, num_data=5)
+    guide = bd.DropoutGuide(model)
+    guide(x)
+    assert {n for n, _, _ in guide.pairs()} == {"net.0", "net.3"}
+    with guide.mean_network():
+        assert torch.allclose(model(x), ref, atol=1e-6)
+
+
+def test_bayesianize_rejects_what_it_cannot_convert():
+    with pytest.raises(TypeError, match="`module`"):
+        bd.bayesianize("not a module")
+    with pytest.raises(ValueError, match="no torch.nn.Linear"):
+        bd.bayesianize(torch.nn.Sequential(torch.nn.ReLU()))
+
+
+def test_layer_input_shape_errors_name_x():
+    layer = bd.nn.Linear(5, 3, "bernoulli")
+    with pytest.raises(ValueError, match="`x` must have shape"):
+        layer(torch.randn(4, 6))
+    conv = bd.nn.Conv2d(2, 3, 3, "bernoulli")
+    with pytest.raises(ValueError, match="`x` must have shape"):
+        conv(torch.randn(4, 3, 8, 8))
+    with pytest.raises(ValueError, match="`in_features`"):
+        bd.nn.Linear(0, 3)
+
+
+def test_local_reparameterization_draws_preactivations_with_the_right_moments():
+    """Under the handler a tagged Normal weight gives b ~ N(x mu, x^2 sigma^2)."""
+    layer = bd.nn.Linear(3, 1, "bernoulli")
+    loc, scale = torch.tensor([[0.5, -1.0, 2.0]]), torch.tensor([[0.3, 0.2, 0.1]])
+    x = torch.tensor([[1.0, 2.0, -1.0]]).expand(20000, 3)
+
+    def draw():
+        return pyro.sample("w", dist.Normal(loc, scale).to_event(2), infer={"lrt": True})
+
+    with bd.nn.LocalReparameterization():
+        w = draw()
+    assert getattr(w, "_bayesdrop_lrt", None) is not None
+    b = layer.op_lrt(x, w)[:, 0]
+    mean = (x[0] * loc[0]).sum()
+    std = ((x[0] ** 2) * scale[0] ** 2).sum().sqrt()
+    assert abs(b.mean() - mean) < 4 * std / 20000**0.5
+    assert abs(b.std() - std) < 4 * std / (2 * 20000) ** 0.5
+    untagged = draw()  # outside the handler: plain weight sampling
+    assert getattr(untagged, "_bayesdrop_lrt", None) is None
