@@ -105,3 +105,20 @@ def test_elbo_is_loglik_minus_closed_form_kl(method, device):
     kl = sum(layer.method.kl(layer, params) for _, layer, params in guide.pairs())
     expected = -(loglik - kl)
     assert torch.allclose(loss, expected, rtol=1e-5, atol=1e-4), (loss.item(), expected.item())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_lazy_mean_field_elbo_equals_pyros(method, device):
+    """bd.infer.MeanFieldELBO (fit's default) gives TraceMeanField_ELBO's value and gradients."""
+    model, guide, x, y = tiny_classifier(method, device=device)
+    guide(x, y)
+    params = [*model.parameters(), *guide.parameters()]
+    grads = []
+    for elbo in (pyro.infer.TraceMeanField_ELBO(max_plate_nesting=1), bd.infer.MeanFieldELBO(max_plate_nesting=1)):
+        pyro.set_rng_seed(11)
+        loss = elbo.differentiable_loss(model, guide, x[:10], y[:10])
+        grads.append((loss.detach(), torch.autograd.grad(loss, params, allow_unused=True)))
+    (l1, g1), (l2, g2) = grads
+    assert torch.allclose(l1, l2, rtol=1e-6)
+    for a, b in zip(g1, g2):
+        assert (a is None and b is None) or torch.allclose(a, b, rtol=1e-5, atol=1e-6)
