@@ -9,7 +9,7 @@
 >>> probs = bd.predict(model, guide, data.test.x, num_samples=100)  # doctest: +SKIP
 """
 
-from . import data, distributions, methods, models, nn
+from . import compress, data, distributions, methods, models, nn
 from .guides import DropoutGuide, dropout_rates
 from .infer import FitResult, evaluate, fit, load_checkpoint, predict, save_checkpoint
 from .models import Classifier, Regressor
@@ -18,6 +18,7 @@ from .nn import bayesianize
 __version__ = "0.1.0"
 
 __all__ = [
+    "compress",
     "data",
     "distributions",
     "methods",

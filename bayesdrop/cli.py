@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from . import data as bd_data
 from . import methods
 from .guides import DropoutGuide
@@ -171,6 +173,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    from . import compress
+
+    ds, model, guide, config = load_run(args.run_dir)
+    rep = compress.report(model, guide, threshold=args.threshold)
+    pruned = compress.prune(model, guide, threshold=args.threshold)
+    test = inputs(ds, config, ds.test)
+    with torch.no_grad():
+        acc = (pruned(test.x).argmax(-1) == test.y).float().mean().item() if ds.task == "classification" else None
+    run = Path(args.run_dir)
+    compress.save(pruned, run / "pruned.pt2", test.x)
+    text = f"# Compression of {run.name} ({config['method']}, {config['dataset']})\n\n{rep.to_markdown()}\n"
+    if acc is not None:
+        text += f"\nPruned network test accuracy: {acc:.4f}\n"
+    (run / "compression.md").write_text(text)
+    print(text)
+    print(f"pruned model written to {run / 'pruned.pt2'} (load with bd.compress.load)")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayesdrop", description="Dropout methods as Bayesian model/guide pairs (Pyro)."
@@ -195,6 +217,10 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run directory to write")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
+    pr = sub.add_parser("prune", help="prune a trained run to a smaller plain network")
+    pr.add_argument("run_dir", help="a run directory written by `bayesdrop train`")
+    pr.add_argument("--threshold", type=float, default=None, help="pruning threshold (default: each method's own)")
+    pr.set_defaults(func=cmd_prune)
     return parser
 
 

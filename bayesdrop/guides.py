@@ -88,10 +88,14 @@ class DropoutGuide(PyroModule):
             layer.method.guide(layer, params, plate)
 
     @contextlib.contextmanager
-    def mean_network(self) -> Iterator[None]:
+    def mean_network(self, pruned: bool = False, threshold: float | None = None) -> Iterator[None]:
         """Inside this context the model's layers run deterministically with the
-        test-time rule of their method (weight scaling / posterior means)."""
-        token = _MEAN.set(self)
+        test-time rule of their method (weight scaling / posterior means).
+
+        With ``pruned=True`` each layer uses ``method.point_weights`` masked at
+        ``threshold``: the network that :func:`bayesdrop.compress.prune` exports.
+        """
+        token = _MEAN.set((self, pruned, threshold))
         try:
             yield
         finally:

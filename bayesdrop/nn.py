@@ -159,9 +159,15 @@ class BayesianLayer(PyroModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
         self.input_event_shape = tuple(x.shape[-self.event_dim :])
-        guide = _MEAN.get()
-        if guide is not None:
-            out = self.method.mean_forward(self, guide.layer_guide(self), x)
+        mean = _MEAN.get()
+        if mean is not None:
+            guide, pruned, threshold = mean
+            params = guide.layer_guide(self)
+            if pruned:
+                w, keep = self.method.point_weights(self, params, threshold)
+                out = self.op(x, w * keep)
+            else:
+                out = self.method.mean_forward(self, params, x)
         else:
             out = self.method.model(self, x)
         if self.bias is not None:

@@ -66,7 +66,7 @@ def test_mc_dropout_uncertainty_grows_away_from_the_data(capsys):
 def test_bernoulli_mlp_on_digits_fast():
     """A 20-epoch budget: at least 93 % (the full budget reaches 95 %, see the slow test)."""
     ds = bd.data.load("digits")
-    net = bd.models.mlp(64, [300, 100], 10, "bernoulli", p=0.5, input_method=bd.methods.get("bernoulli", p=0.2))
+    net = bd.models.mlp(64, [300, 100], 10, "bernoulli", p=0.5, input_method=bd.methods.get("bernoulli", p=0.0))
     model = bd.Classifier(net, num_data=len(ds.train))
     guide = bd.DropoutGuide(model)
     bd.fit(model, guide, ds.train, epochs=20, lr=3e-3, progress=False)
@@ -76,7 +76,7 @@ def test_bernoulli_mlp_on_digits_fast():
 @pytest.mark.slow
 def test_bernoulli_mlp_on_digits_reaches_95():
     ds = bd.data.load("digits")
-    net = bd.models.mlp(64, [300, 100], 10, "bernoulli", p=0.5, input_method=bd.methods.get("bernoulli", p=0.2))
+    net = bd.models.mlp(64, [300, 100], 10, "bernoulli", p=0.5, input_method=bd.methods.get("bernoulli", p=0.0))
     model = bd.Classifier(net, num_data=len(ds.train))
     guide = bd.DropoutGuide(model)
     bd.fit(model, guide, ds.train, epochs=50, lr=3e-3, progress=False)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import bayesdrop as bd
 from bayesdrop import cli
@@ -78,3 +79,35 @@ def test_console_script_entry_point():
 )
 def test_parse_arch(spec, expected):
     assert cli.parse_arch(spec) == expected
+
+
+def test_prune_writes_the_report_and_a_loadable_model(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert (
+        cli.main(
+            [
+                "train",
+                "--dataset",
+                "digits",
+                "--arch",
+                "mlp:16",
+                "--epochs",
+                "1",
+                "--num-samples",
+                "5",
+                "--out",
+                str(run),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert cli.main(["prune", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "Architecture after pruning" in out and "Pruned network test accuracy" in out
+    assert "| **total** |" in (run / "compression.md").read_text()
+    ds, model, guide, _ = cli.load_run(run)
+    loaded = bd.compress.load(run / "pruned.pt2")
+    with guide.mean_network(pruned=True):
+        ref = model.net(ds.test.x)
+    assert torch.allclose(loaded(ds.test.x), ref, atol=1e-5)

@@ -79,6 +79,20 @@ class Method:
         """Learned (or fixed) keep probabilities, per input unit or per weight."""
         raise NotImplementedError
 
+    def point_weights(
+        self, layer: BayesianLayer, params: LayerGuide, threshold: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deterministic test-time weights and which of them survive pruning.
+
+        Returns ``(weight, keep)``, both of the layer's weight shape: the weight
+        of the test-time network with the method's input scaling folded in (so
+        that ``op(x, weight * keep) + bias`` is the pruned mean network), and a
+        boolean mask of the weights kept at ``threshold`` (the method's default
+        when ``None``, e.g. log alpha > 3 prunes).  An input unit (or channel)
+        is kept when any of its weights is.
+        """
+        raise NotImplementedError
+
     def kl(self, layer: BayesianLayer, params: LayerGuide) -> torch.Tensor:
         """The closed-form KL(q || p) of the layer's global sites, as in the paper.
 

@@ -68,6 +68,17 @@ class _FixedNoise(Method):
             with plate:
                 pyro.sample(layer.site("noise"), self._noise(w, layer))
 
+    def point_weights(self, layer, params, threshold=None):
+        """Fixed-rate dropout prunes nothing; the weight-scaling rule folds ``keep`` into W."""
+        w = params.weight * self._test_scale()
+        return w, torch.ones_like(w, dtype=torch.bool)
+
+    def _test_scale(self) -> float:
+        return 1.0
+
+    def mean_forward(self, layer, params, x):
+        return layer.op(x * self._test_scale(), params.weight)
+
     def kl(self, layer, params):
         w = params.weight
         s2 = self.prior_scale**2
@@ -101,8 +112,8 @@ class BernoulliDropout(_FixedNoise):
         base = dist.Bernoulli(like.new_full((), 1.0 - self.p)).expand(layer.input_event_shape)
         return FixedNoise(base, ("bernoulli", self.p)).to_event(layer.event_dim)
 
-    def mean_forward(self, layer, params, x):
-        return layer.op(x * (1.0 - self.p), params.weight)
+    def _test_scale(self) -> float:
+        return 1.0 - self.p
 
     def keep_prob(self, layer, params):
         return params.weight.new_full(layer.input_event_shape[:1], 1.0 - self.p)
@@ -130,9 +141,6 @@ class GaussianDropout(_FixedNoise):
         one = like.new_ones(())
         base = dist.Normal(one, one * math.sqrt(self.alpha)).expand(layer.input_event_shape)
         return FixedNoise(base, ("gaussian", self.alpha)).to_event(layer.event_dim)
-
-    def mean_forward(self, layer, params, x):
-        return layer.op(x, params.weight)
 
     def keep_prob(self, layer, params):
         return params.weight.new_full(layer.input_event_shape[:1], 1.0 / (1.0 + self.alpha))

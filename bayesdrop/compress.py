@@ -1,0 +1,352 @@
+r"""Compression: sparsity reports and pruning to a smaller plain network.
+
+Every method exports its test-time weights through
+``method.point_weights(layer, params, threshold) -> (W, keep)`` (the
+posterior mean with the method's input scaling folded in, and the weights that
+survive: log alpha below 3 for Gaussian families, gates above a threshold for
+Bernoulli gates).  From these:
+
+* :func:`report` counts, per layer, weights and non-zero weights, the sparsity,
+  the compression ratio :math:`|W| / |W \ne 0|` (Molchanov et al. 2017, Liu et
+  al. 2019 Tables 4-5) and the units kept, with the architecture written as in
+  Srinivas & Babu (2016) Table 1, e.g. ``64-18-50-10``.
+* :func:`prune` builds a plain deterministic ``torch.nn`` module.  For
+  ``torch.nn.Sequential`` networks pruned units and channels are removed
+  physically (rows of one layer, columns of the next, across activations,
+  pooling and ``Flatten``); a hidden unit whose incoming weights are all pruned
+  is constant and is folded into the next layer's bias.  Other networks keep
+  their structure with pruned weights zeroed.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from .guides import DropoutGuide
+from .nn import BayesianLayer, Conv2d, Linear
+
+__all__ = ["LayerReport", "CompressionReport", "report", "prune", "save", "load", "SparseLinear", "InputSelect"]
+
+# Modules that act unit by unit (or channel by channel): pruning passes through them.
+_UNITWISE = (
+    torch.nn.ReLU,
+    torch.nn.Tanh,
+    torch.nn.Sigmoid,
+    torch.nn.ELU,
+    torch.nn.LeakyReLU,
+    torch.nn.GELU,
+    torch.nn.Identity,
+    torch.nn.Dropout,
+    torch.nn.MaxPool2d,
+    torch.nn.AvgPool2d,
+)
+_ELEMENTWISE = (
+    torch.nn.ReLU,
+    torch.nn.Tanh,
+    torch.nn.Sigmoid,
+    torch.nn.ELU,
+    torch.nn.LeakyReLU,
+    torch.nn.GELU,
+    torch.nn.Identity,
+    torch.nn.Dropout,
+)
+
+
+@dataclass
+class LayerReport:
+    """One layer of a :class:`CompressionReport`."""
+
+    name: str
+    kind: str
+    weights: int
+    nonzero: int
+    units_in: int
+    units_in_kept: int
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of weights pruned, in percent."""
+        return 100.0 * (1 - self.nonzero / self.weights)
+
+    @property
+    def ratio(self) -> float:
+        """Compression ratio ``|W| / |W != 0|``."""
+        return self.weights / max(self.nonzero, 1)
+
+
+@dataclass
+class CompressionReport:
+    """Per-layer sparsity of a trained network (see :func:`report`)."""
+
+    layers: list[LayerReport]
+    architecture: str
+    threshold: float | None
+    params_pruned: int = 0
+    params_dense: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def weights(self) -> int:
+        return sum(r.weights for r in self.layers)
+
+    @property
+    def nonzero(self) -> int:
+        return sum(r.nonzero for r in self.layers)
+
+    @property
+    def ratio(self) -> float:
+        """Whole-network compression ratio ``|W| / |W != 0|``."""
+        return self.weights / max(self.nonzero, 1)
+
+    @property
+    def sparsity(self) -> float:
+        return 100.0 * (1 - self.nonzero / self.weights)
+
+    def to_markdown(self) -> str:
+        """The report as a markdown table (layout of Liu et al. 2019, Tables 4-5)."""
+        lines = [
+            "| layer | type | weights | non-zero | sparsity % | \\|W\\|/\\|W≠0\\| | input units kept |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in self.layers:
+            lines.append(
+                f"| {r.name} | {r.kind} | {r.weights} | {r.nonzero} | {r.sparsity:.1f} | {r.ratio:.1f} | {r.units_in_kept}/{r.units_in} |"
+            )
+        lines.append(f"| **total** | | {self.weights} | {self.nonzero} | {self.sparsity:.1f} | {self.ratio:.1f} | |")
+        lines.append("")
+        lines.append(
+            f"Architecture after pruning: `{self.architecture}`; parameters {self.params_dense} -> {self.params_pruned}."
+        )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+
+def _unit_axis_keep(keep: torch.Tensor) -> torch.Tensor:
+    """Input units (Linear columns / Conv2d input channels) with any weight kept."""
+    dims = [0, *range(2, keep.dim())]
+    return keep.any(dim=dims) if keep.dim() > 1 else keep
+
+
+def _layers(model: torch.nn.Module, guide: DropoutGuide):
+    if not isinstance(guide, DropoutGuide) or guide.model is not model:
+        raise ValueError("`guide` must be the DropoutGuide built for `model`")
+    return guide.pairs()
+
+
+@torch.no_grad()
+def _point(layer: BayesianLayer, params, threshold: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    w, keep = layer.method.point_weights(layer, params, threshold)
+    return w.detach(), keep.detach().bool()
+
+
+@torch.no_grad()
+def report(model: torch.nn.Module, guide: DropoutGuide, threshold: float | None = None) -> CompressionReport:
+    """Per-layer sparsity, compression ratio and units kept.
+
+    Parameters
+    ----------
+    model, guide
+        A trained likelihood and its guide.
+    threshold
+        Pruning threshold passed to every layer's method (``None``: each
+        method's default, e.g. log alpha > 3 for Gaussian families).
+    """
+    pairs = _layers(model, guide)
+    pruned = prune(model, guide, threshold)
+    plain = [m for m in pruned.modules() if isinstance(m, (torch.nn.Linear, SparseLinear, torch.nn.Conv2d))]
+    structural = isinstance(getattr(model, "net", model), torch.nn.Sequential)
+    rows = []
+    for (name, layer, params), out in zip(pairs, plain):
+        w, keep = _point(layer, params, threshold)
+        nonzero = keep & (w != 0)
+        units = _unit_axis_keep(nonzero)
+        kept = (
+            (out.in_channels if isinstance(out, torch.nn.Conv2d) else out.in_features)
+            if structural
+            else int(units.sum())
+        )
+        rows.append(LayerReport(name, type(layer).__name__, keep.numel(), int(nonzero.sum()), units.numel(), kept))
+    if structural and isinstance(pruned[0], InputSelect):
+        rows[0].units_in_kept = int(pruned[0].index.numel())
+    outs = [m.out_channels if isinstance(m, torch.nn.Conv2d) else m.out_features for m in plain]
+    # Structural: inputs kept, then each layer's output units (channels for conv layers).
+    widths = [rows[0].units_in_kept, *outs] if structural else [r.units_in_kept for r in rows] + outs[-1:]
+    dense = sum(p.numel() for _, layer, _ in pairs for p in (layer.weight_init, layer.bias) if p is not None)
+    return CompressionReport(
+        rows,
+        "-".join(map(str, widths)),
+        threshold,
+        params_pruned=sum(p.numel() for p in pruned.parameters()),
+        params_dense=dense,
+    )
+
+
+class InputSelect(torch.nn.Module):
+    """Keeps the input features (or channels, ``dim=-3``) listed in ``index``."""
+
+    def __init__(self, index: torch.Tensor, dim: int = -1):
+        super().__init__()
+        self.register_buffer("index", index.clone())
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.index_select(self.dim, self.index)
+
+    def extra_repr(self) -> str:
+        return f"{self.index.numel()} kept, dim={self.dim}"
+
+
+class SparseLinear(torch.nn.Module):
+    """``y = x W^T + b`` with ``W`` stored as a sparse COO tensor."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        self.register_buffer("weight", weight.to_sparse().coalesce())
+        self.bias = None if bias is None else torch.nn.Parameter(bias.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.sparse.mm(self.weight, x.reshape(-1, self.in_features).T).T.reshape(*x.shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias
+
+
+def _plain(layer: BayesianLayer, w: torch.Tensor, b: torch.Tensor | None, sparse: bool) -> torch.nn.Module:
+    if isinstance(layer, Linear):
+        if sparse:
+            return SparseLinear(w, b)
+        m = torch.nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
+    elif isinstance(layer, Conv2d):
+        m = torch.nn.Conv2d(
+            w.shape[1], w.shape[0], layer.kernel_size, layer.stride, layer.padding, layer.dilation, bias=b is not None
+        )
+    else:  # pragma: no cover
+        raise TypeError(f"cannot export {type(layer).__name__}")
+    m.weight.data.copy_(w)
+    if b is not None:
+        m.bias.data.copy_(b)
+    return m
+
+
+@torch.no_grad()
+def prune(
+    model: torch.nn.Module, guide: DropoutGuide, threshold: float | None = None, *, sparse: bool = False
+) -> torch.nn.Module:
+    """A plain deterministic ``torch.nn`` module from the posterior point estimates.
+
+    Parameters
+    ----------
+    model, guide
+        A trained likelihood (or any module with Bayesian layers) and its guide.
+    threshold
+        Pruning threshold for every layer's method (``None``: method defaults).
+    sparse
+        Store ``Linear`` weights as sparse COO tensors (:class:`SparseLinear`).
+
+    Returns
+    -------
+    torch.nn.Module
+        The network in eval mode, on the CPU.  Its outputs equal those of
+        ``guide.mean_network(pruned=True, threshold=threshold)``.
+    """
+    pairs = _layers(model, guide)
+    points = {id(layer): (*_point(layer, params, threshold), layer) for _, layer, params in pairs}
+    net = getattr(model, "net", model)
+    if not isinstance(net, torch.nn.Sequential):
+        out = copy.deepcopy(net)
+        for name, layer, _ in pairs:
+            w, keep, _ = points[id(layer)]
+            b = None if layer.bias is None else layer.bias.detach()
+            _set_submodule(out, name.removeprefix("net."), _plain(layer, w * keep, b, sparse))
+        return _finish(out)
+    return _finish(_prune_sequential(list(net), points, sparse))
+
+
+def _finish(m: torch.nn.Module) -> torch.nn.Module:
+    m = m.cpu().eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def _set_submodule(root: torch.nn.Module, path: str, new: torch.nn.Module) -> None:
+    parent_path, _, leaf = path.rpartition(".")
+    parent = root.get_submodule(parent_path) if parent_path else root
+    setattr(parent, leaf, new)
+
+
+def _prune_sequential(mods: list[torch.nn.Module], points: dict, sparse: bool) -> torch.nn.Sequential:
+    # Effective dense weights, biases and the input units each Bayesian layer keeps.
+    idx = [i for i, m in enumerate(mods) if isinstance(m, BayesianLayer)]
+    W = {i: (points[id(mods[i])][0] * points[id(mods[i])][1]).clone() for i in idx}
+    B = {i: (mods[i].bias.detach().clone() if mods[i].bias is not None else None) for i in idx}
+    between_ok = {
+        i: all(isinstance(m, _UNITWISE + (torch.nn.Flatten,)) for m in mods[p + 1 : i])
+        for p, i in zip(idx[:-1], idx[1:])
+    }
+
+    # Fold constant hidden units (all incoming weights pruned) of Linear -> elementwise -> Linear chains.
+    for p, i in zip(idx[:-1], idx[1:]):
+        mid = mods[p + 1 : i]
+        if (
+            isinstance(mods[p], Linear)
+            and isinstance(mods[i], Linear)
+            and all(isinstance(m, _ELEMENTWISE) for m in mid)
+        ):
+            dead = (W[p] == 0).all(dim=1)
+            if dead.any() and B[p] is not None:
+                const = B[p].clone()
+                for m in mid:
+                    const = m(const)
+                const = torch.where(dead, const, torch.zeros_like(const))
+                if B[i] is None:
+                    B[i] = torch.zeros(W[i].shape[0], dtype=W[i].dtype)
+                B[i] = B[i] + W[i] @ const
+                W[i][:, dead] = 0
+
+    keep_in = {i: _unit_axis_keep(W[i] != 0) for i in idx}
+    # Output units of layer p survive when the next layer reads them.
+    keep_out = {i: torch.ones(W[i].shape[0], dtype=torch.bool) for i in idx}
+    for p, i in zip(idx[:-1], idx[1:]):
+        if not between_ok[i]:
+            keep_in[i] = torch.ones_like(keep_in[i])
+            continue
+        k = keep_in[i]
+        if any(isinstance(m, torch.nn.Flatten) for m in mods[p + 1 : i]) and isinstance(mods[p], Conv2d):
+            channels = W[p].shape[0]
+            k = k.reshape(channels, -1).any(dim=1)  # a channel survives if any of its positions is read
+            keep_in[i] = k.repeat_interleave(keep_in[i].numel() // channels)
+        keep_out[p] = k
+    out: list[torch.nn.Module] = []
+    first = idx[0]
+    if not keep_in[first].all():
+        out.append(InputSelect(keep_in[first].nonzero().squeeze(1), dim=-1 if isinstance(mods[first], Linear) else -3))
+    for j, m in enumerate(mods):
+        if j not in W:
+            out.append(copy.deepcopy(m))
+            continue
+        w = W[j][keep_out[j]][:, keep_in[j]]
+        b = None if B[j] is None else B[j][keep_out[j]]
+        out.append(_plain(m, w, b, sparse))
+    return torch.nn.Sequential(*out)
+
+
+def save(module: torch.nn.Module, path: str | os.PathLike, example: torch.Tensor) -> None:
+    """Save a pruned module with ``torch.export`` (a ``.pt2`` program, no pickled code).
+
+    ``example`` is one input batch; the batch dimension is exported as dynamic.
+    """
+    program = torch.export.export(module, (example[:2],), dynamic_shapes=[{0: torch.export.Dim("batch")}])
+    torch.export.save(program, path)
+
+
+def load(path: str | os.PathLike) -> torch.nn.Module:
+    """Load a module written by :func:`save`."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"`path` {os.fspath(path)!r} does not exist")
+    return torch.export.load(path).module()
