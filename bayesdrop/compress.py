@@ -31,19 +31,8 @@ from .nn import BayesianLayer, Conv2d, Linear
 
 __all__ = ["LayerReport", "CompressionReport", "report", "prune", "save", "load", "SparseLinear", "InputSelect"]
 
-# Modules that act unit by unit (or channel by channel): pruning passes through them.
-_UNITWISE = (
-    torch.nn.ReLU,
-    torch.nn.Tanh,
-    torch.nn.Sigmoid,
-    torch.nn.ELU,
-    torch.nn.LeakyReLU,
-    torch.nn.GELU,
-    torch.nn.Identity,
-    torch.nn.Dropout,
-    torch.nn.MaxPool2d,
-    torch.nn.AvgPool2d,
-)
+# Modules applied element by element, and those that act channel by channel:
+# pruning passes through both; constants fold through the first.
 _ELEMENTWISE = (
     torch.nn.ReLU,
     torch.nn.Tanh,
@@ -54,6 +43,7 @@ _ELEMENTWISE = (
     torch.nn.Identity,
     torch.nn.Dropout,
 )
+_UNITWISE = (*_ELEMENTWISE, torch.nn.MaxPool2d, torch.nn.AvgPool2d)
 
 
 @dataclass
