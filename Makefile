@@ -17,8 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/bayesdrop train --method bernoulli --hyper p=0.5 --input-method bernoulli --input-hyper p=0 \
-		--dataset digits --arch mlp:300,100 --epochs 50 --lr 3e-3 --out runs/demo
+	$(VENV)/bin/bayesdrop compare --dataset digits --methods all --quick --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

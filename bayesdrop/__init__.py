@@ -9,7 +9,8 @@
 >>> probs = bd.predict(model, guide, data.test.x, num_samples=100)  # doctest: +SKIP
 """
 
-from . import compress, data, distributions, methods, models, nn
+from . import compress, data, diagnostics, distributions, methods, models, nn
+from .diagnostics import to_inference_data
 from .guides import DropoutGuide, dropout_rates
 from .infer import FitResult, evaluate, fit, load_checkpoint, predict, save_checkpoint
 from .models import Classifier, Regressor
@@ -24,6 +25,8 @@ __all__ = [
     "methods",
     "models",
     "nn",
+    "diagnostics",
+    "to_inference_data",
     "bayesianize",
     "Classifier",
     "Regressor",

@@ -193,6 +193,77 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from . import compare
+
+    kw = dict(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        kl_warmup=args.kl_warmup,
+        num_samples=args.num_samples,
+    )
+    if args.quick:
+        kw.update(epochs=30, num_samples=50)
+    rows = compare.compare(
+        args.dataset,
+        args.methods,
+        arch=args.arch,
+        seed=args.seed,
+        device=args.device,
+        mnist_dir=args.mnist_dir,
+        progress=not args.quiet,
+        **kw,
+    )
+    header = (
+        f"Dataset {args.dataset}, architecture {args.arch}, {kw['epochs']} epochs, batch {kw['batch_size']}, "
+        f"lr {kw['lr']}, KL warm-up {kw['kl_warmup']}, seed {args.seed}, {kw['num_samples']} MC draws."
+    )
+    print(compare.write(rows, args.out, header))
+    print(f"written to {Path(args.out) / 'compare.md'} and compare.json")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Posterior predictive analysis of a run: InferenceData (netCDF), plots and ``report.md``."""
+    from . import diagnostics
+
+    for flag, v, low in (
+        ("--num-samples", args.num_samples, 1),
+        ("--seed", args.seed, 0),
+        ("--ood-points", args.ood_points, 0),
+    ):
+        if v < low:
+            raise ValueError(f"`{flag}` must be an int >= {low}, got {v!r}")
+    ds, model, guide, config = load_run(args.run_dir)
+    run = Path(args.run_dir)
+    test = inputs(ds, config, ds.test)
+    new, label = None, None
+    if ds.task == "classification" and args.ood_points > 0:
+        # out-of-distribution inputs: uniform noise over the training inputs' value range
+        train_x = inputs(ds, config, ds.train).x
+        lo, hi = float(train_x.min()), float(train_x.max())
+        gen = torch.Generator().manual_seed(args.seed)
+        new = lo + (hi - lo) * torch.rand((args.ood_points, *test.x.shape[1:]), generator=gen)
+        label = f"uniform noise on [{lo:.3g}, {hi:.3g}]"
+    idata = diagnostics.to_inference_data(
+        model, guide, test, num_samples=args.num_samples, predictions=new, seed=args.seed, batch_size=args.batch_size
+    )
+    if label is not None:
+        idata.attrs["predictions_label"] = label
+    diagnostics.save_netcdf(idata, run / "inference_data.nc")
+    header = [
+        f"Run `{run.name}`: method `{config['method']}`, dataset `{config['dataset']}`, architecture "
+        f"`{config['arch']}`, {config['epochs']} epochs.  Test split, {args.num_samples} draws, seed {args.seed}.",
+        "InferenceData: `inference_data.nc` (load with `bd.diagnostics.load_netcdf`).",
+    ]
+    train = inputs(ds, config, ds.train) if ds.task == "regression" else None
+    path = diagnostics.write_report(idata, run, title=f"Report: {run.name}", header=header, train=train)
+    print(path.read_text())
+    print(f"report written to {path}")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayesdrop", description="Dropout methods as Bayesian model/guide pairs (Pyro)."
@@ -217,10 +288,38 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run directory to write")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
+    c = sub.add_parser("compare", help="train every method on the same budget and print a comparison table")
+    c.add_argument("--dataset", default="digits")
+    c.add_argument("--mnist-dir", default=None)
+    c.add_argument("--methods", nargs="+", default=["all"], help="registered names, or `all`")
+    c.add_argument("--arch", default="mlp:300,100")
+    c.add_argument("--epochs", type=int, default=100)
+    c.add_argument("--batch-size", type=int, default=128)
+    c.add_argument("--lr", type=float, default=3e-3)
+    c.add_argument("--kl-warmup", type=int, default=0)
+    c.add_argument("--num-samples", type=int, default=100)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--device", default="auto")
+    c.add_argument("--quick", action="store_true", help="the demo preset: 30 epochs, 50 MC draws")
+    c.add_argument("--out", default="runs/compare")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=cmd_compare)
     pr = sub.add_parser("prune", help="prune a trained run to a smaller plain network")
     pr.add_argument("run_dir", help="a run directory written by `bayesdrop train`")
     pr.add_argument("--threshold", type=float, default=None, help="pruning threshold (default: each method's own)")
     pr.set_defaults(func=cmd_prune)
+    rp = sub.add_parser("report", help="posterior predictive analysis of a run: plots, LOO and a markdown summary")
+    rp.add_argument("run_dir", help="a run directory written by `bayesdrop train`")
+    rp.add_argument("--num-samples", type=int, default=200, help="draws from the variational posterior")
+    rp.add_argument("--seed", type=int, default=0, help="seed of the draws and of the noise inputs")
+    rp.add_argument("--batch-size", type=int, default=256, help="inputs per vectorised pass")
+    rp.add_argument(
+        "--ood-points",
+        type=int,
+        default=500,
+        help="uniform-noise inputs for the uncertainty table (classification; 0: none)",
+    )
+    rp.set_defaults(func=cmd_report)
     return parser
 
 

@@ -1,0 +1,57 @@
+"""`bayesdrop compare`: every method on one budget, one table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import bayesdrop as bd
+from bayesdrop import cli, compare
+
+
+def test_expected_calibration_error_by_hand():
+    probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])
+    y = torch.tensor([0, 1, 1])
+    # bins of width 1/15: |1 - 0.9|, |0 - 0.6|, |1 - 0.8| each with weight 1/3
+    assert bd.diagnostics.expected_calibration_error(probs, y) == pytest.approx((0.1 + 0.6 + 0.2) / 3, abs=1e-6)
+    with pytest.raises(ValueError, match="`probs`"):
+        bd.diagnostics.expected_calibration_error(probs[0], y)
+
+
+def test_compare_cli_prints_and_writes_the_table(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = [
+        "compare",
+        "--methods",
+        "bernoulli",
+        "gaussian",
+        "--arch",
+        "mlp:32",
+        "--epochs",
+        "3",
+        "--lr",
+        "1e-2",
+        "--num-samples",
+        "5",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    assert cli.main(args) == 0
+    text = capsys.readouterr().out
+    assert "| bernoulli |" in text and "| gaussian |" in text and "ECE" in text
+    rows = json.loads((out / "compare.json").read_text())
+    assert [r["method"] for r in rows] == ["bernoulli", "gaussian"]
+    for r in rows:
+        assert 0 <= r["test error %"] < 50  # 3 epochs on digits already beat chance (90 % error) by far
+        assert 0 <= r["ECE"] <= 1 and r["NLL"] > 0 and r["s/epoch"] > 0
+        assert r["|W|/|W≠0|"] == pytest.approx(1.0)  # fixed-rate methods prune nothing
+    assert rows[0]["mean keep"] == pytest.approx((64 * 1.0 + 32 * 0.5) / 96)  # noise-free inputs, p = 0.5 hidden
+    assert (out / "compare.md").read_text().count("\n| ") == 3
+
+
+def test_compare_rejects_unknown_methods_before_training():
+    with pytest.raises(ValueError, match="unknown method"):
+        compare.compare("digits", ["bernoulli", "nope"], epochs=1, progress=False)

@@ -1,0 +1,590 @@
+"""Posterior predictive analysis (issue 5): InferenceData, calibration, uncertainty, LOO, plots, report.
+
+Trained models are shared by module-scoped fixtures:
+
+* ``digits_mc``: MC dropout on digits, ``mlp(64, [100], 10)`` with Bernoulli
+  dropout p = 0.5 on the hidden units and p = 0.2 on the inputs (Srivastava et
+  al. 2014's recommended rates), 20 epochs, lr 1e-2, 200 draws.
+* ``toy``: the 1-D gap regression, ``mlp(1, [50, 50], 1)`` with p = 0.1 on the
+  hidden units and none on the input, ReLU, the known observation noise
+  sigma = 0.1 of the data set (``learn_noise=False``), 300 epochs at batch 200,
+  lr 1e-2.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import types
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pyro.poutine as poutine
+import pytest
+import torch
+from helpers import tiny_classifier
+from matplotlib.figure import Figure
+
+import bayesdrop as bd
+from bayesdrop import _arviz, cli
+from bayesdrop.diagnostics import _mixture_quantiles
+
+D = bd.diagnostics
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _phi(z: float) -> float:
+    return math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+
+def _Phi(z: float) -> float:
+    return 0.5 * (1 + math.erf(z / math.sqrt(2)))
+
+
+def _shape_warnings(caught) -> list[str]:
+    """Warnings about array shapes (not ArviZ's note on the Pareto *shape parameter* k, reported separately)."""
+    texts = [str(w.message) for w in caught]
+    return [
+        t for t in texts if ("shape" in t.lower() and "shape parameter of Pareto" not in t) or "same with the sum" in t
+    ]
+
+
+def _lppd(idata) -> np.ndarray:
+    ll = idata.log_likelihood["y"].values.reshape(-1, idata.log_likelihood.sizes["obs_id"])
+    m = ll.max(0)
+    return np.log(np.exp(ll - m).mean(0)) + m
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def digits_mc():
+    ds = bd.data.load("digits")
+    torch.manual_seed(0)
+    net = bd.models.mlp(64, [100], 10, "bernoulli", input_method=bd.methods.get("bernoulli", p=0.2))
+    model = bd.Classifier(net, num_data=len(ds.train))
+    guide = bd.DropoutGuide(model)
+    bd.fit(model, guide, ds.train, epochs=20, lr=1e-2, progress=False, seed=0)
+    noise = torch.rand(len(ds.test), 64, generator=torch.Generator().manual_seed(1))  # uniform-noise "images"
+    idata = bd.to_inference_data(model, guide, ds.test, num_samples=200, predictions=noise, seed=0)
+    return types.SimpleNamespace(ds=ds, model=model, guide=guide, idata=idata, noise=noise)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    ds = bd.data.load("toy-regression")
+    torch.manual_seed(0)
+    net = bd.models.mlp(
+        1, [50, 50], 1, "bernoulli", p=0.1, input_method=bd.methods.get("bernoulli", p=0.0), activation="relu"
+    )
+    model = bd.Regressor(net, num_data=len(ds.train), noise_scale=0.1, learn_noise=False)
+    guide = bd.DropoutGuide(model)
+    bd.fit(model, guide, ds.train, epochs=300, batch_size=200, lr=1e-2, progress=False, seed=0)
+    idata = bd.to_inference_data(model, guide, ds.test, num_samples=200, seed=0)
+    return types.SimpleNamespace(ds=ds, model=model, guide=guide, idata=idata)
+
+
+def _hand_classification(with_log_likelihood: bool = False):
+    """5 points, 3 classes, 2 draws; the mean probabilities are given in the comments."""
+    draws = np.array(
+        [
+            # draw 0
+            [[0.95, 0.05, 0.00], [0.10, 0.80, 0.10], [0.55, 0.25, 0.20], [0.40, 0.20, 0.40], [0.95, 0.03, 0.02]],
+            # draw 1
+            [[0.75, 0.15, 0.10], [0.00, 0.86, 0.14], [0.55, 0.25, 0.20], [0.20, 0.30, 0.50], [0.95, 0.03, 0.02]],
+        ]
+    )
+    # means: [.85 .10 .05], [.05 .83 .12], [.55 .25 .20], [.30 .25 .45], [.95 .03 .02]
+    y = np.array([0, 2, 0, 1, 0])
+    groups = dict(
+        posterior={"a": np.zeros((1, 2))},
+        posterior_predictive={"probs": draws[None], "y": np.zeros((1, 2, 5), dtype=np.int64)},
+        observed_data={"y": y},
+        dims={"probs": ["obs_id", "class"], "y": ["obs_id"]},
+    )
+    if with_log_likelihood:
+        groups["log_likelihood"] = {"y": np.log(draws[:, np.arange(5), y])[None]}
+    return _arviz.from_dict(**groups)
+
+
+def _hand_regression():
+    """3 points, 2 draws of the network mean, sigma = (0.5, 1, 2)."""
+    return _arviz.from_dict(
+        posterior={"a": np.zeros((1, 2))},
+        posterior_predictive={"mu": np.array([[[0.0, 2.0, -1.0], [1.0, 2.0, 1.0]]]), "y": np.zeros((1, 2, 3))},
+        observed_data={"y": np.array([0.5, 0.0, 4.0])},
+        constant_data={"noise_scale": np.array([0.5, 1.0, 2.0])},
+        dims={"mu": ["obs_id"], "y": ["obs_id"], "noise_scale": ["obs_id"]},
+    )
+
+
+# ----------------------------------------------------------------------------- InferenceData
+
+
+def test_inference_data_groups_vars_and_dims(digits_mc):
+    idata, ds = digits_mc.idata, digits_mc.ds
+    S, N, C = 200, len(ds.test), 10
+    assert set(idata.groups()) == {
+        "posterior",
+        "posterior_predictive",
+        "predictions",
+        "log_likelihood",
+        "observed_data",
+    }
+    post = idata.posterior
+    assert set(post.data_vars) == {"net.0.keep_prob", "net.2.keep_prob"}
+    assert post["net.0.keep_prob"].dims == ("chain", "draw", "net.0.unit")
+    assert post["net.0.keep_prob"].shape == (1, S, 64) and post["net.2.keep_prob"].shape == (1, S, 100)
+    np.testing.assert_allclose(post["net.0.keep_prob"].values, 0.8)  # fixed rates: constant draws
+    np.testing.assert_allclose(post["net.2.keep_prob"].values, 0.5)
+
+    pp = idata.posterior_predictive
+    assert pp["y"].dims == ("chain", "draw", "obs_id") and pp["y"].shape == (1, S, N)
+    assert pp["probs"].dims == ("chain", "draw", "obs_id", "class") and pp["probs"].shape == (1, S, N, C)
+    assert np.issubdtype(pp["y"].dtype, np.integer)
+    np.testing.assert_allclose(pp["probs"].values.sum(-1), 1.0, atol=1e-5)
+    assert pp["probs"].values.std(axis=1).mean() > 0.01  # every draw has its own masks (vectorised, not shared)
+    np.testing.assert_array_equal(idata.observed_data["y"].values, ds.test.y.numpy())
+    np.testing.assert_array_equal(idata.observed_data["obs_id"].values, np.arange(N))
+
+    # log_likelihood is log p(y_n | theta_s) of the same draws as `probs`
+    ll = idata.log_likelihood["y"]
+    assert ll.dims == ("chain", "draw", "obs_id")
+    p_y = np.take_along_axis(pp["probs"].values[0], ds.test.y.numpy()[None, :, None], -1)[..., 0]
+    np.testing.assert_allclose(np.exp(ll.values[0]), p_y, atol=1e-6)
+
+    # replicated labels are draws from Categorical(probs_s): class counts over all (s, n) match within 5 sd
+    y_rep = pp["y"].values[0]
+    probs = pp["probs"].values[0].astype(np.float64)
+    for c in range(C):
+        expected, var = probs[..., c].sum(), (probs[..., c] * (1 - probs[..., c])).sum()
+        assert abs((y_rep == c).sum() - expected) < 5 * math.sqrt(var)
+
+    pred = idata.predictions
+    assert pred["probs"].dims == ("chain", "draw", "pred_id", "class") and pred["probs"].shape == (1, S, N, C)
+    assert pred["y"].dims == ("chain", "draw", "pred_id")
+    assert idata.attrs["bayesdrop_task"] == "classification" and idata.attrs["bayesdrop_num_samples"] == S
+
+
+def test_regression_inference_data(toy):
+    idata, ds = toy.idata, toy.ds
+    N = len(ds.test)
+    assert set(idata.groups()) == {
+        "posterior",
+        "posterior_predictive",
+        "log_likelihood",
+        "observed_data",
+        "constant_data",
+    }
+    assert set(idata.posterior.data_vars) == {"net.0.keep_prob", "net.2.keep_prob", "net.4.keep_prob"}
+    np.testing.assert_allclose(idata.posterior["net.0.keep_prob"].values, 1.0)
+    np.testing.assert_allclose(idata.posterior["net.2.keep_prob"].values, 0.9)
+    mu, y_rep = idata.posterior_predictive["mu"].values[0], idata.posterior_predictive["y"].values[0]
+    assert mu.shape == y_rep.shape == (200, N)
+    np.testing.assert_allclose(idata.constant_data["noise_scale"].values, 0.1, rtol=1e-6)
+    np.testing.assert_allclose(idata.constant_data["x"].values, ds.test.x.numpy(), rtol=1e-6)
+    assert idata.constant_data["x"].dims == ("obs_id", "feature")
+    # y_rep = mu + sigma * eps: standardised residuals are N(0, 1) (n = 80000: mean within 5 / sqrt(n), sd within 2 %)
+    z = (y_rep - mu) / 0.1
+    assert abs(z.mean()) < 5 / math.sqrt(z.size) and abs(z.std() - 1) < 0.02
+    ll = idata.log_likelihood["y"].values[0]
+    y = ds.test.y.numpy()[None].astype(np.float64)
+    expected = -0.5 * ((y - mu) / 0.1) ** 2 - math.log(0.1) - 0.5 * math.log(2 * math.pi)
+    np.testing.assert_allclose(ll, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_seeded_draws_are_reproducible_and_leave_the_rng_alone():
+    model, guide, x, y = tiny_classifier("bernoulli", p=0.3)
+    state = torch.get_rng_state()
+    a = bd.to_inference_data(model, guide, (x, y), num_samples=30, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    b = bd.to_inference_data(model, guide, (x, y), num_samples=30, seed=3)
+    c = bd.to_inference_data(model, guide, (x, y), num_samples=30, seed=4)
+    np.testing.assert_array_equal(a.posterior_predictive["probs"].values, b.posterior_predictive["probs"].values)
+    assert not np.array_equal(a.posterior_predictive["probs"].values, c.posterior_predictive["probs"].values)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    d = bd.to_inference_data(model, guide, loader, num_samples=30, seed=3)
+    np.testing.assert_array_equal(a.posterior_predictive["probs"].values, d.posterior_predictive["probs"].values)
+
+
+def test_posterior_draws_are_the_networks_behind_every_batch_of_predictions():
+    """vd draws random weights: the stored weight draws must reproduce the predictive of every batch."""
+    model, guide, x, y = tiny_classifier("vd", n=40)
+    new = torch.randn(9, 6, generator=torch.Generator().manual_seed(5))
+    idata = bd.to_inference_data(model, guide, (x, y), num_samples=25, predictions=new, batch_size=7, weights=True)
+    w0, w2 = (idata.posterior[f"net.{i}.weight"].values[0] for i in (0, 2))
+    assert idata.posterior["net.0.weight"].dims == ("chain", "draw", "net.0.out", "net.0.in")
+    assert w0.shape == (25, 8, 6) and w0.std(0).min() > 0  # random global draws
+    b0, b2 = (model.net[i].bias.detach().double().numpy() for i in (0, 2))
+
+    def probs(inputs):
+        h = np.maximum(np.einsum("nd,sod->sno", inputs.double().numpy(), w0) + b0, 0)
+        logits = np.einsum("snd,sod->sno", h, w2) + b2
+        return torch.from_numpy(logits).softmax(-1).numpy()
+
+    np.testing.assert_allclose(idata.posterior_predictive["probs"].values[0], probs(x), atol=1e-5)
+    np.testing.assert_allclose(idata.predictions["probs"].values[0], probs(new), atol=1e-5)
+
+
+def _guide_global_sites(model, guide, x):
+    with torch.no_grad(), pyro.plate("draws", 2, dim=-2):
+        trace = poutine.trace(guide).get_trace(x)
+    weight_sites = {layer.site("weight") for _, layer, _ in guide.pairs()}
+    out = {}
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or name in weight_sites or name == "data":
+            continue
+        if any(f.name == "data" for f in site["cond_indep_stack"]):
+            continue
+        fn = site["fn"]
+        while isinstance(fn, dist.Independent):
+            fn = fn.base_dist
+        out[name] = isinstance(fn, dist.Delta)
+    return out
+
+
+@pytest.mark.parametrize(
+    "method, hyper", [(m, {}) for m in bd.methods.names()] + [("vbd", {"granularity": "unit"})], ids=str
+)
+def test_every_registered_method(method, hyper, tmp_path, caplog):
+    model, guide, x, y = tiny_classifier(method, **hyper)
+    bd.fit(model, guide, (x, y), epochs=2, batch_size=20, lr=1e-2, progress=False)
+    idata = bd.to_inference_data(model, guide, (x, y), num_samples=40, predictions=x[:5])
+    rates = bd.dropout_rates(model, guide)
+    for name, kp in rates.items():
+        var = idata.posterior[f"{name}.keep_prob"]
+        assert var.shape == (1, 40, *kp.shape)
+        np.testing.assert_allclose(var.values[0, 0], kp.numpy(), rtol=1e-6)
+    # non-weight global guide sites: Delta -> point_estimates (no draws), random -> posterior draws
+    for name, is_delta in _guide_global_sites(model, guide, x).items():
+        if is_delta:
+            assert name in idata.point_estimates and "draw" not in idata.point_estimates[name].dims
+        else:
+            assert idata.posterior[name].shape[:2] == (1, 40) and idata.posterior[name].values.std(1).max() > 0
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        loo = _arviz.loo(idata)
+        _arviz.waic(idata)
+    assert not _shape_warnings(caught)
+    assert "Shape validation" not in caplog.text
+    assert math.isfinite(float(loo["elpd_loo"]))
+    summary = _arviz.summary(idata)
+    assert len(summary) == sum(v.size // 40 for v in idata.posterior.data_vars.values())
+    cal = D.calibration(idata)
+    assert 0 <= cal["ece"] <= 1 and 0 <= cal["accuracy"] <= 1
+    back = D.load_netcdf(D.save_netcdf(idata, tmp_path / "idata.nc"))
+    assert set(back.groups()) == set(idata.groups())
+    for group in idata.groups():
+        assert getattr(back, group).equals(getattr(idata, group)), group
+    assert back.attrs["bayesdrop_methods"] == idata.attrs["bayesdrop_methods"]
+
+
+def test_netcdf_round_trip_with_predictions(digits_mc, tmp_path):
+    path = D.save_netcdf(digits_mc.idata, tmp_path / "digits.nc")
+    back = D.load_netcdf(path)
+    for group in digits_mc.idata.groups():
+        xr_a, xr_b = getattr(digits_mc.idata, group), getattr(back, group)
+        assert xr_a.equals(xr_b), group
+    assert D.calibration(back) == D.calibration(digits_mc.idata)
+
+
+# ----------------------------------------------------------------------------- LOO, WAIC, summary
+
+
+def test_loo_and_waic_agree_with_the_log_mean_likelihood(digits_mc, caplog):
+    idata = digits_mc.idata
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        loo = _arviz.loo(idata, pointwise=True)
+        waic = _arviz.waic(idata, pointwise=True)
+    assert not _shape_warnings(caught)
+    assert "Shape validation" not in caplog.text
+    assert loo["n_samples"] == 200 and loo["n_data_points"] == len(digits_mc.ds.test)
+    lppd_i = _lppd(idata)
+    lppd = lppd_i.sum()
+    # p_loo is defined as lppd - elpd_loo: ArviZ reads our log_likelihood with the draws where we put them
+    assert float(loo["elpd_loo"]) + float(loo["p_loo"]) == pytest.approx(lppd, rel=1e-9)
+    assert float(waic["elpd_waic"]) + float(waic["p_waic"]) == pytest.approx(lppd, rel=1e-9)
+    # PSIS-LOO weights w_s ~ 1 / p_s (smoothed, order kept) give a weighted mean of p_s that lies between
+    # min_s p_s and the plain mean (Chebyshev's sum inequality): log min_s p <= elpd_loo_i <= lppd_i
+    ll = idata.log_likelihood["y"].values[0]
+    loo_i = loo["loo_i"].values
+    assert (loo_i <= lppd_i + 1e-9).all() and (loo_i >= ll.min(0) - 1e-9).all()
+    assert ll.min(0).sum() <= float(loo["elpd_loo"]) <= lppd
+    summary = D.loo_summary(idata)
+    assert summary["elpd_loo"] == pytest.approx(float(loo["elpd_loo"]))
+    assert summary["lppd"] == pytest.approx(lppd)
+    k = loo["pareto_k"].values
+    assert summary["k<=0.5"] + summary["0.5<k<=0.7"] + summary["0.7<k<=1"] + summary["k>1"] == len(k)
+    assert summary["k>good_k"] == int((k > summary["good_k"]).sum())
+    print(
+        f"\nLOO digits: elpd_loo {float(loo['elpd_loo']):.2f}, lppd {lppd:.2f}, p_loo {float(loo['p_loo']):.2f}, "
+        f"lower bound {ll.min(0).sum():.2f}; Pareto k: <=0.5 {summary['k<=0.5']}, (0.5, 0.7] {summary['0.5<k<=0.7']}, "
+        f"(0.7, 1] {summary['0.7<k<=1']}, >1 {summary['k>1']}; WAIC {float(waic['elpd_waic']):.2f}"
+    )
+
+
+def test_summary_of_the_posterior_group(digits_mc, caplog):
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        summary = _arviz.summary(digits_mc.idata)
+    assert len(summary) == 64 + 100
+    np.testing.assert_allclose(summary.loc["net.0.keep_prob[0]", "mean"], 0.8)
+    np.testing.assert_allclose(summary.loc["net.2.keep_prob[99]", "mean"], 0.5)
+    assert (summary["sd"] == 0).all()  # q puts a point mass on fixed rates
+    assert summary["r_hat"].isna().all()  # one chain of constant draws: R-hat is undefined
+    # the only complaints are about the single chain and the constant values, nothing else
+    assert all("invalid value encountered" in str(w.message) for w in caught), [str(w.message) for w in caught]
+    assert all("Shape validation failed" in r.getMessage() and "chains=2" in r.getMessage() for r in caplog.records)
+
+
+# ----------------------------------------------------------------------------- calibration (hand-computed)
+
+
+@pytest.mark.parametrize("with_ll", [False, True])
+def test_calibration_classification_by_hand(with_ll):
+    cal = D.calibration(_hand_classification(with_ll), n_bins=15)
+    assert cal["accuracy"] == pytest.approx(3 / 5)
+    nll = -(math.log(0.85) + math.log(0.12) + math.log(0.55) + math.log(0.25) + math.log(0.95)) / 5
+    assert cal["nll"] == pytest.approx(nll, rel=1e-12)
+    brier = (0.035 + 1.4658 + 0.305 + 0.855 + 0.0038) / 5  # per point: sum_c (p_c - 1[y = c])^2
+    assert cal["brier"] == pytest.approx(brier, rel=1e-12)
+    # bins of width 1/15: confidences .85 and .83 in (12/15, 13/15] (one right, one wrong), .55 in (8/15, 9/15]
+    # (right), .45 in (6/15, 7/15] (wrong), .95 in (14/15, 1] (right); 11 of the 15 bins are empty
+    ece = 2 / 5 * abs(0.5 - 0.84) + 1 / 5 * abs(1 - 0.55) + 1 / 5 * abs(0 - 0.45) + 1 / 5 * abs(1 - 0.95)
+    assert cal["ece"] == pytest.approx(ece, rel=1e-12)
+    assert cal["mce"] == pytest.approx(0.45, rel=1e-12)
+    assert cal["mean_confidence"] == pytest.approx((0.85 + 0.83 + 0.55 + 0.45 + 0.95) / 5)
+    rel = D.reliability(_hand_classification(with_ll), n_bins=15)
+    expected = np.zeros(15, dtype=int)
+    expected[[6, 8, 12, 14]] = [1, 1, 2, 1]
+    np.testing.assert_array_equal(rel["count"], expected)
+    assert np.isnan(rel["accuracy"][expected == 0]).all()
+    np.testing.assert_allclose(rel["confidence"][[6, 8, 12, 14]], [0.45, 0.55, 0.84, 0.95])
+    # one bin: ECE = MCE = |accuracy - mean confidence|
+    one = D.calibration(_hand_classification(with_ll), n_bins=1)
+    assert one["ece"] == pytest.approx(abs(0.6 - 3.63 / 5)) and one["mce"] == pytest.approx(one["ece"])
+
+
+def test_ece_bins_are_closed_on_the_right():
+    # confidence 0.5 falls in (0, 0.5], confidence 1.0 in (0.5, 1]
+    idata = _arviz.from_dict(
+        posterior={"a": np.zeros((1, 1))},
+        posterior_predictive={"probs": np.array([[[[0.5, 0.5], [1.0, 0.0], [0.3, 0.7]]]])},
+        observed_data={"y": np.array([0, 0, 0])},
+        dims={"probs": ["obs_id", "class"]},
+    )
+    rel = D.reliability(idata, n_bins=2)
+    np.testing.assert_array_equal(rel["count"], [1, 2])
+    np.testing.assert_allclose(rel["accuracy"], [1.0, 0.5])
+    np.testing.assert_allclose(rel["confidence"], [0.5, 0.85])
+    assert rel["ece"] == pytest.approx(1 / 3 * 0.5 + 2 / 3 * 0.35)
+    assert rel["mce"] == pytest.approx(0.5)
+
+
+def test_calibration_regression_by_hand():
+    idata = _hand_regression()
+    u = np.array([(_Phi(1) + _Phi(-1)) / 2, _Phi(-2), (_Phi(2.5) + _Phi(1.5)) / 2])  # 0.5, 0.02275, 0.96349
+    np.testing.assert_allclose(D.pit(idata), u, rtol=1e-12)
+    cal = D.calibration(idata)
+    assert cal["rmse"] == pytest.approx(math.sqrt((0 + 4 + 16) / 3))
+    nll = -(math.log(_phi(1) / 0.5) + math.log(_phi(2)) + math.log((_phi(2.5) + _phi(1.5)) / 2 / 2)) / 3
+    assert cal["nll"] == pytest.approx(nll, rel=1e-12)
+    # central interval of mass m <=> PIT in [(1 - m) / 2, (1 + m) / 2]
+    assert cal["coverage_50"] == pytest.approx(1 / 3)
+    assert cal["coverage_80"] == pytest.approx(1 / 3)
+    assert cal["coverage_90"] == pytest.approx(1 / 3)
+    assert cal["coverage_95"] == pytest.approx(2 / 3)  # 0.02275 < 0.025 is out, 0.9635 < 0.975 is in
+    s = np.sort(u)
+    assert cal["pit_ks"] == pytest.approx(max(1 / 3 - s[0], 2 / 3 - s[1], 1 - s[2], s[0], s[1] - 1 / 3, s[2] - 2 / 3))
+    assert cal["mean_std"] == pytest.approx((math.sqrt(0.5) + 1 + math.sqrt(5)) / 3)
+    unc = D.uncertainty(idata)
+    np.testing.assert_allclose(unc["mean"], [0.5, 2.0, 0.0])
+    np.testing.assert_allclose(unc["epistemic_std"], [0.5, 0.0, 1.0])
+    np.testing.assert_allclose(unc["aleatoric_std"], [0.5, 1.0, 2.0])
+    np.testing.assert_allclose(unc["std"], [math.sqrt(0.5), 1.0, math.sqrt(5)])
+    # the quantiles behind the band plot: one draw is a plain normal
+    np.testing.assert_allclose(_mixture_quantiles(np.zeros((1, 1)), np.ones(1), 0.95), 1.6448536, atol=1e-6)
+    # two far-apart components: the median of the mixture lies half way
+    np.testing.assert_allclose(_mixture_quantiles(np.array([[-5.0], [5.0]]), np.ones(1), 0.5), 0.0, atol=1e-9)
+
+
+def test_uncertainty_decomposition_by_hand():
+    draws = np.array(
+        [
+            [[1.0, 0.0], [0.5, 0.5], [0.9, 0.1], [0.8, 0.2]],
+            [[0.0, 1.0], [0.5, 0.5], [0.9, 0.1], [0.4, 0.6]],
+        ]
+    )
+    idata = _arviz.from_dict(
+        posterior={"a": np.zeros((1, 2))},
+        posterior_predictive={"probs": draws[None]},
+        dims={"probs": ["obs_id", "class"]},
+    )
+    u = D.uncertainty(idata)
+
+    def h(*p):
+        return -sum(q * math.log(q) for q in p if q > 0)
+
+    np.testing.assert_allclose(u["predictive_entropy"], [math.log(2), math.log(2), h(0.9, 0.1), h(0.6, 0.4)])
+    np.testing.assert_allclose(u["expected_entropy"], [0, math.log(2), h(0.9, 0.1), (h(0.8, 0.2) + h(0.4, 0.6)) / 2])
+    np.testing.assert_allclose(
+        u["mutual_information"], [math.log(2), 0, 0, h(0.6, 0.4) - (h(0.8, 0.2) + h(0.4, 0.6)) / 2], atol=1e-15
+    )
+    np.testing.assert_array_equal(u["prediction"], [0, 0, 0, 0])
+    np.testing.assert_allclose(u["confidence"], [0.5, 0.5, 0.9, 0.6])
+
+
+# ----------------------------------------------------------------------------- the claims on trained models
+
+
+def test_mutual_information_is_higher_on_noise_than_on_digits(digits_mc):
+    test = D.uncertainty(digits_mc.idata)
+    noise = D.uncertainty(digits_mc.idata, group="predictions")
+    for u in (test, noise):  # H[E p] = E H[p] + I
+        np.testing.assert_allclose(u["predictive_entropy"], u["expected_entropy"] + u["mutual_information"], atol=1e-12)
+        assert (u["mutual_information"] > -1e-12).all()
+    mi_test, mi_noise = test["mutual_information"].mean(), noise["mutual_information"].mean()
+    cal = D.calibration(digits_mc.idata)
+    print(f"\nMI digits {mi_test:.4f}, MI noise {mi_noise:.4f}, ratio {mi_noise / mi_test:.2f}; calibration {cal}")
+    assert cal["accuracy"] > 0.9
+    assert mi_noise >= 2 * mi_test
+
+
+def test_toy_regression_90_percent_interval_covers_80_to_98_percent(toy):
+    """Calibration is measured where the training inputs lie: the test-grid points in
+    ``x_range`` outside the ``gap``.  The rest of the grid (the gap and |x| > 3) is
+    extrapolation, where MC dropout's band grows but too little (printed, not asserted)."""
+    ds = toy.ds
+    x = ds.test.x[:, 0]
+    support = (x >= ds.x_range[0]) & (x <= ds.x_range[1]) & ((x <= ds.gap[0]) | (x >= ds.gap[1]))
+    idata = bd.to_inference_data(toy.model, toy.guide, (ds.test.x[support], ds.test.y[support]), 200, seed=0)
+    cal = D.calibration(idata)
+    u = D.pit(toy.idata)
+    covered = ((u >= 0.05) & (u <= 0.95)).astype(float)
+    outside = ((x < ds.x_range[0]) | (x > ds.x_range[1])).numpy()
+    gap = ((x > ds.gap[0]) & (x < ds.gap[1])).numpy()
+    std = D.uncertainty(toy.idata)["std"]
+    print(
+        f"\ntoy regression: coverage_90 on {int(support.sum())} in-support points {cal['coverage_90']:.3f} "
+        f"(all {covered.mean():.3f}, gap {covered[gap].mean():.3f}, |x| > 3 {covered[outside].mean():.3f}); "
+        f"predictive std in support {std[support.numpy()].mean():.3f}, gap {std[gap].mean():.3f}, "
+        f"|x| > 3 {std[outside].mean():.3f}; {cal}"
+    )
+    assert 0.8 <= cal["coverage_90"] <= 0.98
+    assert cal["coverage_50"] < cal["coverage_80"] < cal["coverage_90"] < cal["coverage_95"]
+    assert std[outside].mean() > 1.2 * std[support.numpy()].mean()  # uncertainty grows away from the data
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _check_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG and len(data) > 5000, path
+
+
+def test_plots_return_figures_and_write_pngs(digits_mc, toy, tmp_path):
+    figs = {
+        "reliability": D.plot_reliability(digits_mc.idata, path=tmp_path / "reliability.png"),
+        "ppc": D.plot_ppc(digits_mc.idata, path=tmp_path / "ppc.png"),
+        "rates": D.plot_dropout_rates(digits_mc.idata, path=tmp_path / "rates.png"),
+        "entropy": D.plot_entropy(digits_mc.idata, path=tmp_path / "entropy.png"),
+        "loo_pit": D.plot_loo_pit(toy.idata, path=tmp_path / "loo_pit.png"),
+        "band": D.plot_predictive_band(toy.idata, train=toy.ds.train, path=tmp_path / "band.png"),
+        "ppc_regression": D.plot_ppc(toy.idata, path=tmp_path / "ppc_regression.png"),
+    }
+    for name, fig in figs.items():
+        assert isinstance(fig, Figure), name
+        _check_png(tmp_path / f"{name}.png")
+    rel_ax = figs["reliability"].axes[0]
+    assert len(rel_ax.patches) == 2 * int((D.reliability(digits_mc.idata)["count"] > 0).sum())
+    assert len(figs["rates"].axes) == 2  # one panel per layer
+    band_ax = figs["band"].axes[0]
+    assert len(band_ax.collections) == 2 + 2  # two bands, test and training points
+    assert D.plot_reliability(digits_mc.idata) is not None  # no path: nothing written, figure returned
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.png" for n in figs)
+
+
+# ----------------------------------------------------------------------------- CLI report
+
+
+def test_report_command_writes_pngs_and_a_summary(tmp_path, capsys):
+    run = tmp_path / "digits"
+    argv = ["train", "--dataset", "digits", "--arch", "mlp:32", "--epochs", "3", "--lr", "1e-2", "--quiet"]
+    assert cli.main([*argv, "--out", str(run)]) == 0
+    assert cli.main(["report", str(run), "--num-samples", "50", "--ood-points", "100"]) == 0
+    for name in ("reliability", "entropy", "ppc", "dropout_rates"):
+        _check_png(run / f"{name}.png")
+    text = (run / "report.md").read_text()
+    idata = D.load_netcdf(run / "inference_data.nc")
+    cal, loo = D.calibration(idata), D.loo_summary(idata)
+    assert f"| accuracy | {cal['accuracy']:.4f} |" in text and f"| ece | {cal['ece']:.4f} |" in text
+    assert f"| {loo['elpd_loo']:.2f} | {loo['se']:.2f} | {loo['p_loo']:.2f} |" in text
+    assert f"| {loo['k<=0.5']} | {loo['0.5<k<=0.7']} | {loo['0.7<k<=1']} | {loo['k>1']} |" in text
+    assert "uniform noise on [0, 1]" in text and "(reliability.png)" in text and "(dropout_rates.png)" in text
+    assert idata.predictions.sizes["pred_id"] == 100
+
+    reg = tmp_path / "toy"
+    argv = ["train", "--dataset", "toy-regression", "--arch", "mlp:20", "--epochs", "30", "--lr", "1e-2", "--quiet"]
+    assert cli.main([*argv, "--out", str(reg)]) == 0
+    assert cli.main(["report", str(reg), "--num-samples", "50"]) == 0
+    for name in ("loo_pit", "predictive_band", "ppc", "dropout_rates"):
+        _check_png(reg / f"{name}.png")
+    text = (reg / "report.md").read_text()
+    cal = D.calibration(D.load_netcdf(reg / "inference_data.nc"))
+    assert f"| coverage_90 | {cal['coverage_90']:.4f} |" in text and f"| rmse | {cal['rmse']:.4f} |" in text
+    capsys.readouterr()
+    assert cli.main(["report", str(tmp_path / "missing")]) == 2
+    assert "config.json" in capsys.readouterr().err
+    assert cli.main(["report", str(run), "--num-samples", "0"]) == 2
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_bad_arguments_are_named():
+    model, guide, x, y = tiny_classifier("bernoulli")
+    idata = bd.to_inference_data(model, guide, (x, y), num_samples=5)
+    with pytest.raises(ValueError, match="`data` must include targets"):
+        bd.to_inference_data(model, guide, x)
+    for kw, arg in (({"num_samples": 0}, "num_samples"), ({"batch_size": 0}, "batch_size"), ({"seed": -1}, "seed")):
+        with pytest.raises(ValueError, match=f"`{arg}`"):
+            bd.to_inference_data(model, guide, (x, y), **kw)
+    with pytest.raises(ValueError, match="`guide`"):
+        bd.to_inference_data(model, bd.DropoutGuide(tiny_classifier("bernoulli")[0]), (x, y))
+    with pytest.raises(ValueError, match="data.y"):
+        bd.to_inference_data(model, guide, (x, y + 5))
+    with pytest.raises(TypeError, match="`idata`"):
+        D.calibration({"posterior": None})
+    with pytest.raises(ValueError, match="`n_bins`"):
+        D.calibration(idata, n_bins=0)
+    with pytest.raises(ValueError, match="`levels`"):
+        D.calibration(idata, levels=[1.5])
+    with pytest.raises(ValueError, match="`group`"):
+        D.uncertainty(idata, group="prior")
+    with pytest.raises(ValueError, match="`idata` has no 'predictions' group"):
+        D.uncertainty(idata, group="predictions")
+    no_pp = _arviz.from_dict(posterior={"a": np.zeros((1, 3))})
+    with pytest.raises(ValueError, match="`idata` has no 'posterior_predictive' group"):
+        D.calibration(no_pp)
+    with pytest.raises(ValueError, match="regression"):
+        D.pit(idata)
+    with pytest.raises(ValueError, match="regression"):
+        D.plot_loo_pit(idata)
+    with pytest.raises(ValueError, match="classification"):
+        D.plot_reliability(_hand_regression())
+    with pytest.raises(ValueError, match="noise_scale"):
+        D.calibration(
+            _arviz.from_dict(
+                posterior={"a": np.zeros((1, 2))},
+                posterior_predictive={"mu": np.zeros((1, 2, 3))},
+                observed_data={"y": np.zeros(3)},
+            )
+        )
+    with pytest.raises(FileNotFoundError, match="`path`"):
+        D.load_netcdf("/nonexistent/idata.nc")
