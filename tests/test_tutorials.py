@@ -25,6 +25,22 @@ def _check_01(r):
     assert 0.05 < relu["noise_scale"] < 0.3  # the data's noise is 0.1
 
 
+def _check_04(r):
+    assert r["accuracy"] > 0.8
+    assert 0.05 < r["ece"] < 0.4  # MC dropout with p = 0.5 is under-confident on digits
+    assert r["mean_confidence"] < r["accuracy"]
+    assert r["entropy_wrong"] > r["entropy_correct"]
+    assert r["mi_noise"] > 1.5 * r["mi_test"]  # epistemic uncertainty flags the noise images
+    assert r["mi_auroc"] > 0.9
+    assert isinstance(r["pareto_k_over_0.7"], int) and 0 <= r["pareto_k_over_0.7"] <= r["n_test"]
+    assert r["lppd"] > r["elpd_loo"]
+    assert 0.6 < r["coverage90_support"] <= 1
+    assert r["coverage90_grid"] < r["coverage90_support"]  # MC dropout under-covers beyond the data
+    assert r["coverage50_support"] < r["coverage80_support"] < r["coverage90_support"] <= r["coverage95_support"]
+    assert r["std_outside"] > 1.5 * r["std_support"]
+    assert r["netcdf_roundtrip"]
+
+
 def _check_05(r):
     assert r["loss_last"] < r["loss_first"]
     assert r["aleatoric_edge"] > 1.5 * r["aleatoric_centre"]  # true noise: 0.05 + 0.15 |x|
@@ -37,7 +53,7 @@ def _check_06(r):
     assert r["weight_scaling"]["acc"] > 0.85
 
 
-CHECKS = {"01": _check_01, "05": _check_05, "06": _check_06}
+CHECKS = {"01": _check_01, "04": _check_04, "05": _check_05, "06": _check_06}
 
 
 def test_every_tutorial_has_checks():
