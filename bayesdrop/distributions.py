@@ -6,17 +6,45 @@
     reparameterised (``has_rsample = True``), so ``TraceMeanField_ELBO`` accepts
     it in a guide and uses the registered analytic KL instead of REINFORCE.
 
-Further families (log-uniform prior, the Gaussian-uniform hierarchy of VBD)
-register here as they land.
+``LogUniform``, ``DropoutNormal``
+    The improper log-uniform prior of variational dropout (Kingma et al. 2015;
+    Liu et al. 2019, eq. 8) and the Gaussian-dropout posterior
+    N(theta, alpha theta^2) carrying its log alpha, with KL(Normal || LogUniform)
+    registered by Molchanov et al.'s (2017) approximation
+    (:func:`molchanov_kl`).
+
+``CenteredNormal``, ``ScalarUniform``, ``BoundedDelta``
+    The hierarchical prior of variational Bayesian dropout (Liu et al. 2019,
+    eq. 11; see :mod:`bayesdrop.methods.gaussian`): w | gamma ~ N(0, gamma)
+    parameterised by its variance, with the closed-form KL of eq. 14 from a
+    Normal guide; gamma ~ Uniform(a, b) with scalar bounds and a cheap log
+    density; and the Delta guide clamped into its support, whose KL is the
+    constant n log(b - a).
+
+Further families register here as they land.
 """
 
 from __future__ import annotations
 
-import torch
-from pyro.distributions import Bernoulli, TorchDistribution
-from torch.distributions import kl_divergence, register_kl
+import math
 
-__all__ = ["StraightThroughBernoulli", "FixedNoise"]
+import torch
+from pyro.distributions import Bernoulli, Delta, Independent, Normal, TorchDistribution, Uniform
+from torch.distributions import Normal as TorchNormal
+from torch.distributions import constraints, kl_divergence, register_kl
+
+__all__ = [
+    "StraightThroughBernoulli",
+    "FixedNoise",
+    "LogUniform",
+    "DropoutNormal",
+    "ScalarUniform",
+    "BoundedDelta",
+    "CenteredNormal",
+    "molchanov_kl",
+    "MOLCHANOV_K",
+    "LOG_ALPHA_CLIP",
+]
 
 
 def _bernoulli_draw(probs: torch.Tensor) -> torch.Tensor:
@@ -122,3 +150,293 @@ def _kl_fixed_noise(q: FixedNoise, p: FixedNoise) -> torch.Tensor:
     if q.key != p.key:
         return kl_divergence(q.base, p.base)
     return q.base.mean.new_zeros(()).expand(q.batch_shape)
+
+
+# -- Gaussian family: the log-uniform prior of variational dropout ------------------------------------------------
+#
+# Kingma et al. (2015) and Molchanov et al. (2017) pair the guide q(w) = N(theta, alpha theta^2) with the improper
+# log-uniform prior p(log|w|) = const (Liu et al. 2019, eq. 8).  Its KL is defined only up to an infinite constant;
+# Molchanov et al. (2017, eq. 14) fit the finite part, which depends on alpha alone.
+
+#: Molchanov et al. (2017) constants ``(k1, k2, k3)`` of the KL approximation.
+MOLCHANOV_K: tuple[float, float, float] = (0.63576, 1.87320, 1.48695)
+#: ``log alpha`` is clipped to this range inside the approximate KL (Molchanov et al. 2017 clip to [-10, 10] in
+#: their PyTorch code): below it the weight is deterministic for all practical purposes, above it the KL is flat.
+LOG_ALPHA_CLIP: tuple[float, float] = (-10.0, 10.0)
+
+
+def molchanov_kl(log_alpha: torch.Tensor) -> torch.Tensor:
+    r"""Molchanov et al.'s (2017) approximation of KL(N(theta, alpha theta^2) || log-uniform), elementwise.
+
+    .. math::
+        \mathrm{KL} \approx k_1 - k_1\, \mathrm{sigmoid}(k_2 + k_3 \log\alpha)
+        + \tfrac12 \log\big(1 + \alpha^{-1}\big),
+
+    with :data:`MOLCHANOV_K`; the constant :math:`k_1` makes it vanish as
+    :math:`\alpha \to \infty`.  ``log_alpha`` is used as given (clip it
+    first, see :data:`LOG_ALPHA_CLIP`); ``log(1 + 1/alpha)`` is evaluated as
+    ``softplus(-log alpha)``, which is stable for any ``log alpha``.
+    """
+    k1, k2, k3 = MOLCHANOV_K
+    return k1 - k1 * torch.sigmoid(k2 + k3 * log_alpha) + 0.5 * torch.nn.functional.softplus(-log_alpha)
+
+
+class LogUniform(TorchDistribution):
+    r"""The improper log-uniform prior :math:`p(w) \propto 1 / |w|` (Liu et al. 2019, eq. 8).
+
+    Equivalently :math:`p(\log|w|) = \text{const}`: the scale-invariant prior
+    under which Gaussian dropout is variational inference (Kingma et al.
+    2015).  ``log_prob(w) = -log|w|`` (unnormalised; ``+inf`` at 0).  The KL
+    from a Normal guide is registered by Molchanov's approximation
+    (:func:`molchanov_kl`), so ``TraceMeanField_ELBO`` uses it in closed form.
+
+    An improper prior has no draws.  ``sample()`` returns ``placeholder``
+    (broadcast to the requested shape): a finite tensor of the right shape
+    that Pyro needs when the model runs without a guide (the prototype run of
+    :class:`~bayesdrop.guides.DropoutGuide`, prior predictive checks).  The
+    Gaussian-family methods pass the layer's initial weights, so such a run
+    is the initial deterministic network.
+
+    Parameters
+    ----------
+    placeholder : torch.Tensor
+        Its shape is the batch shape; its values are what ``sample`` returns.
+        Give it the device and dtype of the weights.
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.real
+    has_rsample = False
+
+    def __init__(self, placeholder: torch.Tensor, validate_args: bool | None = None):
+        if not torch.is_tensor(placeholder):
+            raise TypeError(f"`placeholder` must be a tensor, got {type(placeholder).__name__}")
+        self.placeholder = placeholder
+        super().__init__(placeholder.shape, torch.Size(), validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):  # keep the class: Pyro would wrap it and lose the KL
+        new = self._get_checked_instance(LogUniform, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.placeholder = self.placeholder.expand(batch_shape)
+        super(LogUniform, new).__init__(batch_shape, torch.Size(), validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        return self.placeholder.detach().expand(self._extended_shape(sample_shape)).clone()
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return -value.abs().log()
+
+
+class DropoutNormal(Normal):
+    r"""``Normal(loc, scale)`` that also carries :math:`\log\alpha` and/or :math:`\log\sigma^2`.
+
+    The Gaussian-dropout posterior :math:`\mathcal N(\theta, \alpha\theta^2)` (Liu et al. 2019, eq. 4).
+    ``log_alpha`` and ``log_variance`` are what the method computes from its own (numerically stable)
+    parameterisation, e.g. :math:`\log\alpha = \log\sigma^2 - \log\theta^2` in the additive one of Molchanov et
+    al. (2017), where :math:`\log\sigma^2` is itself a parameter.  The registered KLs read them instead of
+    recovering them from ``loc`` and ``scale`` (ill-conditioned for :math:`\theta \to 0`, and extra passes over
+    weight-sized tensors every step).  Otherwise it is a plain Normal (the local reparameterisation trick and
+    KLs to Normal priors see a Normal).
+
+    Parameters
+    ----------
+    loc, scale : torch.Tensor
+    log_alpha, log_variance : torch.Tensor, optional
+        Broadcastable to the batch shape.
+    """
+
+    def __init__(
+        self,
+        loc: torch.Tensor,
+        scale: torch.Tensor,
+        log_alpha: torch.Tensor | None = None,
+        log_variance: torch.Tensor | None = None,
+        validate_args: bool | None = None,
+    ):
+        super().__init__(loc, scale, validate_args=validate_args)
+        self.log_alpha = None if log_alpha is None else log_alpha.expand(self.batch_shape)
+        self.log_variance = None if log_variance is None else log_variance.expand(self.batch_shape)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(DropoutNormal, _instance)
+        new.log_alpha = None if self.log_alpha is None else self.log_alpha.expand(batch_shape)
+        new.log_variance = None if self.log_variance is None else self.log_variance.expand(batch_shape)
+        return super().expand(batch_shape, _instance=new)
+
+
+@register_kl(TorchNormal, LogUniform)
+def _kl_normal_loguniform(q: TorchNormal, p: LogUniform) -> torch.Tensor:
+    # Molchanov's approximation with log alpha clipped to LOG_ALPHA_CLIP.  For a plain Normal log alpha is
+    # recovered from scale and loc, with loc^2 floored so that loc = 0 gives log alpha = +big, not a NaN gradient.
+    log_alpha = getattr(q, "log_alpha", None)
+    if log_alpha is None and getattr(q, "log_variance", None) is not None:
+        log_alpha = q.log_variance - q.loc.square().clamp_min(torch.finfo(q.loc.dtype).tiny).log()
+    if log_alpha is None:
+        tiny = torch.finfo(q.loc.dtype).tiny
+        log_alpha = 2 * q.scale.log() - q.loc.square().clamp_min(tiny).log()
+    kl = molchanov_kl(log_alpha.clamp(*LOG_ALPHA_CLIP))
+    return kl.expand(torch.broadcast_shapes(kl.shape, p.batch_shape))
+
+
+class ScalarUniform(Uniform):
+    r"""``Uniform(low, high)`` with scalar bounds broadcast to ``batch_shape``, and a cheap log density.
+
+    The prior :math:`\gamma \sim \mathrm{Uniform}(a, b)` of variational Bayesian dropout (Liu et al. 2019,
+    eq. 11) has one element per weight.  ``torch``'s ``Uniform.log_prob`` computes
+    :math:`\log(b - a)` once per element from the broadcast bounds (about eight passes over a weight-sized
+    tensor); here the constant is computed once and the density costs two comparisons and a select:
+    :math:`-\log(b - a)` on :math:`[a, b)`, :math:`-\infty` outside (as ``torch``: ``high`` is excluded).
+    With a :class:`BoundedDelta` guide of the same bounds the KL is the constant :math:`n \log(b - a)`.
+
+    Parameters
+    ----------
+    low, high : float
+        The bounds, ``low < high``.
+    batch_shape : torch.Size
+    like : torch.Tensor, optional
+        A tensor whose dtype and device the bounds take (default: float32 on the CPU).
+    """
+
+    def __init__(
+        self,
+        low: float,
+        high: float,
+        batch_shape: torch.Size | tuple[int, ...] = torch.Size(),
+        *,
+        like: torch.Tensor | None = None,
+        validate_args: bool | None = None,
+    ):
+        low, high = float(low), float(high)
+        if not low < high:
+            raise ValueError(f"`low` ({low!r}) must be below `high` ({high!r})")
+        like = torch.empty(()) if like is None else like
+        self.bounds = (low, high)
+        self._low0, self._high0 = like.new_full((), low), like.new_full((), high)
+        super().__init__(self._low0.expand(batch_shape), self._high0.expand(batch_shape), validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(ScalarUniform, _instance)
+        new.bounds, new._low0, new._high0 = self.bounds, self._low0, self._high0
+        return super().expand(batch_shape, _instance=new)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        inside = (value >= self._low0) & (value < self._high0)
+        return torch.where(inside, -(self._high0 - self._low0).log(), -math.inf)
+
+
+class BoundedDelta(Delta):
+    """A ``Delta`` whose location the caller has clamped into ``[low, high)``.
+
+    VBD's guide puts its point mass on :math:`\\gamma^*` clamped into the support of the
+    :class:`ScalarUniform` prior.  Pyro's KL of a Delta, ``-p.log_prob(v)``, then is the constant
+    :math:`n\\log(b - a)`, and the registered KL returns it without a pass over the (weight-sized) location.
+    With other priors, or other bounds, it is Pyro's ``-p.log_prob(v)``.
+
+    Parameters
+    ----------
+    v : torch.Tensor
+        The location, inside ``[low, high)`` (not checked here; Pyro's validation checks the prior's support).
+    low, high : float
+    event_dim : int
+    """
+
+    def __init__(self, v: torch.Tensor, low: float, high: float, event_dim: int = 0, validate_args=None):
+        self.bounds = (float(low), float(high))
+        super().__init__(v, event_dim=event_dim, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(BoundedDelta, _instance)
+        new.bounds = self.bounds
+        return super().expand(batch_shape, _instance=new)
+
+
+def _kl_bounded_delta(q: BoundedDelta, p, base, n: int) -> torch.Tensor:
+    if isinstance(base, ScalarUniform) and base.bounds == q.bounds and q.event_shape == p.event_shape:
+        low, high = q.bounds
+        kl = q.v.new_full((), n * math.log(high - low))
+        return kl.expand(torch.broadcast_shapes(q.batch_shape, p.batch_shape))
+    return -p.log_prob(q.v)
+
+
+@register_kl(BoundedDelta, Independent)
+def _kl_bounded_delta_independent(q: BoundedDelta, p: Independent) -> torch.Tensor:
+    return _kl_bounded_delta(q, p, p.base_dist, math.prod(p.event_shape))
+
+
+@register_kl(BoundedDelta, ScalarUniform)
+def _kl_bounded_delta_uniform(q: BoundedDelta, p: ScalarUniform) -> torch.Tensor:
+    return _kl_bounded_delta(q, p, p, 1)
+
+
+class CenteredNormal(TorchDistribution):
+    r""":math:`\mathcal N(0, v)` parameterised by its variance: VBD's :math:`W \mid \gamma \sim \mathcal N(0, \gamma)`.
+
+    The conditional prior of eq. 11 of Liu et al. (2019), as a model site whose variance is the ``gamma`` site.
+    The KL from a Normal guide is registered in closed form (eq. 14),
+
+    .. math::
+        \mathrm{KL}\big(\mathcal N(\mu, \sigma^2) \,\|\, \mathcal N(0, v)\big)
+        = \tfrac12 \Big(\frac{\sigma^2 + \mu^2}{v} - 1 - \log\sigma^2 + \log v\Big),
+
+    in fewer passes than ``torch``'s Normal/Normal KL (and with :math:`\log\sigma^2` read from a
+    :class:`DropoutNormal` that carries it).  It is deliberately not a ``Normal`` subclass: the local
+    reparameterisation handler only tags values drawn from Normal guide sites.
+
+    Parameters
+    ----------
+    variance : torch.Tensor
+        Positive; its shape is the batch shape.
+    """
+
+    arg_constraints = {"variance": constraints.positive}
+    support = constraints.real
+    has_rsample = True
+
+    def __init__(self, variance: torch.Tensor, validate_args: bool | None = None):
+        self._variance = variance
+        super().__init__(variance.shape, torch.Size(), validate_args=validate_args)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return self._variance
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return torch.zeros_like(self._variance)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(CenteredNormal, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new._variance = self._variance.expand(batch_shape)
+        super(CenteredNormal, new).__init__(batch_shape, torch.Size(), validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        shape = self._extended_shape(sample_shape)
+        eps = torch.randn(shape, dtype=self._variance.dtype, device=self._variance.device)
+        return eps * self._variance.sqrt()
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        return -0.5 * (value.square() / self._variance + (2 * math.pi * self._variance).log())
+
+    def entropy(self) -> torch.Tensor:
+        return 0.5 * (2 * math.pi * math.e * self._variance).log()
+
+
+@register_kl(TorchNormal, CenteredNormal)
+def _kl_normal_centered_normal(q: TorchNormal, p: CenteredNormal) -> torch.Tensor:
+    log_var_q = getattr(q, "log_variance", None)
+    if log_var_q is None:
+        var_q = q.scale.square()
+        log_var_q = var_q.log()
+    else:
+        var_q = log_var_q.exp()
+    v = p.variance
+    return 0.5 * (torch.addcmul(var_q, q.loc, q.loc) / v - log_var_q + v.log() - 1)
