@@ -285,9 +285,9 @@ class GeneralizedDropout(_FixedNoise):
         ``Conv2d`` only: one gate per input element (classic) or per input
         feature map (architecture selection, section 2.6).
 
-    Attributes
-    ----------
-    Sites (with ``layer.site``): ``k`` (global, gate shape ``(in,)`` or
+    Notes
+    -----
+    Sample sites (named with ``layer.site``): ``k`` (global, gate shape ``(in,)`` or
     ``(C, 1, 1)``), ``theta`` (local, per example ``(in,)``, ``(C, 1, 1)`` or
     ``(C, H, W)``), ``weight`` (global).
     """
