@@ -204,7 +204,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         num_samples=args.num_samples,
     )
     if args.quick:
-        kw.update(epochs=30, num_samples=50)
+        kw.update(epochs=60, num_samples=50)
+    if kw["kl_warmup"] is None:
+        kw["kl_warmup"] = kw["epochs"] // 2
     rows = compare.compare(
         args.dataset,
         args.methods,
@@ -296,11 +298,11 @@ def make_parser() -> argparse.ArgumentParser:
     c.add_argument("--epochs", type=int, default=100)
     c.add_argument("--batch-size", type=int, default=128)
     c.add_argument("--lr", type=float, default=3e-3)
-    c.add_argument("--kl-warmup", type=int, default=0)
+    c.add_argument("--kl-warmup", type=int, default=None, help="epochs of linear KL warm-up (default: half the epochs)")
     c.add_argument("--num-samples", type=int, default=100)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--device", default="auto")
-    c.add_argument("--quick", action="store_true", help="the demo preset: 30 epochs, 50 MC draws")
+    c.add_argument("--quick", action="store_true", help="the demo preset: 60 epochs (30 of KL warm-up), 50 MC draws")
     c.add_argument("--out", default="runs/compare")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cmd_compare)

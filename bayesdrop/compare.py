@@ -42,7 +42,7 @@ def compare(
     epochs: int = 30,
     batch_size: int = 128,
     lr: float = 3e-3,
-    kl_warmup: int = 0,
+    kl_warmup: int | None = None,
     num_samples: int = 100,
     seed: int = 0,
     device: str = "auto",
@@ -57,11 +57,19 @@ def compare(
         ``digits``, ``mnist1d``, ``mnist`` (with ``mnist_dir``) — classification.
     method_names
         Registered names; ``None`` or ``["all"]`` for every registered method.
-    arch, epochs, batch_size, lr, kl_warmup, seed, device
+    arch, epochs, batch_size, lr, seed, device
         The shared budget (see ``bayesdrop train``).
+    kl_warmup
+        Epochs of linear KL warm-up, the same for every method; ``None`` (default) is ``epochs // 2``.  Methods
+        that learn their rates need it on small data: without it the KL of ``sparse-vd`` and ``vbd`` (one
+        alpha per weight, ~50k weights against 1437 digits) drives every log alpha past the
+        pruning threshold before the likelihood has fitted, and the network collapses to chance (measured: 89.7 %
+        error at 30 epochs, lr 3e-3, no warm-up; 3.3 % for ``vbd`` at 100 epochs with 50 of warm-up).
     num_samples
         Monte Carlo draws of the predictive.
     """
+    if kl_warmup is None:
+        kl_warmup = epochs // 2
     names = methods.names() if not method_names or method_names == ["all"] else list(method_names)
     for n in names:
         methods.get(n)  # unknown names fail before any training

@@ -55,3 +55,15 @@ def test_compare_cli_prints_and_writes_the_table(tmp_path, capsys):
 def test_compare_rejects_unknown_methods_before_training():
     with pytest.raises(ValueError, match="unknown method"):
         compare.compare("digits", ["bernoulli", "nope"], epochs=1, progress=False)
+
+
+def test_compare_warms_up_the_kl_so_per_weight_methods_do_not_collapse():
+    """The default KL warm-up (half the epochs): sparse-vd and vbd learn and prune instead of being pruned before
+    the likelihood fits (measured at this budget: 5.3 % / 5.6 % error with warm-up, 24 % / 19 % without; at the
+    demo's 300-100 width and 30 epochs without warm-up they fell to chance, 90 %)."""
+    rows = compare.compare(
+        "digits", ["sparse-vd", "vbd"], arch="mlp:50", epochs=12, lr=1e-2, num_samples=10, progress=False
+    )
+    for r in rows:
+        assert r["test error %"] < 10, r
+        assert r["|W|/|W≠0|"] > 3, r  # and they still sparsify
