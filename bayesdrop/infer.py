@@ -25,16 +25,15 @@ from typing import Any
 
 import pyro
 import pyro.poutine as poutine
-from pyro.infer.util import is_validation_enabled
 import torch
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import Predictive, TraceMeanField_ELBO
 from pyro.infer.trace_mean_field_elbo import _check_mean_field_requirement
-from pyro.infer.util import torch_item
+from pyro.infer.util import is_validation_enabled, torch_item
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import prune_subsample_sites
 from pyro.util import check_model_guide_match, check_site_shape
 from torch.distributions import kl_divergence
-from pyro.poutine.messenger import Messenger
 from tqdm.auto import tqdm
 
 from .data import as_tensors, check_labels
@@ -42,7 +41,17 @@ from .guides import DropoutGuide
 from .models import Likelihood
 from .nn import LocalReparameterization
 
-__all__ = ["MeanFieldELBO", "fit", "FitResult", "predict", "resolve_device", "save_checkpoint", "load_checkpoint", "KLScale", "evaluate"]
+__all__ = [
+    "MeanFieldELBO",
+    "fit",
+    "FitResult",
+    "predict",
+    "resolve_device",
+    "save_checkpoint",
+    "load_checkpoint",
+    "KLScale",
+    "evaluate",
+]
 
 
 class KLScale(Messenger):

@@ -36,15 +36,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyro
 import torch
+from _common import RESULTS, device_name, write_results
 from pyro.nn import PyroModule
 
 import bayesdrop as bd
@@ -213,8 +212,7 @@ def to_markdown(rows: Sequence[Row], epochs: int) -> str:
     lines = [
         "# SAL architecture selection (Srinivas & Babu 2016, Table 1 protocol)",
         "",
-        f"`python benchmarks/sal_width.py --epochs {epochs}`; {platform.processor() or platform.machine()}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads.  LeNet-like conv(20)-conv(50)-fc(500)-fc; "
+        f"`python benchmarks/sal_width.py --epochs {epochs}`; {device_name(torch.device('cpu'))}.  LeNet-like conv(20)-conv(50)-fc(500)-fc; "
         "SAL gates on the inputs of every layer but the first (per feature map for the convolution); "
         "strength = N / 300 (warmed up over the first third of the epochs), gates start at 0.5; units pruned below the sharp rise of sorted k; error of the "
         "pruned deterministic network (re-scaling rule).",
@@ -244,16 +242,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--datasets", default="digits,mnist1d", help="comma-separated: digits, mnist1d")
     parser.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sal_width.md"))
+    parser.add_argument("--out", default=str(RESULTS / "sal_width.md"))
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error("--epochs must be positive")
     datasets = [d for d in args.datasets.split(",") if d]
     rows = run(datasets, epochs=args.epochs, mnist_dir=args.mnist_dir, seed=args.seed, verbose=True)
     text = to_markdown(rows, args.epochs)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
-    print(text)
+    write_results(text, args.out)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,12 @@ hand-written loop of the same local reparameterisation estimator and closed-form
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
+from _common import RESULTS, device_name, write_results
 
 import bayesdrop as bd
 from bayesdrop.infer import resolve_device
@@ -232,19 +231,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "speed.md"))
+    ap.add_argument("--out", default=str(RESULTS / "speed.md"))
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
     rows = [measure(d, h, b, device, args.repeats) for d, h, b in CONFIGS]
-    dev_name = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
-    )
     lines = [
         "# Training speed: `bd.fit` against a plain PyTorch loop",
         "",
-        f"Device: {dev_name}; torch {torch.__version__}; median of {args.repeats} interleaved epochs after a warm-up.",
+        f"Device: {device_name(device)}; median of {args.repeats} interleaved epochs after a warm-up.",
         "Command: `python benchmarks/speed.py" + (f" --device {args.device}" if args.device != "auto" else "") + "`",
         "",
         "## `bernoulli` (target: at most 1.5x)",
@@ -257,11 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows
     ]
     lines += gaussian_section(device, args.repeats)
-    text = "\n".join(lines) + "\n"
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(text)
+    write_results("\n".join(lines), args.out)
     return 0
 
 

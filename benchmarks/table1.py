@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import argparse
 import ast
-import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
+from _common import RESULTS, device_name, write_results
 
 import bayesdrop as bd
 
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, help="method specs, or 'all'")
     ap.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files (adds MNIST)")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "table1.md"))
+    ap.add_argument("--out", default=str(RESULTS / "table1.md"))
     ap.add_argument("--seeds", type=int, default=1, help="repetitions per cell (mean ± sd)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--kl-warmup", type=int, default=None, help="KL warm-up epochs (default: epochs // 2)")
@@ -162,11 +161,6 @@ def main(argv: list[str] | None = None) -> int:
         datasets.append(("mnist", lambda: bd.data.load_mnist(args.mnist_dir)))
 
     device = bd.infer.resolve_device(args.device)
-    dev_name = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
-    )
     command = "python benchmarks/table1.py " + " ".join(sys.argv[1:] if argv is None else argv)
     parts = [
         "# Seed 001, Table 1 protocol: test error (%) against width",
@@ -177,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         f"supported; test error of the Monte Carlo predictive ({args.samples} draws).  "
         f"{args.seeds} seed(s) per cell.",
         "",
-        f"Command: `{command.strip()}`; device: {dev_name}; torch {torch.__version__}.",
+        f"Command: `{command.strip()}`; device: {device_name(device)}.",
         "",
         "Methods: `none` = no dropout (MAP, N(0, 1) prior); `bernoulli` = p 0.5 hidden / 0.2 input; "
         "`gaussian` = alpha 1 hidden / 0.25 input; others as registered, on every layer.",
@@ -199,11 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     ref.append("|---|" + "---|" * len(PAPER_WIDTHS))
     ref += [f"| {k} | " + " | ".join(f"{v:.2f}" for v in vals) + " |" for k, vals in PAPER.items()]
     parts += ref + [""]
-    text = "\n".join(parts)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(text)
+    write_results("\n".join(parts), args.out)
     return 0
 
 

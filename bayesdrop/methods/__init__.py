@@ -103,6 +103,4 @@ def resolve(method: str | Method, **hyper: Any) -> Method:
 
 
 # Families register themselves on import (keep this at the bottom).
-from . import classic  # noqa: E402,F401
-from . import gaussian  # noqa: E402,F401
-from . import generalized  # noqa: E402,F401
+from . import classic, gaussian, generalized  # noqa: E402,F401,I001
