@@ -307,10 +307,14 @@ def _prune_sequential(mods: list[torch.nn.Module], points: dict, sparse: bool) -
             keep_in[i] = torch.ones_like(keep_in[i])
             continue
         k = keep_in[i]
-        if any(isinstance(m, torch.nn.Flatten) for m in mods[p + 1 : i]) and isinstance(mods[p], Conv2d):
-            channels = W[p].shape[0]
-            k = k.reshape(channels, -1).any(dim=1)  # a channel survives if any of its positions is read
-            keep_in[i] = k.repeat_interleave(keep_in[i].numel() // channels)
+        flat = any(isinstance(m, torch.nn.Flatten) for m in mods[p + 1 : i]) and isinstance(mods[p], Conv2d)
+        if flat:
+            k = k.reshape(W[p].shape[0], -1).any(dim=1)  # a channel survives if any of its positions is read
+        if isinstance(mods[p], Conv2d) and not k.any():
+            # torch has no Conv2d without output channels: keep one, which the next layer reads with zero weights.
+            k = torch.zeros_like(k)
+            k[0] = True
+        keep_in[i] = k.repeat_interleave(keep_in[i].numel() // k.numel()) if flat else k
         keep_out[p] = k
     out: list[torch.nn.Module] = []
     first = idx[0]

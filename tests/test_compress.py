@@ -104,3 +104,27 @@ def test_every_method_prunes_to_its_masked_mean_network(method):
         ref = model.net(x)
     assert torch.allclose(pruned(x), ref, atol=1e-5)
     assert bd.compress.report(model, guide).params_pruned == sum(p.numel() for p in pruned.parameters())
+
+
+@pytest.mark.parametrize("flatten", [True, False])
+def test_a_conv_layer_whose_outputs_are_never_read_keeps_one_zero_read_channel(flatten):
+    """torch has no Conv2d without output channels: prune keeps one channel that the next layer reads with zero
+    weights, so the output still equals the masked mean network (the next layer's bias, for the Linear head)."""
+    conv = bd.nn.Conv2d(1, 3, 3, "bernoulli", p=0.0, padding=1)
+    if flatten:
+        head = [torch.nn.ReLU(), torch.nn.Flatten(-3), bd.nn.Linear(48, 2, "bernoulli", p=0.0)]
+    else:
+        head = [torch.nn.ReLU(), bd.nn.Conv2d(3, 2, 3, "bernoulli", p=0.0, padding=1), torch.nn.Flatten(-3)]
+    net = PyroModule[torch.nn.Sequential](conv, *head)
+    model = bd.Classifier(net, num_data=8)
+    guide = bd.DropoutGuide(model)
+    x = torch.randn(8, 1, 4, 4)
+    guide(x)
+    last = net[3] if flatten else net[2]
+    with torch.no_grad():
+        guide.layer_guide(last).weight.zero_()
+    pruned = bd.compress.prune(model, guide)
+    with torch.no_grad(), guide.mean_network(pruned=True):
+        ref = net(x)
+    assert torch.allclose(pruned(x), ref, atol=1e-6)
+    assert pruned[0].out_channels == 1 and (pruned[3 if flatten else 2].weight == 0).all()
