@@ -34,6 +34,7 @@ notebooks: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/speed.py
+	$(PY) benchmarks/compression.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -125,6 +125,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.kl_warmup is None:
+        args.kl_warmup = args.epochs // 2
     config = {
         "method": args.method,
         "hyper": parse_hyper(args.hyper),
@@ -283,7 +285,7 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=50)
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--kl-warmup", type=int, default=0, help="epochs of linear KL warm-up")
+    t.add_argument("--kl-warmup", type=int, default=None, help="epochs of linear KL warm-up (default: half the epochs)")
     t.add_argument("--num-samples", type=int, default=100, help="MC draws for the test metrics")
     t.add_argument("--device", default="auto")
     t.add_argument("--seed", type=int, default=0)
