@@ -578,24 +578,33 @@ def test_no_nan_in_2000_steps_at_lr_1e2(name, hyper):
 
 @pytest.mark.slow
 def test_sparse_vd_and_vbd_match_bernoulli_and_prune_90_percent(capsys):
-    """Digits, 64-300-100-10 MLP, 100 epochs, lr 3e-3 (KL warm-up over 50 for the Gaussian family): sparse-vd and
-    vbd are within 1 percentage point of Bernoulli dropout's MC accuracy (p = 0.5 on hidden units) and at least
-    90 % of their weights have log alpha > 3."""
+    """Digits, 64-300-100-10 MLP, 300 epochs at lr 3e-3 (KL warm-up over 150 for the Gaussian family; the budget of
+    benchmarks/compression.py), MC accuracy averaged over seeds 0-2: sparse-vd and vbd are within 1 percentage
+    point of Bernoulli dropout (p = 0.5 on hidden units) and at least 90 % of their weights have log alpha > 3.
+
+    One seed is not enough for a 1-point margin: on 360 test digits the accuracy of one run has a binomial
+    standard error of ~0.9 points, and the dense network alone moves by 0.8 points between seeds."""
     ds = bd.data.load("digits")
-    accs = {}
+    accs, sparsity = {}, {}
     for name in ("bernoulli", "sparse-vd", "vbd"):
-        if name == "bernoulli":
-            net = bd.models.mlp(64, [300, 100], 10, name, p=0.5, input_method=bd.methods.get("bernoulli", p=0.0))
-        else:
-            net = bd.models.mlp(64, [300, 100], 10, name)
-        model = bd.Classifier(net, num_data=len(ds.train))
-        guide = bd.DropoutGuide(model)
-        bd.fit(model, guide, ds.train, epochs=100, kl_warmup=0 if name == "bernoulli" else 50, lr=3e-3, progress=False)
-        pyro.set_rng_seed(1)
-        accs[name] = bd.evaluate(model, guide, ds.test, num_samples=100)["acc"]
-        if name != "bernoulli":
-            sparsity = _sparsity(guide)
-            with capsys.disabled():
-                print(f"\n{name}: accuracy {accs[name]:.4f} (bernoulli {accs['bernoulli']:.4f}), {sparsity:.2%} pruned")
-            assert accs[name] >= accs["bernoulli"] - 0.01
-            assert sparsity >= 0.90
+        runs = []
+        for seed in range(3):
+            if name == "bernoulli":
+                net = bd.models.mlp(64, [300, 100], 10, name, p=0.5, input_method=bd.methods.get("bernoulli", p=0.0))
+            else:
+                net = bd.models.mlp(64, [300, 100], 10, name)
+            model = bd.Classifier(net, num_data=len(ds.train))
+            guide = bd.DropoutGuide(model)
+            warmup = 0 if name == "bernoulli" else 150
+            bd.fit(model, guide, ds.train, epochs=300, kl_warmup=warmup, lr=3e-3, seed=seed, progress=False)
+            pyro.set_rng_seed(seed)
+            runs.append(bd.evaluate(model, guide, ds.test, num_samples=100)["acc"])
+            if name != "bernoulli":
+                sparsity.setdefault(name, []).append(_sparsity(guide))
+        accs[name] = sum(runs) / len(runs)
+        with capsys.disabled():
+            extra = f", pruned {[f'{s:.2%}' for s in sparsity[name]]}" if name in sparsity else ""
+            print(f"\n{name}: accuracy {[f'{a:.4f}' for a in runs]} mean {accs[name]:.4f}{extra}")
+    for name in ("sparse-vd", "vbd"):
+        assert accs[name] >= accs["bernoulli"] - 0.01, (name, accs)
+        assert min(sparsity[name]) >= 0.90, (name, sparsity)

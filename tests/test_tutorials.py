@@ -25,6 +25,67 @@ def _check_01(r):
     assert 0.05 < relu["noise_scale"] < 0.3  # the data's noise is 0.1
 
 
+def _check_02(r):
+    assert r["kl_theta"] == 0  # q(theta) and p(theta | k) share k: eq. 7 has no KL for the gates
+    assert r["st_grad_scale"] > 0 and r["st_max_error"] <= 1e-6 * r["st_grad_scale"]  # d theta / d k = 1
+    p = r["presets"]
+    assert p["dropout++(0)"]["mean_k"] < p["dropout++(flat)"]["mean_k"] < p["dropout++(1)"]["mean_k"]
+    assert p["dropout++(flat)"]["mean_k"] - p["dropout++(0)"]["mean_k"] > 0.05
+    assert p["dropout++(1)"]["mean_k"] > 0.99  # the prior holds every gate at 1
+    assert p["dropout++(0.5)"]["mean_k"] < p["dropout++(flat)"]["mean_k"]  # pulled towards 0.5
+    assert p["sal"]["frac_near_half"] < 0.5  # SAL gates leave the prior's antimode 0.5 (all start there)
+    assert all(v["acc"] > 0.6 for v in p.values())
+    g = r["input_gates"]
+    assert g["centre"] > g["border"] + 0.1 and g["corr_pixel_std"] > 0.5  # Figure 2g: the centre is kept
+    assert g["acc"] > 0.8
+    arch = [r["sal_architecture"][k] for k in sorted(r["sal_architecture"], key=float)]  # by growing b/a
+    for wider, narrower in zip(arch[:-1], arch[1:]):  # a larger b/a gives a smaller network (Table 1)
+        assert all(n <= w for w, n in zip(wider["widths"], narrower["widths"]))
+    assert sum(arch[-1]["widths"]) < sum(arch[0]["widths"])
+    assert min(arch[0]["widths"]) > 0 and arch[0]["params_pruned"] < arch[0]["params_dense"]
+    assert abs(arch[0]["pruned_acc"] - arch[0]["acc"]) <= 0.02  # pruned gates were (near) 0
+    if not r["quick"]:  # the full-size claims of the text (tutorials/output/02_results.json)
+        assert len(arch) == 3
+        assert p["sal"]["frac_middle"] < 0.1
+        assert all(a["frac_0_or_1"] > 0.95 and a["pruned_acc"] > 0.9 for a in arch)
+        assert all(abs(a["pruned_acc"] - a["acc"]) <= 0.01 for a in arch)
+        assert arch[-1]["params_pruned"] < 0.1 * arch[-1]["params_dense"]
+
+
+def _check_03(r):
+    for e in r["eq14"].values():  # eq. 16 minimises eq. 14, at the value of Prop. 3
+        assert abs(e["gamma_argmin"] / e["gamma_star"] - 1) < 0.01  # the grid step is 0.58 %
+        assert abs(e["min_kl"] - e["prop3"]) < 1e-5 and e["max_diff_torch_kl"] < 1e-10
+    for key in ("prop3_random", "prop3_trained"):  # the KL part of the VBD ELBO is sum 0.5 log(1 + 1/alpha)
+        assert r[key]["clamped"] == 0
+        assert r[key]["max_error_per_weight"] < 1e-9
+        assert r[key]["elbo_error"] < 1e-9 * r[key]["kl"]
+    c = r["kl_curves"]
+    assert c["molchanov_max_error_la_in_4"] < 0.01  # Molchanov et al.'s fit of the log-uniform KL
+    assert abs(c["gap_at_la_-8"] - c["k1"]) < 0.01 and abs(c["gap_at_la_8"]) < 1e-3
+    assert c["vbd_max_increment_in_log_alpha"] < 0 and c["vd_max_increment_in_log_alpha"] < 0
+    assert c["vbd_min_increment_in_inv_alpha"] > 0 and c["vbd_max_second_difference_in_inv_alpha"] < 0  # Prop. 4
+    runs = r["runs"]
+    vd = runs["vd"]
+    assert vd["ratio"] == 1 and vd["frac_log_alpha_over_3"] == 0 and vd["max_log_alpha"] <= 0  # alpha <= 1
+    assert vd["median_log_alpha"] > vd["median_log_alpha_init"] + 0.5 and vd["acc_mc"] > 0.9  # the KL raises alpha
+    for name in ("sparse-vd", "vbd"):
+        run = runs[name]
+        assert run["median_log_alpha_init"] < 0 < 3 < run["median_log_alpha"]  # the rates moved: most weights pruned
+        assert run["frac_log_alpha_over_3"] > 0.8 and run["ratio"] > 5
+        assert run["acc_mc"] > 0.9 and run["acc_pruned"] >= run["acc_weight_scaling"] - 0.02
+        assert run["params_pruned"] < 0.75 * run["params_dense"]  # whole units go (the plain network is smaller)
+    assert runs["vbd, no warm-up"]["acc_mc"] < runs["vbd"]["acc_mc"] - 0.2  # without warm-up the KL wins
+    assert runs["vbd, no warm-up"]["frac_log_alpha_over_3"] > runs["vbd"]["frac_log_alpha_over_3"]
+    if not r["quick"]:  # the full-size claims of the text (tutorials/output/03_results.json)
+        assert vd["median_log_alpha"] > vd["median_log_alpha_init"] + 3
+        assert all(
+            runs[n]["ratio"] > 30 and runs[n]["params_pruned"] < 0.2 * runs[n]["params_dense"]
+            for n in ("sparse-vd", "vbd")
+        )
+        assert runs["vbd, no warm-up"]["acc_mc"] < 0.2
+
+
 def _check_04(r):
     assert r["accuracy"] > 0.8
     assert 0.05 < r["ece"] < 0.4  # MC dropout with p = 0.5 is under-confident on digits
@@ -53,7 +114,7 @@ def _check_06(r):
     assert r["weight_scaling"]["acc"] > 0.85
 
 
-CHECKS = {"01": _check_01, "04": _check_04, "05": _check_05, "06": _check_06}
+CHECKS = {"01": _check_01, "02": _check_02, "03": _check_03, "04": _check_04, "05": _check_05, "06": _check_06}
 
 
 def test_every_tutorial_has_checks():
