@@ -201,6 +201,7 @@ def lenet5(
     num_classes: int = 10,
     method: str | Method = "bernoulli",
     *,
+    input_method: str | Method | None = None,
     channels: tuple[int, int] = (20, 50),
     hidden: int = 500,
     **hyper: Any,
@@ -208,24 +209,43 @@ def lenet5(
     """LeNet-5-Caffe: conv(20, 5x5) - maxpool - conv(50, 5x5) - maxpool - fc(500) - fc(classes).
 
     Every layer is Bayesian.  Images smaller than 28x28 (e.g. the 8x8 digits)
-    get padding 2 so that the two 5x5 convolutions fit.
+    get padding 2 so that the two 5x5 convolutions fit; signals given as
+    ``(C, 1, L)`` images (e.g. MNIST-1D) get 1x5 kernels, padding 2 and 1x2
+    pooling.
+
+    Parameters
+    ----------
+    image_shape : (C, H, W)
+    num_classes : int
+    method : str or Method
+        Method of every layer; ``**hyper`` are its hyper-parameters.
+    input_method : str or Method, optional
+        A different method for the first convolution (its inputs are the
+        pixels), e.g. ``bd.methods.get("bernoulli", p=0.0)`` for none.
+    channels, hidden
+        Widths of the two convolutions and of the hidden dense layer.
     """
     if len(image_shape) != 3:
         raise ValueError(f"`image_shape` must be (C, H, W), got {tuple(image_shape)!r}")
     c, h, w = image_shape
-    pad = 0 if min(h, w) >= 28 else 2
+    if h == 1:  # a 1-D signal
+        kernel, pool, pad = (1, 5), (1, 2), (0, 2)
+    else:
+        kernel, pool, pad = (5, 5), (2, 2), (0, 0) if min(h, w) >= 28 else (2, 2)
     m = resolve(method, **hyper)
+    first = m if input_method is None else resolve(input_method)
     for _ in range(2):
-        h, w = (h + 2 * pad - 4) // 2, (w + 2 * pad - 4) // 2
+        h = (h + 2 * pad[0] - kernel[0] + 1) // pool[0]
+        w = (w + 2 * pad[1] - kernel[1] + 1) // pool[1]
     if h < 1 or w < 1:
         raise ValueError(f"`image_shape` {tuple(image_shape)} is too small for LeNet-5")
     return PyroModule[torch.nn.Sequential](
-        Conv2d(c, channels[0], 5, m, padding=pad),
+        Conv2d(c, channels[0], kernel, first, padding=pad),
         torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
-        Conv2d(channels[0], channels[1], 5, m, padding=pad),
+        torch.nn.MaxPool2d(pool),
+        Conv2d(channels[0], channels[1], kernel, m, padding=pad),
         torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
+        torch.nn.MaxPool2d(pool),
         torch.nn.Flatten(-3),
         Linear(channels[1] * h * w, hidden, m),
         torch.nn.ReLU(),

@@ -124,38 +124,13 @@ def inputs(ds: bd.data.Dataset, arch: str, split: Split) -> Split:
     return Split(x, split.y)
 
 
-def lenet5(image_shape: Sequence[int], num_classes: int, method: bd.methods.Method, first=None) -> PyroModule:
-    """LeNet-5-Caffe with ``method`` on every layer (``first`` on the first convolution if given).
-
-    Images smaller than 28 x 28 get padding 2; ``1 x L`` signals get ``1 x 5`` kernels and ``1 x 2`` pooling.
-    """
-    c, h, w = image_shape
-    kernel, pool = ((1, 5), (1, 2)) if h == 1 else ((5, 5), (2, 2))
-    pad = (0, 2) if h == 1 else ((2, 2) if min(h, w) < 28 else (0, 0))
-    for _ in range(2):
-        h = (h + 2 * pad[0] - kernel[0] + 1) // pool[0]
-        w = (w + 2 * pad[1] - kernel[1] + 1) // pool[1]
-    return PyroModule[torch.nn.Sequential](
-        bd.nn.Conv2d(c, 20, kernel, method if first is None else first, padding=pad),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(pool),
-        bd.nn.Conv2d(20, 50, kernel, method, padding=pad),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(pool),
-        torch.nn.Flatten(-3),
-        bd.nn.Linear(50 * h * w, 500, method),
-        torch.nn.ReLU(),
-        bd.nn.Linear(500, num_classes, method),
-    )
-
-
 def build_net(arch: str, spec: MethodSpec, example: torch.Tensor, num_classes: int, num_data: int) -> PyroModule:
     method = spec.build(num_data)
     if arch == "mlp":
         return bd.models.mlp(example.shape[-1], [300, 100], num_classes, method)
     if arch == "lenet5":
         first = bd.methods.get("bernoulli", p=0.0) if spec.structured else None
-        return lenet5(tuple(example.shape[1:]), num_classes, method, first)
+        return bd.models.lenet5(tuple(example.shape[1:]), num_classes, method, input_method=first)
     raise ValueError(f"`arch` must be one of {ARCHS}, got {arch!r}")
 
 

@@ -44,7 +44,6 @@ from dataclasses import dataclass
 import pyro
 import torch
 from _common import RESULTS, device_name, write_results
-from pyro.nn import PyroModule
 
 import bayesdrop as bd
 from bayesdrop.data import Split
@@ -60,37 +59,6 @@ def sal_prior(ratio: float, geometric_mean: float = GEOMETRIC_MEAN) -> tuple[flo
     if not (0 < a < 1 and 0 < b < 1):
         raise ValueError(f"`ratio` {ratio} gives a = {a:.3g}, b = {b:.3g}; SAL needs both in (0, 1)")
     return a, b
-
-
-def lenet_like(image_shape: Sequence[int], num_classes: int, method: bd.methods.Method) -> PyroModule:
-    """conv(20) - pool - conv(50) - pool - fc(500) - fc(classes); ``method`` on every layer but the first.
-
-    ``image_shape`` is ``(C, H, W)``; a 1-D signal ``(C, L)`` becomes ``(C, 1, L)``
-    with ``1 x 5`` kernels.  Small images get padded 5 x 5 convolutions.
-    """
-    if len(image_shape) == 2:
-        c, h, w = image_shape[0], 1, image_shape[1]
-    else:
-        c, h, w = image_shape
-    kernel = (1, 5) if h == 1 else (5, 5)
-    pool = (1, 2) if h == 1 else (2, 2)
-    pad = (0, 2) if h == 1 else ((2, 2) if min(h, w) < 28 else (0, 0))
-    for _ in range(2):
-        h = (h + 2 * pad[0] - kernel[0] + 1) // pool[0]
-        w = (w + 2 * pad[1] - kernel[1] + 1) // pool[1]
-    plain = bd.methods.get("bernoulli", p=0.0)
-    return PyroModule[torch.nn.Sequential](
-        bd.nn.Conv2d(c, 20, kernel, plain, padding=pad),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(pool),
-        bd.nn.Conv2d(20, 50, kernel, method, padding=pad),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(pool),
-        torch.nn.Flatten(-3),
-        bd.nn.Linear(50 * h * w, 500, method),
-        torch.nn.ReLU(),
-        bd.nn.Linear(500, num_classes, method),
-    )
 
 
 def _image_split(ds: bd.data.Dataset, split: str) -> Split:
@@ -135,7 +103,10 @@ def train_one(
         a, b = sal_prior(ratio)
         method = bd.methods.get("sal", a=a, b=b, strength=strength_per_example * n)
     pyro.set_rng_seed(seed)
-    net = lenet_like(tuple(train.x.shape[1:]), ds.num_classes, method)
+    # conv(20) - conv(50) - fc(500) - fc(classes), SAL on every layer but the first (its gates would select pixels)
+    net = bd.models.lenet5(
+        tuple(train.x.shape[1:]), ds.num_classes, method, input_method=bd.methods.get("bernoulli", p=0.0)
+    )
     model = bd.Classifier(net, num_data=n)
     guide = bd.DropoutGuide(model)
     t0 = time.perf_counter()
