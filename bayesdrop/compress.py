@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -146,6 +147,14 @@ def report(model: torch.nn.Module, guide: DropoutGuide, threshold: float | None 
     threshold
         Pruning threshold passed to every layer's method (``None``: each
         method's default, e.g. log alpha > 3 for Gaussian families).
+
+    Notes
+    -----
+    A layer's non-zero weights are those of the network :func:`prune` builds:
+    weights that the method prunes, and all weights of units that no later
+    layer reads (e.g. the outgoing units of a layer whose gates in the next
+    layer are closed), count as zero.  So ``ratio`` is the compression of the
+    pruned network for per-weight and structured methods alike.
     """
     pairs = _layers(model, guide)
     pruned = prune(model, guide, threshold)
@@ -154,14 +163,14 @@ def report(model: torch.nn.Module, guide: DropoutGuide, threshold: float | None 
     rows = []
     for (name, layer, params), out in zip(pairs, plain):
         w, keep = _point(layer, params, threshold)
-        nonzero = keep & (w != 0)
-        units = _unit_axis_keep(nonzero)
+        units = _unit_axis_keep(keep & (w != 0))
         kept = (
             (out.in_channels if isinstance(out, torch.nn.Conv2d) else out.in_features)
             if structural
             else int(units.sum())
         )
-        rows.append(LayerReport(name, type(layer).__name__, keep.numel(), int(nonzero.sum()), units.numel(), kept))
+        nonzero = int((out.weight != 0).sum())  # what the pruned network stores: removed units' weights count as 0
+        rows.append(LayerReport(name, type(layer).__name__, keep.numel(), nonzero, units.numel(), kept))
     if structural and isinstance(pruned[0], InputSelect):
         rows[0].units_in_kept = int(pruned[0].index.numel())
     outs = [m.out_channels if isinstance(m, torch.nn.Conv2d) else m.out_features for m in plain]
@@ -210,7 +219,9 @@ def _plain(layer: BayesianLayer, w: torch.Tensor, b: torch.Tensor | None, sparse
     if isinstance(layer, Linear):
         if sparse:
             return SparseLinear(w, b)
-        m = torch.nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
+        with warnings.catch_warnings():  # a layer that lost every unit: torch warns that its init is a no-op
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors", UserWarning)
+            m = torch.nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
     elif isinstance(layer, Conv2d):
         m = torch.nn.Conv2d(
             w.shape[1], w.shape[0], layer.kernel_size, layer.stride, layer.padding, layer.dilation, bias=b is not None

@@ -37,7 +37,16 @@ def test_structural_pruning_of_an_mlp_matches_the_masked_mean_network():
     assert rep.architecture == "9-7-7-3"
     assert rep.params_pruned == sum(p.numel() for p in pruned.parameters())
     assert rep.layers[0].units_in_kept == 9 and rep.layers[1].units_in_kept == 7
-    nonzero = sum(int((guide.layer_guide(layer).weight != 0).sum()) for _, layer in bd.nn.bayesian_layers(net))
+    # Non-zero weights of the pruned network: besides the zeroed ones, the row of hidden unit 1 (never read) and the
+    # columns that read the constant units (4 and 6 of the first hidden layer, 0 of the second: folded into biases).
+    w0, w1 = guide.layer_guide(net[0]).weight, guide.layer_guide(net[2]).weight
+    w2 = guide.layer_guide(net[4]).weight
+    nonzero = int(
+        (w0[[i for i in range(10) if i != 1]] != 0).sum()
+        + (w1[:, [i for i in range(10) if i not in (4, 6)]] != 0).sum()
+        + (w2[:, 1:] != 0).sum()
+    )
+    assert [r.nonzero for r in rep.layers] == [int((m.weight != 0).sum()) for m in pruned if hasattr(m, "weight")]
     assert rep.nonzero == nonzero and rep.ratio == pytest.approx(rep.weights / nonzero)
     assert "784" not in rep.to_markdown() and "| **total** |" in rep.to_markdown()
 
