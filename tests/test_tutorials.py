@@ -36,7 +36,7 @@ def _check_02(r):
     assert p["sal"]["frac_near_half"] < 0.5  # SAL gates leave the prior's antimode 0.5 (all start there)
     assert all(v["acc"] > 0.6 for v in p.values())
     g = r["input_gates"]
-    assert g["centre"] > g["border"] + 0.1 and g["corr_pixel_std"] > 0.5  # Figure 2g: the centre is kept
+    assert g["centre"] > g["border"] + 0.05 and g["corr_pixel_std"] > 0.5  # Figure 2g: the centre is kept
     assert g["acc"] > 0.8
     arch = [r["sal_architecture"][k] for k in sorted(r["sal_architecture"], key=float)]  # by growing b/a
     for wider, narrower in zip(arch[:-1], arch[1:]):  # a larger b/a gives a smaller network (Table 1)
@@ -45,7 +45,7 @@ def _check_02(r):
     assert min(arch[0]["widths"]) > 0 and arch[0]["params_pruned"] < arch[0]["params_dense"]
     assert abs(arch[0]["pruned_acc"] - arch[0]["acc"]) <= 0.02  # pruned gates were (near) 0
     if not r["quick"]:  # the full-size claims of the text (tutorials/output/02_results.json)
-        assert len(arch) == 3
+        assert len(arch) == 3 and g["centre"] > g["border"] + 0.3
         assert p["sal"]["frac_middle"] < 0.1
         assert all(a["frac_0_or_1"] > 0.95 and a["pruned_acc"] > 0.9 for a in arch)
         assert all(abs(a["pruned_acc"] - a["acc"]) <= 0.01 for a in arch)
