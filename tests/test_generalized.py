@@ -336,6 +336,17 @@ def test_sal_gates_go_to_zero_or_one_on_digits(capsys):
     assert near >= 0.9
     assert off >= 0.05 and (k > 0.9).float().mean() >= 0.5  # both ends are used: units are pruned
     assert acc >= 0.9
+    # Pruning the trained net gives the widths the report states, and they are narrower than the dense net.
+    rep = bd.compress.report(model, guide, threshold="sharp-rise")
+    pruned = bd.compress.prune(model, guide, threshold="sharp-rise")
+    linears = [m for m in pruned if isinstance(m, torch.nn.Linear)]
+    widths = [linears[0].in_features] + [m.out_features for m in linears]
+    assert "-".join(map(str, widths)) == rep.architecture
+    assert (
+        widths[-1] == 10
+        and sum(widths[1:-1]) < 150
+        and rep.params_pruned == sum(p.numel() for p in pruned.parameters())
+    )
 
 
 def test_dropout_pp_half_with_huge_prior_is_classic_dropout(capsys):
