@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pyro
 import torch
 
 from . import data as bd_data
@@ -72,8 +73,13 @@ def load_dataset(name: str, mnist_dir: str | None = None, seed: int = 0) -> bd_d
 def build(
     config: dict[str, Any], dataset: bd_data.Dataset | None = None
 ) -> tuple[bd_data.Dataset, Likelihood, DropoutGuide]:
-    """Data, model and guide from a run configuration (see ``bayesdrop train``)."""
+    """Data, model and guide from a run configuration (see ``bayesdrop train``).
+
+    The initial weights are drawn after ``pyro.set_rng_seed(config["seed"])`` (default 0), so a run does not
+    depend on the global random state of the process.
+    """
     ds = dataset or load_dataset(config["dataset"], config.get("mnist_dir"), config.get("data_seed", 0))
+    pyro.set_rng_seed(int(config.get("seed", 0)))
     kind, widths = parse_arch(config["arch"])
     method = methods.get(config["method"], **config.get("hyper", {}))
     input_method = None

@@ -78,7 +78,15 @@ def compare(
     bar = tqdm(names, desc="compare", disable=not progress)
     for name in bar:
         bar.set_postfix(method=name)
-        config = {"method": name, "hyper": {}, "dataset": dataset, "mnist_dir": mnist_dir, "arch": arch, "data_seed": 0}
+        config = {
+            "method": name,
+            "hyper": {},
+            "dataset": dataset,
+            "mnist_dir": mnist_dir,
+            "arch": arch,
+            "data_seed": 0,
+            "seed": seed,
+        }
         if name in FIXED_RATE:
             config.update(input_method="bernoulli", input_hyper={"p": 0.0})
         ds, model, guide = build(config)
