@@ -24,7 +24,7 @@ import torch
 from . import data as bd_data
 from . import methods
 from .guides import DropoutGuide
-from .infer import evaluate, fit, load_checkpoint, resolve_device, save_checkpoint
+from .infer import evaluate, fit, load_checkpoint, resolve_device, save_checkpoint, warmup_epochs
 from .models import Classifier, Likelihood, Regressor, lenet5, mlp
 
 __all__ = ["main", "build", "load_run", "parse_arch", "parse_hyper"]
@@ -131,8 +131,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    if args.kl_warmup is None:
-        args.kl_warmup = args.epochs // 2
+    args.kl_warmup = warmup_epochs(args.epochs, args.kl_warmup)
     config = {
         "method": args.method,
         "hyper": parse_hyper(args.hyper),
@@ -213,8 +212,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     if args.quick:
         kw.update(epochs=60, num_samples=50)
-    if kw["kl_warmup"] is None:
-        kw["kl_warmup"] = kw["epochs"] // 2
+    kw["kl_warmup"] = warmup_epochs(kw["epochs"], kw["kl_warmup"])
     rows = compare.compare(
         args.dataset,
         args.methods,

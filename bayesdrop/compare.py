@@ -26,7 +26,7 @@ from . import compress, methods
 from .cli import build, inputs
 from .diagnostics import expected_calibration_error
 from .guides import dropout_rates
-from .infer import fit, predict, resolve_device
+from .infer import fit, predict, resolve_device, warmup_epochs
 
 __all__ = ["compare", "to_markdown", "FIXED_RATE"]
 
@@ -68,8 +68,7 @@ def compare(
     num_samples
         Monte Carlo draws of the predictive.
     """
-    if kl_warmup is None:
-        kl_warmup = epochs // 2
+    kl_warmup = warmup_epochs(epochs, kl_warmup)
     names = methods.names() if not method_names or method_names == ["all"] else list(method_names)
     for n in names:
         methods.get(n)  # unknown names fail before any training

@@ -51,6 +51,7 @@ __all__ = [
     "load_checkpoint",
     "KLScale",
     "evaluate",
+    "warmup_epochs",
 ]
 
 
@@ -123,6 +124,12 @@ class MeanFieldELBO(TraceMeanField_ELBO):
                 log_q = guide_site["fn"].log_prob(guide_site["value"])
                 elbo = elbo - scale_and_mask(log_q, guide_site["scale"], guide_site["mask"]).sum()
         return -torch_item(elbo), -elbo
+
+
+def warmup_epochs(epochs: int, kl_warmup: int | None) -> int:
+    """``kl_warmup``, or half of ``epochs`` when it is ``None``: the default of ``bayesdrop train``,
+    :func:`bayesdrop.compare.compare` and the benchmarks (``fit`` itself defaults to no warm-up)."""
+    return epochs // 2 if kl_warmup is None else kl_warmup
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

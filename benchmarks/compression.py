@@ -270,7 +270,7 @@ def train_one(
     net = build_net(arch, spec, train.x, ds.num_classes, n)
     model = bd.Classifier(net, num_data=n)
     guide = bd.DropoutGuide(model)
-    warm = epochs // 2 if kl_warmup is None else kl_warmup
+    warm = bd.infer.warmup_epochs(epochs, kl_warmup)
     t0 = time.perf_counter()
     bd.fit(
         model, guide, train, epochs=epochs, lr=lr, batch_size=batch_size, kl_warmup=warm, seed=seed,
