@@ -240,9 +240,16 @@ class DropoutNormal(Normal):
     weight-sized tensors every step).  Otherwise it is a plain Normal (the local reparameterisation trick and
     KLs to Normal priors see a Normal).
 
+    Built from ``log_variance`` alone (``scale=None``), the variance :math:`\exp(\log\sigma^2)` is computed once,
+    on first use, and shared by the local reparameterisation trick and the KL; ``scale`` is computed only if
+    something asks for it (sampling a weight, ``log_prob``): a training step under the local
+    reparameterisation trick never does.
+
     Parameters
     ----------
-    loc, scale : torch.Tensor
+    loc : torch.Tensor
+    scale : torch.Tensor or None
+        The standard deviation; ``None`` to derive it from ``log_variance``.
     log_alpha, log_variance : torch.Tensor, optional
         Broadcastable to the batch shape.
     """
@@ -250,20 +257,52 @@ class DropoutNormal(Normal):
     def __init__(
         self,
         loc: torch.Tensor,
-        scale: torch.Tensor,
+        scale: torch.Tensor | None = None,
         log_alpha: torch.Tensor | None = None,
         log_variance: torch.Tensor | None = None,
         validate_args: bool | None = None,
     ):
-        super().__init__(loc, scale, validate_args=validate_args)
-        self.log_alpha = None if log_alpha is None else log_alpha.expand(self.batch_shape)
-        self.log_variance = None if log_variance is None else log_variance.expand(self.batch_shape)
+        self._variance: torch.Tensor | None = None
+        if scale is None and log_variance is None:
+            raise ValueError("DropoutNormal needs `scale` or `log_variance`")
+        shapes = {t.shape for t in (loc, scale, log_variance) if t is not None}
+        shape = shapes.pop() if len(shapes) == 1 else torch.broadcast_shapes(*shapes)
+        self.log_alpha = None if log_alpha is None else log_alpha.expand(shape)
+        self.log_variance = None if log_variance is None else log_variance.expand(shape)
+        if scale is not None:
+            super().__init__(loc, scale, validate_args=validate_args)
+        else:
+            self.loc, self._scale = loc.expand(shape), None
+            TorchDistribution.__init__(self, shape, validate_args=validate_args)
+
+    @property
+    def scale(self) -> torch.Tensor:  # type: ignore[override]
+        if self._scale is None:
+            self._scale = (0.5 * self.log_variance).exp()
+        return self._scale
+
+    @scale.setter
+    def scale(self, value: torch.Tensor) -> None:
+        self._scale = value
+
+    @property
+    def variance(self) -> torch.Tensor:
+        r""":math:`\sigma^2`, computed once (from ``log_variance`` when the distribution carries it)."""
+        if self._variance is None:
+            self._variance = self._scale.square() if self.log_variance is None else self.log_variance.exp()
+        return self._variance
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(DropoutNormal, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.loc = self.loc.expand(batch_shape)
+        new._scale = None if self._scale is None else self._scale.expand(batch_shape)
+        new._variance = None if self._variance is None else self._variance.expand(batch_shape)
         new.log_alpha = None if self.log_alpha is None else self.log_alpha.expand(batch_shape)
         new.log_variance = None if self.log_variance is None else self.log_variance.expand(batch_shape)
-        return super().expand(batch_shape, _instance=new)
+        TorchDistribution.__init__(new, batch_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
 
 
 @register_kl(TorchNormal, LogUniform)
@@ -432,11 +471,9 @@ class CenteredNormal(TorchDistribution):
 
 @register_kl(TorchNormal, CenteredNormal)
 def _kl_normal_centered_normal(q: TorchNormal, p: CenteredNormal) -> torch.Tensor:
+    var_q = q.variance  # cached by DropoutNormal, shared with the local reparameterisation trick
     log_var_q = getattr(q, "log_variance", None)
     if log_var_q is None:
-        var_q = q.scale.square()
         log_var_q = var_q.log()
-    else:
-        var_q = log_var_q.exp()
     v = p.variance
-    return 0.5 * (torch.addcmul(var_q, q.loc, q.loc) / v - log_var_q + v.log() - 1)
+    return 0.5 * (torch.addcmul(var_q, q.loc, q.loc) / v - log_var_q + (v.log() - 1))

@@ -114,6 +114,7 @@ class MeanFieldELBO(TraceMeanField_ELBO):
             try:
                 kl = kl_divergence(guide_site["fn"], site["fn"])
             except NotImplementedError:
+                _check_drawn(name, guide_site)
                 log_p = site["fn"].log_prob(site["value"])
                 log_q = guide_site["fn"].log_prob(guide_site["value"])
                 elbo = elbo + scale_and_mask(log_p - log_q, guide_site["scale"], guide_site["mask"]).sum()
@@ -121,9 +122,18 @@ class MeanFieldELBO(TraceMeanField_ELBO):
                 elbo = elbo - scale_and_mask(kl, guide_site["scale"], guide_site["mask"]).sum()
         for name, guide_site in guide_trace.nodes.items():  # auxiliary guide sites: their entropy
             if guide_site["type"] == "sample" and name not in model_trace.nodes:
+                _check_drawn(name, guide_site)
                 log_q = guide_site["fn"].log_prob(guide_site["value"])
                 elbo = elbo - scale_and_mask(log_q, guide_site["scale"], guide_site["mask"]).sum()
         return -torch_item(elbo), -elbo
+
+
+def _check_drawn(name: str, site: dict) -> None:
+    if getattr(site["value"], "_bayesdrop_lrt_placeholder", False):
+        raise ValueError(
+            f"site {name!r} has no analytic KL, so its Monte Carlo term needs a drawn value, but "
+            "LocalReparameterization(draw_weights=False) skipped the draw; use draw_weights=True"
+        )
 
 
 def warmup_epochs(epochs: int, kl_warmup: int | None) -> int:
@@ -296,8 +306,8 @@ def fit(
         t0 = time.perf_counter()
         sums = torch.zeros(4, device=dev)  # loss, nll, correct, count
         handlers = [KLScale(beta)] if beta != 1.0 else []
-        if lrt:
-            handlers.append(LocalReparameterization())
+        if lrt:  # MeanFieldELBO uses analytic KLs and checks it: the unused weight draw can be skipped
+            handlers.append(LocalReparameterization(draw_weights=not isinstance(elbo, MeanFieldELBO)))
         with contextlib.ExitStack() as stack:
             for h in handlers:
                 stack.enter_context(h)

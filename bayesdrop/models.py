@@ -12,6 +12,7 @@ KL terms stay unscaled.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +26,12 @@ from .methods import Method, resolve
 from .nn import Conv2d, Linear, bayesian_layers, local_plate
 
 __all__ = ["Likelihood", "Classifier", "Regressor", "mlp", "lenet300_100", "lenet5"]
+
+
+@functools.lru_cache(maxsize=32)
+def _arange(n: int, device: torch.device) -> torch.Tensor:
+    """``torch.arange(n)``, cached: the subsample indices of every minibatch of size ``n`` (never written to)."""
+    return torch.arange(n, device=device)
 
 
 class Likelihood(PyroModule):
@@ -50,7 +57,7 @@ class Likelihood(PyroModule):
 
     def data_plate(self, x: torch.Tensor, y: torch.Tensor | None = None) -> pyro.plate:
         """The subsampled data plate for a minibatch ``x`` (shared by model and guide)."""
-        return pyro.plate("data", self.num_data, subsample=torch.arange(x.shape[0], device=x.device), dim=-1)
+        return pyro.plate("data", self.num_data, subsample=_arange(x.shape[0], x.device), dim=-1)
 
     def _check(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
         if not torch.is_tensor(x) or not x.is_floating_point():
@@ -97,7 +104,9 @@ class Classifier(Likelihood):
         pyro.sample("obs", dist.Categorical(logits=out), obs=y)
 
     def log_likelihood(self, out, y):
-        return dist.Categorical(logits=out).log_prob(y)
+        # Categorical(logits=out).log_prob(y) without building a distribution (fit calls it every step).
+        y = y.expand(out.shape[:-1]).unsqueeze(-1)
+        return out.log_softmax(-1).gather(-1, y).squeeze(-1)
 
 
 class Regressor(Likelihood):

@@ -75,23 +75,55 @@ class LocalReparameterization(Messenger):
 
     Wrap both guide and model (e.g. an SVI step) in it.  Each weight drawn in
     the guide from a Normal at a site marked ``infer={"lrt": True}`` is tagged
-    with its distribution; the layer then samples the pre-activation
+    with its mean and variance; the layer then samples the pre-activation
 
     .. math:: b \sim \mathcal N\big(x \mu^\top,\; (x \circ x)(\sigma^2)^\top\big)
 
     instead of using the weight sample, which lowers the gradient variance.  The
     tag sits on the tensor object itself (never its ``id``).  Outside the handler,
     e.g. under ``Predictive``, layers use the sampled weights.
+
+    Parameters
+    ----------
+    draw_weights : bool
+        ``True`` (default): the guide still draws the weights, so every
+        estimator (``Trace_ELBO``'s ``log p - log q`` included) sees a proper
+        sample.  ``False``: the guide skips the draw, which the layer would
+        ignore anyway, and the site's value is a placeholder (the mean ``loc``,
+        without gradient, marked ``_bayesdrop_lrt_placeholder``).  Only valid
+        for losses that never evaluate a density at these values, i.e. where
+        the KL of every such site is analytic: :func:`bayesdrop.fit` uses it
+        with its :class:`~bayesdrop.infer.MeanFieldELBO`, which raises if a
+        placeholder would enter a Monte Carlo term.  It saves one Gaussian
+        draw per weight and step.
     """
 
-    def _pyro_post_sample(self, msg: dict) -> None:
+    def __init__(self, draw_weights: bool = True):
+        super().__init__()
+        self.draw_weights = draw_weights
+
+    @staticmethod
+    def _normal(msg: dict) -> dist.Normal | None:
         if not msg["infer"].get("lrt") or msg["is_observed"]:
-            return
+            return None
         fn = msg["fn"]
         while isinstance(fn, dist.Independent):
             fn = fn.base_dist
-        if isinstance(fn, dist.Normal):
-            msg["value"]._bayesdrop_lrt = (fn.loc, fn.scale)
+        return fn if isinstance(fn, dist.Normal) else None
+
+    def _pyro_sample(self, msg: dict) -> None:
+        if self.draw_weights or msg["value"] is not None:
+            return
+        fn = self._normal(msg)
+        if fn is not None:
+            value = fn.loc.detach().expand(msg["fn"].shape())  # a new tensor object, no copy
+            value._bayesdrop_lrt_placeholder = True
+            msg["value"] = value
+
+    def _pyro_post_sample(self, msg: dict) -> None:
+        fn = self._normal(msg)
+        if fn is not None:
+            msg["value"]._bayesdrop_lrt = (fn.loc, fn.variance)
 
 
 class BayesianLayer(PyroModule):
@@ -140,9 +172,9 @@ class BayesianLayer(PyroModule):
         tag = getattr(w, "_bayesdrop_lrt", None)
         if tag is None:
             return self.op(x, w)
-        loc, scale = tag
+        loc, variance = tag
         mean = self.op(x, loc)
-        var = self.op(x * x, scale * scale)
+        var = self.op(x * x, variance)
         return mean + var.clamp_min(1e-16).sqrt() * torch.randn_like(mean)
 
     def sample_local(self, name: str, fn: dist.Distribution, x: torch.Tensor) -> torch.Tensor:

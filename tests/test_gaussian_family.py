@@ -362,7 +362,8 @@ def test_lrt_and_weight_sampling_same_expected_elbo_lower_gradient_variance(name
             pyro.set_rng_seed(7)
             losses, grads = [], []
             for _ in range(200):
-                with LocalReparameterization() if lrt else poutine.messenger.Messenger():
+                # LRT as bd.fit runs it: MeanFieldELBO with the unused weight draw skipped.
+                with LocalReparameterization(draw_weights=False) if lrt else poutine.messenger.Messenger():
                     loss = elbo.differentiable_loss(model, guide, x, y)
                 (g,) = torch.autograd.grad(loss, theta)
                 losses.append(loss.item())
@@ -379,11 +380,13 @@ def test_lrt_and_weight_sampling_same_expected_elbo_lower_gradient_variance(name
     assert v1 <= 0.5 * v0
 
 
+@pytest.mark.parametrize("draw_weights", [True, False])
 @pytest.mark.parametrize("granularity", ["weight", "layer"])
-def test_lrt_preactivations_come_from_the_guide(granularity):
+def test_lrt_preactivations_come_from_the_guide(granularity, draw_weights):
     """Under LocalReparameterization a vbd layer draws b ~ N(x theta, x^2 sigma^2) from the *guide*.  (Under
     replay the model site inherits the guide's infer dict, so a Normal prior N(0, gamma) would be tagged too and
-    the layer would draw from the prior: the prior is therefore a CenteredNormal, not a Normal.)"""
+    the layer would draw from the prior: the prior is therefore a CenteredNormal, not a Normal.)  With
+    ``draw_weights=False`` the guide's weight value is the placeholder theta, not a draw."""
     layer = bd.nn.Linear(3, 1, "vbd", bias=False, granularity=granularity)
     net = PyroModule[torch.nn.Sequential](layer)
     model = bd.Classifier(net, num_data=20000)
@@ -399,9 +402,12 @@ def test_lrt_preactivations_come_from_the_guide(granularity):
             params.log_alpha.fill_(math.log(0.04))
     q = layer.method._posterior(params)
     loc, scale = q.loc, q.scale
-    with LocalReparameterization():
+    with LocalReparameterization(draw_weights=draw_weights):
         tr = poutine.trace(guide).get_trace(x)
         b = poutine.replay(model, trace=tr)(x)[:, 0]
+    w = tr.nodes[layer.site("weight")]["value"]
+    assert torch.equal(w, loc) is not draw_weights
+    assert getattr(w, "_bayesdrop_lrt_placeholder", False) is not draw_weights
     mean = (x[0] * loc[0]).sum()
     std = (x[0].square() * scale[0].square()).sum().sqrt()
     assert abs(b.mean() - mean) < 4 * std / 20000**0.5

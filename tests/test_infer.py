@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 from helpers import tiny_classifier
@@ -105,3 +106,20 @@ def test_regressor_predict_returns_mean_and_std():
     mean, std = bd.predict(model, guide, ds.test.x, num_samples=10)
     assert mean.shape == std.shape == (len(ds.test),)
     assert (std >= model.noise_scale.detach() - 1e-6).all()  # predictive std includes the noise
+
+
+def test_mean_field_elbo_refuses_a_skipped_weight_draw_without_analytic_kl():
+    """``LocalReparameterization(draw_weights=False)`` leaves a placeholder where the weight draw was; a site whose
+    KL is not registered (Normal guide, Cauchy prior) would score it by Monte Carlo, so MeanFieldELBO raises."""
+
+    def model():
+        pyro.sample("w", dist.Cauchy(torch.zeros(3), 1.0).to_event(1))
+
+    def guide():
+        pyro.sample("w", dist.Normal(torch.zeros(3), 1.0).to_event(1), infer={"lrt": True})
+
+    elbo = bd.infer.MeanFieldELBO()
+    with bd.nn.LocalReparameterization(draw_weights=False), pytest.raises(ValueError, match="draw_weights=True"):
+        elbo.differentiable_loss(model, guide)
+    with bd.nn.LocalReparameterization():  # drawn weights: the Monte Carlo term is fine
+        assert torch.isfinite(elbo.differentiable_loss(model, guide))

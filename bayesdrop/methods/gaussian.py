@@ -153,6 +153,11 @@ def _per_input_unit(t: torch.Tensor, layer) -> torch.Tensor:
     return t.reshape(-1).expand(n) if t.numel() == 1 else t.reshape(n)
 
 
+def _additive_log_alpha(theta: torch.Tensor, log_sigma2: torch.Tensor) -> torch.Tensor:
+    r""":math:`\log\alpha = \log\sigma^2 - \log\theta^2` of the additive parameterisation (Molchanov et al. 2017)."""
+    return log_sigma2 - (theta.square() + _EPS).log()
+
+
 def _molchanov_kl(log_alpha: torch.Tensor) -> torch.Tensor:
     """-(k1 sigmoid(k2 + k3 log a) - 0.5 log(1 + 1/a) - k1), log alpha clipped; written out for `kl`."""
     la = log_alpha.clamp(*LOG_ALPHA_CLIP)
@@ -311,10 +316,11 @@ class SparseVariationalDropout(_LogUniformPrior):
         return lg
 
     def log_alpha(self, layer, params):
-        return params.log_sigma2 - (params.weight.square() + _EPS).log()
+        return _additive_log_alpha(params.weight, params.log_sigma2)
 
     def _weight_posterior(self, layer, params):
-        return DropoutNormal(params.weight, (0.5 * params.log_sigma2).exp(), self.log_alpha(layer, params))
+        theta, ls2 = params.weight, params.log_sigma2  # each PyroModule attribute read is a pyro.param statement
+        return DropoutNormal(theta, None, _additive_log_alpha(theta, ls2), log_variance=ls2)
 
 
 @register("vbd")
@@ -414,20 +420,20 @@ class VariationalBayesianDropout(_GaussianFamily):
             loc, log_sigma2 = params.weight, params.log_sigma2
         else:
             loc, log_sigma2 = params.noise_loc, params.noise_log_sigma2
-        return DropoutNormal(loc, (0.5 * log_sigma2).exp(), log_variance=log_sigma2)
+        return DropoutNormal(loc, log_variance=log_sigma2)
 
     def log_alpha(self, layer, params):
         if self.granularity == "layer":
             return params.log_alpha
         if self.granularity == "weight":
-            return params.log_sigma2 - (params.weight.square() + _EPS).log()
-        la = params.noise_log_sigma2 - (params.noise_loc.square() + _EPS).log()
+            return _additive_log_alpha(params.weight, params.log_sigma2)
+        la = _additive_log_alpha(params.noise_loc, params.noise_log_sigma2)
         return la.reshape(_unit_param_shape(layer))
 
     def gamma_star(self, params) -> torch.Tensor:
         r""":math:`\gamma^* = \theta^2 + \sigma^2 = (1 + \alpha)\theta^2` (eq. 16), clamped into :math:`[a, b)`."""
         q = self._posterior(params)
-        return torch.addcmul(q.scale.square(), q.loc, q.loc).clamp(self.a, self._b_below)
+        return torch.addcmul(q.variance, q.loc, q.loc).clamp(self.a, self._b_below)
 
     # -- model / guide ------------------------------------------------------------------------------------------
     def _gamma_prior(self, like: torch.Tensor, shape: tuple[int, ...]) -> dist.Distribution:
@@ -447,9 +453,9 @@ class VariationalBayesianDropout(_GaussianFamily):
         z = pyro.sample(layer.site("noise"), CenteredNormal(gamma).to_event(len(ushape)))
         tag = getattr(z, "_bayesdrop_lrt", None)
         if tag is not None:  # local reparameterisation: an independent draw of W' for every example
-            loc, scale = tag
+            loc, variance = tag
             eps = torch.randn(x.shape[: x.dim() - layer.event_dim] + ushape, dtype=x.dtype, device=x.device)
-            z = loc + scale * eps
+            z = loc + variance.sqrt() * eps
         elif z.dim() > len(ushape):
             # Predictive(parallel=True): one W' per network draw, (S, *ushape) or (S, 1, *ushape); as (S, 1, *ushape)
             # it broadcasts against x, (batch, ...) or (S, batch, ...), to (S, batch, ...).
@@ -458,8 +464,9 @@ class VariationalBayesianDropout(_GaussianFamily):
 
     def guide(self, layer, params, plate):
         q = self._posterior(params)
+        var = q.variance  # cached with its graph: the local reparameterisation trick and the KL reuse it
         with torch.no_grad():  # gamma* = theta^2 + sigma^2, detached: envelope theorem, see the module docstring
-            gamma = torch.addcmul(q.scale.square(), q.loc, q.loc).clamp_(self.a, self._b_below)
+            gamma = torch.addcmul(var, q.loc, q.loc).clamp_(self.a, self._b_below)
         q_gamma = BoundedDelta(gamma, self.a, self.b, event_dim=gamma.dim())
         if self.granularity != "unit":
             pyro.sample(layer.site("gamma"), q_gamma)
@@ -493,7 +500,7 @@ class VariationalBayesianDropout(_GaussianFamily):
         :math:`\gamma^*` lies in :math:`[a, b)`), plus :math:`n_\gamma \log(b - a)`, plus for ``"unit"`` the
         Gaussian prior's :math:`-\log \mathcal N(W; 0, s^2)` of the point-estimate weights."""
         q = self._posterior(params)
-        loc, sigma2 = q.loc, q.scale.square()
+        loc, sigma2 = q.loc, q.variance
         gamma = self.gamma_star(params)
         kl_w = 0.5 * (gamma / sigma2).log() + (sigma2 + loc.square()) / (2 * gamma) - 0.5
         total = kl_w.sum() + gamma.numel() * math.log(self.b - self.a)
