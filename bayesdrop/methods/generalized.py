@@ -144,7 +144,7 @@ import pyro.distributions as dist
 import torch
 from torch.distributions import Bernoulli, kl_divergence, register_kl
 
-from ..distributions import StraightThroughBernoulli
+from ..distributions import StraightThroughBernoulli, _expand_to
 from . import register
 from .base import LayerGuide, check_range
 from .classic import _FixedNoise
@@ -235,7 +235,7 @@ class GateBernoulli(StraightThroughBernoulli):
 @register_kl(GateBernoulli, GateBernoulli)
 def _kl_gate(q: GateBernoulli, p: GateBernoulli) -> torch.Tensor:
     kl = kl_divergence(Bernoulli(probs=q.gate), Bernoulli(probs=p.gate))
-    return kl.expand(torch.broadcast_shapes(q.batch_shape, p.batch_shape))
+    return _expand_to(kl, q.batch_shape, p.batch_shape)
 
 
 def sharp_rise(k: torch.Tensor) -> float:
