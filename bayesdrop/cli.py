@@ -144,6 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "kl_warmup": args.kl_warmup,
+        "lr_decay": args.lr_decay,
         "seed": args.seed,
     }
     ds, model, guide = build(config)
@@ -158,6 +159,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         kl_warmup=args.kl_warmup,
+        lr_decay=args.lr_decay,
         device=resolve_device(args.device),
         seed=args.seed,
         progress=not args.quiet,
@@ -208,6 +210,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         kl_warmup=args.kl_warmup,
+        lr_decay=args.lr_decay,
         num_samples=args.num_samples,
     )
     if args.quick:
@@ -225,7 +228,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     header = (
         f"Dataset {args.dataset}, architecture {args.arch}, {kw['epochs']} epochs, batch {kw['batch_size']}, "
-        f"lr {kw['lr']}, KL warm-up {kw['kl_warmup']}, seed {args.seed}, {kw['num_samples']} MC draws."
+        f"lr {kw['lr']}"
+        + (f" ({kw['lr_decay']} decay)" if kw["lr_decay"] else "")
+        + f", KL warm-up {kw['kl_warmup']}, seed {args.seed}, {kw['num_samples']} MC draws."
     )
     print(compare.write(rows, args.out, header))
     print(f"written to {Path(args.out) / 'compare.md'} and compare.json")
@@ -290,6 +295,9 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--kl-warmup", type=int, default=None, help="epochs of linear KL warm-up (default: half the epochs)")
+    t.add_argument(
+        "--lr-decay", choices=["linear"], default=None, help="decay the learning rate linearly to 0 (default: none)"
+    )
     t.add_argument("--num-samples", type=int, default=100, help="MC draws for the test metrics")
     t.add_argument("--device", default="auto")
     t.add_argument("--seed", type=int, default=0)
@@ -305,6 +313,9 @@ def make_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=int, default=128)
     c.add_argument("--lr", type=float, default=3e-3)
     c.add_argument("--kl-warmup", type=int, default=None, help="epochs of linear KL warm-up (default: half the epochs)")
+    c.add_argument(
+        "--lr-decay", choices=["linear"], default=None, help="decay the learning rate linearly to 0 (default: none)"
+    )
     c.add_argument("--num-samples", type=int, default=100)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--device", default="auto")

@@ -43,6 +43,7 @@ def compare(
     batch_size: int = 128,
     lr: float = 3e-3,
     kl_warmup: int | None = None,
+    lr_decay: str | None = None,
     num_samples: int = 100,
     seed: int = 0,
     device: str = "auto",
@@ -65,6 +66,8 @@ def compare(
         alpha per weight, ~50k weights against 1437 digits) drives every log alpha past the
         pruning threshold before the likelihood has fitted, and the network collapses to chance (measured: 89.7 %
         error at 30 epochs, lr 3e-3, no warm-up; 3.3 % for ``vbd`` at 100 epochs with 50 of warm-up).
+    lr_decay
+        ``None`` or ``"linear"`` (see :func:`bayesdrop.fit`).
     num_samples
         Monte Carlo draws of the predictive.
     """
@@ -101,6 +104,7 @@ def compare(
             batch_size=batch_size,
             lr=lr,
             kl_warmup=kl_warmup,
+            lr_decay=lr_decay,
             device=dev,
             seed=seed,
             progress=False,

@@ -184,7 +184,7 @@ class FitResult:
     history : dict of list
         Per epoch: ``elbo`` (mean loss per data point, i.e. -ELBO / N), ``nll``
         (mean negative log-likelihood per training point), ``kl`` (KL term of
-        the ELBO, the estimate ``loss - N * nll``), ``beta``, ``train_acc`` and,
+        the ELBO, the estimate ``loss - N * nll``), ``beta``, ``lr``, ``train_acc`` and,
         when ``test`` data were given, ``test_acc`` and ``test_nll``
         (classification) or ``test_rmse`` (regression); ``seconds``.
     device : torch.device
@@ -212,6 +212,7 @@ def fit(
     lr: float = 1e-3,
     loss: pyro.infer.ELBO | None = None,
     kl_warmup: int = 0,
+    lr_decay: str | None = None,
     lrt: bool = True,
     device: str | torch.device = "auto",
     seed: int | None = 0,
@@ -237,6 +238,9 @@ def fit(
         analytic KL where the method registers one, evaluated lazily).
     kl_warmup
         Epochs over which the KL weight grows linearly from 0 to 1 (0: none).
+    lr_decay
+        ``None`` keeps ``lr``; ``"linear"`` decays it linearly over the epochs, ``lr * (1 - e / epochs)`` in
+        epoch ``e = 0, 1, ...``, as Molchanov et al. (2017) trained sparse VD.
     lrt
         Use the local reparameterisation trick for methods that support it;
         ``False`` samples weights.
@@ -265,6 +269,8 @@ def fit(
         raise ValueError(f"`kl_warmup` must be a non-negative int (epochs), got {kl_warmup!r}")
     if not lr > 0:
         raise ValueError(f"`lr` must be > 0, got {lr!r}")
+    if lr_decay not in (None, "linear"):
+        raise ValueError(f"`lr_decay` must be None or 'linear', got {lr_decay!r}")
     if not isinstance(guide, DropoutGuide) or guide.model is not model:
         raise ValueError("`guide` must be the DropoutGuide built for `model`")
     dev = resolve_device(device)
@@ -298,10 +304,13 @@ def fit(
     guide(x0, y0)
     params = list({id(p): p for p in [*model.parameters(), *guide.parameters()] if p.requires_grad}.values())
     optim = torch.optim.Adam(params, lr=lr)
-    history: dict[str, list[float]] = {k: [] for k in ("elbo", "nll", "kl", "beta", "train_acc", "seconds")}
+    history: dict[str, list[float]] = {k: [] for k in ("elbo", "nll", "kl", "beta", "lr", "train_acc", "seconds")}
     bar = tqdm(range(epochs), desc="fit", disable=not progress, leave=False)
     for epoch in bar:
         beta = min(1.0, (epoch + 1) / kl_warmup) if kl_warmup else 1.0
+        if lr_decay == "linear":
+            for group in optim.param_groups:
+                group["lr"] = lr * (1 - epoch / epochs)
         model.train(), guide.train()
         t0 = time.perf_counter()
         sums = torch.zeros(4, device=dev)  # loss, nll, correct, count
@@ -331,6 +340,7 @@ def fit(
         history["nll"].append(nll)
         history["kl"].append(loss_e - num * nll)
         history["beta"].append(beta)
+        history["lr"].append(optim.param_groups[0]["lr"])
         history["train_acc"].append(correct / count if model.task == "classification" else float("nan"))
         history["seconds"].append(time.perf_counter() - t0)
         postfix = {"elbo": f"{loss_e / num:.4f}"}

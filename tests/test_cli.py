@@ -37,6 +37,8 @@ def test_train_writes_a_run_that_reloads(tmp_path, capsys):
             "3",
             "--lr",
             "3e-3",
+            "--lr-decay",
+            "linear",
             "--num-samples",
             "10",
             "--out",
@@ -52,7 +54,8 @@ def test_train_writes_a_run_that_reloads(tmp_path, capsys):
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0.5 < metrics["acc"] <= 1.0
     ds, model, guide, config = cli.load_run(run)
-    assert config["hyper"] == {"p": 0.2}
+    assert config["hyper"] == {"p": 0.2} and config["lr_decay"] == "linear"
+    assert json.loads((run / "history.json").read_text())["lr"] == pytest.approx([3e-3, 2e-3, 1e-3])
     again = bd.evaluate(model, guide, ds.test, rule="weight-scaling")
     assert again["acc"] > 0.5
 

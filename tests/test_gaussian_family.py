@@ -17,7 +17,6 @@ al. 2015):
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -581,54 +580,3 @@ def test_no_nan_in_2000_steps_at_lr_1e2_fast():
 def test_no_nan_in_2000_steps_at_lr_1e2(name, hyper):
     """Every configuration on the 64-300-100-10 MLP: 2000 steps at lr 1e-2 without warm-up stay finite."""
     _train_steps_and_check_finite(name, hyper, [300, 100], 2000)
-
-
-@functools.cache
-def _digits_accuracy_over_seeds(name: str) -> tuple[float, list[float]]:
-    """Digits, 64-300-100-10 MLP, 300 epochs at lr 3e-3 (the budget of benchmarks/compression.py; KL warm-up over
-    150 for the Gaussian family, none for ``bernoulli``: p = 0.5 on hidden units, noise-free inputs): the mean MC
-    test accuracy over seeds 0-2 and, for the Gaussian family, the fraction of weights with log alpha > 3 per seed."""
-    ds = bd.data.load("digits")
-    accs, sparsity = [], []
-    for seed in range(3):
-        if name == "bernoulli":
-            net = bd.models.mlp(64, [300, 100], 10, name, p=0.5, input_method=bd.methods.get("bernoulli", p=0.0))
-        else:
-            net = bd.models.mlp(64, [300, 100], 10, name)
-        model = bd.Classifier(net, num_data=len(ds.train))
-        guide = bd.DropoutGuide(model)
-        warmup = 0 if name == "bernoulli" else 150
-        bd.fit(model, guide, ds.train, epochs=300, kl_warmup=warmup, lr=3e-3, seed=seed, progress=False)
-        pyro.set_rng_seed(seed)
-        accs.append(bd.evaluate(model, guide, ds.test, num_samples=100)["acc"])
-        if name != "bernoulli":
-            sparsity.append(_sparsity(guide))
-    print(f"\n{name}: accuracy {[f'{a:.4f}' for a in accs]}, pruned {[f'{s:.2%}' for s in sparsity]}")
-    return sum(accs) / len(accs), sparsity
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            "sparse-vd",
-            marks=pytest.mark.xfail(
-                reason="measured at this budget: mean accuracy 96.48 % (97.22, 95.83, 96.39) against Bernoulli's "
-                "97.78 %, 1.3 points below, with 99.2 % of weights pruned (issue 4 stays open for it)",
-                strict=False,
-            ),
-        ),
-        "vbd",
-    ],
-)
-def test_sparse_vd_and_vbd_match_bernoulli_and_prune_90_percent(name):
-    """sparse-vd and vbd are within 1 percentage point of Bernoulli dropout's mean accuracy over three seeds and at
-    least 90 % of their weights have log alpha > 3 (measured: vbd 97.04 % against 97.78 %, 99.2 % pruned).
-
-    One seed is not enough for a 1-point margin: on 360 test digits the accuracy of one run has a binomial
-    standard error of ~0.9 points, and the dense network alone moves by 0.8 points between seeds."""
-    bernoulli, _ = _digits_accuracy_over_seeds("bernoulli")
-    acc, sparsity = _digits_accuracy_over_seeds(name)
-    assert min(sparsity) >= 0.90, sparsity
-    assert acc >= bernoulli - 0.01, (acc, bernoulli)

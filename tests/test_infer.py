@@ -38,6 +38,16 @@ def test_fit_history_and_kl_warmup():
     assert {"elbo", "nll", "kl", "train_acc", "test_acc", "test_nll", "seconds"} <= set(h)
     assert all(len(v) == 4 for v in h.values())
     assert res.seconds_per_epoch > 0
+    assert h["lr"] == [1e-3] * 4  # no decay by default
+
+
+def test_fit_linear_lr_decay():
+    """``lr_decay="linear"``: the optimiser runs epoch e at lr (1 - e / epochs), e = 0..epochs-1."""
+    model, guide, x, y = tiny_classifier("bernoulli", p=0.1)
+    res = bd.fit(model, guide, (x, y), epochs=4, batch_size=10, lr=0.02, lr_decay="linear", progress=False)
+    assert res.history["lr"] == pytest.approx([0.02, 0.015, 0.01, 0.005], rel=1e-12)
+    with pytest.raises(ValueError, match="`lr_decay` must be None or 'linear'"):
+        bd.fit(model, guide, (x, y), epochs=1, lr_decay="cosine", progress=False)
 
 
 def test_fit_accepts_a_dataloader():
