@@ -243,7 +243,10 @@ def fit(
         epoch ``e = 0, 1, ...``, as Molchanov et al. (2017) trained sparse VD.
     lrt
         Use the local reparameterisation trick for methods that support it;
-        ``False`` samples weights.
+        ``False`` samples weights.  With the default ``loss`` the guide then
+        skips drawing the weight matrices that the trick ignores
+        (:class:`~bayesdrop.nn.LocalReparameterization` with
+        ``draw_weights=False``); with another ``loss`` it draws them.
     device
         ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ...
     seed
