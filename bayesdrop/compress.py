@@ -30,7 +30,17 @@ import torch
 from .guides import DropoutGuide
 from .nn import BayesianLayer, Conv2d, Linear
 
-__all__ = ["LayerReport", "CompressionReport", "report", "prune", "save", "load", "SparseLinear", "InputSelect"]
+__all__ = [
+    "LayerReport",
+    "CompressionReport",
+    "report",
+    "log_alpha",
+    "prune",
+    "save",
+    "load",
+    "SparseLinear",
+    "InputSelect",
+]
 
 # Modules applied element by element, and those that act channel by channel:
 # pruning passes through both; constants fold through the first.
@@ -184,6 +194,29 @@ def report(model: torch.nn.Module, guide: DropoutGuide, threshold: float | None 
         params_pruned=sum(p.numel() for p in pruned.parameters()),
         params_dense=dense,
     )
+
+
+@torch.no_grad()
+def log_alpha(model: torch.nn.Module, guide: DropoutGuide) -> torch.Tensor:
+    r""":math:`\log\alpha` of every weight of a Gaussian-family network, as one flat tensor in layer order.
+
+    Per-unit and per-layer values are broadcast to the weights they scale, so
+    ``(log_alpha(model, guide) > 3).float().mean()`` is the fraction of weights
+    that Molchanov et al.'s (2017) threshold prunes.
+
+    Raises
+    ------
+    TypeError
+        If a layer's method has no :math:`\log\alpha` (only ``vd``, ``sparse-vd`` and ``vbd`` have one).
+    """
+    flat = []
+    for name, layer, params in _layers(model, guide):
+        if not hasattr(layer.method, "log_alpha"):
+            raise TypeError(
+                f"layer {name!r} uses {layer.method.name!r}, which has no log alpha (vd, sparse-vd and vbd do)"
+            )
+        flat.append(layer.method.log_alpha(layer, params).expand(layer.weight_shape).reshape(-1))
+    return torch.cat(flat)
 
 
 class InputSelect(torch.nn.Module):

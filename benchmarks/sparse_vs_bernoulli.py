@@ -38,13 +38,9 @@ METHODS = ["bernoulli", "sparse-vd", "vbd"]
 THRESHOLD = 3.0  # log alpha above which a weight counts as pruned (Molchanov et al. 2017)
 
 
-def sparsity(guide: bd.DropoutGuide) -> float:
+def sparsity(model: bd.Classifier, guide: bd.DropoutGuide) -> float:
     """Fraction of all weights whose log alpha exceeds :data:`THRESHOLD`."""
-    flags = [
-        (layer.method.log_alpha(layer, g).expand(layer.weight_shape) > THRESHOLD).reshape(-1)
-        for _, layer, g in guide.pairs()
-    ]
-    return torch.cat(flags).float().mean().item()
+    return (bd.compress.log_alpha(model, guide) > THRESHOLD).float().mean().item()
 
 
 def one_run(name: str, split: int, seed: int, epochs: int, lr: float) -> dict:
@@ -66,7 +62,7 @@ def one_run(name: str, split: int, seed: int, epochs: int, lr: float) -> dict:
     mc = bd.evaluate(model, guide, ds.test, num_samples=100)["acc"]
     with torch.no_grad(), guide.mean_network(pruned=name != "bernoulli", threshold=THRESHOLD):
         pruned = (model.net(ds.test.x).argmax(-1) == ds.test.y).float().mean().item()
-    sp = float("nan") if name == "bernoulli" else sparsity(guide)
+    sp = float("nan") if name == "bernoulli" else sparsity(model, guide)
     return {"method": name, "split": split, "seed": seed, "mc": mc, "pruned": pruned, "sparsity": sp, "s": seconds}
 
 

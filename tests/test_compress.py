@@ -137,3 +137,22 @@ def test_a_conv_layer_whose_outputs_are_never_read_keeps_one_zero_read_channel(f
         ref = net(x)
     assert torch.allclose(pruned(x), ref, atol=1e-6)
     assert pruned[0].out_channels == 1 and (pruned[3 if flatten else 2].weight == 0).all()
+
+
+def test_log_alpha_broadcasts_each_layers_values_to_its_weights():
+    """vd with one alpha per layer: every weight of layer l carries that layer's log alpha, in layer order; a
+    method without log alpha is a TypeError naming the layer."""
+    model, guide, x, y = tiny_classifier("vd")
+    guide(x, y)
+    sizes = []
+    with torch.no_grad():
+        for i, (_, layer, g) in enumerate(guide.pairs()):
+            g.log_alpha.fill_(-1.0 - i)
+            sizes.append(layer.weight_init.numel())
+    la = bd.compress.log_alpha(model, guide)
+    expected = torch.cat([torch.full((n,), -1.0 - i) for i, n in enumerate(sizes)])
+    assert torch.equal(la, expected) and not la.requires_grad
+    other, other_guide, x2, y2 = tiny_classifier("bernoulli")
+    other_guide(x2, y2)
+    with pytest.raises(TypeError, match="uses 'bernoulli', which has no log alpha"):
+        bd.compress.log_alpha(other, other_guide)

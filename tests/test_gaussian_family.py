@@ -76,13 +76,6 @@ def _randomise(guide, seed=0, log_alpha=(-3.0, 2.0)):
                     p.copy_(0.5 + u)
 
 
-def _all_log_alpha(guide) -> torch.Tensor:
-    """log alpha of every weight (unit / layer values broadcast to the weights)."""
-    return torch.cat(
-        [layer.method.log_alpha(layer, g).expand(layer.weight_shape).reshape(-1) for _, layer, g in guide.pairs()]
-    )
-
-
 # -- registry, hyper-parameters, distributions ------------------------------------------------------------------
 
 
@@ -528,7 +521,7 @@ def test_lenet5_every_layer_bayesian(name, hyper):
 
 
 def _sparsity(guide) -> float:
-    return (_all_log_alpha(guide) > 3).float().mean().item()
+    return (bd.compress.log_alpha(guide.model, guide) > 3).float().mean().item()
 
 
 @pytest.mark.parametrize(
@@ -564,7 +557,7 @@ def _train_steps_and_check_finite(name, hyper, hidden, steps):
     assert all(math.isfinite(v) for v in res.history["elbo"])  # fit also raises on a non-finite epoch loss
     for pname, p in [*model.named_parameters(), *guide.named_parameters()]:
         assert torch.isfinite(p).all(), f"non-finite values in {pname}"
-    assert torch.isfinite(_all_log_alpha(guide)).all()
+    assert torch.isfinite(bd.compress.log_alpha(model, guide)).all()
     with torch.no_grad():
         assert torch.isfinite(bd.predict(model, guide, ds.test.x, num_samples=10)).all()
 

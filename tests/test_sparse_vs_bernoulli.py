@@ -29,7 +29,7 @@ def test_sparsity_counts_weights_above_log_alpha_3():
             mask = torch.rand(layer.weight_shape, generator=torch.Generator().manual_seed(total)) < 0.3
             g.log_sigma2.copy_(math.log(0.25) + torch.where(mask, 5.0, -5.0))
             total, high = total + mask.numel(), high + int(mask.sum())
-    assert svb.sparsity(guide) == pytest.approx(high / total, abs=1e-7)
+    assert svb.sparsity(model, guide) == pytest.approx(high / total, abs=1e-7)
 
 
 def test_summary_gaps_and_the_written_claim():

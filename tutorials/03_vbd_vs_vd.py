@@ -250,20 +250,9 @@ ax.set_ylabel("KL per weight (nats)")
 ax.legend(fontsize=8)
 ax = axes[1]
 ax.plot(log_alpha, gap, color="C3", label=r"KL$_{VD}$ - KL$_{VBD}$")
-ax.plot(
-    log_alpha[1:],
-    -kl_vd.diff() / (log_alpha[1] - log_alpha[0]),
-    color="C0",
-    ls="--",
-    label=r"VD: $-\partial$KL$/\partial\log\alpha$",
-)
-ax.plot(
-    log_alpha[1:],
-    -kl_vbd.diff() / (log_alpha[1] - log_alpha[0]),
-    color="C1",
-    ls="--",
-    label=r"VBD: $-\partial$KL$/\partial\log\alpha$",
-)
+for kl, color, name in ((kl_vd, "C0", "VD"), (kl_vbd, "C1", "VBD")):
+    slope = -kl.diff() / (log_alpha[1] - log_alpha[0])
+    ax.plot(log_alpha[1:], slope, color=color, ls="--", label=name + r": $-\partial$KL$/\partial\log\alpha$")
 ax.set_xlabel(r"$\log\alpha$")
 ax.legend(fontsize=8)
 ax.set_title("difference, and the push towards larger $\\alpha$")
@@ -306,23 +295,13 @@ RUNS = {
 }
 
 
-def all_log_alpha(guide):
-    """log alpha of every weight (per-layer values broadcast to the layer's weights)."""
-    return torch.cat(
-        [
-            layer.method.log_alpha(layer, p).detach().cpu().expand(layer.weight_shape).reshape(-1)
-            for _, layer, p in guide.pairs()
-        ]
-    )
-
-
 trained, histories, runs = {}, {}, {}
 for label, (name, warmup) in RUNS.items():
     pyro.set_rng_seed(0)  # every method starts from the same weights
     model = bd.Classifier(bd.models.mlp(64, HIDDEN, 10, name), num_data=N)
     guide = bd.DropoutGuide(model)
     guide(ds.train.x[:2], ds.train.y[:2])
-    la_init = all_log_alpha(guide)
+    la_init = bd.compress.log_alpha(model, guide).cpu()
     res = bd.fit(model, guide, ds.train, epochs=EPOCHS, lr=LR, kl_warmup=warmup, progress=False)
     pyro.set_rng_seed(0)
     mc = bd.evaluate(model, guide, ds.test, num_samples=50)
@@ -331,7 +310,7 @@ for label, (name, warmup) in RUNS.items():
     small = bd.compress.prune(model, guide).cpu()  # bd.fit may have used a GPU
     with torch.no_grad():
         pruned_acc = (small(ds.test.x).argmax(-1) == ds.test.y).float().mean().item()
-    la = all_log_alpha(guide)
+    la = bd.compress.log_alpha(model, guide).cpu()
     keep = bd.dropout_rates(model, guide)
     runs[label] = {
         "method": name,
