@@ -33,13 +33,14 @@ from pyro.infer.util import is_validation_enabled, torch_item
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.subsample_messenger import _Subsample
 from pyro.poutine.util import prune_subsample_sites
-from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
+from pyro.util import check_model_guide_match, check_site_shape
 from torch.distributions import kl_divergence
 from tqdm.auto import tqdm
 
 from .data import as_tensors, check_labels
 from .guides import DropoutGuide
 from .models import Likelihood
+from ._params import direct_parameters
 from .nn import LocalReparameterization
 
 __all__ = [
@@ -195,9 +196,8 @@ class MeanFieldELBO(TraceMeanField_ELBO):
         for name, guide_site in record.sites.items():
             if name not in score.seen:
                 elbo = elbo + _auxiliary_term(name, guide_site)
-        loss = -elbo
-        warn_if_nan(loss, "loss")
-        return loss
+        # No ``warn_if_nan`` here: it synchronises with the device every step; ``fit`` checks the loss per epoch.
+        return -elbo
 
 
 def _check_drawn(name: str, site: dict) -> None:
@@ -388,8 +388,13 @@ def fit(
                 group["lr"] = lr * (1 - epoch / epochs)
         model.train(), guide.train()
         t0 = time.perf_counter()
-        sums = torch.zeros(4, device=dev)  # loss, nll, correct, count
-        handlers = [KLScale(beta)] if beta != 1.0 else []
+        sums = torch.zeros(3, device=dev)  # loss, nll, correct: summed on the device, read once per epoch
+        count = 0
+        # Pyro validates by default; it costs ~30 % of a step, so only the first step of a fit is validated.
+        # Parameters are read without pyro.param statements: the optimiser holds them.
+        handlers: list[contextlib.AbstractContextManager] = [pyro.validation_enabled(False), direct_parameters()]
+        if beta != 1.0:
+            handlers.append(KLScale(beta))
         if lrt:  # MeanFieldELBO uses analytic KLs and checks it: the unused weight draw can be skipped
             handlers.append(LocalReparameterization(draw_weights=not isinstance(elbo, MeanFieldELBO)))
         with contextlib.ExitStack() as stack:
@@ -397,19 +402,19 @@ def fit(
                 stack.enter_context(h)
             for step, (xb, yb) in enumerate(_batches(train, batch_size, dev, gen)):
                 optim.zero_grad(set_to_none=True)
-                # Validate shapes and supports on the first step only: validation costs ~30 % per step.
-                with pyro.validation_enabled(validate and epoch == 0 and step == 0):
+                first = validate and epoch == 0 and step == 0
+                with pyro.validation_enabled(True) if first else contextlib.nullcontext():
                     loss_b = elbo.differentiable_loss(traced_model, guide, xb, yb)
                 loss_b.backward()
                 optim.step()
                 with torch.no_grad():
                     out = captured["out"]
-                    ll = model.log_likelihood(out, yb)
-                    correct = (out.argmax(-1) == yb).sum() if model.task == "classification" else out.new_zeros(())
-                    sums += torch.stack(
-                        [loss_b.detach() * len(yb) / num, -ll.sum(), correct.to(sums.dtype), sums.new_tensor(len(yb))]
-                    )
-        loss_e, nll_sum, correct, count = sums.tolist()
+                    sums[0].add_(loss_b.detach(), alpha=len(yb) / num)
+                    sums[1].sub_(model.log_likelihood(out, yb).sum())
+                    if model.task == "classification":
+                        sums[2].add_((out.argmax(-1) == yb).sum())
+                count += len(yb)
+        loss_e, nll_sum, correct = sums.tolist()
         nll = nll_sum / count
         history["elbo"].append(loss_e / num)
         history["nll"].append(nll)

@@ -20,8 +20,11 @@ from typing import Any
 import pyro
 import pyro.distributions as dist
 import torch
+import torch.nn.functional as F
 from pyro.nn import PyroModule
 
+from ._params import DirectParameters
+from .distributions import LogitsCategorical
 from .methods import Method, resolve
 from .nn import Conv2d, Linear, bayesian_layers, local_plate
 
@@ -34,7 +37,7 @@ def _arange(n: int, device: torch.device) -> torch.Tensor:
     return torch.arange(n, device=device)
 
 
-class Likelihood(PyroModule):
+class Likelihood(DirectParameters, PyroModule):
     """Base class of the likelihoods: the Pyro model around a Bayesian network.
 
     Parameters
@@ -57,7 +60,7 @@ class Likelihood(PyroModule):
 
     def data_plate(self, x: torch.Tensor, y: torch.Tensor | None = None) -> pyro.plate:
         """The subsampled data plate for a minibatch ``x`` (shared by model and guide)."""
-        return pyro.plate("data", self.num_data, subsample=_arange(x.shape[0], x.device), dim=-1)
+        return pyro.plate("data", self.num_data, subsample=_arange(x.shape[0], x.device), dim=-1, device=x.device)
 
     def _check(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
         if not torch.is_tensor(x) or not x.is_floating_point():
@@ -101,10 +104,12 @@ class Classifier(Likelihood):
         return last.out_features if isinstance(last, Linear) else last.out_channels
 
     def observe(self, out, y):
-        pyro.sample("obs", dist.Categorical(logits=out), obs=y)
+        pyro.sample("obs", LogitsCategorical(out), obs=y)
 
     def log_likelihood(self, out, y):
         # Categorical(logits=out).log_prob(y) without building a distribution (fit calls it every step).
+        if out.dim() == 2:
+            return -F.cross_entropy(out, y, reduction="none")
         y = y.expand(out.shape[:-1]).unsqueeze(-1)
         return out.log_softmax(-1).gather(-1, y).squeeze(-1)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
 import pyro
@@ -34,6 +34,7 @@ from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 from pyro.poutine.messenger import Messenger
 
+from ._params import DirectParameters
 from .methods import Method, resolve
 
 __all__ = [
@@ -116,7 +117,8 @@ class LocalReparameterization(Messenger):
             return
         fn = self._normal(msg)
         if fn is not None:
-            value = fn.loc.detach().expand(msg["fn"].shape())  # a new tensor object, no copy
+            value, shape = fn.loc.detach(), msg["fn"].shape()  # a new tensor object, no copy
+            value = value if value.shape == shape else value.expand(shape)
             value._bayesdrop_lrt_placeholder = True
             msg["value"] = value
 
@@ -126,7 +128,7 @@ class LocalReparameterization(Messenger):
             msg["value"]._bayesdrop_lrt = (fn.loc, fn.variance)
 
 
-class BayesianLayer(PyroModule):
+class BayesianLayer(DirectParameters, PyroModule):
     """Base class: a layer whose weights and noise are governed by a method.
 
     Attributes
@@ -149,6 +151,7 @@ class BayesianLayer(PyroModule):
         self.register_buffer("weight_init", weight.detach().clone())
         self.bias = None if bias is None else torch.nn.Parameter(bias.detach().clone())
         self.input_event_shape: tuple[int, ...] | None = None
+        self._fixed: dict[tuple, dist.Distribution] = {}
 
     @property
     def weight_shape(self) -> torch.Size:
@@ -161,6 +164,19 @@ class BayesianLayer(PyroModule):
     def site(self, name: str) -> str:
         """The Pyro site name of this layer's ``name`` (e.g. ``"net.0.weight"``)."""
         return f"{self._pyro_name}.{name}" if self._pyro_name else name
+
+    def fixed(self, key: Hashable, like: torch.Tensor, build: Callable[[], dist.Distribution]) -> dist.Distribution:
+        """``build()``, made once per ``key``, dtype and device of ``like`` and per-example input shape.
+
+        For the distributions that do not change during training (priors with fixed hyper-parameters, fixed-rate
+        noise): building one costs tens of microseconds per site and step.  ``build`` must not depend on anything
+        else, and must not track gradients.
+        """
+        k = (key, like.dtype, like.device, self.input_event_shape)
+        fn = self._fixed.get(k)
+        if fn is None:
+            fn = self._fixed[k] = build()
+        return fn
 
     # -- ops ----------------------------------------------------------------------
     def op(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # pragma: no cover
@@ -190,7 +206,9 @@ class BayesianLayer(PyroModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
-        self.input_event_shape = tuple(x.shape[-self.event_dim :])
+        shape = tuple(x.shape[-self.event_dim :])
+        if shape != self.input_event_shape:  # a module attribute write costs microseconds: only on change
+            self.input_event_shape = shape
         mean = _MEAN.get()
         if mean is not None:
             guide, pruned, threshold = mean
@@ -202,8 +220,9 @@ class BayesianLayer(PyroModule):
                 out = self.method.mean_forward(self, params, x)
         else:
             out = self.method.model(self, x)
-        if self.bias is not None:
-            out = out + self.bias.reshape(self.bias.shape + (1,) * (self.event_dim - 1))
+        bias = self.bias  # one parameter statement
+        if bias is not None:
+            out = out + (bias if self.event_dim == 1 else bias.reshape(bias.shape + (1,) * (self.event_dim - 1)))
         return out
 
 

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from pyro.nn import PyroModule
 
+from .._params import DirectParameters
+
 if TYPE_CHECKING:  # pragma: no cover
     import pyro
 
@@ -16,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Method", "LayerGuide"]
 
 
-class LayerGuide(PyroModule):
+class LayerGuide(DirectParameters, PyroModule):
     """Container for one layer's variational parameters (a :class:`~pyro.nn.PyroModule`).
 
     Parameters set as ``torch.nn.Parameter`` attributes are seen by

@@ -49,8 +49,12 @@ class _FixedNoise(Method):
         return lg
 
     def _prior(self, like: torch.Tensor, layer) -> dist.Distribution:
-        zero = like.new_zeros(())
-        return dist.Normal(zero, zero + self.prior_scale).expand(layer.weight_shape).to_event(layer.weight_event_dim)
+        def build() -> dist.Distribution:
+            zero = like.new_zeros(())
+            normal = dist.Normal(zero, zero + self.prior_scale)
+            return normal.expand(layer.weight_shape).to_event(layer.weight_event_dim)
+
+        return layer.fixed("prior", like, build)
 
     def _noise(self, like: torch.Tensor, layer) -> dist.Distribution:  # per-example noise, empty batch shape
         raise NotImplementedError
@@ -58,7 +62,7 @@ class _FixedNoise(Method):
     def model(self, layer, x):
         w = pyro.sample(layer.site("weight"), self._prior(x, layer))
         if self.stochastic:
-            x = x * layer.sample_local("noise", self._noise(x, layer), x)
+            x = x * layer.sample_local("noise", layer.fixed("noise", x, lambda: self._noise(x, layer)), x)
         return layer.op(x, w)
 
     def guide(self, layer, params, plate):
@@ -66,7 +70,7 @@ class _FixedNoise(Method):
         pyro.sample(layer.site("weight"), dist.Delta(w, event_dim=layer.weight_event_dim))
         if self.stochastic:
             with plate:
-                pyro.sample(layer.site("noise"), self._noise(w, layer))
+                pyro.sample(layer.site("noise"), layer.fixed("noise", w, lambda: self._noise(w, layer)))
 
     def point_weights(self, layer, params, threshold=None):
         """Fixed-rate dropout prunes nothing; the weight-scaling rule folds ``keep`` into W."""

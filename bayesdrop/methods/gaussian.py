@@ -214,7 +214,8 @@ class _LogUniformPrior(_GaussianFamily):
     """Model side of VD and sparse VD: ``W ~ LogUniform`` (improper), KL by Molchanov's approximation."""
 
     def model(self, layer, x):
-        prior = LogUniform(layer.weight_init).to_event(layer.weight_event_dim)
+        init = layer.weight_init
+        prior = layer.fixed("prior", init, lambda: LogUniform(init).to_event(layer.weight_event_dim))
         w = pyro.sample(layer.site("weight"), prior)
         return layer.op_lrt(x, w)
 
@@ -440,20 +441,25 @@ class VariationalBayesianDropout(_GaussianFamily):
         return torch.addcmul(variance, loc, loc).clamp_(self.a, self._b_below)
 
     # -- model / guide ------------------------------------------------------------------------------------------
-    def _gamma_prior(self, like: torch.Tensor, shape: tuple[int, ...]) -> dist.Distribution:
-        return ScalarUniform(self.a, self.b, shape, like=like).to_event(len(shape))
+    def _gamma_prior(self, layer, like: torch.Tensor, shape: tuple[int, ...]) -> dist.Distribution:
+        return layer.fixed(
+            ("gamma", shape), like, lambda: ScalarUniform(self.a, self.b, shape, like=like).to_event(len(shape))
+        )  # fmt: skip
+
+    def _unit_weight_prior(self, like: torch.Tensor, layer) -> dist.Distribution:
+        zero, s = like.new_zeros(()), like.new_full((), self.prior_scale)
+        return dist.Normal(zero, s).expand(layer.weight_shape).to_event(layer.weight_event_dim)
 
     def model(self, layer, x):
         like = layer.weight_init
         if self.granularity != "unit":
-            gamma = pyro.sample(layer.site("gamma"), self._gamma_prior(like, layer.weight_shape))
+            gamma = pyro.sample(layer.site("gamma"), self._gamma_prior(layer, like, layer.weight_shape))
             w = pyro.sample(layer.site("weight"), CenteredNormal(gamma).to_event(layer.weight_event_dim))
             return layer.op_lrt(x, w)
-        zero, s = like.new_zeros(()), like.new_full((), self.prior_scale)
-        prior_w = dist.Normal(zero, s).expand(layer.weight_shape).to_event(layer.weight_event_dim)
+        prior_w = layer.fixed("prior", like, lambda: self._unit_weight_prior(like, layer))
         w = pyro.sample(layer.site("weight"), prior_w)
         ushape = _unit_input_shape(layer)
-        gamma = pyro.sample(layer.site("gamma"), self._gamma_prior(like, ushape))
+        gamma = pyro.sample(layer.site("gamma"), self._gamma_prior(layer, like, ushape))
         z = pyro.sample(layer.site("noise"), CenteredNormal(gamma).to_event(len(ushape)))
         tag = getattr(z, "_bayesdrop_lrt", None)
         if tag is not None:  # local reparameterisation: an independent draw of W' for every example

@@ -339,9 +339,12 @@ class GeneralizedDropout(_FixedNoise):
         return GateBernoulli(probs, lead + shape).to_event(layer.event_dim)
 
     def _k_prior(self, like: torch.Tensor, layer) -> dist.Distribution:
-        a, b = like.new_tensor(self.a), like.new_tensor(self.b)
-        shape = self._gate_shape(layer)
-        return GateBeta(a, b, self.strength).expand(shape).to_event(len(shape))
+        def build() -> dist.Distribution:
+            a, b = like.new_tensor(self.a), like.new_tensor(self.b)
+            shape = self._gate_shape(layer)
+            return GateBeta(a, b, self.strength).expand(shape).to_event(len(shape))
+
+        return layer.fixed("k", like, build)
 
     @staticmethod
     def _clip(params: LayerGuide) -> torch.Tensor:
