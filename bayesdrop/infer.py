@@ -37,10 +37,10 @@ from pyro.util import check_model_guide_match, check_site_shape
 from torch.distributions import kl_divergence
 from tqdm.auto import tqdm
 
+from ._params import direct_parameters
 from .data import as_tensors, check_labels
 from .guides import DropoutGuide
 from .models import Likelihood
-from ._params import direct_parameters
 from .nn import LocalReparameterization
 
 __all__ = [

@@ -2,13 +2,16 @@
 
 Baseline: a hand-written PyTorch loop of the same network (``nn.Dropout`` before
 each ``nn.Linear``, as ``bd.models.mlp`` drops each layer's inputs), the same
-data, batch size, Adam and learning rate.  Epoch times are interleaved
-(baseline, bayesdrop, baseline, ...) and the median of ``--repeats`` epochs is
-reported after a warm-up epoch, so both see the same machine load.
+data, batch size, Adam and learning rate.  Epochs are interleaved (baseline,
+bayesdrop, baseline, ...) after a warm-up epoch of each.  The ratio reported is
+the median over ``--repeats`` pairs of the ratio within each pair, with its
+interquartile range: adjacent epochs see the same machine load, so a slow
+spell of the machine cancels out of the ratio (the medians of the epoch times
+themselves are listed as well).
 
 Usage::
 
-    python benchmarks/speed.py [--device auto] [--repeats 5] [--out benchmarks/results/speed.md]
+    python benchmarks/speed.py [--device auto] [--repeats 15] [--out benchmarks/results/speed.md]
 
 Target (issue 2): ``bernoulli`` at most 1.5x the plain loop.  Issue 4 adds ``sparse-vd`` and ``vbd`` against a
 hand-written loop of the same local reparameterisation estimator and closed-form KL (target: at most 1.25x).
@@ -82,30 +85,44 @@ def measure(
     model = bd.Classifier(bd.models.mlp(ds.in_features, hidden, ds.num_classes, "bernoulli", p=p), num_data=len(x))
     guide = bd.DropoutGuide(model)
 
-    def run_plain() -> float:
+    def run_plain() -> None:
+        plain_epoch(net, opt, x, y, batch_size, 0.5)  # 0.5 w^2 / s^2 with s = 1, as the N(0, 1) prior
+
+    row = {"dataset": dataset, "arch": _arch(ds, hidden), "batch": batch_size}
+    return row | interleave(run_plain, lambda: bd_epoch(model, guide, x, y, batch_size, device), device, repeats)
+
+
+def _arch(ds, hidden: list[int]) -> str:
+    return f"{ds.in_features}-{'-'.join(map(str, hidden))}-{ds.num_classes}"
+
+
+def interleave(run_plain, run_bd, device: torch.device, repeats: int) -> dict:
+    """Time ``repeats`` interleaved pairs of epochs (after one warm-up of each).
+
+    ``run_bd`` returns a :class:`bayesdrop.FitResult`, whose own epoch timer excludes ``fit``'s set-up.  Returns the
+    median epoch times, the median of the per-pair ratios ``bd / plain`` and that ratio's quartiles.
+    """
+
+    def time_plain() -> float:
         _sync(device)
         t0 = time.perf_counter()
-        plain_epoch(net, opt, x, y, batch_size, 0.5)  # 0.5 w^2 / s^2 with s = 1, as the N(0, 1) prior
+        run_plain()
         _sync(device)
         return time.perf_counter() - t0
 
-    def run_bd() -> float:
-        res = bd_epoch(model, guide, x, y, batch_size, device)
-        return res.history["seconds"][0]
-
-    run_plain(), run_bd()  # warm-up
+    time_plain(), run_bd()  # warm-up
     plain, ours = [], []
     for _ in range(repeats):
-        plain.append(run_plain())
-        ours.append(run_bd())
-    tp, tb = statistics.median(plain), statistics.median(ours)
+        plain.append(time_plain())
+        ours.append(run_bd().history["seconds"][0])
+    ratios = [b / p for p, b in zip(plain, ours)]
+    q1, _, q3 = statistics.quantiles(ratios, n=4) if repeats > 1 else (ratios[0],) * 3
     return {
-        "dataset": dataset,
-        "arch": f"{ds.in_features}-{'-'.join(map(str, hidden))}-{ds.num_classes}",
-        "batch": batch_size,
-        "plain": tp,
-        "bayesdrop": tb,
-        "ratio": tb / tp,
+        "plain": statistics.median(plain),
+        "bayesdrop": statistics.median(ours),
+        "ratio": statistics.median(ratios),
+        "q1": q1,
+        "q3": q3,
     }
 
 
@@ -179,35 +196,13 @@ def measure_gaussian(
     model = bd.Classifier(bd.models.mlp(ds.in_features, hidden, ds.num_classes, method), num_data=len(x))
     guide = bd.DropoutGuide(model)
 
-    def run_plain() -> tuple[float, float]:
-        _sync(device)
-        t0, c0 = time.perf_counter(), time.process_time()
-        plain_lrt_epoch(net, opt, x, y, batch_size, method)
-        _sync(device)
-        return time.perf_counter() - t0, time.process_time() - c0
-
-    def run_bd() -> tuple[float, float]:
-        c0 = time.process_time()
-        res = bd_epoch(model, guide, x, y, batch_size, device)
-        return res.history["seconds"][0], time.process_time() - c0
-
-    run_plain(), run_bd()  # warm-up
-    plain, ours = [], []
-    for _ in range(repeats):
-        plain.append(run_plain())
-        ours.append(run_bd())
-    tp, tb = statistics.median(t for t, _ in plain), statistics.median(t for t, _ in ours)
-    cp, cb = statistics.median(c for _, c in plain), statistics.median(c for _, c in ours)
-    return {
-        "method": method,
-        "dataset": dataset,
-        "arch": f"{ds.in_features}-{'-'.join(map(str, hidden))}-{ds.num_classes}",
-        "batch": batch_size,
-        "plain": tp,
-        "bayesdrop": tb,
-        "ratio": tb / tp,
-        "cpu_ratio": cb / cp,
-    }
+    row = {"method": method, "dataset": dataset, "arch": _arch(ds, hidden), "batch": batch_size}
+    return row | interleave(
+        lambda: plain_lrt_epoch(net, opt, x, y, batch_size, method),
+        lambda: bd_epoch(model, guide, x, y, batch_size, device),
+        device,
+        repeats,
+    )
 
 
 def gaussian_section(device: torch.device, repeats: int) -> list[str]:
@@ -219,25 +214,27 @@ def gaussian_section(device: torch.device, repeats: int) -> list[str]:
         "",
         "Baseline: the same MLP with Gaussian weights (theta, log sigma^2), the same local reparameterisation "
         "estimator and the same closed-form KL (Molchanov's approximation / sum 0.5 log(1 + 1/alpha)) in plain "
-        "PyTorch; `bd.fit` uses `MeanFieldELBO` with the registered KLs and `LocalReparameterization`.  "
-        "Wall-clock seconds per epoch (median) and, less sensitive to other load on the machine, the ratio of "
-        "process CPU time (for `bd.fit` the whole one-epoch call, set-up included, so it slightly overstates).",
+        "PyTorch; `bd.fit` uses `MeanFieldELBO` with the registered KLs and `LocalReparameterization`.",
         "",
-        "| method | data | network | batch | plain PyTorch s/epoch | bd.fit s/epoch | ratio (wall) | ratio (CPU) |",
+        "| method | data | network | batch | plain PyTorch s/epoch | bd.fit s/epoch | ratio | ratio IQR |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    lines += [
-        f"| {r['method']} | {r['dataset']} | {r['arch']} | {r['batch']} | {r['plain']:.4f} | {r['bayesdrop']:.4f} | "
-        f"{r['ratio']:.2f}x | {r['cpu_ratio']:.2f}x |"
-        for r in rows
-    ]
+    lines += [f"| {r['method']} " + _cells(r) for r in rows]
     return lines
+
+
+def _cells(r: dict) -> str:
+    """The shared table cells of a row, from the data set to the ratio's interquartile range."""
+    return (
+        f"| {r['dataset']} | {r['arch']} | {r['batch']} | {r['plain']:.4f} | {r['bayesdrop']:.4f} | "
+        f"{r['ratio']:.2f}x | {r['q1']:.2f}-{r['q3']:.2f}x |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--out", default=str(RESULTS / "speed.md"))
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
@@ -245,18 +242,20 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Training speed: `bd.fit` against a plain PyTorch loop",
         "",
-        f"Device: {device_name(device)}; median of {args.repeats} interleaved epochs after a warm-up.",
-        "Command: `python benchmarks/speed.py" + (f" --device {args.device}" if args.device != "auto" else "") + "`",
+        f"Device: {device_name(device)}; {args.repeats} interleaved pairs of epochs after a warm-up.  "
+        "Epoch times are medians; the ratio is the median of the per-pair ratios `bd.fit / plain`, with its "
+        "interquartile range.",
+        "Command: `python benchmarks/speed.py"
+        + (f" --device {args.device}" if args.device != "auto" else "")
+        + (f" --repeats {args.repeats}" if args.repeats != 15 else "")
+        + "`",
         "",
         "## `bernoulli` (target: at most 1.5x)",
         "",
-        "| data | network | batch | plain PyTorch s/epoch | bd.fit s/epoch | ratio |",
-        "|---|---|---|---|---|---|",
+        "| data | network | batch | plain PyTorch s/epoch | bd.fit s/epoch | ratio | ratio IQR |",
+        "|---|---|---|---|---|---|---|",
     ]
-    lines += [
-        f"| {r['dataset']} | {r['arch']} | {r['batch']} | {r['plain']:.4f} | {r['bayesdrop']:.4f} | {r['ratio']:.2f}x |"
-        for r in rows
-    ]
+    lines += [_cells(r) for r in rows]
     lines += gaussian_section(device, args.repeats)
     write_results("\n".join(lines), args.out)
     return 0

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pyro
 import pyro.distributions as dist
+import pyro.poutine as poutine
 import pytest
 import torch
 from helpers import tiny_classifier
@@ -133,3 +136,41 @@ def test_mean_field_elbo_refuses_a_skipped_weight_draw_without_analytic_kl():
         elbo.differentiable_loss(model, guide)
     with bd.nn.LocalReparameterization():  # drawn weights: the Monte Carlo term is fine
         assert torch.isfinite(elbo.differentiable_loss(model, guide))
+
+
+def test_fit_validates_its_first_step_only(monkeypatch):
+    """Pyro validates by default (the tests turn it on globally): fit validates its first step and no other."""
+    model, guide, x, y = tiny_classifier("sparse-vd")
+    seen = []
+    original = bd.infer.MeanFieldELBO.differentiable_loss
+
+    def spy(self, *args, **kwargs):
+        seen.append(pyro.infer.util.is_validation_enabled())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(bd.infer.MeanFieldELBO, "differentiable_loss", spy)
+    assert pyro.infer.util.is_validation_enabled()
+    bd.fit(model, guide, (x, y), epochs=2, batch_size=10, progress=False)
+    assert seen == [True] + [False] * 7  # 2 epochs of 4 steps
+    seen.clear()
+    bd.fit(model, guide, (x, y), epochs=1, batch_size=10, progress=False, validate=False)
+    assert seen == [False] * 4
+    assert pyro.infer.util.is_validation_enabled()  # restored
+
+
+def test_fit_issues_no_param_statements_but_svi_sees_them():
+    """Inside fit (direct_parameters) the package's modules read parameters without pyro.param statements;
+    outside, Pyro's SVI path records every one of them."""
+    from bayesdrop._params import direct_parameters
+
+    model, guide, x, y = tiny_classifier("sparse-vd")
+    names = {f"guide.{n}" for n, _ in guide.named_parameters()} | {n for n, _ in model.named_parameters()}
+    for direct, expected in ((False, names), (True, set())):
+        with direct_parameters() if direct else contextlib.nullcontext():
+            with poutine.trace(param_only=True) as tr:
+                guide(x, y)
+                model(x, y)
+        assert set(tr.trace.nodes) == expected
+    with direct_parameters():  # the same Parameter objects the optimiser holds
+        layer_guide = guide.layers["net__0"]
+        assert layer_guide.weight is layer_guide._parameters["weight"]

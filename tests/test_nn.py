@@ -8,6 +8,7 @@ import pyro.poutine as poutine
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import tiny_convnet
 
 import bayesdrop as bd
 
@@ -109,3 +110,35 @@ def test_local_reparameterization_draws_preactivations_with_the_right_moments():
     assert abs(b.std() - std) < 4 * std / (2 * 20000) ** 0.5
     untagged = draw()  # outside the handler: plain weight sampling
     assert getattr(untagged, "_bayesdrop_lrt", None) is None
+
+
+def test_fixed_distributions_are_built_once_per_dtype_device_and_input_shape():
+    """``BayesianLayer.fixed`` returns the same prior object step after step, and a new one when the dtype or
+    the per-example input shape changes (a stale prior there would have the wrong dtype or event shape)."""
+    model, guide, x, y = tiny_convnet("bernoulli", p=0.3)
+    conv = model.net[0]
+    traces = [poutine.trace(model).get_trace(x, y) for _ in range(2)]
+    name = conv.site("weight")
+    assert traces[0].nodes[name]["fn"] is traces[1].nodes[name]["fn"]
+    noise = conv.site("noise")
+    first = traces[0].nodes[noise]["fn"]
+    calls = []
+
+    def build():
+        calls.append(1)
+        return first
+
+    assert conv.fixed("noise", x, build) is not None and not calls  # cached: build not called
+    model.double()
+    tr = poutine.trace(model).get_trace(x.double(), y)
+    assert tr.nodes[name]["fn"] is not traces[0].nodes[name]["fn"]
+    assert tr.nodes[name]["fn"].base_dist.loc.dtype == torch.float64
+    model.float()
+    x_big = torch.randn(x.shape[0], x.shape[1], 8, 8)
+    lin = bd.nn.Conv2d(x.shape[1], 4, 3, "bernoulli", padding=1)
+    with poutine.trace() as t1:
+        lin(x)
+    with poutine.trace() as t2:
+        lin(x_big)
+    assert t1.trace.nodes["noise"]["fn"].event_shape == x.shape[1:]
+    assert t2.trace.nodes["noise"]["fn"].event_shape == x_big.shape[1:]
