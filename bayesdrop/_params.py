@@ -35,9 +35,15 @@ def direct_parameters() -> Iterator[None]:
 
 
 class DirectParameters:
-    """Mixin placed before :class:`~pyro.nn.PyroModule`: direct parameter reads inside :func:`direct_parameters`."""
+    """Mixin placed before :class:`~pyro.nn.PyroModule`: direct parameter reads inside :func:`direct_parameters`.
+
+    Buffers are read directly everywhere: ``PyroModule`` issues no statement for them, only the slower lookup.
+    """
 
     def __getattr__(self, name: str) -> Any:
+        buffer = self.__dict__["_buffers"].get(name)
+        if buffer is not None:
+            return buffer
         if _DIRECT.get():
             param = self.__dict__["_parameters"].get(name)
             if param is not None:

@@ -486,6 +486,10 @@ class CenteredNormal(TorchDistribution):
     :class:`DropoutNormal` that carries it).  It is deliberately not a ``Normal`` subclass: the local
     reparameterisation handler only tags values drawn from Normal guide sites.
 
+    It is also the Gaussian weight prior :math:`\mathcal N(0, s^2)` of the fixed-rate and Generalized Dropout
+    families (Gal & Ghahramani's weight decay): built from a scalar variance and expanded, its ``log_prob``
+    costs three passes over the weights instead of the seven of ``Normal(0, s).expand(...)``.
+
     Parameters
     ----------
     variance : torch.Tensor
@@ -498,6 +502,7 @@ class CenteredNormal(TorchDistribution):
 
     def __init__(self, variance: torch.Tensor, validate_args: bool | None = None):
         self._variance = variance
+        self._scalar = variance if variance.dim() == 0 else None  # one variance for all: kept through expand
         super().__init__(variance.shape, torch.Size(), validate_args=validate_args)
 
     @property
@@ -511,7 +516,7 @@ class CenteredNormal(TorchDistribution):
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(CenteredNormal, _instance)
         batch_shape = torch.Size(batch_shape)
-        new._variance = self._variance.expand(batch_shape)
+        new._variance, new._scalar = self._variance.expand(batch_shape), self._scalar
         super(CenteredNormal, new).__init__(batch_shape, torch.Size(), validate_args=False)
         new._validate_args = self._validate_args
         return new
@@ -524,6 +529,9 @@ class CenteredNormal(TorchDistribution):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
+        v = self._scalar
+        if v is not None:  # a Gaussian weight prior N(0, s^2): its constant computed once, not per element
+            return value.square() * (-0.5 / v) - 0.5 * (2 * math.pi * v).log()
         return -0.5 * (value.square() / self._variance + (2 * math.pi * self._variance).log())
 
     def entropy(self) -> torch.Tensor:

@@ -73,25 +73,53 @@ class KLScale(Messenger):
             msg["scale"] = msg["scale"] * self.beta
 
 
-def _latent_term(name: str, site: dict, guide_site: dict) -> torch.Tensor:
-    """The ELBO term of latent site ``name``: ``-KL(q || p)`` where registered, else ``log p - log q`` at the draw."""
-    if is_validation_enabled() and not guide_site["fn"].has_rsample:
-        raise NotImplementedError(f"MeanFieldELBO needs a reparameterised guide; site {name!r} is not")
-    try:
-        kl = kl_divergence(guide_site["fn"], site["fn"])
-    except NotImplementedError:
+def _scaled_sum(t: torch.Tensor, scale: Any, mask: Any) -> torch.Tensor:
+    """``scale_and_mask(t, scale, mask).sum()``; without a mask, the sum is taken first (a scalar multiply)."""
+    if mask is not None or torch.is_tensor(scale):
+        return scale_and_mask(t, scale, mask).sum()
+    total = t.sum() if t.dim() else t
+    return total if scale == 1.0 else total * scale
+
+
+class _Terms:
+    """The ELBO's site terms as they come, added up at the end: ``sum(plus) - sum(minus)``.
+
+    One ``stack`` and ``sum`` per list instead of a negation and an addition per site: with a dozen sites these
+    0-d operations and their backward nodes are a measurable part of a small network's step.
+    """
+
+    def __init__(self) -> None:
+        self.plus: list[torch.Tensor] = []  # log-likelihoods, Monte Carlo log p - log q
+        self.minus: list[torch.Tensor] = []  # KL(q || p), entropy estimates log q
+
+    def observed(self, site: dict) -> None:
+        self.plus.append(_scaled_sum(site["fn"].log_prob(site["value"]), site["scale"], site["mask"]))
+
+    def latent(self, name: str, site: dict, guide_site: dict) -> None:
+        """Latent site ``name``: ``-KL(q || p)`` where registered, else ``log p - log q`` at the draw."""
+        if is_validation_enabled() and not guide_site["fn"].has_rsample:
+            raise NotImplementedError(f"MeanFieldELBO needs a reparameterised guide; site {name!r} is not")
+        try:
+            kl = kl_divergence(guide_site["fn"], site["fn"])
+        except NotImplementedError:
+            _check_drawn(name, guide_site)
+            log_p = site["fn"].log_prob(site["value"])
+            log_q = guide_site["fn"].log_prob(guide_site["value"])
+            self.plus.append(_scaled_sum(log_p - log_q, guide_site["scale"], guide_site["mask"]))
+            return
+        self.minus.append(_scaled_sum(kl, guide_site["scale"], guide_site["mask"]))
+
+    def auxiliary(self, name: str, guide_site: dict) -> None:
+        """A guide site the model does not have: its entropy estimate ``-log q``."""
         _check_drawn(name, guide_site)
-        log_p = site["fn"].log_prob(site["value"])
         log_q = guide_site["fn"].log_prob(guide_site["value"])
-        return scale_and_mask(log_p - log_q, guide_site["scale"], guide_site["mask"]).sum()
-    return -scale_and_mask(kl, guide_site["scale"], guide_site["mask"]).sum()
+        self.minus.append(_scaled_sum(log_q, guide_site["scale"], guide_site["mask"]))
 
+    def elbo(self) -> torch.Tensor | float:
+        def total(ts: list[torch.Tensor]) -> torch.Tensor | float:
+            return 0.0 if not ts else ts[0] if len(ts) == 1 else torch.stack(ts).sum()
 
-def _auxiliary_term(name: str, guide_site: dict) -> torch.Tensor:
-    """The ELBO term of a guide site the model does not have: its entropy estimate ``-log q``."""
-    _check_drawn(name, guide_site)
-    log_q = guide_site["fn"].log_prob(guide_site["value"])
-    return -scale_and_mask(log_q, guide_site["scale"], guide_site["mask"]).sum()
+        return total(self.plus) - total(self.minus)
 
 
 class _RecordGuide(Messenger):
@@ -113,7 +141,7 @@ class _ReplayAndScore(Messenger):
         super().__init__()
         self.guide_sites = guide_sites
         self.seen: set[str] = set()
-        self.elbo: torch.Tensor | float = 0.0
+        self.terms = _Terms()
 
     def _pyro_sample(self, msg: dict) -> None:
         guide_site = self.guide_sites.get(msg["name"])
@@ -125,13 +153,12 @@ class _ReplayAndScore(Messenger):
         if isinstance(msg["fn"], _Subsample):
             return
         if msg["is_observed"]:
-            log_p = scale_and_mask(msg["fn"].log_prob(msg["value"]), msg["scale"], msg["mask"]).sum()
-            self.elbo = self.elbo + log_p
+            self.terms.observed(msg)
             return
         if name not in self.guide_sites:
             raise ValueError(f"model site {name!r} is latent but the guide has no site of that name")
         self.seen.add(name)
-        self.elbo = self.elbo + _latent_term(name, msg, self.guide_sites[name])
+        self.terms.latent(name, msg, self.guide_sites[name])
 
 
 class MeanFieldELBO(TraceMeanField_ELBO):
@@ -168,21 +195,21 @@ class MeanFieldELBO(TraceMeanField_ELBO):
             _check_mean_field_requirement(model_trace, guide_trace)
         model_trace = prune_subsample_sites(model_trace)
         guide_trace = prune_subsample_sites(guide_trace)
-        model_trace.compute_log_prob(site_filter=lambda name, site: site["is_observed"])
         return model_trace, guide_trace
 
     def _differentiable_loss_particle(self, model_trace, guide_trace):
-        elbo = 0.0
+        terms = _Terms()
         for name, site in model_trace.nodes.items():
             if site["type"] != "sample":
                 continue
             if site["is_observed"]:
-                elbo = elbo + site["log_prob_sum"]
+                terms.observed(site)
             else:
-                elbo = elbo + _latent_term(name, site, guide_trace.nodes[name])
+                terms.latent(name, site, guide_trace.nodes[name])
         for name, guide_site in guide_trace.nodes.items():  # auxiliary guide sites: their entropy
             if guide_site["type"] == "sample" and name not in model_trace.nodes:
-                elbo = elbo + _auxiliary_term(name, guide_site)
+                terms.auxiliary(name, guide_site)
+        elbo = terms.elbo()
         return -torch_item(elbo), -elbo
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
@@ -192,10 +219,10 @@ class MeanFieldELBO(TraceMeanField_ELBO):
             guide(*args, **kwargs)
         with _ReplayAndScore(record.sites) as score:
             model(*args, **kwargs)
-        elbo = score.elbo
         for name, guide_site in record.sites.items():
             if name not in score.seen:
-                elbo = elbo + _auxiliary_term(name, guide_site)
+                score.terms.auxiliary(name, guide_site)
+        elbo = score.terms.elbo()
         # No ``warn_if_nan`` here: it synchronises with the device every step; ``fit`` checks the loss per epoch.
         return -elbo
 

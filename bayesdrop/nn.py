@@ -31,6 +31,7 @@ import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule
+from torch.distributions import Distribution as TorchDistribution
 from pyro.nn.module import to_pyro_module_
 from pyro.poutine.messenger import Messenger
 
@@ -166,13 +167,15 @@ class BayesianLayer(DirectParameters, PyroModule):
         return f"{self._pyro_name}.{name}" if self._pyro_name else name
 
     def fixed(self, key: Hashable, like: torch.Tensor, build: Callable[[], dist.Distribution]) -> dist.Distribution:
-        """``build()``, made once per ``key``, dtype and device of ``like`` and per-example input shape.
+        """``build()``, made once per ``key``, dtype and device of ``like``, per-example input shape and setting
+        of distribution validation.
 
         For the distributions that do not change during training (priors with fixed hyper-parameters, fixed-rate
         noise): building one costs tens of microseconds per site and step.  ``build`` must not depend on anything
-        else, and must not track gradients.
+        else, and must not track gradients.  A distribution keeps the validation setting it was built under
+        (``pyro.enable_validation``), hence the last part of the key.
         """
-        k = (key, like.dtype, like.device, self.input_event_shape)
+        k = (key, like.dtype, like.device, self.input_event_shape, TorchDistribution._validate_args)
         fn = self._fixed.get(k)
         if fn is None:
             fn = self._fixed[k] = build()

@@ -153,6 +153,12 @@ def test_vbd_prior_distributions_match_their_torch_counterparts():
     assert torch.allclose(kl_divergence(carried.to_event(2), p.to_event(2)), expected.sum())
     big = p.expand((3, 4, 5))
     assert type(big) is CenteredNormal and big.rsample().shape == (3, 4, 5)
+    # a scalar variance expanded (the Gaussian weight prior N(0, s^2)) takes the scalar path: same density
+    s2 = torch.tensor(0.7, dtype=torch.float64)
+    weight_prior = CenteredNormal(s2).expand((4, 5))
+    torch.testing.assert_close(weight_prior.log_prob(v), dist.Normal(0.0, s2.sqrt()).log_prob(v))
+    torch.testing.assert_close(kl_divergence(dist.Delta(v, event_dim=2), weight_prior.to_event(2)),
+                               -dist.Normal(0.0, s2.sqrt()).log_prob(v).sum())  # fmt: skip
     draws = CenteredNormal(torch.full((20000,), 4.0)).rsample()
     assert abs(draws.var().item() - 4.0) < 4 * 4.0 * math.sqrt(2 / 20000)  # sd of a sample variance
     u = ScalarUniform(0.5, 3.0, (4, 5), like=v)

@@ -132,7 +132,7 @@ def test_fixed_distributions_are_built_once_per_dtype_device_and_input_shape():
     model.double()
     tr = poutine.trace(model).get_trace(x.double(), y)
     assert tr.nodes[name]["fn"] is not traces[0].nodes[name]["fn"]
-    assert tr.nodes[name]["fn"].base_dist.loc.dtype == torch.float64
+    assert tr.nodes[name]["fn"].base_dist.variance.dtype == torch.float64
     model.float()
     x_big = torch.randn(x.shape[0], x.shape[1], 8, 8)
     lin = bd.nn.Conv2d(x.shape[1], 4, 3, "bernoulli", padding=1)
@@ -142,3 +142,15 @@ def test_fixed_distributions_are_built_once_per_dtype_device_and_input_shape():
         lin(x_big)
     assert t1.trace.nodes["noise"]["fn"].event_shape == x.shape[1:]
     assert t2.trace.nodes["noise"]["fn"].event_shape == x_big.shape[1:]
+
+
+def test_fixed_distributions_follow_the_validation_setting():
+    """A prior built while Pyro validates keeps validating; the cache builds another one when validation is off,
+    so training after a validated first step does not pay for sample checks on every step."""
+    model, guide, x, y = tiny_convnet("bernoulli", p=0.3)
+    name = model.net[0].site("weight")
+    with pyro.validation_enabled(True):
+        on = poutine.trace(model).get_trace(x, y).nodes[name]["fn"]
+    with pyro.validation_enabled(False):
+        off = poutine.trace(model).get_trace(x, y).nodes[name]["fn"]
+    assert on._validate_args and not off._validate_args

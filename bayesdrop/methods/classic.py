@@ -31,7 +31,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from ..distributions import FixedNoise
+from ..distributions import CenteredNormal, FixedNoise
 from . import register
 from .base import LayerGuide, Method, check_range
 
@@ -50,8 +50,7 @@ class _FixedNoise(Method):
 
     def _prior(self, like: torch.Tensor, layer) -> dist.Distribution:
         def build() -> dist.Distribution:
-            zero = like.new_zeros(())
-            normal = dist.Normal(zero, zero + self.prior_scale)
+            normal = CenteredNormal(like.new_full((), self.prior_scale**2))  # N(0, s^2)
             return normal.expand(layer.weight_shape).to_event(layer.weight_event_dim)
 
         return layer.fixed("prior", like, build)

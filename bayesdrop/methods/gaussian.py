@@ -447,8 +447,8 @@ class VariationalBayesianDropout(_GaussianFamily):
         )  # fmt: skip
 
     def _unit_weight_prior(self, like: torch.Tensor, layer) -> dist.Distribution:
-        zero, s = like.new_zeros(()), like.new_full((), self.prior_scale)
-        return dist.Normal(zero, s).expand(layer.weight_shape).to_event(layer.weight_event_dim)
+        prior = CenteredNormal(like.new_full((), self.prior_scale**2))  # N(0, s^2)
+        return prior.expand(layer.weight_shape).to_event(layer.weight_event_dim)
 
     def model(self, layer, x):
         like = layer.weight_init
