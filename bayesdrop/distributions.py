@@ -325,6 +325,7 @@ class DropoutNormal(Normal):
         validate_args: bool | None = None,
     ):
         self._variance: torch.Tensor | None = None
+        self._second_moment: torch.Tensor | None = None
         if scale is None and log_variance is None:
             raise ValueError("DropoutNormal needs `scale` or `log_variance`")
         shape = _broadcast_shape(*(t.shape for t in (loc, scale, log_variance) if t is not None))
@@ -353,12 +354,20 @@ class DropoutNormal(Normal):
             self._variance = self._scale.square() if self.log_variance is None else self.log_variance.exp()
         return self._variance
 
+    @property
+    def second_moment(self) -> torch.Tensor:
+        r""":math:`E[w^2] = \theta^2 + \sigma^2`, computed once (VBD's :math:`\gamma^*`, eq. 16, and its KL)."""
+        if self._second_moment is None:
+            self._second_moment = torch.addcmul(self.variance, self.loc, self.loc)
+        return self._second_moment
+
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(DropoutNormal, _instance)
         batch_shape = torch.Size(batch_shape)
         new.loc = self.loc.expand(batch_shape)
         new._scale = None if self._scale is None else self._scale.expand(batch_shape)
         new._variance = None if self._variance is None else self._variance.expand(batch_shape)
+        new._second_moment = None if self._second_moment is None else self._second_moment.expand(batch_shape)
         new.log_alpha = None if self.log_alpha is None else self.log_alpha.expand(batch_shape)
         new.log_variance = None if self.log_variance is None else self.log_variance.expand(batch_shape)
         TorchDistribution.__init__(new, batch_shape, validate_args=False)
@@ -540,9 +549,11 @@ class CenteredNormal(TorchDistribution):
 
 @register_kl(TorchNormal, CenteredNormal)
 def _kl_normal_centered_normal(q: TorchNormal, p: CenteredNormal) -> torch.Tensor:
-    var_q = q.variance  # cached by DropoutNormal, shared with the local reparameterisation trick
+    # sigma^2 and mu^2 + sigma^2 are cached by DropoutNormal: shared with the local reparameterisation trick and
+    # VBD's gamma*.  The in-place steps act on addcdiv's output, which its backward does not need.
     log_var_q = getattr(q, "log_variance", None)
     if log_var_q is None:
-        log_var_q = var_q.log()
+        log_var_q = q.variance.log()
+    m = q.second_moment if isinstance(q, DropoutNormal) else torch.addcmul(q.variance, q.loc, q.loc)
     v = p.variance
-    return 0.5 * (torch.addcmul(var_q, q.loc, q.loc) / v - log_var_q + (v.log() - 1))
+    return torch.addcdiv(v.log() - log_var_q, m, v).sub_(1.0).mul_(0.5)

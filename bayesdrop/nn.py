@@ -31,9 +31,9 @@ import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule
-from torch.distributions import Distribution as TorchDistribution
 from pyro.nn.module import to_pyro_module_
 from pyro.poutine.messenger import Messenger
+from torch.distributions import Distribution as TorchDistribution
 
 from ._params import DirectParameters
 from .methods import Method, resolve

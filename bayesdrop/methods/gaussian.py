@@ -433,12 +433,11 @@ class VariationalBayesianDropout(_GaussianFamily):
 
     def gamma_star(self, params) -> torch.Tensor:
         r""":math:`\gamma^* = \theta^2 + \sigma^2 = (1 + \alpha)\theta^2` (eq. 16), clamped into :math:`[a, b)`."""
-        q = self._posterior(params)
-        return self._gamma(q.loc, q.variance)
+        return self._gamma(self._posterior(params))
 
-    def _gamma(self, loc: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
-        """:meth:`gamma_star` of a posterior with mean ``loc`` and variance ``variance``."""
-        return torch.addcmul(variance, loc, loc).clamp_(self.a, self._b_below)
+    def _gamma(self, q: DropoutNormal) -> torch.Tensor:
+        """:meth:`gamma_star` of the posterior ``q``, detached (see the module docstring)."""
+        return q.second_moment.detach().clamp(self.a, self._b_below)
 
     # -- model / guide ------------------------------------------------------------------------------------------
     def _gamma_prior(self, layer, like: torch.Tensor, shape: tuple[int, ...]) -> dist.Distribution:
@@ -474,9 +473,9 @@ class VariationalBayesianDropout(_GaussianFamily):
 
     def guide(self, layer, params, plate):
         q = self._posterior(params)
-        var = q.variance  # cached with its graph: the local reparameterisation trick and the KL reuse it
-        with torch.no_grad():  # gamma* = theta^2 + sigma^2, detached: envelope theorem, see the module docstring
-            gamma = self._gamma(q.loc, var)
+        # gamma* = theta^2 + sigma^2, detached (envelope theorem, see the module docstring); theta^2 + sigma^2 and
+        # sigma^2 are cached with their graphs in q: the KL and the local reparameterisation trick reuse them.
+        gamma = self._gamma(q)
         q_gamma = BoundedDelta(gamma, self.a, self.b, event_dim=gamma.dim())
         if self.granularity != "unit":
             pyro.sample(layer.site("gamma"), q_gamma)
@@ -511,7 +510,7 @@ class VariationalBayesianDropout(_GaussianFamily):
         Gaussian prior's :math:`-\log \mathcal N(W; 0, s^2)` of the point-estimate weights."""
         q = self._posterior(params)
         loc, sigma2 = q.loc, q.variance
-        gamma = self._gamma(loc, sigma2)
+        gamma = self._gamma(q)
         kl_w = 0.5 * (gamma / sigma2).log() + (sigma2 + loc.square()) / (2 * gamma) - 0.5
         total = kl_w.sum() + gamma.numel() * math.log(self.b - self.a)
         if self.granularity == "unit":
