@@ -19,7 +19,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -320,6 +320,7 @@ def fit(
     progress: bool = True,
     checkpoint: str | os.PathLike | None = None,
     validate: bool = True,
+    callback: Callable[[int, dict[str, list[float]]], bool | None] | None = None,
 ) -> FitResult:
     """Train ``model`` and ``guide`` by minibatch SVI.
 
@@ -359,6 +360,10 @@ def fit(
     validate
         Run Pyro's shape and support validation on the first step (later
         steps skip it for speed).
+    callback
+        ``callback(epoch, history)`` after each epoch (``epoch`` from 0,
+        ``history`` as in :class:`FitResult`); returning ``True`` stops
+        training early.  Its time is not in ``history["seconds"]``.
 
     Returns
     -------
@@ -375,6 +380,8 @@ def fit(
         raise ValueError(f"`lr_decay` must be None or 'linear', got {lr_decay!r}")
     if not isinstance(guide, DropoutGuide) or guide.model is not model:
         raise ValueError("`guide` must be the DropoutGuide built for `model`")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"`callback` must be callable as callback(epoch, history), got {type(callback).__name__}")
     dev = resolve_device(device)
     if seed is not None:
         pyro.set_rng_seed(seed)
@@ -460,6 +467,8 @@ def fit(
         bar.set_postfix(postfix)
         if not math.isfinite(loss_e):
             raise FloatingPointError(f"the loss became {loss_e} in epoch {epoch}; lower `lr` or use `kl_warmup`")
+        if callback is not None and callback(epoch, history):
+            break
     result = FitResult(history=history, device=dev)
     if checkpoint is not None:
         save_checkpoint(checkpoint, model, guide, optimizer=optim, history=history)

@@ -2,16 +2,24 @@
 
 Baseline: a hand-written PyTorch loop of the same network (``nn.Dropout`` before
 each ``nn.Linear``, as ``bd.models.mlp`` drops each layer's inputs), the same
-data, batch size, Adam and learning rate.  Epochs are interleaved (baseline,
-bayesdrop, baseline, ...) after a warm-up epoch of each.  The ratio reported is
-the median over ``--repeats`` pairs of the ratio within each pair, with its
-interquartile range: adjacent epochs see the same machine load, so a slow
-spell of the machine cancels out of the ratio (the medians of the epoch times
-themselves are listed as well).
+data, batch size, Adam and learning rate.
+
+Protocol: ``--repeats`` times, a baseline network and a bayesdrop model are
+built from the same seed and trained side by side for ``--epochs`` epochs,
+each with one optimiser throughout, as in real training: ``bd.fit`` runs its
+epochs, and its ``callback`` runs one baseline epoch after each of them, so
+every bayesdrop epoch has a baseline epoch next to it in time.  The ratio of
+such a pair is bayesdrop's epoch time (``fit``'s own timer) over the
+baseline's.  Reported: the median and quartiles of the pairs' ratios from the
+second epoch on (the first warms up), over all repeats, and the median epoch
+times.  Training both from scratch side by side matters on a CPU: the cost of an
+epoch drifts as a network trains (elementwise kernels ran 2-3x slower in early
+epochs than later on the development machine), and the machine's speed drifts
+from second to second.
 
 Usage::
 
-    python benchmarks/speed.py [--device auto] [--repeats 15] [--out benchmarks/results/speed.md]
+    python benchmarks/speed.py [--device auto] [--repeats 5] [--epochs 4] [--out benchmarks/results/speed.md]
 
 Target (issue 2): ``bernoulli`` at most 1.5x the plain loop.  Issue 4 adds ``sparse-vd`` and ``vbd`` against a
 hand-written loop of the same local reparameterisation estimator and closed-form KL (target: at most 1.25x).
@@ -30,8 +38,9 @@ from _common import RESULTS, device_name, write_results
 import bayesdrop as bd
 from bayesdrop.infer import resolve_device
 
-# (dataset, hidden widths, batch size): a small and a large configuration.
-CONFIGS = [("digits", [300, 100], 128), ("mnist1d", [1024, 1024], 128), ("mnist1d", [1024, 1024], 512)]
+# (dataset, hidden widths, batch size, epochs as a multiple of --epochs): a small and a large configuration.  A
+# digits epoch is ~20x shorter than a mnist1d one, so its runs are 4x longer, for a comparable number of steps.
+CONFIGS = [("digits", [300, 100], 128, 4), ("mnist1d", [1024, 1024], 128, 1), ("mnist1d", [1024, 1024], 512, 1)]
 
 
 def _sync(device: torch.device) -> None:
@@ -62,61 +71,45 @@ def plain_epoch(net, opt, x, y, batch_size, weight_decay_scale: float) -> None:
         opt.step()
 
 
-def bd_epoch(model, guide, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device) -> bd.FitResult:
-    """One epoch of ``bd.fit`` with Adam at lr 1e-3, as the plain loops.
+def timed(run_epoch, device: torch.device) -> float:
+    """Seconds of one call of ``run_epoch`` (a baseline epoch)."""
+    _sync(device)
+    t0 = time.perf_counter()
+    run_epoch()
+    _sync(device)
+    return time.perf_counter() - t0
 
-    ``validate=False``: a long fit validates only its first step; every one-epoch call here would validate one.
-    """
-    return bd.fit(
-        model, guide, (x, y), epochs=1, batch_size=batch_size, lr=1e-3, device=device, seed=None, progress=False,
-        validate=False,
+
+def bd_fit_epochs(model, guide, x, y, batch_size: int, epochs: int, seed: int, device: torch.device, callback):
+    """Seconds of each epoch of one ``bd.fit`` run with Adam at lr 1e-3, as the plain loops (``fit``'s timer)."""
+    res = bd.fit(
+        model, guide, (x, y), epochs=epochs, batch_size=batch_size, lr=1e-3, device=device, seed=seed,
+        progress=False, callback=callback,
     )  # fmt: skip
+    return res.history["seconds"]
 
 
-def measure(
-    dataset: str, hidden: list[int], batch_size: int, device: torch.device, repeats: int, p: float = 0.5
-) -> dict:
-    ds = bd.data.load(dataset)
-    x, y = ds.train.x.to(device), ds.train.y.to(device)
-    torch.manual_seed(0)
-    net = plain_dropout_net(ds.in_features, hidden, ds.num_classes, p).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+def compare_runs(make_plain, bd_run, repeats: int, epochs: int, device: torch.device) -> dict:
+    """Median and quartiles of the per-epoch ratios ``bd / plain`` (epochs 2.., all repeats).
 
-    model = bd.Classifier(bd.models.mlp(ds.in_features, hidden, ds.num_classes, "bernoulli", p=p), num_data=len(x))
-    guide = bd.DropoutGuide(model)
-
-    def run_plain() -> None:
-        plain_epoch(net, opt, x, y, batch_size, 0.5)  # 0.5 w^2 / s^2 with s = 1, as the N(0, 1) prior
-
-    row = {"dataset": dataset, "arch": _arch(ds, hidden), "batch": batch_size}
-    return row | interleave(run_plain, lambda: bd_epoch(model, guide, x, y, batch_size, device), device, repeats)
-
-
-def _arch(ds, hidden: list[int]) -> str:
-    return f"{ds.in_features}-{'-'.join(map(str, hidden))}-{ds.num_classes}"
-
-
-def interleave(run_plain, run_bd, device: torch.device, repeats: int) -> dict:
-    """Time ``repeats`` interleaved pairs of epochs (after one warm-up of each).
-
-    ``run_bd`` returns a :class:`bayesdrop.FitResult`, whose own epoch timer excludes ``fit``'s set-up.  Returns the
-    median epoch times, the median of the per-pair ratios ``bd / plain`` and that ratio's quartiles.
+    ``make_plain(seed)`` builds a baseline network and optimiser and returns a function running one epoch;
+    ``bd_run(seed, epochs, callback)`` builds a bayesdrop model from ``seed``, trains it with ``bd.fit(...,
+    callback=callback)`` and returns the seconds of each epoch.  The callback runs one baseline epoch.
     """
-
-    def time_plain() -> float:
-        _sync(device)
-        t0 = time.perf_counter()
-        run_plain()
-        _sync(device)
-        return time.perf_counter() - t0
-
-    time_plain(), run_bd()  # warm-up
+    if epochs < 2:
+        raise ValueError(f"`epochs` must be at least 2 (the first is a warm-up), got {epochs!r}")
     plain, ours = [], []
-    for _ in range(repeats):
-        plain.append(time_plain())
-        ours.append(run_bd().history["seconds"][0])
+    for r in range(repeats):
+        run_plain, times = make_plain(r), []
+
+        def after_epoch(epoch: int, history: dict, run_plain=run_plain, times=times) -> None:
+            times.append(timed(run_plain, device))
+
+        seconds = bd_run(r, epochs, after_epoch)
+        plain += times[1:]
+        ours += seconds[1:]
     ratios = [b / p for p, b in zip(plain, ours)]
-    q1, _, q3 = statistics.quantiles(ratios, n=4) if repeats > 1 else (ratios[0],) * 3
+    q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
     return {
         "plain": statistics.median(plain),
         "bayesdrop": statistics.median(ours),
@@ -126,13 +119,38 @@ def interleave(run_plain, run_bd, device: torch.device, repeats: int) -> dict:
     }
 
 
+def measure(
+    dataset: str, hidden: list[int], batch_size: int, device: torch.device, repeats: int, epochs: int, p: float = 0.5
+) -> dict:
+    ds = bd.data.load(dataset)
+    x, y = ds.train.x.to(device), ds.train.y.to(device)
+
+    def make_plain(seed: int):
+        torch.manual_seed(seed)
+        net = plain_dropout_net(ds.in_features, hidden, ds.num_classes, p).to(device)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        return lambda: plain_epoch(net, opt, x, y, batch_size, 0.5)  # 0.5 w^2 / s^2 with s = 1: the N(0, 1) prior
+
+    def bd_run(seed: int, epochs: int, callback) -> list[float]:
+        torch.manual_seed(seed)
+        model = bd.Classifier(bd.models.mlp(ds.in_features, hidden, ds.num_classes, "bernoulli", p=p), len(x))
+        return bd_fit_epochs(model, bd.DropoutGuide(model), x, y, batch_size, epochs, seed, device, callback)
+
+    row = {"dataset": dataset, "arch": _arch(ds, hidden), "batch": batch_size}
+    return row | compare_runs(make_plain, bd_run, repeats, epochs, device)
+
+
+def _arch(ds, hidden: list[int]) -> str:
+    return f"{ds.in_features}-{'-'.join(map(str, hidden))}-{ds.num_classes}"
+
+
 # -- Gaussian family (issue 4): sparse-vd and vbd against a hand-written LRT loop ---------------------------------
 #
 # Baseline: the same network as ``bd.models.mlp`` with every layer's weights Gaussian (theta, log sigma^2 per
 # weight, additive parameterisation), trained with the same local reparameterisation estimator
 # (b = x theta^T + sqrt((x * x) exp(log sigma^2)^T) eps + bias) and the same KL in closed form: Molchanov et
 # al.'s approximation with log alpha clipped to [-10, 10] (sparse-vd), sum 0.5 log(1 + 1/alpha) (vbd, eq. 18).
-# Same data, batch size, Adam and learning rate; interleaved epochs, median after a warm-up epoch.
+# Same data, batch size, Adam and learning rate; the protocol of the module docstring.
 
 GAUSSIAN_METHODS = ["sparse-vd", "vbd"]
 
@@ -186,28 +204,31 @@ def plain_lrt_epoch(net: PlainLRTNet, opt, x, y, batch_size: int, method: str) -
 
 
 def measure_gaussian(
-    method: str, dataset: str, hidden: list[int], batch_size: int, device: torch.device, repeats: int
+    method: str, dataset: str, hidden: list[int], batch_size: int, device: torch.device, repeats: int, epochs: int
 ) -> dict:
     ds = bd.data.load(dataset)
     x, y = ds.train.x.to(device), ds.train.y.to(device)
-    torch.manual_seed(0)
-    net = PlainLRTNet([ds.in_features, *hidden, ds.num_classes]).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    model = bd.Classifier(bd.models.mlp(ds.in_features, hidden, ds.num_classes, method), num_data=len(x))
-    guide = bd.DropoutGuide(model)
+
+    def make_plain(seed: int):
+        torch.manual_seed(seed)
+        net = PlainLRTNet([ds.in_features, *hidden, ds.num_classes]).to(device)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        return lambda: plain_lrt_epoch(net, opt, x, y, batch_size, method)
+
+    def bd_run(seed: int, epochs: int, callback) -> list[float]:
+        torch.manual_seed(seed)
+        model = bd.Classifier(bd.models.mlp(ds.in_features, hidden, ds.num_classes, method), num_data=len(x))
+        return bd_fit_epochs(model, bd.DropoutGuide(model), x, y, batch_size, epochs, seed, device, callback)
 
     row = {"method": method, "dataset": dataset, "arch": _arch(ds, hidden), "batch": batch_size}
-    return row | interleave(
-        lambda: plain_lrt_epoch(net, opt, x, y, batch_size, method),
-        lambda: bd_epoch(model, guide, x, y, batch_size, device),
-        device,
-        repeats,
-    )
+    return row | compare_runs(make_plain, bd_run, repeats, epochs, device)
 
 
-def gaussian_section(device: torch.device, repeats: int) -> list[str]:
+def gaussian_section(device: torch.device, repeats: int, epochs: int) -> list[str]:
     """Markdown lines of the sparse-vd / vbd comparison (target: at most 1.25x)."""
-    rows = [measure_gaussian(m, d, h, b, device, repeats) for m in GAUSSIAN_METHODS for d, h, b in CONFIGS]
+    rows = [
+        measure_gaussian(m, d, h, b, device, repeats, epochs * k) for m in GAUSSIAN_METHODS for d, h, b, k in CONFIGS
+    ]
     lines = [
         "",
         "## `sparse-vd` and `vbd` against a hand-written LRT loop (target: at most 1.25x)",
@@ -234,21 +255,25 @@ def _cells(r: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--out", default=str(RESULTS / "speed.md"))
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
-    rows = [measure(d, h, b, device, args.repeats) for d, h, b in CONFIGS]
+    rows = [measure(d, h, b, device, args.repeats, args.epochs * k) for d, h, b, k in CONFIGS]
+    options = "".join(
+        f" --{k} {v}" for k, v, default in (("device", args.device, "auto"), ("repeats", args.repeats, 5),
+                                            ("epochs", args.epochs, 4)) if v != default
+    )  # fmt: skip
     lines = [
         "# Training speed: `bd.fit` against a plain PyTorch loop",
         "",
-        f"Device: {device_name(device)}; {args.repeats} interleaved pairs of epochs after a warm-up.  "
-        "Epoch times are medians; the ratio is the median of the per-pair ratios `bd.fit / plain`, with its "
-        "interquartile range.",
-        "Command: `python benchmarks/speed.py"
-        + (f" --device {args.device}" if args.device != "auto" else "")
-        + (f" --repeats {args.repeats}" if args.repeats != 15 else "")
-        + "`",
+        f"Device: {device_name(device)}.  {args.repeats} repeats; in each, a baseline network and a bayesdrop model "
+        f"built from the same seed train side by side for {args.epochs} epochs ({4 * args.epochs} on digits, whose "
+        "epochs are ~20x shorter), each with one optimiser, one baseline epoch after each `bd.fit` epoch (`fit`'s "
+        "callback).  Ratio: median and interquartile range of the per-epoch ratios `bd.fit / plain` from the second "
+        "epoch on, over all repeats; epoch times are medians.",
+        f"Command: `python benchmarks/speed.py{options}`",
         "",
         "## `bernoulli` (target: at most 1.5x)",
         "",
@@ -256,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|---|",
     ]
     lines += [_cells(r) for r in rows]
-    lines += gaussian_section(device, args.repeats)
+    lines += gaussian_section(device, args.repeats, args.epochs)
     write_results("\n".join(lines), args.out)
     return 0
 

@@ -174,3 +174,18 @@ def test_fit_issues_no_param_statements_but_svi_sees_them():
     with direct_parameters():  # the same Parameter objects the optimiser holds
         layer_guide = guide.layers["net__0"]
         assert layer_guide.weight is layer_guide._parameters["weight"]
+
+
+def test_fit_callback_sees_each_epoch_and_can_stop_early():
+    model, guide, x, y = tiny_classifier("bernoulli", p=0.1)
+    seen = []
+
+    def callback(epoch, history):
+        seen.append((epoch, len(history["elbo"])))
+        return epoch == 2  # stop after the third epoch
+
+    res = bd.fit(model, guide, (x, y), epochs=10, batch_size=10, progress=False, callback=callback)
+    assert seen == [(0, 1), (1, 2), (2, 3)]
+    assert len(res.history["elbo"]) == 3
+    with pytest.raises(TypeError, match="`callback` must be callable"):
+        bd.fit(model, guide, (x, y), epochs=1, progress=False, callback=3)

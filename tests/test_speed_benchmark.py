@@ -50,30 +50,39 @@ def test_plain_lrt_baseline_computes_the_same_loss_as_a_fit_step(method):
         torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-5)
 
 
-def test_interleave_reports_the_median_of_pairwise_ratios():
-    """The ratio is the median of the per-pair ratios, not the ratio of the median times: with pairs whose
-    ratios are 1.1, 1.3, 1.2, 1.2, 1.25 and baseline times that drift, the first is 1.2, the second would be 1.3."""
-    plain = iter([0.01, 0.01, 0.03, 0.02, 0.04, 0.05])  # warm-up, then five pairs
-    ratio = iter([1.0, 1.1, 1.3, 1.2, 1.2, 1.25])
-    last = {}
+def test_compare_runs_pairs_each_bd_epoch_with_a_baseline_epoch(monkeypatch):
+    """fit's callback runs one baseline epoch after each bayesdrop epoch; the ratios are per pair of epochs,
+    from the second epoch on, pooled over repeats (median and quartiles)."""
+    ours = {0: [1.0, 1.3, 1.2, 1.3], 1: [1.0, 2.2, 2.2, 2.6]}
+    plain_seconds = iter([9.0, 1.0, 1.1, 1.0, 9.0, 2.0, 2.0, 2.0])
+    monkeypatch.setattr(speed, "timed", lambda run, device: (run(), next(plain_seconds))[1])
+    built, plain_calls = [], []
 
-    class Result:
-        def __init__(self, seconds: float) -> None:
-            self.history = {"seconds": [seconds]}
+    def make_plain(seed):
+        built.append(seed)
+        return lambda: plain_calls.append(seed)
 
-    def run_plain() -> None:
-        last["t"] = t = next(plain)
-        end = speed.time.perf_counter() + t
-        while speed.time.perf_counter() < end:  # busy-wait: overshoots by microseconds
-            pass
+    def bd_run(seed, epochs, callback):
+        for epoch in range(epochs):
+            callback(epoch, {})
+        return ours[seed]
 
-    def run_bd() -> Result:
-        return Result(next(ratio) * last["t"])
+    out = speed.compare_runs(make_plain, bd_run, repeats=2, epochs=4, device=torch.device("cpu"))
+    assert built == [0, 1] and plain_calls == [0] * 4 + [1] * 4  # one baseline epoch per bd epoch
+    ratios = [1.3 / 1.0, 1.2 / 1.1, 1.3 / 1.0, 2.2 / 2.0, 2.2 / 2.0, 2.6 / 2.0]
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    assert out["ratio"] == pytest.approx(statistics.median(ratios))
+    assert out["q1"] == pytest.approx(q1) and out["q3"] == pytest.approx(q3)
+    assert out["plain"] == pytest.approx(1.55) and out["bayesdrop"] == pytest.approx(1.75)
+    with pytest.raises(ValueError, match="`epochs` must be at least 2"):
+        speed.compare_runs(make_plain, bd_run, repeats=1, epochs=1, device=torch.device("cpu"))
 
-    out = speed.interleave(run_plain, run_bd, torch.device("cpu"), 5)
-    assert out["ratio"] == pytest.approx(1.2, rel=0.01)
-    assert out["plain"] == pytest.approx(0.03, rel=0.01) and out["bayesdrop"] / out["plain"] == pytest.approx(
-        1.3, rel=0.02
+
+def test_fit_callback_runs_outside_the_epoch_timer():
+    """The baseline epoch run in fit's callback is not counted in fit's epoch time."""
+    model = bd.Classifier(bd.models.mlp(4, [4], 2, "sparse-vd"), num_data=8)
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    seconds = speed.bd_fit_epochs(
+        model, bd.DropoutGuide(model), x, y, 8, 2, 0, torch.device("cpu"), lambda e, h: speed.time.sleep(0.3)
     )
-    q1, _, q3 = statistics.quantiles([1.1, 1.3, 1.2, 1.2, 1.25], n=4)
-    assert out["q1"] == pytest.approx(q1, rel=0.01) and out["q3"] == pytest.approx(q3, rel=0.01)
+    assert len(seconds) == 2 and max(seconds) < 0.3
