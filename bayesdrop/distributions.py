@@ -30,6 +30,7 @@ Further families register here as they land.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -64,6 +65,16 @@ def _expand_to(t: torch.Tensor, *shapes: torch.Size) -> torch.Tensor:
     """``t`` expanded to the broadcast of ``shapes``."""
     shape = _broadcast_shape(*shapes)
     return t if t.shape == shape else t.expand(shape)
+
+
+def _constant(value: float, like: torch.Tensor) -> torch.Tensor:
+    """A 0-d tensor holding ``value`` with ``like``'s dtype and device, made once (never written to)."""
+    return _constant_cached(value, like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=256)
+def _constant_cached(value: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.tensor(value, dtype=dtype, device=device)
 
 
 def _bernoulli_draw(probs: torch.Tensor) -> torch.Tensor:
@@ -455,7 +466,9 @@ class BoundedDelta(Delta):
 
     def __init__(self, v: torch.Tensor, low: float, high: float, event_dim: int = 0, validate_args=None):
         self.bounds = (float(low), float(high))
-        super().__init__(v, event_dim=event_dim, validate_args=validate_args)
+        # Delta's default log density is a fresh torch.full per construction; for a whole-tensor event it is 0-d
+        log_density = _constant(0.0, v) if event_dim == v.dim() else 0.0
+        super().__init__(v, log_density, event_dim=event_dim, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(BoundedDelta, _instance)
@@ -466,7 +479,7 @@ class BoundedDelta(Delta):
 def _kl_bounded_delta(q: BoundedDelta, p, base, n: int) -> torch.Tensor:
     if isinstance(base, ScalarUniform) and base.bounds == q.bounds and q.event_shape == p.event_shape:
         low, high = q.bounds
-        kl = q.v.new_full((), n * math.log(high - low))
+        kl = _constant(n * math.log(high - low), q.v)
         return _expand_to(kl, q.batch_shape, p.batch_shape)
     return -p.log_prob(q.v)
 
@@ -550,10 +563,11 @@ class CenteredNormal(TorchDistribution):
 @register_kl(TorchNormal, CenteredNormal)
 def _kl_normal_centered_normal(q: TorchNormal, p: CenteredNormal) -> torch.Tensor:
     # sigma^2 and mu^2 + sigma^2 are cached by DropoutNormal: shared with the local reparameterisation trick and
-    # VBD's gamma*.  The in-place steps act on addcdiv's output, which its backward does not need.
+    # VBD's gamma*.  Written as 0.5 (log v - 1) - 0.5 log sigma^2 + 0.5 m / v: two operations on the gradient path
+    # when v (VBD's detached gamma*) needs none.
     log_var_q = getattr(q, "log_variance", None)
     if log_var_q is None:
         log_var_q = q.variance.log()
     m = q.second_moment if isinstance(q, DropoutNormal) else torch.addcmul(q.variance, q.loc, q.loc)
     v = p.variance
-    return torch.addcdiv(v.log() - log_var_q, m, v).sub_(1.0).mul_(0.5)
+    return torch.addcdiv(torch.sub((v.log() - 1).mul_(0.5), log_var_q, alpha=0.5), m, v, value=0.5)
