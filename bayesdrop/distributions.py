@@ -552,7 +552,7 @@ class CenteredNormal(TorchDistribution):
         if self._validate_args:
             self._validate_sample(value)
         v = self._scalar
-        if v is not None:  # a Gaussian weight prior N(0, s^2): its constant computed once, not per element
+        if v is not None and value.shape == self._variance.shape:  # N(0, s^2): the constant once, not per element
             return value.square() * (-0.5 / v) - 0.5 * (2 * math.pi * v).log()
         return -0.5 * (value.square() / self._variance + (2 * math.pi * self._variance).log())
 

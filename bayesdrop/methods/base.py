@@ -9,13 +9,25 @@ import torch
 from pyro.nn import PyroModule
 
 from .._params import DirectParameters
+from ..distributions import CenteredNormal
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyro
+    from torch.distributions import Distribution
 
     from ..nn import BayesianLayer
 
-__all__ = ["Method", "LayerGuide"]
+__all__ = ["Method", "LayerGuide", "gaussian_weight_prior"]
+
+
+def gaussian_weight_prior(layer: BayesianLayer, like: torch.Tensor, scale: float) -> Distribution:
+    r"""The prior :math:`W \sim \mathcal N(0, s^2 I)` of a layer's weights (Gal & Ghahramani's weight decay).
+
+    A :class:`~bayesdrop.distributions.CenteredNormal` with one scalar variance, expanded: its log density is
+    three passes over the weights.  Build it through ``layer.fixed`` (it never changes).
+    """
+    prior = CenteredNormal(like.new_full((), scale**2))
+    return prior.expand(layer.weight_shape).to_event(layer.weight_event_dim)
 
 
 class LayerGuide(DirectParameters, PyroModule):

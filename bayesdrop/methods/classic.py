@@ -31,9 +31,9 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from ..distributions import CenteredNormal, FixedNoise
+from ..distributions import FixedNoise
 from . import register
-from .base import LayerGuide, Method, check_range
+from .base import LayerGuide, Method, check_range, gaussian_weight_prior
 
 __all__ = ["BernoulliDropout", "GaussianDropout"]
 
@@ -49,11 +49,7 @@ class _FixedNoise(Method):
         return lg
 
     def _prior(self, like: torch.Tensor, layer) -> dist.Distribution:
-        def build() -> dist.Distribution:
-            normal = CenteredNormal(like.new_full((), self.prior_scale**2))  # N(0, s^2)
-            return normal.expand(layer.weight_shape).to_event(layer.weight_event_dim)
-
-        return layer.fixed("prior", like, build)
+        return layer.fixed("prior", like, lambda: gaussian_weight_prior(layer, like, self.prior_scale))
 
     def _noise(self, like: torch.Tensor, layer) -> dist.Distribution:  # per-example noise, empty batch shape
         raise NotImplementedError

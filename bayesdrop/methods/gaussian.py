@@ -115,7 +115,7 @@ import torch
 
 from ..distributions import LOG_ALPHA_CLIP, BoundedDelta, CenteredNormal, DropoutNormal, LogUniform, ScalarUniform
 from . import register
-from .base import LayerGuide, Method, check_range
+from .base import LayerGuide, Method, check_range, gaussian_weight_prior
 
 __all__ = ["VariationalDropout", "SparseVariationalDropout", "VariationalBayesianDropout"]
 
@@ -445,17 +445,13 @@ class VariationalBayesianDropout(_GaussianFamily):
             ("gamma", shape), like, lambda: ScalarUniform(self.a, self.b, shape, like=like).to_event(len(shape))
         )  # fmt: skip
 
-    def _unit_weight_prior(self, like: torch.Tensor, layer) -> dist.Distribution:
-        prior = CenteredNormal(like.new_full((), self.prior_scale**2))  # N(0, s^2)
-        return prior.expand(layer.weight_shape).to_event(layer.weight_event_dim)
-
     def model(self, layer, x):
         like = layer.weight_init
         if self.granularity != "unit":
             gamma = pyro.sample(layer.site("gamma"), self._gamma_prior(layer, like, layer.weight_shape))
             w = pyro.sample(layer.site("weight"), CenteredNormal(gamma).to_event(layer.weight_event_dim))
             return layer.op_lrt(x, w)
-        prior_w = layer.fixed("prior", like, lambda: self._unit_weight_prior(like, layer))
+        prior_w = layer.fixed("prior", like, lambda: gaussian_weight_prior(layer, like, self.prior_scale))
         w = pyro.sample(layer.site("weight"), prior_w)
         ushape = _unit_input_shape(layer)
         gamma = pyro.sample(layer.site("gamma"), self._gamma_prior(layer, like, ushape))
