@@ -120,23 +120,30 @@ def compare_runs(make_plain, bd_run, repeats: int, epochs: int, device: torch.de
 
 
 def measure(
-    dataset: str, hidden: list[int], batch_size: int, device: torch.device, repeats: int, epochs: int, p: float = 0.5
+    method: str, dataset: str, hidden: list[int], batch_size: int, device: torch.device, repeats: int, epochs: int
 ) -> dict:
+    """One row: ``method`` (``"bernoulli"`` with p = 0.5, or one of :data:`GAUSSIAN_METHODS`) against its baseline,
+    ``nn.Dropout`` with the N(0, 1) weight penalty or the hand-written LRT loop."""
     ds = bd.data.load(dataset)
     x, y = ds.train.x.to(device), ds.train.y.to(device)
+    hyper = {"p": 0.5} if method == "bernoulli" else {}
 
     def make_plain(seed: int):
         torch.manual_seed(seed)
-        net = plain_dropout_net(ds.in_features, hidden, ds.num_classes, p).to(device)
+        if method == "bernoulli":
+            net = plain_dropout_net(ds.in_features, hidden, ds.num_classes, hyper["p"]).to(device)
+            opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+            return lambda: plain_epoch(net, opt, x, y, batch_size, 0.5)  # 0.5 w^2 / s^2, s = 1: the N(0, 1) prior
+        net = PlainLRTNet([ds.in_features, *hidden, ds.num_classes]).to(device)
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-        return lambda: plain_epoch(net, opt, x, y, batch_size, 0.5)  # 0.5 w^2 / s^2 with s = 1: the N(0, 1) prior
+        return lambda: plain_lrt_epoch(net, opt, x, y, batch_size, method)
 
     def bd_run(seed: int, epochs: int, callback) -> list[float]:
         torch.manual_seed(seed)
-        model = bd.Classifier(bd.models.mlp(ds.in_features, hidden, ds.num_classes, "bernoulli", p=p), len(x))
+        model = bd.Classifier(bd.models.mlp(ds.in_features, hidden, ds.num_classes, method, **hyper), len(x))
         return bd_fit_epochs(model, bd.DropoutGuide(model), x, y, batch_size, epochs, seed, device, callback)
 
-    row = {"dataset": dataset, "arch": _arch(ds, hidden), "batch": batch_size}
+    row = {"method": method, "dataset": dataset, "arch": _arch(ds, hidden), "batch": batch_size}
     return row | compare_runs(make_plain, bd_run, repeats, epochs, device)
 
 
@@ -203,32 +210,9 @@ def plain_lrt_epoch(net: PlainLRTNet, opt, x, y, batch_size: int, method: str) -
         opt.step()
 
 
-def measure_gaussian(
-    method: str, dataset: str, hidden: list[int], batch_size: int, device: torch.device, repeats: int, epochs: int
-) -> dict:
-    ds = bd.data.load(dataset)
-    x, y = ds.train.x.to(device), ds.train.y.to(device)
-
-    def make_plain(seed: int):
-        torch.manual_seed(seed)
-        net = PlainLRTNet([ds.in_features, *hidden, ds.num_classes]).to(device)
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-        return lambda: plain_lrt_epoch(net, opt, x, y, batch_size, method)
-
-    def bd_run(seed: int, epochs: int, callback) -> list[float]:
-        torch.manual_seed(seed)
-        model = bd.Classifier(bd.models.mlp(ds.in_features, hidden, ds.num_classes, method), num_data=len(x))
-        return bd_fit_epochs(model, bd.DropoutGuide(model), x, y, batch_size, epochs, seed, device, callback)
-
-    row = {"method": method, "dataset": dataset, "arch": _arch(ds, hidden), "batch": batch_size}
-    return row | compare_runs(make_plain, bd_run, repeats, epochs, device)
-
-
 def gaussian_section(device: torch.device, repeats: int, epochs: int) -> list[str]:
     """Markdown lines of the sparse-vd / vbd comparison (target: at most 1.25x)."""
-    rows = [
-        measure_gaussian(m, d, h, b, device, repeats, epochs * k) for m in GAUSSIAN_METHODS for d, h, b, k in CONFIGS
-    ]
+    rows = [measure(m, d, h, b, device, repeats, epochs * k) for m in GAUSSIAN_METHODS for d, h, b, k in CONFIGS]
     lines = [
         "",
         "## `sparse-vd` and `vbd` against a hand-written LRT loop (target: at most 1.25x)",
@@ -260,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(RESULTS / "speed.md"))
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
-    rows = [measure(d, h, b, device, args.repeats, args.epochs * k) for d, h, b, k in CONFIGS]
+    rows = [measure("bernoulli", d, h, b, device, args.repeats, args.epochs * k) for d, h, b, k in CONFIGS]
     options = "".join(
         f" --{k} {v}" for k, v, default in (("device", args.device, "auto"), ("repeats", args.repeats, 5),
                                             ("epochs", args.epochs, 4)) if v != default
