@@ -112,6 +112,8 @@ class LogitsCategorical(Categorical):
 
     def expand(self, batch_shape, _instance=None):
         batch_shape = torch.Size(batch_shape)
+        if batch_shape == self.batch_shape and _instance is None:  # a plate expands every site to its shape
+            return self
         new = LogitsCategorical(self._raw_logits.expand(batch_shape + (self._num_events,)), validate_args=False)
         new._validate_args = self._validate_args
         return new
@@ -121,8 +123,11 @@ class LogitsCategorical(Categorical):
             return super().log_prob(value)
         if self._validate_args:
             self._validate_sample(value)
-        ce = F.cross_entropy(self._raw_logits.reshape(-1, self._num_events), value.reshape(-1), reduction="none")
-        return -ce.reshape(value.shape)
+        logits = self._raw_logits
+        if logits.dim() == 2:
+            return F.cross_entropy(logits, value, reduction="none").neg()
+        ce = F.cross_entropy(logits.reshape(-1, self._num_events), value.reshape(-1), reduction="none")
+        return ce.reshape(value.shape).neg()
 
 
 class StraightThroughBernoulli(Bernoulli):
@@ -339,6 +344,10 @@ class DropoutNormal(Normal):
         self._second_moment: torch.Tensor | None = None
         if scale is None and log_variance is None:
             raise ValueError("DropoutNormal needs `scale` or `log_variance`")
+        if scale is None and log_alpha is None and log_variance.shape == loc.shape:  # the common case, in short
+            self.loc, self._scale, self.log_alpha, self.log_variance = loc, None, None, log_variance
+            TorchDistribution.__init__(self, loc.shape, validate_args=validate_args)
+            return
         shape = _broadcast_shape(*(t.shape for t in (loc, scale, log_variance) if t is not None))
         self.log_alpha = None if log_alpha is None else _expand_to(log_alpha, shape)
         self.log_variance = None if log_variance is None else _expand_to(log_variance, shape)
@@ -474,6 +483,10 @@ class BoundedDelta(Delta):
         new = self._get_checked_instance(BoundedDelta, _instance)
         new.bounds = self.bounds
         return super().expand(batch_shape, _instance=new)
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        # Delta's rsample is a view ``v.expand(v.shape)`` even for no sample shape: one operation per site and step.
+        return self.v if not sample_shape else super().rsample(sample_shape)
 
 
 def _kl_bounded_delta(q: BoundedDelta, p, base, n: int) -> torch.Tensor:

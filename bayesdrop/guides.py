@@ -16,6 +16,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.nn import PyroModule
 
+from ._params import DirectParameters
 from .methods.base import LayerGuide
 from .nn import _MEAN, BayesianLayer, bayesian_layers
 
@@ -26,7 +27,7 @@ def _key(name: str) -> str:
     return name.replace(".", "__") or "_root"
 
 
-class DropoutGuide(PyroModule):
+class DropoutGuide(DirectParameters, PyroModule):
     """Mean-field guide made of each layer's variational family.
 
     Parameters

@@ -33,6 +33,7 @@ from typing import Any
 import pyro
 import pyro.poutine as poutine
 import torch
+from pyro.distributions import Independent
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import Predictive, TraceMeanField_ELBO
 from pyro.infer.trace_mean_field_elbo import _check_mean_field_requirement
@@ -106,15 +107,25 @@ class _Terms:
         """Latent site ``name``: ``-KL(q || p)`` where registered, else ``log p - log q`` at the draw."""
         if is_validation_enabled() and not guide_site["fn"].has_rsample:
             raise NotImplementedError(f"MeanFieldELBO needs a reparameterised guide; site {name!r} is not")
+        q, p = guide_site["fn"], site["fn"]
+        scale, mask = guide_site["scale"], guide_site["mask"]
+        if (
+            mask is None
+            and not torch.is_tensor(scale)
+            and type(q) is Independent
+            and type(p) is Independent
+            and q.reinterpreted_batch_ndims == p.reinterpreted_batch_ndims
+        ):  # the total is all the loss needs: skip Pyro's KL(Independent || Independent) and its sum_rightmost
+            q, p = q.base_dist, p.base_dist
         try:
-            kl = kl_divergence(guide_site["fn"], site["fn"])
+            kl = kl_divergence(q, p)
         except NotImplementedError:
             _check_drawn(name, guide_site)
             log_p = site["fn"].log_prob(site["value"])
             log_q = guide_site["fn"].log_prob(guide_site["value"])
             self.plus.append(_scaled_sum(log_p - log_q, guide_site["scale"], guide_site["mask"]))
             return
-        self.minus.append(_scaled_sum(kl, guide_site["scale"], guide_site["mask"]))
+        self.minus.append(_scaled_sum(kl, scale, mask))
 
     def auxiliary(self, name: str, guide_site: dict) -> None:
         """A guide site the model does not have: its entropy estimate ``-log q``."""
@@ -418,6 +429,11 @@ def fit(
         captured["out"] = out = model(*args)
         return out
 
+    # The local reparameterisation handler acts on the guide's weight sites (the model replays the tagged values),
+    # so it wraps the guide alone: the model's sample statements pass one messenger fewer.  MeanFieldELBO uses
+    # analytic KLs and checks it, so the unused weight draw can be skipped.
+    fit_guide = LocalReparameterization(draw_weights=not isinstance(elbo, MeanFieldELBO))(guide) if lrt else guide
+
     # Initialise the guide (records layer order and shapes) before collecting parameters.
     x0, y0 = next(_batches(train, batch_size, dev, torch.Generator().manual_seed(0)))
     guide(x0, y0)
@@ -432,15 +448,16 @@ def fit(
                 group["lr"] = lr * (1 - epoch / epochs)
         model.train(), guide.train()
         t0 = time.perf_counter()
-        sums = torch.zeros(3, device=dev)  # loss, nll, correct: summed on the device, read once per epoch
-        count = 0
+        # Per step: loss, log-likelihood sum, correct predictions; kept on the device and read once per epoch.
+        losses: list[torch.Tensor] = []
+        sizes: list[int] = []
+        log_liks: list[torch.Tensor] = []
+        corrects: list[torch.Tensor] = []
         # Pyro validates by default; it costs ~30 % of a step, so only the first step of a fit is validated.
         # Parameters are read without pyro.param statements: the optimiser holds them.
         handlers: list[contextlib.AbstractContextManager] = [pyro.validation_enabled(False), direct_parameters()]
         if beta != 1.0:
             handlers.append(KLScale(beta))
-        if lrt:  # MeanFieldELBO uses analytic KLs and checks it: the unused weight draw can be skipped
-            handlers.append(LocalReparameterization(draw_weights=not isinstance(elbo, MeanFieldELBO)))
         with contextlib.ExitStack() as stack:
             for h in handlers:
                 stack.enter_context(h)
@@ -448,18 +465,21 @@ def fit(
                 optim.zero_grad(set_to_none=True)
                 first = validate and epoch == 0 and step == 0
                 with pyro.validation_enabled(True) if first else contextlib.nullcontext():
-                    loss_b = elbo.differentiable_loss(traced_model, guide, xb, yb)
+                    loss_b = elbo.differentiable_loss(traced_model, fit_guide, xb, yb)
                 loss_b.backward()
                 optim.step()
                 with torch.no_grad():
                     out = captured["out"]
-                    sums[0].add_(loss_b.detach(), alpha=len(yb) / num)
-                    sums[1].sub_(model.log_likelihood(out, yb).sum())
+                    losses.append(loss_b.detach())
+                    sizes.append(len(yb))
+                    log_liks.append(model.log_likelihood(out, yb).sum())
                     if model.task == "classification":
-                        sums[2].add_((out.argmax(-1) == yb).sum())
-                count += len(yb)
-        loss_e, nll_sum, correct = sums.tolist()
-        nll = nll_sum / count
+                        corrects.append((out.argmax(-1) == yb).sum())
+        count = sum(sizes)
+        with torch.no_grad():
+            loss_e = (torch.stack(losses) @ torch.tensor(sizes, dtype=losses[0].dtype, device=dev)).item() / num
+            nll = -torch.stack(log_liks).sum().item() / count
+            correct = torch.stack(corrects).sum().item() if corrects else 0
         history["elbo"].append(loss_e / num)
         history["nll"].append(nll)
         history["kl"].append(loss_e - num * nll)

@@ -75,9 +75,10 @@ def local_plate(plate: pyro.plate) -> Iterator[None]:
 class LocalReparameterization(Messenger):
     r"""Effect handler for the local reparameterisation trick (Kingma et al. 2015).
 
-    Wrap both guide and model (e.g. an SVI step) in it.  Each weight drawn in
-    the guide from a Normal at a site marked ``infer={"lrt": True}`` is tagged
-    with its mean and variance; the layer then samples the pre-activation
+    Wrap the guide in it (``LocalReparameterization()(guide)``), or the whole
+    SVI step.  Each weight drawn in the guide from a Normal at a site marked
+    ``infer={"lrt": True}`` is tagged with its mean and variance; the model
+    replays that value, and the layer samples the pre-activation
 
     .. math:: b \sim \mathcal N\big(x \mu^\top,\; (x \circ x)(\sigma^2)^\top\big)
 
@@ -194,7 +195,7 @@ class BayesianLayer(DirectParameters, PyroModule):
         loc, variance = tag
         mean = self.op(x, loc)
         var = self.op(x * x, variance)
-        return mean + var.clamp_min(1e-16).sqrt() * torch.randn_like(mean)
+        return torch.addcmul(mean, var.clamp_min(1e-16).sqrt(), torch.randn_like(mean))
 
     def sample_local(self, name: str, fn: dist.Distribution, x: torch.Tensor) -> torch.Tensor:
         """Sample a per-example site; ``fn`` has empty batch shape and the per-example event shape."""

@@ -11,8 +11,6 @@ closed-form ``kl``, on a replayed trace.
 
 from __future__ import annotations
 
-import contextlib
-
 import pyro
 import pyro.poutine as poutine
 import pytest
@@ -132,9 +130,9 @@ def test_lazy_mean_field_elbo_equals_pyros(method, lrt, device):
     grads = []
     for elbo, validate in elbos:
         pyro.set_rng_seed(11)
-        handler = LocalReparameterization(draw_weights=False) if lrt else contextlib.nullcontext()
-        with handler, pyro.validation_enabled(validate):
-            loss = elbo.differentiable_loss(model, guide, x[:10], y[:10])
+        run_guide = LocalReparameterization(draw_weights=False)(guide) if lrt else guide  # as fit wraps it
+        with pyro.validation_enabled(validate):
+            loss = elbo.differentiable_loss(model, run_guide, x[:10], y[:10])
         grads.append((loss.detach(), torch.autograd.grad(loss, params, allow_unused=True)))
     (l1, g1) = grads[0]
     for l2, g2 in grads[1:]:
@@ -162,6 +160,31 @@ def test_trace_free_elbo_scores_auxiliary_guide_sites_and_mc_terms_like_the_trac
         with pyro.validation_enabled(validate):
             losses.append(bd.infer.MeanFieldELBO().differentiable_loss(model, guide))
     assert torch.allclose(losses[0], losses[1], rtol=1e-6)
+
+
+def test_trace_free_elbo_honours_masks_and_tensor_scales():
+    """Sites under a tensor scale or a mask take the general path (the KL is scaled / masked before summing);
+    the trace-free loss equals the traces' and sum_i scale_i KL_i written out."""
+    normal = pyro.distributions.Normal
+    scale = torch.tensor(0.5)
+
+    def sites(loc, sd):
+        with poutine.scale(scale=scale):
+            pyro.sample("w", normal(loc[:3], sd).to_event(1))
+        with poutine.mask(mask=torch.tensor(False)):
+            pyro.sample("v", normal(loc[3:5], sd).to_event(1))
+        pyro.sample("u", normal(loc[5:], sd).to_event(1))
+
+    loc = torch.linspace(-1.0, 1.0, 9)
+    losses = []
+    for validate in (True, False):
+        with pyro.validation_enabled(validate):
+            losses.append(
+                bd.infer.MeanFieldELBO().differentiable_loss(lambda: sites(0 * loc, 1.0), lambda: sites(loc, 0.5))
+            )
+    kl = torch.distributions.kl_divergence(normal(loc, 0.5), normal(0.0, 1.0))
+    expected = scale * kl[:3].sum() + kl[5:].sum()
+    assert torch.allclose(losses[0], expected, rtol=1e-6) and torch.allclose(losses[1], expected, rtol=1e-6)
 
 
 def test_trace_free_elbo_rejects_a_latent_site_without_guide_site():

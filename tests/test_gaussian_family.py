@@ -175,6 +175,9 @@ def test_vbd_prior_distributions_match_their_torch_counterparts():
     assert torch.allclose(kl_divergence(BoundedDelta(inside, 0.5, 3.0, event_dim=2), other), -other.log_prob(inside))
     bd_big = BoundedDelta(inside, 0.5, 3.0, event_dim=2).expand((3,))
     assert type(bd_big) is BoundedDelta and bd_big.bounds == (0.5, 3.0)
+    # its draw is the location itself (the guide's gamma), with sample dimensions where asked for
+    point = BoundedDelta(inside, 0.5, 3.0, event_dim=2)
+    assert point.rsample() is inside and point.rsample((2,)).shape == (2, 4, 5)
 
 
 @pytest.mark.parametrize(("name", "hyper"), CONFIGS, ids=IDS)

@@ -176,6 +176,67 @@ def test_fit_issues_no_param_statements_but_svi_sees_them():
         assert layer_guide.weight is layer_guide._parameters["weight"]
 
 
+def test_fit_history_aggregates_its_steps(monkeypatch):
+    """Per epoch: elbo = sum_b loss_b B_b / N^2, nll = -sum log p(y | out) / N, train_acc from every step's
+    output, kl = N elbo - N nll; batches of unequal size (15, 15, 10) weigh by their size."""
+    model, guide, x, y = tiny_classifier("sparse-vd")
+    steps = []
+    original_loss = bd.infer.MeanFieldELBO.differentiable_loss
+    original_forward = type(model).forward
+
+    def spy_loss(self, model_, guide_, xb, yb):
+        loss = original_loss(self, model_, guide_, xb, yb)
+        steps[-1]["loss"], steps[-1]["size"] = loss.item(), len(yb)
+        return loss
+
+    def spy_forward(self, xb, yb=None):
+        out = original_forward(self, xb, yb)
+        steps.append({"ll": self.log_likelihood(out, yb).sum().item(), "correct": (out.argmax(-1) == yb).sum().item()})
+        return out
+
+    monkeypatch.setattr(bd.infer.MeanFieldELBO, "differentiable_loss", spy_loss)
+    monkeypatch.setattr(type(model), "forward", spy_forward)
+    h = bd.fit(model, guide, (x, y), epochs=2, batch_size=15, progress=False).history
+    n = len(x)
+    steps = steps[1:]  # the first call is the guide's set-up run of the model
+    assert [s["size"] for s in steps] == [15, 15, 10] * 2
+    for epoch in range(2):
+        ep = steps[3 * epoch : 3 * epoch + 3]
+        elbo = sum(s["loss"] * s["size"] for s in ep) / n**2
+        nll = -sum(s["ll"] for s in ep) / n
+        assert h["elbo"][epoch] == pytest.approx(elbo, rel=1e-5)
+        assert h["nll"][epoch] == pytest.approx(nll, rel=1e-5)
+        assert h["kl"][epoch] == pytest.approx(n * elbo - n * nll, rel=1e-4)
+        assert h["train_acc"][epoch] == sum(s["correct"] for s in ep) / n
+
+
+def test_modules_skip_pyro_module_call_only_inside_direct_parameters(monkeypatch):
+    """Inside direct_parameters the package's modules run as plain torch modules (no PyroModule context or
+    settings look-ups); the network's plain PyroModule containers and everything outside are unchanged."""
+    from pyro.nn import PyroModule
+
+    from bayesdrop._params import direct_parameters
+
+    model, guide, x, y = tiny_classifier("sparse-vd")
+    called = []
+    original = PyroModule.__call__
+
+    def spy(self, *args, **kwargs):
+        called.append(type(self).__name__)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PyroModule, "__call__", spy)
+    guide(x, y)
+    model(x, y)
+    outside = list(called)
+    called.clear()
+    with direct_parameters():
+        guide(x, y)
+        model(x, y)
+    assert {"DropoutGuide", "Classifier", "Linear"} <= set(outside)
+    assert called == ["PyroSequential"]  # the mlp's container, whose layers then skip it
+
+
 def test_fit_callback_sees_each_epoch_and_can_stop_early():
     model, guide, x, y = tiny_classifier("bernoulli", p=0.1)
     seen = []

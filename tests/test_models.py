@@ -26,6 +26,7 @@ def test_logits_categorical_equals_categorical():
     torch.testing.assert_close(ours.entropy(), ref.entropy())
     support = torch.arange(5)[:, None]  # (5, 1) against batch (7,): the fallback path
     torch.testing.assert_close(ours.log_prob(support), ref.log_prob(support))
+    assert ours.expand((7,)) is ours  # what a plate does to every site: nothing to build
     wide = ours.expand((3, 7))
     assert isinstance(wide, LogitsCategorical) and wide.batch_shape == (3, 7)
     torch.testing.assert_close(wide.log_prob(y.expand(3, 7)), ref.log_prob(y).expand(3, 7))
