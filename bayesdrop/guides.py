@@ -9,7 +9,8 @@ order in which layers are called and their per-example input shapes.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyro.poutine as poutine
@@ -25,6 +26,34 @@ __all__ = ["DropoutGuide", "dropout_rates"]
 
 def _key(name: str) -> str:
     return name.replace(".", "__") or "_root"
+
+
+class _LazyPlate:
+    """The model's data plate, built when a layer's guide first uses it.
+
+    A subsampled ``pyro.plate`` is a sample statement of its own, through the handler stack every step; a guide
+    whose model has no per-example latent site (the Gaussian family) need not build it.  Entering it
+    (``with plate:``) and its attributes act on the plate itself.
+    """
+
+    def __init__(self, make: Callable[[], Any]):
+        self._make = make
+        self._plate: Any = None
+
+    @property
+    def plate(self) -> Any:
+        if self._plate is None:
+            self._plate = self._make()
+        return self._plate
+
+    def __enter__(self) -> Any:
+        return self.plate.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self.plate.__exit__(*exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.plate, name)
 
 
 class DropoutGuide(DirectParameters, PyroModule):
@@ -80,11 +109,18 @@ class DropoutGuide(DirectParameters, PyroModule):
             first_site.setdefault(name.rsplit(".", 1)[0], i)
         pairs = [(layer, g) for _, layer, g in self.pairs()]
         self._order = sorted(pairs, key=lambda lg: first_site.get(lg[0]._pyro_name, len(first_site)))
+        # Per-example latent sites (masks, noise) sit in the data plate; without them the plate is built lazily.
+        self._local = any(
+            site["type"] == "sample" and not site["is_observed"] and site["cond_indep_stack"]
+            for site in trace.nodes.values()
+        )
 
     def forward(self, *args: Any, **kwargs: Any) -> None:
         if self._order is None:
             self._setup(*args, **kwargs)
-        plate = self.model.data_plate(*args, **kwargs)
+        # Built first, as in the model, where a layer has per-example sites: TraceMeanField_ELBO checks the order.
+        make_plate = functools.partial(self.model.data_plate, *args, **kwargs)
+        plate = make_plate() if self._local else _LazyPlate(make_plate)
         for layer, params in self._order:
             layer.method.guide(layer, params, plate)
 

@@ -297,14 +297,16 @@ def _batches(
 
 @dataclass
 class FitResult:
-    """What :func:`fit` returns.
+    r"""What :func:`fit` returns.
 
     Attributes
     ----------
     history : dict of list
         Per epoch: ``elbo`` (mean loss per data point, i.e. -ELBO / N), ``nll``
         (mean negative log-likelihood per training point), ``kl`` (KL term of
-        the ELBO, the estimate ``loss - N * nll``), ``beta``, ``lr``, ``train_acc`` and,
+        the ELBO, the estimate ``loss - N * nll``; for ``vbd`` it includes the
+        constant :math:`n_\gamma \log(b - a)` of the ``gamma`` sites, see
+        ``VariationalBayesianDropout.kl_constant``), ``beta``, ``lr``, ``train_acc`` and,
         when ``test`` data were given, ``test_acc`` and ``test_nll``
         (classification) or ``test_rmse`` (regression); ``seconds``.
     device : torch.device

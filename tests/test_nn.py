@@ -154,3 +154,32 @@ def test_fixed_distributions_follow_the_validation_setting():
     with pyro.validation_enabled(False):
         off = poutine.trace(model).get_trace(x, y).nodes[name]["fn"]
     assert on._validate_args and not off._validate_args
+
+
+def test_guide_builds_the_data_plate_first_where_layers_have_per_example_sites_and_lazily_elsewhere():
+    """A guide whose model has per-example latent sites samples the plate's subsample site first, as the model
+    does (TraceMeanField_ELBO checks the order); a guide without any builds the plate only when entered."""
+    from helpers import tiny_classifier
+
+    from bayesdrop.guides import _LazyPlate
+
+    for method, local in (("bernoulli", True), ("sparse-vd", False), ("vbd", False)):
+        model, guide, x, y = tiny_classifier(method)
+        nodes = poutine.trace(guide).get_trace(x, y).nodes
+        names = [name for name, site in nodes.items() if site["type"] == "sample"]
+        assert (names[0] == "data") is local and ("data" in names) is local, (method, names)
+    built = []
+
+    def make():
+        built.append(1)
+        return pyro.plate("data", 10, subsample=torch.arange(4))
+
+    plate = _LazyPlate(make)
+    assert built == []
+    with poutine.trace() as tr:
+        with plate:
+            pyro.sample("z", dist.Normal(0.0, 1.0))
+        with plate:
+            pyro.sample("u", dist.Normal(0.0, 1.0))
+    assert built == [1] and plate.subsample_size == 4
+    assert tr.trace.nodes["z"]["value"].shape == (4,) and tr.trace.nodes["u"]["value"].shape == (4,)

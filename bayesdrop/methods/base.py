@@ -82,7 +82,8 @@ class Method:
         raise NotImplementedError
 
     def guide(self, layer: BayesianLayer, params: LayerGuide, plate: pyro.plate) -> None:
-        """Sample the matching guide sites (local ones inside ``plate``)."""
+        """Sample the matching guide sites (local ones inside ``plate``, the model's data plate, built when it is
+        first entered)."""
         raise NotImplementedError
 
     def mean_forward(self, layer: BayesianLayer, params: LayerGuide, x: torch.Tensor) -> torch.Tensor:
