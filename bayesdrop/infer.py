@@ -49,7 +49,7 @@ from ._params import direct_parameters
 from .data import as_tensors, check_labels
 from .guides import DropoutGuide
 from .models import Likelihood
-from .nn import LocalReparameterization
+from .nn import LocalReparameterization, _SampleMessenger
 
 __all__ = [
     "MeanFieldELBO",
@@ -143,7 +143,7 @@ class _Terms:
         return total(self.plus) - total(self.minus)
 
 
-class _RecordGuide(Messenger):
+class _RecordGuide(_SampleMessenger):
     """The guide's sample sites by name (their messages; no trace, no parameter sites)."""
 
     def __init__(self) -> None:
@@ -151,11 +151,11 @@ class _RecordGuide(Messenger):
         self.sites: dict[str, dict] = {}
 
     def _pyro_post_sample(self, msg: dict) -> None:
-        if not isinstance(msg["fn"], _Subsample):
+        if type(msg["fn"]) is not _Subsample:
             self.sites[msg["name"]] = msg
 
 
-class _ReplayAndScore(Messenger):
+class _ReplayAndScore(_SampleMessenger):
     """Replay the guide's values into the model (as ``poutine.replay``) and add up the ELBO site by site."""
 
     def __init__(self, guide_sites: dict[str, dict]):
@@ -171,7 +171,7 @@ class _ReplayAndScore(Messenger):
 
     def _pyro_post_sample(self, msg: dict) -> None:
         name = msg["name"]
-        if isinstance(msg["fn"], _Subsample):
+        if type(msg["fn"]) is _Subsample:
             return
         if msg["is_observed"]:
             self.terms.observed(msg)

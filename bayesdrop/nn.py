@@ -72,7 +72,26 @@ def local_plate(plate: pyro.plate) -> Iterator[None]:
         _PLATE.reset(token)
 
 
-class LocalReparameterization(Messenger):
+class _SampleMessenger(Messenger):
+    """A messenger that acts on sample statements only, dispatched without Pyro's per-message method lookup
+    (``getattr(self, f"_pyro_{msg['type']}")`` for every messenger and statement)."""
+
+    def _process_message(self, msg: dict) -> None:
+        if msg["type"] == "sample":
+            self._pyro_sample(msg)
+
+    def _postprocess_message(self, msg: dict) -> None:
+        if msg["type"] == "sample":
+            self._pyro_post_sample(msg)
+
+    def _pyro_sample(self, msg: dict) -> None:
+        pass
+
+    def _pyro_post_sample(self, msg: dict) -> None:
+        pass
+
+
+class LocalReparameterization(_SampleMessenger):
     r"""Effect handler for the local reparameterisation trick (Kingma et al. 2015).
 
     Wrap the guide in it (``LocalReparameterization()(guide)``), or the whole

@@ -183,3 +183,25 @@ def test_guide_builds_the_data_plate_first_where_layers_have_per_example_sites_a
             pyro.sample("u", dist.Normal(0.0, 1.0))
     assert built == [1] and plate.subsample_size == 4
     assert tr.trace.nodes["z"]["value"].shape == (4,) and tr.trace.nodes["u"]["value"].shape == (4,)
+
+
+def test_sample_messengers_see_sample_statements_only():
+    """The package's messengers (local reparameterisation, the ELBO's recorders) are dispatched on sample
+    statements, before and after the default handling; parameter statements pass them untouched."""
+    from bayesdrop.nn import _SampleMessenger
+
+    class Record(_SampleMessenger):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def _pyro_sample(self, msg):
+            self.seen.append(("pre", msg["name"], msg["value"] is None))
+
+        def _pyro_post_sample(self, msg):
+            self.seen.append(("post", msg["name"], msg["value"] is None))
+
+    with Record() as rec:
+        pyro.param("p", torch.ones(2))
+        pyro.sample("z", dist.Normal(0.0, 1.0))
+    assert rec.seen == [("pre", "z", True), ("post", "z", False)]
