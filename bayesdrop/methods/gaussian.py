@@ -448,8 +448,8 @@ class VariationalBayesianDropout(_GaussianFamily):
     def model(self, layer, x):
         like = layer.weight_init
         if self.granularity != "unit":
-            gamma = pyro.sample(layer.site("gamma"), self._gamma_prior(layer, like, layer.weight_shape))
-            w = pyro.sample(layer.site("weight"), CenteredNormal(gamma).to_event(layer.weight_event_dim))
+            gamma = pyro.sample(layer.site("gamma"), self._gamma_prior(layer, like, like.shape))
+            w = pyro.sample(layer.site("weight"), CenteredNormal(gamma).to_event(like.dim()))
             return layer.op_lrt(x, w)
         prior_w = layer.fixed("prior", like, lambda: gaussian_weight_prior(layer, like, self.prior_scale))
         w = pyro.sample(layer.site("weight"), prior_w)
