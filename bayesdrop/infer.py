@@ -13,8 +13,10 @@ that support it, and minibatches drawn on the training device.
 
 A training step is a few milliseconds on small networks, so :func:`fit` keeps
 Pyro's fixed cost per step low: Pyro's validation runs on the first step only,
-the modules read their parameters without ``pyro.param`` statements
-(:func:`bayesdrop._params.direct_parameters`; the optimiser holds them), and
+the modules read their parameters without ``pyro.param`` statements and are
+called without ``PyroModule``'s context
+(:func:`bayesdrop._params.direct_parameters`; the optimiser holds the
+parameters), the local reparameterisation handler wraps the guide alone, and
 :class:`MeanFieldELBO` builds no traces after the first step.  Model and guide
 are unchanged, so ``pyro.infer.SVI`` trains the same pair.
 """
