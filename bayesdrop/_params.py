@@ -54,8 +54,10 @@ class DirectParameters:
         return super().__getattr__(name)  # type: ignore[misc]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        # PyroModule.__call__ enters the module's Pyro context (for PyroParam / PyroSample attributes, which these
-        # modules do not have) and looks up two global settings: skipped here, where no parameter statement is made.
-        if _DIRECT.get():
+        # PyroModule.__call__ enters the module's Pyro context, which PyroParam / PyroSample attributes need, and
+        # looks up two global settings.  The package's modules have no such attributes; a subclass that adds one
+        # keeps the context.
+        d = self.__dict__
+        if _DIRECT.get() and not d["_pyro_params"] and not d["_pyro_samples"]:
             return torch.nn.Module.__call__(self, *args, **kwargs)
         return super().__call__(*args, **kwargs)  # type: ignore[misc]

@@ -213,7 +213,7 @@ def test_fit_history_aggregates_its_steps(monkeypatch):
 def test_modules_skip_pyro_module_call_only_inside_direct_parameters(monkeypatch):
     """Inside direct_parameters the package's modules run as plain torch modules (no PyroModule context or
     settings look-ups); the network's plain PyroModule containers and everything outside are unchanged."""
-    from pyro.nn import PyroModule
+    from pyro.nn import PyroModule, PyroSample
 
     from bayesdrop._params import direct_parameters
 
@@ -235,6 +235,17 @@ def test_modules_skip_pyro_module_call_only_inside_direct_parameters(monkeypatch
         model(x, y)
     assert {"DropoutGuide", "Classifier", "Linear"} <= set(outside)
     assert called == ["PyroSequential"]  # the mlp's container, whose layers then skip it
+
+    class WithPrior(bd.Classifier):  # a PyroSample attribute needs the module's Pyro context to be sampled
+        def forward(self, x, y=None):
+            pyro.deterministic("offset_seen", self.offset)
+            return super().forward(x, y)
+
+    with_prior = WithPrior(bd.models.mlp(6, [8], 3, "sparse-vd"), num_data=len(x))
+    with_prior.offset = PyroSample(dist.Normal(0.0, 1.0))
+    with direct_parameters(), poutine.trace() as tr:
+        with_prior(x, y)
+    assert tr.trace.nodes["offset"]["type"] == "sample" and torch.is_tensor(tr.trace.nodes["offset_seen"]["value"])
 
 
 def test_fit_callback_sees_each_epoch_and_can_stop_early():
