@@ -125,7 +125,7 @@ class _Terms:
             _check_drawn(name, guide_site)
             log_p = site["fn"].log_prob(site["value"])
             log_q = guide_site["fn"].log_prob(guide_site["value"])
-            self.plus.append(_scaled_sum(log_p - log_q, guide_site["scale"], guide_site["mask"]))
+            self.plus.append(_scaled_sum(log_p - log_q, scale, mask))
             return
         self.minus.append(_scaled_sum(kl, scale, mask))
 
