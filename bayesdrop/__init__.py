@@ -5,14 +5,14 @@
 >>> net = bd.models.mlp(64, [300, 100], 10, method="bernoulli")
 >>> model = bd.Classifier(net, num_data=len(data.train))
 >>> guide = bd.DropoutGuide(model)
->>> result = bd.fit(model, guide, data.train, epochs=5)      # doctest: +SKIP
+>>> result = bd.fit(model, guide, data.train, epochs=100)    # doctest: +SKIP
 >>> probs = bd.predict(model, guide, data.test.x, num_samples=100)  # doctest: +SKIP
 """
 
-from . import compress, data, diagnostics, distributions, methods, models, nn
+from . import compress, data, diagnostics, distributions, experiments, methods, models, nn
 from .diagnostics import to_inference_data
 from .guides import DropoutGuide, dropout_rates
-from .infer import FitResult, evaluate, fit, load_checkpoint, predict, save_checkpoint
+from .infer import CollapseWarning, FitResult, evaluate, fit, load_checkpoint, predict, save_checkpoint
 from .models import Classifier, Regressor
 from .nn import bayesianize
 
@@ -34,6 +34,8 @@ __all__ = [
     "dropout_rates",
     "fit",
     "FitResult",
+    "CollapseWarning",
+    "experiments",
     "predict",
     "evaluate",
     "save_checkpoint",

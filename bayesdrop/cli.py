@@ -24,7 +24,7 @@ import torch
 from . import data as bd_data
 from . import methods
 from .guides import DropoutGuide
-from .infer import evaluate, fit, load_checkpoint, resolve_device, save_checkpoint, warmup_epochs
+from .infer import DEFAULT_LR, evaluate, fit, load_checkpoint, resolve_device, resolve_kl_warmup, save_checkpoint
 from .models import Classifier, Likelihood, Regressor, lenet5, mlp
 
 __all__ = ["main", "build", "load_run", "parse_arch", "parse_hyper"]
@@ -91,7 +91,7 @@ def build(
     else:
         if ds.image_shape is None or len(ds.image_shape) != 3:
             raise ValueError(f"`--arch lenet5` needs image data; {ds.name!r} has image shape {ds.image_shape}")
-        net = lenet5(ds.image_shape, out, method)
+        net = lenet5(ds.image_shape, out, method, input_method=input_method)
     if ds.task == "classification":
         model: Likelihood = Classifier(net, num_data=len(ds.train))
     else:
@@ -131,7 +131,6 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    args.kl_warmup = warmup_epochs(args.epochs, args.kl_warmup)
     config = {
         "method": args.method,
         "hyper": parse_hyper(args.hyper),
@@ -144,10 +143,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "kl_warmup": args.kl_warmup,
-        "lr_decay": args.lr_decay,
+        "lr_decay": _decay(args),
         "seed": args.seed,
     }
     ds, model, guide = build(config)
+    config["kl_warmup"] = args.kl_warmup = resolve_kl_warmup(model, args.epochs, args.kl_warmup)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train, test = inputs(ds, config, ds.train), inputs(ds, config, ds.test)
@@ -159,7 +159,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         kl_warmup=args.kl_warmup,
-        lr_decay=args.lr_decay,
+        lr_decay=_decay(args),
         device=resolve_device(args.device),
         seed=args.seed,
         progress=not args.quiet,
@@ -210,12 +210,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         kl_warmup=args.kl_warmup,
-        lr_decay=args.lr_decay,
+        lr_decay=_decay(args),
         num_samples=args.num_samples,
     )
     if args.quick:
-        kw.update(epochs=60, num_samples=50)
-    kw["kl_warmup"] = warmup_epochs(kw["epochs"], kw["kl_warmup"])
+        kw.update(epochs=QUICK_EPOCHS, num_samples=50)
     rows = compare.compare(
         args.dataset,
         args.methods,
@@ -230,7 +229,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         f"Dataset {args.dataset}, architecture {args.arch}, {kw['epochs']} epochs, batch {kw['batch_size']}, "
         f"lr {kw['lr']}"
         + (f" ({kw['lr_decay']} decay)" if kw["lr_decay"] else "")
-        + f", KL warm-up {kw['kl_warmup']}, seed {args.seed}, {kw['num_samples']} MC draws."
+        + f", KL warm-up {kw['kl_warmup']}"
+        + (" (each method's default: a fraction of the epochs)" if kw["kl_warmup"] == "auto" else " epochs")
+        + f", seed {args.seed}, {kw['num_samples']} MC draws."
     )
     print(compare.write(rows, args.out, header))
     print(f"written to {Path(args.out) / 'compare.md'} and compare.json")
@@ -277,6 +278,43 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _decay(args: argparse.Namespace) -> str | None:
+    """``--lr-decay`` as ``bd.fit`` takes it (``"none"`` is ``None``)."""
+    return None if args.lr_decay == "none" else args.lr_decay
+
+
+QUICK_EPOCHS = 100  # `compare --quick` (make demo): the README's budget on digits
+
+
+def _warmup(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a non-negative number of epochs, got {text!r}")
+    return value
+
+
+def _training_options(p: argparse.ArgumentParser) -> None:
+    """The options shared by `train` and `compare`, with `bd.fit`'s defaults."""
+    p.add_argument("--lr", type=float, default=DEFAULT_LR, help=f"Adam learning rate (default: {DEFAULT_LR:g})")
+    p.add_argument(
+        "--kl-warmup",
+        type=_warmup,
+        default="auto",
+        help="epochs of linear KL warm-up, or 'auto' (default): each method's own fraction of the epochs",
+    )
+    p.add_argument(
+        "--lr-decay",
+        choices=["linear", "none"],
+        default="linear",
+        help="'linear' (default) decays the learning rate linearly to 0; 'none' keeps it",
+    )
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayesdrop", description="Dropout methods as Bayesian model/guide pairs (Pyro)."
@@ -293,11 +331,7 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--arch", default="mlp:300,100", help="mlp:W1,W2,..., lenet300-100 or lenet5")
     t.add_argument("--epochs", type=int, default=50)
     t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--kl-warmup", type=int, default=None, help="epochs of linear KL warm-up (default: half the epochs)")
-    t.add_argument(
-        "--lr-decay", choices=["linear"], default=None, help="decay the learning rate linearly to 0 (default: none)"
-    )
+    _training_options(t)
     t.add_argument("--num-samples", type=int, default=100, help="MC draws for the test metrics")
     t.add_argument("--device", default="auto")
     t.add_argument("--seed", type=int, default=0)
@@ -311,15 +345,11 @@ def make_parser() -> argparse.ArgumentParser:
     c.add_argument("--arch", default="mlp:300,100")
     c.add_argument("--epochs", type=int, default=100)
     c.add_argument("--batch-size", type=int, default=128)
-    c.add_argument("--lr", type=float, default=3e-3)
-    c.add_argument("--kl-warmup", type=int, default=None, help="epochs of linear KL warm-up (default: half the epochs)")
-    c.add_argument(
-        "--lr-decay", choices=["linear"], default=None, help="decay the learning rate linearly to 0 (default: none)"
-    )
+    _training_options(c)
     c.add_argument("--num-samples", type=int, default=100)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--device", default="auto")
-    c.add_argument("--quick", action="store_true", help="the demo preset: 60 epochs (30 of KL warm-up), 50 MC draws")
+    c.add_argument("--quick", action="store_true", help=f"the demo preset: {QUICK_EPOCHS} epochs, 50 MC draws")
     c.add_argument("--out", default="runs/compare")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cmd_compare)

@@ -6,10 +6,10 @@ expected calibration error, the mean learned keep probability, the compression
 ratio :math:`|W| / |W \\ne 0|` of :func:`bayesdrop.compress.report` and the
 training time per epoch.
 
-Fixed-rate methods (``bernoulli``, ``gaussian``) leave the inputs of the first
-layer noise-free (as MC dropout in Gal & Ghahramani 2016); methods that learn
-their rates act on every layer, inputs included, and learn how much noise the
-inputs need.
+Every method runs under the library's defaults (those of ``bd.models.mlp`` and
+``bd.fit``): fixed-rate methods drop 0.2 of the inputs and 0.5 of hidden units;
+methods that learn their rates act on every layer, inputs included, and bring
+their own KL warm-up (:class:`bayesdrop.methods.TrainingDefaults`).
 """
 
 from __future__ import annotations
@@ -26,11 +26,9 @@ from . import compress, methods
 from .cli import build, inputs
 from .diagnostics import expected_calibration_error
 from .guides import dropout_rates
-from .infer import fit, predict, resolve_device, warmup_epochs
+from .infer import DEFAULT_LR, fit, predict, resolve_device
 
-__all__ = ["compare", "to_markdown", "FIXED_RATE"]
-
-FIXED_RATE = {"bernoulli", "gaussian"}
+__all__ = ["compare", "to_markdown"]
 COLUMNS = ("method", "test error %", "NLL", "ECE", "mean keep", "|W|/|W≠0|", "s/epoch")
 
 
@@ -41,9 +39,9 @@ def compare(
     arch: str = "mlp:300,100",
     epochs: int = 30,
     batch_size: int = 128,
-    lr: float = 3e-3,
-    kl_warmup: int | None = None,
-    lr_decay: str | None = None,
+    lr: float = DEFAULT_LR,
+    kl_warmup: int | str = "auto",
+    lr_decay: str | None = "linear",
     num_samples: int = 100,
     seed: int = 0,
     device: str = "auto",
@@ -61,17 +59,13 @@ def compare(
     arch, epochs, batch_size, lr, seed, device
         The shared budget (see ``bayesdrop train``).
     kl_warmup
-        Epochs of linear KL warm-up, the same for every method; ``None`` (default) is ``epochs // 2``.  Methods
-        that learn their rates need it on small data: without it the KL of ``sparse-vd`` and ``vbd`` (one
-        alpha per weight, ~50k weights against 1437 digits) drives every log alpha past the
-        pruning threshold before the likelihood has fitted, and the network collapses to chance (measured: 89.7 %
-        error at 30 epochs, lr 3e-3, no warm-up; 3.3 % for ``vbd`` at 100 epochs with 50 of warm-up).
+        Epochs of linear KL warm-up for every method, or ``"auto"`` (default): each method's own
+        (:func:`bayesdrop.infer.resolve_kl_warmup`).
     lr_decay
-        ``None`` or ``"linear"`` (see :func:`bayesdrop.fit`).
+        ``"linear"`` (default) or ``None`` (see :func:`bayesdrop.fit`).
     num_samples
         Monte Carlo draws of the predictive.
     """
-    kl_warmup = warmup_epochs(epochs, kl_warmup)
     names = methods.names() if not method_names or method_names == ["all"] else list(method_names)
     for n in names:
         methods.get(n)  # unknown names fail before any training
@@ -89,8 +83,6 @@ def compare(
             "data_seed": 0,
             "seed": seed,
         }
-        if name in FIXED_RATE:
-            config.update(input_method="bernoulli", input_hyper={"p": 0.0})
         ds, model, guide = build(config)
         if ds.task != "classification":
             raise ValueError(f"`dataset` must be a classification data set for compare, got {dataset!r}")

@@ -186,8 +186,11 @@ def mlp(
     method : str or Method
         Method of every layer; ``**hyper`` are its hyper-parameters.
     input_method : str or Method, optional
-        A different method for the first layer (the inputs), e.g.
-        ``bd.methods.get("bernoulli", p=0.2)`` or ``p=0`` for none.
+        The method of the first layer (the inputs), e.g. ``bd.methods.get("bernoulli", p=0.0)`` for no input
+        dropout.  Default: ``method.input_layer(in_features)``, which for the fixed-rate methods drops 0.2 of the
+        inputs (``bernoulli`` with ``p=0.2``, ``gaussian`` with ``alpha=0.25``) while hidden units get ``method``
+        (by default ``p=0.5``), as Srivastava et al. (2014) recommend, and adds no input noise to networks with
+        fewer than 64 inputs; methods that learn their rates use ``method`` on every layer.
     activation : {"relu", "tanh", "sigmoid", "elu"}
     """
     widths = [in_features, *hidden, out_features]
@@ -196,7 +199,7 @@ def mlp(
     m = resolve(method, **hyper)
     layers: list[torch.nn.Module] = []
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        lm = resolve(input_method) if (i == 0 and input_method is not None) else m
+        lm = m if i else (m.input_layer(in_features) if input_method is None else resolve(input_method))
         layers.append(Linear(a, b, lm))
         if i < len(widths) - 2:
             layers.append(_activation(activation))
@@ -234,8 +237,9 @@ def lenet5(
     method : str or Method
         Method of every layer; ``**hyper`` are its hyper-parameters.
     input_method : str or Method, optional
-        A different method for the first convolution (its inputs are the
-        pixels), e.g. ``bd.methods.get("bernoulli", p=0.0)`` for none.
+        The method of the first convolution (its inputs are the pixels), e.g.
+        ``bd.methods.get("bernoulli", p=0.0)`` for none; default
+        ``method.input_layer(C * H * W)`` as in :func:`mlp` (0.2 for fixed rates).
     channels, hidden
         Widths of the two convolutions and of the hidden dense layer.
     """
@@ -247,7 +251,7 @@ def lenet5(
     else:
         kernel, pool, pad = (5, 5), (2, 2), (0, 0) if min(h, w) >= 28 else (2, 2)
     m = resolve(method, **hyper)
-    first = m if input_method is None else resolve(input_method)
+    first = m.input_layer(math.prod(image_shape)) if input_method is None else resolve(input_method)
     for _ in range(2):
         h = (h + 2 * pad[0] - kernel[0] + 1) // pool[0]
         w = (w + 2 * pad[1] - kernel[1] + 1) // pool[1]

@@ -270,11 +270,11 @@ def train_one(
     net = build_net(arch, spec, train.x, ds.num_classes, n)
     model = bd.Classifier(net, num_data=n)
     guide = bd.DropoutGuide(model)
-    warm = bd.infer.warmup_epochs(epochs, kl_warmup)
+    warm = epochs // 2 if kl_warmup is None else kl_warmup
     t0 = time.perf_counter()
     bd.fit(
         model, guide, train, epochs=epochs, lr=lr, batch_size=batch_size, kl_warmup=warm, seed=seed,
-        device=device, progress=False,
+        lr_decay=None, device=device, progress=False,
     )  # fmt: skip
     seconds = time.perf_counter() - t0
     model.cpu(), guide.cpu()

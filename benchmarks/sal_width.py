@@ -111,7 +111,8 @@ def train_one(
     guide = bd.DropoutGuide(model)
     t0 = time.perf_counter()
     warm = epochs // 3 if kl_warmup is None else kl_warmup
-    bd.fit(model, guide, train, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, kl_warmup=warm, progress=False)
+    bd.fit(model, guide, train, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, kl_warmup=warm, lr_decay=None,
+           progress=False)  # fmt: skip
     seconds = time.perf_counter() - t0
     threshold = None if ratio is None else "sharp-rise"
     widths = layer_widths(model, guide, threshold)

@@ -84,7 +84,7 @@ def bd_fit_epochs(model, guide, x, y, batch_size: int, epochs: int, seed: int, d
     """Seconds of each epoch of one ``bd.fit`` run with Adam at lr 1e-3, as the plain loops (``fit``'s timer)."""
     res = bd.fit(
         model, guide, (x, y), epochs=epochs, batch_size=batch_size, lr=1e-3, device=device, seed=seed,
-        progress=False, callback=callback,
+        kl_warmup=0, lr_decay=None, progress=False, callback=callback,
     )  # fmt: skip
     return res.history["seconds"]
 
@@ -126,12 +126,13 @@ def measure(
     ``nn.Dropout`` with the N(0, 1) weight penalty or the hand-written LRT loop."""
     ds = bd.data.load(dataset)
     x, y = ds.train.x.to(device), ds.train.y.to(device)
-    hyper = {"p": 0.5} if method == "bernoulli" else {}
+    # bernoulli: p = 0.5 on every layer's inputs, as the baseline's nn.Dropout before each nn.Linear
+    hyper = {"p": 0.5, "input_method": bd.methods.get("bernoulli", p=0.5)} if method == "bernoulli" else {}
 
     def make_plain(seed: int):
         torch.manual_seed(seed)
         if method == "bernoulli":
-            net = plain_dropout_net(ds.in_features, hidden, ds.num_classes, hyper["p"]).to(device)
+            net = plain_dropout_net(ds.in_features, hidden, ds.num_classes, 0.5).to(device)
             opt = torch.optim.Adam(net.parameters(), lr=1e-3)
             return lambda: plain_epoch(net, opt, x, y, batch_size, 0.5)  # 0.5 w^2 / s^2, s = 1: the N(0, 1) prior
         net = PlainLRTNet([ds.in_features, *hidden, ds.num_classes]).to(device)

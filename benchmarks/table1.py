@@ -95,7 +95,7 @@ def run_one(spec: str, ds, width: int, args: argparse.Namespace, seed: int) -> f
     net = build(spec, ds.train.x.shape[1], width, ds.num_classes)
     model = bd.Classifier(net, num_data=len(ds.train))
     guide = bd.DropoutGuide(model)
-    warmup = bd.infer.warmup_epochs(args.epochs, args.kl_warmup)
+    warmup = args.epochs // 2 if args.kl_warmup is None else args.kl_warmup
     bd.fit(
         model,
         guide,
@@ -104,6 +104,7 @@ def run_one(spec: str, ds, width: int, args: argparse.Namespace, seed: int) -> f
         batch_size=128,
         lr=args.lr,
         kl_warmup=warmup,
+        lr_decay=None,
         device=args.device,
         seed=seed,
         progress=False,
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Fully connected networks with 3 hidden layers of the given width (ReLU), Adam (lr "
         f"{args.lr}), batch 128, {args.epochs} epochs, KL warm-up over "
-        f"{bd.infer.warmup_epochs(args.epochs, args.kl_warmup)} epochs, local reparameterisation where "
+        f"{(args.epochs // 2 if args.kl_warmup is None else args.kl_warmup)} epochs, local reparameterisation where "
         f"supported; test error of the Monte Carlo predictive ({args.samples} draws).  "
         f"{args.seeds} seed(s) per cell.",
         "",

@@ -14,17 +14,17 @@ import bayesdrop as bd
 
 
 def test_weight_scaling_is_exact_for_softmax_regression():
-    """Seed 002 eq. 7.56-7.66: the renormalised geometric mean over all 2^n masks
-    of softmax(W (m * v) + b) equals softmax(W v / 2 + b) for p = 0.5."""
+    """Goodfellow et al., Deep Learning, eq. 7.56-7.66: the renormalised geometric mean over all 2^n masks of
+    softmax(W (m * v) / (1 - p) + b) (inverted dropout) equals softmax(W v + b) for p = 0.5."""
     n, c = 10, 4
     g = torch.Generator().manual_seed(0)
     W = torch.randn(c, n, generator=g, dtype=torch.float64)
     b = torch.randn(c, generator=g, dtype=torch.float64)
     v = torch.randn(3, n, generator=g, dtype=torch.float64)
     masks = torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)), dtype=torch.float64)  # (1024, n)
-    log_p = torch.log_softmax((masks[:, None, :] * v[None]) @ W.T + b, dim=-1)  # (1024, 3, c)
+    log_p = torch.log_softmax((masks[:, None, :] * v[None] / 0.5) @ W.T + b, dim=-1)  # (1024, 3, c)
     geo = torch.softmax(log_p.mean(0), dim=-1)  # renormalised geometric mean
-    rule = torch.softmax(v @ W.T / 2 + b, dim=-1)
+    rule = torch.softmax(v @ W.T + b, dim=-1)
     assert (geo - rule).abs().max().item() < 1e-6
 
     net = PyroModule[torch.nn.Sequential](bd.nn.Linear(n, c, "bernoulli", p=0.5))

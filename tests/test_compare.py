@@ -48,7 +48,7 @@ def test_compare_cli_prints_and_writes_the_table(tmp_path, capsys):
         assert 0 <= r["test error %"] < 50  # 3 epochs on digits already beat chance (90 % error) by far
         assert 0 <= r["ECE"] <= 1 and r["NLL"] > 0 and r["s/epoch"] > 0
         assert r["|W|/|W≠0|"] == pytest.approx(1.0)  # fixed-rate methods prune nothing
-    assert rows[0]["mean keep"] == pytest.approx((64 * 1.0 + 32 * 0.5) / 96)  # noise-free inputs, p = 0.5 hidden
+    assert rows[0]["mean keep"] == pytest.approx((64 * 0.8 + 32 * 0.5) / 96)  # mlp's defaults: p = 0.2 / 0.5
     assert (out / "compare.md").read_text().count("\n| ") == 3
 
 
@@ -58,9 +58,9 @@ def test_compare_rejects_unknown_methods_before_training():
 
 
 def test_compare_warms_up_the_kl_so_per_weight_methods_do_not_collapse():
-    """The default KL warm-up (half the epochs): sparse-vd and vbd learn and prune instead of being pruned before
-    the likelihood fits (measured at this budget: 5.3 % / 5.6 % error with warm-up, 24 % / 19 % without; at the
-    demo's 300-100 width and 30 epochs without warm-up they fell to chance, 90 %)."""
+    """The methods' own KL warm-up (``kl_warmup="auto"``): sparse-vd and vbd learn and prune instead of being
+    pruned before the likelihood fits (without warm-up, at the demo's 300-100 width and 30 epochs, they fell to
+    chance, 90 % error)."""
     rows = compare.compare(
         "digits", ["sparse-vd", "vbd"], arch="mlp:50", epochs=12, lr=1e-2, num_samples=10, progress=False
     )

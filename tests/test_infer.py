@@ -35,13 +35,15 @@ def test_plain_pyro_svi_trains_the_same_model():
 
 def test_fit_history_and_kl_warmup():
     model, guide, x, y = tiny_classifier("bernoulli", p=0.1)
-    res = bd.fit(model, guide, (x, y), epochs=4, batch_size=10, kl_warmup=4, progress=False, test=(x, y))
+    res = bd.fit(
+        model, guide, (x, y), epochs=4, batch_size=10, kl_warmup=4, lr=1e-3, lr_decay=None, progress=False, test=(x, y)
+    )
     h = res.history
     assert h["beta"] == [0.25, 0.5, 0.75, 1.0]
     assert {"elbo", "nll", "kl", "train_acc", "test_acc", "test_nll", "seconds"} <= set(h)
     assert all(len(v) == 4 for v in h.values())
     assert res.seconds_per_epoch > 0
-    assert h["lr"] == [1e-3] * 4  # no decay by default
+    assert h["lr"] == [1e-3] * 4  # no decay with lr_decay=None
 
 
 def test_fit_linear_lr_decay():

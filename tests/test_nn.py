@@ -42,7 +42,7 @@ def test_conv_op_with_batched_weights_matches_a_loop(x_has_samples):
 
 
 def test_masks_are_per_example_and_local_to_the_data_plate():
-    model_net = bd.models.mlp(6, [8], 2, "bernoulli", p=0.5)
+    model_net = bd.models.mlp(6, [8], 2, "bernoulli", p=0.5, input_method=bd.methods.get("bernoulli", p=0.5))
     model = bd.Classifier(model_net, num_data=100)
     guide = bd.DropoutGuide(model)
     x = torch.randn(10, 6)

@@ -55,7 +55,7 @@ EPOCHS = 2 if QUICK else 20  # presets and the input-gate map
 SAL_EPOCHS = 3 if QUICK else 30  # architecture selection
 RATIOS = (1, 100) if QUICK else (1, 10, 100)  # b / a of the SAL priors
 HIDDEN = [100, 50]
-LR = 1e-2
+LR = 1e-2  # constant (lr_decay=None below): the runs of the text; bd.fit's default decays it linearly
 
 PRESETS = ["dropout++(0.5)", "dropout++(flat)", "dropout++(1)", "dropout++(0)", "sal"]
 ds = bd.data.load("digits")
@@ -162,7 +162,7 @@ for name in PRESETS:
     net = bd.models.mlp(64, HIDDEN, 10, name)
     model = bd.Classifier(net, num_data=N)
     guide = bd.DropoutGuide(model)
-    bd.fit(model, guide, ds.train, epochs=EPOCHS, lr=LR, progress=False)
+    bd.fit(model, guide, ds.train, epochs=EPOCHS, lr=LR, lr_decay=None, progress=False)
     rates = {n: k.cpu() for n, k in bd.dropout_rates(model, guide).items()}  # bd.fit may have used a GPU
     preset_rates[name] = rates
     preset_k[name] = torch.cat(list(rates.values()))
@@ -249,7 +249,7 @@ gate_net = bd.models.mlp(
 )
 gate_model = bd.Classifier(gate_net, num_data=N)
 gate_guide = bd.DropoutGuide(gate_model)
-bd.fit(gate_model, gate_guide, ds.train, epochs=EPOCHS, lr=LR, progress=False)
+bd.fit(gate_model, gate_guide, ds.train, epochs=EPOCHS, lr=LR, lr_decay=None, progress=False)
 k_map = bd.dropout_rates(gate_model, gate_guide)["net.0"].cpu().reshape(8, 8)
 border = torch.ones(8, 8, dtype=torch.bool)
 border[1:-1, 1:-1] = False
@@ -315,7 +315,16 @@ for ratio in RATIOS:
     net = bd.models.mlp(64, sal_hidden, 10, sal, input_method=bd.methods.get("bernoulli", p=0.0))
     model = bd.Classifier(net, num_data=N)
     guide = bd.DropoutGuide(model)
-    bd.fit(model, guide, ds.train, epochs=SAL_EPOCHS, lr=LR, kl_warmup=max(1, SAL_EPOCHS // 3), progress=False)
+    bd.fit(
+        model,
+        guide,
+        ds.train,
+        epochs=SAL_EPOCHS,
+        lr=LR,
+        lr_decay=None,
+        kl_warmup=max(1, SAL_EPOCHS // 3),
+        progress=False,
+    )
     report = bd.compress.report(model, guide, threshold="sharp-rise")
     small = bd.compress.prune(model, guide, threshold="sharp-rise").cpu()
     with torch.no_grad():

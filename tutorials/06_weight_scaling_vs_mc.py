@@ -15,7 +15,10 @@
 # *Deep Learning*, sec. 7.12, seed 002):
 #
 # * **Weight scaling**: one deterministic pass with every unit's output (or
-#   outgoing weights) multiplied by its keep probability.
+#   outgoing weights) multiplied by its keep probability.  bayesdrop's `bernoulli`
+#   trains with inverted dropout (kept units scaled by $1/(1-p)$, as
+#   `torch.nn.Dropout`), so the scaling is already in the weights and the rule is
+#   the network at its learned weights.
 # * **Monte Carlo averaging** (MC dropout): average $T$ stochastic passes.
 #
 # For softmax regression the weight-scaling rule is *exact* for the renormalised
@@ -41,8 +44,8 @@ OUT.mkdir(parents=True, exist_ok=True)
 # %% [markdown]
 # ## Softmax regression: exact
 #
-# With $n = 10$ inputs and $p = 0.5$ we can enumerate all $2^{10}$ masks $m$ and
-# form the renormalised geometric mean
+# With $n = 10$ inputs and $p = 0.5$ we can enumerate all $2^{10}$ masks $m$
+# (each input scaled by $m / (1 - p)$) and form the renormalised geometric mean
 # $\tilde p(y \mid v) \propto \big(\prod_m p(y \mid v, m)\big)^{1/2^n}$.
 
 # %%
@@ -51,7 +54,7 @@ g = torch.Generator().manual_seed(0)
 W, b = torch.randn(c, n, generator=g, dtype=torch.float64), torch.randn(c, generator=g, dtype=torch.float64)
 v = torch.randn(5, n, generator=g, dtype=torch.float64)
 masks = torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)), dtype=torch.float64)
-geometric = torch.softmax(torch.log_softmax((masks[:, None] * v) @ W.T + b, -1).mean(0), -1)
+geometric = torch.softmax(torch.log_softmax((masks[:, None] * v / 0.5) @ W.T + b, -1).mean(0), -1)
 
 net = PyroModule[torch.nn.Sequential](bd.nn.Linear(n, c, "bernoulli", p=0.5))
 model = bd.Classifier(net, num_data=5)
@@ -74,7 +77,7 @@ ds = bd.data.load("digits")
 net = bd.models.mlp(64, [300, 100], 10, "bernoulli", p=0.5, input_method=bd.methods.get("bernoulli", p=0.0))
 model = bd.Classifier(net, num_data=len(ds.train))
 guide = bd.DropoutGuide(model)
-bd.fit(model, guide, ds.train, epochs=10 if QUICK else 60, lr=3e-3, progress=False)
+bd.fit(model, guide, ds.train, epochs=10 if QUICK else 60, progress=False)
 ws = bd.evaluate(model, guide, ds.test, rule="weight-scaling")
 Ts = [1, 2, 5, 10, 20, 50] + ([] if QUICK else [100, 200])
 mc = {}

@@ -15,7 +15,8 @@ Capability flags (class attributes, read with :func:`info`): ``analytic_kl``
 (the KL between guide and prior is registered in closed form, so
 ``TraceMeanField_ELBO`` is exact in it), ``lrt`` (the local reparameterisation
 trick applies), ``structured`` (it removes whole units), ``conv`` (works in
-``Conv2d``).
+``Conv2d``).  Training defaults (:class:`TrainingDefaults`, read by :func:`bayesdrop.fit`): the KL warm-up and
+per-parameter learning-rate multipliers a method needs to show its paper's behaviour.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from .base import LayerGuide, Method
+from .base import LayerGuide, Method, TrainingDefaults
 
-__all__ = ["Method", "LayerGuide", "register", "get", "names", "info", "resolve"]
+__all__ = ["Method", "LayerGuide", "TrainingDefaults", "register", "get", "names", "info", "resolve"]
 
 _REGISTRY: dict[str, tuple[type[Method], dict[str, Any]]] = {}
 

@@ -379,6 +379,9 @@ class GeneralizedDropout(_FixedNoise):
         """``clip(k)`` per input unit (Linear) or input channel (Conv2d)."""
         return self._clip(params).reshape(-1)
 
+    def pruning_rule(self) -> str:
+        return f"keep probability k <= {self.threshold_default:g}"
+
     def point_weights(self, layer, params, threshold: float | str | None = None):
         """Weights with ``clip(k)`` folded in; inputs whose gate has ``k <= threshold`` are pruned.
 

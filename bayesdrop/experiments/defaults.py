@@ -1,0 +1,160 @@
+r"""The defaults matrix: every registered method under the library's defaults, against plain PyTorch.
+
+For maintainers and for users who want to know what the defaults give.  Each case builds the network with
+``bd.models.mlp`` and trains it with ``bd.fit``, every argument of both (and of ``bd.Classifier`` /
+``bd.Regressor``, ``bd.DropoutGuide``) at its default except ``epochs`` (one budget per data set, the same for every
+method) and the seed.  The *floor* is the network a PyTorch user would write: the same widths, ``nn.Dropout(0.5)``
+on the hidden units, Adam at torch's default learning rate, ``fit``'s default batch size and the same epochs,
+evaluated in ``eval()`` mode.  ``tests/test_defaults.py`` asserts on it, ``benchmarks/defaults.py`` writes the full
+table to ``benchmarks/results/defaults.md``.
+
+Example
+-------
+>>> from bayesdrop.experiments import defaults
+>>> case = defaults.run_method("vbd", "digits", epochs=defaults.SETTINGS["digits"].fast_epochs)  # doctest: +SKIP
+>>> floor = defaults.run_floor("digits", epochs=case.epochs)  # doctest: +SKIP
+>>> case.error - floor.error  # test error in points above the floor  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import warnings
+from dataclasses import dataclass, field
+
+import pyro
+import torch
+import torch.nn.functional as F
+
+from .. import data as bd_data
+from ..guides import DropoutGuide
+from ..infer import CollapseWarning, fit, predict
+from ..models import Classifier, Likelihood, Regressor, mlp
+
+__all__ = ["Setting", "SETTINGS", "Case", "run_method", "run_floor", "ERROR_TOLERANCE", "RMSE_TOLERANCE"]
+
+ERROR_TOLERANCE = 1.5  # classification: test error at most this many points above the floor
+RMSE_TOLERANCE = 1.10  # regression: test RMSE at most this factor of the floor's
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One data set of the matrix: its MLP's hidden widths and the two budgets (epochs for every method)."""
+
+    dataset: str
+    hidden: tuple[int, ...]
+    fast_epochs: int  # the tier in ``make test``
+    full_epochs: int  # the tier marked ``slow`` and ``benchmarks/defaults.py``
+
+
+SETTINGS: dict[str, Setting] = {
+    "digits": Setting("digits", (300, 100), fast_epochs=100, full_epochs=200),  # fast: the README's budget
+    "mnist1d": Setting("mnist1d", (100, 100), fast_epochs=30, full_epochs=200),
+    "toy-regression": Setting("toy-regression", (50, 50), fast_epochs=300, full_epochs=1000),
+}
+
+
+@dataclass
+class Case:
+    """The outcome of one method (or the floor) on one data set.
+
+    ``error`` is the test error in percent (classification, Monte Carlo predictive with ``bd.predict``'s default
+    draws); ``rmse`` the test RMSE of the predictive mean on the test inputs where the training data are (inside
+    the training range and outside its gap: there any interpolation or extrapolation is as good as another).  ``kept`` is the number of weights the
+    method's pruning rule keeps in its sparsest layer; ``warnings`` the :class:`~bayesdrop.infer.CollapseWarning`
+    messages of the run; ``model`` and ``guide`` the trained pair (``None`` for the floor).
+    """
+
+    method: str
+    dataset: str
+    epochs: int
+    seed: int
+    error: float = float("nan")
+    rmse: float = float("nan")
+    kept: int = -1
+    warnings: list[str] = field(default_factory=list)
+    model: Likelihood | None = field(default=None, repr=False, compare=False)
+    guide: DropoutGuide | None = field(default=None, repr=False, compare=False)
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset(name: str) -> bd_data.Dataset:
+    return bd_data.load(name)
+
+
+def _setting(dataset: str) -> Setting:
+    if dataset not in SETTINGS:
+        raise ValueError(f"`dataset` must be one of {sorted(SETTINGS)}, got {dataset!r}")
+    return SETTINGS[dataset]
+
+
+def _in_range(ds: bd_data.Dataset) -> torch.Tensor:
+    """Mask of the test inputs where the training data are: inside the range and outside the gap (regression)."""
+    x = ds.test.x[:, 0]
+    keep = torch.ones_like(x, dtype=torch.bool)
+    if ds.x_range is not None:
+        keep &= (x >= ds.x_range[0]) & (x <= ds.x_range[1])
+    if ds.gap is not None:
+        keep &= (x < ds.gap[0]) | (x > ds.gap[1])
+    return keep
+
+
+def run_method(method: str, dataset: str, *, epochs: int, seed: int = 0) -> Case:
+    """Train ``method`` on ``dataset`` with every library default except ``epochs`` and ``seed``."""
+    ds, setting = _dataset(dataset), _setting(dataset)
+    pyro.set_rng_seed(seed)  # the initial weights
+    out = ds.num_classes if ds.task == "classification" else 1
+    net = mlp(ds.in_features, list(setting.hidden), out, method)
+    model: Likelihood = (Classifier if ds.task == "classification" else Regressor)(net, num_data=len(ds.train))
+    guide = DropoutGuide(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CollapseWarning)  # kept in FitResult.warnings
+        result = fit(model, guide, ds.train, epochs=epochs, seed=seed, progress=False)
+    case = Case(method, dataset, epochs, seed, warnings=list(result.warnings), model=model, guide=guide)
+    x, y = ds.test.x.to(result.device), ds.test.y.to(result.device)
+    if ds.task == "classification":
+        probs = predict(model, guide, x)
+        case.error = 100 * (probs.argmax(-1) != y).double().mean().item()
+    else:
+        mean, _ = predict(model, guide, x)
+        keep = _in_range(ds).to(result.device)
+        case.rmse = (mean - y)[keep].pow(2).mean().sqrt().item()
+    with torch.no_grad():
+        case.kept = min(int(layer.method.point_weights(layer, params)[1].sum()) for _, layer, params in guide.pairs())
+    return case
+
+
+def run_floor(dataset: str, *, epochs: int, seed: int = 0) -> Case:
+    """The plain PyTorch network of the same widths and budget (see the module docstring)."""
+    ds, setting = _dataset(dataset), _setting(dataset)
+    torch.manual_seed(seed)
+    widths = [ds.in_features, *setting.hidden, ds.num_classes if ds.task == "classification" else 1]
+    layers: list[torch.nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        if i:
+            layers += [torch.nn.ReLU(), torch.nn.Dropout(0.5)]
+        layers.append(torch.nn.Linear(a, b))
+    net = torch.nn.Sequential(*layers)
+    opt = torch.optim.Adam(net.parameters())
+    batch_size = inspect.signature(fit).parameters["batch_size"].default
+    x, y = ds.train.x, ds.train.y
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        net.train()
+        for idx in torch.randperm(len(x), generator=gen).split(batch_size):
+            opt.zero_grad()
+            out = net(x[idx])
+            loss = F.cross_entropy(out, y[idx]) if ds.task == "classification" else F.mse_loss(out[:, 0], y[idx])
+            loss.backward()
+            opt.step()
+    net.eval()
+    case = Case("floor", dataset, epochs, seed, kept=sum(p.numel() for p in net.parameters()))
+    with torch.no_grad():
+        out = net(ds.test.x)
+        if ds.task == "classification":
+            case.error = 100 * (out.argmax(-1) != ds.test.y).double().mean().item()
+        else:
+            keep = _in_range(ds)
+            case.rmse = (out[:, 0] - ds.test.y)[keep].pow(2).mean().sqrt().item()
+    return case

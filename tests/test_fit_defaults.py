@@ -1,0 +1,177 @@
+"""``bd.fit``'s defaults that live with the methods, and its collapse and divergence detection."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from helpers import tiny_classifier
+from pyro.nn import PyroModule
+
+import bayesdrop as bd
+from bayesdrop.infer import CHANCE_EPOCHS, param_groups, resolve_kl_warmup
+from bayesdrop.methods import TrainingDefaults
+
+
+def test_kl_warmup_auto_is_the_largest_fraction_declared_by_the_layers():
+    fixed, _, _, _ = tiny_classifier("bernoulli")
+    assert resolve_kl_warmup(fixed, 100) == 0
+    vbd, _, _, _ = tiny_classifier("vbd")
+    for name in ("vd", "sparse-vd", "vbd"):
+        assert bd.methods.get(name).fit_defaults.kl_warmup == 1.0
+    assert resolve_kl_warmup(vbd, 100) == 100 and resolve_kl_warmup(vbd, 7) == 7
+    assert resolve_kl_warmup(vbd, 100, 3) == 3
+    mixed = bd.Classifier(bd.models.mlp(6, [8], 3, "bernoulli", input_method="vbd"), num_data=40)
+    assert resolve_kl_warmup(mixed, 10) == 10
+
+    class HalfWarm(type(bd.methods.get("bernoulli"))):
+        fit_defaults = TrainingDefaults(kl_warmup=0.5)
+
+    half = bd.Classifier(bd.models.mlp(6, [8], 3, HalfWarm(), input_method="bernoulli"), num_data=40)
+    assert resolve_kl_warmup(half, 7) == 4  # round(3.5), to even
+
+
+def test_fit_records_the_resolved_warm_up_in_beta():
+    model, guide, x, y = tiny_classifier("sparse-vd")
+    res = bd.fit(model, guide, (x, y), epochs=5, batch_size=20, progress=False)
+    assert res.history["beta"] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])  # over all 5 epochs
+    model, guide, x, y = tiny_classifier("bernoulli")
+    res = bd.fit(model, guide, (x, y), epochs=3, batch_size=20, progress=False)
+    assert res.history["beta"] == [1.0, 1.0, 1.0]
+
+
+def test_default_learning_rate_decays_linearly():
+    model, guide, x, y = tiny_classifier("bernoulli")
+    res = bd.fit(model, guide, (x, y), epochs=4, batch_size=20, progress=False)
+    assert res.history["lr"] == pytest.approx([1e-2, 7.5e-3, 5e-3, 2.5e-3])
+    res = bd.fit(model, guide, (x, y), epochs=2, batch_size=20, lr_decay=None, lr=3e-3, progress=False)
+    assert res.history["lr"] == [3e-3, 3e-3]
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "half", True, None])
+def test_kl_warmup_rejects_bad_values(bad):
+    model, guide, x, y = tiny_classifier("bernoulli")
+    with pytest.raises(ValueError, match="kl_warmup"):
+        bd.fit(model, guide, (x, y), epochs=1, kl_warmup=bad, progress=False)
+
+
+def test_training_defaults_are_validated():
+    with pytest.raises(ValueError, match="kl_warmup"):
+        TrainingDefaults(kl_warmup=1.5)
+    with pytest.raises(ValueError, match="lr_scale"):
+        TrainingDefaults(lr_scale={"k": 0.0})
+    d = TrainingDefaults(lr_scale={"k": 3.0})
+    with pytest.raises(TypeError):
+        d.lr_scale["k"] = 1.0  # read-only
+
+
+class _FastGates(type(bd.methods.get("sal"))):
+    fit_defaults = TrainingDefaults(lr_scale={"k": 30.0})
+
+
+def test_lr_scale_gives_the_named_parameters_their_own_group_and_rate():
+    method = _FastGates(a=0.5, b=0.5, init=0.5)
+    model = bd.Classifier(bd.models.mlp(6, [8], 3, method), num_data=40)
+    guide = bd.DropoutGuide(model)
+    groups = param_groups(model, guide, 1e-2)
+    assert [g["lr"] for g in groups] == pytest.approx([1e-2, 0.3])
+    gates = {id(p) for _, _, lg in guide.pairs() for n, p in lg.named_parameters() if n == "k"}
+    assert {id(p) for p in groups[1]["params"]} == gates
+    every = [p for g in groups for p in g["params"]]
+    assert len(every) == len({id(p) for p in every}) == len({id(p) for p in [*model.parameters(), *guide.parameters()]})
+    # Under fit, a gate moves 30x further per Adam step than at lr (Adam's first step is lr * sign(grad)).
+    x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
+    before = guide.layers["net__0"].k.detach().clone()
+    bd.fit(model, guide, (x, y), epochs=1, batch_size=40, lr=1e-3, lr_decay=None, progress=False, validate=False)
+    step = (guide.layers["net__0"].k.detach() - before).abs()
+    assert step.max().item() == pytest.approx(3e-2, rel=1e-3) and (step <= 3e-2 * (1 + 1e-6)).all()
+
+
+def test_forced_collapse_warns_with_the_remedy():
+    """vbd without warm-up at lr 1e-2 on digits: the KL prunes every weight (Liu et al. 2019 train with warm-up)."""
+    data = bd.data.load("digits")
+    net = bd.models.mlp(64, [300, 100], 10, method="vbd")
+    model = bd.Classifier(net, num_data=len(data.train))
+    guide = bd.DropoutGuide(model)
+    with pytest.warns(bd.CollapseWarning) as record:
+        res = bd.fit(model, guide, data.train, epochs=CHANCE_EPOCHS + 3, kl_warmup=0, lr=1e-2, progress=False)
+    messages = [str(w.message) for w in record]
+    assert res.warnings == messages
+    assert any("stayed at chance" in m for m in messages)
+    pruned = [m for m in messages if "are pruned (log alpha >= 3)" in m]
+    assert pruned and all(
+        "lengthen `kl_warmup` (now 0 of 8 epochs" in m and "lower `lr` (now 0.01)" in m for m in pruned
+    )
+    assert any("layer 'net.0'" in m for m in pruned)
+
+
+def test_healthy_run_has_no_collapse_warning():
+    model, guide, x, y = tiny_classifier("vbd", n=200, hidden=(32,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", bd.CollapseWarning)
+        res = bd.fit(model, guide, (x, y), epochs=10, batch_size=50, progress=False)
+    assert res.warnings == [] and res.history["train_acc"][-1] > 0.8
+
+
+def test_collapse_warning_can_be_made_an_error():
+    data = bd.data.load("digits")
+    model = bd.Classifier(bd.models.mlp(64, [300, 100], 10, method="sparse-vd"), num_data=len(data.train))
+    guide = bd.DropoutGuide(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", bd.CollapseWarning)
+        with pytest.raises(bd.CollapseWarning, match="chance|pruned"):
+            bd.fit(model, guide, data.train, epochs=CHANCE_EPOCHS + 3, kl_warmup=0, lr=1e-2, progress=False)
+
+
+class _Poison(torch.nn.Module):
+    """Identity until armed, then NaN: a divergence at a known step."""
+
+    armed = False
+
+    def forward(self, x):
+        return x * float("nan") if self.armed else x
+
+
+def test_nan_stops_training_naming_the_step():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(120, 6, generator=g), torch.randint(0, 3, (120,), generator=g)
+    poison = _Poison()
+    net = PyroModule[torch.nn.Sequential](bd.nn.Linear(6, 8, "bernoulli"), poison, bd.nn.Linear(8, 3, "bernoulli"))
+    model = bd.Classifier(net, num_data=120)
+    guide = bd.DropoutGuide(model)
+
+    def arm(epoch, history):
+        poison.armed = True
+
+    with pytest.raises(FloatingPointError, match=r"at step 0 of epoch 1 \(step 3 of the run\).*Lower `lr`"):
+        bd.fit(model, guide, (x, y), epochs=3, batch_size=40, progress=False, callback=arm)
+
+
+def test_fit_result_json_has_the_warnings():
+    import json
+
+    res = bd.FitResult(history={"elbo": [1.0]}, warnings=["all 3 weights of layer 'net.0' (vbd) are pruned"])
+    assert json.loads(res.to_json())["warnings"] == res.warnings
+
+
+def test_cli_and_compare_take_fits_defaults(tmp_path):
+    """One place for the defaults: ``bayesdrop train`` / ``compare`` and ``bd.compare`` use ``bd.fit``'s."""
+    import inspect
+    import json
+
+    from bayesdrop import cli, compare
+
+    fit_defaults = inspect.signature(bd.fit).parameters
+    for command in ("train", "compare"):
+        args = cli.make_parser().parse_args([command] + (["--out", "x"] if command == "train" else []))
+        assert args.lr == fit_defaults["lr"].default and args.kl_warmup == fit_defaults["kl_warmup"].default
+        assert cli._decay(args) == fit_defaults["lr_decay"].default
+    compare_defaults = inspect.signature(compare.compare).parameters
+    for name in ("lr", "kl_warmup", "lr_decay", "batch_size"):
+        assert compare_defaults[name].default == fit_defaults[name].default, name
+    out = tmp_path / "run"
+    assert cli.main(["train", "--method", "vbd", "--epochs", "2", "--arch", "mlp:8", "--out", str(out), "--quiet"]) == 0
+    config, history = (json.loads((out / f).read_text()) for f in ("config.json", "history.json"))
+    assert (config["lr"], config["lr_decay"], config["kl_warmup"]) == (1e-2, "linear", 2)  # vbd: all the epochs
+    assert history["beta"] == [0.5, 1.0] and history["lr"] == pytest.approx([1e-2, 5e-3])
