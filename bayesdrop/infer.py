@@ -413,8 +413,9 @@ def fit(
     kl_warmup
         Epochs over which the KL weight grows linearly from 0 to 1 (0: none).  ``"auto"`` (default): the
         fraction of ``epochs`` that the model's methods declare as their training default
-        (:class:`~bayesdrop.methods.TrainingDefaults`; :func:`resolve_kl_warmup`), e.g. half the epochs for
-        methods that learn their dropout rates, none for fixed-rate dropout.
+        (:class:`~bayesdrop.methods.TrainingDefaults`; :func:`resolve_kl_warmup`): all of them for the Gaussian
+        family (``vd``, ``sparse-vd``, ``vbd``; the weight reaches 1 in the last epoch), none for fixed-rate and
+        Generalized Dropout.
     lr_decay
         ``"linear"`` (default) decays the learning rate linearly over the epochs, ``lr * (1 - e / epochs)`` in
         epoch ``e = 0, 1, ...``, as Molchanov et al. (2017) trained sparse VD; ``None`` keeps ``lr``.  With a
