@@ -55,6 +55,7 @@ def input_gate_map(
     )
     model = bd.Classifier(net, num_data=len(ds.train))
     guide = bd.DropoutGuide(model)
+    # The protocol recorded in results/input_gates.png: a constant lr (fit's default now decays it).
     bd.fit(model, guide, ds.train, epochs=epochs, lr=lr, lr_decay=None, seed=seed, progress=False)
     k = bd.dropout_rates(model, guide)["net.0"].reshape(ds.image_shape[-2:])
     acc = bd.evaluate(model, guide, ds.test, rule="weight-scaling")["acc"]

@@ -111,6 +111,7 @@ def train_one(
     guide = bd.DropoutGuide(model)
     t0 = time.perf_counter()
     warm = epochs // 3 if kl_warmup is None else kl_warmup
+    # The protocol recorded in results/sal_width.md (constant lr, warm-up over a third), not the library defaults.
     bd.fit(model, guide, train, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, kl_warmup=warm, lr_decay=None,
            progress=False)  # fmt: skip
     seconds = time.perf_counter() - t0

@@ -49,10 +49,8 @@ def run(method: str) -> dict:
     namespace["acc"] = correct.double().mean().item()
     namespace["ratio"] = namespace["report"].ratio
     namespace["collapse"] = [str(w.message) for w in caught if issubclass(w.category, bd.CollapseWarning)]
-    with torch.no_grad():
-        kept = min(int(layer.method.point_weights(layer, params)[1].sum()) for _, layer, params in guide.pairs())
     namespace["case"] = D.Case(
-        method, "digits", snippet_epochs(), 0, error=100 * (1 - namespace["acc"]), kept=kept,
+        method, "digits", snippet_epochs(), 0, error=100 * (1 - namespace["acc"]), kept=D.fewest_kept(guide),
         warnings=list(namespace["result"].warnings), model=model, guide=guide,
     )  # fmt: skip
     return namespace

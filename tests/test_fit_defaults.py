@@ -45,6 +45,7 @@ def test_default_learning_rate_decays_linearly():
     model, guide, x, y = tiny_classifier("bernoulli")
     res = bd.fit(model, guide, (x, y), epochs=4, batch_size=20, progress=False)
     assert res.history["lr"] == pytest.approx([1e-2, 7.5e-3, 5e-3, 2.5e-3])
+    # What the test is about: the non-default settings are recorded as given.
     res = bd.fit(model, guide, (x, y), epochs=2, batch_size=20, lr_decay=None, lr=3e-3, progress=False)
     assert res.history["lr"] == [3e-3, 3e-3]
 
@@ -83,6 +84,7 @@ def test_lr_scale_gives_the_named_parameters_their_own_group_and_rate():
     # Under fit, a gate moves 30x further per Adam step than at lr (Adam's first step is lr * sign(grad)).
     x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
     before = guide.layers["net__0"].k.detach().clone()
+    # One full-batch step at a known constant rate, so that the step of a gate is exactly lr * scale.
     bd.fit(model, guide, (x, y), epochs=1, batch_size=40, lr=1e-3, lr_decay=None, progress=False, validate=False)
     step = (guide.layers["net__0"].k.detach() - before).abs()
     assert step.max().item() == pytest.approx(3e-2, rel=1e-3) and (step <= 3e-2 * (1 + 1e-6)).all()
@@ -94,7 +96,7 @@ def test_forced_collapse_warns_with_the_remedy():
     net = bd.models.mlp(64, [300, 100], 10, method="vbd")
     model = bd.Classifier(net, num_data=len(data.train))
     guide = bd.DropoutGuide(model)
-    with pytest.warns(bd.CollapseWarning) as record:
+    with pytest.warns(bd.CollapseWarning) as record:  # the forced collapse: no warm-up, lr 1e-2
         res = bd.fit(model, guide, data.train, epochs=CHANCE_EPOCHS + 3, kl_warmup=0, lr=1e-2, progress=False)
     messages = [str(w.message) for w in record]
     assert res.warnings == messages
@@ -120,7 +122,7 @@ def test_collapse_warning_can_be_made_an_error():
     guide = bd.DropoutGuide(model)
     with warnings.catch_warnings():
         warnings.simplefilter("error", bd.CollapseWarning)
-        with pytest.raises(bd.CollapseWarning, match="chance|pruned"):
+        with pytest.raises(bd.CollapseWarning, match="chance|pruned"):  # forced collapse, as above
             bd.fit(model, guide, data.train, epochs=CHANCE_EPOCHS + 3, kl_warmup=0, lr=1e-2, progress=False)
 
 

@@ -32,7 +32,7 @@ from ..guides import DropoutGuide
 from ..infer import CollapseWarning, fit, predict
 from ..models import Classifier, Likelihood, Regressor, mlp
 
-__all__ = ["Setting", "SETTINGS", "Case", "run_method", "run_floor", "ERROR_TOLERANCE", "RMSE_TOLERANCE"]
+__all__ = ["Setting", "SETTINGS", "Case", "run_method", "run_floor", "fewest_kept", "ERROR_TOLERANCE", "RMSE_TOLERANCE"]
 
 ERROR_TOLERANCE = 1.5  # classification: test error at most this many points above the floor
 RMSE_TOLERANCE = 1.10  # regression: test RMSE at most this factor of the floor's
@@ -120,9 +120,14 @@ def run_method(method: str, dataset: str, *, epochs: int, seed: int = 0) -> Case
         mean, _ = predict(model, guide, x)
         keep = _in_range(ds).to(result.device)
         case.rmse = (mean - y)[keep].pow(2).mean().sqrt().item()
-    with torch.no_grad():
-        case.kept = min(int(layer.method.point_weights(layer, params)[1].sum()) for _, layer, params in guide.pairs())
+    case.kept = fewest_kept(guide)
     return case
+
+
+def fewest_kept(guide: DropoutGuide) -> int:
+    """The number of weights that the method's pruning rule keeps in the guide's sparsest layer."""
+    with torch.no_grad():
+        return min(int(layer.method.point_weights(layer, params)[1].sum()) for _, layer, params in guide.pairs())
 
 
 def run_floor(dataset: str, *, epochs: int, seed: int = 0) -> Case:
