@@ -9,7 +9,7 @@
 >>> probs = bd.predict(model, guide, data.test.x, num_samples=100)  # doctest: +SKIP
 """
 
-from . import compress, data, diagnostics, distributions, experiments, methods, models, nn
+from . import compress, data, diagnostics, distributions, experiments, handlers, methods, models, nn, posterior
 from .diagnostics import to_inference_data
 from .guides import DropoutGuide, dropout_rates
 from .infer import CollapseWarning, FitResult, evaluate, fit, load_checkpoint, predict, save_checkpoint
@@ -25,6 +25,8 @@ __all__ = [
     "methods",
     "models",
     "nn",
+    "handlers",
+    "posterior",
     "diagnostics",
     "to_inference_data",
     "bayesianize",

@@ -27,8 +27,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from pyro.nn import PyroModule
+
 from .guides import DropoutGuide
-from .nn import BayesianLayer, Conv2d, Linear
+from .nn import BayesianLayer, Linear
 
 __all__ = [
     "LayerReport",
@@ -43,7 +45,7 @@ __all__ = [
 ]
 
 # Modules applied element by element, and those that act channel by channel:
-# pruning passes through both; constants fold through the first.
+# pruning passes through both; constants fold through the first (their Pyro versions too).
 _ELEMENTWISE = (
     torch.nn.ReLU,
     torch.nn.Tanh,
@@ -54,7 +56,7 @@ _ELEMENTWISE = (
     torch.nn.Identity,
     torch.nn.Dropout,
 )
-_UNITWISE = (*_ELEMENTWISE, torch.nn.MaxPool2d, torch.nn.AvgPool2d)
+_UNITWISE = (*_ELEMENTWISE, torch.nn.MaxPool1d, torch.nn.MaxPool2d, torch.nn.AvgPool1d, torch.nn.AvgPool2d)
 
 
 @dataclass
@@ -137,13 +139,29 @@ def _unit_axis_keep(keep: torch.Tensor) -> torch.Tensor:
 def _layers(model: torch.nn.Module, guide: DropoutGuide):
     if not isinstance(guide, DropoutGuide) or guide.model is not model:
         raise ValueError("`guide` must be the DropoutGuide built for `model`")
+    if guide._order is None:
+        raise RuntimeError("call the guide once (e.g. guide(x)) before compressing")
     return guide.pairs()
 
 
+@dataclass
+class _Point:
+    """A Bayesian layer's test-time weights: effective (noise means folded in, pruned entries zeroed), which of
+    them the method keeps, and the site values they come from."""
+
+    weights: dict[str, torch.Tensor]
+    kept: dict[str, torch.Tensor]
+    values: dict[str, torch.Tensor]
+
+
 @torch.no_grad()
-def _point(layer: BayesianLayer, params, threshold: float | None) -> tuple[torch.Tensor, torch.Tensor]:
-    w, keep = layer.method.point_weights(layer, params, threshold)
-    return w.detach(), keep.detach().bool()
+def _points(guide: DropoutGuide, threshold: float | str | None) -> dict[str, _Point]:
+    values = guide.point_values(pruned=True, threshold=threshold)
+    out = {}
+    for name, layer, params in guide.pairs():
+        masks = layer.method.keep_masks(layer, params, threshold)
+        out[name] = _Point(layer.fold(values[name]), layer.kept_weights(masks), values[name])
+    return out
 
 
 @torch.no_grad()
@@ -164,29 +182,35 @@ def report(model: torch.nn.Module, guide: DropoutGuide, threshold: float | None 
     weights that the method prunes, and all weights of units that no later
     layer reads (e.g. the outgoing units of a layer whose gates in the next
     layer are closed), count as zero.  So ``ratio`` is the compression of the
-    pruned network for per-weight and structured methods alike.
+    pruned network for per-weight and structured methods alike.  Plain layers
+    of the network are not rows of the report; their parameters count in both
+    totals.
     """
     pairs = _layers(model, guide)
-    pruned = prune(model, guide, threshold)
-    plain = [m for m in pruned.modules() if isinstance(m, (torch.nn.Linear, SparseLinear, torch.nn.Conv2d))]
-    structural = isinstance(getattr(model, "net", model), torch.nn.Sequential)
+    points = _points(guide, threshold)
+    pruned, plain = _prune(model, guide, points, sparse=False)
+    structural = isinstance(_net(model), torch.nn.Sequential)
     rows = []
-    for (name, layer, params), out in zip(pairs, plain):
-        w, keep = _point(layer, params, threshold)
+    for name, layer, _ in pairs:
+        if "weight" not in layer.weight_sites:
+            continue
+        out = plain[name]
+        w, keep = points[name].weights["weight"], points[name].kept["weight"]
         units = _unit_axis_keep(keep & (w != 0))
-        kept = (
-            (out.in_channels if isinstance(out, torch.nn.Conv2d) else out.in_features)
-            if structural
-            else int(units.sum())
-        )
+        kept = (out.in_channels if hasattr(out, "in_channels") else out.in_features) if structural else int(units.sum())
         nonzero = int((out.weight != 0).sum())  # what the pruned network stores: removed units' weights count as 0
         rows.append(LayerReport(name, type(layer).__name__, keep.numel(), nonzero, units.numel(), kept))
+    if not rows:
+        raise ValueError("`model` has no Bayesian layer with weights to report on")
     if structural and isinstance(pruned[0], InputSelect):
         rows[0].units_in_kept = int(pruned[0].index.numel())
-    outs = [m.out_channels if isinstance(m, torch.nn.Conv2d) else m.out_features for m in plain]
+    layers = [plain[r.name] for r in rows]
+    outs = [m.out_channels if hasattr(m, "out_channels") else m.out_features for m in layers]
     # Structural: inputs kept, then each layer's output units (channels for conv layers).
     widths = [rows[0].units_in_kept, *outs] if structural else [r.units_in_kept for r in rows] + outs[-1:]
-    dense = sum(p.numel() for _, layer, _ in pairs for p in (layer.weight_init, layer.bias) if p is not None)
+    net = _net(model)
+    dense = sum(p.numel() for p in net.parameters())  # plain layers and the Bayesian layers' biases
+    dense += sum(s.shape.numel() for _, layer, _ in pairs for s in layer.weight_sites.values())
     return CompressionReport(
         rows,
         "-".join(map(str, widths)),
@@ -215,7 +239,8 @@ def log_alpha(model: torch.nn.Module, guide: DropoutGuide) -> torch.Tensor:
             raise TypeError(
                 f"layer {name!r} uses {layer.method.name!r}, which has no log alpha (vd, sparse-vd and vbd do)"
             )
-        flat.append(layer.method.log_alpha(layer, params).expand(layer.weight_shape).reshape(-1))
+        for site in layer.weight_sites.values():
+            flat.append(layer.method.log_alpha(layer, params, site.name).expand(site.shape).reshape(-1))
     return torch.cat(flat)
 
 
@@ -249,22 +274,28 @@ class SparseLinear(torch.nn.Module):
 
 
 def _plain(layer: BayesianLayer, w: torch.Tensor, b: torch.Tensor | None, sparse: bool) -> torch.nn.Module:
-    if isinstance(layer, Linear):
-        if sparse:
-            return SparseLinear(w, b)
-        with warnings.catch_warnings():  # a layer that lost every unit: torch warns that its init is a no-op
-            warnings.filterwarnings("ignore", "Initializing zero-element tensors", UserWarning)
-            m = torch.nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
-    elif isinstance(layer, Conv2d):
-        m = torch.nn.Conv2d(
-            w.shape[1], w.shape[0], layer.kernel_size, layer.stride, layer.padding, layer.dilation, bias=b is not None
-        )
-    else:  # pragma: no cover
-        raise TypeError(f"cannot export {type(layer).__name__}")
-    m.weight.data.copy_(w)
-    if b is not None:
-        m.bias.data.copy_(b)
-    return m
+    """The plain module of a weight layer with weights ``w`` (possibly with fewer units) and bias ``b``."""
+    if sparse and isinstance(layer, Linear):
+        return SparseLinear(w, b)
+    with warnings.catch_warnings():  # a layer that lost every unit: torch warns that its init is a no-op
+        warnings.filterwarnings("ignore", "Initializing zero-element tensors", UserWarning)
+        return layer.to_plain({"weight": w}, bias=b)
+
+
+def _net(model: torch.nn.Module) -> torch.nn.Module:
+    return getattr(model, "net", model)
+
+
+def _plainified(module: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy of ``module`` in which every :class:`~pyro.nn.PyroModule` is its plain ``torch.nn`` class again
+    (``bd.bayesianize`` and ``PyroModule[...]`` made them Pyro modules)."""
+    out = copy.deepcopy(module)
+    for m in out.modules():
+        if isinstance(m, PyroModule) and not isinstance(m, BayesianLayer):
+            m.__class__ = next(c for c in type(m).__mro__ if not issubclass(c, PyroModule))
+            for attr in ("_pyro_name", "_pyro_context", "_pyro_params", "_pyro_samples"):
+                m.__dict__.pop(attr, None)
+    return out
 
 
 @torch.no_grad()
@@ -285,20 +316,34 @@ def prune(
     Returns
     -------
     torch.nn.Module
-        The network in eval mode, on the CPU.  Its outputs equal those of
-        ``guide.mean_network(pruned=True, threshold=threshold)``.
+        The network in eval mode, on the CPU, made of plain ``torch.nn`` modules only.  Its outputs equal those
+        of ``guide.mean_network(pruned=True, threshold=threshold)``.
     """
-    pairs = _layers(model, guide)
-    points = {id(layer): (*_point(layer, params, threshold), layer) for _, layer, params in pairs}
-    net = getattr(model, "net", model)
-    if not isinstance(net, torch.nn.Sequential):
-        out = copy.deepcopy(net)
-        for name, layer, _ in pairs:
-            w, keep, _ = points[id(layer)]
-            b = None if layer.bias is None else layer.bias.detach()
-            _set_submodule(out, name.removeprefix("net."), _plain(layer, w * keep, b, sparse))
-        return _finish(out)
-    return _finish(_prune_sequential(list(net), points, sparse))
+    _layers(model, guide)
+    return _prune(model, guide, _points(guide, threshold), sparse)[0]
+
+
+def _prune(
+    model: torch.nn.Module, guide: DropoutGuide, points: dict[str, _Point], sparse: bool
+) -> tuple[torch.nn.Module, dict[str, torch.nn.Module]]:
+    """The pruned plain network and, per Bayesian layer name (as in ``guide.pairs()``), its plain module."""
+    net = _net(model)
+    prefix = "net." if net is not model else ""
+    if isinstance(net, torch.nn.Sequential):
+        names = {id(layer): name for name, layer, _ in guide.pairs()}
+        seq, plain = _prune_sequential(list(net), {id(layer): points[names[id(layer)]] for _, layer, _ in guide.pairs()}, sparse)
+        return _finish(seq), {names[id(net[j])]: seq_module for j, seq_module in plain.items()}
+    out = _plainified(net)
+    plain = {}
+    for name, layer, _ in guide.pairs():
+        pt = points[name]
+        if "weight" in layer.weight_sites and len(layer.weight_sites) == 1:
+            new = _plain(layer, pt.weights["weight"] * pt.kept["weight"], layer.bias, sparse)
+        else:
+            new = layer.to_plain(pt.values)
+        _set_submodule(out, name.removeprefix(prefix), new)
+        plain[name] = new
+    return _finish(out), plain
 
 
 def _finish(m: torch.nn.Module) -> torch.nn.Module:
@@ -314,10 +359,13 @@ def _set_submodule(root: torch.nn.Module, path: str, new: torch.nn.Module) -> No
     setattr(parent, leaf, new)
 
 
-def _prune_sequential(mods: list[torch.nn.Module], points: dict, sparse: bool) -> torch.nn.Sequential:
-    # Effective dense weights, biases and the input units each Bayesian layer keeps.
-    idx = [i for i, m in enumerate(mods) if isinstance(m, BayesianLayer)]
-    W = {i: (points[id(mods[i])][0] * points[id(mods[i])][1]).clone() for i in idx}
+def _prune_sequential(
+    mods: list[torch.nn.Module], points: dict[int, _Point], sparse: bool
+) -> tuple[torch.nn.Sequential, dict[int, torch.nn.Module]]:
+    # Effective dense weights, biases and the input units each Bayesian weight layer keeps; weightless Bayesian
+    # layers become their plain module and stop unit removal across them.
+    idx = [i for i, m in enumerate(mods) if isinstance(m, BayesianLayer) and list(m.weight_sites) == ["weight"]]
+    W = {i: (points[id(mods[i])].weights["weight"] * points[id(mods[i])].kept["weight"]).clone() for i in idx}
     B = {i: (mods[i].bias.detach().clone() if mods[i].bias is not None else None) for i in idx}
     between_ok = {
         i: all(isinstance(m, _UNITWISE + (torch.nn.Flatten,)) for m in mods[p + 1 : i])
@@ -351,27 +399,33 @@ def _prune_sequential(mods: list[torch.nn.Module], points: dict, sparse: bool) -
             keep_in[i] = torch.ones_like(keep_in[i])
             continue
         k = keep_in[i]
-        flat = any(isinstance(m, torch.nn.Flatten) for m in mods[p + 1 : i]) and isinstance(mods[p], Conv2d)
+        flat = any(isinstance(m, torch.nn.Flatten) for m in mods[p + 1 : i]) and not isinstance(mods[p], Linear)
         if flat:
             k = k.reshape(W[p].shape[0], -1).any(dim=1)  # a channel survives if any of its positions is read
-        if isinstance(mods[p], Conv2d) and not k.any():
+        if not isinstance(mods[p], Linear) and not k.any():
             # torch has no Conv2d without output channels: keep one, which the next layer reads with zero weights.
             k = torch.zeros_like(k)
             k[0] = True
         keep_in[i] = k.repeat_interleave(keep_in[i].numel() // k.numel()) if flat else k
         keep_out[p] = k
     out: list[torch.nn.Module] = []
-    first = idx[0]
-    if not keep_in[first].all():
-        out.append(InputSelect(keep_in[first].nonzero().squeeze(1), dim=-1 if isinstance(mods[first], Linear) else -3))
+    plain: dict[int, torch.nn.Module] = {}
+    first = idx[0] if idx else None
+    if first is not None and not keep_in[first].all():
+        dim = 1 - len(mods[first].weight_sites["weight"].shape)  # the input units: -1 (Linear), -3 (Conv2d), ...
+        out.append(InputSelect(keep_in[first].nonzero().squeeze(1), dim=dim))
     for j, m in enumerate(mods):
-        if j not in W:
-            out.append(copy.deepcopy(m))
-            continue
-        w = W[j][keep_out[j]][:, keep_in[j]]
-        b = None if B[j] is None else B[j][keep_out[j]]
-        out.append(_plain(m, w, b, sparse))
-    return torch.nn.Sequential(*out)
+        if isinstance(m, BayesianLayer) and j not in W:
+            plain[j] = m.to_plain(points[id(m)].values)
+            out.append(plain[j])
+        elif j not in W:
+            out.append(_plainified(m))
+        else:
+            w = W[j][keep_out[j]][:, keep_in[j]]
+            b = None if B[j] is None else B[j][keep_out[j]]
+            plain[j] = _plain(m, w, b, sparse)
+            out.append(plain[j])
+    return torch.nn.Sequential(*out), plain
 
 
 def save(module: torch.nn.Module, path: str | os.PathLike, example: torch.Tensor) -> None:

@@ -1,9 +1,8 @@
 r"""Posterior predictive analysis with ArviZ: InferenceData, calibration, uncertainty, LOO, plots.
 
 :func:`to_inference_data` draws ``num_samples`` networks
-:math:`\theta_s \sim q(\theta)` from the guide in vectorised passes (one
-``pyro.plate`` of draws around guide and model, as ``pyro.infer.Predictive``
-does with ``parallel=True``) and returns an ``arviz.InferenceData``.  The other
+:math:`\theta_s \sim q(\theta)` from the guide (:class:`~bayesdrop.posterior.PosteriorSampler`: one
+ordinary forward pass per draw, so any module works in the network) and returns an ``arviz.InferenceData``.  The other
 functions read that object only, so they work for every registered method and
 for InferenceData built elsewhere with the same variables.
 
@@ -103,11 +102,10 @@ import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
-from pyro.poutine.util import site_is_subsample
-
 from . import _arviz
 from .data import as_tensors, check_labels
 from .guides import DropoutGuide, dropout_rates
+from .posterior import PosteriorSampler, device_of
 
 __all__ = [
     "to_inference_data",
@@ -128,7 +126,6 @@ __all__ = [
     "write_report",
 ]
 
-_DRAWS = "_bayesdrop_draws"
 _GROUPS = ("posterior_predictive", "predictions")
 
 
@@ -150,12 +147,6 @@ def _data(data: Any, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     return as_tensors(data, name=name)
 
 
-def _device(model: torch.nn.Module, guide: torch.nn.Module) -> torch.device:
-    for p in (*guide.parameters(), *model.parameters(), *guide.buffers(), *model.buffers()):
-        return p.device
-    return torch.device("cpu")
-
-
 @contextlib.contextmanager
 def _rng_restored(device: torch.device) -> Iterator[None]:
     """Run the block on a fork of torch's generators: the caller's random state is left as it was."""
@@ -170,82 +161,15 @@ def _unwrap(fn: Any) -> Any:
     return fn
 
 
-class _Draws:
-    """Vectorised draws of the guide, with the global sites shared by every batch of inputs.
-
-    The first batch draws the guide under a ``pyro.plate`` of S draws; its
-    global sites (those outside the model's data plate) are kept and replayed
-    into the guide for later batches, so all inputs (and the ``predictions``
-    inputs) see the same S networks while local sites (masks) are fresh per
-    example.  The model is replayed on each guide trace, as ``Predictive`` does.
-    """
-
-    def __init__(self, model: Any, guide: DropoutGuide, num_samples: int, batch_size: int, x0: torch.Tensor):
-        self.model, self.guide, self.S, self.batch_size = model, guide, num_samples, batch_size
-        with poutine.block():
-            trace = poutine.trace(model).get_trace(x0)
-        nesting = max(
-            [-f.dim for site in trace.nodes.values() for f in site.get("cond_indep_stack", ()) if f.dim is not None],
-            default=0,
-        )
-        self.dim = -(max(nesting, 1) + 1)
-        self.data_plate = model.data_plate(x0).name
-        self.globals: poutine.Trace | None = None
-        self.obs_site: str | None = None
-
-    def _find_obs(self, model_trace: poutine.Trace, guide_trace: poutine.Trace) -> str:
-        names = [
-            n
-            for n, s in model_trace.nodes.items()
-            if s["type"] == "sample" and not site_is_subsample(s) and n not in guide_trace.nodes
-        ]
-        if len(names) == 1:
-            return names[0]
-        if "obs" in names:
-            return "obs"
-        raise ValueError(f"`model`: cannot tell its observation site among the sample sites {names}")
-
-    def run(self, x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Network outputs ``(S, N, ...)`` and replicated observations ``(S, N)`` for inputs ``x``."""
-        outs, obs = [], []
-        for i in range(0, len(x), self.batch_size):
-            xb = x[i : i + self.batch_size].to(device)
-            with pyro.plate(_DRAWS, self.S, dim=self.dim):
-                guide = self.guide if self.globals is None else poutine.replay(self.guide, trace=self.globals)
-                guide_trace = poutine.trace(guide).get_trace(xb)
-                model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(xb)
-            if self.globals is None:
-                self.globals = guide_trace.copy()
-                for name, site in list(guide_trace.nodes.items()):
-                    if site["type"] != "sample" or site_is_subsample(site):
-                        self.globals.remove_node(name)
-                    elif any(f.name == self.data_plate for f in site["cond_indep_stack"]):  # local
-                        self.globals.remove_node(name)
-                self.obs_site = self._find_obs(model_trace, guide_trace)
-            out = model_trace.nodes["_RETURN"]["value"]
-            y = model_trace.nodes[self.obs_site]["value"]
-            outs.append(torch.broadcast_to(out, (self.S, *out.shape[-2:])))
-            obs.append(torch.broadcast_to(y, (self.S, len(xb))))
-        return torch.cat(outs, 1), torch.cat(obs, 1)
-
-
 def _np(t: torch.Tensor, dtype: Any = None) -> np.ndarray:
     a = t.detach().cpu().numpy()
     return a.astype(dtype) if dtype is not None else a
 
 
-def _draw_shape(value: torch.Tensor, event_shape: torch.Size, S: int) -> tuple[int, ...]:
-    """Per-draw shape of a global site drawn under the plate of draws (plate singletons dropped)."""
-    per = list(value.shape[1:]) if value.dim() and value.shape[0] == S else list(value.shape)
-    while len(per) > len(event_shape) and per[0] == 1:
-        per.pop(0)
-    return tuple(per)
-
-
 def _site_dims(var: str, layer_name: str, layer: Any, shape: Sequence[int]) -> list[str]:
     """Dimension names: a layer's weight axes, its input units, or ``{var}.dim_i``."""
-    w = tuple(layer.weight_shape)
-    if tuple(shape) == w:
+    w = tuple(layer.weight_sites["weight"].shape) if "weight" in layer.weight_sites else ()
+    if w and tuple(shape) == w:
         return [f"{layer_name}.{d}" for d in ("out", "in", "kh", "kw")[: len(w)]]
     dims = [f"{var}.dim_{i}" for i in range(len(shape))]
     if len(shape) and len(w) > 1 and shape[0] == w[1]:
@@ -268,7 +192,7 @@ def to_inference_data(
     r"""Posterior predictive of a trained model/guide pair as ``arviz.InferenceData``.
 
     Draws ``num_samples`` networks :math:`\theta_s \sim q` from the guide (in
-    vectorised passes of ``batch_size`` inputs; every input sees the same S
+    passes of ``batch_size`` inputs, :class:`~bayesdrop.posterior.PosteriorSampler`; every input sees the same S
     networks) and records the groups described in the module docstring:
     ``posterior``, ``posterior_predictive``, ``log_likelihood``,
     ``observed_data``, ``constant_data`` (regression), ``point_estimates``
@@ -295,7 +219,7 @@ def to_inference_data(
         Seed of the draws (torch's generators are restored afterwards); ``None``
         uses the current random state.
     batch_size : int
-        Inputs per vectorised pass (memory grows as ``num_samples * batch_size``).
+        Inputs per forward pass.
     weights : bool
         Also store weight sites: draws in ``posterior`` when random (vd,
         sparse-vd), values in ``point_estimates`` when Delta.
@@ -326,19 +250,17 @@ def to_inference_data(
     x_new = None if predictions is None else _data(predictions, "predictions")[0]
 
     S, N = num_samples, len(x)
-    dev = _device(model, guide)
+    dev = device_of(model, guide)
     was_training = model.training
     model.eval()
     try:
         with _rng_restored(dev) if seed is not None else contextlib.nullcontext():
             if guide._order is None:
                 guide(x[:2].to(dev))
-            draws = _Draws(model, guide, S, batch_size, x[:2].to(dev))
-            if seed is not None:
-                torch.manual_seed(seed)
-            out, y_rep = draws.run(x, dev)
+            draws = PosteriorSampler(model, guide, S, x[:2].to(dev))
+            out, y_rep = draws.run(x.to(dev), batch_size)
             ll = model.log_likelihood(out, y.to(dev))
-            new = draws.run(x_new, dev) if x_new is not None else None
+            new = draws.run(x_new.to(dev), batch_size) if x_new is not None else None
     finally:
         model.train(was_training)
 
@@ -364,19 +286,19 @@ def to_inference_data(
     # posterior: keep probabilities (constant where q has a point mass on them) and random global sites
     layers = {name: layer for name, layer, _ in guide.pairs()}
     by_prefix = {layer._pyro_name: name for name, layer in layers.items()}
-    weight_sites = {layer.site("weight") for layer in layers.values()}
+    weight_sites = {layer.site(w) for layer in layers.values() for w in layer.weight_sites}
     posterior: dict[str, np.ndarray] = {}
     point: dict[str, tuple[list[str], np.ndarray]] = {}
     for name, kp in dropout_rates(model, guide).items():
         var = f"{name}.keep_prob"
         posterior[var] = np.repeat(_np(kp, np.float64)[None, None], S, axis=1)
         dims[var] = _site_dims(var, name, layers[name], kp.shape)
-    for site_name, site in draws.globals.nodes.items():
+    for site_name, site in draws.networks[0].nodes.items():
         if site_name in weight_sites and not weights:
             continue
         layer_name = by_prefix.get(site_name.rsplit(".", 1)[0])
-        shape = _draw_shape(site["value"], site["fn"].event_shape, S)
-        value = site["value"].reshape(S, *shape)
+        value = torch.stack([network.nodes[site_name]["value"] for network in draws.networks])
+        shape = tuple(value.shape[1:])
         site_dims = (
             _site_dims(site_name, layer_name, layers[layer_name], shape)
             if layer_name is not None

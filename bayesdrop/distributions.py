@@ -30,7 +30,6 @@ Further families register here as they land.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -65,16 +64,6 @@ def _expand_to(t: torch.Tensor, *shapes: torch.Size) -> torch.Tensor:
     """``t`` expanded to the broadcast of ``shapes``."""
     shape = _broadcast_shape(*shapes)
     return t if t.shape == shape else t.expand(shape)
-
-
-def _constant(value: float, like: torch.Tensor) -> torch.Tensor:
-    """A 0-d tensor holding ``value`` with ``like``'s dtype and device, made once (never written to)."""
-    return _constant_cached(value, like.dtype, like.device)
-
-
-@functools.lru_cache(maxsize=256)
-def _constant_cached(value: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return torch.tensor(value, dtype=dtype, device=device)
 
 
 def _bernoulli_draw(probs: torch.Tensor) -> torch.Tensor:
@@ -170,62 +159,77 @@ def _kl_st_bernoulli(q: StraightThroughBernoulli, p: StraightThroughBernoulli) -
 
 
 class FixedNoise(TorchDistribution):
-    """Noise with a fixed law that the guide shares with the prior.
+    """Noise with a fixed law that the guide shares with the prior, optionally scaled.
 
-    Fixed-rate dropout masks and Gaussian noise are latent sites whose
-    variational distribution *is* the prior (Gal & Ghahramani 2016), so
-    KL(q || p) = 0.  Wrapping the law in ``FixedNoise(base, key)`` in model and
-    guide makes that KL exactly zero without computing it every step (it is
-    registered for pairs with equal ``key``; otherwise the base KL is used).
-    The noise needs no gradient, so ``has_rsample`` is true and ``rsample``
-    falls back to ``sample`` for bases without one (e.g. Bernoulli), which keeps
-    ``TraceMeanField_ELBO`` from scoring it with REINFORCE.
+    Fixed-rate dropout masks and Gaussian noise are latent sites whose variational distribution *is* the prior
+    (Gal & Ghahramani 2016), so KL(q || p) = 0.  Wrapping the law in ``FixedNoise(base, key)`` in model and guide
+    makes that KL exactly zero without computing it every step (it is registered for pairs with equal ``key``;
+    otherwise the base KL is used).  The noise needs no gradient, so ``has_rsample`` is true and ``rsample`` falls
+    back to ``sample`` for bases without one (e.g. Bernoulli), which keeps ``TraceMeanField_ELBO`` from scoring it
+    with REINFORCE.
 
     Parameters
     ----------
     base : torch.distributions.Distribution
         The noise law, e.g. ``Bernoulli(1 - p)`` or ``Normal(1, sqrt(alpha))``.
     key : hashable
-        Identifies the law, e.g. ``("bernoulli", 1 - p)``.
+        Identifies the law, e.g. ``("bernoulli", p)``.
+    scale : float
+        The value is ``scale`` times a draw of ``base``: ``1 / (1 - p)`` makes a Bernoulli mask the multiplier of
+        inverted dropout, of mean 1.
     """
 
     arg_constraints: dict = {}
     has_rsample = True
 
-    def __init__(self, base: torch.distributions.Distribution, key: object, validate_args: bool | None = None):
-        self.base, self.key = base, key
+    def __init__(
+        self,
+        base: torch.distributions.Distribution,
+        key: object,
+        scale: float = 1.0,
+        validate_args: bool | None = None,
+    ):
+        self.base, self.key, self.scale = base, key, float(scale)
         super().__init__(base.batch_shape, base.event_shape, validate_args=False)
 
     @property
     def support(self):  # type: ignore[override]
-        return self.base.support
+        return self.base.support if self.scale == 1.0 else constraints.real
 
     @property
     def mean(self) -> torch.Tensor:
-        return self.base.mean
+        return self.base.mean * self.scale
 
     @property
     def variance(self) -> torch.Tensor:
-        return self.base.variance
+        return self.base.variance * self.scale**2
 
     def expand(self, batch_shape, _instance=None):
-        return FixedNoise(self.base.expand(batch_shape), self.key)
+        return FixedNoise(self.base.expand(batch_shape), self.key, self.scale)
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         if isinstance(self.base, Bernoulli):
-            return _bernoulli_draw(self.base.probs.expand(self._extended_shape(sample_shape)))
-        return self.base.sample(sample_shape)
+            z = _bernoulli_draw(self.base.probs.expand(self._extended_shape(sample_shape)))
+        else:
+            z = self.base.sample(sample_shape)
+        return z if self.scale == 1.0 else z * self.scale
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
-        return self.base.rsample(sample_shape) if self.base.has_rsample else self.sample(sample_shape)
+        if not self.base.has_rsample:
+            return self.sample(sample_shape)
+        z = self.base.rsample(sample_shape)
+        return z if self.scale == 1.0 else z * self.scale
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self.scale != 1.0:  # the draw of the base law (for a Bernoulli exactly 0 or 1, whatever the rounding)
+            value = value.ne(0).to(value.dtype) if isinstance(self.base, Bernoulli) else value / self.scale
+            return self.base.log_prob(value) - (math.log(self.scale) if not isinstance(self.base, Bernoulli) else 0.0)
         return self.base.log_prob(value)
 
 
 @register_kl(FixedNoise, FixedNoise)
 def _kl_fixed_noise(q: FixedNoise, p: FixedNoise) -> torch.Tensor:
-    if q.key != p.key:
+    if q.key != p.key or q.scale != p.scale:
         return kl_divergence(q.base, p.base)
     return q.base.mean.new_zeros(()).expand(q.batch_shape)
 
@@ -476,7 +480,7 @@ class BoundedDelta(Delta):
     def __init__(self, v: torch.Tensor, low: float, high: float, event_dim: int = 0, validate_args=None):
         self.bounds = (float(low), float(high))
         # Delta's default log density is a fresh torch.full per construction; for a whole-tensor event it is 0-d
-        log_density = _constant(0.0, v) if event_dim == v.dim() else 0.0
+        log_density = v.new_zeros(()) if event_dim == v.dim() else 0.0
         super().__init__(v, log_density, event_dim=event_dim, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
@@ -492,7 +496,7 @@ class BoundedDelta(Delta):
 def _kl_bounded_delta(q: BoundedDelta, p, base, n: int) -> torch.Tensor:
     if isinstance(base, ScalarUniform) and base.bounds == q.bounds and q.event_shape == p.event_shape:
         low, high = q.bounds
-        kl = _constant(n * math.log(high - low), q.v)
+        kl = q.v.new_tensor(n * math.log(high - low))
         return _expand_to(kl, q.batch_shape, p.batch_shape)
     return -p.log_prob(q.v)
 

@@ -8,18 +8,18 @@ order in which layers are called and their per-example input shapes.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
+import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.nn import PyroModule
 
-from ._params import DirectParameters
+from .handlers import PosteriorMean, posterior_mean
 from .methods.base import LayerGuide
-from .nn import _MEAN, BayesianLayer, bayesian_layers
+from .nn import BayesianLayer, bayesian_layers
 
 __all__ = ["DropoutGuide", "dropout_rates"]
 
@@ -56,7 +56,7 @@ class _LazyPlate:
         return getattr(self.plate, name)
 
 
-class DropoutGuide(DirectParameters, PyroModule):
+class DropoutGuide(PyroModule):
     """Mean-field guide made of each layer's variational family.
 
     Parameters
@@ -122,21 +122,51 @@ class DropoutGuide(DirectParameters, PyroModule):
         make_plate = functools.partial(self.model.data_plate, *args, **kwargs)
         plate = make_plate() if self._local else _LazyPlate(make_plate)
         for layer, params in self._order:
-            layer.method.guide(layer, params, plate)
+            layer.guide(params, plate)
 
-    @contextlib.contextmanager
-    def mean_network(self, pruned: bool = False, threshold: float | None = None) -> Iterator[None]:
-        """Inside this context the model's layers run deterministically with the
-        test-time rule of their method (weight scaling / posterior means).
+    def keep_masks(self, threshold: float | str | None = None) -> dict[str, torch.Tensor]:
+        """What pruning keeps: Pyro site name to a boolean mask, from every layer's method at ``threshold`` (each
+        method's own when ``None``; see :meth:`~bayesdrop.methods.Method.keep_masks`)."""
+        masks = {}
+        for _, layer, params in self.pairs():
+            for site, mask in layer.method.keep_masks(layer, params, threshold).items():
+                masks[layer.site(site)] = mask
+        return masks
 
-        With ``pruned=True`` each layer uses ``method.point_weights`` masked at
-        ``threshold``: the network that :func:`bayesdrop.compress.prune` exports.
+    def mean_network(self, pruned: bool = False, threshold: float | str | None = None) -> Callable[..., Any]:
+        """The deterministic test-time network: the model as a function of its arguments, run at the mean of every
+        guide site (:func:`~bayesdrop.handlers.posterior_mean`): the weight-scaling rule of dropout, the
+        posterior-mean network of the Gaussian family.
+
+        With ``pruned=True`` the entries each method prunes at ``threshold`` (:meth:`keep_masks`) are zeroed: the
+        network that :func:`bayesdrop.compress.prune` exports.  Example: ``logits = guide.mean_network()(x)``.
         """
-        token = _MEAN.set((self, pruned, threshold))
-        try:
-            yield
-        finally:
-            _MEAN.reset(token)
+        return posterior_mean(self.model, self, self.keep_masks(threshold) if pruned else None)
+
+    @torch.no_grad()
+    def point_values(self, pruned: bool = False, threshold: float | str | None = None) -> dict[str, dict[str, Any]]:
+        """The posterior mean of every layer's sites, for one example: ``{layer name: {site: value}}``, local
+        (per-example) sites with a leading axis of size 1; pruned entries zeroed with ``pruned=True``.
+
+        ``layer.fold(values)`` turns them into the effective weights of the test-time network and
+        ``layer.to_plain(values)`` into a plain module (:mod:`bayesdrop.compress`).
+        """
+        if self._order is None:
+            raise RuntimeError("call the guide once (e.g. guide(x)) before reading its point values")
+        masks = self.keep_masks(threshold) if pruned else None
+        plate = pyro.plate("_point", 1, dim=-1)
+        with poutine.block(), poutine.trace() as tr, PosteriorMean(masks):
+            for layer, params in self._order:
+                layer.guide(params, plate)
+        out: dict[str, dict[str, Any]] = {}
+        for name, layer, _ in self.pairs():
+            prefix = layer.site("")
+            out[name] = {
+                site_name[len(prefix) :]: site["value"]
+                for site_name, site in tr.trace.nodes.items()
+                if site["type"] == "sample" and site_name.startswith(prefix) and "." not in site_name[len(prefix) :]
+            }
+        return out
 
 
 def dropout_rates(model: torch.nn.Module, guide: DropoutGuide) -> dict[str, torch.Tensor]:

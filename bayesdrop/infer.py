@@ -11,14 +11,10 @@ so Pyro's global parameter store is not involved), an optional linear warm-up
 of :math:`\beta` from 0 to 1, the local reparameterisation trick for methods
 that support it, and minibatches drawn on the training device.
 
-A training step is a few milliseconds on small networks, so :func:`fit` keeps
-Pyro's fixed cost per step low: Pyro's validation runs on the first step only,
-the modules read their parameters without ``pyro.param`` statements and are
-called without ``PyroModule``'s context
-(:func:`bayesdrop._params.direct_parameters`; the optimiser holds the
-parameters), the local reparameterisation handler wraps the guide alone, and
-:class:`MeanFieldELBO` builds no traces after the first step.  Model and guide
-are unchanged, so ``pyro.infer.SVI`` trains the same pair.
+Pyro validation follows Pyro's global setting (``pyro.enable_validation``, on by default) unless
+``fit(validate=...)`` overrides it; switching it off saves about a third of a step on small networks.
+:class:`MeanFieldELBO` evaluates each site's term only where the loss uses it.  Model and guide are unchanged, so
+``pyro.infer.SVI`` trains the same pair.
 """
 
 from __future__ import annotations
@@ -38,21 +34,18 @@ import pyro.poutine as poutine
 import torch
 from pyro.distributions import Independent
 from pyro.distributions.util import scale_and_mask
-from pyro.infer import Predictive, TraceMeanField_ELBO
-from pyro.infer.trace_mean_field_elbo import _check_mean_field_requirement
+from pyro.infer import TraceMeanField_ELBO
 from pyro.infer.util import is_validation_enabled, torch_item
-from pyro.poutine.messenger import Messenger
-from pyro.poutine.subsample_messenger import _Subsample
 from pyro.poutine.util import prune_subsample_sites
-from pyro.util import check_model_guide_match, check_site_shape
 from torch.distributions import kl_divergence
 from tqdm.auto import tqdm
 
-from ._params import direct_parameters
 from .data import as_tensors, check_labels
 from .guides import DropoutGuide
+from .handlers import KLScale, LocalReparameterization
 from .models import Likelihood
-from .nn import LocalReparameterization, _SampleMessenger, bayesian_layers
+from .nn import bayesian_layers
+from .posterior import PosteriorSampler, device_of
 
 __all__ = [
     "CollapseWarning",
@@ -84,22 +77,6 @@ class CollapseWarning(UserWarning):
     it.  Filter it with ``warnings.simplefilter("ignore", bd.CollapseWarning)``, or make it an error with
     ``warnings.simplefilter("error", bd.CollapseWarning)``.
     """
-
-
-class KLScale(Messenger):
-    """Scale every latent (non-observed) sample site by ``beta``.
-
-    Wrap model *and* guide: ``TraceMeanField_ELBO`` scales the analytic KL of a
-    site by the guide site's scale, Monte Carlo terms by both.
-    """
-
-    def __init__(self, beta: float):
-        super().__init__()
-        self.beta = beta
-
-    def _pyro_sample(self, msg: dict) -> None:
-        if not msg["is_observed"]:
-            msg["scale"] = msg["scale"] * self.beta
 
 
 def _scaled_sum(t: torch.Tensor, scale: Any, mask: Any) -> torch.Tensor:
@@ -164,80 +141,27 @@ class _Terms:
         return total(self.plus) - total(self.minus)
 
 
-class _RecordGuide(_SampleMessenger):
-    """The guide's sample sites by name (their messages; no trace, no parameter sites)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sites: dict[str, dict] = {}
-
-    def _pyro_post_sample(self, msg: dict) -> None:
-        if type(msg["fn"]) is not _Subsample:
-            self.sites[msg["name"]] = msg
-
-
-class _ReplayAndScore(_SampleMessenger):
-    """Replay the guide's values into the model (as ``poutine.replay``) and add up the ELBO site by site."""
-
-    def __init__(self, guide_sites: dict[str, dict]):
-        super().__init__()
-        self.guide_sites = guide_sites
-        self.seen: set[str] = set()
-        self.terms = _Terms()
-
-    def _pyro_sample(self, msg: dict) -> None:
-        guide_site = self.guide_sites.get(msg["name"])
-        if guide_site is not None and not msg["is_observed"]:
-            msg["value"], msg["infer"], msg["done"] = guide_site["value"], guide_site["infer"], True
-
-    def _pyro_post_sample(self, msg: dict) -> None:
-        name = msg["name"]
-        if type(msg["fn"]) is _Subsample:
-            return
-        if msg["is_observed"]:
-            self.terms.observed(msg)
-            return
-        if name not in self.guide_sites:
-            raise ValueError(f"model site {name!r} is latent but the guide has no site of that name")
-        self.seen.add(name)
-        self.terms.latent(name, msg, self.guide_sites[name])
-
-
 class MeanFieldELBO(TraceMeanField_ELBO):
     """``TraceMeanField_ELBO`` that evaluates log densities only where the loss uses them.
 
-    Pyro's ``TraceMeanField_ELBO`` computes ``log_prob`` of every site of both
-    traces, although a latent site with a registered KL only contributes
-    ``KL(q || p)``.  For dropout masks (one value per example and unit) and
-    weights that is about half of a training step on small networks.  This
-    subclass computes the same loss, site by site: the analytic KL where it is
-    registered, the Monte Carlo term ``log p - log q`` (densities computed on
-    demand) where it is not, and observed log-likelihoods.  It is the default
-    of :func:`fit`; its value equals ``TraceMeanField_ELBO``'s (tested).
+    Pyro's ``TraceMeanField_ELBO`` computes ``log_prob`` of every site of both traces, although a latent site with
+    a registered KL only contributes ``KL(q || p)``.  For dropout masks (one value per example and unit) and weights
+    that is about half of a training step on small networks.  This subclass computes the same loss, site by site:
+    the analytic KL where it is registered, the Monte Carlo term ``log p - log q`` (densities computed on demand)
+    where it is not, and observed log-likelihoods.  It is the default of :func:`fit`; its value equals
+    ``TraceMeanField_ELBO``'s (tested).
 
-    ``differentiable_loss`` with one particle and Pyro's validation off (every
-    step of :func:`fit` after the first) does not build traces: a messenger
-    records the guide's sample sites, and another replays them into the model
-    and adds up the same terms as the model runs.  That saves 0.2-0.5 ms a step,
-    which matters where a step is a few milliseconds.  The loss is the same
-    number as through the traces (tested); validation, several particles and
-    ``loss`` / ``loss_and_grads`` (``pyro.infer.SVI``) use the traces.
+    The traces are Pyro's: the guide traced, the model replayed on it.  With Pyro's validation on, they are built
+    by ``TraceMeanField_ELBO`` itself, so every check it makes (model and guide sites match, site shapes against
+    the plates, the mean-field requirement) runs.  It also works with ``pyro.infer.SVI`` (``loss_and_grads``).
     """
 
     def _get_trace(self, model, guide, args, kwargs):
+        if is_validation_enabled():
+            return super()._get_trace(model, guide, args, kwargs)
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-        if is_validation_enabled():
-            check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting)
-            for tr in (model_trace, guide_trace):
-                tr.compute_log_prob()
-                for site in tr.nodes.values():
-                    if site["type"] == "sample":
-                        check_site_shape(site, self.max_plate_nesting)
-            _check_mean_field_requirement(model_trace, guide_trace)
-        model_trace = prune_subsample_sites(model_trace)
-        guide_trace = prune_subsample_sites(guide_trace)
-        return model_trace, guide_trace
+        return prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace)
 
     def _differentiable_loss_particle(self, model_trace, guide_trace):
         terms = _Terms()
@@ -246,6 +170,8 @@ class MeanFieldELBO(TraceMeanField_ELBO):
                 continue
             if site["is_observed"]:
                 terms.observed(site)
+            elif name not in guide_trace.nodes:
+                raise ValueError(f"model site {name!r} is latent but the guide has no site of that name")
             else:
                 terms.latent(name, site, guide_trace.nodes[name])
         for name, guide_site in guide_trace.nodes.items():  # auxiliary guide sites: their entropy
@@ -253,20 +179,6 @@ class MeanFieldELBO(TraceMeanField_ELBO):
                 terms.auxiliary(name, guide_site)
         elbo = terms.elbo()
         return -torch_item(elbo), -elbo
-
-    def differentiable_loss(self, model, guide, *args, **kwargs):
-        if self.num_particles != 1 or self.vectorize_particles or is_validation_enabled():
-            return super().differentiable_loss(model, guide, *args, **kwargs)
-        with _RecordGuide() as record:
-            guide(*args, **kwargs)
-        with _ReplayAndScore(record.sites) as score:
-            model(*args, **kwargs)
-        for name, guide_site in record.sites.items():
-            if name not in score.seen:
-                score.terms.auxiliary(name, guide_site)
-        elbo = score.terms.elbo()
-        # No ``warn_if_nan`` here: it synchronises with the device every step; ``fit`` checks the loss per epoch.
-        return -elbo
 
 
 def _check_drawn(name: str, site: dict) -> None:
@@ -391,7 +303,7 @@ def fit(
     test_samples: int = 20,
     progress: bool = True,
     checkpoint: str | os.PathLike | None = None,
-    validate: bool = True,
+    validate: bool | None = None,
     callback: Callable[[int, dict[str, list[float]]], bool | None] | None = None,
 ) -> FitResult:
     """Train ``model`` and ``guide`` by minibatch SVI.
@@ -438,8 +350,9 @@ def fit(
     checkpoint
         Path; the final model, guide, optimiser and history are saved there.
     validate
-        Run Pyro's shape and support validation on the first step (later
-        steps skip it for speed).
+        Pyro's shape and support validation on every step: ``None`` (default) follows Pyro's global setting
+        (``pyro.enable_validation``, on unless switched off), ``True`` / ``False`` override it for this run.
+        Off, a step of a small network is about a third faster.
     callback
         ``callback(epoch, history)`` after each epoch (``epoch`` from 0,
         ``history`` as in :class:`FitResult`); returning ``True`` stops
@@ -460,6 +373,8 @@ def fit(
         raise ValueError(f"`lr_decay` must be None or 'linear', got {lr_decay!r}")
     if not isinstance(guide, DropoutGuide) or guide.model is not model:
         raise ValueError("`guide` must be the DropoutGuide built for `model`")
+    if validate is not None and not isinstance(validate, bool):
+        raise TypeError(f"`validate` must be None (Pyro's setting), True or False, got {validate!r}")
     if callback is not None and not callable(callback):
         raise TypeError(f"`callback` must be callable as callback(epoch, history), got {type(callback).__name__}")
     dev = resolve_device(device)
@@ -518,19 +433,17 @@ def fit(
         sizes: list[int] = []
         log_liks: list[torch.Tensor] = []
         corrects: list[torch.Tensor] = []
-        # Pyro validates by default; it costs ~30 % of a step, so only the first step of a fit is validated.
-        # Parameters are read without pyro.param statements: the optimiser holds them.
-        handlers: list[contextlib.AbstractContextManager] = [pyro.validation_enabled(False), direct_parameters()]
+        handlers: list[contextlib.AbstractContextManager] = []
+        if validate is not None:
+            handlers.append(pyro.validation_enabled(validate))
         if beta != 1.0:
             handlers.append(KLScale(beta))
         with contextlib.ExitStack() as stack:
             for h in handlers:
                 stack.enter_context(h)
-            for step, (xb, yb) in enumerate(_batches(train, batch_size, dev, gen)):
+            for xb, yb in _batches(train, batch_size, dev, gen):
                 optim.zero_grad(set_to_none=True)
-                first = validate and epoch == 0 and step == 0
-                with pyro.validation_enabled(True) if first else contextlib.nullcontext():
-                    loss_b = elbo.differentiable_loss(traced_model, fit_guide, xb, yb)
+                loss_b = elbo.differentiable_loss(traced_model, fit_guide, xb, yb)
                 loss_b.backward()
                 optim.step()
                 with torch.no_grad():
@@ -607,9 +520,10 @@ def _pruned_layers(guide: DropoutGuide) -> list[str]:
             rule = layer.method.pruning_rule()
             if rule is None:
                 continue
-            _, keep = layer.method.point_weights(layer, params)
-            if not bool(keep.any()):
-                out.append(f"all {keep.numel()} weights of layer {name!r} ({layer.method.name}) are pruned ({rule})")
+            kept = layer.kept_weights(layer.method.keep_masks(layer, params))
+            total = sum(k.numel() for k in kept.values())
+            if total and not any(bool(k.any()) for k in kept.values()):
+                out.append(f"all {total} weights of layer {name!r} ({layer.method.name}) are pruned ({rule})")
     return out
 
 
@@ -648,8 +562,8 @@ def predict(
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     r"""Posterior predictive for inputs ``x``.
 
-    ``rule="mc"`` draws ``num_samples`` networks from the guide in one
-    vectorised pass (``Predictive(parallel=True)``) and averages:
+    ``rule="mc"`` draws ``num_samples`` networks from the guide
+    (:class:`~bayesdrop.posterior.PosteriorSampler`, one forward pass each) and averages:
 
     .. math:: p(y^* \mid x^*) \approx \frac1T \sum_{t=1}^T p(y^* \mid x^*, \theta_t),\quad \theta_t \sim q.
 
@@ -669,19 +583,16 @@ def predict(
     if not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"`num_samples` must be a positive int, got {num_samples!r}")
     x = as_tensors(x, name="x")[0]
-    dev = next(iter(guide.parameters())).device
-    x = x.to(dev)
+    x = x.to(device_of(model, guide))
     was_training = model.training
     model.eval()
     try:
         if guide._order is None:
             guide(x)
         if rule == "weight-scaling":
-            with guide.mean_network(), poutine.block():
-                out = model(x).unsqueeze(0)
+            out = guide.mean_network()(x).unsqueeze(0)
         else:
-            pred = Predictive(model, guide=guide, num_samples=num_samples, parallel=True, return_sites=["_RETURN"])
-            out = pred(x)["_RETURN"]
+            out = PosteriorSampler(model, guide, num_samples, x[:1]).run(x)[0]
     finally:
         model.train(was_training)
     if model.task == "classification":

@@ -12,7 +12,6 @@ KL terms stay unscaled.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -23,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule
 
-from ._params import DirectParameters
 from .distributions import LogitsCategorical
 from .methods import Method, resolve
 from .nn import Conv2d, Linear, bayesian_layers, local_plate
@@ -31,13 +29,7 @@ from .nn import Conv2d, Linear, bayesian_layers, local_plate
 __all__ = ["Likelihood", "Classifier", "Regressor", "mlp", "lenet300_100", "lenet5"]
 
 
-@functools.lru_cache(maxsize=32)
-def _arange(n: int, device: torch.device) -> torch.Tensor:
-    """``torch.arange(n)``, cached: the subsample indices of every minibatch of size ``n`` (never written to)."""
-    return torch.arange(n, device=device)
-
-
-class Likelihood(DirectParameters, PyroModule):
+class Likelihood(PyroModule):
     """Base class of the likelihoods: the Pyro model around a Bayesian network.
 
     Parameters
@@ -60,7 +52,7 @@ class Likelihood(DirectParameters, PyroModule):
 
     def data_plate(self, x: torch.Tensor, y: torch.Tensor | None = None) -> pyro.plate:
         """The subsampled data plate for a minibatch ``x`` (shared by model and guide)."""
-        return pyro.plate("data", self.num_data, subsample=_arange(x.shape[0], x.device), dim=-1, device=x.device)
+        return pyro.plate("data", self.num_data, subsample=torch.arange(x.shape[0], device=x.device), dim=-1)
 
     def _check(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
         if not torch.is_tensor(x) or not x.is_floating_point():
@@ -100,8 +92,13 @@ class Classifier(Likelihood):
 
     @property
     def num_classes(self) -> int:
-        last = bayesian_layers(self.net)[-1][1]
-        return last.out_features if isinstance(last, Linear) else last.out_channels
+        """The number of outputs of the network's last layer with parameters (Bayesian or plain)."""
+        for module in reversed(list(self.net.modules())):
+            for attr in ("out_features", "out_channels"):
+                n = getattr(module, attr, None)
+                if isinstance(n, int):
+                    return n
+        raise ValueError("`net`: cannot tell the number of classes (no layer has out_features or out_channels)")
 
     def observe(self, out, y):
         pyro.sample("obs", LogitsCategorical(out), obs=y)

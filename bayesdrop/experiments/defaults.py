@@ -127,7 +127,11 @@ def run_method(method: str, dataset: str, *, epochs: int, seed: int = 0) -> Case
 def fewest_kept(guide: DropoutGuide) -> int:
     """The number of weights that the method's pruning rule keeps in the guide's sparsest layer."""
     with torch.no_grad():
-        return min(int(layer.method.point_weights(layer, params)[1].sum()) for _, layer, params in guide.pairs())
+        return min(
+            sum(int(k.sum()) for k in layer.kept_weights(layer.method.keep_masks(layer, params)).values())
+            for _, layer, params in guide.pairs()
+            if layer.weight_sites
+        )
 
 
 def run_floor(dataset: str, *, epochs: int, seed: int = 0) -> Case:

@@ -11,11 +11,12 @@ and reports its learned keep probabilities.  Families live in one module each
 ['bernoulli', 'gaussian']
 >>> m = bd.methods.get("bernoulli", p=0.3)
 
-Capability flags (class attributes, read with :func:`info`): ``analytic_kl``
+Capabilities (one typed record, :class:`Capabilities`, read with :func:`info`): ``analytic_kl``
 (the KL between guide and prior is registered in closed form, so
 ``TraceMeanField_ELBO`` is exact in it), ``lrt`` (the local reparameterisation
-trick applies), ``structured`` (it removes whole units), ``conv`` (works in
-``Conv2d``).  Training defaults (:class:`TrainingDefaults`, read by :func:`bayesdrop.fit`): the KL warm-up and
+trick applies), ``structured`` (it removes whole units), ``learns_rates``, and the
+layer kinds it supports.  A new method of the common shape is one file
+(``docs/architecture.md``).  Training defaults (:class:`TrainingDefaults`, read by :func:`bayesdrop.fit`): the KL warm-up and
 per-parameter learning-rate multipliers a method needs to show its paper's behaviour.
 """
 
@@ -25,21 +26,34 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from .base import LayerGuide, Method, TrainingDefaults
+from .base import Capabilities, LayerGuide, Method, PointWeights, TrainingDefaults
 
-__all__ = ["Method", "LayerGuide", "TrainingDefaults", "register", "get", "names", "info", "resolve"]
+__all__ = [
+    "Method",
+    "PointWeights",
+    "Capabilities",
+    "LayerGuide",
+    "TrainingDefaults",
+    "register",
+    "get",
+    "names",
+    "info",
+    "resolve",
+]
 
-_REGISTRY: dict[str, tuple[type[Method], dict[str, Any]]] = {}
+Factory = Callable[..., Method]
+_REGISTRY: dict[str, tuple[Factory, dict[str, Any]]] = {}
 
 
-def register(name: str, **defaults: Any) -> Callable[[type[Method]], type[Method]]:
-    """Class decorator registering ``cls`` under ``name`` with preset hyper-parameters.
+def register(name: str, **defaults: Any) -> Callable[[Factory], Factory]:
+    """Decorator registering a :class:`Method` class (or a function returning one) under ``name`` with preset
+    hyper-parameters.
 
     Stack it to register several presets of one family (e.g. the Dropout++
     variants), each with its own ``defaults`` that :func:`get` can override.
     """
 
-    def deco(cls: type[Method]) -> type[Method]:
+    def deco(cls: Factory) -> Factory:
         if name in _REGISTRY:
             raise ValueError(f"method name {name!r} is already registered")
         inspect.signature(cls).bind_partial(**defaults)  # presets must be valid arguments
@@ -78,15 +92,19 @@ def get(name: str, **hyper: Any) -> Method:
 
 
 def info(name: str) -> dict[str, Any]:
-    """Capability flags and reference of the method registered as ``name``."""
+    """Capabilities (the record and its fields), reference and hyper-parameters of the method registered as
+    ``name``."""
     m = get(name)
+    c = m.capabilities
     return {
         "name": name,
         "reference": m.reference,
-        "analytic_kl": m.analytic_kl,
-        "lrt": m.lrt,
-        "structured": m.structured,
-        "conv": m.conv,
+        "capabilities": c,
+        "analytic_kl": c.analytic_kl,
+        "lrt": c.lrt,
+        "structured": c.structured,
+        "learns_rates": c.learns_rates,
+        "conv": "conv" in c.layers,
         "stochastic": m.stochastic,
         "hyper": m.hyper(),
     }

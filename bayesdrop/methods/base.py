@@ -1,38 +1,37 @@
-"""The :class:`Method` protocol shared by every dropout family."""
+"""The :class:`Method` base class shared by every dropout family, its :class:`Capabilities` and
+:class:`TrainingDefaults`, and :class:`PointWeights`, the base of the methods that put noise on a layer's noise
+sites and keep point-estimate weights."""
 
 from __future__ import annotations
 
 import inspect
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import pyro
+import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 
-from .._params import DirectParameters
 from ..distributions import CenteredNormal
 
 if TYPE_CHECKING:  # pragma: no cover
-    import pyro
-    from torch.distributions import Distribution
+    from ..nn import BayesianLayer, NoiseSite, WeightSite
 
-    from ..nn import BayesianLayer
-
-__all__ = ["Method", "LayerGuide", "TrainingDefaults", "gaussian_weight_prior", "INPUT_MIN_FEATURES"]
+__all__ = [
+    "Method",
+    "PointWeights",
+    "LayerGuide",
+    "Capabilities",
+    "TrainingDefaults",
+    "site_param",
+    "INPUT_MIN_FEATURES",
+]
 
 INPUT_MIN_FEATURES = 64  # fixed-rate methods add input noise only to networks with at least this many inputs
-
-
-def gaussian_weight_prior(layer: BayesianLayer, like: torch.Tensor, scale: float) -> Distribution:
-    r"""The prior :math:`W \sim \mathcal N(0, s^2 I)` of a layer's weights (Gal & Ghahramani's weight decay).
-
-    A :class:`~bayesdrop.distributions.CenteredNormal` with one scalar variance, expanded: its log density is
-    three passes over the weights.  Build it through ``layer.fixed`` (it never changes).
-    """
-    prior = CenteredNormal(like.new_full((), scale**2))
-    return prior.expand(layer.weight_shape).to_event(layer.weight_event_dim)
 
 
 @dataclass(frozen=True)
@@ -62,40 +61,75 @@ class TrainingDefaults:
         object.__setattr__(self, "lr_scale", MappingProxyType(dict(self.lr_scale)))
 
 
-class LayerGuide(DirectParameters, PyroModule):
+@dataclass(frozen=True)
+class Capabilities:
+    """What a method does, as one typed record (``bd.methods.info(name)["capabilities"]``).
+
+    Attributes
+    ----------
+    analytic_kl : bool
+        The KL between every guide site and its prior is registered in closed form, so ``TraceMeanField_ELBO``
+        (and :class:`~bayesdrop.infer.MeanFieldELBO`) never takes a Monte Carlo term for it.
+    lrt : bool
+        Its Gaussian weight sites are marked ``infer={"lrt": True}`` for the local reparameterisation trick.
+    structured : bool
+        Pruning removes whole units (input units or feature maps), not single weights.
+    learns_rates : bool
+        The dropout rates are variational parameters (else they are fixed hyper-parameters).
+    layers : frozenset of str
+        The layer kinds it supports (``"linear"``, ``"conv"``, ``"dropout"``; a method whose randomness sits on
+        weights only has nothing to do in the weightless ``bd.nn.Dropout``).
+    """
+
+    analytic_kl: bool = True
+    lrt: bool = False
+    structured: bool = False
+    learns_rates: bool = False
+    layers: frozenset[str] = frozenset({"linear", "conv", "dropout"})
+
+
+class LayerGuide(PyroModule):
     """Container for one layer's variational parameters (a :class:`~pyro.nn.PyroModule`).
 
-    Parameters set as ``torch.nn.Parameter`` attributes are seen by
-    ``pyro.infer.SVI`` through ``pyro.param`` statements, so the plain-Pyro
-    training path optimises them too.
+    Parameters set as ``torch.nn.Parameter`` attributes are seen by ``pyro.infer.SVI`` through ``pyro.param``
+    statements, so the plain-Pyro training path optimises them too.  The parameters of a layer's ``weight`` and
+    ``noise`` sites have short names (``weight``, ``log_sigma2``, ``k``, ...); those of further sites are prefixed
+    with the site's name.
     """
 
 
-class Method:
-    """A dropout method as a Pyro model/guide pair for one layer.
+class Method(ABC):
+    """A dropout method: for every weight and noise site of a layer, a prior (the model) and a variational family
+    (the guide), side by side.
 
-    Subclasses implement the five hooks below; a layer calls :meth:`model` in
-    the model, :class:`~bayesdrop.guides.DropoutGuide` calls :meth:`guide`.
-    Site names come from ``layer.site(...)`` so model and guide match.
+    A layer (:class:`~bayesdrop.nn.BayesianLayer`) calls :meth:`weight_model` and :meth:`noise_model` in the model,
+    the guide (:class:`~bayesdrop.guides.DropoutGuide`) calls :meth:`weight_guide` and :meth:`noise_guide`.  Site
+    names come from ``layer.site(...)`` so model and guide match; the site named after the layer's site
+    (``layer.site(site.name)``) holds the value the layer uses (the weight, or the multiplier of the noise), so
+    that :class:`~bayesdrop.handlers.PosteriorMean` gives the test-time network of every method.  Further sites
+    (hyper-priors, gate probabilities) are the method's own.
 
-    Global sites (weights, rates) are sampled outside the data plate; local
-    sites (per-example masks and noise) through ``layer.sample_local`` in the
-    model and inside ``plate`` in the guide, so every draw of a vectorised
-    ``Predictive`` gets its own masks.
+    Global sites (weights, rates) are sampled outside the data plate; local sites (per-example masks and noise)
+    through ``layer.sample_local`` in the model and inside ``plate`` in the guide.
     """
 
     name: str = ""
     reference: ClassVar[str] = ""
-    analytic_kl: ClassVar[bool] = True
-    lrt: ClassVar[bool] = False
-    structured: ClassVar[bool] = False
-    conv: ClassVar[bool] = True
+    capabilities: Capabilities = Capabilities()
     fit_defaults: ClassVar[TrainingDefaults] = TrainingDefaults()
 
     @property
     def stochastic(self) -> bool:
         """Whether Monte Carlo draws of the predictive differ."""
         return True
+
+    def check_layer(self, layer: BayesianLayer) -> None:
+        """Raise ``ValueError`` if the method does not support ``layer``'s kind."""
+        if layer.kind not in self.capabilities.layers:
+            raise ValueError(
+                f"method {self.name or type(self).__name__!r} does not support {layer.kind} layers "
+                f"(it supports: {', '.join(sorted(self.capabilities.layers))})"
+            )
 
     def input_layer(self, in_features: int) -> Method:
         """The method of a network's first layer, whose inputs are the ``in_features`` data features (pixels,
@@ -113,17 +147,12 @@ class Method:
 
     def replace(self, **hyper: Any) -> Method:
         """A copy with some hyper-parameters changed (same registered name)."""
-        new = type(self)(**{**self.hyper(), **hyper})
-        new.name = self.name
-        return new
+        from . import get, names
 
-    def pruning_rule(self) -> str | None:
-        """What :meth:`point_weights` prunes, in words (e.g. ``"log alpha >= 3"``), or ``None`` if it never prunes.
-
-        :func:`bayesdrop.fit` warns (:class:`~bayesdrop.infer.CollapseWarning`) when the rule removes every weight
-        of a layer.
-        """
-        return None
+        merged = {**self.hyper(), **hyper}
+        if self.name in names():
+            return get(self.name, **merged)
+        return type(self)(**merged)
 
     def hyper(self) -> dict[str, Any]:
         """Hyper-parameters as given to the constructor (for configs and checkpoints)."""
@@ -133,49 +162,83 @@ class Method:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyper().items())
         return f"{type(self).__name__}({args})"
 
-    # -- the five hooks ---------------------------------------------------------
+    # -- parameters -------------------------------------------------------------------------------------------
+    @abstractmethod
     def init_guide(self, layer: BayesianLayer) -> LayerGuide:
         """Create the layer's variational parameters."""
-        raise NotImplementedError
 
-    def model(self, layer: BayesianLayer, x: torch.Tensor) -> torch.Tensor:
-        """Sample the prior sites and return the layer's pre-bias output."""
-        raise NotImplementedError
+    # -- weight sites: prior and guide ---------------------------------------------------------------------------
+    @abstractmethod
+    def weight_model(self, layer: BayesianLayer, site: WeightSite) -> torch.Tensor:
+        """Sample the prior sites of weight site ``site`` and return the weight."""
 
-    def guide(self, layer: BayesianLayer, params: LayerGuide, plate: pyro.plate) -> None:
+    @abstractmethod
+    def weight_guide(self, layer: BayesianLayer, site: WeightSite, params: LayerGuide) -> None:
+        """Sample the matching guide sites."""
+
+    # -- noise sites: prior and guide --------------------------------------------------------------------------
+    def noise_model(self, layer: BayesianLayer, site: NoiseSite, x: torch.Tensor) -> torch.Tensor | None:
+        """Sample the prior sites of noise site ``site`` on the tensor ``x`` it multiplies, and return the
+        multiplier (broadcastable to ``x``), or ``None`` for no noise there (the default)."""
+        return None
+
+    def noise_guide(self, layer: BayesianLayer, site: NoiseSite, params: LayerGuide, plate: pyro.plate) -> None:
         """Sample the matching guide sites (local ones inside ``plate``, the model's data plate, built when it is
         first entered)."""
-        raise NotImplementedError
 
-    def mean_forward(self, layer: BayesianLayer, params: LayerGuide, x: torch.Tensor) -> torch.Tensor:
-        """One deterministic pass: the weight-scaling rule / posterior-mean network."""
-        raise NotImplementedError
-
+    # -- rates and pruning ------------------------------------------------------------------------------------
+    @abstractmethod
     def keep_prob(self, layer: BayesianLayer, params: LayerGuide) -> torch.Tensor:
         """Learned (or fixed) keep probabilities, per input unit or per weight."""
-        raise NotImplementedError
 
-    def point_weights(
-        self, layer: BayesianLayer, params: LayerGuide, threshold: float | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Deterministic test-time weights and which of them survive pruning.
+    def keep_masks(
+        self, layer: BayesianLayer, params: LayerGuide, threshold: float | str | None = None
+    ) -> dict[str, torch.Tensor]:
+        """What pruning keeps: site name within the layer (``"weight"``, ``"noise"``) to a boolean mask
+        broadcastable to the site's value (per weight, or per unit for noise sites), at ``threshold`` (the
+        method's own when ``None``).  Sites not named are kept whole; the default prunes nothing."""
+        return {}
 
-        Returns ``(weight, keep)``, both of the layer's weight shape: the weight
-        of the test-time network with the method's input scaling folded in (so
-        that ``op(x, weight * keep) + bias`` is the pruned mean network), and a
-        boolean mask of the weights kept at ``threshold`` (the method's default
-        when ``None``, e.g. log alpha > 3 prunes).  An input unit (or channel)
-        is kept when any of its weights is.
+    def pruning_rule(self) -> str | None:
+        """What :meth:`keep_masks` prunes, in words (e.g. ``"log alpha >= 3"``), or ``None`` if it never prunes.
+
+        :func:`bayesdrop.fit` warns (:class:`~bayesdrop.infer.CollapseWarning`) when the rule removes every weight
+        of a layer.
         """
-        raise NotImplementedError
+        return None
 
-    def kl(self, layer: BayesianLayer, params: LayerGuide) -> torch.Tensor:
-        """The closed-form KL(q || p) of the layer's global sites, as in the paper.
 
-        Written out independently of the registered KL so that tests can check
-        the ELBO that Pyro computes against the paper's formula.
-        """
-        raise NotImplementedError
+class PointWeights(Method):
+    r"""Methods of the common shape: point-estimate weights under a Gaussian prior, noise on the noise sites.
+
+    Every weight site has the prior :math:`W \sim \mathcal N(0, s^2 I)` and the guide :math:`\delta_{\hat W}`, so
+    its KL term is :math:`-\log \mathcal N(\hat W; 0, s^2)`: weight decay :math:`\lVert \hat W \rVert^2 / (2
+    s^2)` (Gal & Ghahramani 2016).  A subclass gives :meth:`noise_model`, :meth:`noise_guide` and
+    :meth:`keep_prob` (``docs/architecture.md`` writes one in a page).
+    """
+
+    prior_scale: float = 1.0
+
+    def init_guide(self, layer: BayesianLayer) -> LayerGuide:
+        lg = LayerGuide()
+        for site in layer.weight_sites.values():
+            setattr(lg, site.name, torch.nn.Parameter(layer.init_value(site).clone()))
+        return lg
+
+    def weight_model(self, layer: BayesianLayer, site: WeightSite) -> torch.Tensor:
+        like = layer.init_value(site)
+        prior = CenteredNormal(like.new_full((), self.prior_scale**2)).expand(site.shape).to_event(len(site.shape))
+        return pyro.sample(layer.site(site.name), prior)
+
+    def weight_guide(self, layer: BayesianLayer, site: WeightSite, params: LayerGuide) -> None:
+        w = getattr(params, site.name)
+        pyro.sample(layer.site(site.name), dist.Delta(w, event_dim=w.dim()))
+
+
+def site_param(site: str, suffix: str) -> str:
+    """The name of a variational parameter of ``site``: ``suffix`` for the primary ``weight`` and ``noise`` sites
+    of a layer, ``f"{site}_{suffix}"`` for further ones (``weight_hh_log_sigma2``)."""
+    return suffix if site in ("weight", "noise") else f"{site}_{suffix}"
 
 
 def check_range(name: str, value: float, lo: float, hi: float, *, lo_open=False, hi_open=False) -> float:

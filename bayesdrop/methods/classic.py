@@ -45,74 +45,49 @@ import math
 
 import pyro
 import pyro.distributions as dist
-import torch
 
 from ..distributions import FixedNoise
 from . import register
-from .base import INPUT_MIN_FEATURES, LayerGuide, Method, check_range, gaussian_weight_prior
+from .base import INPUT_MIN_FEATURES, Capabilities, Method, PointWeights, check_range
 
-__all__ = ["BernoulliDropout", "GaussianDropout", "INPUT_P"]
+__all__ = ["BernoulliDropout", "GaussianDropout", "FixedRate", "INPUT_P"]
 
 INPUT_P = 0.2  # drop rate of input units recommended by Srivastava et al. (2014), sec. A.4; hidden units: 0.5
 
 
-class _FixedNoise(Method):
-    """Shared part of fixed-rate methods: Gaussian prior on weights, Delta guide, noise q = p."""
+class FixedRate(PointWeights):
+    """Fixed-rate noise on the noise sites, with the guide's noise law equal to the prior's (KL 0), and
+    point-estimate weights with a Gaussian prior.  A subclass gives :meth:`noise_law`."""
 
-    prior_scale: float
+    capabilities = Capabilities(analytic_kl=True, lrt=False, structured=False, learns_rates=False)
 
-    def init_guide(self, layer) -> LayerGuide:
-        lg = LayerGuide()
-        lg.weight = torch.nn.Parameter(layer.weight_init.clone())
-        return lg
-
-    def _prior(self, like: torch.Tensor, layer) -> dist.Distribution:
-        return layer.fixed("prior", like, lambda: gaussian_weight_prior(layer, like, self.prior_scale))
-
-    def _noise(self, like: torch.Tensor, layer) -> dist.Distribution:  # per-example noise, empty batch shape
+    def noise_law(self, layer, site, like) -> FixedNoise:
+        """The noise's law for one example (empty batch shape, event shape ``layer.draw_shape(site)``)."""
         raise NotImplementedError
 
-    def model(self, layer, x):
-        w = pyro.sample(layer.site("weight"), self._prior(x, layer))
-        if self.stochastic:
-            noise = layer.sample_local("noise", layer.fixed("noise", x, lambda: self._noise(x, layer)), x)
-            x = x * self._scale_noise(noise)
-        return layer.op(x, w)
+    def noise_model(self, layer, site, x):
+        if not self.stochastic:
+            return None
+        return layer.sample_local(site.name, self.noise_law(layer, site, x), x)
 
-    def _scale_noise(self, noise: torch.Tensor) -> torch.Tensor:
-        """The multiplier of the inputs from a noise draw (mean 1)."""
-        return noise
-
-    def guide(self, layer, params, plate):
-        w = params.weight
-        pyro.sample(layer.site("weight"), dist.Delta(w, event_dim=layer.weight_event_dim))
+    def noise_guide(self, layer, site, params, plate):
         if self.stochastic:
             with plate:
-                pyro.sample(layer.site("noise"), layer.fixed("noise", w, lambda: self._noise(w, layer)))
-
-    def point_weights(self, layer, params, threshold=None):
-        """Fixed-rate dropout prunes nothing; the noise has mean 1, so the test-time weights are ``M``."""
-        w = params.weight
-        return w, torch.ones_like(w, dtype=torch.bool)
-
-    def mean_forward(self, layer, params, x):
-        return layer.op(x, params.weight)
-
-    def kl(self, layer, params):
-        w = params.weight
-        s2 = self.prior_scale**2
-        return (0.5 * w.pow(2) / s2 + 0.5 * math.log(2 * math.pi * s2)).sum()
+                pyro.sample(layer.site(site.name), self.noise_law(layer, site, layer.like))
 
 
 @register("bernoulli")
-class BernoulliDropout(_FixedNoise):
-    """Standard (Bernoulli) dropout of input units with drop probability ``p``; MC dropout.
+class BernoulliDropout(FixedRate):
+    """Standard (Bernoulli) dropout with drop probability ``p``, inverted (kept inputs scaled by
+    :math:`1/(1-p)`); MC dropout.
+
+    Sites: the weights (``N(0, s^2)`` prior, Delta guide) and ``noise``, :math:`z / (1 - p)` with
+    :math:`z \sim \mathrm{Bernoulli}(1 - p)` per element of the layer's input, in model and guide.
 
     Parameters
     ----------
     p : float
-        Drop probability in [0, 1); ``p = 0`` is a network without dropout
-        (MAP under the Gaussian prior).
+        Drop probability in [0, 1); ``p = 0`` is a network without dropout (MAP under the Gaussian prior).
     prior_scale : float
         Standard deviation ``s`` of the Gaussian prior on weights (> 0).
     """
@@ -127,25 +102,23 @@ class BernoulliDropout(_FixedNoise):
     def stochastic(self) -> bool:
         return self.p > 0
 
-    def _noise(self, like, layer):
-        base = dist.Bernoulli(like.new_full((), 1.0 - self.p)).expand(layer.input_event_shape)
-        return FixedNoise(base, ("bernoulli", self.p)).to_event(layer.event_dim)
-
-    def _scale_noise(self, noise):
-        return noise * (1.0 / (1.0 - self.p))  # inverted dropout: kept inputs scaled by 1 / (1 - p)
+    def noise_law(self, layer, site, like):
+        base = dist.Bernoulli(like.new_full((), 1.0 - self.p)).expand(layer.draw_shape(site))
+        # inverted dropout: the multiplier z / (1 - p) has mean 1
+        return FixedNoise(base, ("bernoulli", self.p), scale=1.0 / (1.0 - self.p)).to_event(len(base.batch_shape))
 
     def input_layer(self, in_features: int) -> BernoulliDropout:
         """The method of a network's first layer: ``p = 0.2`` (Srivastava et al. 2014), ``p = 0`` for fewer than
         :data:`~bayesdrop.methods.base.INPUT_MIN_FEATURES` inputs (see :meth:`Method.input_layer`)."""
-        return self.replace(p=INPUT_P if in_features >= INPUT_MIN_FEATURES else 0.0)
+        return self.replace(p=INPUT_P if in_features >= INPUT_MIN_FEATURES else 0.0)  # type: ignore[return-value]
 
     def keep_prob(self, layer, params):
-        return params.weight.new_full(layer.input_event_shape[:1], 1.0 - self.p)
+        return layer.like.new_full((layer.units,), 1.0 - self.p)
 
 
 @register("gaussian")
-class GaussianDropout(_FixedNoise):
-    r"""Gaussian multiplicative noise :math:`\xi \sim \mathcal N(1, \alpha)` on input units.
+class GaussianDropout(FixedRate):
+    r"""Gaussian multiplicative noise :math:`\xi \sim \mathcal N(1, \alpha)` on the noise sites.
 
     Parameters
     ----------
@@ -161,13 +134,13 @@ class GaussianDropout(_FixedNoise):
         self.alpha = check_range("alpha", alpha, 0.0, math.inf, lo_open=True, hi_open=True)
         self.prior_scale = check_range("prior_scale", prior_scale, 0.0, math.inf, lo_open=True, hi_open=True)
 
-    def _noise(self, like, layer):
+    def noise_law(self, layer, site, like):
         one = like.new_ones(())
-        base = dist.Normal(one, one * math.sqrt(self.alpha)).expand(layer.input_event_shape)
-        return FixedNoise(base, ("gaussian", self.alpha)).to_event(layer.event_dim)
+        base = dist.Normal(one, one * math.sqrt(self.alpha)).expand(layer.draw_shape(site))
+        return FixedNoise(base, ("gaussian", self.alpha)).to_event(len(base.batch_shape))
 
     def keep_prob(self, layer, params):
-        return params.weight.new_full(layer.input_event_shape[:1], 1.0 / (1.0 + self.alpha))
+        return layer.like.new_full((layer.units,), 1.0 / (1.0 + self.alpha))
 
     def input_layer(self, in_features: int) -> Method:
         """The method of a network's first layer: ``alpha = 0.2 / 0.8``, Bernoulli's input rate in variance;

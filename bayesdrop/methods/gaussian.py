@@ -67,7 +67,7 @@ sample weights.
     Uniform KL.  ``granularity="layer"`` shares one :math:`\alpha` per layer (eq. 17 itself, the classification
     setting of Table 1).  ``granularity="weight"`` (default, eq. 18) uses the additive reparameterisation of sparse VD
     (:math:`\sigma^2_{kd} = \alpha_{kd}\theta^2_{kd}`).  ``granularity="unit"`` is the dropout-like layer of eq. 19,
-    see :class:`VariationalBayesianDropout`.
+    see :class:`UnitVariationalBayesianDropout`.
 
     *Choice of a and b.*  The defaults are ``a = 1e-16`` and ``b = 100``.  :math:`\gamma^* = \theta^2 + \sigma^2`
     lies above ``a`` unless :math:`\sigma^2 < 10^{-16}` (:math:`\log\sigma^2 < -36.8`; the KL pushes
@@ -93,36 +93,42 @@ Pruning and test time
     ``bd.dropout_rates`` reports the keep probability :math:`1 / (1 + \alpha)` (the Bernoulli rate with the same
     signal-to-noise ratio).  The deterministic test-time network (``predict(rule="weight-scaling")``) is the
     posterior mean :math:`E_q[W] = \theta` (no rescaling: the noise has mean 1); ``guide.mean_network(pruned=True)``
-    and :func:`bayesdrop.compress.prune` also zero the weights (units) with :math:`\log\alpha` at or above the
+    (:class:`~bayesdrop.handlers.PosteriorMean` with the masks of :meth:`~_GaussianFamily.keep_masks`) and
+    :func:`bayesdrop.compress.prune` also zero the weights (units) with :math:`\log\alpha` at or above the
     method's ``threshold`` (default 3, Molchanov et al. 2017).
 
 References
 ----------
 Kingma, Salimans & Welling (2015), Variational dropout and the local reparameterization trick, NeurIPS.
 Molchanov, Ashukha & Vetrov (2017), Variational dropout sparsifies deep neural networks, ICML.
-Liu, Dong, Zhang, Gong & Shi (2019), Variational Bayesian dropout with a hierarchical prior, CVPR (seed 001).
+Liu, Dong, Zhang, Gong & Shi (2019), Variational Bayesian dropout with a hierarchical prior, CVPR.
 Neklyudov, Molchanov, Ashukha & Vetrov (2017), Structured Bayesian pruning via log-normal multiplicative noise,
 NeurIPS (the framework of eq. 19).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Any
 
 import pyro
-import pyro.distributions as dist
 import torch
 
-from ..distributions import LOG_ALPHA_CLIP, BoundedDelta, CenteredNormal, DropoutNormal, LogUniform, ScalarUniform
+from ..distributions import BoundedDelta, CenteredNormal, DropoutNormal, LogUniform, ScalarUniform
 from . import register
-from .base import LayerGuide, Method, TrainingDefaults, check_range, gaussian_weight_prior
+from .base import Capabilities, LayerGuide, Method, PointWeights, TrainingDefaults, check_range, site_param
 
-__all__ = ["VariationalDropout", "SparseVariationalDropout", "VariationalBayesianDropout"]
+__all__ = [
+    "VariationalDropout",
+    "SparseVariationalDropout",
+    "VariationalBayesianDropout",
+    "UnitVariationalBayesianDropout",
+]
 
 # log alpha = log sigma^2 - log(theta^2 + _EPS): theta = 0 gives a large finite log alpha and a zero gradient.
 _EPS = 1e-16
 _SCALE_FLOOR = 1e-18  # sigma floor of the multiplicative parameterisation: sigma^2 = 1e-36 is a normal float32
-_K1, _K2, _K3 = 0.63576, 1.87320, 1.48695  # Molchanov et al. (2017); restated here for the closed-form `kl`
 
 
 def _finite(name: str, value: float) -> float:
@@ -135,21 +141,14 @@ def _choice(name: str, value: str, accepted: tuple[str, ...]) -> str:
     return value
 
 
-def _unit_param_shape(layer) -> tuple[int, ...]:
+def _unit_param_shape(layer, site: str = "weight") -> tuple[int, ...]:
     """Per input unit, broadcastable against the weight: ``(1, in)`` or ``(1, C, 1, 1)``."""
-    ws = layer.weight_shape
+    ws = layer.weight_sites[site].shape
     return (1, ws[1], *([1] * (len(ws) - 2)))
 
 
-def _unit_input_shape(layer) -> tuple[int, ...]:
-    """Per input unit, broadcastable against the per-example input: ``(in,)`` or ``(C, 1, 1)``."""
-    ws = layer.weight_shape
-    return (ws[1], *([1] * (len(ws) - 2)))
-
-
-def _per_input_unit(t: torch.Tensor, layer) -> torch.Tensor:
-    """A per-layer / per-unit tensor as one value per input unit (or channel): shape ``(in,)`` / ``(C,)``."""
-    n = layer.weight_shape[1]
+def _per_input_unit(t: torch.Tensor, n: int) -> torch.Tensor:
+    """A per-layer / per-unit tensor as one value per input unit (or channel): shape ``(n,)``."""
     return t.reshape(-1).expand(n) if t.numel() == 1 else t.reshape(n)
 
 
@@ -158,84 +157,54 @@ def _additive_log_alpha(theta: torch.Tensor, log_sigma2: torch.Tensor) -> torch.
     return log_sigma2 - (theta.square() + _EPS).log()
 
 
-def _molchanov_kl(log_alpha: torch.Tensor) -> torch.Tensor:
-    """-(k1 sigmoid(k2 + k3 log a) - 0.5 log(1 + 1/a) - k1), log alpha clipped; written out for `kl`."""
-    la = log_alpha.clamp(*LOG_ALPHA_CLIP)
-    return _K1 - _K1 * torch.sigmoid(_K2 + _K3 * la) + 0.5 * torch.log1p(torch.exp(-la))
-
-
 class _GaussianFamily(Method):
     """Shared parts: Gaussian-dropout weight posterior, LRT, keep probabilities, pruning by log alpha."""
 
-    reference = ""
-    analytic_kl = True
-    lrt = True
-    conv = True
+    capabilities = Capabilities(
+        analytic_kl=True, lrt=True, structured=False, learns_rates=True, layers=frozenset({"linear", "conv"})
+    )
     threshold: float
-    granularity: str = "weight"
     # The KL of ~50k weights against 1437 digits prunes every weight before the likelihood has fitted when it
     # enters at full weight (chance accuracy); warmed up over all the epochs (the last one at the full ELBO) the
     # network keeps about 1 weight in 90 within a point of Bernoulli dropout (docs/defaults.md).
     fit_defaults = TrainingDefaults(kl_warmup=1.0)
 
-    @property
-    def structured(self) -> bool:  # type: ignore[override]
-        """Whether the method removes whole units (``granularity="unit"``)."""
-        return self.granularity == "unit"
-
-    # -- to implement ------------------------------------------------------------------------------------------
-    def log_alpha(self, layer, params: LayerGuide) -> torch.Tensor:
-        r""":math:`\log\alpha` of the layer: per weight, per input unit (``(1, in)`` / ``(1, C, 1, 1)``) or per
-        layer (a scalar), as used by the method (before the clipping inside the KL)."""
+    def log_alpha(self, layer, params: LayerGuide, site: str = "weight") -> torch.Tensor:
+        r""":math:`\log\alpha` of weight site ``site``: per weight, per input unit (``(1, in)`` / ``(1, C, 1, 1)``)
+        or per layer (a scalar), as used by the method (before the clipping inside the KL)."""
         raise NotImplementedError
 
-    # -- shared --------------------------------------------------------------------------------------------------
+    def weight_posterior(self, layer, site: str, params: LayerGuide) -> DropoutNormal:
+        """The Gaussian posterior of the weights of ``site``."""
+        raise NotImplementedError
+
     def keep_prob(self, layer, params):
         r"""Keep probability :math:`1 / (1 + \alpha)`: per weight, or per input unit for per-unit and per-layer
         rates (shape ``(in,)`` / ``(C,)``)."""
         la = self.log_alpha(layer, params)
         p = torch.sigmoid(-la)
-        return p if la.shape == layer.weight_shape else _per_input_unit(p, layer)
+        shape = layer.weight_sites["weight"].shape
+        return p if la.shape == shape else _per_input_unit(p, shape[1])
 
-    def _weight_posterior(self, layer, params) -> DropoutNormal:
-        raise NotImplementedError
-
-    def _guide_weight(self, layer, params) -> None:
-        pyro.sample(
-            layer.site("weight"),
-            self._weight_posterior(layer, params).to_event(layer.weight_event_dim),
-            infer={"lrt": True},
-        )
+    def weight_guide(self, layer, site, params):
+        q = self.weight_posterior(layer, site.name, params)
+        pyro.sample(layer.site(site.name), q.to_event(len(site.shape)), infer={"lrt": True})
 
     def pruning_rule(self) -> str:
         return f"log alpha >= {self.threshold:g}"
 
-    def point_weights(self, layer, params, threshold=None):
-        """Posterior means, and the weights whose log alpha is below ``threshold`` (default ``self.threshold``)."""
+    def keep_masks(self, layer, params, threshold=None):
+        """The weights whose log alpha is below ``threshold`` (default ``self.threshold``)."""
         thr = self.threshold if threshold is None else threshold
-        keep = (self.log_alpha(layer, params) < thr).expand(layer.weight_shape)
-        return params.weight, keep
+        return {s: self.log_alpha(layer, params, s) < thr for s in layer.weight_sites}
 
 
 class _LogUniformPrior(_GaussianFamily):
     """Model side of VD and sparse VD: ``W ~ LogUniform`` (improper), KL by Molchanov's approximation."""
 
-    def model(self, layer, x):
-        init = layer.weight_init
-        prior = layer.fixed("prior", init, lambda: LogUniform(init).to_event(layer.weight_event_dim))
-        w = pyro.sample(layer.site("weight"), prior)
-        return layer.op_lrt(x, w)
-
-    def guide(self, layer, params, plate):
-        self._guide_weight(layer, params)
-
-    def mean_forward(self, layer, params, x):
-        return layer.op(x, params.weight)
-
-    def kl(self, layer, params):
-        """Molchanov et al.'s approximation summed over all weights (log alpha clipped to [-10, 10])."""
-        la = self.log_alpha(layer, params)
-        return _molchanov_kl(la).expand(layer.weight_shape).sum()
+    def weight_model(self, layer, site):
+        prior = LogUniform(layer.init_value(site)).to_event(len(site.shape))
+        return pyro.sample(layer.site(site.name), prior)
 
 
 @register("vd")
@@ -276,21 +245,25 @@ class VariationalDropout(_LogUniformPrior):
                 f"`log_alpha_init` ({log_alpha_init!r}) must not exceed `max_log_alpha` ({max_log_alpha!r})"
             )
         self.threshold = _finite("threshold", threshold)
+        if granularity == "unit":
+            self.capabilities = dataclasses.replace(type(self).capabilities, structured=True)
 
     def init_guide(self, layer) -> LayerGuide:
         lg = LayerGuide()
-        lg.weight = torch.nn.Parameter(layer.weight_init.clone())
-        shape = () if self.granularity == "layer" else _unit_param_shape(layer)
-        lg.log_alpha = torch.nn.Parameter(layer.weight_init.new_full(shape, self.log_alpha_init))
+        for site in layer.weight_sites.values():
+            init = layer.init_value(site)
+            setattr(lg, site.name, torch.nn.Parameter(init.clone()))
+            shape = () if self.granularity == "layer" else _unit_param_shape(layer, site.name)
+            setattr(lg, site_param(site.name, "log_alpha"), torch.nn.Parameter(init.new_full(shape, self.log_alpha_init)))
         return lg
 
-    def log_alpha(self, layer, params):
-        la = params.log_alpha
+    def log_alpha(self, layer, params, site="weight"):
+        la = getattr(params, site_param(site, "log_alpha"))
         return la if self.max_log_alpha is None else la.clamp(max=self.max_log_alpha)
 
-    def _weight_posterior(self, layer, params):
-        theta = params.weight
-        la = self.log_alpha(layer, params)
+    def weight_posterior(self, layer, site, params):
+        theta = getattr(params, site)
+        la = self.log_alpha(layer, params, site)
         # sigma = sqrt(alpha) |theta|, floored so that theta = 0 still gives a valid Normal.
         scale = ((0.5 * la).exp() * theta.abs()).clamp_min(_SCALE_FLOOR)
         return DropoutNormal(theta, scale, la)
@@ -318,24 +291,81 @@ class SparseVariationalDropout(_LogUniformPrior):
         self.threshold = _finite("threshold", threshold)
 
     def init_guide(self, layer) -> LayerGuide:
-        lg = LayerGuide()
-        lg.weight = torch.nn.Parameter(layer.weight_init.clone())
-        lg.log_sigma2 = torch.nn.Parameter(torch.full_like(layer.weight_init, self.log_sigma2_init))
-        return lg
+        return _additive_params(layer, self.log_sigma2_init)
 
-    def log_alpha(self, layer, params):
-        return _additive_log_alpha(params.weight, params.log_sigma2)
+    def log_alpha(self, layer, params, site="weight"):
+        return _additive_log_alpha(getattr(params, site), getattr(params, site_param(site, "log_sigma2")))
 
-    def _weight_posterior(self, layer, params):
-        theta, ls2 = params.weight, params.log_sigma2  # each PyroModule attribute read is a pyro.param statement
+    def weight_posterior(self, layer, site, params):
+        theta, ls2 = getattr(params, site), getattr(params, site_param(site, "log_sigma2"))
         return DropoutNormal(theta, None, _additive_log_alpha(theta, ls2), log_variance=ls2)
 
 
-@register("vbd")
-class VariationalBayesianDropout(_GaussianFamily):
-    r"""Variational Bayesian dropout (Liu et al. 2019): hierarchical prior :math:`W \mid \gamma \sim
+def _additive_params(layer, log_sigma2_init: float) -> LayerGuide:
+    """``weight`` (:math:`\theta`) and ``log_sigma2`` of every weight site (the additive parameterisation)."""
+    lg = LayerGuide()
+    for site in layer.weight_sites.values():
+        init = layer.init_value(site)
+        setattr(lg, site.name, torch.nn.Parameter(init.clone()))
+        setattr(lg, site_param(site.name, "log_sigma2"), torch.nn.Parameter(torch.full_like(init, log_sigma2_init)))
+    return lg
+
+
+class _GammaPrior:
+    r"""The hierarchical prior of Liu et al. (2019), eq. 11: :math:`\gamma \sim \mathrm{Uniform}(a, b)` and a Delta
+    guide at :math:`\gamma^* = \theta^2 + \sigma^2` (eq. 16), clamped into :math:`[a, b)`."""
+
+    a: float
+    b: float
+
+    def _init_gamma(self, a: float, b: float) -> None:
+        self.a = check_range("a", a, 0.0, math.inf, lo_open=True, hi_open=True)
+        self.b = check_range("b", b, self.a, math.inf, lo_open=True, hi_open=True)
+        # The largest float32 strictly below b (also below b in float64): the Uniform's support is [a, b).
+        below = torch.nextafter(torch.tensor(self.b, dtype=torch.float32), torch.tensor(-math.inf)).item()
+        if below <= self.a:
+            raise ValueError(f"`b` ({b!r}) must exceed `a` ({a!r}) by more than float32 resolution")
+        self._b_below = below
+
+    def _gamma(self, q: DropoutNormal) -> torch.Tensor:
+        """:math:`\\gamma^*` of the posterior ``q``, detached (see the module docstring)."""
+        return q.second_moment.detach().clamp(self.a, self._b_below)
+
+    def _sample_hierarchical(self, layer, name: str, like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        """Model: :math:`\\gamma \\sim U(a, b)` at ``{name}_gamma`` (``gamma`` for the primary site), then the site
+        ``name`` :math:`\\sim \\mathcal N(0, \\gamma)`."""
+        prior = ScalarUniform(self.a, self.b, shape, like=like).to_event(len(shape))
+        gamma = pyro.sample(layer.site(site_param(name, "gamma")), prior)
+        return pyro.sample(layer.site(name), CenteredNormal(gamma).to_event(len(shape)))
+
+    def _guide_hierarchical(self, layer, name: str, q: DropoutNormal) -> None:
+        # gamma* = theta^2 + sigma^2, detached (envelope theorem, see the module docstring); theta^2 + sigma^2 and
+        # sigma^2 are cached with their graphs in q: the KL and the local reparameterisation trick reuse them.
+        gamma = self._gamma(q)
+        gname = site_param(name, "gamma")
+        pyro.sample(layer.site(gname), BoundedDelta(gamma, self.a, self.b, event_dim=gamma.dim()))
+        pyro.sample(layer.site(name), q.to_event(gamma.dim()), infer={"lrt": True})
+
+    def kl_constant(self, layer) -> float:
+        r"""The constant :math:`n_\gamma \log(b - a)` that the ``gamma`` sites add to the loss (no gradient)."""
+        raise NotImplementedError
+
+
+def _vbd_args(granularity, a, b, log_sigma2_init, log_alpha_init, threshold, prior_scale, accepted):
+    return {
+        "granularity": _choice("granularity", granularity, accepted),
+        "log_sigma2_init": _finite("log_sigma2_init", log_sigma2_init),
+        "log_alpha_init": _finite("log_alpha_init", log_alpha_init),
+        "threshold": _finite("threshold", threshold),
+        "prior_scale": check_range("prior_scale", prior_scale, 0.0, math.inf, lo_open=True, hi_open=True),
+    }
+
+
+class VariationalBayesianDropout(_GammaPrior, _GaussianFamily):
+    r"""Variational Bayesian dropout (Liu et al. 2019) on the weights: hierarchical prior :math:`W \mid \gamma \sim
     \mathcal N(0, \gamma)`, :math:`\gamma \sim \mathrm{Uniform}(a, b)`, Delta guide on :math:`\gamma` at
-    :math:`\gamma^* = \alpha\theta^2 + \theta^2`.
+    :math:`\gamma^* = \alpha\theta^2 + \theta^2`.  Registered as ``vbd``; ``bd.methods.get("vbd",
+    granularity="unit")`` gives :class:`UnitVariationalBayesianDropout`.
 
     ``granularity="weight"`` (default; eq. 18, weight compression)
         Sites ``gamma`` and ``weight`` of the weight's shape; parameters ``weight`` (:math:`\theta`) and
@@ -347,39 +377,23 @@ class VariationalBayesianDropout(_GaussianFamily):
         (:math:`\sigma = \sqrt\alpha\,|\theta|`), as in ``vd``: the objective
         :math:`L_\mathcal{D} - \sum_{k,d} \tfrac12\log(1 + \alpha^{-1})` of Prop. 3.
 
-    ``granularity="unit"`` (eq. 19, structured compression)
-        The dropout-like layer :math:`B' = f(B) \circ W'` of eq. 19, placed on the layer's *inputs* (pruning the
-        inputs of layer :math:`l` removes units of layer :math:`l-1`): a vector :math:`W'` with one entry per input
-        unit / channel (site ``noise``, shape ``(in,)`` / ``(C, 1, 1)``) under the same hierarchical prior (site
-        ``gamma``) and guide :math:`\mathcal N(\theta', \sigma'^2)` (parameters ``noise_loc``, starting at 1, and
-        ``noise_log_sigma2``), so the layer computes :math:`\mathrm{op}(x \circ W', W)`.  The layer's own weights
-        ``W`` are a point estimate (Delta guide) under a Gaussian prior :math:`\mathcal N(0, s^2)` (weight decay),
-        as in structured Bayesian pruning, which eq. 19 follows.  We chose this over "one :math:`\alpha` per unit
-        on the weight matrix" because it is the paper's construction: eq. 19 multiplies activations by a separate
-        noise matrix whose entries share :math:`(\theta', \alpha)` per unit, and its KL is eq. 18 summed over
-        units, not over weights.  Under the local reparameterisation trick :math:`W'` is drawn independently for
-        every example (and shared over the positions of a channel), which is exact for the ELBO because each
-        example's likelihood depends on :math:`W'` only through its own draw; ``Predictive`` draws one
-        :math:`W'` per network sample.  The mean network multiplies the inputs by :math:`\theta'` (folded into
-        ``W`` by ``point_weights``); a unit with :math:`\log\alpha` at or above ``threshold`` is pruned.
-
     Parameters
     ----------
-    granularity : {"weight", "layer", "unit"}
+    granularity : {"weight", "layer"}
     a, b : float
         Support of the uniform prior on :math:`\gamma`, :math:`0 < a < b`; see the module docstring for the
         defaults and why :math:`\gamma^*` lies inside.
     log_sigma2_init : float
-        Initial :math:`\log\sigma^2` of the weights (``"weight"``) or of :math:`W'` (``"unit"``).
+        Initial :math:`\log\sigma^2` of the weights (``"weight"``).
     log_alpha_init : float
         Initial :math:`\log\alpha` for ``granularity="layer"``.
     threshold : float
-        :math:`\log\alpha` at or above which a weight (unit) is pruned.
+        :math:`\log\alpha` at or above which a weight is pruned.
     prior_scale : float
-        Standard deviation :math:`s` of the Gaussian prior on ``W`` for ``granularity="unit"`` (unused otherwise).
+        Unused here (the weights' prior is the hierarchy); the parameter of ``granularity="unit"``.
     """
 
-    reference = "Liu et al. 2019 (CVPR), Variational Bayesian Dropout; eq. 19 after Neklyudov et al. 2017"
+    reference = "Liu et al. 2019 (CVPR), Variational Bayesian Dropout"
 
     def __init__(
         self,
@@ -391,132 +405,154 @@ class VariationalBayesianDropout(_GaussianFamily):
         threshold: float = 3.0,
         prior_scale: float = 1.0,
     ):
-        self.granularity = _choice("granularity", granularity, ("weight", "layer", "unit"))
-        self.a = check_range("a", a, 0.0, math.inf, lo_open=True, hi_open=True)
-        self.b = check_range("b", b, self.a, math.inf, lo_open=True, hi_open=True)
-        self.log_sigma2_init = _finite("log_sigma2_init", log_sigma2_init)
-        self.log_alpha_init = _finite("log_alpha_init", log_alpha_init)
-        self.threshold = _finite("threshold", threshold)
-        self.prior_scale = check_range("prior_scale", prior_scale, 0.0, math.inf, lo_open=True, hi_open=True)
-        # The largest float32 strictly below b (also below b in float64): the Uniform's support is [a, b).
-        below = torch.nextafter(torch.tensor(self.b, dtype=torch.float32), torch.tensor(-math.inf)).item()
-        if below <= self.a:
-            raise ValueError(f"`b` ({b!r}) must exceed `a` ({a!r}) by more than float32 resolution")
-        self._b_below = below
+        if granularity == "unit":
+            raise ValueError(
+                "granularity='unit' is UnitVariationalBayesianDropout (or bd.methods.get('vbd', granularity='unit'))"
+            )
+        args = (granularity, a, b, log_sigma2_init, log_alpha_init, threshold, prior_scale)
+        vars(self).update(_vbd_args(*args, accepted=("weight", "layer")))
+        self._init_gamma(a, b)
 
-    # -- parameters -------------------------------------------------------------------------------------------
     def init_guide(self, layer) -> LayerGuide:
-        lg = LayerGuide()
-        lg.weight = torch.nn.Parameter(layer.weight_init.clone())
         if self.granularity == "weight":
-            lg.log_sigma2 = torch.nn.Parameter(torch.full_like(layer.weight_init, self.log_sigma2_init))
-        elif self.granularity == "layer":
-            lg.log_alpha = torch.nn.Parameter(layer.weight_init.new_full((), self.log_alpha_init))
-        else:
-            shape = _unit_input_shape(layer)
-            lg.noise_loc = torch.nn.Parameter(layer.weight_init.new_ones(shape))
-            lg.noise_log_sigma2 = torch.nn.Parameter(layer.weight_init.new_full(shape, self.log_sigma2_init))
+            return _additive_params(layer, self.log_sigma2_init)
+        lg = LayerGuide()
+        for site in layer.weight_sites.values():
+            init = layer.init_value(site)
+            setattr(lg, site.name, torch.nn.Parameter(init.clone()))
+            setattr(lg, site_param(site.name, "log_alpha"), torch.nn.Parameter(init.new_full((), self.log_alpha_init)))
         return lg
 
-    def _posterior(self, params) -> DropoutNormal:
-        """The Gaussian posterior of ``W`` (``"weight"``, ``"layer"``) or of ``W'`` (``"unit"``)."""
+    def weight_posterior(self, layer, site, params):
+        theta = getattr(params, site)
         if self.granularity == "layer":
-            theta = params.weight
+            la = getattr(params, site_param(site, "log_alpha"))
             # sigma = sqrt(alpha) |theta|, floored so that theta = 0 gives a valid Normal and a finite KL.
-            return DropoutNormal(theta, ((0.5 * params.log_alpha).exp() * theta.abs()).clamp_min(_SCALE_FLOOR))
-        if self.granularity == "weight":
-            loc, log_sigma2 = params.weight, params.log_sigma2
-        else:
-            loc, log_sigma2 = params.noise_loc, params.noise_log_sigma2
-        return DropoutNormal(loc, log_variance=log_sigma2)
+            return DropoutNormal(theta, ((0.5 * la).exp() * theta.abs()).clamp_min(_SCALE_FLOOR))
+        return DropoutNormal(theta, log_variance=getattr(params, site_param(site, "log_sigma2")))
 
-    def log_alpha(self, layer, params):
+    def log_alpha(self, layer, params, site="weight"):
         if self.granularity == "layer":
-            return params.log_alpha
-        if self.granularity == "weight":
-            return _additive_log_alpha(params.weight, params.log_sigma2)
-        la = _additive_log_alpha(params.noise_loc, params.noise_log_sigma2)
-        return la.reshape(_unit_param_shape(layer))
+            return getattr(params, site_param(site, "log_alpha"))
+        return _additive_log_alpha(getattr(params, site), getattr(params, site_param(site, "log_sigma2")))
 
-    def gamma_star(self, params) -> torch.Tensor:
+    def gamma_star(self, layer, params, site: str = "weight") -> torch.Tensor:
         r""":math:`\gamma^* = \theta^2 + \sigma^2 = (1 + \alpha)\theta^2` (eq. 16), clamped into :math:`[a, b)`."""
-        return self._gamma(self._posterior(params))
+        return self._gamma(self.weight_posterior(layer, site, params))
 
-    def _gamma(self, q: DropoutNormal) -> torch.Tensor:
-        """:meth:`gamma_star` of the posterior ``q``, detached (see the module docstring)."""
-        return q.second_moment.detach().clamp(self.a, self._b_below)
+    def weight_model(self, layer, site):
+        return self._sample_hierarchical(layer, site.name, layer.init_value(site), tuple(site.shape))
 
-    # -- model / guide ------------------------------------------------------------------------------------------
-    def _gamma_prior(self, layer, like: torch.Tensor, shape: tuple[int, ...]) -> dist.Distribution:
-        return layer.fixed(
-            ("gamma", shape), like, lambda: ScalarUniform(self.a, self.b, shape, like=like).to_event(len(shape))
-        )  # fmt: skip
-
-    def model(self, layer, x):
-        like = layer.weight_init
-        if self.granularity != "unit":
-            gamma = pyro.sample(layer.site("gamma"), self._gamma_prior(layer, like, like.shape))
-            w = pyro.sample(layer.site("weight"), CenteredNormal(gamma).to_event(like.dim()))
-            return layer.op_lrt(x, w)
-        prior_w = layer.fixed("prior", like, lambda: gaussian_weight_prior(layer, like, self.prior_scale))
-        w = pyro.sample(layer.site("weight"), prior_w)
-        ushape = _unit_input_shape(layer)
-        gamma = pyro.sample(layer.site("gamma"), self._gamma_prior(layer, like, ushape))
-        z = pyro.sample(layer.site("noise"), CenteredNormal(gamma).to_event(len(ushape)))
-        tag = getattr(z, "_bayesdrop_lrt", None)
-        if tag is not None:  # local reparameterisation: an independent draw of W' for every example
-            loc, variance = tag
-            eps = torch.randn(x.shape[: x.dim() - layer.event_dim] + ushape, dtype=x.dtype, device=x.device)
-            z = loc + variance.sqrt() * eps
-        elif z.dim() > len(ushape):
-            # Predictive(parallel=True): one W' per network draw, (S, *ushape) or (S, 1, *ushape); as (S, 1, *ushape)
-            # it broadcasts against x, (batch, ...) or (S, batch, ...), to (S, batch, ...).
-            z = z.reshape(-1, 1, *ushape)
-        return layer.op(x * z, w)
-
-    def guide(self, layer, params, plate):
-        q = self._posterior(params)
-        # gamma* = theta^2 + sigma^2, detached (envelope theorem, see the module docstring); theta^2 + sigma^2 and
-        # sigma^2 are cached with their graphs in q: the KL and the local reparameterisation trick reuse them.
-        gamma = self._gamma(q)
-        q_gamma = BoundedDelta(gamma, self.a, self.b, event_dim=gamma.dim())
-        if self.granularity != "unit":
-            pyro.sample(layer.site("gamma"), q_gamma)
-            pyro.sample(layer.site("weight"), q.to_event(gamma.dim()), infer={"lrt": True})
-            return
-        pyro.sample(layer.site("weight"), dist.Delta(params.weight, event_dim=layer.weight_event_dim))
-        pyro.sample(layer.site("gamma"), q_gamma)
-        pyro.sample(layer.site("noise"), q.to_event(gamma.dim()), infer={"lrt": True})
-
-    # -- test time ----------------------------------------------------------------------------------------------
-    def mean_forward(self, layer, params, x):
-        if self.granularity != "unit":
-            return layer.op(x, params.weight)
-        return layer.op(x * params.noise_loc, params.weight)
-
-    def point_weights(self, layer, params, threshold=None):
-        """Posterior means (``W`` times :math:`\\theta'` for ``"unit"``) and the weights with log alpha below
-        ``threshold`` (default ``self.threshold``)."""
-        w, keep = super().point_weights(layer, params, threshold)
-        if self.granularity == "unit":
-            w = w * params.noise_loc
-        return w, keep
+    def weight_guide(self, layer, site, params):
+        self._guide_hierarchical(layer, site.name, self.weight_posterior(layer, site.name, params))
 
     def kl_constant(self, layer) -> float:
-        r"""The constant :math:`n_\gamma \log(b - a)` that the ``gamma`` site adds to the loss (no gradient)."""
-        n = math.prod(layer.weight_shape) if self.granularity != "unit" else layer.weight_shape[1]
+        n = sum(math.prod(s.shape) for s in layer.weight_sites.values())
         return n * math.log(self.b - self.a)
 
-    def kl(self, layer, params):
-        r"""Eq. 14 at the guide's :math:`\gamma` (eq. 17, :math:`\sum \tfrac12\log(1 + \alpha^{-1})`, when
-        :math:`\gamma^*` lies in :math:`[a, b)`), plus :math:`n_\gamma \log(b - a)`, plus for ``"unit"`` the
-        Gaussian prior's :math:`-\log \mathcal N(W; 0, s^2)` of the point-estimate weights."""
-        q = self._posterior(params)
-        loc, sigma2 = q.loc, q.variance
-        gamma = self._gamma(q)
-        kl_w = 0.5 * (gamma / sigma2).log() + (sigma2 + loc.square()) / (2 * gamma) - 0.5
-        total = kl_w.sum() + gamma.numel() * math.log(self.b - self.a)
-        if self.granularity == "unit":
-            s2 = self.prior_scale**2
-            total = total + (0.5 * params.weight.square() / s2 + 0.5 * math.log(2 * math.pi * s2)).sum()
-        return total
+
+class UnitVariationalBayesianDropout(_GammaPrior, PointWeights):
+    r"""Variational Bayesian dropout per unit (Liu et al. 2019, eq. 19): the structured-compression layer.
+
+    The dropout-like layer :math:`B' = f(B) \circ W'` of eq. 19, on a layer's noise site (the inputs of a weight
+    layer: pruning the inputs of layer :math:`l` removes units of layer :math:`l-1`): a vector :math:`W'` with one
+    entry per unit (site ``noise``, the site's unit shape, ``(in,)`` / ``(C, 1, 1)``) under the hierarchical prior
+    (site ``gamma``) and guide :math:`\mathcal N(\theta', \sigma'^2)` (parameters ``noise_loc``, starting at 1, and
+    ``noise_log_sigma2``).  The layer's own weights ``W`` are a point estimate (Delta guide) under a Gaussian prior
+    :math:`\mathcal N(0, s^2)` (weight decay), as in structured Bayesian pruning (Neklyudov et al. 2017), which
+    eq. 19 follows.  This is the paper's construction: eq. 19 multiplies activations by a separate noise matrix
+    whose entries share :math:`(\theta', \alpha)` per unit, and its KL is eq. 18 summed over units, not over
+    weights.  Under the local reparameterisation trick :math:`W'` is drawn independently for every example (and
+    shared over the positions of a feature map or sequence), which is exact for the ELBO because each example's
+    likelihood depends on :math:`W'` only through its own draw; a draw from the guide has one :math:`W'` per
+    network.  The mean network multiplies the inputs by :math:`\theta'`; a unit with :math:`\log\alpha` at or
+    above ``threshold`` is pruned.
+
+    Parameters are those of :class:`VariationalBayesianDropout` with ``granularity="unit"``; ``log_sigma2_init``
+    initialises :math:`\log\sigma'^2`, ``prior_scale`` is :math:`s`, ``log_alpha_init`` is unused.
+    """
+
+    reference = "Liu et al. 2019 (CVPR), Variational Bayesian Dropout, eq. 19 after Neklyudov et al. 2017"
+    capabilities = Capabilities(analytic_kl=True, lrt=True, structured=True, learns_rates=True)
+    fit_defaults = _GaussianFamily.fit_defaults
+
+    def __init__(
+        self,
+        granularity: str = "unit",
+        a: float = 1e-16,
+        b: float = 100.0,
+        log_sigma2_init: float = -10.0,
+        log_alpha_init: float = -8.0,
+        threshold: float = 3.0,
+        prior_scale: float = 1.0,
+    ):
+        args = (granularity, a, b, log_sigma2_init, log_alpha_init, threshold, prior_scale)
+        vars(self).update(_vbd_args(*args, accepted=("unit",)))
+        self._init_gamma(a, b)
+
+    def init_guide(self, layer) -> LayerGuide:
+        lg = super().init_guide(layer)
+        for site in layer.noise_sites.values():
+            like = layer.like
+            lg.register_parameter(f"{site.name}_loc", torch.nn.Parameter(like.new_ones(site.unit_shape)))
+            init = like.new_full(site.unit_shape, self.log_sigma2_init)
+            lg.register_parameter(f"{site.name}_log_sigma2", torch.nn.Parameter(init))
+        return lg
+
+    def _posterior(self, params, site: str = "noise") -> DropoutNormal:
+        return DropoutNormal(getattr(params, f"{site}_loc"), log_variance=getattr(params, f"{site}_log_sigma2"))
+
+    def log_alpha(self, layer, params, site: str = "noise") -> torch.Tensor:
+        r""":math:`\log\alpha` per unit, of the unit shape of noise site ``site``."""
+        return _additive_log_alpha(getattr(params, f"{site}_loc"), getattr(params, f"{site}_log_sigma2"))
+
+    def gamma_star(self, layer, params, site: str = "noise") -> torch.Tensor:
+        r""":math:`\gamma^* = \theta'^2 + \sigma'^2` (eq. 16), clamped into :math:`[a, b)`."""
+        return self._gamma(self._posterior(params, site))
+
+    def noise_model(self, layer, site, x):
+        z = self._sample_hierarchical(layer, site.name, layer.like, site.unit_shape)
+        tag = getattr(z, "_bayesdrop_lrt", None)
+        if tag is None:
+            return z
+        # local reparameterisation: an independent draw of W' for every example, shared over its other positions
+        loc, variance = tag
+        lead = (x.shape[0],) + (1,) * (x.dim() - 1 - len(site.unit_shape)) if x.dim() > len(site.unit_shape) else ()
+        eps = torch.randn(lead + tuple(site.unit_shape), dtype=x.dtype, device=x.device)
+        return loc + variance.sqrt() * eps
+
+    def noise_guide(self, layer, site, params, plate):
+        self._guide_hierarchical(layer, site.name, self._posterior(params, site.name))
+
+    def keep_prob(self, layer, params):
+        return torch.sigmoid(-self.log_alpha(layer, params)).reshape(-1)
+
+    def keep_masks(self, layer, params, threshold=None):
+        thr = self.threshold if threshold is None else threshold
+        return {s: self.log_alpha(layer, params, s) < thr for s in layer.noise_sites}
+
+    def pruning_rule(self) -> str:
+        return f"log alpha >= {self.threshold:g}"
+
+    def kl_constant(self, layer) -> float:
+        n = sum(math.prod(s.unit_shape) for s in layer.noise_sites.values())
+        return n * math.log(self.b - self.a)
+
+
+@register("vbd")
+def variational_bayesian_dropout(
+    granularity: str = "weight",
+    a: float = 1e-16,
+    b: float = 100.0,
+    log_sigma2_init: float = -10.0,
+    log_alpha_init: float = -8.0,
+    threshold: float = 3.0,
+    prior_scale: float = 1.0,
+) -> Method:
+    """``vbd``: :class:`VariationalBayesianDropout` (``granularity`` ``"weight"`` or ``"layer"``) or
+    :class:`UnitVariationalBayesianDropout` (``"unit"``); the arguments are theirs."""
+    cls: Any = UnitVariationalBayesianDropout if granularity == "unit" else VariationalBayesianDropout
+    return cls(granularity, a, b, log_sigma2_init, log_alpha_init, threshold, prior_scale)
+
+
+variational_bayesian_dropout.reference = VariationalBayesianDropout.reference  # type: ignore[attr-defined]

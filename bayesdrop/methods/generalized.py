@@ -13,9 +13,9 @@ Model (eq. 4) and guide (eq. 5)
     \text{guide: } q(k) = \delta_{k},\quad q(w) = \delta_{M},\quad
     q(\theta_{ni}) = \mathrm{Bernoulli}(\mathrm{clip}(k_i)).
 
-``k`` is a global site (one value per gate), ``theta`` a local site (one draw
-per example and gate, inside the data plate) and ``weight`` the global weight
-site.  The guide's Bernoulli has the same parameter as the prior's, so
+``k`` is a global site (one value per gate), ``theta`` the local site ``noise``
+(one draw per example and gate, inside the data plate) and ``weight`` the global
+weight site.  The guide's Bernoulli has the same parameter as the prior's, so
 KL(q(theta) || p(theta | k)) = 0 (both are
 :class:`~bayesdrop.distributions.StraightThroughBernoulli`, whose registered KL
 is exactly zero in value and gradient when the probabilities agree).  The
@@ -121,7 +121,7 @@ Ghahramani 2016).  :func:`bayesdrop.dropout_rates` reports
 Convolutions (section 2.6)
 --------------------------
 In :class:`bayesdrop.nn.Conv2d`, ``gates="channel"`` draws one gate per input
-feature map and example (``theta`` of shape ``(C, 1, 1)``): pruning a gate
+feature map and example (``theta`` of shape ``(C, 1, 1)``, the noise site's unit shape): pruning a gate
 removes a feature map, i.e. a filter of the previous layer (architecture
 selection; the default of ``sal``).  ``gates="element"`` draws a gate per
 element ``(C, H, W)`` like classic dropout, with a learned keep probability per
@@ -146,8 +146,7 @@ from torch.distributions import Bernoulli, kl_divergence, register_kl
 
 from ..distributions import StraightThroughBernoulli, _expand_to
 from . import register
-from .base import LayerGuide, check_range
-from .classic import _FixedNoise
+from .base import Capabilities, LayerGuide, PointWeights, check_range, site_param
 
 __all__ = ["GeneralizedDropout", "GateBeta", "GateBernoulli", "sharp_rise", "GATES", "EPS"]
 
@@ -262,41 +261,36 @@ def sharp_rise(k: torch.Tensor) -> float:
     return float((v[i] + v[i + 1]) / 2)
 
 
-class GeneralizedDropout(_FixedNoise):
-    r"""Generalized Dropout (Dropout++ / SAL) of input units: learned gates with a Beta prior.
+class GeneralizedDropout(PointWeights):
+    r"""Generalized Dropout (Dropout++ / SAL) on a layer's noise sites: learned gates with a Beta prior.
 
-    See the module docstring for the model (eq. 4), guide (eq. 5), objective
-    (eq. 7) and the presets.  Reuses the Gaussian weight prior and Delta weight
-    guide of :mod:`.classic`.
+    See the module docstring for the model (eq. 4), guide (eq. 5), objective (eq. 7) and the presets.  The weights
+    are point estimates with a Gaussian prior (:class:`~bayesdrop.methods.base.PointWeights`).
 
     Parameters
     ----------
     a, b : float
         Beta(a, b) prior on each keep probability ``k`` (> 0).
     init : float
-        Initial ``k`` of every gate, in [0, 1] (1.0: start without dropout,
-        section 4.1.3).
+        Initial ``k`` of every gate, in [0, 1] (1.0: start without dropout, section 4.1.3).
     strength : float
-        Multiplier :math:`\lambda \ge 0` of the Beta log density (1: eq. 7 as
-        written); see "How strong the prior is" in the module docstring.
+        Multiplier :math:`\lambda \ge 0` of the Beta log density (1: eq. 7 as written); see "How strong the prior
+        is" in the module docstring.
     prior_scale : float
         Standard deviation ``s`` of the Gaussian prior on weights (> 0).
     gates : {"element", "channel"}
-        ``Conv2d`` only: one gate per input element (classic) or per input
-        feature map (architecture selection, section 2.6).
+        One gate draw per element of the input (classic) or per unit, i.e. per input feature map of a convolution
+        (architecture selection, section 2.6).  The same for a ``Linear`` on 2-D inputs.
 
     Notes
     -----
-    Sample sites (named with ``layer.site``): ``k`` (global, gate shape ``(in,)`` or
-    ``(C, 1, 1)``), ``theta`` (local, per example ``(in,)``, ``(C, 1, 1)`` or
-    ``(C, H, W)``), ``weight`` (global).
+    Sample sites (named with ``layer.site``): ``k`` (global, the noise site's unit shape ``(in,)`` or
+    ``(C, 1, 1)``), ``noise`` (the gates :math:`\theta`, local, per example ``(in,)``, ``(C, 1, 1)`` or
+    ``(C, H, W)``) and the weights (global).
     """
 
     reference = "Srinivas & Babu 2016, Generalized Dropout (arXiv:1611.06791)"
-    analytic_kl = True
-    lrt = False
-    structured = True
-    conv = True
+    capabilities = Capabilities(analytic_kl=True, lrt=False, structured=True, learns_rates=True)
     threshold_default = 0.1
 
     def __init__(
@@ -318,62 +312,42 @@ class GeneralizedDropout(_FixedNoise):
         self.gates = gates
 
     # -- shapes -------------------------------------------------------------------
-    @staticmethod
-    def _gate_shape(layer) -> tuple[int, ...]:
-        """Shape of ``k``: ``(in,)`` for Linear, ``(C, 1, 1)`` for Conv2d."""
-        n = layer.weight_shape[1]
-        return (n,) + (1,) * (layer.event_dim - 1)
+    def _theta_shape(self, layer, site) -> tuple[int, ...]:
+        """Per-example shape of the gates ``theta``."""
+        return tuple(site.unit_shape) if self.gates == "channel" else layer.draw_shape(site)
 
-    def _theta_shape(self, layer) -> tuple[int, ...]:
-        """Per-example shape of ``theta``."""
-        if layer.event_dim > 1 and self.gates == "element":
-            if layer.input_event_shape is None:
-                raise RuntimeError("gates='element' needs the input shape: run the model once first")
-            return tuple(layer.input_event_shape)
-        return self._gate_shape(layer)
+    def _theta_dist(self, probs: torch.Tensor, layer, site) -> dist.Distribution:
+        """Per-example gate law; ``probs`` has the unit shape."""
+        shape = self._theta_shape(layer, site)
+        return GateBernoulli(probs, shape).to_event(len(shape))
 
-    def _theta_dist(self, probs: torch.Tensor, layer) -> dist.Distribution:
-        """Per-example gate law; ``probs`` has the gate shape (plus leading sample dims)."""
-        shape = self._theta_shape(layer)
-        lead = probs.shape[: probs.dim() - len(shape)]
-        return GateBernoulli(probs, lead + shape).to_event(layer.event_dim)
-
-    def _k_prior(self, like: torch.Tensor, layer) -> dist.Distribution:
-        def build() -> dist.Distribution:
-            a, b = like.new_tensor(self.a), like.new_tensor(self.b)
-            shape = self._gate_shape(layer)
-            return GateBeta(a, b, self.strength).expand(shape).to_event(len(shape))
-
-        return layer.fixed("k", like, build)
+    def _k_prior(self, like: torch.Tensor, shape: tuple[int, ...]) -> dist.Distribution:
+        a, b = like.new_tensor(self.a), like.new_tensor(self.b)
+        return GateBeta(a, b, self.strength).expand(shape).to_event(len(shape))
 
     @staticmethod
-    def _clip(params: LayerGuide) -> torch.Tensor:
-        return params.k.clamp(0.0, 1.0)
+    def _clip(params: LayerGuide, site: str = "noise") -> torch.Tensor:
+        return getattr(params, site_param(site, "k")).clamp(0.0, 1.0)
 
     # -- hooks --------------------------------------------------------------------
     def init_guide(self, layer) -> LayerGuide:
-        lg = super().init_guide(layer)  # the weight's Delta parameter
-        lg.k = torch.nn.Parameter(torch.full(self._gate_shape(layer), self.init, dtype=layer.weight_init.dtype))
+        lg = super().init_guide(layer)  # the weights' Delta parameters
+        for site in layer.noise_sites.values():
+            k = torch.full(site.unit_shape, self.init, dtype=layer.like.dtype, device=layer.like.device)
+            lg.register_parameter(site_param(site.name, "k"), torch.nn.Parameter(k))
         return lg
 
-    def model(self, layer, x: torch.Tensor) -> torch.Tensor:
-        k = pyro.sample(layer.site("k"), self._k_prior(x, layer))
-        w = pyro.sample(layer.site("weight"), self._prior(x, layer))
-        theta = layer.sample_local("theta", self._theta_dist(k, layer), x)
-        return layer.op(x * theta, w)
+    def noise_model(self, layer, site, x):
+        k = pyro.sample(layer.site(site_param(site.name, "k")), self._k_prior(x, tuple(site.unit_shape)))
+        return layer.sample_local(site.name, self._theta_dist(k, layer, site), x)
 
-    def guide(self, layer, params: LayerGuide, plate: pyro.plate) -> None:
+    def noise_guide(self, layer, site, params, plate):
         with torch.no_grad():  # projection onto [0, 1] (section 2.5)
-            params.k.clamp_(0.0, 1.0)
-        k = self._clip(params)
-        pyro.sample(layer.site("k"), dist.Delta(k, event_dim=k.dim()))
-        pyro.sample(layer.site("weight"), dist.Delta(params.weight, event_dim=layer.weight_event_dim))
+            getattr(params, site_param(site.name, "k")).clamp_(0.0, 1.0)
+        k = self._clip(params, site.name)
+        pyro.sample(layer.site(site_param(site.name, "k")), dist.Delta(k, event_dim=k.dim()))
         with plate:
-            pyro.sample(layer.site("theta"), self._theta_dist(k, layer))
-
-    def mean_forward(self, layer, params, x):
-        """Re-scaling (section 2.4): inputs multiplied by ``clip(k)``."""
-        return layer.op(x * self._clip(params), params.weight)
+            pyro.sample(layer.site(site.name), self._theta_dist(k, layer, site))
 
     def keep_prob(self, layer, params):
         """``clip(k)`` per input unit (Linear) or input channel (Conv2d)."""
@@ -382,32 +356,22 @@ class GeneralizedDropout(_FixedNoise):
     def pruning_rule(self) -> str:
         return f"keep probability k <= {self.threshold_default:g}"
 
-    def point_weights(self, layer, params, threshold: float | str | None = None):
-        """Weights with ``clip(k)`` folded in; inputs whose gate has ``k <= threshold`` are pruned.
-
-        ``threshold`` is a number in [0, 1], ``"sharp-rise"`` (per layer, see
-        :func:`sharp_rise`) or ``None`` (0.1).
-        """
-        k = self._clip(params)
-        if threshold is None:
-            threshold = self.threshold_default
-        if isinstance(threshold, str):
-            if threshold != "sharp-rise":
-                raise ValueError(f"`threshold` must be a number in [0, 1] or 'sharp-rise', got {threshold!r}")
-            threshold = sharp_rise(k)
-        else:
-            threshold = check_range("threshold", threshold, 0.0, 1.0)
-        kb = k.reshape((1, -1) + (1,) * (params.weight.dim() - 2))
-        w = params.weight * kb
-        return w, (kb > threshold).expand_as(w)
-
-    def kl(self, layer, params):
-        """Closed form: sum over gates of -strength log Beta(k; a, b), plus -log N(w; 0, s^2)."""
-        k = self._clip(params).clamp(EPS, 1 - EPS)
-        a, b = self.a, self.b
-        log_beta_fn = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
-        log_prior = (a - 1) * torch.log(k) + (b - 1) * torch.log1p(-k) - log_beta_fn
-        return -self.strength * log_prior.sum() + super().kl(layer, params)
+    def keep_masks(self, layer, params, threshold: float | str | None = None):
+        """The gates with ``clip(k) > threshold``; ``threshold`` is a number in [0, 1], ``"sharp-rise"`` (per
+        layer, see :func:`sharp_rise`) or ``None`` (0.1).  At test time the kept inputs are scaled by ``clip(k)``
+        (re-scaling, section 2.4): the posterior mean of the gates."""
+        out = {}
+        for name in layer.noise_sites:
+            k = self._clip(params, name)
+            thr = self.threshold_default if threshold is None else threshold
+            if isinstance(thr, str):
+                if thr != "sharp-rise":
+                    raise ValueError(f"`threshold` must be a number in [0, 1] or 'sharp-rise', got {thr!r}")
+                thr = sharp_rise(k)
+            else:
+                thr = check_range("threshold", thr, 0.0, 1.0)
+            out[name] = k > thr
+        return out
 
 
 # Presets (section 2.2), in this order in ``bd.methods.names()``; a and b of

@@ -1,0 +1,159 @@
+r"""Pyro effect handlers that say *how* the sites of a dropout model are sampled.
+
+For people who train or evaluate a model/guide pair by hand, with ``pyro.infer.SVI`` or ``pyro.poutine``; the
+same handlers serve :func:`bayesdrop.fit`, :func:`bayesdrop.predict` and :mod:`bayesdrop.compress`.
+
+:class:`LocalReparameterization`
+    The local reparameterisation trick (Kingma et al. 2015): Gaussian weight sites marked
+    ``infer={"lrt": True}`` are drawn as pre-activations by the layer.
+:class:`KLScale`
+    Multiplies the terms of latent sites by :math:`\beta` (KL warm-up).
+:class:`PosteriorMean` and :func:`posterior_mean`
+    The deterministic test-time network: every latent site of the guide at its mean (the weight-scaling rule of
+    dropout, the posterior-mean network of variational dropout), optionally with pruned entries zeroed.
+
+Example
+-------
+>>> mean_net = bd.handlers.posterior_mean(model, guide)  # a function of the model's arguments
+>>> logits = mean_net(x)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pyro.distributions as dist
+import pyro.poutine as poutine
+import torch
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
+
+__all__ = ["LocalReparameterization", "KLScale", "PosteriorMean", "posterior_mean"]
+
+
+class LocalReparameterization(Messenger):
+    r"""Effect handler for the local reparameterisation trick (Kingma et al. 2015).
+
+    Wrap the guide in it (``LocalReparameterization()(guide)``), or the whole SVI step.  Each weight drawn in the
+    guide from a Normal at a site marked ``infer={"lrt": True}`` is tagged with its mean and variance; the model
+    replays that value, and the layer samples the pre-activation
+
+    .. math:: b \sim \mathcal N\big(x \mu^\top,\; (x \circ x)(\sigma^2)^\top\big)
+
+    instead of using the weight sample, which lowers the gradient variance.  The tag sits on the tensor object
+    itself.  Outside the handler, e.g. under ``Predictive``, layers use the sampled weights.
+
+    Parameters
+    ----------
+    draw_weights : bool
+        ``True`` (default): the guide still draws the weights, so every estimator (``Trace_ELBO``'s
+        ``log p - log q`` included) sees a proper sample.  ``False``: the guide skips the draw, which the layer
+        would ignore anyway; the site's value is a placeholder (the mean ``loc``, without gradient, marked
+        ``_bayesdrop_lrt_placeholder``).  Only valid for losses that never evaluate a density at these values,
+        i.e. where the KL of every such site is analytic: :func:`bayesdrop.fit` uses it with its
+        :class:`~bayesdrop.infer.MeanFieldELBO`, which raises if a placeholder would enter a Monte Carlo term.
+    """
+
+    def __init__(self, draw_weights: bool = True):
+        super().__init__()
+        self.draw_weights = draw_weights
+
+    @staticmethod
+    def _normal(msg: dict) -> dist.Normal | None:
+        if not msg["infer"].get("lrt") or msg["is_observed"]:
+            return None
+        fn = msg["fn"]
+        while isinstance(fn, dist.Independent):
+            fn = fn.base_dist
+        return fn if isinstance(fn, dist.Normal) else None
+
+    def _pyro_sample(self, msg: dict) -> None:
+        if self.draw_weights or msg["value"] is not None:
+            return
+        fn = self._normal(msg)
+        if fn is not None:
+            value, shape = fn.loc.detach(), msg["fn"].shape()  # a new tensor object, no copy
+            value = value if value.shape == shape else value.expand(shape)
+            value._bayesdrop_lrt_placeholder = True
+            msg["value"] = value
+
+    def _pyro_post_sample(self, msg: dict) -> None:
+        fn = self._normal(msg)
+        if fn is not None:
+            msg["value"]._bayesdrop_lrt = (fn.loc, fn.variance)
+
+
+class KLScale(Messenger):
+    r"""Scale every latent (non-observed) sample site by ``beta``, the KL warm-up weight :math:`\beta`.
+
+    Wrap model *and* guide: ``TraceMeanField_ELBO`` scales the analytic KL of a site by the guide site's scale,
+    Monte Carlo terms by both.
+    """
+
+    def __init__(self, beta: float):
+        super().__init__()
+        self.beta = beta
+
+    def _pyro_sample(self, msg: dict) -> None:
+        if not msg["is_observed"]:
+            msg["scale"] = msg["scale"] * self.beta
+
+
+def _mean(fn: dist.Distribution) -> torch.Tensor:
+    while isinstance(fn, (dist.Independent, dist.MaskedDistribution)):
+        fn = fn.base_dist
+    if isinstance(fn, dist.Delta):
+        return fn.v
+    return fn.mean
+
+
+class PosteriorMean(Messenger):
+    """Put every latent sample site at the mean of its distribution instead of drawing it.
+
+    Wrap a *guide* and replay the model on its trace (:func:`posterior_mean` does both): the model then runs at the
+    mean of the variational posterior, the test-time network of every dropout method (the weight-scaling rule,
+    Goodfellow et al., Deep Learning, sec. 7.12, for noise of mean one; the posterior-mean network for Gaussian
+    weights).
+
+    Parameters
+    ----------
+    masks : mapping of str to torch.Tensor, optional
+        Site name to a boolean mask broadcastable to the site's value: entries where it is false are zeroed (the
+        pruned network, see :meth:`~bayesdrop.guides.DropoutGuide.keep_masks`).
+    """
+
+    def __init__(self, masks: Mapping[str, torch.Tensor] | None = None):
+        super().__init__()
+        self.masks = dict(masks or {})
+
+    def _pyro_sample(self, msg: dict) -> None:
+        if msg["is_observed"] or msg["value"] is not None or site_is_subsample(msg):
+            return
+        value = _mean(msg["fn"])
+        shape = msg["fn"].shape()
+        value = value.expand(shape) if value.shape != shape else value
+        mask = self.masks.get(msg["name"])
+        if mask is not None:
+            value = value * mask.to(value.dtype)
+        msg["value"] = value
+        msg["done"] = True
+
+
+def posterior_mean(
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    masks: Mapping[str, torch.Tensor] | None = None,
+) -> Callable[..., Any]:
+    """``model`` as a deterministic function, run at the posterior mean of ``guide`` (:class:`PosteriorMean`).
+
+    Returns a function of the model's arguments that traces the guide under :class:`PosteriorMean` and replays the
+    model on that trace (blocked, so nothing reaches an outer handler).  ``masks`` zeroes pruned entries.
+    """
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with poutine.block():
+            guide_trace = poutine.trace(PosteriorMean(masks)(guide)).get_trace(*args, **kwargs)
+            return poutine.replay(model, trace=guide_trace)(*args, **kwargs)
+
+    return run

@@ -1,0 +1,34 @@
+"""Bayesian layers that take a dropout method, and :func:`bayesianize`.
+
+For people who build networks: a layer (:class:`Linear`, :class:`Conv1d`, :class:`Conv2d`, the weightless
+:class:`Dropout`) declares its weight and noise sites and how they enter its computation; its
+:class:`~bayesdrop.methods.Method` gives each site a prior (the model) and a variational family (the guide,
+:class:`~bayesdrop.guides.DropoutGuide`).  New layer kinds subclass :class:`BayesianLayer`
+(``docs/architecture.md``).
+
+Example
+-------
+>>> net = PyroModule[torch.nn.Sequential](bd.nn.Linear(64, 100, "vbd"), torch.nn.ReLU(), bd.nn.Linear(100, 10, "vbd"))
+"""
+
+from ..handlers import LocalReparameterization
+from .base import BayesianLayer, NoiseSite, WeightSite, bayesian_layers, local_plate
+from .conv import Conv1d, Conv2d
+from .convert import bayesianize
+from .dropout import Dropout, Scale
+from .linear import Linear
+
+__all__ = [
+    "BayesianLayer",
+    "WeightSite",
+    "NoiseSite",
+    "Linear",
+    "Conv1d",
+    "Conv2d",
+    "Dropout",
+    "Scale",
+    "bayesianize",
+    "bayesian_layers",
+    "local_plate",
+    "LocalReparameterization",
+]

@@ -1,0 +1,271 @@
+r"""The base of every Bayesian layer: which sites it has, and how a method fills them.
+
+For people who write a new layer kind.  A layer declares its *sites*: weight sites (a tensor of parameters, e.g.
+``weight`` of a ``Linear``; an LSTM has two) and noise sites (multiplicative noise on a tensor of the computation,
+e.g. ``noise`` on a layer's inputs, with the shape of one draw per example).  Its ``forward`` says how they enter
+the computation, by calling :meth:`BayesianLayer.weight` and :meth:`BayesianLayer.noise`; its
+:class:`~bayesdrop.methods.Method` says what each site's prior and variational family are.  So a new layer kind
+works with every method, and a new method with every layer kind.
+
+Example
+-------
+A layer that scales its inputs by a learned-or-fixed noise and sums them (``docs/architecture.md``)::
+
+    class NoisySum(bd.nn.BayesianLayer):
+        def __init__(self, features, method="bernoulli"):
+            super().__init__(method, weights={}, noise={"noise": (features,)})
+
+        def forward(self, x):
+            return self.noise("noise", x).sum(-1)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+
+from ..methods import Method, resolve
+
+__all__ = ["BayesianLayer", "WeightSite", "NoiseSite", "local_plate", "bayesian_layers"]
+
+_PLATE: contextvars.ContextVar[Any] = contextvars.ContextVar("bayesdrop_plate", default=None)
+
+
+@contextlib.contextmanager
+def local_plate(plate: pyro.plate) -> Iterator[None]:
+    """Make ``plate`` the data plate in which layers sample per-example sites.
+
+    Call the network inside this context and *outside* the plate itself, so that weights stay global while masks
+    are local::
+
+        plate = pyro.plate("data", N, subsample=torch.arange(len(x)))
+        with bd.nn.local_plate(plate):
+            logits = net(x)
+        with plate:
+            pyro.sample("obs", dist.Categorical(logits=logits), obs=y)
+    """
+    token = _PLATE.set(plate)
+    try:
+        yield
+    finally:
+        _PLATE.reset(token)
+
+
+@dataclass(frozen=True)
+class WeightSite:
+    """A weight tensor of a layer.
+
+    Attributes
+    ----------
+    name : str
+        Site name within the layer (the Pyro site is ``f"{layer}.{name}"``).
+    shape : torch.Size
+        The weight's shape, e.g. ``(out, in)``.
+    unit_dim : int
+        The axis of the weight that indexes the layer's input units (1 for ``Linear`` and convolutions): a unit
+        whose weights are all pruned is removed by :mod:`bayesdrop.compress`.
+    """
+
+    name: str
+    shape: torch.Size
+    unit_dim: int = 1
+
+
+@dataclass(frozen=True)
+class NoiseSite:
+    """A multiplicative noise of a layer.
+
+    Attributes
+    ----------
+    name : str
+        Site name within the layer.
+    unit_shape : tuple of int
+        Shape of per-unit quantities (learned rates, gates), broadcastable against one example of the tensor the
+        noise multiplies: ``(in,)`` for a ``Linear``'s inputs, ``(C, 1, 1)`` for a ``Conv2d``'s.
+    shape : tuple of int or None
+        The shape of one draw per example, or ``None`` for one draw per element of the tensor it multiplies (its
+        per-example shape, recorded at each forward pass).  ``(C, 1, 1)`` is one draw per feature map (spatial
+        dropout).
+    weight : str or None
+        The weight site whose inputs this noise multiplies, along that weight's ``unit_dim``, so that the noise's
+        mean can be folded into the weight (``None``: the noise is applied elsewhere).
+    """
+
+    name: str
+    unit_shape: tuple[int, ...]
+    shape: tuple[int, ...] | None = None
+    weight: str | None = None
+
+
+class BayesianLayer(PyroModule):
+    """Base class: a layer whose weight and noise sites are governed by a dropout method.
+
+    Parameters
+    ----------
+    method : str or Method
+        Registered name or instance; ``**hyper`` are its hyper-parameters when given by name.
+    weights : mapping of str to torch.Tensor
+        Initial value of every weight site (kept as buffers ``{name}_init``, from which guides start).
+    noise : mapping of str to NoiseSite
+        The noise sites.
+    bias : torch.Tensor or None
+        Initial deterministic bias (a point estimate, as in Kingma et al. 2015), added by the subclass.
+    kind : str
+        The layer kind for the method's capability check (``"linear"``, ``"conv"``, ``"dropout"``, ...).
+    """
+
+    def __init__(
+        self,
+        method: str | Method,
+        weights: Mapping[str, torch.Tensor],
+        noise: Mapping[str, NoiseSite] | None = None,
+        bias: torch.Tensor | None = None,
+        *,
+        kind: str,
+        **hyper: Any,
+    ):
+        super().__init__()
+        self.method = resolve(method, **hyper)
+        self.kind = kind
+        self.method.check_layer(self)
+        self.weight_sites: dict[str, WeightSite] = {}
+        for name, w in weights.items():
+            self.register_buffer(f"{name}_init", w.detach().clone())
+            self.weight_sites[name] = WeightSite(name, w.shape)
+        self.noise_sites: dict[str, NoiseSite] = dict(noise or {})
+        self.bias = None if bias is None else torch.nn.Parameter(bias.detach().clone())
+        self.register_buffer("_like", torch.zeros(()), persistent=False)  # follows the layer's dtype and device
+        self.draw_shapes: dict[str, tuple[int, ...]] = {
+            n: s.shape for n, s in self.noise_sites.items() if s.shape is not None
+        }
+
+    # -- sites ---------------------------------------------------------------------------------------------------
+    @property
+    def like(self) -> torch.Tensor:
+        """A 0-d tensor of the layer's dtype and device (for building distributions)."""
+        return self._like
+
+    @property
+    def units(self) -> int:
+        """Number of input units of the layer: the leading axis of its ``noise`` site's unit shape."""
+        return self.noise_sites["noise"].unit_shape[0]
+
+    def site(self, name: str) -> str:
+        """The Pyro site name of this layer's ``name`` (e.g. ``"net.0.weight"``)."""
+        return f"{self._pyro_name}.{name}" if self._pyro_name else name
+
+    def init_value(self, site: WeightSite | str) -> torch.Tensor:
+        """Initial value of a weight site (the guide's starting point)."""
+        return getattr(self, f"{site if isinstance(site, str) else site.name}_init")
+
+    def draw_shape(self, site: NoiseSite) -> tuple[int, ...]:
+        """Per-example shape of one draw of ``site`` (recorded at the last forward pass for per-element noise)."""
+        shape = self.draw_shapes.get(site.name)
+        if shape is None:
+            raise RuntimeError(f"layer {self._pyro_name!r}: run the model once before its guide (noise shapes)")
+        return shape
+
+    def sample_local(self, name: str, fn: dist.Distribution, x: torch.Tensor) -> torch.Tensor:
+        """Sample a per-example site; ``fn`` has empty batch shape and the per-example event shape."""
+        plate = _PLATE.get()
+        if plate is None:  # used outside a likelihood: one draw per example, explicit batch
+            return pyro.sample(self.site(name), fn.expand(x.shape[: x.dim() - len(fn.event_shape)]))
+        with plate:
+            return pyro.sample(self.site(name), fn)
+
+    # -- what a layer's forward calls --------------------------------------------------------------------------
+    def weight(self, name: str = "weight") -> torch.Tensor:
+        """The value of weight site ``name``: sampled from the method's prior (replayed from the guide in SVI)."""
+        return self.method.weight_model(self, self.weight_sites[name])
+
+    def noise(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """``x`` times the method's noise at site ``name`` (``x`` itself if the method puts none there)."""
+        site = self.noise_sites[name]
+        if site.shape is None:  # one draw per element: the per-example shape of x
+            shape = tuple(x.shape[x.dim() - max(len(site.unit_shape), x.dim() - 1) :])
+            if self.draw_shapes.get(name) != shape:
+                self.draw_shapes[name] = shape
+        z = self.method.noise_model(self, site, x)
+        return x if z is None else x * z
+
+    @staticmethod
+    def apply(op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, w: torch.Tensor):
+        """``op(x, w)`` for an operation linear in ``x`` and ``w``; under :class:`~bayesdrop.handlers.
+        LocalReparameterization` a Gaussian ``w`` is tagged and the output is drawn instead (Kingma et al. 2015):
+        :math:`\\mathcal N(\\mathrm{op}(x, \\mu), \\mathrm{op}(x^2, \\sigma^2))`."""
+        tag = getattr(w, "_bayesdrop_lrt", None)
+        if tag is None:
+            return op(x, w)
+        loc, variance = tag
+        mean = op(x, loc)
+        var = op(x * x, variance)
+        return torch.addcmul(mean, var.clamp_min(1e-16).sqrt(), torch.randn_like(mean))
+
+    # -- the guide's side ---------------------------------------------------------------------------------------
+    def guide(self, params: torch.nn.Module, plate: Any) -> None:
+        """Sample the variational sites of every weight and noise site (called by the guide)."""
+        for site in self.weight_sites.values():
+            self.method.weight_guide(self, site, params)
+        for site in self.noise_sites.values():
+            self.method.noise_guide(self, site, params, plate)
+
+    # -- the test-time network ------------------------------------------------------------------------------------
+    def fold(self, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Effective weights from site values: each weight times the per-unit value of the noise on its inputs.
+
+        ``values`` maps site names (``"weight"``, ``"noise"``, ...) to one value each, noise values per example
+        (e.g. the posterior means from :meth:`~bayesdrop.guides.DropoutGuide.point_values`); a missing noise site
+        counts as one.  The effective weights compute the same network without its noise sites.
+        """
+        out = {name: values[name] for name in self.weight_sites}
+        for site in self.noise_sites.values():
+            if site.name not in values or site.weight is None:
+                continue
+            z = values[site.name]
+            units = z.reshape(-1, *z.shape[z.dim() - len(site.unit_shape) :])[0]  # drop the example axis
+            per_unit = _per_unit(units, site.unit_shape)
+            w = out[site.weight]
+            dim = self.weight_sites[site.weight].unit_dim
+            out[site.weight] = w * per_unit.reshape((1,) * dim + (-1,) + (1,) * (w.dim() - dim - 1))
+        return out
+
+    def kept_weights(self, masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Which weights survive pruning, per weight site (boolean, the weight's shape), from the method's
+        :meth:`~bayesdrop.methods.Method.keep_masks` (``masks``, by site name): a weight is kept when its own mask
+        and the mask of the noise on its input unit keep it."""
+        like = self.like
+        values = {
+            n: masks[n].to(like.dtype).expand(s.shape) if n in masks else like.new_ones(s.shape)
+            for n, s in self.weight_sites.items()
+        }
+        values.update({n: masks[n].to(like.dtype) for n in self.noise_sites if n in masks})
+        return {n: w != 0 for n, w in self.fold(values).items()}
+
+    def to_plain(self, values: Mapping[str, torch.Tensor], bias: torch.Tensor | None = None) -> torch.nn.Module:
+        """A plain deterministic ``torch.nn`` module computing this layer at the site values ``values`` (as for
+        :meth:`fold`), with its bias or ``bias`` (e.g. with fewer units after pruning)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be exported as a plain module")
+
+
+def _per_unit(z: torch.Tensor, unit_shape: tuple[int, ...]) -> torch.Tensor:
+    """One value per unit (the leading axis of ``unit_shape``) of a per-example noise value constant over the other
+    axes; raises if it is not."""
+    n = unit_shape[0]
+    z = z.reshape(z.shape[0] if z.dim() else 1, -1) if z.dim() > 1 else z.reshape(-1, 1)
+    z = z.expand(n, z.shape[1]) if z.shape[0] == 1 else z
+    if z.shape[1] > 1 and not torch.equal(z.amax(1), z.amin(1)):
+        raise ValueError("noise that varies within a unit cannot be folded into the weights")
+    return z[:, 0]
+
+
+def bayesian_layers(module: torch.nn.Module) -> list[tuple[str, BayesianLayer]]:
+    """All :class:`BayesianLayer` submodules of ``module`` with their names."""
+    return [(n, m) for n, m in module.named_modules() if isinstance(m, BayesianLayer)]

@@ -1,0 +1,116 @@
+"""``bd.nn.Conv1d`` and ``bd.nn.Conv2d``: Bayesian convolutions with noise on their input feature maps.
+
+For convolutional networks written by hand (``bd.bayesianize`` makes them from ``torch.nn`` ones).  One draw of
+the input noise per input element; methods with per-unit rates share them over a feature map.
+
+Example
+-------
+>>> conv = bd.nn.Conv2d(1, 20, 5, method="bernoulli", padding=2)
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..methods import Method
+from .base import BayesianLayer, NoiseSite
+from .linear import _positive
+
+__all__ = ["Conv1d", "Conv2d"]
+
+
+class _ConvNd(BayesianLayer):
+    """Shared part of the convolutions: ``groups=1``, zero padding given as ints; weights ``(out, in, *kernel)``."""
+
+    dims: int
+    _plain: type[torch.nn.modules.conv._ConvNd]
+    _fn: Any
+
+    def __init__(self, in_channels, out_channels, kernel_size, method, stride, padding, dilation, bias, hyper):
+        _positive(in_channels=in_channels, out_channels=out_channels)
+        ref = self._plain(in_channels, out_channels, kernel_size, stride, padding, dilation, bias=bias)
+        unit_shape = (in_channels,) + (1,) * self.dims
+        noise = {"noise": NoiseSite("noise", unit_shape, weight="weight")}
+        super().__init__(method, {"weight": ref.weight}, noise, ref.bias, kind="conv", **hyper)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding, self.dilation = (
+            ref.kernel_size,
+            ref.stride,
+            ref.padding,
+            ref.dilation,
+        )
+        self._op = functools.partial(self._fn, stride=self.stride, padding=self.padding, dilation=self.dilation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_tensor(x) or x.dim() != self.dims + 2 or x.shape[1] != self.in_channels:
+            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            spatial = ", ".join("HW"[: self.dims] if self.dims == 2 else "L")
+            raise ValueError(f"`x` must have shape (batch, {self.in_channels}, {spatial}), got {shape}")
+        x = self.noise("noise", x)
+        out = self.apply(self._op, x, self.weight())
+        return out if self.bias is None else out + self.bias.reshape(-1, *(1,) * self.dims)
+
+    def to_plain(self, values, bias=None):
+        w = self.fold(values)["weight"]
+        bias = self.bias if bias is None else bias
+        m = self._plain(
+            w.shape[1], w.shape[0], self.kernel_size, self.stride, self.padding, self.dilation, bias=bias is not None
+        )
+        with torch.no_grad():
+            m.weight.copy_(w)
+            if bias is not None:
+                m.bias.copy_(bias)
+        return m.to(w.device, w.dtype)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, method={self.method!r}, bias={self.bias is not None}"
+        )
+
+
+class Conv1d(_ConvNd):
+    """Bayesian 1-D convolution; inputs ``(batch, C, L)``, weights ``(out, in, k)``; sites as :class:`Conv2d`."""
+
+    dims, _plain, _fn = 1, torch.nn.Conv1d, staticmethod(F.conv1d)
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int],
+        method: str | Method = "bernoulli",
+        stride: int | tuple[int] = 1,
+        padding: int | tuple[int] = 0,
+        dilation: int | tuple[int] = 1,
+        bias: bool = True,
+        **hyper: Any,
+    ):
+        super().__init__(in_channels, out_channels, kernel_size, method, stride, padding, dilation, bias, hyper)
+
+
+class Conv2d(_ConvNd):
+    """Bayesian 2-D convolution (``groups=1``); inputs ``(batch, C, H, W)``, weights ``(out, in, kh, kw)``.
+
+    Sites: ``weight`` (input channels on axis 1) and ``noise`` on the input feature maps (unit shape ``(C, 1, 1)``).
+    """
+
+    dims, _plain, _fn = 2, torch.nn.Conv2d, staticmethod(F.conv2d)
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        method: str | Method = "bernoulli",
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
+        bias: bool = True,
+        **hyper: Any,
+    ):
+        super().__init__(in_channels, out_channels, kernel_size, method, stride, padding, dilation, bias, hyper)

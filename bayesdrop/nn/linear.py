@@ -1,0 +1,74 @@
+"""``bd.nn.Linear``: a Bayesian fully connected layer, ``y = (x * z) W^T + b`` with input noise ``z``.
+
+For networks written by hand.  Inputs have any leading dimensions, as for ``torch.nn.Linear``; one draw of the
+input noise per element of ``x`` (per unit for a 2-D input).
+
+Example
+-------
+>>> layer = bd.nn.Linear(784, 300, method="sparse-vd")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..methods import Method
+from .base import BayesianLayer, NoiseSite
+
+__all__ = ["Linear"]
+
+
+def _positive(**kw: Any) -> None:
+    for arg, v in kw.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"`{arg}` must be a positive int, got {v!r}")
+
+
+class Linear(BayesianLayer):
+    """Bayesian ``y = (x * z) W^T + b`` with ``W`` of shape ``(out_features, in_features)``.
+
+    Sites: ``weight`` (``(out, in)``, input units on axis 1) and ``noise`` on the inputs (unit shape ``(in,)``).
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    method : str or Method
+        Registered name (see :func:`bayesdrop.methods.names`) or instance.
+    bias : bool
+        Learn a deterministic bias (a point estimate, as in Kingma et al. 2015).
+    **hyper
+        Hyper-parameters of the method when given by name.
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, method: str | Method = "bernoulli", bias: bool = True, **hyper: Any
+    ):
+        _positive(in_features=in_features, out_features=out_features)
+        ref = torch.nn.Linear(in_features, out_features, bias=bias)
+        noise = {"noise": NoiseSite("noise", (in_features,), weight="weight")}
+        super().__init__(method, {"weight": ref.weight}, noise, ref.bias, kind="linear", **hyper)
+        self.in_features, self.out_features = in_features, out_features
+        self.draw_shapes["noise"] = (in_features,)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_tensor(x) or x.dim() < 1 or x.shape[-1] != self.in_features:
+            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            raise ValueError(f"`x` must have shape (*, {self.in_features}), got {shape}")
+        x = self.noise("noise", x)
+        return self.apply(F.linear, x, self.weight()) + (0 if self.bias is None else self.bias)
+
+    def to_plain(self, values, bias=None):
+        w = self.fold(values)["weight"]
+        bias = self.bias if bias is None else bias
+        m = torch.nn.Linear(w.shape[1], w.shape[0], bias=bias is not None)
+        with torch.no_grad():
+            m.weight.copy_(w)
+            if bias is not None:
+                m.bias.copy_(bias)
+        return m.to(w.device, w.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, method={self.method!r}, bias={self.bias is not None}"
