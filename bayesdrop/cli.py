@@ -89,7 +89,7 @@ def build(
     if kind == "mlp":
         net = mlp(ds.in_features, widths, out, method, input_method=input_method)
     else:
-        if ds.image_shape is None or len(ds.image_shape) != 3:
+        if ds.image_shape is None or len(ds.image_shape) not in (2, 3):
             raise ValueError(f"`--arch lenet5` needs image data; {ds.name!r} has image shape {ds.image_shape}")
         net = lenet5(ds.image_shape, out, method, input_method=input_method)
     if ds.task == "classification":

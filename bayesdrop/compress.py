@@ -287,12 +287,13 @@ def _net(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def _plainified(module: torch.nn.Module) -> torch.nn.Module:
-    """A deep copy of ``module`` in which every :class:`~pyro.nn.PyroModule` is its plain ``torch.nn`` class again
-    (``bd.bayesianize`` and ``PyroModule[...]`` made them Pyro modules)."""
+    """A deep copy of ``module`` in which every ``PyroModule[cls]`` (made by ``bd.bayesianize`` and
+    ``PyroModule[...]``) is its plain ``cls`` again; classes written as subclasses of ``PyroModule`` stay."""
     out = copy.deepcopy(module)
     for m in out.modules():
-        if isinstance(m, PyroModule) and not isinstance(m, BayesianLayer):
-            m.__class__ = next(c for c in type(m).__mro__ if not issubclass(c, PyroModule))
+        base = type(m).__bases__[0]
+        if isinstance(m, PyroModule) and not isinstance(m, BayesianLayer) and PyroModule[base] is type(m):
+            m.__class__ = base  # PyroModule[base], the class Pyro made: the plain class again
             for attr in ("_pyro_name", "_pyro_context", "_pyro_params", "_pyro_samples"):
                 m.__dict__.pop(attr, None)
     return out
@@ -316,8 +317,9 @@ def prune(
     Returns
     -------
     torch.nn.Module
-        The network in eval mode, on the CPU, made of plain ``torch.nn`` modules only.  Its outputs equal those
-        of ``guide.mean_network(pruned=True, threshold=threshold)``.
+        The network in eval mode, on the CPU, made of plain ``torch.nn`` modules (``PyroModule[...]`` containers
+        back to their ``torch.nn`` classes; your own ``PyroModule`` subclasses keep their class, with plain layers
+        inside).  Its outputs equal those of ``guide.mean_network(pruned=True, threshold=threshold)``.
     """
     _layers(model, guide)
     return _prune(model, guide, _points(guide, threshold), sparse)[0]

@@ -443,7 +443,13 @@ def fit(
                 stack.enter_context(h)
             for xb, yb in _batches(train, batch_size, dev, gen):
                 optim.zero_grad(set_to_none=True)
-                loss_b = elbo.differentiable_loss(traced_model, fit_guide, xb, yb)
+                try:
+                    loss_b = elbo.differentiable_loss(traced_model, fit_guide, xb, yb)
+                except ValueError as err:  # Pyro's validation met a distribution with NaN or infinite parameters
+                    if not _non_finite_parameter(err):
+                        raise
+                    bad = torch.stack([*losses, losses[-1].new_tensor(math.nan) if losses else torch.tensor(math.nan)])
+                    raise FloatingPointError(_nan_message(bad, epoch, steps, lr, kl_warmup)) from err
                 loss_b.backward()
                 optim.step()
                 with torch.no_grad():
@@ -525,6 +531,12 @@ def _pruned_layers(guide: DropoutGuide) -> list[str]:
             if total and not any(bool(k.any()) for k in kept.values()):
                 out.append(f"all {total} weights of layer {name!r} ({layer.method.name}) are pruned ({rule})")
     return out
+
+
+def _non_finite_parameter(err: ValueError) -> bool:
+    """Whether ``err`` is torch's validation error for a distribution parameter with NaN or infinite values."""
+    msg = str(err)
+    return "invalid values" in msg and ("nan" in msg or "inf" in msg)
 
 
 def _all_finite(params: list[torch.nn.Parameter]) -> bool:

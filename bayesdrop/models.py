@@ -24,7 +24,7 @@ from pyro.nn import PyroModule
 
 from .distributions import LogitsCategorical
 from .methods import Method, resolve
-from .nn import Conv2d, Linear, bayesian_layers, local_plate
+from .nn import Conv1d, Conv2d, Linear, bayesian_layers, local_plate
 
 __all__ = ["Likelihood", "Classifier", "Regressor", "mlp", "lenet300_100", "lenet5"]
 
@@ -223,13 +223,13 @@ def lenet5(
     """LeNet-5-Caffe: conv(20, 5x5) - maxpool - conv(50, 5x5) - maxpool - fc(500) - fc(classes).
 
     Every layer is Bayesian.  Images smaller than 28x28 (e.g. the 8x8 digits)
-    get padding 2 so that the two 5x5 convolutions fit; signals given as
-    ``(C, 1, L)`` images (e.g. MNIST-1D) get 1x5 kernels, padding 2 and 1x2
-    pooling.
+    get padding 2 so that the two 5x5 convolutions fit; 1-D signals ``(C, L)``
+    (e.g. MNIST-1D, ``image_shape=(1, 40)``) get ``Conv1d`` layers with kernel 5,
+    padding 2 and pooling 2 (given as ``(C, 1, L)`` images, 1x5 kernels).
 
     Parameters
     ----------
-    image_shape : (C, H, W)
+    image_shape : (C, H, W) or (C, L)
     num_classes : int
     method : str or Method
         Method of every layer; ``**hyper`` are its hyper-parameters.
@@ -240,15 +240,33 @@ def lenet5(
     channels, hidden
         Widths of the two convolutions and of the hidden dense layer.
     """
-    if len(image_shape) != 3:
-        raise ValueError(f"`image_shape` must be (C, H, W), got {tuple(image_shape)!r}")
+    if len(image_shape) not in (2, 3):
+        raise ValueError(f"`image_shape` must be (C, H, W) or, for 1-D signals, (C, L), got {tuple(image_shape)!r}")
+    m = resolve(method, **hyper)
+    first = m.input_layer(math.prod(image_shape)) if input_method is None else resolve(input_method)
+    if len(image_shape) == 2:  # a 1-D signal (C, L), e.g. MNIST-1D: Conv1d with kernel 5, padding 2, pooling 2
+        c, length = image_shape
+        for _ in range(2):
+            length = length // 2
+        if length < 1:
+            raise ValueError(f"`image_shape` {tuple(image_shape)} is too short for LeNet-5")
+        return PyroModule[torch.nn.Sequential](
+            Conv1d(c, channels[0], 5, first, padding=2),
+            torch.nn.ReLU(),
+            torch.nn.MaxPool1d(2),
+            Conv1d(channels[0], channels[1], 5, m, padding=2),
+            torch.nn.ReLU(),
+            torch.nn.MaxPool1d(2),
+            torch.nn.Flatten(-2),
+            Linear(channels[1] * length, hidden, m),
+            torch.nn.ReLU(),
+            Linear(hidden, num_classes, m),
+        )
     c, h, w = image_shape
-    if h == 1:  # a 1-D signal
+    if h == 1:  # a 1-D signal given as an image (C, 1, L)
         kernel, pool, pad = (1, 5), (1, 2), (0, 2)
     else:
         kernel, pool, pad = (5, 5), (2, 2), (0, 0) if min(h, w) >= 28 else (2, 2)
-    m = resolve(method, **hyper)
-    first = m.input_layer(math.prod(image_shape)) if input_method is None else resolve(input_method)
     for _ in range(2):
         h = (h + 2 * pad[0] - kernel[0] + 1) // pool[0]
         w = (w + 2 * pad[1] - kernel[1] + 1) // pool[1]

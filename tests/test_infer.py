@@ -140,8 +140,9 @@ def test_mean_field_elbo_refuses_a_skipped_weight_draw_without_analytic_kl():
         assert torch.isfinite(elbo.differentiable_loss(model, guide))
 
 
-def test_fit_validates_its_first_step_only(monkeypatch):
-    """Pyro validates by default (the tests turn it on globally): fit validates its first step and no other."""
+def test_fit_follows_pyros_validation_setting_unless_told(monkeypatch):
+    """fit validates every step when Pyro validates (the tests turn it on globally), none when Pyro does not, and
+    ``validate=`` overrides the setting for the run only."""
     model, guide, x, y = tiny_classifier("sparse-vd")
     seen = []
     original = bd.infer.MeanFieldELBO.differentiable_loss
@@ -153,29 +154,30 @@ def test_fit_validates_its_first_step_only(monkeypatch):
     monkeypatch.setattr(bd.infer.MeanFieldELBO, "differentiable_loss", spy)
     assert pyro.infer.util.is_validation_enabled()
     bd.fit(model, guide, (x, y), epochs=2, batch_size=10, progress=False)
-    assert seen == [True] + [False] * 7  # 2 epochs of 4 steps
+    assert seen == [True] * 8  # 2 epochs of 4 steps
     seen.clear()
     bd.fit(model, guide, (x, y), epochs=1, batch_size=10, progress=False, validate=False)
     assert seen == [False] * 4
     assert pyro.infer.util.is_validation_enabled()  # restored
+    seen.clear()
+    with pyro.validation_enabled(False):
+        bd.fit(model, guide, (x, y), epochs=1, batch_size=10, progress=False)
+        assert seen == [False] * 4
+        seen.clear()
+        bd.fit(model, guide, (x, y), epochs=1, batch_size=10, progress=False, validate=True)
+        assert seen == [True] * 4
+    with pytest.raises(TypeError, match="`validate`"):
+        bd.fit(model, guide, (x, y), epochs=1, progress=False, validate="first")
 
 
-def test_fit_issues_no_param_statements_but_svi_sees_them():
-    """Inside fit (direct_parameters) the package's modules read parameters without pyro.param statements;
-    outside, Pyro's SVI path records every one of them."""
-    from bayesdrop._params import direct_parameters
-
+def test_svi_sees_every_parameter_through_param_statements():
+    """The plain-Pyro path: model and guide issue a pyro.param statement for every parameter."""
     model, guide, x, y = tiny_classifier("sparse-vd")
     names = {f"guide.{n}" for n, _ in guide.named_parameters()} | {n for n, _ in model.named_parameters()}
-    for direct, expected in ((False, names), (True, set())):
-        with direct_parameters() if direct else contextlib.nullcontext():
-            with poutine.trace(param_only=True) as tr:
-                guide(x, y)
-                model(x, y)
-        assert set(tr.trace.nodes) == expected
-    with direct_parameters():  # the same Parameter objects the optimiser holds
-        layer_guide = guide.layers["net__0"]
-        assert layer_guide.weight is layer_guide._parameters["weight"]
+    with poutine.trace(param_only=True) as tr:
+        guide(x, y)
+        model(x, y)
+    assert set(tr.trace.nodes) == names
 
 
 def test_fit_history_aggregates_its_steps(monkeypatch):
@@ -210,44 +212,6 @@ def test_fit_history_aggregates_its_steps(monkeypatch):
         assert h["nll"][epoch] == pytest.approx(nll, rel=1e-5)
         assert h["kl"][epoch] == pytest.approx(n * elbo - n * nll, rel=1e-4)
         assert h["train_acc"][epoch] == sum(s["correct"] for s in ep) / n
-
-
-def test_modules_skip_pyro_module_call_only_inside_direct_parameters(monkeypatch):
-    """Inside direct_parameters the package's modules run as plain torch modules (no PyroModule context or
-    settings look-ups); the network's plain PyroModule containers and everything outside are unchanged."""
-    from pyro.nn import PyroModule, PyroSample
-
-    from bayesdrop._params import direct_parameters
-
-    model, guide, x, y = tiny_classifier("sparse-vd")
-    called = []
-    original = PyroModule.__call__
-
-    def spy(self, *args, **kwargs):
-        called.append(type(self).__name__)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(PyroModule, "__call__", spy)
-    guide(x, y)
-    model(x, y)
-    outside = list(called)
-    called.clear()
-    with direct_parameters():
-        guide(x, y)
-        model(x, y)
-    assert {"DropoutGuide", "Classifier", "Linear"} <= set(outside)
-    assert called == ["PyroSequential"]  # the mlp's container, whose layers then skip it
-
-    class WithPrior(bd.Classifier):  # a PyroSample attribute needs the module's Pyro context to be sampled
-        def forward(self, x, y=None):
-            pyro.deterministic("offset_seen", self.offset)
-            return super().forward(x, y)
-
-    with_prior = WithPrior(bd.models.mlp(6, [8], 3, "sparse-vd"), num_data=len(x))
-    with_prior.offset = PyroSample(dist.Normal(0.0, 1.0))
-    with direct_parameters(), poutine.trace() as tr:
-        with_prior(x, y)
-    assert tr.trace.nodes["offset"]["type"] == "sample" and torch.is_tensor(tr.trace.nodes["offset_seen"]["value"])
 
 
 def test_fit_callback_sees_each_epoch_and_can_stop_early():

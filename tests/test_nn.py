@@ -1,4 +1,4 @@
-"""Bayesian layers: batched ops, local plates, bayesianize, the LRT handler."""
+"""Bayesian layers: shapes of every layer kind, local plates, bayesianize, the handlers."""
 
 from __future__ import annotations
 
@@ -8,37 +8,47 @@ import pyro.poutine as poutine
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import tiny_convnet
+from pyro.nn import PyroModule
 
 import bayesdrop as bd
 
 
-def test_linear_op_with_batched_weights_matches_a_loop():
-    layer = bd.nn.Linear(5, 3, "bernoulli")
-    x = torch.randn(4, 5)
-    w = torch.randn(6, 1, 3, 5)  # (S, data-plate singleton, out, in) as from Predictive(parallel=True)
-    out = layer.op(x, w)
-    assert out.shape == (6, 4, 3)
-    for s in range(6):
-        assert torch.allclose(out[s], x @ w[s, 0].T, atol=1e-6)
-    xs = torch.randn(6, 4, 5)  # inputs that already carry the sample dimension
-    out = layer.op(xs, w)
-    for s in range(6):
-        assert torch.allclose(out[s], xs[s] @ w[s, 0].T, atol=1e-6)
+@pytest.mark.parametrize("method", bd.methods.names())
+def test_linear_accepts_any_leading_dimensions_as_torch_does(method):
+    """``bd.nn.Linear`` on (batch, time, features) inputs: training-time draws have the input's shape, and the
+    posterior-mean network is ``torch.nn.functional.linear`` at the effective weights."""
+    net = PyroModule[torch.nn.Sequential](bd.nn.Linear(5, 3, method), torch.nn.Flatten(), bd.nn.Linear(12, 2, method))
+    model = bd.Classifier(net, num_data=8)
+    guide = bd.DropoutGuide(model)
+    x = torch.randn(8, 4, 5)
+    guide(x)
+    with poutine.trace() as tr:
+        out = model(x)
+    assert out.shape == (8, 2)
+    noise = tr.trace.nodes.get("net.0.noise")
+    if noise is not None and noise["cond_indep_stack"]:  # a per-example site: per element or per unit of x
+        v = noise["value"]
+        assert v.dim() == x.dim() and v.shape[0] == 8 and torch.broadcast_shapes(v.shape, x.shape) == x.shape
+    values = guide.point_values()
+    w0 = net[0].fold(values["net.0"])["weight"]
+    w2 = net[2].fold(values["net.2"])["weight"]
+    ref = F.linear(F.linear(x, w0, net[0].bias).flatten(1), w2, net[2].bias)
+    assert torch.allclose(guide.mean_network()(x), ref, atol=1e-5)
+    probs = bd.predict(model, guide, x, num_samples=3)
+    assert probs.shape == (8, 2)
 
 
-@pytest.mark.parametrize("x_has_samples", [False, True])
-def test_conv_op_with_batched_weights_matches_a_loop(x_has_samples):
-    layer = bd.nn.Conv2d(2, 3, 3, "bernoulli", padding=1, stride=2)
-    w = torch.randn(5, 1, 3, 2, 3, 3)
-    x = torch.randn(5, 4, 2, 7, 7) if x_has_samples else torch.randn(4, 2, 7, 7)
-    out = layer.op(x, w)
-    assert out.shape == (5, 4, 3, 4, 4)
-    for s in range(5):
-        xs = x[s] if x_has_samples else x
-        assert torch.allclose(out[s], F.conv2d(xs, w[s, 0], stride=2, padding=1), atol=1e-5)
-    shared = layer.op(torch.randn(5, 4, 2, 7, 7), w[0, 0])  # shared weights, batched inputs
-    assert shared.shape == (5, 4, 3, 4, 4)
+def test_conv1d_is_torch_conv1d_at_the_posterior_mean():
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Conv1d(2, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(40, 3))
+    x = torch.randn(6, 2, 10)
+    ref = base(x)
+    net = bd.bayesianize(base, "bernoulli", p=0.0)
+    assert isinstance(net[0], bd.nn.Conv1d)
+    model = bd.Classifier(net, num_data=6)
+    guide = bd.DropoutGuide(model)
+    guide(x)
+    assert torch.allclose(guide.mean_network()(x), ref, atol=1e-5)
 
 
 def test_masks_are_per_example_and_local_to_the_data_plate():
@@ -69,8 +79,41 @@ def test_bayesianize_converts_layers_and_keeps_weights():
     guide = bd.DropoutGuide(model)
     guide(x)
     assert {n for n, _, _ in guide.pairs()} == {"net.0", "net.3"}
-    with guide.mean_network():
-        assert torch.allclose(model(x), ref, atol=1e-6)
+    assert torch.allclose(guide.mean_network()(x), ref, atol=1e-6)
+
+
+def test_bayesianize_warns_for_every_module_kind_it_leaves_deterministic():
+    class Head(torch.nn.Linear):  # a subclass may compute something else in forward: not converted
+        pass
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(10, 4)
+            self.rnn = torch.nn.LSTM(4, 6, batch_first=True)
+            self.norm = torch.nn.LayerNorm(6)
+            self.fc = torch.nn.Linear(6, 6)
+            self.head = Head(6, 3)
+
+        def forward(self, tokens):
+            h, _ = self.rnn(self.emb(tokens))
+            return self.head(self.fc(self.norm(h[:, -1])))
+
+    with pytest.warns(UserWarning) as record:
+        net = bd.bayesianize(Net(), "bernoulli")
+    messages = " ".join(str(r.message) for r in record)
+    for kind in ("Embedding", "LSTM", "Head"):
+        assert kind in messages
+    assert "LayerNorm" not in messages  # normalisation layers are point estimates by design
+    assert isinstance(net.fc, bd.nn.Linear) and not isinstance(net.head, bd.nn.BayesianLayer)
+    model = bd.Classifier(net, num_data=4)
+    assert model.num_classes == 3  # from the plain head, not the last Bayesian layer (6)
+
+
+def test_bayesianize_returns_the_replacement_of_a_single_layer():
+    layer = torch.nn.Linear(3, 2)
+    out = bd.bayesianize(layer, "vd")
+    assert isinstance(out, bd.nn.Linear) and torch.equal(out.weight_init, layer.weight.detach())
 
 
 def test_bayesianize_rejects_what_it_cannot_convert():
@@ -93,67 +136,64 @@ def test_layer_input_shape_errors_name_x():
 
 def test_local_reparameterization_draws_preactivations_with_the_right_moments():
     """Under the handler a tagged Normal weight gives b ~ N(x mu, x^2 sigma^2)."""
-    layer = bd.nn.Linear(3, 1, "bernoulli")
     loc, scale = torch.tensor([[0.5, -1.0, 2.0]]), torch.tensor([[0.3, 0.2, 0.1]])
     x = torch.tensor([[1.0, 2.0, -1.0]]).expand(20000, 3)
 
     def draw():
         return pyro.sample("w", dist.Normal(loc, scale).to_event(2), infer={"lrt": True})
 
-    with bd.nn.LocalReparameterization():
+    with bd.handlers.LocalReparameterization():
         w = draw()
     assert getattr(w, "_bayesdrop_lrt", None) is not None
-    b = layer.op_lrt(x, w)[:, 0]
+    b = bd.nn.BayesianLayer.apply(F.linear, x, w)[:, 0]
     mean = (x[0] * loc[0]).sum()
     std = ((x[0] ** 2) * scale[0] ** 2).sum().sqrt()
     assert abs(b.mean() - mean) < 4 * std / 20000**0.5
     assert abs(b.std() - std) < 4 * std / (2 * 20000) ** 0.5
     untagged = draw()  # outside the handler: plain weight sampling
     assert getattr(untagged, "_bayesdrop_lrt", None) is None
+    assert torch.equal(bd.nn.BayesianLayer.apply(F.linear, x, untagged), F.linear(x, untagged))
 
 
-def test_fixed_distributions_are_built_once_per_dtype_device_and_input_shape():
-    """``BayesianLayer.fixed`` returns the same prior object step after step, and a new one when the dtype or
-    the per-example input shape changes (a stale prior there would have the wrong dtype or event shape)."""
-    model, guide, x, y = tiny_convnet("bernoulli", p=0.3)
-    conv = model.net[0]
-    traces = [poutine.trace(model).get_trace(x, y) for _ in range(2)]
-    name = conv.site("weight")
-    assert traces[0].nodes[name]["fn"] is traces[1].nodes[name]["fn"]
-    noise = conv.site("noise")
-    first = traces[0].nodes[noise]["fn"]
-    calls = []
-
-    def build():
-        calls.append(1)
-        return first
-
-    assert conv.fixed("noise", x, build) is not None and not calls  # cached: build not called
-    model.double()
-    tr = poutine.trace(model).get_trace(x.double(), y)
-    assert tr.nodes[name]["fn"] is not traces[0].nodes[name]["fn"]
-    assert tr.nodes[name]["fn"].base_dist.variance.dtype == torch.float64
-    model.float()
-    x_big = torch.randn(x.shape[0], x.shape[1], 8, 8)
-    lin = bd.nn.Conv2d(x.shape[1], 4, 3, "bernoulli", padding=1)
-    with poutine.trace() as t1:
-        lin(x)
-    with poutine.trace() as t2:
-        lin(x_big)
-    assert t1.trace.nodes["noise"]["fn"].event_shape == x.shape[1:]
-    assert t2.trace.nodes["noise"]["fn"].event_shape == x_big.shape[1:]
+def test_per_element_noise_follows_the_input_shape_and_dtype():
+    lin = bd.nn.Conv2d(2, 4, 3, "bernoulli", padding=1, p=0.3)
+    for x in (torch.randn(3, 2, 6, 6), torch.randn(3, 2, 8, 8)):
+        with poutine.trace() as tr:
+            lin(x)
+        assert tr.trace.nodes["noise"]["fn"].event_shape == x.shape[1:]
+    lin.double()
+    with poutine.trace() as tr:
+        lin(torch.randn(3, 2, 5, 5, dtype=torch.float64))
+    assert tr.trace.nodes["noise"]["value"].dtype == torch.float64
 
 
-def test_fixed_distributions_follow_the_validation_setting():
-    """A prior built while Pyro validates keeps validating; the cache builds another one when validation is off,
-    so training after a validated first step does not pay for sample checks on every step."""
-    model, guide, x, y = tiny_convnet("bernoulli", p=0.3)
-    name = model.net[0].site("weight")
-    with pyro.validation_enabled(True):
-        on = poutine.trace(model).get_trace(x, y).nodes[name]["fn"]
-    with pyro.validation_enabled(False):
-        off = poutine.trace(model).get_trace(x, y).nodes[name]["fn"]
-    assert on._validate_args and not off._validate_args
+def test_posterior_mean_messenger_puts_every_latent_site_at_its_mean_and_applies_masks():
+    def guide():
+        a = pyro.sample("a", dist.Normal(torch.tensor([1.0, 2.0]), 3.0).to_event(1))
+        b = pyro.sample("b", dist.Bernoulli(torch.tensor([0.25, 0.5])).to_event(1))
+        c = pyro.sample("c", dist.Delta(torch.tensor(4.0)))
+        pyro.sample("y", dist.Normal(0.0, 1.0), obs=torch.tensor(7.0))
+        return a, b, c
+
+    with poutine.trace() as tr, bd.handlers.PosteriorMean({"b": torch.tensor([True, False])}):
+        a, b, c = guide()
+    assert torch.equal(a, torch.tensor([1.0, 2.0])) and torch.equal(b, torch.tensor([0.25, 0.0]))
+    assert c.item() == 4.0 and tr.trace.nodes["y"]["value"].item() == 7.0  # observed sites untouched
+
+
+def test_weightless_dropout_layer_draws_its_noise_shape_and_checks_methods():
+    spatial = bd.nn.Dropout("bernoulli", noise_shape=(3, 1, 1), p=0.5)
+    x = torch.ones(20, 3, 4, 4)
+    out = spatial(x)
+    per_map = out.reshape(20, 3, -1)
+    assert torch.equal(per_map.amax(-1), per_map.amin(-1))  # one draw per feature map
+    assert set(per_map.unique().tolist()) == {0.0, 2.0}  # inverted dropout: kept maps scaled by 1 / (1 - p)
+    with pytest.raises(ValueError, match="acts on weight sites, and Dropout has none"):
+        bd.nn.Dropout("sparse-vd", noise_shape=(3,))
+    with pytest.raises(ValueError, match="`noise_shape`"):
+        bd.nn.Dropout("bernoulli", noise_shape=(0,))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        spatial(torch.ones(2, 4, 4, 4))
 
 
 def test_guide_builds_the_data_plate_first_where_layers_have_per_example_sites_and_lazily_elsewhere():
@@ -183,25 +223,3 @@ def test_guide_builds_the_data_plate_first_where_layers_have_per_example_sites_a
             pyro.sample("u", dist.Normal(0.0, 1.0))
     assert built == [1] and plate.subsample_size == 4
     assert tr.trace.nodes["z"]["value"].shape == (4,) and tr.trace.nodes["u"]["value"].shape == (4,)
-
-
-def test_sample_messengers_see_sample_statements_only():
-    """The package's messengers (local reparameterisation, the ELBO's recorders) are dispatched on sample
-    statements, before and after the default handling; parameter statements pass them untouched."""
-    from bayesdrop.nn import _SampleMessenger
-
-    class Record(_SampleMessenger):
-        def __init__(self):
-            super().__init__()
-            self.seen = []
-
-        def _pyro_sample(self, msg):
-            self.seen.append(("pre", msg["name"], msg["value"] is None))
-
-        def _pyro_post_sample(self, msg):
-            self.seen.append(("post", msg["name"], msg["value"] is None))
-
-    with Record() as rec:
-        pyro.param("p", torch.ones(2))
-        pyro.sample("z", dist.Normal(0.0, 1.0))
-    assert rec.seen == [("pre", "z", True), ("post", "z", False)]

@@ -15,7 +15,7 @@ Capabilities (one typed record, :class:`Capabilities`, read with :func:`info`): 
 (the KL between guide and prior is registered in closed form, so
 ``TraceMeanField_ELBO`` is exact in it), ``lrt`` (the local reparameterisation
 trick applies), ``structured`` (it removes whole units), ``learns_rates``, and the
-layer kinds it supports.  A new method of the common shape is one file
+kinds of site (weight, noise) its randomness sits on.  A new method of the common shape is one file
 (``docs/architecture.md``).  Training defaults (:class:`TrainingDefaults`, read by :func:`bayesdrop.fit`): the KL warm-up and
 per-parameter learning-rate multipliers a method needs to show its paper's behaviour.
 """
@@ -35,6 +35,7 @@ __all__ = [
     "LayerGuide",
     "TrainingDefaults",
     "register",
+    "unregister",
     "get",
     "names",
     "info",
@@ -61,6 +62,13 @@ def register(name: str, **defaults: Any) -> Callable[[Factory], Factory]:
         return cls
 
     return deco
+
+
+def unregister(name: str) -> None:
+    """Remove the method registered as ``name`` (e.g. to register an edited class again in a notebook)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown method {name!r}; accepted names: {', '.join(names())}")
+    del _REGISTRY[name]
 
 
 def names() -> list[str]:
@@ -104,7 +112,7 @@ def info(name: str) -> dict[str, Any]:
         "lrt": c.lrt,
         "structured": c.structured,
         "learns_rates": c.learns_rates,
-        "conv": "conv" in c.layers,
+        "conv": True,  # every method works in bd.nn.Conv1d / Conv2d
         "stochastic": m.stochastic,
         "hyper": m.hyper(),
     }

@@ -76,16 +76,17 @@ class Capabilities:
         Pruning removes whole units (input units or feature maps), not single weights.
     learns_rates : bool
         The dropout rates are variational parameters (else they are fixed hyper-parameters).
-    layers : frozenset of str
-        The layer kinds it supports (``"linear"``, ``"conv"``, ``"dropout"``; a method whose randomness sits on
-        weights only has nothing to do in the weightless ``bd.nn.Dropout``).
+    sites : frozenset of str
+        The kinds of site its randomness sits on: ``"weight"`` (the Gaussian family), ``"noise"`` (dropout on a
+        layer's noise sites, with point-estimate weights).  A layer needs at least one site of these kinds: the
+        weightless ``bd.nn.Dropout`` serves noise methods only.
     """
 
     analytic_kl: bool = True
     lrt: bool = False
     structured: bool = False
     learns_rates: bool = False
-    layers: frozenset[str] = frozenset({"linear", "conv", "dropout"})
+    sites: frozenset[str] = frozenset({"noise"})
 
 
 class LayerGuide(PyroModule):
@@ -124,11 +125,13 @@ class Method(ABC):
         return True
 
     def check_layer(self, layer: BayesianLayer) -> None:
-        """Raise ``ValueError`` if the method does not support ``layer``'s kind."""
-        if layer.kind not in self.capabilities.layers:
+        """Raise ``ValueError`` if ``layer`` has no site of the kinds the method acts on (``capabilities.sites``)."""
+        kinds = {"weight"} if layer.weight_sites else set()
+        kinds |= {"noise"} if layer.noise_sites else set()
+        if not kinds & self.capabilities.sites:
             raise ValueError(
-                f"method {self.name or type(self).__name__!r} does not support {layer.kind} layers "
-                f"(it supports: {', '.join(sorted(self.capabilities.layers))})"
+                f"method {self.name or type(self).__name__!r} acts on {' and '.join(sorted(self.capabilities.sites))} "
+                f"sites, and {type(layer).__name__} has none; use a method for noise sites (e.g. 'bernoulli')"
             )
 
     def input_layer(self, in_features: int) -> Method:

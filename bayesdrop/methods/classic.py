@@ -78,7 +78,7 @@ class FixedRate(PointWeights):
 
 @register("bernoulli")
 class BernoulliDropout(FixedRate):
-    """Standard (Bernoulli) dropout with drop probability ``p``, inverted (kept inputs scaled by
+    r"""Standard (Bernoulli) dropout with drop probability ``p``, inverted (kept inputs scaled by
     :math:`1/(1-p)`); MC dropout.
 
     Sites: the weights (``N(0, s^2)`` prior, Delta guide) and ``noise``, :math:`z / (1 - p)` with

@@ -161,7 +161,7 @@ class _GaussianFamily(Method):
     """Shared parts: Gaussian-dropout weight posterior, LRT, keep probabilities, pruning by log alpha."""
 
     capabilities = Capabilities(
-        analytic_kl=True, lrt=True, structured=False, learns_rates=True, layers=frozenset({"linear", "conv"})
+        analytic_kl=True, lrt=True, structured=False, learns_rates=True, sites=frozenset({"weight"})
     )
     threshold: float
     # The KL of ~50k weights against 1437 digits prunes every weight before the likelihood has fitted when it

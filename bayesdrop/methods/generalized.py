@@ -314,7 +314,10 @@ class GeneralizedDropout(PointWeights):
     # -- shapes -------------------------------------------------------------------
     def _theta_shape(self, layer, site) -> tuple[int, ...]:
         """Per-example shape of the gates ``theta``."""
-        return tuple(site.unit_shape) if self.gates == "channel" else layer.draw_shape(site)
+        draw = layer.draw_shape(site)
+        if self.gates == "element":
+            return draw
+        return (1,) * (len(draw) - len(site.unit_shape)) + tuple(site.unit_shape)  # one gate per unit, per example
 
     def _theta_dist(self, probs: torch.Tensor, layer, site) -> dist.Distribution:
         """Per-example gate law; ``probs`` has the unit shape."""

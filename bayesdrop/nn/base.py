@@ -118,8 +118,6 @@ class BayesianLayer(PyroModule):
         The noise sites.
     bias : torch.Tensor or None
         Initial deterministic bias (a point estimate, as in Kingma et al. 2015), added by the subclass.
-    kind : str
-        The layer kind for the method's capability check (``"linear"``, ``"conv"``, ``"dropout"``, ...).
     """
 
     def __init__(
@@ -128,21 +126,19 @@ class BayesianLayer(PyroModule):
         weights: Mapping[str, torch.Tensor],
         noise: Mapping[str, NoiseSite] | None = None,
         bias: torch.Tensor | None = None,
-        *,
-        kind: str,
         **hyper: Any,
     ):
         super().__init__()
         self.method = resolve(method, **hyper)
-        self.kind = kind
-        self.method.check_layer(self)
         self.weight_sites: dict[str, WeightSite] = {}
         for name, w in weights.items():
             self.register_buffer(f"{name}_init", w.detach().clone())
             self.weight_sites[name] = WeightSite(name, w.shape)
         self.noise_sites: dict[str, NoiseSite] = dict(noise or {})
+        self.method.check_layer(self)
         self.bias = None if bias is None else torch.nn.Parameter(bias.detach().clone())
         self.register_buffer("_like", torch.zeros(()), persistent=False)  # follows the layer's dtype and device
+        self.site_order: list[str] = []  # the order in which forward uses the sites (the guide follows it)
         self.draw_shapes: dict[str, tuple[int, ...]] = {
             n: s.shape for n, s in self.noise_sites.items() if s.shape is not None
         }
@@ -184,11 +180,15 @@ class BayesianLayer(PyroModule):
     # -- what a layer's forward calls --------------------------------------------------------------------------
     def weight(self, name: str = "weight") -> torch.Tensor:
         """The value of weight site ``name``: sampled from the method's prior (replayed from the guide in SVI)."""
+        if name not in self.site_order:
+            self.site_order.append(name)
         return self.method.weight_model(self, self.weight_sites[name])
 
     def noise(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """``x`` times the method's noise at site ``name`` (``x`` itself if the method puts none there)."""
         site = self.noise_sites[name]
+        if name not in self.site_order:
+            self.site_order.append(name)
         if site.shape is None:  # one draw per element: the per-example shape of x
             shape = tuple(x.shape[x.dim() - max(len(site.unit_shape), x.dim() - 1) :])
             if self.draw_shapes.get(name) != shape:
@@ -211,11 +211,14 @@ class BayesianLayer(PyroModule):
 
     # -- the guide's side ---------------------------------------------------------------------------------------
     def guide(self, params: torch.nn.Module, plate: Any) -> None:
-        """Sample the variational sites of every weight and noise site (called by the guide)."""
-        for site in self.weight_sites.values():
-            self.method.weight_guide(self, site, params)
-        for site in self.noise_sites.values():
-            self.method.noise_guide(self, site, params, plate)
+        """Sample the variational sites of every weight and noise site (called by the guide), in the order the
+        layer's forward uses them (``TraceMeanField_ELBO`` checks that model and guide agree on it)."""
+        order = self.site_order + [n for n in (*self.weight_sites, *self.noise_sites) if n not in self.site_order]
+        for name in order:
+            if name in self.weight_sites:
+                self.method.weight_guide(self, self.weight_sites[name], params)
+            else:
+                self.method.noise_guide(self, self.noise_sites[name], params, plate)
 
     # -- the test-time network ------------------------------------------------------------------------------------
     def fold(self, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -35,7 +35,7 @@ class _ConvNd(BayesianLayer):
         ref = self._plain(in_channels, out_channels, kernel_size, stride, padding, dilation, bias=bias)
         unit_shape = (in_channels,) + (1,) * self.dims
         noise = {"noise": NoiseSite("noise", unit_shape, weight="weight")}
-        super().__init__(method, {"weight": ref.weight}, noise, ref.bias, kind="conv", **hyper)
+        super().__init__(method, {"weight": ref.weight}, noise, ref.bias, **hyper)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding, self.dilation = (
             ref.kernel_size,

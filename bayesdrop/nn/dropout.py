@@ -1,7 +1,7 @@
 """``bd.nn.Dropout``: a weightless layer that applies a method's noise anywhere in a network.
 
 For noise where no weight layer is: after pooling, on a residual branch, on an embedding.  The method must act on
-noise sites (``bd.methods.info(name)["capabilities"].noise``): the fixed-rate and Generalized Dropout methods and
+noise sites (``"noise" in bd.methods.info(name)["capabilities"].sites``): the fixed-rate and Generalized Dropout methods and
 ``vbd`` with ``granularity="unit"``.
 
 Example
@@ -52,7 +52,7 @@ class Dropout(BayesianLayer):
         if not shape or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
             raise ValueError(f"`noise_shape` must be a non-empty sequence of positive ints, got {noise_shape!r}")
         unit_shape = (shape[0],) + (1,) * (len(shape) - 1)
-        super().__init__(method, {}, {"noise": NoiseSite("noise", unit_shape, shape=shape)}, kind="dropout", **hyper)
+        super().__init__(method, {}, {"noise": NoiseSite("noise", unit_shape, shape=shape)}, **hyper)
         self.noise_shape = shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

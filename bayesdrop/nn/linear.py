@@ -49,7 +49,7 @@ class Linear(BayesianLayer):
         _positive(in_features=in_features, out_features=out_features)
         ref = torch.nn.Linear(in_features, out_features, bias=bias)
         noise = {"noise": NoiseSite("noise", (in_features,), weight="weight")}
-        super().__init__(method, {"weight": ref.weight}, noise, ref.bias, kind="linear", **hyper)
+        super().__init__(method, {"weight": ref.weight}, noise, ref.bias, **hyper)
         self.in_features, self.out_features = in_features, out_features
         self.draw_shapes["noise"] = (in_features,)
 
