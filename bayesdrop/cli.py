@@ -122,11 +122,12 @@ def load_run(run_dir: str | os.PathLike) -> tuple[bd_data.Dataset, Likelihood, D
 
 def cmd_methods(args: argparse.Namespace) -> int:
     rows = [methods.info(n) for n in methods.names()]
-    print("| method | reference | analytic KL | LRT | structured | conv |")
-    print("|---|---|---|---|---|---|")
+    print("| method | reference | analytic KL | LRT | structured | learns rates | sites |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        flags = ["yes" if r[k] else "no" for k in ("analytic_kl", "lrt", "structured", "conv")]
-        print(f"| {r['name']} | {r['reference']} | " + " | ".join(flags) + " |")
+        flags = ["yes" if r[k] else "no" for k in ("analytic_kl", "lrt", "structured", "learns_rates")]
+        sites = ", ".join(sorted(r["capabilities"].sites))
+        print(f"| {r['name']} | {r['reference']} | " + " | ".join(flags) + f" | {sites} |")
     return 0
 
 

@@ -240,7 +240,13 @@ def log_alpha(model: torch.nn.Module, guide: DropoutGuide) -> torch.Tensor:
                 f"layer {name!r} uses {layer.method.name!r}, which has no log alpha (vd, sparse-vd and vbd do)"
             )
         for site in layer.weight_sites.values():
-            flat.append(layer.method.log_alpha(layer, params, site.name).expand(site.shape).reshape(-1))
+            if "weight" in layer.method.capabilities.sites:  # log alpha of the weights themselves
+                la = layer.method.log_alpha(layer, params, site.name)
+            else:  # per unit of the noise on the weight's inputs (vbd per unit), spread along its unit axis
+                noise = next(n for n in layer.noise_sites.values() if n.weight == site.name)
+                la = layer.method.log_alpha(layer, params, noise.name).reshape(-1)
+                la = la.reshape((1,) * site.unit_dim + (-1,) + (1,) * (len(site.shape) - site.unit_dim - 1))
+            flat.append(la.expand(site.shape).reshape(-1))
     return torch.cat(flat)
 
 

@@ -38,6 +38,7 @@ from pyro.distributions import Bernoulli, Categorical, Delta, Independent, Norma
 from torch.distributions import Normal as TorchNormal
 from torch.distributions import constraints, kl_divergence, register_kl
 from torch.distributions.utils import lazy_property
+from torch.types import _size  # the sample-shape type of torch.distributions.Distribution.sample
 
 __all__ = [
     "LogitsCategorical",
@@ -95,7 +96,7 @@ class LogitsCategorical(Categorical):
         TorchDistribution.__init__(self, logits.shape[:-1], validate_args=validate_args)
 
     @lazy_property
-    def logits(self) -> torch.Tensor:  # type: ignore[override]
+    def logits(self) -> torch.Tensor:
         raw = self._raw_logits
         return raw - raw.logsumexp(dim=-1, keepdim=True)
 
@@ -142,11 +143,11 @@ class StraightThroughBernoulli(Bernoulli):
         new = self._get_checked_instance(StraightThroughBernoulli, _instance)
         return super().expand(batch_shape, _instance=new)
 
-    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    def rsample(self, sample_shape: _size = torch.Size()) -> torch.Tensor:
         probs = self.probs.expand(self._extended_shape(sample_shape))
         return _bernoulli_draw(probs.detach()) + (probs - probs.detach())
 
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape: _size = torch.Size()) -> torch.Tensor:
         return _bernoulli_draw(self.probs.detach().expand(self._extended_shape(sample_shape)))
 
 
@@ -193,7 +194,7 @@ class FixedNoise(TorchDistribution):
         super().__init__(base.batch_shape, base.event_shape, validate_args=False)
 
     @property
-    def support(self):  # type: ignore[override]
+    def support(self):
         return self.base.support if self.scale == 1.0 else constraints.real
 
     @property
@@ -207,14 +208,14 @@ class FixedNoise(TorchDistribution):
     def expand(self, batch_shape, _instance=None):
         return FixedNoise(self.base.expand(batch_shape), self.key, self.scale)
 
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape: _size = torch.Size()) -> torch.Tensor:
         if isinstance(self.base, Bernoulli):
             z = _bernoulli_draw(self.base.probs.expand(self._extended_shape(sample_shape)))
         else:
             z = self.base.sample(sample_shape)
         return z if self.scale == 1.0 else z * self.scale
 
-    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    def rsample(self, sample_shape: _size = torch.Size()) -> torch.Tensor:
         if not self.base.has_rsample:
             return self.sample(sample_shape)
         z = self.base.rsample(sample_shape)
@@ -304,11 +305,13 @@ class LogUniform(TorchDistribution):
         new._validate_args = self._validate_args
         return new
 
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape: _size = torch.Size()) -> torch.Tensor:
         return self.placeholder.detach().expand(self._extended_shape(sample_shape)).clone()
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        return -value.abs().log()
+        """:math:`-\log|w|` up to its infinite constant, at :math:`|w|` floored at the dtype's smallest normal
+        number (a weight at exactly 0, e.g. the posterior mean of a pruned weight, scores finite)."""
+        return -value.abs().clamp_min(torch.finfo(value.dtype).tiny).log()
 
 
 class DropoutNormal(Normal):
@@ -336,6 +339,10 @@ class DropoutNormal(Normal):
         Broadcastable to the batch shape.
     """
 
+    _scale: torch.Tensor | None
+    log_alpha: torch.Tensor | None
+    log_variance: torch.Tensor | None
+
     def __init__(
         self,
         loc: torch.Tensor,
@@ -348,7 +355,8 @@ class DropoutNormal(Normal):
         self._second_moment: torch.Tensor | None = None
         if scale is None and log_variance is None:
             raise ValueError("DropoutNormal needs `scale` or `log_variance`")
-        if scale is None and log_alpha is None and log_variance.shape == loc.shape:  # the common case, in short
+        # the common case, in short (`scale` is None, so `log_variance` is not)
+        if scale is None and log_alpha is None and log_variance is not None and log_variance.shape == loc.shape:
             self.loc, self._scale, self.log_alpha, self.log_variance = loc, None, None, log_variance
             TorchDistribution.__init__(self, loc.shape, validate_args=validate_args)
             return
@@ -362,8 +370,9 @@ class DropoutNormal(Normal):
             TorchDistribution.__init__(self, shape, validate_args=validate_args)
 
     @property
-    def scale(self) -> torch.Tensor:  # type: ignore[override]
+    def scale(self) -> torch.Tensor:
         if self._scale is None:
+            assert self.log_variance is not None  # built without `scale`, so from `log_variance`
             self._scale = (0.5 * self.log_variance).exp()
         return self._scale
 
@@ -375,7 +384,7 @@ class DropoutNormal(Normal):
     def variance(self) -> torch.Tensor:
         r""":math:`\sigma^2`, computed once (from ``log_variance`` when the distribution carries it)."""
         if self._variance is None:
-            self._variance = self._scale.square() if self.log_variance is None else self.log_variance.exp()
+            self._variance = self.scale.square() if self.log_variance is None else self.log_variance.exp()
         return self._variance
 
     @property
@@ -403,9 +412,9 @@ class DropoutNormal(Normal):
 def _kl_normal_loguniform(q: TorchNormal, p: LogUniform) -> torch.Tensor:
     # Molchanov's approximation with log alpha clipped to LOG_ALPHA_CLIP.  For a plain Normal log alpha is
     # recovered from scale and loc, with loc^2 floored so that loc = 0 gives log alpha = +big, not a NaN gradient.
-    log_alpha = getattr(q, "log_alpha", None)
-    if log_alpha is None and getattr(q, "log_variance", None) is not None:
-        log_alpha = q.log_variance - q.loc.square().clamp_min(torch.finfo(q.loc.dtype).tiny).log()
+    log_alpha, log_variance = getattr(q, "log_alpha", None), getattr(q, "log_variance", None)
+    if log_alpha is None and log_variance is not None:
+        log_alpha = log_variance - q.loc.square().clamp_min(torch.finfo(q.loc.dtype).tiny).log()
     if log_alpha is None:
         tiny = torch.finfo(q.loc.dtype).tiny
         log_alpha = 2 * q.scale.log() - q.loc.square().clamp_min(tiny).log()
@@ -488,7 +497,7 @@ class BoundedDelta(Delta):
         new.bounds = self.bounds
         return super().expand(batch_shape, _instance=new)
 
-    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    def rsample(self, sample_shape: _size = torch.Size()) -> torch.Tensor:
         # Delta's rsample is a view ``v.expand(v.shape)`` even for no sample shape: one operation per site and step.
         return self.v if not sample_shape else super().rsample(sample_shape)
 
@@ -560,7 +569,7 @@ class CenteredNormal(TorchDistribution):
         new._validate_args = self._validate_args
         return new
 
-    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    def rsample(self, sample_shape: _size = torch.Size()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
         eps = torch.randn(shape, dtype=self._variance.dtype, device=self._variance.device)
         return eps * self._variance.sqrt()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 
+import pyro
 import pytest
 import torch
 from readme_snippet import run as readme_run
@@ -29,6 +30,14 @@ import bayesdrop as bd
 from bayesdrop.experiments import defaults as D
 
 CASES = [(m, d) for d in D.SETTINGS for m in bd.methods.names()]
+
+
+@pytest.fixture(autouse=True)
+def _no_validation():
+    """Pyro's validation (on in the tests, conftest.py) checks every step of bd.fit and changes no number it
+    computes (test_conformance.py); the matrix runs without it, as a user who wants speed does."""
+    with pyro.validation_enabled(False):
+        yield
 
 
 @functools.cache

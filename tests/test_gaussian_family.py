@@ -1,16 +1,17 @@
-"""Gaussian family (issue 4): ``vd``, ``sparse-vd``, ``vbd``.
+"""Gaussian family: ``vd``, ``sparse-vd``, ``vbd``.
 
-What is checked, against the papers' equations (Liu et al. 2019 = seed 001; Molchanov et al. 2017; Kingma et
-al. 2015):
+What is checked, against the papers' equations (Liu et al. 2019; Molchanov et al. 2017; Kingma et al. 2015):
 
 * the priors are real model sites whose KLs Pyro finds in closed form (``LogUniform`` through ``Independent``;
-  ``TraceMeanField_ELBO`` equals -(N/B log-likelihood) + the method's closed-form ``kl`` for every granularity);
+  ``TraceMeanField_ELBO`` equals -(N/B log-likelihood) + the closed-form KL of ``oracles.kl``, written out from
+  the papers, for every granularity);
 * Prop. 3: the KL part of the VBD ELBO is sum 0.5 log(1 + 1/alpha) (+ n log(b - a)), and gamma* (eq. 16)
   minimises eq. 14;
 * Molchanov's approximation is within 0.01 of the KL by numerical integration for log alpha in [-4, 4];
 * the local reparameterisation trick and weight sampling have the same expected ELBO, the LRT gradient
   variance of theta is at most half, and LRT pre-activations come from the guide;
-* keep probabilities, log alpha, pruning, LeNet-5 with every layer Bayesian, vectorised prediction;
+* keep probabilities, log alpha, pruning (posterior means folded into the weights, keep masks, the pruned
+  posterior-mean network and its plain export), LeNet-5 with every layer Bayesian, Monte Carlo prediction;
 * training: digits to a fast accuracy bar per method; (slow) sparse-vd and vbd within 1 point of Bernoulli
   dropout with >= 90 % of weights at log alpha > 3; no NaN/inf in 2000 steps at lr 1e-2.
 """
@@ -26,6 +27,7 @@ import pyro.poutine as poutine
 import pytest
 import torch
 from helpers import tiny_classifier, tiny_convnet
+from oracles import kl as oracle_kl
 from pyro.nn import PyroModule
 from scipy import integrate, special
 from torch.distributions import kl_divergence
@@ -41,7 +43,7 @@ from bayesdrop.distributions import (
     ScalarUniform,
     molchanov_kl,
 )
-from bayesdrop.nn import LocalReparameterization
+from bayesdrop.handlers import LocalReparameterization
 
 # Every configuration of the family: (registered name, hyper-parameters).
 CONFIGS = [
@@ -84,9 +86,9 @@ def test_registry_entries_and_flags():
         info = bd.methods.info(name)
         assert info["analytic_kl"] and info["lrt"] and info["conv"] and info["stochastic"]
     assert not bd.methods.info("sparse-vd")["structured"]
-    assert bd.methods.get("vbd", granularity="unit").structured
-    assert bd.methods.get("vd", granularity="unit").structured
-    assert not bd.methods.get("vbd").structured
+    assert bd.methods.get("vbd", granularity="unit").capabilities.structured
+    assert bd.methods.get("vd", granularity="unit").capabilities.structured
+    assert not bd.methods.get("vbd").capabilities.structured
 
 
 @pytest.mark.parametrize(
@@ -182,7 +184,7 @@ def test_vbd_prior_distributions_match_their_torch_counterparts():
 
 @pytest.mark.parametrize(("name", "hyper"), CONFIGS, ids=IDS)
 def test_mean_field_elbo_uses_the_closed_form_kl(name, hyper):
-    """loss == -(N/B) loglik + sum_layers method.kl on the replayed draw, in float64 to 1e-9 relative: a Monte
+    """loss == -(N/B) loglik + sum_layers oracles.kl on the replayed draw, in float64 to 1e-9 relative: a Monte
     Carlo fallback (log q - log p at the drawn weights) would be off by O(sqrt(#weights)) nats."""
     model, guide, x, y = tiny_classifier(name, n=40, **hyper)
     model.double(), guide.double()
@@ -197,7 +199,7 @@ def test_mean_field_elbo_uses_the_closed_form_kl(name, hyper):
         tr = poutine.trace(guide).get_trace(xb, yb)
         out = poutine.replay(model, trace=tr)(xb, yb)
         loglik = model.log_likelihood(out, yb).sum() * (40 / 10)
-        kl = sum(layer.method.kl(layer, params) for _, layer, params in guide.pairs())
+        kl = sum(oracle_kl(layer, params) for _, layer, params in guide.pairs())
         assert torch.allclose(loss, -(loglik - kl), rtol=1e-9, atol=1e-9), (loss.item(), (kl - loglik).item())
     # ... and the Monte Carlo estimate of the same KL (Trace_ELBO) is measurably different for the improper prior.
     if name != "vbd":
@@ -231,7 +233,7 @@ def test_prop3_kl_part_of_the_vbd_elbo(granularity, a, b):
             kl_sites = kl_sites + kl_divergence(gtr.nodes[name]["fn"], mtr.nodes[name]["fn"])
         la = layer.method.log_alpha(layer, params)
         if granularity == "layer":  # one alpha, one KL term per weight
-            la = la.expand(layer.weight_shape)
+            la = la.expand(layer.weight_sites["weight"].shape)
         expected = expected + (0.5 * torch.log1p(torch.exp(-la))).sum()
         n_gamma += gtr.nodes[layer.site("gamma")]["value"].numel()
         gamma = gtr.nodes[layer.site("gamma")]["value"]
@@ -275,7 +277,7 @@ def test_vbd_gamma_is_clamped_into_the_support_and_the_kl_stays_finite():
     with torch.no_grad():
         params.weight[0, 0], params.log_sigma2[0, 0] = 0.0, -50.0  # gamma* = e^-50 < a
         params.weight[0, 1] = 5.0  # gamma* = 25 > b
-    gamma = model.net[0].method.gamma_star(params).detach()
+    gamma = model.net[0].method.gamma_star(model.net[0], params).detach()
     assert gamma[0, 0].item() == pytest.approx(1e-16, rel=1e-6) and gamma[0, 1] < 4.0
     loss = _elbo().differentiable_loss(model, guide, x, y)
     loss.backward()
@@ -401,7 +403,7 @@ def test_lrt_preactivations_come_from_the_guide(granularity, draw_weights):
             params.log_sigma2.copy_(torch.tensor([[0.3, 0.2, 0.1]]).square().log())
         else:
             params.log_alpha.fill_(math.log(0.04))
-    q = layer.method._posterior(params)
+    q = layer.method.weight_posterior(layer, "weight", params)
     loc, scale = q.loc, q.scale
     with LocalReparameterization(draw_weights=draw_weights):
         tr = poutine.trace(guide).get_trace(x)
@@ -417,7 +419,7 @@ def test_lrt_preactivations_come_from_the_guide(granularity, draw_weights):
 
 def test_vbd_unit_noise_is_drawn_per_example_under_lrt():
     """Eq. 19 layer: under LRT every example gets its own W' ~ N(theta', sigma'^2) (channel-wise for Conv2d);
-    under Predictive each draw shares one W' across the batch."""
+    in bd.predict (one network per draw, PosteriorSampler) each draw shares one W' across the batch."""
     conv = bd.nn.Conv2d(2, 1, 1, "vbd", bias=False, granularity="unit")
     model = bd.Classifier(PyroModule[torch.nn.Sequential](conv, torch.nn.Flatten(-3)), num_data=4000)
     guide = bd.DropoutGuide(model)
@@ -452,11 +454,12 @@ def test_dropout_rates_are_one_over_one_plus_alpha(name, hyper):
     for (layer_name, layer, params), (key, keep) in zip(guide.pairs(), rates.items()):
         assert key == layer_name
         la = layer.method.log_alpha(layer, params).detach()
+        shape = layer.weight_sites["weight"].shape
         if per_weight:
-            assert keep.shape == layer.weight_shape
-        else:  # one value per input unit / channel
-            assert keep.shape == (layer.weight_shape[1],)
-            la = la.expand(1, layer.weight_shape[1], *([1] * (len(layer.weight_shape) - 2))).reshape(-1)
+            assert keep.shape == shape
+        else:  # one value per input unit / channel (vbd "unit": log alpha of the noise site's unit shape)
+            assert keep.shape == (shape[1],)
+            la = la.expand(1, shape[1], *([1] * (len(shape) - 2))).reshape(-1)
         assert torch.allclose(keep, 1 / (1 + la.exp()), rtol=1e-5)
         assert ((keep > 0) & (keep < 1)).all()
 
@@ -474,28 +477,37 @@ def test_vd_max_log_alpha_bounds_alpha():
 
 @pytest.mark.parametrize(("name", "hyper"), CONFIGS, ids=IDS)
 def test_pruned_mean_network_zeroes_high_log_alpha(name, hyper):
-    """mean_forward is the posterior-mean network; pruning zeroes the weights (units) with log alpha >= 3, and
-    bd.compress.prune gives the same outputs."""
+    """The posterior-mean network (``guide.mean_network()``) computes, in its first layer, x W^T + b with W the
+    effective weights (the posterior means folded by ``layer.fold``: theta, times theta' for vbd "unit");
+    pruning (``keep_masks`` / ``kept_weights``, ``mean_network(pruned=True)``, ``point_values(pruned=True)``)
+    zeroes the weights (units) with log alpha >= 3, and bd.compress.prune gives the same outputs."""
     model, guide, x, y = tiny_classifier(name, hidden=(16,), **hyper)
     guide(x, y)
     _randomise(guide, seed=5, log_alpha=(-2.0, 6.0))
     layer = model.net[0]
     params = guide.layer_guide(layer)
-    w, keep = layer.method.point_weights(layer, params)
-    la = layer.method.log_alpha(layer, params).expand(layer.weight_shape)
-    assert torch.equal(keep, la < 3)
+    w = layer.fold(guide.point_values(pruned=False)["net.0"])["weight"]
+    keep = layer.kept_weights(layer.method.keep_masks(layer, params))["weight"]
+    la = layer.method.log_alpha(layer, params).expand(layer.weight_sites["weight"].shape)
+    assert keep.dtype == torch.bool and torch.equal(keep, la < 3)
     if name == "vbd" and hyper.get("granularity") == "unit":
         assert torch.allclose(w, params.weight * params.noise_loc)
     else:
         assert torch.equal(w, params.weight)
-    with torch.no_grad(), guide.mean_network():
-        full = layer(x)
-    with torch.no_grad(), guide.mean_network(pruned=True):
-        pruned = layer(x)
+    w_pruned = layer.fold(guide.point_values(pruned=True)["net.0"])["weight"]
+    assert torch.allclose(w_pruned, w * keep, atol=1e-7)
+    first_layer = []
+    hook = layer.register_forward_hook(lambda module, inputs, out: first_layer.append(out))
+    try:
+        with torch.no_grad():
+            guide.mean_network()(x)
+            ref = guide.mean_network(pruned=True)(x)
+    finally:
+        hook.remove()
+    assert len(first_layer) == 2  # one pass of the layer per network
+    full, pruned = first_layer
     assert torch.allclose(full, x @ w.T + layer.bias, atol=1e-6)
     assert torch.allclose(pruned, x @ (w * keep).T + layer.bias, atol=1e-6)
-    with torch.no_grad(), guide.mean_network(pruned=True):
-        ref = model.net(x)
     assert torch.allclose(bd.compress.prune(model, guide)(x), ref, atol=1e-5)
 
 
@@ -510,8 +522,7 @@ def test_lenet5_every_layer_bayesian(name, hyper):
     guide = bd.DropoutGuide(model)
     res = bd.fit(model, guide, (x, y), epochs=2, batch_size=32, lr=1e-2, progress=False)
     assert all(math.isfinite(v) for v in res.history["elbo"])
-    # MaxPool2d takes at most 4-D inputs, so LeNet-5 cannot run the vectorised bd.predict (for any method);
-    # draw the networks one by one.
+    # The networks drawn one by one (layers take no leading sample dimensions).
     pred = pyro.infer.Predictive(model, guide=guide, num_samples=5, parallel=False, return_sites=["_RETURN"])
     draws = pred(x[:10])["_RETURN"]
     assert draws.shape == (5, 10, 10) and torch.isfinite(draws).all()
@@ -521,8 +532,8 @@ def test_lenet5_every_layer_bayesian(name, hyper):
     rates = bd.dropout_rates(model, guide)
     assert list(rates) == ["net.0", "net.3", "net.7", "net.9"]
     assert all(torch.isfinite(r).all() for r in rates.values())
-    with torch.no_grad(), guide.mean_network(pruned=True):
-        ref = model.net(x[:10])
+    with torch.no_grad():
+        ref = guide.mean_network(pruned=True)(x[:10])
     assert torch.allclose(bd.compress.prune(model, guide)(x[:10]), ref, atol=1e-4)
 
 

@@ -14,7 +14,7 @@
 # which is the variational posterior
 #
 # $$q(W) = \prod_{k,d} \mathcal N\big(W_{kd} \mid \theta_{kd},\, \alpha_{kd}\,\theta_{kd}^2\big)
-#   \qquad \text{(Liu et al. 2019, seed 001, eq. 4).}$$
+#   \qquad \text{(Liu et al. 2019, eq. 4).}$$
 #
 # Three methods of bayesdrop train this same guide and differ in the prior, i.e.
 # in the KL term of the ELBO:
@@ -446,7 +446,8 @@ fig.savefig(OUT / "03_first_layer.png", dpi=120)
 # the plain network), and stay 2-3 points (MC accuracy) below the uncompressed
 # `vd` network after this short schedule (the slow test
 # `test_sparse_vd_and_vbd_match_bernoulli_and_prune_90_percent` compares them
-# with Bernoulli dropout after 300 epochs at lr 3e-3, warm-up over 150, over three seeds).
+# with Bernoulli dropout after 200 epochs at lr 1e-2 decayed linearly, warm-up over 100, over three splits
+# and three seeds; `benchmarks/sparse_vs_bernoulli.py`).
 # Liu et al. report, on MNIST LeNet-300-100, 1.67 % error at 66x for VBD
 # against 1.94 % at 68x for sparse VD; with the two KLs' slopes nearly equal
 # for $\log\alpha > 2$ (right panel above), the priors differ mostly in how
