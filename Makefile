@@ -28,6 +28,7 @@ test-all: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bayesdrop tests benchmarks tutorials
 	$(VENV)/bin/ruff format --check bayesdrop tests benchmarks tutorials
+	$(VENV)/bin/mypy bayesdrop
 
 notebooks: $(STAMP)
 	$(VENV)/bin/jupytext --to ipynb tutorials/*.py

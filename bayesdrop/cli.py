@@ -16,7 +16,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyro
 import torch
@@ -85,7 +85,7 @@ def build(
     input_method = None
     if config.get("input_method"):
         input_method = methods.get(config["input_method"], **config.get("input_hyper", {}))
-    out = ds.num_classes if ds.task == "classification" else 1
+    out = cast(int, ds.num_classes) if ds.task == "classification" else 1
     if kind == "mlp":
         net = mlp(ds.in_features, widths, out, method, input_method=input_method)
     else:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tqdm.auto import tqdm
@@ -102,7 +102,7 @@ def compare(
             progress=False,
         )
         wall = time.perf_counter() - t0
-        probs = predict(model, guide, test.x, num_samples=num_samples).cpu()
+        probs = cast(torch.Tensor, predict(model, guide, test.x, num_samples=num_samples)).cpu()  # classification
         y = test.y
         rates = dropout_rates(model, guide)
         keep = torch.cat([r.flatten().cpu() for r in rates.values()])

@@ -24,9 +24,9 @@ import copy
 import os
 import warnings
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
-
 from pyro.nn import PyroModule
 
 from .guides import DropoutGuide
@@ -197,12 +197,14 @@ def report(model: torch.nn.Module, guide: DropoutGuide, threshold: float | None 
         out = plain[name]
         w, keep = points[name].weights["weight"], points[name].kept["weight"]
         units = _unit_axis_keep(keep & (w != 0))
-        kept = (out.in_channels if hasattr(out, "in_channels") else out.in_features) if structural else int(units.sum())
-        nonzero = int((out.weight != 0).sum())  # what the pruned network stores: removed units' weights count as 0
+        width = cast(int, out.in_channels if hasattr(out, "in_channels") else out.in_features)
+        kept = width if structural else int(units.sum())
+        stored = cast(torch.Tensor, out.weight)  # what the pruned network stores: removed units' weights count as 0
+        nonzero = int((stored != 0).sum())
         rows.append(LayerReport(name, type(layer).__name__, keep.numel(), nonzero, units.numel(), kept))
     if not rows:
         raise ValueError("`model` has no Bayesian layer with weights to report on")
-    if structural and isinstance(pruned[0], InputSelect):
+    if structural and isinstance(pruned, torch.nn.Sequential) and isinstance(pruned[0], InputSelect):
         rows[0].units_in_kept = int(pruned[0].index.numel())
     layers = [plain[r.name] for r in rows]
     outs = [m.out_channels if hasattr(m, "out_channels") else m.out_features for m in layers]
@@ -253,6 +255,8 @@ def log_alpha(model: torch.nn.Module, guide: DropoutGuide) -> torch.Tensor:
 class InputSelect(torch.nn.Module):
     """Keeps the input features (or channels, ``dim=-3``) listed in ``index``."""
 
+    index: torch.Tensor
+
     def __init__(self, index: torch.Tensor, dim: int = -1):
         super().__init__()
         self.register_buffer("index", index.clone())
@@ -267,6 +271,8 @@ class InputSelect(torch.nn.Module):
 
 class SparseLinear(torch.nn.Module):
     """``y = x W^T + b`` with ``W`` stored as a sparse COO tensor."""
+
+    weight: torch.Tensor
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         super().__init__()
@@ -339,8 +345,9 @@ def _prune(
     prefix = "net." if net is not model else ""
     if isinstance(net, torch.nn.Sequential):
         names = {id(layer): name for name, layer, _ in guide.pairs()}
-        seq, plain = _prune_sequential(list(net), {id(layer): points[names[id(layer)]] for _, layer, _ in guide.pairs()}, sparse)
-        return _finish(seq), {names[id(net[j])]: seq_module for j, seq_module in plain.items()}
+        by_id = {id(layer): points[names[id(layer)]] for _, layer, _ in guide.pairs()}
+        seq, seq_plain = _prune_sequential(list(net), by_id, sparse)
+        return _finish(seq), {names[id(net[j])]: seq_module for j, seq_module in seq_plain.items()}
     out = _plainified(net)
     plain = {}
     for name, layer, _ in guide.pairs():
@@ -372,9 +379,10 @@ def _prune_sequential(
 ) -> tuple[torch.nn.Sequential, dict[int, torch.nn.Module]]:
     # Effective dense weights, biases and the input units each Bayesian weight layer keeps; weightless Bayesian
     # layers become their plain module and stop unit removal across them.
-    idx = [i for i, m in enumerate(mods) if isinstance(m, BayesianLayer) and list(m.weight_sites) == ["weight"]]
+    layers = {i: m for i, m in enumerate(mods) if isinstance(m, BayesianLayer) and list(m.weight_sites) == ["weight"]}
+    idx = list(layers)
     W = {i: (points[id(mods[i])].weights["weight"] * points[id(mods[i])].kept["weight"]).clone() for i in idx}
-    B = {i: (mods[i].bias.detach().clone() if mods[i].bias is not None else None) for i in idx}
+    B = {i: (m.bias.detach().clone() if m.bias is not None else None) for i, m in layers.items()}
     between_ok = {
         i: all(isinstance(m, _UNITWISE + (torch.nn.Flatten,)) for m in mods[p + 1 : i])
         for p, i in zip(idx[:-1], idx[1:])
@@ -389,14 +397,16 @@ def _prune_sequential(
             and all(isinstance(m, _ELEMENTWISE) for m in mid)
         ):
             dead = (W[p] == 0).all(dim=1)
-            if dead.any() and B[p] is not None:
-                const = B[p].clone()
+            bias_p = B[p]
+            if dead.any() and bias_p is not None:
+                const = bias_p.clone()
                 for m in mid:
                     const = m(const)
                 const = torch.where(dead, const, torch.zeros_like(const))
-                if B[i] is None:
-                    B[i] = torch.zeros(W[i].shape[0], dtype=W[i].dtype)
-                B[i] = B[i] + W[i] @ const
+                bias_i = B[i]
+                if bias_i is None:
+                    bias_i = torch.zeros(W[i].shape[0], dtype=W[i].dtype)
+                B[i] = bias_i + W[i] @ const
                 W[i][:, dead] = 0
 
     keep_in = {i: _unit_axis_keep(W[i] != 0) for i in idx}
@@ -420,7 +430,7 @@ def _prune_sequential(
     plain: dict[int, torch.nn.Module] = {}
     first = idx[0] if idx else None
     if first is not None and not keep_in[first].all():
-        dim = 1 - len(mods[first].weight_sites["weight"].shape)  # the input units: -1 (Linear), -3 (Conv2d), ...
+        dim = 1 - len(layers[first].weight_sites["weight"].shape)  # the input units: -1 (Linear), -3 (Conv2d), ...
         out.append(InputSelect(keep_in[first].nonzero().squeeze(1), dim=dim))
     for j, m in enumerate(mods):
         if isinstance(m, BayesianLayer) and j not in W:
@@ -430,8 +440,9 @@ def _prune_sequential(
             out.append(_plainified(m))
         else:
             w = W[j][keep_out[j]][:, keep_in[j]]
-            b = None if B[j] is None else B[j][keep_out[j]]
-            plain[j] = _plain(m, w, b, sparse)
+            bias_j = B[j]
+            b = None if bias_j is None else bias_j[keep_out[j]]
+            plain[j] = _plain(layers[j], w, b, sparse)
             out.append(plain[j])
     return torch.nn.Sequential(*out), plain
 

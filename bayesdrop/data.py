@@ -157,7 +157,7 @@ class Dataset:
         if isinstance(split, str):
             if split not in ("train", "test"):
                 raise ValueError(f"`split` must be 'train' or 'test', got {split!r}")
-            split = getattr(self, split)
+            split = self.train if split == "train" else self.test
         return split.x.reshape(len(split), *self.image_shape)
 
 

@@ -95,16 +95,17 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyro
 import pyro.distributions as dist
-import pyro.poutine as poutine
 import torch
+
 from . import _arviz
 from .data import as_tensors, check_labels
 from .guides import DropoutGuide, dropout_rates
+from .models import Likelihood
 from .posterior import PosteriorSampler, device_of
 
 __all__ = [
@@ -179,7 +180,7 @@ def _site_dims(var: str, layer_name: str, layer: Any, shape: Sequence[int]) -> l
 
 @torch.no_grad()
 def to_inference_data(
-    model: Any,
+    model: Likelihood,
     guide: DropoutGuide,
     data: Any,
     num_samples: int = 200,
@@ -297,7 +298,7 @@ def to_inference_data(
         if site_name in weight_sites and not weights:
             continue
         layer_name = by_prefix.get(site_name.rsplit(".", 1)[0])
-        value = torch.stack([network.nodes[site_name]["value"] for network in draws.networks])
+        value = torch.stack([cast(torch.Tensor, network.nodes[site_name]["value"]) for network in draws.networks])
         shape = tuple(value.shape[1:])
         site_dims = (
             _site_dims(site_name, layer_name, layers[layer_name], shape)
@@ -694,11 +695,13 @@ def loo_summary(idata: Any) -> dict[str, Any]:
         waic = _arviz.waic(idata, pointwise=True, var_name="y")
     k = np.asarray(loo["pareto_k"].values, dtype=np.float64)
     good_k = float(loo["good_k"])
+    lppd = _lppd_points(idata)
+    assert lppd is not None  # the log_likelihood group and its y are there (checked above)
     return {
         "elpd_loo": float(loo["elpd_loo"]),
         "se": float(loo["se"]),
         "p_loo": float(loo["p_loo"]),
-        "lppd": float(_lppd_points(idata).sum()),
+        "lppd": float(lppd.sum()),
         "elpd_waic": float(waic["elpd_waic"]),
         "se_waic": float(waic["se"]),
         "p_waic": float(waic["p_waic"]),
@@ -903,6 +906,8 @@ def plot_predictive_band(
         ax.scatter(x, _observed(idata, len(x)), s=6, color="k", alpha=0.5, label="test points")
     if train is not None:
         xt, yt = _data(train, "train")
+        if yt is None:
+            raise ValueError("`train` must include targets y")
         ax.scatter(_np(xt[:, 0]), _np(yt), s=8, color="tab:orange", alpha=0.8, label="training points")
     ax.set(xlabel="x", ylabel="y", title="Posterior predictive")
     ax.legend(fontsize="small")

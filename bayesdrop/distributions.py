@@ -309,7 +309,7 @@ class LogUniform(TorchDistribution):
         return self.placeholder.detach().expand(self._extended_shape(sample_shape)).clone()
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """:math:`-\log|w|` up to its infinite constant, at :math:`|w|` floored at the dtype's smallest normal
+        r""":math:`-\log|w|` up to its infinite constant, at :math:`|w|` floored at the dtype's smallest normal
         number (a weight at exactly 0, e.g. the posterior mean of a pruned weight, scores finite)."""
         return -value.abs().clamp_min(torch.finfo(value.dtype).tiny).log()
 

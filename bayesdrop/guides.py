@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pyro
 import pyro.poutine as poutine
@@ -82,7 +82,8 @@ class DropoutGuide(PyroModule):
         if not pairs:
             raise ValueError("`model` contains no bayesdrop.nn layers")
         self._model = (model,)  # a tuple: not registered as a submodule
-        self.layers = PyroModule[torch.nn.ModuleDict]({_key(n): layer.method.init_guide(layer) for n, layer in pairs})
+        module_dict = cast("type[torch.nn.ModuleDict]", PyroModule[torch.nn.ModuleDict])  # Pyro: type[PyroModule]
+        self.layers = module_dict({_key(n): layer.method.init_guide(layer) for n, layer in pairs})
         self._order: list[tuple[BayesianLayer, LayerGuide]] | None = None
 
     @property
@@ -93,18 +94,18 @@ class DropoutGuide(PyroModule):
         """The variational parameters of ``layer``."""
         for n, candidate in bayesian_layers(self.model):
             if candidate is layer:
-                return self.layers[_key(n)]
+                return cast(LayerGuide, self.layers[_key(n)])
         raise KeyError("layer is not part of this guide's model")
 
     def pairs(self) -> list[tuple[str, BayesianLayer, LayerGuide]]:
         """``(name, layer, params)`` for every Bayesian layer, in module order."""
-        return [(n, layer, self.layers[_key(n)]) for n, layer in bayesian_layers(self.model)]
+        return [(n, layer, cast(LayerGuide, self.layers[_key(n)])) for n, layer in bayesian_layers(self.model)]
 
     def _setup(self, *args: Any, **kwargs: Any) -> None:
         # One blocked run of the model records call order and per-example shapes.
         with torch.no_grad(), poutine.block():
             trace = poutine.trace(self.model).get_trace(*args, **kwargs)
-        first_site = {}
+        first_site: dict[str, int] = {}
         for i, name in enumerate(trace.nodes):
             first_site.setdefault(name.rsplit(".", 1)[0], i)
         pairs = [(layer, g) for _, layer, g in self.pairs()]
@@ -119,7 +120,9 @@ class DropoutGuide(PyroModule):
         if self._order is None:
             self._setup(*args, **kwargs)
         # Built first, as in the model, where a layer has per-example sites: TraceMeanField_ELBO checks the order.
-        make_plate = functools.partial(self.model.data_plate, *args, **kwargs)
+        assert self._order is not None  # set by _setup
+        data_plate = cast("Callable[..., pyro.plate]", self.model.data_plate)  # checked in __init__
+        make_plate = functools.partial(data_plate, *args, **kwargs)
         plate = make_plate() if self._local else _LazyPlate(make_plate)
         for layer, params in self._order:
             layer.guide(params, plate)

@@ -21,12 +21,13 @@ Example
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.runtime import Message
 from pyro.poutine.util import site_is_subsample
 
 __all__ = ["LocalReparameterization", "KLScale", "PosteriorMean", "posterior_mean"]
@@ -75,7 +76,7 @@ class LocalReparameterization(Messenger):
         if fn is not None:
             value, shape = fn.loc.detach(), msg["fn"].shape()  # a new tensor object, no copy
             value = value if value.shape == shape else value.expand(shape)
-            value._bayesdrop_lrt_placeholder = True
+            setattr(value, "_bayesdrop_lrt_placeholder", True)  # noqa: B010 -- a tag on the tensor object
             msg["value"] = value
 
     def _pyro_post_sample(self, msg: dict) -> None:
@@ -100,7 +101,7 @@ class KLScale(Messenger):
             msg["scale"] = msg["scale"] * self.beta
 
 
-def _mean(fn: dist.Distribution) -> torch.Tensor:
+def _mean(fn: torch.distributions.Distribution) -> torch.Tensor:
     while isinstance(fn, (dist.Independent, dist.MaskedDistribution)):
         fn = fn.base_dist
     if isinstance(fn, dist.Delta):
@@ -128,7 +129,7 @@ class PosteriorMean(Messenger):
         self.masks = dict(masks or {})
 
     def _pyro_sample(self, msg: dict) -> None:
-        if msg["is_observed"] or msg["value"] is not None or site_is_subsample(msg):
+        if msg["is_observed"] or msg["value"] is not None or site_is_subsample(cast(Message, msg)):
             return
         value = _mean(msg["fn"])
         shape = msg["fn"].shape()

@@ -25,9 +25,9 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeAlias, cast, overload
 
 import pyro
 import pyro.poutine as poutine
@@ -387,7 +387,7 @@ def fit(
         train = (train[0].to(dev), train[1].to(dev))
         num = len(train[0])
     else:
-        num = len(train.dataset)
+        num = len(cast(Sized, train.dataset))
     if num != model.num_data:
         raise ValueError(f"`data` has {num} points but the model was built with num_data={model.num_data}")
     test_t = None
@@ -444,7 +444,8 @@ def fit(
             for xb, yb in _batches(train, batch_size, dev, gen):
                 optim.zero_grad(set_to_none=True)
                 try:
-                    loss_b = elbo.differentiable_loss(traced_model, fit_guide, xb, yb)
+                    # pyro.infer.ELBO declares no differentiable_loss; its Trace*_ELBO subclasses define it
+                    loss_b = elbo.differentiable_loss(traced_model, fit_guide, xb, yb)  # type: ignore[attr-defined]
                 except ValueError as err:  # Pyro's validation met a distribution with NaN or infinite parameters
                     if not _non_finite_parameter(err):
                         raise
@@ -492,9 +493,9 @@ def fit(
                     f"predicts nothing from its inputs; {_remedy(lr, kl_warmup, epochs)}",
                 )
         if test_t is not None:
-            for k, v in evaluate(model, guide, test_t, num_samples=test_samples).items():
-                history.setdefault(f"test_{k}", []).append(v)
-                postfix[f"test_{k}"] = f"{v:.3f}"
+            for k, value in evaluate(model, guide, test_t, num_samples=test_samples).items():
+                history.setdefault(f"test_{k}", []).append(value)
+                postfix[f"test_{k}"] = f"{value:.3f}"
         bar.set_postfix(postfix)
         if callback is not None and callback(epoch, history):
             break
@@ -562,6 +563,45 @@ def _check_targets(model: Likelihood, y: torch.Tensor | None, name: str) -> None
         check_labels(y, model.num_classes, name=f"{name}.y")
 
 
+_Prediction: TypeAlias = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # class probabilities, or (mean, std)
+
+
+@overload
+def predict(
+    model: Likelihood,
+    guide: DropoutGuide,
+    x: torch.Tensor,
+    *,
+    num_samples: int = ...,
+    rule: str = ...,
+    return_samples: Literal[False] = ...,
+) -> _Prediction: ...
+
+
+@overload
+def predict(
+    model: Likelihood,
+    guide: DropoutGuide,
+    x: torch.Tensor,
+    *,
+    num_samples: int = ...,
+    rule: str = ...,
+    return_samples: Literal[True],
+) -> tuple[_Prediction, torch.Tensor]: ...
+
+
+@overload
+def predict(
+    model: Likelihood,
+    guide: DropoutGuide,
+    x: torch.Tensor,
+    *,
+    num_samples: int = ...,
+    rule: str = ...,
+    return_samples: bool = ...,
+) -> _Prediction | tuple[_Prediction, torch.Tensor]: ...
+
+
 @torch.no_grad()
 def predict(
     model: Likelihood,
@@ -571,7 +611,7 @@ def predict(
     num_samples: int = 100,
     rule: str = "mc",
     return_samples: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+) -> _Prediction | tuple[_Prediction, torch.Tensor]:
     r"""Posterior predictive for inputs ``x``.
 
     ``rule="mc"`` draws ``num_samples`` networks from the guide
@@ -625,7 +665,7 @@ def evaluate(
     if y is None:
         raise ValueError("`data` must include targets y to be evaluated")
     if model.task == "classification":
-        probs = predict(model, guide, x, num_samples=num_samples, rule=rule).cpu()
+        probs = cast(torch.Tensor, predict(model, guide, x, num_samples=num_samples, rule=rule)).cpu()
         y = y.cpu()
         nll = -probs.gather(-1, y[:, None]).clamp_min(1e-12).log().mean().item()
         return {"acc": (probs.argmax(-1) == y).float().mean().item(), "nll": nll}

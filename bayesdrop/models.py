@@ -13,7 +13,7 @@ KL terms stay unscaled.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyro
@@ -159,6 +159,13 @@ def _activation(name: str) -> torch.nn.Module:
     return _ACTIVATIONS[name]()
 
 
+def _sequential(*layers: torch.nn.Module) -> PyroModule:
+    """``PyroModule[torch.nn.Sequential](*layers)``; Pyro types ``PyroModule[cls]`` as ``type[PyroModule]``, whose
+    constructor takes a name, so the class is bound here as what it is: a callable making a ``PyroModule``."""
+    cls: Callable[..., PyroModule] = PyroModule[torch.nn.Sequential]
+    return cls(*layers)
+
+
 def mlp(
     in_features: int,
     hidden: Sequence[int],
@@ -200,7 +207,7 @@ def mlp(
         layers.append(Linear(a, b, lm))
         if i < len(widths) - 2:
             layers.append(_activation(activation))
-    return PyroModule[torch.nn.Sequential](*layers)
+    return _sequential(*layers)
 
 
 def lenet300_100(
@@ -250,7 +257,7 @@ def lenet5(
             length = length // 2
         if length < 1:
             raise ValueError(f"`image_shape` {tuple(image_shape)} is too short for LeNet-5")
-        return PyroModule[torch.nn.Sequential](
+        return _sequential(
             Conv1d(c, channels[0], 5, first, padding=2),
             torch.nn.ReLU(),
             torch.nn.MaxPool1d(2),
@@ -272,7 +279,7 @@ def lenet5(
         w = (w + 2 * pad[1] - kernel[1] + 1) // pool[1]
     if h < 1 or w < 1:
         raise ValueError(f"`image_shape` {tuple(image_shape)} is too small for LeNet-5")
-    return PyroModule[torch.nn.Sequential](
+    return _sequential(
         Conv2d(c, channels[0], kernel, first, padding=pad),
         torch.nn.ReLU(),
         torch.nn.MaxPool2d(pool),

@@ -80,6 +80,9 @@ def test_bayesianize_converts_layers_and_keeps_weights():
     guide(x)
     assert {n for n, _, _ in guide.pairs()} == {"net.0", "net.3"}
     assert torch.allclose(guide.mean_network()(x), ref, atol=1e-6)
+    seen = []
+    model.apply(seen.append)  # torch.nn.Module.apply reaches every module, Bayesian layers included
+    assert net[0] in seen and net[3] in seen
 
 
 def test_bayesianize_warns_for_every_module_kind_it_leaves_deterministic():
@@ -145,14 +148,14 @@ def test_local_reparameterization_draws_preactivations_with_the_right_moments():
     with bd.handlers.LocalReparameterization():
         w = draw()
     assert getattr(w, "_bayesdrop_lrt", None) is not None
-    b = bd.nn.BayesianLayer.apply(F.linear, x, w)[:, 0]
+    b = bd.nn.BayesianLayer.lrt(F.linear, x, w)[:, 0]
     mean = (x[0] * loc[0]).sum()
     std = ((x[0] ** 2) * scale[0] ** 2).sum().sqrt()
     assert abs(b.mean() - mean) < 4 * std / 20000**0.5
     assert abs(b.std() - std) < 4 * std / (2 * 20000) ** 0.5
     untagged = draw()  # outside the handler: plain weight sampling
     assert getattr(untagged, "_bayesdrop_lrt", None) is None
-    assert torch.equal(bd.nn.BayesianLayer.apply(F.linear, x, untagged), F.linear(x, untagged))
+    assert torch.equal(bd.nn.BayesianLayer.lrt(F.linear, x, untagged), F.linear(x, untagged))
 
 
 def test_per_element_noise_follows_the_input_shape_and_dtype():

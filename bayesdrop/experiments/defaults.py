@@ -22,6 +22,7 @@ import functools
 import inspect
 import warnings
 from dataclasses import dataclass, field
+from typing import cast
 
 import pyro
 import torch
@@ -104,7 +105,7 @@ def run_method(method: str, dataset: str, *, epochs: int, seed: int = 0) -> Case
     """Train ``method`` on ``dataset`` with every library default except ``epochs`` and ``seed``."""
     ds, setting = _dataset(dataset), _setting(dataset)
     pyro.set_rng_seed(seed)  # the initial weights
-    out = ds.num_classes if ds.task == "classification" else 1
+    out = cast(int, ds.num_classes) if ds.task == "classification" else 1
     net = mlp(ds.in_features, list(setting.hidden), out, method)
     model: Likelihood = (Classifier if ds.task == "classification" else Regressor)(net, num_data=len(ds.train))
     guide = DropoutGuide(model)
@@ -114,7 +115,7 @@ def run_method(method: str, dataset: str, *, epochs: int, seed: int = 0) -> Case
     case = Case(method, dataset, epochs, seed, warnings=list(result.warnings), model=model, guide=guide)
     x, y = ds.test.x.to(result.device), ds.test.y.to(result.device)
     if ds.task == "classification":
-        probs = predict(model, guide, x)
+        probs = cast(torch.Tensor, predict(model, guide, x))
         case.error = 100 * (probs.argmax(-1) != y).double().mean().item()
     else:
         mean, _ = predict(model, guide, x)
@@ -138,7 +139,7 @@ def run_floor(dataset: str, *, epochs: int, seed: int = 0) -> Case:
     """The plain PyTorch network of the same widths and budget (see the module docstring)."""
     ds, setting = _dataset(dataset), _setting(dataset)
     torch.manual_seed(seed)
-    widths = [ds.in_features, *setting.hidden, ds.num_classes if ds.task == "classification" else 1]
+    widths = [ds.in_features, *setting.hidden, cast(int, ds.num_classes) if ds.task == "classification" else 1]
     layers: list[torch.nn.Module] = []
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
         if i:

@@ -188,6 +188,7 @@ class Method(ABC):
     def noise_guide(self, layer: BayesianLayer, site: NoiseSite, params: LayerGuide, plate: pyro.plate) -> None:
         """Sample the matching guide sites (local ones inside ``plate``, the model's data plate, built when it is
         first entered)."""
+        return None  # no noise there (the default of noise_model)
 
     # -- rates and pruning ------------------------------------------------------------------------------------
     @abstractmethod

@@ -110,10 +110,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, cast
 
 import pyro
 import torch
+from pyro.poutine.runtime import InferDict
 
 from ..distributions import BoundedDelta, CenteredNormal, DropoutNormal, LogUniform, ScalarUniform
 from . import register
@@ -254,7 +255,9 @@ class VariationalDropout(_LogUniformPrior):
             init = layer.init_value(site)
             setattr(lg, site.name, torch.nn.Parameter(init.clone()))
             shape = () if self.granularity == "layer" else _unit_param_shape(layer, site.name)
-            setattr(lg, site_param(site.name, "log_alpha"), torch.nn.Parameter(init.new_full(shape, self.log_alpha_init)))
+            setattr(
+                lg, site_param(site.name, "log_alpha"), torch.nn.Parameter(init.new_full(shape, self.log_alpha_init))
+            )
         return lg
 
     def log_alpha(self, layer, params, site="weight"):
@@ -344,21 +347,25 @@ class _GammaPrior:
         gamma = self._gamma(q)
         gname = site_param(name, "gamma")
         pyro.sample(layer.site(gname), BoundedDelta(gamma, self.a, self.b, event_dim=gamma.dim()))
-        pyro.sample(layer.site(name), q.to_event(gamma.dim()), infer={"lrt": True})
+        pyro.sample(layer.site(name), q.to_event(gamma.dim()), infer=cast(InferDict, {"lrt": True}))
 
     def kl_constant(self, layer) -> float:
         r"""The constant :math:`n_\gamma \log(b - a)` that the ``gamma`` sites add to the loss (no gradient)."""
         raise NotImplementedError
 
 
-def _vbd_args(granularity, a, b, log_sigma2_init, log_alpha_init, threshold, prior_scale, accepted):
-    return {
-        "granularity": _choice("granularity", granularity, accepted),
-        "log_sigma2_init": _finite("log_sigma2_init", log_sigma2_init),
-        "log_alpha_init": _finite("log_alpha_init", log_alpha_init),
-        "threshold": _finite("threshold", threshold),
-        "prior_scale": check_range("prior_scale", prior_scale, 0.0, math.inf, lo_open=True, hi_open=True),
-    }
+def _vbd_args(
+    granularity, a, b, log_sigma2_init, log_alpha_init, threshold, prior_scale, accepted
+) -> tuple[str, float, float, float, float]:
+    """Validated ``granularity, log_sigma2_init, log_alpha_init, threshold, prior_scale`` (``a, b``: see
+    ``_GammaPrior._init_gamma``)."""
+    return (
+        _choice("granularity", granularity, accepted),
+        _finite("log_sigma2_init", log_sigma2_init),
+        _finite("log_alpha_init", log_alpha_init),
+        _finite("threshold", threshold),
+        check_range("prior_scale", prior_scale, 0.0, math.inf, lo_open=True, hi_open=True),
+    )
 
 
 class VariationalBayesianDropout(_GammaPrior, _GaussianFamily):
@@ -410,7 +417,8 @@ class VariationalBayesianDropout(_GammaPrior, _GaussianFamily):
                 "granularity='unit' is UnitVariationalBayesianDropout (or bd.methods.get('vbd', granularity='unit'))"
             )
         args = (granularity, a, b, log_sigma2_init, log_alpha_init, threshold, prior_scale)
-        vars(self).update(_vbd_args(*args, accepted=("weight", "layer")))
+        v = _vbd_args(*args, accepted=("weight", "layer"))
+        self.granularity, self.log_sigma2_init, self.log_alpha_init, self.threshold, self.prior_scale = v
         self._init_gamma(a, b)
 
     def init_guide(self, layer) -> LayerGuide:
@@ -487,7 +495,8 @@ class UnitVariationalBayesianDropout(_GammaPrior, PointWeights):
         prior_scale: float = 1.0,
     ):
         args = (granularity, a, b, log_sigma2_init, log_alpha_init, threshold, prior_scale)
-        vars(self).update(_vbd_args(*args, accepted=("unit",)))
+        v = _vbd_args(*args, accepted=("unit",))
+        self.granularity, self.log_sigma2_init, self.log_alpha_init, self.threshold, self.prior_scale = v
         self._init_gamma(a, b)
 
     def init_guide(self, layer) -> LayerGuide:

@@ -319,12 +319,12 @@ class GeneralizedDropout(PointWeights):
             return draw
         return (1,) * (len(draw) - len(site.unit_shape)) + tuple(site.unit_shape)  # one gate per unit, per example
 
-    def _theta_dist(self, probs: torch.Tensor, layer, site) -> dist.Distribution:
+    def _theta_dist(self, probs: torch.Tensor, layer, site) -> dist.TorchDistribution:
         """Per-example gate law; ``probs`` has the unit shape."""
         shape = self._theta_shape(layer, site)
         return GateBernoulli(probs, shape).to_event(len(shape))
 
-    def _k_prior(self, like: torch.Tensor, shape: tuple[int, ...]) -> dist.Distribution:
+    def _k_prior(self, like: torch.Tensor, shape: tuple[int, ...]) -> dist.TorchDistribution:
         a, b = like.new_tensor(self.a), like.new_tensor(self.b)
         return GateBeta(a, b, self.strength).expand(shape).to_event(len(shape))
 

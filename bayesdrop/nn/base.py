@@ -32,7 +32,7 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 
-from ..methods import Method, resolve
+from ..methods import LayerGuide, Method, resolve
 
 __all__ = ["BayesianLayer", "WeightSite", "NoiseSite", "local_plate", "bayesian_layers"]
 
@@ -169,7 +169,7 @@ class BayesianLayer(PyroModule):
             raise RuntimeError(f"layer {self._pyro_name!r}: run the model once before its guide (noise shapes)")
         return shape
 
-    def sample_local(self, name: str, fn: dist.Distribution, x: torch.Tensor) -> torch.Tensor:
+    def sample_local(self, name: str, fn: dist.TorchDistribution, x: torch.Tensor) -> torch.Tensor:
         """Sample a per-example site; ``fn`` has empty batch shape and the per-example event shape."""
         plate = _PLATE.get()
         if plate is None:  # used outside a likelihood: one draw per example, explicit batch
@@ -197,7 +197,7 @@ class BayesianLayer(PyroModule):
         return x if z is None else x * z
 
     @staticmethod
-    def apply(op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, w: torch.Tensor):
+    def lrt(op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """``op(x, w)`` for an operation linear in ``x`` and ``w``; under :class:`~bayesdrop.handlers.
         LocalReparameterization` a Gaussian ``w`` is tagged and the output is drawn instead (Kingma et al. 2015):
         :math:`\\mathcal N(\\mathrm{op}(x, \\mu), \\mathrm{op}(x^2, \\sigma^2))`."""
@@ -210,7 +210,7 @@ class BayesianLayer(PyroModule):
         return torch.addcmul(mean, var.clamp_min(1e-16).sqrt(), torch.randn_like(mean))
 
     # -- the guide's side ---------------------------------------------------------------------------------------
-    def guide(self, params: torch.nn.Module, plate: Any) -> None:
+    def guide(self, params: LayerGuide, plate: Any) -> None:
         """Sample the variational sites of every weight and noise site (called by the guide), in the order the
         layer's forward uses them (``TraceMeanField_ELBO`` checks that model and guide agree on it)."""
         order = self.site_order + [n for n in (*self.weight_sites, *self.noise_sites) if n not in self.site_order]

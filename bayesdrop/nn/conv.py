@@ -51,7 +51,7 @@ class _ConvNd(BayesianLayer):
             spatial = ", ".join("HW"[: self.dims] if self.dims == 2 else "L")
             raise ValueError(f"`x` must have shape (batch, {self.in_channels}, {spatial}), got {shape}")
         x = self.noise("noise", x)
-        out = self.apply(self._op, x, self.weight())
+        out = self.lrt(self._op, x, self.weight())
         return out if self.bias is None else out + self.bias.reshape(-1, *(1,) * self.dims)
 
     def to_plain(self, values, bias=None):

@@ -12,7 +12,8 @@ Example
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 from pyro.nn import PyroModule
@@ -35,13 +36,14 @@ _DETERMINISTIC = (
 )
 
 
-def _conv(mod: torch.nn.Module, m: Method) -> BayesianLayer:
+def _conv(mod: torch.nn.Conv1d | torch.nn.Conv2d, m: Method) -> BayesianLayer:
     if mod.groups != 1 or mod.padding_mode != "zeros" or isinstance(mod.padding, str):
         raise ValueError(
             f"bayesianize supports {type(mod).__name__} with groups=1 and zero padding given as ints, got "
             f"groups={mod.groups}, padding={mod.padding!r}, padding_mode={mod.padding_mode!r}"
         )
-    cls = Conv1d if type(mod) is torch.nn.Conv1d else Conv2d
+    # `Callable`: the module's tuples have the length its class's signature asks for, which their type cannot say
+    cls: Callable[..., BayesianLayer] = Conv1d if type(mod) is torch.nn.Conv1d else Conv2d
     bias = mod.bias is not None
     return cls(mod.in_channels, mod.out_channels, mod.kernel_size, m, mod.stride, mod.padding, mod.dilation, bias)
 
@@ -79,7 +81,7 @@ def bayesianize(module: torch.nn.Module, method: str | Method = "bernoulli", **h
             return mod
         if type(mod) is torch.nn.Linear:
             new: BayesianLayer = Linear(mod.in_features, mod.out_features, m, bias=mod.bias is not None)
-        elif type(mod) in (torch.nn.Conv1d, torch.nn.Conv2d):
+        elif type(mod) is torch.nn.Conv1d or type(mod) is torch.nn.Conv2d:
             new = _conv(mod, m)
         elif isinstance(mod, _DROPOUT):
             return torch.nn.Identity()
@@ -93,6 +95,7 @@ def bayesianize(module: torch.nn.Module, method: str | Method = "bernoulli", **h
         with torch.no_grad():
             new.init_value("weight").copy_(mod.weight)
             if mod.bias is not None:
+                assert new.bias is not None  # built with `bias=mod.bias is not None`
                 new.bias.copy_(mod.bias)
         return new
 
@@ -107,4 +110,4 @@ def bayesianize(module: torch.nn.Module, method: str | Method = "bernoulli", **h
     if not bayesian_layers(out):
         raise ValueError("`module` has no torch.nn.Linear, Conv1d or Conv2d layer to make Bayesian")
     to_pyro_module_(out)  # recursive: names of nested plain submodules follow the tree too
-    return out
+    return cast(PyroModule, out)  # to_pyro_module_ changed its class in place

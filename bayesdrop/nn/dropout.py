@@ -25,6 +25,8 @@ __all__ = ["Dropout", "Scale"]
 class Scale(torch.nn.Module):
     """A plain module multiplying its input by a fixed tensor (``scale``, a buffer): an exported noise mean."""
 
+    scale: torch.Tensor
+
     def __init__(self, scale: torch.Tensor):
         super().__init__()
         self.register_buffer("scale", scale.detach().clone())

@@ -58,7 +58,7 @@ class Linear(BayesianLayer):
             shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             raise ValueError(f"`x` must have shape (*, {self.in_features}), got {shape}")
         x = self.noise("noise", x)
-        return self.apply(F.linear, x, self.weight()) + (0 if self.bias is None else self.bias)
+        return self.lrt(F.linear, x, self.weight()) + (0 if self.bias is None else self.bias)
 
     def to_plain(self, values, bias=None):
         w = self.fold(values)["weight"]

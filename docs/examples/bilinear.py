@@ -3,7 +3,7 @@
 :math:`y_k = (x_1 \\circ z)^\\top W_k\\, x_2 + b_k` with ``W`` of shape ``(out, in1, in2)`` (``torch.nn.Bilinear``)
 and the method's noise ``z`` on the first input.  The layer declares its sites (one weight site, one noise site on
 ``x1`` whose units are ``W``'s axis 1) and says how they enter its computation; the method (any registered one)
-says what is random.  ``BayesianLayer.apply`` draws the output by local reparameterisation where the method asks
+says what is random.  ``BayesianLayer.lrt`` draws the output by local reparameterisation where the method asks
 for it, since the output is linear in ``W``.
 
 >>> from bilinear import Bilinear
@@ -31,7 +31,7 @@ class Bilinear(bd.nn.BayesianLayer):
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         x1 = self.noise("noise", x1)
-        return self.apply(lambda x, w: F.bilinear(x, x2, w), x1, self.weight()) + self.bias
+        return self.lrt(lambda x, w: F.bilinear(x, x2, w), x1, self.weight()) + self.bias
 
     def to_plain(self, values, bias=None) -> torch.nn.Module:
         w = self.fold(values)["weight"]
