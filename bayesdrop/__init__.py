@@ -9,7 +9,7 @@
 >>> probs = bd.predict(model, guide, data.test.x, num_samples=100)  # doctest: +SKIP
 """
 
-from . import compress, data, diagnostics, distributions, experiments, handlers, methods, models, nn, posterior
+from . import compress, data, diagnostics, distributions, experiments, handlers, methods, models, nn, posterior, sites
 from .diagnostics import to_inference_data
 from .guides import DropoutGuide, dropout_rates
 from .infer import CollapseWarning, FitResult, evaluate, fit, load_checkpoint, predict, save_checkpoint
@@ -27,6 +27,7 @@ __all__ = [
     "nn",
     "handlers",
     "posterior",
+    "sites",
     "diagnostics",
     "to_inference_data",
     "bayesianize",

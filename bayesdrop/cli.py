@@ -6,118 +6,26 @@
     Train, print test accuracy and NLL, and write a *run directory*:
     ``config.json`` (everything needed to rebuild model and guide),
     ``checkpoint.pt`` (loaded with ``weights_only=True``), ``history.json`` and
-    ``metrics.json``.  :func:`load_run` rebuilds a run for later commands.
+    ``metrics.json``.  :func:`bayesdrop.experiments.runs.load_run` rebuilds a run for later commands.
+
+Argument parsing only: what a run is (config to data, model and guide) lives in :mod:`bayesdrop.experiments`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Any, cast
 
-import pyro
 import torch
 
-from . import data as bd_data
 from . import methods
-from .guides import DropoutGuide
-from .infer import DEFAULT_LR, evaluate, fit, load_checkpoint, resolve_device, resolve_kl_warmup, save_checkpoint
-from .models import Classifier, Likelihood, Regressor, lenet5, mlp
+from .experiments import compare
+from .experiments.runs import build, inputs, load_run, parse_hyper
+from .infer import DEFAULT_LR, evaluate, fit, resolve_device, resolve_kl_warmup, save_checkpoint
 
-__all__ = ["main", "build", "load_run", "parse_arch", "parse_hyper"]
-
-
-def parse_arch(spec: str) -> tuple[str, list[int]]:
-    """Parse ``mlp:300,100`` / ``lenet300-100`` / ``lenet5`` into (kind, widths)."""
-    kind, _, rest = spec.partition(":")
-    if kind == "mlp":
-        try:
-            widths = [int(w) for w in rest.split(",") if w.strip()]
-        except ValueError:
-            widths = []
-        if not widths or min(widths) < 1:
-            raise ValueError(f"`--arch` {spec!r}: expected mlp:W1,W2,... with positive widths")
-        return "mlp", widths
-    if kind == "lenet300-100" and not rest:
-        return "mlp", [300, 100]
-    if kind == "lenet5" and not rest:
-        return "lenet5", []
-    raise ValueError(f"`--arch` {spec!r}: accepted are mlp:W1,W2,..., lenet300-100, lenet5")
-
-
-def parse_hyper(items: list[str]) -> dict[str, Any]:
-    """``["p=0.3", "granularity=unit"]`` -> ``{"p": 0.3, "granularity": "unit"}``."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"`--hyper` {item!r}: expected KEY=VALUE")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
-def load_dataset(name: str, mnist_dir: str | None = None, seed: int = 0) -> bd_data.Dataset:
-    if name == "mnist":
-        if not mnist_dir:
-            raise ValueError("`--dataset mnist` needs `--mnist-dir` (a directory with the IDX files)")
-        return bd_data.load_mnist(mnist_dir)
-    return bd_data.load(name, seed=seed)
-
-
-def build(
-    config: dict[str, Any], dataset: bd_data.Dataset | None = None
-) -> tuple[bd_data.Dataset, Likelihood, DropoutGuide]:
-    """Data, model and guide from a run configuration (see ``bayesdrop train``).
-
-    The initial weights are drawn after ``pyro.set_rng_seed(config["seed"])`` (default 0), so a run does not
-    depend on the global random state of the process.
-    """
-    ds = dataset or load_dataset(config["dataset"], config.get("mnist_dir"), config.get("data_seed", 0))
-    pyro.set_rng_seed(int(config.get("seed", 0)))
-    kind, widths = parse_arch(config["arch"])
-    method = methods.get(config["method"], **config.get("hyper", {}))
-    input_method = None
-    if config.get("input_method"):
-        input_method = methods.get(config["input_method"], **config.get("input_hyper", {}))
-    out = cast(int, ds.num_classes) if ds.task == "classification" else 1
-    if kind == "mlp":
-        net = mlp(ds.in_features, widths, out, method, input_method=input_method)
-    else:
-        if ds.image_shape is None or len(ds.image_shape) not in (2, 3):
-            raise ValueError(f"`--arch lenet5` needs image data; {ds.name!r} has image shape {ds.image_shape}")
-        net = lenet5(ds.image_shape, out, method, input_method=input_method)
-    if ds.task == "classification":
-        model: Likelihood = Classifier(net, num_data=len(ds.train))
-    else:
-        model = Regressor(net, num_data=len(ds.train))
-    return ds, model, DropoutGuide(model)
-
-
-def inputs(ds: bd_data.Dataset, config: dict[str, Any], split: bd_data.Split) -> bd_data.Split:
-    """The split shaped for the architecture (images for conv nets)."""
-    if parse_arch(config["arch"])[0] == "lenet5":
-        return bd_data.Split(ds.images(split), split.y)
-    return split
-
-
-def load_run(run_dir: str | os.PathLike) -> tuple[bd_data.Dataset, Likelihood, DropoutGuide, dict[str, Any]]:
-    """Rebuild data, model and guide of a run directory written by ``bayesdrop train``."""
-    run = Path(run_dir)
-    cfg_path = run / "config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"`run_dir` {os.fspath(run_dir)!r} has no config.json (not a bayesdrop run)")
-    config = json.loads(cfg_path.read_text())
-    ds, model, guide = build(config)
-    x0 = inputs(ds, config, ds.train).x[:2]
-    guide(x0)  # record layer order and shapes before loading state
-    load_checkpoint(run / "checkpoint.pt", model, guide)
-    return ds, model, guide, config
+__all__ = ["main", "make_parser"]
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
@@ -204,7 +112,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from . import compare
 
     kw = dict(
         epochs=args.epochs,

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import bayesdrop as bd
-from bayesdrop import cli, compare
+from bayesdrop import cli
+from bayesdrop.experiments import compare
 
 
 def test_expected_calibration_error_by_hand():

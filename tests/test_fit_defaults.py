@@ -162,7 +162,8 @@ def test_cli_and_compare_take_fits_defaults(tmp_path):
     import inspect
     import json
 
-    from bayesdrop import cli, compare
+    from bayesdrop import cli
+    from bayesdrop.experiments import compare
 
     fit_defaults = inspect.signature(bd.fit).parameters
     for command in ("train", "compare"):

@@ -19,7 +19,7 @@ from pyro.nn import PyroModule
 from ..distributions import CenteredNormal
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..nn import BayesianLayer, NoiseSite, WeightSite
+    from ..sites import Layer, NoiseSite, WeightSite
 
 __all__ = [
     "Method",
@@ -124,7 +124,7 @@ class Method(ABC):
         """Whether Monte Carlo draws of the predictive differ."""
         return True
 
-    def check_layer(self, layer: BayesianLayer) -> None:
+    def check_layer(self, layer: Layer) -> None:
         """Raise ``ValueError`` if ``layer`` has no site of the kinds the method acts on (``capabilities.sites``)."""
         kinds = {"weight"} if layer.weight_sites else set()
         kinds |= {"noise"} if layer.noise_sites else set()
@@ -167,36 +167,36 @@ class Method(ABC):
 
     # -- parameters -------------------------------------------------------------------------------------------
     @abstractmethod
-    def init_guide(self, layer: BayesianLayer) -> LayerGuide:
+    def init_guide(self, layer: Layer) -> LayerGuide:
         """Create the layer's variational parameters."""
 
     # -- weight sites: prior and guide ---------------------------------------------------------------------------
     @abstractmethod
-    def weight_model(self, layer: BayesianLayer, site: WeightSite) -> torch.Tensor:
+    def weight_model(self, layer: Layer, site: WeightSite) -> torch.Tensor:
         """Sample the prior sites of weight site ``site`` and return the weight."""
 
     @abstractmethod
-    def weight_guide(self, layer: BayesianLayer, site: WeightSite, params: LayerGuide) -> None:
+    def weight_guide(self, layer: Layer, site: WeightSite, params: LayerGuide) -> None:
         """Sample the matching guide sites."""
 
     # -- noise sites: prior and guide --------------------------------------------------------------------------
-    def noise_model(self, layer: BayesianLayer, site: NoiseSite, x: torch.Tensor) -> torch.Tensor | None:
+    def noise_model(self, layer: Layer, site: NoiseSite, x: torch.Tensor) -> torch.Tensor | None:
         """Sample the prior sites of noise site ``site`` on the tensor ``x`` it multiplies, and return the
         multiplier (broadcastable to ``x``), or ``None`` for no noise there (the default)."""
         return None
 
-    def noise_guide(self, layer: BayesianLayer, site: NoiseSite, params: LayerGuide, plate: pyro.plate) -> None:
+    def noise_guide(self, layer: Layer, site: NoiseSite, params: LayerGuide, plate: pyro.plate) -> None:
         """Sample the matching guide sites (local ones inside ``plate``, the model's data plate, built when it is
         first entered)."""
         return None  # no noise there (the default of noise_model)
 
     # -- rates and pruning ------------------------------------------------------------------------------------
     @abstractmethod
-    def keep_prob(self, layer: BayesianLayer, params: LayerGuide) -> torch.Tensor:
+    def keep_prob(self, layer: Layer, params: LayerGuide) -> torch.Tensor:
         """Learned (or fixed) keep probabilities, per input unit or per weight."""
 
     def keep_masks(
-        self, layer: BayesianLayer, params: LayerGuide, threshold: float | str | None = None
+        self, layer: Layer, params: LayerGuide, threshold: float | str | None = None
     ) -> dict[str, torch.Tensor]:
         """What pruning keeps: site name within the layer (``"weight"``, ``"noise"``) to a boolean mask
         broadcastable to the site's value (per weight, or per unit for noise sites), at ``threshold`` (the
@@ -223,18 +223,18 @@ class PointWeights(Method):
 
     prior_scale: float = 1.0
 
-    def init_guide(self, layer: BayesianLayer) -> LayerGuide:
+    def init_guide(self, layer: Layer) -> LayerGuide:
         lg = LayerGuide()
         for site in layer.weight_sites.values():
             setattr(lg, site.name, torch.nn.Parameter(layer.init_value(site).clone()))
         return lg
 
-    def weight_model(self, layer: BayesianLayer, site: WeightSite) -> torch.Tensor:
+    def weight_model(self, layer: Layer, site: WeightSite) -> torch.Tensor:
         like = layer.init_value(site)
         prior = CenteredNormal(like.new_full((), self.prior_scale**2)).expand(site.shape).to_event(len(site.shape))
         return pyro.sample(layer.site(site.name), prior)
 
-    def weight_guide(self, layer: BayesianLayer, site: WeightSite, params: LayerGuide) -> None:
+    def weight_guide(self, layer: Layer, site: WeightSite, params: LayerGuide) -> None:
         w = getattr(params, site.name)
         pyro.sample(layer.site(site.name), dist.Delta(w, event_dim=w.dim()))
 

@@ -12,7 +12,8 @@ Example
 """
 
 from ..handlers import LocalReparameterization
-from .base import BayesianLayer, NoiseSite, WeightSite, bayesian_layers, local_plate
+from ..sites import NoiseSite, WeightSite
+from .base import BayesianLayer, bayesian_layers, local_plate
 from .conv import Conv1d, Conv2d
 from .convert import bayesianize
 from .dropout import Dropout, Scale

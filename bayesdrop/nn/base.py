@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import pyro
@@ -33,6 +32,7 @@ import torch
 from pyro.nn import PyroModule
 
 from ..methods import LayerGuide, Method, resolve
+from ..sites import NoiseSite, WeightSite
 
 __all__ = ["BayesianLayer", "WeightSite", "NoiseSite", "local_plate", "bayesian_layers"]
 
@@ -57,52 +57,6 @@ def local_plate(plate: pyro.plate) -> Iterator[None]:
         yield
     finally:
         _PLATE.reset(token)
-
-
-@dataclass(frozen=True)
-class WeightSite:
-    """A weight tensor of a layer.
-
-    Attributes
-    ----------
-    name : str
-        Site name within the layer (the Pyro site is ``f"{layer}.{name}"``).
-    shape : torch.Size
-        The weight's shape, e.g. ``(out, in)``.
-    unit_dim : int
-        The axis of the weight that indexes the layer's input units (1 for ``Linear`` and convolutions): a unit
-        whose weights are all pruned is removed by :mod:`bayesdrop.compress`.
-    """
-
-    name: str
-    shape: torch.Size
-    unit_dim: int = 1
-
-
-@dataclass(frozen=True)
-class NoiseSite:
-    """A multiplicative noise of a layer.
-
-    Attributes
-    ----------
-    name : str
-        Site name within the layer.
-    unit_shape : tuple of int
-        Shape of per-unit quantities (learned rates, gates), broadcastable against one example of the tensor the
-        noise multiplies: ``(in,)`` for a ``Linear``'s inputs, ``(C, 1, 1)`` for a ``Conv2d``'s.
-    shape : tuple of int or None
-        The shape of one draw per example, or ``None`` for one draw per element of the tensor it multiplies (its
-        per-example shape, recorded at each forward pass).  ``(C, 1, 1)`` is one draw per feature map (spatial
-        dropout).
-    weight : str or None
-        The weight site whose inputs this noise multiplies, along that weight's ``unit_dim``, so that the noise's
-        mean can be folded into the weight (``None``: the noise is applied elsewhere).
-    """
-
-    name: str
-    unit_shape: tuple[int, ...]
-    shape: tuple[int, ...] | None = None
-    weight: str | None = None
 
 
 class BayesianLayer(PyroModule):

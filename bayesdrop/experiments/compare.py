@@ -22,11 +22,11 @@ from typing import Any, cast
 import torch
 from tqdm.auto import tqdm
 
-from . import compress, methods
-from .cli import build, inputs
-from .diagnostics import expected_calibration_error
-from .guides import dropout_rates
-from .infer import DEFAULT_LR, fit, predict, resolve_device
+from .. import compress, methods
+from ..diagnostics import expected_calibration_error
+from ..guides import dropout_rates
+from ..infer import DEFAULT_LR, fit, predict, resolve_device
+from .runs import build, inputs
 
 __all__ = ["compare", "to_markdown"]
 COLUMNS = ("method", "test error %", "NLL", "ECE", "mean keep", "|W|/|W≠0|", "s/epoch")

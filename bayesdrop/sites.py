@@ -1,0 +1,99 @@
+"""What a dropout method sees of a layer: its weight and noise sites, and the :class:`Layer` protocol.
+
+For people who write a method: the hooks of :class:`~bayesdrop.methods.Method` receive a layer (any
+:class:`~bayesdrop.nn.BayesianLayer`) through this protocol and one of its sites, so methods do not depend on the
+layer classes and every layer kind serves every method.
+
+Example
+-------
+>>> site = bd.sites.NoiseSite("noise", unit_shape=(64,), weight="weight")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from pyro.distributions import TorchDistribution
+
+__all__ = ["WeightSite", "NoiseSite", "Layer"]
+
+
+@dataclass(frozen=True)
+class WeightSite:
+    """A weight tensor of a layer.
+
+    Attributes
+    ----------
+    name : str
+        Site name within the layer (the Pyro site is ``f"{layer}.{name}"``).
+    shape : torch.Size
+        The weight's shape, e.g. ``(out, in)``.
+    unit_dim : int
+        The axis of the weight that indexes the layer's input units (1 for ``Linear`` and convolutions): a unit
+        whose weights are all pruned is removed by :mod:`bayesdrop.compress`.
+    """
+
+    name: str
+    shape: torch.Size
+    unit_dim: int = 1
+
+
+@dataclass(frozen=True)
+class NoiseSite:
+    """A multiplicative noise of a layer.
+
+    Attributes
+    ----------
+    name : str
+        Site name within the layer.
+    unit_shape : tuple of int
+        Shape of per-unit quantities (learned rates, gates), broadcastable against one example of the tensor the
+        noise multiplies: ``(in,)`` for a ``Linear``'s inputs, ``(C, 1, 1)`` for a ``Conv2d``'s.
+    shape : tuple of int or None
+        The shape of one draw per example, or ``None`` for one draw per element of the tensor it multiplies (its
+        per-example shape, recorded at each forward pass).  ``(C, 1, 1)`` is one draw per feature map (spatial
+        dropout).
+    weight : str or None
+        The weight site whose inputs this noise multiplies, along that weight's ``unit_dim``, so that the noise's
+        mean can be folded into the weight (``None``: the noise is applied elsewhere).
+    """
+
+    name: str
+    unit_shape: tuple[int, ...]
+    shape: tuple[int, ...] | None = None
+    weight: str | None = None
+
+
+class Layer(Protocol):
+    """The part of a layer a method uses (implemented by :class:`~bayesdrop.nn.BayesianLayer`)."""
+
+    weight_sites: dict[str, WeightSite]
+    noise_sites: dict[str, NoiseSite]
+
+    def site(self, name: str) -> str:
+        """The Pyro site name of the layer's ``name``."""
+        ...
+
+    @property
+    def like(self) -> torch.Tensor:
+        """A 0-d tensor of the layer's dtype and device."""
+        ...
+
+    @property
+    def units(self) -> int:
+        """The number of input units."""
+        ...
+
+    def init_value(self, site: WeightSite | str) -> torch.Tensor:
+        """The initial value of a weight site."""
+        ...
+
+    def draw_shape(self, site: NoiseSite) -> tuple[int, ...]:
+        """The per-example shape of one draw of a noise site."""
+        ...
+
+    def sample_local(self, name: str, fn: TorchDistribution, x: torch.Tensor) -> torch.Tensor:
+        """Sample a per-example site inside the data plate."""
+        ...
