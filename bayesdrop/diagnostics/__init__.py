@@ -1,0 +1,43 @@
+r"""Posterior predictive analysis with ArviZ: InferenceData, calibration, uncertainty, LOO, plots, a report.
+
+For people who evaluate what a trained model knows and does not.  Four jobs, one module each:
+
+* :mod:`~bayesdrop.diagnostics.inference_data`: :func:`to_inference_data` draws networks from the guide into an
+  ``arviz.InferenceData`` (groups and variables described there), netCDF files;
+* :mod:`~bayesdrop.diagnostics.metrics`: accuracy, NLL, Brier, ECE / MCE, PIT and coverage, the entropy
+  decomposition, PSIS-LOO;
+* :mod:`~bayesdrop.diagnostics.plots`: the figures;
+* :mod:`~bayesdrop.diagnostics.report`: a markdown summary with its figures.
+
+Every ArviZ call goes through :mod:`~bayesdrop.diagnostics.arviz`.  Formulas and what LOO means on dropout draws:
+``docs/analysis.md``.
+
+Example
+-------
+>>> idata = bd.to_inference_data(model, guide, data.test, num_samples=200)
+>>> bd.diagnostics.calibration(idata)
+"""
+
+from .inference_data import load_netcdf, save_netcdf, to_inference_data
+from .metrics import calibration, expected_calibration_error, loo_summary, pit, reliability, uncertainty
+from .plots import plot_dropout_rates, plot_entropy, plot_loo_pit, plot_ppc, plot_predictive_band, plot_reliability
+from .report import write_report
+
+__all__ = [
+    "to_inference_data",
+    "expected_calibration_error",
+    "save_netcdf",
+    "load_netcdf",
+    "calibration",
+    "reliability",
+    "pit",
+    "uncertainty",
+    "loo_summary",
+    "plot_reliability",
+    "plot_ppc",
+    "plot_loo_pit",
+    "plot_dropout_rates",
+    "plot_entropy",
+    "plot_predictive_band",
+    "write_report",
+]

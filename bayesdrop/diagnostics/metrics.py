@@ -1,0 +1,366 @@
+r"""Predictive performance, calibration and uncertainty from an ``arviz.InferenceData``.
+
+For people who evaluate a posterior predictive: accuracy, NLL, Brier score, ECE / MCE (Naeini et al. 2015; Guo et
+al. 2017), reliability diagrams' data, PIT and interval coverage for regression, the entropy decomposition into
+aleatoric and epistemic parts (Gal 2016; Depeweg et al. 2018) and PSIS-LOO.  Every function reads the
+InferenceData only, so it works for every method and for InferenceData built elsewhere with the same variables.
+The formulas: ``docs/analysis.md``.
+
+Example
+-------
+>>> bd.diagnostics.calibration(idata)["ece"]
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import arviz as _arviz
+
+__all__ = ["expected_calibration_error", "calibration", "reliability", "pit", "uncertainty", "loo_summary"]
+
+_GROUPS = ("posterior_predictive", "predictions")
+
+
+def _require_idata(idata: Any) -> None:
+    if not _arviz.is_inference_data(idata):
+        raise TypeError(
+            f"`idata` must be an arviz.InferenceData (see bd.to_inference_data), got {type(idata).__name__}"
+        )
+
+
+def _group(idata: Any, group: str, need: Sequence[str] = ()) -> Any:
+    _require_idata(idata)
+    if group not in idata.groups():
+        raise ValueError(f"`idata` has no {group!r} group (groups: {list(idata.groups())})")
+    ds = getattr(idata, group)
+    missing = [v for v in need if v not in ds]
+    if missing:
+        raise ValueError(f"`idata`: group {group!r} lacks the variable(s) {missing} (has {list(ds.data_vars)})")
+    return ds
+
+
+def _task(idata: Any, group: str) -> str:
+    ds = _group(idata, group)
+    if "probs" in ds:
+        return "classification"
+    if "mu" in ds:
+        return "regression"
+    raise ValueError(f"`idata`: group {group!r} needs `probs` (classification) or `mu` (regression)")
+
+
+def _draws(da: Any) -> np.ndarray:
+    """Stack (chain, draw) of a DataArray into one leading axis: ``(S, ...)`` float64."""
+    if "chain" not in da.dims or "draw" not in da.dims:
+        raise ValueError(f"`idata`: variable {da.name!r} must have chain and draw dimensions, has {da.dims}")
+    da = da.transpose("chain", "draw", ...)
+    return np.asarray(da.values, dtype=np.float64).reshape(-1, *da.shape[2:])
+
+
+def _observed(idata: Any, n: int) -> np.ndarray:
+    y = np.asarray(_group(idata, "observed_data", ["y"])["y"].values)
+    if y.shape != (n,):
+        raise ValueError(f"`idata`: observed_data y has shape {y.shape}, expected ({n},)")
+    return y
+
+
+def _class_draws(idata: Any, group: str) -> np.ndarray:
+    p = _draws(_group(idata, group, ["probs"])["probs"])
+    if p.ndim != 3:
+        raise ValueError(f"`idata`: `probs` must be (chain, draw, point, class), got {p.ndim + 1} dimensions")
+    return p
+
+
+def _regression_draws(idata: Any, group: str) -> tuple[np.ndarray, np.ndarray]:
+    mu = _draws(_group(idata, group, ["mu"])["mu"])
+    const = "constant_data" if group == "posterior_predictive" else "predictions_constant_data"
+    if const not in idata.groups() or "noise_scale" not in getattr(idata, const):
+        raise ValueError(f"`idata`: a regression predictive needs the observation noise `noise_scale` in {const!r}")
+    sigma = np.asarray(getattr(idata, const)["noise_scale"].values, dtype=np.float64)
+    if mu.ndim != 2 or sigma.shape != mu.shape[1:]:
+        raise ValueError(
+            f"`idata`: `mu` must be (chain, draw, point) and `noise_scale` (point,), got {mu.shape}, {sigma.shape}"
+        )
+    if not (sigma > 0).all():
+        raise ValueError("`idata`: `noise_scale` must be > 0")
+    return mu, sigma
+
+
+def _logmeanexp(a: np.ndarray, axis: int = 0) -> np.ndarray:
+    m = a.max(axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    return (np.log(np.exp(a - m).mean(axis=axis, keepdims=True)) + m).squeeze(axis)
+
+
+def _lppd_points(idata: Any) -> np.ndarray | None:
+    """:math:`\\log \\frac1S \\sum_s p(y_n \\mid \\theta_s)` per point from ``log_likelihood``, if present."""
+    if "log_likelihood" not in idata.groups() or "y" not in idata.log_likelihood:
+        return None
+    return _logmeanexp(_draws(idata.log_likelihood["y"]), 0)
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    from scipy.special import xlogy
+
+    return -xlogy(p, p).sum(-1)
+
+
+def _check_bins(n_bins: Any) -> int:
+    if not isinstance(n_bins, int) or isinstance(n_bins, bool) or n_bins < 1:
+        raise ValueError(f"`n_bins` must be a positive int, got {n_bins!r}")
+    return n_bins
+
+
+def _check_group(group: Any) -> str:
+    if group not in _GROUPS:
+        raise ValueError(f"`group` must be one of {list(_GROUPS)}, got {group!r}")
+    return group
+
+
+def _reliability(probs: np.ndarray, y: np.ndarray, n_bins: int) -> dict[str, Any]:
+    conf = probs.max(-1)
+    correct = (probs.argmax(-1) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)  # bin b is (edges[b], edges[b+1]]
+    count = np.bincount(idx, minlength=n_bins).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.bincount(idx, weights=correct, minlength=n_bins) / count
+        mean_conf = np.bincount(idx, weights=conf, minlength=n_bins) / count
+    gap = np.abs(acc - mean_conf)
+    filled = count > 0
+    ece = float((count[filled] / len(y) * gap[filled]).sum())
+    mce = float(gap[filled].max())
+    return {"edges": edges, "count": count, "accuracy": acc, "confidence": mean_conf, "ece": ece, "mce": mce}
+
+
+def expected_calibration_error(probs: Any, y: Any, *, n_bins: int = 15) -> float:
+    r"""ECE of predicted class probabilities ``probs`` (N, C) against labels ``y`` (N,).
+
+    .. math:: \mathrm{ECE} = \sum_b \frac{|B_b|}{N}\,\big|\mathrm{acc}(B_b) - \mathrm{conf}(B_b)\big|
+
+    over ``n_bins`` equal-width confidence bins, as :func:`calibration` reports
+    it from an ``InferenceData``; this form takes tensors or arrays directly.
+    """
+    p = probs.detach().cpu().numpy() if torch.is_tensor(probs) else np.asarray(probs)
+    t = y.detach().cpu().numpy() if torch.is_tensor(y) else np.asarray(y)
+    if p.ndim != 2 or t.shape != p.shape[:1]:
+        raise ValueError(f"`probs` must be (N, C) and `y` (N,), got {p.shape} and {t.shape}")
+    return float(_reliability(p.astype(np.float64), t, _check_bins(n_bins))["ece"])
+
+
+def reliability(idata: Any, *, n_bins: int = 15) -> dict[str, Any]:
+    """Per-bin accuracy and confidence of a classifier's predictive (the reliability diagram's data).
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With ``posterior_predictive.probs`` ``(chain, draw, N, C)`` and ``observed_data.y`` ``(N,)``.
+    n_bins : int
+        Number of equal-width confidence bins; bin b covers ``((b-1)/n_bins, b/n_bins]``.
+
+    Returns
+    -------
+    dict
+        ``edges`` ``(n_bins + 1,)``, ``count``, ``accuracy`` and ``confidence``
+        ``(n_bins,)`` (NaN in empty bins), ``ece`` and ``mce`` (floats).
+    """
+    n_bins = _check_bins(n_bins)
+    if _task(idata, "posterior_predictive") != "classification":
+        raise ValueError("`idata` holds a regression predictive; reliability diagrams are for classification")
+    probs = _class_draws(idata, "posterior_predictive").mean(0)
+    return _reliability(probs, _observed(idata, probs.shape[0]), n_bins)
+
+
+def _pit(mu: np.ndarray, sigma: np.ndarray, y: np.ndarray) -> np.ndarray:
+    from scipy.special import ndtr
+
+    return ndtr((y[None] - mu) / sigma[None]).mean(0)
+
+
+def pit(idata: Any) -> np.ndarray:
+    r"""Probability integral transform :math:`F_n(y_n) = \frac1S \sum_s \Phi((y_n - \mu_{sn}) / \sigma_n)`.
+
+    Exact for the Gaussian-mixture predictive of a regression model; uniform
+    on [0, 1] when the predictive is calibrated.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With ``posterior_predictive.mu``, ``constant_data.noise_scale`` and ``observed_data.y``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N,)`` values in [0, 1].
+    """
+    if _task(idata, "posterior_predictive") != "regression":
+        raise ValueError("`idata` holds a classification predictive; PIT is computed for regression")
+    mu, sigma = _regression_draws(idata, "posterior_predictive")
+    return _pit(mu, sigma, _observed(idata, mu.shape[1]).astype(np.float64))
+
+
+def calibration(idata: Any, *, n_bins: int = 15, levels: Sequence[float] = (0.5, 0.8, 0.9, 0.95)) -> dict[str, float]:
+    r"""Accuracy and calibration of the posterior predictive against ``observed_data``.
+
+    Classification (from ``posterior_predictive.probs``): ``accuracy``,
+    ``nll``, ``brier``, ``ece``, ``mce`` (``n_bins`` equal-width bins) and
+    ``mean_confidence``.  Regression (from ``posterior_predictive.mu`` and
+    ``constant_data.noise_scale``): ``rmse`` of the predictive mean, ``nll``,
+    ``coverage_{100 m}`` for each central interval of mass m in ``levels``,
+    ``pit_ks`` (Kolmogorov-Smirnov distance of the PIT values from uniform)
+    and ``mean_std``.  Formulas in the module docstring.
+
+    ``nll`` is :math:`-\frac1N \sum_n \log \frac1S \sum_s p(y_n \mid \theta_s)`,
+    from ``log_likelihood`` when present (exact in log space), else from the
+    averaged probabilities / the Gaussian mixture.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+    n_bins : int
+        Bins of the ECE / MCE (>= 1).
+    levels : sequence of float
+        Masses in (0, 1) of the central intervals whose coverage is reported.
+
+    Returns
+    -------
+    dict of str to float
+    """
+    n_bins = _check_bins(n_bins)
+    levels = tuple(levels)
+    if not levels or not all(isinstance(m, (int, float)) and 0 < m < 1 for m in levels):
+        raise ValueError(f"`levels` must be a non-empty sequence of numbers in (0, 1), got {levels!r}")
+    task = _task(idata, "posterior_predictive")
+    lppd = _lppd_points(idata)
+    if task == "classification":
+        draws = _class_draws(idata, "posterior_predictive")
+        probs = draws.mean(0)
+        y = _observed(idata, probs.shape[0]).astype(np.int64)
+        if y.min() < 0 or y.max() >= probs.shape[1]:
+            raise ValueError(f"`idata`: observed labels must lie in [0, {probs.shape[1] - 1}]")
+        if lppd is None:
+            with np.errstate(divide="ignore"):
+                lppd = np.log(probs[np.arange(len(y)), y])
+        onehot = np.eye(probs.shape[1])[y]
+        rel = _reliability(probs, y, n_bins)
+        return {
+            "accuracy": float((probs.argmax(-1) == y).mean()),
+            "nll": float(-lppd.mean()),
+            "brier": float(((probs - onehot) ** 2).sum(-1).mean()),
+            "ece": rel["ece"],
+            "mce": rel["mce"],
+            "mean_confidence": float(probs.max(-1).mean()),
+            "n_bins": n_bins,
+        }
+    mu, sigma = _regression_draws(idata, "posterior_predictive")
+    y = _observed(idata, mu.shape[1]).astype(np.float64)
+    if lppd is None:
+        from scipy.stats import norm
+
+        lppd = _logmeanexp(norm.logpdf(y[None], mu, sigma[None]), 0)
+    u = _pit(mu, sigma, y)
+    out = {
+        "rmse": float(np.sqrt(((mu.mean(0) - y) ** 2).mean())),
+        "nll": float(-lppd.mean()),
+    }
+    for m in levels:
+        out[f"coverage_{100 * m:g}"] = float(((u >= (1 - m) / 2) & (u <= (1 + m) / 2)).mean())
+    s = np.sort(u)
+    i = np.arange(1, len(s) + 1)
+    out["pit_ks"] = float(max((i / len(s) - s).max(), (s - (i - 1) / len(s)).max()))
+    out["mean_std"] = float(np.sqrt(mu.var(0) + sigma**2).mean())
+    return out
+
+
+def uncertainty(idata: Any, *, group: str = "posterior_predictive") -> dict[str, np.ndarray]:
+    r"""Per-point predictive uncertainty and its decomposition.
+
+    Classification (from ``probs``), in nats:
+    ``predictive_entropy`` :math:`H[\bar p_n]`, ``expected_entropy``
+    :math:`\frac1S \sum_s H[p_{sn}]` (aleatoric), ``mutual_information``
+    :math:`H[\bar p_n] - \frac1S \sum_s H[p_{sn}]` (epistemic), plus
+    ``confidence`` :math:`\max_c \bar p_{nc}` and ``prediction``
+    :math:`\arg\max_c \bar p_{nc}`.  Regression (from ``mu`` and
+    ``noise_scale``): ``mean`` :math:`\frac1S\sum_s \mu_{sn}`, ``std``
+    :math:`\sqrt{\mathrm{Var}_s[\mu_{sn}] + \sigma_n^2}`, ``epistemic_std``
+    :math:`\sqrt{\mathrm{Var}_s[\mu_{sn}]}` and ``aleatoric_std`` :math:`\sigma_n`.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+    group : {"posterior_predictive", "predictions"}
+        Which predictive to read (``predictions``: the new inputs).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Arrays of shape ``(N,)``.
+    """
+    group = _check_group(group)
+    if _task(idata, group) == "classification":
+        p = _class_draws(idata, group)
+        mean = p.mean(0)
+        h = _entropy(mean)
+        eh = _entropy(p).mean(0)
+        return {
+            "predictive_entropy": h,
+            "expected_entropy": eh,
+            "mutual_information": h - eh,
+            "confidence": mean.max(-1),
+            "prediction": mean.argmax(-1),
+        }
+    mu, sigma = _regression_draws(idata, group)
+    var = mu.var(0)
+    return {
+        "mean": mu.mean(0),
+        "std": np.sqrt(var + sigma**2),
+        "epistemic_std": np.sqrt(var),
+        "aleatoric_std": sigma,
+    }
+
+
+def loo_summary(idata: Any) -> dict[str, Any]:
+    r"""PSIS-LOO and WAIC (``az.loo``, ``az.waic``) with the Pareto k counts.
+
+    Returns ``elpd_loo``, ``se``, ``p_loo``, ``lppd``
+    (:math:`\sum_n \log \frac1S \sum_s p(y_n \mid \theta_s)`), ``elpd_waic``,
+    ``se_waic``, ``p_waic``, ``good_k`` (ArviZ's sample-size dependent
+    threshold :math:`\min(1 - 1/\log_{10} S, 0.7)`), ``k_max``, the counts
+    ``k<=0.5``, ``0.5<k<=0.7``, ``0.7<k<=1``, ``k>1`` and ``k>good_k``, and
+    ``warnings`` (the texts ArviZ warned with, recorded rather than shown).
+    Variational draws often give many large k: report them, do not hide them.
+    """
+    _group(idata, "log_likelihood", ["y"])
+    _group(idata, "posterior")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loo = _arviz.loo(idata, pointwise=True, var_name="y")
+        waic = _arviz.waic(idata, pointwise=True, var_name="y")
+    k = np.asarray(loo["pareto_k"].values, dtype=np.float64)
+    good_k = float(loo["good_k"])
+    lppd = _lppd_points(idata)
+    assert lppd is not None  # the log_likelihood group and its y are there (checked above)
+    return {
+        "elpd_loo": float(loo["elpd_loo"]),
+        "se": float(loo["se"]),
+        "p_loo": float(loo["p_loo"]),
+        "lppd": float(lppd.sum()),
+        "elpd_waic": float(waic["elpd_waic"]),
+        "se_waic": float(waic["se"]),
+        "p_waic": float(waic["p_waic"]),
+        "n_samples": int(loo["n_samples"]),
+        "n_data_points": int(loo["n_data_points"]),
+        "good_k": good_k,
+        "k_max": float(k.max()),
+        "k<=0.5": int((k <= 0.5).sum()),
+        "0.5<k<=0.7": int(((k > 0.5) & (k <= 0.7)).sum()),
+        "0.7<k<=1": int(((k > 0.7) & (k <= 1)).sum()),
+        "k>1": int((k > 1).sum()),
+        "k>good_k": int((k > good_k).sum()),
+        "warnings": sorted({" ".join(str(w.message).split()) for w in caught}),
+    }
