@@ -10,7 +10,7 @@
 # %% [markdown]
 # # 01 — MC dropout: uncertainty in regression
 #
-# Gal & Ghahramani (2016, seed 004) show that a network trained with dropout
+# Gal & Ghahramani (2016) show that a network trained with dropout
 # and weight decay maximises an ELBO with the variational family
 # $q(W) = M\,\mathrm{diag}(z)$, $z \sim \mathrm{Bernoulli}(1-p)$, and that
 # averaging $T$ stochastic forward passes gives the posterior predictive:
