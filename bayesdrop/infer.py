@@ -293,6 +293,7 @@ def fit(
     epochs: int = 10,
     batch_size: int = 128,
     lr: float = DEFAULT_LR,
+    optimizer: Callable[[list[dict[str, Any]]], torch.optim.Optimizer] | None = None,
     loss: pyro.infer.ELBO | None = None,
     kl_warmup: int | str = "auto",
     lr_decay: str | None = "linear",
@@ -319,6 +320,10 @@ def fit(
         Passes over the data, minibatch size, Adam learning rate (default 1e-2, decayed linearly: see
         ``lr_decay``).  Parameters whose method declares a multiplier
         (:attr:`~bayesdrop.methods.TrainingDefaults.lr_scale`) train at ``lr`` times it (:func:`param_groups`).
+    optimizer
+        A function of the parameter groups (:func:`param_groups`, each with its ``"lr"``) returning a torch
+        optimiser, e.g. ``lambda groups: torch.optim.SGD(groups, momentum=0.9)``; default Adam.  ``lr_decay``
+        scales each group's learning rate.
     loss
         A Pyro ELBO; default :class:`MeanFieldELBO` (``TraceMeanField_ELBO``:
         analytic KL where the method registers one, evaluated lazily).
@@ -373,6 +378,8 @@ def fit(
         raise ValueError(f"`lr_decay` must be None or 'linear', got {lr_decay!r}")
     if not isinstance(guide, DropoutGuide) or guide.model is not model:
         raise ValueError("`guide` must be the DropoutGuide built for `model`")
+    if optimizer is not None and not callable(optimizer):
+        raise TypeError(f"`optimizer` must be callable as optimizer(param_groups), got {type(optimizer).__name__}")
     if validate is not None and not isinstance(validate, bool):
         raise TypeError(f"`validate` must be None (Pyro's setting), True or False, got {validate!r}")
     if callback is not None and not callable(callback):
@@ -414,7 +421,9 @@ def fit(
     kl_warmup = resolve_kl_warmup(model, epochs, kl_warmup)
     groups = param_groups(model, guide, lr)
     params = [p for group in groups for p in group["params"]]
-    optim = torch.optim.Adam(groups, lr=lr)
+    optim = torch.optim.Adam(groups, lr=lr) if optimizer is None else optimizer(groups)
+    if not isinstance(optim, torch.optim.Optimizer):
+        raise TypeError(f"`optimizer` must return a torch.optim.Optimizer, got {type(optim).__name__}")
     base_lrs = [group["lr"] for group in optim.param_groups]
     history: dict[str, list[float]] = {k: [] for k in ("elbo", "nll", "kl", "beta", "lr", "train_acc", "seconds")}
     bar = tqdm(range(epochs), desc="fit", disable=not progress, leave=False)

@@ -227,3 +227,20 @@ def test_fit_callback_sees_each_epoch_and_can_stop_early():
     assert len(res.history["elbo"]) == 3
     with pytest.raises(TypeError, match="`callback` must be callable"):
         bd.fit(model, guide, (x, y), epochs=1, progress=False, callback=3)
+
+
+def test_fit_takes_an_optimizer_factory_of_the_param_groups():
+    model, guide, x, y = tiny_classifier("sparse-vd")
+    made = []
+
+    def sgd(groups):
+        made.append([g["lr"] for g in groups])
+        return torch.optim.SGD(groups, momentum=0.9)
+
+    before = guide.layers["net__0"].weight.detach().clone()
+    bd.fit(model, guide, (x, y), epochs=2, batch_size=10, lr=0.05, optimizer=sgd, progress=False, validate=False)
+    assert made == [[0.05]] and not torch.equal(before, guide.layers["net__0"].weight)
+    with pytest.raises(TypeError, match="`optimizer` must return a torch.optim.Optimizer"):
+        bd.fit(model, guide, (x, y), epochs=1, optimizer=lambda groups: None, progress=False)
+    with pytest.raises(TypeError, match="`optimizer` must be callable"):
+        bd.fit(model, guide, (x, y), epochs=1, optimizer="sgd", progress=False)
