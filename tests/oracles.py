@@ -26,7 +26,8 @@ def gaussian_weight_decay(layer, params, s: float) -> torch.Tensor:
     """-log N(W; 0, s^2) summed over the Delta weights: the KL of a point estimate under the Gaussian prior."""
     s2 = s**2
     return sum(
-        (0.5 * getattr(params, name).pow(2) / s2 + 0.5 * math.log(2 * math.pi * s2)).sum() for name in layer.weight_sites
+        (0.5 * getattr(params, name).pow(2) / s2 + 0.5 * math.log(2 * math.pi * s2)).sum()
+        for name in layer.weight_sites
     )
 
 

@@ -142,7 +142,9 @@ def test_hyper_reproduces_the_method(method):
     again = bd.methods.get(method, **m.hyper())
     assert type(again) is type(m) and again.hyper() == m.hyper() and repr(again) == repr(m)
     unit = bd.methods.get("vbd", granularity="unit")
-    assert type(bd.methods.get("vbd", **unit.hyper())) is type(unit) is bd.methods.gaussian.UnitVariationalBayesianDropout
+    assert (
+        type(bd.methods.get("vbd", **unit.hyper())) is type(unit) is bd.methods.gaussian.UnitVariationalBayesianDropout
+    )
 
 
 @pytest.mark.parametrize("method", METHODS)

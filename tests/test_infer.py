@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine

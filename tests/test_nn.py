@@ -40,7 +40,9 @@ def test_linear_accepts_any_leading_dimensions_as_torch_does(method):
 
 def test_conv1d_is_torch_conv1d_at_the_posterior_mean():
     torch.manual_seed(0)
-    base = torch.nn.Sequential(torch.nn.Conv1d(2, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(40, 3))
+    base = torch.nn.Sequential(
+        torch.nn.Conv1d(2, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(40, 3)
+    )
     x = torch.randn(6, 2, 10)
     ref = base(x)
     net = bd.bayesianize(base, "bernoulli", p=0.0)
