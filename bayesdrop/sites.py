@@ -17,7 +17,7 @@ from typing import Protocol
 import torch
 from pyro.distributions import TorchDistribution
 
-__all__ = ["WeightSite", "NoiseSite", "Layer"]
+__all__ = ["WeightSite", "NoiseSite", "Layer", "site_shaped"]
 
 
 @dataclass(frozen=True)
@@ -97,3 +97,22 @@ class Layer(Protocol):
     def sample_local(self, name: str, fn: TorchDistribution, x: torch.Tensor) -> torch.Tensor:
         """Sample a per-example site inside the data plate."""
         ...
+
+
+def site_shaped(value: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """``value`` of a global site with ``shape``, without the leading singletons ``pyro.infer.Predictive`` adds to
+    align global sites with the data plate; a leading axis of several samples is refused (draw networks one at a
+    time: ``Predictive(parallel=False)`` or :class:`~bayesdrop.posterior.PosteriorSampler`)."""
+    if value.dim() == len(shape):
+        return value
+    lead = value.shape[: value.dim() - len(shape)]
+    if any(n != 1 for n in lead) or tuple(value.shape[len(lead) :]) != shape:
+        raise ValueError(
+            f"a global site of shape {shape} got a value of shape {tuple(value.shape)}: layers take one network "
+            "at a time; use Predictive(parallel=False) or bd.posterior.PosteriorSampler"
+        )
+    tag = getattr(value, "_bayesdrop_lrt", None)
+    value = value.reshape(shape)
+    if tag is not None:
+        setattr(value, "_bayesdrop_lrt", tag)  # noqa: B010
+    return value

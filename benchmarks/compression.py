@@ -135,16 +135,18 @@ def build_net(arch: str, spec: MethodSpec, example: torch.Tensor, num_classes: i
 
 
 def dense_module(model: bd.Classifier, guide: bd.DropoutGuide) -> torch.nn.Sequential:
-    """The unpruned mean network as plain PyTorch: every layer at its original shape, posterior-mean weights
-    (``method.point_weights`` without the mask), on the CPU in eval mode."""
-    params = {id(layer): p for _, layer, p in guide.pairs()}
+    """The unpruned mean network as plain PyTorch: every layer at its original shape, posterior-mean weights with
+    the noise means folded in (``layer.fold`` of ``guide.point_values(pruned=False)``, no mask), on the CPU in eval
+    mode."""
+    names = {id(layer): name for name, layer, _ in guide.pairs()}
     mods: list[torch.nn.Module] = []
     with torch.no_grad():
+        values = guide.point_values(pruned=False)
         for m in model.net:
             if not isinstance(m, BayesianLayer):
                 mods.append(copy.deepcopy(m))
                 continue
-            w, _ = m.method.point_weights(m, params[id(m)], None)
+            w = m.fold(values[names[id(m)]])["weight"]
             if isinstance(m, bd.nn.Linear):
                 plain = torch.nn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
             else:
@@ -170,8 +172,7 @@ def dense_module(model: bd.Classifier, guide: bd.DropoutGuide) -> torch.nn.Seque
 @torch.no_grad()
 def mean_output(model: bd.Classifier, guide: bd.DropoutGuide, x: torch.Tensor, spec: MethodSpec, pruned: bool):
     """Output of ``guide.mean_network(pruned, threshold)`` (the network :func:`bd.compress.prune` exports)."""
-    with guide.mean_network(pruned=pruned, threshold=spec.threshold):
-        return model.net(x)
+    return guide.mean_network(pruned=pruned, threshold=spec.threshold)(x)
 
 
 # -- timing ----------------------------------------------------------------------------------------------------------

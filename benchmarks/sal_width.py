@@ -139,7 +139,7 @@ def layer_widths(model: bd.Classifier, guide: bd.DropoutGuide, threshold: str | 
     """
     keeps = []
     for _, layer, params in guide.pairs()[1:]:
-        _, keep = layer.method.point_weights(layer, params, threshold)
+        keep = layer.kept_weights(layer.method.keep_masks(layer, params, threshold))["weight"]
         keeps.append(keep.any(0).reshape(keep.shape[1], -1).any(-1) if keep.dim() > 2 else keep.any(0))
     conv1, fc1_inputs, fc1 = keeps
     conv2 = fc1_inputs.reshape(50, -1).any(-1)
@@ -148,8 +148,7 @@ def layer_widths(model: bd.Classifier, guide: bd.DropoutGuide, threshold: str | 
 
 @torch.no_grad()
 def _error(model: bd.Classifier, guide: bd.DropoutGuide, test: Split, threshold: str | None) -> float:
-    with guide.mean_network(pruned=True, threshold=threshold), pyro.poutine.block():
-        out = model(test.x)
+    out = guide.mean_network(pruned=True, threshold=threshold)(test.x)
     return (out.argmax(-1) != test.y).float().mean().item()
 
 

@@ -11,6 +11,7 @@ import torch
 
 import bayesdrop as bd
 from bayesdrop import cli
+from bayesdrop.experiments.runs import parse_arch
 
 
 def test_methods_lists_every_registered_method(capsys):
@@ -81,7 +82,8 @@ def test_console_script_entry_point():
     [("mlp:300,100", ("mlp", [300, 100])), ("lenet5", ("lenet5", [])), ("lenet300-100", ("mlp", [300, 100]))],
 )
 def test_parse_arch(spec, expected):
-    assert cli.parse_arch(spec) == expected
+    """The ``--arch`` specs (parsed by ``bayesdrop.experiments.runs``, shared by the CLI and the experiments)."""
+    assert parse_arch(spec) == expected
 
 
 def test_prune_writes_the_report_and_a_loadable_model(tmp_path, capsys):
@@ -111,6 +113,5 @@ def test_prune_writes_the_report_and_a_loadable_model(tmp_path, capsys):
     assert "| **total** |" in (run / "compression.md").read_text()
     ds, model, guide, _ = cli.load_run(run)
     loaded = bd.compress.load(run / "pruned.pt2")
-    with guide.mean_network(pruned=True):
-        ref = model.net(ds.test.x)
+    ref = guide.mean_network(pruned=True)(ds.test.x)
     assert torch.allclose(loaded(ds.test.x), ref, atol=1e-5)

@@ -1,4 +1,5 @@
-"""Generalized Dropout (Srinivas & Babu 2016): Dropout++ presets and SAL (issue 3)."""
+"""Generalized Dropout (Srinivas & Babu 2016, arXiv:1611.06791): the Dropout++ presets and Stochastic Architecture
+Learning (SAL)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pyro.poutine as poutine
 import pytest
 import torch
 from helpers import tiny_classifier, tiny_convnet
-from pyro.infer import Predictive
+from oracles import kl as closed_form_kl
 from pyro.nn import PyroModule
 
 import bayesdrop as bd
@@ -46,6 +47,10 @@ def test_presets_are_registered_with_their_priors():
         assert name in bd.methods.names()
         info = bd.methods.info(name)
         assert info["analytic_kl"] and info["structured"] and info["conv"]
+        caps = info["capabilities"]
+        assert caps == bd.methods.get(name).capabilities
+        assert caps.analytic_kl and caps.structured and caps.learns_rates and not caps.lrt
+        bd.nn.Conv2d(2, 3, 3, name)  # gates on input feature maps (section 2.6)
     hyper = {n: bd.methods.get(n).hyper() for n in PRESETS}
     assert hyper["dropout++(0.5)"]["a"] == hyper["dropout++(0.5)"]["b"] > 1
     assert hyper["dropout++(flat)"]["a"] == hyper["dropout++(flat)"]["b"] == 1
@@ -136,19 +141,31 @@ def test_gate_bernoulli_kl_is_the_elementwise_bernoulli_kl():
 
 # -- the gates: shapes, straight-through gradient, projection ---------------------------
 @pytest.mark.parametrize("gates, theta_shape", [("channel", (2, 1, 1)), ("element", (2, 6, 6))])
-def test_conv_gate_shapes_and_vectorised_draws(gates, theta_shape):
+def test_conv_gate_shapes_and_posterior_draws(gates, theta_shape):
     model, guide, x, y = tiny_convnet("dropout++(flat)", gates=gates, init=0.5)
     guide(x, y)
     conv_k = guide.layer_guide(model.net[0]).k
     assert conv_k.shape == (2, 1, 1)  # one keep probability per input channel
     tr = poutine.trace(guide).get_trace(x, y)
-    theta = tr.nodes["net.0.theta"]["value"]
+    theta = tr.nodes["net.0.noise"]["value"]  # the gates theta: the layer's noise site
     assert theta.shape == (12, *theta_shape)
     assert set(theta.unique().tolist()) <= {0.0, 1.0}
-    draws = Predictive(model, guide=guide, num_samples=6, parallel=True, return_sites=["net.0.theta"])(x)
-    t = draws["net.0.theta"]
+    # Six posterior draws of the model's gates, one forward pass each (the guide traced, the model replayed on it).
+    draws = []
+    with torch.no_grad():
+        for _ in range(6):
+            guide_tr = poutine.trace(guide).get_trace(x)
+            model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x)
+            assert torch.equal(model_tr.nodes["net.0.noise"]["value"], guide_tr.nodes["net.0.noise"]["value"])
+            draws.append(model_tr.nodes["net.0.noise"]["value"])
+    t = torch.stack(draws)
     assert t.shape == (6, 12, *theta_shape)
-    assert (t[0] != t[1]).any(), "vectorised draws share their gates"
+    assert set(t.unique().tolist()) <= {0.0, 1.0}
+    assert (t[0] != t[1]).any(), "posterior draws share their gates"
+    # The posterior sampler behind bd.predict: S networks, fresh gates per draw, so the predictive draws differ.
+    out, obs = bd.posterior.PosteriorSampler(model, guide, 6, x[:1]).run(x)
+    assert out.shape == (6, 12, 3) and obs.shape == (6, 12)
+    assert (out[0] != out[1]).any(), "posterior draws share their gates"
     assert bd.dropout_rates(model, guide)["net.0"].shape == (2,)
 
 
@@ -171,7 +188,7 @@ def test_straight_through_gradient(kind):
     ks = {n: p.k for n, _, p in guide.pairs()}
     pyro.set_rng_seed(3)
     guide_tr = poutine.trace(guide).get_trace(x, y)
-    thetas = [guide_tr.nodes[f"{n}.theta"]["value"] for n in names]
+    thetas = [guide_tr.nodes[f"{n}.noise"]["value"] for n in names]
     out = poutine.replay(model, trace=guide_tr)(x, y)
     nll = -model.log_likelihood(out, y).sum()
     grads = torch.autograd.grad(nll, [ks[n] for n in names] + thetas)
@@ -202,7 +219,7 @@ def test_guide_projects_k_onto_the_unit_interval_and_rates_report_clip_k():
     guide(x, y)
     assert torch.equal(guide.layer_guide(model.net[0]).k.detach(), torch.tensor([0.0, 0.3, 1.0]))
     tr = poutine.trace(guide).get_trace(x, y)
-    theta = tr.nodes["net.0.theta"]["value"]
+    theta = tr.nodes["net.0.noise"]["value"]
     assert (theta[:, 0] == 0).all() and (theta[:, 2] == 1).all()  # k = 0 never fires, k = 1 always
 
 
@@ -234,7 +251,7 @@ def test_svi_loss_is_eq7(method, hyper, elbo):
 
     m = bd.methods.get(method, **hyper)
     (_, l0, p0), (_, l1, p1) = guide.pairs()
-    t0, t1 = tr.nodes["net.0.theta"]["value"], tr.nodes["net.2.theta"]["value"]
+    t0, t1 = tr.nodes["net.0.noise"]["value"], tr.nodes["net.2.noise"]["value"]
     with torch.no_grad():
         h = torch.relu((xb * t0) @ p0.weight.T + l0.bias)
         logits = (h * t1) @ p1.weight.T + l1.bias
@@ -252,8 +269,8 @@ def test_svi_loss_is_eq7(method, hyper, elbo):
         )
     expected = (-loglik - m.strength * log_prior_k - log_prior_w).item()
     assert loss == pytest.approx(expected, rel=1e-5)
-    # And the method's closed-form kl agrees: loss = -(N/B) log-lik + sum kl.
-    kl = sum(layer.method.kl(layer, params) for _, layer, params in guide.pairs()).item()
+    # And the closed-form KL written from the paper (tests/oracles.py) agrees: loss = -(N/B) log-lik + sum kl.
+    kl = sum(closed_form_kl(layer, params) for _, layer, params in guide.pairs()).item()
     assert loss == pytest.approx(-loglik.item() + kl, rel=1e-5)
 
 
@@ -299,11 +316,19 @@ def test_sharp_rise_threshold_and_pruned_architecture():
     _set_k(guide, {"net.0": torch.ones(6), "net.2": torch.tensor([0.01, 0.02, 0.97, 0.99, 0.98, 0.03, 0.96, 0.95])})
     rep = bd.compress.report(model, guide, threshold="sharp-rise")
     assert rep.architecture == "6-5-3"
-    w, keep = model.net[2].method.point_weights(model.net[2], guide.layer_guide(model.net[2]), 0.5)
-    assert torch.allclose(w, guide.layer_guide(model.net[2]).weight * guide.layer_guide(model.net[2]).k)
-    assert keep.shape == w.shape and int(keep[0].sum()) == 5
+    layer, params = model.net[2], guide.layer_guide(model.net[2])
+    # Test-time weights: the posterior means of the sites, with the gates' mean clip(k) folded into the inputs.
+    w = layer.fold(guide.point_values(pruned=False)["net.2"])["weight"]
+    assert torch.allclose(w, params.weight * params.k)
+    masks = layer.method.keep_masks(layer, params, 0.5)
+    assert set(masks) == {"noise"} and torch.equal(masks["noise"], params.k > 0.5)
+    keep = layer.kept_weights(masks)["weight"]
+    assert keep.shape == w.shape and keep.dtype == torch.bool and int(keep[0].sum()) == 5
+    assert torch.equal(keep, (params.k > 0.5).expand_as(keep))  # whole input units (columns) go
+    pruned_w = layer.fold(guide.point_values(pruned=True, threshold=0.5)["net.2"])["weight"]
+    assert torch.allclose(pruned_w, w * keep)
     with pytest.raises(ValueError, match="`threshold`"):
-        model.net[2].method.point_weights(model.net[2], guide.layer_guide(model.net[2]), "median")
+        layer.method.keep_masks(layer, params, "median")
 
 
 # -- behaviour after training on digits -----------------------------------------------

@@ -10,10 +10,11 @@
 # %% [markdown]
 # # 02 — Generalized Dropout: learned keep probabilities, Dropout++ and SAL
 #
-# Srinivas & Babu (2016, seed 000) put a gate $\theta_i \in \{0, 1\}$ on every
-# unit and *learn* its keep probability $k_i$ under a Beta hyper-prior. In
-# bayesdrop each layer gates its inputs, so the gates of layer $l$ select the
-# units of layer $l-1$ (and those of the first layer select input pixels).
+# Srinivas & Babu (2016, *Generalized Dropout*, arXiv:1611.06791) put a gate
+# $\theta_i \in \{0, 1\}$ on every unit and *learn* its keep probability $k_i$
+# under a Beta hyper-prior. In bayesdrop each layer gates its inputs, so the
+# gates of layer $l$ select the units of layer $l-1$ (and those of the first
+# layer select input pixels).
 #
 # **Model** (eq. 4): $k_i \sim \mathrm{Beta}(a, b)$,
 # $\theta_{ni} \mid k_i \sim \mathrm{Bernoulli}(k_i)$ for every example $n$,
@@ -123,13 +124,14 @@ for name, site in mtr.nodes.items():
         print(
             f"{name:13s} shape {tuple(site['value'].shape)!s:10s} prior {type(p_base).__name__:13s} guide {type(q_base).__name__}"
         )
-theta = gtr.nodes["net.0.theta"]["value"]
-kl_theta = kl_divergence(gtr.nodes["net.0.theta"]["fn"], mtr.nodes["net.0.theta"]["fn"]).abs().max().item()
+theta = gtr.nodes["net.0.noise"]["value"]  # the gates theta of the first layer: its noise site
+kl_theta = kl_divergence(gtr.nodes["net.0.noise"]["fn"], mtr.nodes["net.0.noise"]["fn"]).abs().max().item()
 print("theta values:", sorted(theta.unique().tolist()), "; KL(q(theta) || p(theta | k)) =", kl_theta)
 
 # %% [markdown]
-# `k` is global (one per gate), `theta` local (one draw per example and gate,
-# inside the data plate), `weight` global. Both sides of `theta` are
+# `k` is global (one per gate), the gates $\theta$ local (one draw per example
+# and gate, inside the data plate; the site is the layer's noise site, e.g.
+# `net.0.noise`), `weight` global. Both sides of $\theta$ are
 # `GateBernoulli`, a straight-through Bernoulli that shares $k$, so their KL is
 # exactly 0 and the loss is eq. 7.
 #

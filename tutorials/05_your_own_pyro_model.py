@@ -80,12 +80,13 @@ for _ in range(STEPS):
 print(f"loss: first 50 steps {sum(losses[:50]) / 50:.1f}, last 50 steps {sum(losses[-50:]) / 50:.1f}")
 
 # %% [markdown]
-# Prediction uses Pyro's own `Predictive`, vectorised over draws. The model returns
-# the network output, so `_RETURN` holds one (mean, raw scale) per draw.
+# Prediction uses Pyro's own `Predictive`, one network per draw (`parallel=False`: each
+# draw is an ordinary forward pass). The model returns the network output, so `_RETURN`
+# holds one (mean, raw scale) per draw.
 
 # %%
 grid = torch.linspace(-4.5, 4.5, 200)[:, None]
-pred = pyro.infer.Predictive(model, guide=guide, num_samples=200, parallel=True, return_sites=["_RETURN"])
+pred = pyro.infer.Predictive(model, guide=guide, num_samples=200, parallel=False, return_sites=["_RETURN"])
 with torch.no_grad():
     draws = pred(grid)["_RETURN"]  # (200, 200, 2)
 mu, sigma = draws[..., 0], torch.nn.functional.softplus(draws[..., 1]) + 0.01

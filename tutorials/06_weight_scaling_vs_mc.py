@@ -11,8 +11,8 @@
 # # 06 — The weight-scaling rule against Monte Carlo averaging
 #
 # Dropout trains an ensemble of $2^n$ sub-networks with shared weights. At test
-# time the ensemble's prediction is approximated in two ways (Goodfellow et al.,
-# *Deep Learning*, sec. 7.12, seed 002):
+# time the ensemble's prediction is approximated in two ways (Goodfellow, Bengio
+# & Courville 2016, *Deep Learning*, sec. 7.12):
 #
 # * **Weight scaling**: one deterministic pass with every unit's output (or
 #   outgoing weights) multiplied by its keep probability.  bayesdrop's `bernoulli`

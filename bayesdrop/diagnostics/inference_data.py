@@ -197,6 +197,8 @@ def to_inference_data(
         with _rng_restored(dev) if seed is not None else contextlib.nullcontext():
             if guide._order is None:
                 guide(x[:2].to(dev))
+            if seed is not None:  # after the guide's set-up run, which draws too
+                torch.manual_seed(seed)
             draws = PosteriorSampler(model, guide, S, x[:2].to(dev))
             out, y_rep = draws.run(x.to(dev), batch_size)
             ll = model.log_likelihood(out, y.to(dev))

@@ -145,6 +145,7 @@ import torch
 from torch.distributions import Bernoulli, kl_divergence, register_kl
 
 from ..distributions import StraightThroughBernoulli, _expand_to
+from ..sites import site_shaped
 from . import register
 from .base import Capabilities, LayerGuide, PointWeights, check_range, site_param
 
@@ -342,6 +343,7 @@ class GeneralizedDropout(PointWeights):
 
     def noise_model(self, layer, site, x):
         k = pyro.sample(layer.site(site_param(site.name, "k")), self._k_prior(x, tuple(site.unit_shape)))
+        k = site_shaped(k, tuple(site.unit_shape))  # without the leading singletons pyro.infer.Predictive adds
         return layer.sample_local(site.name, self._theta_dist(k, layer, site), x)
 
     def noise_guide(self, layer, site, params, plate):

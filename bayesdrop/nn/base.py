@@ -32,7 +32,7 @@ import torch
 from pyro.nn import PyroModule
 
 from ..methods import LayerGuide, Method, resolve
-from ..sites import NoiseSite, WeightSite
+from ..sites import NoiseSite, WeightSite, site_shaped
 
 __all__ = ["BayesianLayer", "WeightSite", "NoiseSite", "local_plate", "bayesian_layers"]
 
@@ -136,7 +136,8 @@ class BayesianLayer(PyroModule):
         """The value of weight site ``name``: sampled from the method's prior (replayed from the guide in SVI)."""
         if name not in self.site_order:
             self.site_order.append(name)
-        return self.method.weight_model(self, self.weight_sites[name])
+        site = self.weight_sites[name]
+        return site_shaped(self.method.weight_model(self, site), tuple(site.shape))
 
     def noise(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """``x`` times the method's noise at site ``name`` (``x`` itself if the method puts none there)."""
