@@ -88,7 +88,9 @@ def test_posterior_mean_equals_the_recorded_mean_network_of_every_method():
     """``guide.mean_network()`` (the PosteriorMean handler) and its pruned version reproduce, for 13 method
     configurations on a Linear and a Conv2d network, the outputs recorded with the earlier implementation (a
     ContextVar read by every layer and one hand-written test-time pass per method), and ``compress.prune`` its
-    pruned outputs; ``tests/data/mean_reference.pt`` holds states, inputs and outputs."""
+    pruned outputs; ``tests/data/mean_reference.pt`` holds states, inputs and outputs (written by
+    ``tests/data/make_mean_reference.py`` at commit 2077fea, before the change, with randomised parameters so that
+    every method prunes something)."""
     reference = torch.load(REFERENCE, weights_only=True)
     assert len(reference) == 26
     for key, ref in reference.items():
