@@ -12,7 +12,8 @@ import pytest
 import torch
 
 matplotlib.use("Agg")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One thread per pytest-xdist worker (make test runs two on two cores), two for a serial run.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 
 def _device() -> torch.device:

@@ -30,6 +30,10 @@ import bayesdrop as bd
 from bayesdrop.experiments import defaults as D
 
 CASES = [(m, d) for d in D.SETTINGS for m in bd.methods.names()]
+# The digits cases are the README snippet's runs (test_readme.py): under pytest-xdist (make test) one worker runs
+# them all, so that each is trained once.
+README_RUNS = pytest.mark.xdist_group("readme-snippet")
+FAST_CASES = [pytest.param(m, d, marks=README_RUNS if d == "digits" else ()) for m, d in CASES]
 
 
 @pytest.fixture(autouse=True)
@@ -57,6 +61,7 @@ def fast_digits(method: str) -> D.Case:
     return _run(method, "digits", D.SETTINGS["digits"].fast_epochs)
 
 
+@README_RUNS
 def test_the_readme_snippet_is_the_digits_fast_case():
     """Same widths and budget, every other setting at its default: the README's runs serve the matrix."""
     assert snippet_epochs() == D.SETTINGS["digits"].fast_epochs
@@ -75,7 +80,7 @@ def check(method: str, dataset: str, epochs: int) -> None:
         assert case.error <= floor.error + D.ERROR_TOLERANCE, (case.error, floor.error)
 
 
-@pytest.mark.parametrize("method, dataset", CASES)
+@pytest.mark.parametrize("method, dataset", FAST_CASES)
 def test_defaults_fast(method, dataset):
     check(method, dataset, D.SETTINGS[dataset].fast_epochs)
 
@@ -86,6 +91,7 @@ def test_defaults_full(method, dataset):
     check(method, dataset, D.SETTINGS[dataset].full_epochs)
 
 
+@README_RUNS
 def test_sal_polarises_its_gates_under_defaults():
     """Srinivas & Babu (2016) sec. 2.2: SAL's Beta(0.5, 0.5) prior pushes every gate to 0 or 1."""
     case = fast_digits("sal")
@@ -95,6 +101,7 @@ def test_sal_polarises_its_gates_under_defaults():
     assert polarised >= 0.9
 
 
+@README_RUNS
 def test_dropoutpp_presets_order_their_keep_probabilities_under_defaults():
     """Dropout++(0) pulls k down, (1) up, (flat) in between (Srinivas & Babu 2016, sec. 2.2)."""
     mean_k = {}
@@ -105,6 +112,7 @@ def test_dropoutpp_presets_order_their_keep_probabilities_under_defaults():
     assert mean_k["dropout++(0)"] < mean_k["dropout++(flat)"] < mean_k["dropout++(1)"]
 
 
+@README_RUNS
 def test_default_bernoulli_is_more_uncertain_on_noise_than_on_digits():
     """Mutual information (epistemic uncertainty) of MC dropout: at least 2x higher on uniform-noise images."""
     case = fast_digits("bernoulli")
