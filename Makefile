@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/bayesdrop compare --dataset digits --methods all --quick --out runs/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2 --dist loadscope
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"

@@ -1,4 +1,4 @@
-"""The README's "library in ten lines", run verbatim with every registered method name for ``"bernoulli"``.
+r"""The README's "library in ten lines", run verbatim with every registered method name for ``"bernoulli"``.
 
 Each run takes the defaults the snippet leaves out (those of ``bd.models.mlp`` and ``bd.fit``).  Asserted: a
 network that learns for every method (no collapse warning, accuracy far from chance), and the README's claim that
@@ -12,13 +12,28 @@ noise.
 
 from __future__ import annotations
 
+import pyro
 import pytest
-from readme_snippet import run
+import torch
+from defaults_cases import check, fast_digits
+from readme_snippet import run, snippet, snippet_epochs
 
 import bayesdrop as bd
 from bayesdrop.experiments import defaults as D
 
-pytestmark = pytest.mark.xdist_group("readme-snippet")  # with the digits cases of test_defaults.py: trained once
+
+@pytest.fixture(autouse=True)
+def _no_validation():
+    """Pyro's validation (on in the tests, conftest.py) checks every step of bd.fit and changes no number it
+    computes (test_conformance.py); these runs go without it, as a user who wants speed trains."""
+    with pyro.validation_enabled(False):
+        yield
+
+
+@pytest.mark.parametrize("method", bd.methods.names())
+def test_defaults_fast_digits(method):
+    """The digits cases of the defaults matrix (``test_defaults.py``): the README snippet's runs."""
+    check(method, "digits", D.SETTINGS["digits"].fast_epochs)
 
 
 @pytest.mark.parametrize("method", bd.methods.names())
@@ -38,3 +53,41 @@ def test_readme_sparse_methods_match_bernoulli_with_compression(method):
     )
     assert out["acc"] >= base["acc"] - D.ERROR_TOLERANCE / 100
     assert out["ratio"] >= 20
+
+
+def test_the_readme_snippet_is_the_digits_fast_case():
+    """Same widths and budget, every other setting at its default: the README's runs serve the matrix."""
+    assert snippet_epochs() == D.SETTINGS["digits"].fast_epochs
+    assert "bd.models.mlp(64, [300, 100], 10, " in snippet() and D.SETTINGS["digits"].hidden == (300, 100)
+
+
+def test_sal_polarises_its_gates_under_defaults():
+    """Srinivas & Babu (2016) sec. 2.2: SAL's Beta(0.5, 0.5) prior pushes every gate to 0 or 1."""
+    case = fast_digits("sal")
+    k = torch.cat([r.flatten() for r in bd.dropout_rates(case.model, case.guide).values()])
+    polarised = ((k < 0.1) | (k > 0.9)).double().mean().item()
+    print(f"sal: {100 * polarised:.1f} % of {k.numel()} gates within 0.1 of 0 or 1")
+    assert polarised >= 0.9
+
+
+def test_dropoutpp_presets_order_their_keep_probabilities_under_defaults():
+    """Dropout++(0) pulls k down, (1) up, (flat) in between (Srinivas & Babu 2016, sec. 2.2)."""
+    mean_k = {}
+    for name in ("dropout++(0)", "dropout++(flat)", "dropout++(1)"):
+        case = fast_digits(name)
+        mean_k[name] = torch.cat([r.flatten() for r in bd.dropout_rates(case.model, case.guide).values()]).mean().item()
+    print(mean_k)
+    assert mean_k["dropout++(0)"] < mean_k["dropout++(flat)"] < mean_k["dropout++(1)"]
+
+
+def test_default_bernoulli_is_more_uncertain_on_noise_than_on_digits():
+    """Mutual information (epistemic uncertainty) of MC dropout: at least 2x higher on uniform-noise images."""
+    case = fast_digits("bernoulli")
+    ds = bd.data.load("digits")
+    noise = torch.rand(len(ds.test), 64, generator=torch.Generator().manual_seed(1))
+    idata = bd.to_inference_data(case.model, case.guide, ds.test, num_samples=200, predictions=noise, seed=0)
+    test = bd.diagnostics.uncertainty(idata, group="posterior_predictive")
+    on_noise = bd.diagnostics.uncertainty(idata, group="predictions")
+    ratio = on_noise["mutual_information"].mean() / test["mutual_information"].mean()
+    print(f"mutual information, noise / digits: {ratio:.2f}")
+    assert ratio >= 2

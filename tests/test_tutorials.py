@@ -126,6 +126,8 @@ def test_every_tutorial_has_checks():
 @pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.stem)
 def test_tutorial_runs_and_its_figures_hold(path, tmp_path):
     env = {**os.environ, "BAYESDROP_QUICK": "1", "BAYESDROP_TUTORIAL_OUT": str(tmp_path), "MPLBACKEND": "Agg"}
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # make test: two workers on two cores, one thread each
+        env["OMP_NUM_THREADS"] = "1"
     proc = subprocess.run([sys.executable, str(path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     pngs = list(tmp_path.glob("*.png"))

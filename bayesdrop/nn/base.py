@@ -224,6 +224,15 @@ def _per_unit(z: torch.Tensor, unit_shape: tuple[int, ...]) -> torch.Tensor:
     return z[:, 0]
 
 
+def filled(module: torch.nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.nn.Module:
+    """``module`` (a fresh plain layer) with its ``weight`` and ``bias`` set, on the weight's device and dtype."""
+    with torch.no_grad():
+        module.weight.copy_(weight)
+        if bias is not None:
+            module.bias.copy_(bias)
+    return module.to(weight.device, weight.dtype)
+
+
 def bayesian_layers(module: torch.nn.Module) -> list[tuple[str, BayesianLayer]]:
     """All :class:`BayesianLayer` submodules of ``module`` with their names."""
     return [(n, m) for n, m in module.named_modules() if isinstance(m, BayesianLayer)]

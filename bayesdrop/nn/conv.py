@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..methods import Method
-from .base import BayesianLayer, NoiseSite
+from .base import BayesianLayer, NoiseSite, filled
 from .linear import _positive
 
 __all__ = ["Conv1d", "Conv2d"]
@@ -60,11 +60,7 @@ class _ConvNd(BayesianLayer):
         m = self._plain(
             w.shape[1], w.shape[0], self.kernel_size, self.stride, self.padding, self.dilation, bias=bias is not None
         )
-        with torch.no_grad():
-            m.weight.copy_(w)
-            if bias is not None:
-                m.bias.copy_(bias)
-        return m.to(w.device, w.dtype)
+        return filled(m, w, bias)
 
     def extra_repr(self) -> str:
         return (

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..methods import Method
-from .base import BayesianLayer, NoiseSite
+from .base import BayesianLayer, NoiseSite, filled
 
 __all__ = ["Linear"]
 
@@ -63,12 +63,7 @@ class Linear(BayesianLayer):
     def to_plain(self, values, bias=None):
         w = self.fold(values)["weight"]
         bias = self.bias if bias is None else bias
-        m = torch.nn.Linear(w.shape[1], w.shape[0], bias=bias is not None)
-        with torch.no_grad():
-            m.weight.copy_(w)
-            if bias is not None:
-                m.bias.copy_(bias)
-        return m.to(w.device, w.dtype)
+        return filled(torch.nn.Linear(w.shape[1], w.shape[0], bias=bias is not None), w, bias)
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, method={self.method!r}, bias={self.bias is not None}"
