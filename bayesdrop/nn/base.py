@@ -226,10 +226,13 @@ def _per_unit(z: torch.Tensor, unit_shape: tuple[int, ...]) -> torch.Tensor:
 
 def filled(module: torch.nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.nn.Module:
     """``module`` (a fresh plain layer) with its ``weight`` and ``bias`` set, on the weight's device and dtype."""
+    w, b = module.weight, module.bias
+    assert isinstance(w, torch.Tensor)
     with torch.no_grad():
-        module.weight.copy_(weight)
+        w.copy_(weight)
         if bias is not None:
-            module.bias.copy_(bias)
+            assert isinstance(b, torch.Tensor)
+            b.copy_(bias)
     return module.to(weight.device, weight.dtype)
 
 
