@@ -1,10 +1,12 @@
 r"""Compression: sparsity reports and pruning to a smaller plain network.
 
-Every method exports its test-time weights through
-``method.point_weights(layer, params, threshold) -> (W, keep)`` (the
-posterior mean with the method's input scaling folded in, and the weights that
-survive: log alpha below 3 for Gaussian families, gates above a threshold for
-Bernoulli gates).  From these:
+Every layer exports its test-time weights from the posterior means of its
+sites (``guide.point_values()``, the values of the
+:class:`~bayesdrop.handlers.PosteriorMean` network) folded into effective
+weights (``layer.fold``: the weights with the mean of the noise on their inputs
+multiplied in), and the weights that survive its method's pruning rule
+(``layer.kept_weights(method.keep_masks(...))``: log alpha below 3 for the
+Gaussian family, gates above a threshold for Generalized Dropout).  From these:
 
 * :func:`report` counts, per layer, weights and non-zero weights, the sparsity,
   the compression ratio :math:`|W| / |W \ne 0|` (Molchanov et al. 2017, Liu et
@@ -15,7 +17,7 @@ Bernoulli gates).  From these:
   physically (rows of one layer, columns of the next, across activations,
   pooling and ``Flatten``); a hidden unit whose incoming weights are all pruned
   is constant and is folded into the next layer's bias.  Other networks keep
-  their structure with pruned weights zeroed.
+  their structure, made of plain modules, with pruned weights zeroed.
 """
 
 from __future__ import annotations
