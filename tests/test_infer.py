@@ -236,6 +236,7 @@ def test_fit_takes_an_optimizer_factory_of_the_param_groups():
         return torch.optim.SGD(groups, momentum=0.9)
 
     before = guide.layers["net__0"].weight.detach().clone()
+    # lr=0.05 is what the factory must receive in its groups; validation off only for speed (it changes no number)
     bd.fit(model, guide, (x, y), epochs=2, batch_size=10, lr=0.05, optimizer=sgd, progress=False, validate=False)
     assert made == [[0.05]] and not torch.equal(before, guide.layers["net__0"].weight)
     with pytest.raises(TypeError, match="`optimizer` must return a torch.optim.Optimizer"):
