@@ -9,11 +9,24 @@
 >>> probs = bd.predict(model, guide, data.test.x, num_samples=100)  # doctest: +SKIP
 """
 
-from . import compress, data, diagnostics, distributions, experiments, handlers, methods, models, nn, posterior, sites
+from . import (
+    compress,
+    data,
+    diagnostics,
+    distributions,
+    experiments,
+    handlers,
+    likelihoods,
+    methods,
+    models,
+    nn,
+    posterior,
+    sites,
+)
 from .diagnostics import to_inference_data
 from .guides import DropoutGuide, dropout_rates
 from .infer import CollapseWarning, FitResult, evaluate, fit, load_checkpoint, predict, save_checkpoint
-from .models import Classifier, Regressor
+from .likelihoods import Classifier, Likelihood, Regressor
 from .nn import bayesianize
 
 __version__ = "0.1.0"
@@ -26,11 +39,13 @@ __all__ = [
     "models",
     "nn",
     "handlers",
+    "likelihoods",
     "posterior",
     "sites",
     "diagnostics",
     "to_inference_data",
     "bayesianize",
+    "Likelihood",
     "Classifier",
     "Regressor",
     "DropoutGuide",

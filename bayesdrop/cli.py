@@ -79,16 +79,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     (out / "config.json").write_text(json.dumps(config, indent=1))
     (out / "history.json").write_text(json.dumps(result.history, indent=1))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    if ds.task == "classification":
-        print(
-            f"test accuracy {metrics['acc']:.4f}  test NLL {metrics['nll']:.4f}  ({args.method}, {args.dataset}, {args.epochs} epochs)"
-        )
-    else:
-        print(
-            f"test RMSE {metrics['rmse']:.4f}  test NLL {metrics['nll']:.4f}  ({args.method}, {args.dataset}, {args.epochs} epochs)"
-        )
+    shown = "  ".join(f"test {_METRIC_NAMES.get(k, k)} {v:.4f}" for k, v in metrics.items() if k != "seconds_per_epoch")
+    print(f"{shown}  ({args.method}, {args.dataset}, {args.epochs} epochs)")
     print(f"run written to {out}")
     return 0
+
+
+_METRIC_NAMES = {"acc": "accuracy", "nll": "NLL", "rmse": "RMSE"}  # how the likelihoods' metrics are printed
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -98,13 +95,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
     rep = compress.report(model, guide, threshold=args.threshold)
     pruned = compress.prune(model, guide, threshold=args.threshold)
     test = inputs(ds, config, ds.test)
-    with torch.no_grad():
-        acc = (pruned(test.x).argmax(-1) == test.y).float().mean().item() if ds.task == "classification" else None
+    with torch.no_grad():  # the pruned network's output as a single draw of the predictive
+        pruned_metrics = model.metrics(pruned(test.x).unsqueeze(0), test.y)
     run = Path(args.run_dir)
     compress.save(pruned, run / "pruned.pt2", test.x)
     text = f"# Compression of {run.name} ({config['method']}, {config['dataset']})\n\n{rep.to_markdown()}\n"
-    if acc is not None:
-        text += f"\nPruned network test accuracy: {acc:.4f}\n"
+    text += "\n" + "".join(
+        f"- Pruned network test {_METRIC_NAMES.get(k, k)}: {v:.4f}\n" for k, v in pruned_metrics.items()
+    )
     (run / "compression.md").write_text(text)
     print(text)
     print(f"pruned model written to {run / 'pruned.pt2'} (load with bd.compress.load)")
@@ -179,7 +177,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         f"`{config['arch']}`, {config['epochs']} epochs.  Test split, {args.num_samples} draws, seed {args.seed}.",
         "InferenceData: `inference_data.nc` (load with `bd.diagnostics.load_netcdf`).",
     ]
-    train = inputs(ds, config, ds.train) if ds.task == "regression" else None
+    train = inputs(ds, config, ds.train)
     path = diagnostics.write_report(idata, run, title=f"Report: {run.name}", header=header, train=train)
     print(path.read_text())
     print(f"report written to {path}")

@@ -12,27 +12,36 @@ Gaussian family, gates above a threshold for Generalized Dropout).  From these:
   the compression ratio :math:`|W| / |W \ne 0|` (Molchanov et al. 2017, Liu et
   al. 2019 Tables 4-5) and the units kept, with the architecture written as in
   Srinivas & Babu (2016) Table 1, e.g. ``64-18-50-10``.
-* :func:`prune` builds a plain deterministic ``torch.nn`` module.  For
-  ``torch.nn.Sequential`` networks pruned units and channels are removed
+* :func:`prune` builds a plain deterministic ``torch.nn`` module with pruned
+  weights zeroed, and removes units and channels that no later layer reads
   physically (rows of one layer, columns of the next, across activations,
-  pooling and ``Flatten``); a hidden unit whose incoming weights are all pruned
-  is constant and is folded into the next layer's bias.  Other networks keep
-  their structure, made of plain modules, with pruned weights zeroed.
+  batch norms, pooling and flattening); a hidden unit whose incoming weights
+  are all pruned is constant and is folded into the next layer's bias.  A
+  ``torch.nn.Sequential`` network is read in order; any other network through
+  a ``torch.fx`` trace, and comes back as its own class with smaller layers.
+  Where the units of a layer go anywhere else (a residual add, a concatenation,
+  a reshape, an untraceable ``forward``) its shapes stay; :func:`prune` says
+  exactly when they shrink.
 """
 
 from __future__ import annotations
 
 import copy
+import operator
 import os
 import warnings
+from collections import Counter
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, TypeGuard, cast
 
 import torch
+import torch.fx
+import torch.nn.functional as F
 from pyro.nn import PyroModule
 
 from .guides import DropoutGuide
-from .nn import BayesianLayer, Linear
+from .nn import BayesianLayer, Conv1d, Conv2d, Linear
 
 __all__ = [
     "LayerReport",
@@ -45,20 +54,6 @@ __all__ = [
     "SparseLinear",
     "InputSelect",
 ]
-
-# Modules applied element by element, and those that act channel by channel:
-# pruning passes through both; constants fold through the first (their Pyro versions too).
-_ELEMENTWISE = (
-    torch.nn.ReLU,
-    torch.nn.Tanh,
-    torch.nn.Sigmoid,
-    torch.nn.ELU,
-    torch.nn.LeakyReLU,
-    torch.nn.GELU,
-    torch.nn.Identity,
-    torch.nn.Dropout,
-)
-_UNITWISE = (*_ELEMENTWISE, torch.nn.MaxPool1d, torch.nn.MaxPool2d, torch.nn.AvgPool1d, torch.nn.AvgPool2d)
 
 
 @dataclass
@@ -89,7 +84,7 @@ class CompressionReport:
 
     layers: list[LayerReport]
     architecture: str
-    threshold: float | None
+    threshold: float | str | None
     params_pruned: int = 0
     params_dense: int = 0
     extra: dict = field(default_factory=dict)
@@ -167,7 +162,7 @@ def _points(guide: DropoutGuide, threshold: float | str | None) -> dict[str, _Po
 
 
 @torch.no_grad()
-def report(model: torch.nn.Module, guide: DropoutGuide, threshold: float | None = None) -> CompressionReport:
+def report(model: torch.nn.Module, guide: DropoutGuide, threshold: float | str | None = None) -> CompressionReport:
     """Per-layer sparsity, compression ratio and units kept.
 
     Parameters
@@ -191,7 +186,7 @@ def report(model: torch.nn.Module, guide: DropoutGuide, threshold: float | None 
     pairs = _layers(model, guide)
     points = _points(guide, threshold)
     pruned, plain = _prune(model, guide, points, sparse=False)
-    structural = isinstance(_net(model), torch.nn.Sequential)
+    structural = _sequential(_net(model), guide)
     rows = []
     for name, layer, _ in pairs:
         if "weight" not in layer.weight_sites:
@@ -200,7 +195,7 @@ def report(model: torch.nn.Module, guide: DropoutGuide, threshold: float | None 
         w, keep = points[name].weights["weight"], points[name].kept["weight"]
         units = _unit_axis_keep(keep & (w != 0))
         width = cast(int, out.in_channels if hasattr(out, "in_channels") else out.in_features)
-        kept = width if structural else int(units.sum())
+        kept = width if structural or width < units.numel() else int(units.sum())  # its inputs shrunk, or not
         stored = cast(torch.Tensor, out.weight)  # what the pruned network stores: removed units' weights count as 0
         nonzero = int((stored != 0).sum())
         rows.append(LayerReport(name, type(layer).__name__, keep.numel(), nonzero, units.numel(), kept))
@@ -315,7 +310,7 @@ def _plainified(module: torch.nn.Module) -> torch.nn.Module:
 
 @torch.no_grad()
 def prune(
-    model: torch.nn.Module, guide: DropoutGuide, threshold: float | None = None, *, sparse: bool = False
+    model: torch.nn.Module, guide: DropoutGuide, threshold: float | str | None = None, *, sparse: bool = False
 ) -> torch.nn.Module:
     """A plain deterministic ``torch.nn`` module from the posterior point estimates.
 
@@ -333,34 +328,86 @@ def prune(
     torch.nn.Module
         The network in eval mode, on the CPU, made of plain ``torch.nn`` modules (``PyroModule[...]`` containers
         back to their ``torch.nn`` classes; your own ``PyroModule`` subclasses keep their class, with plain layers
-        inside).  Its outputs equal those of ``guide.mean_network(pruned=True, threshold=threshold)``.
+        inside).  Its outputs equal those of ``guide.mean_network(pruned=True, threshold=threshold)``.  A
+        ``torch.nn.Sequential`` whose items are the Bayesian layers comes back as a new ``torch.nn.Sequential``;
+        any other network as a copy of its own class whose layers are replaced by plain, possibly smaller, ones (its
+        ``forward`` is unchanged), which :func:`save` exports as it does a ``Sequential``.
+
+    Notes
+    -----
+    Pruned weights are zeroed in every case.  Units are removed physically (rows of a ``Linear``, output channels
+    of a convolution, and the matching inputs of the layer that reads them) between a *producer* and a *consumer*,
+    two ``bd.nn.Linear`` / ``Conv1d`` / ``Conv2d`` layers, when the producer's output goes to the consumer and
+    nowhere else, through operations that act on each unit by itself:
+
+    * elementwise: activations and (eval-mode) dropout as modules (``ReLU``, ``Tanh``, ``GELU``, ``Dropout``, ...),
+      functions (``F.relu``, ``torch.tanh``, ...) or tensor methods (``x.relu()``), and arithmetic with a Python
+      number (``x + 1.0``);
+    * after a ``ConvNd``: ``N``-d pooling (max, average, adaptive) and ``BatchNormNd`` (which loses the removed
+      channels' statistics and affine parameters), then at most one flatten from the channel axis to the last
+      (``nn.Flatten()``, ``torch.flatten(x, 1)``, ``x.flatten(1)``) into a ``Linear``, in which channel ``c`` is a
+      block of input features, or else a ``ConvNd`` consumer;
+    * after a ``Linear``: at most one flatten that ends at the last axis, into a ``Linear``.
+
+    A producer unit survives when the consumer reads it (a channel: when any of its input features is read); a
+    convolution keeps at least one channel.  Between two ``Linear`` layers joined by elementwise operations only, a
+    unit whose incoming weights are all pruned is constant: it folds into the consumer's bias and goes.  In a
+    ``Sequential`` whose items are the Bayesian layers the layers are taken in order, and the first layer's unread
+    inputs are dropped by an :class:`InputSelect`.  In any other network the chains are read from the
+    ``torch.fx`` graph of the plain network (``torch.fx.Tracer``, ``torch.nn`` modules as leaves), and its input
+    features stay.
+
+    Shapes do not shrink (weights are only zeroed) where a unit axis goes anywhere else: into a residual add,
+    a concatenation, a reshape or ``view``, a second use of the tensor, any operation not listed (``BatchNorm1d``
+    after a ``Linear`` among them: what it normalises depends on the input's rank), a layer of another kind, a
+    layer called twice or whose parameters the ``forward`` reads itself; and nowhere in a network that
+    ``torch.fx`` cannot trace (data-dependent control flow) or whose graph changes once its layers are smaller (a
+    ``forward`` that reads a layer's size).
     """
     _layers(model, guide)
     return _prune(model, guide, _points(guide, threshold), sparse)[0]
 
 
+def _sequential(net: torch.nn.Module, guide: DropoutGuide) -> TypeGuard[torch.nn.Sequential]:
+    """Whether ``net`` is pruned as a ``Sequential``: every Bayesian layer one of its items."""
+    items = {id(m) for m in net} if isinstance(net, torch.nn.Sequential) else set()
+    return bool(items) and all(id(layer) in items for _, layer, _ in guide.pairs())
+
+
 def _prune(
     model: torch.nn.Module, guide: DropoutGuide, points: dict[str, _Point], sparse: bool
 ) -> tuple[torch.nn.Module, dict[str, torch.nn.Module]]:
-    """The pruned plain network and, per Bayesian layer name (as in ``guide.pairs()``), its plain module."""
+    """The pruned plain network and, per Bayesian layer name (as in ``guide.pairs()``), its plain module in it."""
     net = _net(model)
+    pairs = guide.pairs()
+    if _sequential(net, guide):
+        seq, plain = _prune_sequential(list(net), {id(layer): name for name, layer, _ in pairs}, points, sparse)
+        return _finish(seq), plain
+    layers = {name: layer for name, layer, _ in pairs if _one_weight(layer)}
     prefix = "net." if net is not model else ""
-    if isinstance(net, torch.nn.Sequential):
-        names = {id(layer): name for name, layer, _ in guide.pairs()}
-        by_id = {id(layer): points[names[id(layer)]] for _, layer, _ in guide.pairs()}
-        seq, seq_plain = _prune_sequential(list(net), by_id, sparse)
-        return _finish(seq), {names[id(net[j])]: seq_module for j, seq_module in seq_plain.items()}
-    out = _plainified(net)
-    plain = {}
-    for name, layer, _ in guide.pairs():
+    paths = {name: "" if name == "net" and prefix else name.removeprefix(prefix) for name, _, _ in pairs}
+    out = _plainified(net).eval()
+    for name, layer, _ in pairs:  # dense plain modules, which `build` replaces for the weight layers
         pt = points[name]
-        if "weight" in layer.weight_sites and len(layer.weight_sites) == 1:
-            new = _plain(layer, pt.weights["weight"] * pt.kept["weight"], layer.bias, sparse)
-        else:
-            new = layer.to_plain(pt.values)
-        _set_submodule(out, name.removeprefix(prefix), new)
-        plain[name] = new
-    return _finish(out), plain
+        dense = _plain(layer, _masked(pt), layer.bias, False) if name in layers else layer.to_plain(pt.values)
+        out = _replace(out, paths[name], dense)
+    where = {id(m): path for path, m in out.named_modules()}
+
+    def build(chains: list[_Chain]) -> torch.nn.Module:
+        modules, _, norms = _shrink(layers, points, chains, (), sparse)
+        new = copy.deepcopy(out)
+        for name, module in modules.items():
+            new = _replace(new, paths[name], module)
+        for key, norm in norms.items():
+            new = _replace(new, where[key], norm)
+        return new
+
+    graph = _trace(out)
+    chains = [] if graph is None else _traced_chains(out, graph, {paths[n]: (n, layer) for n, layer in layers.items()})
+    pruned = build(chains)
+    if chains and str(_trace(pruned)) != str(graph):  # the forward depends on the layers' sizes: keep them
+        pruned = build([])
+    return _finish(pruned), {name: pruned.get_submodule(path) for name, path in paths.items()}
 
 
 def _finish(m: torch.nn.Module) -> torch.nn.Module:
@@ -370,82 +417,367 @@ def _finish(m: torch.nn.Module) -> torch.nn.Module:
     return m
 
 
-def _set_submodule(root: torch.nn.Module, path: str, new: torch.nn.Module) -> None:
+def _replace(root: torch.nn.Module, path: str, new: torch.nn.Module) -> torch.nn.Module:
+    """``root`` with its submodule at ``path`` set to ``new`` (``new`` itself for the empty path)."""
+    if not path:
+        return new
     parent_path, _, leaf = path.rpartition(".")
-    parent = root.get_submodule(parent_path) if parent_path else root
-    setattr(parent, leaf, new)
+    setattr(root.get_submodule(parent_path) if parent_path else root, leaf, new)
+    return root
 
 
-def _prune_sequential(
-    mods: list[torch.nn.Module], points: dict[int, _Point], sparse: bool
-) -> tuple[torch.nn.Sequential, dict[int, torch.nn.Module]]:
-    # Effective dense weights, biases and the input units each Bayesian weight layer keeps; weightless Bayesian
-    # layers become their plain module and stop unit removal across them.
-    layers = {i: m for i, m in enumerate(mods) if isinstance(m, BayesianLayer) and list(m.weight_sites) == ["weight"]}
-    idx = list(layers)
-    W = {i: (points[id(mods[i])].weights["weight"] * points[id(mods[i])].kept["weight"]).clone() for i in idx}
-    B = {i: (m.bias.detach().clone() if m.bias is not None else None) for i, m in layers.items()}
-    between_ok = {
-        i: all(isinstance(m, _UNITWISE + (torch.nn.Flatten,)) for m in mods[p + 1 : i])
-        for p, i in zip(idx[:-1], idx[1:])
-    }
+def _one_weight(m: torch.nn.Module) -> bool:
+    """A Bayesian layer whose only weight site is ``weight`` (rebuilt from its effective weights)."""
+    return isinstance(m, BayesianLayer) and list(m.weight_sites) == ["weight"]
+
+
+def _chainable(m: torch.nn.Module) -> bool:
+    """A layer whose output units :func:`prune` can remove: a ``Linear``, ``Conv1d`` or ``Conv2d``."""
+    return isinstance(m, Linear | Conv1d | Conv2d) and _one_weight(m)
+
+
+def _dims(layer: BayesianLayer) -> int:
+    """The number of spatial dimensions of a weight layer (0 for a ``Linear``)."""
+    return len(layer.weight_sites["weight"].shape) - 2
+
+
+def _masked(pt: _Point) -> torch.Tensor:
+    """A layer's effective weights with the pruned ones zeroed."""
+    return pt.weights["weight"] * pt.kept["weight"]
+
+
+# -- which units of a layer the next one reads -------------------------------------------------------------------
+# Elementwise operations: units pass through them one to one, and constant units fold through them.
+_ELEMENTWISE = (
+    torch.nn.ReLU,
+    torch.nn.ReLU6,
+    torch.nn.Tanh,
+    torch.nn.Sigmoid,
+    torch.nn.ELU,
+    torch.nn.SELU,
+    torch.nn.CELU,
+    torch.nn.LeakyReLU,
+    torch.nn.GELU,
+    torch.nn.SiLU,
+    torch.nn.Mish,
+    torch.nn.Softplus,
+    torch.nn.Hardtanh,
+    torch.nn.Hardswish,
+    torch.nn.Hardsigmoid,
+    torch.nn.Identity,
+    torch.nn.Dropout,  # the network is in eval mode
+    torch.nn.AlphaDropout,
+)
+_ELEMENTWISE_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset(
+    {torch.relu, torch.tanh, torch.sigmoid, F.relu, F.relu6, F.elu, F.selu, F.celu, F.leaky_relu, F.gelu, F.silu}
+    | {F.mish, F.softplus, F.hardtanh, F.hardswish, F.hardsigmoid, F.tanh, F.sigmoid}
+)
+_ELEMENTWISE_METHODS = frozenset({"relu", "relu_", "tanh", "tanh_", "sigmoid", "sigmoid_"})
+_SCALAR_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset(
+    {operator.add, operator.sub, operator.mul, operator.truediv, operator.neg}
+)  # elementwise with Python numbers
+# Per-channel operations on the feature maps of a convolution, by the number of spatial dimensions they expect.
+_POOLS: dict[type[torch.nn.Module], int] = {
+    torch.nn.MaxPool1d: 1,
+    torch.nn.AvgPool1d: 1,
+    torch.nn.AdaptiveAvgPool1d: 1,
+    torch.nn.AdaptiveMaxPool1d: 1,
+    torch.nn.MaxPool2d: 2,
+    torch.nn.AvgPool2d: 2,
+    torch.nn.AdaptiveAvgPool2d: 2,
+    torch.nn.AdaptiveMaxPool2d: 2,
+}
+_POOL_FUNCTIONS: dict[Callable[..., Any], int] = {
+    F.max_pool1d: 1,
+    F.avg_pool1d: 1,
+    F.adaptive_avg_pool1d: 1,
+    F.adaptive_max_pool1d: 1,
+    F.max_pool2d: 2,
+    F.avg_pool2d: 2,
+    F.adaptive_avg_pool2d: 2,
+    F.adaptive_max_pool2d: 2,
+}
+_Norm = torch.nn.BatchNorm1d | torch.nn.BatchNorm2d
+
+
+@dataclass(frozen=True)
+class _Op:
+    """An operation between two weight layers that acts on each unit by itself.
+
+    ``kind`` is ``"elementwise"`` (``fn``: the operation, which constant units fold through), ``"pool"`` or
+    ``"norm"`` (per channel of feature maps with ``dims`` spatial dimensions; a norm ``module`` loses the removed
+    channels) or ``"flatten"`` (dimensions ``start`` to ``end``).
+    """
+
+    kind: str
+    fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+    dims: int = 0
+    module: _Norm | None = None
+    start: int = 0
+    end: int = -1
+
+
+@dataclass(frozen=True)
+class _Chain:
+    """The output units of layer ``producer`` read by layer ``consumer`` only, through ``ops``.
+
+    ``layout`` says which inputs of the consumer read unit ``u`` of the producer's ``U``: ``"same"`` input ``u``,
+    ``"blocks"`` inputs ``u * n`` to ``(u + 1) * n - 1`` (feature maps flattened into a ``Linear``),
+    ``"interleaved"`` inputs ``u``, ``u + U``, ... (a flatten whose last axis is the units of a ``Linear``).
+    """
+
+    producer: str
+    consumer: str
+    ops: tuple[_Op, ...]
+    layout: str
+
+
+def _module_op(m: torch.nn.Module) -> _Op | None:
+    """What the plain module ``m`` (in eval mode) does to units, or ``None`` if it is not a per-unit operation."""
+    if isinstance(m, BayesianLayer):
+        return None
+    if isinstance(m, _ELEMENTWISE):
+        return _Op("elementwise", fn=m)
+    if isinstance(m, torch.nn.Flatten):
+        return _Op("flatten", start=m.start_dim, end=m.end_dim)
+    if isinstance(m, _Norm):
+        return _Op("norm", dims=1 if isinstance(m, torch.nn.BatchNorm1d) else 2, module=m)
+    dims = next((d for cls, d in _POOLS.items() if isinstance(m, cls)), None)
+    if dims is not None and not getattr(m, "return_indices", False):
+        return _Op("pool", dims=dims)
+    return None
+
+
+def _flatten_op(args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Op | None:
+    """``torch.flatten(x, *args, **kwargs)`` or ``x.flatten(*args, **kwargs)``."""
+    start = args[0] if args else kwargs.get("start_dim", 0)
+    end = args[1] if len(args) > 1 else kwargs.get("end_dim", -1)
+    return _Op("flatten", start=start, end=end) if isinstance(start, int) and isinstance(end, int) else None
+
+
+def _node_op(node: torch.fx.Node, src: torch.fx.Node, root: torch.nn.Module) -> _Op | None:
+    """What the traced ``node`` does to the units of its input ``src``, or ``None`` if it is not a per-unit
+    operation of ``src`` alone (other tensors, ``src`` used twice, an unknown function)."""
+    uses: list[torch.fx.Node] = []
+    torch.fx.node.map_arg((node.args, node.kwargs), uses.append)
+    if uses != [src]:
+        return None
+    args, kwargs, target = node.args, dict(node.kwargs), node.target
+    if node.op == "call_module":
+        return _module_op(root.get_submodule(str(target))) if args == (src,) and not kwargs else None
+    if node.op == "call_function" and target in _SCALAR_FUNCTIONS:
+        if kwargs or not all(a is src or isinstance(a, int | float) for a in args):
+            return None
+        return _Op("elementwise", fn=lambda t: target(*(t if a is src else a for a in args)))
+    if not args or args[0] is not src:
+        return None
+    rest = args[1:]
+    if node.op == "call_method":
+        if target in _ELEMENTWISE_METHODS:
+            return _Op("elementwise", fn=lambda t: getattr(t, str(target))(*rest, **kwargs))
+        return _flatten_op(rest, kwargs) if target == "flatten" else None
+    if node.op != "call_function":
+        return None
+    if target in _ELEMENTWISE_FUNCTIONS:
+        return _Op("elementwise", fn=lambda t: target(t, *rest, **kwargs))
+    if target is F.dropout and (rest[1] if len(rest) > 1 else kwargs.get("training", True)) is False:
+        return _Op("elementwise", fn=lambda t: t)
+    if target in _POOL_FUNCTIONS:
+        return _Op("pool", dims=_POOL_FUNCTIONS[target])
+    return _flatten_op(rest, kwargs) if target is torch.flatten else None
+
+
+def _chain(
+    producer: tuple[str, BayesianLayer], ops: list[_Op | None], consumer: tuple[str, BayesianLayer]
+) -> _Chain | None:
+    """The chain from ``producer`` through ``ops`` into ``consumer`` (names and layers) if every output unit of
+    the producer reaches inputs of the consumer of its own (see :func:`prune`), else ``None``."""
+    (p_name, p), (c_name, c) = producer, consumer
+    if not (_chainable(p) and _chainable(c)):
+        return None
+    dims, units = _dims(p), p.weight_sites["weight"].shape[0]  # dims: 0 for a Linear
+    layout = "same"
+    for op in ops:
+        if op is None:
+            return None
+        if op.kind == "elementwise":
+            continue
+        if layout != "same":
+            return None  # after a flatten, only elementwise operations keep the features apart
+        if op.kind == "flatten":
+            rank = dims + 2
+            if not dims and op.end == -1:
+                layout = "interleaved"  # the units, the last axis, are the innermost of the flattened ones
+            elif dims and op.start in (1, 1 - rank) and op.end in (-1, rank - 1):
+                layout = "blocks"
+            else:
+                return None
+        elif op.dims != dims or (op.module is not None and op.module.num_features != units):
+            return None  # pools and norms of other feature maps (or of a Linear's outputs)
+    reads = isinstance(c, Linear) if layout != "same" or not dims else _dims(c) == dims
+    width = c.weight_sites["weight"].shape[1]
+    if not reads or (width != units if layout == "same" else width % units):
+        return None
+    return _Chain(p_name, c_name, tuple(op for op in ops if op is not None), layout)
+
+
+class _Tracer(torch.fx.Tracer):
+    """``torch.fx`` tracer that keeps this module's layers (:class:`SparseLinear`, ...) as calls, as ``torch.nn``
+    layers are."""
+
+    def is_leaf_module(self, m: torch.nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, SparseLinear | InputSelect) or super().is_leaf_module(m, module_qualified_name)
+
+
+def _trace(module: torch.nn.Module) -> torch.fx.Graph | None:
+    """The ``torch.fx`` graph of ``module`` (traced on a copy: tracing may add constants to its root), or ``None``
+    where it cannot be traced (data-dependent control flow, ...)."""
+    try:
+        return _Tracer().trace(copy.deepcopy(module))
+    except Exception:  # whatever stops the trace, the network keeps its shapes
+        return None
+
+
+def _traced_chains(
+    root: torch.nn.Module, graph: torch.fx.Graph, layers: dict[str, tuple[str, BayesianLayer]]
+) -> list[_Chain]:
+    """The chains between the weight layers of ``root`` (``layers``: by path, their name and Bayesian layer) in
+    its traced ``graph``, in the order of the producers."""
+    nodes = list(graph.nodes)
+    calls = Counter(id(root.get_submodule(str(n.target))) for n in nodes if n.op == "call_module")
+    reads = [str(n.target) for n in nodes if n.op == "get_attr"]
+
+    def once(path: str) -> bool:  # called once, and its parameters not read by the forward
+        return calls[id(root.get_submodule(path))] == 1 and not any(r.startswith(f"{path}.") for r in reads)
+
+    chains = []
+    for node in nodes:
+        start = str(node.target)
+        if node.op != "call_module" or start not in layers or not once(start):
+            continue
+        ops: list[_Op | None] = []
+        cur = node
+        while len(cur.users) == 1:
+            (nxt,) = cur.users
+            target = str(nxt.target)
+            if nxt.op == "call_module" and target in layers:
+                direct = nxt.args == (cur,) and not nxt.kwargs and once(target)
+                chain = _chain(layers[start], ops, layers[target]) if direct else None
+                chains += [chain] if chain is not None else []
+                break
+            op = _node_op(nxt, cur, root)
+            if op is None or (op.kind == "norm" and not once(target)):
+                break
+            ops.append(op)
+            cur = nxt
+    return chains
+
+
+def _sliced_norm(norm: _Norm, keep: torch.Tensor) -> torch.nn.Module:
+    """A copy of the batch norm ``norm`` restricted to the channels ``keep``."""
+    new = copy.deepcopy(norm)
+    new.num_features = int(keep.sum())
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        t = getattr(norm, name)
+        if t is not None:
+            kept = t.detach()[keep.to(t.device)].clone()
+            setattr(new, name, torch.nn.Parameter(kept, t.requires_grad) if name in ("weight", "bias") else kept)
+    return new
+
+
+def _shrink(
+    layers: dict[str, BayesianLayer],
+    points: dict[str, _Point],
+    chains: list[_Chain],
+    select: Container[str],
+    sparse: bool,
+) -> tuple[dict[str, torch.nn.Module], dict[str, torch.Tensor], dict[int, torch.nn.Module]]:
+    """The plain modules of the weight layers ``layers`` (by name) with the units that ``chains`` (in order) make
+    unread removed, the input units each keeps (computed from its weights for the layers in ``select``, whose
+    caller drops the unread ones; all for layers that no chain reaches), and the sliced batch norms of the chains
+    by ``id`` of the module they replace."""
+    W = {n: _masked(points[n]).clone() for n in layers}
+    B = {n: (m.bias.detach().clone() if m.bias is not None else None) for n, m in layers.items()}
 
     # Fold constant hidden units (all incoming weights pruned) of Linear -> elementwise -> Linear chains.
-    for p, i in zip(idx[:-1], idx[1:]):
-        mid = mods[p + 1 : i]
-        if (
-            isinstance(mods[p], Linear)
-            and isinstance(mods[i], Linear)
-            and all(isinstance(m, _ELEMENTWISE) for m in mid)
-        ):
-            dead = (W[p] == 0).all(dim=1)
-            bias_p = B[p]
-            if dead.any() and bias_p is not None:
-                const = bias_p.clone()
-                for m in mid:
-                    const = m(const)
-                const = torch.where(dead, const, torch.zeros_like(const))
-                bias_i = B[i]
-                if bias_i is None:
-                    bias_i = torch.zeros(W[i].shape[0], dtype=W[i].dtype)
-                B[i] = bias_i + W[i] @ const
-                W[i][:, dead] = 0
-
-    keep_in = {i: _unit_axis_keep(W[i] != 0) for i in idx}
-    # Output units of layer p survive when the next layer reads them.
-    keep_out = {i: torch.ones(W[i].shape[0], dtype=torch.bool) for i in idx}
-    for p, i in zip(idx[:-1], idx[1:]):
-        if not between_ok[i]:
-            keep_in[i] = torch.ones_like(keep_in[i])
+    for ch in chains:
+        p, i = ch.producer, ch.consumer
+        bias_p = B[p]
+        elementwise = all(op.kind == "elementwise" for op in ch.ops)
+        if not (isinstance(layers[p], Linear) and isinstance(layers[i], Linear) and elementwise) or bias_p is None:
             continue
-        k = keep_in[i]
-        flat = any(isinstance(m, torch.nn.Flatten) for m in mods[p + 1 : i]) and not isinstance(mods[p], Linear)
-        if flat:
-            k = k.reshape(W[p].shape[0], -1).any(dim=1)  # a channel survives if any of its positions is read
-        if not isinstance(mods[p], Linear) and not k.any():
+        dead = (W[p] == 0).all(dim=1)
+        if dead.any():
+            const = bias_p.clone()
+            for op in ch.ops:
+                const = cast(Callable[..., Any], op.fn)(const)
+            const = torch.where(dead, const, torch.zeros_like(const))
+            bias_i = B[i]
+            if bias_i is None:
+                bias_i = torch.zeros(W[i].shape[0], dtype=W[i].dtype, device=W[i].device)
+            B[i] = bias_i + W[i] @ const
+            W[i][:, dead] = 0
+
+    def every(n: int, like: torch.Tensor) -> torch.Tensor:
+        return torch.ones(n, dtype=torch.bool, device=like.device)
+
+    keep_in = {n: _unit_axis_keep(W[n] != 0) if n in select else every(W[n].shape[1], W[n]) for n in layers}
+    keep_out = {n: every(W[n].shape[0], W[n]) for n in layers}  # output units survive when the next layer reads them
+    for ch in chains:
+        p, i = ch.producer, ch.consumer
+        k, units = _unit_axis_keep(W[i] != 0), W[p].shape[0]
+        if ch.layout == "blocks":
+            k = k.reshape(units, -1).any(dim=1)  # a channel survives if any of its positions is read
+        elif ch.layout == "interleaved":
+            k = k.reshape(-1, units).any(dim=0)
+        if not isinstance(layers[p], Linear) and not k.any():
             # torch has no Conv2d without output channels: keep one, which the next layer reads with zero weights.
             k = torch.zeros_like(k)
             k[0] = True
-        keep_in[i] = k.repeat_interleave(keep_in[i].numel() // k.numel()) if flat else k
         keep_out[p] = k
+        per = W[i].shape[1] // units  # inputs of the consumer per unit
+        keep_in[i] = k.repeat_interleave(per) if ch.layout == "blocks" else k.repeat(per)
+    modules = {}
+    for n, layer in layers.items():
+        bias = B[n]
+        b = None if bias is None else bias[keep_out[n]]
+        modules[n] = _plain(layer, W[n][keep_out[n]][:, keep_in[n]], b, sparse)
+    norms = {
+        id(op.module): _sliced_norm(op.module, keep_out[ch.producer])
+        for ch in chains
+        for op in ch.ops
+        if op.module is not None and not keep_out[ch.producer].all()
+    }
+    return modules, keep_in, norms
+
+
+def _prune_sequential(
+    mods: list[torch.nn.Module], names: dict[int, str], points: dict[str, _Point], sparse: bool
+) -> tuple[torch.nn.Sequential, dict[str, torch.nn.Module]]:
+    """A ``Sequential`` network's items (``names``: the Bayesian layers' names by ``id``) pruned: the chains
+    between consecutive weight layers, with an :class:`InputSelect` for the first one's unread inputs."""
+    plain_mods = [m if isinstance(m, BayesianLayer) else _plainified(m).eval() for m in mods]
+    idx = [j for j, m in enumerate(mods) if _one_weight(m)]
+    named = {j: (names[id(mods[j])], cast(BayesianLayer, mods[j])) for j in idx}
+    chains = [
+        ch
+        for p, i in zip(idx[:-1], idx[1:])
+        if (ch := _chain(named[p], [_module_op(m) for m in plain_mods[p + 1 : i]], named[i])) is not None
+    ]
+    first = named[idx[0]] if idx else None
+    select = {first[0]} if first is not None else set()
+    modules, keep_in, norms = _shrink(dict(named.values()), points, chains, select, sparse)
     out: list[torch.nn.Module] = []
-    plain: dict[int, torch.nn.Module] = {}
-    first = idx[0] if idx else None
-    if first is not None and not keep_in[first].all():
-        dim = 1 - len(layers[first].weight_sites["weight"].shape)  # the input units: -1 (Linear), -3 (Conv2d), ...
-        out.append(InputSelect(keep_in[first].nonzero().squeeze(1), dim=dim))
-    for j, m in enumerate(mods):
-        if isinstance(m, BayesianLayer) and j not in W:
-            plain[j] = m.to_plain(points[id(m)].values)
-            out.append(plain[j])
-        elif j not in W:
-            out.append(_plainified(m))
-        else:
-            w = W[j][keep_out[j]][:, keep_in[j]]
-            bias_j = B[j]
-            b = None if bias_j is None else bias_j[keep_out[j]]
-            plain[j] = _plain(layers[j], w, b, sparse)
-            out.append(plain[j])
+    if first is not None and not keep_in[first[0]].all():
+        dim = 1 - len(first[1].weight_sites["weight"].shape)  # the input units: -1 (Linear), -3 (Conv2d), ...
+        out.append(InputSelect(keep_in[first[0]].nonzero().squeeze(1), dim=dim))
+    plain: dict[str, torch.nn.Module] = {}
+    for m in plain_mods:
+        if isinstance(m, BayesianLayer):
+            name = names[id(m)]
+            plain[name] = modules[name] if name in modules else m.to_plain(points[name].values)
+            m = plain[name]
+        out.append(norms.get(id(m), m))
     return torch.nn.Sequential(*out), plain
 
 

@@ -34,7 +34,16 @@ import math
 
 import torch
 import torch.nn.functional as F
-from pyro.distributions import Bernoulli, Categorical, Delta, Independent, Normal, TorchDistribution, Uniform
+from pyro.distributions import (
+    Bernoulli,
+    Categorical,
+    Delta,
+    Independent,
+    MaskedDistribution,
+    Normal,
+    TorchDistribution,
+    Uniform,
+)
 from torch.distributions import Normal as TorchNormal
 from torch.distributions import constraints, kl_divergence, register_kl
 from torch.distributions.utils import lazy_property
@@ -52,7 +61,15 @@ __all__ = [
     "molchanov_kl",
     "MOLCHANOV_K",
     "LOG_ALPHA_CLIP",
+    "base_distribution",
 ]
+
+
+def base_distribution(fn: torch.distributions.Distribution) -> torch.distributions.Distribution:
+    """``fn`` without its ``Independent`` and mask wrappers (``.to_event(...)``, ``.mask(...)``)."""
+    while isinstance(fn, (Independent, MaskedDistribution)):
+        fn = fn.base_dist
+    return fn
 
 
 def _broadcast_shape(*shapes: torch.Size) -> torch.Size:

@@ -62,7 +62,7 @@ class DropoutGuide(PyroModule):
     Parameters
     ----------
     model : torch.nn.Module
-        A likelihood (:class:`~bayesdrop.models.Classifier`, ...) or any module
+        A likelihood (:class:`~bayesdrop.likelihoods.Classifier`, ...) or any module
         with Bayesian layers and a ``data_plate(*args, **kwargs)`` method
         returning the ``pyro.plate`` of its data.
 
@@ -76,7 +76,7 @@ class DropoutGuide(PyroModule):
         super().__init__(name="guide")
         if not hasattr(model, "data_plate"):
             raise TypeError(
-                "`model` must provide data_plate(x, ...) (use bd.Classifier / bd.Regressor or subclass bd.models.Likelihood)"
+                "`model` must provide data_plate(x, ...) (use bd.Classifier / bd.Regressor or subclass bd.Likelihood)"
             )
         pairs = bayesian_layers(model)
         if not pairs:

@@ -30,6 +30,8 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import Message
 from pyro.poutine.util import site_is_subsample
 
+from .distributions import base_distribution
+
 __all__ = ["LocalReparameterization", "KLScale", "PosteriorMean", "posterior_mean"]
 
 
@@ -102,8 +104,7 @@ class KLScale(Messenger):
 
 
 def _mean(fn: torch.distributions.Distribution) -> torch.Tensor:
-    while isinstance(fn, (dist.Independent, dist.MaskedDistribution)):
-        fn = fn.base_dist
+    fn = base_distribution(fn)
     if isinstance(fn, dist.Delta):
         return fn.v
     return fn.mean

@@ -1,13 +1,12 @@
-r"""Likelihoods (:class:`Classifier`, :class:`Regressor`) and ready architectures.
+"""Ready architectures of Bayesian layers: :func:`mlp`, :func:`lenet300_100` and :func:`lenet5`.
 
-A likelihood wraps a network of Bayesian layers into a Pyro model:
+For users who want the networks of the dropout papers without writing them: each returns a ``PyroModule``
+``Sequential`` of :mod:`bayesdrop.nn` layers, to be wrapped in a likelihood (:mod:`bayesdrop.likelihoods`).
 
-.. math::
-    p(y, \theta) = p(\theta) \prod_{n=1}^{N} p(y_n \mid f_\theta(x_n)),
-
-with a ``pyro.plate("data", N, subsample=...)`` over the data, so that a
-minibatch of size B has its log-likelihood scaled by N / B while the global
-KL terms stay unscaled.
+Example
+-------
+>>> net = bd.models.mlp(64, [300, 100], 10, "sparse-vd")
+>>> model = bd.Classifier(net, num_data=1437)
 """
 
 from __future__ import annotations
@@ -16,138 +15,13 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import pyro
-import pyro.distributions as dist
 import torch
-import torch.nn.functional as F
 from pyro.nn import PyroModule
 
-from .distributions import LogitsCategorical
 from .methods import Method, resolve
-from .nn import Conv1d, Conv2d, Linear, bayesian_layers, local_plate
+from .nn import Conv1d, Conv2d, Linear
 
-__all__ = ["Likelihood", "Classifier", "Regressor", "mlp", "lenet300_100", "lenet5"]
-
-
-class Likelihood(PyroModule):
-    """Base class of the likelihoods: the Pyro model around a Bayesian network.
-
-    Parameters
-    ----------
-    net : torch.nn.Module
-        A network containing :mod:`bayesdrop.nn` layers (``bd.models.mlp``,
-        ``bd.bayesianize(...)``, ...).
-    num_data : int
-        Size N of the training set, for the N / B scaling of minibatches.
-    """
-
-    def __init__(self, net: torch.nn.Module, num_data: int):
-        super().__init__()
-        if not isinstance(net, torch.nn.Module) or not bayesian_layers(net):
-            raise TypeError("`net` must be a torch.nn.Module containing bayesdrop.nn layers (see bd.bayesianize)")
-        if not isinstance(num_data, int) or isinstance(num_data, bool) or num_data < 1:
-            raise ValueError(f"`num_data` must be a positive int (the training-set size), got {num_data!r}")
-        self.net = net
-        self.num_data = num_data
-
-    def data_plate(self, x: torch.Tensor, y: torch.Tensor | None = None) -> pyro.plate:
-        """The subsampled data plate for a minibatch ``x`` (shared by model and guide)."""
-        return pyro.plate("data", self.num_data, subsample=torch.arange(x.shape[0], device=x.device), dim=-1)
-
-    def _check(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
-        if not torch.is_tensor(x) or not x.is_floating_point():
-            raise TypeError(f"`x` must be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
-        if y is not None and (not torch.is_tensor(y) or y.shape[:1] != x.shape[:1]):
-            raise ValueError(
-                f"`y` must be a tensor with one entry per row of `x` ({x.shape[0]}), got "
-                f"{tuple(y.shape) if torch.is_tensor(y) else type(y).__name__}"
-            )
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Run the network (weights global, masks per example) and observe ``y``.
-
-        Returns the network output (logits or regression means), with leading
-        sample dimensions under vectorised prediction.
-        """
-        self._check(x, y)
-        plate = self.data_plate(x, y)
-        with local_plate(plate):
-            out = self.net(x)
-        with plate:
-            self.observe(out, y)
-        return out
-
-    def observe(self, out: torch.Tensor, y: torch.Tensor | None) -> None:  # pragma: no cover
-        raise NotImplementedError
-
-    def log_likelihood(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # pragma: no cover
-        """Pointwise log p(y_n | out_n), shape ``out.shape[:-1]`` (no N / B scaling)."""
-        raise NotImplementedError
-
-
-class Classifier(Likelihood):
-    r"""Categorical likelihood :math:`y_n \sim \mathrm{Categorical}(\mathrm{softmax}(f_\theta(x_n)))`."""
-
-    task = "classification"
-
-    @property
-    def num_classes(self) -> int:
-        """The number of outputs of the network's last layer with parameters (Bayesian or plain)."""
-        for module in reversed(list(self.net.modules())):
-            for attr in ("out_features", "out_channels"):
-                n = getattr(module, attr, None)
-                if isinstance(n, int):
-                    return n
-        raise ValueError("`net`: cannot tell the number of classes (no layer has out_features or out_channels)")
-
-    def observe(self, out, y):
-        pyro.sample("obs", LogitsCategorical(out), obs=y)
-
-    def log_likelihood(self, out, y):
-        # Categorical(logits=out).log_prob(y) without building a distribution (fit calls it every step).
-        if out.dim() == 2:
-            return -F.cross_entropy(out, y, reduction="none")
-        y = y.expand(out.shape[:-1]).unsqueeze(-1)
-        return out.log_softmax(-1).gather(-1, y).squeeze(-1)
-
-
-class Regressor(Likelihood):
-    r"""Gaussian likelihood :math:`y_n \sim \mathcal N(f_\theta(x_n), \sigma^2)`.
-
-    The network must have one output.  :math:`\sigma` (Gal & Ghahramani's
-    :math:`\tau^{-1/2}`) is a point estimate when ``learn_noise`` is true.
-
-    Parameters
-    ----------
-    net, num_data
-        As in :class:`Likelihood`.
-    noise_scale : float
-        (Initial) observation noise standard deviation, > 0.
-    learn_noise : bool
-        Learn ``noise_scale`` by maximising the ELBO.
-    """
-
-    task = "regression"
-
-    def __init__(self, net: torch.nn.Module, num_data: int, noise_scale: float = 0.1, learn_noise: bool = True):
-        super().__init__(net, num_data)
-        if not noise_scale > 0:
-            raise ValueError(f"`noise_scale` must be > 0, got {noise_scale!r}")
-        log_noise = torch.tensor(math.log(noise_scale))
-        if learn_noise:
-            self.log_noise = torch.nn.Parameter(log_noise)
-        else:
-            self.register_buffer("log_noise", log_noise)
-
-    @property
-    def noise_scale(self) -> torch.Tensor:
-        return self.log_noise.exp()
-
-    def observe(self, out, y):
-        pyro.sample("obs", dist.Normal(out.squeeze(-1), self.noise_scale), obs=y)
-
-    def log_likelihood(self, out, y):
-        return dist.Normal(out.squeeze(-1), self.noise_scale).log_prob(y)
+__all__ = ["mlp", "lenet300_100", "lenet5"]
 
 
 _ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid, "elu": torch.nn.ELU}

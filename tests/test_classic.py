@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import pyro
 import pyro.poutine as poutine
 import pytest
 import torch
@@ -91,7 +92,7 @@ def test_minibatch_losses_average_to_full_batch_loss():
     net = bd.models.mlp(64, [32], 10, "bernoulli", p=0.0)
     model = bd.Classifier(net, num_data=1200)
     guide = bd.DropoutGuide(model)
-    elbo = bd.infer.TraceMeanField_ELBO(max_plate_nesting=1)
+    elbo = pyro.infer.TraceMeanField_ELBO(max_plate_nesting=1)
     with torch.no_grad():
         full = elbo.loss(model, guide, x, y)
         perm = torch.randperm(1200, generator=torch.Generator().manual_seed(0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import tiny_classifier, tiny_convnet
 from pyro.nn import PyroModule
 
@@ -152,3 +153,195 @@ def test_log_alpha_broadcasts_each_layers_values_to_its_weights():
     other_guide(x2, y2)
     with pytest.raises(TypeError, match="uses 'bernoulli', which has no log alpha"):
         bd.compress.log_alpha(other, other_guide)
+
+
+# -- non-Sequential networks: units removed along the chains of a torch.fx trace ---------------------------------
+
+
+def _bayesianized(module, x, seed=0):
+    """``module`` with unit-wise VBD (a structured method), its guide run once on ``x`` and every unit's posterior
+    mean drawn in [0.5, 1.5], so that the means folded into the weights matter: (net, model, guide)."""
+    net = bd.bayesianize(module, bd.methods.get("vbd", granularity="unit"))
+    model = bd.Classifier(net, num_data=len(x))
+    guide = bd.DropoutGuide(model)
+    guide(x)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, _, params in guide.pairs():
+            params.noise_loc.copy_(0.5 + torch.rand(params.noise_loc.shape, generator=g))
+    return net, model, guide
+
+
+def _prune_inputs(guide, layer, units):
+    """Prune input units (channels) of a unit-wise VBD layer: log alpha = log sigma^2 - log theta^2 >= 3."""
+    with torch.no_grad():
+        guide.layer_guide(layer).noise_log_sigma2.view(-1)[units] = 10.0
+
+
+def _is_plain(module):
+    return not any(isinstance(m, PyroModule | bd.nn.BayesianLayer) for m in module.modules())
+
+
+def _params(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+class _MLP(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = torch.nn.Linear(6, 8), torch.nn.Linear(8, 5), torch.nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.fc3(torch.tanh(self.fc2(F.relu(self.fc1(x))) + 1.0))
+
+
+def test_a_custom_mlp_loses_the_units_its_next_layer_does_not_read():
+    torch.manual_seed(0)
+    x = torch.randn(20, 6)
+    net, model, guide = _bayesianized(_MLP(), x)
+    _prune_inputs(guide, net.fc1, [0])  # an input feature: zeroed, not removed (no InputSelect in a custom forward)
+    _prune_inputs(guide, net.fc2, [1, 4, 6])  # hidden units of fc1 never read: removed
+    _prune_inputs(guide, net.fc3, [0, 2])
+    _zero(guide, net.fc1, rows=[3])  # a constant unit: folded into fc2's bias, removed
+    pruned = bd.compress.prune(model, guide)
+    assert type(pruned) is _MLP and _is_plain(pruned)
+    h1, h2 = 8 - 4, 5 - 2
+    assert pruned.fc1.weight.shape == (h1, 6) and pruned.fc2.weight.shape == (h2, h1)
+    assert pruned.fc3.weight.shape == (3, h2) and (pruned.fc1.weight[:, 0] == 0).all()
+    assert _params(pruned) == (6 * h1 + h1) + (h1 * h2 + h2) + (h2 * 3 + 3) == 55
+    ref = guide.mean_network(pruned=True)(x)
+    assert torch.allclose(pruned(x), ref, atol=1e-6)
+    rep = bd.compress.report(model, guide)
+    assert rep.architecture == "5-4-3-3" and rep.params_pruned == 55
+    assert [r.nonzero for r in rep.layers] == [int((m.weight != 0).sum()) for m in (pruned.fc1, pruned.fc2, pruned.fc3)]
+    sparse = bd.compress.prune(model, guide, sparse=True)
+    assert isinstance(sparse.fc2, bd.compress.SparseLinear) and sparse.fc2.in_features == h1
+    assert torch.allclose(sparse(x), ref, atol=1e-6)
+
+
+class _CNN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn = torch.nn.Conv2d(2, 6, 3, padding=1), torch.nn.BatchNorm2d(6)
+        self.pool, self.conv2 = torch.nn.MaxPool2d(2), torch.nn.Conv2d(6, 4, 3, padding=1)
+        self.flat, self.fc = torch.nn.Flatten(), torch.nn.Linear(4 * 3 * 3, 3)
+
+    def forward(self, x):
+        h = self.pool(F.relu(self.bn(self.conv1(x))))
+        return self.fc(self.flat(F.relu(self.conv2(h))))
+
+    def sequential(self):
+        relu = torch.nn.ReLU
+        return torch.nn.Sequential(self.conv1, self.bn, relu(), self.pool, self.conv2, relu(), self.flat, self.fc)
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_a_convnet_with_batch_norm_loses_unread_channels(sequential, tmp_path):
+    """Conv2d-BatchNorm2d-ReLU-MaxPool2d-Conv2d-ReLU-Flatten-Linear, in a custom forward and as a Sequential (the
+    same chains): channels no later layer reads go, with their batch-norm statistics and affine parameters."""
+    torch.manual_seed(0)
+    x = torch.randn(10, 2, 6, 6)
+    cnn = _CNN()
+    net, model, guide = _bayesianized(cnn.sequential() if sequential else cnn, x)
+    at = dict(zip(["conv1", "bn", "conv2", "fc"], [0, 1, 4, 7])) if sequential else {}
+    layer = (
+        {n: net[i] for n, i in at.items()}
+        if sequential
+        else {n: getattr(net, n) for n in ("conv1", "bn", "conv2", "fc")}
+    )
+    with torch.no_grad():
+        bn = layer["bn"]
+        bn.running_mean.normal_(), bn.running_var.uniform_(0.5, 2.0), bn.weight.normal_(), bn.bias.normal_()
+    _prune_inputs(guide, layer["conv2"], [1, 3])  # channels 1 and 3 of conv1 never read
+    # fc: all 9 features of conv2's channel 2, and 5 of the 9 of channel 0 (which stays: the others are read)
+    _prune_inputs(guide, layer["fc"], list(range(18, 27)) + [0, 1, 2, 3, 4])
+    model.eval()  # the batch norm at its running statistics, as in the pruned network
+    pruned = bd.compress.prune(model, guide)
+    assert _is_plain(pruned) and (type(pruned) is torch.nn.Sequential if sequential else type(pruned) is _CNN)
+    new = {n: pruned[i] for n, i in at.items()} if sequential else {n: getattr(pruned, n) for n in layer}
+    c1, c2 = 6 - 2, 4 - 1
+    assert new["conv1"].weight.shape == (c1, 2, 3, 3) and new["conv2"].weight.shape == (c2, c1, 3, 3)
+    assert new["fc"].weight.shape == (3, c2 * 9) and new["bn"].num_features == c1
+    for name in ("running_mean", "running_var", "weight", "bias"):
+        assert torch.equal(getattr(new["bn"], name), getattr(layer["bn"], name)[[0, 2, 4, 5]].detach())
+    expected = (c1 * 2 * 9 + c1) + 2 * c1 + (c2 * c1 * 9 + c2) + (3 * c2 * 9 + 3)
+    assert _params(pruned) == expected == 279 and bd.compress.report(model, guide).params_pruned == expected
+    ref = guide.mean_network(pruned=True)(x)
+    assert torch.allclose(pruned(x), ref, atol=1e-6)
+    bd.compress.save(pruned, tmp_path / "cnn.pt2", x)
+    assert torch.allclose(bd.compress.load(tmp_path / "cnn.pt2")(x), ref, atol=1e-6)
+
+
+class _Residual(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc0, self.fc1 = torch.nn.Linear(6, 10), torch.nn.Linear(10, 8)
+        self.fc2, self.fc3 = torch.nn.Linear(8, 8), torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = F.relu(self.fc1(F.relu(self.fc0(x))))
+        return self.fc3(F.relu(self.fc2(h)) + h)
+
+
+def test_a_residual_add_keeps_its_unit_axis_whole():
+    """fc0 -> fc1 is a chain and shrinks; the units of fc1 and fc2 meet in an add, so fc1's outputs, fc2 and fc3
+    keep their shapes (pruned weights zeroed), and a constant unit of fc1 is not folded away."""
+    torch.manual_seed(0)
+    x = torch.randn(20, 6)
+    net, model, guide = _bayesianized(_Residual(), x)
+    _prune_inputs(guide, net.fc1, [0, 3])
+    _prune_inputs(guide, net.fc2, [1, 2])
+    _prune_inputs(guide, net.fc3, [5])
+    _zero(guide, net.fc1, rows=[6])
+    pruned = bd.compress.prune(model, guide)
+    assert type(pruned) is _Residual and _is_plain(pruned)
+    shapes = [tuple(m.weight.shape) for m in (pruned.fc0, pruned.fc1, pruned.fc2, pruned.fc3)]
+    assert shapes == [(8, 6), (8, 8), (8, 8), (3, 8)]
+    assert (pruned.fc2.weight[:, [1, 2]] == 0).all() and (pruned.fc3.weight[:, 5] == 0).all()
+    assert (pruned.fc1.weight[6] == 0).all() and _params(pruned) == (48 + 8) + (64 + 8) + (64 + 8) + (24 + 3)
+    ref = guide.mean_network(pruned=True)(x)
+    assert torch.allclose(pruned(x), ref, atol=1e-6)
+
+
+class _Branching(torch.nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace it."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = torch.nn.Linear(6, 8), torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = F.relu(self.fc1(x))
+        return self.fc2(h if h.sum() > 0 else -h)
+
+
+class _SizeReading(_Branching):
+    """A forward that reads a layer's size: its trace would change with the size."""
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(x))) / self.fc1.out_features
+
+
+@pytest.mark.parametrize("cls", [_Branching, _SizeReading])
+def test_a_network_whose_chains_cannot_be_followed_keeps_its_shapes(cls):
+    torch.manual_seed(0)
+    x = torch.randn(20, 6)
+    net, model, guide = _bayesianized(cls(), x)
+    _prune_inputs(guide, net.fc2, [1, 2])  # in a traceable _MLP-like network fc1 would lose two units
+    pruned = bd.compress.prune(model, guide)
+    assert type(pruned) is cls and _is_plain(pruned)
+    assert pruned.fc1.weight.shape == (8, 6) and (pruned.fc2.weight[:, [1, 2]] == 0).all()
+    assert torch.allclose(pruned(x), guide.mean_network(pruned=True)(x), atol=1e-6)
+
+
+def test_a_sequential_with_nested_layers_is_pruned_through_its_trace():
+    """Bayesian layers inside a block of a Sequential: the network comes back plain, and shrinks."""
+    torch.manual_seed(0)
+    x = torch.randn(20, 6)
+    block = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU())
+    net, model, guide = _bayesianized(torch.nn.Sequential(block, torch.nn.Linear(5, 3)), x)
+    _prune_inputs(guide, net[1], [0, 1])
+    pruned = bd.compress.prune(model, guide)
+    assert type(pruned) is torch.nn.Sequential and _is_plain(pruned)
+    assert pruned[0][0].weight.shape == (3, 6) and pruned[1].weight.shape == (3, 3)
+    assert torch.allclose(pruned(x), guide.mean_network(pruned=True)(x), atol=1e-6)

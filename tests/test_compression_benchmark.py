@@ -1,19 +1,15 @@
-"""benchmarks/compression.py: the structure of what it writes (fast) and the digits claims (slow)."""
+"""bayesdrop.experiments.compression (benchmarks/compression.py): the structure of what it writes (fast) and the
+digits claims (slow)."""
 
 from __future__ import annotations
 
 import itertools
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 import bayesdrop as bd
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import compression  # noqa: E402
+from bayesdrop.experiments import compression
 
 
 @pytest.fixture

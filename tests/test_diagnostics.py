@@ -168,7 +168,7 @@ def test_inference_data_groups_vars_and_dims(digits_mc):
     pred = idata.predictions
     assert pred["probs"].dims == ("chain", "draw", "pred_id", "class") and pred["probs"].shape == (1, S, N, C)
     assert pred["y"].dims == ("chain", "draw", "pred_id")
-    assert idata.attrs["bayesdrop_task"] == "classification" and idata.attrs["bayesdrop_num_samples"] == S
+    assert idata.attrs["bayesdrop_likelihood"] == "Classifier" and idata.attrs["bayesdrop_num_samples"] == S
 
 
 def test_regression_inference_data(toy):

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
-from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
@@ -20,8 +18,6 @@ from pyro.nn import PyroModule
 import bayesdrop as bd
 from bayesdrop.distributions import StraightThroughBernoulli
 from bayesdrop.methods.generalized import EPS, GateBernoulli, GateBeta, sharp_rise
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 PRESETS = ["dropout++(0.5)", "dropout++(flat)", "dropout++(1)", "dropout++(0)", "sal"]
 
@@ -386,7 +382,7 @@ def test_dropout_pp_half_with_huge_prior_is_classic_dropout(capsys):
 
 def test_input_gate_map_attends_to_the_centre():
     """Figure 2g: Dropout++ on the input layer of digits keeps central pixels, drops the border."""
-    from input_gates import centre_and_border, input_gate_map
+    from bayesdrop.experiments.input_gates import centre_and_border, input_gate_map
 
     k, acc = input_gate_map("dropout++(0)", epochs=15, hidden=(100,))
     assert k.shape == (8, 8)
@@ -396,8 +392,8 @@ def test_input_gate_map_attends_to_the_centre():
 
 
 def test_sal_widths_shrink_as_b_over_a_grows(capsys):
-    """Table 1 protocol (benchmarks/sal_width.py) at a small budget on digits."""
-    import sal_width
+    """Table 1 protocol (bayesdrop.experiments.sal_width) at a small budget on digits."""
+    from bayesdrop.experiments import sal_width
 
     ds = bd.data.load("digits")
     rows = [sal_width.train_one(ds, r, epochs=20) for r in sal_width.RATIOS]

@@ -1,20 +1,16 @@
-"""benchmarks/sparse_vs_bernoulli.py: the claim that sparse VD (Molchanov et al. 2017) and VBD (Liu et al. 2019) match
-Bernoulli dropout's accuracy while pruning most weights (slow), and what the script computes and writes (fast)."""
+"""bayesdrop.experiments.sparse_vs_bernoulli (benchmarks/sparse_vs_bernoulli.py): the claim that sparse VD
+(Molchanov et al. 2017) and VBD (Liu et al. 2019) match Bernoulli dropout's accuracy while pruning most weights
+(slow), and what the script computes and writes (fast)."""
 
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 import bayesdrop as bd
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import sparse_vs_bernoulli as svb  # noqa: E402
+from bayesdrop.experiments import sparse_vs_bernoulli as svb
 
 
 def test_sparsity_counts_weights_above_log_alpha_3():

@@ -1,22 +1,18 @@
-"""benchmarks/speed.py: the hand-written LRT baseline computes what a bd.fit step computes, and the ratio statistic."""
+"""bayesdrop.experiments.speed (benchmarks/speed.py): the hand-written LRT baseline computes what a bd.fit step
+computes, and the ratio statistic."""
 
 from __future__ import annotations
 
 import statistics
-import sys
-from pathlib import Path
 
 import pyro
 import pytest
 import torch
 
 import bayesdrop as bd
+from bayesdrop.experiments import speed
 from bayesdrop.handlers import LocalReparameterization
 from bayesdrop.infer import MeanFieldELBO
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import speed  # noqa: E402
 
 
 @pytest.mark.parametrize("method", speed.GAUSSIAN_METHODS)

@@ -103,7 +103,7 @@ def _check_04(r):
 
 
 def _check_05(r):
-    assert r["loss_last"] < r["loss_first"]
+    assert r["loss_last"] < r["loss_first"] and r["fit_nll_last"] < r["fit_nll_first"] - 0.3
     assert r["aleatoric_edge"] > 1.5 * r["aleatoric_centre"]  # true noise: 0.05 + 0.15 |x|
     assert r["epistemic_outside"] > r["epistemic_inside"]
 

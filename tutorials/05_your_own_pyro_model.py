@@ -8,21 +8,22 @@
 # ---
 
 # %% [markdown]
-# # 05 — Your own model: Pyro primitives, bayesdrop layers, a plain SVI loop
+# # 05 — Your own likelihood: one `distribution`, then bd.fit, Pyro's SVI, predict and ArviZ
 #
-# `bd.Classifier` and `bd.Regressor` are conveniences. A bayesdrop layer is a
-# `PyroModule` that adds its method's sample sites to *any* Pyro model, and
-# `bd.DropoutGuide` builds the matching variational family. Here we write a
-# heteroscedastic regression model by hand — the network predicts a mean and a
-# noise scale per input — and train it with `pyro.infer.SVI`.
+# `bd.Classifier` and `bd.Regressor` are two likelihoods. A likelihood is a
+# `bd.Likelihood` subclass with one method, `distribution(out)`: the distribution
+# of a target given the network's output. Everything else derives from it: the
+# observation site of the Pyro model, the pointwise log-likelihood, the posterior
+# predictive (by default the mixture's mean and standard deviation), the test NLL
+# and the ArviZ groups. Here we write a heteroscedastic regression — the network
+# predicts a mean and a noise scale per input — train it once with `bd.fit` and
+# once with a plain `pyro.infer.SVI` loop, and predict with Pyro's own `Predictive`.
 #
-# Two rules make a model work with `DropoutGuide`:
-#
-# 1. It exposes `data_plate(x, y=None)` returning the `pyro.plate` of the data
-#    (subsampled, so minibatches are scaled by N/B). The guide samples the
-#    per-example masks inside that plate.
-# 2. It calls the network inside `bd.nn.local_plate(plate)` but *outside* the
-#    plate, so weights stay global sites and masks are local ones.
+# The model is an ordinary Pyro model: `Likelihood.forward` opens the data plate
+# (subsampled, so minibatches are scaled by N/B), runs the network inside
+# `bd.nn.local_plate(plate)` (weights global, masks per example) and observes
+# `y ~ distribution(out)` inside the plate. A hand-written model with those two
+# rules works with `bd.DropoutGuide` too.
 
 # %%
 import json
@@ -33,7 +34,6 @@ import matplotlib.pyplot as plt
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
 
 import bayesdrop as bd
 
@@ -48,29 +48,40 @@ x = torch.rand(400, 1, generator=g) * 6 - 3
 y = torch.sin(2 * x[:, 0]) + (0.05 + 0.15 * x[:, 0].abs()) * torch.randn(400, generator=g)
 
 
-class HeteroscedasticRegression(PyroModule):
-    """y ~ N(mu(x), sigma(x)^2) with a Bayesian network for (mu, sigma); sigma = softplus(.) + 0.01."""
+class HeteroscedasticRegression(bd.Likelihood):
+    """y ~ N(mu(x), sigma(x)^2): the network's two outputs give mu and sigma = softplus(.) + 0.01."""
 
-    def __init__(self, num_data: int, method: str = "bernoulli", **hyper):
-        super().__init__()
-        self.num_data = num_data
-        self.net = bd.models.mlp(1, [64, 64], 2, method, input_method=bd.methods.get("bernoulli", p=0.0), **hyper)
-
-    def data_plate(self, x, y=None):
-        return pyro.plate("data", self.num_data, subsample=torch.arange(len(x)))
-
-    def forward(self, x, y=None):
-        plate = self.data_plate(x)
-        with bd.nn.local_plate(plate):
-            out = self.net(x)
-        mu, sigma = out[..., 0], torch.nn.functional.softplus(out[..., 1]) + 0.01
-        with plate:
-            pyro.sample("obs", dist.Normal(mu, sigma), obs=y)
-        return out
+    def distribution(self, out):
+        return dist.Normal(out[..., 0], torch.nn.functional.softplus(out[..., 1]) + 0.01)
 
 
+def network():
+    return bd.models.mlp(1, [64, 64], 2, "bernoulli", input_method=bd.methods.get("bernoulli", p=0.0), p=0.1)
+
+
+# %% [markdown]
+# With `bd.fit` (its defaults: Adam at 1e-2 decayed linearly, the MeanFieldELBO), then
+# `bd.predict` (the mixture's mean and standard deviation over 200 networks) and
+# `bd.evaluate` (the mixture's negative log predictive density):
+
+# %%
+model = HeteroscedasticRegression(network(), num_data=len(x))
+guide = bd.DropoutGuide(model)
+result = bd.fit(model, guide, (x, y), epochs=STEPS // 4, batch_size=100, progress=False)
+mean_fit, std_fit = bd.predict(model, guide, x, num_samples=200)
+fit_nll = bd.evaluate(model, guide, (x, y), num_samples=200)["nll"]
+print(
+    f"bd.fit: training NLL {result.history['nll'][0]:.3f} -> {result.history['nll'][-1]:.3f}; predictive NLL on the data {fit_nll:.3f}"
+)
+idata = bd.to_inference_data(model, guide, (x, y), num_samples=100, seed=0)
+print(idata.posterior_predictive["f"].dims)  # the network output per draw: (chain, draw, obs_id, f_dim_0)
+
+# %% [markdown]
+# The same model and guide, trained by a plain Pyro loop:
+
+# %%
 pyro.clear_param_store()
-model = HeteroscedasticRegression(num_data=len(x), method="bernoulli", p=0.1)
+model = HeteroscedasticRegression(network(), num_data=len(x))
 guide = bd.DropoutGuide(model)
 svi = pyro.infer.SVI(model, guide, pyro.optim.ClippedAdam({"lr": 3e-3}), pyro.infer.TraceMeanField_ELBO())
 losses = []
@@ -116,6 +127,9 @@ fig.savefig(OUT / "05_heteroscedastic.png", dpi=120)
 x0 = grid[:, 0]
 centre, edge, outside = x0.abs() < 0.5, (x0.abs() > 2.5) & (x0.abs() < 3), x0.abs() > 3.75
 results = {
+    "fit_nll_first": result.history["nll"][0],
+    "fit_nll_last": result.history["nll"][-1],
+    "fit_predictive_nll": fit_nll,
     "loss_first": sum(losses[:50]) / 50,
     "loss_last": sum(losses[-50:]) / 50,
     "aleatoric_centre": aleatoric[centre].mean().item(),

@@ -62,9 +62,10 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from ..data import as_tensors, check_labels
+from ..data import as_tensors
+from ..distributions import base_distribution
 from ..guides import DropoutGuide, dropout_rates
-from ..models import Likelihood
+from ..likelihoods import Likelihood
 from ..posterior import PosteriorSampler, device_of
 from . import arviz as _arviz
 from .metrics import _require_idata
@@ -93,12 +94,6 @@ def _rng_restored(device: torch.device) -> Iterator[None]:
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         yield
-
-
-def _unwrap(fn: Any) -> Any:
-    while isinstance(fn, (dist.Independent, dist.MaskedDistribution)):
-        fn = fn.base_dist
-    return fn
 
 
 def _np(t: torch.Tensor, dtype: Any = None) -> np.ndarray:
@@ -135,7 +130,7 @@ def to_inference_data(
     passes of ``batch_size`` inputs, :class:`~bayesdrop.posterior.PosteriorSampler`; every input sees the same S
     networks) and records the groups described in the module docstring:
     ``posterior``, ``posterior_predictive``, ``log_likelihood``,
-    ``observed_data``, ``constant_data`` (regression), ``point_estimates``
+    ``observed_data``, ``constant_data`` (regression: ``noise_scale``, ``x``), ``point_estimates``
     (Delta guide sites other than weights, if any) and, with
     ``predictions``, ``predictions`` and ``predictions_constant_data``.
 
@@ -143,8 +138,10 @@ def to_inference_data(
 
     Parameters
     ----------
-    model : bayesdrop.models.Likelihood
-        A :class:`~bayesdrop.models.Classifier` or :class:`~bayesdrop.models.Regressor`.
+    model : bayesdrop.Likelihood
+        A likelihood (:class:`~bayesdrop.Classifier`, :class:`~bayesdrop.Regressor` or a user's own): its
+        :meth:`~bayesdrop.Likelihood.predictive_variables` (class probabilities ``probs``, regression means ``mu``,
+        the network output ``f`` by default) and :meth:`~bayesdrop.Likelihood.constant_data` fill the groups.
     guide : DropoutGuide
         The guide built for ``model``.
     data
@@ -170,9 +167,10 @@ def to_inference_data(
     """
     if not isinstance(guide, DropoutGuide) or guide.model is not model:
         raise ValueError("`guide` must be the DropoutGuide built for `model`")
-    task = getattr(model, "task", None)
-    if task not in ("classification", "regression") or not hasattr(model, "log_likelihood"):
-        raise TypeError("`model` must be a bayesdrop likelihood (bd.Classifier or bd.Regressor)")
+    if not isinstance(model, Likelihood):
+        raise TypeError(
+            f"`model` must be a bd.Likelihood (bd.Classifier, bd.Regressor, ...), got {type(model).__name__}"
+        )
     for arg, v in (("num_samples", num_samples), ("batch_size", batch_size)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"`{arg}` must be a positive int, got {v!r}")
@@ -183,10 +181,7 @@ def to_inference_data(
     x, y = _data(data, "data")
     if y is None:
         raise ValueError("`data` must include targets y (pass new inputs without targets as `predictions`)")
-    if task == "classification":
-        check_labels(y, model.num_classes, name="data.y")
-    elif not y.is_floating_point() or y.shape != x.shape[:1]:
-        raise ValueError(f"`data`: regression targets y must be floating point of shape (N,), got {tuple(y.shape)}")
+    model.check_targets(y, name="data.y")
     x_new = None if predictions is None else _data(predictions, "predictions")[0]
 
     S, N = num_samples, len(x)
@@ -206,24 +201,20 @@ def to_inference_data(
     finally:
         model.train(was_training)
 
-    coords: dict[str, Any] = {"obs_id": np.arange(N)}
-    dims: dict[str, list[str]] = {"y": ["obs_id"]}
-    pred_coords: dict[str, Any] = {}
-    pred_dims: dict[str, list[str]] = {"y": ["pred_id"]}
+    coords: dict[str, Any] = {"obs_id": np.arange(N), **model.coords()}
+    dims: dict[str, list[str]] = {"y": ["obs_id", *[f"y_dim_{i}" for i in range(y.dim() - 1)]]}
+    pred_coords: dict[str, Any] = dict(model.coords())
+    pred_dims: dict[str, list[str]] = {"y": ["pred_id", *dims["y"][1:]]}
 
-    def predictive(out_: torch.Tensor, y_: torch.Tensor) -> dict[str, np.ndarray]:
-        if task == "classification":
-            return {"y": _np(y_, np.int64)[None], "probs": _np(out_.softmax(-1), np.float32)[None]}
-        return {"y": _np(y_, np.float64)[None], "mu": _np(out_.squeeze(-1), np.float64)[None]}
+    def group(variables: dict[str, tuple[list[str], torch.Tensor]], obs: str, add_dims: dict[str, list[str]]) -> dict:
+        """ArviZ arrays of the likelihood's variables, their dims (after ``obs``) recorded in ``add_dims``."""
+        for name, (var_dims, _) in variables.items():
+            add_dims[name] = [obs, *var_dims]
+        return {name: _np(value, np.float64) for name, (_, value) in variables.items()}
 
-    if task == "classification":
-        coords["class"] = np.arange(model.num_classes)
-        dims["probs"] = ["obs_id", "class"]
-        pred_dims["probs"] = ["pred_id", "class"]
-        pred_coords["class"] = coords["class"]
-    else:
-        dims.update(mu=["obs_id"], noise_scale=["obs_id"], x=["obs_id", "feature"])
-        pred_dims.update(mu=["pred_id"], noise_scale=["pred_id"], x=["pred_id", "feature"])
+    def predictive(out_: torch.Tensor, y_: torch.Tensor, obs: str, add_dims: dict[str, list[str]]) -> dict:
+        variables = group(model.predictive_variables(out_), obs, add_dims)
+        return {"y": _np(y_, _dtype(y))[None], **{k: v[None] for k, v in variables.items()}}
 
     # posterior: keep probabilities (constant where q has a point mass on them) and random global sites
     layers = {name: layer for name, layer, _ in guide.pairs()}
@@ -246,25 +237,14 @@ def to_inference_data(
             if layer_name is not None
             else [f"{site_name}.dim_{i}" for i in range(len(shape))]
         )
-        if isinstance(_unwrap(site["fn"]), dist.Delta):
+        if isinstance(base_distribution(cast(dist.TorchDistribution, site["fn"])), dist.Delta):
             point[site_name] = (site_dims, _np(value[0], np.float64))
         else:
             posterior[site_name] = _np(value, np.float64)[None]
             dims[site_name] = site_dims
 
-    constant: dict[str, np.ndarray] = {}
-    pred_constant: dict[str, np.ndarray] = {}
-    if task == "regression":
-        sigma = float(model.noise_scale)
-        constant["noise_scale"] = np.full(N, sigma)
-        if x.dim() == 2:
-            constant["x"] = _np(x, np.float64)
-            coords["feature"] = np.arange(x.shape[1])
-        if x_new is not None:
-            pred_constant["noise_scale"] = np.full(len(x_new), sigma)
-            if x_new.dim() == 2:
-                pred_constant["x"] = _np(x_new, np.float64)
-                pred_coords["feature"] = np.arange(x_new.shape[1])
+    constant = group(model.constant_data(x), "obs_id", dims)
+    pred_constant = group(model.constant_data(x_new), "pred_id", pred_dims) if x_new is not None else {}
     if x_new is not None:
         pred_coords["pred_id"] = np.arange(len(x_new))
 
@@ -272,7 +252,7 @@ def to_inference_data(
     attrs = {
         "inference_library": "pyro",
         "inference_library_version": pyro.__version__,
-        "bayesdrop_task": task,
+        "bayesdrop_likelihood": type(model).__name__,
         "bayesdrop_num_samples": S,
         "bayesdrop_seed": "none" if seed is None else seed,
         "bayesdrop_methods": methods,
@@ -280,11 +260,11 @@ def to_inference_data(
     }
     idata = _arviz.from_dict(
         posterior=posterior,
-        posterior_predictive=predictive(out, y_rep),
+        posterior_predictive=predictive(out, y_rep, "obs_id", dims),
         log_likelihood={"y": _np(ll, np.float64)[None]},
-        observed_data={"y": _np(y, np.int64 if task == "classification" else np.float64)},
+        observed_data={"y": _np(y, _dtype(y))},
         constant_data=constant or None,
-        predictions=predictive(*new) if new is not None else None,
+        predictions=predictive(*new, "pred_id", pred_dims) if new is not None else None,
         predictions_constant_data=pred_constant or None,
         coords=coords,
         dims=dims,
@@ -301,6 +281,11 @@ def to_inference_data(
             xr.Dataset({k: (d, v) for k, (d, v) in point.items()}, attrs={"description": "Delta sites of the guide"}),
         )
     return idata
+
+
+def _dtype(y: torch.Tensor) -> type:
+    """The NumPy dtype of observations like ``y``: int64 for integer (class) targets, else float64."""
+    return np.float64 if y.is_floating_point() else np.int64
 
 
 def save_netcdf(idata: Any, path: str | os.PathLike) -> Path:

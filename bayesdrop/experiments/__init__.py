@@ -4,8 +4,32 @@
 directory); :mod:`~bayesdrop.experiments.compare` trains every method on one budget into one table;
 :mod:`~bayesdrop.experiments.defaults` is the defaults matrix: every registered method trained with the library's
 defaults against a plain PyTorch network of the same architecture and budget.
+
+The protocols of the scripts in ``benchmarks/`` (each script is their command line and writes the record in
+``benchmarks/results/``): :mod:`~bayesdrop.experiments.speed`, the per-epoch time of ``bd.fit`` against hand-written
+PyTorch loops; :mod:`~bayesdrop.experiments.compression`, LeNet-300-100 and LeNet-5 analogs pruned by learned dropout
+rates; :mod:`~bayesdrop.experiments.sparse_vs_bernoulli`, the accuracy of ``sparse-vd`` and ``vbd`` against Bernoulli
+dropout at high sparsity; :mod:`~bayesdrop.experiments.sal_width`, architecture selection with SAL (Srinivas & Babu
+2016, Table 1); :mod:`~bayesdrop.experiments.input_gates`, the Dropout++ input-gate map (their Figure 2g).
+:mod:`~bayesdrop.experiments.report_io` describes the machine and writes a record.
+
+Example
+-------
+>>> from bayesdrop.experiments import sparse_vs_bernoulli as svb
+>>> rows = svb.run(["bernoulli", "vbd"], splits=1, seeds=1, epochs=200, lr=1e-2)  # doctest: +SKIP
+>>> print(svb.markdown(rows, "my run"))  # doctest: +SKIP
 """
 
-from . import compare, defaults, runs
+from . import compare, compression, defaults, input_gates, report_io, runs, sal_width, sparse_vs_bernoulli, speed
 
-__all__ = ["compare", "defaults", "runs"]
+__all__ = [
+    "compare",
+    "compression",
+    "defaults",
+    "input_gates",
+    "report_io",
+    "runs",
+    "sal_width",
+    "sparse_vs_bernoulli",
+    "speed",
+]

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from .. import data as bd_data
 from ..guides import DropoutGuide
 from ..infer import CollapseWarning, fit, predict
-from ..models import Classifier, Likelihood, Regressor, mlp
+from ..likelihoods import Classifier, Likelihood, Regressor
+from ..models import mlp
 
 __all__ = ["Setting", "SETTINGS", "Case", "run_method", "run_floor", "fewest_kept", "ERROR_TOLERANCE", "RMSE_TOLERANCE"]
 

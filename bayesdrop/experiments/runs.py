@@ -21,7 +21,8 @@ from .. import data as bd_data
 from .. import methods
 from ..guides import DropoutGuide
 from ..infer import load_checkpoint
-from ..models import Classifier, Likelihood, Regressor, lenet5, mlp
+from ..likelihoods import Classifier, Likelihood, Regressor
+from ..models import lenet5, mlp
 
 __all__ = ["build", "inputs", "load_run", "load_dataset", "parse_arch", "parse_hyper"]
 

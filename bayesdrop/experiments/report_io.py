@@ -1,0 +1,60 @@
+"""The machine description and the writing of a results file, shared by the benchmark protocols.
+
+For the modules of :mod:`bayesdrop.experiments` that write a Markdown record (and the scripts in ``benchmarks/``
+that run them): each record names the device it ran on, with the torch version, and is printed as it is written.
+
+Example
+-------
+>>> import torch
+>>> from bayesdrop.experiments.report_io import device_name, write_results
+>>> device_name(torch.device("cpu"))  # doctest: +SKIP
+'CPU (2 threads, x86_64); torch 2.13.0'
+>>> write_results("# Results", "/tmp/results.md")  # doctest: +SKIP
+# Results
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import torch
+
+__all__ = ["device_name", "write_results"]
+
+
+def device_name(device: torch.device) -> str:
+    """Describe the machine a benchmark ran on.
+
+    Parameters
+    ----------
+    device
+        The device of the run.
+
+    Returns
+    -------
+    str
+        The GPU's name, or the CPU with its thread count and architecture; then the torch version.
+    """
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+    return f"{name}; torch {torch.__version__}"
+
+
+def write_results(text: str, out: str | Path) -> None:
+    """Write ``text`` (ending in a newline) to ``out``, creating its folder, and print it.
+
+    Parameters
+    ----------
+    text
+        The record; a final newline is added when missing.
+    out
+        The file to write.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = text if text.endswith("\n") else text + "\n"
+    out.write_text(text)
+    print(text, end="")

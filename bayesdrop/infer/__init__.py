@@ -1,0 +1,51 @@
+"""Training, prediction and checkpoints: the inference side of bayesdrop.
+
+For users who train and use a model and guide.  :func:`fit` (:mod:`~bayesdrop.infer.train`) trains by SVI with the
+:class:`MeanFieldELBO` (:mod:`~bayesdrop.infer.elbo`) and per-epoch :mod:`~bayesdrop.infer.callbacks`;
+:func:`predict` and :func:`evaluate` (:mod:`~bayesdrop.infer.predict`) give the posterior predictive;
+:func:`save_checkpoint` and :func:`load_checkpoint` (:mod:`~bayesdrop.infer.checkpoint`) store a run without
+pickled code.
+
+Example
+-------
+>>> result = bd.infer.fit(model, guide, data.train, epochs=20, callbacks=[bd.infer.Checkpoint("run.pt", every=5)])
+>>> bd.infer.evaluate(model, guide, data.test)
+"""
+
+from ..handlers import KLScale
+from . import callbacks
+from .callbacks import (
+    CHANCE_EPOCHS,
+    Callback,
+    Checkpoint,
+    CollapseWarning,
+    EpochFunction,
+    TrainState,
+)
+from .checkpoint import load_checkpoint, save_checkpoint
+from .elbo import MeanFieldELBO
+from .predict import evaluate, output_draws, predict
+from .train import DEFAULT_LR, FitResult, fit, param_groups, resolve_device, resolve_kl_warmup
+
+__all__ = [
+    "callbacks",
+    "Callback",
+    "Checkpoint",
+    "EpochFunction",
+    "TrainState",
+    "CollapseWarning",
+    "CHANCE_EPOCHS",
+    "MeanFieldELBO",
+    "KLScale",
+    "fit",
+    "FitResult",
+    "predict",
+    "evaluate",
+    "output_draws",
+    "resolve_device",
+    "save_checkpoint",
+    "load_checkpoint",
+    "DEFAULT_LR",
+    "resolve_kl_warmup",
+    "param_groups",
+]

@@ -1,0 +1,280 @@
+"""The parts of :func:`~bayesdrop.fit`'s loop that act once per epoch, as callbacks.
+
+For users who want to change how training runs without rewriting the loop: ``fit`` builds its own schedule from
+its arguments (:class:`KLWarmup`, :class:`LinearLRDecay`, :class:`Evaluation`, :class:`CollapseDetection`,
+:class:`History`, :class:`ProgressBar`, :class:`Checkpoint`) and runs the user's ``callbacks`` after them.  A
+callback sees one :class:`TrainState`; the training step itself stays Pyro's (``elbo.differentiable_loss``), so
+no hook runs per step.
+
+Example
+-------
+Stop when the training NLL stops improving, and keep a checkpoint of every fifth epoch:
+
+>>> class Plateau(bd.infer.Callback):
+...     def on_epoch_end(self, state):
+...         nll = state.history["nll"]
+...         return len(nll) > 5 and nll[-1] > min(nll[:-5])
+>>> bd.fit(model, guide, data, callbacks=[Plateau(), bd.infer.Checkpoint("run.pt", every=5)])
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import save_checkpoint
+
+__all__ = [
+    "Callback",
+    "TrainState",
+    "KLWarmup",
+    "LinearLRDecay",
+    "Evaluation",
+    "CollapseDetection",
+    "CollapseWarning",
+    "History",
+    "ProgressBar",
+    "Checkpoint",
+    "EpochFunction",
+    "CHANCE_EPOCHS",
+    "CHANCE_MARGIN",
+]
+
+CHANCE_EPOCHS = 5  # consecutive epochs at chance training accuracy after which fit warns of a collapse
+CHANCE_MARGIN = 0.02  # "at chance": training accuracy at most the majority-class frequency plus this
+
+
+class CollapseWarning(UserWarning):
+    """:func:`fit` found a dead network: a layer with every weight pruned, or training accuracy at chance.
+
+    The message names the layer or the epochs, the likely cause and the remedy; :attr:`FitResult.warnings` keeps
+    it.  Filter it with ``warnings.simplefilter("ignore", bd.CollapseWarning)``, or make it an error with
+    ``warnings.simplefilter("error", bd.CollapseWarning)``.
+    """
+
+
+@dataclass
+class TrainState:
+    """What :func:`~bayesdrop.fit`'s callbacks see and may change.
+
+    Attributes
+    ----------
+    model, guide, optimizer
+        The likelihood, its guide and the torch optimiser.
+    epochs, lr, kl_warmup
+        The run's budget, base learning rate and KL warm-up in epochs (resolved from ``"auto"``).
+    epoch : int
+        The current epoch, from 0.
+    beta : float
+        The KL weight of this epoch's steps (set in ``on_epoch_start``; 1 by default).
+    lr_scale : float
+        The factor applied to every parameter group's base learning rate this epoch.
+    metrics : dict of float
+        This epoch's figures (``elbo``, ``nll``, ``kl``, ``beta``, ``lr``, ``train_*``, ``seconds``, ``test_*``),
+        filled after the epoch's steps; :class:`History` appends them to :attr:`history`.
+    history : dict of list of float
+        Every finished epoch's metrics.
+    label_counts : torch.Tensor or None
+        Class counts of the training data (from the first epoch), for classification likelihoods.
+    warnings : list of str
+        :class:`CollapseWarning` messages so far.
+    """
+
+    model: Any
+    guide: Any
+    optimizer: torch.optim.Optimizer
+    epochs: int
+    lr: float
+    kl_warmup: int
+    epoch: int = 0
+    beta: float = 1.0
+    lr_scale: float = 1.0
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: dict[str, list[float]] = field(default_factory=dict)
+    label_counts: torch.Tensor | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        """Record ``message`` and issue it as a :class:`CollapseWarning` (attributed to the caller of ``fit``)."""
+        self.warnings.append(message)
+        warnings.warn(message, CollapseWarning, stacklevel=4)
+
+    def remedy(self) -> str:
+        """The remedy for a collapsed run, with this run's settings."""
+        return (
+            "the KL term overwhelmed the likelihood or the steps were too large: lengthen `kl_warmup` (now "
+            f"{self.kl_warmup} of {self.epochs} epochs; 'auto' takes the methods' defaults) or lower `lr` "
+            f"(now {self.lr:g})"
+        )
+
+
+class Callback:
+    """Base class of :func:`~bayesdrop.fit`'s callbacks; every hook does nothing by default.
+
+    ``on_epoch_end`` returning ``True`` stops training after that epoch (the later callbacks of the epoch still
+    run, then ``on_fit_end``).
+    """
+
+    def on_fit_start(self, state: TrainState) -> None:
+        """Before the first epoch (the optimiser and parameter groups exist)."""
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        """Before the steps of epoch ``state.epoch``."""
+
+    def on_epoch_end(self, state: TrainState) -> bool | None:
+        """After the steps of epoch ``state.epoch``, with ``state.metrics`` filled."""
+        return None
+
+    def on_fit_end(self, state: TrainState) -> None:
+        """After the last epoch (also after an early stop)."""
+
+
+class KLWarmup(Callback):
+    r"""The KL weight grows linearly over ``epochs``: :math:`\beta_e = \min(1, (e + 1) / \text{epochs})`.
+
+    Applied to the steps by :class:`~bayesdrop.handlers.KLScale`; ``epochs = 0`` keeps :math:`\beta = 1`.
+    """
+
+    def __init__(self, epochs: int):
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
+            raise ValueError(f"`epochs` must be a non-negative int, got {epochs!r}")
+        self.epochs = epochs
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        state.beta = min(1.0, (state.epoch + 1) / self.epochs) if self.epochs else 1.0
+
+
+class LinearLRDecay(Callback):
+    r"""Every parameter group's learning rate decays linearly to 0: :math:`\eta_e = \eta (1 - e / \text{epochs})`.
+
+    Molchanov et al. (2017) trained sparse variational dropout this way.
+    """
+
+    def __init__(self) -> None:
+        self.base: list[float] = []
+
+    def on_fit_start(self, state: TrainState) -> None:
+        self.base = [group["lr"] for group in state.optimizer.param_groups]
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        state.lr_scale = 1 - state.epoch / state.epochs
+        for group, base in zip(state.optimizer.param_groups, self.base):
+            group["lr"] = base * state.lr_scale
+
+
+class Evaluation(Callback):
+    """After every epoch, :func:`~bayesdrop.evaluate` on held-out ``data`` into ``test_<metric>``."""
+
+    def __init__(self, data: Any, num_samples: int = 20):
+        self.data, self.num_samples = data, num_samples
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        from .predict import evaluate
+
+        for k, value in evaluate(state.model, state.guide, self.data, num_samples=self.num_samples).items():
+            state.metrics[f"test_{k}"] = value
+
+
+class CollapseDetection(Callback):
+    """:class:`CollapseWarning` when training accuracy stays at chance for ``CHANCE_EPOCHS`` epochs, or when the
+    trained guide's pruning rule removes every weight of a layer.
+
+    Chance is the majority-class frequency of the training data plus ``CHANCE_MARGIN``; it needs a likelihood
+    that reports ``train_acc`` and class counts (:class:`~bayesdrop.Classifier`).
+    """
+
+    def __init__(self) -> None:
+        self.at_chance = 0
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        acc = state.metrics.get("train_acc")
+        if acc is None or state.label_counts is None:
+            return
+        chance = state.label_counts.max().item() / state.label_counts.sum().item()
+        self.at_chance = self.at_chance + 1 if acc <= chance + CHANCE_MARGIN else 0
+        if self.at_chance == CHANCE_EPOCHS:
+            state.warn(
+                f"training accuracy has stayed at chance ({acc:.3f}, the majority class being {chance:.3f}) for "
+                f"{CHANCE_EPOCHS} epochs, up to epoch {state.epoch}: the network predicts nothing from its "
+                f"inputs; {state.remedy()}"
+            )
+
+    def on_fit_end(self, state: TrainState) -> None:
+        with torch.no_grad():
+            for name, layer, params in state.guide.pairs():
+                rule = layer.method.pruning_rule()
+                if rule is None:
+                    continue
+                kept = layer.kept_weights(layer.method.keep_masks(layer, params))
+                total = sum(k.numel() for k in kept.values())
+                if total and not any(bool(k.any()) for k in kept.values()):
+                    state.warn(
+                        f"all {total} weights of layer {name!r} ({layer.method.name}) are pruned ({rule}); "
+                        f"{state.remedy()}"
+                    )
+
+
+class History(Callback):
+    """Appends each epoch's :attr:`TrainState.metrics` to :attr:`TrainState.history` (one list per key)."""
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        for k, value in state.metrics.items():
+            state.history.setdefault(k, []).append(value)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over the epochs with the ELBO, training accuracy and test metrics."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def on_fit_start(self, state: TrainState) -> None:
+        self.bar = tqdm(total=state.epochs, desc="fit", disable=not self.enabled, leave=False)
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        shown = {"elbo": "elbo", "train_acc": "acc"}
+        postfix = {label: f"{state.metrics[k]:.4f}" for k, label in shown.items() if k in state.metrics}
+        postfix.update({k: f"{v:.3f}" for k, v in state.metrics.items() if k.startswith("test_")})
+        self.bar.set_postfix(postfix)
+        self.bar.update(1)
+
+    def on_fit_end(self, state: TrainState) -> None:
+        self.bar.close()
+
+
+class Checkpoint(Callback):
+    """Save model, guide, optimiser and history to ``path`` after the last epoch and, with ``every``, after every
+    ``every``-th epoch (each write atomic, so an interrupted run leaves the last complete checkpoint)."""
+
+    def __init__(self, path: Any, every: int | None = None):
+        if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
+            raise ValueError(f"`every` must be None or a positive int (epochs), got {every!r}")
+        self.path, self.every = path, every
+
+    def _save(self, state: TrainState) -> None:
+        save_checkpoint(self.path, state.model, state.guide, optimizer=state.optimizer, history=state.history)
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if self.every is not None and (state.epoch + 1) % self.every == 0:
+            self._save(state)
+
+    def on_fit_end(self, state: TrainState) -> None:
+        self._save(state)
+
+
+class EpochFunction(Callback):
+    """A function ``fn(epoch, history)`` called after each epoch; returning ``True`` stops training."""
+
+    def __init__(self, fn: Callable[[int, dict[str, list[float]]], bool | None]):
+        if not callable(fn):
+            raise TypeError(f"`callback` must be callable as callback(epoch, history), got {type(fn).__name__}")
+        self.fn = fn
+
+    def on_epoch_end(self, state: TrainState) -> bool | None:
+        return self.fn(state.epoch, state.history)

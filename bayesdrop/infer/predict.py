@@ -1,0 +1,136 @@
+r"""Posterior predictive of a trained model: :func:`predict` and :func:`evaluate`.
+
+For users who have trained a model and its guide: ``rule="mc"`` draws networks from the guide
+(:class:`~bayesdrop.posterior.PosteriorSampler`, one forward pass each) and averages,
+
+.. math:: p(y^* \mid x^*) \approx \frac1T \sum_{t=1}^T p(y^* \mid x^*, \theta_t),\quad \theta_t \sim q;
+
+``rule="weight-scaling"`` runs one deterministic pass of the rescaled network (Goodfellow et al. 2016, sec. 7.12;
+:func:`~bayesdrop.handlers.posterior_mean`).  What a prediction is comes from the likelihood
+(:meth:`~bayesdrop.likelihoods.Likelihood.predictive` and :meth:`~bayesdrop.likelihoods.Likelihood.metrics`).
+
+Example
+-------
+>>> probs = bd.predict(model, guide, x_test, num_samples=100)          # classification: (N, C)
+>>> bd.evaluate(model, guide, (x_test, y_test))                       # {"acc": ..., "nll": ...}
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, overload
+
+import torch
+
+from ..data import as_tensors
+from ..guides import DropoutGuide
+from ..likelihoods import Likelihood, Prediction
+from ..posterior import PosteriorSampler, device_of
+
+__all__ = ["predict", "evaluate", "RULES"]
+
+RULES = ("mc", "weight-scaling")
+
+
+@torch.no_grad()
+def output_draws(
+    model: Likelihood, guide: DropoutGuide, x: torch.Tensor, *, num_samples: int = 100, rule: str = "mc"
+) -> torch.Tensor:
+    """Network outputs ``(S, N, ...)`` for inputs ``x``: ``S = num_samples`` posterior draws (``"mc"``) or the one
+    deterministic pass (``"weight-scaling"``, ``S = 1``), with ``model`` in eval mode."""
+    if rule not in RULES:
+        raise ValueError(f"`rule` must be one of {RULES}, got {rule!r}")
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
+        raise ValueError(f"`num_samples` must be a positive int, got {num_samples!r}")
+    if not isinstance(model, Likelihood):
+        raise TypeError(
+            f"`model` must be a bd.Likelihood (bd.Classifier, bd.Regressor, ...), got {type(model).__name__}"
+        )
+    x = x.to(device_of(model, guide))
+    was_training = model.training
+    model.eval()
+    try:
+        if guide._order is None:
+            guide(x)
+        if rule == "weight-scaling":
+            return guide.mean_network()(x).unsqueeze(0)
+        return PosteriorSampler(model, guide, num_samples, x[:1]).run(x)[0]
+    finally:
+        model.train(was_training)
+
+
+@overload
+def predict(
+    model: Likelihood,
+    guide: DropoutGuide,
+    x: Any,
+    *,
+    num_samples: int = ...,
+    rule: str = ...,
+    return_samples: Literal[False] = ...,
+) -> Prediction: ...
+
+
+@overload
+def predict(
+    model: Likelihood,
+    guide: DropoutGuide,
+    x: Any,
+    *,
+    num_samples: int = ...,
+    rule: str = ...,
+    return_samples: Literal[True],
+) -> tuple[Prediction, torch.Tensor]: ...
+
+
+@torch.no_grad()
+def predict(
+    model: Likelihood,
+    guide: DropoutGuide,
+    x: Any,
+    *,
+    num_samples: int = 100,
+    rule: str = "mc",
+    return_samples: bool = False,
+) -> Prediction | tuple[Prediction, torch.Tensor]:
+    r"""Posterior predictive for inputs ``x``: ``model.predictive`` of the network outputs.
+
+    Parameters
+    ----------
+    model, guide
+        A trained likelihood and its guide.
+    x : tensor or split
+        Inputs ``(N, ...)`` (targets, if given with a split or tuple, are ignored).
+    num_samples : int
+        Draws T of the guide for ``rule="mc"``.
+    rule : {"mc", "weight-scaling"}
+    return_samples : bool
+        Also return the per-draw network outputs ``(T, N, ...)`` (one draw for ``"weight-scaling"``).
+
+    Returns
+    -------
+    torch.Tensor or tuple
+        What the likelihood's :meth:`~bayesdrop.likelihoods.Likelihood.predictive` gives: class probabilities
+        ``(N, C)`` for :class:`~bayesdrop.Classifier`; ``(mean, std)`` each ``(N,)`` for
+        :class:`~bayesdrop.Regressor`, the std including the observation noise (Gal & Ghahramani 2016,
+        eq. 8-9); the mixture's ``(mean, std)`` by default.
+    """
+    out = output_draws(model, guide, as_tensors(x, name="x")[0], num_samples=num_samples, rule=rule)
+    prediction = model.predictive(out)
+    return (prediction, out) if return_samples else prediction
+
+
+@torch.no_grad()
+def evaluate(
+    model: Likelihood, guide: DropoutGuide, data: Any, *, num_samples: int = 20, rule: str = "mc"
+) -> dict[str, float]:
+    """The likelihood's metrics of the posterior predictive on labelled ``data``.
+
+    :class:`~bayesdrop.Classifier`: ``acc`` and ``nll``; :class:`~bayesdrop.Regressor`: ``rmse`` and ``nll``; any
+    likelihood: ``nll``, the mean negative log predictive density of the mixture over the draws.
+    """
+    x, y = as_tensors(data, name="data")
+    if y is None:
+        raise ValueError("`data` must include targets y to be evaluated")
+    model.check_targets(y, name="data.y")
+    out = output_draws(model, guide, x, num_samples=num_samples, rule=rule)
+    return model.metrics(out, y.to(out.device))

@@ -1,0 +1,411 @@
+r"""Training by stochastic variational inference: :func:`fit`.
+
+For users who train a likelihood and its :class:`~bayesdrop.DropoutGuide`: :func:`fit` maximises the ELBO
+
+.. math::
+    \mathcal L = \frac{N}{B} \sum_{n \in \text{batch}} \log p(y_n \mid x_n, \theta)
+                 - \beta\, \mathrm{KL}\big(q(\theta) \,\|\, p(\theta)\big)
+
+with Adam on the parameters of model and guide (``elbo.differentiable_loss``, so Pyro's global parameter store is
+not involved), the local reparameterisation trick for methods that support it, and minibatches drawn on the
+training device.  What happens once per epoch (the warm-up of :math:`\beta`, the learning-rate decay, held-out
+evaluation, collapse detection, the history, the progress bar, checkpoints) is a list of
+:mod:`~bayesdrop.infer.callbacks`, to which users add their own.
+
+Pyro validation follows Pyro's global setting (``pyro.enable_validation``, on by default) unless
+``fit(validate=...)`` overrides it; switching it off saves about a third of a step on small networks.  Model and
+guide are unchanged, so ``pyro.infer.SVI`` trains the same pair.
+
+Example
+-------
+>>> result = bd.fit(model, guide, data.train, epochs=50, test=data.test)
+>>> result.history["test_acc"][-1]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence, Sized
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pyro
+import torch
+
+from ..data import as_tensors
+from ..guides import DropoutGuide
+from ..handlers import KLScale, LocalReparameterization
+from ..likelihoods import Likelihood
+from ..nn import bayesian_layers
+from .callbacks import (
+    Callback,
+    Checkpoint,
+    CollapseDetection,
+    EpochFunction,
+    Evaluation,
+    History,
+    KLWarmup,
+    LinearLRDecay,
+    ProgressBar,
+    TrainState,
+)
+from .elbo import MeanFieldELBO
+
+__all__ = ["fit", "FitResult", "DEFAULT_LR", "resolve_device", "resolve_kl_warmup", "param_groups"]
+
+
+DEFAULT_LR = 1e-2  # fit's Adam learning rate, decayed linearly to 0 by default; measurements in docs/defaults.md
+
+
+def resolve_kl_warmup(model: torch.nn.Module, epochs: int, kl_warmup: int | str = "auto") -> int:
+    """The KL warm-up in epochs: ``kl_warmup`` itself, or for ``"auto"`` the largest fraction of ``epochs`` that
+    the methods of ``model``'s layers declare (:attr:`~bayesdrop.methods.TrainingDefaults.kl_warmup`), rounded."""
+    if kl_warmup != "auto":
+        return int(kl_warmup)
+    fraction = max((layer.method.fit_defaults.kl_warmup for _, layer in bayesian_layers(model)), default=0.0)
+    return round(fraction * epochs)
+
+
+def param_groups(model: torch.nn.Module, guide: DropoutGuide, lr: float) -> list[dict[str, Any]]:
+    """Adam parameter groups of ``model`` and ``guide``: one at ``lr``, and one per learning-rate multiplier that a
+    layer's method declares for its variational parameters (:attr:`~bayesdrop.methods.TrainingDefaults.lr_scale`).
+
+    Only trainable parameters, each once.  Use it to train with another optimiser:
+    ``torch.optim.SGD(bd.infer.param_groups(model, guide, 0.1), lr=0.1)``.
+    """
+    scaled: dict[int, float] = {}
+    for _, layer, params in guide.pairs():
+        scales = layer.method.fit_defaults.lr_scale
+        for name, p in params.named_parameters():
+            if name in scales:
+                scaled[id(p)] = scales[name]
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    seen: set[int] = set()
+    for p in [*model.parameters(), *guide.parameters()]:
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            groups.setdefault(scaled.get(id(p), 1.0), []).append(p)
+    return [{"params": ps, "lr": lr * scale} for scale, ps in sorted(groups.items())]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"auto"`` is CUDA when available, else the CPU; anything else is passed to ``torch.device``."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"`device` must be 'auto' or a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("`device` is 'cuda' but CUDA is not available")
+    return dev
+
+
+def _loader_or_tensors(data: Any, name: str) -> Any:
+    if isinstance(data, torch.utils.data.DataLoader):
+        return data
+    return as_tensors(data, name=name)
+
+
+def _batches(
+    data: Any, batch_size: int, device: torch.device, gen: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    if isinstance(data, torch.utils.data.DataLoader):
+        for xb, yb in data:
+            yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        return
+    x, y = data
+    perm = torch.randperm(len(x), generator=gen).to(device)
+    for i in range(0, len(x), batch_size):
+        idx = perm[i : i + batch_size]
+        yield x[idx], y[idx]
+
+
+@dataclass
+class FitResult:
+    r"""What :func:`fit` returns.
+
+    Attributes
+    ----------
+    history : dict of list
+        Per epoch: ``elbo`` (mean loss per data point, i.e. -ELBO / N), ``nll``
+        (mean negative log-likelihood per training point), ``kl`` (KL term of
+        the ELBO, the estimate ``loss - N * nll``; for ``vbd`` it includes the
+        constant :math:`n_\gamma \log(b - a)` of the ``gamma`` sites, see
+        ``VariationalBayesianDropout.kl_constant``), ``beta``, ``lr``, ``train_<metric>`` for the
+        likelihood's :meth:`~bayesdrop.Likelihood.train_metrics` (``train_acc`` for a classifier), ``seconds``
+        and, when ``test`` data were given, ``test_<metric>`` for its :meth:`~bayesdrop.Likelihood.metrics`
+        (``test_acc`` and ``test_nll`` for a classifier, ``test_rmse`` and ``test_nll`` for a regressor).
+    device : torch.device
+    warnings : list of str
+        The :class:`CollapseWarning` messages of this run (empty for a healthy one).
+    """
+
+    history: dict[str, list[float]] = field(default_factory=dict)
+    device: torch.device = torch.device("cpu")
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        s = self.history.get("seconds", [])
+        return sum(s) / len(s) if s else float("nan")
+
+    def to_json(self) -> str:
+        return json.dumps({"history": self.history, "device": str(self.device), "warnings": self.warnings}, indent=1)
+
+
+def fit(
+    model: Likelihood,
+    guide: DropoutGuide,
+    data: Any,
+    *,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = DEFAULT_LR,
+    optimizer: Callable[[list[dict[str, Any]]], torch.optim.Optimizer] | None = None,
+    loss: pyro.infer.ELBO | None = None,
+    kl_warmup: int | str = "auto",
+    lr_decay: str | None = "linear",
+    lrt: bool = True,
+    device: str | torch.device = "auto",
+    seed: int | None = 0,
+    test: Any = None,
+    test_samples: int = 20,
+    progress: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+    validate: bool | None = None,
+    callback: Callable[[int, dict[str, list[float]]], bool | None] | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> FitResult:
+    """Train ``model`` and ``guide`` by minibatch SVI.
+
+    Parameters
+    ----------
+    model, guide
+        A likelihood and its :class:`DropoutGuide`; moved to ``device`` in place.
+    data
+        Training data: a split with ``.x``/``.y``, an ``(x, y)`` tuple, or a
+        ``torch.utils.data.DataLoader`` yielding ``(x, y)``.
+    epochs, batch_size, lr
+        Passes over the data, minibatch size, Adam learning rate (default 1e-2, decayed linearly: see
+        ``lr_decay``).  Parameters whose method declares a multiplier
+        (:attr:`~bayesdrop.methods.TrainingDefaults.lr_scale`) train at ``lr`` times it (:func:`param_groups`).
+    optimizer
+        A function of the parameter groups (:func:`param_groups`, each with its ``"lr"``) returning a torch
+        optimiser, e.g. ``lambda groups: torch.optim.SGD(groups, momentum=0.9)``; default Adam.  ``lr_decay``
+        scales each group's learning rate.
+    loss
+        A Pyro ELBO; default :class:`MeanFieldELBO` (``TraceMeanField_ELBO``:
+        analytic KL where the method registers one, evaluated lazily).
+    kl_warmup
+        Epochs over which the KL weight grows linearly from 0 to 1 (0: none).  ``"auto"`` (default): the
+        fraction of ``epochs`` that the model's methods declare as their training default
+        (:class:`~bayesdrop.methods.TrainingDefaults`; :func:`resolve_kl_warmup`): all of them for the Gaussian
+        family (``vd``, ``sparse-vd``, ``vbd``; the weight reaches 1 in the last epoch), none for fixed-rate and
+        Generalized Dropout.
+    lr_decay
+        ``"linear"`` (default) decays the learning rate linearly over the epochs, ``lr * (1 - e / epochs)`` in
+        epoch ``e = 0, 1, ...``, as Molchanov et al. (2017) trained sparse VD; ``None`` keeps ``lr``.  With a
+        fixed budget of epochs the linear decay trained every registered method to a better test error than a
+        constant rate on digits and MNIST-1D (``docs/defaults.md``).
+    lrt
+        Use the local reparameterisation trick for methods that support it;
+        ``False`` samples weights.  With the default ``loss`` the guide then
+        skips drawing the weight matrices that the trick ignores
+        (:class:`~bayesdrop.nn.LocalReparameterization` with
+        ``draw_weights=False``); with another ``loss`` it draws them.
+    device
+        ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ...
+    seed
+        Seeds torch and Pyro and the minibatch order; ``None`` leaves them.
+    test
+        Optional held-out data, evaluated after every epoch by MC prediction.
+    progress
+        Show a progress bar with the ELBO and accuracy.
+    checkpoint
+        Path; the final model, guide, optimiser and history are saved there.
+    validate
+        Pyro's shape and support validation on every step: ``None`` (default) follows Pyro's global setting
+        (``pyro.enable_validation``, on unless switched off), ``True`` / ``False`` override it for this run.
+        Off, a step of a small network is about a third faster.
+    callback
+        ``callback(epoch, history)`` after each epoch (``epoch`` from 0,
+        ``history`` as in :class:`FitResult`); returning ``True`` stops
+        training early.  Its time is not in ``history["seconds"]``.
+    callbacks
+        :class:`~bayesdrop.infer.callbacks.Callback` objects, run after ``fit``'s own (warm-up, learning-rate
+        decay, evaluation, collapse detection, history, progress bar) and before ``callback`` and ``checkpoint``.
+
+    Returns
+    -------
+    FitResult
+    """
+    for arg, v in (("epochs", epochs), ("batch_size", batch_size)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"`{arg}` must be a positive int, got {v!r}")
+    if kl_warmup != "auto" and (not isinstance(kl_warmup, int) or isinstance(kl_warmup, bool) or kl_warmup < 0):
+        raise ValueError(f"`kl_warmup` must be 'auto' or a non-negative int (epochs), got {kl_warmup!r}")
+    if not lr > 0:
+        raise ValueError(f"`lr` must be > 0, got {lr!r}")
+    if lr_decay not in (None, "linear"):
+        raise ValueError(f"`lr_decay` must be None or 'linear', got {lr_decay!r}")
+    if not isinstance(guide, DropoutGuide) or guide.model is not model:
+        raise ValueError("`guide` must be the DropoutGuide built for `model`")
+    if optimizer is not None and not callable(optimizer):
+        raise TypeError(f"`optimizer` must be callable as optimizer(param_groups), got {type(optimizer).__name__}")
+    if validate is not None and not isinstance(validate, bool):
+        raise TypeError(f"`validate` must be None (Pyro's setting), True or False, got {validate!r}")
+    callbacks = list(callbacks)
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"`callbacks` must hold bd.infer.Callback objects, got {type(cb).__name__}")
+    schedule: list[Callback] = [KLWarmup(0)]  # replaced below once the warm-up is resolved
+    if lr_decay == "linear":
+        schedule.append(LinearLRDecay())
+    if test is not None:
+        test_t = as_tensors(test, name="test")
+        _check_targets(model, test_t[1], "test")
+        schedule.append(Evaluation(test_t, num_samples=test_samples))
+    schedule += [CollapseDetection(), History(), ProgressBar(progress), *callbacks]
+    if callback is not None:
+        schedule.append(EpochFunction(callback))
+    if checkpoint is not None:
+        schedule.append(Checkpoint(checkpoint))
+    dev = resolve_device(device)
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+    gen = torch.Generator().manual_seed(0 if seed is None else seed)
+    train = _loader_or_tensors(data, "data")
+    if not isinstance(train, torch.utils.data.DataLoader):
+        _check_targets(model, train[1], "data")
+        train = (train[0].to(dev), train[1].to(dev))
+        num = len(train[0])
+    else:
+        num = len(cast(Sized, train.dataset))
+    if num != model.num_data:
+        raise ValueError(f"`data` has {num} points but the model was built with num_data={model.num_data}")
+    model.to(dev)
+    guide.to(dev)
+    elbo = loss if loss is not None else MeanFieldELBO(max_plate_nesting=1)
+    captured: dict[str, torch.Tensor] = {}
+
+    def traced_model(*args: Any) -> torch.Tensor:
+        captured["out"] = out = model(*args)
+        return out
+
+    # The local reparameterisation handler acts on the guide's weight sites (the model replays the tagged values),
+    # so it wraps the guide alone: the model's sample statements pass one messenger fewer.  MeanFieldELBO uses
+    # analytic KLs and checks it, so the unused weight draw can be skipped.
+    fit_guide = LocalReparameterization(draw_weights=not isinstance(elbo, MeanFieldELBO))(guide) if lrt else guide
+
+    # Initialise the guide (records layer order and shapes) before collecting parameters.
+    x0, y0 = next(_batches(train, batch_size, dev, torch.Generator().manual_seed(0)))
+    guide(x0, y0)
+    warmup = resolve_kl_warmup(model, epochs, kl_warmup)
+    schedule[0] = KLWarmup(warmup)
+    groups = param_groups(model, guide, lr)
+    params = [p for group in groups for p in group["params"]]
+    optim = torch.optim.Adam(groups, lr=lr) if optimizer is None else optimizer(groups)
+    if not isinstance(optim, torch.optim.Optimizer):
+        raise TypeError(f"`optimizer` must return a torch.optim.Optimizer, got {type(optim).__name__}")
+    state = TrainState(model=model, guide=guide, optimizer=optim, epochs=epochs, lr=lr, kl_warmup=warmup)
+    for cb in schedule:
+        cb.on_fit_start(state)
+    steps = 0  # steps before this epoch
+    for epoch in range(epochs):
+        state.epoch, state.metrics = epoch, {}
+        for cb in schedule:
+            cb.on_epoch_start(state)
+        model.train(), guide.train()
+        t0 = time.perf_counter()
+        # Per step: loss, batch size, log-likelihood sum, the likelihood's training metrics; kept on the device and
+        # read once per epoch.
+        losses: list[torch.Tensor] = []
+        sizes: list[int] = []
+        log_liks: list[torch.Tensor] = []
+        sums: dict[str, list[torch.Tensor]] = {}
+        counts: list[torch.Tensor] = []  # class counts per step of the first epoch
+        handlers: list[contextlib.AbstractContextManager] = []
+        if validate is not None:
+            handlers.append(pyro.validation_enabled(validate))
+        if state.beta != 1.0:
+            handlers.append(KLScale(state.beta))
+        with contextlib.ExitStack() as stack:
+            for h in handlers:
+                stack.enter_context(h)
+            for xb, yb in _batches(train, batch_size, dev, gen):
+                optim.zero_grad(set_to_none=True)
+                try:
+                    # pyro.infer.ELBO declares no differentiable_loss; its Trace*_ELBO subclasses define it
+                    loss_b = elbo.differentiable_loss(traced_model, fit_guide, xb, yb)  # type: ignore[attr-defined]
+                except ValueError as err:  # Pyro's validation met a distribution with NaN or infinite parameters
+                    if not _non_finite_parameter(err):
+                        raise
+                    bad = torch.stack([*losses, losses[-1].new_tensor(math.nan) if losses else torch.tensor(math.nan)])
+                    raise FloatingPointError(_nan_message(bad, epoch, steps, lr, warmup)) from err
+                loss_b.backward()
+                optim.step()
+                with torch.no_grad():
+                    out = captured["out"]
+                    losses.append(loss_b.detach())
+                    sizes.append(len(yb))
+                    log_liks.append(model.log_likelihood(out, yb).sum())
+                    for k, batch_sum in model.train_metrics(out, yb).items():
+                        sums.setdefault(k, []).append(batch_sum)
+                    if epoch == 0:
+                        c = model.label_counts(yb)
+                        if c is not None:
+                            counts.append(c)
+        count = sum(sizes)
+        with torch.no_grad():
+            step_losses = torch.stack(losses)
+            loss_e = (step_losses @ torch.tensor(sizes, dtype=losses[0].dtype, device=dev)).item() / num
+            nll = -torch.stack(log_liks).sum().item() / count
+            train_means = {f"train_{k}": torch.stack(ts).sum().item() / count for k, ts in sums.items()}
+            if counts:
+                state.label_counts = torch.stack(counts).sum(0).cpu()
+        if not math.isfinite(loss_e) or not _all_finite(params):
+            raise FloatingPointError(_nan_message(step_losses, epoch, steps, lr, warmup))
+        steps += len(losses)
+        state.metrics.update(elbo=loss_e / num, nll=nll, kl=loss_e - num * nll, beta=state.beta)
+        state.metrics.update(lr=lr * state.lr_scale, **train_means, seconds=time.perf_counter() - t0)
+        stop = False
+        for cb in schedule:
+            stop = bool(cb.on_epoch_end(state)) or stop
+        if stop:
+            break
+    for cb in schedule:
+        cb.on_fit_end(state)
+    return FitResult(history=state.history, device=dev, warnings=state.warnings)
+
+
+def _non_finite_parameter(err: ValueError) -> bool:
+    """Whether ``err`` is torch's validation error for a distribution parameter with NaN or infinite values."""
+    msg = str(err)
+    return "invalid values" in msg and ("nan" in msg or "inf" in msg)
+
+
+def _all_finite(params: list[torch.nn.Parameter]) -> bool:
+    with torch.no_grad():
+        return bool(torch.stack([p.isfinite().all() for p in params]).all())
+
+
+def _nan_message(step_losses: torch.Tensor, epoch: int, steps: int, lr: float, kl_warmup: int) -> str:
+    """Where the run diverged: the first step with a non-finite loss, else the epoch whose steps broke a parameter."""
+    bad = (~step_losses.isfinite()).nonzero()
+    if len(bad):
+        i = int(bad[0])
+        what = f"the loss became {step_losses[i].item()} at step {i} of epoch {epoch} (step {steps + i} of the run)"
+    else:
+        what = f"a parameter became NaN or infinite in epoch {epoch} (steps {steps} to {steps + len(step_losses) - 1})"
+    return f"{what}; training stopped. Lower `lr` (now {lr:g}) or lengthen `kl_warmup` (now {kl_warmup} epochs)"
+
+
+def _check_targets(model: Likelihood, y: torch.Tensor | None, name: str) -> None:
+    if y is None:
+        raise ValueError(f"`{name}` must include targets y")
+    model.check_targets(y, name=f"{name}.y")

@@ -1,0 +1,303 @@
+r"""Likelihoods: what an observation is, given the network's output.
+
+For everyone who trains a bayesdrop network: a likelihood wraps a network of Bayesian layers into the Pyro model
+
+.. math::
+    p(y, \theta) = p(\theta) \prod_{n=1}^{N} p(y_n \mid f_\theta(x_n)),
+
+with a ``pyro.plate("data", N, subsample=...)`` over the data, so that a minibatch of size B has its
+log-likelihood scaled by N / B while the global KL terms stay unscaled.
+
+A likelihood is one method, :meth:`Likelihood.distribution`, the distribution of ``y`` given the network output.
+Everything :func:`~bayesdrop.fit`, :func:`~bayesdrop.predict`, :func:`~bayesdrop.evaluate` and
+:func:`~bayesdrop.to_inference_data` need derives from it: the observation site (:meth:`~Likelihood.observe`),
+the pointwise log-likelihood (:meth:`~Likelihood.log_likelihood`), the posterior predictive summary from output
+draws (:meth:`~Likelihood.predictive`), its metrics (:meth:`~Likelihood.metrics`) and the variables of the ArviZ
+``posterior_predictive`` group (:meth:`~Likelihood.predictive_variables`).  :class:`Classifier` and
+:class:`Regressor` refine some of them; a user's likelihood may override any.
+
+Example
+-------
+A heteroscedastic regression, the network predicting a mean and a scale per input:
+
+>>> class Heteroscedastic(bd.Likelihood):
+...     def distribution(self, out):
+...         return dist.Normal(out[..., 0], F.softplus(out[..., 1]) + 0.01)
+>>> model = Heteroscedastic(bd.models.mlp(1, [64, 64], 2), num_data=len(x))
+>>> guide = bd.DropoutGuide(model)
+>>> bd.fit(model, guide, (x, y))
+>>> mean, std = bd.predict(model, guide, x_new)   # mixture mean and std over the draws
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro.nn import PyroModule
+
+from .distributions import LogitsCategorical
+from .nn import bayesian_layers, local_plate
+
+__all__ = ["Likelihood", "Classifier", "Regressor", "Prediction"]
+
+Prediction = Any  # what Likelihood.predictive returns: class probabilities, or (mean, std), or a user's own
+
+
+class Likelihood(PyroModule):
+    """Base class of the likelihoods: the Pyro model around a Bayesian network.
+
+    Subclasses define :meth:`distribution`; the other methods derive from it and may be overridden (for speed, or
+    for a prediction other than the predictive mean and standard deviation).
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        A network containing :mod:`bayesdrop.nn` layers (``bd.models.mlp``, ``bd.bayesianize(...)``, ...).
+    num_data : int
+        Size N of the training set, for the N / B scaling of minibatches.
+    """
+
+    def __init__(self, net: torch.nn.Module, num_data: int):
+        super().__init__()
+        if not isinstance(net, torch.nn.Module) or not bayesian_layers(net):
+            raise TypeError("`net` must be a torch.nn.Module containing bayesdrop.nn layers (see bd.bayesianize)")
+        if not isinstance(num_data, int) or isinstance(num_data, bool) or num_data < 1:
+            raise ValueError(f"`num_data` must be a positive int (the training-set size), got {num_data!r}")
+        self.net = net
+        self.num_data = num_data
+
+    # -- the model ---------------------------------------------------------------------------------------------
+
+    def distribution(self, out: torch.Tensor) -> dist.TorchDistribution:
+        r"""The distribution :math:`p(y \mid f)` of the targets given network outputs ``out``.
+
+        Parameters
+        ----------
+        out : torch.Tensor
+            Network outputs ``(..., N, *out_shape)``, with leading sample dimensions under prediction.
+
+        Returns
+        -------
+        pyro.distributions.TorchDistribution
+            Batch shape ``(..., N)``; its event is one target ``y_n``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define distribution(out)")
+
+    def data_plate(self, x: torch.Tensor, y: torch.Tensor | None = None) -> pyro.plate:
+        """The subsampled data plate for a minibatch ``x`` (shared by model and guide)."""
+        return pyro.plate("data", self.num_data, subsample=torch.arange(x.shape[0], device=x.device), dim=-1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the network (weights global, masks per example) and observe ``y``; returns the network output."""
+        if not torch.is_tensor(x) or not x.is_floating_point():
+            raise TypeError(f"`x` must be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
+        if y is not None and (not torch.is_tensor(y) or y.shape[:1] != x.shape[:1]):
+            raise ValueError(
+                f"`y` must be a tensor with one entry per row of `x` ({x.shape[0]}), got "
+                f"{tuple(y.shape) if torch.is_tensor(y) else type(y).__name__}"
+            )
+        plate = self.data_plate(x, y)
+        with local_plate(plate):
+            out = self.net(x)
+        with plate:
+            self.observe(out, y)
+        return out
+
+    def observe(self, out: torch.Tensor, y: torch.Tensor | None) -> None:
+        """The observation site ``"obs"`` (inside the data plate): ``y ~ distribution(out)``."""
+        pyro.sample("obs", self.distribution(out), obs=y)
+
+    def log_likelihood(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        r"""Pointwise :math:`\log p(y_n \mid f_n)`, shape ``out``'s batch shape ``(..., N)`` (no N / B scaling)."""
+        return self.distribution(out).log_prob(y)
+
+    def check_targets(self, y: torch.Tensor, name: str = "y") -> None:
+        """Raise ``ValueError`` (naming ``name``) unless ``y`` is a tensor of targets this likelihood can score.
+
+        The default accepts any tensor with a leading data dimension; subclasses check dtype and shape, so that
+        a wrong target fails before training rather than broadcasting.
+        """
+        if not torch.is_tensor(y) or y.dim() < 1:
+            raise ValueError(f"`{name}` must be a tensor with one target per example, got {type(y).__name__}")
+
+    # -- predictions -------------------------------------------------------------------------------------------
+
+    def predictive(self, out: torch.Tensor) -> Prediction:
+        r"""The posterior predictive summary from ``S`` output draws ``out`` ``(S, N, ...)``.
+
+        Default: the mixture's mean and standard deviation (law of total variance),
+
+        .. math:: \mu = \frac1S \sum_s \mathbb E[y \mid f_s],\qquad
+            \sigma^2 = \frac1S \sum_s \mathrm{Var}[y \mid f_s] + \frac1S \sum_s (\mathbb E[y \mid f_s] - \mu)^2.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            ``(mean, std)``, each of shape ``(N, *event_shape)``.
+        """
+        d = self.distribution(out)
+        mean = d.mean.mean(0)
+        var = d.variance.mean(0) + d.mean.var(0, unbiased=False)
+        return mean, var.sqrt()
+
+    def metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        r"""Metrics of the posterior predictive on labelled data, from ``S`` output draws ``out`` ``(S, N, ...)``.
+
+        Default: ``nll``, the mean negative log predictive density of the mixture over the draws,
+        :math:`-\frac1N \sum_n \log \frac1S \sum_s p(y_n \mid f_s(x_n))`.
+        """
+        ll = self.log_likelihood(out, y)
+        return {"nll": -(ll.logsumexp(0) - math.log(ll.shape[0])).mean().item()}
+
+    def train_metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-minibatch sums of the metrics :func:`~bayesdrop.fit` reports as ``train_<name>`` (per example).
+
+        Called every step without gradients; return tensors (not floats) so the step does not synchronise with
+        the device.  Default: none.
+        """
+        return {}
+
+    def label_counts(self, y: torch.Tensor) -> torch.Tensor | None:
+        """Counts of each class in ``y`` for classification likelihoods (``fit``'s chance-level check), else None."""
+        return None
+
+    # -- ArviZ -------------------------------------------------------------------------------------------------
+
+    def predictive_variables(self, out: torch.Tensor) -> dict[str, tuple[list[str], torch.Tensor]]:
+        """Variables for the ArviZ ``posterior_predictive`` group besides the replicated ``y``.
+
+        Parameters
+        ----------
+        out : torch.Tensor
+            Output draws ``(S, N, ...)``.
+
+        Returns
+        -------
+        dict
+            ``name -> (dims, values)``: ``values`` of shape ``(S, N, ...)`` and ``dims`` naming the dimensions
+            after the draw and observation ones.  Default: the network output ``f`` with dims ``f_dim_i``.
+        """
+        return {"f": ([f"f_dim_{i}" for i in range(out.dim() - 2)], out)}
+
+    def constant_data(self, x: torch.Tensor) -> dict[str, tuple[list[str], torch.Tensor]]:
+        """Variables for the ArviZ ``constant_data`` group for inputs ``x`` (``name -> (dims after obs, values)``)."""
+        return {}
+
+    def coords(self) -> dict[str, Any]:
+        """Coordinates of the dimensions that :meth:`predictive_variables` and :meth:`constant_data` name."""
+        return {}
+
+
+class Classifier(Likelihood):
+    r"""Categorical likelihood :math:`y_n \sim \mathrm{Categorical}(\mathrm{softmax}(f_\theta(x_n)))`.
+
+    :meth:`predictive` returns the class probabilities averaged over the draws, ``(N, C)``; :meth:`metrics` gives
+    ``acc`` and ``nll``.
+    """
+
+    @property
+    def num_classes(self) -> int:
+        """The number of outputs of the network's last layer with parameters (Bayesian or plain)."""
+        for module in reversed(list(self.net.modules())):
+            for attr in ("out_features", "out_channels"):
+                n = getattr(module, attr, None)
+                if isinstance(n, int):
+                    return n
+        raise ValueError("`net`: cannot tell the number of classes (no layer has out_features or out_channels)")
+
+    def distribution(self, out):
+        return LogitsCategorical(out)
+
+    def log_likelihood(self, out, y):
+        # Categorical(logits=out).log_prob(y) without building a distribution (fit calls it every step).
+        if out.dim() == 2:
+            return -F.cross_entropy(out, y, reduction="none")
+        y = y.expand(out.shape[:-1]).unsqueeze(-1)
+        return out.log_softmax(-1).gather(-1, y).squeeze(-1)
+
+    def check_targets(self, y, name="y"):
+        from .data import check_labels
+
+        check_labels(y, self.num_classes, name=name)
+
+    def predictive(self, out):
+        return out.softmax(-1).mean(0)
+
+    def metrics(self, out, y):
+        probs = self.predictive(out)
+        nll = -probs.gather(-1, y[:, None]).clamp_min(1e-12).log().mean().item()
+        return {"acc": (probs.argmax(-1) == y).float().mean().item(), "nll": nll}
+
+    def train_metrics(self, out, y):
+        return {"acc": (out.argmax(-1) == y).sum()}
+
+    def label_counts(self, y):
+        return torch.bincount(y, minlength=self.num_classes)
+
+    def predictive_variables(self, out):
+        return {"probs": (["class"], out.softmax(-1))}
+
+    def coords(self):
+        return {"class": list(range(self.num_classes))}
+
+
+class Regressor(Likelihood):
+    r"""Gaussian likelihood :math:`y_n \sim \mathcal N(f_\theta(x_n), \sigma^2)`.
+
+    The network must have one output.  :math:`\sigma` (Gal & Ghahramani's :math:`\tau^{-1/2}`) is a point
+    estimate when ``learn_noise`` is true.  :meth:`predictive` returns ``(mean, std)``, the std including the
+    observation noise (Gal & Ghahramani 2016, eq. 8-9); :meth:`metrics` gives ``rmse`` and ``nll``.
+
+    Parameters
+    ----------
+    net, num_data
+        As in :class:`Likelihood`.
+    noise_scale : float
+        (Initial) observation noise standard deviation, > 0.
+    learn_noise : bool
+        Learn ``noise_scale`` by maximising the ELBO.
+    """
+
+    def __init__(self, net: torch.nn.Module, num_data: int, noise_scale: float = 0.1, learn_noise: bool = True):
+        super().__init__(net, num_data)
+        if not noise_scale > 0:
+            raise ValueError(f"`noise_scale` must be > 0, got {noise_scale!r}")
+        log_noise = torch.tensor(math.log(noise_scale))
+        if learn_noise:
+            self.log_noise = torch.nn.Parameter(log_noise)
+        else:
+            self.register_buffer("log_noise", log_noise)
+
+    @property
+    def noise_scale(self) -> torch.Tensor:
+        return self.log_noise.exp()
+
+    def distribution(self, out):
+        return dist.Normal(out.squeeze(-1), self.noise_scale)
+
+    def check_targets(self, y, name="y"):
+        if not torch.is_tensor(y) or not y.is_floating_point() or y.dim() != 1:
+            shape = tuple(y.shape) if torch.is_tensor(y) else type(y).__name__
+            raise ValueError(
+                f"`{name}`: regression targets must be a floating-point tensor of shape (N,), got {shape}"
+                + (" (squeeze the last dimension)" if torch.is_tensor(y) and y.dim() == 2 and y.shape[1] == 1 else "")
+            )
+
+    def metrics(self, out, y):
+        mean = out.squeeze(-1).mean(0)
+        return {"rmse": (mean - y).pow(2).mean().sqrt().item(), **super().metrics(out, y)}
+
+    def predictive_variables(self, out):
+        return {"mu": ([], out.squeeze(-1))}
+
+    def constant_data(self, x):
+        n = len(x)
+        data = {"noise_scale": ([], self.noise_scale.detach().expand(n))}
+        if x.dim() == 2:
+            data["x"] = (["feature"], x)
+        return data

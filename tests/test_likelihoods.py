@@ -1,0 +1,122 @@
+"""The likelihood protocol: one ``distribution`` gives fit, predict, evaluate and to_inference_data their meaning.
+
+A user's heteroscedastic likelihood (the network predicts a mean and a scale, as in tutorial 05) goes through every
+entry point with nothing but ``distribution`` defined; its derived quantities are checked against formulas computed
+here from the output draws.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyro.distributions as dist
+import pytest
+import torch
+import torch.nn.functional as F
+
+import bayesdrop as bd
+
+
+class Heteroscedastic(bd.Likelihood):
+    """y ~ N(mu(x), sigma(x)^2), the network's two outputs giving mu and softplus(.) + 0.01."""
+
+    def distribution(self, out):
+        return dist.Normal(out[..., 0], F.softplus(out[..., 1]) + 0.01)
+
+
+def _data(n=120, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, generator=g) * 6 - 3
+    y = torch.sin(2 * x[:, 0]) + (0.05 + 0.15 * x[:, 0].abs()) * torch.randn(n, generator=g)
+    return x, y
+
+
+def _trained(epochs=30):
+    x, y = _data()
+    net = bd.models.mlp(1, [32], 2, "bernoulli", p=0.1)
+    model = Heteroscedastic(net, num_data=len(x))
+    guide = bd.DropoutGuide(model)
+    result = bd.fit(model, guide, (x, y), epochs=epochs, batch_size=40, progress=False)
+    return model, guide, x, y, result
+
+
+def test_a_likelihood_must_define_its_distribution():
+    model = bd.Likelihood(bd.models.mlp(2, [3], 1), num_data=4)
+    with pytest.raises(NotImplementedError, match="distribution"):
+        model.distribution(torch.zeros(4, 1))
+
+
+def test_user_likelihood_trains_predicts_evaluates_and_gives_inference_data():
+    model, guide, x, y, result = _trained()
+    h = result.history
+    assert h["nll"][-1] < h["nll"][0] - 0.3  # it learned: the training NLL fell
+    assert "train_acc" not in h  # no accuracy for a likelihood that reports none
+
+    torch.manual_seed(1)
+    (mean, std), out = bd.predict(model, guide, x, num_samples=50, return_samples=True)
+    assert out.shape == (50, len(x), 2) and mean.shape == std.shape == (len(x),)
+    mu, sigma = out[..., 0], F.softplus(out[..., 1]) + 0.01
+    # law of total variance over the 50 draws, written out
+    np.testing.assert_allclose(mean, mu.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(std**2, (sigma**2).mean(0) + mu.var(0, unbiased=False), rtol=1e-5)
+
+    torch.manual_seed(1)
+    metrics = bd.evaluate(model, guide, (x, y), num_samples=50)
+    log_p = dist.Normal(mu, sigma).log_prob(y)  # same draws: the seed is the same
+    expected = -(torch.logsumexp(log_p, 0) - math.log(50)).mean().item()
+    assert set(metrics) == {"nll"} and metrics["nll"] == pytest.approx(expected, rel=1e-5)
+
+    idata = bd.to_inference_data(model, guide, (x, y), num_samples=20, seed=0)
+    f = idata.posterior_predictive["f"]
+    assert f.dims == ("chain", "draw", "obs_id", "f_dim_0") and f.shape == (1, 20, len(x), 2)
+    ll = idata.log_likelihood["y"].values[0]
+    draws = torch.as_tensor(f.values[0])
+    expected_ll = Heteroscedastic.distribution(model, draws).log_prob(y).numpy()
+    np.testing.assert_allclose(ll, expected_ll, rtol=1e-5, atol=1e-5)
+    assert idata.observed_data["y"].dtype == np.float64
+    assert idata.attrs["bayesdrop_likelihood"] == "Heteroscedastic"
+
+
+def test_regressor_rejects_column_targets_before_training():
+    """(N, 1) targets would broadcast against (N,) means into an (N, N) likelihood: refused, with the fix named."""
+    x, y = _data(40)
+    model = bd.Regressor(bd.models.mlp(1, [8], 1), num_data=40)
+    guide = bd.DropoutGuide(model)
+    with pytest.raises(ValueError, match=r"data\.y.*shape \(N,\).*\(40, 1\).*squeeze"):
+        bd.fit(model, guide, (x, y[:, None]), epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"data\.y"):
+        bd.evaluate(model, guide, (x, y[:, None]))
+    with pytest.raises(ValueError, match=r"data\.y"):
+        bd.to_inference_data(model, guide, (x, y[:, None]), num_samples=2)
+
+
+def test_regressor_nll_is_the_mixture_density_of_the_draws():
+    x, y = _data(60)
+    model = bd.Regressor(bd.models.mlp(1, [16], 1, "bernoulli", p=0.2), num_data=60, noise_scale=0.3)
+    guide = bd.DropoutGuide(model)
+    bd.fit(model, guide, (x, y), epochs=3, progress=False)
+    torch.manual_seed(2)
+    metrics = bd.evaluate(model, guide, (x, y), num_samples=30)
+    torch.manual_seed(2)
+    _, out = bd.predict(model, guide, x, num_samples=30, return_samples=True)
+    log_p = dist.Normal(out[..., 0], model.noise_scale).log_prob(y)
+    assert metrics["nll"] == pytest.approx(-(torch.logsumexp(log_p, 0) - math.log(30)).mean().item(), rel=1e-5)
+    assert metrics["rmse"] == pytest.approx((out[..., 0].mean(0) - y).pow(2).mean().sqrt().item(), rel=1e-5)
+
+
+def test_predict_and_to_inference_data_refuse_a_model_that_is_not_a_likelihood():
+    model, guide, x, y = _tiny()
+    with pytest.raises(TypeError, match="bd.Likelihood"):
+        bd.predict(torch.nn.Linear(2, 2), guide, x)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="DropoutGuide built for `model`"):
+        bd.to_inference_data(torch.nn.Linear(2, 2), guide, (x, y))  # type: ignore[arg-type]
+
+
+def _tiny():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(10, 3, generator=g), torch.randint(0, 2, (10,), generator=g)
+    model = bd.Classifier(bd.models.mlp(3, [4], 2), num_data=10)
+    guide = bd.DropoutGuide(model)
+    guide(x)
+    return model, guide, x, y
