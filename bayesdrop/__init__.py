@@ -14,7 +14,6 @@ from . import (
     data,
     diagnostics,
     distributions,
-    experiments,
     handlers,
     likelihoods,
     methods,
@@ -30,6 +29,7 @@ from .likelihoods import Classifier, Likelihood, Regressor
 from .nn import bayesianize
 
 __version__ = "0.1.0"
+
 
 __all__ = [
     "compress",
@@ -53,7 +53,6 @@ __all__ = [
     "fit",
     "FitResult",
     "CollapseWarning",
-    "experiments",
     "predict",
     "evaluate",
     "save_checkpoint",

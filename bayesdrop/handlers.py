@@ -6,6 +6,9 @@ same handlers serve :func:`bayesdrop.fit`, :func:`bayesdrop.predict` and :mod:`b
 :class:`LocalReparameterization`
     The local reparameterisation trick (Kingma et al. 2015): Gaussian weight sites marked
     ``infer={"lrt": True}`` are drawn as pre-activations by the layer.
+:class:`MomentMatching`
+    Wan et al.'s (2013) test-time inference for weight masks: sites marked ``infer={"moment_matching": True}``
+    are not drawn; the layer draws its pre-activation from the Gaussian of its moments over the masks.
 :class:`KLScale`
     Multiplies the terms of latent sites by :math:`\beta` (KL warm-up).
 :class:`PosteriorMean` and :func:`posterior_mean`
@@ -32,7 +35,7 @@ from pyro.poutine.util import site_is_subsample
 
 from .distributions import base_distribution
 
-__all__ = ["LocalReparameterization", "KLScale", "PosteriorMean", "posterior_mean"]
+__all__ = ["LocalReparameterization", "MomentMatching", "KLScale", "PosteriorMean", "posterior_mean"]
 
 
 class LocalReparameterization(Messenger):
@@ -85,6 +88,29 @@ class LocalReparameterization(Messenger):
         fn = self._normal(msg)
         if fn is not None:
             msg["value"]._bayesdrop_lrt = (fn.loc, fn.variance)
+
+
+class MomentMatching(Messenger):
+    r"""Effect handler for moment-matching inference over weight masks (Wan et al. 2013, sec. 3).
+
+    Wrap the guide in it.  A mask site marked ``infer={"moment_matching": True}`` (DropConnect's) is not drawn: its
+    value is a placeholder of ones (no memory: an expanded scalar) tagged with the mask law's mean and variance, and
+    the method turns the weight into a tagged one whose layer samples the pre-activation
+
+    .. math:: u \sim \mathcal N\big(\mathrm{op}(v, W \circ \mathbb E M),\;
+              \mathrm{op}(v \circ v, (W \circ W) \circ \mathrm{Var} M)\big)
+
+    as under the local reparameterisation trick.  :func:`bayesdrop.predict` with ``rule="moment-matching"`` uses it.
+    """
+
+    def _pyro_sample(self, msg: dict) -> None:
+        if msg["value"] is not None or msg["is_observed"] or not msg["infer"].get("moment_matching"):
+            return
+        fn = msg["fn"]
+        first = (0,) * len(fn.batch_shape)  # the law is the same for every example of the plate: one event's moments
+        value = fn.mean.new_ones(()).expand(fn.shape())
+        setattr(value, "_bayesdrop_moments", (fn.mean[first], fn.variance[first]))  # noqa: B010 -- a tag on the tensor
+        msg["value"] = value
 
 
 class KLScale(Messenger):

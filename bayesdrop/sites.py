@@ -71,6 +71,7 @@ class Layer(Protocol):
 
     weight_sites: dict[str, WeightSite]
     noise_sites: dict[str, NoiseSite]
+    batched_weights: bool  # whether the layer takes one weight per example, shape (B, *weight.shape)
 
     def site(self, name: str) -> str:
         """The Pyro site name of the layer's ``name``."""

@@ -1,4 +1,4 @@
-"""Seed 001 (Liu et al. 2019), Table 1 protocol: test error of dropout methods against network width.
+"""Liu et al. (2019), Table 1 protocol: test error of dropout methods against network width.
 
 The paper trains fully connected networks with 3 hidden layers of {100, 340, 580, 820, 1060} ReLU units on
 MNIST for 50 epochs (architecture of Srivastava et al. 2014) and reports the test error (%) of no dropout,
@@ -40,7 +40,7 @@ import bayesdrop as bd
 
 # vbd with one alpha per layer is eq. 17, the classification setting of the paper's Table 1; per-weight vbd (eq. 18)
 # is the compression variant and needs many more steps than 50 epochs of the small data sets give (it collapses).
-DEFAULT_METHODS = ["none", "bernoulli", "gaussian", "vd", "vbd:granularity=layer", "vbd"]
+DEFAULT_METHODS = ["none", "bernoulli", "gaussian", "dropconnect", "concrete", "vd", "vbd:granularity=layer", "vbd"]
 # Liu et al. (2019), Table 1 (MNIST, test error %), for reference.
 PAPER = {
     "no dropout": [1.80, 1.77, 1.78, 1.78, 1.71],
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     device = bd.infer.resolve_device(args.device)
     command = "python benchmarks/table1.py " + " ".join(sys.argv[1:] if argv is None else argv)
     parts = [
-        "# Seed 001, Table 1 protocol: test error (%) against width",
+        "# Liu et al. (2019), Table 1 protocol: test error (%) against width",
         "",
         "Fully connected networks with 3 hidden layers of the given width (ReLU), Adam (lr "
         f"{args.lr}), batch 128, {args.epochs} epochs, KL warm-up over "

@@ -10,9 +10,12 @@ from __future__ import annotations
 import math
 
 import torch
+from scipy import integrate
 
 from bayesdrop.distributions import LOG_ALPHA_CLIP, MOLCHANOV_K
 from bayesdrop.methods.classic import FixedRate
+from bayesdrop.methods.concrete import ConcreteDropout
+from bayesdrop.methods.dropconnect import DropConnect
 from bayesdrop.methods.gaussian import (
     SparseVariationalDropout,
     UnitVariationalBayesianDropout,
@@ -53,7 +56,9 @@ def kl(layer, params) -> torch.Tensor:
         log_beta_fn = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
         log_prior = (a - 1) * torch.log(k) + (b - 1) * torch.log1p(-k) - log_beta_fn
         return -m.strength * log_prior.sum() + gaussian_weight_decay(layer, params, m.prior_scale)
-    if isinstance(m, FixedRate):
+    if isinstance(m, ConcreteDropout):
+        return concrete_kl(layer, params)
+    if isinstance(m, (FixedRate, DropConnect)):  # the masks' KL is 0
         return gaussian_weight_decay(layer, params, m.prior_scale)
     if isinstance(m, (VariationalDropout, SparseVariationalDropout)):
         shape = layer.weight_sites["weight"].shape
@@ -65,3 +70,29 @@ def kl(layer, params) -> torch.Tensor:
         q = m._posterior(params)
         return vbd_kl(m, q.loc, q.variance) + gaussian_weight_decay(layer, params, m.prior_scale)
     raise TypeError(f"no closed-form KL written for {type(m).__name__}")
+
+
+def _entropy(q: float) -> float:
+    return -(q * math.log(q) + (1 - q) * math.log(1 - q))
+
+
+def concrete_kl(layer, params) -> torch.Tensor:
+    """Gal, Hron & Kendall (2017): per noise site with K draws per example, -K H(p) plus the entropic prior's
+    normaliser K log 2 + log Z_K (Z_K by quadrature, independently of the library's); per weight site of n weights
+    on the inputs of a rate p, l^2 (1 - p) / 2 ||M / (1 - p)||^2 and the Gaussian and Beta normalisers."""
+    l2 = layer.method.length_scale**2
+    total, rates = torch.zeros(()), {}
+    for site in layer.noise_sites.values():
+        k = math.prod(layer.draw_shape(site))
+        p = torch.sigmoid(getattr(params, "p_logit" if site.name == "noise" else f"{site.name}_p_logit"))
+        rates[site.weight] = p
+        z = integrate.quad(
+            lambda q, k=k: math.exp(k * (_entropy(q) - math.log(2))), 1e-300, 1 - 1e-16, points=[0.5], limit=500
+        )[0]
+        total = total + k * (p * p.log() + (1 - p) * (1 - p).log()) + k * math.log(2) + math.log(z)
+    for name in layer.weight_sites:
+        w = getattr(params, name)
+        n, p = w.numel(), rates.get(name, torch.zeros(()))
+        beta = math.log(n / 2 + 1) if name in rates else 0.0
+        total = total + l2 * (1 - p) / 2 * (w / (1 - p)).square().sum() + n / 2 * math.log(2 * math.pi / l2) - beta
+    return total

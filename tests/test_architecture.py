@@ -10,6 +10,7 @@ file, a new layer kind in one file).
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -321,3 +322,20 @@ def test_a_new_layer_kind_is_one_file_and_works_with_every_method(examples, meth
         plain = bd.compress.prune(model, guide)
         assert isinstance(plain.bil, torch.nn.Bilinear)
         assert torch.allclose(plain(x), guide.mean_network(pruned=True)(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_declared_test_time_rule_predicts_and_the_others_are_refused(method):
+    """``Capabilities.rules`` is what ``bd.predict`` accepts: every method has ``mc`` and ``weight-scaling``; each
+    declared rule gives class probabilities, and an undeclared one a ValueError naming the method."""
+    model, guide, x, y = tiny_classifier(method)
+    guide(x, y)
+    rules = bd.methods.get(method).capabilities.rules
+    assert {"mc", "weight-scaling"} <= rules
+    for rule in bd.infer.RULES:
+        if rule in rules:
+            probs = bd.predict(model, guide, x, rule=rule, num_samples=3)
+            torch.testing.assert_close(probs.sum(-1), torch.ones(len(x)))
+        else:
+            with pytest.raises(ValueError, match=re.escape(repr(method))):
+                bd.predict(model, guide, x, rule=rule)

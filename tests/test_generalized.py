@@ -340,6 +340,7 @@ def _train_digits(method: str, epochs: int = 30, **hyper):
     return ds, model, guide, k
 
 
+@pytest.mark.slow  # the fast suite checks the order under fit's defaults (test_readme.py)
 def test_mean_k_orders_the_presets_on_digits(capsys):
     """Dropout++(0) pulls gates down, Dropout++(1) holds them at 1, (flat) leaves them to the data."""
     means = {name: _train_digits(name)[3].mean().item() for name in ("dropout++(0)", "dropout++(flat)", "dropout++(1)")}
@@ -391,6 +392,7 @@ def test_input_gate_map_attends_to_the_centre():
     assert acc >= 0.9
 
 
+@pytest.mark.slow  # the fast suite checks the same ordering in tutorial 02 at its quick size (test_tutorials.py)
 def test_sal_widths_shrink_as_b_over_a_grows(capsys):
     """Table 1 protocol (bayesdrop.experiments.sal_width) at a small budget on digits."""
     from bayesdrop.experiments import sal_width

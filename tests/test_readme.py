@@ -3,7 +3,7 @@ r"""The README's "library in ten lines", run verbatim with every registered meth
 Each run takes the defaults the snippet leaves out (those of ``bd.models.mlp`` and ``bd.fit``).  Asserted: a
 network that learns for every method (no collapse warning, accuracy far from chance), and the README's claim that
 ``vbd`` and ``sparse-vd`` come within 1.5 points of ``bernoulli``'s test accuracy (the defaults matrix's tolerance,
-``bd.experiments.defaults.ERROR_TOLERANCE``) with at least 20x fewer weights.  The standard error of a difference of
+``bayesdrop.experiments.defaults.ERROR_TOLERANCE``) with at least 20x fewer weights.  The standard error of a difference of
 two accuracies near 97 % on the 360 test digits is about 1.3 points (:math:`\sqrt{2 \cdot 0.97 \cdot 0.03 / 360}`),
 so a single seed can land that far from the mean gap.  Fixed seeds make the runs deterministic on a
 CPU; on another device, or after a change in the order of floating-point operations, the margin moves within that

@@ -67,7 +67,7 @@ def network():
 # %%
 model = HeteroscedasticRegression(network(), num_data=len(x))
 guide = bd.DropoutGuide(model)
-result = bd.fit(model, guide, (x, y), epochs=STEPS // 4, batch_size=100, progress=False)
+result = bd.fit(model, guide, (x, y), epochs=40 if QUICK else 400, batch_size=100, progress=False)
 mean_fit, std_fit = bd.predict(model, guide, x, num_samples=200)
 fit_nll = bd.evaluate(model, guide, (x, y), num_samples=200)["nll"]
 print(

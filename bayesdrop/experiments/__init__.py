@@ -10,7 +10,9 @@ The protocols of the scripts in ``benchmarks/`` (each script is their command li
 PyTorch loops; :mod:`~bayesdrop.experiments.compression`, LeNet-300-100 and LeNet-5 analogs pruned by learned dropout
 rates; :mod:`~bayesdrop.experiments.sparse_vs_bernoulli`, the accuracy of ``sparse-vd`` and ``vbd`` against Bernoulli
 dropout at high sparsity; :mod:`~bayesdrop.experiments.sal_width`, architecture selection with SAL (Srinivas & Babu
-2016, Table 1); :mod:`~bayesdrop.experiments.input_gates`, the Dropout++ input-gate map (their Figure 2g).
+2016, Table 1); :mod:`~bayesdrop.experiments.input_gates`, the Dropout++ input-gate map (their Figure 2g);
+:mod:`~bayesdrop.experiments.boosting`, dropout boosting against dropout (Warde-Farley et al. 2014);
+:mod:`~bayesdrop.experiments.concrete`, Concrete dropout's learned rates against a grid (Gal et al. 2017).
 :mod:`~bayesdrop.experiments.report_io` describes the machine and writes a record.
 
 Example
@@ -20,11 +22,25 @@ Example
 >>> print(svb.markdown(rows, "my run"))  # doctest: +SKIP
 """
 
-from . import compare, compression, defaults, input_gates, report_io, runs, sal_width, sparse_vs_bernoulli, speed
+from . import (
+    boosting,
+    compare,
+    compression,
+    concrete,
+    defaults,
+    input_gates,
+    report_io,
+    runs,
+    sal_width,
+    sparse_vs_bernoulli,
+    speed,
+)
 
 __all__ = [
+    "boosting",
     "compare",
     "compression",
+    "concrete",
     "defaults",
     "input_gates",
     "report_io",

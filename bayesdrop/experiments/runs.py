@@ -5,7 +5,8 @@ For scripts and the command line alike: ``bayesdrop train`` writes a run directo
 
 Example
 -------
->>> ds, model, guide = bd.experiments.runs.build({"method": "vbd", "dataset": "digits", "arch": "mlp:300,100"})
+>>> from bayesdrop.experiments import runs
+>>> ds, model, guide = runs.build({"method": "vbd", "dataset": "digits", "arch": "mlp:300,100"})
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ Example
 
 from ..handlers import KLScale
 from . import callbacks
+from .boosting import DropoutBoostingELBO
 from .callbacks import (
     CHANCE_EPOCHS,
     Callback,
@@ -24,7 +25,7 @@ from .callbacks import (
 )
 from .checkpoint import load_checkpoint, save_checkpoint
 from .elbo import MeanFieldELBO
-from .predict import evaluate, output_draws, predict
+from .predict import RULES, evaluate, output_draws, predict
 from .train import DEFAULT_LR, FitResult, fit, param_groups, resolve_device, resolve_kl_warmup
 
 __all__ = [
@@ -36,12 +37,14 @@ __all__ = [
     "CollapseWarning",
     "CHANCE_EPOCHS",
     "MeanFieldELBO",
+    "DropoutBoostingELBO",
     "KLScale",
     "fit",
     "FitResult",
     "predict",
     "evaluate",
     "output_draws",
+    "RULES",
     "resolve_device",
     "save_checkpoint",
     "load_checkpoint",

@@ -6,7 +6,9 @@ For users who have trained a model and its guide: ``rule="mc"`` draws networks f
 .. math:: p(y^* \mid x^*) \approx \frac1T \sum_{t=1}^T p(y^* \mid x^*, \theta_t),\quad \theta_t \sim q;
 
 ``rule="weight-scaling"`` runs one deterministic pass of the rescaled network (Goodfellow et al. 2016, sec. 7.12;
-:func:`~bayesdrop.handlers.posterior_mean`).  What a prediction is comes from the likelihood
+:func:`~bayesdrop.handlers.posterior_mean`); ``rule="moment-matching"`` (DropConnect) draws each layer's
+pre-activation from the Gaussian of its moments over the weight masks (Wan et al. 2013;
+:class:`~bayesdrop.handlers.MomentMatching`).  What a prediction is comes from the likelihood
 (:meth:`~bayesdrop.likelihoods.Likelihood.predictive` and :meth:`~bayesdrop.likelihoods.Likelihood.metrics`).
 
 Example
@@ -23,12 +25,14 @@ import torch
 
 from ..data import as_tensors
 from ..guides import DropoutGuide
+from ..handlers import MomentMatching
 from ..likelihoods import Likelihood, Prediction
+from ..nn import bayesian_layers
 from ..posterior import PosteriorSampler, device_of
 
 __all__ = ["predict", "evaluate", "RULES"]
 
-RULES = ("mc", "weight-scaling")
+RULES = ("mc", "weight-scaling", "moment-matching")
 
 
 @torch.no_grad()
@@ -39,6 +43,15 @@ def output_draws(
     deterministic pass (``"weight-scaling"``, ``S = 1``), with ``model`` in eval mode."""
     if rule not in RULES:
         raise ValueError(f"`rule` must be one of {RULES}, got {rule!r}")
+    if rule == "moment-matching":
+        lacking = sorted(
+            {layer.method.name for _, layer in bayesian_layers(model) if rule not in layer.method.capabilities.rules}
+        )
+        if lacking:
+            raise ValueError(
+                f"`rule` 'moment-matching' needs every layer's method to support it (dropconnect); "
+                f"{', '.join(repr(n) for n in lacking)} {'does' if len(lacking) == 1 else 'do'} not"
+            )
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
         raise ValueError(f"`num_samples` must be a positive int, got {num_samples!r}")
     if not isinstance(model, Likelihood):
@@ -53,7 +66,8 @@ def output_draws(
             guide(x)
         if rule == "weight-scaling":
             return guide.mean_network()(x).unsqueeze(0)
-        return PosteriorSampler(model, guide, num_samples, x[:1]).run(x)[0]
+        sampled = MomentMatching()(guide) if rule == "moment-matching" else guide
+        return PosteriorSampler(model, sampled, num_samples, x[:1]).run(x)[0]
     finally:
         model.train(was_training)
 
@@ -102,7 +116,10 @@ def predict(
         Inputs ``(N, ...)`` (targets, if given with a split or tuple, are ignored).
     num_samples : int
         Draws T of the guide for ``rule="mc"``.
-    rule : {"mc", "weight-scaling"}
+    rule : {"mc", "weight-scaling", "moment-matching"}
+        Monte Carlo over the guide, the deterministic posterior-mean network, or (for methods whose
+        :attr:`~bayesdrop.methods.Capabilities.rules` include it: ``dropconnect``) Gaussian pre-activations of the
+        moments over the masks, averaged over ``num_samples`` draws.
     return_samples : bool
         Also return the per-draw network outputs ``(T, N, ...)`` (one draw for ``"weight-scaling"``).
 

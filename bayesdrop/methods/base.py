@@ -77,9 +77,12 @@ class Capabilities:
     learns_rates : bool
         The dropout rates are variational parameters (else they are fixed hyper-parameters).
     sites : frozenset of str
-        The kinds of site its randomness sits on: ``"weight"`` (the Gaussian family), ``"noise"`` (dropout on a
-        layer's noise sites, with point-estimate weights).  A layer needs at least one site of these kinds: the
-        weightless ``bd.nn.Dropout`` serves noise methods only.
+        The kinds of site its randomness sits on: ``"weight"`` (the Gaussian family, DropConnect's weight masks),
+        ``"noise"`` (dropout on a layer's noise sites, with point-estimate weights).  A layer needs at least one
+        site of these kinds: the weightless ``bd.nn.Dropout`` serves noise methods only.
+    rules : frozenset of str
+        The test-time rules of :func:`bayesdrop.predict` it supports: ``"mc"`` and ``"weight-scaling"`` for
+        every method, ``"moment-matching"`` for DropConnect (Wan et al. 2013).
     """
 
     analytic_kl: bool = True
@@ -87,6 +90,7 @@ class Capabilities:
     structured: bool = False
     learns_rates: bool = False
     sites: frozenset[str] = frozenset({"noise"})
+    rules: frozenset[str] = frozenset({"mc", "weight-scaling"})
 
 
 class LayerGuide(PyroModule):
@@ -176,8 +180,9 @@ class Method(ABC):
         """Sample the prior sites of weight site ``site`` and return the weight."""
 
     @abstractmethod
-    def weight_guide(self, layer: Layer, site: WeightSite, params: LayerGuide) -> None:
-        """Sample the matching guide sites."""
+    def weight_guide(self, layer: Layer, site: WeightSite, params: LayerGuide, plate: pyro.plate) -> None:
+        """Sample the matching guide sites (local ones, e.g. per-example weight masks, inside ``plate``, the model's
+        data plate)."""
 
     # -- noise sites: prior and guide --------------------------------------------------------------------------
     def noise_model(self, layer: Layer, site: NoiseSite, x: torch.Tensor) -> torch.Tensor | None:
@@ -234,7 +239,7 @@ class PointWeights(Method):
         prior = CenteredNormal(like.new_full((), self.prior_scale**2)).expand(site.shape).to_event(len(site.shape))
         return pyro.sample(layer.site(site.name), prior)
 
-    def weight_guide(self, layer: Layer, site: WeightSite, params: LayerGuide) -> None:
+    def weight_guide(self, layer: Layer, site: WeightSite, params: LayerGuide, plate: pyro.plate) -> None:
         w = getattr(params, site.name)
         pyro.sample(layer.site(site.name), dist.Delta(w, event_dim=w.dim()))
 

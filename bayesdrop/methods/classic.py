@@ -50,9 +50,16 @@ from ..distributions import FixedNoise
 from . import register
 from .base import INPUT_MIN_FEATURES, Capabilities, Method, PointWeights, check_range
 
-__all__ = ["BernoulliDropout", "GaussianDropout", "FixedRate", "INPUT_P"]
+__all__ = ["BernoulliDropout", "GaussianDropout", "FixedRate", "INPUT_P", "input_rate"]
 
 INPUT_P = 0.2  # drop rate of input units recommended by Srivastava et al. (2014), sec. A.4; hidden units: 0.5
+
+
+def input_rate(in_features: int) -> float:
+    """The drop rate of a fixed-rate method on a network's ``in_features`` inputs: :data:`INPUT_P` (Srivastava et
+    al. 2014) with at least :data:`~bayesdrop.methods.base.INPUT_MIN_FEATURES` inputs, else 0 (see
+    :meth:`~bayesdrop.methods.Method.input_layer`)."""
+    return INPUT_P if in_features >= INPUT_MIN_FEATURES else 0.0
 
 
 class FixedRate(PointWeights):
@@ -84,6 +91,20 @@ class BernoulliDropout(FixedRate):
     Sites: the weights (``N(0, s^2)`` prior, Delta guide) and ``noise``, :math:`z / (1 - p)` with
     :math:`z \sim \mathrm{Bernoulli}(1 - p)` per element of the layer's input, in model and guide.
 
+    On the inputs of linear regression this dropout is L2 regularisation with one coefficient per feature (Wager
+    et al. 2013; Goodfellow et al. 2016, sec. 7.12).  Each multiplier :math:`m_{ij} / (1 - p)`, with
+    :math:`m_{ij} \sim \mathrm{Bernoulli}(1 - p)` (the :math:`z` above), has mean 1 and variance
+    :math:`p / (1 - p)`, so for data :math:`X` (rows :math:`x_i`), targets :math:`y` and weights :math:`w`
+
+    .. math::
+        \sum_i \mathbb E_{m_i} \Big(y_i - \frac{(x_i \circ m_i)^\top w}{1 - p}\Big)^2
+        = \lVert y - X w \rVert^2 + \frac{p}{1 - p} \sum_j (X^\top X)_{jj}\, w_j^2 :
+
+    the expected squared error of the dropped-out model is the squared error of the plain model plus a ridge
+    penalty that weighs feature :math:`j` by :math:`\sum_i x_{ij}^2` (:math:`n` times its variance, for a centred
+    feature).  For deep networks dropout is not equivalent to weight decay.  ``tests/test_wager.py`` checks the
+    identity by exact enumeration of the masks, with this method's noise law and layer.
+
     Parameters
     ----------
     p : float
@@ -110,7 +131,7 @@ class BernoulliDropout(FixedRate):
     def input_layer(self, in_features: int) -> BernoulliDropout:
         """The method of a network's first layer: ``p = 0.2`` (Srivastava et al. 2014), ``p = 0`` for fewer than
         :data:`~bayesdrop.methods.base.INPUT_MIN_FEATURES` inputs (see :meth:`Method.input_layer`)."""
-        return self.replace(p=INPUT_P if in_features >= INPUT_MIN_FEATURES else 0.0)  # type: ignore[return-value]
+        return self.replace(p=input_rate(in_features))  # type: ignore[return-value]
 
     def keep_prob(self, layer, params):
         return layer.like.new_full((layer.units,), 1.0 - self.p)

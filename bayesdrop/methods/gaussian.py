@@ -187,7 +187,7 @@ class _GaussianFamily(Method):
         shape = layer.weight_sites["weight"].shape
         return p if la.shape == shape else _per_input_unit(p, shape[1])
 
-    def weight_guide(self, layer, site, params):
+    def weight_guide(self, layer, site, params, plate):
         q = self.weight_posterior(layer, site.name, params)
         pyro.sample(layer.site(site.name), q.to_event(len(site.shape)), infer={"lrt": True})
 
@@ -451,7 +451,7 @@ class VariationalBayesianDropout(_GammaPrior, _GaussianFamily):
     def weight_model(self, layer, site):
         return self._sample_hierarchical(layer, site.name, layer.init_value(site), tuple(site.shape))
 
-    def weight_guide(self, layer, site, params):
+    def weight_guide(self, layer, site, params, plate):
         self._guide_hierarchical(layer, site.name, self.weight_posterior(layer, site.name, params))
 
     def kl_constant(self, layer) -> float:

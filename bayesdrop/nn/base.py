@@ -74,6 +74,8 @@ class BayesianLayer(PyroModule):
         Initial deterministic bias (a point estimate, as in Kingma et al. 2015), added by the subclass.
     """
 
+    batched_weights: bool = False  # whether forward takes a weight per example, (B, *weight.shape)
+
     def __init__(
         self,
         method: str | Method,
@@ -137,7 +139,10 @@ class BayesianLayer(PyroModule):
         if name not in self.site_order:
             self.site_order.append(name)
         site = self.weight_sites[name]
-        return site_shaped(self.method.weight_model(self, site), tuple(site.shape))
+        value = self.method.weight_model(self, site)
+        if getattr(value, "_bayesdrop_per_example", False) and self.batched_weights:
+            return value  # one weight per example, (B, *shape): DropConnect's per-example masks
+        return site_shaped(value, tuple(site.shape))
 
     def noise(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """``x`` times the method's noise at site ``name`` (``x`` itself if the method puts none there)."""
@@ -171,7 +176,7 @@ class BayesianLayer(PyroModule):
         order = self.site_order + [n for n in (*self.weight_sites, *self.noise_sites) if n not in self.site_order]
         for name in order:
             if name in self.weight_sites:
-                self.method.weight_guide(self, self.weight_sites[name], params)
+                self.method.weight_guide(self, self.weight_sites[name], params, plate)
             else:
                 self.method.noise_guide(self, self.noise_sites[name], params, plate)
 

@@ -27,10 +27,19 @@ def _positive(**kw: Any) -> None:
             raise ValueError(f"`{arg}` must be a positive int, got {v!r}")
 
 
+def _batched_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``x W_b^T`` with one weight ``W_b`` ``(out, in)`` per example ``b``: ``x`` ``(B, *, in)``, ``w`` ``(B, out, in)``."""
+    if x.dim() < 2 or x.shape[0] != w.shape[0]:
+        raise ValueError(f"per-example weights {tuple(w.shape)} need inputs (B, *, in) with B = {w.shape[0]}")
+    flat = x.reshape(x.shape[0], -1, x.shape[-1])
+    return torch.bmm(flat, w.transpose(1, 2)).reshape(*x.shape[:-1], w.shape[1])
+
+
 class Linear(BayesianLayer):
     """Bayesian ``y = (x * z) W^T + b`` with ``W`` of shape ``(out_features, in_features)``.
 
-    Sites: ``weight`` (``(out, in)``, input units on axis 1) and ``noise`` on the inputs (unit shape ``(in,)``).
+    Sites: ``weight`` (``(out, in)``, input units on axis 1; or ``(B, out, in)``, one per example, for
+    DropConnect's per-example masks) and ``noise`` on the inputs (unit shape ``(in,)``).
 
     Parameters
     ----------
@@ -42,6 +51,8 @@ class Linear(BayesianLayer):
     **hyper
         Hyper-parameters of the method when given by name.
     """
+
+    batched_weights = True
 
     def __init__(
         self, in_features: int, out_features: int, method: str | Method = "bernoulli", bias: bool = True, **hyper: Any
@@ -58,7 +69,9 @@ class Linear(BayesianLayer):
             shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             raise ValueError(f"`x` must have shape (*, {self.in_features}), got {shape}")
         x = self.noise("noise", x)
-        return self.lrt(F.linear, x, self.weight()) + (0 if self.bias is None else self.bias)
+        w = self.weight()
+        out = self.lrt(F.linear, x, w) if w.dim() == 2 else _batched_linear(x, w)
+        return out + (0 if self.bias is None else self.bias)
 
     def to_plain(self, values, bias=None):
         w = self.fold(values)["weight"]
