@@ -39,7 +39,6 @@ Example
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import statistics
@@ -55,7 +54,7 @@ import torch
 import bayesdrop as bd
 
 from .defaults import SETTINGS
-from .report_io import device_name, write_results
+from .report_io import device_name, script_parser, write_results
 
 __all__ = [
     "DATASETS",
@@ -269,12 +268,7 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
     """The command line of ``benchmarks/boosting.py``: run every objective and seed on ``--dataset``, and write its
     section into the Markdown record (:func:`merge`: the sections of the other data sets stay).
 
-    Parameters
-    ----------
-    argv
-        The options (``sys.argv[1:]`` when ``None``).
-    default_out
-        The record written when ``--out`` is not given.
+    ``argv`` and ``default_out`` as :func:`~bayesdrop.experiments.report_io.script_parser` says.
 
     Returns
     -------
@@ -282,9 +276,7 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
         The exit status, 0 (whether or not the claim held: the record says).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(
-        description=(__doc__ or "").split("\nExample\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = script_parser(__doc__)
     ap.add_argument("--dataset", default="digits", choices=DATASETS)
     ap.add_argument("--objectives", nargs="+", default=OBJECTIVES, choices=OBJECTIVES)
     ap.add_argument("--seeds", type=int, default=3)

@@ -58,7 +58,6 @@ Example
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import platform
@@ -78,7 +77,7 @@ import bayesdrop as bd
 from bayesdrop.data import Split
 from bayesdrop.nn import BayesianLayer
 
-from .report_io import device_name, write_results
+from .report_io import device_name, script_parser, write_results
 
 __all__ = [
     "ARCHS",
@@ -469,21 +468,14 @@ def main(
 ) -> list[Result]:
     """The command line of ``benchmarks/compression.py``: train, prune and time every row, write the record.
 
-    Parameters
-    ----------
-    argv
-        The options (``sys.argv[1:]`` when ``None``).
-    default_out
-        The record written when ``--out`` is not given.
+    ``argv`` and ``default_out`` as :func:`~bayesdrop.experiments.report_io.script_parser` says.
 
     Returns
     -------
     list of Result
         One per (data set, network, method), in the order of the table.
     """
-    ap = argparse.ArgumentParser(
-        description=(__doc__ or "").split("\nExample\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = script_parser(__doc__)
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     ap.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))

@@ -33,7 +33,6 @@ Example
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import sys
@@ -48,7 +47,7 @@ import torch
 import bayesdrop as bd
 
 from ..methods.concrete import LENGTH_SCALE
-from .report_io import device_name, write_results
+from .report_io import device_name, script_parser, write_results
 
 __all__ = ["GRID", "FRACTIONS", "TOLERANCE", "splits", "one_run", "run", "summary", "markdown", "main"]
 
@@ -256,12 +255,7 @@ def main(
 ) -> list[dict[str, Any]]:
     """The command line of ``benchmarks/concrete.py``: run (a) and (b) and write the record.
 
-    Parameters
-    ----------
-    argv
-        The options (``sys.argv[1:]`` when ``None``).
-    default_out
-        The record written when ``--out`` is not given.
+    ``argv`` and ``default_out`` as :func:`~bayesdrop.experiments.report_io.script_parser` says.
 
     Returns
     -------
@@ -269,9 +263,7 @@ def main(
         One row per run, as :func:`one_run`.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    ap = argparse.ArgumentParser(
-        description=(__doc__ or "").split("\nExample\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = script_parser(__doc__)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--grid", type=float, nargs="+", default=list(GRID))

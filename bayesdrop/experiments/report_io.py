@@ -15,12 +15,13 @@ Example
 
 from __future__ import annotations
 
+import argparse
 import platform
 from pathlib import Path
 
 import torch
 
-__all__ = ["device_name", "write_results"]
+__all__ = ["device_name", "write_results", "script_parser"]
 
 
 def device_name(device: torch.device) -> str:
@@ -58,3 +59,15 @@ def write_results(text: str, out: str | Path) -> None:
     text = text if text.endswith("\n") else text + "\n"
     out.write_text(text)
     print(text, end="")
+
+
+def script_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The argument parser of a benchmark script, described by its protocol module's docstring ``doc`` up to the
+    docstring's ``Example`` section.
+
+    A protocol's ``main(argv=None, *, default_out=...)`` parses ``argv`` (``sys.argv[1:]`` when ``None``) with it and
+    writes its record to ``--out``, or to ``default_out`` when ``--out`` is not given.
+    """
+    return argparse.ArgumentParser(
+        description=(doc or "").split("\nExample\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )

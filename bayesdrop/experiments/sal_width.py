@@ -241,12 +241,7 @@ def to_markdown(rows: Sequence[Row], epochs: int) -> str:
 def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchmarks/results/sal_width.md") -> None:
     """The command line of ``benchmarks/sal_width.py``: the Table 1 protocol on each data set, then the record.
 
-    Parameters
-    ----------
-    argv
-        The options (``sys.argv[1:]`` when ``None``).
-    default_out
-        The record written when ``--out`` is not given.
+    ``argv`` and ``default_out`` as :func:`~bayesdrop.experiments.report_io.script_parser` says.
     """
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=40)

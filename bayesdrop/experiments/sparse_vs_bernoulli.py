@@ -34,7 +34,6 @@ Example
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -47,7 +46,7 @@ import torch
 
 import bayesdrop as bd
 
-from .report_io import device_name, write_results
+from .report_io import device_name, script_parser, write_results
 
 __all__ = ["METHODS", "THRESHOLD", "main", "markdown", "one_run", "run", "sparsity", "summary"]
 
@@ -165,12 +164,7 @@ def main(
 ) -> list[dict[str, Any]]:
     """The command line of ``benchmarks/sparse_vs_bernoulli.py``: run every method, split and seed, write the record.
 
-    Parameters
-    ----------
-    argv
-        The options (``sys.argv[1:]`` when ``None``).
-    default_out
-        The record written when ``--out`` is not given.
+    ``argv`` and ``default_out`` as :func:`~bayesdrop.experiments.report_io.script_parser` says.
 
     Returns
     -------
@@ -178,9 +172,7 @@ def main(
         One row per run, as :func:`one_run`.
     """
     argv = sys.argv[1:] if argv is None else argv
-    ap = argparse.ArgumentParser(
-        description=(__doc__ or "").split("\nExample\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = script_parser(__doc__)
     ap.add_argument("--methods", nargs="+", default=METHODS)
     ap.add_argument("--splits", type=int, default=3)
     ap.add_argument("--seeds", type=int, default=3)

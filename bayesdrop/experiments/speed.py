@@ -39,7 +39,6 @@ Example
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -50,7 +49,7 @@ import torch
 
 import bayesdrop as bd
 
-from .report_io import device_name, write_results
+from .report_io import device_name, script_parser, write_results
 
 __all__ = [
     "CONFIGS",
@@ -363,21 +362,14 @@ def _cells(r: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchmarks/results/speed.md") -> int:
     """The command line of ``benchmarks/speed.py``: measure every row and write the Markdown record.
 
-    Parameters
-    ----------
-    argv
-        The options (``sys.argv[1:]`` when ``None``).
-    default_out
-        The record written when ``--out`` is not given.
+    ``argv`` and ``default_out`` as :func:`~bayesdrop.experiments.report_io.script_parser` says.
 
     Returns
     -------
     int
         The exit status, 0.
     """
-    ap = argparse.ArgumentParser(
-        description=(__doc__ or "").split("\nExample\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = script_parser(__doc__)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=4)
