@@ -150,7 +150,7 @@ def test_fit_trains_with_boosting():
     draw's output, which fit captures) is recorded."""
     model, guide, x, y = tiny_classifier("bernoulli", n=40, d=6, hidden=(16,), p=0.5)
     loss = bd.infer.DropoutBoostingELBO(num_masks=3)
-    h = bd.fit(model, guide, (x, y), epochs=12, batch_size=10, lr=1e-2, loss=loss, progress=False).history
+    h = bd.fit(model, guide, (x, y), epochs=12, batch_size=10, loss=loss, progress=False).history
     assert len(h["elbo"]) == 12 and h["elbo"][-1] < h["elbo"][0] - 0.1
     assert 0.0 <= h["train_acc"][-1] <= 1.0 and h["train_acc"][-1] > h["train_acc"][0]
 

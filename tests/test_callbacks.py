@@ -54,12 +54,14 @@ def test_a_callback_that_sets_beta_changes_the_loss_the_steps_use():
     assert h["beta"] == [0.0, 0.0, 0.0]
     assert max(abs(k) for k in h["kl"]) < 1e-3 * abs(h["elbo"][-1] * len(x))
     model, guide, x, y = tiny_classifier("sparse-vd")
+    # the contrast: beta = 1 from the first epoch, which sparse-vd's default warm-up (all epochs) would not give
     h = bd.fit(model, guide, (x, y), epochs=3, kl_warmup=0, progress=False).history
     assert min(h["kl"]) > 1.0
 
 
 def test_kl_warmup_and_lr_decay_callbacks_set_the_schedule():
     model, guide, x, y = tiny_classifier("bernoulli")
+    # explicit settings: the schedules under test are computed from them
     h = bd.fit(model, guide, (x, y), epochs=4, kl_warmup=2, lr=0.02, progress=False).history
     assert h["beta"] == [0.5, 1.0, 1.0, 1.0]
     assert h["lr"] == pytest.approx([0.02, 0.015, 0.01, 0.005])

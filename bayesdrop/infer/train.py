@@ -263,7 +263,8 @@ def fit(
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"`callbacks` must hold bd.infer.Callback objects, got {type(cb).__name__}")
-    schedule: list[Callback] = [KLWarmup(0)]  # replaced below once the warm-up is resolved
+    warmup = resolve_kl_warmup(model, epochs, kl_warmup)
+    schedule: list[Callback] = [KLWarmup(warmup)]
     if lr_decay == "linear":
         schedule.append(LinearLRDecay())
     if test is not None:
@@ -305,8 +306,6 @@ def fit(
     # Initialise the guide (records layer order and shapes) before collecting parameters.
     x0, y0 = next(_batches(train, batch_size, dev, torch.Generator().manual_seed(0)))
     guide(x0, y0)
-    warmup = resolve_kl_warmup(model, epochs, kl_warmup)
-    schedule[0] = KLWarmup(warmup)
     groups = param_groups(model, guide, lr)
     params = [p for group in groups for p in group["params"]]
     optim = torch.optim.Adam(groups, lr=lr) if optimizer is None else optimizer(groups)
