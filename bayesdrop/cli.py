@@ -30,12 +30,14 @@ __all__ = ["main", "make_parser"]
 
 def cmd_methods(args: argparse.Namespace) -> int:
     rows = [methods.info(n) for n in methods.names()]
-    print("| method | reference | analytic KL | LRT | structured | learns rates | sites |")
-    print("|---|---|---|---|---|---|---|")
+    print("| method | reference | analytic KL | LRT | structured | learns rates | sites | test-time rules | training |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        c = r["capabilities"]
         flags = ["yes" if r[k] else "no" for k in ("analytic_kl", "lrt", "structured", "learns_rates")]
-        sites = ", ".join(sorted(r["capabilities"].sites))
-        print(f"| {r['name']} | {r['reference']} | " + " | ".join(flags) + f" | {sites} |")
+        sites, rules = ", ".join(sorted(c.sites)), ", ".join(sorted(c.rules))
+        training = "moments integrated out" if c.train_rule == "moment-matching" else "sampled"
+        print(f"| {r['name']} | {r['reference']} | " + " | ".join(flags) + f" | {sites} | {rules} | {training} |")
     return 0
 
 

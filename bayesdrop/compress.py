@@ -363,8 +363,20 @@ def prune(
     layer called twice or whose parameters the ``forward`` reads itself; and nowhere in a network that
     ``torch.fx`` cannot trace (data-dependent control flow) or whose graph changes once its layers are smaller (a
     ``forward`` that reads a layer's size).
+
+    Raises
+    ------
+    ValueError
+        If a layer's method scales its units by keep probabilities computed from the input (Standout,
+        ``capabilities.input_dependent``): its test-time network is not a network of plain weights.
     """
-    _layers(model, guide)
+    for name, layer, _ in _layers(model, guide):
+        if layer.method.capabilities.input_dependent:
+            raise ValueError(
+                f"layer {name!r} uses {layer.method.name!r}, whose test-time network scales each unit by a keep "
+                "probability computed from its input: it has no plain-weight equivalent to export; predict with "
+                "bd.predict(..., rule='weight-scaling') instead"
+            )
     return _prune(model, guide, _points(guide, threshold), sparse)[0]
 
 

@@ -31,6 +31,11 @@
     registered (0), and the entropic prior :math:`\\pi_K(p) \\propto \\exp(K H(p))` on a drop rate, whose KL from
     a point mass is the objective's :math:`-K H(p)` plus a constant.
 
+``SigmaPointAverage``
+    Fast dropout (Wang & Manning 2013; see :mod:`bayesdrop.methods.fast_dropout`): a likelihood's log density
+    averaged over the sigma points of the network output's Gaussian approximation, the expected log-likelihood
+    of the deterministic objective.
+
 Further families register here as they land.
 """
 
@@ -73,6 +78,7 @@ __all__ = [
     "ConcreteDropoutMask",
     "EntropicRate",
     "entropic_log_normaliser",
+    "SigmaPointAverage",
 ]
 
 
@@ -859,3 +865,51 @@ class EntropicRate(TorchDistribution):
             out[todo[ok]] = p[ok]
             todo = todo[~ok]
         return out.reshape(shape).to(like.dtype)
+
+
+class SigmaPointAverage(TorchDistribution):
+    r"""A likelihood averaged in log over equally weighted sigma points of the network output (fast dropout).
+
+    ``base`` is the likelihood at the :math:`2d` sigma points :math:`f_j` of the output's Gaussian approximation
+    (:meth:`bayesdrop.moments.Moments.sigma_points`), batch shape ``(2d, *batch)``.  Then
+
+    .. math:: \log \tilde p(y) = \frac{1}{2d} \sum_j \log p(y \mid f_j) \approx \mathbb E_{f} \log p(y \mid f),
+
+    the expected log-likelihood of fast dropout's objective (exact for a Gaussian likelihood, whose log density is
+    quadratic in ``f``).  It is not normalised; :meth:`sample` draws a sigma point uniformly, then ``y`` from it
+    (the equal-weight mixture that ``bd.predict(..., rule="moment-matching")`` reports).
+    """
+
+    arg_constraints: dict = {}
+
+    def __init__(self, base: torch.distributions.Distribution, validate_args: bool | None = None):
+        if len(base.batch_shape) < 1:
+            raise ValueError("`base` needs a leading batch axis of sigma points")
+        self.base = base
+        super().__init__(base.batch_shape[1:], base.event_shape, validate_args=False)
+
+    @property
+    def support(self):
+        return self.base.support
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.base.mean.mean(0)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return self.base.variance.mean(0) + self.base.mean.var(0, unbiased=False)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.base.log_prob(value).mean(0)
+
+    def sample(self, sample_shape: _size = torch.Size()) -> torch.Tensor:
+        draws = self.base.sample(sample_shape)  # (*sample_shape, 2d, *batch, *event)
+        axis = len(sample_shape)
+        points = draws.shape[axis]
+        index_shape = (*draws.shape[:axis], 1, *draws.shape[axis + 1 : axis + 1 + len(self.batch_shape)])
+        index = torch.randint(points, index_shape, device=draws.device)
+        index = index.reshape(*index_shape, *(1,) * len(self.event_shape)).expand(
+            *index_shape, *draws.shape[axis + 1 + len(self.batch_shape) :]
+        )
+        return draws.gather(axis, index).squeeze(axis)

@@ -101,10 +101,27 @@ class MomentMatching(Messenger):
               \mathrm{op}(v \circ v, (W \circ W) \circ \mathrm{Var} M)\big)
 
     as under the local reparameterisation trick.  :func:`bayesdrop.predict` with ``rule="moment-matching"`` uses it.
+
+    Fast dropout (Wang & Manning 2013) marks its input masks the same way, with ``"train"``: its layers turn the
+    tagged placeholder into the :class:`~bayesdrop.moments.Moments` of the mask and propagate the mean and variance
+    through the network without drawing anything, in training (:func:`bayesdrop.fit` wraps the guide in
+    ``MomentMatching(training=True)``) and at test time.
+
+    Parameters
+    ----------
+    training : bool
+        Act only on the sites of methods trained by moment matching (marked ``infer={"moment_matching":
+        "train"}``), leaving the others (DropConnect's, marked ``True``) to be drawn: the handler of a training
+        step.  ``False`` (default): every marked site, the test-time rule.
     """
 
+    def __init__(self, training: bool = False):
+        super().__init__()
+        self.training = training
+
     def _pyro_sample(self, msg: dict) -> None:
-        if msg["value"] is not None or msg["is_observed"] or not msg["infer"].get("moment_matching"):
+        flag = msg["infer"].get("moment_matching")
+        if msg["value"] is not None or msg["is_observed"] or not flag or (self.training and flag != "train"):
             return
         fn = msg["fn"]
         first = (0,) * len(fn.batch_shape)  # the law is the same for every example of the plate: one event's moments
@@ -144,6 +161,10 @@ class PosteriorMean(Messenger):
     Goodfellow et al., Deep Learning, sec. 7.12, for noise of mean one; the posterior-mean network for Gaussian
     weights).
 
+    Every value it sets is tagged ``_bayesdrop_posterior_mean``, so that a method whose noise is a nonlinear
+    function of a site (Standout: a mask thresholding a uniform draw) can return the noise's expectation, which is
+    the weight-scaling rule, rather than the function at the site's mean.
+
     Parameters
     ----------
     masks : mapping of str to torch.Tensor, optional
@@ -164,6 +185,11 @@ class PosteriorMean(Messenger):
         mask = self.masks.get(msg["name"])
         if mask is not None:
             value = value * mask.to(value.dtype)
+        else:
+            value = value.expand(shape)  # a new tensor object for the tag
+        # noise that is a nonlinear function of this site (Standout's mask from a uniform threshold) reads the tag
+        # and takes its expectation instead of its value at the mean
+        setattr(value, "_bayesdrop_posterior_mean", True)  # noqa: B010 -- a tag on the tensor object
         msg["value"] = value
         msg["done"] = True
 

@@ -40,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule
 
-from .distributions import LogitsCategorical
+from .distributions import LogitsCategorical, SigmaPointAverage
+from .moments import Moments
 from .nn import bayesian_layers, local_plate
 
 __all__ = ["Likelihood", "Classifier", "Regressor", "Prediction"]
@@ -108,9 +109,18 @@ class Likelihood(PyroModule):
             self.observe(out, y)
         return out
 
-    def observe(self, out: torch.Tensor, y: torch.Tensor | None) -> None:
-        """The observation site ``"obs"`` (inside the data plate): ``y ~ distribution(out)``."""
-        pyro.sample("obs", self.distribution(out), obs=y)
+    def observe(self, out: torch.Tensor | Moments, y: torch.Tensor | None) -> None:
+        """The observation site ``"obs"`` (inside the data plate): ``y ~ distribution(out)``.
+
+        For the :class:`~bayesdrop.moments.Moments` of the output (fast dropout) the site's log density is
+        ``distribution``'s averaged over the output's sigma points (:class:`~bayesdrop.distributions.
+        SigmaPointAverage`), the expected log-likelihood.
+        """
+        if isinstance(out, Moments):
+            fn: dist.TorchDistribution = SigmaPointAverage(self.distribution(out.sigma_points(out.dim() - 1)))
+        else:
+            fn = self.distribution(out)
+        pyro.sample("obs", fn, obs=y)
 
     def log_likelihood(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         r"""Pointwise :math:`\log p(y_n \mid f_n)`, shape ``out``'s batch shape ``(..., N)`` (no N / B scaling)."""

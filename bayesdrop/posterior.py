@@ -19,6 +19,8 @@ import pyro.poutine as poutine
 import torch
 from pyro.poutine.util import site_is_subsample
 
+from .moments import Moments
+
 __all__ = ["PosteriorSampler", "device_of"]
 
 
@@ -70,10 +72,15 @@ class PosteriorSampler:
 
     @torch.no_grad()
     def run(self, x: torch.Tensor, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Network outputs ``(S, N, ...)`` and draws of the observation site ``(S, N, ...)`` for inputs ``x``."""
+        """Network outputs ``(S, N, ...)`` and draws of the observation site ``(S, N, ...)`` for inputs ``x``.
+
+        A network whose output is the :class:`~bayesdrop.moments.Moments` of a Gaussian approximation (fast dropout
+        under :class:`~bayesdrop.handlers.MomentMatching`) gives its :math:`2d` sigma points as equally weighted
+        draws: ``S * 2d`` outputs, and ``S`` observation draws."""
         step = len(x) if batch_size is None else batch_size
         outs: list[list[torch.Tensor]] = [[] for _ in self.networks]
         obs: list[list[torch.Tensor]] = [[] for _ in self.networks]
+        points = False
         with poutine.block():
             for i in range(0, len(x), step):
                 xb = x[i : i + step]
@@ -82,9 +89,13 @@ class PosteriorSampler:
                     model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(xb)
                     if self.obs_site is None:
                         self.obs_site = self._obs(model_trace, guide_trace)
-                    outs[s].append(model_trace.nodes["_RETURN"]["value"])
+                    out = model_trace.nodes["_RETURN"]["value"]
+                    if isinstance(out, Moments):  # fast dropout: the output's 2d sigma points, (B, 2d, ...)
+                        points = True
+                        out = out.sigma_points(out.dim() - 1).movedim(0, 1)
+                    outs[s].append(out)
                     obs[s].append(model_trace.nodes[self.obs_site]["value"])
-        return (
-            torch.stack([torch.cat(o) for o in outs]),
-            torch.stack([torch.cat(o) for o in obs]),
-        )
+        draws = torch.stack([torch.cat(o) for o in outs])
+        if points:  # (S, N, 2d, ...) -> (S * 2d, N, ...): each network's sigma points are draws
+            draws = draws.movedim(2, 1).flatten(0, 1)
+        return draws, torch.stack([torch.cat(o) for o in obs])

@@ -23,6 +23,7 @@ from bayesdrop.methods.gaussian import (
     VariationalDropout,
 )
 from bayesdrop.methods.generalized import EPS, GeneralizedDropout
+from bayesdrop.methods.standout import Standout
 
 
 def gaussian_weight_decay(layer, params, s: float) -> torch.Tensor:
@@ -58,7 +59,7 @@ def kl(layer, params) -> torch.Tensor:
         return -m.strength * log_prior.sum() + gaussian_weight_decay(layer, params, m.prior_scale)
     if isinstance(m, ConcreteDropout):
         return concrete_kl(layer, params)
-    if isinstance(m, (FixedRate, DropConnect)):  # the masks' KL is 0
+    if isinstance(m, (FixedRate, DropConnect, Standout)):  # the masks' (thresholds') KL is 0
         return gaussian_weight_decay(layer, params, m.prior_scale)
     if isinstance(m, (VariationalDropout, SparseVariationalDropout)):
         shape = layer.weight_sites["weight"].shape

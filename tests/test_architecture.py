@@ -79,6 +79,10 @@ def test_every_method_on_every_layer_kind(method, kind):
     loss.backward()
     for probs in (bd.predict(model, guide, x, num_samples=4), bd.predict(model, guide, x, rule="weight-scaling")):
         assert probs.shape == (len(x), 3) and torch.allclose(probs.sum(-1), torch.ones(len(x)), atol=1e-5)
+    if bd.methods.info(method)["capabilities"].input_dependent:  # standout: no plain-weight network to export
+        with pytest.raises(ValueError, match="no plain-weight equivalent"):
+            bd.compress.prune(model, guide)
+        return
     with torch.no_grad():
         plain = bd.compress.prune(model, guide)
         assert not any(isinstance(m, PyroModule) for m in plain.modules())
@@ -318,6 +322,10 @@ def test_a_new_layer_kind_is_one_file_and_works_with_every_method(examples, meth
     loss.backward()
     assert torch.isfinite(loss)
     assert bd.predict(model, guide, x, num_samples=3).shape == (12, 2)
+    if bd.methods.info(method)["capabilities"].input_dependent:  # standout: no plain-weight network to export
+        with pytest.raises(ValueError, match="no plain-weight equivalent"):
+            bd.compress.prune(model, guide)
+        return
     with torch.no_grad():
         plain = bd.compress.prune(model, guide)
         assert isinstance(plain.bil, torch.nn.Bilinear)

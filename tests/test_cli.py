@@ -19,6 +19,9 @@ def test_methods_lists_every_registered_method(capsys):
     out = capsys.readouterr().out
     for name in bd.methods.names():
         assert f"| {name} |" in out
+    rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines()}
+    assert rows["fast-dropout"].endswith("| mc, moment-matching, weight-scaling | moments integrated out |")
+    assert rows["bernoulli"].endswith("| mc, weight-scaling | sampled |")
 
 
 def test_train_writes_a_run_that_reloads(tmp_path, capsys):

@@ -330,3 +330,10 @@ def test_learned_rates_match_the_grid_and_fall_as_the_data_grow():
     print("\n" + C.markdown(rows, "slow test"))
     assert all(s["found"].values()), s
     assert all(s["decreasing"].values()), s
+
+
+def test_the_experiment_names_its_data_sets():
+    with pytest.raises(ValueError, match="`dataset` must be one of"):
+        C.splits(dataset="cifar10")
+    train, val, test = C.splits(dataset="mnist1d")
+    assert train.x.shape[1] == 40 and len(train) + len(val) == 4000

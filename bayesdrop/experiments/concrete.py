@@ -4,9 +4,10 @@ For maintainers and for users deciding whether to learn the drop rate instead of
 ``benchmarks/concrete.py`` is the command line that writes ``benchmarks/results/concrete.md``,
 ``tests/test_concrete.py`` checks what is written and (marked ``slow``) a reduced version of the claims.
 
-Protocol: the digits 64-300-100-10 MLP (``bd.models.mlp``), trained with ``bd.fit``'s defaults (Adam, lr 1e-2
-decayed linearly, batch 128) for ``--epochs``, on the digits training set (``bd.data.load("digits")``, 1437 images)
-less a validation split of ``--val-fraction`` (stratified by nothing: a random subset, the same for every run), for
+Protocol: an MLP (``bd.models.mlp``) with the hidden widths of the defaults matrix for ``--dataset`` (digits
+64-300-100-10, MNIST-1D 40-100-100-10), trained with ``bd.fit``'s defaults (Adam, lr 1e-2 decayed linearly, batch
+128) for ``--epochs``, on the data set's training set (``bd.data.load``: 1437 digits, 4000 MNIST-1D signals) less a
+validation split of ``--val-fraction`` (stratified by nothing: a random subset, the same for every run), for
 ``--seeds`` training seeds.
 
 (a) *Learned against the best fixed rate.*  ``concrete`` with its defaults learns one drop rate per layer.  The
@@ -22,7 +23,7 @@ less a validation split of ``--val-fraction`` (stratified by nothing: a random s
 
 Usage::
 
-    python benchmarks/concrete.py [--seeds 3] [--epochs 100] [--grid 0.1 0.2 0.3 0.4 0.5 0.6]
+    python benchmarks/concrete.py [--dataset digits] [--seeds 3] [--epochs 100] [--grid 0.1 0.2 0.3 0.4 0.5 0.6]
 
 Example
 -------
@@ -47,21 +48,28 @@ import torch
 import bayesdrop as bd
 
 from ..methods.concrete import LENGTH_SCALE
+from .defaults import SETTINGS
 from .report_io import device_name, script_parser, write_results
 
-__all__ = ["GRID", "FRACTIONS", "TOLERANCE", "splits", "one_run", "run", "summary", "markdown", "main"]
+INPUTS = {"digits": 64, "mnist1d": 40}  # input features of each data set, for the record's header
+
+__all__ = ["DATASETS", "GRID", "FRACTIONS", "TOLERANCE", "splits", "one_run", "run", "summary", "markdown", "main"]
 
 GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)  # the fixed drop rates of the grid search
 FRACTIONS = (0.25, 0.5, 1.0)  # shares of the training examples in (b)
 TOLERANCE = 0.1  # |learned p - best grid p| of a hidden layer that counts as found
-HIDDEN = [300, 100]
+DATASETS = ("digits", "mnist1d")
 VAL_FRACTION = 0.2
 
 
-def splits(val_fraction: float = VAL_FRACTION, seed: int = 0) -> tuple[bd.data.Split, bd.data.Split, bd.data.Split]:
-    """Digits' training set split into training and validation parts (a random permutation drawn from ``seed``),
-    and its test set."""
-    ds = bd.data.load("digits")
+def splits(
+    val_fraction: float = VAL_FRACTION, seed: int = 0, dataset: str = "digits"
+) -> tuple[bd.data.Split, bd.data.Split, bd.data.Split]:
+    """The training set of ``dataset`` split into training and validation parts (a random permutation drawn from
+    ``seed``), and its test set."""
+    if dataset not in DATASETS:
+        raise ValueError(f"`dataset` must be one of {DATASETS}, got {dataset!r}")
+    ds = bd.data.load(dataset)
     perm = torch.randperm(len(ds.train), generator=torch.Generator().manual_seed(seed))
     n_val = round(val_fraction * len(ds.train))
     val, train = perm[:n_val], perm[n_val:]
@@ -80,10 +88,11 @@ def one_run(
     epochs: int,
     val_fraction: float = VAL_FRACTION,
     length_scale: float = LENGTH_SCALE,
+    dataset: str = "digits",
 ) -> dict[str, Any]:
     """Train ``concrete`` (``p=None``) or the grid's ``bernoulli`` at ``p`` on the first ``fraction`` of the training
-    part, for ``round(epochs / fraction)`` epochs, with training seed ``seed``; both under the prior length-scale
-    ``length_scale`` (``concrete``'s default unless given).
+    part of ``dataset``, for ``round(epochs / fraction)`` epochs, with training seed ``seed``; both under the prior
+    length-scale ``length_scale`` (``concrete``'s default unless given).
 
     Returns
     -------
@@ -92,17 +101,18 @@ def one_run(
         ``epochs``, ``length_scale``; ``learned`` (the learned drop rate per layer, empty for ``bernoulli``), ``val_nll``,
         ``test_error`` (%) and ``s`` (training seconds).
     """
-    train, val, test = splits(val_fraction)
+    train, val, test = splits(val_fraction, dataset=dataset)
+    features, classes, hidden_widths = train.x.shape[1], int(train.y.max()) + 1, list(SETTINGS[dataset].hidden)
     n = round(fraction * len(train))
     train = bd.data.Split(train.x[:n], train.y[:n])
     pyro.set_rng_seed(seed)  # the initial weights: a run must not depend on the runs before it
     if method == "concrete":
-        net = bd.models.mlp(64, HIDDEN, 10, "concrete", length_scale=length_scale)
+        net = bd.models.mlp(features, hidden_widths, classes, "concrete", length_scale=length_scale)
     else:
         assert p is not None
         hidden = bd.methods.get("bernoulli", p=p, prior_scale=math.sqrt(1 - p) / length_scale)
         inputs = bd.methods.get("bernoulli", p=0.0, prior_scale=1 / length_scale)
-        net = bd.models.mlp(64, HIDDEN, 10, hidden, input_method=inputs)
+        net = bd.models.mlp(features, hidden_widths, classes, hidden, input_method=inputs)
     model = bd.Classifier(net, num_data=n)
     guide = bd.DropoutGuide(model)
     run_epochs = round(epochs / fraction)
@@ -116,7 +126,7 @@ def one_run(
     learned = [1 - float(r[0]) for r in bd.dropout_rates(model, guide).values()] if method == "concrete" else []
     return {
         "method": method, "p": math.nan if p is None else p, "fraction": fraction, "n": n, "seed": seed,
-        "epochs": run_epochs, "length_scale": length_scale, "learned": learned, "val_nll": val_nll, "test_error": test_error, "s": seconds,
+        "epochs": run_epochs, "length_scale": length_scale, "dataset": dataset, "learned": learned, "val_nll": val_nll, "test_error": test_error, "s": seconds,
     }  # fmt: skip
 
 
@@ -127,10 +137,11 @@ def run(
     fractions: Sequence[float] = FRACTIONS,
     val_fraction: float = VAL_FRACTION,
     length_scale: float = LENGTH_SCALE,
+    dataset: str = "digits",
 ) -> list[dict[str, Any]]:
-    """Every run of (a) and (b): ``concrete`` at every fraction (the full one serving (a)) and the grid on the
-    full training part, for every seed; one row per run."""
-    args = (val_fraction, length_scale)
+    """Every run of (a) and (b) on ``dataset``: ``concrete`` at every fraction (the full one serving (a)) and the
+    grid on the full training part, for every seed; one row per run."""
+    args = (val_fraction, length_scale, dataset)
     rows = [one_run("concrete", None, f, s, epochs, *args) for f in fractions for s in range(seeds)]
     rows += [one_run("bernoulli", p, 1.0, s, epochs, *args) for p in grid for s in range(seeds)]
     return rows
@@ -190,18 +201,20 @@ def markdown(rows: Sequence[dict[str, Any]], command: str) -> str:
     seeds = len({r["seed"] for r in rows})
     full = [r for r in rows if r["method"] == "concrete" and r["fraction"] == max(s["by_fraction"])]
     n, epochs, scale = full[0]["n"], full[0]["epochs"], full[0].get("length_scale", LENGTH_SCALE)
+    dataset = full[0].get("dataset", "digits")
+    widths = "-".join(map(str, (INPUTS[dataset], *SETTINGS[dataset].hidden, 10)))
     lines = [
-        "# Concrete dropout: learned drop rates on digits",
+        f"# Concrete dropout: learned drop rates on {dataset}",
         "",
         f"Command: `{command}`; {device_name(torch.device('cpu'))}.",
         "",
-        f"Digits 64-300-100-10 MLP, `bd.fit` defaults, {seeds} seed(s), {n} training examples (digits' training set "
+        f"{dataset} {widths} MLP, `bd.fit` defaults, {seeds} seed(s), {n} training examples (the training set "
         f"less a random validation split), {epochs} epochs on the full part, prior length-scale l = {scale:g}; protocol in "
-        "`bayesdrop/experiments/concrete.py`.  A layer's p is the drop rate of its *inputs* (layer 0: the pixels).",
+        "`bayesdrop/experiments/concrete.py`.  A layer's p is the drop rate of its *inputs* (layer 0: the data).",
         "",
         "## (a) Learned p against the best fixed p of the grid",
         "",
-        "Grid: `bernoulli` with p on the hidden units, none on the pixels, under `concrete`'s prior; best p by mean "
+        "Grid: `bernoulli` with p on the hidden units, none on the inputs, under `concrete`'s prior; best p by mean "
         "validation NLL.",
         "",
         "| grid p | validation NLL | test error % |",
@@ -217,7 +230,7 @@ def markdown(rows: Sequence[dict[str, Any]], command: str) -> str:
         "|---|---|---|---|",
     ]
     for i, p in enumerate(s["learned"]):
-        found = "no claim (the grid keeps the pixels)" if i == 0 else ("yes" if s["found"][i] else "**no**")
+        found = "no claim (the grid keeps the inputs)" if i == 0 else ("yes" if s["found"][i] else "**no**")
         lines.append(f"| {_layer(i)} | {p:.3f} | {s['best_p']:g} | {found} |")
     lines += [
         "",
@@ -264,6 +277,7 @@ def main(
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     ap = script_parser(__doc__)
+    ap.add_argument("--dataset", default="digits", choices=DATASETS)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--grid", type=float, nargs="+", default=list(GRID))
@@ -272,7 +286,7 @@ def main(
     ap.add_argument("--length-scale", type=float, default=LENGTH_SCALE)
     ap.add_argument("--out", default=str(default_out))
     args = ap.parse_args(argv)
-    rows = run(args.seeds, args.epochs, args.grid, args.fractions, args.val_fraction, args.length_scale)
+    rows = run(args.seeds, args.epochs, args.grid, args.fractions, args.val_fraction, args.length_scale, args.dataset)
     command = " ".join(["python benchmarks/concrete.py", *argv])
     write_results(markdown(rows, command), args.out)
     return rows

@@ -6,9 +6,11 @@ For users who have trained a model and its guide: ``rule="mc"`` draws networks f
 .. math:: p(y^* \mid x^*) \approx \frac1T \sum_{t=1}^T p(y^* \mid x^*, \theta_t),\quad \theta_t \sim q;
 
 ``rule="weight-scaling"`` runs one deterministic pass of the rescaled network (Goodfellow et al. 2016, sec. 7.12;
-:func:`~bayesdrop.handlers.posterior_mean`); ``rule="moment-matching"`` (DropConnect) draws each layer's
-pre-activation from the Gaussian of its moments over the weight masks (Wan et al. 2013;
-:class:`~bayesdrop.handlers.MomentMatching`).  What a prediction is comes from the likelihood
+:func:`~bayesdrop.handlers.posterior_mean`); ``rule="moment-matching"`` integrates the masks out by Gaussian moments
+(:class:`~bayesdrop.handlers.MomentMatching`): DropConnect draws each layer's pre-activation from the Gaussian of
+its moments over the weight masks (Wan et al. 2013); fast dropout propagates the mean and variance through the
+network in one deterministic pass and reports the output's sigma points as equally weighted draws (Wang & Manning
+2013; :mod:`bayesdrop.moments`).  What a prediction is comes from the likelihood
 (:meth:`~bayesdrop.likelihoods.Likelihood.predictive` and :meth:`~bayesdrop.likelihoods.Likelihood.metrics`).
 
 Example
@@ -49,7 +51,7 @@ def output_draws(
         )
         if lacking:
             raise ValueError(
-                f"`rule` 'moment-matching' needs every layer's method to support it (dropconnect); "
+                f"`rule` 'moment-matching' needs every layer's method to support it (dropconnect, fast-dropout); "
                 f"{', '.join(repr(n) for n in lacking)} {'does' if len(lacking) == 1 else 'do'} not"
             )
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
@@ -66,8 +68,14 @@ def output_draws(
             guide(x)
         if rule == "weight-scaling":
             return guide.mean_network()(x).unsqueeze(0)
-        sampled = MomentMatching()(guide) if rule == "moment-matching" else guide
-        return PosteriorSampler(model, sampled, num_samples, x[:1]).run(x)[0]
+        if rule == "moment-matching":
+            # one pass when no layer draws anything under the rule (fast dropout propagates moments; DropConnect
+            # draws pre-activations)
+            methods = [layer.method for _, layer in bayesian_layers(model)]
+            if all(m.capabilities.train_rule == "moment-matching" or not m.stochastic for m in methods):
+                num_samples = 1
+            return PosteriorSampler(model, MomentMatching()(guide), num_samples, x[:1]).run(x)[0]
+        return PosteriorSampler(model, guide, num_samples, x[:1]).run(x)[0]
     finally:
         model.train(was_training)
 
@@ -118,8 +126,9 @@ def predict(
         Draws T of the guide for ``rule="mc"``.
     rule : {"mc", "weight-scaling", "moment-matching"}
         Monte Carlo over the guide, the deterministic posterior-mean network, or (for methods whose
-        :attr:`~bayesdrop.methods.Capabilities.rules` include it: ``dropconnect``) Gaussian pre-activations of the
-        moments over the masks, averaged over ``num_samples`` draws.
+        :attr:`~bayesdrop.methods.Capabilities.rules` include it) the masks integrated out by their moments:
+        ``dropconnect``'s Gaussian pre-activations averaged over ``num_samples`` draws, ``fast-dropout``'s one
+        deterministic pass (its ``2d`` sigma points are the draws; ``num_samples`` is not used).
     return_samples : bool
         Also return the per-draw network outputs ``(T, N, ...)`` (one draw for ``"weight-scaling"``).
 

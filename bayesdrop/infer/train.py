@@ -38,8 +38,9 @@ import torch
 
 from ..data import as_tensors
 from ..guides import DropoutGuide
-from ..handlers import KLScale, LocalReparameterization
+from ..handlers import KLScale, LocalReparameterization, MomentMatching
 from ..likelihoods import Likelihood
+from ..moments import Moments
 from ..nn import bayesian_layers
 from .callbacks import (
     Callback,
@@ -302,6 +303,8 @@ def fit(
     # so it wraps the guide alone: the model's sample statements pass one messenger fewer.  MeanFieldELBO uses
     # analytic KLs and checks it, so the unused weight draw can be skipped.
     fit_guide = LocalReparameterization(draw_weights=not isinstance(elbo, MeanFieldELBO))(guide) if lrt else guide
+    if any(layer.method.capabilities.train_rule == "moment-matching" for _, layer in bayesian_layers(model)):
+        fit_guide = MomentMatching(training=True)(fit_guide)  # fast dropout: its masks integrated out
 
     # Initialise the guide (records layer order and shapes) before collecting parameters.
     x0, y0 = next(_batches(train, batch_size, dev, torch.Generator().manual_seed(0)))
@@ -352,7 +355,11 @@ def fit(
                     out = captured["out"]
                     losses.append(loss_b.detach())
                     sizes.append(len(yb))
-                    log_liks.append(model.log_likelihood(out, yb).sum())
+                    if isinstance(out, Moments):  # fast dropout: the expected log-likelihood, metrics at the mean
+                        log_liks.append(model.log_likelihood(out.sigma_points(out.dim() - 1), yb).mean(0).sum())
+                        out = out.mean
+                    else:
+                        log_liks.append(model.log_likelihood(out, yb).sum())
                     for k, batch_sum in model.train_metrics(out, yb).items():
                         sums.setdefault(k, []).append(batch_sum)
                     if epoch == 0:

@@ -132,4 +132,4 @@ def resolve(method: str | Method, **hyper: Any) -> Method:
 # Families register themselves on import (keep this at the bottom).
 # Registration order is the order of bd.methods.names() (tables, `compare`): the first families, then the later ones.
 from . import classic, gaussian, generalized  # noqa: E402,F401,I001
-from . import dropconnect, concrete  # noqa: E402,F401,I001
+from . import dropconnect, concrete, standout, fast_dropout  # noqa: E402,F401,I001

@@ -82,7 +82,15 @@ class Capabilities:
         site of these kinds: the weightless ``bd.nn.Dropout`` serves noise methods only.
     rules : frozenset of str
         The test-time rules of :func:`bayesdrop.predict` it supports: ``"mc"`` and ``"weight-scaling"`` for
-        every method, ``"moment-matching"`` for DropConnect (Wan et al. 2013).
+        every method, ``"moment-matching"`` for DropConnect (Wan et al. 2013) and fast dropout (Wang & Manning
+        2013).
+    train_rule : {"mc", "moment-matching"}
+        How :func:`bayesdrop.fit` treats its noise in training: drawn (``"mc"``), or integrated out by propagating
+        Gaussian moments (``"moment-matching"``, fast dropout: the guide is wrapped in
+        :class:`~bayesdrop.handlers.MomentMatching` with ``training=True``).
+    input_dependent : bool
+        The law of its noise depends on the tensor the noise multiplies (Standout, Ba & Frey 2013), so the
+        test-time network cannot be folded into plain weights (:func:`bayesdrop.compress.prune` refuses it).
     """
 
     analytic_kl: bool = True
@@ -91,6 +99,14 @@ class Capabilities:
     learns_rates: bool = False
     sites: frozenset[str] = frozenset({"noise"})
     rules: frozenset[str] = frozenset({"mc", "weight-scaling"})
+    train_rule: str = "mc"
+    input_dependent: bool = False
+
+    def __post_init__(self) -> None:
+        if self.train_rule not in ("mc", "moment-matching"):
+            raise ValueError(f"`train_rule` must be 'mc' or 'moment-matching', got {self.train_rule!r}")
+        if self.train_rule != "mc" and self.train_rule not in self.rules:
+            raise ValueError(f"`train_rule` {self.train_rule!r} must also be one of the test-time `rules`")
 
 
 class LayerGuide(PyroModule):

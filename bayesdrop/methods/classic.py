@@ -168,5 +168,7 @@ class GaussianDropout(FixedRate):
         no noise (``bernoulli`` with ``p = 0``) for fewer than :data:`~bayesdrop.methods.base.INPUT_MIN_FEATURES`
         inputs (see :meth:`Method.input_layer`)."""
         if in_features < INPUT_MIN_FEATURES:
-            return BernoulliDropout(p=0.0, prior_scale=self.prior_scale)
+            from . import get
+
+            return get("bernoulli", p=0.0, prior_scale=self.prior_scale)
         return self.replace(alpha=INPUT_P / (1.0 - INPUT_P))

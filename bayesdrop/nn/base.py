@@ -32,9 +32,10 @@ import torch
 from pyro.nn import PyroModule
 
 from ..methods import LayerGuide, Method, resolve
+from ..moments import Moments
 from ..sites import NoiseSite, WeightSite, site_shaped
 
-__all__ = ["BayesianLayer", "WeightSite", "NoiseSite", "local_plate", "bayesian_layers"]
+__all__ = ["BayesianLayer", "WeightSite", "NoiseSite", "local_plate", "bayesian_layers", "is_input"]
 
 _PLATE: contextvars.ContextVar[Any] = contextvars.ContextVar("bayesdrop_plate", default=None)
 
@@ -57,6 +58,12 @@ def local_plate(plate: pyro.plate) -> Iterator[None]:
         yield
     finally:
         _PLATE.reset(token)
+
+
+def is_input(x: Any) -> bool:
+    """Whether ``x`` is what a layer takes: a tensor, or the :class:`~bayesdrop.moments.Moments` of one (fast
+    dropout)."""
+    return torch.is_tensor(x) or isinstance(x, Moments)
 
 
 class BayesianLayer(PyroModule):
@@ -153,6 +160,11 @@ class BayesianLayer(PyroModule):
             shape = tuple(x.shape[x.dim() - max(len(site.unit_shape), x.dim() - 1) :])
             if self.draw_shapes.get(name) != shape:
                 self.draw_shapes[name] = shape
+        if isinstance(x, Moments) and self.method.capabilities.train_rule != "moment-matching":
+            raise TypeError(
+                f"layer {self._pyro_name!r} ({self.method.name!r}) draws its noise, and its input is the Gaussian "
+                "moments of an earlier fast-dropout layer: use fast-dropout (or no noise) after the first one"
+            )
         z = self.method.noise_model(self, site, x)
         return x if z is None else x * z
 
@@ -160,8 +172,11 @@ class BayesianLayer(PyroModule):
     def lrt(op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """``op(x, w)`` for an operation linear in ``x`` and ``w``; under :class:`~bayesdrop.handlers.
         LocalReparameterization` a Gaussian ``w`` is tagged and the output is drawn instead (Kingma et al. 2015):
-        :math:`\\mathcal N(\\mathrm{op}(x, \\mu), \\mathrm{op}(x^2, \\sigma^2))`."""
+        :math:`\\mathcal N(\\mathrm{op}(x, \\mu), \\mathrm{op}(x^2, \\sigma^2))`.  For the
+        :class:`~bayesdrop.moments.Moments` of an input (fast dropout) it returns the output's moments instead."""
         tag = getattr(w, "_bayesdrop_lrt", None)
+        if isinstance(x, Moments):  # fast dropout: the output's mean and variance, nothing drawn
+            return x.linear(op, w) if tag is None else x.linear(op, *tag)
         if tag is None:
             return op(x, w)
         loc, variance = tag
@@ -186,9 +201,12 @@ class BayesianLayer(PyroModule):
 
         ``values`` maps site names (``"weight"``, ``"noise"``, ...) to one value each, noise values per example
         (e.g. the posterior means from :meth:`~bayesdrop.guides.DropoutGuide.point_values`); a missing noise site
-        counts as one.  The effective weights compute the same network without its noise sites.
+        counts as one.  The effective weights compute the same network without its noise sites, except for a method
+        whose noise depends on the input (``capabilities.input_dependent``, Standout): its noise is not folded.
         """
         out = {name: values[name] for name in self.weight_sites}
+        if self.method.capabilities.input_dependent:  # its test-time noise is a function of the input, not a value
+            return out
         for site in self.noise_sites.values():
             if site.name not in values or site.weight is None:
                 continue

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..methods import Method
-from .base import BayesianLayer, NoiseSite, filled
+from .base import BayesianLayer, NoiseSite, filled, is_input
 from .linear import _positive
 
 __all__ = ["Conv1d", "Conv2d"]
@@ -46,7 +46,7 @@ class _ConvNd(BayesianLayer):
         self._op = functools.partial(self._fn, stride=self.stride, padding=self.padding, dilation=self.dilation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.is_tensor(x) or x.dim() != self.dims + 2 or x.shape[1] != self.in_channels:
+        if not is_input(x) or x.dim() != self.dims + 2 or x.shape[1] != self.in_channels:
             shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             spatial = ", ".join("HW"[: self.dims] if self.dims == 2 else "L")
             raise ValueError(f"`x` must have shape (batch, {self.in_channels}, {spatial}), got {shape}")

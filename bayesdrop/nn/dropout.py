@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..methods import Method
-from .base import BayesianLayer, NoiseSite
+from .base import BayesianLayer, NoiseSite, is_input
 
 __all__ = ["Dropout", "Scale"]
 
@@ -59,7 +59,7 @@ class Dropout(BayesianLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = len(self.noise_shape)
-        if not torch.is_tensor(x) or x.dim() <= n:
+        if not is_input(x) or x.dim() <= n:
             shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             raise ValueError(f"`x` must have shape (batch, ...) broadcastable with {self.noise_shape}, got {shape}")
         try:

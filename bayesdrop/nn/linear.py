@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..methods import Method
-from .base import BayesianLayer, NoiseSite, filled
+from .base import BayesianLayer, NoiseSite, filled, is_input
 
 __all__ = ["Linear"]
 
@@ -65,7 +65,7 @@ class Linear(BayesianLayer):
         self.draw_shapes["noise"] = (in_features,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.is_tensor(x) or x.dim() < 1 or x.shape[-1] != self.in_features:
+        if not is_input(x) or x.dim() < 1 or x.shape[-1] != self.in_features:
             shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             raise ValueError(f"`x` must have shape (*, {self.in_features}), got {shape}")
         x = self.noise("noise", x)
