@@ -99,6 +99,7 @@ def lenet5(
     input_method: str | Method | None = None,
     channels: tuple[int, int] = (20, 50),
     hidden: int = 500,
+    noise: str = "element",
     **hyper: Any,
 ) -> PyroModule:
     """LeNet-5-Caffe: conv(20, 5x5) - maxpool - conv(50, 5x5) - maxpool - fc(500) - fc(classes).
@@ -120,6 +121,10 @@ def lenet5(
         ``method.input_layer(C * H * W)`` as in :func:`mlp` (0.2 for fixed rates).
     channels, hidden
         Widths of the two convolutions and of the hidden dense layer.
+    noise : {"element", "channel"}
+        The draws of the noise on the second convolution's input feature maps: one per element, or one per feature
+        map (spatial dropout, Tompson et al. 2015; see :class:`~bayesdrop.nn.Conv2d`).  The first convolution reads
+        the pixels and keeps one draw per element.
     """
     if len(image_shape) not in (2, 3):
         raise ValueError(f"`image_shape` must be (C, H, W) or, for 1-D signals, (C, L), got {tuple(image_shape)!r}")
@@ -135,7 +140,7 @@ def lenet5(
             Conv1d(c, channels[0], 5, first, padding=2),
             torch.nn.ReLU(),
             torch.nn.MaxPool1d(2),
-            Conv1d(channels[0], channels[1], 5, m, padding=2),
+            Conv1d(channels[0], channels[1], 5, m, padding=2, noise=noise),
             torch.nn.ReLU(),
             torch.nn.MaxPool1d(2),
             torch.nn.Flatten(-2),
@@ -157,7 +162,7 @@ def lenet5(
         Conv2d(c, channels[0], kernel, first, padding=pad),
         torch.nn.ReLU(),
         torch.nn.MaxPool2d(pool),
-        Conv2d(channels[0], channels[1], kernel, m, padding=pad),
+        Conv2d(channels[0], channels[1], kernel, m, padding=pad, noise=noise),
         torch.nn.ReLU(),
         torch.nn.MaxPool2d(pool),
         torch.nn.Flatten(-3),

@@ -65,6 +65,12 @@ class NoiseSite:
     shape: tuple[int, ...] | None = None
     weight: str | None = None
 
+    @property
+    def shared(self) -> bool:
+        """Whether one draw is shared by several elements of the tensor it multiplies (a fixed ``shape`` with a
+        broadcast axis, e.g. ``(C, 1, 1)``: one draw per feature map)."""
+        return self.shape is not None and any(n == 1 for n in self.shape)
+
 
 class Layer(Protocol):
     """The part of a layer a method uses (implemented by :class:`~bayesdrop.nn.BayesianLayer`)."""

@@ -72,6 +72,15 @@ class FastDropout(BernoulliDropout):
         train_rule="moment-matching",
     )
 
+    def check_layer(self, layer) -> None:
+        super().check_layer(layer)
+        shared = [s.name for s in layer.noise_sites.values() if s.shared]
+        if shared:
+            raise ValueError(
+                f"fast dropout propagates moments of independent terms; {type(layer).__name__}'s noise {shared} "
+                "shares one draw across elements (e.g. noise='channel'), which correlates them: use per-element noise"
+            )
+
     # -- a noise site: prior (model) and guide, side by side ------------------------------------------------------
     def noise_model(self, layer, site, x):
         z = super().noise_model(layer, site, x.mean if isinstance(x, Moments) else x)

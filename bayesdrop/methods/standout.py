@@ -85,6 +85,15 @@ class Standout(PointWeights):
 
         return get("bernoulli", p=input_rate(in_features), prior_scale=self.prior_scale)
 
+    def check_layer(self, layer) -> None:
+        super().check_layer(layer)
+        shared = [s.name for s in layer.noise_sites.values() if s.shared]
+        if shared:
+            raise ValueError(
+                f"standout draws one mask per element from that element's value; {type(layer).__name__}'s noise "
+                f"{shared} shares one draw across elements (e.g. noise='channel'): use per-element noise"
+            )
+
     def belief(self, a: torch.Tensor) -> torch.Tensor:
         r""":math:`\sigma(\alpha a + \beta)`, elementwise: the keep probabilities of units with values ``a``."""
         return torch.sigmoid(self.alpha * a + self.beta)

@@ -1,11 +1,16 @@
 """``bd.nn.Conv1d`` and ``bd.nn.Conv2d``: Bayesian convolutions with noise on their input feature maps.
 
 For convolutional networks written by hand (``bd.bayesianize`` makes them from ``torch.nn`` ones).  One draw of
-the input noise per input element; methods with per-unit rates share them over a feature map.
+the input noise per input element (``noise="element"``, the default), or one per input feature map
+(``noise="channel"``: spatial dropout, Tompson et al. 2015, who observe that neighbouring activations of a feature
+map are strongly correlated, so that dropping single elements barely regularises); methods with per-unit rates
+share them over a feature map either way.  With one draw per feature map the noise's mean folds into the weights
+as before: the weight-scaling rule at test time.
 
 Example
 -------
 >>> conv = bd.nn.Conv2d(1, 20, 5, method="bernoulli", padding=2)
+>>> spatial = bd.nn.Conv2d(20, 50, 5, method="bernoulli", noise="channel")   # spatial dropout
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from ..methods import Method
 from .base import BayesianLayer, NoiseSite, filled, is_input
 from .linear import _positive
 
-__all__ = ["Conv1d", "Conv2d"]
+__all__ = ["Conv1d", "Conv2d", "NOISE"]
+
+NOISE = ("element", "channel")  # one draw of the input noise per input element, or per input feature map
 
 
 class _ConvNd(BayesianLayer):
@@ -30,13 +37,21 @@ class _ConvNd(BayesianLayer):
     _plain: type[torch.nn.modules.conv._ConvNd]
     _fn: Any
 
-    def __init__(self, in_channels, out_channels, kernel_size, method, stride, padding, dilation, bias, hyper):
+    def __init__(self, in_channels, out_channels, kernel_size, method, stride, padding, dilation, bias, noise, hyper):
         _positive(in_channels=in_channels, out_channels=out_channels)
+        if noise not in NOISE:
+            raise ValueError(f"`noise` must be one of {NOISE}, got {noise!r}")
         ref = self._plain(in_channels, out_channels, kernel_size, stride, padding, dilation, bias=bias)
         unit_shape = (in_channels,) + (1,) * self.dims
-        noise = {"noise": NoiseSite("noise", unit_shape, weight="weight")}
-        super().__init__(method, {"weight": ref.weight}, noise, ref.bias, **hyper)
-        self.in_channels, self.out_channels = in_channels, out_channels
+        shape = unit_shape if noise == "channel" else None  # spatial dropout: one draw per input feature map
+        sites = {"noise": NoiseSite("noise", unit_shape, shape=shape, weight="weight")}
+        super().__init__(method, {"weight": ref.weight}, sites, ref.bias, **hyper)
+        self.in_channels, self.out_channels, self.noise_kind = in_channels, out_channels, noise
+        if noise == "channel" and "noise" not in self.method.capabilities.sites:
+            raise ValueError(
+                f"`noise='channel'` sets the draws of the noise on the inputs, and {self.method.name!r} puts its "
+                "randomness on the weights; use a method for noise sites (e.g. 'bernoulli')"
+            )
         self.kernel_size, self.stride, self.padding, self.dilation = (
             ref.kernel_size,
             ref.stride,
@@ -65,7 +80,7 @@ class _ConvNd(BayesianLayer):
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-            f"padding={self.padding}, method={self.method!r}, bias={self.bias is not None}"
+            f"padding={self.padding}, method={self.method!r}, bias={self.bias is not None}, noise={self.noise_kind!r}"
         )
 
 
@@ -84,15 +99,28 @@ class Conv1d(_ConvNd):
         padding: int | tuple[int] = 0,
         dilation: int | tuple[int] = 1,
         bias: bool = True,
+        noise: str = "element",
         **hyper: Any,
     ):
-        super().__init__(in_channels, out_channels, kernel_size, method, stride, padding, dilation, bias, hyper)
+        super().__init__(in_channels, out_channels, kernel_size, method, stride, padding, dilation, bias, noise, hyper)
 
 
 class Conv2d(_ConvNd):
     """Bayesian 2-D convolution (``groups=1``); inputs ``(batch, C, H, W)``, weights ``(out, in, kh, kw)``.
 
-    Sites: ``weight`` (input channels on axis 1) and ``noise`` on the input feature maps (unit shape ``(C, 1, 1)``).
+    Sites: ``weight`` (input channels on axis 1) and ``noise`` on the input feature maps (unit shape ``(C, 1, 1)``;
+    one draw per element, or per feature map with ``noise="channel"``).
+
+    Parameters
+    ----------
+    in_channels, out_channels, kernel_size, stride, padding, dilation, bias
+        As ``torch.nn.Conv2d`` (``groups=1``, zero padding given as ints).
+    method : str or Method
+        Registered name or instance.
+    noise : {"element", "channel"}
+        One draw of the input noise per input element, or one per input feature map (spatial dropout).
+    **hyper
+        Hyper-parameters of the method when given by name.
     """
 
     dims, _plain, _fn = 2, torch.nn.Conv2d, staticmethod(F.conv2d)
@@ -107,6 +135,7 @@ class Conv2d(_ConvNd):
         padding: int | tuple[int, int] = 0,
         dilation: int | tuple[int, int] = 1,
         bias: bool = True,
+        noise: str = "element",
         **hyper: Any,
     ):
-        super().__init__(in_channels, out_channels, kernel_size, method, stride, padding, dilation, bias, hyper)
+        super().__init__(in_channels, out_channels, kernel_size, method, stride, padding, dilation, bias, noise, hyper)
