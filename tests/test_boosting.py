@@ -222,7 +222,20 @@ def test_merge_replaces_the_section_of_its_data_set_and_keeps_the_others():
 
 def test_unknown_dataset_is_refused():
     with pytest.raises(ValueError, match="`dataset` must be one of"):
+        exp.one_run("dropout", 0, epochs=1, masks=2, lr=1e-2, dataset="cifar10")
+    with pytest.raises(ValueError, match="needs `--mnist-dir`"):
         exp.one_run("dropout", 0, epochs=1, masks=2, lr=1e-2, dataset="mnist")
+    with pytest.raises(SystemExit):
+        exp.main(["--dataset", "mnist"])
+
+
+def test_mnist_from_idx_files_runs_the_wide_network(tmp_path):
+    """MNIST from a user's IDX files (here tiny ones, 4 x 3 pixels): the 1024-1024 network of Srivastava et al."""
+    from test_data import write_mnist
+
+    write_mnist(tmp_path, n_train=6, n_test=4)
+    row = exp.one_run("boosting", 0, epochs=1, masks=2, lr=1e-2, eval_samples=2, dataset="mnist", mnist_dir=tmp_path)
+    assert row["arch"] == "12-1024-1024-10" and (row["n_train"], row["n_test"]) == (6, 4)
 
 
 def test_main_runs_the_protocol_and_writes_the_record(tmp_path):

@@ -337,3 +337,13 @@ def test_the_experiment_names_its_data_sets():
         C.splits(dataset="cifar10")
     train, val, test = C.splits(dataset="mnist1d")
     assert train.x.shape[1] == 40 and len(train) + len(val) == 4000
+
+
+def test_mnist_from_idx_files_runs_the_wide_network(tmp_path):
+    from test_data import write_mnist
+
+    write_mnist(tmp_path, n_train=10, n_test=4)
+    row = C.one_run("concrete", None, 1.0, 0, 1, dataset="mnist", mnist_dir=tmp_path)
+    assert row["arch"] == "12-1024-1024-10" and row["n"] == 8 and len(row["learned"]) == 3
+    with pytest.raises(ValueError, match="needs `--mnist-dir`"):
+        C.splits(dataset="mnist")

@@ -5,8 +5,9 @@ For maintainers and for users deciding whether to learn the drop rate instead of
 ``tests/test_concrete.py`` checks what is written and (marked ``slow``) a reduced version of the claims.
 
 Protocol: an MLP (``bd.models.mlp``) with the hidden widths of the defaults matrix for ``--dataset`` (digits
-64-300-100-10, MNIST-1D 40-100-100-10), trained with ``bd.fit``'s defaults (Adam, lr 1e-2 decayed linearly, batch
-128) for ``--epochs``, on the data set's training set (``bd.data.load``: 1437 digits, 4000 MNIST-1D signals) less a
+64-300-100-10, MNIST-1D 40-100-100-10; MNIST from ``--mnist-dir``: Srivastava et al.'s 784-1024-1024-10), trained
+with ``bd.fit``'s defaults (Adam, lr 1e-2 decayed linearly, batch 128) for ``--epochs``, on the data set's training
+set (1437 digits, 4000 MNIST-1D signals, 60000 MNIST images) less a
 validation split of ``--val-fraction`` (stratified by nothing: a random subset, the same for every run), for
 ``--seeds`` training seeds.
 
@@ -23,7 +24,8 @@ validation split of ``--val-fraction`` (stratified by nothing: a random subset, 
 
 Usage::
 
-    python benchmarks/concrete.py [--dataset digits] [--seeds 3] [--epochs 100] [--grid 0.1 0.2 0.3 0.4 0.5 0.6]
+    python benchmarks/concrete.py [--dataset {digits,mnist1d,mnist}] [--mnist-dir DIR] [--seeds 3] [--epochs E]
+        [--grid 0.1 0.2 0.3 0.4 0.5 0.6]
 
 Example
 -------
@@ -35,6 +37,7 @@ Example
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import sys
 import time
@@ -50,26 +53,32 @@ import bayesdrop as bd
 from ..methods.concrete import LENGTH_SCALE
 from .defaults import SETTINGS
 from .report_io import device_name, script_parser, write_results
-
-INPUTS = {"digits": 64, "mnist1d": 40}  # input features of each data set, for the record's header
+from .runs import load_dataset
 
 __all__ = ["DATASETS", "GRID", "FRACTIONS", "TOLERANCE", "splits", "one_run", "run", "summary", "markdown", "main"]
 
 GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)  # the fixed drop rates of the grid search
 FRACTIONS = (0.25, 0.5, 1.0)  # shares of the training examples in (b)
 TOLERANCE = 0.1  # |learned p - best grid p| of a hidden layer that counts as found
-DATASETS = ("digits", "mnist1d")
+DATASETS = ("digits", "mnist1d", "mnist")
+# hidden widths: the defaults matrix's for the bundled data, Srivastava et al.'s (2014) 1024-1024 for MNIST (given
+# with --mnist-dir); epochs on the full training part
+HIDDEN = {"digits": SETTINGS["digits"].hidden, "mnist1d": SETTINGS["mnist1d"].hidden, "mnist": (1024, 1024)}
+EPOCHS = {"digits": 100, "mnist1d": 60, "mnist": 20}
 VAL_FRACTION = 0.2
 
 
 def splits(
-    val_fraction: float = VAL_FRACTION, seed: int = 0, dataset: str = "digits"
+    val_fraction: float = VAL_FRACTION,
+    seed: int = 0,
+    dataset: str = "digits",
+    mnist_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[bd.data.Split, bd.data.Split, bd.data.Split]:
-    """The training set of ``dataset`` split into training and validation parts (a random permutation drawn from
-    ``seed``), and its test set."""
+    """The training set of ``dataset`` (MNIST from the IDX files in ``mnist_dir``) split into training and
+    validation parts (a random permutation drawn from ``seed``), and its test set."""
     if dataset not in DATASETS:
         raise ValueError(f"`dataset` must be one of {DATASETS}, got {dataset!r}")
-    ds = bd.data.load(dataset)
+    ds = load_dataset(dataset, mnist_dir)
     perm = torch.randperm(len(ds.train), generator=torch.Generator().manual_seed(seed))
     n_val = round(val_fraction * len(ds.train))
     val, train = perm[:n_val], perm[n_val:]
@@ -89,6 +98,7 @@ def one_run(
     val_fraction: float = VAL_FRACTION,
     length_scale: float = LENGTH_SCALE,
     dataset: str = "digits",
+    mnist_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Train ``concrete`` (``p=None``) or the grid's ``bernoulli`` at ``p`` on the first ``fraction`` of the training
     part of ``dataset``, for ``round(epochs / fraction)`` epochs, with training seed ``seed``; both under the prior
@@ -101,8 +111,8 @@ def one_run(
         ``epochs``, ``length_scale``; ``learned`` (the learned drop rate per layer, empty for ``bernoulli``), ``val_nll``,
         ``test_error`` (%) and ``s`` (training seconds).
     """
-    train, val, test = splits(val_fraction, dataset=dataset)
-    features, classes, hidden_widths = train.x.shape[1], int(train.y.max()) + 1, list(SETTINGS[dataset].hidden)
+    train, val, test = splits(val_fraction, dataset=dataset, mnist_dir=mnist_dir)
+    features, classes, hidden_widths = train.x.shape[1], 10, list(HIDDEN[dataset])
     n = round(fraction * len(train))
     train = bd.data.Split(train.x[:n], train.y[:n])
     pyro.set_rng_seed(seed)  # the initial weights: a run must not depend on the runs before it
@@ -126,7 +136,8 @@ def one_run(
     learned = [1 - float(r[0]) for r in bd.dropout_rates(model, guide).values()] if method == "concrete" else []
     return {
         "method": method, "p": math.nan if p is None else p, "fraction": fraction, "n": n, "seed": seed,
-        "epochs": run_epochs, "length_scale": length_scale, "dataset": dataset, "learned": learned, "val_nll": val_nll, "test_error": test_error, "s": seconds,
+        "epochs": run_epochs, "length_scale": length_scale, "dataset": dataset,
+        "arch": "-".join(map(str, (features, *hidden_widths, classes))), "learned": learned, "val_nll": val_nll, "test_error": test_error, "s": seconds,
     }  # fmt: skip
 
 
@@ -138,10 +149,11 @@ def run(
     val_fraction: float = VAL_FRACTION,
     length_scale: float = LENGTH_SCALE,
     dataset: str = "digits",
+    mnist_dir: str | os.PathLike[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Every run of (a) and (b) on ``dataset``: ``concrete`` at every fraction (the full one serving (a)) and the
     grid on the full training part, for every seed; one row per run."""
-    args = (val_fraction, length_scale, dataset)
+    args = (val_fraction, length_scale, dataset, mnist_dir)
     rows = [one_run("concrete", None, f, s, epochs, *args) for f in fractions for s in range(seeds)]
     rows += [one_run("bernoulli", p, 1.0, s, epochs, *args) for p in grid for s in range(seeds)]
     return rows
@@ -202,7 +214,7 @@ def markdown(rows: Sequence[dict[str, Any]], command: str) -> str:
     full = [r for r in rows if r["method"] == "concrete" and r["fraction"] == max(s["by_fraction"])]
     n, epochs, scale = full[0]["n"], full[0]["epochs"], full[0].get("length_scale", LENGTH_SCALE)
     dataset = full[0].get("dataset", "digits")
-    widths = "-".join(map(str, (INPUTS[dataset], *SETTINGS[dataset].hidden, 10)))
+    widths = full[0].get("arch", "64-300-100-10")
     lines = [
         f"# Concrete dropout: learned drop rates on {dataset}",
         "",
@@ -278,15 +290,22 @@ def main(
     argv = sys.argv[1:] if argv is None else list(argv)
     ap = script_parser(__doc__)
     ap.add_argument("--dataset", default="digits", choices=DATASETS)
+    ap.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files (for --dataset mnist)")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--epochs", type=int, default=None, help="default: 100 for digits, 60 for MNIST-1D, 20 for MNIST")
     ap.add_argument("--grid", type=float, nargs="+", default=list(GRID))
     ap.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS))
     ap.add_argument("--val-fraction", type=float, default=VAL_FRACTION)
     ap.add_argument("--length-scale", type=float, default=LENGTH_SCALE)
     ap.add_argument("--out", default=str(default_out))
     args = ap.parse_args(argv)
-    rows = run(args.seeds, args.epochs, args.grid, args.fractions, args.val_fraction, args.length_scale, args.dataset)
+    if args.dataset == "mnist" and not args.mnist_dir:
+        ap.error("--dataset mnist needs --mnist-dir (a directory with the four IDX files)")
+    epochs = EPOCHS[args.dataset] if args.epochs is None else args.epochs
+    rows = run(
+        args.seeds, epochs, args.grid, args.fractions, args.val_fraction, args.length_scale, args.dataset,
+        args.mnist_dir,
+    )  # fmt: skip
     command = " ".join(["python benchmarks/concrete.py", *argv])
     write_results(markdown(rows, command), args.out)
     return rows

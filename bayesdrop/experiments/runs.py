@@ -60,7 +60,8 @@ def parse_hyper(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def load_dataset(name: str, mnist_dir: str | None = None, seed: int = 0) -> bd_data.Dataset:
+def load_dataset(name: str, mnist_dir: str | os.PathLike[str] | None = None, seed: int = 0) -> bd_data.Dataset:
+    """A bundled data set by name (``bd.data.load``), or ``"mnist"`` from the IDX files in ``mnist_dir``."""
     if name == "mnist":
         if not mnist_dir:
             raise ValueError("`--dataset mnist` needs `--mnist-dir` (a directory with the IDX files)")
