@@ -64,7 +64,7 @@ def test_spatial_noise_is_refused_where_it_cannot_mean_anything():
         bd.nn.Conv2d(3, 4, 3, "sparse-vd", noise="channel")
     with pytest.raises(ValueError, match="standout draws one mask per element"):
         bd.nn.Conv2d(3, 4, 3, "standout", noise="channel")
-    with pytest.raises(ValueError, match="correlates them"):
+    with pytest.raises(ValueError, match="shared draws correlate"):
         bd.nn.Conv2d(3, 4, 3, "fast-dropout", noise="channel")
 
 

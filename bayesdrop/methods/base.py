@@ -266,6 +266,18 @@ def site_param(site: str, suffix: str) -> str:
     return suffix if site in ("weight", "noise") else f"{site}_{suffix}"
 
 
+def require_per_element_noise(layer: Layer, reason: str) -> None:
+    """Raise ``ValueError`` (starting with ``reason``) if a noise site of ``layer`` shares one draw across elements
+    (:attr:`~bayesdrop.sites.NoiseSite.shared`, e.g. ``noise="channel"``): for methods whose noise needs one draw
+    per element."""
+    shared = [s.name for s in layer.noise_sites.values() if s.shared]
+    if shared:
+        raise ValueError(
+            f"{reason}; {type(layer).__name__}'s noise {shared} shares one draw across elements (e.g. "
+            "noise='channel'): use per-element noise"
+        )
+
+
 def check_range(name: str, value: float, lo: float, hi: float, *, lo_open=False, hi_open=False) -> float:
     """Validate a scalar hyper-parameter, raising ``ValueError`` naming it."""
     try:

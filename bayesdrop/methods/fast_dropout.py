@@ -42,7 +42,7 @@ import pyro
 
 from ..moments import Moments
 from . import register
-from .base import Capabilities
+from .base import Capabilities, require_per_element_noise
 from .classic import BernoulliDropout
 
 __all__ = ["FastDropout"]
@@ -74,12 +74,9 @@ class FastDropout(BernoulliDropout):
 
     def check_layer(self, layer) -> None:
         super().check_layer(layer)
-        shared = [s.name for s in layer.noise_sites.values() if s.shared]
-        if shared:
-            raise ValueError(
-                f"fast dropout propagates moments of independent terms; {type(layer).__name__}'s noise {shared} "
-                "shares one draw across elements (e.g. noise='channel'), which correlates them: use per-element noise"
-            )
+        require_per_element_noise(
+            layer, "fast dropout propagates moments of independent terms, which shared draws correlate"
+        )
 
     # -- a noise site: prior (model) and guide, side by side ------------------------------------------------------
     def noise_model(self, layer, site, x):

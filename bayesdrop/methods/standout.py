@@ -44,7 +44,7 @@ import torch
 from ..distributions import FixedNoise
 from ..moments import Moments
 from . import register
-from .base import Capabilities, Method, PointWeights, check_range, site_param
+from .base import Capabilities, Method, PointWeights, check_range, require_per_element_noise, site_param
 from .classic import input_rate
 
 __all__ = ["Standout", "keep_probabilities"]
@@ -87,12 +87,7 @@ class Standout(PointWeights):
 
     def check_layer(self, layer) -> None:
         super().check_layer(layer)
-        shared = [s.name for s in layer.noise_sites.values() if s.shared]
-        if shared:
-            raise ValueError(
-                f"standout draws one mask per element from that element's value; {type(layer).__name__}'s noise "
-                f"{shared} shares one draw across elements (e.g. noise='channel'): use per-element noise"
-            )
+        require_per_element_noise(layer, "standout draws one mask per element from that element's value")
 
     def belief(self, a: torch.Tensor) -> torch.Tensor:
         r""":math:`\sigma(\alpha a + \beta)`, elementwise: the keep probabilities of units with values ``a``."""
