@@ -55,8 +55,8 @@ import torch
 
 import bayesdrop as bd
 
-from .defaults import SETTINGS
-from .report_io import device_name, script_parser, write_results
+from .defaults import MLP_HIDDEN, SETTINGS
+from .report_io import chosen_epochs, dataset_arguments, device_name, script_parser, write_results
 from .runs import load_dataset
 
 __all__ = [
@@ -75,9 +75,8 @@ __all__ = [
 
 OBJECTIVES = ["none", "dropout", "boosting"]
 DATASETS = ("digits", "mnist1d", "mnist")
-# hidden widths and default epochs: the defaults matrix's full tier for the bundled data; for MNIST (given with
-# --mnist-dir) the 1024-1024 ReLU network of Srivastava et al. (2014), where dropout regularises, for 50 epochs
-HIDDEN = {"digits": SETTINGS["digits"].hidden, "mnist1d": SETTINGS["mnist1d"].hidden, "mnist": (1024, 1024)}
+# default epochs: the defaults matrix's full tier for the bundled data, 50 for MNIST (hidden widths:
+# defaults.MLP_HIDDEN, Srivastava et al.'s 1024-1024 network for MNIST)
 EPOCHS = {"digits": SETTINGS["digits"].full_epochs, "mnist1d": SETTINGS["mnist1d"].full_epochs, "mnist": 50}
 _NAMES = {
     "digits": ("Digits", "default split"),
@@ -116,7 +115,7 @@ def one_run(
     if dataset not in DATASETS:
         raise ValueError(f"`dataset` must be one of {DATASETS}, got {dataset!r}")
     ds = load_dataset(dataset, mnist_dir)
-    widths = [ds.in_features, *HIDDEN[dataset], cast(int, ds.num_classes)]
+    widths = [ds.in_features, *MLP_HIDDEN[dataset], cast(int, ds.num_classes)]
     pyro.set_rng_seed(seed)  # the initial weights too: a run must not depend on the runs before it
     p = 0.0 if objective == "none" else 0.5
     input_method = bd.methods.get("bernoulli", p=0.0)
@@ -292,19 +291,15 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = script_parser(__doc__)
-    ap.add_argument("--dataset", default="digits", choices=DATASETS)
+    dataset_arguments(ap, DATASETS, "default: 200 for digits and MNIST-1D, 50 for MNIST")
     ap.add_argument("--objectives", nargs="+", default=OBJECTIVES, choices=OBJECTIVES)
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=None, help="default: 200 for digits and MNIST-1D, 50 for MNIST")
-    ap.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files (for --dataset mnist)")
     ap.add_argument("--masks", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--eval-samples", type=int, default=EVAL_SAMPLES)
     ap.add_argument("--out", default=str(default_out))
     args = ap.parse_args(argv)
-    if args.dataset == "mnist" and not args.mnist_dir:
-        ap.error("--dataset mnist needs --mnist-dir (a directory with the four IDX files)")
-    epochs = EPOCHS[args.dataset] if args.epochs is None else args.epochs
+    epochs = chosen_epochs(ap, args, EPOCHS)
     rows = run(
         args.objectives, args.seeds, epochs, args.masks, args.lr, args.eval_samples,
         dataset=args.dataset, mnist_dir=args.mnist_dir,

@@ -51,8 +51,8 @@ import torch
 import bayesdrop as bd
 
 from ..methods.concrete import LENGTH_SCALE
-from .defaults import SETTINGS
-from .report_io import device_name, script_parser, write_results
+from .defaults import MLP_HIDDEN
+from .report_io import chosen_epochs, dataset_arguments, device_name, script_parser, write_results
 from .runs import load_dataset
 
 __all__ = ["DATASETS", "GRID", "FRACTIONS", "TOLERANCE", "splits", "one_run", "run", "summary", "markdown", "main"]
@@ -61,9 +61,7 @@ GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)  # the fixed drop rates of the grid search
 FRACTIONS = (0.25, 0.5, 1.0)  # shares of the training examples in (b)
 TOLERANCE = 0.1  # |learned p - best grid p| of a hidden layer that counts as found
 DATASETS = ("digits", "mnist1d", "mnist")
-# hidden widths: the defaults matrix's for the bundled data, Srivastava et al.'s (2014) 1024-1024 for MNIST (given
-# with --mnist-dir); epochs on the full training part
-HIDDEN = {"digits": SETTINGS["digits"].hidden, "mnist1d": SETTINGS["mnist1d"].hidden, "mnist": (1024, 1024)}
+# epochs on the full training part (hidden widths: defaults.MLP_HIDDEN)
 EPOCHS = {"digits": 100, "mnist1d": 60, "mnist": 20}
 VAL_FRACTION = 0.2
 
@@ -112,7 +110,7 @@ def one_run(
         ``test_error`` (%) and ``s`` (training seconds).
     """
     train, val, test = splits(val_fraction, dataset=dataset, mnist_dir=mnist_dir)
-    features, classes, hidden_widths = train.x.shape[1], 10, list(HIDDEN[dataset])
+    features, classes, hidden_widths = train.x.shape[1], 10, list(MLP_HIDDEN[dataset])
     n = round(fraction * len(train))
     train = bd.data.Split(train.x[:n], train.y[:n])
     pyro.set_rng_seed(seed)  # the initial weights: a run must not depend on the runs before it
@@ -289,19 +287,15 @@ def main(
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     ap = script_parser(__doc__)
-    ap.add_argument("--dataset", default="digits", choices=DATASETS)
-    ap.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files (for --dataset mnist)")
+    dataset_arguments(ap, DATASETS, "default: 100 for digits, 60 for MNIST-1D, 20 for MNIST")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=None, help="default: 100 for digits, 60 for MNIST-1D, 20 for MNIST")
     ap.add_argument("--grid", type=float, nargs="+", default=list(GRID))
     ap.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS))
     ap.add_argument("--val-fraction", type=float, default=VAL_FRACTION)
     ap.add_argument("--length-scale", type=float, default=LENGTH_SCALE)
     ap.add_argument("--out", default=str(default_out))
     args = ap.parse_args(argv)
-    if args.dataset == "mnist" and not args.mnist_dir:
-        ap.error("--dataset mnist needs --mnist-dir (a directory with the four IDX files)")
-    epochs = EPOCHS[args.dataset] if args.epochs is None else args.epochs
+    epochs = chosen_epochs(ap, args, EPOCHS)
     rows = run(
         args.seeds, epochs, args.grid, args.fractions, args.val_fraction, args.length_scale, args.dataset,
         args.mnist_dir,

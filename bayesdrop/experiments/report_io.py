@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import platform
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 
-__all__ = ["device_name", "write_results", "script_parser"]
+__all__ = ["device_name", "write_results", "script_parser", "dataset_arguments", "chosen_epochs"]
 
 
 def device_name(device: torch.device) -> str:
@@ -71,3 +72,20 @@ def script_parser(doc: str | None) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(
         description=(doc or "").split("\nExample\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
+
+
+def dataset_arguments(ap: argparse.ArgumentParser, datasets: Sequence[str], epochs_help: str) -> None:
+    """Add ``--dataset`` (one of ``datasets``, the first by default), ``--mnist-dir`` (the IDX files of
+    ``--dataset mnist``) and ``--epochs`` (default ``None``: the data set's own, which ``epochs_help`` states) to
+    ``ap``; :func:`chosen_epochs` reads them back."""
+    ap.add_argument("--dataset", default=datasets[0], choices=list(datasets))
+    ap.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files (for --dataset mnist)")
+    ap.add_argument("--epochs", type=int, default=None, help=epochs_help)
+
+
+def chosen_epochs(ap: argparse.ArgumentParser, args: argparse.Namespace, epochs: Mapping[str, int]) -> int:
+    """The epochs of a run parsed with :func:`dataset_arguments`: ``--epochs``, else ``epochs[--dataset]``; exits
+    with a usage error if ``--dataset mnist`` comes without ``--mnist-dir``."""
+    if args.dataset == "mnist" and not args.mnist_dir:
+        ap.error("--dataset mnist needs --mnist-dir (a directory with the four IDX files)")
+    return epochs[args.dataset] if args.epochs is None else args.epochs
