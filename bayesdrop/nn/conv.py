@@ -31,7 +31,10 @@ NOISE = ("element", "channel")  # one draw of the input noise per input element,
 
 
 class _ConvNd(BayesianLayer):
-    """Shared part of the convolutions: ``groups=1``, zero padding given as ints; weights ``(out, in, *kernel)``."""
+    """Shared part of the convolutions: ``groups=1``, zero padding given as ints; weights ``(out, in, *kernel)``, or
+    ``(B, out, in, *kernel)``, one per example (DropConnect's per-example masks)."""
+
+    batched_weights = True
 
     dims: int
     _plain: type[torch.nn.modules.conv._ConvNd]
@@ -66,8 +69,18 @@ class _ConvNd(BayesianLayer):
             spatial = ", ".join("HW"[: self.dims] if self.dims == 2 else "L")
             raise ValueError(f"`x` must have shape (batch, {self.in_channels}, {spatial}), got {shape}")
         x = self.noise("noise", x)
-        out = self.lrt(self._op, x, self.weight())
+        w = self.weight()
+        out = self.lrt(self._op, x, w) if w.dim() == self.dims + 2 else self._per_example(x, w)
         return out if self.bias is None else out + self.bias.reshape(-1, *(1,) * self.dims)
+
+    def _per_example(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """The convolution of each example ``b`` with its own weight ``w[b]`` (DropConnect's per-example masks):
+        ``x`` ``(B, in, *spatial)``, ``w`` ``(B, out, in, *kernel)``, one grouped convolution with ``B`` groups."""
+        if x.shape[0] != w.shape[0]:
+            raise ValueError(f"per-example weights {tuple(w.shape)} need inputs (B, ...) with B = {w.shape[0]}")
+        b = x.shape[0]
+        out = self._op(x.reshape(1, -1, *x.shape[2:]), w.reshape(-1, *w.shape[2:]), groups=b)
+        return out.reshape(b, -1, *out.shape[2:])
 
     def to_plain(self, values, bias=None):
         w = self.fold(values)["weight"]
