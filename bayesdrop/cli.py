@@ -30,14 +30,21 @@ __all__ = ["main", "make_parser"]
 
 def cmd_methods(args: argparse.Namespace) -> int:
     rows = [methods.info(n) for n in methods.names()]
-    print("| method | reference | analytic KL | LRT | structured | learns rates | sites | test-time rules | training |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| method | reference | analytic KL | LRT | structured | learns rates | sites | where | test-time rules | "
+        "training |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    where = {"layer": "every layer", "input": "inputs", "pool": "pooling layers"}
     for r in rows:
         c = r["capabilities"]
         flags = ["yes" if r[k] else "no" for k in ("analytic_kl", "lrt", "structured", "learns_rates")]
         sites, rules = ", ".join(sorted(c.sites)), ", ".join(sorted(c.rules))
         training = "moments integrated out" if c.train_rule == "moment-matching" else "sampled"
-        print(f"| {r['name']} | {r['reference']} | " + " | ".join(flags) + f" | {sites} | {rules} | {training} |")
+        print(
+            f"| {r['name']} | {r['reference']} | " + " | ".join(flags) + f" | {sites} | {where[c.role]} | {rules} | "
+            f"{training} |"
+        )
     return 0
 
 

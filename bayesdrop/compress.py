@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule
 
 from .guides import DropoutGuide
-from .nn import BayesianLayer, Conv1d, Conv2d, Linear
+from .nn import BayesianLayer, Conv1d, Conv2d, Linear, WindowPool
 
 __all__ = [
     "LayerReport",
@@ -546,8 +546,10 @@ class _Chain:
 
 def _module_op(m: torch.nn.Module) -> _Op | None:
     """What the plain module ``m`` (in eval mode) does to units, or ``None`` if it is not a per-unit operation."""
-    if isinstance(m, BayesianLayer):
-        return None
+    if isinstance(m, BayesianLayer):  # a pooling layer acts on each channel by itself; weight layers are not ops
+        return _Op("pool", dims=len(m.pool_sites["pool"].unit_shape) - 2) if "pool" in m.pool_sites else None
+    if isinstance(m, WindowPool):
+        return _Op("pool", dims=m.dims)
     if isinstance(m, _ELEMENTWISE):
         return _Op("elementwise", fn=m)
     if isinstance(m, torch.nn.Flatten):

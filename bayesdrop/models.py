@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from pyro.nn import PyroModule
 
-from .methods import Method, resolve
-from .nn import Conv1d, Conv2d, Linear
+from .methods import Method, get, resolve
+from .nn import AvgPool1d, AvgPool2d, Conv1d, Conv2d, Linear, MaxPool1d, MaxPool2d
 
 __all__ = ["mlp", "lenet300_100", "lenet5"]
 
@@ -33,6 +33,36 @@ def _activation(name: str) -> torch.nn.Module:
     return _ACTIVATIONS[name]()
 
 
+def _layer_method(method: str | Method | None, hyper: dict[str, Any], arg: str = "method") -> Method:
+    """The method of a network's layers: ``None`` is no noise (``bernoulli`` with ``p = 0``: point estimates under
+    the Gaussian prior); a method for the inputs only or for pooling layers is refused with the argument it
+    belongs to."""
+    if method is None:
+        if hyper:
+            raise TypeError(f"hyper-parameters {sorted(hyper)} need a method, and `{arg}` is None")
+        return get("bernoulli", p=0.0)
+    m = resolve(method, **hyper)
+    role = m.capabilities.role
+    if role != "layer":
+        where = "input_method=" if role == "input" else "pool_method="
+        what = "a network's inputs" if role == "input" else "pooling layers"
+        raise ValueError(f"`{arg}` {m.name or type(m).__name__!r} is a method for {what}: pass it as {where}")
+    return m
+
+
+def _input_method(
+    method: str | Method | None, m: Method, input_method: str | Method | None, in_features: int
+) -> Method:
+    """The method of the first layer: ``input_method`` (a layer or input method), else ``m.input_layer`` (no noise
+    where ``method`` is ``None``)."""
+    if input_method is None:
+        return m if method is None else m.input_layer(in_features)
+    im = resolve(input_method)
+    if im.capabilities.role == "pool":
+        raise ValueError(f"`input_method` {im.name!r} is a method for pooling layers: pass it as pool_method=")
+    return im
+
+
 def _sequential(*layers: torch.nn.Module) -> PyroModule:
     """``PyroModule[torch.nn.Sequential](*layers)``; Pyro types ``PyroModule[cls]`` as ``type[PyroModule]``, whose
     constructor takes a name, so the class is bound here as what it is: a callable making a ``PyroModule``."""
@@ -44,7 +74,7 @@ def mlp(
     in_features: int,
     hidden: Sequence[int],
     out_features: int,
-    method: str | Method = "bernoulli",
+    method: str | Method | None = "bernoulli",
     *,
     input_method: str | Method | None = None,
     activation: str = "relu",
@@ -61,11 +91,13 @@ def mlp(
     in_features, out_features : int
     hidden : sequence of int
         Hidden widths, e.g. ``[300, 100]`` for LeNet-300-100.
-    method : str or Method
-        Method of every layer; ``**hyper`` are its hyper-parameters.
+    method : str, Method or None
+        Method of every layer (``bd.methods.names(role="layer")``); ``**hyper`` are its hyper-parameters.  ``None``:
+        no noise (point estimates under the Gaussian prior, ``bernoulli`` with ``p=0``).
     input_method : str or Method, optional
         The method of the first layer (the inputs), e.g. ``bd.methods.get("bernoulli", p=0.0)`` for no input
-        dropout.  Default: ``method.input_layer(in_features)``, which for the fixed-rate methods drops 0.2 of the
+        dropout, or ``"cutout"`` (``bd.methods.names(role="input")``).  Default: ``method.input_layer(in_features)``,
+        which for the fixed-rate methods drops 0.2 of the
         inputs (``bernoulli`` with ``p=0.2``, ``gaussian`` with ``alpha=0.25``) while hidden units get ``method``
         (by default ``p=0.5``), as Srivastava et al. (2014) recommend, and adds no input noise to networks with
         fewer than 64 inputs; methods that learn their rates use ``method`` on every layer.
@@ -74,10 +106,11 @@ def mlp(
     widths = [in_features, *hidden, out_features]
     if isinstance(hidden, (str, bytes)) or not all(isinstance(h, int) and h > 0 for h in hidden):
         raise ValueError(f"`hidden` must be a sequence of positive ints, got {hidden!r}")
-    m = resolve(method, **hyper)
+    m = _layer_method(method, hyper)
+    first = _input_method(method, m, input_method, in_features)
     layers: list[torch.nn.Module] = []
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        lm = m if i else (m.input_layer(in_features) if input_method is None else resolve(input_method))
+        lm = m if i else first
         layers.append(Linear(a, b, lm))
         if i < len(widths) - 2:
             layers.append(_activation(activation))
@@ -94,9 +127,11 @@ def lenet300_100(
 def lenet5(
     image_shape: Sequence[int] = (1, 28, 28),
     num_classes: int = 10,
-    method: str | Method = "bernoulli",
+    method: str | Method | None = "bernoulli",
     *,
     input_method: str | Method | None = None,
+    pool_method: str | Method | None = None,
+    pooling: str | None = None,
     channels: tuple[int, int] = (20, 50),
     hidden: int = 500,
     noise: str = "element",
@@ -113,12 +148,18 @@ def lenet5(
     ----------
     image_shape : (C, H, W) or (C, L)
     num_classes : int
-    method : str or Method
-        Method of every layer; ``**hyper`` are its hyper-parameters.
+    method : str, Method or None
+        Method of every weight layer; ``**hyper`` are its hyper-parameters; ``None``: no noise (as in :func:`mlp`).
     input_method : str or Method, optional
         The method of the first convolution (its inputs are the pixels), e.g.
-        ``bd.methods.get("bernoulli", p=0.0)`` for none; default
+        ``bd.methods.get("bernoulli", p=0.0)`` for none or ``"cutout"``; default
         ``method.input_layer(C * H * W)`` as in :func:`mlp` (0.2 for fixed rates).
+    pool_method : str or Method, optional
+        A method for the two pooling layers (``bd.methods.names(role="pool")``, e.g. ``"maxpool-dropout"``), which
+        become :mod:`bayesdrop.nn` pooling layers; default: plain pooling.
+    pooling : {"max", "avg"}, optional
+        The pooling; default max pooling, or average pooling for a ``pool_method`` that randomises only that
+        (``avgpool-dropout``).
     channels, hidden
         Widths of the two convolutions and of the hidden dense layer.
     noise : {"element", "channel"}
@@ -128,8 +169,35 @@ def lenet5(
     """
     if len(image_shape) not in (2, 3):
         raise ValueError(f"`image_shape` must be (C, H, W) or, for 1-D signals, (C, L), got {tuple(image_shape)!r}")
-    m = resolve(method, **hyper)
-    first = m.input_layer(math.prod(image_shape)) if input_method is None else resolve(input_method)
+    m = _layer_method(method, hyper)
+    first = _input_method(method, m, input_method, math.prod(image_shape))
+    pm = None if pool_method is None else resolve(pool_method)
+    if pm is not None and pm.capabilities.role != "pool":
+        raise ValueError(
+            f"`pool_method` must be a method for pooling layers (bd.methods.names(role='pool')), got {pm.name!r}"
+        )
+    if pooling is None:
+        pooling = "max" if pm is None or "max" in pm.capabilities.pools else "avg"
+    if pooling not in ("max", "avg"):
+        raise ValueError(f"`pooling` must be 'max' or 'avg', got {pooling!r}")
+
+    def pool(dims: int, size: int | tuple[int, int]) -> torch.nn.Module:
+        plain: dict[tuple[int, str], Callable[..., torch.nn.Module]] = {
+            (1, "max"): torch.nn.MaxPool1d,
+            (1, "avg"): torch.nn.AvgPool1d,
+            (2, "max"): torch.nn.MaxPool2d,
+            (2, "avg"): torch.nn.AvgPool2d,
+        }
+        if pm is None:
+            return plain[dims, pooling](size)
+        bayes: dict[tuple[int, str], Callable[..., torch.nn.Module]] = {
+            (1, "max"): MaxPool1d,
+            (1, "avg"): AvgPool1d,
+            (2, "max"): MaxPool2d,
+            (2, "avg"): AvgPool2d,
+        }
+        return bayes[dims, pooling](size, method=pm)
+
     if len(image_shape) == 2:  # a 1-D signal (C, L), e.g. MNIST-1D: Conv1d with kernel 5, padding 2, pooling 2
         c, length = image_shape
         for _ in range(2):
@@ -139,10 +207,10 @@ def lenet5(
         return _sequential(
             Conv1d(c, channels[0], 5, first, padding=2),
             torch.nn.ReLU(),
-            torch.nn.MaxPool1d(2),
+            pool(1, 2),
             Conv1d(channels[0], channels[1], 5, m, padding=2, noise=noise),
             torch.nn.ReLU(),
-            torch.nn.MaxPool1d(2),
+            pool(1, 2),
             torch.nn.Flatten(-2),
             Linear(channels[1] * length, hidden, m),
             torch.nn.ReLU(),
@@ -150,21 +218,21 @@ def lenet5(
         )
     c, h, w = image_shape
     if h == 1:  # a 1-D signal given as an image (C, 1, L)
-        kernel, pool, pad = (1, 5), (1, 2), (0, 2)
+        kernel, window, pad = (1, 5), (1, 2), (0, 2)
     else:
-        kernel, pool, pad = (5, 5), (2, 2), (0, 0) if min(h, w) >= 28 else (2, 2)
+        kernel, window, pad = (5, 5), (2, 2), (0, 0) if min(h, w) >= 28 else (2, 2)
     for _ in range(2):
-        h = (h + 2 * pad[0] - kernel[0] + 1) // pool[0]
-        w = (w + 2 * pad[1] - kernel[1] + 1) // pool[1]
+        h = (h + 2 * pad[0] - kernel[0] + 1) // window[0]
+        w = (w + 2 * pad[1] - kernel[1] + 1) // window[1]
     if h < 1 or w < 1:
         raise ValueError(f"`image_shape` {tuple(image_shape)} is too small for LeNet-5")
     return _sequential(
         Conv2d(c, channels[0], kernel, first, padding=pad),
         torch.nn.ReLU(),
-        torch.nn.MaxPool2d(pool),
+        pool(2, window),
         Conv2d(channels[0], channels[1], kernel, m, padding=pad, noise=noise),
         torch.nn.ReLU(),
-        torch.nn.MaxPool2d(pool),
+        pool(2, window),
         torch.nn.Flatten(-3),
         Linear(channels[1] * h * w, hidden, m),
         torch.nn.ReLU(),

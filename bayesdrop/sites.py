@@ -1,4 +1,4 @@
-"""What a dropout method sees of a layer: its weight and noise sites, and the :class:`Layer` protocol.
+"""What a dropout method sees of a layer: its weight, noise and pool sites, and the :class:`Layer` protocol.
 
 For people who write a method: the hooks of :class:`~bayesdrop.methods.Method` receive a layer (any
 :class:`~bayesdrop.nn.BayesianLayer`) through this protocol and one of its sites, so methods do not depend on the
@@ -17,7 +17,7 @@ from typing import Protocol
 import torch
 from pyro.distributions import TorchDistribution
 
-__all__ = ["WeightSite", "NoiseSite", "Layer", "site_shaped"]
+__all__ = ["WeightSite", "NoiseSite", "PoolSite", "Layer", "site_shaped"]
 
 
 @dataclass(frozen=True)
@@ -72,11 +72,38 @@ class NoiseSite:
         return self.shape is not None and any(n == 1 for n in self.shape)
 
 
+@dataclass(frozen=True)
+class PoolSite:
+    """A pooling of a layer: each output is a weighted sum of the values of its window, with the weights (one per
+    element of the window) given by the method, e.g. a one-hot vector at the window's maximum (max pooling),
+    ``1 / K`` everywhere (average pooling), the one-hot vector of an element drawn with probability proportional to
+    its value (stochastic pooling).
+
+    Attributes
+    ----------
+    name : str
+        Site name within the layer.
+    unit_shape : tuple of int
+        Shape of per-unit quantities, broadcastable against one example of the windows ``(C, *out, K)``: ``(C, 1,
+        ..., 1)``, one unit per feature map.
+    reduce : {"max", "avg"}
+        The layer's deterministic pooling, which the method randomises.
+    window : int
+        ``K``, the number of elements of a window.
+    """
+
+    name: str
+    unit_shape: tuple[int, ...]
+    reduce: str
+    window: int
+
+
 class Layer(Protocol):
     """The part of a layer a method uses (implemented by :class:`~bayesdrop.nn.BayesianLayer`)."""
 
     weight_sites: dict[str, WeightSite]
     noise_sites: dict[str, NoiseSite]
+    pool_sites: dict[str, PoolSite]
     batched_weights: bool  # whether the layer takes one weight per example, shape (B, *weight.shape)
 
     def site(self, name: str) -> str:
@@ -97,8 +124,8 @@ class Layer(Protocol):
         """The initial value of a weight site."""
         ...
 
-    def draw_shape(self, site: NoiseSite) -> tuple[int, ...]:
-        """The per-example shape of one draw of a noise site."""
+    def draw_shape(self, site: NoiseSite | PoolSite) -> tuple[int, ...]:
+        """The per-example shape of one draw of a noise site, or of the windows ``(C, *out, K)`` of a pool site."""
         ...
 
     def sample_local(self, name: str, fn: TorchDistribution, x: torch.Tensor) -> torch.Tensor:

@@ -8,9 +8,14 @@ epochs).  Reported: mean and standard deviation over the seeds of the test error
 or of the test RMSE where the training data are (regression), the gap to the floor, the fewest weights kept in a
 layer, and the collapse warnings.  ``tests/test_defaults.py`` asserts the same on seed 0.
 
+The convolutional methods (the pool methods and ``cutout``) are judged on the LeNet-5 analog (``--arch lenet5``,
+``bd.models.lenet5`` without other noise against the same LeNet-5 in plain PyTorch), into
+``benchmarks/results/defaults_cnn.md``.
+
 Usage::
 
     python benchmarks/defaults.py [--seeds 3] [--jobs 2] [--datasets digits mnist1d toy-regression]
+    python benchmarks/defaults.py --arch lenet5 [--seeds 3] [--jobs 2] [--datasets digits mnist1d]
 """
 
 from __future__ import annotations
@@ -29,16 +34,20 @@ import bayesdrop as bd
 from bayesdrop.experiments import defaults as D
 
 
-def one(job: tuple[str, str, int]) -> dict:
+def _settings(arch: str) -> dict[str, D.Setting]:
+    return D.SETTINGS if arch == "mlp" else D.CNN_SETTINGS
+
+
+def one(job: tuple[str, str, int, str]) -> dict:
     """One case in a worker process with one thread (``--jobs`` of them share the machine)."""
     torch.set_num_threads(1)
-    method, dataset, seed = job
-    epochs = D.SETTINGS[dataset].full_epochs
+    method, dataset, seed, arch = job
+    epochs = _settings(arch)[dataset].full_epochs
     t0 = time.perf_counter()
     case = (
-        D.run_floor(dataset, epochs=epochs, seed=seed)
+        D.run_floor(dataset, epochs=epochs, seed=seed, arch=arch)
         if method == "floor"
-        else D.run_method(method, dataset, epochs=epochs, seed=seed)
+        else D.run_method(method, dataset, epochs=epochs, seed=seed, arch=arch)
     )
     value = case.rmse if dataset == "toy-regression" else case.error
     return {"method": method, "dataset": dataset, "seed": seed, "value": value, "kept": case.kept,
@@ -55,28 +64,31 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def markdown(rows: list[dict], command: str, seeds: int) -> str:
+def markdown(rows: list[dict], command: str, seeds: int, arch: str = "mlp") -> str:
+    network = "`bd.models.mlp`" if arch == "mlp" else "`bd.models.lenet5` (no other noise, the method in its place)"
+    floor = "PyTorch" if arch == "mlp" else "PyTorch LeNet-5"
     lines = [
-        "# The defaults matrix (full tier)",
+        "# The defaults matrix (full tier)" + ("" if arch == "mlp" else ": LeNet-5 analog"),
         "",
         f"Command: `{command}`; {device_name(torch.device('cpu'))}, one thread per run.",
         "",
-        "Every method with every default of `bd.models.mlp`, `bd.Classifier`/`bd.Regressor`, `bd.DropoutGuide` and "
-        "`bd.fit` except `epochs` and the seed (protocol in `bayesdrop/experiments/defaults.py`).  `floor`: plain "
-        "PyTorch, `nn.Dropout(0.5)` on the hidden units, Adam at torch's default lr, same widths, batch and "
+        f"Every method with every default of {network}, `bd.Classifier`/`bd.Regressor`, `bd.DropoutGuide` and "
+        f"`bd.fit` except `epochs` and the seed (protocol in `bayesdrop/experiments/defaults.py`).  `floor`: plain "
+        f"{floor}, `nn.Dropout(0.5)` on the hidden units, Adam at torch's default lr, same widths, batch and "
         f"epochs.  Mean ± standard deviation over {seeds} seeds.  Tolerances of `tests/test_defaults.py` (seed 0): "
         f"error at most {D.ERROR_TOLERANCE} points above the floor's, RMSE at most {D.RMSE_TOLERANCE:.2f}x the "
         "floor's, at least one weight kept per layer, no collapse warning.",
     ]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        setting = D.SETTINGS[dataset]
+        setting = _settings(arch)[dataset]
         regression = dataset == "toy-regression"
         metric = "test RMSE (where the data are)" if regression else "test error %"
         rs = [r for r in rows if r["dataset"] == dataset]
         floor = _stats([r["value"] for r in rs if r["method"] == "floor"])[0]
         lines += [
             "",
-            f"## {dataset}: MLP {'-'.join(map(str, setting.hidden))} hidden, {setting.full_epochs} epochs",
+            f"## {dataset}: {'MLP' if arch == 'mlp' else 'LeNet-5, dense'} {'-'.join(map(str, setting.hidden))} "
+            f"hidden, {setting.full_epochs} epochs",
             "",
             f"| method | {metric} | {'ratio to' if regression else 'gap to'} floor (mean) | seeds within the "
             "tolerance of their floor | fewest weights kept in a layer | collapse warnings | s per run |",
@@ -99,21 +111,32 @@ def markdown(rows: list[dict], command: str, seeds: int) -> str:
 def main(argv: list[str] | None = None) -> list[dict]:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="mlp", choices=D.ARCHS)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
-    ap.add_argument("--datasets", nargs="+", default=list(D.SETTINGS), choices=list(D.SETTINGS))
-    ap.add_argument("--methods", nargs="+", default=bd.methods.names())
-    ap.add_argument("--out", default=str(RESULTS / "defaults.md"))
+    ap.add_argument("--datasets", nargs="+", default=None, help="default: every data set of the --arch")
+    ap.add_argument("--methods", nargs="+", default=None, help="default: every method the --arch judges")
+    ap.add_argument("--out", default=None, help="default: results/defaults.md (mlp), results/defaults_cnn.md")
     args = ap.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1:
         ap.error("--seeds and --jobs must be positive")
-    for m in args.methods:
+    settings = _settings(args.arch)
+    datasets = args.datasets or list(settings)
+    if unknown := sorted(set(datasets) - set(settings)):
+        ap.error(f"--datasets {unknown}: --arch {args.arch} takes {sorted(settings)}")
+    layer_methods = bd.methods.names(role="layer")
+    cnn_methods = [m for m in bd.methods.names() if m not in layer_methods]
+    methods = args.methods or (layer_methods if args.arch == "mlp" else cnn_methods)
+    for m in methods:
         bd.methods.get(m)  # unknown names fail before any training
-    jobs = [(m, d, s) for d in args.datasets for m in ["floor", *args.methods] for s in range(args.seeds)]
+        if args.arch == "mlp" and m not in layer_methods:
+            ap.error(f"--methods {m!r} is judged on the LeNet-5 analog: use --arch lenet5")
+    out = args.out or str(RESULTS / ("defaults.md" if args.arch == "mlp" else "defaults_cnn.md"))
+    jobs = [(m, d, s, args.arch) for d in datasets for m in ["floor", *methods] for s in range(args.seeds)]
     with cf.ProcessPoolExecutor(args.jobs) as ex:
         rows = list(ex.map(one, jobs))
     command = " ".join(["python benchmarks/defaults.py", *argv])
-    write_results(markdown(rows, command, args.seeds), args.out)
+    write_results(markdown(rows, command, args.seeds, args.arch), out)
     return rows
 
 

@@ -12,15 +12,15 @@ from bayesdrop.experiments import defaults as D
 
 
 @functools.cache
-def floor(dataset: str, epochs: int) -> D.Case:
-    return D.run_floor(dataset, epochs=epochs)
+def floor(dataset: str, epochs: int, arch: str = "mlp") -> D.Case:
+    return D.run_floor(dataset, epochs=epochs, arch=arch)
 
 
 @functools.cache
-def run(method: str, dataset: str, epochs: int) -> D.Case:
-    if dataset == "digits" and epochs == snippet_epochs():  # the README snippet is this very case: train once
+def run(method: str, dataset: str, epochs: int, arch: str = "mlp") -> D.Case:
+    if arch == "mlp" and dataset == "digits" and epochs == snippet_epochs():  # the README snippet's run: train once
         return readme_run(method)["case"]
-    return D.run_method(method, dataset, epochs=epochs)
+    return D.run_method(method, dataset, epochs=epochs, arch=arch)
 
 
 def fast_digits(method: str) -> D.Case:
@@ -28,10 +28,10 @@ def fast_digits(method: str) -> D.Case:
     return run(method, "digits", D.SETTINGS["digits"].fast_epochs)
 
 
-def check(method: str, dataset: str, epochs: int) -> None:
-    base = floor(dataset, epochs)
-    case = run(method, dataset, epochs)
-    print(f"{method} on {dataset}, {epochs} epochs: {case}; floor {base}")
+def check(method: str, dataset: str, epochs: int, arch: str = "mlp") -> None:
+    base = floor(dataset, epochs, arch)
+    case = run(method, dataset, epochs, arch)
+    print(f"{method} on {dataset} ({arch}), {epochs} epochs: {case}; floor {base}")
     assert not case.warnings, case.warnings
     assert case.kept >= 1, f"a layer of {method} has every weight pruned"
     if dataset == "toy-regression":

@@ -8,29 +8,59 @@ from pyro.nn import PyroModule
 
 import bayesdrop as bd
 
+NONE = bd.methods.get("bernoulli", p=0.0)  # no noise: point estimates under the Gaussian prior
 
-def tiny_classifier(method, n=40, d=6, c=3, hidden=(8,), seed=0, device="cpu", **hyper):
-    """A small MLP classifier on random separable data: (model, guide, x, y)."""
+
+def pooling_layer(method, dims, kernel=2):
+    """The bd.nn pooling layer of ``dims`` spatial dimensions for a pool ``method`` (max pooling where it takes it)."""
+    kind = "Max" if "max" in method.capabilities.pools else "Avg"
+    return getattr(bd.nn, f"{kind}Pool{dims}d")(kernel, method=method)
+
+
+def tiny_classifier(method, n=40, d=6, c=3, hidden=(8,), seed=0, device="cpu", input_method=None, **hyper):
+    """A small classifier on random separable data: (model, guide, x, y).  ``method`` sits where a network takes it
+    (``bd.methods.names(role=...)``): on every layer of an MLP, on the inputs of an MLP without other noise, or in
+    the pooling layer of a 1-D convolution (Conv1d - ReLU - pool - Linear, ``hidden`` unused) on the ``d`` features
+    read as a signal."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=g)
     y = (x[:, :c].argmax(-1)).long()
-    net = bd.models.mlp(d, list(hidden), c, method, **hyper)
+    m = bd.methods.resolve(method, **hyper)
+    role = m.capabilities.role
+    if role == "layer":
+        net = bd.models.mlp(d, list(hidden), c, m, input_method=input_method)
+    elif role == "input":
+        net = bd.models.mlp(d, list(hidden), c, None, input_method=m)
+    else:
+        net = PyroModule[torch.nn.Sequential](
+            torch.nn.Unflatten(1, (1, d)),
+            bd.nn.Conv1d(1, 4, 3, NONE, padding=1),
+            torch.nn.ReLU(),
+            pooling_layer(m, 1),
+            torch.nn.Flatten(),
+            bd.nn.Linear(4 * (d // 2), c, NONE),
+        )
     model = bd.Classifier(net, num_data=n).to(device)
     guide = bd.DropoutGuide(model).to(device)
     return model, guide, x.to(device), y.to(device)
 
 
 def tiny_convnet(method, n=12, c=2, hw=6, classes=3, seed=0, device="cpu", **hyper):
-    """Conv2d -> ReLU -> Flatten -> Linear classifier on random images: (model, guide, x, y)."""
+    """Conv2d -> ReLU -> Flatten -> Linear classifier on random images: (model, guide, x, y).  A layer method sits in
+    both layers, an input method in the convolution alone, a pool method in a pooling layer after the ReLU."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, c, hw, hw, generator=g)
     y = torch.randint(0, classes, (n,), generator=g)
     m = bd.methods.get(method, **hyper)
+    role = m.capabilities.role
+    pool = [pooling_layer(m, 2)] if role == "pool" else []
+    side = hw // 2 if pool else hw
     net = PyroModule[torch.nn.Sequential](
-        bd.nn.Conv2d(c, 4, 3, m, padding=1),
+        bd.nn.Conv2d(c, 4, 3, m if role != "pool" else NONE, padding=1),
         torch.nn.ReLU(),
+        *pool,
         torch.nn.Flatten(-3),
-        bd.nn.Linear(4 * hw * hw, classes, m),
+        bd.nn.Linear(4 * side * side, classes, m if role == "layer" else NONE),
     )
     model = bd.Classifier(net, num_data=n).to(device)
     guide = bd.DropoutGuide(model).to(device)

@@ -15,6 +15,7 @@ from scipy import integrate
 from bayesdrop.distributions import LOG_ALPHA_CLIP, MOLCHANOV_K
 from bayesdrop.methods.classic import FixedRate
 from bayesdrop.methods.concrete import ConcreteDropout
+from bayesdrop.methods.cutout import Cutout
 from bayesdrop.methods.dropconnect import DropConnect
 from bayesdrop.methods.gaussian import (
     SparseVariationalDropout,
@@ -23,6 +24,7 @@ from bayesdrop.methods.gaussian import (
     VariationalDropout,
 )
 from bayesdrop.methods.generalized import EPS, GeneralizedDropout
+from bayesdrop.methods.pooling import PoolDropout
 from bayesdrop.methods.standout import Standout
 
 
@@ -59,7 +61,9 @@ def kl(layer, params) -> torch.Tensor:
         return -m.strength * log_prior.sum() + gaussian_weight_decay(layer, params, m.prior_scale)
     if isinstance(m, ConcreteDropout):
         return concrete_kl(layer, params)
-    if isinstance(m, (FixedRate, DropConnect, Standout)):  # the masks' (thresholds') KL is 0
+    if isinstance(m, PoolDropout):  # no weights; the draws' guide law is their prior's
+        return torch.zeros(())
+    if isinstance(m, (FixedRate, DropConnect, Standout, Cutout)):  # the masks' (thresholds', centres') KL is 0
         return gaussian_weight_decay(layer, params, m.prior_scale)
     if isinstance(m, (VariationalDropout, SparseVariationalDropout)):
         shape = layer.weight_sites["weight"].shape

@@ -68,7 +68,7 @@ def test_every_method_on_every_layer_kind(method, kind):
     """Model and guide match site for site, the loss is finite with gradients, MC and deterministic predictions
     are probabilities, and the posterior-mean network equals the plain network ``compress.prune`` exports."""
     if kind == "dropout" and method not in NOISE_METHODS:
-        with pytest.raises(ValueError, match="acts on weight sites"):
+        with pytest.raises(ValueError, match="acts on (weight|pool) sites"):
             tiny_dropout_net(method)
         return
     model, guide, x, y = BUILDERS[kind](method)
@@ -114,9 +114,9 @@ def test_posterior_mean_equals_the_recorded_mean_network_of_every_method():
 
 @pytest.mark.parametrize("method", METHODS)
 def test_capability_flags_hold(method):
-    m = bd.methods.get(method)
-    caps = m.capabilities
+    caps = bd.methods.get(method).capabilities
     model, guide, x, y = tiny_convnet(method)
+    m = next(layer.method for _, layer, _ in guide.pairs() if layer.method.name == method)
     guide(x, y)
     _randomise(guide)
     guide_tr = poutine.trace(guide).get_trace(x, y)
@@ -131,10 +131,15 @@ def test_capability_flags_hold(method):
             kl_divergence(guide_tr.nodes[n]["fn"], model_tr.nodes[n]["fn"])
     # learns_rates: the keep probabilities are a function of variational parameters
     for _, layer, params in guide.pairs():
-        assert layer.method.keep_prob(layer, params).requires_grad == caps.learns_rates
+        assert layer.method.keep_prob(layer, params).requires_grad == (caps.learns_rates and layer.method is m)
     # structured: pruning removes whole input units (the kept weights are constant along the other axes)
     pruned_any = False
     for _, layer, params in guide.pairs():
+        if layer.method is not m:  # a pool or input method's network has weight layers without noise
+            continue
+        if "weight" not in layer.weight_sites:  # a pooling layer prunes nothing
+            assert not layer.method.keep_masks(layer, params)
+            continue
         kept = layer.kept_weights(layer.method.keep_masks(layer, params))["weight"]
         pruned_any |= not bool(kept.all())
         if caps.structured:
@@ -299,7 +304,7 @@ def test_a_new_method_is_one_file_and_works_in_every_layer_kind(examples):
     assert torch.allclose(rates["net.2"], torch.full((8,), 1 / (1 + 0.6**2 / 3)))
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", bd.methods.names(role="input"))  # the methods for layers with weights
 def test_a_new_layer_kind_is_one_file_and_works_with_every_method(examples, method):
     _, bilinear = examples
 

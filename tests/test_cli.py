@@ -21,7 +21,9 @@ def test_methods_lists_every_registered_method(capsys):
         assert f"| {name} |" in out
     rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines()}
     assert rows["fast-dropout"].endswith("| mc, moment-matching, weight-scaling | moments integrated out |")
-    assert rows["bernoulli"].endswith("| mc, weight-scaling | sampled |")
+    assert rows["bernoulli"].endswith("| noise | every layer | mc, weight-scaling | sampled |")
+    assert rows["cutout"].endswith("| noise | inputs | mc, weight-scaling | sampled |")
+    assert rows["max-drop"].endswith("| pool | pooling layers | mc, weight-scaling | sampled |")
 
 
 def test_train_writes_a_run_that_reloads(tmp_path, capsys):
@@ -71,6 +73,24 @@ def test_train_reports_bad_arguments(tmp_path, capsys):
     assert "`--arch`" in capsys.readouterr().err
     assert cli.main(["train", "--dataset", "mnist", "--out", str(tmp_path)]) == 2
     assert "--mnist-dir" in capsys.readouterr().err
+
+
+def test_train_puts_pool_and_input_methods_where_a_network_takes_them(tmp_path, capsys):
+    """``--method`` of a pool method goes into LeNet-5's pooling layers (no other noise), an input method onto the
+    first layer; a pool method with an MLP is refused naming the remedy."""
+    from bayesdrop.experiments.runs import load_run
+
+    common = ["--dataset", "digits", "--epochs", "1", "--num-samples", "2", "--quiet"]
+    assert cli.main(["train", "--method", "max-drop", "--arch", "lenet5", *common, "--out", str(tmp_path / "a")]) == 0
+    _, model, _, _ = load_run(tmp_path / "a")
+    pools = [m for m in model.net if isinstance(m, bd.nn.MaxPool2d)]
+    assert len(pools) == 2 and all(p.method.name == "max-drop" for p in pools)
+    assert all(m.method.p == 0.0 for m in model.net if isinstance(m, (bd.nn.Conv2d, bd.nn.Linear)))
+    assert cli.main(["train", "--method", "cutout", *common, "--out", str(tmp_path / "b")]) == 0
+    _, model, _, _ = load_run(tmp_path / "b")
+    assert [m.method.name for m in model.net if isinstance(m, bd.nn.Linear)] == ["cutout", "bernoulli", "bernoulli"]
+    assert cli.main(["train", "--method", "maxpool-dropout", *common, "--out", str(tmp_path / "c")]) == 2
+    assert "acts in pooling layers: use `--arch lenet5`" in capsys.readouterr().err
 
 
 def test_console_script_entry_point():

@@ -8,7 +8,10 @@ checked here the moment it registers.
 
 Asserted per case: test error at most 1.5 points above the plain network's (``nn.Dropout(0.5)`` on the hidden
 units, Adam at torch's default learning rate, the same widths and epochs), or test RMSE within 10 % of it for the
-regression; at least one weight kept in every layer; no :class:`bayesdrop.CollapseWarning`.
+regression; at least one weight kept in every layer; no :class:`bayesdrop.CollapseWarning`.  The MLP takes the
+methods for every layer (``bd.methods.names(role="layer")``); the pool methods and ``cutout`` are judged on the
+LeNet-5 analog (``bd.models.lenet5`` without other noise, the method in its pooling layers or on its inputs,
+against the same LeNet-5 in plain PyTorch).
 
 The digits cases of the fast tier are the README snippet's runs (``readme_snippet.py``: the same network and budget
 with every other setting at its default) and live in ``test_readme.py`` with the tests that read them; on MNIST-1D and the toy regression the fast tier takes one preset per method class.  The fast tier runs in ``make test``; the full tier (longer budgets) is marked ``slow`` and its figures, over three
@@ -25,12 +28,16 @@ from defaults_cases import check
 import bayesdrop as bd
 from bayesdrop.experiments import defaults as D
 
-CASES = [(m, d) for d in D.SETTINGS for m in bd.methods.names()]
+CASES = [(m, d) for d in D.SETTINGS for m in bd.methods.names(role="layer")]
 # The digits cases of the fast tier are the README snippet's runs, so they are in test_readme.py (one module: make
 # test's pytest-xdist workers run a module on one worker, and each run is trained once).  On the other data sets the
 # fast tier takes the first registered preset of each method class (the Generalized Dropout presets and SAL share
 # one class and differ in hyper-parameters only); every preset is in the digits fast tier and in the full tier.
-_FIRST_OF_CLASS = {type(bd.methods.get(m)): m for m in reversed(bd.methods.names())}
+_FIRST_OF_CLASS = {type(bd.methods.get(m)): m for m in reversed(bd.methods.names(role="layer"))}
+# The convolutional methods (pool methods and the input method cutout) on the LeNet-5 analog: digits in the fast
+# tier, both image data sets in the full one.
+CNN_METHODS = [m for m in bd.methods.names() if m not in bd.methods.names(role="layer")]
+CNN_CASES = [(m, d) for d in D.CNN_SETTINGS for m in CNN_METHODS]
 FAST_CASES = [(m, d) for m, d in CASES if d != "digits" and _FIRST_OF_CLASS[type(bd.methods.get(m))] == m]
 
 
@@ -53,8 +60,20 @@ def test_defaults_full(method, dataset):
     check(method, dataset, D.SETTINGS[dataset].full_epochs)
 
 
+@pytest.mark.parametrize("method", CNN_METHODS)
+def test_defaults_lenet5_fast(method):
+    check(method, "digits", D.CNN_SETTINGS["digits"].fast_epochs, arch="lenet5")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, dataset", CNN_CASES)
+def test_defaults_lenet5_full(method, dataset):
+    check(method, dataset, D.CNN_SETTINGS[dataset].full_epochs, arch="lenet5")
+
+
 def test_every_registered_method_is_in_the_matrix():
-    assert {m for m, _ in CASES} == set(bd.methods.names())
+    assert {m for m, _ in CASES} | {m for m, _ in CNN_CASES} == set(bd.methods.names())
+    assert set(CNN_METHODS) == set(bd.methods.names(role="pool")) | {"cutout"}
     assert {m for m, _ in FAST_CASES} >= {"bernoulli", "dropout++(0.5)", "standout", "fast-dropout"}
     assert "sal" not in {m for m, _ in FAST_CASES}
     assert {d for _, d in CASES} == {"digits", "mnist1d", "toy-regression"}

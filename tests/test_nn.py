@@ -13,7 +13,7 @@ from pyro.nn import PyroModule
 import bayesdrop as bd
 
 
-@pytest.mark.parametrize("method", bd.methods.names())
+@pytest.mark.parametrize("method", bd.methods.names(role="input"))
 def test_linear_accepts_any_leading_dimensions_as_torch_does(method):
     """``bd.nn.Linear`` on (batch, time, features) inputs: training-time draws have the input's shape, and the
     posterior-mean network is ``torch.nn.functional.linear`` at the effective weights."""

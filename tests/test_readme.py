@@ -30,13 +30,13 @@ def _no_validation():
         yield
 
 
-@pytest.mark.parametrize("method", bd.methods.names())
+@pytest.mark.parametrize("method", bd.methods.names(role="layer"))
 def test_defaults_fast_digits(method):
     """The digits cases of the defaults matrix (``test_defaults.py``): the README snippet's runs."""
     check(method, "digits", D.SETTINGS["digits"].fast_epochs)
 
 
-@pytest.mark.parametrize("method", bd.methods.names())
+@pytest.mark.parametrize("method", bd.methods.names(role="layer"))
 def test_readme_snippet_trains_every_method(method):
     out = run(method)
     print(f"{method}: test accuracy {100 * out['acc']:.2f} %, {out['ratio']:.1f}x fewer weights")

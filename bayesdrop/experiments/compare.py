@@ -26,7 +26,7 @@ from .. import compress, methods
 from ..diagnostics import expected_calibration_error
 from ..guides import dropout_rates
 from ..infer import DEFAULT_LR, fit, predict, resolve_device
-from .runs import build, inputs
+from .runs import build, inputs, parse_arch
 
 __all__ = ["compare", "to_markdown"]
 COLUMNS = ("method", "test error %", "NLL", "ECE", "mean keep", "|W|/|W≠0|", "s/epoch")
@@ -55,7 +55,8 @@ def compare(
     dataset
         ``digits``, ``mnist1d``, ``mnist`` (with ``mnist_dir``) — classification.
     method_names
-        Registered names; ``None`` or ``["all"]`` for every registered method.
+        Registered names; ``None`` or ``["all"]`` for every method the architecture takes (every registered one
+        for ``lenet5``; for an MLP, those of ``bd.methods.names(role="input")``: no pool method).
     arch, epochs, batch_size, lr, seed, device
         The shared budget (see ``bayesdrop train``).
     kl_warmup
@@ -66,7 +67,10 @@ def compare(
     num_samples
         Monte Carlo draws of the predictive.
     """
-    names = methods.names() if not method_names or method_names == ["all"] else list(method_names)
+    if not method_names or method_names == ["all"]:  # every method the architecture takes
+        names = methods.names() if parse_arch(arch)[0] == "lenet5" else methods.names(role="input")
+    else:
+        names = list(method_names)
     for n in names:
         methods.get(n)  # unknown names fail before any training
     dev = resolve_device(device)

@@ -8,6 +8,11 @@ on the hidden units, Adam at torch's default learning rate, ``fit``'s default ba
 evaluated in ``eval()`` mode.  ``tests/test_defaults.py`` asserts on it, ``benchmarks/defaults.py`` writes the full
 table to ``benchmarks/results/defaults.md``.
 
+The convolutional methods (``bd.methods.names(role="pool")`` and the input method ``cutout``) are judged on a
+LeNet-5 analog instead (``arch="lenet5"``, :data:`CNN_SETTINGS`): ``bd.models.lenet5`` at its defaults with no
+other noise (``method=None``) and the method where a network takes it (``pool_method=`` or ``input_method=``);
+the floor is the same LeNet-5 in plain PyTorch with ``nn.Dropout(0.5)`` on its hidden dense units.
+
 Example
 -------
 >>> from bayesdrop.experiments import defaults
@@ -18,6 +23,7 @@ Example
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import warnings
@@ -32,11 +38,15 @@ from .. import data as bd_data
 from ..guides import DropoutGuide
 from ..infer import CollapseWarning, fit, predict
 from ..likelihoods import Classifier, Likelihood, Regressor
-from ..models import mlp
+from ..methods import get
+from ..models import lenet5, mlp
+from ..nn import BayesianLayer
 
 __all__ = [
     "Setting",
     "SETTINGS",
+    "CNN_SETTINGS",
+    "ARCHS",
     "MLP_HIDDEN",
     "Case",
     "run_method",
@@ -65,6 +75,13 @@ SETTINGS: dict[str, Setting] = {
     "mnist1d": Setting("mnist1d", (100, 100), fast_epochs=30, full_epochs=200),
     "toy-regression": Setting("toy-regression", (50, 50), fast_epochs=300, full_epochs=1000),
 }
+# The LeNet-5 analog (``bd.models.lenet5``'s default widths 20-50-500) on the two bundled data sets it reads: the 8x8
+# digits as images, MNIST-1D as 40-sample signals.  Its ``hidden`` is the dense layer's width.
+CNN_SETTINGS: dict[str, Setting] = {
+    "digits": Setting("digits", (500,), fast_epochs=50, full_epochs=100),
+    "mnist1d": Setting("mnist1d", (500,), fast_epochs=30, full_epochs=100),
+}
+ARCHS = ("mlp", "lenet5")
 # The hidden widths of the experiments' MLPs: the matrix's for the classification data it bundles, and for MNIST
 # (from the user's IDX files) the 1024-1024 ReLU network of Srivastava et al. (2014), where dropout regularises.
 MLP_HIDDEN: dict[str, tuple[int, ...]] = {
@@ -102,10 +119,35 @@ def _dataset(name: str) -> bd_data.Dataset:
     return bd_data.load(name)
 
 
-def _setting(dataset: str) -> Setting:
-    if dataset not in SETTINGS:
-        raise ValueError(f"`dataset` must be one of {sorted(SETTINGS)}, got {dataset!r}")
-    return SETTINGS[dataset]
+def _setting(dataset: str, arch: str = "mlp") -> Setting:
+    if arch not in ARCHS:
+        raise ValueError(f"`arch` must be one of {ARCHS}, got {arch!r}")
+    settings = SETTINGS if arch == "mlp" else CNN_SETTINGS
+    if dataset not in settings:
+        raise ValueError(f"`dataset` must be one of {sorted(settings)} for arch {arch!r}, got {dataset!r}")
+    return settings[dataset]
+
+
+def _inputs(ds: bd_data.Dataset, split: bd_data.Split, arch: str) -> torch.Tensor:
+    """A split's inputs as the network reads them: flat for the MLP, images (signals) for LeNet-5."""
+    return split.x if arch == "mlp" else ds.images(split)
+
+
+def network(method: str, ds: bd_data.Dataset, arch: str = "mlp") -> torch.nn.Module:
+    """The matrix's network of ``method`` for data set ``ds``: the MLP with ``method`` on every layer, or LeNet-5
+    without other noise and the method where it goes (its pooling layers or its inputs; a layer method on every
+    layer)."""
+    setting = _setting(ds.name, arch)
+    out = cast(int, ds.num_classes) if ds.task == "classification" else 1
+    if arch == "mlp":
+        return mlp(ds.in_features, list(setting.hidden), out, method)
+    assert ds.image_shape is not None  # CNN_SETTINGS names image data sets only
+    role = get(method).capabilities.role
+    if role == "pool":
+        return lenet5(ds.image_shape, out, None, pool_method=method, hidden=setting.hidden[0])
+    if role == "input":
+        return lenet5(ds.image_shape, out, None, input_method=method, hidden=setting.hidden[0])
+    return lenet5(ds.image_shape, out, method, hidden=setting.hidden[0])
 
 
 def _in_range(ds: bd_data.Dataset) -> torch.Tensor:
@@ -119,19 +161,21 @@ def _in_range(ds: bd_data.Dataset) -> torch.Tensor:
     return keep
 
 
-def run_method(method: str, dataset: str, *, epochs: int, seed: int = 0) -> Case:
-    """Train ``method`` on ``dataset`` with every library default except ``epochs`` and ``seed``."""
-    ds, setting = _dataset(dataset), _setting(dataset)
+def run_method(method: str, dataset: str, *, epochs: int, seed: int = 0, arch: str = "mlp") -> Case:
+    """Train ``method`` on ``dataset`` with every library default except ``epochs`` and ``seed``, in the MLP or the
+    LeNet-5 analog (``arch``)."""
+    ds = _dataset(dataset)
+    _setting(dataset, arch)
     pyro.set_rng_seed(seed)  # the initial weights
-    out = cast(int, ds.num_classes) if ds.task == "classification" else 1
-    net = mlp(ds.in_features, list(setting.hidden), out, method)
+    net = network(method, ds, arch)
     model: Likelihood = (Classifier if ds.task == "classification" else Regressor)(net, num_data=len(ds.train))
     guide = DropoutGuide(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CollapseWarning)  # kept in FitResult.warnings
-        result = fit(model, guide, ds.train, epochs=epochs, seed=seed, progress=False)
+        train = (_inputs(ds, ds.train, arch), ds.train.y)
+        result = fit(model, guide, train, epochs=epochs, seed=seed, progress=False)
     case = Case(method, dataset, epochs, seed, warnings=list(result.warnings), model=model, guide=guide)
-    x, y = ds.test.x.to(result.device), ds.test.y.to(result.device)
+    x, y = _inputs(ds, ds.test, arch).to(result.device), ds.test.y.to(result.device)
     if ds.task == "classification":
         probs = cast(torch.Tensor, predict(model, guide, x))
         case.error = 100 * (probs.argmax(-1) != y).double().mean().item()
@@ -153,20 +197,40 @@ def fewest_kept(guide: DropoutGuide) -> int:
         )
 
 
-def run_floor(dataset: str, *, epochs: int, seed: int = 0) -> Case:
-    """The plain PyTorch network of the same widths and budget (see the module docstring)."""
-    ds, setting = _dataset(dataset), _setting(dataset)
-    torch.manual_seed(seed)
-    widths = [ds.in_features, *setting.hidden, cast(int, ds.num_classes) if ds.task == "classification" else 1]
+def plain_lenet5(ds: bd_data.Dataset, hidden: int) -> torch.nn.Sequential:
+    """LeNet-5 of ``bd.models.lenet5``'s layout in plain PyTorch, ``nn.Dropout(0.5)`` on the hidden dense units: the
+    weights of the plain modules that ``bd.models.lenet5`` (without noise) exports."""
+    assert ds.image_shape is not None and ds.num_classes is not None
+    bayes = lenet5(ds.image_shape, ds.num_classes, None, hidden=hidden)
     layers: list[torch.nn.Module] = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        if i:
-            layers += [torch.nn.ReLU(), torch.nn.Dropout(0.5)]
-        layers.append(torch.nn.Linear(a, b))
-    net = torch.nn.Sequential(*layers)
+    for m in bayes.children():
+        if isinstance(m, BayesianLayer):
+            plain = m.to_plain({"weight": m.init_value("weight")})
+            if isinstance(plain, torch.nn.Linear) and plain.out_features == ds.num_classes:
+                layers.append(torch.nn.Dropout(0.5))
+            layers.append(plain)
+        else:
+            layers.append(copy.deepcopy(m) if not isinstance(m, torch.nn.Flatten) else torch.nn.Flatten())
+    return torch.nn.Sequential(*layers)
+
+
+def run_floor(dataset: str, *, epochs: int, seed: int = 0, arch: str = "mlp") -> Case:
+    """The plain PyTorch network of the same widths and budget (see the module docstring)."""
+    ds, setting = _dataset(dataset), _setting(dataset, arch)
+    torch.manual_seed(seed)
+    if arch == "mlp":
+        widths = [ds.in_features, *setting.hidden, cast(int, ds.num_classes) if ds.task == "classification" else 1]
+        layers: list[torch.nn.Module] = []
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            if i:
+                layers += [torch.nn.ReLU(), torch.nn.Dropout(0.5)]
+            layers.append(torch.nn.Linear(a, b))
+        net = torch.nn.Sequential(*layers)
+    else:
+        net = plain_lenet5(ds, setting.hidden[0])
     opt = torch.optim.Adam(net.parameters())
     batch_size = inspect.signature(fit).parameters["batch_size"].default
-    x, y = ds.train.x, ds.train.y
+    x, y = _inputs(ds, ds.train, arch), ds.train.y
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         net.train()
@@ -179,7 +243,7 @@ def run_floor(dataset: str, *, epochs: int, seed: int = 0) -> Case:
     net.eval()
     case = Case("floor", dataset, epochs, seed, kept=sum(p.numel() for p in net.parameters()))
     with torch.no_grad():
-        out = net(ds.test.x)
+        out = net(_inputs(ds, ds.test, arch))
         if ds.task == "classification":
             case.error = 100 * (out.argmax(-1) != ds.test.y).double().mean().item()
         else:

@@ -23,6 +23,7 @@ from .. import methods
 from ..guides import DropoutGuide
 from ..infer import load_checkpoint
 from ..likelihoods import Classifier, Likelihood, Regressor
+from ..methods import Method
 from ..models import lenet5, mlp
 
 __all__ = ["build", "inputs", "load_run", "load_dataset", "parse_arch", "parse_hyper"]
@@ -85,12 +86,21 @@ def build(
     if config.get("input_method"):
         input_method = methods.get(config["input_method"], **config.get("input_hyper", {}))
     out = cast(int, ds.num_classes) if ds.task == "classification" else 1
+    # a method goes where a network takes it: every layer, the inputs (no other noise), the pooling layers
+    role = method.capabilities.role
+    if role == "input" and input_method is not None:
+        raise ValueError(f"`--method` {config['method']!r} is an input method; `--input-method` cannot be given too")
+    layer_method: Method | None = method if role == "layer" else None
+    input_method = method if role == "input" else input_method
     if kind == "mlp":
-        net = mlp(ds.in_features, widths, out, method, input_method=input_method)
+        if role == "pool":
+            raise ValueError(f"`--method` {config['method']!r} acts in pooling layers: use `--arch lenet5`")
+        net = mlp(ds.in_features, widths, out, layer_method, input_method=input_method)
     else:
         if ds.image_shape is None or len(ds.image_shape) not in (2, 3):
             raise ValueError(f"`--arch lenet5` needs image data; {ds.name!r} has image shape {ds.image_shape}")
-        net = lenet5(ds.image_shape, out, method, input_method=input_method)
+        pool_method = method if role == "pool" else None
+        net = lenet5(ds.image_shape, out, layer_method, input_method=input_method, pool_method=pool_method)
     if ds.task == "classification":
         model: Likelihood = Classifier(net, num_data=len(ds.train))
     else:

@@ -38,6 +38,7 @@ __all__ = [
     "unregister",
     "get",
     "names",
+    "ROLES",
     "info",
     "resolve",
 ]
@@ -71,9 +72,26 @@ def unregister(name: str) -> None:
     del _REGISTRY[name]
 
 
-def names() -> list[str]:
-    """Names of all registered methods, in registration order."""
-    return list(_REGISTRY)
+ROLES = ("layer", "input", "pool")
+
+
+def names(role: str | None = None) -> list[str]:
+    """Names of the registered methods, in registration order.
+
+    Parameters
+    ----------
+    role : {"layer", "input", "pool"}, optional
+        Only the methods a network takes there (:attr:`Capabilities.role`): ``"layer"``, on every weight layer
+        (``bd.models.mlp(..., method=...)``); ``"input"``, on its inputs (``input_method=``: the layer methods and
+        the augmentations of the inputs, such as ``cutout``); ``"pool"``, in its pooling layers
+        (``bd.nn.MaxPool2d(..., method=...)``, ``pool_method=``).  ``None``: every method.
+    """
+    if role is None:
+        return list(_REGISTRY)
+    if role not in ROLES:
+        raise ValueError(f"`role` must be one of {ROLES} or None, got {role!r}")
+    accepted = {"layer": {"layer"}, "input": {"layer", "input"}, "pool": {"pool"}}[role]
+    return [n for n in _REGISTRY if get(n).capabilities.role in accepted]
 
 
 def get(name: str, **hyper: Any) -> Method:
@@ -112,7 +130,8 @@ def info(name: str) -> dict[str, Any]:
         "lrt": c.lrt,
         "structured": c.structured,
         "learns_rates": c.learns_rates,
-        "conv": True,  # every method works in bd.nn.Conv1d / Conv2d
+        "role": c.role,
+        "conv": True,  # every method works in a convolutional network (a pool method in its pooling layers)
         "stochastic": m.stochastic,
         "hyper": m.hyper(),
     }
@@ -133,3 +152,4 @@ def resolve(method: str | Method, **hyper: Any) -> Method:
 # Registration order is the order of bd.methods.names() (tables, `compare`): the first families, then the later ones.
 from . import classic, gaussian, generalized  # noqa: E402,F401,I001
 from . import dropconnect, concrete, standout, fast_dropout  # noqa: E402,F401,I001
+from . import pooling, cutout  # noqa: E402,F401,I001

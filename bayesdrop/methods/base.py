@@ -19,7 +19,7 @@ from pyro.nn import PyroModule
 from ..distributions import CenteredNormal
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..sites import Layer, NoiseSite, WeightSite
+    from ..sites import Layer, NoiseSite, PoolSite, WeightSite
 
 __all__ = [
     "Method",
@@ -78,8 +78,10 @@ class Capabilities:
         The dropout rates are variational parameters (else they are fixed hyper-parameters).
     sites : frozenset of str
         The kinds of site its randomness sits on: ``"weight"`` (the Gaussian family, DropConnect's weight masks),
-        ``"noise"`` (dropout on a layer's noise sites, with point-estimate weights).  A layer needs at least one
-        site of these kinds: the weightless ``bd.nn.Dropout`` serves noise methods only.
+        ``"noise"`` (dropout on a layer's noise sites, with point-estimate weights), ``"pool"`` (the pooling
+        layers' windows: max- and average-pooling dropout, stochastic pooling, Max-Drop).  A layer needs at least
+        one site of these kinds: the weightless ``bd.nn.Dropout`` serves noise methods only, the pooling layers
+        pool methods only.
     rules : frozenset of str
         The test-time rules of :func:`bayesdrop.predict` it supports: ``"mc"`` and ``"weight-scaling"`` for
         every method, ``"moment-matching"`` for DropConnect (Wan et al. 2013) and fast dropout (Wang & Manning
@@ -91,6 +93,11 @@ class Capabilities:
     input_dependent : bool
         The law of its noise depends on the tensor the noise multiplies (Standout, Ba & Frey 2013), so the
         test-time network cannot be folded into plain weights (:func:`bayesdrop.compress.prune` refuses it).
+    inputs_only : bool
+        It is an augmentation of a network's inputs (Cutout, DeVries & Taylor 2017), not a noise for every layer:
+        ``bd.models`` take it as ``input_method`` only.
+    pools : frozenset of str
+        The poolings (``"max"``, ``"avg"``) whose pool sites it acts on (pool methods only).
     """
 
     analytic_kl: bool = True
@@ -101,12 +108,26 @@ class Capabilities:
     rules: frozenset[str] = frozenset({"mc", "weight-scaling"})
     train_rule: str = "mc"
     input_dependent: bool = False
+    inputs_only: bool = False
+    pools: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.train_rule not in ("mc", "moment-matching"):
             raise ValueError(f"`train_rule` must be 'mc' or 'moment-matching', got {self.train_rule!r}")
         if self.train_rule != "mc" and self.train_rule not in self.rules:
             raise ValueError(f"`train_rule` {self.train_rule!r} must also be one of the test-time `rules`")
+        if bool(self.pools) != ("pool" in self.sites) or not self.pools <= {"max", "avg"}:
+            raise ValueError(
+                f"`pools` must name the poolings ('max', 'avg') of a method for pool sites, got {self.pools}"
+            )
+
+    @property
+    def role(self) -> str:
+        """Where a network takes the method: ``"layer"`` (every weight layer), ``"input"`` (its inputs only) or
+        ``"pool"`` (its pooling layers); see :func:`bayesdrop.methods.names`."""
+        if "pool" in self.sites:
+            return "pool"
+        return "input" if self.inputs_only else "layer"
 
 
 class LayerGuide(PyroModule):
@@ -145,14 +166,31 @@ class Method(ABC):
         return True
 
     def check_layer(self, layer: Layer) -> None:
-        """Raise ``ValueError`` if ``layer`` has no site of the kinds the method acts on (``capabilities.sites``)."""
+        """Raise ``ValueError`` if ``layer`` has no site of the kinds the method acts on (``capabilities.sites``), or
+        a pooling it does not randomise (``capabilities.pools``)."""
+        pools = getattr(layer, "pool_sites", {})
         kinds = {"weight"} if layer.weight_sites else set()
         kinds |= {"noise"} if layer.noise_sites else set()
+        kinds |= {"pool"} if pools else set()
+        name = self.name or type(self).__name__
         if not kinds & self.capabilities.sites:
-            raise ValueError(
-                f"method {self.name or type(self).__name__!r} acts on {' and '.join(sorted(self.capabilities.sites))} "
-                f"sites, and {type(layer).__name__} has none; use a method for noise sites (e.g. 'bernoulli')"
+            remedy = (
+                "use a pool method (e.g. 'maxpool-dropout')"
+                if kinds == {"pool"}
+                else "use a method for noise sites (e.g. 'bernoulli')"
+                if "pool" not in self.capabilities.sites
+                else "put it in a pooling layer (bd.nn.MaxPool2d(..., method=...))"
             )
+            raise ValueError(
+                f"method {name!r} acts on {' and '.join(sorted(self.capabilities.sites))} sites, and "
+                f"{type(layer).__name__} has none; {remedy}"
+            )
+        for site in pools.values():
+            if "pool" in self.capabilities.sites and site.reduce not in self.capabilities.pools:
+                raise ValueError(
+                    f"method {name!r} randomises {' and '.join(sorted(self.capabilities.pools))} pooling, and "
+                    f"{type(layer).__name__} pools by {site.reduce!r}"
+                )
 
     def input_layer(self, in_features: int) -> Method:
         """The method of a network's first layer, whose inputs are the ``in_features`` data features (pixels,
@@ -211,6 +249,22 @@ class Method(ABC):
         first entered)."""
         return None  # no noise there (the default of noise_model)
 
+    # -- pool sites: prior and guide ------------------------------------------------------------------------------
+    def pool_model(self, layer: Layer, site: PoolSite, windows: torch.Tensor) -> torch.Tensor:
+        """Sample the prior sites of pool site ``site`` on ``windows`` ``(B, C, *out, K)`` and return the window
+        weights, broadcastable to ``windows``: each output of the layer is ``(windows * weights).sum(-1)``.  Only
+        methods for pool sites (``"pool" in capabilities.sites``) are asked."""
+        raise NotImplementedError(f"{type(self).__name__} does not act on pool sites")
+
+    def pool_guide(self, layer: Layer, site: PoolSite, params: LayerGuide, plate: pyro.plate) -> None:
+        """Sample the matching guide sites (local ones inside ``plate``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not act on pool sites")
+
+    def pool_test_weights(self, site: PoolSite, windows: torch.Tensor) -> torch.Tensor:
+        """The window weights of the test-time network (what :meth:`pool_model` gives at the posterior mean of its
+        sites), a function of the windows alone: :class:`~bayesdrop.nn.WindowPool` exports it."""
+        raise NotImplementedError(f"{type(self).__name__} does not act on pool sites")
+
     # -- rates and pruning ------------------------------------------------------------------------------------
     @abstractmethod
     def keep_prob(self, layer: Layer, params: LayerGuide) -> torch.Tensor:
@@ -261,9 +315,9 @@ class PointWeights(Method):
 
 
 def site_param(site: str, suffix: str) -> str:
-    """The name of a variational parameter of ``site``: ``suffix`` for the primary ``weight`` and ``noise`` sites
-    of a layer, ``f"{site}_{suffix}"`` for further ones (``weight_hh_log_sigma2``)."""
-    return suffix if site in ("weight", "noise") else f"{site}_{suffix}"
+    """The name of a variational parameter of ``site``: ``suffix`` for the primary ``weight``, ``noise`` and
+    ``pool`` sites of a layer, ``f"{site}_{suffix}"`` for further ones (``weight_hh_log_sigma2``)."""
+    return suffix if site in ("weight", "noise", "pool") else f"{site}_{suffix}"
 
 
 def require_per_element_noise(layer: Layer, reason: str) -> None:

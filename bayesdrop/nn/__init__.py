@@ -1,7 +1,7 @@
 """Bayesian layers that take a dropout method, and :func:`bayesianize`.
 
 For people who build networks: a layer (:class:`Linear`, :class:`Conv1d`, :class:`Conv2d`, the weightless
-:class:`Dropout`) declares its weight and noise sites and how they enter its computation; its
+:class:`Dropout`, the pooling layers :class:`MaxPool2d`, ...) declares its weight, noise and pool sites and how they enter its computation; its
 :class:`~bayesdrop.methods.Method` gives each site a prior (the model) and a variational family (the guide,
 :class:`~bayesdrop.guides.DropoutGuide`).  New layer kinds subclass :class:`BayesianLayer`
 (``docs/architecture.md``).
@@ -12,22 +12,29 @@ Example
 """
 
 from ..handlers import LocalReparameterization
-from ..sites import NoiseSite, WeightSite
+from ..sites import NoiseSite, PoolSite, WeightSite
 from .base import BayesianLayer, bayesian_layers, local_plate
 from .conv import Conv1d, Conv2d
 from .convert import bayesianize
 from .dropout import Dropout, Scale
 from .linear import Linear
+from .pooling import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d, WindowPool
 
 __all__ = [
     "BayesianLayer",
     "WeightSite",
     "NoiseSite",
+    "PoolSite",
     "Linear",
     "Conv1d",
     "Conv2d",
     "Dropout",
     "Scale",
+    "MaxPool1d",
+    "MaxPool2d",
+    "AvgPool1d",
+    "AvgPool2d",
+    "WindowPool",
     "bayesianize",
     "bayesian_layers",
     "local_plate",

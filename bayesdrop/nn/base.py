@@ -1,9 +1,10 @@
 r"""The base of every Bayesian layer: which sites it has, and how a method fills them.
 
 For people who write a new layer kind.  A layer declares its *sites*: weight sites (a tensor of parameters, e.g.
-``weight`` of a ``Linear``; an LSTM has two) and noise sites (multiplicative noise on a tensor of the computation,
-e.g. ``noise`` on a layer's inputs, with the shape of one draw per example).  Its ``forward`` says how they enter
-the computation, by calling :meth:`BayesianLayer.weight` and :meth:`BayesianLayer.noise`; its
+``weight`` of a ``Linear``; an LSTM has two), noise sites (multiplicative noise on a tensor of the computation,
+e.g. ``noise`` on a layer's inputs, with the shape of one draw per example) and pool sites (a pooling layer's window
+weights).  Its ``forward`` says how they enter the computation, by calling :meth:`BayesianLayer.weight`,
+:meth:`BayesianLayer.noise` and :meth:`BayesianLayer.pool`; its
 :class:`~bayesdrop.methods.Method` says what each site's prior and variational family are.  So a new layer kind
 works with every method, and a new method with every layer kind.
 
@@ -13,7 +14,7 @@ A layer that scales its inputs by a learned-or-fixed noise and sums them (``docs
 
     class NoisySum(bd.nn.BayesianLayer):
         def __init__(self, features, method="bernoulli"):
-            super().__init__(method, weights={}, noise={"noise": (features,)})
+            super().__init__(method, weights={}, noise={"noise": bd.nn.NoiseSite("noise", (features,))})
 
         def forward(self, x):
             return self.noise("noise", x).sum(-1)
@@ -33,9 +34,9 @@ from pyro.nn import PyroModule
 
 from ..methods import LayerGuide, Method, resolve
 from ..moments import Moments
-from ..sites import NoiseSite, WeightSite, site_shaped
+from ..sites import NoiseSite, PoolSite, WeightSite, site_shaped
 
-__all__ = ["BayesianLayer", "WeightSite", "NoiseSite", "local_plate", "bayesian_layers", "is_input"]
+__all__ = ["BayesianLayer", "WeightSite", "NoiseSite", "PoolSite", "local_plate", "bayesian_layers", "is_input"]
 
 _PLATE: contextvars.ContextVar[Any] = contextvars.ContextVar("bayesdrop_plate", default=None)
 
@@ -79,6 +80,8 @@ class BayesianLayer(PyroModule):
         The noise sites.
     bias : torch.Tensor or None
         Initial deterministic bias (a point estimate, as in Kingma et al. 2015), added by the subclass.
+    pool : mapping of str to PoolSite
+        The pool sites (a pooling layer's).
     """
 
     batched_weights: bool = False  # whether forward takes a weight per example, (B, *weight.shape)
@@ -89,6 +92,7 @@ class BayesianLayer(PyroModule):
         weights: Mapping[str, torch.Tensor],
         noise: Mapping[str, NoiseSite] | None = None,
         bias: torch.Tensor | None = None,
+        pool: Mapping[str, PoolSite] | None = None,
         **hyper: Any,
     ):
         super().__init__()
@@ -98,6 +102,7 @@ class BayesianLayer(PyroModule):
             self.register_buffer(f"{name}_init", w.detach().clone())
             self.weight_sites[name] = WeightSite(name, w.shape)
         self.noise_sites: dict[str, NoiseSite] = dict(noise or {})
+        self.pool_sites: dict[str, PoolSite] = dict(pool or {})
         self.method.check_layer(self)
         self.bias = None if bias is None else torch.nn.Parameter(bias.detach().clone())
         self.register_buffer("_like", torch.zeros(()), persistent=False)  # follows the layer's dtype and device
@@ -114,8 +119,9 @@ class BayesianLayer(PyroModule):
 
     @property
     def units(self) -> int:
-        """Number of input units of the layer: the leading axis of its ``noise`` site's unit shape."""
-        return self.noise_sites["noise"].unit_shape[0]
+        """Number of input units of the layer: the leading axis of its ``noise`` (or ``pool``) site's unit shape."""
+        site = self.noise_sites.get("noise") or self.pool_sites["pool"]
+        return site.unit_shape[0]
 
     def site(self, name: str) -> str:
         """The Pyro site name of this layer's ``name`` (e.g. ``"net.0.weight"``)."""
@@ -125,8 +131,9 @@ class BayesianLayer(PyroModule):
         """Initial value of a weight site (the guide's starting point)."""
         return getattr(self, f"{site if isinstance(site, str) else site.name}_init")
 
-    def draw_shape(self, site: NoiseSite) -> tuple[int, ...]:
-        """Per-example shape of one draw of ``site`` (recorded at the last forward pass for per-element noise)."""
+    def draw_shape(self, site: NoiseSite | PoolSite) -> tuple[int, ...]:
+        """Per-example shape of one draw of ``site`` (recorded at the last forward pass for per-element noise, and
+        for the windows ``(C, *out, K)`` of a pool site)."""
         shape = self.draw_shapes.get(site.name)
         if shape is None:
             raise RuntimeError(f"layer {self._pyro_name!r}: run the model once before its guide (noise shapes)")
@@ -168,6 +175,18 @@ class BayesianLayer(PyroModule):
         z = self.method.noise_model(self, site, x)
         return x if z is None else x * z
 
+    def pool(self, name: str, windows: torch.Tensor) -> torch.Tensor:
+        """The pooled values of ``windows`` ``(B, C, *out, K)`` at pool site ``name``: the sum over each window of
+        its values times the method's window weights (:meth:`~bayesdrop.methods.Method.pool_model`)."""
+        site = self.pool_sites[name]
+        if name not in self.site_order:
+            self.site_order.append(name)
+        shape = tuple(windows.shape[1:])
+        if self.draw_shapes.get(name) != shape:
+            self.draw_shapes[name] = shape
+        weights = self.method.pool_model(self, site, windows)
+        return (windows * weights).sum(-1)
+
     @staticmethod
     def lrt(op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """``op(x, w)`` for an operation linear in ``x`` and ``w``; under :class:`~bayesdrop.handlers.
@@ -188,12 +207,15 @@ class BayesianLayer(PyroModule):
     def guide(self, params: LayerGuide, plate: Any) -> None:
         """Sample the variational sites of every weight and noise site (called by the guide), in the order the
         layer's forward uses them (``TraceMeanField_ELBO`` checks that model and guide agree on it)."""
-        order = self.site_order + [n for n in (*self.weight_sites, *self.noise_sites) if n not in self.site_order]
+        sites = (*self.weight_sites, *self.noise_sites, *self.pool_sites)
+        order = self.site_order + [n for n in sites if n not in self.site_order]
         for name in order:
             if name in self.weight_sites:
                 self.method.weight_guide(self, self.weight_sites[name], params, plate)
-            else:
+            elif name in self.noise_sites:
                 self.method.noise_guide(self, self.noise_sites[name], params, plate)
+            else:
+                self.method.pool_guide(self, self.pool_sites[name], params, plate)
 
     # -- the test-time network ------------------------------------------------------------------------------------
     def fold(self, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
