@@ -180,9 +180,10 @@ class MaxPoolDropout(PoolDropout):
         if self.test_rule == "scaled":
             return max_weights(windows, 1.0 - self.p)
         # probabilistic weighted pooling: the element with r larger ones in its window has weight (1 - p) p^r
+        k = windows.shape[-1]
         order = torch.argsort(windows, dim=-1, descending=True, stable=True)
-        rank = order.argsort(dim=-1)
-        return (1.0 - self.p) * torch.pow(windows.new_full((), self.p), rank.to(windows.dtype))
+        by_rank = (1.0 - self.p) * torch.pow(windows.new_full((), self.p), torch.arange(k, device=windows.device))
+        return torch.empty_like(windows).scatter_(-1, order, by_rank.to(windows.dtype).expand(windows.shape))
 
     def keep_prob(self, layer, params):
         """The keep probability :math:`1 - p` of an element of a window (one value: every feature map)."""
