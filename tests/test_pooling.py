@@ -96,6 +96,8 @@ def test_the_scaled_max_rule_differs_from_the_expectation_on_the_documented_exam
     assert outs == {"probabilistic": 3.0625, "scaled": 2.0}
     with pytest.raises(ValueError, match="`test_rule` must be one of"):
         bd.methods.get("maxpool-dropout", test_rule="expected")
+    with pytest.raises(ValueError, match="`test_rule` must be one of"):  # also when switched on a trained network
+        layer.method.test_rule = "scale"
 
 
 def test_max_pooling_dropout_with_negative_values_is_the_max_of_the_masked_window():

@@ -114,7 +114,83 @@ def _check_06(r):
     assert r["weight_scaling"]["acc"] > 0.85
 
 
-CHECKS = {"01": _check_01, "02": _check_02, "03": _check_03, "04": _check_04, "05": _check_05, "06": _check_06}
+def _check_07(r):
+    d = r["draws"]  # one training draw of each method on 256 training images, read from the traced sites
+    for kind, p in (("element", 0.5), ("spatial", 0.5)):  # the noise on the first convolution's pooled maps
+        assert d[kind]["values"] == [0.0, 1 / (1 - p)] and abs(d[kind]["frac_dropped"] - p) < 0.1
+    assert d["spatial"]["draw_shape"][1:] == [1, 1]  # one draw per feature map ...
+    assert d["spatial"]["frac_maps_partially_dropped"] == 0  # ... so a map is kept or dropped whole
+    assert d["element"]["draw_shape"][1:] == [4, 4] and d["element"]["frac_maps_partially_dropped"] > 0.9
+    assert d["pixels"]["values"] == [0.0, 1.25] and abs(d["pixels"]["frac_dropped"] - 0.2) < 0.05
+    c = d["cutout"]
+    assert c["side"] == 4 and c["n_inside"] > 0 and c["all_rectangles"]
+    assert c["area_inside_min"] == c["area_inside_max"] == c["side"] ** 2  # the whole square inside the borders
+    assert c["area_clipped_max"] <= c["side"] * (c["side"] - 1)  # clipped at a border: at least a row less
+    assert d["same_conv1_maps"]
+    for name in ("maxpool-dropout", "avgpool-dropout", "stochastic-pooling", "max-drop"):
+        assert d[name]["reproduce_max_error"] < 1e-6  # the weights drawn are the ones the layer used
+    mp = d["maxpool-dropout"]
+    assert mp["values"] == [0.0, 1.0] and abs(mp["frac_dropped"] - 0.5) < 0.1  # not rescaled
+    assert mp["chosen_not_kept"] == 0 and mp["output_is_max_of_kept"] < 1e-6
+    assert d["avgpool-dropout"]["values"] == [0.0, 2.0]  # inverted
+    sp = d["stochastic-pooling"]
+    assert sp["one_per_window"] and sp["chosen_zero"] == 0  # one element, never one of probability 0
+    assert 0 <= sp["threshold_range"][0] <= sp["threshold_range"][1] <= 1
+    md = d["max-drop"]  # the multiplier 1 - M, M ~ N(0.02, 0.05)
+    assert abs(md["multiplier_mean"] - 0.98) < 0.02 and abs(md["multiplier_std"] - 0.05**0.5) < 0.02
+    demo = r["demo"]
+    w = demo["window_1234"]  # the 16 masks of one window against the deterministic network
+    assert abs(w["enumeration"] - 3.0625) < 1e-6 and abs(w["probabilistic"] - w["enumeration"]) < 1e-6
+    assert abs(w["scaled"] - 2) < 1e-6  # (1 - p) max differs
+    assert len(demo["random_max_error"]) == 3 and all(e < 1e-6 for e in demo["random_max_error"].values())
+    neg = demo["window_negative"]  # the rule needs non-negative activations
+    assert abs(neg["enumeration"] + 0.0625) < 1e-6 and abs(neg["probabilistic"] + 1.625) < 1e-6
+    st = demo["stochastic"]
+    assert all(abs(f - q) < 0.02 for f, q in zip(st["frequencies"], st["probabilities"]))
+    assert abs(st["test_rule"] - 3) < 1e-6 and abs(st["mc_mean"] - 3) < 0.05
+    cmp = r["comparison"]
+    assert len(cmp) == 8
+    assert all(v["mc_err"] < 0.4 and v["rule_err"] < 0.4 for v in cmp.values())  # every configuration learns
+    assert abs(cmp["no dropout"]["mc_nll"] - cmp["no dropout"]["rule_nll"]) < 1e-6  # nothing drawn
+    assert "scaled_err" in cmp["maxpool-dropout"]
+    if not r["quick"]:  # the full-size claims of the text (tutorials/output/07_results.json)
+        runs = {k: v["runs"] for k, v in cmp.items()}
+        none = runs["no dropout"]
+        assert len(none) == 3
+        for k in ("maxpool-dropout", "avgpool-dropout", "stochastic-pooling", "max-drop"):  # on every seed
+            assert all(a["mc_err"] < b["mc_err"] for a, b in zip(runs[k], none))
+        for key in ("mc_err", "mc_nll", "rule_err", "rule_nll"):
+            assert min(cmp, key=lambda k: cmp[k][key]) == "stochastic-pooling"
+        assert cmp["maxpool-dropout"]["mc_err"] - cmp["stochastic-pooling"]["mc_err"] < 1 / 360
+        bern, spatial = runs["bernoulli"], runs["spatial"]
+        assert all(a["mc_err"] > b["mc_err"] and a["mc_nll"] > b["mc_nll"] for a, b in zip(bern, none))
+        assert cmp["bernoulli"]["mc_nll"] > 6 * cmp["no dropout"]["mc_nll"]
+        assert cmp["bernoulli"]["mc_confidence"] < 1 - cmp["bernoulli"]["mc_err"] - 0.15  # under-confident
+        assert all(a["mc_nll"] < b["mc_nll"] and a["rule_nll"] < b["rule_nll"] for a, b in zip(spatial, bern))
+        assert cmp["spatial"]["mc_err"] < cmp["bernoulli"]["mc_err"]
+        assert cmp["spatial"]["rule_nll"] > cmp["no dropout"]["rule_nll"]
+        for k in cmp:  # the rule's NLL below the MC predictive's wherever there is noise
+            assert k == "no dropout" or all(x["rule_nll"] < x["mc_nll"] for x in runs[k])
+        least_confident = sorted(cmp, key=lambda k: cmp[k]["mc_confidence"])[:3]
+        assert sorted(least_confident) == ["bernoulli", "cutout", "spatial"]
+        assert all(1.8 < cmp[k]["mc_nll"] / cmp[k]["rule_nll"] < 3 for k in least_confident)
+        for k in ("stochastic-pooling", "max-drop"):
+            assert cmp[k]["mc_nll"] - cmp[k]["rule_nll"] < 0.01 and cmp[k]["mc_ece"] < 0.02
+        assert all(a["rule_err"] < b["rule_err"] for a, b in zip(runs["cutout"], none))  # the whole image
+        mp = runs["maxpool-dropout"]  # the scaled max against probabilistic weighted pooling
+        assert all(x["scaled_err"] > x["rule_err"] and x["scaled_nll"] > 2 * x["rule_nll"] for x in mp)
+        assert cmp["maxpool-dropout"]["scaled_err"] > cmp["no dropout"]["rule_err"]
+
+
+CHECKS = {
+    "01": _check_01,
+    "02": _check_02,
+    "03": _check_03,
+    "04": _check_04,
+    "05": _check_05,
+    "06": _check_06,
+    "07": _check_07,
+}
 
 
 def test_every_tutorial_has_checks():

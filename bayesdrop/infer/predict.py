@@ -125,7 +125,9 @@ def predict(
     num_samples : int
         Draws T of the guide for ``rule="mc"``.
     rule : {"mc", "weight-scaling", "moment-matching"}
-        Monte Carlo over the guide, the deterministic posterior-mean network, or (for methods whose
+        Monte Carlo over the guide, the deterministic posterior-mean network (each method's test-time rule: the
+        weight-scaling rule of dropout, probabilistic weighted pooling for ``maxpool-dropout``, the whole input for
+        ``cutout``, ...), or (for methods whose
         :attr:`~bayesdrop.methods.Capabilities.rules` include it) the masks integrated out by their moments:
         ``dropconnect``'s Gaussian pre-activations averaged over ``num_samples`` draws, ``fast-dropout``'s one
         deterministic pass (its ``2d`` sigma points are the draws; ``num_samples`` is not used).

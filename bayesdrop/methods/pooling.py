@@ -162,9 +162,19 @@ class MaxPoolDropout(PoolDropout):
 
     def __init__(self, p: float = 0.5, test_rule: str = "probabilistic"):
         self.p = check_range("p", p, 0.0, 1.0, hi_open=True)
-        if test_rule not in self.TEST_RULES:
-            raise ValueError(f"`test_rule` must be one of {self.TEST_RULES}, got {test_rule!r}")
         self.test_rule = test_rule
+
+    @property
+    def test_rule(self) -> str:
+        """The deterministic test-time rule; it may be changed on a trained network (every layer sharing this
+        method object follows)."""
+        return self._test_rule
+
+    @test_rule.setter
+    def test_rule(self, rule: str) -> None:
+        if rule not in self.TEST_RULES:
+            raise ValueError(f"`test_rule` must be one of {self.TEST_RULES}, got {rule!r}")
+        self._test_rule = rule
 
     @property
     def stochastic(self) -> bool:
