@@ -138,9 +138,9 @@ def keep_probabilities(model: torch.nn.Module, guide: Any, x: torch.Tensor) -> d
     x : torch.Tensor
         Inputs ``(N, ...)``.
     """
-    from ..nn import bayesian_layers
-
-    layers = [(n, m) for n, m in bayesian_layers(model) if isinstance(m.method, Standout)]
+    if getattr(guide, "model", None) is not model:
+        raise ValueError("`guide` must be the DropoutGuide built for `model`")
+    layers = [(n, m) for n, m, _ in guide.pairs() if isinstance(m.method, Standout)]
     if not layers:
         raise ValueError("`model` has no standout layer")
     seen: dict[str, torch.Tensor] = {}

@@ -191,28 +191,23 @@ def bayesianize(
             unmatched.append(pending)
 
     out = convert(module, "")
-    if unmatched:
-        warnings.warn(
-            f"bayesianize: {', '.join(unmatched)} drop whole feature maps, which {m.name or type(m).__name__!r} "
-            "cannot give there (no convolution follows in the same Sequential, or the method draws per element): "
-            "they became identities, and the method's noise is drawn per element",
-            UserWarning,
-            stacklevel=2,
-        )
-    for kind, paths in plain_pools.items():
-        warnings.warn(
-            f"bayesianize: {pm.name if pm is not None else ''!r} does not randomise {kind}, which stays plain: "
-            f"{', '.join(paths)}",
-            UserWarning,
-            stacklevel=2,
-        )
-    for kind, paths in skipped.items():
-        warnings.warn(
-            f"bayesianize: {kind} is not supported by {m.name or type(m).__name__!s} and stays deterministic "
-            f"(its parameters are point estimates): {', '.join(paths)}",
-            UserWarning,
-            stacklevel=2,
-        )
+    name = m.name or type(m).__name__
+    messages = [
+        f"{', '.join(unmatched)} drop whole feature maps, which {name!r} cannot give there (no convolution follows "
+        "in the same Sequential, or the method draws per element): they became identities, and the method's noise "
+        "is drawn per element"
+    ] * bool(unmatched)
+    messages += [
+        f"{pm.name if pm is not None else ''!r} does not randomise {kind}, which stays plain: {', '.join(paths)}"
+        for kind, paths in plain_pools.items()
+    ]
+    messages += [
+        f"{kind} is not supported by {name!s} and stays deterministic (its parameters are point estimates): "
+        f"{', '.join(paths)}"
+        for kind, paths in skipped.items()
+    ]
+    for message in messages:
+        warnings.warn(f"bayesianize: {message}", UserWarning, stacklevel=2)
     if not bayesian_layers(out):
         raise ValueError("`module` has no torch.nn.Linear, Conv1d or Conv2d layer to make Bayesian")
     to_pyro_module_(out)  # recursive: names of nested plain submodules follow the tree too
