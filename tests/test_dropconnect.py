@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from pathlib import Path
 
 import pyro
@@ -13,6 +14,7 @@ import scipy.stats
 import torch
 import torch.nn.functional as F
 from helpers import tiny_classifier
+from pyro.nn import PyroModule
 
 import bayesdrop as bd
 
@@ -122,7 +124,7 @@ def test_moment_matching_is_refused_for_methods_without_it():
 @pytest.mark.parametrize("conv", [bd.nn.Conv1d, bd.nn.Conv2d], ids=["conv1d", "conv2d"])
 def test_per_example_masks_in_a_convolution_convolve_each_example_with_its_own_masked_weight(conv):
     """The default draws per example on the convolutions too: the output of example b is the plain convolution of
-    x_b with W o M_b, M_b the traced mask."""
+    x_b with W o M_b, M_b the traced mask; in evaluation mode one mask serves the batch."""
     layer = conv(3, 4, 3, "dropconnect", padding=1)
     assert layer.method.per_example is None and layer.method.masks_per_example(layer)
     x = torch.randn(5, 3, 6, 6) if conv is bd.nn.Conv2d else torch.randn(5, 3, 7)
@@ -136,6 +138,26 @@ def test_per_example_masks_in_a_convolution_convolve_each_example_with_its_own_m
     fn = F.conv2d if conv is bd.nn.Conv2d else F.conv1d
     expected = torch.cat([fn(x[b : b + 1], w * m[b], layer.bias, padding=1) for b in range(5)])
     torch.testing.assert_close(seen[0], expected)
+    model.eval()  # evaluation (bd.predict): one mask per drawn network, the memory of one weight
+    tr = poutine.trace(model).get_trace(x)
+    w, m = tr.nodes[layer.site("weight")]["value"], tr.nodes[layer.site("mask")]["value"]
+    assert m.shape == w.shape and not tr.nodes[layer.site("mask")]["cond_indep_stack"]
+    torch.testing.assert_close(seen[-1], fn(x, w * m, layer.bias, padding=1))
+
+
+def test_large_per_example_masks_warn_with_the_remedy(monkeypatch):
+    """Per-example masks of more than LARGE_MASKS elements in one layer warn (by default; not when asked for), naming
+    the layer, the memory and per_example=False."""
+    monkeypatch.setattr(bd.methods.dropconnect, "LARGE_MASKS", 100)
+    x = torch.randn(8, 5)
+    net = PyroModule[torch.nn.Sequential](_layer(per_example=None, d=5, out=4))  # masks of 8 x 4 x 5 = 160 elements
+    model = bd.Classifier(net, num_data=8)
+    with pytest.warns(UserWarning, match=r"per example of the weights of layer 'net.0'.*per_example=False"):
+        poutine.trace(model).get_trace(x)
+    model = bd.Classifier(PyroModule[torch.nn.Sequential](_layer(per_example=True, d=5, out=4)), num_data=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        poutine.trace(model).get_trace(x)
 
 
 def test_per_example_masks_need_a_layer_taking_a_weight_per_example_and_arguments_are_checked():
