@@ -20,7 +20,7 @@ the estimate varies less, and the layer's weight is a ``(B, out, in)`` tensor, B
 ``per_example=None``, draws per example on every layer kind that takes a weight per example (``Linear``,
 ``Conv1d``, ``Conv2d``: every kind of this package) and per minibatch on the others (a user's layer kind).
 Measured (``docs/defaults.md``): per-minibatch masks fit the 1-50-50-1 toy regression 1.17x worse than the plain
-network's RMSE at 1000 epochs, per-example masks 0.96x; on digits' 64-300-100-10 MLP an epoch costs about 4x
+network's RMSE at 1000 epochs, per-example masks 0.98x (3 seeds); on digits' 64-300-100-10 MLP an epoch costs about 4x
 (one CPU thread); for a 784-1024-1024-10 MLP and batch 128 the masks are 0.9 GiB a step, and layers whose masks
 pass 128 MiB warn.  ``per_example=False`` gives the cheaper masks; a mask per minibatch is one weight sample
 :math:`W \circ M` shared by every input of a draw, a posterior sample in Gal & Ghahramani's (2016) reading.
