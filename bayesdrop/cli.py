@@ -35,7 +35,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
         "training |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    where = {"layer": "every layer", "input": "inputs", "pool": "pooling layers"}
+    where = {"layer": "every layer", "input": "inputs", "pool": "pooling layers", "recurrent": "recurrent layers"}
     for r in rows:
         c = r["capabilities"]
         flags = ["yes" if r[k] else "no" for k in ("analytic_kl", "lrt", "structured", "learns_rates")]

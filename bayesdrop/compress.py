@@ -367,15 +367,21 @@ def prune(
     Raises
     ------
     ValueError
-        If a layer's method scales its units by keep probabilities computed from the input (Standout,
-        ``capabilities.input_dependent``): its test-time network is not a network of plain weights.
+        If a layer's method has no plain test-time network (``capabilities.plain_export``): it scales its units by
+        keep probabilities computed from the input (Standout), or a recurrent cell or update by the noise's mean
+        (RNNDrop, recurrent dropout).
     """
     for name, layer, _ in _layers(model, guide):
-        if layer.method.capabilities.input_dependent:
+        caps = layer.method.capabilities
+        if not caps.plain_export:
+            why = (
+                "scales each unit by a keep probability computed from its input"
+                if caps.input_dependent
+                else f"scales the recurrent {' and '.join(sorted(caps.noise_roles))} by the noise's mean"
+            )
             raise ValueError(
-                f"layer {name!r} uses {layer.method.name!r}, whose test-time network scales each unit by a keep "
-                "probability computed from its input: it has no plain-weight equivalent to export; predict with "
-                "bd.predict(..., rule='weight-scaling') instead"
+                f"layer {name!r} uses {layer.method.name!r}, whose test-time network {why}: it has no plain-weight "
+                "equivalent to export; predict with bd.predict(..., rule='weight-scaling') instead"
             )
     return _prune(model, guide, _points(guide, threshold), sparse)[0]
 

@@ -160,6 +160,21 @@ class Dataset:
             split = self.train if split == "train" else self.test
         return split.x.reshape(len(split), *self.image_shape)
 
+    def sequences(self, split: Split | str) -> torch.Tensor:
+        """Return a split's inputs as sequences ``(N, T, features)`` for a recurrent network: an image ``(C, H,
+        W)`` as its ``H`` rows of ``C * W`` values (the 8x8 digits: 8 steps of 8), a signal ``(C, L)`` as its ``L``
+        samples of ``C`` channels (MNIST-1D: 40 steps of 1).
+
+        Raises
+        ------
+        ValueError
+            If this data set has no ``image_shape``, or ``split`` is an unknown name.
+        """
+        images = self.images(split)
+        if images.dim() == 3:  # (N, C, L) -> (N, L, C)
+            return images.transpose(1, 2)
+        return images.permute(0, 2, 1, 3).reshape(len(images), images.shape[2], -1)  # (N, H, C * W)
+
 
 # ---------------------------------------------------------------- validation
 

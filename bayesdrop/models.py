@@ -1,4 +1,4 @@
-"""Ready architectures of Bayesian layers: :func:`mlp`, :func:`lenet300_100` and :func:`lenet5`.
+"""Ready architectures of Bayesian layers: :func:`mlp`, :func:`lenet300_100`, :func:`lenet5` and :func:`rnn`.
 
 For users who want the networks of the dropout papers without writing them: each returns a ``PyroModule``
 ``Sequential`` of :mod:`bayesdrop.nn` layers, to be wrapped in a likelihood (:mod:`bayesdrop.likelihoods`).
@@ -19,9 +19,9 @@ import torch
 from pyro.nn import PyroModule
 
 from .methods import Method, get, resolve
-from .nn import AvgPool1d, AvgPool2d, Conv1d, Conv2d, Linear, MaxPool1d, MaxPool2d
+from .nn import GRU, LSTM, AvgPool1d, AvgPool2d, Conv1d, Conv2d, Linear, MaxPool1d, MaxPool2d
 
-__all__ = ["mlp", "lenet300_100", "lenet5"]
+__all__ = ["mlp", "lenet300_100", "lenet5", "rnn", "SequenceNet"]
 
 
 _ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid, "elu": torch.nn.ELU}
@@ -44,9 +44,12 @@ def _layer_method(method: str | Method | None, hyper: dict[str, Any], arg: str =
     m = resolve(method, **hyper)
     role = m.capabilities.role
     if role != "layer":
-        where = "input_method=" if role == "input" else "pool_method="
-        what = "a network's inputs" if role == "input" else "pooling layers"
-        raise ValueError(f"`{arg}` {m.name or type(m).__name__!r} is a method for {what}: pass it as {where}")
+        what, where = {
+            "input": ("a network's inputs", "pass it as input_method="),
+            "pool": ("pooling layers", "pass it as pool_method="),
+            "recurrent": ("recurrent layers", "use bd.models.rnn or bd.nn.LSTM / GRU"),
+        }[role]
+        raise ValueError(f"`{arg}` {m.name or type(m).__name__!r} is a method for {what}: {where}")
     return m
 
 
@@ -238,3 +241,51 @@ def lenet5(
         torch.nn.ReLU(),
         Linear(hidden, num_classes, m),
     )
+
+
+class SequenceNet(PyroModule):
+    """A recurrent layer read at its last step, then a dense head: ``head(rnn(x)[0][:, -1])`` for ``x`` ``(B, T,
+    features)`` (classification from the last state, a forecast of the next values)."""
+
+    def __init__(self, rnn: torch.nn.Module, head: torch.nn.Module):
+        super().__init__()
+        self.rnn, self.head = rnn, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+def rnn(
+    input_size: int,
+    hidden_size: int,
+    out_features: int,
+    method: str | Method | None = "variational-rnn",
+    *,
+    cell: str = "lstm",
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    **hyper: Any,
+) -> PyroModule:
+    """A recurrent network read at its last step: ``bd.nn.LSTM`` (or ``GRU``) - last output - ``bd.nn.Linear``.
+
+    Parameters
+    ----------
+    input_size, hidden_size, num_layers, bidirectional
+        As ``torch.nn.LSTM``; inputs ``(B, T, input_size)`` (``bd.data.Dataset.sequences``).
+    out_features : int
+        Classes (``bd.Classifier``) or the values forecast (``bd.Regressor``).
+    method : str, Method or None
+        A recurrent method (``bd.methods.names(role="recurrent")``: its noise inside the recurrence, the head
+        without noise) or a layer method (on the recurrent layer's inputs, a fresh draw per step, and on the head's:
+        the dropout of the non-recurrent connections of Zaremba et al. 2014); ``None``: no noise.
+    cell : {"lstm", "gru"}
+    """
+    if cell not in ("lstm", "gru"):
+        raise ValueError(f"`cell` must be 'lstm' or 'gru', got {cell!r}")
+    if method is None or resolve(method, **hyper).capabilities.role != "recurrent":
+        m = _layer_method(method, hyper)
+        head = m
+    else:
+        m, head = resolve(method, **hyper), get("bernoulli", p=0.0)
+    layer = (LSTM if cell == "lstm" else GRU)(input_size, hidden_size, num_layers, m, bidirectional=bidirectional)
+    return SequenceNet(layer, Linear(hidden_size * (2 if bidirectional else 1), out_features, head))

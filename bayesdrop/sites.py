@@ -17,7 +17,9 @@ from typing import Protocol
 import torch
 from pyro.distributions import TorchDistribution
 
-__all__ = ["WeightSite", "NoiseSite", "PoolSite", "Layer", "site_shaped"]
+__all__ = ["WeightSite", "NoiseSite", "PoolSite", "Layer", "site_shaped", "NOISE_ROLES"]
+
+NOISE_ROLES = ("input", "recurrent", "cell", "update")
 
 
 @dataclass(frozen=True)
@@ -33,16 +35,22 @@ class WeightSite:
     unit_dim : int
         The axis of the weight that indexes the layer's input units (1 for ``Linear`` and convolutions): a unit
         whose weights are all pruned is removed by :mod:`bayesdrop.compress`.
+    lrt : bool
+        Whether the layer may draw its output by local reparameterisation (Kingma et al. 2015) when the weight is
+        Gaussian: true where every example and position uses the weight once, in one linear operation; false for a
+        recurrent weight, which every time step of a sequence shares (the steps' pre-activations are not
+        independent), so the weight itself is drawn.
     """
 
     name: str
     shape: torch.Size
     unit_dim: int = 1
+    lrt: bool = True
 
 
 @dataclass(frozen=True)
 class NoiseSite:
-    """A multiplicative noise of a layer.
+    r"""A multiplicative noise of a layer.
 
     Attributes
     ----------
@@ -58,12 +66,26 @@ class NoiseSite:
     weight : str or None
         The weight site whose inputs this noise multiplies, along that weight's ``unit_dim``, so that the noise's
         mean can be folded into the weight (``None``: the noise is applied elsewhere).
+    role : {"input", "recurrent", "cell", "update"}
+        What the noise multiplies: a layer's inputs (every layer kind); in a recurrent layer also the previous
+        hidden state :math:`h_{t-1}` (``"recurrent"``), the cell state :math:`c_t` (``"cell"``) or the cell's
+        update :math:`i_t \circ \tilde c_t` (``"update"``).  A method draws on the roles of its
+        ``capabilities.noise_roles``.
+    sequence : bool
+        Whether the first axis of one example of the tensor is time (a recurrent layer's sites, ``(T, units)``):
+        a method may draw once per sequence, shared by every step, instead of once per step.
     """
 
     name: str
     unit_shape: tuple[int, ...]
     shape: tuple[int, ...] | None = None
     weight: str | None = None
+    role: str = "input"
+    sequence: bool = False
+
+    def __post_init__(self) -> None:
+        if self.role not in NOISE_ROLES:
+            raise ValueError(f"`role` must be one of {NOISE_ROLES}, got {self.role!r}")
 
     @property
     def shared(self) -> bool:

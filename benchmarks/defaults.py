@@ -10,12 +10,14 @@ layer, and the collapse warnings.  ``tests/test_defaults.py`` asserts the same o
 
 The convolutional methods (the pool methods and ``cutout``) are judged on the LeNet-5 analog (``--arch lenet5``,
 ``bd.models.lenet5`` without other noise against the same LeNet-5 in plain PyTorch), into
-``benchmarks/results/defaults_cnn.md``.
+``benchmarks/results/defaults_cnn.md``; the recurrent methods on the digits read as sequences (``--arch rnn``,
+``bd.models.rnn`` against a plain PyTorch LSTM), into ``benchmarks/results/defaults_rnn.md``.
 
 Usage::
 
     python benchmarks/defaults.py [--seeds 3] [--jobs 2] [--datasets digits mnist1d toy-regression]
     python benchmarks/defaults.py --arch lenet5 [--seeds 3] [--jobs 2] [--datasets digits mnist1d]
+    python benchmarks/defaults.py --arch rnn [--seeds 3] [--jobs 2]
 """
 
 from __future__ import annotations
@@ -34,15 +36,11 @@ import bayesdrop as bd
 from bayesdrop.experiments import defaults as D
 
 
-def _settings(arch: str) -> dict[str, D.Setting]:
-    return D.SETTINGS if arch == "mlp" else D.CNN_SETTINGS
-
-
 def one(job: tuple[str, str, int, str]) -> dict:
     """One case in a worker process with one thread (``--jobs`` of them share the machine)."""
     torch.set_num_threads(1)
     method, dataset, seed, arch = job
-    epochs = _settings(arch)[dataset].full_epochs
+    epochs = D.settings(arch)[dataset].full_epochs
     t0 = time.perf_counter()
     case = (
         D.run_floor(dataset, epochs=epochs, seed=seed, arch=arch)
@@ -65,10 +63,14 @@ def _stats(values: list[float]) -> tuple[float, float]:
 
 
 def markdown(rows: list[dict], command: str, seeds: int, arch: str = "mlp") -> str:
-    network = "`bd.models.mlp`" if arch == "mlp" else "`bd.models.lenet5` (no other noise, the method in its place)"
-    floor = "PyTorch" if arch == "mlp" else "PyTorch LeNet-5"
+    network = {
+        "mlp": "`bd.models.mlp`",
+        "lenet5": "`bd.models.lenet5` (no other noise, the method in its place)",
+        "rnn": "`bd.models.rnn` (an LSTM read at its last step, on the digits' 8 rows of 8)",
+    }[arch]
+    floor = {"mlp": "PyTorch", "lenet5": "PyTorch LeNet-5", "rnn": "PyTorch LSTM"}[arch]
     lines = [
-        "# The defaults matrix (full tier)" + ("" if arch == "mlp" else ": LeNet-5 analog"),
+        "# The defaults matrix (full tier)" + {"mlp": "", "lenet5": ": LeNet-5 analog", "rnn": ": recurrent"}[arch],
         "",
         f"Command: `{command}`; {device_name(torch.device('cpu'))}, one thread per run.",
         "",
@@ -80,14 +82,15 @@ def markdown(rows: list[dict], command: str, seeds: int, arch: str = "mlp") -> s
         "floor's, at least one weight kept per layer, no collapse warning.",
     ]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        setting = _settings(arch)[dataset]
+        setting = D.settings(arch)[dataset]
         regression = dataset == "toy-regression"
         metric = "test RMSE (where the data are)" if regression else "test error %"
         rs = [r for r in rows if r["dataset"] == dataset]
         floor = _stats([r["value"] for r in rs if r["method"] == "floor"])[0]
         lines += [
             "",
-            f"## {dataset}: {'MLP' if arch == 'mlp' else 'LeNet-5, dense'} {'-'.join(map(str, setting.hidden))} "
+            f"## {dataset}: {({'mlp': 'MLP', 'lenet5': 'LeNet-5, dense', 'rnn': 'LSTM'})[arch]} "
+            f"{'-'.join(map(str, setting.hidden))} "
             f"hidden, {setting.full_epochs} epochs",
             "",
             f"| method | {metric} | {'ratio to' if regression else 'gap to'} floor (mean) | seeds within the "
@@ -120,18 +123,25 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = ap.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1:
         ap.error("--seeds and --jobs must be positive")
-    settings = _settings(args.arch)
+    settings = D.settings(args.arch)
     datasets = args.datasets or list(settings)
     if unknown := sorted(set(datasets) - set(settings)):
         ap.error(f"--datasets {unknown}: --arch {args.arch} takes {sorted(settings)}")
     layer_methods = bd.methods.names(role="layer")
-    cnn_methods = [m for m in bd.methods.names() if m not in layer_methods]
-    methods = args.methods or (layer_methods if args.arch == "mlp" else cnn_methods)
+    judged = {
+        "mlp": layer_methods,
+        "lenet5": bd.methods.names(role="pool") + [m for m in bd.methods.names(role="input") if m not in layer_methods],
+        "rnn": bd.methods.names(role="recurrent"),
+    }
+    methods = args.methods or judged[args.arch]
     for m in methods:
         bd.methods.get(m)  # unknown names fail before any training
-        if args.arch == "mlp" and m not in layer_methods:
-            ap.error(f"--methods {m!r} is judged on the LeNet-5 analog: use --arch lenet5")
-    out = args.out or str(RESULTS / ("defaults.md" if args.arch == "mlp" else "defaults_cnn.md"))
+        if m not in judged[args.arch]:
+            arch = next(a for a, names in judged.items() if m in names)
+            ap.error(f"--methods {m!r} is judged with --arch {arch}")
+    out = args.out or str(
+        RESULTS / {"mlp": "defaults.md", "lenet5": "defaults_cnn.md", "rnn": "defaults_rnn.md"}[args.arch]
+    )
     jobs = [(m, d, s, args.arch) for d in datasets for m in ["floor", *methods] for s in range(args.seeds)]
     with cf.ProcessPoolExecutor(args.jobs) as ex:
         rows = list(ex.map(one, jobs))

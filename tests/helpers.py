@@ -17,11 +17,29 @@ def pooling_layer(method, dims, kernel=2):
     return getattr(bd.nn, f"{kind}Pool{dims}d")(kernel, method=method)
 
 
+class LastStep(PyroModule):
+    """A recurrent layer's output at the last step: ``rnn(x)[0][:, -1]``."""
+
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x):
+        return self.rnn(x)[0][:, -1]
+
+
+def tiny_rnn(method, d, c, hidden=8, kind="LSTM"):
+    """The ``d`` features read as a sequence of ``d`` steps of one value: LSTM (or GRU) with ``method`` - last step -
+    Linear (no noise)."""
+    rnn = getattr(bd.nn, kind)(1, hidden, method=method)
+    return PyroModule[torch.nn.Sequential](torch.nn.Unflatten(1, (d, 1)), LastStep(rnn), bd.nn.Linear(hidden, c, NONE))
+
+
 def tiny_classifier(method, n=40, d=6, c=3, hidden=(8,), seed=0, device="cpu", input_method=None, **hyper):
     """A small classifier on random separable data: (model, guide, x, y).  ``method`` sits where a network takes it
-    (``bd.methods.names(role=...)``): on every layer of an MLP, on the inputs of an MLP without other noise, or in
+    (``bd.methods.names(role=...)``): on every layer of an MLP, on the inputs of an MLP without other noise, in
     the pooling layer of a 1-D convolution (Conv1d - ReLU - pool - Linear, ``hidden`` unused) on the ``d`` features
-    read as a signal."""
+    read as a signal, or in an LSTM over the ``d`` features read as a sequence (:func:`tiny_rnn`)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=g)
     y = (x[:, :c].argmax(-1)).long()
@@ -31,6 +49,8 @@ def tiny_classifier(method, n=40, d=6, c=3, hidden=(8,), seed=0, device="cpu", i
         net = bd.models.mlp(d, list(hidden), c, m, input_method=input_method)
     elif role == "input":
         net = bd.models.mlp(d, list(hidden), c, None, input_method=m)
+    elif role == "recurrent":
+        net = tiny_rnn(m, d, c, hidden[0] if hidden else 8)
     else:
         net = PyroModule[torch.nn.Sequential](
             torch.nn.Unflatten(1, (1, d)),
@@ -53,6 +73,8 @@ def tiny_convnet(method, n=12, c=2, hw=6, classes=3, seed=0, device="cpu", **hyp
     y = torch.randint(0, classes, (n,), generator=g)
     m = bd.methods.get(method, **hyper)
     role = m.capabilities.role
+    if role == "recurrent":
+        raise ValueError(f"{method!r} acts in recurrent layers: no convolutional network takes it")
     pool = [pooling_layer(m, 2)] if role == "pool" else []
     side = hw // 2 if pool else hw
     net = PyroModule[torch.nn.Sequential](

@@ -18,7 +18,7 @@ import pyro
 import pyro.poutine as poutine
 import pytest
 import torch
-from helpers import tiny_classifier, tiny_convnet
+from helpers import tiny_classifier, tiny_convnet, tiny_rnn
 from pyro.nn import PyroModule
 from torch.distributions import kl_divergence
 
@@ -59,7 +59,44 @@ def _randomise(guide, seed=1):
                 p.add_(0.3 * torch.randn(p.shape, generator=g))
 
 
-BUILDERS = {"linear": tiny_classifier, "conv2d": tiny_convnet, "dropout": tiny_dropout_net}
+def tiny_recurrent_net(method, kind="LSTM", n=16, d=5, classes=3, seed=0, **hyper):
+    """The method in a recurrent layer (:func:`helpers.tiny_rnn`) over ``d`` features read as a sequence."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    y = torch.randint(0, classes, (n,), generator=g)
+    model = bd.Classifier(tiny_rnn(bd.methods.get(method, **hyper), d, classes, kind=kind), num_data=n)
+    return model, bd.DropoutGuide(model), x, y
+
+
+BUILDERS = {
+    "linear": tiny_classifier,
+    "conv2d": tiny_convnet,
+    "dropout": tiny_dropout_net,
+    "lstm": tiny_recurrent_net,
+    "gru": lambda method, **hyper: tiny_recurrent_net(method, "GRU", **hyper),
+}
+
+
+def _refusal(method, kind):
+    """The error a layer kind gives a method it cannot hold (a regex), or ``None``."""
+    caps = bd.methods.get(method).capabilities
+    if caps.role == "recurrent" and kind in ("conv2d", "dropout"):
+        return "recurrent layers"
+    if kind == "dropout" and method not in NOISE_METHODS:
+        return "acts on (weight|pool) sites"
+    if kind in ("lstm", "gru") and caps.role == "pool":
+        return "acts on pool sites"
+    if kind == "gru" and caps.noise_roles == {"cell"}:
+        return "GRU has none"
+    if kind in ("lstm", "gru") and caps.train_rule == "moment-matching":
+        return "fast dropout propagates Gaussian moments through feed-forward layers"
+    return None
+
+
+def _no_plain_network(method):
+    """Whether the method's test-time network has no plain equivalent: noise depending on the input (Standout), or a
+    recurrent cell or update scaled by the noise's mean (RNNDrop, recurrent dropout)."""
+    return not bd.methods.get(method).capabilities.plain_export
 
 
 @pytest.mark.parametrize("kind", list(BUILDERS))
@@ -67,9 +104,10 @@ BUILDERS = {"linear": tiny_classifier, "conv2d": tiny_convnet, "dropout": tiny_d
 def test_every_method_on_every_layer_kind(method, kind):
     """Model and guide match site for site, the loss is finite with gradients, MC and deterministic predictions
     are probabilities, and the posterior-mean network equals the plain network ``compress.prune`` exports."""
-    if kind == "dropout" and method not in NOISE_METHODS:
-        with pytest.raises(ValueError, match="acts on (weight|pool) sites"):
-            tiny_dropout_net(method)
+    refusal = _refusal(method, kind)
+    if refusal is not None:
+        with pytest.raises(ValueError, match=refusal):
+            BUILDERS[kind](method)
         return
     model, guide, x, y = BUILDERS[kind](method)
     guide(x, y)
@@ -79,13 +117,15 @@ def test_every_method_on_every_layer_kind(method, kind):
     loss.backward()
     for probs in (bd.predict(model, guide, x, num_samples=4), bd.predict(model, guide, x, rule="weight-scaling")):
         assert probs.shape == (len(x), 3) and torch.allclose(probs.sum(-1), torch.ones(len(x)), atol=1e-5)
-    if bd.methods.info(method)["capabilities"].input_dependent:  # standout: no plain-weight network to export
+    if _no_plain_network(method):  # standout, rnndrop, recurrent dropout: no plain network to export
         with pytest.raises(ValueError, match="no plain-weight equivalent"):
             bd.compress.prune(model, guide)
         return
     with torch.no_grad():
         plain = bd.compress.prune(model, guide)
-        assert not any(isinstance(m, PyroModule) for m in plain.modules())
+        assert not any(isinstance(m, bd.nn.BayesianLayer) for m in plain.modules())
+        # a PyroModule of the user's (the recurrent nets' LastStep) keeps its class, with plain layers inside
+        assert all(type(m).__name__ == "LastStep" for m in plain.modules() if isinstance(m, PyroModule))
         assert torch.allclose(plain(x), guide.mean_network(pruned=True)(x), atol=1e-5)
 
 
@@ -115,7 +155,7 @@ def test_posterior_mean_equals_the_recorded_mean_network_of_every_method():
 @pytest.mark.parametrize("method", METHODS)
 def test_capability_flags_hold(method):
     caps = bd.methods.get(method).capabilities
-    model, guide, x, y = tiny_convnet(method)
+    model, guide, x, y = (tiny_classifier if caps.role == "recurrent" else tiny_convnet)(method)
     m = next(layer.method for _, layer, _ in guide.pairs() if layer.method.name == method)
     guide(x, y)
     _randomise(guide)
@@ -174,7 +214,8 @@ def test_hyper_reproduces_the_method(method):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_float64_for_every_method(method):
-    model, guide, x, y = tiny_convnet(method)
+    recurrent = bd.methods.get(method).capabilities.role == "recurrent"
+    model, guide, x, y = (tiny_classifier if recurrent else tiny_convnet)(method)
     model.double()
     guide(x.double(), y)
     guide.double()
@@ -300,8 +341,9 @@ def test_a_new_method_is_one_file_and_works_in_every_layer_kind(examples):
         _, draws = bd.predict(model, guide, x, num_samples=4, return_samples=True)
         assert draws.std(0).max() > 0, kind  # the noise is random
         assert torch.allclose(bd.compress.prune(model, guide)(x), guide.mean_network()(x), atol=1e-5), kind
-    rates = bd.dropout_rates(model, guide)
-    assert torch.allclose(rates["net.2"], torch.full((8,), 1 / (1 + 0.6**2 / 3)))
+        if kind == "dropout":  # the weightless layer's keep probabilities: the uniform noise's 1 / (1 + var)
+            rates = bd.dropout_rates(model, guide)
+            assert torch.allclose(rates["net.2"], torch.full((8,), 1 / (1 + 0.6**2 / 3)))
 
 
 @pytest.mark.parametrize("method", bd.methods.names(role="input"))  # the methods for layers with weights
@@ -327,7 +369,7 @@ def test_a_new_layer_kind_is_one_file_and_works_with_every_method(examples, meth
     loss.backward()
     assert torch.isfinite(loss)
     assert bd.predict(model, guide, x, num_samples=3).shape == (12, 2)
-    if bd.methods.info(method)["capabilities"].input_dependent:  # standout: no plain-weight network to export
+    if not bd.methods.info(method)["capabilities"].plain_export:  # standout: no plain-weight network to export
         with pytest.raises(ValueError, match="no plain-weight equivalent"):
             bd.compress.prune(model, guide)
         return

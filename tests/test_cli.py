@@ -91,6 +91,11 @@ def test_train_puts_pool_and_input_methods_where_a_network_takes_them(tmp_path, 
     assert [m.method.name for m in model.net if isinstance(m, bd.nn.Linear)] == ["cutout", "bernoulli", "bernoulli"]
     assert cli.main(["train", "--method", "maxpool-dropout", *common, "--out", str(tmp_path / "c")]) == 2
     assert "acts in pooling layers: use `--arch lenet5`" in capsys.readouterr().err
+    assert cli.main(["train", "--method", "rnndrop", *common, "--out", str(tmp_path / "d")]) == 2
+    assert "acts in recurrent layers: use `--arch rnn`" in capsys.readouterr().err
+    assert cli.main(["train", "--method", "rnndrop", "--arch", "rnn:16", *common, "--out", str(tmp_path / "e")]) == 0
+    _, model, _, _ = load_run(tmp_path / "e")
+    assert isinstance(model.net.rnn, bd.nn.LSTM) and model.net.rnn.hidden_size == 16
 
 
 def test_console_script_entry_point():
@@ -102,7 +107,13 @@ def test_console_script_entry_point():
 
 @pytest.mark.parametrize(
     "spec,expected",
-    [("mlp:300,100", ("mlp", [300, 100])), ("lenet5", ("lenet5", [])), ("lenet300-100", ("mlp", [300, 100]))],
+    [
+        ("mlp:300,100", ("mlp", [300, 100])),
+        ("lenet5", ("lenet5", [])),
+        ("lenet300-100", ("mlp", [300, 100])),
+        ("rnn", ("rnn", [64])),
+        ("rnn:128", ("rnn", [128])),
+    ],
 )
 def test_parse_arch(spec, expected):
     """The ``--arch`` specs (parsed by ``bayesdrop.experiments.runs``, shared by the CLI and the experiments)."""

@@ -28,7 +28,8 @@ from defaults_cases import check
 import bayesdrop as bd
 from bayesdrop.experiments import defaults as D
 
-CASES = [(m, d) for d in D.SETTINGS for m in bd.methods.names(role="layer")]
+CASES_METHODS = bd.methods.names(role="layer")
+CASES = [(m, d) for d in D.SETTINGS for m in CASES_METHODS]
 # The digits cases of the fast tier are the README snippet's runs, so they are in test_readme.py (one module: make
 # test's pytest-xdist workers run a module on one worker, and each run is trained once).  On the other data sets the
 # fast tier takes the first registered preset of each method class (the Generalized Dropout presets and SAL share
@@ -36,8 +37,11 @@ CASES = [(m, d) for d in D.SETTINGS for m in bd.methods.names(role="layer")]
 _FIRST_OF_CLASS = {type(bd.methods.get(m)): m for m in reversed(bd.methods.names(role="layer"))}
 # The convolutional methods (pool methods and the input method cutout) on the LeNet-5 analog: digits in the fast
 # tier, both image data sets in the full one.
-CNN_METHODS = [m for m in bd.methods.names() if m not in bd.methods.names(role="layer")]
+CNN_METHODS = bd.methods.names(role="pool") + [m for m in bd.methods.names(role="input") if m not in CASES_METHODS]
 CNN_CASES = [(m, d) for d in D.CNN_SETTINGS for m in CNN_METHODS]
+# The recurrent methods on the sequence task (the digits as 8 rows of 8, an LSTM of 64 units), both tiers.
+RNN_METHODS = bd.methods.names(role="recurrent")
+RNN_CASES = [(m, d) for d in D.RNN_SETTINGS for m in RNN_METHODS]
 FAST_CASES = [(m, d) for m, d in CASES if d != "digits" and _FIRST_OF_CLASS[type(bd.methods.get(m))] == m]
 
 
@@ -71,8 +75,21 @@ def test_defaults_lenet5_full(method, dataset):
     check(method, dataset, D.CNN_SETTINGS[dataset].full_epochs, arch="lenet5")
 
 
+@pytest.mark.parametrize("method", RNN_METHODS)
+def test_defaults_rnn_fast(method):
+    check(method, "digits", D.RNN_SETTINGS["digits"].fast_epochs, arch="rnn")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, dataset", RNN_CASES)
+def test_defaults_rnn_full(method, dataset):
+    check(method, dataset, D.RNN_SETTINGS[dataset].full_epochs, arch="rnn")
+
+
 def test_every_registered_method_is_in_the_matrix():
-    assert {m for m, _ in CASES} | {m for m, _ in CNN_CASES} == set(bd.methods.names())
+    arms = [{m for m, _ in cases} for cases in (CASES, CNN_CASES, RNN_CASES)]
+    assert sum(map(len, arms)) == len(set().union(*arms))  # every method in one arm
+    assert set().union(*arms) == set(bd.methods.names())
     assert set(CNN_METHODS) == set(bd.methods.names(role="pool")) | {"cutout"}
     assert {m for m, _ in FAST_CASES} >= {"bernoulli", "dropout++(0.5)", "standout", "fast-dropout"}
     assert "sal" not in {m for m, _ in FAST_CASES}

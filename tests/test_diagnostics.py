@@ -237,7 +237,7 @@ def test_posterior_draws_are_the_networks_behind_every_batch_of_predictions():
 def _guide_global_sites(model, guide, x):
     with torch.no_grad(), pyro.plate("draws", 2, dim=-2):
         trace = poutine.trace(guide).get_trace(x)
-    weight_sites = {layer.site("weight") for _, layer, _ in guide.pairs()}
+    weight_sites = {layer.site(w) for _, layer, _ in guide.pairs() for w in layer.weight_sites}
     out = {}
     for name, site in trace.nodes.items():
         if site["type"] != "sample" or name in weight_sites or name == "data":

@@ -109,10 +109,11 @@ def test_bayesianize_warns_for_every_module_kind_it_leaves_deterministic():
     with pytest.warns(UserWarning) as record:
         net = bd.bayesianize(Net(), "bernoulli")
     messages = " ".join(str(r.message) for r in record)
-    for kind in ("Embedding", "LSTM", "Head"):
+    for kind in ("Embedding", "Head"):
         assert kind in messages
-    assert "LayerNorm" not in messages  # normalisation layers are point estimates by design
+    assert "LayerNorm" not in messages and "LSTM" not in messages  # point estimates by design; converted
     assert isinstance(net.fc, bd.nn.Linear) and not isinstance(net.head, bd.nn.BayesianLayer)
+    assert isinstance(net.rnn, bd.nn.LSTM)
     model = bd.Classifier(net, num_data=4)
     assert model.num_classes == 3  # from the plain head, not the last Bayesian layer (6)
 

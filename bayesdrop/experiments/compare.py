@@ -55,8 +55,8 @@ def compare(
     dataset
         ``digits``, ``mnist1d``, ``mnist`` (with ``mnist_dir``) — classification.
     method_names
-        Registered names; ``None`` or ``["all"]`` for every method the architecture takes (every registered one
-        for ``lenet5``; for an MLP, those of ``bd.methods.names(role="input")``: no pool method).
+        Registered names; ``None`` or ``["all"]`` for every method the architecture takes (an MLP: the layer and
+        input methods; ``lenet5``: also the pool methods; ``rnn``: the layer and recurrent methods).
     arch, epochs, batch_size, lr, seed, device
         The shared budget (see ``bayesdrop train``).
     kl_warmup
@@ -68,7 +68,9 @@ def compare(
         Monte Carlo draws of the predictive.
     """
     if not method_names or method_names == ["all"]:  # every method the architecture takes
-        names = methods.names() if parse_arch(arch)[0] == "lenet5" else methods.names(role="input")
+        roles = {"mlp": ("layer", "input"), "lenet5": ("layer", "input", "pool"), "rnn": ("layer", "recurrent")}
+        taken = {n for role in roles[parse_arch(arch)[0]] for n in methods.names(role=role)}
+        names = [n for n in methods.names() if n in taken]
     else:
         names = list(method_names)
     for n in names:

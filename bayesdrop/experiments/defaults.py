@@ -39,14 +39,16 @@ from ..guides import DropoutGuide
 from ..infer import CollapseWarning, fit, predict
 from ..likelihoods import Classifier, Likelihood, Regressor
 from ..methods import get
-from ..models import lenet5, mlp
+from ..models import lenet5, mlp, rnn
 from ..nn import BayesianLayer
 
 __all__ = [
     "Setting",
     "SETTINGS",
     "CNN_SETTINGS",
+    "RNN_SETTINGS",
     "ARCHS",
+    "settings",
     "MLP_HIDDEN",
     "Case",
     "run_method",
@@ -81,7 +83,12 @@ CNN_SETTINGS: dict[str, Setting] = {
     "digits": Setting("digits", (500,), fast_epochs=50, full_epochs=100),
     "mnist1d": Setting("mnist1d", (500,), fast_epochs=30, full_epochs=100),
 }
-ARCHS = ("mlp", "lenet5")
+# The recurrent methods on a sequence task: the 8x8 digits read as 8 rows of 8 (``Dataset.sequences``) by
+# ``bd.models.rnn`` (an LSTM of 64 units read at its last step, a dense head).  Its ``hidden`` is the LSTM's width.
+RNN_SETTINGS: dict[str, Setting] = {
+    "digits": Setting("digits", (64,), fast_epochs=30, full_epochs=100),
+}
+ARCHS = ("mlp", "lenet5", "rnn")
 # The hidden widths of the experiments' MLPs: the matrix's for the classification data it bundles, and for MNIST
 # (from the user's IDX files) the 1024-1024 ReLU network of Srivastava et al. (2014), where dropout regularises.
 MLP_HIDDEN: dict[str, tuple[int, ...]] = {
@@ -119,18 +126,24 @@ def _dataset(name: str) -> bd_data.Dataset:
     return bd_data.load(name)
 
 
-def _setting(dataset: str, arch: str = "mlp") -> Setting:
+def settings(arch: str = "mlp") -> dict[str, Setting]:
+    """The data sets and budgets of the matrix's arm ``arch``: the MLP's, LeNet-5's or the recurrent network's."""
     if arch not in ARCHS:
         raise ValueError(f"`arch` must be one of {ARCHS}, got {arch!r}")
-    settings = SETTINGS if arch == "mlp" else CNN_SETTINGS
-    if dataset not in settings:
-        raise ValueError(f"`dataset` must be one of {sorted(settings)} for arch {arch!r}, got {dataset!r}")
-    return settings[dataset]
+    return {"mlp": SETTINGS, "lenet5": CNN_SETTINGS, "rnn": RNN_SETTINGS}[arch]
+
+
+def _setting(dataset: str, arch: str = "mlp") -> Setting:
+    settings_ = settings(arch)
+    if dataset not in settings_:
+        raise ValueError(f"`dataset` must be one of {sorted(settings_)} for arch {arch!r}, got {dataset!r}")
+    return settings_[dataset]
 
 
 def _inputs(ds: bd_data.Dataset, split: bd_data.Split, arch: str) -> torch.Tensor:
-    """A split's inputs as the network reads them: flat for the MLP, images (signals) for LeNet-5."""
-    return split.x if arch == "mlp" else ds.images(split)
+    """A split's inputs as the network reads them: flat for the MLP, images (signals) for LeNet-5, sequences for the
+    recurrent network."""
+    return split.x if arch == "mlp" else ds.images(split) if arch == "lenet5" else ds.sequences(split)
 
 
 def network(method: str, ds: bd_data.Dataset, arch: str = "mlp") -> torch.nn.Module:
@@ -141,7 +154,9 @@ def network(method: str, ds: bd_data.Dataset, arch: str = "mlp") -> torch.nn.Mod
     out = cast(int, ds.num_classes) if ds.task == "classification" else 1
     if arch == "mlp":
         return mlp(ds.in_features, list(setting.hidden), out, method)
-    assert ds.image_shape is not None  # CNN_SETTINGS names image data sets only
+    assert ds.image_shape is not None  # CNN_SETTINGS and RNN_SETTINGS name image data sets only
+    if arch == "rnn":
+        return rnn(ds.sequences(ds.test).shape[-1], setting.hidden[0], out, method)
     role = get(method).capabilities.role
     if role == "pool":
         return lenet5(ds.image_shape, out, None, pool_method=method, hidden=setting.hidden[0])
@@ -214,11 +229,25 @@ def plain_lenet5(ds: bd_data.Dataset, hidden: int) -> torch.nn.Sequential:
     return torch.nn.Sequential(*layers)
 
 
+class PlainSequenceNet(torch.nn.Module):
+    """The recurrent floor: ``torch.nn.LSTM`` read at its last step, ``nn.Dropout(0.5)``, a dense head."""
+
+    def __init__(self, features: int, hidden: int, out: int | None):
+        super().__init__()
+        self.rnn = torch.nn.LSTM(features, hidden, batch_first=True)
+        self.head = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(hidden, cast(int, out)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x)[0][:, -1])
+
+
 def run_floor(dataset: str, *, epochs: int, seed: int = 0, arch: str = "mlp") -> Case:
     """The plain PyTorch network of the same widths and budget (see the module docstring)."""
     ds, setting = _dataset(dataset), _setting(dataset, arch)
     torch.manual_seed(seed)
-    if arch == "mlp":
+    if arch == "rnn":
+        net: torch.nn.Module = PlainSequenceNet(ds.sequences(ds.test).shape[-1], setting.hidden[0], ds.num_classes)
+    elif arch == "mlp":
         widths = [ds.in_features, *setting.hidden, cast(int, ds.num_classes) if ds.task == "classification" else 1]
         layers: list[torch.nn.Module] = []
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):

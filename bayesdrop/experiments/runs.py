@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pyro
+import torch
 
 from .. import data as bd_data
 from .. import methods
@@ -24,13 +25,14 @@ from ..guides import DropoutGuide
 from ..infer import load_checkpoint
 from ..likelihoods import Classifier, Likelihood, Regressor
 from ..methods import Method
-from ..models import lenet5, mlp
+from ..models import lenet5, mlp, rnn
 
 __all__ = ["build", "inputs", "load_run", "load_dataset", "parse_arch", "parse_hyper"]
 
 
 def parse_arch(spec: str) -> tuple[str, list[int]]:
-    """Parse ``mlp:300,100`` / ``lenet300-100`` / ``lenet5`` into (kind, widths)."""
+    """Parse ``mlp:300,100`` / ``lenet300-100`` / ``lenet5`` / ``rnn`` / ``rnn:128`` into (kind, widths); ``rnn``
+    is an LSTM of 64 units (``rnn:H``: ``H``) read at its last step over the data's sequences."""
     kind, _, rest = spec.partition(":")
     if kind == "mlp":
         try:
@@ -44,7 +46,12 @@ def parse_arch(spec: str) -> tuple[str, list[int]]:
         return "mlp", [300, 100]
     if kind == "lenet5" and not rest:
         return "lenet5", []
-    raise ValueError(f"`--arch` {spec!r}: accepted are mlp:W1,W2,..., lenet300-100, lenet5")
+    if kind == "rnn":
+        if not rest:
+            return "rnn", [64]
+        if rest.isdigit() and int(rest) > 0:
+            return "rnn", [int(rest)]
+    raise ValueError(f"`--arch` {spec!r}: accepted are mlp:W1,W2,..., lenet300-100, lenet5, rnn, rnn:H")
 
 
 def parse_hyper(items: list[str]) -> dict[str, Any]:
@@ -86,21 +93,35 @@ def build(
     if config.get("input_method"):
         input_method = methods.get(config["input_method"], **config.get("input_hyper", {}))
     out = cast(int, ds.num_classes) if ds.task == "classification" else 1
-    # a method goes where a network takes it: every layer, the inputs (no other noise), the pooling layers
+    # a method goes where a network takes it: every layer, the inputs (no other noise), the pooling layers, the
+    # recurrent layers
     role = method.capabilities.role
+    takes = {"mlp": ("layer", "input"), "lenet5": ("layer", "input", "pool"), "rnn": ("layer", "recurrent")}
+    if role not in takes[kind]:
+        where = {"input": "on the inputs", "pool": "in pooling layers", "recurrent": "in recurrent layers"}[role]
+        wanted = " or ".join(f"`--arch {k}`" for k, roles in takes.items() if role in roles)
+        raise ValueError(f"`--method` {config['method']!r} acts {where}: use {wanted}")
     if role == "input" and input_method is not None:
         raise ValueError(f"`--method` {config['method']!r} is an input method; `--input-method` cannot be given too")
     layer_method: Method | None = method if role == "layer" else None
     input_method = method if role == "input" else input_method
     if kind == "mlp":
-        if role == "pool":
-            raise ValueError(f"`--method` {config['method']!r} acts in pooling layers: use `--arch lenet5`")
         net = mlp(ds.in_features, widths, out, layer_method, input_method=input_method)
     else:
         if ds.image_shape is None or len(ds.image_shape) not in (2, 3):
-            raise ValueError(f"`--arch lenet5` needs image data; {ds.name!r} has image shape {ds.image_shape}")
+            raise ValueError(f"`--arch {kind}` needs image data; {ds.name!r} has image shape {ds.image_shape}")
+        if kind == "rnn":
+            if input_method is not None:
+                raise ValueError("`--input-method` is for `--arch mlp` and `lenet5`")
+            features = ds.sequences(ds.test).shape[-1]
+            return _wrap(ds, rnn(features, widths[0], out, method))
         pool_method = method if role == "pool" else None
         net = lenet5(ds.image_shape, out, layer_method, input_method=input_method, pool_method=pool_method)
+    return _wrap(ds, net)
+
+
+def _wrap(ds: bd_data.Dataset, net: torch.nn.Module) -> tuple[bd_data.Dataset, Likelihood, DropoutGuide]:
+    """The data set, the network's likelihood and its guide."""
     if ds.task == "classification":
         model: Likelihood = Classifier(net, num_data=len(ds.train))
     else:
@@ -109,9 +130,12 @@ def build(
 
 
 def inputs(ds: bd_data.Dataset, config: dict[str, Any], split: bd_data.Split) -> bd_data.Split:
-    """The split shaped for the architecture (images for conv nets)."""
-    if parse_arch(config["arch"])[0] == "lenet5":
+    """The split shaped for the architecture (images for conv nets, sequences for recurrent ones)."""
+    kind = parse_arch(config["arch"])[0]
+    if kind == "lenet5":
         return bd_data.Split(ds.images(split), split.y)
+    if kind == "rnn":
+        return bd_data.Split(ds.sequences(split), split.y)
     return split
 
 

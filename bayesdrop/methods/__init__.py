@@ -72,7 +72,7 @@ def unregister(name: str) -> None:
     del _REGISTRY[name]
 
 
-ROLES = ("layer", "input", "pool")
+ROLES = ("layer", "input", "pool", "recurrent")
 
 
 def names(role: str | None = None) -> list[str]:
@@ -80,17 +80,18 @@ def names(role: str | None = None) -> list[str]:
 
     Parameters
     ----------
-    role : {"layer", "input", "pool"}, optional
+    role : {"layer", "input", "pool", "recurrent"}, optional
         Only the methods a network takes there (:attr:`Capabilities.role`): ``"layer"``, on every weight layer
         (``bd.models.mlp(..., method=...)``); ``"input"``, on its inputs (``input_method=``: the layer methods and
         the augmentations of the inputs, such as ``cutout``); ``"pool"``, in its pooling layers
-        (``bd.nn.MaxPool2d(..., method=...)``, ``pool_method=``).  ``None``: every method.
+        (``bd.nn.MaxPool2d(..., method=...)``, ``pool_method=``); ``"recurrent"``, in its recurrent layers only
+        (``bd.nn.LSTM(..., method=...)``: inside the recurrence).  ``None``: every method.
     """
     if role is None:
         return list(_REGISTRY)
     if role not in ROLES:
         raise ValueError(f"`role` must be one of {ROLES} or None, got {role!r}")
-    accepted = {"layer": {"layer"}, "input": {"layer", "input"}, "pool": {"pool"}}[role]
+    accepted = {"layer": {"layer"}, "input": {"layer", "input"}, "pool": {"pool"}, "recurrent": {"recurrent"}}[role]
     return [n for n in _REGISTRY if get(n).capabilities.role in accepted]
 
 
@@ -131,7 +132,7 @@ def info(name: str) -> dict[str, Any]:
         "structured": c.structured,
         "learns_rates": c.learns_rates,
         "role": c.role,
-        "conv": True,  # every method works in a convolutional network (a pool method in its pooling layers)
+        "conv": c.role != "recurrent",  # in a convolutional network (a pool method in its pooling layers)
         "stochastic": m.stochastic,
         "hyper": m.hyper(),
     }
@@ -153,3 +154,4 @@ def resolve(method: str | Method, **hyper: Any) -> Method:
 from . import classic, gaussian, generalized  # noqa: E402,F401,I001
 from . import dropconnect, concrete, standout, fast_dropout  # noqa: E402,F401,I001
 from . import pooling, cutout  # noqa: E402,F401,I001
+from . import recurrent  # noqa: E402,F401,I001

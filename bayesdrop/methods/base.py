@@ -96,6 +96,13 @@ class Capabilities:
     inputs_only : bool
         It is an augmentation of a network's inputs (Cutout, DeVries & Taylor 2017), not a noise for every layer:
         ``bd.models`` take it as ``input_method`` only.
+    noise_roles : frozenset of str
+        The roles of the noise sites it draws on (:class:`~bayesdrop.sites.NoiseSite`): ``"input"`` (a layer's
+        inputs: every method of noise sites), and in a recurrent layer ``"recurrent"`` (the previous hidden state),
+        ``"cell"`` (the cell state), ``"update"`` (the cell's update).  The other noise sites get no noise.
+    recurrent : bool
+        It acts on recurrent layers only (their sequence sites): RNNDrop, recurrent dropout, variational RNN
+        dropout.
     pools : frozenset of str
         The poolings (``"max"``, ``"avg"``) whose pool sites it acts on (pool methods only).
     """
@@ -110,6 +117,8 @@ class Capabilities:
     input_dependent: bool = False
     inputs_only: bool = False
     pools: frozenset[str] = frozenset()
+    noise_roles: frozenset[str] = frozenset({"input"})
+    recurrent: bool = False
 
     def __post_init__(self) -> None:
         if self.train_rule not in ("mc", "moment-matching"):
@@ -122,11 +131,21 @@ class Capabilities:
             )
 
     @property
+    def plain_export(self) -> bool:
+        """Whether the test-time network is a network of plain torch modules (:func:`bayesdrop.compress.prune`):
+        not for noise whose law depends on its input (Standout), nor for a recurrent cell or update scaled by the
+        noise's mean (RNNDrop, recurrent dropout), which torch's recurrent layers cannot hold."""
+        return not (self.input_dependent or (self.recurrent and bool(self.noise_roles & {"cell", "update"})))
+
+    @property
     def role(self) -> str:
-        """Where a network takes the method: ``"layer"`` (every weight layer), ``"input"`` (its inputs only) or
-        ``"pool"`` (its pooling layers); see :func:`bayesdrop.methods.names`."""
+        """Where a network takes the method: ``"layer"`` (every weight layer), ``"input"`` (its inputs only),
+        ``"pool"`` (its pooling layers) or ``"recurrent"`` (its recurrent layers); see
+        :func:`bayesdrop.methods.names`."""
         if "pool" in self.sites:
             return "pool"
+        if self.recurrent:
+            return "recurrent"
         return "input" if self.inputs_only else "layer"
 
 
@@ -184,6 +203,12 @@ class Method(ABC):
             raise ValueError(
                 f"method {name!r} acts on {' and '.join(sorted(self.capabilities.sites))} sites, and "
                 f"{type(layer).__name__} has none; {remedy}"
+            )
+        roles = self.capabilities.noise_roles
+        if self.capabilities.recurrent and not any(s.sequence and s.role in roles for s in layer.noise_sites.values()):
+            raise ValueError(
+                f"method {name!r} acts on the {' and '.join(sorted(roles))} noise of recurrent layers, and "
+                f"{type(layer).__name__} has none (bd.nn.LSTM has every role, bd.nn.GRU all but the cell)"
             )
         for site in pools.values():
             if "pool" in self.capabilities.sites and site.reduce not in self.capabilities.pools:

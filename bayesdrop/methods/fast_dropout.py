@@ -77,6 +77,11 @@ class FastDropout(BernoulliDropout):
         require_per_element_noise(
             layer, "fast dropout propagates moments of independent terms, which shared draws correlate"
         )
+        if any(site.sequence for site in layer.noise_sites.values()):
+            raise ValueError(
+                f"fast dropout propagates Gaussian moments through feed-forward layers; in {type(layer).__name__}'s "
+                "recurrence products of gates are not Gaussian: use another method there (e.g. 'variational-rnn')"
+            )
 
     # -- a noise site: prior (model) and guide, side by side ------------------------------------------------------
     def noise_model(self, layer, site, x):

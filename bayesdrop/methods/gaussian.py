@@ -189,7 +189,7 @@ class _GaussianFamily(Method):
 
     def weight_guide(self, layer, site, params, plate):
         q = self.weight_posterior(layer, site.name, params)
-        pyro.sample(layer.site(site.name), q.to_event(len(site.shape)), infer={"lrt": True})
+        pyro.sample(layer.site(site.name), q.to_event(len(site.shape)), infer={"lrt": site.lrt})
 
     def pruning_rule(self) -> str:
         return f"log alpha >= {self.threshold:g}"
@@ -341,13 +341,13 @@ class _GammaPrior:
         gamma = pyro.sample(layer.site(site_param(name, "gamma")), prior)
         return pyro.sample(layer.site(name), CenteredNormal(gamma).to_event(len(shape)))
 
-    def _guide_hierarchical(self, layer, name: str, q: DropoutNormal) -> None:
+    def _guide_hierarchical(self, layer, name: str, q: DropoutNormal, lrt: bool = True) -> None:
         # gamma* = theta^2 + sigma^2, detached (envelope theorem, see the module docstring); theta^2 + sigma^2 and
         # sigma^2 are cached with their graphs in q: the KL and the local reparameterisation trick reuse them.
         gamma = self._gamma(q)
         gname = site_param(name, "gamma")
         pyro.sample(layer.site(gname), BoundedDelta(gamma, self.a, self.b, event_dim=gamma.dim()))
-        pyro.sample(layer.site(name), q.to_event(gamma.dim()), infer=cast(InferDict, {"lrt": True}))
+        pyro.sample(layer.site(name), q.to_event(gamma.dim()), infer=cast(InferDict, {"lrt": lrt}))
 
     def kl_constant(self, layer) -> float:
         r"""The constant :math:`n_\gamma \log(b - a)` that the ``gamma`` sites add to the loss (no gradient)."""
@@ -452,7 +452,7 @@ class VariationalBayesianDropout(_GammaPrior, _GaussianFamily):
         return self._sample_hierarchical(layer, site.name, layer.init_value(site), tuple(site.shape))
 
     def weight_guide(self, layer, site, params, plate):
-        self._guide_hierarchical(layer, site.name, self.weight_posterior(layer, site.name, params))
+        self._guide_hierarchical(layer, site.name, self.weight_posterior(layer, site.name, params), site.lrt)
 
     def kl_constant(self, layer) -> float:
         n = sum(math.prod(s.shape) for s in layer.weight_sites.values())

@@ -19,6 +19,7 @@ from .convert import bayesianize
 from .dropout import Dropout, Scale
 from .linear import Linear
 from .pooling import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d, WindowPool
+from .recurrent import GRU, LSTM
 
 __all__ = [
     "BayesianLayer",
@@ -35,6 +36,8 @@ __all__ = [
     "AvgPool1d",
     "AvgPool2d",
     "WindowPool",
+    "LSTM",
+    "GRU",
     "bayesianize",
     "bayesian_layers",
     "local_plate",

@@ -160,7 +160,16 @@ class BayesianLayer(PyroModule):
 
     def noise(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """``x`` times the method's noise at site ``name`` (``x`` itself if the method puts none there)."""
+        z = self.multiplier(name, x)
+        return x if z is None else x * z
+
+    def multiplier(self, name: str, x: torch.Tensor) -> torch.Tensor | None:
+        """The method's noise at site ``name`` on ``x`` (broadcastable to it), or ``None`` where it puts none (a
+        site whose role the method does not draw on: nothing is sampled).  A recurrent layer draws the noise of
+        its recurrent sites before the loop, on a placeholder ``x`` of the shape ``(B, T, units)``."""
         site = self.noise_sites[name]
+        if site.role not in self.method.capabilities.noise_roles:
+            return None
         if name not in self.site_order:
             self.site_order.append(name)
         if site.shape is None:  # one draw per element: the per-example shape of x
@@ -172,8 +181,7 @@ class BayesianLayer(PyroModule):
                 f"layer {self._pyro_name!r} ({self.method.name!r}) draws its noise, and its input is the Gaussian "
                 "moments of an earlier fast-dropout layer: use fast-dropout (or no noise) after the first one"
             )
-        z = self.method.noise_model(self, site, x)
-        return x if z is None else x * z
+        return self.method.noise_model(self, site, x)
 
     def pool(self, name: str, windows: torch.Tensor) -> torch.Tensor:
         """The pooled values of ``windows`` ``(B, C, *out, K)`` at pool site ``name``: the sum over each window of
@@ -207,7 +215,9 @@ class BayesianLayer(PyroModule):
     def guide(self, params: LayerGuide, plate: Any) -> None:
         """Sample the variational sites of every weight and noise site (called by the guide), in the order the
         layer's forward uses them (``TraceMeanField_ELBO`` checks that model and guide agree on it)."""
-        sites = (*self.weight_sites, *self.noise_sites, *self.pool_sites)
+        roles = self.method.capabilities.noise_roles
+        noise = [n for n, s in self.noise_sites.items() if s.role in roles]
+        sites = (*self.weight_sites, *noise, *self.pool_sites)
         order = self.site_order + [n for n in sites if n not in self.site_order]
         for name in order:
             if name in self.weight_sites:

@@ -26,6 +26,7 @@ from .base import BayesianLayer, bayesian_layers
 from .conv import Conv1d, Conv2d
 from .linear import Linear
 from .pooling import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
+from .recurrent import GRU, LSTM
 
 __all__ = ["bayesianize"]
 
@@ -83,11 +84,25 @@ def _takes_channel_noise(m: Method) -> bool:
     return True
 
 
+def _recurrent(mod: torch.nn.LSTM | torch.nn.GRU, m: Method, path: str) -> BayesianLayer:
+    if getattr(mod, "proj_size", 0):
+        raise ValueError(
+            f"bayesianize: the LSTM {path or '<root>'!r} has proj_size={mod.proj_size}, which bd.nn.LSTM lacks"
+        )
+    cls: Callable[..., BayesianLayer] = LSTM if type(mod) is torch.nn.LSTM else GRU
+    new = cls(mod.input_size, mod.hidden_size, mod.num_layers, m, mod.bias, mod.batch_first, mod.bidirectional)
+    with torch.no_grad():
+        for name, p in mod.named_parameters():
+            (new.init_value(name) if name.startswith("weight") else getattr(new, name)).copy_(p)
+    return new
+
+
 def bayesianize(
     module: torch.nn.Module,
     method: str | Method = "bernoulli",
     *,
     pool_method: str | Method | None = None,
+    recurrent_method: str | Method | None = None,
     **hyper: Any,
 ) -> PyroModule:
     """Turn a ``torch.nn`` model into a Bayesian one, in place.
@@ -111,6 +126,10 @@ def bayesianize(
         The method of every weight layer (``bd.methods.names(role="layer")``); ``**hyper`` its hyper-parameters.
     pool_method : str or Method, optional
         A method for the pooling layers (``bd.methods.names(role="pool")``).
+    recurrent_method : str or Method, optional
+        The method of the ``LSTM`` and ``GRU`` layers (a recurrent method, ``bd.methods.names(role="recurrent")``,
+        or a layer method); default ``method``.  Their own ``dropout`` argument is dropped (the method supplies the
+        noise).
 
     Returns
     -------
@@ -128,13 +147,18 @@ def bayesianize(
         raise TypeError(f"`module` must be a torch.nn.Module, got {type(module).__name__}")
     m = resolve(method, **hyper)
     if m.capabilities.role != "layer":
-        raise ValueError(
-            f"`method` {m.name!r} is a method for a network's {'inputs' if m.capabilities.role == 'input' else 'pooling layers'}"
-            + ("; pass it as pool_method=" if m.capabilities.role == "pool" else "; put it on the first layer by hand")
-        )
+        what, where = {
+            "input": ("a network's inputs", "put it on the first layer by hand"),
+            "pool": ("pooling layers", "pass it as pool_method="),
+            "recurrent": ("recurrent layers", "pass it as recurrent_method="),
+        }[m.capabilities.role]
+        raise ValueError(f"`method` {m.name!r} is a method for {what}; {where}")
     pm = None if pool_method is None else resolve(pool_method)
     if pm is not None and pm.capabilities.role != "pool":
         raise ValueError(f"`pool_method` must be a method for pooling layers, got {pm.name!r}")
+    rm = m if recurrent_method is None else resolve(recurrent_method)
+    if rm.capabilities.role not in ("layer", "recurrent"):
+        raise ValueError(f"`recurrent_method` must be a recurrent or layer method, got {rm.name!r}")
     channel = "noise" in m.capabilities.sites and _takes_channel_noise(m)
     skipped: dict[str, list[str]] = {}
     unmatched: list[str] = []  # channel dropouts without a convolution after them in their Sequential
@@ -147,6 +171,8 @@ def bayesianize(
             new: BayesianLayer = Linear(mod.in_features, mod.out_features, m, bias=mod.bias is not None)
         elif type(mod) is torch.nn.Conv1d or type(mod) is torch.nn.Conv2d:
             new = _conv(mod, m, noise)
+        elif type(mod) is torch.nn.LSTM or type(mod) is torch.nn.GRU:
+            return _recurrent(mod, rm, path)
         elif isinstance(mod, _DROPOUT):
             if isinstance(mod, _CHANNEL_DROPOUT):  # not an item of a Sequential before a convolution
                 unmatched.append(path)

@@ -1,0 +1,134 @@
+r"""Dropout inside the recurrence of ``bd.nn.LSTM`` and ``bd.nn.GRU``: variational RNN dropout, RNNDrop and recurrent
+dropout.
+
+For users of recurrent networks who want dropout that does not wipe the network's memory at every step.  Each method
+draws Bernoulli masks on the noise sites of a recurrent layer's roles (:class:`~bayesdrop.sites.NoiseSite`; the
+equations of the layers are in :mod:`bayesdrop.nn.recurrent`), with the guide's law equal to the prior's (KL 0, as
+``bernoulli``) and point-estimate weights under a Gaussian prior (weight decay).  The masks are not rescaled, as
+Thevenot's survey "12 Main Dropout Methods" (2020) writes them, so that the deterministic test-time network
+(``bd.predict(..., rule="weight-scaling")``: every mask at its mean :math:`1 - p`) is each paper's test-time rule:
+
+``variational-rnn``
+    Gal & Ghahramani (2016), "A theoretically grounded application of dropout in recurrent neural networks"
+    (NeurIPS): one mask per sequence on the inputs :math:`x_t` and one on the previous hidden state
+    :math:`h_{t-1}`, shared by every gate and every step,
+
+    .. math:: (i, f, g, o)_t = \mathrm{act}\big(W \,[x_t \circ m^x;\ h_{t-1} \circ m^h]\big),\qquad
+              \text{test: } \mathrm{act}\big((1 - p)\, W [x_t;\ h_{t-1}]\big).
+
+    The same mask at every step is a draw of the weights :math:`W \operatorname{diag}(m)` for the whole sequence:
+    the recurrent network's weights are random variables and dropout is variational inference over them (their
+    sec. 3); a fresh mask per step, as for feed-forward dropout, is not.
+
+``rnndrop``
+    Moon et al. (2015), "RNNDrop: a novel dropout for RNNs in ASR" (ASRU): one mask per sequence on the cell state,
+
+    .. math:: c_t = (f_t \circ c_{t-1} + i_t \circ \tilde c_t) \circ m,\qquad
+              \text{test: } c_t = (1 - p)(f_t \circ c_{t-1} + i_t \circ \tilde c_t).
+
+    LSTM only (the GRU has no cell).
+
+``recurrent-dropout``
+    Semeniuta et al. (2016), "Recurrent dropout without memory loss" (COLING): a mask on the update only, so that the
+    memory :math:`c_{t-1}` passes untouched,
+
+    .. math:: c_t = f_t \circ c_{t-1} + i_t \circ \tilde c_t \circ m,\qquad
+              \text{test: } c_t = f_t \circ c_{t-1} + (1 - p)\, i_t \circ \tilde c_t;
+
+    for the GRU the update :math:`(1 - z_t) \circ n_t`.  A fresh mask per step by default
+    (``per_sequence=False``, the paper's finding for its networks), or one per sequence.
+
+Every other method of noise sites (``bernoulli``, ``gaussian``, ``concrete``, ...) draws on the inputs of a
+recurrent layer only, a fresh mask per step: dropout of the non-recurrent connections (Zaremba et al. 2014), the
+baseline of the three papers.  The methods of weight sites (``sparse-vd``, ``vbd``, ``dropconnect``) draw each
+recurrent weight once per minibatch (per example for DropConnect), shared by the steps; the local
+reparameterisation trick is off for it (``WeightSite.lrt``).
+
+Example
+-------
+>>> lstm = bd.nn.LSTM(8, 32, method="variational-rnn", p=0.25)
+>>> bd.nn.LSTM(8, 32, method="recurrent-dropout", per_sequence=True)
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro.distributions as dist
+
+from ..distributions import FixedNoise
+from . import register
+from .base import Capabilities, check_range
+from .classic import FixedRate
+
+__all__ = ["RecurrentMasks", "VariationalRNN", "RNNDrop", "RecurrentDropout"]
+
+
+class RecurrentMasks(FixedRate):
+    """Bernoulli(1 - p) masks, not rescaled, on the noise sites of the roles a subclass declares
+    (``capabilities.noise_roles``), drawn once per sequence (``per_sequence``) or per step."""
+
+    capabilities = Capabilities(analytic_kl=True, recurrent=True, noise_roles=frozenset({"input", "recurrent"}))
+
+    def __init__(self, p: float = 0.25, per_sequence: bool = True, prior_scale: float = 1.0):
+        self.p = check_range("p", p, 0.0, 1.0, hi_open=True)
+        if not isinstance(per_sequence, bool):
+            raise TypeError(f"`per_sequence` must be a bool, got {type(per_sequence).__name__}")
+        self.per_sequence = per_sequence
+        self.prior_scale = check_range("prior_scale", prior_scale, 0.0, math.inf, lo_open=True, hi_open=True)
+
+    @property
+    def stochastic(self) -> bool:
+        return self.p > 0
+
+    def draw_shape(self, layer, site) -> tuple[int, ...]:
+        """One example's draw: the tensor's ``(T, units)``, or ``(1, units)`` per sequence."""
+        shape = layer.draw_shape(site)
+        return (1, *shape[1:]) if self.per_sequence and site.sequence else shape
+
+    def noise_law(self, layer, site, like):
+        base = dist.Bernoulli(like.new_full((), 1.0 - self.p)).expand(self.draw_shape(layer, site))
+        return FixedNoise(base, ("bernoulli", self.p)).to_event(len(base.batch_shape))
+
+    def keep_prob(self, layer, params):
+        """The keep probability :math:`1 - p` of every unit the masks act on (per hidden unit)."""
+        return layer.like.new_full((layer.hidden_size,), 1.0 - self.p)
+
+
+@register("variational-rnn")
+class VariationalRNN(RecurrentMasks):
+    r"""Variational RNN dropout (Gal & Ghahramani 2016): one mask per sequence on the inputs and on
+    :math:`h_{t-1}`, for every gate and step.
+
+    Parameters
+    ----------
+    p : float
+        Drop probability, in [0, 1).
+    per_sequence : bool
+        One mask per sequence (the method); ``False`` draws one per step (for comparison).
+    prior_scale : float
+        Standard deviation ``s`` of the Gaussian prior on the weights (> 0).
+    """
+
+    reference = "Gal & Ghahramani 2016 (NeurIPS)"
+
+
+@register("rnndrop")
+class RNNDrop(RecurrentMasks):
+    r"""RNNDrop (Moon et al. 2015): one mask per sequence on the cell state :math:`c_t`; parameters as
+    :class:`VariationalRNN`."""
+
+    reference = "Moon et al. 2015 (ASRU)"
+    capabilities = Capabilities(analytic_kl=True, recurrent=True, noise_roles=frozenset({"cell"}))
+
+
+@register("recurrent-dropout")
+class RecurrentDropout(RecurrentMasks):
+    r"""Recurrent dropout (Semeniuta et al. 2016): a mask on the update :math:`i_t \circ \tilde c_t` only, per step
+    (``per_sequence=False``, the default) or per sequence; parameters as :class:`VariationalRNN`."""
+
+    reference = "Semeniuta et al. 2016 (COLING)"
+    capabilities = Capabilities(analytic_kl=True, recurrent=True, noise_roles=frozenset({"update"}))
+
+    def __init__(self, p: float = 0.25, per_sequence: bool = False, prior_scale: float = 1.0):
+        super().__init__(p, per_sequence, prior_scale)
