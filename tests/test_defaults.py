@@ -64,26 +64,19 @@ def test_defaults_full(method, dataset):
     check(method, dataset, D.SETTINGS[dataset].full_epochs)
 
 
-@pytest.mark.parametrize("method", CNN_METHODS)
-def test_defaults_lenet5_fast(method):
-    check(method, "digits", D.CNN_SETTINGS["digits"].fast_epochs, arch="lenet5")
+# The other arms: the convolutional methods on LeNet-5, the recurrent ones on the LSTM (digits in both fast tiers).
+ARM_CASES = [("lenet5", m, d) for m, d in CNN_CASES] + [("rnn", m, d) for m, d in RNN_CASES]
+
+
+@pytest.mark.parametrize("arch, method", [(a, m) for a, m, d in ARM_CASES if d == "digits"])
+def test_defaults_arms_fast(arch, method):
+    check(method, "digits", D.settings(arch)["digits"].fast_epochs, arch=arch)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method, dataset", CNN_CASES)
-def test_defaults_lenet5_full(method, dataset):
-    check(method, dataset, D.CNN_SETTINGS[dataset].full_epochs, arch="lenet5")
-
-
-@pytest.mark.parametrize("method", RNN_METHODS)
-def test_defaults_rnn_fast(method):
-    check(method, "digits", D.RNN_SETTINGS["digits"].fast_epochs, arch="rnn")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("method, dataset", RNN_CASES)
-def test_defaults_rnn_full(method, dataset):
-    check(method, dataset, D.RNN_SETTINGS[dataset].full_epochs, arch="rnn")
+@pytest.mark.parametrize("arch, method, dataset", ARM_CASES)
+def test_defaults_arms_full(arch, method, dataset):
+    check(method, dataset, D.settings(arch)[dataset].full_epochs, arch=arch)
 
 
 def test_every_registered_method_is_in_the_matrix():

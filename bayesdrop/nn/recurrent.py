@@ -40,6 +40,7 @@ Example
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -68,9 +69,19 @@ class _Recurrent(BayesianLayer):
     gates: int
     cell: bool
     batched_weights = True
-    _plain: type[torch.nn.RNNBase]
+    _plain: Callable[..., torch.nn.RNNBase]  # torch.nn.LSTM or GRU (RNNBase's own first argument is the mode)
 
-    def __init__(self, input_size, hidden_size, num_layers, method, bias, batch_first, bidirectional, hyper):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        method: str | Method = "bernoulli",
+        bias: bool = True,
+        batch_first: bool = True,
+        bidirectional: bool = False,
+        **hyper: Any,
+    ):
         _positive(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
         for arg, v in (("batch_first", batch_first), ("bidirectional", bidirectional), ("bias", bias)):
             if not isinstance(v, bool):
@@ -244,19 +255,6 @@ class LSTM(_Recurrent):
 
     gates, cell, _plain = 4, True, torch.nn.LSTM
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        method: str | Method = "bernoulli",
-        bias: bool = True,
-        batch_first: bool = True,
-        bidirectional: bool = False,
-        **hyper: Any,
-    ):
-        super().__init__(input_size, hidden_size, num_layers, method, bias, batch_first, bidirectional, hyper)
-
     def _cell(self, g_x, g_h, h, c, m_u, m_c):
         i, f, g, o = (g_x + g_h).chunk(4, -1)
         update = torch.sigmoid(i) * torch.tanh(g)
@@ -273,19 +271,6 @@ class GRU(_Recurrent):
     :class:`LSTM`, ``forward(x, hx=None)`` returns ``output, h_n``."""
 
     gates, cell, _plain = 3, False, torch.nn.GRU
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        method: str | Method = "bernoulli",
-        bias: bool = True,
-        batch_first: bool = True,
-        bidirectional: bool = False,
-        **hyper: Any,
-    ):
-        super().__init__(input_size, hidden_size, num_layers, method, bias, batch_first, bidirectional, hyper)
 
     def _cell(self, g_x, g_h, h, c, m_u, m_c):
         r_x, z_x, n_x = g_x.chunk(3, -1)
