@@ -41,6 +41,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+TOKEN_DTYPES = (torch.int64, torch.int32)  # integer inputs: the tokens a bd.nn.Embedding reads
+
 __all__ = [
     "DATASETS",
     "Dataset",
@@ -234,8 +236,11 @@ def as_tensors(data: object, *, name: str = "data") -> tuple[torch.Tensor, torch
             f"`{name}` must be a bayesdrop.data.Split, an (x, y) tuple or list of "
             f"tensors/arrays, or a tensor x; got {type(data).__name__}{hint}"
         )
-    if not x.is_floating_point():
-        raise TypeError(f"`{name}`: x must be floating point, got {x.dtype} (use x.float())")
+    if not x.is_floating_point() and x.dtype not in TOKEN_DTYPES:
+        raise TypeError(
+            f"`{name}`: x must be floating point, or int64/int32 tokens for a bd.nn.Embedding, got {x.dtype} "
+            "(use x.float())"
+        )
     if x.ndim < 2 or x.shape[0] == 0:
         raise ValueError(
             f"`{name}`: x must have shape (N, ...) with N > 0 and at least 2 dimensions, got {tuple(x.shape)}"

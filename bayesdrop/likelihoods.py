@@ -95,8 +95,11 @@ class Likelihood(PyroModule):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Run the network (weights global, masks per example) and observe ``y``; returns the network output."""
-        if not torch.is_tensor(x) or not x.is_floating_point():
-            raise TypeError(f"`x` must be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
+        if not torch.is_tensor(x) or not (x.is_floating_point() or x.dtype in (torch.int64, torch.int32)):
+            raise TypeError(
+                "`x` must be a floating-point tensor (or int64/int32 tokens for a bd.nn.Embedding), got "
+                f"{getattr(x, 'dtype', type(x).__name__)}"
+            )
         if y is not None and (not torch.is_tensor(y) or y.shape[:1] != x.shape[:1]):
             raise ValueError(
                 f"`y` must be a tensor with one entry per row of `x` ({x.shape[0]}), got "

@@ -35,6 +35,27 @@ def tiny_rnn(method, d, c, hidden=8, kind="LSTM"):
     return PyroModule[torch.nn.Sequential](torch.nn.Unflatten(1, (d, 1)), LastStep(rnn), bd.nn.Linear(hidden, c, NONE))
 
 
+class Bag(PyroModule):
+    """Tokens (B, T) -> bd.nn.Embedding -> mean over the steps -> Linear (no noise)."""
+
+    def __init__(self, method, vocab=7, dim=4, classes=3):
+        super().__init__()
+        self.emb = bd.nn.Embedding(vocab, dim, method)
+        self.out = bd.nn.Linear(dim, classes, NONE)
+
+    def forward(self, tokens):
+        return self.out(self.emb(tokens).mean(1))
+
+
+def tiny_bag(method, n=16, steps=5, vocab=7, classes=3, seed=0, **hyper):
+    """The method in an embedding over random token sequences: (model, guide, tokens, y)."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, vocab, (n, steps), generator=g)
+    y = tokens[:, 0] % classes
+    model = bd.Classifier(Bag(bd.methods.get(method, **hyper), vocab, classes=classes), num_data=n)
+    return model, bd.DropoutGuide(model), tokens, y
+
+
 def tiny_classifier(method, n=40, d=6, c=3, hidden=(8,), seed=0, device="cpu", input_method=None, **hyper):
     """A small classifier on random separable data: (model, guide, x, y).  ``method`` sits where a network takes it
     (``bd.methods.names(role=...)``): on every layer of an MLP, on the inputs of an MLP without other noise, in

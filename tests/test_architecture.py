@@ -18,7 +18,7 @@ import pyro
 import pyro.poutine as poutine
 import pytest
 import torch
-from helpers import tiny_classifier, tiny_convnet, tiny_rnn
+from helpers import tiny_bag, tiny_classifier, tiny_convnet, tiny_rnn
 from pyro.nn import PyroModule
 from torch.distributions import kl_divergence
 
@@ -74,6 +74,7 @@ BUILDERS = {
     "dropout": tiny_dropout_net,
     "lstm": tiny_recurrent_net,
     "gru": lambda method, **hyper: tiny_recurrent_net(method, "GRU", **hyper),
+    "embedding": tiny_bag,
 }
 
 
@@ -90,6 +91,13 @@ def _refusal(method, kind):
         return "GRU has none"
     if kind in ("lstm", "gru") and caps.train_rule == "moment-matching":
         return "fast dropout propagates Gaussian moments through feed-forward layers"
+    if kind == "embedding":
+        if caps.role == "pool":
+            return "acts on pool sites"
+        if caps.role == "recurrent":
+            return "recurrent layers"
+        if caps.input_dependent or caps.inputs_only or caps.train_rule == "moment-matching":
+            return "cannot act on an embedding"
     return None
 
 
@@ -124,8 +132,8 @@ def test_every_method_on_every_layer_kind(method, kind):
     with torch.no_grad():
         plain = bd.compress.prune(model, guide)
         assert not any(isinstance(m, bd.nn.BayesianLayer) for m in plain.modules())
-        # a PyroModule of the user's (the recurrent nets' LastStep) keeps its class, with plain layers inside
-        assert all(type(m).__name__ == "LastStep" for m in plain.modules() if isinstance(m, PyroModule))
+        # a PyroModule of the user's (helpers' LastStep, Bag) keeps its class, with plain layers inside
+        assert all(type(m).__name__ in ("LastStep", "Bag") for m in plain.modules() if isinstance(m, PyroModule))
         assert torch.allclose(plain(x), guide.mean_network(pruned=True)(x), atol=1e-5)
 
 

@@ -340,8 +340,9 @@ def test_as_tensors_rejects():
         data.as_tensors(torch.zeros(4))
     with pytest.raises(ValueError, match="N > 0"):
         data.as_tensors(torch.zeros(0, 3))
-    with pytest.raises(TypeError, match="floating"):
-        data.as_tensors(torch.zeros(4, 3, dtype=torch.long))
+    with pytest.raises(TypeError, match="floating point, or int64/int32 tokens"):
+        data.as_tensors(torch.zeros(4, 3, dtype=torch.uint8))
+    assert data.as_tensors(torch.zeros(4, 3, dtype=torch.long))[0].dtype == torch.long  # tokens for an embedding
     with pytest.raises(TypeError, match=r"`data`.*Split.*tuple.*str"):
         data.as_tensors("x.csv")
     with pytest.raises(TypeError, match="length 3"):

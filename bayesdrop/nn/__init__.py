@@ -17,6 +17,7 @@ from .base import BayesianLayer, bayesian_layers, local_plate
 from .conv import Conv1d, Conv2d
 from .convert import bayesianize
 from .dropout import Dropout, Scale
+from .embedding import Embedding
 from .linear import Linear
 from .pooling import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d, WindowPool
 from .recurrent import GRU, LSTM
@@ -31,6 +32,7 @@ __all__ = [
     "Conv2d",
     "Dropout",
     "Scale",
+    "Embedding",
     "MaxPool1d",
     "MaxPool2d",
     "AvgPool1d",

@@ -1,7 +1,7 @@
 """``bd.bayesianize``: turn an existing ``torch.nn`` model into a Bayesian one.
 
-For users with a PyTorch model: its ``Linear``, ``Conv1d`` and ``Conv2d`` layers become :mod:`bayesdrop.nn` layers
-with one method, its dropout modules become identities (the method supplies the noise; a ``Dropout1d``/``Dropout2d``
+For users with a PyTorch model: its ``Linear``, ``Conv1d``, ``Conv2d``, ``Embedding``, ``LSTM`` and ``GRU`` layers
+become :mod:`bayesdrop.nn` layers with one method (the recurrent ones with ``recurrent_method``), its dropout modules become identities (the method supplies the noise; a ``Dropout1d``/``Dropout2d``
 asks the next convolution for one draw per feature map), its pooling layers take a pool method if one is given, and
 every other module kind with parameters is left deterministic with a warning that names it.
 
@@ -24,6 +24,7 @@ from pyro.nn.module import to_pyro_module_
 from ..methods import Method, resolve
 from .base import BayesianLayer, bayesian_layers
 from .conv import Conv1d, Conv2d
+from .embedding import Embedding
 from .linear import Linear
 from .pooling import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
 from .recurrent import GRU, LSTM
@@ -97,6 +98,18 @@ def _recurrent(mod: torch.nn.LSTM | torch.nn.GRU, m: Method, path: str) -> Bayes
     return new
 
 
+def _embedding(mod: torch.nn.Embedding, m: Method, path: str) -> BayesianLayer:
+    if mod.padding_idx is not None or mod.max_norm is not None or mod.sparse:
+        raise ValueError(
+            f"bayesianize: the Embedding {path or '<root>'!r} has padding_idx={mod.padding_idx!r}, "
+            f"max_norm={mod.max_norm!r}, sparse={mod.sparse!r}; bd.nn.Embedding takes none of these"
+        )
+    new = Embedding(mod.num_embeddings, mod.embedding_dim, m)
+    with torch.no_grad():
+        new.init_value("weight").copy_(mod.weight)
+    return new
+
+
 def bayesianize(
     module: torch.nn.Module,
     method: str | Method = "bernoulli",
@@ -107,16 +120,17 @@ def bayesianize(
 ) -> PyroModule:
     """Turn a ``torch.nn`` model into a Bayesian one, in place.
 
-    Every ``torch.nn.Linear``, ``torch.nn.Conv1d`` and ``torch.nn.Conv2d`` (exactly these classes) becomes the
-    :mod:`bayesdrop.nn` layer with ``method``, whose guide starts from the module's current weights, so a
+    Every ``torch.nn.Linear``, ``Conv1d``, ``Conv2d`` and ``Embedding`` (exactly these classes; an embedding's
+    noise drops whole word types) becomes the :mod:`bayesdrop.nn` layer with ``method``, whose guide starts from the module's current weights, so a
     pre-trained network can be refined.  Dropout modules become identities: the method supplies the noise; a
     ``Dropout1d`` or ``Dropout2d`` (whole feature maps, Tompson et al. 2015) makes the next convolution of its
     container draw the noise once per input feature map (``noise="channel"``, spatial dropout), where the method
     can.  With ``pool_method`` every ``MaxPool1d/2d`` and ``AvgPool1d/2d`` whose pooling it randomises becomes the
     :mod:`bayesdrop.nn` pooling layer with it (others stay plain, with a warning).
-    Normalisation layers keep their parameters as point estimates.  Any other module with parameters of its own (an
-    ``LSTM``, an ``Embedding``, a subclass of ``Linear`` whose ``forward`` may differ, a ``MultiheadAttention``
-    that reads its projections' weights directly) stays deterministic, with a ``UserWarning`` naming it.  The
+    Normalisation layers keep their parameters as point estimates.  ``LSTM`` and ``GRU`` become ``bd.nn.LSTM`` /
+    ``GRU`` with ``recurrent_method``.  Any other module with parameters of its own (a subclass of ``Linear`` whose
+    ``forward`` may differ, a ``MultiheadAttention`` that reads its projections' weights directly) stays
+    deterministic, with a ``UserWarning`` naming it.  The
     module is converted to a :class:`~pyro.nn.PyroModule` so that site and parameter names follow the module tree.
 
     Parameters
@@ -173,6 +187,8 @@ def bayesianize(
             new = _conv(mod, m, noise)
         elif type(mod) is torch.nn.LSTM or type(mod) is torch.nn.GRU:
             return _recurrent(mod, rm, path)
+        elif type(mod) is torch.nn.Embedding:
+            return _embedding(mod, m, path)
         elif isinstance(mod, _DROPOUT):
             if isinstance(mod, _CHANNEL_DROPOUT):  # not an item of a Sequential before a convolution
                 unmatched.append(path)
