@@ -1,4 +1,5 @@
-r"""The README's "library in ten lines", run verbatim with every registered method name for ``"bernoulli"``.
+r"""The README's "library in ten lines", run verbatim with every method an MLP takes
+(``bd.methods.names(role="layer")``) for ``"bernoulli"``.
 
 Each run takes the defaults the snippet leaves out (those of ``bd.models.mlp`` and ``bd.fit``).  Asserted: a
 network that learns for every method (no collapse warning, accuracy far from chance), and the README's claim that
