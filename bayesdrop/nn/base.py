@@ -213,7 +213,7 @@ class BayesianLayer(PyroModule):
 
     # -- the guide's side ---------------------------------------------------------------------------------------
     def guide(self, params: LayerGuide, plate: Any) -> None:
-        """Sample the variational sites of every weight and noise site (called by the guide), in the order the
+        """Sample the variational sites of every weight, noise and pool site (called by the guide), in the order the
         layer's forward uses them (``TraceMeanField_ELBO`` checks that model and guide agree on it)."""
         roles = self.method.capabilities.noise_roles
         noise = [n for n, s in self.noise_sites.items() if s.role in roles]
