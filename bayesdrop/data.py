@@ -46,6 +46,7 @@ TOKEN_DTYPES = (torch.int64, torch.int32)  # integer inputs: the tokens a bd.nn.
 __all__ = [
     "DATASETS",
     "Dataset",
+    "Series",
     "Split",
     "as_tensors",
     "check_labels",
@@ -101,6 +102,63 @@ class Split:
 
 
 @dataclass(frozen=True, eq=False)
+class Series:
+    r"""The time series behind a forecasting data set, and the map from its targets back to the series' values.
+
+    Example ``n`` of a split forecasts ``horizon`` values from the ``window`` before them, both relative to the
+    last value seen, :math:`a_n = z_{t_n - 1}`, and divided by one scale :math:`s` (the standard deviation of the
+    training targets before scaling):
+
+    .. math:: x_n = (z_{t_n - w}, \dots, z_{t_n - 1}) - a_n) / s, \qquad
+        y_n = (z_{t_n}, \dots, z_{t_n + H - 1}) - a_n) / s,
+
+    so a level never seen in training (the CO2 trend) is no extrapolation for the network, and the spread of
+    :math:`y_{n,h}` grows with the step h.  Training targets all lie before ``cutoff``; test targets all at or
+    after it.
+
+    Attributes
+    ----------
+    times, values : numpy.ndarray
+        ``(T,)`` time stamps (decimal years) and the raw series.
+    window, horizon : int
+        w and H.
+    cutoff : int
+        Index into ``values`` of the first value that only the test split sees.
+    scale : float
+        s.
+    starts : dict of str to numpy.ndarray
+        ``{"train": (N_train,), "test": (N_test,)}``: each example's first target index :math:`t_n`.
+    """
+
+    times: np.ndarray
+    values: np.ndarray
+    window: int
+    horizon: int
+    cutoff: int
+    scale: float
+    starts: dict[str, np.ndarray]
+
+    def to_values(self, y: torch.Tensor | np.ndarray, split: str, *, scale_only: bool = False) -> np.ndarray:
+        r"""Map targets (or forecasts) ``(..., N, horizon)`` of ``split`` back to the series' units: :math:`a_n + s
+        y_n`, or :math:`s y_n` with ``scale_only`` (for standard deviations).
+
+        Raises
+        ------
+        ValueError
+            If ``split`` is unknown or the last two dimensions are not ``(N, horizon)`` of that split.
+        """
+        if split not in self.starts:
+            raise ValueError(f"`split` must be 'train' or 'test', got {split!r}")
+        a = np.asarray(y.detach().cpu() if torch.is_tensor(y) else y, dtype=np.float64)
+        n = len(self.starts[split])
+        if a.ndim < 2 or a.shape[-2:] != (n, self.horizon):
+            raise ValueError(f"`y` must end in ({n}, {self.horizon}) for the {split} split, got {a.shape}")
+        if scale_only:
+            return self.scale * a
+        return self.values[self.starts[split] - 1][:, None] + self.scale * a
+
+
+@dataclass(frozen=True, eq=False)
 class Dataset:
     """A train/test pair with the metadata models need.
 
@@ -120,6 +178,8 @@ class Dataset:
         ``(lo, hi)``: an input interval with no training data (toy regression).
     x_range : tuple of float or None
         ``(lo, hi)`` of the training inputs (toy regression).
+    series : Series or None
+        The time series of a forecasting data set (``"co2"``, ``"sunspots"``): targets ``y`` are ``(N, horizon)``.
     """
 
     name: str
@@ -130,6 +190,7 @@ class Dataset:
     image_shape: tuple[int, ...] | None
     gap: tuple[float, float] | None = None
     x_range: tuple[float, float] | None = None
+    series: Series | None = None
 
     @property
     def in_features(self) -> int:
@@ -419,10 +480,83 @@ def _toy_regression(*, seed: int, n_train: int = 200, n_test: int = 400, noise: 
     )
 
 
+def _forecasting(
+    name: str, times: np.ndarray, values: np.ndarray, *, window: int, horizon: int, test_from: float
+) -> Dataset:
+    """Cut a series into the forecasting windows of `Series` (train: targets before ``test_from``, test: after)."""
+    for arg, v in (("window", window), ("horizon", horizon)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"`{arg}` must be a positive int, got {v!r}")
+    if isinstance(test_from, bool) or not isinstance(test_from, (int, float)) or not math.isfinite(test_from):
+        raise ValueError(f"`test_from` must be a year (a number), got {test_from!r}")
+    cutoff = int(np.searchsorted(times, test_from))
+    train = np.arange(window, cutoff - horizon + 1)
+    test = np.arange(max(cutoff, window), len(values) - horizon + 1)
+    if len(train) < 2 or len(test) < 1:
+        raise ValueError(
+            f"{name}: `test_from`={test_from}, `window`={window} and `horizon`={horizon} leave {len(train)} "
+            f"training and {len(test)} test windows of the {len(values)} values ({times[0]:.1f}-{times[-1]:.1f}); "
+            "need at least 2 and 1"
+        )
+
+    def cut(starts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        return values[starts[:, None] + offsets] - values[starts - 1][:, None]
+
+    past, future = np.arange(-window, 0), np.arange(horizon)
+    scale = float(cut(train, future).std())
+    series = Series(times, values, int(window), int(horizon), cutoff, scale, {"train": train, "test": test})
+
+    def split(starts: np.ndarray) -> Split:
+        return Split(
+            torch.tensor(cut(starts, past) / scale, dtype=torch.float32),
+            torch.tensor(cut(starts, future) / scale, dtype=torch.float32),
+        )
+
+    return Dataset(
+        name=name,
+        train=split(train),
+        test=split(test),
+        task="regression",
+        num_classes=None,
+        image_shape=(1, int(window)),
+        series=series,
+    )
+
+
+def _statsmodels(name: str):  # noqa: ANN202 - a statsmodels.datasets module
+    try:
+        import importlib
+
+        return importlib.import_module(f"statsmodels.datasets.{name}")
+    except ImportError as e:  # pragma: no cover - statsmodels is a dependency
+        raise ImportError(f"load({name!r}) reads the series that statsmodels ships: pip install statsmodels") from e
+
+
+def _co2(*, seed: int, window: int = 24, horizon: int = 12, test_from: float = 1990.0) -> Dataset:
+    """Mauna Loa CO2 (ppm), the weekly record of ``statsmodels.datasets.co2`` as monthly means, the 5 months with
+    no measurement interpolated linearly: 526 months, March 1958 - December 2001."""
+    del seed  # the split is fixed by time
+    weekly = _statsmodels("co2").load_pandas().data["co2"]
+    monthly = weekly.resample("MS").mean().interpolate("linear")
+    times = (monthly.index.year + (monthly.index.month - 1) / 12).to_numpy(np.float64)
+    return _forecasting("co2", times, monthly.to_numpy(np.float64), window=window, horizon=horizon, test_from=test_from)
+
+
+def _sunspots(*, seed: int, window: int = 24, horizon: int = 12, test_from: float = 1950.0) -> Dataset:
+    """Yearly mean sunspot numbers, 1700-2008 (309 years), from ``statsmodels.datasets.sunspots``."""
+    del seed
+    data = _statsmodels("sunspots").load_pandas().data
+    times = data["YEAR"].to_numpy(np.float64)
+    values = data["SUNACTIVITY"].to_numpy(np.float64)
+    return _forecasting("sunspots", times, values, window=window, horizon=horizon, test_from=test_from)
+
+
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "digits": _digits,
     "mnist1d": _mnist1d,
     "toy-regression": _toy_regression,
+    "co2": _co2,
+    "sunspots": _sunspots,
 }
 
 
@@ -431,7 +565,7 @@ def load(name: str, *, seed: int = 0, **kwargs: object) -> Dataset:
 
     Parameters
     ----------
-    name : {"digits", "mnist1d", "toy-regression"}
+    name : {"digits", "mnist1d", "toy-regression", "co2", "sunspots"}
         ``"digits"``: scikit-learn's 8x8 digits, pixels / 16, a stratified
         split of 1437 train / 360 test (``random_state=seed``), image shape
         ``(1, 8, 8)``.
@@ -442,11 +576,17 @@ def load(name: str, *, seed: int = 0, **kwargs: object) -> Dataset:
         inputs uniform on ``[-3, -0.75] u [0.75, 3]`` (half each side), test
         inputs on an even grid over ``[-5, 5]`` with noisy targets.  x is
         ``(N, 1)``; ``gap=(-0.75, 0.75)``, ``x_range=(-3.0, 3.0)``.
+        ``"co2"``: Mauna Loa CO2 as 526 monthly means (1958-2001) from ``statsmodels``; ``"sunspots"``: 309
+        yearly sunspot numbers (1700-2008).  Forecasting windows (`Series`): x ``(N, window)`` (``sequences``
+        gives ``(N, window, 1)``), y ``(N, horizon)``, both relative to the window's last value and scaled;
+        train targets before ``test_from``, test targets from it on.  CO2 (defaults): 347 train / 133 test
+        windows; sunspots: 215 / 48.  ``seed`` is not used (the split is fixed by time).
     seed : int, optional
         Seed for the split (digits) or the generator (mnist1d, toy-regression).
     **kwargs
-        Options of the data set; only ``"toy-regression"`` has any:
-        ``n_train=200``, ``n_test=400``, ``noise=0.1``.
+        Options of the data set.  ``"toy-regression"``: ``n_train=200``, ``n_test=400``, ``noise=0.1``.
+        ``"co2"``, ``"sunspots"``: ``window=24``, ``horizon=12`` (steps: months / years) and ``test_from``
+        (a year; 1990 / 1950).
 
     Returns
     -------

@@ -44,7 +44,7 @@ from .distributions import LogitsCategorical, SigmaPointAverage
 from .moments import Moments
 from .nn import bayesian_layers, local_plate
 
-__all__ = ["Likelihood", "Classifier", "Regressor", "Prediction"]
+__all__ = ["Likelihood", "Classifier", "Regressor", "Prediction", "model_precision"]
 
 Prediction = Any  # what Likelihood.predictive returns: class probabilities, or (mean, std), or a user's own
 
@@ -128,6 +128,11 @@ class Likelihood(PyroModule):
     def log_likelihood(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         r"""Pointwise :math:`\log p(y_n \mid f_n)`, shape ``out``'s batch shape ``(..., N)`` (no N / B scaling)."""
         return self.distribution(out).log_prob(y)
+
+    def target_dims(self, y: torch.Tensor | None) -> list[str]:
+        """Names of the dimensions of one target ``y_n`` in ArviZ (``y``: the targets ``(N, ...)``, or None where
+        the likelihood knows them without).  Default: ``y_dim_0, ...``."""
+        return [f"y_dim_{i}" for i in range(0 if y is None else y.dim() - 1)]
 
     def check_targets(self, y: torch.Tensor, name: str = "y") -> None:
         """Raise ``ValueError`` (naming ``name``) unless ``y`` is a tensor of targets this likelihood can score.
@@ -259,28 +264,95 @@ class Classifier(Likelihood):
         return {"class": list(range(self.num_classes))}
 
 
-class Regressor(Likelihood):
-    r"""Gaussian likelihood :math:`y_n \sim \mathcal N(f_\theta(x_n), \sigma^2)`.
+def model_precision(p: float, length_scale: float, weight_decay: float, num_data: int) -> float:
+    r"""Gal & Ghahramani's (2016) model precision :math:`\tau` of MC dropout regression, from the dropout rate, the
+    prior length-scale and the weight decay.
 
-    The network must have one output.  :math:`\sigma` (Gal & Ghahramani's :math:`\tau^{-1/2}`) is a point
-    estimate when ``learn_noise`` is true.  :meth:`predictive` returns ``(mean, std)``, the std including the
-    observation noise (Gal & Ghahramani 2016, eq. 8-9); :meth:`metrics` gives ``rmse`` and ``nll``.
+    With dropout rate p (their :math:`1 - p`: the formula's p is the keep probability), prior length-scale l and
+    weight decay :math:`\lambda` (the coefficient of :math:`\lVert W \rVert^2` in the per-example loss),
+
+    .. math:: \tau = \frac{(1 - p)\, l^2}{2 N \lambda},
+
+    and the predictive variance of an output is
+
+    .. math:: \mathrm{Var}[y^*] \approx \tau^{-1} + \frac1T \sum_{t=1}^T \hat y_t^2 - \Big(\frac1T
+        \sum_{t=1}^T \hat y_t\Big)^2,
+
+    which is what :meth:`Regressor.predictive` returns (squared) for ``Regressor(..., noise_scale=tau ** -0.5,
+    learn_noise=False)``.
+
+    Parameters
+    ----------
+    p : float
+        Dropout rate, in [0, 1).
+    length_scale : float
+        Prior length-scale l > 0.
+    weight_decay : float
+        :math:`\lambda` > 0.
+    num_data : int
+        N, the training-set size.
+
+    Returns
+    -------
+    float
+        :math:`\tau`.
+
+    Examples
+    --------
+    >>> tau = bd.likelihoods.model_precision(0.1, length_scale=1e-2, weight_decay=1e-6, num_data=400)
+    >>> model = bd.Regressor(net, num_data=400, noise_scale=tau ** -0.5, learn_noise=False)  # doctest: +SKIP
+    """
+    for name, v, lo in (("length_scale", length_scale, 0.0), ("weight_decay", weight_decay, 0.0)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= lo:
+            raise ValueError(f"`{name}` must be a finite number > 0, got {v!r}")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        raise ValueError(f"`p` must be a dropout rate in [0, 1), got {p!r}")
+    if not isinstance(num_data, int) or isinstance(num_data, bool) or num_data < 1:
+        raise ValueError(f"`num_data` must be a positive int, got {num_data!r}")
+    return (1 - p) * length_scale**2 / (2 * num_data * weight_decay)
+
+
+class Regressor(Likelihood):
+    r"""Gaussian likelihood :math:`y_n \sim \mathcal N(f_\theta(x_n), \sigma^2)`, one value or a forecast of
+    ``horizon`` values per example.
+
+    With ``horizon=None`` the network has one output and ``y`` is ``(N,)``.  With ``horizon=H`` (multi-step
+    forecasting, e.g. :func:`bayesdrop.data.load` ``("co2")``) the network has H outputs, ``y`` is ``(N, H)``, each
+    step h has its own noise :math:`\sigma_h`, and an example's log-likelihood is the sum over its H steps,
+    :math:`\sum_h \log \mathcal N(y_{nh}; f_{nh}, \sigma_h^2)`; ArviZ names the step dimension ``time``.
+
+    :math:`\sigma` (Gal & Ghahramani's :math:`\tau^{-1/2}`) is a point estimate when ``learn_noise`` is true.
+    :meth:`predictive` returns ``(mean, std)``, ``(N,)`` or ``(N, H)``, the std including the observation noise
+    (Gal & Ghahramani 2016, eq. 8-9); :meth:`metrics` gives ``rmse`` (over every value) and ``nll`` (per example).
 
     Parameters
     ----------
     net, num_data
         As in :class:`Likelihood`.
     noise_scale : float
-        (Initial) observation noise standard deviation, > 0.
+        (Initial) observation noise standard deviation, > 0.  A fixed model precision :math:`\tau` (Gal &
+        Ghahramani 2016; :func:`model_precision`) is ``noise_scale=tau ** -0.5`` with ``learn_noise=False``.
     learn_noise : bool
         Learn ``noise_scale`` by maximising the ELBO.
+    horizon : int or None
+        Number H of values forecast per example; None for one value.
     """
 
-    def __init__(self, net: torch.nn.Module, num_data: int, noise_scale: float = 0.1, learn_noise: bool = True):
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        num_data: int,
+        noise_scale: float = 0.1,
+        learn_noise: bool = True,
+        horizon: int | None = None,
+    ):
         super().__init__(net, num_data)
         if not noise_scale > 0:
             raise ValueError(f"`noise_scale` must be > 0, got {noise_scale!r}")
-        log_noise = torch.tensor(math.log(noise_scale))
+        if horizon is not None and (not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1):
+            raise ValueError(f"`horizon` must be None or a positive int (values forecast per example), got {horizon!r}")
+        self.horizon = horizon
+        log_noise = torch.full(() if horizon is None else (horizon,), math.log(noise_scale))
         if learn_noise:
             self.log_noise = torch.nn.Parameter(log_noise)
         else:
@@ -288,29 +360,52 @@ class Regressor(Likelihood):
 
     @property
     def noise_scale(self) -> torch.Tensor:
+        r""":math:`\sigma`: a scalar, or ``(horizon,)``."""
         return self.log_noise.exp()
 
     def distribution(self, out):
-        return dist.Normal(out.squeeze(-1), self.noise_scale)
+        if self.horizon is None:
+            return dist.Normal(out.squeeze(-1), self.noise_scale)
+        if out.shape[-1] != self.horizon:
+            raise ValueError(
+                f"Regressor(horizon={self.horizon}) needs a network with {self.horizon} outputs, got {out.shape[-1]}"
+            )
+        return dist.Normal(out, self.noise_scale).to_event(1)
 
     def check_targets(self, y, name="y"):
-        if not torch.is_tensor(y) or not y.is_floating_point() or y.dim() != 1:
+        want = "(N,)" if self.horizon is None else f"(N, {self.horizon})"
+        ok = torch.is_tensor(y) and y.is_floating_point()
+        ok = ok and (y.dim() == 1 if self.horizon is None else y.dim() == 2 and y.shape[1] == self.horizon)
+        if not ok:
             shape = tuple(y.shape) if torch.is_tensor(y) else type(y).__name__
+            squeeze = self.horizon is None and torch.is_tensor(y) and y.dim() == 2 and y.shape[1] == 1
             raise ValueError(
-                f"`{name}`: regression targets must be a floating-point tensor of shape (N,), got {shape}"
-                + (" (squeeze the last dimension)" if torch.is_tensor(y) and y.dim() == 2 and y.shape[1] == 1 else "")
+                f"`{name}`: regression targets must be a floating-point tensor of shape {want}, got {shape}"
+                + (" (squeeze the last dimension)" if squeeze else "")
+                + (
+                    " (a forecast of several values needs Regressor(..., horizon=H))"
+                    if self.horizon is None and torch.is_tensor(y) and y.dim() == 2 and y.shape[1] > 1
+                    else ""
+                )
             )
 
     def metrics(self, out, y):
-        mean = out.squeeze(-1).mean(0)
+        mean = self.distribution(out).mean.mean(0)
         return {"rmse": (mean - y).pow(2).mean().sqrt().item(), **super().metrics(out, y)}
 
+    def target_dims(self, y):
+        return [] if self.horizon is None else ["time"]
+
     def predictive_variables(self, out):
-        return {"mu": ([], out.squeeze(-1))}
+        return {"mu": (self.target_dims(None), self.distribution(out).mean)}
 
     def constant_data(self, x):
         n = len(x)
-        data = {"noise_scale": ([], self.noise_scale.detach().expand(n))}
+        sigma = self.noise_scale.detach()
+        data = {"noise_scale": (self.target_dims(None), sigma.expand(n, *sigma.shape))}
         if x.dim() == 2:
             data["x"] = (["feature"], x)
         return data
+
+    def coords(self):
+        return {} if self.horizon is None else {"time": list(range(1, self.horizon + 1))}

@@ -202,7 +202,7 @@ def to_inference_data(
         model.train(was_training)
 
     coords: dict[str, Any] = {"obs_id": np.arange(N), **model.coords()}
-    dims: dict[str, list[str]] = {"y": ["obs_id", *[f"y_dim_{i}" for i in range(y.dim() - 1)]]}
+    dims: dict[str, list[str]] = {"y": ["obs_id", *model.target_dims(y)]}
     pred_coords: dict[str, Any] = dict(model.coords())
     pred_dims: dict[str, list[str]] = {"y": ["pred_id", *dims["y"][1:]]}
 
@@ -265,13 +265,21 @@ def to_inference_data(
         observed_data={"y": _np(y, _dtype(y))},
         constant_data=constant or None,
         predictions=predictive(*new, "pred_id", pred_dims) if new is not None else None,
-        predictions_constant_data=pred_constant or None,
         coords=coords,
         dims=dims,
         pred_coords=pred_coords,
         pred_dims=pred_dims,
         attrs=attrs,
     )
+    if pred_constant:  # after from_dict, which reads this group with `dims` instead of `pred_dims` (arviz 0.2x)
+        import xarray as xr
+
+        coords_of = {d: pred_coords[d] for name in pred_constant for d in pred_dims[name] if d in pred_coords}
+        _arviz.add_group(
+            idata,
+            "predictions_constant_data",
+            xr.Dataset({k: (pred_dims[k], v) for k, v in pred_constant.items()}, coords=coords_of),
+        )
     if point:
         import xarray as xr
 

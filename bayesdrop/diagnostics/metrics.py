@@ -62,10 +62,10 @@ def _draws(da: Any) -> np.ndarray:
     return np.asarray(da.values, dtype=np.float64).reshape(-1, *da.shape[2:])
 
 
-def _observed(idata: Any, n: int) -> np.ndarray:
+def _observed(idata: Any, shape: tuple[int, ...]) -> np.ndarray:
     y = np.asarray(_group(idata, "observed_data", ["y"])["y"].values)
-    if y.shape != (n,):
-        raise ValueError(f"`idata`: observed_data y has shape {y.shape}, expected ({n},)")
+    if y.shape != shape:
+        raise ValueError(f"`idata`: observed_data y has shape {y.shape}, expected {shape}")
     return y
 
 
@@ -82,9 +82,10 @@ def _regression_draws(idata: Any, group: str) -> tuple[np.ndarray, np.ndarray]:
     if const not in idata.groups() or "noise_scale" not in getattr(idata, const):
         raise ValueError(f"`idata`: a regression predictive needs the observation noise `noise_scale` in {const!r}")
     sigma = np.asarray(getattr(idata, const)["noise_scale"].values, dtype=np.float64)
-    if mu.ndim != 2 or sigma.shape != mu.shape[1:]:
+    if mu.ndim < 2 or sigma.shape != mu.shape[1:]:
         raise ValueError(
-            f"`idata`: `mu` must be (chain, draw, point) and `noise_scale` (point,), got {mu.shape}, {sigma.shape}"
+            "`idata`: `mu` must be (chain, draw, point, ...) and `noise_scale` (point, ...) with the same dimensions "
+            f"after the draws, got {mu.shape}, {sigma.shape}"
         )
     if not (sigma > 0).all():
         raise ValueError("`idata`: `noise_scale` must be > 0")
@@ -173,7 +174,7 @@ def reliability(idata: Any, *, n_bins: int = 15) -> dict[str, Any]:
     if _task(idata, "posterior_predictive") != "classification":
         raise ValueError("`idata` holds a regression predictive; reliability diagrams are for classification")
     probs = _class_draws(idata, "posterior_predictive").mean(0)
-    return _reliability(probs, _observed(idata, probs.shape[0]), n_bins)
+    return _reliability(probs, _observed(idata, probs.shape[:1]), n_bins)
 
 
 def _pit(mu: np.ndarray, sigma: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -196,12 +197,12 @@ def pit(idata: Any) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        ``(N,)`` values in [0, 1].
+        ``(N,)`` values in [0, 1] (``(N, H)`` for a forecast of H steps).
     """
     if _task(idata, "posterior_predictive") != "regression":
         raise ValueError("`idata` holds a classification predictive; PIT is computed for regression")
     mu, sigma = _regression_draws(idata, "posterior_predictive")
-    return _pit(mu, sigma, _observed(idata, mu.shape[1]).astype(np.float64))
+    return _pit(mu, sigma, _observed(idata, mu.shape[1:]).astype(np.float64))
 
 
 def calibration(idata: Any, *, n_bins: int = 15, levels: Sequence[float] = (0.5, 0.8, 0.9, 0.95)) -> dict[str, float]:
@@ -213,7 +214,9 @@ def calibration(idata: Any, *, n_bins: int = 15, levels: Sequence[float] = (0.5,
     ``constant_data.noise_scale``): ``rmse`` of the predictive mean, ``nll``,
     ``coverage_{100 m}`` for each central interval of mass m in ``levels``,
     ``pit_ks`` (Kolmogorov-Smirnov distance of the PIT values from uniform)
-    and ``mean_std``.  Formulas in the module docstring.
+    and ``mean_std``.  Formulas in the module docstring.  For a forecast of H steps per point
+    (``Regressor(horizon=H)``) every value counts in ``rmse``, the coverages, ``pit_ks`` and ``mean_std``; ``nll``
+    stays per point, the joint density of its H values.
 
     ``nll`` is :math:`-\frac1N \sum_n \log \frac1S \sum_s p(y_n \mid \theta_s)`,
     from ``log_likelihood`` when present (exact in log space), else from the
@@ -240,7 +243,7 @@ def calibration(idata: Any, *, n_bins: int = 15, levels: Sequence[float] = (0.5,
     if task == "classification":
         draws = _class_draws(idata, "posterior_predictive")
         probs = draws.mean(0)
-        y = _observed(idata, probs.shape[0]).astype(np.int64)
+        y = _observed(idata, probs.shape[:1]).astype(np.int64)
         if y.min() < 0 or y.max() >= probs.shape[1]:
             raise ValueError(f"`idata`: observed labels must lie in [0, {probs.shape[1] - 1}]")
         if lppd is None:
@@ -258,11 +261,11 @@ def calibration(idata: Any, *, n_bins: int = 15, levels: Sequence[float] = (0.5,
             "n_bins": n_bins,
         }
     mu, sigma = _regression_draws(idata, "posterior_predictive")
-    y = _observed(idata, mu.shape[1]).astype(np.float64)
-    if lppd is None:
+    y = _observed(idata, mu.shape[1:]).astype(np.float64)
+    if lppd is None:  # the joint density of each point's values (a forecast's steps)
         from scipy.stats import norm
 
-        lppd = _logmeanexp(norm.logpdf(y[None], mu, sigma[None]), 0)
+        lppd = _logmeanexp(norm.logpdf(y[None], mu, sigma[None]).reshape(*mu.shape[:2], -1).sum(-1), 0)
     u = _pit(mu, sigma, y)
     out = {
         "rmse": float(np.sqrt(((mu.mean(0) - y) ** 2).mean())),
@@ -270,7 +273,7 @@ def calibration(idata: Any, *, n_bins: int = 15, levels: Sequence[float] = (0.5,
     }
     for m in levels:
         out[f"coverage_{100 * m:g}"] = float(((u >= (1 - m) / 2) & (u <= (1 + m) / 2)).mean())
-    s = np.sort(u)
+    s = np.sort(u.ravel())
     i = np.arange(1, len(s) + 1)
     out["pit_ks"] = float(max((i / len(s) - s).max(), (s - (i - 1) / len(s)).max()))
     out["mean_std"] = float(np.sqrt(mu.var(0) + sigma**2).mean())
@@ -299,7 +302,7 @@ def uncertainty(idata: Any, *, group: str = "posterior_predictive") -> dict[str,
     Returns
     -------
     dict of str to numpy.ndarray
-        Arrays of shape ``(N,)``.
+        Arrays of shape ``(N,)`` (regression: ``(N, H)`` for a forecast of H steps).
     """
     group = _check_group(group)
     if _task(idata, group) == "classification":

@@ -143,7 +143,7 @@ def plot_dropout_rates(idata: Any, *, path: str | os.PathLike | None = None) -> 
 def plot_entropy(idata: Any, *, path: str | os.PathLike | None = None) -> Any:
     """Predictive entropy and mutual information of correct against wrong predictions."""
     u = uncertainty(idata)
-    y = _observed(idata, len(u["prediction"]))
+    y = _observed(idata, u["prediction"].shape[:1])
     correct = u["prediction"] == y
     fig, axes = _figure(1, 2, (4.5, 3.5))
     for ax, key, label in (
@@ -223,7 +223,7 @@ def plot_predictive_band(
         )
     ax.plot(x[order], mu.mean(0)[order], color="tab:blue", lw=2, label="predictive mean")
     if group == "posterior_predictive":
-        ax.scatter(x, _observed(idata, len(x)), s=6, color="k", alpha=0.5, label="test points")
+        ax.scatter(x, _observed(idata, (len(x),)), s=6, color="k", alpha=0.5, label="test points")
     if train is not None:
         xt, yt = _data(train, "train")
         if yt is None:
