@@ -250,3 +250,33 @@ def test_sequences_read_images_by_rows_and_signals_by_samples():
     assert seq.shape == (len(signals.test), 40, 1) and torch.equal(seq[2, :, 0], signals.images("test")[2, 0])
     with pytest.raises(ValueError, match="no image_shape"):
         bd.data.load("toy-regression").sequences("test")
+
+
+def test_variational_rnn_leaves_a_one_feature_input_alone_unless_told():
+    """A per-sequence mask on the only input feature would hide the whole sequence: by default the inputs of a
+    one-feature layer are not dropped (the mask is all ones; the test-time rule leaves them unscaled), h_{t-1} is;
+    ``p_input`` sets the input rate (Gal & Ghahramani's p_x) for any width."""
+    x = torch.randn(64, 5, 1)
+    layer, tr = _traced(bd.methods.get("variational-rnn", p=0.5), x)
+    assert torch.equal(_site(tr, layer, "noise_l0"), torch.ones(64, 1, 1))
+    assert 0.3 < _site(tr, layer, "noise_hh_l0").mean() < 0.7
+    layer, tr = _traced(bd.methods.get("variational-rnn", p=0.5, p_input=0.5), x)
+    assert 0.3 < _site(tr, layer, "noise_l0").mean() < 0.7  # 64 draws of Bernoulli(0.5): 4 SE is 0.25
+    layer, tr = _traced(bd.methods.get("variational-rnn", p=0.5, p_input=0.0), torch.randn(64, 5, 3))
+    assert torch.equal(_site(tr, layer, "noise_l0"), torch.ones(64, 1, 3))
+    layer, tr = _traced(bd.methods.get("variational-rnn", p=0.5), torch.randn(64, 5, 3))
+    assert 0.3 < _site(tr, layer, "noise_l0").mean() < 0.7
+    # the test-time rule of a one-feature input: (1 - p) on h_{t-1} only
+    layer = bd.nn.LSTM(1, 4, method=bd.methods.get("variational-rnn", p=0.3))
+    net = PyroModule[torch.nn.Sequential](layer)
+    net.forward = lambda inp: layer(inp)[0][:, -1]
+    model = bd.Classifier(net, num_data=len(x))
+    guide = bd.DropoutGuide(model)
+    guide(x)
+    g = guide.layer_guide(layer)
+    with torch.no_grad():
+        expected, _ = _lstm(x, g.weight_ih_l0, 0.7 * g.weight_hh_l0, layer.bias_ih_l0 + layer.bias_hh_l0)
+        torch.testing.assert_close(guide.mean_network()(x), expected[:, -1])
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="p_input"):
+            bd.methods.get("variational-rnn", p_input=bad)
