@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule
 
 from .guides import DropoutGuide
-from .nn import BayesianLayer, Conv1d, Conv2d, Linear, WindowPool
+from .nn import GRU, LSTM, BayesianLayer, Conv1d, Conv2d, Linear, WindowPool
 
 __all__ = [
     "LayerReport",
@@ -182,13 +182,30 @@ def report(model: torch.nn.Module, guide: DropoutGuide, threshold: float | str |
     pruned network for per-weight and structured methods alike.  Plain layers
     of the network are not rows of the report; their parameters count in both
     totals.
+
+    A recurrent layer (``bd.nn.LSTM``, ``bd.nn.GRU``) has one row per weight
+    site, per layer and direction (``f"{name}.weight_ih_l0"``,
+    ``f"{name}.weight_hh_l0"``, ...), whose units are the columns of that
+    weight (the layer's inputs, or its hidden state); its biases count in both
+    totals as plain parameters.  :func:`prune` zeroes its pruned weights but
+    keeps its shapes (``torch.nn.LSTM`` / ``GRU`` cannot drop input units), so
+    all its input units count as kept, even where every weight of a column is
+    pruned.  In ``architecture`` each of its layers is one width, its inputs,
+    followed by ``hidden_size * directions``.
     """
     pairs = _layers(model, guide)
     points = _points(guide, threshold)
     pruned, plain = _prune(model, guide, points, sparse=False)
     structural = _sequential(_net(model), guide)
-    rows = []
+    rows: list[LayerReport] = []
+    stages: list[tuple[LayerReport, int]] = []  # per layer of units: the row of its inputs and its outputs' width
     for name, layer, _ in pairs:
+        if isinstance(layer, LSTM | GRU):
+            sites = {site: _recurrent_row(name, layer, site, points[name], plain[name]) for site in layer.weight_sites}
+            rows += sites.values()
+            width = layer.hidden_size * len(layer.directions)
+            stages += [(sites[f"weight_ih_l{k}"], width) for k in range(layer.num_layers)]
+            continue
         if "weight" not in layer.weight_sites:
             continue
         out = plain[name]
@@ -199,14 +216,14 @@ def report(model: torch.nn.Module, guide: DropoutGuide, threshold: float | str |
         stored = cast(torch.Tensor, out.weight)  # what the pruned network stores: removed units' weights count as 0
         nonzero = int((stored != 0).sum())
         rows.append(LayerReport(name, type(layer).__name__, keep.numel(), nonzero, units.numel(), kept))
+        stages.append((rows[-1], cast(int, out.out_channels if hasattr(out, "out_channels") else out.out_features)))
     if not rows:
         raise ValueError("`model` has no Bayesian layer with weights to report on")
     if structural and isinstance(pruned, torch.nn.Sequential) and isinstance(pruned[0], InputSelect):
-        rows[0].units_in_kept = int(pruned[0].index.numel())
-    layers = [plain[r.name] for r in rows]
-    outs = [m.out_channels if hasattr(m, "out_channels") else m.out_features for m in layers]
+        stages[0][0].units_in_kept = int(pruned[0].index.numel())  # the first layer's inputs (see `prune`)
+    outs = [width for _, width in stages]
     # Structural: inputs kept, then each layer's output units (channels for conv layers).
-    widths = [rows[0].units_in_kept, *outs] if structural else [r.units_in_kept for r in rows] + outs[-1:]
+    widths = [stages[0][0].units_in_kept, *outs] if structural else [r.units_in_kept for r, _ in stages] + outs[-1:]
     net = _net(model)
     dense = sum(p.numel() for p in net.parameters())  # plain layers and the Bayesian layers' biases
     dense += sum(s.shape.numel() for _, layer, _ in pairs for s in layer.weight_sites.values())
@@ -217,6 +234,16 @@ def report(model: torch.nn.Module, guide: DropoutGuide, threshold: float | str |
         params_pruned=sum(p.numel() for p in pruned.parameters()),
         params_dense=dense,
     )
+
+
+def _recurrent_row(name: str, layer: LSTM | GRU, site: str, point: _Point, plain: torch.nn.Module) -> LayerReport:
+    """The row of the weight site ``site`` of the recurrent layer ``name``, whose plain module in the pruned network
+    is ``plain`` (a ``torch.nn.LSTM`` / ``GRU`` of the same shapes): its units are the columns of the weight, all
+    kept."""
+    keep = point.kept[site]
+    stored = cast(torch.Tensor, getattr(plain, site))  # the effective weights with the pruned ones zeroed
+    units = keep.shape[1]
+    return LayerReport(f"{name}.{site}", type(layer).__name__, keep.numel(), int((stored != 0).sum()), units, units)
 
 
 @torch.no_grad()
@@ -353,9 +380,9 @@ def prune(
     convolution keeps at least one channel.  Between two ``Linear`` layers joined by elementwise operations only, a
     unit whose incoming weights are all pruned is constant: it folds into the consumer's bias and goes.  In a
     ``Sequential`` whose items are the Bayesian layers the layers are taken in order, and the first layer's unread
-    inputs are dropped by an :class:`InputSelect`.  In any other network the chains are read from the
-    ``torch.fx`` graph of the plain network (``torch.fx.Tracer``, ``torch.nn`` modules as leaves), and its input
-    features stay.
+    inputs are dropped by an :class:`InputSelect` (unless a recurrent layer comes before it).  In any other network
+    the chains are read from the ``torch.fx`` graph of the plain network (``torch.fx.Tracer``, ``torch.nn`` modules
+    as leaves), and its input features stay.  Recurrent layers (``bd.nn.LSTM``, ``GRU``) keep their shapes.
 
     Shapes do not shrink (weights are only zeroed) where a unit axis goes anywhere else: into a residual add,
     a concatenation, a reshape or ``view``, a second use of the tensor, any operation not listed (``BatchNorm1d``
@@ -784,7 +811,10 @@ def _prune_sequential(
         for p, i in zip(idx[:-1], idx[1:])
         if (ch := _chain(named[p], [_module_op(m) for m in plain_mods[p + 1 : i]], named[i])) is not None
     ]
-    first = named[idx[0]] if idx else None
+    # The network's inputs are the first weight layer's only where no other layer with weights (a recurrent layer,
+    # which keeps its shapes) reads them before it.
+    read = bool(idx) and not any(isinstance(m, BayesianLayer) and m.weight_sites for m in mods[: idx[0]])
+    first = named[idx[0]] if read else None
     select = {first[0]} if first is not None else set()
     modules, keep_in, norms = _shrink(dict(named.values()), points, chains, select, sparse)
     out: list[torch.nn.Module] = []
