@@ -49,7 +49,6 @@ import concurrent.futures as cf
 import contextlib
 import math
 import os
-import re
 import statistics
 import sys
 import time
@@ -63,7 +62,7 @@ from pyro.nn import PyroModule
 
 import bayesdrop as bd
 
-from .report_io import chosen_epochs, dataset_arguments, device_name, script_parser, write_results
+from .report_io import chosen_epochs, dataset_arguments, device_name, merge_sections, script_parser, write_results
 from .runs import load_dataset
 
 __all__ = [
@@ -500,20 +499,11 @@ def markdown(rows: Sequence[dict[str, Any]], command: str, *, jobs: int = 1) -> 
     return "\n".join(lines)
 
 
-def _key(section: str) -> str:
-    """The data set of a section: the word after ``## `` in its heading, up to the colon."""
-    return section.split(":", 1)[0].removeprefix("## ").strip()
-
-
 def merge(record: str | None, section: str) -> str:
     """The record (:data:`TITLE`, then one section per data set, in the order of :data:`DATASETS`) with ``section``
     (from :func:`markdown`) in place of the section of its data set in ``record``, or added to it; the other
     sections are kept as they are.  ``record`` ``None``: the title and ``section``."""
-    sections = {_key(part): part for part in re.split(r"(?m)^(?=## )", record or "")[1:]}
-    sections[_key(section)] = section
-    order = sorted(sections, key=lambda k: DATASETS.index(k) if k in DATASETS else len(DATASETS))
-    head = "\n".join([TITLE, "", "One section per data set, each written by its own run of the command it quotes."])
-    return "\n\n".join([head, *(sections[k].strip("\n") for k in order)]) + "\n"
+    return merge_sections(record, section, title=TITLE, order=DATASETS)
 
 
 def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchmarks/results/cnn_dropout.md") -> int:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import platform
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 
-__all__ = ["device_name", "write_results", "script_parser", "dataset_arguments", "chosen_epochs"]
+__all__ = ["device_name", "write_results", "script_parser", "dataset_arguments", "chosen_epochs", "merge_sections"]
 
 
 def device_name(device: torch.device) -> str:
@@ -89,3 +90,19 @@ def chosen_epochs(ap: argparse.ArgumentParser, args: argparse.Namespace, epochs:
     if args.dataset == "mnist" and not args.mnist_dir:
         ap.error("--dataset mnist needs --mnist-dir (a directory with the four IDX files)")
     return epochs[args.dataset] if args.epochs is None else args.epochs
+
+
+def _section_key(section: str) -> str:
+    """The key of a section: the word after ``## `` in its heading, up to the colon."""
+    return section.split(":", 1)[0].removeprefix("## ").strip()
+
+
+def merge_sections(record: str | None, section: str, *, title: str, order: Sequence[str]) -> str:
+    """A record of sections (``title``, then one ``## key: ...`` section per key, in the order of ``order``, unknown
+    keys last) with ``section`` in place of the section of its key in ``record``, or added to it; the other
+    sections are kept as they are.  ``record`` ``None``: the title and ``section``."""
+    sections = {_section_key(part): part for part in re.split(r"(?m)^(?=## )", record or "")[1:]}
+    sections[_section_key(section)] = section
+    keys = sorted(sections, key=lambda k: order.index(k) if k in order else len(order))
+    head = "\n".join([title, "", "One section per data set, each written by its own run of the command it quotes."])
+    return "\n\n".join([head, *(sections[k].strip("\n") for k in keys)]) + "\n"
