@@ -182,6 +182,20 @@ def _check_07(r):
         assert cmp["maxpool-dropout"]["scaled_err"] > cmp["no dropout"]["rule_err"]
 
 
+def _check_08(r):
+    assert r["mask_h_shape"][1:] == [1, 32] and r["mask_x_all_ones"]  # one mask per sequence; one feature kept
+    assert abs(r["mask_h_kept"] - 0.75) < 0.05  # 2048 draws of Bernoulli(0.75): 5 SE is 0.05
+    assert r["time_dims"] == ["chain", "draw", "obs_id", "time"]
+    assert r["std_by_step"][-1] > r["std_by_step"][0]  # the band widens with the horizon
+    assert 0.70 <= r["coverage_90"] <= 0.99 and r["coverage_50"] < r["coverage_90"]
+    assert all(e < s for e, s in zip(r["epistemic_by_step"], r["std_by_step"]))
+    assert r["januaries"] == 12 and r["rmse"] < 1.0  # ppm
+    if not r["quick"]:  # the full-size claims of the text (tutorials/output/08_results.json)
+        assert r["spearman_std_step"] > 0.9 and 0.70 <= r["band_coverage_januaries"] <= 0.99
+        assert all(e < 0.5 * s for e, s in zip(r["epistemic_by_step"], r["std_by_step"]))  # mostly aleatoric
+        assert abs(r["rmse_det"] - r["rmse"]) < 0.1 * r["rmse"]
+
+
 CHECKS = {
     "01": _check_01,
     "02": _check_02,
@@ -190,6 +204,7 @@ CHECKS = {
     "05": _check_05,
     "06": _check_06,
     "07": _check_07,
+    "08": _check_08,
 }
 
 
