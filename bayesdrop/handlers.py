@@ -48,7 +48,9 @@ class LocalReparameterization(Messenger):
     .. math:: b \sim \mathcal N\big(x \mu^\top,\; (x \circ x)(\sigma^2)^\top\big)
 
     instead of using the weight sample, which lowers the gradient variance.  The tag sits on the tensor object
-    itself.  Outside the handler, e.g. under ``Predictive``, layers use the sampled weights.
+    itself.  A value marked so but drawn from another law is tagged with that law (``_bayesdrop_local``): its
+    method redraws it for every example.  Outside the handler, e.g. under ``Predictive``, layers use the sampled
+    weights.
 
     Parameters
     ----------
@@ -88,6 +90,14 @@ class LocalReparameterization(Messenger):
         fn = self._normal(msg)
         if fn is not None:
             msg["value"]._bayesdrop_lrt = (fn.loc, fn.variance)
+        elif msg["infer"].get("lrt") and not msg["is_observed"]:
+            # Any other law marked for it (structured Bayesian pruning's truncated log-normal): tagged with the law
+            # itself, and the layer draws one value per example from it (its :meth:`sample` with the examples'
+            # shape), the same reduction of variance for a unit's multiplicative noise.
+            base = msg["fn"]
+            while isinstance(base, dist.Independent):
+                base = base.base_dist
+            msg["value"]._bayesdrop_local = base
 
 
 class MomentMatching(Messenger):

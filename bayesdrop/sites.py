@@ -167,8 +167,17 @@ def site_shaped(value: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
             f"a global site of shape {shape} got a value of shape {tuple(value.shape)}: layers take one network "
             "at a time; use Predictive(parallel=False) or bd.posterior.PosteriorSampler"
         )
-    tag = getattr(value, "_bayesdrop_lrt", None)
+    tags = {k: getattr(value, k) for k in ("_bayesdrop_lrt", "_bayesdrop_local") if hasattr(value, k)}
     value = value.reshape(shape)
-    if tag is not None:
-        setattr(value, "_bayesdrop_lrt", tag)  # noqa: B010
+    for k, tag in tags.items():
+        setattr(value, k, tag)
     return value
+
+
+def per_example_shape(x: torch.Tensor, unit_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of one draw per example of a per-unit quantity (``unit_shape``) multiplying ``x``: the batch axis
+    of ``x``, ones for its other axes before the unit shape (shared over a sequence's steps or a map's positions),
+    then ``unit_shape``; ``unit_shape`` alone for an ``x`` without a batch axis."""
+    if x.dim() <= len(unit_shape):
+        return tuple(unit_shape)
+    return (x.shape[0],) + (1,) * (x.dim() - 1 - len(unit_shape)) + tuple(unit_shape)

@@ -25,6 +25,7 @@ from bayesdrop.methods.gaussian import (
 )
 from bayesdrop.methods.generalized import EPS, GeneralizedDropout
 from bayesdrop.methods.pooling import PoolDropout
+from bayesdrop.methods.sbp import StructuredBayesianPruning
 from bayesdrop.methods.standout import Standout
 
 
@@ -74,6 +75,17 @@ def kl(layer, params) -> torch.Tensor:
     if isinstance(m, UnitVariationalBayesianDropout):
         q = m._posterior(params)
         return vbd_kl(m, q.loc, q.variance) + gaussian_weight_decay(layer, params, m.prior_scale)
+    if isinstance(m, StructuredBayesianPruning):  # log(b - a) minus the entropy of the truncated normal (scipy)
+        from scipy.stats import truncnorm
+
+        kl = 0.0
+        for site in layer.noise_sites:
+            loc = getattr(params, "mu" if site == "noise" else f"{site}_mu").detach().double().cpu().numpy()
+            scale = getattr(params, "log_sigma" if site == "noise" else f"{site}_log_sigma").exp()
+            scale = scale.detach().double().cpu().numpy()
+            h = truncnorm.entropy((m.a - loc) / scale, (m.b - loc) / scale, loc=loc, scale=scale)
+            kl += float((math.log(m.b - m.a) - h).sum())
+        return torch.tensor(kl) + gaussian_weight_decay(layer, params, m.prior_scale)
     raise TypeError(f"no closed-form KL written for {type(m).__name__}")
 
 

@@ -34,11 +34,14 @@ Methods (``--methods``):
 * ``vd-unit``: ``vd`` with ``granularity="unit"`` and ``max_log_alpha=None`` (without the bound alpha <= 1 no unit
   could reach the pruning threshold log alpha = 3);
 * ``sal``: Stochastic Architecture Learning (Srinivas & Babu 2016) with ``a = 0.009, b = 0.9`` (b / a = 100),
-  prior strength N / 300 and the sharp-rise threshold, as :mod:`bayesdrop.experiments.sal_width`.
+  prior strength N / 300 and the sharp-rise threshold, as :mod:`bayesdrop.experiments.sal_width`;
+* ``sbp``: structured Bayesian pruning (Neklyudov et al. 2017), log-normal noise per input unit / channel, pruned
+  where its signal-to-noise ratio is below 1.
 
-In ``lenet5`` the structured methods (``vbd-unit``, ``vd-unit``, ``sal``) leave the first convolution plain
+In ``lenet5`` the structured methods (``vbd-unit``, ``vd-unit``, ``sal``, ``sbp``) leave the first convolution plain
 (``bernoulli``, p = 0): its only input unit is the image's single channel.  Units are pruned at each method's
-default threshold (log alpha >= 3 for the Gaussian families).
+default threshold (log alpha >= 3 for the Gaussian families, SNR < 1 for ``sbp``).  ``--seeds N`` repeats every row
+with training seeds 0 .. N - 1 (each against the ``dense`` row of its seed).
 
 Usage::
 
@@ -141,6 +144,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("sparse-vd", "sparse-vd", "sparse-vd"),
         MethodSpec("vd-unit", "vd (unit)", "vd", {"granularity": "unit", "max_log_alpha": None}, structured=True),
         MethodSpec("sal", "sal (b/a = 100)", "sal", {"a": 0.009, "b": 0.9}, threshold="sharp-rise", structured=True),
+        MethodSpec("sbp", "sbp", "sbp", structured=True),
     )
 }
 
@@ -264,7 +268,8 @@ class Result:
     model: Any = field(repr=False, default=None)
     guide: Any = field(repr=False, default=None)
     pruned: Any = field(repr=False, default=None)
-    acc_dense: float | None = None  # the `dense` row of the same data set and network, filled in by `run`
+    acc_dense: float | None = None  # the `dense` row of the same data set, network and seed, filled in by `run`
+    seed: int = 0
 
     @property
     def speedup(self) -> float | None:
@@ -380,6 +385,7 @@ def train_one(
         model=model,
         guide=guide,
         pruned=pruned,
+        seed=seed,
     )
 
 
@@ -390,32 +396,34 @@ def run(
     *,
     epochs: int | None = None,
     lr: float | None = None,
+    seeds: Sequence[int] = (0,),
     verbose: bool = False,
     **kw: Any,
 ) -> list[Result]:
-    """Every (data set, network, method); ``epochs`` / ``lr`` override :data:`BUDGETS`.  The ``dense`` method is
-    always trained (first) as the accuracy baseline of its data set and network."""
+    """Every (data set, network, training seed, method); ``epochs`` / ``lr`` override :data:`BUDGETS`.  The
+    ``dense`` method is always trained (first) as the accuracy baseline of its data set, network and seed."""
     methods = ["dense", *(m for m in methods if m != "dense")]
     results = []
     for ds in datasets:
         for arch in archs:
             e, r = BUDGETS.get((ds.name, arch), (50, 1e-3))
             e, r = epochs or e, lr or r
-            rows = []
-            for method in methods:
-                res = train_one(ds, arch, method, epochs=e, lr=r, **kw)
-                rows.append(res)
-                if verbose:
-                    print(
-                        f"{ds.name} {arch} {method}: acc {res.acc_mean:.4f} -> {res.acc_pruned:.4f}, "
-                        f"{res.report.ratio:.1f}x, {res.report.architecture}, speed-up {res.speedup}, "
-                        f"{res.train_seconds:.0f} s",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-            for res in rows:
-                res.acc_dense = rows[0].acc_pruned
-            results += rows
+            for seed in seeds:
+                rows = []
+                for method in methods:
+                    res = train_one(ds, arch, method, epochs=e, lr=r, seed=seed, **kw)
+                    rows.append(res)
+                    if verbose:
+                        print(
+                            f"{ds.name} {arch} {method} seed {seed}: acc {res.acc_mean:.4f} -> {res.acc_pruned:.4f}, "
+                            f"{res.report.ratio:.1f}x, {res.report.architecture}, speed-up {res.speedup}, "
+                            f"{res.train_seconds:.0f} s",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                for res in rows:
+                    res.acc_dense = rows[0].acc_pruned
+                results += rows
     return results
 
 
@@ -437,17 +445,17 @@ def to_markdown(results: Sequence[Result], header: str) -> str:
         "",
         "Accuracy (%) on the test set of the deterministic networks: *mean* is the unpruned posterior-mean network "
         "(`guide.mean_network()`), *pruned* the plain network of `bd.compress.prune`; Δ is *pruned* minus the "
-        "`dense` row of the same data set and network (bernoulli p = 0, same budget and seed), in percentage "
+        "`dense` row of the same data set, network and seed (bernoulli p = 0, same budget), in percentage "
         "points.  |W|/|W≠0| and sparsity count weights (no biases); per-layer sparsity is listed in layer order.  "
         "Architecture: input units kept, then the units (channels) of each layer.  Hidden units: kept / total.  "
         "Forward times: batch 1024 on the CPU, dense = the unpruned mean network as plain PyTorch (same shapes, "
         "posterior means), pruned = `bd.compress.prune`, sparse = `prune(..., sparse=True)`; speed-up = "
         "dense / pruned.",
         "",
-        "| data | network | method | epochs | lr | acc mean | acc pruned | Δ vs dense | \\|W\\|/\\|W≠0\\| | sparsity % "
+        "| data | network | method | seed | epochs | lr | acc mean | acc pruned | Δ vs dense | \\|W\\|/\\|W≠0\\| | sparsity % "
         "| per-layer sparsity % | architecture | hidden units | params | dense ms | pruned ms | speed-up "
         "| sparse ms | sparse speed-up | train s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         per_layer = "/".join(f"{layer.sparsity:.1f}" for layer in r.report.layers)
@@ -455,7 +463,7 @@ def to_markdown(results: Sequence[Result], header: str) -> str:
         delta = 100 * (r.acc_pruned - r.acc_dense)
         arch = r.report.architecture + (" (collapsed)" if r.collapsed else "")
         lines.append(
-            f"| {r.dataset} | {r.arch} | {r.label} | {r.epochs} | {r.lr:g} | {100 * r.acc_mean:.2f} | "
+            f"| {r.dataset} | {r.arch} | {r.label} | {r.seed} | {r.epochs} | {r.lr:g} | {100 * r.acc_mean:.2f} | "
             f"{100 * r.acc_pruned:.2f} | {delta:+.2f} | {r.report.ratio:.1f} | {r.report.sparsity:.1f} | {per_layer} | "
             f"{arch} | {r.hidden_kept}/{r.hidden_total} | {r.params_pruned} / {r.params_dense} | {_ms(r.t_dense)} | "
             f"{_ms(r.t_pruned)} | {_x(r.speedup)} | {_ms(r.t_sparse)} | {_x(r.sparse_speedup)} | {r.train_seconds:.0f} |"
@@ -483,7 +491,8 @@ def main(
     ap.add_argument("--epochs", type=int, default=None, help="epochs for every run (default: per data set/network)")
     ap.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: per data set/network)")
     ap.add_argument("--kl-warmup", type=int, default=None, help="KL warm-up epochs (default: epochs // 2)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="the training seed (one run per row)")
+    ap.add_argument("--seeds", type=int, default=None, help="repeat every row with training seeds 0 .. N - 1")
     ap.add_argument("--device", default="auto", help="training device; evaluation and timing run on the CPU")
     ap.add_argument("--repeats", type=int, default=15, help="timing repeats (0: no timing)")
     ap.add_argument("--timing-batch", type=int, default=1024)
@@ -491,7 +500,7 @@ def main(
     ap.add_argument("--max-train", type=int, default=None, help="use only the first N training examples")
     ap.add_argument("--out", default=str(default_out))
     args = ap.parse_args(argv)
-    for flag in ("epochs", "kl_warmup", "max_train", "threads"):
+    for flag in ("epochs", "kl_warmup", "max_train", "threads", "seeds"):
         v = getattr(args, flag)
         if v is not None and v < (0 if flag == "kl_warmup" else 1):
             ap.error(f"--{flag.replace('_', '-')} must be positive")
@@ -509,7 +518,7 @@ def main(
         epochs=args.epochs,
         lr=args.lr,
         kl_warmup=args.kl_warmup,
-        seed=args.seed,
+        seeds=range(args.seeds) if args.seeds else (args.seed,),
         device=args.device,
         timing_batch=args.timing_batch,
         repeats=args.repeats,
@@ -520,7 +529,8 @@ def main(
     header = (
         f"Command: `{command.strip()}` (`make bench` runs it with the defaults); training on "
         f"{device_name(bd.infer.resolve_device(args.device))}; evaluation and timing on the CPU "
-        f"({torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}); seed {args.seed}; "
+        f"({torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}); seed(s) "
+        f"{', '.join(map(str, range(args.seeds))) if args.seeds else args.seed}; "
         f"Adam, batch 128, KL warm-up over the first {'half of the' if args.kl_warmup is None else args.kl_warmup} "
         f"epochs; timing: median of {args.repeats} interleaved repeats.  Total wall time "
         f"{(time.perf_counter() - t0) / 60:.1f} min."

@@ -82,8 +82,9 @@ def param_groups(model: torch.nn.Module, guide: DropoutGuide, lr: float) -> list
     for _, layer, params in guide.pairs():
         scales = layer.method.fit_defaults.lr_scale
         for name, p in params.named_parameters():
-            if name in scales:
-                scaled[id(p)] = scales[name]
+            key = next((k for k in scales if name == k or name.endswith(f"_{k}")), None)
+            if key is not None:
+                scaled[id(p)] = scales[key]
     groups: dict[float, list[torch.nn.Parameter]] = {}
     seen: set[int] = set()
     for p in [*model.parameters(), *guide.parameters()]:

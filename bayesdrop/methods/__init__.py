@@ -154,4 +154,4 @@ def resolve(method: str | Method, **hyper: Any) -> Method:
 from . import classic, gaussian, generalized  # noqa: E402,F401,I001
 from . import dropconnect, concrete, standout, fast_dropout  # noqa: E402,F401,I001
 from . import pooling, cutout  # noqa: E402,F401,I001
-from . import recurrent  # noqa: E402,F401,I001
+from . import recurrent, sbp  # noqa: E402,F401,I001

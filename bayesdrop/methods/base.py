@@ -45,8 +45,9 @@ class TrainingDefaults:
         :math:`\beta` linearly from 0 to 1.  A model mixing methods takes the largest fraction.
     lr_scale : mapping of str to float
         Learning-rate multipliers of the method's variational parameters, by the name of the parameter in its
-        :class:`LayerGuide` (e.g. ``{"k": 30.0}``): ``fit`` gives each its own Adam parameter group with
-        ``lr * scale``.  Parameters not named train at ``lr``.
+        :class:`LayerGuide` (e.g. ``{"k": 30.0}``), which also names the parameters of further sites that end in
+        it (``"mu"``: ``noise_hh_l0_mu``, see :func:`site_param`): ``fit`` gives each its own Adam parameter group
+        with ``lr * scale``.  Parameters not named train at ``lr``.
     """
 
     kl_warmup: float = 0.0

@@ -117,6 +117,7 @@ import torch
 from pyro.poutine.runtime import InferDict
 
 from ..distributions import BoundedDelta, CenteredNormal, DropoutNormal, LogUniform, ScalarUniform
+from ..sites import per_example_shape
 from . import register
 from .base import Capabilities, LayerGuide, Method, PointWeights, TrainingDefaults, check_range, site_param
 
@@ -526,8 +527,7 @@ class UnitVariationalBayesianDropout(_GammaPrior, PointWeights):
             return z
         # local reparameterisation: an independent draw of W' for every example, shared over its other positions
         loc, variance = tag
-        lead = (x.shape[0],) + (1,) * (x.dim() - 1 - len(site.unit_shape)) if x.dim() > len(site.unit_shape) else ()
-        eps = torch.randn(lead + tuple(site.unit_shape), dtype=x.dtype, device=x.device)
+        eps = torch.randn(per_example_shape(x, site.unit_shape), dtype=x.dtype, device=x.device)
         return loc + variance.sqrt() * eps
 
     def noise_guide(self, layer, site, params, plate):

@@ -79,7 +79,7 @@ class Embedding(BayesianLayer):
             out = F.embedding(tokens, w)
         if z is None:
             return out
-        z = z.reshape(batch, -1).expand(batch, self.num_embeddings)  # (B, V): one draw of every row per example
+        z = z.reshape(-1, self.num_embeddings).expand(batch, self.num_embeddings)  # (B, V): every row per example
         return out * torch.gather(z, 1, tokens.reshape(batch, -1)).reshape(tokens.shape).unsqueeze(-1)
 
     def to_plain(self, values, bias=None) -> torch.nn.Module:
