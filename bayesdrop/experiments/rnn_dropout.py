@@ -81,7 +81,7 @@ __all__ = [
 
 TASKS = ("digits", "mnist1d", "co2", "sunspots")
 FORECASTING = ("co2", "sunspots")
-EPOCHS = {"digits": 100, "mnist1d": 50, "co2": 1000, "sunspots": 1000}
+EPOCHS = {"digits": 100, "mnist1d": 30, "co2": 1000, "sunspots": 1000}
 HIDDEN = {"digits": 64, "mnist1d": 64, "co2": 32, "sunspots": 32}
 EVAL_SAMPLES = 100
 LEVEL = 0.9  # the central interval whose coverage is reported
