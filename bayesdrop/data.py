@@ -637,29 +637,45 @@ def _find(directory: Path, base: str) -> Path:
     )
 
 
+MAX_IDX_BYTES = 1 << 30  # the largest IDX payload load_mnist reads (MNIST's training images: 47 MB)
+
+
 def _read_idx(path: Path, magic: int) -> np.ndarray:
-    """Read one unsigned-byte IDX file (raw or gzip) with the given magic number."""
+    """Read one unsigned-byte IDX file (raw or gzip) with the given magic number.
+
+    The header is read and checked first; then at most the declared payload and one byte more, so that a gzip
+    stream that inflates beyond its header (a decompression bomb) is refused after reading what the header
+    declared, and a header declaring more than :data:`MAX_IDX_BYTES` before anything is read.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
+    ndim = _IDX_MAGIC[magic]
+    header_size = 4 * (1 + ndim)
     try:
         with opener(path, "rb") as f:
-            buf = f.read()
+            header = f.read(header_size)
+            if len(header) < header_size:
+                raise ValueError(f"{path.name}: expected a {header_size}-byte IDX header, found {len(header)} bytes")
+            found, *dims = np.frombuffer(header, dtype=">i4").tolist()
+            if found != magic:
+                raise ValueError(f"{path.name}: expected IDX magic number {magic}, found {found}")
+            if min(dims) <= 0:
+                raise ValueError(f"{path.name}: dimensions must be positive, found {dims}")
+            expected = math.prod(dims)
+            if expected > MAX_IDX_BYTES:
+                raise ValueError(
+                    f"{path.name}: dimensions {dims} declare {expected} data bytes, more than the {MAX_IDX_BYTES} "
+                    "this loader reads (bayesdrop.data.MAX_IDX_BYTES)"
+                )
+            buf = f.read(expected + 1)
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise ValueError(f"{path.name}: corrupt gzip data ({exc})") from exc
-    ndim = _IDX_MAGIC[magic]
-    header = 4 * (1 + ndim)
-    if len(buf) < header:
-        raise ValueError(f"{path.name}: expected a {header}-byte IDX header, found {len(buf)} bytes")
-    found, *dims = np.frombuffer(buf, dtype=">i4", count=1 + ndim).tolist()
-    if found != magic:
-        raise ValueError(f"{path.name}: expected IDX magic number {magic}, found {found}")
-    if min(dims) <= 0:
-        raise ValueError(f"{path.name}: dimensions must be positive, found {dims}")
-    expected, payload = math.prod(dims), len(buf) - header
-    if payload != expected:
+    if len(buf) != expected:
+        found_bytes = f"{len(buf)}" if len(buf) <= expected else "more"
         raise ValueError(
-            f"{path.name}: dimensions {dims} need {expected} data bytes, found {payload} (truncated or corrupt file)"
+            f"{path.name}: dimensions {dims} need {expected} data bytes, found {found_bytes} (truncated or corrupt "
+            "file)"
         )
-    return np.frombuffer(buf, dtype=">u1", offset=header).reshape(dims)
+    return np.frombuffer(buf, dtype=">u1").reshape(dims)
 
 
 def load_mnist(directory: str | os.PathLike) -> Dataset:

@@ -9,6 +9,7 @@ order in which layers are called and their per-example input shapes.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -129,7 +130,20 @@ class DropoutGuide(PyroModule):
 
     def keep_masks(self, threshold: float | str | None = None) -> dict[str, torch.Tensor]:
         """What pruning keeps: Pyro site name to a boolean mask, from every layer's method at ``threshold`` (each
-        method's own when ``None``; see :meth:`~bayesdrop.methods.Method.keep_masks`)."""
+        method's own when ``None``; see :meth:`~bayesdrop.methods.Method.keep_masks`).
+
+        Raises
+        ------
+        TypeError
+            If ``threshold`` is not None, a string or a real number.
+        ValueError
+            If a numeric ``threshold`` is NaN or infinite (it would prune every weight, or none, silently).
+        """
+        if threshold is not None and not isinstance(threshold, str):
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+                raise TypeError(f"`threshold` must be None, a number or a method's named rule, got {threshold!r}")
+            if not math.isfinite(threshold):
+                raise ValueError(f"`threshold` must be a finite number, got {threshold!r}")
         masks = {}
         for _, layer, params in self.pairs():
             for site, mask in layer.method.keep_masks(layer, params, threshold).items():

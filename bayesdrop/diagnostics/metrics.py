@@ -73,7 +73,7 @@ def _class_draws(idata: Any, group: str) -> np.ndarray:
     p = _draws(_group(idata, group, ["probs"])["probs"])
     if p.ndim != 3:
         raise ValueError(f"`idata`: `probs` must be (chain, draw, point, class), got {p.ndim + 1} dimensions")
-    return p
+    return _check_probabilities(p, "idata.probs")
 
 
 def _regression_draws(idata: Any, group: str) -> tuple[np.ndarray, np.ndarray]:
@@ -151,7 +151,27 @@ def expected_calibration_error(probs: Any, y: Any, *, n_bins: int = 15) -> float
     t = y.detach().cpu().numpy() if torch.is_tensor(y) else np.asarray(y)
     if p.ndim != 2 or t.shape != p.shape[:1]:
         raise ValueError(f"`probs` must be (N, C) and `y` (N,), got {p.shape} and {t.shape}")
-    return float(_reliability(p.astype(np.float64), t, _check_bins(n_bins))["ece"])
+    p = _check_probabilities(p.astype(np.float64), "probs")
+    if not np.issubdtype(t.dtype, np.integer) or t.min(initial=0) < 0 or t.max(initial=0) >= p.shape[1]:
+        raise ValueError(f"`y` must be integer labels in [0, {p.shape[1] - 1}], got {t.dtype} in the range "
+                         f"[{t.min(initial=0)}, {t.max(initial=0)}]")  # fmt: skip
+    return float(_reliability(p, t, _check_bins(n_bins))["ece"])
+
+
+def _check_probabilities(p: np.ndarray, name: str) -> np.ndarray:
+    """``p`` if every row is a probability vector (entries in [0, 1], summing to 1 within 1e-4), else ValueError."""
+    sums = p.sum(-1)
+    if (
+        not np.isfinite(p).all()
+        or p.min(initial=0) < 0
+        or p.max(initial=0) > 1
+        or np.abs(sums - 1).max(initial=0) > 1e-4
+    ):
+        raise ValueError(
+            f"`{name}` must hold class probabilities (entries in [0, 1], rows summing to 1), got entries in "
+            f"[{np.nanmin(p):.3g}, {np.nanmax(p):.3g}] and row sums in [{sums.min():.3g}, {sums.max():.3g}]"
+        )
+    return p
 
 
 def reliability(idata: Any, *, n_bins: int = 15) -> dict[str, Any]:

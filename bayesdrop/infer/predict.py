@@ -60,6 +60,8 @@ def output_draws(
         raise TypeError(
             f"`model` must be a bd.Likelihood (bd.Classifier, bd.Regressor, ...), got {type(model).__name__}"
         )
+    if not isinstance(guide, DropoutGuide) or guide.model is not model:
+        raise ValueError("`guide` must be the DropoutGuide built for `model` (bd.DropoutGuide(model))")
     x = x.to(device_of(model, guide))
     was_training = model.training
     model.eval()

@@ -1,0 +1,110 @@
+"""Hostile and unlucky inputs: each gets a clear error naming the argument or the file, before any work it would
+spoil, or is handled correctly.  One test per finding (decompression bombs, another model's guide, non-finite
+pruning thresholds, impossible probabilities)."""
+
+from __future__ import annotations
+
+import gzip
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+
+import bayesdrop as bd
+from bayesdrop.diagnostics import expected_calibration_error
+
+
+def _idx_header(magic: int, dims: tuple[int, ...]) -> bytes:
+    return np.array([magic, *dims], dtype=">i4").tobytes()
+
+
+def _bomb(path, header: bytes, inflated_mib: int = 3072) -> None:
+    """A gzip file of about 3 MB that inflates to ``inflated_mib`` MiB of zeros after ``header``: gzip members of
+    64 MiB of zeros, compressed once and concatenated (a valid multi-member stream)."""
+    member = gzip.compress(bytes(64 << 20), compresslevel=9)
+    with open(path, "wb") as f:
+        f.write(gzip.compress(header))
+        for _ in range(inflated_mib // 64):
+            f.write(member)
+
+
+def _mnist_dir(root, images: bytes, *, n: int = 4, side: int = 28) -> None:
+    """The four MNIST files, the training images replaced by ``images`` (gzip)."""
+    rng = np.random.default_rng(0)
+    for prefix in ("train", "t10k"):
+        labels = _idx_header(2049, (n,)) + rng.integers(0, 10, n, dtype=np.uint8).tobytes()
+        (root / f"{prefix}-labels-idx1-ubyte").write_bytes(labels)
+    pixels = _idx_header(2051, (n, side, side)) + rng.integers(0, 256, (n, side, side), dtype=np.uint8).tobytes()
+    (root / "t10k-images-idx3-ubyte").write_bytes(pixels)
+    (root / "train-images-idx3-ubyte.gz").write_bytes(images)
+
+
+def test_a_gzip_bomb_is_refused_quickly_and_in_little_memory(tmp_path):
+    """3 MB inflating to 3 GiB behind an MNIST-sized header (60000 x 28 x 28): the reader stops one byte after the
+    47 MB the header declares, in under a second and 100 MB."""
+    bomb = tmp_path / "bomb.gz"
+    _bomb(bomb, _idx_header(2051, (60000, 28, 28)))
+    assert bomb.stat().st_size < 4 << 20
+    _mnist_dir(tmp_path, bomb.read_bytes())
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.gz: .* need 47040000 data bytes, found more"):
+        bd.data.load_mnist(tmp_path)
+    seconds = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert seconds < 1.0 and peak < 100 << 20, (seconds, peak)
+
+
+def test_a_header_declaring_gigabytes_is_refused_before_reading(tmp_path):
+    """A consistent header asking for 7.6 GB (a 1.5 MB file would inflate to it) is refused from the header."""
+    images = gzip.compress(_idx_header(2051, (9_700_000, 28, 28)) + bytes(1 << 20))
+    _mnist_dir(tmp_path, images)
+    with pytest.raises(ValueError, match="MAX_IDX_BYTES"):
+        bd.data.load_mnist(tmp_path)
+
+
+def _regressor(seed=0):
+    torch.manual_seed(seed)
+    model = bd.Regressor(bd.models.mlp(2, [8], 1), num_data=20)
+    return model, bd.DropoutGuide(model)
+
+
+def test_predicting_with_another_models_guide_is_refused():
+    x, y = torch.randn(20, 2), torch.randn(20)
+    model, guide = _regressor()
+    bd.fit(model, guide, (x, y), epochs=1, progress=False)
+    _, other = _regressor(1)
+    for call in (lambda: bd.predict(model, other, x), lambda: bd.evaluate(model, other, (x, y))):
+        with pytest.raises(ValueError, match="`guide` must be the DropoutGuide built for `model`"):
+            call()
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_pruning_thresholds_are_refused(threshold):
+    model, guide = _regressor()
+    guide(torch.randn(4, 2))
+    for call in (
+        lambda: bd.compress.prune(model, guide, threshold=threshold),
+        lambda: bd.compress.report(model, guide, threshold=threshold),
+        lambda: guide.mean_network(pruned=True, threshold=threshold),
+    ):
+        with pytest.raises(ValueError, match="`threshold` must be a finite number"):
+            call()
+    with pytest.raises(TypeError, match="`threshold`"):
+        bd.compress.report(model, guide, threshold=[3.0])
+
+
+def test_calibration_refuses_what_is_not_a_probability():
+    y = torch.tensor([0, 1, 2, 0])
+    with pytest.raises(ValueError, match="`probs` must hold class probabilities"):
+        expected_calibration_error(torch.full((4, 3), 5.0), y)
+    with pytest.raises(ValueError, match="`probs` must hold class probabilities"):
+        expected_calibration_error(torch.full((4, 3), 0.2), y)  # rows sum to 0.6
+    with pytest.raises(ValueError, match=r"`y` must be integer labels in \[0, 2\]"):
+        expected_calibration_error(torch.full((4, 3), 1 / 3), torch.tensor([0, 1, 3, 0]))
+    probs = torch.tensor([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4], [0.6, 0.2, 0.2]])
+    # 15 bins; conf 0.9 correct, 0.7 correct, 0.4 correct, 0.6 correct: ECE = mean of 1 - conf
+    assert expected_calibration_error(probs, y) == pytest.approx((0.1 + 0.3 + 0.6 + 0.4) / 4)
