@@ -241,7 +241,11 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--hyper", nargs="*", default=[], metavar="KEY=VALUE", help="method hyper-parameters, e.g. p=0.3")
     t.add_argument("--input-method", default=None, help="a different method for the input layer")
     t.add_argument("--input-hyper", nargs="*", default=[], metavar="KEY=VALUE")
-    t.add_argument("--dataset", default="digits", help="digits, mnist1d, toy-regression or mnist (with --mnist-dir)")
+    t.add_argument(
+        "--dataset",
+        default="digits",
+        help="digits, mnist1d, toy-regression, co2 and sunspots (forecasts), or mnist (with --mnist-dir)",
+    )
     t.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
     t.add_argument("--arch", default="mlp:300,100", help="mlp:W1,W2,..., lenet300-100 or lenet5")
     t.add_argument("--epochs", type=int, default=50)

@@ -139,3 +139,19 @@ def test_a_regression_with_new_inputs_keeps_their_noise_in_predictions_constant_
     assert group["noise_scale"].dims == ("pred_id",) and group["x"].dims == ("pred_id", "feature")
     np.testing.assert_allclose(group["x"].values, x[:5].numpy())
     assert list(group["pred_id"].values) == list(range(5))
+
+
+def test_the_command_line_trains_and_reports_a_forecaster(tmp_path):
+    """``bayesdrop train --dataset co2 --arch rnn:H`` builds a 12-step forecaster (``Regressor(horizon=12)``), and
+    ``bayesdrop report`` plots the forecast by step in place of the LOO-PIT (LOO is per window, the PIT per value)."""
+    from bayesdrop import cli
+
+    out = tmp_path / "run"
+    argv = ["train", "--method", "variational-rnn", "--dataset", "co2", "--arch", "rnn:4", "--epochs", "1"]
+    assert cli.main([*argv, "--out", str(out), "--quiet"]) == 0
+    _, model, _, _ = bd.experiments.runs.load_run(out)
+    assert model.horizon == 12 and model.noise_scale.shape == (12,)
+    assert cli.main(["report", str(out)]) == 0
+    assert (out / "forecast_steps.png").stat().st_size > 0 and not (out / "loo_pit.png").exists()
+    with pytest.raises(ValueError, match="forecast"):
+        bd.diagnostics.plot_forecast_steps(bd.diagnostics.load_netcdf(out / "inference_data.nc").sel(time=1))

@@ -20,7 +20,15 @@ Example
 
 from .inference_data import load_netcdf, save_netcdf, to_inference_data
 from .metrics import calibration, expected_calibration_error, loo_summary, pit, reliability, uncertainty
-from .plots import plot_dropout_rates, plot_entropy, plot_loo_pit, plot_ppc, plot_predictive_band, plot_reliability
+from .plots import (
+    plot_dropout_rates,
+    plot_entropy,
+    plot_forecast_steps,
+    plot_loo_pit,
+    plot_ppc,
+    plot_predictive_band,
+    plot_reliability,
+)
 from .report import write_report
 
 __all__ = [
@@ -36,6 +44,7 @@ __all__ = [
     "plot_reliability",
     "plot_ppc",
     "plot_loo_pit",
+    "plot_forecast_steps",
     "plot_dropout_rates",
     "plot_entropy",
     "plot_predictive_band",

@@ -38,6 +38,7 @@ __all__ = [
     "plot_dropout_rates",
     "plot_entropy",
     "plot_predictive_band",
+    "plot_forecast_steps",
 ]
 
 
@@ -118,6 +119,30 @@ def plot_loo_pit(idata: Any, *, ecdf: bool = False, path: str | os.PathLike | No
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
         _arviz.plot_loo_pit(idata, ax=axes[0, 0], y="y", ecdf=ecdf)
     axes[0, 0].set_title("LOO-PIT")
+    return _finish(fig, path)
+
+
+def plot_forecast_steps(idata: Any, *, path: str | os.PathLike | None = None) -> Any:
+    """A forecast's predictive by step (``Regressor(horizon=H)``: ``y`` with a ``time`` dimension): the mean
+    predictive standard deviation, its epistemic and aleatoric parts, and the RMSE of the predictive mean, each
+    averaged over the test points, against the step ahead."""
+    if _task(idata, "posterior_predictive") != "regression" or "time" not in idata.posterior_predictive["y"].dims:
+        raise ValueError("`idata` must hold a forecast: a regression predictive whose `y` has a `time` dimension")
+    u = uncertainty(idata)
+    mu, _ = _regression_draws(idata, "posterior_predictive")
+    y = _observed(idata, mu.shape[1:]).astype(np.float64)
+    steps = np.asarray(idata.posterior_predictive["time"].values)
+    fig, axes = _figure(1, 1, (5.5, 4.0))
+    ax = axes[0, 0]
+    ax.plot(steps, u["std"].mean(0), "o-", label="predictive std")
+    ax.plot(steps, u["epistemic_std"].mean(0), "s--", label="epistemic std (spread of the draws)")
+    ax.plot(steps, u["aleatoric_std"].mean(0), ":", color="0.4", label="aleatoric std (noise per step)")
+    ax.plot(steps, np.sqrt(((mu.mean(0) - y) ** 2).mean(0)), "^-", color="k", label="RMSE of the mean")
+    ax.set_xlabel("steps ahead")
+    ax.set_ylabel("target units")
+    ax.set_ylim(0, None)
+    ax.set_title("Forecast by step")
+    ax.legend(fontsize=8)
     return _finish(fig, path)
 
 

@@ -20,7 +20,15 @@ from typing import Any
 import numpy as np
 
 from .metrics import _draws, _task, calibration, loo_summary, uncertainty
-from .plots import plot_dropout_rates, plot_entropy, plot_loo_pit, plot_ppc, plot_predictive_band, plot_reliability
+from .plots import (
+    plot_dropout_rates,
+    plot_entropy,
+    plot_forecast_steps,
+    plot_loo_pit,
+    plot_ppc,
+    plot_predictive_band,
+    plot_reliability,
+)
 
 __all__ = ["write_report"]
 
@@ -87,6 +95,8 @@ def write_report(
             "Entropy and mutual information, correct vs wrong",
             lambda path: plot_entropy(idata, path=path),
         )
+    elif "time" in idata.posterior_predictive["y"].dims:  # a forecast: LOO is per window, the PIT per value
+        save("forecast_steps.png", "Forecast by step", lambda path: plot_forecast_steps(idata, path=path))
     else:
         save("loo_pit.png", "LOO-PIT", lambda path: plot_loo_pit(idata, path=path))
         if "constant_data" in idata.groups() and "x" in idata.constant_data and idata.constant_data["x"].shape[1] == 1:

@@ -92,7 +92,8 @@ def build(
     input_method = None
     if config.get("input_method"):
         input_method = methods.get(config["input_method"], **config.get("input_hyper", {}))
-    out = cast(int, ds.num_classes) if ds.task == "classification" else 1
+    # classes, the values of a forecast (co2, sunspots), or one regression target
+    out = cast(int, ds.num_classes) if ds.task == "classification" else ds.series.horizon if ds.series else 1
     # a method goes where a network takes it: every layer, the inputs (no other noise), the pooling layers, the
     # recurrent layers
     role = method.capabilities.role
@@ -125,7 +126,7 @@ def _wrap(ds: bd_data.Dataset, net: torch.nn.Module) -> tuple[bd_data.Dataset, L
     if ds.task == "classification":
         model: Likelihood = Classifier(net, num_data=len(ds.train))
     else:
-        model = Regressor(net, num_data=len(ds.train))
+        model = Regressor(net, num_data=len(ds.train), horizon=ds.series.horizon if ds.series else None)
     return ds, model, DropoutGuide(model)
 
 
