@@ -48,7 +48,24 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(**values: int) -> None:
+    """Raise ``ValueError`` naming the first flag whose value is below 1 (before any training)."""
+    for flag, v in values.items():
+        if v < 1:
+            raise ValueError(f"`--{flag.replace('_', '-')}` must be an int >= 1, got {v!r}")
+
+
+def _output_dir(path: str) -> Path:
+    """``path`` as an output directory, refused if it is an existing file (before any training)."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"`--out` {path!r} is a file; give a directory")
+    return out
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    _positive(num_samples=args.num_samples, epochs=args.epochs, batch_size=args.batch_size)
+    _output_dir(args.out)
     config = {
         "method": args.method,
         "hyper": parse_hyper(args.hyper),
@@ -119,6 +136,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    _positive(num_samples=args.num_samples, epochs=args.epochs, batch_size=args.batch_size)
+    _output_dir(args.out)
 
     kw = dict(
         epochs=args.epochs,

@@ -108,3 +108,26 @@ def test_calibration_refuses_what_is_not_a_probability():
     probs = torch.tensor([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4], [0.6, 0.2, 0.2]])
     # 15 bins; conf 0.9 correct, 0.7 correct, 0.4 correct, 0.6 correct: ECE = mean of 1 - conf
     assert expected_calibration_error(probs, y) == pytest.approx((0.1 + 0.3 + 0.6 + 0.4) / 4)
+
+
+def test_bad_run_arguments_fail_before_any_training(tmp_path, monkeypatch):
+    """``train --num-samples 0``, ``compare --out <a file>`` and ``fit(checkpoint=<a missing directory>)`` used to
+    fail after all the training had run; now they fail first (``bd.fit`` is never called)."""
+    from bayesdrop import cli
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(cli, "fit", no_training, raising=False)
+    monkeypatch.setattr(bd.experiments.compare, "compare", no_training)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    assert cli.main(["train", "--num-samples", "0", "--out", str(tmp_path / "r")]) == 2
+    assert cli.main(["train", "--epochs", "0", "--out", str(tmp_path / "r")]) == 2
+    assert cli.main(["train", "--out", str(a_file)]) == 2
+    assert cli.main(["compare", "--methods", "bernoulli", "--out", str(a_file)]) == 2
+    x, y = torch.randn(8, 2), torch.randn(8)
+    model, guide = _regressor()
+    for bad in (tmp_path / "missing" / "ckpt.pt", tmp_path):
+        with pytest.raises(ValueError, match="`checkpoint` must be a file path in an existing directory"):
+            bd.fit(model, guide, (x, y), epochs=1, checkpoint=bad, progress=False)

@@ -31,6 +31,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import pyro
@@ -277,6 +278,12 @@ def fit(
     if callback is not None:
         schedule.append(EpochFunction(callback))
     if checkpoint is not None:
+        target = Path(checkpoint)
+        if target.is_dir() or not target.parent.is_dir():
+            raise ValueError(
+                f"`checkpoint` must be a file path in an existing directory, got {os.fspath(checkpoint)!r}"
+                + (" (a directory)" if target.is_dir() else f" ({os.fspath(target.parent)!r} does not exist)")
+            )
         schedule.append(Checkpoint(checkpoint))
     dev = resolve_device(device)
     if seed is not None:
