@@ -196,6 +196,41 @@ def _check_08(r):
         assert abs(r["rmse_det"] - r["rmse"]) < 0.1 * r["rmse"]
 
 
+def _check_09(r):
+    assert r["elbo"]["rel_error"] < 1e-5  # the traced ELBO is the dropout objective with weight decay
+    assert r["tau"]["mask_sites"] == ["net.2.noise", "net.4.noise"]  # the single input is not dropped
+    assert abs(r["tau"]["tau_back"] / r["tau"]["tau"] - 1) < 1e-9  # model_precision inverts the weight decay
+    v = r["regression"]["variants"]
+    assert set(v) == {"relu", "tanh", "relu, fixed tau"}
+    assert not v["relu, fixed tau"]["learn_noise"] and abs(v["relu, fixed tau"]["tau"] / r["tau"]["tau"] - 1) < 1e-5
+    assert all(x["identity_max_error"] < 1e-5 for x in v.values())  # std^2 = 1/tau + the variance of the draws
+    assert v["relu"]["ratio"] > 1.5 and v["relu"]["ratio"] > v["tanh"]["ratio"]
+    for c in r["calibration"].values():
+        for where in ("heldout", "after"):
+            assert 0 <= c[where]["50"] <= c[where]["90"] <= 1
+    rot = r["rotation"]
+    assert len(rot["table"]) == 12 and all(row["mutual_information"] >= -1e-6 for row in rot["table"])
+    assert r["arviz"]["max_diff_mi"] < 1e-5 and r["arviz"]["max_diff_entropy"] < 1e-5  # = bd.diagnostics.uncertainty
+    if not r["quick"]:  # the full-size claims of the text (tutorials/output/09_results.json)
+        assert v["relu"]["ratio"] > 3 and v["relu, fixed tau"]["ratio"] > 3  # the ReLU bands fan out
+        assert v["tanh"]["ratio"] < 1.2 and v["tanh"]["std_last_quarter"] < v["relu"]["std_last_quarter"] / 2
+        cal = r["calibration"]
+        for name in ("relu", "relu, fixed tau"):  # a little under-covered within the data
+            assert 0.35 < cal[name]["heldout"]["50"] < 0.5 and 0.75 < cal[name]["heldout"]["90"] < 0.9
+        assert cal["tanh"]["heldout"]["50"] >= 0.5 and cal["tanh"]["heldout"]["90"] >= 0.9
+        assert all(0.8 < c["rmse_heldout_ppm"] / r["seasonal_std_ppm"] < 1.2 for c in cal.values())  # no season
+        assert cal["relu"]["after"]["90"] > 0.9 and cal["tanh"]["after"]["90"] < 0.3
+        table = rot["table"]
+        assert table[0]["prediction"] == 1 and table[0]["probability"] > 0.99 and rot["mi_0"] < 0.01
+        assert rot["mi_middle_min"] > rot["mi_0"]  # higher at each middle angle than upright ...
+        assert rot["mi_outer_mean"] > rot["mi_middle_mean"]  # ... but not peaked there
+        peaks = sorted(table, key=lambda row: -row["mutual_information"])[:2]
+        assert sorted(row["angle"] for row in peaks) == [30.0, 90.0]
+        preds = [row["prediction"] for row in table]
+        assert [c for i, c in enumerate(preds) if i == 0 or c != preds[i - 1]] == [1, 6, 4, 7, 1]
+        assert r["arviz"]["mi_middle_mean"] > r["arviz"]["mi_0"]
+
+
 CHECKS = {
     "01": _check_01,
     "02": _check_02,
@@ -205,6 +240,7 @@ CHECKS = {
     "06": _check_06,
     "07": _check_07,
     "08": _check_08,
+    "09": _check_09,
 }
 
 

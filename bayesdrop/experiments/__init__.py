@@ -12,7 +12,11 @@ rates; :mod:`~bayesdrop.experiments.sparse_vs_bernoulli`, the accuracy of ``spar
 dropout at high sparsity; :mod:`~bayesdrop.experiments.sal_width`, architecture selection with SAL (Srinivas & Babu
 2016, Table 1); :mod:`~bayesdrop.experiments.input_gates`, the Dropout++ input-gate map (their Figure 2g);
 :mod:`~bayesdrop.experiments.boosting`, dropout boosting against dropout (Warde-Farley et al. 2014);
-:mod:`~bayesdrop.experiments.concrete`, Concrete dropout's learned rates against a grid (Gal et al. 2017).
+:mod:`~bayesdrop.experiments.concrete`, Concrete dropout's learned rates against a grid (Gal et al. 2017);
+:mod:`~bayesdrop.experiments.cnn_dropout` and :mod:`~bayesdrop.experiments.rnn_dropout`, the dropouts of
+convolutional and recurrent networks side by side; :mod:`~bayesdrop.experiments.mc_dropout_gp`, MC dropout's
+extrapolation and rotated-digit results (Gal & Ghahramani 2016).  These three are imported by name
+(``from bayesdrop.experiments import rnn_dropout``).
 :mod:`~bayesdrop.experiments.report_io` describes the machine and writes a record.
 
 Example
