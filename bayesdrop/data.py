@@ -262,7 +262,8 @@ def as_tensors(data: object, *, name: str = "data") -> tuple[torch.Tensor, torch
     data : Split, tuple or list of (x, y), torch.Tensor or numpy.ndarray
         Inputs ``x`` with at least two dimensions (``N`` first) and optional
         targets ``y`` with ``N`` rows.  Numpy arrays are converted: floating
-        to float32, integer to int64.  Tensors keep their dtype.
+        to float32, integer to int64.  Tensors keep their dtype, except integer
+        targets, which become int64 (labels).
     name : str, optional
         Argument name used in error messages.
 
@@ -316,6 +317,8 @@ def as_tensors(data: object, *, name: str = "data") -> tuple[torch.Tensor, torch
             )
         if y.is_floating_point() and not torch.isfinite(y).all():
             raise ValueError(f"`{name}` contains NaN or inf in y")
+        if not y.is_floating_point() and y.dtype not in (torch.int64, torch.bool):
+            y = y.long()  # integer labels of any width: the int64 that torch's losses index with
     return x, y
 
 

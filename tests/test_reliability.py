@@ -131,3 +131,51 @@ def test_bad_run_arguments_fail_before_any_training(tmp_path, monkeypatch):
     for bad in (tmp_path / "missing" / "ckpt.pt", tmp_path):
         with pytest.raises(ValueError, match="`checkpoint` must be a file path in an existing directory"):
             bd.fit(model, guide, (x, y), epochs=1, checkpoint=bad, progress=False)
+
+
+def _classifier():
+    torch.manual_seed(0)
+    model = bd.Classifier(bd.models.mlp(4, [8], 3), num_data=40)
+    return model, bd.DropoutGuide(model)
+
+
+def _xy():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(40, 4, generator=g), torch.randint(0, 3, (40,), generator=g)
+
+
+def test_data_of_the_wrong_dtype_or_form_is_refused_or_converted_at_the_boundary():
+    """float64 inputs for a float32 model: a TypeError with the cast to make; int32 labels: converted; a loader's
+    out-of-range labels: the likelihood's ValueError naming `data.y` before any step; dict batches with keys x and y:
+    accepted; other batch forms: a TypeError naming the accepted ones; an empty loader: a ValueError."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x, y = _xy()
+    model, guide = _classifier()
+    with pytest.raises(TypeError, match=r"x is float64 but the model's parameters are float32: pass x.to\(torch"):
+        bd.fit(model, guide, (x.double(), y), epochs=1, progress=False)
+    bd.fit(model, guide, (x, y.int()), epochs=1, progress=False)  # int32 labels
+    assert bd.evaluate(model, guide, (x, y.to(torch.int16)))["acc"] == bd.evaluate(model, guide, (x, y))["acc"]
+    with pytest.raises(ValueError, match=r"`data.y`.*labels"):
+        bd.fit(model, guide, DataLoader(TensorDataset(x, y + 5), batch_size=8), epochs=1, progress=False)
+    dicts = [{"x": x[i], "y": y[i]} for i in range(40)]
+    bd.fit(model, guide, DataLoader(dicts, batch_size=8), epochs=1, progress=False)
+    triples = TensorDataset(x, y, y)
+    with pytest.raises(TypeError, match="must yield \\(x, y\\) pairs or dicts with keys 'x' and 'y'"):
+        bd.fit(model, guide, DataLoader(triples, batch_size=8), epochs=1, progress=False)
+    with pytest.raises(ValueError, match="no examples"):
+        bd.fit(model, guide, DataLoader(TensorDataset(x[:0], y[:0]), batch_size=8), epochs=1, progress=False)
+
+
+def test_a_stream_without_length_trains_on_the_stated_num_data():
+    from torch.utils.data import DataLoader, IterableDataset
+
+    x, y = _xy()
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            yield from zip(x, y)
+
+    model, guide = _classifier()
+    result = bd.fit(model, guide, DataLoader(Stream(), batch_size=8), epochs=2, progress=False)
+    assert len(result.history["elbo"]) == 2 and all(np.isfinite(result.history["elbo"]))

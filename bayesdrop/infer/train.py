@@ -114,11 +114,55 @@ def _loader_or_tensors(data: Any, name: str) -> Any:
     return as_tensors(data, name=name)
 
 
+LABEL_CHECK_EVERY = 100  # DataLoader batches: the targets of the first batch and of every 100th are checked
+
+
+def _pair(batch: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A DataLoader batch as ``(x, y)``: a pair (tuple or list) or a dict with keys ``"x"`` and ``"y"``; integer
+    targets as int64."""
+    if isinstance(batch, dict) and "x" in batch and "y" in batch:
+        x, y = batch["x"], batch["y"]
+    elif isinstance(batch, (tuple, list)) and len(batch) == 2:
+        x, y = batch
+    else:
+        got = f"a dict with keys {sorted(map(str, batch))}" if isinstance(batch, dict) else type(batch).__name__
+        raise TypeError(
+            f"`{name}`: a DataLoader must yield (x, y) pairs or dicts with keys 'x' and 'y', got {got}"
+            + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+        )
+    if not torch.is_tensor(x) or not torch.is_tensor(y):
+        raise TypeError(f"`{name}`: a batch's x and y must be tensors, got {type(x).__name__}, {type(y).__name__}")
+    if not y.is_floating_point() and y.dtype != torch.int64:
+        y = y.long()
+    return x, y
+
+
+def _check_batch(model: Likelihood, x: torch.Tensor, y: torch.Tensor, name: str) -> None:
+    """The targets ``y`` of a batch scored by ``model`` (dtype, shape, label range), and floating inputs ``x`` in the
+    dtype of the model's parameters, else a ``TypeError`` / ``ValueError`` naming ``name``."""
+    model.check_targets(y, name=f"{name}.y")
+    param = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if param is not None and x.is_floating_point() and x.dtype != param.dtype:
+        cast_to = str(param.dtype).removeprefix("torch.")
+        raise TypeError(
+            f"`{name}`: x is {str(x.dtype).removeprefix('torch.')} but the model's parameters are {cast_to}: pass "
+            f"x.to(torch.{cast_to}) (or convert the model and guide, e.g. model.double(), guide.double())"
+        )
+
+
 def _batches(
-    data: Any, batch_size: int, device: torch.device, gen: torch.Generator
+    data: Any,
+    batch_size: int,
+    device: torch.device,
+    gen: torch.Generator,
+    model: Likelihood | None = None,
+    name: str = "data",
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     if isinstance(data, torch.utils.data.DataLoader):
-        for xb, yb in data:
+        for i, batch in enumerate(data):
+            xb, yb = _pair(batch, name)
+            if model is not None and i % LABEL_CHECK_EVERY == 0:
+                _check_batch(model, xb, yb, name)
             yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
         return
     x, y = data
@@ -192,7 +236,11 @@ def fit(
         A likelihood and its :class:`DropoutGuide`; moved to ``device`` in place.
     data
         Training data: a split with ``.x``/``.y``, an ``(x, y)`` tuple, or a
-        ``torch.utils.data.DataLoader`` yielding ``(x, y)``.
+        ``torch.utils.data.DataLoader`` yielding ``(x, y)`` pairs or dicts with keys ``"x"`` and ``"y"``.  Integer
+        targets become int64; floating inputs must have the dtype of the model's parameters (``TypeError``
+        otherwise).  A loader's targets are checked in its first batch and every 100th
+        (:data:`LABEL_CHECK_EVERY`).  A loader over an ``IterableDataset`` without ``__len__`` is taken to have
+        ``model.num_data`` examples (the size you state when building the likelihood).
     epochs, batch_size, lr
         Passes over the data, minibatch size, Adam learning rate (default 1e-2, decayed linearly: see
         ``lr_decay``).  Parameters whose method declares a multiplier
@@ -273,6 +321,7 @@ def fit(
     if test is not None:
         test_t = as_tensors(test, name="test")
         _check_targets(model, test_t[1], "test")
+        _check_batch(model, test_t[0], cast(torch.Tensor, test_t[1]), "test")
         schedule.append(Evaluation(test_t, num_samples=test_samples))
     schedule += [CollapseDetection(), History(), ProgressBar(progress), *callbacks]
     if callback is not None:
@@ -292,10 +341,15 @@ def fit(
     train = _loader_or_tensors(data, "data")
     if not isinstance(train, torch.utils.data.DataLoader):
         _check_targets(model, train[1], "data")
+        _check_batch(model, train[0], cast(torch.Tensor, train[1]), "data")
         train = (train[0].to(dev), train[1].to(dev))
         num = len(train[0])
+    elif isinstance(train.dataset, torch.utils.data.IterableDataset) and not hasattr(train.dataset, "__len__"):
+        num = model.num_data  # a stream's size is the model's num_data, which the user states
     else:
         num = len(cast(Sized, train.dataset))
+    if num == 0:
+        raise ValueError("`data` has no examples (an empty DataLoader or split)")
     if num != model.num_data:
         raise ValueError(f"`data` has {num} points but the model was built with num_data={model.num_data}")
     model.to(dev)
@@ -315,7 +369,10 @@ def fit(
         fit_guide = MomentMatching(training=True)(fit_guide)  # fast dropout: its masks integrated out
 
     # Initialise the guide (records layer order and shapes) before collecting parameters.
-    x0, y0 = next(_batches(train, batch_size, dev, torch.Generator().manual_seed(0)))
+    first = next(_batches(train, batch_size, dev, torch.Generator().manual_seed(0), model), None)
+    if first is None:
+        raise ValueError("`data`: the DataLoader yields no batch")
+    x0, y0 = first
     guide(x0, y0)
     groups = param_groups(model, guide, lr)
     params = [p for group in groups for p in group["params"]]
@@ -347,7 +404,7 @@ def fit(
         with contextlib.ExitStack() as stack:
             for h in handlers:
                 stack.enter_context(h)
-            for xb, yb in _batches(train, batch_size, dev, gen):
+            for xb, yb in _batches(train, batch_size, dev, gen, model):
                 optim.zero_grad(set_to_none=True)
                 try:
                     # pyro.infer.ELBO declares no differentiable_loss; its Trace*_ELBO subclasses define it
