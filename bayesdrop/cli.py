@@ -315,9 +315,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, OSError) as err:  # bad arguments or files (missing, existing, not permitted)
         print(f"bayesdrop: error: {err}", file=sys.stderr)
         return 2
+    except FloatingPointError as err:  # training diverged (bd.fit's NaN check)
+        print(f"bayesdrop: training failed: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bayesdrop: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

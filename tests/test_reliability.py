@@ -5,6 +5,7 @@ pruning thresholds, impossible probabilities)."""
 from __future__ import annotations
 
 import gzip
+import re
 import time
 import tracemalloc
 
@@ -179,3 +180,66 @@ def test_a_stream_without_length_trains_on_the_stated_num_data():
     model, guide = _classifier()
     result = bd.fit(model, guide, DataLoader(Stream(), batch_size=8), epochs=2, progress=False)
     assert len(result.history["elbo"]) == 2 and all(np.isfinite(result.history["elbo"]))
+
+
+def _run_dir(tmp_path, **change):
+    """A run directory from a one-epoch `bayesdrop train`, its config.json then edited by ``change``."""
+    import json
+
+    from bayesdrop import cli
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "--epochs", "1", "--arch", "mlp:8", "--out", str(out), "--quiet"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    config.update(change)
+    (out / "config.json").write_text(json.dumps(config))
+    return out
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"arch": "mlp:100000,100000"}, "widths at most"),
+        ({"arch": ["mlp"]}, "'arch' must be str"),
+        ({"epochs": True}, "'epochs' must be int"),
+        ({"hyper": {"p": {"nested": 1}}}, r"hyper\['p'\]"),
+        ({"method": None}, "'method' must be str"),
+    ],
+)
+def test_a_hostile_run_configuration_is_refused_with_its_file_and_key(tmp_path, capsys, change, match):
+    from bayesdrop import cli
+
+    out = _run_dir(tmp_path, **change)
+    assert cli.main(["report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "config.json" in err or "--arch" in err
+    assert re.search(match, err), err
+
+
+def test_a_deeply_nested_configuration_is_refused_not_a_recursion_error(tmp_path, capsys):
+    from bayesdrop import cli
+
+    out = _run_dir(tmp_path)
+    (out / "config.json").write_text("[" * 100000 + "]" * 100000)
+    assert cli.main(["report", str(out)]) == 2
+    assert "not a bayesdrop run configuration (RecursionError" in capsys.readouterr().err
+
+
+def test_the_command_line_answers_interrupts_and_file_errors_in_one_line(tmp_path, capsys, monkeypatch):
+    from bayesdrop import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    def exists(args):
+        raise FileExistsError(17, "File exists", "runs/x")
+
+    for fn, code, text in ((interrupted, 130, "interrupted"), (exists, 2, "File exists")):
+        parser = cli.make_parser()
+        args = parser.parse_args(["methods"])
+        args.func = fn
+        monkeypatch.setattr(parser, "parse_args", lambda argv=None, a=args: a)
+        monkeypatch.setattr(cli, "make_parser", lambda p=parser: p)
+        assert cli.main(["methods"]) == code
+        err = capsys.readouterr().err
+        assert text in err and "Traceback" not in err

@@ -30,9 +30,16 @@ from ..models import lenet5, mlp, rnn
 __all__ = ["build", "inputs", "load_run", "load_dataset", "parse_arch", "parse_hyper"]
 
 
+MAX_WIDTH = 65536  # the widest layer a run configuration may ask for
+MAX_HIDDEN_WEIGHTS = 1 << 28  # and at most this many weights between its hidden layers (1 GiB of float32)
+
+
 def parse_arch(spec: str) -> tuple[str, list[int]]:
     """Parse ``mlp:300,100`` / ``lenet300-100`` / ``lenet5`` / ``rnn`` / ``rnn:128`` into (kind, widths); ``rnn``
-    is an LSTM of 64 units (``rnn:H``: ``H``) read at its last step over the data's sequences."""
+    is an LSTM of 64 units (``rnn:H``: ``H``) read at its last step over the data's sequences.  Widths are bounded
+    (:data:`MAX_WIDTH`, :data:`MAX_HIDDEN_WEIGHTS`), so that a configuration cannot ask for gigabytes."""
+    if not isinstance(spec, str):
+        raise TypeError(f"`--arch` must be a string such as 'mlp:300,100', got {type(spec).__name__}")
     kind, _, rest = spec.partition(":")
     if kind == "mlp":
         try:
@@ -41,6 +48,11 @@ def parse_arch(spec: str) -> tuple[str, list[int]]:
             widths = []
         if not widths or min(widths) < 1:
             raise ValueError(f"`--arch` {spec!r}: expected mlp:W1,W2,... with positive widths")
+        if max(widths) > MAX_WIDTH or sum(a * b for a, b in zip(widths, widths[1:])) > MAX_HIDDEN_WEIGHTS:
+            raise ValueError(
+                f"`--arch` {spec!r}: widths at most {MAX_WIDTH} and at most {MAX_HIDDEN_WEIGHTS} weights between "
+                "hidden layers"
+            )
         return "mlp", widths
     if kind == "lenet300-100" and not rest:
         return "mlp", [300, 100]
@@ -49,7 +61,7 @@ def parse_arch(spec: str) -> tuple[str, list[int]]:
     if kind == "rnn":
         if not rest:
             return "rnn", [64]
-        if rest.isdigit() and int(rest) > 0:
+        if rest.isdigit() and 0 < int(rest) <= MAX_WIDTH:
             return "rnn", [int(rest)]
     raise ValueError(f"`--arch` {spec!r}: accepted are mlp:W1,W2,..., lenet300-100, lenet5, rnn, rnn:H")
 
@@ -140,13 +152,59 @@ def inputs(ds: bd_data.Dataset, config: dict[str, Any], split: bd_data.Split) ->
     return split
 
 
+# key -> (accepted types, required): what `bayesdrop train` writes into config.json
+_CONFIG_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "method": ((str,), True),
+    "hyper": ((dict,), False),
+    "input_method": ((str, type(None)), False),
+    "input_hyper": ((dict,), False),
+    "dataset": ((str,), True),
+    "mnist_dir": ((str, type(None)), False),
+    "arch": ((str,), True),
+    "epochs": ((int,), True),
+    "batch_size": ((int,), False),
+    "lr": ((int, float), False),
+    "kl_warmup": ((int, str, type(None)), False),
+    "lr_decay": ((str, type(None)), False),
+    "seed": ((int,), False),
+    "data_seed": ((int,), False),
+}
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """Read and check a run's ``config.json``: a JSON object whose keys have the types ``bayesdrop train``
+    writes (hyper-parameters: numbers, strings, booleans or null), else a ``ValueError`` naming the file and key."""
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"{path}: not a bayesdrop run configuration ({type(exc).__name__}: {exc})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    for key, (types, required) in _CONFIG_KEYS.items():
+        if key not in config:
+            if required:
+                raise ValueError(f"{path}: missing key {key!r}")
+            continue
+        value = config[key]
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise ValueError(f"{path}: {key!r} must be {names}, got {type(value).__name__}")
+    for key in ("hyper", "input_hyper"):
+        for name, v in config.get(key, {}).items():
+            if not isinstance(v, (int, float, str, bool, type(None))):
+                raise ValueError(f"{path}: {key}[{name!r}] must be a number, string, boolean or null")
+    if not 1 <= config["epochs"] <= 10**6:
+        raise ValueError(f"{path}: 'epochs' must be in [1, 1000000], got {config['epochs']}")
+    return config
+
+
 def load_run(run_dir: str | os.PathLike) -> tuple[bd_data.Dataset, Likelihood, DropoutGuide, dict[str, Any]]:
     """Rebuild data, model and guide of a run directory written by ``bayesdrop train``."""
     run = Path(run_dir)
     cfg_path = run / "config.json"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"`run_dir` {os.fspath(run_dir)!r} has no config.json (not a bayesdrop run)")
-    config = json.loads(cfg_path.read_text())
+    config = read_config(cfg_path)
     ds, model, guide = build(config)
     x0 = inputs(ds, config, ds.train).x[:2]
     guide(x0)  # record layer order and shapes before loading state
