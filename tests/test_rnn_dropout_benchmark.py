@@ -89,3 +89,11 @@ def test_speed_section_states_the_target_it_was_held_to():
     r = E.speed(rounds=1, epochs=1, hidden=4)
     s = r["seconds"]
     assert r["bd_vs_hand"] == pytest.approx(s["bd"] / s["hand"]) and min(s.values()) > 0
+
+
+def test_the_persistence_reference_is_the_last_value_carried_forward():
+    s = bd.data.load("sunspots").series
+    errors = [s.values[t + h] - s.values[t - 1] for t in s.starts["test"] for h in range(s.horizon)]
+    assert E.persistence_rmse("sunspots") == pytest.approx(float(np.sqrt(np.mean(np.square(errors)))), rel=1e-6)
+    with pytest.raises(ValueError, match="forecasting"):
+        E.persistence_rmse("digits")

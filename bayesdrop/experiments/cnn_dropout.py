@@ -45,7 +45,6 @@ Example
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import math
 import os
@@ -62,7 +61,16 @@ from pyro.nn import PyroModule
 
 import bayesdrop as bd
 
-from .report_io import chosen_epochs, dataset_arguments, device_name, merge_sections, script_parser, write_results
+from .report_io import (
+    chosen_epochs,
+    dataset_arguments,
+    device_name,
+    merge_sections,
+    quoted_command,
+    run_jobs,
+    script_parser,
+    write_results,
+)
 from .runs import load_dataset
 
 __all__ = [
@@ -288,13 +296,6 @@ def one_run(
     }  # fmt: skip
 
 
-def _job(job: tuple[str, int, dict[str, Any]]) -> dict[str, Any]:
-    """One run in a worker process with one thread (``--jobs`` of them share the machine)."""
-    torch.set_num_threads(1)
-    config, seed, kwargs = job
-    return one_run(config, seed, **kwargs)
-
-
 def _progress(done: int, total: int, row: dict[str, Any]) -> None:
     det = "; ".join(f"{k} {v['error']:.2f} %" for k, v in row["deterministic"].items())
     warned = f"; {len(row['warnings'])} collapse warning(s)" if row["warnings"] else ""
@@ -345,21 +346,8 @@ def run(
     kwargs: dict[str, Any] = {"epochs": epochs, "dataset": dataset, "mnist_dir": mnist_dir, "hidden": hidden,
                               "channels": tuple(channels), "eval_samples": eval_samples, "n_train": n_train,
                               "n_test": n_test}  # fmt: skip
-    jobs_list = [(c, s, kwargs) for c in configs for s in range(seeds)]
-    rows: list[dict[str, Any] | None] = [None] * len(jobs_list)
-    if jobs == 1:
-        for i, (c, s, kw) in enumerate(jobs_list):
-            rows[i] = one_run(c, s, **kw)
-            if progress:
-                _progress(i + 1, len(rows), cast(dict[str, Any], rows[i]))
-    else:
-        with cf.ProcessPoolExecutor(jobs) as ex:
-            futures = {ex.submit(_job, job): i for i, job in enumerate(jobs_list)}
-            for done, fut in enumerate(cf.as_completed(futures), 1):
-                rows[futures[fut]] = row = fut.result()
-                if progress:
-                    _progress(done, len(rows), row)
-    return cast(list[dict[str, Any]], rows)
+    jobs_args = [(c, s) for c in configs for s in range(seeds)]
+    return run_jobs(one_run, jobs_args, kwargs, jobs=jobs, progress=_progress if progress else None)
 
 
 def _label(config: str, rule: str) -> str:
@@ -539,11 +527,7 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
         args.configs, args.seeds, epochs, dataset=args.dataset, mnist_dir=args.mnist_dir, jobs=args.jobs,
         channels=tuple(args.channels), hidden=args.hidden, eval_samples=args.eval_samples,
     )  # fmt: skip
-    threads = os.environ.get("OMP_NUM_THREADS")
-    quoted = [a for i, a in enumerate(argv) if not (a.startswith("--out") or i and argv[i - 1] == "--out")]
-    command = " ".join(
-        [*([f"OMP_NUM_THREADS={threads}"] if threads else []), "python benchmarks/cnn_dropout.py", *quoted]
-    )
+    command = quoted_command("benchmarks/cnn_dropout.py", argv)
     section = markdown(rows, command, jobs=args.jobs)
     out = Path(args.out)
     write_results(merge(out.read_text() if out.is_file() else None, section), out)

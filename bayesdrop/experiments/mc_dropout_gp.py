@@ -70,7 +70,7 @@ from pyro.nn import PyroModule
 
 import bayesdrop as bd
 
-from .report_io import device_name, script_parser, write_results
+from .report_io import device_name, quoted_command, script_parser, write_results
 
 __all__ = [
     "ACTIVATIONS",
@@ -830,11 +830,7 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
     out = Path(args.out)
     plot_regression(reg, out.with_name(f"{out.stem}_regression.png"))
     plot_rotation(rot, out.with_name(f"{out.stem}_rotation.png"))
-    threads = os.environ.get("OMP_NUM_THREADS")
-    quoted = [a for i, a in enumerate(argv) if not (a.startswith("--out") or i and argv[i - 1] == "--out")]
-    command = " ".join(
-        [*([f"OMP_NUM_THREADS={threads}"] if threads else []), "python benchmarks/mc_dropout_gp.py", *quoted]
-    )
+    command = quoted_command("benchmarks/mc_dropout_gp.py", argv)
     record = {**json_ready(reg, rot), "command": command, "seconds": seconds}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")

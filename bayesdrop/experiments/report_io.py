@@ -16,14 +16,26 @@ Example
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
+import os
 import platform
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
-__all__ = ["device_name", "write_results", "script_parser", "dataset_arguments", "chosen_epochs", "merge_sections"]
+__all__ = [
+    "device_name",
+    "write_results",
+    "script_parser",
+    "dataset_arguments",
+    "chosen_epochs",
+    "merge_sections",
+    "quoted_command",
+    "run_jobs",
+]
 
 
 def device_name(device: torch.device) -> str:
@@ -106,3 +118,53 @@ def merge_sections(record: str | None, section: str, *, title: str, order: Seque
     keys = sorted(sections, key=lambda k: order.index(k) if k in order else len(order))
     head = "\n".join([title, "", "One section per data set, each written by its own run of the command it quotes."])
     return "\n\n".join([head, *(sections[k].strip("\n") for k in keys)]) + "\n"
+
+
+def quoted_command(script: str, argv: Sequence[str]) -> str:
+    """The command line a record quotes: ``OMP_NUM_THREADS`` when set, ``python <script>`` and ``argv`` without
+    ``--out`` and its value (the record is where it was written)."""
+    threads = os.environ.get("OMP_NUM_THREADS")
+    quoted = [a for i, a in enumerate(argv) if not (a.startswith("--out") or i and argv[i - 1] == "--out")]
+    return " ".join([*([f"OMP_NUM_THREADS={threads}"] if threads else []), f"python {script}", *quoted])
+
+
+def _one_thread(job: tuple[Callable[..., dict[str, Any]], tuple[Any, ...], dict[str, Any]]) -> dict[str, Any]:
+    """Run one job in a worker process with one torch thread (the workers share the machine)."""
+    import torch
+
+    torch.set_num_threads(1)
+    fn, args, kwargs = job
+    return fn(*args, **kwargs)
+
+
+def run_jobs(
+    fn: Callable[..., dict[str, Any]],
+    jobs_args: Sequence[tuple[Any, ...]],
+    kwargs: dict[str, Any],
+    *,
+    jobs: int = 1,
+    progress: Callable[[int, int, dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """``fn(*args, **kwargs)`` for every ``args`` of ``jobs_args``, ``jobs`` at a time in worker processes of one
+    thread each (``jobs=1``: in this process, in order); ``fn`` must be a module-level function (the workers import
+    it).  ``progress(done, total, row)`` is called as each run finishes.
+
+    Returns
+    -------
+    list of dict
+        The rows, in the order of ``jobs_args``.
+    """
+    rows: list[dict[str, Any] | None] = [None] * len(jobs_args)
+    if jobs == 1:
+        for i, args in enumerate(jobs_args):
+            rows[i] = row = fn(*args, **kwargs)
+            if progress is not None:
+                progress(i + 1, len(rows), row)
+    else:
+        with cf.ProcessPoolExecutor(jobs) as ex:
+            futures = {ex.submit(_one_thread, (fn, args, kwargs)): i for i, args in enumerate(jobs_args)}
+            for done, fut in enumerate(cf.as_completed(futures), 1):
+                rows[futures[fut]] = row = fut.result()
+                if progress is not None:
+                    progress(done, len(rows), row)
+    return [row for row in rows if row is not None]

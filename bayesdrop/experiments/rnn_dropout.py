@@ -43,7 +43,6 @@ Example
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import math
 import os
 import statistics
@@ -60,7 +59,7 @@ from pyro.nn import PyroModule
 
 import bayesdrop as bd
 
-from .report_io import device_name, merge_sections, script_parser, write_results
+from .report_io import device_name, merge_sections, quoted_command, run_jobs, script_parser, write_results
 
 __all__ = [
     "CONFIGS",
@@ -70,6 +69,7 @@ __all__ = [
     "TASKS",
     "TITLE",
     "forecast_scores",
+    "persistence_rmse",
     "main",
     "markdown",
     "network",
@@ -239,12 +239,6 @@ def one_run(
     }  # fmt: skip
 
 
-def _job(job: tuple[str, int, dict[str, Any]]) -> dict[str, Any]:
-    torch.set_num_threads(1)
-    config, seed, kwargs = job
-    return one_run(config, seed, **kwargs)
-
-
 def _progress(done: int, total: int, row: dict[str, Any]) -> None:
     score = ", ".join(f"{k} {v:.3g}" for k, v in row["mc"].items())
     print(
@@ -284,21 +278,23 @@ def run(
             raise ValueError(f"`{name}` must be a positive int, got {v!r}")
     kwargs: dict[str, Any] = {"task": task, "epochs": epochs, "hidden": hidden, "eval_samples": eval_samples,
                               "n_train": n_train, "n_test": n_test}  # fmt: skip
-    jobs_list = [(c, s, kwargs) for c in configs for s in range(seeds)]
-    rows: list[dict[str, Any] | None] = [None] * len(jobs_list)
-    if jobs == 1:
-        for i, (c, s, kw) in enumerate(jobs_list):
-            rows[i] = one_run(c, s, **kw)
-            if progress:
-                _progress(i + 1, len(rows), cast(dict[str, Any], rows[i]))
-    else:
-        with cf.ProcessPoolExecutor(jobs) as ex:
-            futures = {ex.submit(_job, job): i for i, job in enumerate(jobs_list)}
-            for done, fut in enumerate(cf.as_completed(futures), 1):
-                rows[futures[fut]] = row = fut.result()
-                if progress:
-                    _progress(done, len(rows), row)
-    return cast(list[dict[str, Any]], rows)
+    jobs_args = [(c, s) for c in configs for s in range(seeds)]
+    return run_jobs(one_run, jobs_args, kwargs, jobs=jobs, progress=_progress if progress else None)
+
+
+def persistence_rmse(task: str) -> float:
+    """The test RMSE, in the series' units, of the persistence forecast of a forecasting task (every future value
+    the last one seen: the targets' zero), the reference a forecaster must beat."""
+    ds = bd.data.load(task)
+    if ds.series is None:
+        raise ValueError(f"`task` {task!r} is not a forecasting task ({FORECASTING})")
+    return ds.series.scale * ds.test.y.double().pow(2).mean().sqrt().item()
+
+
+def _persistence_sentence(task: str) -> str:
+    return (
+        f"  The persistence forecast (every future value the last one seen) has test RMSE {persistence_rmse(task):.3f}."
+    )
 
 
 def _cell(values: list[float], digits: int) -> str:
@@ -335,7 +331,7 @@ def markdown(rows: Sequence[dict[str, Any]], command: str, *, jobs: int = 1) -> 
         f"`bd.DropoutGuide` and `bd.fit`'s defaults for {first['epochs']} epochs, training seeds "
         f"{', '.join(map(str, seeds))}; mean ± standard deviation over the seeds.  MC: {first['eval_samples']} "
         'draws of `bd.predict`; deterministic: the test-time network (`rule="weight-scaling"`).  Protocol and '
-        "configurations in `bayesdrop/experiments/rnn_dropout.py`.",
+        "configurations in `bayesdrop/experiments/rnn_dropout.py`." + (_persistence_sentence(task) if forecast else ""),
         "",
         header,
         "|" + "---|" * (header.count("|") - 1),
@@ -489,11 +485,7 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
     for name in ("epochs", "seeds", "jobs", "eval_samples", "hidden"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be positive")
-    threads = os.environ.get("OMP_NUM_THREADS")
-    quoted = [a for i, a in enumerate(argv) if not (a.startswith("--out") or i and argv[i - 1] == "--out")]
-    command = " ".join(
-        [*([f"OMP_NUM_THREADS={threads}"] if threads else []), "python benchmarks/rnn_dropout.py", *quoted]
-    )
+    command = quoted_command("benchmarks/rnn_dropout.py", argv)
     if args.task == "speed":
         section = speed_markdown(speed(hidden=args.hidden or HIDDEN["digits"]), command)
     else:
