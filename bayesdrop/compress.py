@@ -48,6 +48,7 @@ __all__ = [
     "CompressionReport",
     "report",
     "log_alpha",
+    "check_pt2",
     "prune",
     "save",
     "load",
@@ -832,16 +833,82 @@ def _prune_sequential(
 
 
 def save(module: torch.nn.Module, path: str | os.PathLike, example: torch.Tensor) -> None:
-    """Save a pruned module with ``torch.export`` (a ``.pt2`` program, no pickled code).
+    """Save a pruned module with ``torch.export`` (a ``.pt2`` program: the graph as JSON, the weights as raw
+    tensors, nothing pickled).
 
-    ``example`` is one input batch; the batch dimension is exported as dynamic.
+    ``example`` gives the shape and dtype of one input; the program is traced on zeros of that shape (two rows,
+    the batch dimension exported as dynamic), so the file holds no data.
     """
-    program = torch.export.export(module, (example[:2],), dynamic_shapes=[{0: torch.export.Dim("batch")}])
+    if not torch.is_tensor(example) or example.dim() < 1 or len(example) == 0:
+        raise ValueError("`example` must be a tensor of inputs (N, ...) with N >= 1, to give the input shape")
+    zeros = torch.zeros((2, *example.shape[1:]), dtype=example.dtype, device=example.device)
+    program = torch.export.export(module, (zeros,), dynamic_shapes=[{0: torch.export.Dim("batch")}])
     torch.export.save(program, path)
 
 
+_PT2_PAYLOAD_PREFIXES = {"weights": "weight_", "constants": "tensor_constant"}
+
+
+def check_pt2(path: str | os.PathLike) -> None:
+    """Refuse a ``.pt2`` archive that :func:`load` should not open: anything but the JSON graph, raw tensors and
+    sample inputs that load with ``torch.load(weights_only=True)``.
+
+    ``torch.export.load`` unpickles (``weights_only=False``) the weights and constants an archive marks
+    ``use_pickle``, its custom and opaque objects, and sample inputs that ``weights_only=True`` cannot read: a
+    crafted file runs code on load.  This reads the archive as a zip, without unpickling anything, first.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a zip archive of a ``.pt2`` program, or holds a pickled payload, naming the entry.
+    """
+    import io
+    import json
+    import zipfile
+
+    name = os.fspath(path)
+    try:
+        archive = zipfile.ZipFile(name)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ValueError(f"{name}: not a .pt2 archive ({exc})") from None
+    with archive:
+        entries = [e for e in archive.namelist() if not e.endswith("/")]
+        roots = {e.split("/", 1)[0] for e in entries}
+        if len(roots) != 1 or f"{next(iter(roots))}/archive_format" not in entries:
+            raise ValueError(f"{name}: not a .pt2 archive (no single root folder with an archive_format)")
+        root = next(iter(roots))
+        if archive.read(f"{root}/archive_format").strip() != b"pt2":
+            raise ValueError(f"{name}: archive_format is not 'pt2'")
+        for entry in entries:
+            rel = entry[len(root) + 1 :]
+            kind = rel.split("/")[1] if rel.startswith("data/") and rel.count("/") >= 2 else None
+            if rel in ("archive_format", "archive_version", "byteorder", ".data/version", ".data/serialization_id"):
+                continue
+            if rel.startswith("models/") and rel.endswith(".json"):
+                continue
+            if kind in _PT2_PAYLOAD_PREFIXES:
+                leaf = rel.rsplit("/", 1)[1]
+                if leaf.endswith("_config.json"):
+                    config = json.loads(archive.read(entry)).get("config", {})
+                    for fqn, meta in config.items():
+                        path_name = str(meta.get("path_name", ""))
+                        if meta.get("use_pickle") or not path_name.startswith(_PT2_PAYLOAD_PREFIXES[kind]):
+                            raise ValueError(f"{name}: {kind} entry {fqn!r} ({path_name}) is pickled; refused")
+                    continue
+                if leaf.startswith(_PT2_PAYLOAD_PREFIXES[kind]):
+                    continue
+            if kind == "sample_inputs" and rel.endswith(".pt"):
+                try:
+                    torch.load(io.BytesIO(archive.read(entry)), weights_only=True)
+                except Exception as exc:  # anything weights_only cannot read would be unpickled by torch.export
+                    raise ValueError(f"{name}: sample inputs {rel} are not plain tensors ({exc}); refused") from None
+                continue
+            raise ValueError(f"{name}: unexpected entry {rel!r} in a .pt2 archive; refused")
+
+
 def load(path: str | os.PathLike) -> torch.nn.Module:
-    """Load a module written by :func:`save`."""
+    """Load a module written by :func:`save`, after :func:`check_pt2` has found nothing pickled in the file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"`path` {os.fspath(path)!r} does not exist")
+    check_pt2(path)
     return torch.export.load(path).module()

@@ -243,3 +243,80 @@ def test_the_command_line_answers_interrupts_and_file_errors_in_one_line(tmp_pat
         assert cli.main(["methods"]) == code
         err = capsys.readouterr().err
         assert text in err and "Traceback" not in err
+
+
+class _Payload:
+    """Unpickling this calls ``open(marker, "w")``: a file appears if anything unpickles it."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _rewrite(src, dst, change):
+    """Copy the zip ``src`` to ``dst`` with ``change(name, data) -> data`` applied to every entry."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info, change(info.filename, zin.read(info.filename)))
+
+
+def _saved(tmp_path):
+    module = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    test_rows = torch.randn(360, 4)
+    path = tmp_path / "pruned.pt2"
+    bd.compress.save(module, path, test_rows)
+    return module, test_rows, path
+
+
+def test_a_saved_model_holds_no_test_rows_and_loads(tmp_path):
+    import zipfile
+
+    module, test_rows, path = _saved(tmp_path)
+    with zipfile.ZipFile(path) as z:
+        blob = b"".join(z.read(n) for n in z.namelist())
+        (inputs,) = [n for n in z.namelist() if "sample_inputs" in n]
+        sample = torch.load(__import__("io").BytesIO(z.read(inputs)), weights_only=True)
+    assert test_rows[0].numpy().tobytes() not in blob  # not one row of the data it was given
+    assert torch.equal(sample[0][0], torch.zeros(2, 4))
+    loaded = bd.compress.load(path)
+    torch.testing.assert_close(loaded(test_rows), module(test_rows))
+
+
+@pytest.mark.parametrize("where", ["weight", "sample_inputs"])
+def test_a_pt2_with_a_pickle_payload_is_refused_and_the_payload_never_runs(tmp_path, where):
+    """A weight marked ``use_pickle`` whose bytes are a pickle, or sample inputs that are a bare pickle (which
+    torch.export would load with weights_only=False): refused by check_pt2, the marker file never created."""
+    import io
+    import json
+    import pickle
+
+    _, _, path = _saved(tmp_path)
+    marker = tmp_path / "payload_ran"
+    evil = tmp_path / "evil.pt2"
+
+    def change(name, data):
+        if where == "weight" and name.endswith("model_weights_config.json"):
+            config = json.loads(data)
+            first = next(iter(config["config"]))
+            config["config"][first]["use_pickle"] = True
+            return json.dumps(config).encode()
+        if where == "weight" and name.endswith("weights/weight_0"):
+            buf = io.BytesIO()
+            torch.save(_Payload(marker), buf)
+            return buf.getvalue()
+        if where == "sample_inputs" and "sample_inputs" in name:
+            return pickle.dumps(_Payload(marker))
+        return data
+
+    _rewrite(path, evil, change)
+    with pytest.raises(ValueError, match="refused"):
+        bd.compress.load(evil)
+    assert not marker.exists()
+    not_a_zip = tmp_path / "a_file"
+    not_a_zip.write_text("x")
+    with pytest.raises(ValueError, match="not a .pt2 archive"):
+        bd.compress.check_pt2(not_a_zip)
