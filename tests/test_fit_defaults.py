@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
+import pyro
 import pytest
 import torch
 from helpers import tiny_classifier
@@ -146,8 +148,20 @@ def test_nan_stops_training_naming_the_step():
     def arm(epoch, history):
         poison.armed = True
 
-    with pytest.raises(FloatingPointError, match=r"at step 0 of epoch 1 \(step 3 of the run\).*Lower `lr`"):
-        bd.fit(model, guide, (x, y), epochs=3, batch_size=40, progress=False, callback=arm)
+    saved = {}
+
+    def arm_and_save(epoch, history):
+        arm(epoch, history)
+        saved.update({n: p.detach().clone() for n, p in [*model.named_parameters(), *guide.named_parameters()]})
+
+    with pytest.raises(FloatingPointError) as info:
+        bd.fit(model, guide, (x, y), epochs=3, batch_size=40, progress=False, callback=arm_and_save)
+    message = str(info.value)
+    assert re.search(r"at step 0 \(batch 0\) of epoch 1 \(step 3 of the run\)", message), message
+    assert "not finite: model.net.0.bias" in message and "lower `lr`" in message  # the parameters named
+    assert "restored to the start of epoch 1" in message
+    for n, p in [*model.named_parameters(), *guide.named_parameters()]:  # rolled back to the end of epoch 0
+        assert torch.equal(p.detach(), saved[n]), n
 
 
 def test_fit_result_json_has_the_warnings():
@@ -178,3 +192,27 @@ def test_cli_and_compare_take_fits_defaults(tmp_path):
     config, history = (json.loads((out / f).read_text()) for f in ("config.json", "history.json"))
     assert (config["lr"], config["lr_decay"], config["kl_warmup"]) == (1e-2, "linear", 2)  # vbd: all the epochs
     assert history["beta"] == [0.5, 1.0] and history["lr"] == pytest.approx([1e-2, 5e-3])
+
+
+def test_without_validation_a_divergence_is_caught_within_the_check_interval():
+    """Pyro's validation off (as for speed): the losses and parameters are checked every NAN_CHECK_EVERY steps, so a
+    NaN at step 30 of a 120-step epoch stops training at step 49, naming step 30, not at the end of the epoch."""
+    from bayesdrop.infer.train import NAN_CHECK_EVERY
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(120, 6, generator=g), torch.randint(0, 3, (120,), generator=g)
+    poison = _Poison()
+    calls = []
+
+    def count(module, args):
+        calls.append(1)
+        poison.armed = len(calls) > 30  # the 31st forward pass is step 30
+
+    net = PyroModule[torch.nn.Sequential](bd.nn.Linear(6, 8, "bernoulli"), poison, bd.nn.Linear(8, 3, "bernoulli"))
+    model = bd.Classifier(net, num_data=120)
+    guide = bd.DropoutGuide(model)
+    guide(x[:1])
+    poison.register_forward_pre_hook(count)
+    with pyro.validation_enabled(False), pytest.raises(FloatingPointError, match=r"at step 30 \(batch 30\) of epoch 0"):
+        bd.fit(model, guide, (x, y), epochs=1, batch_size=1, progress=False)
+    assert NAN_CHECK_EVERY == 25 and len(calls) == 2 * NAN_CHECK_EVERY  # stopped after step 49, not 119

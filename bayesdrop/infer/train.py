@@ -25,6 +25,7 @@ Example
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -383,8 +384,10 @@ def fit(
     for cb in schedule:
         cb.on_fit_start(state)
     steps = 0  # steps before this epoch
+    names = _parameter_names(model, guide)
     for epoch in range(epochs):
         state.epoch, state.metrics = epoch, {}
+        good = _Snapshot(params, optim)  # the state a divergence in this epoch rolls back to
         for cb in schedule:
             cb.on_epoch_start(state)
         model.train(), guide.train()
@@ -413,12 +416,18 @@ def fit(
                     if not _non_finite_parameter(err):
                         raise
                     bad = torch.stack([*losses, losses[-1].new_tensor(math.nan) if losses else torch.tensor(math.nan)])
-                    raise FloatingPointError(_nan_message(bad, epoch, steps, lr, warmup)) from err
+                    message = _nan_message(bad, epoch, steps, lr, warmup, names, params)
+                    good.restore()
+                    raise FloatingPointError(message) from err
                 loss_b.backward()
                 optim.step()
                 with torch.no_grad():
                     out = captured["out"]
                     losses.append(loss_b.detach())
+                    if len(losses) % NAN_CHECK_EVERY == 0 and not _finite_so_far(losses, params):
+                        message = _nan_message(torch.stack(losses), epoch, steps, lr, warmup, names, params)
+                        good.restore()
+                        raise FloatingPointError(message)
                     sizes.append(len(yb))
                     if isinstance(out, Moments):  # fast dropout: the expected log-likelihood, metrics at the mean
                         log_liks.append(model.log_likelihood(out.sigma_points(out.dim() - 1), yb).mean(0).sum())
@@ -440,7 +449,9 @@ def fit(
             if counts:
                 state.label_counts = torch.stack(counts).sum(0).cpu()
         if not math.isfinite(loss_e) or not _all_finite(params):
-            raise FloatingPointError(_nan_message(step_losses, epoch, steps, lr, warmup))
+            message = _nan_message(step_losses, epoch, steps, lr, warmup, names, params)
+            good.restore()
+            raise FloatingPointError(message)
         steps += len(losses)
         state.metrics.update(elbo=loss_e / num, nll=nll, kl=loss_e - num * nll, beta=state.beta)
         state.metrics.update(lr=lr * state.lr_scale, **train_means, seconds=time.perf_counter() - t0)
@@ -465,15 +476,71 @@ def _all_finite(params: list[torch.nn.Parameter]) -> bool:
         return bool(torch.stack([p.isfinite().all() for p in params]).all())
 
 
-def _nan_message(step_losses: torch.Tensor, epoch: int, steps: int, lr: float, kl_warmup: int) -> str:
-    """Where the run diverged: the first step with a non-finite loss, else the epoch whose steps broke a parameter."""
+NAN_CHECK_EVERY = 25  # steps between two checks of the losses and parameters (one device sync each)
+
+
+class _Snapshot:
+    """Copies of the parameters and the optimiser's state, restored in place when a run diverges."""
+
+    def __init__(self, params: list[torch.nn.Parameter], optim: torch.optim.Optimizer):
+        self.params = params
+        with torch.no_grad():
+            self.values = [p.detach().clone() for p in params]
+        self.optim, self.optim_state = optim, copy.deepcopy(optim.state_dict())
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for p, v in zip(self.params, self.values, strict=True):
+                p.copy_(v)
+        self.optim.load_state_dict(self.optim_state)
+
+
+def _parameter_names(model: torch.nn.Module, guide: torch.nn.Module) -> dict[int, str]:
+    """``id(parameter) -> name``: the model's (``model.…``) and the guide's (``guide.…``) parameters."""
+    names = {id(p): f"guide.{n}" for n, p in guide.named_parameters()}
+    names.update({id(p): f"model.{n}" for n, p in model.named_parameters()})
+    return names
+
+
+def _finite_so_far(losses: list[torch.Tensor], params: list[torch.nn.Parameter]) -> bool:
+    """Whether the losses of the last :data:`NAN_CHECK_EVERY` steps and every parameter are finite (one sync)."""
+    with torch.no_grad():
+        checks = [torch.stack(losses[-NAN_CHECK_EVERY:]).isfinite().all(), *(p.isfinite().all() for p in params)]
+        return bool(torch.stack(checks).all())
+
+
+def _nan_message(
+    step_losses: torch.Tensor,
+    epoch: int,
+    steps: int,
+    lr: float,
+    kl_warmup: int,
+    names: dict[int, str] | None = None,
+    params: Sequence[torch.nn.Parameter] = (),
+) -> str:
+    """Where the run diverged (the first step with a non-finite loss, else the steps that broke a parameter), which
+    parameters are not finite, and what to try."""
     bad = (~step_losses.isfinite()).nonzero()
     if len(bad):
         i = int(bad[0])
-        what = f"the loss became {step_losses[i].item()} at step {i} of epoch {epoch} (step {steps + i} of the run)"
+        what = (
+            f"the loss became {step_losses[i].item()} at step {i} (batch {i}) of epoch {epoch} (step {steps + i} "
+            "of the run)"
+        )
     else:
         what = f"a parameter became NaN or infinite in epoch {epoch} (steps {steps} to {steps + len(step_losses) - 1})"
-    return f"{what}; training stopped. Lower `lr` (now {lr:g}) or lengthen `kl_warmup` (now {kl_warmup} epochs)"
+    broken = [(names or {}).get(id(p), "a parameter") for p in params if not bool(p.detach().isfinite().all())]
+    if broken:
+        what += f"; not finite: {', '.join(broken[:5])}{' and more' if len(broken) > 5 else ''}"
+    remedy = f"lower `lr` (now {lr:g}), lengthen `kl_warmup` (now {kl_warmup} epochs)"
+    if steps == 0 and len(bad) and int(bad[0]) == 0:
+        remedy = (
+            "check the data for extreme values and the initial weights (the very first step diverged), or " + remedy
+        )
+    return (
+        f"{what}. Training stopped; the parameters and the optimiser are restored to the start of epoch {epoch}. "
+        f"Try: {remedy}"
+    )
 
 
 def _check_targets(model: Likelihood, y: torch.Tensor | None, name: str) -> None:
