@@ -171,7 +171,9 @@ class _Recurrent(BayesianLayer):
         like = x.new_zeros(()).expand(batch, steps, self.hidden_size)  # the shape of a state over the steps
         x = self.noise(f"noise_{key}", x)
         w_ih, w_hh = self.weight(f"weight_ih_{key}"), self.weight(f"weight_hh_{key}")
-        gates_x = _mm(x, w_ih) + self._bias("ih", key)  # (B, T, G H): the inputs' part of every step at once
+        # (B, T, G H): the inputs' part of every step at once; the LSTM's recurrent bias folded in (the GRU's stays
+        # inside its reset gate)
+        gates_x = _mm(x, w_ih) + self._bias("ih", key) + (self._bias("hh", key) if self.cell else 0.0)
         m_h = self.multiplier(f"noise_hh_{key}", like)  # (B, T or 1, H) or None: drawn before the loop
         m_c = self.multiplier(f"cell_{key}", like) if self.cell else None
         m_u = self.multiplier(f"update_{key}", like)
@@ -180,7 +182,7 @@ class _Recurrent(BayesianLayer):
         order = range(steps - 1, -1, -1) if reverse else range(steps)
         for t in order:
             h_in = h if m_h is None else h * _at(m_h, t)
-            g_h = _mm(h_in, w_hh) + b_hh
+            g_h = _mm(h_in, w_hh) if self.cell else _mm(h_in, w_hh) + b_hh
             h, c = self._cell(gates_x[:, t], g_h, h, c, _at(m_u, t), _at(m_c, t))
             outs[t] = h
         return torch.stack(outs, 1), h, c
@@ -256,14 +258,15 @@ class LSTM(_Recurrent):
     gates, cell, _plain = 4, True, torch.nn.LSTM
 
     def _cell(self, g_x, g_h, h, c, m_u, m_c):
-        i, f, g, o = (g_x + g_h).chunk(4, -1)
-        update = torch.sigmoid(i) * torch.tanh(g)
+        gates = g_x + g_h
+        i, f, _, o = torch.sigmoid(gates).chunk(4, -1)  # one sigmoid for the three gates (g's quarter unused)
+        update = i * torch.tanh(gates[..., 2 * self.hidden_size : 3 * self.hidden_size])
         if m_u is not None:
             update = update * m_u
-        c = torch.sigmoid(f) * c + update
+        c = f * c + update
         if m_c is not None:
             c = c * m_c
-        return torch.sigmoid(o) * torch.tanh(c), c
+        return o * torch.tanh(c), c
 
 
 class GRU(_Recurrent):
