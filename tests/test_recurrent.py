@@ -280,3 +280,19 @@ def test_variational_rnn_leaves_a_one_feature_input_alone_unless_told():
     for bad in (-0.1, 1.0):
         with pytest.raises(ValueError, match="p_input"):
             bd.methods.get("variational-rnn", p_input=bad)
+
+
+def test_fit_trains_recurrent_layers_at_their_own_learning_rate():
+    """A layer kind's lr_scale (recurrent layers: 0.3) multiplies bd.fit's learning rate for its parameters and its
+    guide's, times the method's own multipliers (sbp's mu and log_sigma: 3); other layers keep theirs."""
+    net = bd.models.rnn(3, 4, 2, method="sbp")
+    model = bd.Classifier(net, num_data=10)
+    guide = bd.DropoutGuide(model)
+    guide(torch.randn(2, 5, 3))
+    lr_of = {id(p): g["lr"] for g in bd.infer.param_groups(model, guide, 0.01) for p in g["params"]}
+    lstm_guide, head_guide = guide.layer_guide(net.rnn), guide.layer_guide(net.head)
+    assert lr_of[id(net.rnn.bias_ih_l0)] == pytest.approx(0.003)
+    assert lr_of[id(lstm_guide.weight_ih_l0)] == pytest.approx(0.003)
+    assert lr_of[id(lstm_guide.noise_l0_mu)] == pytest.approx(0.009)  # 0.3 x sbp's 3
+    assert lr_of[id(head_guide.weight)] == pytest.approx(0.01) and lr_of[id(head_guide.mu)] == pytest.approx(0.03)
+    assert lr_of[id(net.head.bias)] == pytest.approx(0.01)
