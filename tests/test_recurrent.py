@@ -282,10 +282,12 @@ def test_variational_rnn_leaves_a_one_feature_input_alone_unless_told():
             bd.methods.get("variational-rnn", p_input=bad)
 
 
-def test_fit_trains_recurrent_layers_at_their_own_learning_rate():
-    """A layer kind's lr_scale (recurrent layers: 0.3) multiplies bd.fit's learning rate for its parameters and its
-    guide's, times the method's own multipliers (sbp's mu and log_sigma: 3); other layers keep theirs."""
+def test_fit_trains_a_layer_at_its_own_learning_rate():
+    """A layer's lr_scale multiplies bd.fit's learning rate for its parameters and its guide's, times the method's
+    own multipliers (sbp's mu and log_sigma: 3); other layers keep theirs.  Every layer kind's default is 1."""
     net = bd.models.rnn(3, 4, 2, method="sbp")
+    assert net.rnn.lr_scale == net.head.lr_scale == 1.0
+    net.rnn.lr_scale = 0.3
     model = bd.Classifier(net, num_data=10)
     guide = bd.DropoutGuide(model)
     guide(torch.randn(2, 5, 3))

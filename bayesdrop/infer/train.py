@@ -76,7 +76,7 @@ def resolve_kl_warmup(model: torch.nn.Module, epochs: int, kl_warmup: int | str 
 def param_groups(model: torch.nn.Module, guide: DropoutGuide, lr: float) -> list[dict[str, Any]]:
     """Adam parameter groups of ``model`` and ``guide``: one at ``lr``, and one per learning-rate multiplier that a
     layer's method declares for its variational parameters (:attr:`~bayesdrop.methods.TrainingDefaults.lr_scale`)
-    times the layer kind's own (:attr:`~bayesdrop.nn.BayesianLayer.lr_scale`: 0.3 for recurrent layers).
+    times the layer's own (:attr:`~bayesdrop.nn.BayesianLayer.lr_scale`, 1 unless a layer kind or a user sets it).
 
     Only trainable parameters, each once.  Use it to train with another optimiser:
     ``torch.optim.SGD(bd.infer.param_groups(model, guide, 0.1), lr=0.1)``.
@@ -84,7 +84,7 @@ def param_groups(model: torch.nn.Module, guide: DropoutGuide, lr: float) -> list
     scaled: dict[int, float] = {}
     for _, layer, params in guide.pairs():
         scales = layer.method.fit_defaults.lr_scale
-        kind = float(getattr(layer, "lr_scale", 1.0))  # the layer kind's own multiplier (recurrent layers: 0.3)
+        kind = float(getattr(layer, "lr_scale", 1.0))  # the layer's own multiplier
         for p in layer.parameters(recurse=False):
             scaled[id(p)] = kind
         for name, p in params.named_parameters():

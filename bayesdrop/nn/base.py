@@ -85,8 +85,9 @@ class BayesianLayer(PyroModule):
     """
 
     batched_weights: bool = False  # whether forward takes a weight per example, (B, *weight.shape)
-    # Multiplier of bd.fit's learning rate for this layer kind's parameters (its own and its guide's), times the
-    # method's lr_scale: a layer kind that needs a smaller step has it by default (recurrent layers: 0.3).
+    # Multiplier of bd.fit's learning rate for this layer's parameters (its own and its guide's), times the method's
+    # lr_scale: set it on a layer (or a layer kind) that needs another step size.  1 for every layer kind of the
+    # library: 0.3 on the recurrent layers was measured and rejected (docs/defaults.md).
     lr_scale: float = 1.0
 
     def __init__(

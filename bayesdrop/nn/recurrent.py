@@ -66,11 +66,6 @@ def _mm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 class _Recurrent(BayesianLayer):
     """Shared part of the LSTM and the GRU: sites, the noise drawn before the loop, the layers and directions."""
 
-    # bd.fit trains recurrent layers at 0.3 of its learning rate (3e-3 by default): at 1e-2 an LSTM on MNIST-1D's
-    # 40 steps stayed at chance for 30 epochs; at 3e-3 it learns, and on the digits' 8 rows it still trains within
-    # 30 epochs, where 1e-3 does not (docs/defaults.md).
-    lr_scale = 0.3
-
     gates: int
     cell: bool
     batched_weights = True
