@@ -278,8 +278,7 @@ def model_precision(p: float, length_scale: float, weight_decay: float, num_data
     .. math:: \mathrm{Var}[y^*] \approx \tau^{-1} + \frac1T \sum_{t=1}^T \hat y_t^2 - \Big(\frac1T
         \sum_{t=1}^T \hat y_t\Big)^2,
 
-    which is what :meth:`Regressor.predictive` returns (squared) for ``Regressor(..., noise_scale=tau ** -0.5,
-    learn_noise=False)``.
+    which is what :meth:`Regressor.predictive` returns (squared) for ``Regressor(..., precision=tau)``.
 
     Parameters
     ----------
@@ -300,7 +299,7 @@ def model_precision(p: float, length_scale: float, weight_decay: float, num_data
     Examples
     --------
     >>> tau = bd.likelihoods.model_precision(0.1, length_scale=1e-2, weight_decay=1e-6, num_data=400)
-    >>> model = bd.Regressor(net, num_data=400, noise_scale=tau ** -0.5, learn_noise=False)  # doctest: +SKIP
+    >>> model = bd.Regressor(net, num_data=400, precision=tau)  # doctest: +SKIP
     """
     for name, v, lo in (("length_scale", length_scale, 0.0), ("weight_decay", weight_decay, 0.0)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= lo:
@@ -336,6 +335,10 @@ class Regressor(Likelihood):
         Learn ``noise_scale`` by maximising the ELBO.
     horizon : int or None
         Number H of values forecast per example; None for one value.
+    precision : float or None
+        A fixed model precision :math:`\tau` (:func:`model_precision` computes Gal & Ghahramani's from the dropout
+        rate, the prior length-scale and the weight decay): the noise is :math:`\tau^{-1/2}`, not learned, and
+        ``noise_scale`` / ``learn_noise`` are not used.
     """
 
     def __init__(
@@ -345,8 +348,15 @@ class Regressor(Likelihood):
         noise_scale: float = 0.1,
         learn_noise: bool = True,
         horizon: int | None = None,
+        precision: float | None = None,
     ):
         super().__init__(net, num_data)
+        if precision is not None:  # Gal & Ghahramani's fixed model precision tau (model_precision)
+            if isinstance(precision, bool) or not isinstance(precision, (int, float)) or not 0 < precision < math.inf:
+                raise ValueError(
+                    f"`precision` must be a finite number > 0 (tau, see model_precision), got {precision!r}"
+                )
+            noise_scale, learn_noise = precision**-0.5, False
         if not noise_scale > 0:
             raise ValueError(f"`noise_scale` must be > 0, got {noise_scale!r}")
         if horizon is not None and (not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1):

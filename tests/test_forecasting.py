@@ -155,3 +155,18 @@ def test_the_command_line_trains_and_reports_a_forecaster(tmp_path):
     assert (out / "forecast_steps.png").stat().st_size > 0 and not (out / "loo_pit.png").exists()
     with pytest.raises(ValueError, match="forecast"):
         bd.diagnostics.plot_forecast_steps(bd.diagnostics.load_netcdf(out / "inference_data.nc").sel(time=1))
+
+
+def test_a_fixed_precision_is_the_noise_and_the_predictive_variance_adds_it():
+    """``Regressor(precision=tau)``: sigma = tau^-1/2, not learned; the predictive variance is tau^-1 plus the
+    variance of the draws (Gal & Ghahramani 2016), on a fixed set of draws."""
+    tau = bd.likelihoods.model_precision(0.1, length_scale=0.5, weight_decay=1e-4, num_data=50)
+    assert tau == pytest.approx(0.9 * 0.25 / (2 * 50 * 1e-4))
+    model = bd.Regressor(bd.models.mlp(2, [8], 1), num_data=50, precision=tau)
+    assert not model.log_noise.requires_grad and "log_noise" not in dict(model.named_parameters())
+    out = torch.randn(7, 5, 1)
+    with torch.no_grad():
+        _, std = model.predictive(out)
+    torch.testing.assert_close(std**2, 1 / tau + out.squeeze(-1).var(0, unbiased=False))
+    with pytest.raises(ValueError, match="precision"):
+        bd.Regressor(bd.models.mlp(2, [8], 1), num_data=50, precision=0.0)

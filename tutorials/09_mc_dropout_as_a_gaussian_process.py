@@ -96,7 +96,7 @@ x, y = d["x_train"], d["y_train"]
 N, p, s = len(x), mcd.P_REGRESSION, 1.0
 tau = mcd.fixed_tau(p, N, mcd.WEIGHT_DECAY)["tau"]
 net = mcd.regression_network("relu", width=64, depth=2)
-model = bd.Regressor(net, num_data=N, noise_scale=tau**-0.5, learn_noise=False)
+model = bd.Regressor(net, num_data=N, precision=tau)
 guide = bd.DropoutGuide(model)
 guide(x, y)  # sets the guide up
 guide_trace = poutine.trace(guide).get_trace(x, y)

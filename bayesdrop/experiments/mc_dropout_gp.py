@@ -317,7 +317,7 @@ def regression(
         pyro.set_rng_seed(seed)
         net = regression_network(activation, width=width, depth=depth, p=p)
         if variant == FIXED_TAU:
-            model = bd.Regressor(net, num_data=n, noise_scale=tau_fixed["noise_scale"], learn_noise=False)
+            model = bd.Regressor(net, num_data=n, precision=tau_fixed["tau"])
         else:
             model = bd.Regressor(net, num_data=n)
         guide = bd.DropoutGuide(model)
