@@ -92,8 +92,8 @@ class LocalReparameterization(Messenger):
             msg["value"]._bayesdrop_lrt = (fn.loc, fn.variance)
         elif msg["infer"].get("lrt") and not msg["is_observed"]:
             # Any other law marked for it (structured Bayesian pruning's truncated log-normal): tagged with the law
-            # itself, and the layer draws one value per example from it (its :meth:`sample` with the examples'
-            # shape), the same reduction of variance for a unit's multiplicative noise.
+            # itself, and the method draws one value per example from it (its reparameterised ``rsample``), the same
+            # reduction of variance for a unit's multiplicative noise.
             base = msg["fn"]
             while isinstance(base, dist.Independent):
                 base = base.base_dist
