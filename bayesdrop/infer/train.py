@@ -141,10 +141,10 @@ def _pair(batch: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def _check_batch(model: Likelihood, x: torch.Tensor, y: torch.Tensor, name: str) -> None:
+def _check_batch(model: Likelihood, x: torch.Tensor, y: torch.Tensor | None, name: str) -> None:
     """The targets ``y`` of a batch scored by ``model`` (dtype, shape, label range), and floating inputs ``x`` in the
     dtype of the model's parameters, else a ``TypeError`` / ``ValueError`` naming ``name``."""
-    model.check_targets(y, name=f"{name}.y")
+    _check_targets(model, y, name)
     param = next((p for p in model.parameters() if p.is_floating_point()), None)
     if param is not None and x.is_floating_point() and x.dtype != param.dtype:
         cast_to = str(param.dtype).removeprefix("torch.")
@@ -324,8 +324,7 @@ def fit(
         schedule.append(LinearLRDecay())
     if test is not None:
         test_t = as_tensors(test, name="test")
-        _check_targets(model, test_t[1], "test")
-        _check_batch(model, test_t[0], cast(torch.Tensor, test_t[1]), "test")
+        _check_batch(model, test_t[0], test_t[1], "test")
         schedule.append(Evaluation(test_t, num_samples=test_samples))
     schedule += [CollapseDetection(), History(), ProgressBar(progress), *callbacks]
     if callback is not None:
@@ -344,8 +343,7 @@ def fit(
     gen = torch.Generator().manual_seed(0 if seed is None else seed)
     train = _loader_or_tensors(data, "data")
     if not isinstance(train, torch.utils.data.DataLoader):
-        _check_targets(model, train[1], "data")
-        _check_batch(model, train[0], cast(torch.Tensor, train[1]), "data")
+        _check_batch(model, train[0], train[1], "data")
         train = (train[0].to(dev), train[1].to(dev))
         num = len(train[0])
     elif isinstance(train.dataset, torch.utils.data.IterableDataset) and not hasattr(train.dataset, "__len__"):
