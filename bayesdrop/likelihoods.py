@@ -43,6 +43,7 @@ from pyro.nn import PyroModule
 from .distributions import LogitsCategorical, SigmaPointAverage
 from .moments import Moments
 from .nn import bayesian_layers, local_plate
+from .sites import draws
 
 __all__ = ["Likelihood", "Classifier", "Regressor", "Prediction", "model_precision"]
 
@@ -108,6 +109,9 @@ class Likelihood(PyroModule):
         plate = self.data_plate(x, y)
         with local_plate(plate):
             out = self.net(x)
+            d = draws()  # a vectorised run (Predictive(parallel=True)): the draws folded into the examples' axis
+            if d is not None and torch.is_tensor(out):  # (S, B, ...), also for a network that drew nothing
+                out = d.unfold(d.fold(out))
         with plate:
             self.observe(out, y)
         return out

@@ -13,8 +13,10 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.poutine.util import site_is_subsample
@@ -42,21 +44,69 @@ class PosteriorSampler:
         Number S of networks.
     example : torch.Tensor
         A batch of inputs (one row is enough) on which the S networks are drawn.
+    parallel : bool
+        Draw the S networks at once, in a ``pyro.plate`` left of the data plate, and run each batch of inputs
+        through all of them in one vectorised pass (activations ``S`` times a batch's: bound them with ``run``'s
+        ``batch_size``), as ``pyro.infer.Predictive(parallel=True)``; for models whose only plate is the data plate
+        (bayesdrop's likelihoods).  ``False``: one pass per network.
     """
 
-    def __init__(self, model: Any, guide: Any, num_samples: int, example: torch.Tensor):
-        self.model, self.guide, self.num_samples = model, guide, num_samples
-        plate = model.data_plate(example).name
+    def __init__(self, model: Any, guide: Any, num_samples: int, example: torch.Tensor, *, parallel: bool = False):
+        if not isinstance(parallel, bool):
+            raise TypeError(f"`parallel` must be a bool, got {type(parallel).__name__}")
+        self.model, self.guide, self.num_samples, self.parallel = model, guide, num_samples, parallel
+        self.dim = -2  # the draws' plate of a vectorised sampler, left of the data plate
+        self.data_plate = model.data_plate(example).name
         self.networks: list[poutine.Trace] = []
         with poutine.block():
-            for _ in range(num_samples):
-                trace = poutine.trace(guide).get_trace(example)
-                for name, site in list(trace.nodes.items()):
-                    local = any(f.name == plate for f in site.get("cond_indep_stack", ()))
-                    if site["type"] != "sample" or site_is_subsample(site) or local:
-                        trace.remove_node(name)
-                self.networks.append(trace)
+            if parallel:  # the S networks as one trace, their global sites (S, 1, ...) in a plate left of the data
+                if self._plate_nesting(example) != 1:
+                    raise ValueError(
+                        "`parallel=True` draws the networks in a plate left of the data plate, for models with the "
+                        "data plate alone (bayesdrop's likelihoods); use parallel=False"
+                    )
+                with self._draws():
+                    self.networks.append(self._globals(poutine.trace(guide).get_trace(example)))
+            else:
+                for _ in range(num_samples):
+                    self.networks.append(self._globals(poutine.trace(guide).get_trace(example)))
         self.obs_site: str | None = None
+
+    def _globals(self, trace: poutine.Trace) -> poutine.Trace:
+        """``trace`` without its local sites (those in the data plate): the sites of one (or S) networks."""
+        for name, site in list(trace.nodes.items()):
+            local = any(f.name == self.data_plate for f in site.get("cond_indep_stack", ()))
+            if site["type"] != "sample" or site_is_subsample(site) or local:
+                trace.remove_node(name)
+        return trace
+
+    def _plate_nesting(self, example: torch.Tensor) -> int:
+        """The number of plate dimensions of model and guide on ``example`` (as Pyro's ``Predictive`` finds it)."""
+        guide_trace = poutine.trace(self.guide).get_trace(example)
+        model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(example)
+        dims = [
+            f.dim
+            for tr in (guide_trace, model_trace)
+            for site in tr.nodes.values()
+            for f in site.get("cond_indep_stack", ())
+            if f.vectorized and f.dim is not None
+        ]
+        return -min(dims, default=0)
+
+    def _draws(self) -> pyro.plate:
+        """The plate of the S networks of a vectorised sampler."""
+        return pyro.plate("_bayesdrop_draws", self.num_samples, dim=self.dim)
+
+    @staticmethod
+    def _unbatched(value: Any, batch: int) -> torch.Tensor:
+        """A value of a vectorised run, ``(S, B, ...)`` (the draws' plate, the data plate, the event)."""
+        if isinstance(value, Moments):
+            raise TypeError(
+                "the Gaussian moments of fast dropout are one deterministic pass: sample them with parallel=False"
+            )
+        if value.dim() < 2 or value.shape[1] != batch:
+            raise ValueError(f"a vectorised run gave a value of shape {tuple(value.shape)} for a batch of {batch}")
+        return value
 
     def _obs(self, model_trace: poutine.Trace, guide_trace: poutine.Trace) -> str | None:
         names = [
@@ -85,16 +135,23 @@ class PosteriorSampler:
             for i in range(0, len(x), step):
                 xb = x[i : i + step]
                 for s, network in enumerate(self.networks):
-                    guide_trace = poutine.trace(poutine.replay(self.guide, trace=network)).get_trace(xb)
-                    model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(xb)
+                    with self._draws() if self.parallel else contextlib.nullcontext():
+                        guide_trace = poutine.trace(poutine.replay(self.guide, trace=network)).get_trace(xb)
+                        model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(xb)
                     if self.obs_site is None:
                         self.obs_site = self._obs(model_trace, guide_trace)
                     out = model_trace.nodes["_RETURN"]["value"]
+                    y_rep = model_trace.nodes[self.obs_site]["value"]
+                    if self.parallel:  # (S, ..., B, ...) in Pyro's layout: the draws and the examples
+                        out = self._unbatched(out, len(xb))
+                        y_rep = self._unbatched(y_rep, len(xb))
                     if isinstance(out, Moments):  # fast dropout: the output's 2d sigma points, (B, 2d, ...)
                         points = True
                         out = out.sigma_points(out.dim() - 1).movedim(0, 1)
                     outs[s].append(out)
-                    obs[s].append(model_trace.nodes[self.obs_site]["value"])
+                    obs[s].append(y_rep)
+        if self.parallel:  # one "network" holding the S draws: (S, N, ...)
+            return torch.cat(outs[0], 1), torch.cat(obs[0], 1)
         draws = torch.stack([torch.cat(o) for o in outs])
         if points:  # (S, N, 2d, ...) -> (S * 2d, N, ...): each network's sigma points are draws
             draws = draws.movedim(2, 1).flatten(0, 1)

@@ -11,13 +11,26 @@ Example
 
 from __future__ import annotations
 
+import contextvars
+import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from pyro.distributions import TorchDistribution
+from pyro.poutine.runtime import get_plates
 
-__all__ = ["WeightSite", "NoiseSite", "PoolSite", "Layer", "site_shaped", "NOISE_ROLES"]
+__all__ = [
+    "WeightSite",
+    "NoiseSite",
+    "PoolSite",
+    "Layer",
+    "Draws",
+    "draws",
+    "site_shaped",
+    "per_example_shape",
+    "NOISE_ROLES",
+]
 
 NOISE_ROLES = ("input", "recurrent", "cell", "update")
 
@@ -126,7 +139,7 @@ class Layer(Protocol):
     weight_sites: dict[str, WeightSite]
     noise_sites: dict[str, NoiseSite]
     pool_sites: dict[str, PoolSite]
-    batched_weights: bool  # whether the layer takes one weight per example, shape (B, *weight.shape)
+    batched_weights: bool  # whether the layer takes one weight per example or per draw, (G, *weight.shape)
 
     def site(self, name: str) -> str:
         """The Pyro site name of the layer's ``name``."""
@@ -155,22 +168,104 @@ class Layer(Protocol):
         ...
 
 
-def site_shaped(value: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """``value`` of a global site with ``shape``, without the leading singletons ``pyro.infer.Predictive`` adds to
-    align global sites with the data plate; a leading axis of several samples is refused (draw networks one at a
-    time: ``Predictive(parallel=False)`` or :class:`~bayesdrop.posterior.PosteriorSampler`)."""
+# The data plate of the network being run (set by bayesdrop.nn.local_plate): layers sample their per-example
+# sites inside it, and read from it the batch size of a vectorised run.
+DATA_PLATE: contextvars.ContextVar[Any] = contextvars.ContextVar("bayesdrop_plate", default=None)
+
+_TAGS = ("_bayesdrop_lrt", "_bayesdrop_local", "_bayesdrop_posterior_mean")
+
+
+@dataclass(frozen=True)
+class Draws:
+    """A vectorised run of the network: ``count`` networks at once (``pyro.infer.Predictive(parallel=True)``, or a
+    ``pyro.plate`` of particles around the model) on a minibatch of ``batch`` examples.
+
+    Layout.  Every per-example tensor of the network (inputs, activations, masks) has its draws folded into its
+    leading axis, draw-major: row ``s * batch + b`` is example ``b`` under network ``s`` (so any ``torch.nn``
+    module between the Bayesian layers works unchanged).  A global site whose draws differ (a Gaussian weight) is
+    one value per draw, ``(count, *shape)``, tagged ``_bayesdrop_per_draw``; one the draws share (a point
+    estimate) is its single value.  The likelihood unfolds the network's output to ``(count, batch, ...)``.
+    """
+
+    count: int
+    batch: int
+    shape: tuple[int, ...]  # the draws' plates in Pyro's batch layout, ending with the data plate's batch
+
+    def fold(self, x: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """``x`` with the draws folded into axis ``dim``: repeated ``count`` times if it has ``batch`` rows there
+        (the network's input), unchanged if it has ``count * batch``; ``ValueError`` otherwise."""
+        n = x.shape[dim]
+        if n == self.count * self.batch:
+            return x
+        if n != self.batch:
+            raise ValueError(
+                f"an input with {n} rows on axis {dim} in a vectorised run of {self.count} networks on a minibatch "
+                f"of {self.batch}: expected {self.batch} rows (the data plate's) or {self.count * self.batch}"
+            )
+        x = x.unsqueeze(dim)
+        x = x.expand(*x.shape[:dim], self.count, *x.shape[dim + 1 :])
+        return x.reshape(*x.shape[:dim], self.count * self.batch, *x.shape[dim + 2 :])
+
+    def unfold(self, out: torch.Tensor) -> torch.Tensor:
+        """A folded ``(count * batch, ...)`` network output in Pyro's batch layout ``(count, ..., batch, ...)``."""
+        return out.reshape(*self.shape, *out.shape[1:])
+
+
+def draws() -> Draws | None:
+    """The vectorised run the network is in, or ``None`` for one network (no ``pyro.plate`` around the model).
+
+    The draws are the vectorised plates active while the network runs: a layer is run inside
+    :func:`~bayesdrop.nn.local_plate` and outside the data plate itself, so every active plate is one of the
+    draws' (``pyro.infer.Predictive(parallel=True)`` puts its samples in one, left of the data plate)."""
+    plate = DATA_PLATE.get()
+    if plate is None:
+        return None
+    outer = [(f.dim, f.size) for f in get_plates() if f.vectorized and f.name != plate.name and f.dim is not None]
+    count = math.prod(size for _, size in outer)
+    if count == 1:
+        return None
+    shape = [1] * -min(dim for dim, _ in outer)
+    for dim, size in outer:
+        shape[len(shape) + dim] = size
+    shape[-1] = plate.subsample_size  # the data plate's dim, -1 (bayesdrop's likelihoods put it there)
+    return Draws(count, plate.subsample_size, tuple(shape))
+
+
+def site_shaped(value: torch.Tensor, shape: tuple[int, ...], *, per_draw: bool = False) -> torch.Tensor:
+    """The value of a global site of ``shape``, without the leading dimensions of Pyro's plates.
+
+    Outside a vectorised run these are singletons (``pyro.infer.Predictive`` aligns global sites with the data
+    plate) and the value has ``shape``.  In a vectorised run (:func:`draws`) a value the draws share (expanded, as
+    a point estimate's) is its one value, of ``shape``; a value that differs between draws is
+    ``(count, *shape)``, tagged ``_bayesdrop_per_draw``, where the caller takes one (``per_draw``, e.g. a layer's
+    weights), and ``ValueError`` where it cannot.  Tags of the value (the local reparameterisation's moments) are
+    kept, shaped alike.
+    """
     if value.dim() == len(shape):
         return value
-    lead = value.shape[: value.dim() - len(shape)]
-    if any(n != 1 for n in lead) or tuple(value.shape[len(lead) :]) != shape:
-        raise ValueError(
-            f"a global site of shape {shape} got a value of shape {tuple(value.shape)}: layers take one network "
-            "at a time; use Predictive(parallel=False) or bd.posterior.PosteriorSampler"
-        )
-    tags = {k: getattr(value, k) for k in ("_bayesdrop_lrt", "_bayesdrop_local") if hasattr(value, k)}
-    value = value.reshape(shape)
-    for k, tag in tags.items():
-        setattr(value, k, tag)
+    k = value.dim() - len(shape)
+    lead = value.shape[:k]
+    if k < 0 or tuple(value.shape[k:]) != tuple(shape):
+        raise ValueError(f"a global site of shape {tuple(shape)} got a value of shape {tuple(value.shape)}")
+    tags = {t: getattr(value, t) for t in _TAGS if hasattr(value, t)}
+    shared = all(n == 1 or st == 0 for n, st in zip(lead, value.stride()[:k]))
+    if shared:
+        value = value[(0,) * k]
+    else:
+        d = draws()
+        if not per_draw or d is None or math.prod(lead) != d.count:
+            raise ValueError(
+                f"a global site of shape {tuple(shape)} got {math.prod(lead)} different values {tuple(lead)}: "
+                "this site takes one value per network here; draw the networks one at a time "
+                "(Predictive(parallel=False) or bd.posterior.PosteriorSampler)"
+            )
+        value = value.reshape(-1, *shape)
+        setattr(value, "_bayesdrop_per_draw", True)  # noqa: B010 -- a tag on the tensor object
+    if "_bayesdrop_lrt" in tags:
+        tags["_bayesdrop_lrt"] = tuple(site_shaped(t, shape, per_draw=per_draw) for t in tags["_bayesdrop_lrt"])
+    value = value.view(value.shape) if shared else value  # a new tensor object for the tags
+    for t, tag in tags.items():
+        setattr(value, t, tag)
     return value
 
 

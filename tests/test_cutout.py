@@ -105,6 +105,35 @@ def test_the_test_time_network_uses_the_whole_input_and_the_draws_are_sample_sit
     assert not torch.equal(draws[0, 0], draws[0, 1]) and not torch.equal(draws[0, 0], draws[1, 0])
 
 
+def test_every_draw_of_a_vectorised_predictive_cuts_its_own_region():
+    """``Predictive(parallel=True)``: the centre is a local site, one per example and per draw; the input the first
+    convolution sees under draw s is the image with draw s's square cut out (its zeroed area is the square's)."""
+    net = bd.models.lenet5((1, 8, 8), 3, None, input_method="cutout", channels=(4, 6), hidden=16)
+    model = bd.Classifier(net, num_data=8)
+    guide = bd.DropoutGuide(model)
+    x = torch.rand(4, 1, 8, 8) + 0.5  # no zero pixel of its own
+    guide(x)
+    masks = []
+    original = net[0].method.noise_model
+
+    def record(layer, site, inp):
+        z = original(layer, site, inp)
+        masks.append(z)
+        return z
+
+    net[0].method.noise_model = record
+    pyro.set_rng_seed(0)
+    site = net[0].site("centre")
+    with torch.no_grad():
+        pred = pyro.infer.Predictive(model, guide=guide, num_samples=5, parallel=True, return_sites=[site])(x)
+    centre = pred[site]
+    assert centre.shape == (5, 4, 2)
+    assert not torch.equal(centre[0], centre[1])  # each draw has its own centres
+    zeroed = (masks[-1].expand(20, 1, 8, 8) == 0).reshape(5, 4, 8, 8)  # the draws folded into the batch
+    assert zeroed.sum((-1, -2)).min() >= 1  # every draw of every example lost a region
+    assert not torch.equal(zeroed[0], zeroed[1])
+
+
 def test_keep_probabilities_are_the_chance_of_not_being_cut():
     """Per channel, 1 - E[area] / HW with the centre uniform over the positions, computed here by enumerating the
     centres; per feature of a feature vector, the fraction of centres whose segment misses it."""

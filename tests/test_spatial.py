@@ -24,19 +24,22 @@ def _net(method, conv=bd.nn.Conv2d, c=3, hw=5, n=6):
     return model, bd.DropoutGuide(model), torch.randn(shape), first
 
 
+@pytest.mark.parametrize("parallel", [False, True], ids=["one-at-a-time", "vectorised"])
 @pytest.mark.parametrize("conv", [bd.nn.Conv1d, bd.nn.Conv2d], ids=["conv1d", "conv2d"])
 @pytest.mark.parametrize("method", SPATIAL_METHODS)
-def test_every_position_of_a_channel_shares_its_draw_and_draws_differ(method, conv):
+def test_every_position_of_a_channel_shares_its_draw_and_draws_differ(method, conv, parallel):
     """The layer multiplies its input by the noise: the input over the noisy input is constant over the positions
     of each channel of each example (one draw per feature map), and differs between examples and between draws of
-    Predictive (one network at a time: parallel=False)."""
+    Predictive (vectorised, parallel=True, or one network at a time)."""
     model, guide, x, layer = _net(method, conv)
     guide(x)
     if method.startswith("dropout++"):  # its gates start fully open (k = 1): half-open ones draw
         with torch.no_grad():
             guide.layer_guide(layer).k.fill_(0.5)
     pyro.set_rng_seed(0)
-    predictive = pyro.infer.Predictive(model, guide=guide, num_samples=3, parallel=False, return_sites=["net.0.noise"])
+    predictive = pyro.infer.Predictive(
+        model, guide=guide, num_samples=3, parallel=parallel, return_sites=["net.0.noise"]
+    )
     z = predictive(x)["net.0.noise"]  # (3, n, C, 1[, 1]): one value per feature map of each example
     assert z.shape[:3] == (3, len(x), 3) and all(n == 1 for n in z.shape[3:])
     z = z.reshape(3, len(x), 3)

@@ -39,12 +39,24 @@ RULES = ("mc", "weight-scaling", "moment-matching")
 
 @torch.no_grad()
 def output_draws(
-    model: Likelihood, guide: DropoutGuide, x: torch.Tensor, *, num_samples: int = 100, rule: str = "mc"
+    model: Likelihood,
+    guide: DropoutGuide,
+    x: torch.Tensor,
+    *,
+    num_samples: int = 100,
+    rule: str = "mc",
+    parallel: bool = False,
+    batch_size: int | None = None,
 ) -> torch.Tensor:
     """Network outputs ``(S, N, ...)`` for inputs ``x``: ``S = num_samples`` posterior draws (``"mc"``) or the one
-    deterministic pass (``"weight-scaling"``, ``S = 1``), with ``model`` in eval mode."""
+    deterministic pass (``"weight-scaling"``, ``S = 1``), with ``model`` in eval mode; ``parallel`` and
+    ``batch_size`` as :func:`predict`'s."""
     if rule not in RULES:
         raise ValueError(f"`rule` must be one of {RULES}, got {rule!r}")
+    if not isinstance(parallel, bool):
+        raise TypeError(f"`parallel` must be a bool, got {type(parallel).__name__}")
+    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+        raise ValueError(f"`batch_size` must be a positive int or None, got {batch_size!r}")
     if rule == "moment-matching":
         lacking = sorted(
             {layer.method.name for _, layer in bayesian_layers(model) if rule not in layer.method.capabilities.rules}
@@ -69,15 +81,17 @@ def output_draws(
         if guide._order is None:
             guide(x)
         if rule == "weight-scaling":
-            return guide.mean_network()(x).unsqueeze(0)
+            step = len(x) if batch_size is None else batch_size
+            mean = guide.mean_network()
+            return torch.cat([mean(x[i : i + step]) for i in range(0, len(x), step)]).unsqueeze(0)
         if rule == "moment-matching":
             # one pass when no layer draws anything under the rule (fast dropout propagates moments; DropConnect
             # draws pre-activations)
             methods = [layer.method for _, layer in bayesian_layers(model)]
             if all(m.capabilities.train_rule == "moment-matching" or not m.stochastic for m in methods):
                 num_samples = 1
-            return PosteriorSampler(model, MomentMatching()(guide), num_samples, x[:1]).run(x)[0]
-        return PosteriorSampler(model, guide, num_samples, x[:1]).run(x)[0]
+            return PosteriorSampler(model, MomentMatching()(guide), num_samples, x[:1]).run(x, batch_size)[0]
+        return PosteriorSampler(model, guide, num_samples, x[:1], parallel=parallel).run(x, batch_size)[0]
     finally:
         model.train(was_training)
 
@@ -90,6 +104,8 @@ def predict(
     *,
     num_samples: int = ...,
     rule: str = ...,
+    parallel: bool = ...,
+    batch_size: int | None = ...,
     return_samples: Literal[False] = ...,
 ) -> Prediction: ...
 
@@ -102,6 +118,8 @@ def predict(
     *,
     num_samples: int = ...,
     rule: str = ...,
+    parallel: bool = ...,
+    batch_size: int | None = ...,
     return_samples: Literal[True],
 ) -> tuple[Prediction, torch.Tensor]: ...
 
@@ -114,6 +132,8 @@ def predict(
     *,
     num_samples: int = 100,
     rule: str = "mc",
+    parallel: bool = False,
+    batch_size: int | None = None,
     return_samples: bool = False,
 ) -> Prediction | tuple[Prediction, torch.Tensor]:
     r"""Posterior predictive for inputs ``x``: ``model.predictive`` of the network outputs.
@@ -133,6 +153,15 @@ def predict(
         :attr:`~bayesdrop.methods.Capabilities.rules` include it) the masks integrated out by their moments:
         ``dropconnect``'s Gaussian pre-activations averaged over ``num_samples`` draws, ``fast-dropout``'s one
         deterministic pass (its ``2d`` sigma points are the draws; ``num_samples`` is not used).
+    parallel : bool
+        Draw the T networks at once and run the inputs through all of them in one vectorised pass (as
+        ``pyro.infer.Predictive(parallel=True)``; layers take one weight per draw, and the draws are folded into the
+        batch: :class:`~bayesdrop.sites.Draws`), instead of one pass per network.  The same law, with T times the
+        activations' memory (and T copies of Gaussian weights).  On one CPU thread it is 1.4-3x faster where a
+        pass's fixed cost dominates (digits MLPs, Gaussian weights), and slower for convolutional and recurrent
+        networks, whose T-fold activations leave the cache (``benchmarks/results/predict_speed.md``).
+    batch_size : int or None
+        Inputs per pass (all at once by default): bounds the memory of a prediction, which is the same.
     return_samples : bool
         Also return the per-draw network outputs ``(T, N, ...)`` (one draw for ``"weight-scaling"``).
 
@@ -144,16 +173,27 @@ def predict(
         :class:`~bayesdrop.Regressor`, the std including the observation noise (Gal & Ghahramani 2016,
         eq. 8-9); the mixture's ``(mean, std)`` by default.
     """
-    out = output_draws(model, guide, as_tensors(x, name="x")[0], num_samples=num_samples, rule=rule)
+    inputs = as_tensors(x, name="x")[0]
+    out = output_draws(
+        model, guide, inputs, num_samples=num_samples, rule=rule, parallel=parallel, batch_size=batch_size
+    )
     prediction = model.predictive(out)
     return (prediction, out) if return_samples else prediction
 
 
 @torch.no_grad()
 def evaluate(
-    model: Likelihood, guide: DropoutGuide, data: Any, *, num_samples: int = 20, rule: str = "mc"
+    model: Likelihood,
+    guide: DropoutGuide,
+    data: Any,
+    *,
+    num_samples: int = 20,
+    rule: str = "mc",
+    parallel: bool = False,
+    batch_size: int | None = None,
 ) -> dict[str, float]:
-    """The likelihood's metrics of the posterior predictive on labelled ``data``.
+    """The likelihood's metrics of the posterior predictive on labelled ``data`` (``num_samples``, ``rule``,
+    ``parallel`` and ``batch_size`` as :func:`predict`'s).
 
     :class:`~bayesdrop.Classifier`: ``acc`` and ``nll``; :class:`~bayesdrop.Regressor`: ``rmse`` and ``nll``; any
     likelihood: ``nll``, the mean negative log predictive density of the mixture over the draws.
@@ -162,5 +202,5 @@ def evaluate(
     if y is None:
         raise ValueError("`data` must include targets y to be evaluated")
     model.check_targets(y, name="data.y")
-    out = output_draws(model, guide, x, num_samples=num_samples, rule=rule)
+    out = output_draws(model, guide, x, num_samples=num_samples, rule=rule, parallel=parallel, batch_size=batch_size)
     return model.metrics(out, y.to(out.device))

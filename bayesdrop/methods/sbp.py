@@ -283,7 +283,9 @@ class StructuredBayesianPruning(PointWeights):
 
     def noise_model(self, layer, site, x):
         prior = TruncatedLogUniform(self.a, self.b, site.unit_shape, like=layer.like)
-        theta = site_shaped(pyro.sample(layer.site(site.name), prior.to_event(len(site.unit_shape))), site.unit_shape)
+        theta = site_shaped(
+            pyro.sample(layer.site(site.name), prior.to_event(len(site.unit_shape))), site.unit_shape, per_draw=True
+        )
         law = getattr(theta, "_bayesdrop_local", None)
         if law is None:  # one draw per network (prediction, Predictive)
             return theta

@@ -23,7 +23,6 @@ A layer that scales its inputs by a learned-or-fixed noise and sums them (``docs
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -34,11 +33,9 @@ from pyro.nn import PyroModule
 
 from ..methods import LayerGuide, Method, resolve
 from ..moments import Moments
-from ..sites import NoiseSite, PoolSite, WeightSite, site_shaped
+from ..sites import DATA_PLATE, NoiseSite, PoolSite, WeightSite, draws, per_example_shape, site_shaped
 
 __all__ = ["BayesianLayer", "WeightSite", "NoiseSite", "PoolSite", "local_plate", "bayesian_layers", "is_input"]
-
-_PLATE: contextvars.ContextVar[Any] = contextvars.ContextVar("bayesdrop_plate", default=None)
 
 
 @contextlib.contextmanager
@@ -54,11 +51,11 @@ def local_plate(plate: pyro.plate) -> Iterator[None]:
         with plate:
             pyro.sample("obs", dist.Categorical(logits=logits), obs=y)
     """
-    token = _PLATE.set(plate)
+    token = DATA_PLATE.set(plate)
     try:
         yield
     finally:
-        _PLATE.reset(token)
+        DATA_PLATE.reset(token)
 
 
 def is_input(x: Any) -> bool:
@@ -84,7 +81,7 @@ class BayesianLayer(PyroModule):
         The pool sites (a pooling layer's).
     """
 
-    batched_weights: bool = False  # whether forward takes a weight per example, (B, *weight.shape)
+    batched_weights: bool = False  # whether forward takes a weight per example or per draw, (G, *weight.shape)
     # Multiplier of bd.fit's learning rate for this layer's parameters (its own and its guide's), times the method's
     # lr_scale: set it on a layer (or a layer kind) that needs another step size.  1 for every layer kind of the
     # library: 0.3 on the recurrent layers was measured and rejected (docs/defaults.md).
@@ -144,12 +141,35 @@ class BayesianLayer(PyroModule):
         return shape
 
     def sample_local(self, name: str, fn: dist.TorchDistribution, x: torch.Tensor) -> torch.Tensor:
-        """Sample a per-example site; ``fn`` has empty batch shape and the per-example event shape."""
-        plate = _PLATE.get()
+        """Sample a per-example site; ``fn`` has empty batch shape and the per-example event shape.  In a vectorised
+        run (:func:`~bayesdrop.sites.draws`) the draws are folded into the leading axis, ``(count * B, *event)``."""
+        plate = DATA_PLATE.get()
         if plate is None:  # used outside a likelihood: one draw per example, explicit batch
             return pyro.sample(self.site(name), fn.expand(x.shape[: x.dim() - len(fn.event_shape)]))
         with plate:
-            return pyro.sample(self.site(name), fn)
+            value = pyro.sample(self.site(name), fn)
+        d = draws()
+        if d is None:
+            return value
+        event = value.shape[value.dim() - len(fn.event_shape) :]
+        folded = value.reshape(d.count * d.batch, *event)
+        for tag in ("_bayesdrop_posterior_mean", "_bayesdrop_moments"):
+            if hasattr(value, tag):
+                setattr(folded, tag, getattr(value, tag))
+        return folded
+
+    def fold_draws(self, x: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """``x`` (batch on axis ``dim``) with the draws of a vectorised run folded into that axis (``x`` itself
+        outside one): layers call it on their input before they compute (:class:`~bayesdrop.sites.Draws`)."""
+        d = draws()
+        if d is None:
+            return x
+        if isinstance(x, Moments):
+            raise TypeError(
+                f"layer {self._pyro_name!r}: the Gaussian moments of fast dropout are one deterministic pass; "
+                "predict them without vectorised draws (Predictive(parallel=False), bd.predict)"
+            )
+        return d.fold(x, dim)
 
     # -- what a layer's forward calls --------------------------------------------------------------------------
     def weight(self, name: str = "weight") -> torch.Tensor:
@@ -160,12 +180,13 @@ class BayesianLayer(PyroModule):
         value = self.method.weight_model(self, site)
         if getattr(value, "_bayesdrop_per_example", False) and self.batched_weights:
             return value  # one weight per example, (B, *shape): DropConnect's per-example masks
-        return site_shaped(value, tuple(site.shape))
+        # one weight per network of a vectorised run, (count, *shape), where the draws differ
+        return site_shaped(value, tuple(site.shape), per_draw=self.batched_weights)
 
     def noise(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """``x`` times the method's noise at site ``name`` (``x`` itself if the method puts none there)."""
         z = self.multiplier(name, x)
-        return x if z is None else x * z
+        return x if z is None else self.fold_draws(x) * z
 
     def multiplier(self, name: str, x: torch.Tensor) -> torch.Tensor | None:
         """The method's noise at site ``name`` on ``x`` (broadcastable to it), or ``None`` where it puts none (a
@@ -185,7 +206,14 @@ class BayesianLayer(PyroModule):
                 f"layer {self._pyro_name!r} ({self.method.name!r}) draws its noise, and its input is the Gaussian "
                 "moments of an earlier fast-dropout layer: use fast-dropout (or no noise) after the first one"
             )
-        return self.method.noise_model(self, site, x)
+        x = self.fold_draws(x)
+        z = self.method.noise_model(self, site, x)
+        if z is not None and getattr(z, "_bayesdrop_per_draw", False):  # (count, *unit): one draw per network
+            d = draws()
+            assert d is not None
+            unit = per_example_shape(x, tuple(z.shape[1:]))[1:]
+            z = z.reshape(d.count, 1, *unit).expand(d.count, d.batch, *unit).reshape(-1, *unit)
+        return z
 
     def pool(self, name: str, windows: torch.Tensor) -> torch.Tensor:
         """The pooled values of ``windows`` ``(B, C, *out, K)`` at pool site ``name``: the sum over each window of
@@ -193,6 +221,7 @@ class BayesianLayer(PyroModule):
         site = self.pool_sites[name]
         if name not in self.site_order:
             self.site_order.append(name)
+        windows = self.fold_draws(windows)
         shape = tuple(windows.shape[1:])
         if self.draw_shapes.get(name) != shape:
             self.draw_shapes[name] = shape
@@ -270,6 +299,20 @@ class BayesianLayer(PyroModule):
         """A plain deterministic ``torch.nn`` module computing this layer at the site values ``values`` (as for
         :meth:`fold`), with its bias or ``bias`` (e.g. with fewer units after pruning)."""
         raise NotImplementedError(f"{type(self).__name__} cannot be exported as a plain module")
+
+
+def grouped_rows(x: torch.Tensor, w: torch.Tensor) -> tuple[int, int]:
+    """``(G, N // G)`` for inputs ``x`` ``(N, ...)`` and weights ``w`` ``(G, ...)``, one per group of ``N / G``
+    consecutive rows: one per example (``G = N``, DropConnect's per-example masks) or one per network of a
+    vectorised run (the draw-major layout of :class:`~bayesdrop.sites.Draws`); ``ValueError`` if ``G`` does not
+    divide ``N``."""
+    g, n = w.shape[0], x.shape[0]
+    if g == 0 or n % g:
+        raise ValueError(
+            f"batched weights {tuple(w.shape)} need inputs whose leading axis is a multiple of {g}, got "
+            f"{tuple(x.shape)}"
+        )
+    return g, n // g
 
 
 def _per_unit(z: torch.Tensor, unit_shape: tuple[int, ...]) -> torch.Tensor:

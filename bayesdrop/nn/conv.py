@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..methods import Method
-from .base import BayesianLayer, NoiseSite, filled, is_input
+from .base import BayesianLayer, NoiseSite, filled, grouped_rows, is_input
 from .linear import _positive
 
 __all__ = ["Conv1d", "Conv2d", "NOISE"]
@@ -32,7 +32,8 @@ NOISE = ("element", "channel")  # one draw of the input noise per input element,
 
 class _ConvNd(BayesianLayer):
     """Shared part of the convolutions: ``groups=1``, zero padding given as ints; weights ``(out, in, *kernel)``, or
-    ``(B, out, in, *kernel)``, one per example (DropConnect's per-example masks)."""
+    ``(G, out, in, *kernel)``, one per example (DropConnect's per-example masks) or per network of a vectorised
+    run."""
 
     batched_weights = True
 
@@ -68,19 +69,20 @@ class _ConvNd(BayesianLayer):
             shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             spatial = ", ".join("HW"[: self.dims] if self.dims == 2 else "L")
             raise ValueError(f"`x` must have shape (batch, {self.in_channels}, {spatial}), got {shape}")
-        x = self.noise("noise", x)
-        w = self.weight()
-        out = self.lrt(self._op, x, w) if w.dim() == self.dims + 2 else self._per_example(x, w)
+        x = self.noise("noise", self.fold_draws(x))
+        out = self.lrt(self._conv, x, self.weight())
         return out if self.bias is None else out + self.bias.reshape(-1, *(1,) * self.dims)
 
-    def _per_example(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """The convolution of each example ``b`` with its own weight ``w[b]`` (DropConnect's per-example masks):
-        ``x`` ``(B, in, *spatial)``, ``w`` ``(B, out, in, *kernel)``, one grouped convolution with ``B`` groups."""
-        if x.shape[0] != w.shape[0]:
-            raise ValueError(f"per-example weights {tuple(w.shape)} need inputs (B, ...) with B = {w.shape[0]}")
-        b = x.shape[0]
-        out = self._op(x.reshape(1, -1, *x.shape[2:]), w.reshape(-1, *w.shape[2:]), groups=b)
-        return out.reshape(b, -1, *out.shape[2:])
+    def _conv(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """The convolution of ``x`` ``(N, in, *spatial)`` with ``w`` ``(out, in, *kernel)``, or with one weight per
+        group of ``N / G`` consecutive rows, ``w`` ``(G, out, in, *kernel)`` (per example: DropConnect's per-example
+        masks; per network of a vectorised run): one grouped convolution with ``G`` groups."""
+        if w.dim() == self.dims + 2:
+            return self._op(x, w)
+        g, m = grouped_rows(x, w)
+        stacked = x.reshape(g, m, *x.shape[1:]).transpose(0, 1).reshape(m, -1, *x.shape[2:])  # (m, G in, ...)
+        out = self._op(stacked, w.reshape(-1, *w.shape[2:]), groups=g)  # (m, G out, ...)
+        return out.reshape(m, g, -1, *out.shape[2:]).transpose(0, 1).reshape(g * m, -1, *out.shape[2:])
 
     def to_plain(self, values, bias=None):
         w = self.fold(values)["weight"]

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..methods import Method
-from .base import BayesianLayer, NoiseSite
+from .base import BayesianLayer, NoiseSite, grouped_rows
 from .linear import _positive
 
 __all__ = ["Embedding"]
@@ -69,12 +69,14 @@ class Embedding(BayesianLayer):
         if not torch.is_tensor(tokens) or tokens.dtype not in (torch.int64, torch.int32) or tokens.dim() < 1:
             got = f"{tokens.dtype} {tuple(tokens.shape)}" if torch.is_tensor(tokens) else type(tokens).__name__
             raise TypeError(f"`tokens` must be an integer tensor (batch, ...), got {got}")
+        tokens = self.fold_draws(tokens)
         batch = tokens.shape[0]
         z = self.multiplier("noise", tokens.new_zeros((), dtype=self.like.dtype).expand(batch, self.num_embeddings))
         w = self.weight()
-        if w.dim() == 3:  # one weight per example (DropConnect's per-example masks)
-            rows = torch.arange(batch, device=tokens.device).reshape(-1, *([1] * (tokens.dim() - 1)))
-            out = w[rows, tokens]
+        if w.dim() == 3:  # one weight per example (DropConnect's per-example masks) or per network (vectorised)
+            _, m = grouped_rows(tokens, w)
+            rows = torch.arange(batch, device=tokens.device).div(m, rounding_mode="floor")
+            out = w[rows.reshape(-1, *([1] * (tokens.dim() - 1))), tokens]
         else:
             out = F.embedding(tokens, w)
         if z is None:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..methods import Method
-from .base import BayesianLayer, NoiseSite, filled, is_input
+from .base import BayesianLayer, NoiseSite, filled, grouped_rows, is_input
 
 __all__ = ["Linear"]
 
@@ -27,11 +27,13 @@ def _positive(**kw: Any) -> None:
             raise ValueError(f"`{arg}` must be a positive int, got {v!r}")
 
 
-def _batched_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``x W_b^T`` with one weight ``W_b`` ``(out, in)`` per example ``b``: ``x`` ``(B, *, in)``, ``w`` ``(B, out, in)``."""
-    if x.dim() < 2 or x.shape[0] != w.shape[0]:
-        raise ValueError(f"per-example weights {tuple(w.shape)} need inputs (B, *, in) with B = {w.shape[0]}")
-    flat = x.reshape(x.shape[0], -1, x.shape[-1])
+def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``x W^T`` for ``x`` ``(N, *, in)``: ``w`` ``(out, in)``, or ``(G, out, in)``, one weight per group of ``N / G``
+    consecutive rows (per example, or per network of a vectorised run: :func:`~bayesdrop.nn.base.grouped_rows`)."""
+    if w.dim() == 2:
+        return F.linear(x, w)
+    g, _ = grouped_rows(x, w)
+    flat = x.reshape(g, -1, x.shape[-1])
     return torch.bmm(flat, w.transpose(1, 2)).reshape(*x.shape[:-1], w.shape[1])
 
 
@@ -39,7 +41,7 @@ class Linear(BayesianLayer):
     """Bayesian ``y = (x * z) W^T + b`` with ``W`` of shape ``(out_features, in_features)``.
 
     Sites: ``weight`` (``(out, in)``, input units on axis 1; or ``(B, out, in)``, one per example, for
-    DropConnect's per-example masks) and ``noise`` on the inputs (unit shape ``(in,)``).
+    DropConnect's per-example masks, and ``(S, out, in)``, one per network, in a vectorised run) and ``noise`` on the inputs (unit shape ``(in,)``).
 
     Parameters
     ----------
@@ -68,9 +70,8 @@ class Linear(BayesianLayer):
         if not is_input(x) or x.dim() < 1 or x.shape[-1] != self.in_features:
             shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             raise ValueError(f"`x` must have shape (*, {self.in_features}), got {shape}")
-        x = self.noise("noise", x)
-        w = self.weight()
-        out = self.lrt(F.linear, x, w) if w.dim() == 2 else _batched_linear(x, w)
+        x = self.noise("noise", self.fold_draws(x))
+        out = self.lrt(linear, x, self.weight())
         return out + (0 if self.bias is None else self.bias)
 
     def to_plain(self, values, bias=None):

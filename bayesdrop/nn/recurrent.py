@@ -44,23 +44,13 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..methods import Method
 from ..moments import Moments
 from .base import BayesianLayer, NoiseSite
-from .linear import _positive
+from .linear import _positive, linear
 
 __all__ = ["LSTM", "GRU"]
-
-
-def _mm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``x W^T`` for ``x`` ``(B, *, in)`` and a weight ``(out, in)`` or one per example ``(B, out, in)``
-    (DropConnect's per-example masks)."""
-    if w.dim() == 2:
-        return F.linear(x, w)
-    flat = x.reshape(x.shape[0], -1, x.shape[-1])
-    return torch.bmm(flat, w.transpose(1, 2)).reshape(*x.shape[:-1], w.shape[1])
 
 
 class _Recurrent(BayesianLayer):
@@ -131,6 +121,7 @@ class _Recurrent(BayesianLayer):
             raise ValueError(f"`x` must have shape ({layout}, {self.input_size}), got {shape}")
         if not self.batch_first:
             x = x.transpose(0, 1)
+        x = self.fold_draws(x)
         batch = x.shape[0]
         nd = len(self.directions)
         states = self._initial(hx, batch, x)
@@ -158,6 +149,8 @@ class _Recurrent(BayesianLayer):
             zeros = x.new_zeros(shape)
             return zeros, zeros
         h0, c0 = hx if self.cell else (hx, hx)
+        if torch.is_tensor(h0) and torch.is_tensor(c0) and h0.dim() == c0.dim() == 3:
+            h0, c0 = self.fold_draws(h0, 1), self.fold_draws(c0, 1)  # the draws of a vectorised run
         for name, t in (("h_0", h0), ("c_0", c0)):
             if not torch.is_tensor(t) or tuple(t.shape) != shape:
                 got = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
@@ -173,7 +166,7 @@ class _Recurrent(BayesianLayer):
         w_ih, w_hh = self.weight(f"weight_ih_{key}"), self.weight(f"weight_hh_{key}")
         # (B, T, G H): the inputs' part of every step at once; the LSTM's recurrent bias folded in (the GRU's stays
         # inside its reset gate)
-        gates_x = _mm(x, w_ih) + self._bias("ih", key) + (self._bias("hh", key) if self.cell else 0.0)
+        gates_x = linear(x, w_ih) + self._bias("ih", key) + (self._bias("hh", key) if self.cell else 0.0)
         m_h = self.multiplier(f"noise_hh_{key}", like)  # (B, T or 1, H) or None: drawn before the loop
         m_c = self.multiplier(f"cell_{key}", like) if self.cell else None
         m_u = self.multiplier(f"update_{key}", like)
@@ -182,7 +175,7 @@ class _Recurrent(BayesianLayer):
         order = range(steps - 1, -1, -1) if reverse else range(steps)
         for t in order:
             h_in = h if m_h is None else h * _at(m_h, t)
-            g_h = _mm(h_in, w_hh) if self.cell else _mm(h_in, w_hh) + b_hh
+            g_h = linear(h_in, w_hh) if self.cell else linear(h_in, w_hh) + b_hh
             h, c = self._cell(gates_x[:, t], g_h, h, c, _at(m_u, t), _at(m_c, t))
             outs[t] = h
         return torch.stack(outs, 1), h, c
