@@ -115,3 +115,25 @@ def test_a_site_that_cannot_take_one_value_per_draw_is_refused_with_the_remedy()
         assert per_draw.shape == (3, 5) and per_draw._bayesdrop_per_draw
         shared = site_shaped(torch.randn(5).expand(3, 1, 5), (5,))  # a point estimate: one value for all draws
         assert shared.shape == (5,)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_predict_in_batches_joins_the_batches_predictions(parallel):
+    """Without masks at prediction (``vd``), the prediction is a function of the drawn networks, which every batch
+    shares: ``batch_size=4`` gives the unbatched class probabilities, and a Regressor's (mean, std), exactly at a
+    fixed seed, while holding one batch's draws at a time."""
+    model, guide, x, y = tiny_classifier("vd")
+    guide(x, y)
+    pyro.set_rng_seed(0)
+    whole = bd.predict(model, guide, x, num_samples=9, parallel=parallel)
+    pyro.set_rng_seed(0)
+    torch.testing.assert_close(bd.predict(model, guide, x, num_samples=9, parallel=parallel, batch_size=4), whole)
+    xr, yr = torch.randn(10, 3), torch.randn(10)
+    reg = bd.Regressor(bd.models.mlp(3, [8], 1, method="vd"), num_data=10)
+    reg_guide = bd.DropoutGuide(reg)
+    reg_guide(xr, yr)
+    pyro.set_rng_seed(0)
+    mean, std = bd.predict(reg, reg_guide, xr, num_samples=9, parallel=parallel)
+    pyro.set_rng_seed(0)
+    mean_b, std_b = bd.predict(reg, reg_guide, xr, num_samples=9, parallel=parallel, batch_size=3)
+    torch.testing.assert_close((mean_b, std_b), (mean, std))

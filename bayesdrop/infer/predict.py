@@ -21,6 +21,7 @@ Example
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, overload
 
 import torch
@@ -30,7 +31,7 @@ from ..guides import DropoutGuide
 from ..handlers import MomentMatching
 from ..likelihoods import Likelihood, Prediction
 from ..nn import bayesian_layers
-from ..posterior import PosteriorSampler, device_of
+from ..posterior import PosteriorSampler, check_noise, device_of, seeded
 
 __all__ = ["predict", "evaluate", "RULES"]
 
@@ -47,12 +48,35 @@ def output_draws(
     rule: str = "mc",
     parallel: bool = False,
     batch_size: int | None = None,
+    noise: str = "per-example",
 ) -> torch.Tensor:
     """Network outputs ``(S, N, ...)`` for inputs ``x``: ``S = num_samples`` posterior draws (``"mc"``) or the one
-    deterministic pass (``"weight-scaling"``, ``S = 1``), with ``model`` in eval mode; ``parallel`` and
-    ``batch_size`` as :func:`predict`'s."""
+    deterministic pass (``"weight-scaling"``, ``S = 1``), with ``model`` in eval mode; ``parallel``,
+    ``batch_size`` as :func:`predict`'s, ``noise`` as :func:`evaluate`'s."""
+    parts = _per_batch(
+        model, guide, x, num_samples=num_samples, rule=rule, parallel=parallel, batch_size=batch_size, noise=noise
+    )
+    return torch.cat(parts, 1)
+
+
+def _per_batch(
+    model: Likelihood,
+    guide: DropoutGuide,
+    x: torch.Tensor,
+    *,
+    num_samples: int,
+    rule: str,
+    parallel: bool,
+    batch_size: int | None,
+    reduce: Callable[[torch.Tensor], Any] | None = None,
+    noise: str = "per-example",
+) -> list[Any]:
+    """The output draws ``(S, B, ...)`` of every batch of ``batch_size`` inputs (all at once for ``None``), each
+    batch moved to the model's device in turn and seen by the same S networks; ``reduce`` of each where given
+    (:func:`predict` keeps only the batch's prediction, so that memory does not grow with S times N)."""
     if rule not in RULES:
         raise ValueError(f"`rule` must be one of {RULES}, got {rule!r}")
+    shared = check_noise(noise) and rule == "mc"  # the masks of one network shared by its inputs
     if not isinstance(parallel, bool):
         raise TypeError(f"`parallel` must be a bool, got {type(parallel).__name__}")
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
@@ -74,26 +98,57 @@ def output_draws(
         )
     if not isinstance(guide, DropoutGuide) or guide.model is not model:
         raise ValueError("`guide` must be the DropoutGuide built for `model` (bd.DropoutGuide(model))")
-    x = x.to(device_of(model, guide))
+    dev = device_of(model, guide)
+    step = len(x) if batch_size is None else batch_size
+    batches = [x[i : i + step] for i in range(0, len(x), step)]
+    example = x[:1].to(dev)
     was_training = model.training
     model.eval()
     try:
         if guide._order is None:
-            guide(x)
+            guide(x[:2].to(dev))
+        draw: Callable[[torch.Tensor], torch.Tensor]
         if rule == "weight-scaling":
-            step = len(x) if batch_size is None else batch_size
             mean = guide.mean_network()
-            return torch.cat([mean(x[i : i + step]) for i in range(0, len(x), step)]).unsqueeze(0)
-        if rule == "moment-matching":
-            # one pass when no layer draws anything under the rule (fast dropout propagates moments; DropConnect
-            # draws pre-activations)
-            methods = [layer.method for _, layer in bayesian_layers(model)]
-            if all(m.capabilities.train_rule == "moment-matching" or not m.stochastic for m in methods):
-                num_samples = 1
-            return PosteriorSampler(model, MomentMatching()(guide), num_samples, x[:1]).run(x, batch_size)[0]
-        return PosteriorSampler(model, guide, num_samples, x[:1], parallel=parallel).run(x, batch_size)[0]
+
+            def draw(xb: torch.Tensor) -> torch.Tensor:
+                return mean(xb).unsqueeze(0)
+
+        else:
+            sampled: Any = guide
+            if rule == "moment-matching":
+                # one pass when no layer draws anything under the rule (fast dropout propagates moments; DropConnect
+                # draws pre-activations)
+                methods = [layer.method for _, layer in bayesian_layers(model)]
+                if all(m.capabilities.train_rule == "moment-matching" or not m.stochastic for m in methods):
+                    num_samples = 1
+                sampled, parallel = MomentMatching()(guide), False
+            sampler = PosteriorSampler(model, sampled, num_samples, example, parallel=parallel, shared_noise=shared)
+
+            def draw(xb: torch.Tensor) -> torch.Tensor:
+                return sampler.run(xb)[0]
+
+        return [draw(xb.to(dev)) if reduce is None else reduce(draw(xb.to(dev))) for xb in batches]
     finally:
         model.train(was_training)
+
+
+def _merge(parts: list[Any]) -> Any:
+    """One prediction from the predictions of consecutive batches: tensors concatenated along the inputs, tuples,
+    lists and dicts of them entry by entry."""
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    if torch.is_tensor(first):
+        return torch.cat(parts, 0)
+    if isinstance(first, (tuple, list)):
+        return type(first)(_merge([p[i] for p in parts]) for i in range(len(first)))
+    if isinstance(first, dict):
+        return {k: _merge([p[k] for p in parts]) for k in first}
+    raise TypeError(
+        f"the likelihood's predictive returned a {type(first).__name__}, which bd.predict cannot join over batches: "
+        "return tensors (or tuples, lists or dicts of them), or predict without batch_size"
+    )
 
 
 @overload
@@ -174,11 +229,11 @@ def predict(
         eq. 8-9); the mixture's ``(mean, std)`` by default.
     """
     inputs = as_tensors(x, name="x")[0]
-    out = output_draws(
-        model, guide, inputs, num_samples=num_samples, rule=rule, parallel=parallel, batch_size=batch_size
-    )
-    prediction = model.predictive(out)
-    return (prediction, out) if return_samples else prediction
+    options: dict[str, Any] = {"num_samples": num_samples, "rule": rule, "parallel": parallel, "batch_size": batch_size}
+    if not return_samples:  # one batch's draws at a time: memory O(S B), not O(S N)
+        return _merge(_per_batch(model, guide, inputs, **options, reduce=lambda out: model.predictive(out)))
+    out = output_draws(model, guide, inputs, **options)
+    return model.predictive(out), out
 
 
 @torch.no_grad()
@@ -191,16 +246,34 @@ def evaluate(
     rule: str = "mc",
     parallel: bool = False,
     batch_size: int | None = None,
+    noise: str = "per-example",
+    seed: int | None = None,
 ) -> dict[str, float]:
     """The likelihood's metrics of the posterior predictive on labelled ``data`` (``num_samples``, ``rule``,
     ``parallel`` and ``batch_size`` as :func:`predict`'s).
 
     :class:`~bayesdrop.Classifier`: ``acc`` and ``nll``; :class:`~bayesdrop.Regressor`: ``rmse`` and ``nll``; any
-    likelihood: ``nll``, the mean negative log predictive density of the mixture over the draws.
+    likelihood: ``nll``, the mean negative log predictive density of the mixture over the draws (the definitions
+    of :mod:`bayesdrop.diagnostics.metrics`, which the report and ``compare`` use too).
+
+    Parameters
+    ----------
+    noise : {"per-example", "shared"}
+        For ``rule="mc"``: the masks (and other per-example sites) drawn afresh for every input, as in training, or
+        once per network and shared by every input, so that each draw is one posterior sample of the weights (Gal &
+        Ghahramani 2016; :func:`~bayesdrop.sites.shared_noise`).  The same predictive law for each input.
+    seed : int or None
+        Seed of the draws, on a fork of torch's generators (the caller's random state is left alone); ``None``
+        draws from the current state.  With ``noise="shared"`` and the same ``seed`` and ``num_samples``, the
+        networks are those of :func:`~bayesdrop.to_inference_data`, so the metrics equal
+        :func:`~bayesdrop.diagnostics.calibration`'s of its InferenceData.
     """
     x, y = as_tensors(data, name="data")
     if y is None:
         raise ValueError("`data` must include targets y to be evaluated")
     model.check_targets(y, name="data.y")
-    out = output_draws(model, guide, x, num_samples=num_samples, rule=rule, parallel=parallel, batch_size=batch_size)
+    with seeded(seed, device_of(model, guide)):
+        out = output_draws(
+            model, guide, x, num_samples=num_samples, rule=rule, parallel=parallel, batch_size=batch_size, noise=noise
+        )
     return model.metrics(out, y.to(out.device))

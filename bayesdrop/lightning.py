@@ -1,0 +1,217 @@
+r"""Training on several processes, GPUs or machines: a Lightning module around a bayesdrop model and guide.
+
+For users whose data or models outgrow :func:`bayesdrop.fit`'s single process: :class:`BayesdropModule` is a
+``lightning.LightningModule`` that trains a likelihood and its :class:`~bayesdrop.DropoutGuide` with the loss,
+schedules and handlers of ``bd.fit`` (``bayesdrop.infer.MeanFieldELBO``, KL warm-up by
+:class:`~bayesdrop.handlers.KLScale`, the local reparameterisation trick, the methods' learning-rate multipliers, a
+linear learning-rate decay), so ``lightning.Trainer`` runs it on any of its strategies: ``"ddp"`` over
+``devices=N`` GPUs or CPU processes and ``num_nodes=M`` machines.  Install with ``pip install bayesdrop[lightning]``.
+
+The ELBO under data parallelism.  With :math:`W` processes, each takes a minibatch of :math:`B` examples of the
+global batch :math:`B_g = W B` (Lightning's distributed sampler gives every example to one process per epoch), and
+computes the usual minibatch loss, its log-likelihood scaled by :math:`N / B` (the data plate's subsampling) and
+the whole KL once:
+
+.. math::
+    \mathcal L_r = -\frac{N}{B} \sum_{n \in \mathcal B_r} \mathbb E_q \log p(y_n \mid x_n, \theta)
+                   + \mathrm{KL}(q \,\|\, p).
+
+DDP averages the gradients over the processes, so the step follows
+
+.. math::
+    \frac1W \sum_{r=1}^W \nabla \mathcal L_r
+    = -\frac{N}{B_g} \sum_{n \in \mathcal B_g} \nabla \mathbb E_q \log p(y_n \mid x_n, \theta)
+      + \nabla \mathrm{KL}(q \,\|\, p),
+
+the gradient of the single-process loss on the global batch: the likelihood scaled by :math:`N / B_g`, the KL once
+per step and not once per process.  (The distributed sampler pads the last global batch with repeated examples so
+that every process has :math:`B` of them, as for any DDP training.)
+
+Checkpoints: Lightning's own, with the entries of a bayesdrop checkpoint added (``format``, ``model``, ``guide``,
+``history``, ``config``), so :func:`bayesdrop.load_checkpoint` loads them into a model and guide in one process
+(``torch.load(weights_only=True)``) to predict.
+
+Example
+-------
+>>> import lightning
+>>> from bayesdrop.lightning import BayesdropModule
+>>> model = bd.Classifier(bd.models.mlp(64, [300, 100], 10), num_data=len(data.train))
+>>> guide = bd.DropoutGuide(model)
+>>> module = BayesdropModule(model, guide, example=data.train.x[:2], epochs=50)
+>>> loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(data.train.x, data.train.y), batch_size=64)
+>>> lightning.Trainer(max_epochs=50, strategy="ddp", devices=2, accelerator="cpu").fit(module, loader)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+
+try:
+    import lightning
+except ImportError as err:  # pragma: no cover - the extra is not installed
+    raise ImportError(
+        "bayesdrop.lightning needs Lightning: pip install 'bayesdrop[lightning]' (or pip install lightning)"
+    ) from err
+
+from .guides import DropoutGuide
+from .handlers import KLScale, LocalReparameterization, MomentMatching
+from .infer.checkpoint import FORMAT
+from .infer.elbo import MeanFieldELBO
+from .infer.train import DEFAULT_LR, param_groups, resolve_kl_warmup
+from .likelihoods import Likelihood
+from .moments import Moments
+from .nn import bayesian_layers
+
+__all__ = ["BayesdropModule"]
+
+
+class BayesdropModule(lightning.LightningModule):
+    """A bayesdrop model and guide as a ``LightningModule``: ``bd.fit``'s loss and schedules under any strategy.
+
+    Parameters
+    ----------
+    model : Likelihood
+        A likelihood (``bd.Classifier``, ``bd.Regressor``, ...) whose ``num_data`` is the training-set size N.
+    guide : DropoutGuide
+        Its guide.
+    example : torch.Tensor, optional
+        A few training inputs, on which the guide creates its parameters (required unless the guide has run).
+    epochs : int
+        The epochs the trainer will run (``max_epochs``): the KL warm-up and the learning-rate decay are
+        fractions of them, as in ``bd.fit``.
+    lr : float
+        Adam's learning rate (``bd.fit``'s default), times each method's multipliers
+        (:func:`~bayesdrop.infer.param_groups`).
+    kl_warmup : int or "auto"
+        Epochs of linear KL warm-up (``"auto"``: the methods' defaults, as ``bd.fit``).
+    lr_decay : "linear" or None
+        The learning rate decays linearly to 0 over ``epochs`` (``bd.fit``'s default), or stays.
+    lrt : bool
+        The local reparameterisation trick for Gaussian weights (Kingma et al. 2015).
+    """
+
+    def __init__(
+        self,
+        model: Likelihood,
+        guide: DropoutGuide,
+        *,
+        example: torch.Tensor | None = None,
+        epochs: int = 10,
+        lr: float = DEFAULT_LR,
+        kl_warmup: int | str = "auto",
+        lr_decay: str | None = "linear",
+        lrt: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, Likelihood):
+            raise TypeError(f"`model` must be a bd.Likelihood, got {type(model).__name__}")
+        if not isinstance(guide, DropoutGuide) or guide.model is not model:
+            raise ValueError("`guide` must be the DropoutGuide built for `model` (bd.DropoutGuide(model))")
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise ValueError(f"`epochs` must be a positive int, got {epochs!r}")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+            raise ValueError(f"`lr` must be a positive number, got {lr!r}")
+        if lr_decay not in ("linear", None):
+            raise ValueError(f"`lr_decay` must be 'linear' or None, got {lr_decay!r}")
+        if kl_warmup != "auto" and (not isinstance(kl_warmup, int) or isinstance(kl_warmup, bool) or kl_warmup < 0):
+            raise ValueError(f"`kl_warmup` must be 'auto' or a non-negative int, got {kl_warmup!r}")
+        if not isinstance(lrt, bool):
+            raise TypeError(f"`lrt` must be a bool, got {type(lrt).__name__}")
+        if guide._order is None:
+            if example is None:
+                raise ValueError("`example`: give a few training inputs, on which the guide creates its parameters")
+            guide(example)
+        self.model, self.guide = model, guide
+        self.epochs, self.lr, self.lr_decay, self.lrt = epochs, float(lr), lr_decay, lrt
+        self.kl_warmup = resolve_kl_warmup(model, epochs, kl_warmup)
+        self.elbo = MeanFieldELBO()
+        self.beta = 1.0
+        self.history: dict[str, list[float]] = {}
+        self._sums: dict[str, torch.Tensor] = {}
+
+    # -- training ------------------------------------------------------------------------------------------------
+    def loss(self, x: torch.Tensor, y: torch.Tensor, guide: Any = None) -> tuple[torch.Tensor, Any]:
+        """This process's minibatch loss :math:`\\mathcal L_r` (the module docstring) and the network's output;
+        ``guide``: a callable to run instead of ``self.guide`` (e.g. ``poutine.replay(self.guide, trace)``)."""
+        guide = self.guide if guide is None else guide
+        guide = LocalReparameterization(draw_weights=False)(guide) if self.lrt else guide
+        if any(layer.method.capabilities.train_rule == "moment-matching" for _, layer in bayesian_layers(self.model)):
+            guide = MomentMatching(training=True)(guide)  # fast dropout: its masks integrated out
+        captured: dict[str, Any] = {}
+
+        def traced_model(*args: Any) -> Any:
+            captured["out"] = out = self.model(*args)
+            return out
+
+        with KLScale(self.beta) if self.beta != 1.0 else contextlib.nullcontext():
+            loss = self.elbo.differentiable_loss(traced_model, guide, x, y)
+        return loss, captured["out"]
+
+    def on_train_epoch_start(self) -> None:
+        epoch = self.current_epoch
+        self.beta = min(1.0, (epoch + 1) / self.kl_warmup) if self.kl_warmup else 1.0
+        self._sums = {}
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = (batch["x"], batch["y"]) if isinstance(batch, dict) else batch
+        if y.dtype in (torch.int32, torch.int16, torch.uint8):
+            y = y.long()
+        loss, out = self.loss(x, y)
+        with torch.no_grad():
+            if isinstance(out, Moments):
+                ll = self.model.log_likelihood(out.sigma_points(out.dim() - 1), y).mean(0).sum()
+                out = out.mean
+            else:
+                ll = self.model.log_likelihood(out, y).sum()
+            sums = {"loss": loss.detach() * len(y) / self.model.num_data, "nll": -ll, "count": ll.new_tensor(len(y))}
+            sums.update({f"train_{k}": v.to(ll.dtype) for k, v in self.model.train_metrics(out, y).items()})
+            for k, v in sums.items():
+                self._sums[k] = self._sums.get(k, 0) + v
+        self.log("loss", loss.detach() / self.model.num_data, prog_bar=True, sync_dist=False)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        """The epoch's history, summed over the processes: ``loss`` (negative ELBO per training example),
+        ``nll`` and the likelihood's training metrics per example, ``beta`` and ``lr``."""
+        if not self._sums:
+            return
+        names = sorted(self._sums)
+        totals = torch.stack([torch.as_tensor(self._sums[k], dtype=torch.float64) for k in names])
+        gathered = self.all_gather(totals.to(self.device))
+        assert isinstance(gathered, torch.Tensor)
+        totals = gathered.reshape(-1, len(names)).sum(0)
+        values = dict(zip(names, totals.tolist()))
+        count = values.pop("count")
+        # each process's loss estimates the whole minibatch loss; their sum times B / N is the epoch's loss per example
+        record = {"loss": values.pop("loss"), "nll": values.pop("nll") / count}
+        record.update({k: v / count for k, v in values.items()})
+        record.update({"beta": self.beta, "lr": self.optimizers().param_groups[0]["lr"]})  # type: ignore[union-attr]
+        for k, v in record.items():
+            self.history.setdefault(k, []).append(float(v))
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.Adam(param_groups(self.model, self.guide, self.lr), lr=self.lr)
+        if self.lr_decay is None:
+            return optimizer
+        decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: max(0.0, 1 - epoch / self.epochs))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": decay, "interval": "epoch"}}
+
+    # -- checkpoints ------------------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add the entries of a bayesdrop checkpoint, which :func:`bayesdrop.load_checkpoint` reads."""
+        checkpoint.update(
+            {
+                "format": FORMAT,
+                "model": self.model.state_dict(),
+                "guide": self.guide.state_dict(),
+                "history": {k: list(v) for k, v in self.history.items()},
+                "config": {"trainer": "lightning", "epochs": self.epochs, "lr": self.lr, "kl_warmup": self.kl_warmup},
+                "training": None,
+            }
+        )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.history = {k: list(v) for k, v in (checkpoint.get("history") or {}).items()}

@@ -1,0 +1,135 @@
+"""``bayesdrop.lightning``: one DDP step over two CPU processes (gloo, started by the test through Lightning's
+``ddp_spawn``) equals the single-process step on the same global batch, given the same random draws; a Lightning
+run trains like ``bd.fit`` and its checkpoint loads with ``bd.load_checkpoint``."""
+
+from __future__ import annotations
+
+import pyro.poutine as poutine
+import pytest
+import torch
+
+import bayesdrop as bd
+
+lightning = pytest.importorskip("lightning")
+from bayesdrop.lightning import BayesdropModule  # noqa: E402
+
+N, BATCH, WORLD = 64, 8, 2  # training-set size, per-process batch, processes: a global batch of 16
+
+
+def _setup(method):
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(N, 6, generator=g), torch.randint(0, 3, (N,), generator=g)
+    torch.manual_seed(0)
+    model = bd.Classifier(bd.models.mlp(6, [10], 3, method), num_data=N)
+    guide = bd.DropoutGuide(model)
+    return model, guide, x, y
+
+
+def _draws(module, x, y):
+    """The random draws of one step on the global batch (weights, masks), without the data plate's site."""
+    with torch.no_grad():
+        trace = poutine.trace(module.guide).get_trace(x, y)
+    for name in [n for n, s in trace.nodes.items() if s["type"] != "sample" or n == "data"]:
+        trace.remove_node(name)
+    return trace
+
+
+class Replayed(BayesdropModule):
+    """The module with this process's rows of given draws replayed, recording its loss and averaged gradients."""
+
+    def __init__(self, *args, draws, inputs, out, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.draws, self.inputs, self.out = draws, inputs, out
+
+    def loss(self, x, y):
+        # the rows of the global batch this process got from the distributed sampler (which shuffles)
+        rows = torch.stack([(self.inputs == row).all(1).nonzero()[0, 0] for row in x])
+        trace = self.draws.copy()
+        for name, site in list(trace.nodes.items()):
+            if any(f.name == "data" for f in site["cond_indep_stack"]):
+                trace.nodes[name] = {**site, "value": site["value"][rows]}
+        loss, out = super().loss(x, y, guide=poutine.replay(self.guide, trace=trace))
+        self.recorded = loss.detach()
+        return loss, out
+
+    def on_after_backward(self):  # after DDP's all-reduce: the averaged gradients
+        grads = {n: p.grad.clone() for n, p in self.named_parameters() if p.grad is not None}
+        torch.save({"loss": self.recorded, "grads": grads}, f"{self.out}/rank{self.global_rank}.pt")
+
+
+@pytest.mark.parametrize("method", ["bernoulli", "sparse-vd", "vbd"])
+def test_one_ddp_step_equals_the_single_process_step(method, tmp_path):
+    model, guide, x, y = _setup(method)
+    xg, yg = x[: BATCH * WORLD], y[: BATCH * WORLD]
+    guide(xg, yg)
+    draws = _draws(BayesdropModule(model, guide, epochs=4, lrt=False), xg, yg)
+    single = Replayed(model, guide, epochs=4, lrt=False, draws=draws, inputs=xg, out=str(tmp_path))
+    single.on_train_epoch_start()  # the KL weight of the first epoch
+    loss, _ = BayesdropModule.loss(single, xg, yg, guide=poutine.replay(guide, trace=draws))
+    loss.backward()
+    expected = {n: p.grad.clone() for n, p in single.named_parameters() if p.grad is not None}
+    single.zero_grad()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xg, yg), batch_size=BATCH)
+    trainer = lightning.Trainer(
+        accelerator="cpu",
+        devices=WORLD,
+        strategy="ddp_spawn",
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(single, loader)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    # the mean of the processes' losses is the single-process loss: likelihood N / B_g, KL once
+    torch.testing.assert_close(torch.stack([r["loss"] for r in ranks]).mean(), loss.detach(), rtol=1e-5, atol=1e-5)
+    for r in ranks:
+        assert set(r["grads"]) == set(expected)
+        for name, grad in expected.items():
+            torch.testing.assert_close(r["grads"][name], grad, rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_a_lightning_run_trains_and_its_checkpoint_loads_in_bayesdrop(tmp_path):
+    """One process, digits: the run learns (test accuracy above 0.8 after 10 epochs), keeps bd.fit's history, and
+    its checkpoint loads with bd.load_checkpoint into a fresh model and guide that predict the same."""
+    data = bd.data.load("digits")
+    torch.manual_seed(0)
+    model = bd.Classifier(bd.models.mlp(64, [100], 10), num_data=len(data.train))
+    guide = bd.DropoutGuide(model)
+    module = BayesdropModule(model, guide, example=data.train.x[:2], epochs=10)
+    ds = torch.utils.data.TensorDataset(data.train.x, data.train.y)
+    loader = torch.utils.data.DataLoader(ds, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
+    trainer = lightning.Trainer(
+        accelerator="cpu", devices=1, max_epochs=10, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=str(tmp_path),
+    )  # fmt: skip
+    trainer.fit(module, loader)
+    assert len(module.history["loss"]) == 10 and module.history["loss"][-1] < module.history["loss"][0]
+    assert module.history["lr"][-1] < module.history["lr"][0]  # the linear decay
+    acc = bd.evaluate(model, guide, data.test)["acc"]
+    assert acc > 0.8
+    path = tmp_path / "run.ckpt"
+    trainer.save_checkpoint(path)
+    fresh = bd.Classifier(bd.models.mlp(64, [100], 10), num_data=len(data.train))
+    fresh_guide = bd.DropoutGuide(fresh)
+    fresh_guide(data.train.x[:2])
+    state = bd.load_checkpoint(path, fresh, fresh_guide)
+    assert state["history"]["loss"] == module.history["loss"]
+    torch.testing.assert_close(
+        bd.predict(fresh, fresh_guide, data.test, rule="weight-scaling"),
+        bd.predict(model, guide, data.test, rule="weight-scaling"),
+    )
+
+
+def test_bad_arguments_are_refused_before_training():
+    model, guide, x, y = _setup("bernoulli")
+    with pytest.raises(ValueError, match="`example`"):
+        BayesdropModule(model, guide)
+    guide(x[:2])
+    with pytest.raises(ValueError, match="`epochs`"):
+        BayesdropModule(model, guide, epochs=0)
+    with pytest.raises(ValueError, match="`lr_decay`"):
+        BayesdropModule(model, guide, lr_decay="cosine")
+    with pytest.raises(ValueError, match="`guide`"):
+        BayesdropModule(model, bd.DropoutGuide(bd.Classifier(bd.models.mlp(6, [4], 3), num_data=N)))
