@@ -25,7 +25,16 @@ from . import (
 )
 from .diagnostics import to_inference_data
 from .guides import DropoutGuide, dropout_rates
-from .infer import CollapseWarning, FitResult, evaluate, fit, load_checkpoint, predict, save_checkpoint
+from .infer import (
+    CollapseWarning,
+    FitInterrupted,
+    FitResult,
+    evaluate,
+    fit,
+    load_checkpoint,
+    predict,
+    save_checkpoint,
+)
 from .likelihoods import Classifier, Likelihood, Regressor
 from .nn import bayesianize
 
@@ -54,6 +63,7 @@ __all__ = [
     "dropout_rates",
     "fit",
     "FitResult",
+    "FitInterrupted",
     "CollapseWarning",
     "predict",
     "evaluate",

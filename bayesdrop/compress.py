@@ -40,6 +40,7 @@ import torch.fx
 import torch.nn.functional as F
 from pyro.nn import PyroModule
 
+from .fileio import atomic_write
 from .guides import DropoutGuide
 from .nn import GRU, LSTM, BayesianLayer, Conv1d, Conv2d, Linear, WindowPool
 
@@ -154,6 +155,15 @@ class _Point:
 
 @torch.no_grad()
 def _points(guide: DropoutGuide, threshold: float | str | None) -> dict[str, _Point]:
+    if isinstance(threshold, str):  # a named rule: every pruning layer's method must know it
+        for name, layer, params in guide.pairs():
+            try:
+                layer.method.keep_masks(layer, params, threshold)
+            except TypeError as err:
+                raise TypeError(
+                    f"`threshold` {threshold!r} is not a rule the {layer.method.name!r} method of layer {name!r} "
+                    f"knows; give a number or None ({err})"
+                ) from None
     values = guide.point_values(pruned=True, threshold=threshold)
     out = {}
     for name, layer, params in guide.pairs():
@@ -837,13 +847,14 @@ def save(module: torch.nn.Module, path: str | os.PathLike, example: torch.Tensor
     tensors, nothing pickled).
 
     ``example`` gives the shape and dtype of one input; the program is traced on zeros of that shape (two rows,
-    the batch dimension exported as dynamic), so the file holds no data.
+    the batch dimension exported as dynamic), so the file holds no data.  Written atomically: an interrupted save
+    leaves ``path`` as it was.
     """
     if not torch.is_tensor(example) or example.dim() < 1 or len(example) == 0:
         raise ValueError("`example` must be a tensor of inputs (N, ...) with N >= 1, to give the input shape")
     zeros = torch.zeros((2, *example.shape[1:]), dtype=example.dtype, device=example.device)
     program = torch.export.export(module, (zeros,), dynamic_shapes=[{0: torch.export.Dim("batch")}])
-    torch.export.save(program, path)
+    atomic_write(path, lambda f: torch.export.save(program, f))  # a unique temporary file, then renamed
 
 
 _PT2_PAYLOAD_PREFIXES = {"weights": "weight_", "constants": "tensor_constant"}
@@ -911,4 +922,9 @@ def load(path: str | os.PathLike) -> torch.nn.Module:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"`path` {os.fspath(path)!r} does not exist")
     check_pt2(path)
-    return torch.export.load(path).module()
+    try:
+        return torch.export.load(path).module()
+    except Exception as err:  # an archive that passed the check but does not deserialise (an entry missing, ...)
+        raise ValueError(
+            f"`path` {os.fspath(path)!r} is not a loadable .pt2 model: {type(err).__name__}: {err}"
+        ) from err

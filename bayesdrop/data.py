@@ -706,10 +706,12 @@ def load_mnist(directory: str | os.PathLike) -> Dataset:
         of the wrong length, a label count that differs from its image count,
         labels outside 0..9, or train and test images differ in size.
     """
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(f"`directory` must be a path (str or os.PathLike), got {type(directory).__name__}")
     root = Path(directory).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"MNIST directory {str(root)!r} does not exist")
-    splits, shapes = {}, set()
+    splits, shapes = {}, {}
     for split, (img_base, lbl_base) in _MNIST_FILES.items():
         img_path, lbl_path = _find(root, img_base), _find(root, lbl_base)
         images, labels = _read_idx(img_path, 2051), _read_idx(lbl_path, 2049)
@@ -717,12 +719,14 @@ def load_mnist(directory: str | os.PathLike) -> Dataset:
             raise ValueError(f"{img_path.name} has {len(images)} images but {lbl_path.name} has {len(labels)} labels")
         if labels.max() > 9:
             raise ValueError(f"{lbl_path.name}: labels must be in 0..9, found {labels.max()}")
-        shapes.add(images.shape[1:])
+        shapes[img_path.name] = images.shape[1:]
         x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0)
         splits[split] = Split(x, torch.from_numpy(labels.astype(np.int64)))
-    if len(shapes) != 1:
-        raise ValueError(f"train and test images differ in size: {sorted(shapes)}")
-    (rows, cols) = shapes.pop()
+    if len(set(shapes.values())) != 1:
+        raise ValueError(
+            "train and test images differ in size: " + ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+        )
+    (rows, cols) = next(iter(shapes.values()))
     return Dataset(
         name="mnist",
         train=splits["train"],

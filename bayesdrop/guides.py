@@ -21,6 +21,7 @@ from pyro.nn import PyroModule
 from .handlers import PosteriorMean, posterior_mean
 from .methods.base import LayerGuide
 from .nn import BayesianLayer, bayesian_layers
+from .sites import noise_shared, shared_plate
 
 __all__ = ["DropoutGuide", "dropout_rates"]
 
@@ -124,7 +125,10 @@ class DropoutGuide(PyroModule):
         assert self._order is not None  # set by _setup
         data_plate = cast("Callable[..., pyro.plate]", self.model.data_plate)  # checked in __init__
         make_plate = functools.partial(data_plate, *args, **kwargs)
-        plate = make_plate() if self._local else _LazyPlate(make_plate)
+        if noise_shared():  # per-example sites drawn once per network, as the model's layers draw them
+            plate: Any = shared_plate()
+        else:
+            plate = make_plate() if self._local else _LazyPlate(make_plate)
         for layer, params in self._order:
             layer.guide(params, plate)
 

@@ -120,8 +120,8 @@ class Likelihood(PyroModule):
         """The observation site ``"obs"`` (inside the data plate): ``y ~ distribution(out)``.
 
         For the :class:`~bayesdrop.moments.Moments` of the output (fast dropout) the site's log density is
-        ``distribution``'s averaged over the output's sigma points (:class:`~bayesdrop.distributions.
-        SigmaPointAverage`), the expected log-likelihood.
+        ``distribution``'s averaged over the output's sigma points
+        (:class:`~bayesdrop.distributions.SigmaPointAverage`), the expected log-likelihood.
         """
         if isinstance(out, Moments):
             fn: dist.TorchDistribution = SigmaPointAverage(self.distribution(out.sigma_points(out.dim() - 1)))
@@ -171,10 +171,12 @@ class Likelihood(PyroModule):
         r"""Metrics of the posterior predictive on labelled data, from ``S`` output draws ``out`` ``(S, N, ...)``.
 
         Default: ``nll``, the mean negative log predictive density of the mixture over the draws,
-        :math:`-\frac1N \sum_n \log \frac1S \sum_s p(y_n \mid f_s(x_n))`.
+        :math:`-\frac1N \sum_n \log \frac1S \sum_s p(y_n \mid f_s(x_n))`
+        (:func:`bayesdrop.diagnostics.metrics.nll`, the one definition every report uses).
         """
-        ll = self.log_likelihood(out, y)
-        return {"nll": -(ll.logsumexp(0) - math.log(ll.shape[0])).mean().item()}
+        from .diagnostics.metrics import nll  # the diagnostics import the likelihoods: imported when called
+
+        return {"nll": nll(self.log_likelihood(out, y))}
 
     def train_metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-minibatch sums of the metrics :func:`~bayesdrop.fit` reports as ``train_<name>`` (per example).
@@ -245,15 +247,19 @@ class Classifier(Likelihood):
     def check_targets(self, y, name="y"):
         from .data import check_labels
 
+        if torch.is_tensor(y) and y.dim() >= 2 and y.shape[-1] == 1:  # Pyro would broadcast (N, 1) against (N,)
+            raise ValueError(
+                f"`{name}`: class labels must have shape (N,), got {tuple(y.shape)} (squeeze the last dimension)"
+            )
         check_labels(y, self.num_classes, name=name)
 
     def predictive(self, out):
         return out.softmax(-1).mean(0)
 
     def metrics(self, out, y):
-        probs = self.predictive(out)
-        nll = -probs.gather(-1, y[:, None]).clamp_min(1e-12).log().mean().item()
-        return {"acc": (probs.argmax(-1) == y).float().mean().item(), "nll": nll}
+        from .diagnostics.metrics import accuracy  # the diagnostics import the likelihoods: imported when called
+
+        return {"acc": accuracy(out.softmax(-1), y), **super().metrics(out, y)}
 
     def train_metrics(self, out, y):
         return {"acc": (out.argmax(-1) == y).sum()}
@@ -404,8 +410,9 @@ class Regressor(Likelihood):
             )
 
     def metrics(self, out, y):
-        mean = self.distribution(out).mean.mean(0)
-        return {"rmse": (mean - y).pow(2).mean().sqrt().item(), **super().metrics(out, y)}
+        from .diagnostics.metrics import rmse  # the diagnostics import the likelihoods: imported when called
+
+        return {"rmse": rmse(self.distribution(out).mean, y), **super().metrics(out, y)}
 
     def target_dims(self, y):
         return [] if self.horizon is None else ["time"]

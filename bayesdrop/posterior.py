@@ -1,9 +1,12 @@
 """The one posterior sampler behind :func:`bayesdrop.predict` and :func:`bayesdrop.to_inference_data`.
 
 For people who need draws of the network itself: :class:`PosteriorSampler` draws S networks from the guide (their
-global sites: weights, rates) and runs every batch of inputs through each of them, with fresh local sites (masks)
-per example, by Pyro's own ``trace`` and ``replay``.  Each draw is an ordinary forward pass, so any module works in
-the network (pooling, batch normalisation, anything that expects one batch dimension).
+global sites: weights, rates) and runs every batch of inputs through each of them, by Pyro's own ``trace`` and
+``replay``.  The local sites (masks, multiplicative noise) are drawn afresh for every example, as in training, or,
+with ``shared_noise=True``, once per network and shared by every input: then each draw is one sample of the weights
+(Gal & Ghahramani 2016, :func:`~bayesdrop.sites.shared_noise`), the draws that PSIS-LOO and WAIC take.  Each draw is
+an ordinary forward pass, so any module works in the network (pooling, batch normalisation, anything that expects
+one batch dimension).
 
 Example
 -------
@@ -14,6 +17,7 @@ Example
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyro
@@ -22,8 +26,11 @@ import torch
 from pyro.poutine.util import site_is_subsample
 
 from .moments import Moments
+from .sites import shared_noise as _shared_noise
 
-__all__ = ["PosteriorSampler", "device_of"]
+__all__ = ["PosteriorSampler", "device_of", "seeded", "guide_setup", "check_noise", "NOISE"]
+
+NOISE = ("shared", "per-example")  #: the draw schemes of the local sites: once per network, or once per example
 
 
 def device_of(model: torch.nn.Module, guide: torch.nn.Module) -> torch.device:
@@ -34,7 +41,8 @@ def device_of(model: torch.nn.Module, guide: torch.nn.Module) -> torch.device:
 
 
 class PosteriorSampler:
-    """S networks from the guide, shared by every input; per-example sites drawn afresh for each input.
+    """S networks from the guide, shared by every input; per-example sites drawn afresh for each input, or once per
+    network (``shared_noise``).
 
     Parameters
     ----------
@@ -49,16 +57,35 @@ class PosteriorSampler:
         through all of them in one vectorised pass (activations ``S`` times a batch's: bound them with ``run``'s
         ``batch_size``), as ``pyro.infer.Predictive(parallel=True)``; for models whose only plate is the data plate
         (bayesdrop's likelihoods).  ``False``: one pass per network.
+    shared_noise : bool
+        Draw the per-example sites (masks, noise) of each network once, with its global sites, and share them by
+        every input (:func:`~bayesdrop.sites.shared_noise`): each network is then one posterior sample of the
+        weights, :math:`W_s = M \\operatorname{diag}(z_s)` (Gal & Ghahramani 2016), its output on an input
+        independent of the batch and of ``batch_size``, and the log-likelihoods of one network over the data those
+        of one posterior draw (what PSIS-LOO and WAIC assume).  ``False`` (default): a fresh draw per example, as in
+        training.  Both give the same predictive law for each input.
     """
 
-    def __init__(self, model: Any, guide: Any, num_samples: int, example: torch.Tensor, *, parallel: bool = False):
+    def __init__(
+        self,
+        model: Any,
+        guide: Any,
+        num_samples: int,
+        example: torch.Tensor,
+        *,
+        parallel: bool = False,
+        shared_noise: bool = False,
+    ):
         if not isinstance(parallel, bool):
             raise TypeError(f"`parallel` must be a bool, got {type(parallel).__name__}")
+        if not isinstance(shared_noise, bool):
+            raise TypeError(f"`shared_noise` must be a bool, got {type(shared_noise).__name__}")
         self.model, self.guide, self.num_samples, self.parallel = model, guide, num_samples, parallel
+        self.shared_noise = shared_noise
         self.dim = -2  # the draws' plate of a vectorised sampler, left of the data plate
         self.data_plate = model.data_plate(example).name
         self.networks: list[poutine.Trace] = []
-        with poutine.block():
+        with poutine.block(), _shared_noise(shared_noise):
             if parallel:  # the S networks as one trace, their global sites (S, 1, ...) in a plate left of the data
                 if self._plate_nesting(example) != 1:
                     raise ValueError(
@@ -73,7 +100,8 @@ class PosteriorSampler:
         self.obs_site: str | None = None
 
     def _globals(self, trace: poutine.Trace) -> poutine.Trace:
-        """``trace`` without its local sites (those in the data plate): the sites of one (or S) networks."""
+        """``trace`` without its local sites (those in the data plate): the sites of one (or S) networks, with their
+        shared per-example sites under ``shared_noise``."""
         for name, site in list(trace.nodes.items()):
             local = any(f.name == self.data_plate for f in site.get("cond_indep_stack", ()))
             if site["type"] != "sample" or site_is_subsample(site) or local:
@@ -131,7 +159,7 @@ class PosteriorSampler:
         outs: list[list[torch.Tensor]] = [[] for _ in self.networks]
         obs: list[list[torch.Tensor]] = [[] for _ in self.networks]
         points = False
-        with poutine.block():
+        with poutine.block(), _shared_noise(self.shared_noise):
             for i in range(0, len(x), step):
                 xb = x[i : i + step]
                 for s, network in enumerate(self.networks):
@@ -156,3 +184,39 @@ class PosteriorSampler:
         if points:  # (S, N, 2d, ...) -> (S * 2d, N, ...): each network's sigma points are draws
             draws = draws.movedim(2, 1).flatten(0, 1)
         return draws, torch.stack([torch.cat(o) for o in obs])
+
+
+def check_noise(noise: Any) -> bool:
+    """Whether ``noise`` (one of :data:`NOISE`) draws the local sites once per network; ``ValueError`` otherwise."""
+    if noise not in NOISE:
+        raise ValueError(f"`noise` must be one of {NOISE}, got {noise!r}")
+    return noise == "shared"
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None, device: torch.device, setup: Callable[[], Any] | None = None) -> Iterator[None]:
+    """Run the block on a fork of torch's generators seeded with ``seed`` (the caller's random state is left as it
+    was), or on the current state for ``None``: the draws of :func:`bayesdrop.evaluate` and
+    :func:`bayesdrop.to_inference_data`, so that one seed gives the same networks through either.  ``setup`` (a
+    guide's first run, which draws too) runs on the fork before it is seeded, so that the draws do not depend on
+    whether the guide had run."""
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise ValueError(f"`seed` must be a non-negative int or None, got {seed!r}")
+    if seed is None:
+        if setup is not None:
+            setup()
+        yield
+        return
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        if setup is not None:
+            setup()
+        torch.manual_seed(seed)
+        yield
+
+
+def guide_setup(guide: Any, x: torch.Tensor, device: torch.device) -> Callable[[], Any] | None:
+    """The first run of a :class:`~bayesdrop.guides.DropoutGuide` that has not run yet (on ``x[:2]``), for
+    :func:`seeded`; ``None`` when it has run (or is not a DropoutGuide)."""
+    if getattr(guide, "_order", True) is not None:
+        return None
+    return lambda: guide(x[:2].to(device))

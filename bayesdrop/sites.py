@@ -11,11 +11,14 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import pyro
 import torch
 from pyro.distributions import TorchDistribution
 from pyro.poutine.runtime import get_plates
@@ -27,6 +30,11 @@ __all__ = [
     "Layer",
     "Draws",
     "draws",
+    "shared_noise",
+    "noise_shared",
+    "shared_plate",
+    "SHARED_PLATE",
+    "RUN_SHARED_PLATE",
     "site_shaped",
     "per_example_shape",
     "NOISE_ROLES",
@@ -173,6 +181,62 @@ class Layer(Protocol):
 DATA_PLATE: contextvars.ContextVar[Any] = contextvars.ContextVar("bayesdrop_plate", default=None)
 
 _TAGS = ("_bayesdrop_lrt", "_bayesdrop_local", "_bayesdrop_posterior_mean")
+
+# Whether per-example sites are drawn once per network and shared by every input (set by shared_noise).
+_SHARED: contextvars.ContextVar[bool] = contextvars.ContextVar("bayesdrop_shared_noise", default=False)
+
+SHARED_PLATE = "_bayesdrop_shared"  #: the size-1 plate of per-example sites drawn once per network
+
+# The instance of that plate for the network being run (set by bayesdrop.nn.local_plate inside shared_noise): a
+# plate records its site when it is built, so each run of a model builds one and its layers share it.
+RUN_SHARED_PLATE: contextvars.ContextVar[Any] = contextvars.ContextVar("bayesdrop_shared_plate", default=None)
+
+
+@contextlib.contextmanager
+def shared_noise(enabled: bool = True) -> Iterator[None]:
+    r"""Draw every per-example site (masks, multiplicative noise, cutout centres, pooling draws) once per network
+    and share it by all inputs, instead of once per example.
+
+    A network drawn this way is one sample of the weights of Gal & Ghahramani (2016): dropout's masks are part of
+    the weight sample, :math:`W_s = M \operatorname{diag}(z_s)`, the same for every input.  Its output on an input
+    does not depend on the other inputs of the batch, and its log-likelihoods :math:`\log p(y_n \mid \theta_s)`
+    over the data are those of one posterior sample, as PSIS-LOO and WAIC need them (Vehtari et al. 2017).  The
+    training objective keeps one draw per example (the lower-variance estimate of the same expected
+    log-likelihood).
+
+    Inside the context a layer samples a per-example site in the plate :data:`SHARED_PLATE` of size 1 (at dim
+    -1, outside the data plate): its value has a leading axis of size 1 where the examples' axis was, and broadcasts
+    over the batch; the guide (:class:`~bayesdrop.guides.DropoutGuide`) samples its matching sites in the same
+    plate.  In a vectorised run (:func:`draws`) each network's draw is expanded over its examples.
+
+    Parameters
+    ----------
+    enabled : bool
+        ``False`` restores one draw per example inside an enclosing ``shared_noise()``.
+
+    Examples
+    --------
+    >>> with bd.sites.shared_noise():
+    ...     trace = pyro.poutine.trace(guide).get_trace(x[:1])  # one network, masks included
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(f"`enabled` must be a bool, got {type(enabled).__name__}")
+    token = _SHARED.set(enabled)
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def noise_shared() -> bool:
+    """Whether per-example sites are drawn once per network (inside :func:`shared_noise`)."""
+    return _SHARED.get()
+
+
+def shared_plate() -> pyro.plate:
+    """A new plate, of size 1 at dim -1, for the per-example sites drawn once per network (:func:`shared_noise`):
+    build one per run of a model or guide (it records its site when built) and enter it for each such site."""
+    return pyro.plate(SHARED_PLATE, 1, dim=-1)
 
 
 @dataclass(frozen=True)

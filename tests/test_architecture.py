@@ -448,3 +448,28 @@ def test_every_declared_test_time_rule_predicts_and_the_others_are_refused(metho
         else:
             with pytest.raises(ValueError, match=re.escape(repr(method))):
                 bd.predict(model, guide, x, rule=rule)
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["loop", "vectorised"])
+@pytest.mark.parametrize("kind", list(BUILDERS))
+@pytest.mark.parametrize("method", METHODS)
+def test_shared_noise_draws_are_networks_that_do_not_depend_on_the_batch(method, kind, parallel):
+    """``PosteriorSampler(shared_noise=True)``: each draw is one network, masks included (Gal & Ghahramani 2016),
+    so an input's output is the same whatever batch it is run in (all inputs at once, or one at a time); its
+    per-example sites are drawn once per network, outside the data plate."""
+    if _refusal(method, kind) is not None:
+        return
+    model, guide, x, y = BUILDERS[kind](method)
+    guide(x, y)
+    _randomise(guide)
+    model.eval()
+    S = 3
+    if parallel and not bd.methods.get(method).capabilities.train_rule == "sampled":
+        return  # fast dropout: Gaussian moments, one deterministic pass (refused by vectorised draws)
+    sampler = bd.posterior.PosteriorSampler(model, guide, S, x[:2], parallel=parallel, shared_noise=True)
+    whole = sampler.run(x)[0]
+    one_by_one = sampler.run(x, batch_size=1)[0]
+    assert torch.allclose(whole, one_by_one, atol=1e-5, rtol=1e-4), (whole - one_by_one).abs().max()
+    for network in sampler.networks:  # no site of a network lies in the data plate
+        for site in network.nodes.values():
+            assert all(f.name != "data" for f in site["cond_indep_stack"])

@@ -50,6 +50,14 @@ def test_compare_cli_prints_and_writes_the_table(tmp_path, capsys):
         assert 0 <= r["ECE"] <= 1 and r["NLL"] > 0 and r["s/epoch"] > 0
         assert r["|W|/|W≠0|"] == pytest.approx(1.0)  # fixed-rate methods prune nothing
     assert rows[0]["mean keep"] == pytest.approx((64 * 0.8 + 32 * 0.5) / 96)  # mlp's defaults: p = 0.2 / 0.5
+    # az.compare on PSIS-LOO of the training data: ranks 0 and 1, the best at a difference of 0
+    assert sorted(r["loo_rank"] for r in rows) == [0, 1]
+    best, other = sorted(rows, key=lambda r: r["loo_rank"])
+    assert best["Δelpd_loo"] == 0 and other["Δelpd_loo"] == pytest.approx(best["elpd_loo"] - other["elpd_loo"])
+    assert other["dse"] > 0 and all(r["elpd_loo_se"] > 0 and r["p_loo"] > 0 for r in rows)
+    for r in rows:  # out-of-distribution detection of uniform noise
+        assert 0 <= r["AUROC MI"] <= 1 and 0 <= r["AUROC H"] <= 1 and 0 <= r["FPR95 MI"] <= 1
+    assert "(rank 0)" in text and "AUROC MI" in text and "uniform noise" in text
     assert (out / "compare.md").read_text().count("\n| ") == 3
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import types
 import warnings
 from pathlib import Path
@@ -69,10 +70,10 @@ def digits_mc():
     net = bd.models.mlp(64, [100], 10, "bernoulli", input_method=bd.methods.get("bernoulli", p=0.2))
     model = bd.Classifier(net, num_data=len(ds.train))
     guide = bd.DropoutGuide(model)
-    bd.fit(model, guide, ds.train, epochs=20, lr=1e-2, progress=False, seed=0)
+    result = bd.fit(model, guide, ds.train, epochs=20, lr=1e-2, progress=False, seed=0)
     noise = torch.rand(len(ds.test), 64, generator=torch.Generator().manual_seed(1))  # uniform-noise "images"
     idata = bd.to_inference_data(model, guide, ds.test, num_samples=200, predictions=noise, seed=0)
-    return types.SimpleNamespace(ds=ds, model=model, guide=guide, idata=idata, noise=noise)
+    return types.SimpleNamespace(ds=ds, model=model, guide=guide, idata=idata, noise=noise, history=result.history)
 
 
 @pytest.fixture(scope="module")
@@ -135,20 +136,29 @@ def test_inference_data_groups_vars_and_dims(digits_mc):
         "predictions",
         "log_likelihood",
         "observed_data",
+        "point_estimates",
     }
+    # the keep probabilities are point estimates of q (fixed rates): their own group, without draws
+    point = idata.point_estimates
+    assert point["net.0.keep_prob"].dims == ("net.0.unit",) and point["net.2.keep_prob"].shape == (100,)
+    np.testing.assert_allclose(point["net.0.keep_prob"].values, 0.8)
+    np.testing.assert_allclose(point["net.2.keep_prob"].values, 0.5)
+    # the posterior holds random quantities only: each network's masks, drawn once and shared by every input
     post = idata.posterior
-    assert set(post.data_vars) == {"net.0.keep_prob", "net.2.keep_prob"}
-    assert post["net.0.keep_prob"].dims == ("chain", "draw", "net.0.unit")
-    assert post["net.0.keep_prob"].shape == (1, S, 64) and post["net.2.keep_prob"].shape == (1, S, 100)
-    np.testing.assert_allclose(post["net.0.keep_prob"].values, 0.8)  # fixed rates: constant draws
-    np.testing.assert_allclose(post["net.2.keep_prob"].values, 0.5)
+    assert set(post.data_vars) == {"net.0.noise", "net.2.noise"}
+    assert post["net.0.noise"].dims == ("chain", "draw", "net.0.unit") and post["net.2.noise"].shape == (1, S, 100)
+    np.testing.assert_allclose(np.unique(post["net.0.noise"].values), [0.0, 1 / 0.8])  # z / (1 - p)
+    for name in post.data_vars:  # no constant variable: every element varies over the draws
+        assert (post[name].values[0].std(0) > 0).all(), name
+    assert abs((post["net.2.noise"].values > 0).mean() - 0.5) < 0.01  # keep probability 0.5: 20000 draws
+    assert idata.attrs["bayesdrop_noise"] == "shared"
 
     pp = idata.posterior_predictive
     assert pp["y"].dims == ("chain", "draw", "obs_id") and pp["y"].shape == (1, S, N)
     assert pp["probs"].dims == ("chain", "draw", "obs_id", "class") and pp["probs"].shape == (1, S, N, C)
     assert np.issubdtype(pp["y"].dtype, np.integer)
     np.testing.assert_allclose(pp["probs"].values.sum(-1), 1.0, atol=1e-5)
-    assert pp["probs"].values.std(axis=1).mean() > 0.01  # every draw has its own masks (vectorised, not shared)
+    assert pp["probs"].values.std(axis=1).mean() > 0.01  # every draw is its own network
     np.testing.assert_array_equal(idata.observed_data["y"].values, ds.test.y.numpy())
     np.testing.assert_array_equal(idata.observed_data["obs_id"].values, np.arange(N))
 
@@ -180,10 +190,12 @@ def test_regression_inference_data(toy):
         "log_likelihood",
         "observed_data",
         "constant_data",
+        "point_estimates",
     }
-    assert set(idata.posterior.data_vars) == {"net.0.keep_prob", "net.2.keep_prob", "net.4.keep_prob"}
-    np.testing.assert_allclose(idata.posterior["net.0.keep_prob"].values, 1.0)
-    np.testing.assert_allclose(idata.posterior["net.2.keep_prob"].values, 0.9)
+    assert set(idata.point_estimates.data_vars) == {"net.0.keep_prob", "net.2.keep_prob", "net.4.keep_prob"}
+    np.testing.assert_allclose(idata.point_estimates["net.0.keep_prob"].values, 1.0)
+    np.testing.assert_allclose(idata.point_estimates["net.2.keep_prob"].values, 0.9)
+    assert set(idata.posterior.data_vars) == {"net.2.noise", "net.4.noise"}  # no input noise: p = 0 draws nothing
     mu, y_rep = idata.posterior_predictive["mu"].values[0], idata.posterior_predictive["y"].values[0]
     assert mu.shape == y_rep.shape == (200, N)
     np.testing.assert_allclose(idata.constant_data["noise_scale"].values, 0.1, rtol=1e-6)
@@ -234,6 +246,11 @@ def test_posterior_draws_are_the_networks_behind_every_batch_of_predictions():
     np.testing.assert_allclose(idata.predictions["probs"].values[0], probs(new), atol=1e-5)
 
 
+def _site_shape(guide, x, name):
+    with torch.no_grad():
+        return tuple(poutine.trace(guide).get_trace(x).nodes[name]["value"].shape)
+
+
 def _guide_global_sites(model, guide, x):
     with torch.no_grad(), pyro.plate("draws", 2, dim=-2):
         trace = poutine.trace(guide).get_trace(x)
@@ -260,15 +277,23 @@ def test_every_registered_method(method, hyper, tmp_path, caplog):
     idata = bd.to_inference_data(model, guide, (x, y), num_samples=40, predictions=x[:5])
     rates = bd.dropout_rates(model, guide)
     for name, kp in rates.items():
-        var = idata.posterior[f"{name}.keep_prob"]
-        assert var.shape == (1, 40, *kp.shape)
-        np.testing.assert_allclose(var.values[0, 0], kp.numpy(), rtol=1e-6)
-    # non-weight global guide sites: Delta -> point_estimates (no draws), random -> posterior draws
+        var = idata.point_estimates[f"{name}.keep_prob"]  # point estimates of q: no draws
+        assert var.shape == kp.shape
+        np.testing.assert_allclose(var.values, kp.numpy(), rtol=1e-6)
+    # non-weight global guide sites: Delta -> point_estimates (no draws), random -> posterior draws (those of the
+    # weights' shape, DropConnect's masks, only with weights=True)
+    weight_shapes = {tuple(w.shape) for _, layer, _ in guide.pairs() for w in layer.weight_sites.values()}
     for name, is_delta in _guide_global_sites(model, guide, x).items():
         if is_delta:
             assert name in idata.point_estimates and "draw" not in idata.point_estimates[name].dims
-        else:
+        elif "posterior" in idata.groups() and name in idata.posterior:
             assert idata.posterior[name].shape[:2] == (1, 40) and idata.posterior[name].values.std(1).max() > 0
+        else:  # constant over the draws (a point mass in effect), or a per-weight mask (weights=False)
+            in_point = "point_estimates" in idata.groups() and name in idata.point_estimates
+            assert in_point or _site_shape(guide, x, name)[-2:] in weight_shapes, name
+    if "posterior" in idata.groups():  # random quantities only: nothing constant over the draws
+        for name, var in idata.posterior.data_vars.items():
+            assert var.values[0].std(0).max() > 0, name
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
         warnings.simplefilter("always")
         loo = _arviz.loo(idata)
@@ -276,8 +301,9 @@ def test_every_registered_method(method, hyper, tmp_path, caplog):
     assert not _shape_warnings(caught)
     assert "Shape validation" not in caplog.text
     assert math.isfinite(float(loo["elpd_loo"]))
-    summary = _arviz.summary(idata)
-    assert len(summary) == sum(v.size // 40 for v in idata.posterior.data_vars.values())
+    if "posterior" in idata.groups():
+        summary = _arviz.summary(idata)
+        assert len(summary) == sum(v.size // 40 for v in idata.posterior.data_vars.values())
     cal = D.calibration(idata)
     assert 0 <= cal["ece"] <= 1 and 0 <= cal["accuracy"] <= 1
     back = D.load_netcdf(D.save_netcdf(idata, tmp_path / "idata.nc"))
@@ -333,16 +359,22 @@ def test_loo_and_waic_agree_with_the_log_mean_likelihood(digits_mc, caplog):
 
 
 def test_summary_of_the_posterior_group(digits_mc, caplog):
-    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
-        warnings.simplefilter("always")
-        summary = _arviz.summary(digits_mc.idata)
-    assert len(summary) == 64 + 100
-    np.testing.assert_allclose(summary.loc["net.0.keep_prob[0]", "mean"], 0.8)
-    np.testing.assert_allclose(summary.loc["net.2.keep_prob[99]", "mean"], 0.5)
-    assert (summary["sd"] == 0).all()  # q puts a point mass on fixed rates
-    assert summary["r_hat"].isna().all()  # one chain of constant draws: R-hat is undefined
-    # the only complaints are about the single chain and the constant values, nothing else
-    assert all("invalid value encountered" in str(w.message) for w in caught), [str(w.message) for w in caught]
+    """``az.summary``, ``az.ess`` and ``az.rhat`` of the posterior (the masks of the 200 networks, one chain) run
+    without a warning: no constant variable, no fake chains.  R-hat needs two chains: NaN, which ArviZ logs (a
+    log record about the chain count, not a warning)."""
+    az = _arviz.az()
+    idata = digits_mc.idata
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING):
+        warnings.simplefilter("error")  # any warning fails the test
+        summary = az.summary(idata)
+        ess = az.ess(idata)
+        rhat = az.rhat(idata)
+    assert len(summary) == 64 + 100  # the masks of the inputs of the two layers
+    np.testing.assert_allclose(summary["mean"].values, 1.0, atol=0.3)  # z / (1 - p) has mean 1
+    assert (summary["sd"] > 0).all() and np.isfinite(summary["ess_bulk"]).all()
+    # independent draws: an effective sample size near S = 200 on average (each estimate is noisy)
+    assert 150 < ess["net.2.noise"].values.mean() < 260 and ess["net.2.noise"].values.min() > 40
+    assert summary["r_hat"].isna().all() and np.isnan(rhat["net.0.noise"].values).all()
     assert all("Shape validation failed" in r.getMessage() and "chains=2" in r.getMessage() for r in caplog.records)
 
 
@@ -501,10 +533,21 @@ def test_plots_return_figures_and_write_pngs(digits_mc, toy, tmp_path):
         "loo_pit": D.plot_loo_pit(toy.idata, path=tmp_path / "loo_pit.png"),
         "band": D.plot_predictive_band(toy.idata, train=toy.ds.train, path=tmp_path / "band.png"),
         "ppc_regression": D.plot_ppc(toy.idata, path=tmp_path / "ppc_regression.png"),
+        "ood": D.plot_ood(digits_mc.idata, label_out="uniform noise", path=tmp_path / "ood.png"),
+        "training": D.plot_training(digits_mc.history, path=tmp_path / "training.png"),
     }
     for name, fig in figs.items():
         assert isinstance(fig, Figure), name
         _check_png(tmp_path / f"{name}.png")
+        _check_labelled(fig, name)
+    # the classification PPC: observed class frequencies (bars) against the replicated ones (median, interval)
+    ppc_ax = figs["ppc"].axes[0]
+    observed = np.bincount(digits_mc.ds.test.y.numpy(), minlength=10) / len(digits_mc.ds.test)
+    np.testing.assert_allclose([p.get_height() for p in ppc_ax.patches], observed)
+    assert ppc_ax.get_xlabel() == "class" and ppc_ax.get_ylabel() == "frequency"
+    assert figs["loo_pit"].axes[0].get_xlabel() != "y"
+    assert figs["rates"].axes[0].get_ylabel() == "units"
+    assert len(figs["ood"].axes) == 3 and len(figs["training"].axes) == 4  # loss, NLL, KL, accuracy
     rel_ax = figs["reliability"].axes[0]
     assert len(rel_ax.patches) == 2 * int((D.reliability(digits_mc.idata)["count"] > 0).sum())
     assert len(figs["rates"].axes) == 2  # one panel per layer
@@ -517,31 +560,82 @@ def test_plots_return_figures_and_write_pngs(digits_mc, toy, tmp_path):
 # ----------------------------------------------------------------------------- CLI report
 
 
-def test_report_command_writes_pngs_and_a_summary(tmp_path, capsys):
+def _collect_figures(monkeypatch) -> list:
+    """Every figure the plot functions finish (write), in order."""
+    from bayesdrop.diagnostics import plots
+
+    figures = []
+    finish = plots._finish
+
+    def recording(fig, path):
+        figures.append((fig, path))
+        return finish(fig, path)
+
+    monkeypatch.setattr(plots, "_finish", recording)
+    return figures
+
+
+def _check_labelled(fig, name) -> None:
+    """Every panel of ``fig`` has a title and both axis labels."""
+    assert fig.axes, name
+    for ax in fig.axes:
+        if ax.get_legend() is not None and not ax.has_data():
+            continue  # pragma: no cover - a legend-only panel
+        assert ax.get_title(), (name, ax)
+        assert ax.get_xlabel() and ax.get_ylabel(), (name, ax.get_title())
+
+
+def test_report_command_writes_pngs_and_a_summary(tmp_path, capsys, monkeypatch):
+    figures = _collect_figures(monkeypatch)
     run = tmp_path / "digits"
     argv = ["train", "--dataset", "digits", "--arch", "mlp:32", "--epochs", "3", "--lr", "1e-2", "--quiet"]
-    assert cli.main([*argv, "--out", str(run)]) == 0
+    assert cli.main([*argv, "--num-samples", "50", "--out", str(run)]) == 0
+    printed = capsys.readouterr().out
     assert cli.main(["report", str(run), "--num-samples", "50", "--ood-points", "100"]) == 0
-    for name in ("reliability", "entropy", "ppc", "dropout_rates"):
-        _check_png(run / f"{name}.png")
     text = (run / "report.md").read_text()
+    # every plot of the report: linked, a non-empty PNG, and a figure whose panels have titles and labelled axes
+    linked = re.findall(r"\]\((\w+\.png)\)", text)
+    assert set(linked) == {"training.png", "reliability.png", "entropy.png", "ood.png", "ppc.png", "dropout_rates.png"}
+    for name in linked:
+        _check_png(run / name)
+    assert sorted(Path(p).name for _, p in figures) == sorted(linked)
+    for fig, p in figures:
+        _check_labelled(fig, Path(p).name)
     idata = D.load_netcdf(run / "inference_data.nc")
-    cal, loo = D.calibration(idata), D.loo_summary(idata)
+    cal = D.calibration(idata)
     assert f"| accuracy | {cal['accuracy']:.4f} |" in text and f"| ece | {cal['ece']:.4f} |" in text
+    # train and report print the same test metrics: the same networks (seed, draws) and one definition of each
+    assert f"test NLL {cal['nll']:.4f}" in printed and f"test accuracy {cal['accuracy']:.4f}" in printed
+    assert f"| nll | {cal['nll']:.4f} |" in text
+    # PSIS-LOO on the training data, checked against the test lppd scaled to the training size
+    idata_train = D.load_netcdf(run / "inference_data_train.nc")
+    loo = D.loo_check(idata_train, idata)
+    assert loo["n_train"] == idata_train.observed_data.sizes["obs_id"] == 1437
     assert f"| {loo['elpd_loo']:.2f} | {loo['se']:.2f} | {loo['p_loo']:.2f} |" in text
     assert f"| {loo['k<=0.5']} | {loo['0.5<k<=0.7']} | {loo['0.7<k<=1']} | {loo['k>1']} |" in text
-    assert "uniform noise on [0, 1]" in text and "(reliability.png)" in text and "(dropout_rates.png)" in text
+    assert f"times the 1437 training points is {loo['reference']:.2f}" in text
+    assert "uniform noise of the inputs' shape on [0, 1]" in text and "(reliability.png)" in text
     assert idata.predictions.sizes["pred_id"] == 100
+    detection = D.ood(idata)
+    row = detection["mutual_information"]
+    assert f"| mutual_information | {row['auroc']:.4f} | {row['aupr']:.4f} | {row['fpr95']:.4f} |" in text
 
+    figures.clear()
     reg = tmp_path / "toy"
     argv = ["train", "--dataset", "toy-regression", "--arch", "mlp:20", "--epochs", "30", "--lr", "1e-2", "--quiet"]
     assert cli.main([*argv, "--out", str(reg)]) == 0
     assert cli.main(["report", str(reg), "--num-samples", "50"]) == 0
-    for name in ("loo_pit", "predictive_band", "ppc", "dropout_rates"):
-        _check_png(reg / f"{name}.png")
     text = (reg / "report.md").read_text()
+    linked = re.findall(r"\]\((\w+\.png)\)", text)
+    assert set(linked) == {"training.png", "loo_pit.png", "predictive_band.png", "ppc.png", "dropout_rates.png"}
+    for name in linked:
+        _check_png(reg / name)
+    for fig, p in figures:
+        _check_labelled(fig, Path(p).name)
     cal = D.calibration(D.load_netcdf(reg / "inference_data.nc"))
     assert f"| coverage_90 | {cal['coverage_90']:.4f} |" in text and f"| rmse | {cal['rmse']:.4f} |" in text
+    loo = D.loo_summary(D.load_netcdf(reg / "inference_data_train.nc"))
+    assert math.isfinite(loo["elpd_loo"]) and f"| {loo['elpd_loo']:.2f} |" in text
     capsys.readouterr()
     assert cli.main(["report", str(tmp_path / "missing")]) == 2
     assert "config.json" in capsys.readouterr().err

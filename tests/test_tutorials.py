@@ -93,7 +93,7 @@ def _check_04(r):
     assert r["entropy_wrong"] > r["entropy_correct"]
     assert r["mi_noise"] > 1.5 * r["mi_test"]  # epistemic uncertainty flags the noise images
     assert r["mi_auroc"] > 0.9
-    assert isinstance(r["pareto_k_over_0.7"], int) and 0 <= r["pareto_k_over_0.7"] <= r["n_test"]
+    assert isinstance(r["pareto_k_over_0.7"], int) and 0 <= r["pareto_k_over_0.7"] <= r["n_loo"]
     assert r["lppd"] > r["elpd_loo"]
     assert 0.6 < r["coverage90_support"] <= 1
     assert r["coverage90_grid"] < r["coverage90_support"]  # MC dropout under-covers beyond the data

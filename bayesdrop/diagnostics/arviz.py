@@ -19,9 +19,14 @@ __all__ = [
     "is_inference_data",
     "from_dict",
     "add_group",
+    "only",
     "loo",
     "waic",
+    "compare",
+    "psislw",
     "summary",
+    "ess",
+    "rhat",
     "plot_ppc",
     "plot_loo_pit",
     "to_netcdf",
@@ -90,9 +95,15 @@ def add_group(idata: Any, name: str, dataset: Any) -> None:
     idata.add_groups({name: dataset})
 
 
+def only(idata: Any, *groups: str) -> Any:
+    """A new InferenceData with the given groups of ``idata`` alone (e.g. ``log_likelihood`` for LOO)."""
+    return az().InferenceData(**{g: getattr(idata, g) for g in groups})
+
+
 def loo(idata: Any, *, pointwise: bool = True, var_name: str | None = None) -> Any:
-    """PSIS-LOO (``arviz.loo``); its Pareto-k warnings are left to the caller."""
-    return az().loo(idata, pointwise=pointwise, var_name=var_name)
+    """PSIS-LOO (``arviz.loo``) of independent draws (relative efficiency 1, what ArviZ takes for one chain, given
+    so that no ``posterior`` group is needed); its Pareto-k warnings are left to the caller."""
+    return az().loo(idata, pointwise=pointwise, var_name=var_name, reff=1.0)
 
 
 def waic(idata: Any, *, pointwise: bool = True, var_name: str | None = None) -> Any:
@@ -100,9 +111,30 @@ def waic(idata: Any, *, pointwise: bool = True, var_name: str | None = None) -> 
     return az().waic(idata, pointwise=pointwise, var_name=var_name)
 
 
+def compare(elpd: dict[str, Any]) -> Any:
+    """``arviz.compare`` of PSIS-LOO results (``ELPDData`` of :func:`loo`, by model name): a pandas DataFrame with
+    ``rank``, ``elpd_loo``, ``p_loo``, ``elpd_diff``, ``weight`` (stacking), ``se``, ``dse``, ``warning``."""
+    return az().compare(elpd, ic="loo", method="stacking")
+
+
+def psislw(log_ratios: Any, *, reff: float = 1.0) -> tuple[Any, Any]:
+    """Pareto-smoothed log importance weights and Pareto k (``arviz.psislw``); the sample axis is the last."""
+    return az().psislw(log_ratios, reff=reff)
+
+
 def summary(idata: Any, **kwargs: Any) -> Any:
     """``arviz.summary`` (a pandas DataFrame)."""
     return az().summary(idata, **kwargs)
+
+
+def ess(idata: Any, **kwargs: Any) -> Any:
+    """``arviz.ess`` (an ``xarray.Dataset``)."""
+    return az().ess(idata, **kwargs)
+
+
+def rhat(idata: Any, **kwargs: Any) -> Any:
+    """``arviz.rhat`` (an ``xarray.Dataset``; NaN with one chain)."""
+    return az().rhat(idata, **kwargs)
 
 
 def plot_ppc(idata: Any, *, ax: Any, var_names: list[str], num_pp_samples: int, random_seed: int, kind: str) -> Any:
@@ -120,8 +152,11 @@ def plot_ppc(idata: Any, *, ax: Any, var_names: list[str], num_pp_samples: int, 
 
 
 def plot_loo_pit(idata: Any, *, ax: Any, y: str, ecdf: bool = False) -> Any:
-    """``arviz.plot_loo_pit`` drawn on the given matplotlib ``ax``."""
-    return az().plot_loo_pit(idata, y=y, ecdf=ecdf, ax=ax, show=False)
+    """``arviz.plot_loo_pit`` drawn on the given matplotlib ``ax``, with the PSIS weights of independent draws
+    (relative efficiency 1; ArviZ would otherwise compute the ESS of every ``posterior`` variable for them)."""
+    ll = idata.log_likelihood[y].stack(__sample__=("chain", "draw"))
+    log_weights = psislw(-ll, reff=1.0)[0].values
+    return az().plot_loo_pit(idata, y=y, log_weights=log_weights, ecdf=ecdf, ax=ax, show=False)
 
 
 def to_netcdf(idata: Any, path: str | os.PathLike) -> str:

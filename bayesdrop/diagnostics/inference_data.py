@@ -5,20 +5,31 @@ networks :math:`\theta_s \sim q(\theta)` from the guide (:class:`~bayesdrop.post
 ordinary forward pass per draw, so any module works in the network).  What LOO means on dropout draws, and the
 formulas of the metrics: ``docs/analysis.md``.
 
+The draws
+---------
+By default (``noise="shared"``) every draw samples each random quantity of q once, the per-example sites
+(dropout masks, multiplicative noise, cutout centres, pooling draws) included, and shares it across all inputs:
+a draw is one network, one sample of the weights :math:`W_s = M \operatorname{diag}(z_s)` (Gal & Ghahramani
+2016), and every group holds what that network gives.  ``log_likelihood`` then holds
+:math:`\log p(y_n \mid \theta_s)` at posterior draws, as PSIS-LOO and WAIC assume (Vehtari et al. 2017), and the
+replicated data sets of ``posterior_predictive`` are each drawn from one network (the class frequencies of
+:func:`~bayesdrop.diagnostics.plot_ppc`).  ``noise="per-example"`` gives every input of a draw its own masks, the
+Monte Carlo scheme of the training objective: the predictive of each point has the same law, so per-point
+metrics agree, but the draws are not posterior samples.
+
 The InferenceData
 -----------------
 Variational draws are independent and come without chains: every sampled
-group has a ``chain`` dimension of size 1 and a ``draw`` dimension of size S.
-ArviZ then uses a relative efficiency of 1 in PSIS-LOO (right for independent
-draws); ``az.summary`` cannot compute R-hat from one chain and logs so.  With
-N data points (dim ``obs_id``), C classes (``class``) and M new inputs
-(``pred_id``):
+group has a ``chain`` dimension of size 1 and a ``draw`` dimension of size S
+(one chain is right for independent draws: no chains are faked).  PSIS-LOO is
+computed with a relative efficiency of 1; ``az.summary`` cannot compute R-hat
+from one chain (NaN, and ArviZ logs so).  With N data points (dim ``obs_id``),
+C classes (``class``) and M new inputs (``pred_id``):
 
-* ``posterior``: ``{layer}.keep_prob`` for every Bayesian layer, the keep
-  probabilities of q from :func:`bayesdrop.dropout_rates` (dims
-  ``{layer}.unit``, or ``{layer}.out, {layer}.in`` for per-weight rates), and
-  every random global site of the guide other than weights, as draws (e.g.
-  ``net.0.noise`` of per-unit ``vbd``).
+* ``posterior``: random quantities only, as draws: the per-example sites of each network drawn once (e.g.
+  ``net.0.noise``, the Bernoulli masks of the inputs of layer ``net.0``, dims ``net.0.unit``), and every random
+  global site of the guide other than weights (e.g. ``net.0.noise`` of per-unit ``vbd``).  Absent when q has no
+  random quantity besides weights (vd and sparse-vd without ``weights=True``).
 * ``posterior_predictive``: ``y`` (``obs_id``), replicated labels or
   regression outputs drawn from the likelihood; ``probs`` (``obs_id, class``),
   the softmax of every draw (classification); ``mu`` (``obs_id``), the network
@@ -31,29 +42,27 @@ N data points (dim ``obs_id``), C classes (``class``) and M new inputs
   (``obs_id, feature``) for 2-D inputs.
 * ``predictions`` and ``predictions_constant_data``: the same for the new
   inputs (``pred_id``).
-* ``point_estimates`` (outside ArviZ's scheme, only when there are any): the
-  Delta global sites of the guide other than weights, without chain and draw,
-  e.g. ``net.0.k`` (Dropout++) or ``net.0.gamma`` (vbd).
+* ``point_estimates`` (outside ArviZ's scheme): deterministic quantities of q, without chain and draw:
+  ``{layer}.keep_prob`` for every Bayesian layer, the keep probabilities from :func:`bayesdrop.dropout_rates`
+  (dims ``{layer}.unit``, or ``{layer}.out, {layer}.in`` for per-weight rates; point estimates for every
+  registered method: fixed, or functions of Delta sites and variational parameters such as
+  :math:`\log\alpha`), the Delta global sites of the guide (e.g. ``net.0.k`` of Dropout++, ``net.0.gamma`` of
+  vbd), and any site whose draws are all equal (a point mass in effect).
 
-Where the rates are fixed or point estimates (a Delta guide; true of every
-method registered so far) ``{layer}.keep_prob`` is constant over draws: that
-*is* what q says about them (a point mass), and keeping them in ``posterior``
-lets ``az.summary`` and ``az.plot_posterior`` show them (sd 0, R-hat and ESS
-undefined).  The raw Delta sites go to ``point_estimates``, never to
-``posterior``.  Weight tensors are left out unless ``weights=True`` (they can
-be large): then random ones (vd, sparse-vd) are drawn into ``posterior`` and
-Delta ones go to ``point_estimates``.
+So ``az.summary``, ``az.ess`` and ``az.rhat`` of ``posterior`` see no constants.  Weight tensors, and masks of the
+weights' shape (DropConnect), are left out unless ``weights=True`` (they can be large): then random ones (vd,
+sparse-vd, the masks) are drawn into ``posterior`` and Delta ones go to ``point_estimates``.
 
 Example
 -------
 >>> idata = bd.to_inference_data(model, guide, data.test, num_samples=200)
+>>> idata_train = bd.to_inference_data(model, guide, data.train)  # PSIS-LOO on the data the posterior saw
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -66,7 +75,8 @@ from ..data import as_tensors
 from ..distributions import base_distribution
 from ..guides import DropoutGuide, dropout_rates
 from ..likelihoods import Likelihood
-from ..posterior import PosteriorSampler, device_of
+from ..posterior import PosteriorSampler, check_noise, device_of, guide_setup, seeded
+from ..sites import SHARED_PLATE
 from . import arviz as _arviz
 from .metrics import _require_idata
 
@@ -86,14 +96,6 @@ def _data(data: Any, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
             raise ValueError(f"`{name}`: the DataLoader is empty")
         return as_tensors((torch.cat(xs), torch.cat(ys)), name=name)
     return as_tensors(data, name=name)
-
-
-@contextlib.contextmanager
-def _rng_restored(device: torch.device) -> Iterator[None]:
-    """Run the block on a fork of torch's generators: the caller's random state is left as it was."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        yield
 
 
 def _np(t: torch.Tensor, dtype: Any = None) -> np.ndarray:
@@ -123,6 +125,7 @@ def to_inference_data(
     seed: int | None = 0,
     batch_size: int = 256,
     weights: bool = False,
+    noise: str = "shared",
 ) -> Any:
     r"""Posterior predictive of a trained model/guide pair as ``arviz.InferenceData``.
 
@@ -131,7 +134,7 @@ def to_inference_data(
     networks) and records the groups described in the module docstring:
     ``posterior``, ``posterior_predictive``, ``log_likelihood``,
     ``observed_data``, ``constant_data`` (regression: ``noise_scale``, ``x``), ``point_estimates``
-    (Delta guide sites other than weights, if any) and, with
+    (keep probabilities and the guide's Delta sites) and, with
     ``predictions``, ``predictions`` and ``predictions_constant_data``.
 
     Variational draws are independent: the ``chain`` dimension has size 1.
@@ -147,19 +150,29 @@ def to_inference_data(
     data
         Labelled data: a split with ``.x``/``.y``, an ``(x, y)`` tuple or a
         ``torch.utils.data.DataLoader`` yielding ``(x, y)``.  Inputs shaped for
-        the network (e.g. images for ``lenet5``).
+        the network (e.g. images for ``lenet5``).  For PSIS-LOO pass the training data: LOO estimates the
+        predictive density of new data from the data the posterior was fitted to (Vehtari et al. 2017).
     num_samples : int
         Number S of draws from the guide.
     predictions : tensor, array or split, optional
         New inputs (their targets, if any, are ignored) for the ``predictions`` group.
     seed : int or None
         Seed of the draws (torch's generators are restored afterwards); ``None``
-        uses the current random state.
+        uses the current random state.  :func:`bayesdrop.evaluate` with ``noise="shared"`` and the same seed and
+        ``num_samples`` draws the same networks.
     batch_size : int
-        Inputs per forward pass.
+        Inputs per forward pass (with shared noise the draws do not depend on it).
     weights : bool
-        Also store weight sites: draws in ``posterior`` when random (vd,
-        sparse-vd), values in ``point_estimates`` when Delta.
+        Also store weight sites, and per-weight masks (DropConnect): draws in ``posterior`` when random (vd,
+        sparse-vd, the masks), values in ``point_estimates`` when Delta.
+    noise : {"shared", "per-example"}
+        ``"shared"`` (default): each draw samples every random quantity once, the per-example sites (masks,
+        multiplicative noise) included, and shares it across all inputs, so that a draw is one sample of the
+        weights, :math:`W_s = M \operatorname{diag}(z_s)` (Gal & Ghahramani 2016), and ``log_likelihood`` holds
+        :math:`\log p(y_n \mid \theta_s)` at posterior draws, as PSIS-LOO and WAIC assume.  ``"per-example"``:
+        every input of a draw gets its own masks, the Monte Carlo scheme of training; the predictive of each
+        point has the same law, but the draws are not posterior samples and LOO / WAIC on them are biased
+        (:func:`~bayesdrop.diagnostics.loo_summary` says so).
 
     Returns
     -------
@@ -178,6 +191,7 @@ def to_inference_data(
         raise ValueError(f"`seed` must be a non-negative int or None, got {seed!r}")
     if not isinstance(weights, bool):
         raise TypeError(f"`weights` must be a bool, got {type(weights).__name__}")
+    shared = check_noise(noise)
     x, y = _data(data, "data")
     if y is None:
         raise ValueError("`data` must include targets y (pass new inputs without targets as `predictions`)")
@@ -189,12 +203,8 @@ def to_inference_data(
     was_training = model.training
     model.eval()
     try:
-        with _rng_restored(dev) if seed is not None else contextlib.nullcontext():
-            if guide._order is None:
-                guide(x[:2].to(dev))
-            if seed is not None:  # after the guide's set-up run, which draws too
-                torch.manual_seed(seed)
-            draws = PosteriorSampler(model, guide, S, x[:2].to(dev))
+        with seeded(seed, dev, guide_setup(guide, x, dev)):  # the recipe of bd.evaluate: the same networks
+            draws = PosteriorSampler(model, guide, S, x[:1].to(dev), shared_noise=shared)
             out, y_rep = draws.run(x.to(dev), batch_size)
             ll = model.log_likelihood(out, y.to(dev))
             new = draws.run(x_new.to(dev), batch_size) if x_new is not None else None
@@ -216,39 +226,16 @@ def to_inference_data(
         variables = group(model.predictive_variables(out_), obs, add_dims)
         return {"y": _np(y_, _dtype(y))[None], **{k: v[None] for k, v in variables.items()}}
 
-    # posterior: keep probabilities (constant where q has a point mass on them) and random global sites
-    layers = {name: layer for name, layer, _ in guide.pairs()}
-    by_prefix = {layer._pyro_name: name for name, layer in layers.items()}
-    weight_sites = {layer.site(w) for layer in layers.values() for w in layer.weight_sites}
-    posterior: dict[str, np.ndarray] = {}
-    point: dict[str, tuple[list[str], np.ndarray]] = {}
-    for name, kp in dropout_rates(model, guide).items():
-        var = f"{name}.keep_prob"
-        posterior[var] = np.repeat(_np(kp, np.float64)[None, None], S, axis=1)
-        dims[var] = _site_dims(var, name, layers[name], kp.shape)
-    for site_name, site in draws.networks[0].nodes.items():
-        if site_name in weight_sites and not weights:
-            continue
-        layer_name = by_prefix.get(site_name.rsplit(".", 1)[0])
-        value = torch.stack([cast(torch.Tensor, network.nodes[site_name]["value"]) for network in draws.networks])
-        shape = tuple(value.shape[1:])
-        site_dims = (
-            _site_dims(site_name, layer_name, layers[layer_name], shape)
-            if layer_name is not None
-            else [f"{site_name}.dim_{i}" for i in range(len(shape))]
-        )
-        if isinstance(base_distribution(cast(dist.TorchDistribution, site["fn"])), dist.Delta):
-            point[site_name] = (site_dims, _np(value[0], np.float64))
-        else:
-            posterior[site_name] = _np(value, np.float64)[None]
-            dims[site_name] = site_dims
+    posterior, point = _posterior_sites(model, guide, draws, weights)
+    for name, (site_dims, _) in posterior.items():
+        dims[name] = site_dims
 
     constant = group(model.constant_data(x), "obs_id", dims)
     pred_constant = group(model.constant_data(x_new), "pred_id", pred_dims) if x_new is not None else {}
     if x_new is not None:
         pred_coords["pred_id"] = np.arange(len(x_new))
 
-    methods = "; ".join(f"{n}={layer.method!r}" for n, layer in layers.items())
+    methods = "; ".join(f"{n}={layer.method!r}" for n, layer, _ in guide.pairs())
     attrs = {
         "inference_library": "pyro",
         "inference_library_version": pyro.__version__,
@@ -256,10 +243,18 @@ def to_inference_data(
         "bayesdrop_num_samples": S,
         "bayesdrop_seed": "none" if seed is None else seed,
         "bayesdrop_methods": methods,
-        "bayesdrop_draws": "independent draws from the variational guide; one chain",
+        "bayesdrop_noise": noise,
+        "bayesdrop_draws": (
+            "independent draws from the variational guide; one chain; "
+            + (
+                "each draw one network, its masks shared by every input (a posterior sample of the weights)"
+                if shared
+                else "masks drawn afresh for every input (not posterior samples: LOO and WAIC are biased)"
+            )
+        ),
     }
     idata = _arviz.from_dict(
-        posterior=posterior,
+        posterior={k: v for k, (_, v) in posterior.items()} or None,
         posterior_predictive=predictive(out, y_rep, "obs_id", dims),
         log_likelihood={"y": _np(ll, np.float64)[None]},
         observed_data={"y": _np(y, _dtype(y))},
@@ -271,9 +266,9 @@ def to_inference_data(
         pred_dims=pred_dims,
         attrs=attrs,
     )
-    if pred_constant:  # after from_dict, which reads this group with `dims` instead of `pred_dims` (arviz 0.2x)
-        import xarray as xr
+    import xarray as xr
 
+    if pred_constant:  # after from_dict, which reads this group with `dims` instead of `pred_dims` (arviz 0.2x)
         coords_of = {d: pred_coords[d] for name in pred_constant for d in pred_dims[name] if d in pred_coords}
         _arviz.add_group(
             idata,
@@ -281,14 +276,49 @@ def to_inference_data(
             xr.Dataset({k: (pred_dims[k], v) for k, v in pred_constant.items()}, coords=coords_of),
         )
     if point:
-        import xarray as xr
-
+        description = "point estimates of q: keep probabilities, Delta sites of the guide, sites constant over draws"
         _arviz.add_group(
             idata,
             "point_estimates",
-            xr.Dataset({k: (d, v) for k, (d, v) in point.items()}, attrs={"description": "Delta sites of the guide"}),
+            xr.Dataset({k: (d, v) for k, (d, v) in point.items()}, attrs={"description": description}),
         )
     return idata
+
+
+def _posterior_sites(
+    model: Likelihood, guide: DropoutGuide, draws: PosteriorSampler, weights: bool
+) -> tuple[dict[str, tuple[list[str], np.ndarray]], dict[str, tuple[list[str], np.ndarray]]]:
+    """The ``posterior`` variables (``(1, S, ...)`` draws of the random sites) and the ``point_estimates`` (keep
+    probabilities, Delta sites, sites constant over the draws), each with its dims."""
+    layers = {name: layer for name, layer, _ in guide.pairs()}
+    by_prefix = {layer._pyro_name: name for name, layer in layers.items()}
+    weight_sites = {layer.site(w) for layer in layers.values() for w in layer.weight_sites}
+    weight_shapes = {name: {tuple(w.shape) for w in layer.weight_sites.values()} for name, layer in layers.items()}
+    posterior: dict[str, tuple[list[str], np.ndarray]] = {}
+    point: dict[str, tuple[list[str], np.ndarray]] = {}
+    for name, kp in dropout_rates(model, guide).items():  # deterministic functions of the variational parameters
+        var = f"{name}.keep_prob"
+        point[var] = (_site_dims(var, name, layers[name], kp.shape), _np(kp, np.float64))
+    for site_name, site in draws.networks[0].nodes.items():
+        value = torch.stack([cast(torch.Tensor, network.nodes[site_name]["value"]) for network in draws.networks])
+        if any(f.name == SHARED_PLATE for f in site.get("cond_indep_stack", ())):
+            value = value[:, 0]  # a per-example site drawn once per network: without its size-1 plate
+        shape = tuple(value.shape[1:])
+        layer_name = by_prefix.get(site_name.rsplit(".", 1)[0])
+        delta = isinstance(base_distribution(cast(dist.TorchDistribution, site["fn"])), dist.Delta)
+        mask = not delta and layer_name is not None and shape in weight_shapes[layer_name]  # DropConnect's
+        if (site_name in weight_sites or mask) and not weights:
+            continue
+        site_dims = (
+            _site_dims(site_name, layer_name, layers[layer_name], shape)
+            if layer_name is not None
+            else [f"{site_name}.dim_{i}" for i in range(len(shape))]
+        )
+        if delta or bool((value == value[:1]).all()):  # a point mass of q, or no variation over the draws
+            point[site_name] = (site_dims, _np(value[0], np.float64))
+        else:
+            posterior[site_name] = (site_dims, _np(value, np.float64)[None])
+    return posterior, point
 
 
 def _dtype(y: torch.Tensor) -> type:

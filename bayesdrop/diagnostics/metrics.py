@@ -6,6 +6,12 @@ aleatoric and epistemic parts (Gal 2016; Depeweg et al. 2018) and PSIS-LOO.  Eve
 InferenceData only, so it works for every method and for InferenceData built elsewhere with the same variables.
 The formulas: ``docs/analysis.md``.
 
+The four headline metrics have one definition each, here, on arrays of draws: :func:`nll`, :func:`accuracy`,
+:func:`expected_calibration_error` and :func:`rmse`.  :func:`calibration` reads them from an InferenceData, the
+likelihoods' :meth:`~bayesdrop.Likelihood.metrics` from output draws (so :func:`bayesdrop.evaluate`, ``fit``'s
+``test_*`` history, ``bayesdrop train``, ``bayesdrop report`` and ``bayesdrop compare`` report the same numbers
+for the same draws).
+
 Example
 -------
 >>> bd.diagnostics.calibration(idata)["ece"]
@@ -22,7 +28,19 @@ import torch
 
 from . import arviz as _arviz
 
-__all__ = ["expected_calibration_error", "calibration", "reliability", "pit", "uncertainty", "loo_summary"]
+__all__ = [
+    "nll",
+    "accuracy",
+    "rmse",
+    "expected_calibration_error",
+    "calibration",
+    "reliability",
+    "pit",
+    "uncertainty",
+    "loo_summary",
+    "loo_check",
+    "compare_loo",
+]
 
 _GROUPS = ("posterior_predictive", "predictions")
 
@@ -95,14 +113,21 @@ def _regression_draws(idata: Any, group: str) -> tuple[np.ndarray, np.ndarray]:
 def _logmeanexp(a: np.ndarray, axis: int = 0) -> np.ndarray:
     m = a.max(axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0)
-    return (np.log(np.exp(a - m).mean(axis=axis, keepdims=True)) + m).squeeze(axis)
+    with np.errstate(divide="ignore"):  # every density 0: log 0 = -inf
+        return (np.log(np.exp(a - m).mean(axis=axis, keepdims=True)) + m).squeeze(axis)
+
+
+def _log_likelihood(idata: Any) -> np.ndarray | None:
+    """:math:`\\log p(y_n \\mid \\theta_s)` ``(S, N)`` from ``log_likelihood``, if present."""
+    if "log_likelihood" not in idata.groups() or "y" not in idata.log_likelihood:
+        return None
+    return _draws(idata.log_likelihood["y"])
 
 
 def _lppd_points(idata: Any) -> np.ndarray | None:
     """:math:`\\log \\frac1S \\sum_s p(y_n \\mid \\theta_s)` per point from ``log_likelihood``, if present."""
-    if "log_likelihood" not in idata.groups() or "y" not in idata.log_likelihood:
-        return None
-    return _logmeanexp(_draws(idata.log_likelihood["y"]), 0)
+    ll = _log_likelihood(idata)
+    return None if ll is None else _logmeanexp(ll, 0)
 
 
 def _entropy(p: np.ndarray) -> np.ndarray:
@@ -137,6 +162,64 @@ def _reliability(probs: np.ndarray, y: np.ndarray, n_bins: int) -> dict[str, Any
     ece = float((count[filled] / len(y) * gap[filled]).sum())
     mce = float(gap[filled].max())
     return {"edges": edges, "count": count, "accuracy": acc, "confidence": mean_conf, "ece": ece, "mce": mce}
+
+
+def _array(a: Any, name: str) -> np.ndarray:
+    """``a`` (a tensor or array-like) as a float64 NumPy array."""
+    if torch.is_tensor(a):
+        a = a.detach().cpu().numpy()
+    try:
+        return np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`{name}` must be a tensor or an array of numbers, got {type(a).__name__}") from err
+
+
+def _labels(y: Any, n: int, num_classes: int | None = None) -> np.ndarray:
+    t = y.detach().cpu().numpy() if torch.is_tensor(y) else np.asarray(y)
+    if t.shape != (n,):
+        raise ValueError(f"`y` must hold one label per point, shape ({n},), got {t.shape}")
+    if not np.issubdtype(t.dtype, np.integer) or (
+        num_classes is not None and (t.min(initial=0) < 0 or t.max(initial=0) >= num_classes)
+    ):
+        raise ValueError(f"`y` must be integer labels in [0, {num_classes}), got {t.dtype} values")
+    return t
+
+
+def nll(log_likelihood: Any) -> float:
+    r"""The mean negative log predictive density of draws :math:`\log p(y_n \mid \theta_s)` ``(S, N)``:
+
+    .. math:: \mathrm{NLL} = -\frac1N \sum_n \log \frac1S \sum_s p(y_n \mid \theta_s),
+
+    computed in float64 by log-sum-exp (exact where a density underflows).  The one definition of the NLL of
+    bayesdrop's reports (:func:`calibration`, :meth:`bayesdrop.Likelihood.metrics`).
+    """
+    ll = _array(log_likelihood, "log_likelihood")
+    if ll.ndim != 2 or ll.shape[0] < 1 or ll.shape[1] < 1:
+        raise ValueError(f"`log_likelihood` must be (draws, points), got shape {ll.shape}")
+    return float(-_logmeanexp(ll, 0).mean())
+
+
+def accuracy(probs: Any, y: Any) -> float:
+    r"""The fraction of points whose label ``y`` ``(N,)`` is the most probable class of the predictive
+    :math:`\bar p_n = \frac1S \sum_s p_{sn}`, from class probabilities ``probs``: draws ``(S, N, C)`` or their
+    mean ``(N, C)`` (float64; the first class wins a tie)."""
+    p = _array(probs, "probs")
+    if p.ndim not in (2, 3):
+        raise ValueError(f"`probs` must be (draws, points, classes) or (points, classes), got shape {p.shape}")
+    mean = p.mean(0) if p.ndim == 3 else p
+    t = _labels(y, mean.shape[0], mean.shape[1])
+    return float((mean.argmax(-1) == t).mean())
+
+
+def rmse(mean: Any, y: Any) -> float:
+    r"""The root mean squared error of the predictive mean :math:`\bar\mu_n = \frac1S \sum_s \mu_{sn}`, from the
+    draws of the mean ``mean`` ``(S, N, ...)``, against targets ``y`` ``(N, ...)`` (every value of a forecast
+    counts)."""
+    mu = _array(mean, "mean")
+    t = _array(y, "y")
+    if mu.ndim < 2 or mu.shape[1:] != t.shape:
+        raise ValueError(f"`mean` must be (draws, *y.shape) for `y` of shape {t.shape}, got {mu.shape}")
+    return float(np.sqrt(((mu.mean(0) - t) ** 2).mean()))
 
 
 def expected_calibration_error(probs: Any, y: Any, *, n_bins: int = 15) -> float:
@@ -259,21 +342,21 @@ def calibration(idata: Any, *, n_bins: int = 15, levels: Sequence[float] = (0.5,
     if not levels or not all(isinstance(m, (int, float)) and 0 < m < 1 for m in levels):
         raise ValueError(f"`levels` must be a non-empty sequence of numbers in (0, 1), got {levels!r}")
     task = _task(idata, "posterior_predictive")
-    lppd = _lppd_points(idata)
+    ll = _log_likelihood(idata)
     if task == "classification":
         draws = _class_draws(idata, "posterior_predictive")
         probs = draws.mean(0)
         y = _observed(idata, probs.shape[:1]).astype(np.int64)
         if y.min() < 0 or y.max() >= probs.shape[1]:
             raise ValueError(f"`idata`: observed labels must lie in [0, {probs.shape[1] - 1}]")
-        if lppd is None:
+        if ll is None:  # log p(y_n | theta_s) from the stored probabilities
             with np.errstate(divide="ignore"):
-                lppd = np.log(probs[np.arange(len(y)), y])
+                ll = np.log(draws[:, np.arange(len(y)), y])
         onehot = np.eye(probs.shape[1])[y]
         rel = _reliability(probs, y, n_bins)
         return {
-            "accuracy": float((probs.argmax(-1) == y).mean()),
-            "nll": float(-lppd.mean()),
+            "accuracy": accuracy(draws, y),
+            "nll": nll(ll),
             "brier": float(((probs - onehot) ** 2).sum(-1).mean()),
             "ece": rel["ece"],
             "mce": rel["mce"],
@@ -282,15 +365,12 @@ def calibration(idata: Any, *, n_bins: int = 15, levels: Sequence[float] = (0.5,
         }
     mu, sigma = _regression_draws(idata, "posterior_predictive")
     y = _observed(idata, mu.shape[1:]).astype(np.float64)
-    if lppd is None:  # the joint density of each point's values (a forecast's steps)
+    if ll is None:  # the joint density of each point's values (a forecast's steps)
         from scipy.stats import norm
 
-        lppd = _logmeanexp(norm.logpdf(y[None], mu, sigma[None]).reshape(*mu.shape[:2], -1).sum(-1), 0)
+        ll = norm.logpdf(y[None], mu, sigma[None]).reshape(*mu.shape[:2], -1).sum(-1)
     u = _pit(mu, sigma, y)
-    out = {
-        "rmse": float(np.sqrt(((mu.mean(0) - y) ** 2).mean())),
-        "nll": float(-lppd.mean()),
-    }
+    out = {"rmse": rmse(mu, y), "nll": nll(ll)}
     for m in levels:
         out[f"coverage_{100 * m:g}"] = float(((u >= (1 - m) / 2) & (u <= (1 + m) / 2)).mean())
     s = np.sort(u.ravel())
@@ -357,9 +437,14 @@ def loo_summary(idata: Any) -> dict[str, Any]:
     ``k<=0.5``, ``0.5<k<=0.7``, ``0.7<k<=1``, ``k>1`` and ``k>good_k``, and
     ``warnings`` (the texts ArviZ warned with, recorded rather than shown).
     Variational draws often give many large k: report them, do not hide them.
+
+    The draws must be posterior samples, each one network for all points (``bd.to_inference_data(...,
+    noise="shared")``, the default); for draws with per-example masks ``warnings`` says that the estimate is
+    biased.  PSIS-LOO reweights the draws by :math:`1 / p(y_n \mid \theta_s)`, which is right for the exact
+    posterior (Vehtari et al. 2017); for a variational q it is right as far as q is the posterior
+    (``docs/analysis.md``: where it is not, e.g. dropout's fixed mask law, many k exceed the threshold).
     """
     _group(idata, "log_likelihood", ["y"])
-    _group(idata, "posterior")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         loo = _arviz.loo(idata, pointwise=True, var_name="y")
@@ -385,5 +470,97 @@ def loo_summary(idata: Any) -> dict[str, Any]:
         "0.7<k<=1": int(((k > 0.7) & (k <= 1)).sum()),
         "k>1": int((k > 1).sum()),
         "k>good_k": int((k > good_k).sum()),
-        "warnings": sorted({" ".join(str(w.message).split()) for w in caught}),
+        "warnings": sorted({" ".join(str(w.message).split()) for w in caught}) + _noise_warning(idata),
     }
+
+
+def _noise_warning(idata: Any) -> list[str]:
+    if idata.attrs.get("bayesdrop_noise") == "per-example":
+        return [
+            "the draws give every point its own masks (noise='per-example'): they are not posterior samples, and "
+            "elpd_loo, p_loo and WAIC are biased; use bd.to_inference_data(..., noise='shared')"
+        ]
+    return []
+
+
+def loo_check(idata_train: Any, idata_test: Any) -> dict[str, Any]:
+    r"""PSIS-LOO on the training data against the held-out log predictive density.
+
+    ``elpd_loo`` of the training points estimates the log predictive density of :math:`n` new points
+    (Vehtari et al. 2017); the test set measures it directly: ``reference`` is the test lppd per point times
+    :math:`n`, :math:`n \cdot \frac1{N'}\sum_{m} \log \frac1S \sum_s p(\tilde y_m \mid \theta_s)`.  ``z`` is their
+    difference in ArviZ's standard errors of ``elpd_loo``; ``within_3se`` whether :math:`|z| \le 3`;
+    ``p_loo_fraction`` is :math:`p_\mathrm{loo} / n` (the effective number of parameters per training point; a
+    large value says the draws spread more than the data constrain them).  The reference has its own sampling
+    error, ``reference_se`` (:math:`n / \sqrt{N'}` times the standard deviation of the test points' lppd);
+    ``z_combined`` divides the difference by both standard errors combined.
+
+    Parameters
+    ----------
+    idata_train : arviz.InferenceData
+        Of the training data (:func:`~bayesdrop.to_inference_data` on the training split).
+    idata_test : arviz.InferenceData
+        Of held-out data, with ``log_likelihood``.
+
+    Returns
+    -------
+    dict
+        :func:`loo_summary`'s entries plus ``n_train``, ``n_test``, ``test_lppd_per_point``, ``reference``,
+        ``reference_se``, ``z``, ``z_combined``, ``within_3se`` and ``p_loo_fraction``.
+    """
+    loo = loo_summary(idata_train)
+    test = _lppd_points(idata_test)
+    if test is None:
+        raise ValueError("`idata_test` needs a log_likelihood group (bd.to_inference_data of labelled data)")
+    n = loo["n_data_points"]
+    per_point = float(test.mean())
+    reference = per_point * n
+    reference_se = float(n * test.std(ddof=1) / np.sqrt(len(test))) if len(test) > 1 else float("nan")
+    z = (loo["elpd_loo"] - reference) / loo["se"] if loo["se"] > 0 else float("nan")
+    return {
+        **loo,
+        "n_train": n,
+        "n_test": int(len(test)),
+        "test_lppd_per_point": per_point,
+        "reference": reference,
+        "reference_se": reference_se,
+        "z": z,
+        "z_combined": (loo["elpd_loo"] - reference) / float(np.hypot(loo["se"], reference_se)),
+        "within_3se": bool(abs(z) <= 3),
+        "p_loo_fraction": loo["p_loo"] / n,
+    }
+
+
+def compare_loo(idatas: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rank models by PSIS-LOO (``az.compare`` with stacking weights) from their InferenceData, by name.
+
+    Each InferenceData should hold the log-likelihood of the same (training) points under posterior draws
+    (``bd.to_inference_data(model, guide, data.train)``).  Returns one row per model, best first: ``name``,
+    ``rank``, ``elpd_loo``, ``se``, ``p_loo``, ``elpd_diff`` (to the best), ``dse`` (the standard error of that
+    difference), ``weight`` and ``warning`` (ArviZ's flag: large Pareto k or other trouble).
+    """
+    if not isinstance(idatas, dict) or len(idatas) < 2:
+        raise ValueError("`idatas` must be a dict of at least two InferenceData, by model name")
+    elpd = {}
+    with warnings.catch_warnings():  # the Pareto-k notes: counted by loo_summary, flagged in `warning`
+        warnings.simplefilter("ignore")
+        for name, idata in idatas.items():
+            _group(idata, "log_likelihood", ["y"])
+            elpd[str(name)] = _arviz.loo(idata, pointwise=True, var_name="y")
+        table = _arviz.compare(elpd)
+    rows = []
+    for name, row in table.iterrows():
+        rows.append(
+            {
+                "name": str(name),
+                "rank": int(row["rank"]),
+                "elpd_loo": float(row["elpd_loo"]),
+                "se": float(row["se"]),
+                "p_loo": float(row["p_loo"]),
+                "elpd_diff": float(row["elpd_diff"]),
+                "dse": float(row["dse"]),
+                "weight": float(row["weight"]),
+                "warning": bool(row["warning"]),
+            }
+        )
+    return sorted(rows, key=lambda r: r["rank"])

@@ -1,8 +1,10 @@
-"""Figures of a posterior predictive: reliability diagram, posterior predictive checks, LOO-PIT, dropout rates,
-entropy of right and wrong predictions, predictive bands of a 1-D regression.
+r"""Figures of a posterior predictive: reliability diagram, posterior predictive checks, LOO-PIT, dropout rates,
+entropy of right and wrong predictions, predictive bands of a 1-D regression, out-of-distribution scores and
+training curves.
 
-For people who look at a model's uncertainty.  Each function reads an ``arviz.InferenceData`` and returns a
-matplotlib figure, written to ``path`` when given.
+For people who look at a model's uncertainty.  Each function reads an ``arviz.InferenceData`` (the training curves:
+``FitResult.history``) and returns a matplotlib figure, written to ``path`` when given; every panel has a title and
+labelled axes.
 
 Example
 -------
@@ -22,6 +24,7 @@ from . import arviz as _arviz
 from .inference_data import _data, _np
 from .metrics import (
     _check_group,
+    _class_draws,
     _draws,
     _group,
     _observed,
@@ -34,6 +37,8 @@ from .metrics import (
 __all__ = [
     "plot_reliability",
     "plot_ppc",
+    "plot_training",
+    "plot_ood",
     "plot_loo_pit",
     "plot_dropout_rates",
     "plot_entropy",
@@ -79,22 +84,72 @@ def plot_reliability(idata: Any, *, n_bins: int = 15, path: str | os.PathLike | 
     )
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     ax.set(
-        xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=f"Reliability (ECE {rel['ece']:.3f}, MCE {rel['mce']:.3f})"
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="confidence (max predictive probability)",
+        ylabel="accuracy",
+        title=f"Reliability (ECE {rel['ece']:.3f}, MCE {rel['mce']:.3f})",
     )
     ax.legend(loc="upper left", fontsize="small")
     ax_count.bar(centers, rel["count"], width=width, edgecolor="k", color="0.7")
-    ax_count.set(xlim=(0, 1), xlabel="confidence (max predictive probability)", ylabel="points")
+    ax_count.set(xlim=(0, 1), xlabel="confidence (max predictive probability)", ylabel="points", title="Points per bin")
     return _finish(fig, path)
 
 
-def plot_ppc(idata: Any, *, num_pp_samples: int = 50, seed: int = 0, path: str | os.PathLike | None = None) -> Any:
-    """``az.plot_ppc`` of ``y``: replicated data of the draws against the observed data."""
+def plot_ppc(
+    idata: Any,
+    *,
+    num_pp_samples: int = 50,
+    seed: int = 0,
+    interval: float = 0.9,
+    path: str | os.PathLike | None = None,
+) -> Any:
+    """Posterior predictive check of ``y``: replicated data of the draws against the observed data.
+
+    Classification (integer ``y``): the frequency of each class among the observed labels against its frequency
+    among the replicated labels of each draw (median and central ``interval`` over the draws): a class the model
+    over- or under-predicts lies off its interval.  Regression: ``az.plot_ppc``'s densities of ``num_pp_samples``
+    replicated data sets against the observed one.
+    """
     _group(idata, "posterior_predictive", ["y"])
     _group(idata, "observed_data", ["y"])
     if not isinstance(num_pp_samples, int) or num_pp_samples < 1:
         raise ValueError(f"`num_pp_samples` must be a positive int, got {num_pp_samples!r}")
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval < 1:
+        raise ValueError(f"`interval` must be a number in (0, 1), got {interval!r}")
     n_draws = idata.posterior_predictive.sizes["chain"] * idata.posterior_predictive.sizes["draw"]
     discrete = np.issubdtype(idata.observed_data["y"].dtype, np.integer)
+    if discrete:
+        y = np.asarray(idata.observed_data["y"].values).reshape(-1)
+        y_rep = _draws(idata.posterior_predictive["y"]).astype(np.int64).reshape(n_draws, -1)
+        n_classes = int(max(y.max(initial=0), y_rep.max(initial=0))) + 1
+        if "class" in idata.posterior_predictive.coords:
+            n_classes = max(n_classes, idata.posterior_predictive.sizes["class"])
+        observed = np.bincount(y, minlength=n_classes) / len(y)
+        replicated = np.stack([np.bincount(r, minlength=n_classes) / len(r) for r in y_rep])
+        lo, mid, hi = np.quantile(replicated, [(1 - interval) / 2, 0.5, (1 + interval) / 2], axis=0)
+        classes = np.arange(n_classes)
+        fig, axes = _figure(1, 1, (max(5.0, 0.5 * n_classes + 2.0), 4.0))
+        ax = axes[0, 0]
+        ax.bar(classes, observed, color="0.8", edgecolor="k", label="observed")
+        ax.errorbar(
+            classes,
+            mid,
+            yerr=[mid - lo, hi - mid],
+            fmt="o",
+            color="tab:blue",
+            capsize=3,
+            label=f"replicated: median and {100 * interval:g}% interval over {n_draws} draws",
+        )
+        ax.set(
+            xticks=classes,
+            xlabel="class",
+            ylabel="frequency",
+            title="Posterior predictive check: class frequencies",
+            ylim=(0, None),
+        )
+        ax.legend(fontsize="small")
+        return _finish(fig, path)
     fig, axes = _figure(1, 1, (6.0, 4.0))
     _arviz.plot_ppc(
         idata,
@@ -104,7 +159,7 @@ def plot_ppc(idata: Any, *, num_pp_samples: int = 50, seed: int = 0, path: str |
         random_seed=seed,
         kind="kde",
     )
-    axes[0, 0].set_title("Posterior predictive check" + (" (class labels)" if discrete else ""))
+    axes[0, 0].set(title="Posterior predictive check", xlabel="y", ylabel="density")
     return _finish(fig, path)
 
 
@@ -118,7 +173,11 @@ def plot_loo_pit(idata: Any, *, ecdf: bool = False, path: str | os.PathLike | No
         # ArviZ's PSIS warning about large Pareto k: reported by loo_summary and the report
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
         _arviz.plot_loo_pit(idata, ax=axes[0, 0], y="y", ecdf=ecdf)
-    axes[0, 0].set_title("LOO-PIT")
+    axes[0, 0].set(
+        title="LOO-PIT (uniform if calibrated)",
+        xlabel="LOO probability integral transform",
+        ylabel="ECDF minus uniform CDF" if ecdf else "density",
+    )
     return _finish(fig, path)
 
 
@@ -146,22 +205,34 @@ def plot_forecast_steps(idata: Any, *, path: str | os.PathLike | None = None) ->
     return _finish(fig, path)
 
 
+def keep_probabilities(idata: Any) -> dict[str, Any]:
+    """The ``{layer}.keep_prob`` variables of ``idata``, by layer: from ``point_estimates`` (the rates of every
+    registered method are point estimates) or, for random rates, their draws in ``posterior``."""
+    out = {}
+    for group in ("point_estimates", "posterior"):
+        if group in idata.groups():
+            ds = getattr(idata, group)
+            out.update({str(v)[: -len(".keep_prob")]: ds[v] for v in ds.data_vars if str(v).endswith(".keep_prob")})
+    return out
+
+
 def plot_dropout_rates(idata: Any, *, path: str | os.PathLike | None = None) -> Any:
-    """Histogram of the dropout rates :math:`1 - \\text{keep}` of each layer (``posterior.*.keep_prob``)."""
-    post = _group(idata, "posterior")
-    names = [v for v in post.data_vars if str(v).endswith(".keep_prob")]
-    if not names:
-        raise ValueError("`idata`: the posterior has no `{layer}.keep_prob` variables")
-    fig, axes = _figure(1, len(names), (3.5, 3.0))
+    """Histogram of the dropout rates :math:`1 - \\text{keep}` of each layer (``{layer}.keep_prob``), per input
+    unit, or per weight for methods with a rate per weight."""
+    rates = keep_probabilities(idata)
+    if not rates:
+        raise ValueError("`idata` has no `{layer}.keep_prob` variables (point_estimates or posterior)")
+    fig, axes = _figure(1, len(rates), (3.5, 3.0))
     bins = np.linspace(0, 1, 21)
-    for ax, name in zip(axes[0], names):
-        draws = _draws(post[name])
-        rate = 1.0 - draws.reshape(-1)
-        # weights 1/S: the bars count units (averaged over draws when the rates are random)
-        ax.hist(rate, bins=bins, weights=np.full(rate.size, 1.0 / len(draws)), color="tab:blue", edgecolor="k")
-        layer = str(name)[: -len(".keep_prob")]
-        ax.set(title=f"{layer} (mean {rate.mean():.2f})", xlabel="dropout rate", xlim=(0, 1))
-    axes[0, 0].set_ylabel("units")
+    for ax, (layer, da) in zip(axes[0], rates.items()):
+        random = "draw" in da.dims
+        values = _draws(da) if random else np.asarray(da.values, dtype=np.float64)[None]
+        rate = 1.0 - values.reshape(-1)
+        per_weight = any(str(d).endswith((".out", ".in")) for d in da.dims)
+        # weights 1/S: the bars count units or weights (averaged over draws when the rates are random)
+        ax.hist(rate, bins=bins, weights=np.full(rate.size, 1.0 / len(values)), color="tab:blue", edgecolor="k")
+        ax.set(title=f"{layer} (mean {rate.mean():.2f})", xlabel="dropout rate (1 - keep probability)", xlim=(0, 1))
+        ax.set_ylabel("weights" if per_weight else "units")
     return _finish(fig, path)
 
 
@@ -187,7 +258,7 @@ def plot_entropy(idata: Any, *, path: str | os.PathLike | None = None) -> Any:
                     color=color,
                     label=f"{name} (n={int(mask.sum())}, mean {v[mask].mean():.3f})",
                 )
-        ax.set(xlabel=label, ylabel="density")
+        ax.set(xlabel=label, ylabel="density", title=label.split(" (")[0].capitalize() + ": correct vs wrong")
         ax.legend(fontsize="small")
     return _finish(fig, path)
 
@@ -256,4 +327,112 @@ def plot_predictive_band(
         ax.scatter(_np(xt[:, 0]), _np(yt), s=8, color="tab:orange", alpha=0.8, label="training points")
     ax.set(xlabel="x", ylabel="y", title="Posterior predictive")
     ax.legend(fontsize="small")
+    return _finish(fig, path)
+
+
+_CURVES = (  # panel title, y label, history keys (training then held-out)
+    ("Loss", "-ELBO per training point (nats)", ("elbo",)),
+    ("Negative log-likelihood", "NLL per point (nats)", ("nll", "test_nll")),
+    ("KL term", "KL (nats)", ("kl",)),
+    ("Accuracy", "accuracy", ("train_acc", "test_acc")),
+    ("RMSE", "RMSE", ("train_rmse", "test_rmse")),
+)
+
+
+def plot_training(history: Any, *, path: str | os.PathLike | None = None) -> Any:
+    """Training curves per epoch from ``FitResult.history`` (or the ``history.json`` of a run): the loss
+    (-ELBO per point), the NLL (training, and held-out when ``fit`` had ``test`` data), the KL term and the
+    accuracy (or RMSE); a panel per quantity the history has."""
+    hist = getattr(history, "history", history)
+    if not isinstance(hist, dict) or not hist:
+        raise TypeError(f"`history` must be a FitResult or its non-empty history dict, got {type(history).__name__}")
+    panels = [(t, yl, [k for k in keys if hist.get(k)]) for t, yl, keys in _CURVES]
+    panels = [p for p in panels if p[2]]
+    if not panels:
+        raise ValueError(f"`history` has none of the curves {[k for *_, keys in _CURVES for k in keys]}")
+    fig, axes = _figure(1, len(panels), (3.6, 3.0))
+    for ax, (title, ylabel, keys) in zip(axes[0], panels):
+        for key in keys:
+            values = np.asarray(hist[key], dtype=np.float64)
+            label = "held-out" if key.startswith("test_") else "training"
+            ax.plot(np.arange(1, len(values) + 1), values, marker="o" if len(values) < 30 else None, label=label)
+        ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+        if len(keys) > 1:
+            ax.legend(fontsize="small")
+    return _finish(fig, path)
+
+
+_SCORE_LABELS = {
+    "predictive_entropy": "predictive entropy (nats)",
+    "mutual_information": "mutual information (nats)",
+    "max_probability": "max predictive probability",
+}
+
+
+def plot_ood(
+    idata_in: Any,
+    idata_out: Any = None,
+    *,
+    score: str = "mutual_information",
+    label_out: str = "out of distribution",
+    path: str | os.PathLike | None = None,
+) -> Any:
+    """Out-of-distribution detection by ``score``: its histogram on in- and out-of-distribution inputs, the ROC
+    curve of every score (AUROC in the legend) and, when ``idata_in`` is an InferenceData with observed labels,
+    the accuracy-rejection curves of the in-distribution inputs (``idata_in`` and ``idata_out`` as
+    :func:`~bayesdrop.diagnostics.ood`'s)."""
+    from .detection import SCORES, _probability_draws, accuracy_rejection, roc_auc, roc_curve, scores
+
+    if score not in SCORES:
+        raise ValueError(f"`score` must be one of {SCORES}, got {score!r}")
+    if idata_out is None:
+        if not _arviz.is_inference_data(idata_in):
+            raise ValueError("`idata_out` is required unless `idata_in` is an InferenceData with a predictions group")
+        p_in, p_out = _class_draws(idata_in, "posterior_predictive"), _class_draws(idata_in, "predictions")
+    else:
+        p_in = _probability_draws(idata_in, "idata_in", "posterior_predictive")
+        p_out = _probability_draws(idata_out, "idata_out", "posterior_predictive")
+    s_in, s_out = scores(p_in), scores(p_out)
+    labels = np.r_[np.zeros(p_in.shape[1], dtype=np.int64), np.ones(p_out.shape[1], dtype=np.int64)]
+    auroc = {name: roc_auc(labels, np.r_[s_in[name], s_out[name]]) for name in SCORES}
+    labelled = _arviz.is_inference_data(idata_in) and "observed_data" in idata_in.groups()
+    fig, axes = _figure(1, 3 if labelled else 2, (4.2, 3.4))
+    ax = axes[0, 0]
+    sign = -1.0 if score == "max_probability" else 1.0  # the maximum probability itself, not the negated score
+    v_in, v_out = sign * s_in[score], sign * s_out[score]
+    bins = np.linspace(min(v_in.min(), v_out.min()), max(v_in.max(), v_out.max()) + 1e-12, 31)
+    ax.hist(v_in, bins=bins, density=True, alpha=0.6, color="tab:blue", label=f"in distribution (n={len(v_in)})")
+    ax.hist(v_out, bins=bins, density=True, alpha=0.6, color="tab:red", label=f"{label_out} (n={len(v_out)})")
+    ax.set(xlabel=_SCORE_LABELS[score], ylabel="density", title=f"Scores (AUROC {auroc[score]:.3f})")
+    ax.legend(fontsize="small")
+    ax = axes[0, 1]
+    for name in SCORES:
+        fpr, tpr, _ = roc_curve(labels, np.r_[s_in[name], s_out[name]])
+        ax.plot(fpr, tpr, label=f"{_SCORE_LABELS[name].split(' (')[0]} (AUROC {auroc[name]:.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set(
+        xlabel="false-positive rate (in distribution flagged)",
+        ylabel="true-positive rate (out of distribution flagged)",
+        title="ROC curves",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
+    ax.legend(fontsize="small", loc="lower right")
+    if labelled:
+        ax = axes[0, 2]
+        curve: dict[str, Any] = {}
+        for name in SCORES:
+            curve = accuracy_rejection(idata_in, score=name)
+            label = f"{_SCORE_LABELS[name].split(' (')[0]} (area {curve['area']:.3f})"
+            ax.plot(curve["rejection"], curve["accuracy"], label=label)
+        kept = 1.0 - curve["rejection"]
+        oracle = np.minimum(1.0, curve["base_accuracy"] / np.maximum(kept, 1e-12))
+        ax.plot(curve["rejection"], oracle, "k:", lw=1, label=f"oracle (area {curve['oracle_area']:.3f})")
+        ax.set(
+            xlabel="fraction rejected (most uncertain first)",
+            ylabel="accuracy on the rest",
+            title="Accuracy-rejection (in distribution)",
+            xlim=(0, 1),
+        )
+        ax.legend(fontsize="small", loc="lower right")
     return _finish(fig, path)

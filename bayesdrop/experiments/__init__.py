@@ -15,7 +15,9 @@ dropout at high sparsity; :mod:`~bayesdrop.experiments.sal_width`, architecture 
 :mod:`~bayesdrop.experiments.concrete`, Concrete dropout's learned rates against a grid (Gal et al. 2017);
 :mod:`~bayesdrop.experiments.cnn_dropout` and :mod:`~bayesdrop.experiments.rnn_dropout`, the dropouts of
 convolutional and recurrent networks side by side; :mod:`~bayesdrop.experiments.mc_dropout_gp`, MC dropout's
-extrapolation and rotated-digit results (Gal & Ghahramani 2016).  These three are imported by name
+extrapolation and rotated-digit results (Gal & Ghahramani 2016); :mod:`~bayesdrop.experiments.peers`, ``bd.fit``
+against other Bayesian deep learning libraries (bayesian-torch, torchbnn, blitz, torch-uncertainty, TyXe, Pyro's
+``AutoNormal``), each beside a hand-written floor.  These four are imported by name
 (``from bayesdrop.experiments import rnn_dropout``).
 :mod:`~bayesdrop.experiments.report_io` describes the machine and writes a record.
 

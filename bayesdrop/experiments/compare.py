@@ -2,9 +2,13 @@
 
 The table follows Liu et al. (2019) Table 1, with the columns a Bayesian user
 needs beside the error: test error and NLL of the Monte Carlo predictive,
-expected calibration error, the mean learned keep probability, the compression
-ratio :math:`|W| / |W \\ne 0|` of :func:`bayesdrop.compress.report` and the
-training time per epoch.
+expected calibration error (the definitions of :mod:`bayesdrop.diagnostics.metrics`, on the draws of
+:func:`bayesdrop.to_inference_data`), PSIS-LOO on the training data ranked by ``az.compare`` (elpd_loo and
+its standard error, the difference to the best method and its standard error), out-of-distribution detection of
+uniform noise of the inputs' shape and range (AUROC of the mutual information and of the predictive entropy,
+FPR at 95 % TPR of the mutual information; :func:`bayesdrop.diagnostics.ood`), the mean learned keep probability,
+the compression ratio :math:`|W| / |W \\ne 0|` of :func:`bayesdrop.compress.report` and the training time per
+epoch.
 
 Every method runs under the library's defaults (those of ``bd.models.mlp`` and
 ``bd.fit``): fixed-rate methods drop 0.2 of the inputs and 0.5 of hidden units;
@@ -17,19 +21,42 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from .. import compress, methods
-from ..diagnostics import expected_calibration_error
+from ..diagnostics import arviz as _arviz
+from ..diagnostics import calibration, compare_loo, loo_summary, ood, to_inference_data
 from ..guides import dropout_rates
-from ..infer import DEFAULT_LR, fit, predict, resolve_device
+from ..infer import DEFAULT_LR, fit, resolve_device
 from .runs import build, inputs, parse_arch
 
-__all__ = ["compare", "to_markdown"]
-COLUMNS = ("method", "test error %", "NLL", "ECE", "mean keep", "|W|/|W≠0|", "s/epoch")
+__all__ = ["compare", "to_markdown", "uniform_noise"]
+COLUMNS = (
+    "method",
+    "test error %",
+    "NLL",
+    "ECE",
+    "elpd_loo",
+    "Δelpd_loo",
+    "AUROC MI",
+    "AUROC H",
+    "FPR95 MI",
+    "mean keep",
+    "|W|/|W≠0|",
+    "s/epoch",
+)
+OOD_LABEL = "uniform noise of the inputs' shape and range"
+
+
+def uniform_noise(x: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` inputs of uniform noise of the shape of one row of ``x`` over its value range (the out-of-distribution
+    inputs of ``compare`` and ``bayesdrop report``)."""
+    lo, hi = float(x.min()), float(x.max())
+    gen = torch.Generator().manual_seed(seed)
+    return lo + (hi - lo) * torch.rand((n, *x.shape[1:]), generator=gen, dtype=x.dtype)
 
 
 def compare(
@@ -65,7 +92,14 @@ def compare(
     lr_decay
         ``"linear"`` (default) or ``None`` (see :func:`bayesdrop.fit`).
     num_samples
-        Monte Carlo draws of the predictive.
+        Posterior draws of the predictive (:func:`bayesdrop.to_inference_data`, seed 0, each draw one network).
+
+    Returns
+    -------
+    list of dict
+        One row per method, in the order given: the columns of :data:`COLUMNS` and ``elpd_loo_se``, ``p_loo``,
+        ``dse`` (the standard error of ``Δelpd_loo``), ``loo_rank`` (``az.compare``'s, 0 the best), ``k>0.7``
+        (points whose Pareto k exceeds 0.7), ``AUPR MI``, ``architecture`` and ``train seconds``.
     """
     if not method_names or method_names == ["all"]:  # every method the architecture takes
         roles = {"mlp": ("layer", "input"), "lenet5": ("layer", "input", "pool"), "rnn": ("layer", "recurrent")}
@@ -77,6 +111,7 @@ def compare(
         methods.get(n)  # unknown names fail before any training
     dev = resolve_device(device)
     rows = []
+    loo_data: dict[str, Any] = {}
     bar = tqdm(names, desc="compare", disable=not progress)
     for name in bar:
         bar.set_postfix(method=name)
@@ -108,17 +143,34 @@ def compare(
             progress=False,
         )
         wall = time.perf_counter() - t0
-        probs = cast(torch.Tensor, predict(model, guide, test.x, num_samples=num_samples)).cpu()  # classification
-        y = test.y
+        noise = uniform_noise(train.x, len(test.x), seed=seed)
+        draws: dict[str, Any] = {"num_samples": num_samples, "seed": 0}
+        idata = to_inference_data(model, guide, test, predictions=noise, **draws)
+        cal = calibration(idata)
+        detection = ood(idata)
+        idata_train = to_inference_data(model, guide, train, **draws)
+        loo = loo_summary(idata_train)
+        loo_data[name] = _arviz.only(idata_train, "log_likelihood")
         rates = dropout_rates(model, guide)
         keep = torch.cat([r.flatten().cpu() for r in rates.values()])
         rep = compress.report(model, guide)
         rows.append(
             {
                 "method": name,
-                "test error %": 100 * (probs.argmax(-1) != y).float().mean().item(),
-                "NLL": -probs.gather(-1, y[:, None]).clamp_min(1e-12).log().mean().item(),
-                "ECE": expected_calibration_error(probs, y),
+                "test error %": 100 * (1.0 - cal["accuracy"]),
+                "NLL": cal["nll"],
+                "ECE": cal["ece"],
+                "elpd_loo": loo["elpd_loo"],
+                "elpd_loo_se": loo["se"],
+                "p_loo": loo["p_loo"],
+                "k>0.7": loo["0.7<k<=1"] + loo["k>1"],
+                "Δelpd_loo": 0.0,
+                "dse": 0.0,
+                "loo_rank": 0,
+                "AUROC MI": detection["mutual_information"]["auroc"],
+                "AUROC H": detection["predictive_entropy"]["auroc"],
+                "FPR95 MI": detection["mutual_information"]["fpr95"],
+                "AUPR MI": detection["mutual_information"]["aupr"],
                 "mean keep": keep.mean().item(),
                 "|W|/|W≠0|": rep.ratio,
                 "s/epoch": res.seconds_per_epoch,
@@ -126,6 +178,10 @@ def compare(
                 "train seconds": wall,
             }
         )
+    if len(loo_data) > 1:  # az.compare on PSIS-LOO of the training data: elpd differences and their SEs
+        for ranked in compare_loo(loo_data):
+            row = next(r for r in rows if r["method"] == ranked["name"])
+            row.update({"Δelpd_loo": ranked["elpd_diff"], "dse": ranked["dse"], "loo_rank": ranked["rank"]})
     return rows
 
 
@@ -135,16 +191,34 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
         "test error %": "{:.2f}",
         "NLL": "{:.3f}",
         "ECE": "{:.3f}",
+        "AUROC MI": "{:.3f}",
+        "AUROC H": "{:.3f}",
+        "FPR95 MI": "{:.3f}",
         "mean keep": "{:.3f}",
         "|W|/|W≠0|": "{:.1f}",
         "s/epoch": "{:.3f}",
     }
+
+    def cell(r: dict[str, Any], c: str) -> str:
+        if c == "elpd_loo":
+            return f"{r['elpd_loo']:.1f} ± {r['elpd_loo_se']:.1f}"
+        if c == "Δelpd_loo":
+            return f"{r['Δelpd_loo']:.1f} ± {r['dse']:.1f} (rank {r['loo_rank']})"
+        return fmt[c].format(r[c])
+
     head = "| " + " | ".join(c.replace("|", "\\|") for c in COLUMNS) + " | architecture |"
     lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
     for r in rows:
-        cells = [r["method"]] + [fmt[c].format(r[c]) for c in COLUMNS[1:]] + [f"`{r['architecture']}`"]
+        cells = [r["method"]] + [cell(r, c) for c in COLUMNS[1:]] + [f"`{r['architecture']}`"]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    notes = [
+        "",
+        "elpd_loo: PSIS-LOO on the training data ± its standard error; Δelpd_loo: the difference to the best "
+        "method by `az.compare` ± the standard error of the difference (rank 0 is the best).  AUROC and FPR at 95 % "
+        f"TPR: the test inputs against as many inputs of {OOD_LABEL}, by mutual information (MI) and predictive "
+        "entropy (H).",
+    ]
+    return "\n".join(lines + notes)
 
 
 def write(rows: list[dict[str, Any]], out: str | Path, header: str = "") -> str:

@@ -1,7 +1,16 @@
-"""Run configurations: from a ``config.json`` (or the command line's arguments) to data, model and guide.
+"""Run configurations and run directories: from a ``config.json`` (or the command line's arguments) to data, model
+and guide, and the directory ``bayesdrop train`` writes.
 
 For scripts and the command line alike: ``bayesdrop train`` writes a run directory, :func:`load_run` rebuilds it,
 :func:`build` makes data, model and guide from a configuration dictionary.
+
+A run directory is written as a unit: ``config.json`` first, then ``checkpoint.pt`` (every ``--checkpoint-every``
+epochs, at the end and on SIGINT / SIGTERM), ``history.json`` and ``metrics.json``, each atomically
+(:mod:`bayesdrop.fileio`), and last the completion marker ``complete.json``; a directory without it is a run in
+progress or an interrupted one, which ``bayesdrop train --resume`` continues and :func:`load_run` refuses.
+:class:`RunLock` (``fcntl.flock`` on ``.lock``, released by the system if the process dies) keeps a second process
+out while a run is written or read; :func:`prepare_run_dir` refuses a non-empty directory unless told to overwrite
+or resume, and refuses symbolic links in it.
 
 Example
 -------
@@ -11,9 +20,14 @@ Example
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import math
 import os
+import shutil
 from pathlib import Path
+from types import TracebackType
 from typing import Any, cast
 
 import pyro
@@ -21,13 +35,44 @@ import torch
 
 from .. import data as bd_data
 from .. import methods
+from ..fileio import TEMP_SUFFIX, atomic_write_json, named_os_error
 from ..guides import DropoutGuide
-from ..infer import load_checkpoint
+from ..infer.checkpoint import check_state_dict, read_checkpoint
 from ..likelihoods import Classifier, Likelihood, Regressor
 from ..methods import Method
 from ..models import lenet5, mlp, rnn
 
-__all__ = ["build", "inputs", "load_run", "load_dataset", "parse_arch", "parse_hyper"]
+try:  # POSIX; elsewhere the lock file is created exclusively and removed on release
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "build",
+    "inputs",
+    "load_run",
+    "load_dataset",
+    "parse_arch",
+    "parse_hyper",
+    "read_config",
+    "RunDirectoryError",
+    "RunLock",
+    "check_run_path",
+    "scan_run_dir",
+    "prepare_run_dir",
+    "mark_complete",
+    "run_status",
+    "CONFIG",
+    "CHECKPOINT",
+    "COMPLETE",
+    "LOCK",
+]
+
+CONFIG, CHECKPOINT, HISTORY, METRICS = "config.json", "checkpoint.pt", "history.json", "metrics.json"
+COMPLETE = "complete.json"  # written last: the run directory is whole
+LOCK = ".lock"  # held (flock) while a process writes or reads the run
+RUN_FORMAT = "bayesdrop-run-1"
+LOCATION_KEYS = ("mnist_dir",)  # where data live, not what the run is: may change after a move
 
 
 MAX_WIDTH = 65536  # the widest layer a run configuration may ask for
@@ -152,6 +197,8 @@ def inputs(ds: bd_data.Dataset, config: dict[str, Any], split: bd_data.Split) ->
     return split
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config.json larger than this is refused unread
+
 # key -> (accepted types, required): what `bayesdrop train` writes into config.json
 _CONFIG_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "method": ((str,), True),
@@ -174,6 +221,11 @@ _CONFIG_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
 def read_config(path: Path) -> dict[str, Any]:
     """Read and check a run's ``config.json``: a JSON object whose keys have the types ``bayesdrop train``
     writes (hyper-parameters: numbers, strings, booleans or null), else a ``ValueError`` naming the file and key."""
+    if path.is_symlink():
+        raise RunDirectoryError(f"{path}: a symbolic link; refusing to read a run configuration through it")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ValueError(f"{path}: {size} bytes, more than a run configuration holds ({MAX_CONFIG_BYTES})")
     try:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
@@ -195,18 +247,239 @@ def read_config(path: Path) -> dict[str, Any]:
                 raise ValueError(f"{path}: {key}[{name!r}] must be a number, string, boolean or null")
     if not 1 <= config["epochs"] <= 10**6:
         raise ValueError(f"{path}: 'epochs' must be in [1, 1000000], got {config['epochs']}")
+    for key, low in (("batch_size", 1), ("seed", 0), ("data_seed", 0)):
+        if key in config and config[key] < low:
+            raise ValueError(f"{path}: {key!r} must be >= {low}, got {config[key]}")
+    if "lr" in config and not (math.isfinite(config["lr"]) and config["lr"] > 0):
+        raise ValueError(f"{path}: 'lr' must be a finite number > 0, got {config['lr']}")
+    if isinstance(config.get("kl_warmup"), int) and config["kl_warmup"] < 0:
+        raise ValueError(f"{path}: 'kl_warmup' must be >= 0, got {config['kl_warmup']}")
     return config
 
 
+class RunDirectoryError(ValueError):
+    """A run directory that cannot be used as asked: a file or symbolic link, not empty, in use, incomplete, or
+    holding files of two runs.  The message names the directory or file and the remedy."""
+
+
+def check_run_path(path: str | os.PathLike[str], flag: str = "--out") -> Path:
+    """``path`` as a run directory: refused (:class:`RunDirectoryError` naming ``flag``) if it is a symbolic link or
+    an existing file.  It need not exist."""
+    run = Path(path)
+    if run.is_symlink():
+        raise RunDirectoryError(f"`{flag}` {os.fspath(path)!r} is a symbolic link; give the directory itself")
+    if run.exists() and not run.is_dir():
+        raise RunDirectoryError(f"`{flag}` {os.fspath(path)!r} is a file; give a directory")
+    return run
+
+
+class RunLock:
+    """An exclusive lock on a run directory while a process uses it (a context manager).
+
+    ``fcntl.flock`` on ``<run>/.lock``, opened without following a symbolic link (``O_NOFOLLOW``), non-blocking:
+    a second process (or a second lock in this one) gets a :class:`RunDirectoryError` at once.  The system drops
+    the lock when its process ends, even killed, so no stale lock remains; the file itself stays.
+
+    Parameters
+    ----------
+    run
+        The run directory.
+    flag
+        The argument named in errors (``--out``, ``run_dir``).
+    create
+        Create ``run`` (and its parents) first.
+    """
+
+    def __init__(self, run: str | os.PathLike[str], flag: str = "--out", *, create: bool = False):
+        self.run, self.flag, self.create = Path(run), flag, create
+        self.fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        if self.create:
+            try:
+                self.run.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise named_os_error(err, self.run, "creating the run directory") from err
+        check_run_path(self.run, self.flag)
+        if not self.run.is_dir():
+            raise RunDirectoryError(f"`{self.flag}` {os.fspath(self.run)!r} is not a directory")
+        path = self.run / LOCK
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        if fcntl is None:  # pragma: no cover
+            flags |= os.O_EXCL
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as err:
+            if err.errno == errno.ELOOP or path.is_symlink():
+                raise RunDirectoryError(f"`{self.flag}`: {path} is a symbolic link; refusing to follow it") from None
+            if err.errno == errno.EEXIST:  # pragma: no cover - no fcntl
+                raise RunDirectoryError(self._busy(path, None)) from None
+            raise named_os_error(err, path, "opening the run's lock file") from err
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                os.close(fd)
+                if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise RunDirectoryError(self._busy(path, owner)) from None
+                raise named_os_error(err, path, "locking the run") from err
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def _busy(self, path: Path, owner: str | None) -> str:
+        by = f" (pid {owner})" if owner and owner.isdigit() else ""
+        return (
+            f"`{self.flag}` {os.fspath(self.run)!r} is in use by another bayesdrop process{by}, which holds {path}: "
+            "wait for it to finish or use another directory"
+        )
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:
+        if self.fd is None:
+            return
+        if fcntl is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        self.fd = None
+        if fcntl is None:  # pragma: no cover
+            with contextlib.suppress(OSError):
+                os.unlink(self.run / LOCK)
+
+
+def _stale_temporary(name: str) -> bool:
+    """A temporary file of an atomic write that a killed process left (``.<name>.<random>.tmp``)."""
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
+
+
+def scan_run_dir(run: Path, flag: str = "--out") -> list[str]:
+    """The names in ``run`` but the lock and stale temporary files; a :class:`RunDirectoryError` if any entry is a
+    symbolic link (the run's files are never written or read through one)."""
+    names = []
+    for entry in os.scandir(run):
+        if entry.is_symlink():
+            raise RunDirectoryError(
+                f"`{flag}` {os.fspath(run)!r} holds a symbolic link, {entry.name!r}; refusing to write or read "
+                "through it (remove it)"
+            )
+        if entry.name != LOCK and not _stale_temporary(entry.name):
+            names.append(entry.name)
+    return sorted(names)
+
+
+def prepare_run_dir(run: Path, *, overwrite: bool = False, resume: bool = False, flag: str = "--out") -> None:
+    """Make ``run`` (locked by the caller, :class:`RunLock`) ready for ``bayesdrop train``.
+
+    Refused with a :class:`RunDirectoryError` if it holds a symbolic link, or, without ``overwrite`` and
+    ``resume``, if it is not empty.  ``overwrite`` empties it (the lock aside); ``resume`` keeps it.  Stale
+    temporary files of killed writers are removed.
+    """
+    names = scan_run_dir(run, flag)
+    for entry in os.scandir(run):
+        if _stale_temporary(entry.name) and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+    if resume or not names:
+        return
+    if not overwrite:
+        shown = ", ".join(names[:5]) + (" and more" if len(names) > 5 else "")
+        raise RunDirectoryError(
+            f"`{flag}` {os.fspath(run)!r} is not empty (it holds {shown}): pass --overwrite to replace its contents, "
+            "--resume to continue the run in it, or choose another directory"
+        )
+    for name in names:
+        path = run / name
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError as err:
+            raise named_os_error(err, path, "removing it for --overwrite") from err
+
+
+def mark_complete(run: Path, info: dict[str, Any]) -> None:
+    """Write ``complete.json`` (the run's format, ``info`` and the files of the run), last, atomically."""
+    files = [name for name in (CONFIG, CHECKPOINT, HISTORY, METRICS) if (run / name).is_file()]
+    atomic_write_json(run / COMPLETE, {"format": RUN_FORMAT, **info, "files": files})
+
+
+def run_status(run: Path) -> dict[str, Any]:
+    """What a run directory holds: ``complete`` (the marker is there), ``config`` (``config.json`` exists),
+    ``checkpoint`` (``checkpoint.pt`` exists), and, read from the marker or the checkpoint, ``epochs_done`` and
+    ``epochs`` when known."""
+    status: dict[str, Any] = {
+        "complete": (run / COMPLETE).is_file(),
+        "config": (run / CONFIG).is_file(),
+        "checkpoint": (run / CHECKPOINT).is_file(),
+    }
+    if status["checkpoint"]:
+        with contextlib.suppress(Exception):
+            training = read_checkpoint(run / CHECKPOINT)["training"] or {}
+            status.update(epochs_done=int(training["epoch"]), epochs=int(training["epochs"]))
+    return status
+
+
+def _same_run(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The keys on which two run configurations differ (the data's location aside)."""
+    keys = {*a, *b} - set(LOCATION_KEYS)
+    return sorted(k for k in keys if a.get(k) != b.get(k))
+
+
 def load_run(run_dir: str | os.PathLike) -> tuple[bd_data.Dataset, Likelihood, DropoutGuide, dict[str, Any]]:
-    """Rebuild data, model and guide of a run directory written by ``bayesdrop train``."""
-    run = Path(run_dir)
-    cfg_path = run / "config.json"
-    if not cfg_path.is_file():
+    """Rebuild data, model and guide of a complete run directory written by ``bayesdrop train``.
+
+    ``config.json`` is checked (:func:`read_config`), the run must be complete (``complete.json``, written last),
+    and the configuration embedded in ``checkpoint.pt`` must equal ``config.json``'s (the data's location,
+    ``mnist_dir``, aside).  No entry of the directory may be a symbolic link.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``run_dir`` or its ``config.json`` or ``checkpoint.pt`` is missing.
+    ValueError
+        (:class:`RunDirectoryError` for the directory's state) naming the file: a hostile or invalid
+        ``config.json``, an incomplete run, a checkpoint of another run or model.
+    """
+    run = check_run_path(run_dir, "run_dir")
+    cfg_path = run / CONFIG
+    if not run.is_dir() or not cfg_path.is_file():
         raise FileNotFoundError(f"`run_dir` {os.fspath(run_dir)!r} has no config.json (not a bayesdrop run)")
+    scan_run_dir(run, "run_dir")
     config = read_config(cfg_path)
+    parse_arch(config["arch"])
+    ckpt_path = run / CHECKPOINT
+    if not (run / COMPLETE).is_file():
+        status = run_status(run)
+        where = (
+            f" (stopped after {status['epochs_done']} of {status['epochs']} epochs)" if "epochs_done" in status else ""
+        )
+        raise RunDirectoryError(
+            f"`run_dir` {os.fspath(run)!r} holds an incomplete run{where}: it has no {COMPLETE}, which `bayesdrop "
+            f"train` writes last; continue it with `bayesdrop train --out {os.fspath(run)} --resume`"
+        )
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"`run_dir` {os.fspath(run)!r} has no {CHECKPOINT}")
+    saved = read_checkpoint(ckpt_path, name="run_dir")
+    embedded = saved.get("config")
+    if not isinstance(embedded, dict):
+        raise RunDirectoryError(f"{ckpt_path}: holds no run configuration to check {cfg_path} against")
+    differ = _same_run(config, embedded)
+    if differ:
+        shown = "; ".join(
+            f"{k}: {config.get(k)!r} in config.json, {embedded.get(k)!r} in the checkpoint" for k in differ
+        )
+        raise RunDirectoryError(
+            f"{cfg_path} does not match the configuration embedded in {ckpt_path} ({shown}): the directory mixes two "
+            "runs; train it again with --overwrite"
+        )
     ds, model, guide = build(config)
     x0 = inputs(ds, config, ds.train).x[:2]
     guide(x0)  # record layer order and shapes before loading state
-    load_checkpoint(run / "checkpoint.pt", model, guide)
+    where = f"{ckpt_path}"
+    check_state_dict(model, saved["model"], "model", where)
+    check_state_dict(guide, saved["guide"], "guide", where)
+    model.load_state_dict(saved["model"])
+    guide.load_state_dict(saved["guide"])
     return ds, model, guide, config

@@ -4,7 +4,8 @@ For users who train and use a model and guide.  :func:`fit` (:mod:`~bayesdrop.in
 :class:`MeanFieldELBO` (:mod:`~bayesdrop.infer.elbo`) and per-epoch :mod:`~bayesdrop.infer.callbacks`;
 :func:`predict` and :func:`evaluate` (:mod:`~bayesdrop.infer.predict`) give the posterior predictive;
 :func:`save_checkpoint` and :func:`load_checkpoint` (:mod:`~bayesdrop.infer.checkpoint`) store a run without
-pickled code.
+pickled code; ``fit(checkpoint=..., checkpoint_every=k)`` writes them as it trains (and on SIGINT / SIGTERM, raising
+:class:`FitInterrupted`), ``fit(resume=...)`` continues one.
 
 Example
 -------
@@ -26,7 +27,7 @@ from .callbacks import (
 from .checkpoint import load_checkpoint, save_checkpoint
 from .elbo import MeanFieldELBO
 from .predict import RULES, evaluate, output_draws, predict
-from .train import DEFAULT_LR, FitResult, fit, param_groups, resolve_device, resolve_kl_warmup
+from .train import DEFAULT_LR, FitInterrupted, FitResult, fit, param_groups, resolve_device, resolve_kl_warmup
 
 __all__ = [
     "callbacks",
@@ -41,6 +42,7 @@ __all__ = [
     "KLScale",
     "fit",
     "FitResult",
+    "FitInterrupted",
     "predict",
     "evaluate",
     "output_draws",

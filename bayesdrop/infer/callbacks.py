@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import save_checkpoint
+from .checkpoint import rng_state, save_checkpoint
 
 __all__ = [
     "Callback",
@@ -41,6 +41,7 @@ __all__ = [
     "ProgressBar",
     "Checkpoint",
     "EpochFunction",
+    "training_state",
     "CHANCE_EPOCHS",
     "CHANCE_MARGIN",
 ]
@@ -83,6 +84,21 @@ class TrainState:
         Class counts of the training data (from the first epoch), for classification likelihoods.
     warnings : list of str
         :class:`CollapseWarning` messages so far.
+    epochs_done : int
+        Epochs whose steps have run (from a resumed checkpoint on, too); during ``on_epoch_end`` it counts the
+        current epoch.
+    step : int
+        Optimiser steps so far, over the whole run.
+    stopped : bool
+        Whether a callback stopped the run early (set after that epoch's ``on_epoch_end``).
+    generators : list of torch.Generator
+        The generators of the minibatch order (``fit``'s own for tensor data, a DataLoader's), saved in checkpoints.
+    schedule : list of Callback
+        Every callback of the run, in order (their :meth:`Callback.state_dict` goes into checkpoints).
+    fit_config : dict
+        ``fit``'s settings that a resumed run must share (epochs, batch size, learning rate, ...).
+    run_config : dict or None
+        ``fit(run_config=...)``: the caller's description of the run, stored in checkpoints.
     """
 
     model: Any
@@ -98,6 +114,13 @@ class TrainState:
     history: dict[str, list[float]] = field(default_factory=dict)
     label_counts: torch.Tensor | None = None
     warnings: list[str] = field(default_factory=list)
+    epochs_done: int = 0
+    step: int = 0
+    stopped: bool = False
+    generators: list[torch.Generator] = field(default_factory=list)
+    schedule: list[Callback] = field(default_factory=list)
+    fit_config: dict[str, Any] = field(default_factory=dict)
+    run_config: dict[str, Any] | None = None
 
     def warn(self, message: str) -> None:
         """Record ``message`` and issue it as a :class:`CollapseWarning` (attributed to the caller of ``fit``)."""
@@ -132,6 +155,14 @@ class Callback:
 
     def on_fit_end(self, state: TrainState) -> None:
         """After the last epoch (also after an early stop)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps of this callback, for a resumed run (tensors and plain containers; default:
+        nothing).  A callback that counts epochs or keeps a best value returns it here."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (default: nothing)."""
 
 
 class KLWarmup(Callback):
@@ -191,6 +222,12 @@ class CollapseDetection(Callback):
     def __init__(self) -> None:
         self.at_chance = 0
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"at_chance": self.at_chance}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.at_chance = int(state.get("at_chance", 0))
+
     def on_epoch_end(self, state: TrainState) -> None:
         acc = state.metrics.get("train_acc")
         if acc is None or state.label_counts is None:
@@ -235,7 +272,7 @@ class ProgressBar(Callback):
         self.bar: Any = None
 
     def on_fit_start(self, state: TrainState) -> None:
-        self.bar = tqdm(total=state.epochs, desc="fit", disable=not self.enabled, leave=False)
+        self.bar = tqdm(total=state.epochs, initial=state.epoch, desc="fit", disable=not self.enabled, leave=False)
 
     def on_epoch_end(self, state: TrainState) -> None:
         shown = {"elbo": "elbo", "train_acc": "acc"}
@@ -249,23 +286,61 @@ class ProgressBar(Callback):
 
 
 class Checkpoint(Callback):
-    """Save model, guide, optimiser and history to ``path`` after the last epoch and, with ``every``, after every
-    ``every``-th epoch (each write atomic, so an interrupted run leaves the last complete checkpoint)."""
+    """Save everything a resumed run needs to ``path``: model, guide, optimiser (every parameter group, Adam's
+    moments), history and :func:`training_state` (epoch, step, schedule, generators, callbacks), after the last
+    epoch and, with ``every``, after every ``every``-th epoch (counted over the whole run, from 1).
+
+    Each write is atomic (a unique temporary file, fsync, ``os.replace``), so an interrupted run, or two writers,
+    leave the last complete checkpoint.  ``fit(checkpoint=path, checkpoint_every=k)`` adds one as its last callback
+    and also saves on SIGINT / SIGTERM; ``fit(resume=path)`` continues from the file.
+    """
 
     def __init__(self, path: Any, every: int | None = None):
         if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
             raise ValueError(f"`every` must be None or a positive int (epochs), got {every!r}")
         self.path, self.every = path, every
 
-    def _save(self, state: TrainState) -> None:
-        save_checkpoint(self.path, state.model, state.guide, optimizer=state.optimizer, history=state.history)
+    def save(self, state: TrainState) -> None:
+        """Write the checkpoint of ``state`` now."""
+        save_checkpoint(
+            self.path,
+            state.model,
+            state.guide,
+            optimizer=state.optimizer,
+            history=state.history,
+            config=state.run_config,
+            training=training_state(state),
+        )
 
     def on_epoch_end(self, state: TrainState) -> None:
         if self.every is not None and (state.epoch + 1) % self.every == 0:
-            self._save(state)
+            self.save(state)
 
     def on_fit_end(self, state: TrainState) -> None:
-        self._save(state)
+        self.save(state)
+
+
+def training_state(state: TrainState) -> dict[str, Any]:
+    """What :func:`~bayesdrop.fit` resumes from, besides the modules, optimiser and history of a checkpoint.
+
+    ``epoch`` (epochs done: the resumed run starts there), ``epochs``, ``step``, ``complete`` (no epoch left, or
+    stopped early), ``fit`` (the settings a resumed run must share), ``schedule`` (the KL weight, learning-rate
+    factor and warm-up of the last epoch), ``rng`` (:func:`~bayesdrop.infer.checkpoint.rng_state`: torch, CUDA,
+    Python, NumPy and the minibatch generators), ``callbacks`` (each callback's type and
+    :meth:`Callback.state_dict`), ``label_counts`` and ``warnings``.
+    """
+    return {
+        "epoch": state.epochs_done,
+        "epochs": state.epochs,
+        "step": state.step,
+        "complete": state.stopped or state.epochs_done >= state.epochs,
+        "fit": dict(state.fit_config),
+        "schedule": {"beta": state.beta, "lr_scale": state.lr_scale, "kl_warmup": state.kl_warmup, "lr": state.lr},
+        "rng": rng_state(state.generators),
+        "callbacks": [{"type": type(cb).__qualname__, "state": cb.state_dict()} for cb in state.schedule],
+        "label_counts": state.label_counts,
+        "warnings": list(state.warnings),
+    }
 
 
 class EpochFunction(Callback):

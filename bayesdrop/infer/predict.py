@@ -31,7 +31,7 @@ from ..guides import DropoutGuide
 from ..handlers import MomentMatching
 from ..likelihoods import Likelihood, Prediction
 from ..nn import bayesian_layers
-from ..posterior import PosteriorSampler, check_noise, device_of, seeded
+from ..posterior import PosteriorSampler, check_noise, device_of, guide_setup, seeded
 
 __all__ = ["predict", "evaluate", "RULES"]
 
@@ -272,7 +272,8 @@ def evaluate(
     if y is None:
         raise ValueError("`data` must include targets y to be evaluated")
     model.check_targets(y, name="data.y")
-    with seeded(seed, device_of(model, guide)):
+    dev = device_of(model, guide)
+    with seeded(seed, dev, guide_setup(guide, x, dev) if isinstance(guide, DropoutGuide) else None):
         out = output_draws(
             model, guide, x, num_samples=num_samples, rule=rule, parallel=parallel, batch_size=batch_size, noise=noise
         )

@@ -29,6 +29,8 @@ import copy
 import json
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
@@ -41,7 +43,7 @@ import torch
 from ..data import as_tensors
 from ..guides import DropoutGuide
 from ..handlers import KLScale, LocalReparameterization, MomentMatching
-from ..likelihoods import Likelihood
+from ..likelihoods import Classifier, Likelihood
 from ..moments import Moments
 from ..nn import bayesian_layers
 from .callbacks import (
@@ -56,9 +58,18 @@ from .callbacks import (
     ProgressBar,
     TrainState,
 )
+from .checkpoint import check_state_dict, read_checkpoint, rng_state, set_rng_state
 from .elbo import MeanFieldELBO
 
-__all__ = ["fit", "FitResult", "DEFAULT_LR", "resolve_device", "resolve_kl_warmup", "param_groups"]
+__all__ = [
+    "fit",
+    "FitResult",
+    "FitInterrupted",
+    "DEFAULT_LR",
+    "resolve_device",
+    "resolve_kl_warmup",
+    "param_groups",
+]
 
 
 DEFAULT_LR = 1e-2  # fit's Adam learning rate, decayed linearly to 0 by default; measurements in docs/defaults.md
@@ -118,7 +129,7 @@ def _loader_or_tensors(data: Any, name: str) -> Any:
     return as_tensors(data, name=name)
 
 
-LABEL_CHECK_EVERY = 100  # DataLoader batches: the targets of the first batch and of every 100th are checked
+LABEL_CHECK_EVERY = 100  #: DataLoader batches: the targets of the first batch and of every 100th are checked
 
 
 def _pair(batch: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,6 +156,12 @@ def _check_batch(model: Likelihood, x: torch.Tensor, y: torch.Tensor | None, nam
     """The targets ``y`` of a batch scored by ``model`` (dtype, shape, label range), and floating inputs ``x`` in the
     dtype of the model's parameters, else a ``TypeError`` / ``ValueError`` naming ``name``."""
     _check_targets(model, y, name)
+    if isinstance(model, Classifier) and y is not None and y.dim() >= 2 and y.shape[-1] == 1:
+        # Pyro would broadcast labels (N, 1) against the batch (N,) into (N, N) and train on every pair
+        raise ValueError(
+            f"`{name}.y` has shape {tuple(y.shape)}: a classifier takes one label per example, shape (N,); pass "
+            "y.squeeze(-1)"
+        )
     param = next((p for p in model.parameters() if p.is_floating_point()), None)
     if param is not None and x.is_floating_point() and x.dtype != param.dtype:
         cast_to = str(param.dtype).removeprefix("torch.")
@@ -209,6 +226,72 @@ class FitResult:
         return json.dumps({"history": self.history, "device": str(self.device), "warnings": self.warnings}, indent=1)
 
 
+class FitInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped :func:`fit`, which saved a checkpoint to resume from.
+
+    A ``KeyboardInterrupt`` (so ``except Exception`` does not swallow it, and a Ctrl-C stays one) for either signal.
+
+    Attributes
+    ----------
+    signum : int
+        ``signal.SIGINT`` or ``signal.SIGTERM``.
+    epochs_done, epochs : int
+        Epochs whose state the checkpoint holds (the resumed run starts there), of the run's budget.
+    checkpoint : str
+        The file written; ``fit(..., resume=checkpoint)`` continues the run.
+    """
+
+    def __init__(self, signum: int, epochs_done: int, epochs: int, checkpoint: str):
+        self.signum, self.epochs_done, self.epochs, self.checkpoint = signum, epochs_done, epochs, checkpoint
+        super().__init__(
+            f"training interrupted by {signal.Signals(signum).name} after {epochs_done} of {epochs} epochs; the "
+            f"state is saved in {checkpoint!r}: continue with fit(..., resume={checkpoint!r})"
+        )
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM handlers for the duration of :func:`fit` (main thread only): the first signal is
+    recorded for the loop to act on between steps; a second one raises ``KeyboardInterrupt`` at once (the last
+    checkpoint on disk stays whole).  The previous handlers come back on exit."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopped without saving")
+        self.signum = signum
+
+    def __enter__(self) -> _Interrupts:
+        if self.enabled:
+            for s in self.SIGNALS:
+                with contextlib.suppress(ValueError, OSError):
+                    self.previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        self.previous = {}
+
+
+def _loader_generators(data: Any) -> list[torch.Generator]:
+    """The generators that order a DataLoader's batches (its own, its sampler's), each once; the global torch
+    generator, which a loader without one uses, is saved with the other global states."""
+    if not isinstance(data, torch.utils.data.DataLoader):
+        return []
+    found: list[torch.Generator] = []
+    for owner in (data, data.sampler, getattr(data.batch_sampler, "sampler", None)):
+        g = getattr(owner, "generator", None)
+        if isinstance(g, torch.Generator) and g.device.type == "cpu" and all(g is not h for h in found):
+            found.append(g)
+    return found
+
+
 def fit(
     model: Likelihood,
     guide: DropoutGuide,
@@ -228,6 +311,9 @@ def fit(
     test_samples: int = 20,
     progress: bool = True,
     checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: str | os.PathLike | None = None,
+    run_config: dict[str, Any] | None = None,
     validate: bool | None = None,
     callback: Callable[[int, dict[str, list[float]]], bool | None] | None = None,
     callbacks: Sequence[Callback] = (),
@@ -282,7 +368,30 @@ def fit(
     progress
         Show a progress bar with the ELBO and accuracy.
     checkpoint
-        Path; the final model, guide, optimiser and history are saved there.
+        A file path in an existing directory: model, guide, optimiser, history and the training state
+        (:func:`~bayesdrop.infer.callbacks.training_state`) are saved there after the last epoch, every
+        ``checkpoint_every`` epochs, and when SIGINT or SIGTERM arrives (then :class:`FitInterrupted` is raised).
+        Each write is atomic.  On a signal the step under way finishes, the epoch in progress is abandoned (the
+        parameters, optimiser and generators go back to its start, so at most one epoch's work is lost) and the
+        state after the last finished epoch is saved.  The handlers are installed in the main thread only, for
+        the duration of ``fit``; the previous ones come back afterwards.
+    checkpoint_every
+        Save the checkpoint after every ``checkpoint_every``-th epoch too (a positive int; needs ``checkpoint``).
+        ``None`` (default): after the last epoch and on a signal only.
+    resume
+        A checkpoint written by ``fit(checkpoint=...)`` to continue from: model, guide, optimiser, epoch, step,
+        schedule positions, random number generators (torch, CUDA, Python, NumPy, the minibatch order), the
+        callbacks' states (each callback takes the saved state of the next one of its type) and the history are
+        restored, so that the resumed run ends where the uninterrupted one
+        would (same final parameters, history and metrics, the ``seconds`` excepted).  Checked before any step: it
+        must be a bayesdrop checkpoint with a training state, of the same model and guide structure, written with
+        the same settings (``epochs``, ``batch_size``, ``lr``, ``kl_warmup``, ``lr_decay``, ``lrt``, ``seed``, the
+        number of data points, the loss and optimiser classes, ``test_samples``) and ``run_config``; else a
+        ``ValueError`` naming ``resume``.  A checkpoint of a finished run trains no further epoch.  It may be the
+        same file as ``checkpoint``.  Loaded with ``torch.load(weights_only=True)`` only.
+    run_config
+        A dict of plain values describing the run (``bayesdrop train`` passes its ``config.json``), stored in
+        every checkpoint as ``config``; with ``resume``, the checkpoint's must be equal.
     validate
         Pyro's shape and support validation on every step: ``None`` (default) follows Pyro's global setting
         (``pyro.enable_validation``, on unless switched off), ``True`` / ``False`` override it for this run.
@@ -294,30 +403,77 @@ def fit(
     callbacks
         :class:`~bayesdrop.infer.callbacks.Callback` objects, run after ``fit``'s own (warm-up, learning-rate
         decay, evaluation, collapse detection, history, progress bar) and before ``callback`` and ``checkpoint``.
+        A callback with state implements :meth:`~bayesdrop.infer.Callback.state_dict` for resumed runs.
 
     Returns
     -------
     FitResult
+
+    Raises
+    ------
+    FitInterrupted
+        When SIGINT or SIGTERM arrived during a run with a ``checkpoint`` (after saving it).
     """
     for arg, v in (("epochs", epochs), ("batch_size", batch_size)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"`{arg}` must be a positive int, got {v!r}")
     if kl_warmup != "auto" and (not isinstance(kl_warmup, int) or isinstance(kl_warmup, bool) or kl_warmup < 0):
         raise ValueError(f"`kl_warmup` must be 'auto' or a non-negative int (epochs), got {kl_warmup!r}")
-    if not lr > 0:
-        raise ValueError(f"`lr` must be > 0, got {lr!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+        raise TypeError(f"`lr` must be a number, got {type(lr).__name__}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"`lr` must be a finite number > 0, got {lr!r}")
     if lr_decay not in (None, "linear"):
         raise ValueError(f"`lr_decay` must be None or 'linear', got {lr_decay!r}")
     if not isinstance(guide, DropoutGuide) or guide.model is not model:
         raise ValueError("`guide` must be the DropoutGuide built for `model`")
     if optimizer is not None and not callable(optimizer):
         raise TypeError(f"`optimizer` must be callable as optimizer(param_groups), got {type(optimizer).__name__}")
+    if loss is not None and not callable(getattr(loss, "differentiable_loss", None)):
+        raise TypeError(f"`loss` must be a Pyro ELBO with differentiable_loss, got {type(loss).__name__}")
     if validate is not None and not isinstance(validate, bool):
         raise TypeError(f"`validate` must be None (Pyro's setting), True or False, got {validate!r}")
+    for arg, v in (("lrt", lrt), ("progress", progress)):
+        if not isinstance(v, bool):
+            raise TypeError(f"`{arg}` must be True or False, got {v!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"`seed` must be None or a non-negative int, got {seed!r}")
+    if isinstance(test_samples, bool) or not isinstance(test_samples, int) or test_samples < 1:
+        raise ValueError(f"`test_samples` must be a positive int, got {test_samples!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"`callback` must be callable as callback(epoch, history), got {type(callback).__name__}")
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, (Sequence, set, frozenset, tuple)):
+        raise TypeError(f"`callbacks` must be a list of bd.infer.Callback objects, got {type(callbacks).__name__}")
     callbacks = list(callbacks)
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"`callbacks` must hold bd.infer.Callback objects, got {type(cb).__name__}")
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"`checkpoint` must be a path (str or os.PathLike), got {type(checkpoint).__name__}")
+    if checkpoint_every is not None:
+        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int):
+            raise TypeError(f"`checkpoint_every` must be None or a positive int (epochs), got {checkpoint_every!r}")
+        if checkpoint_every < 1:
+            raise ValueError(f"`checkpoint_every` must be a positive int (epochs), got {checkpoint_every!r}")
+        if checkpoint is None:
+            raise ValueError("`checkpoint_every` needs `checkpoint`, the file to write")
+    if run_config is not None and not isinstance(run_config, dict):
+        raise TypeError(f"`run_config` must be None or a dict, got {type(run_config).__name__}")
+    resumed = None
+    if resume is not None:
+        if not isinstance(resume, (str, os.PathLike)):
+            raise TypeError(f"`resume` must be a path (str or os.PathLike), got {type(resume).__name__}")
+        if not os.path.isfile(resume):
+            raise ValueError(f"`resume` {os.fspath(resume)!r} is not an existing checkpoint file")
+        try:
+            resumed = read_checkpoint(resume, name="resume")
+        except FileNotFoundError as err:
+            raise ValueError(str(err)) from None
+        if resumed["training"] is None:
+            raise ValueError(
+                f"`resume` {os.fspath(resume)!r} holds no training state (written by save_checkpoint without one); "
+                "fit(checkpoint=...) writes checkpoints that resume"
+            )
     warmup = resolve_kl_warmup(model, epochs, kl_warmup)
     schedule: list[Callback] = [KLWarmup(warmup)]
     if lr_decay == "linear":
@@ -329,6 +485,7 @@ def fit(
     schedule += [CollapseDetection(), History(), ProgressBar(progress), *callbacks]
     if callback is not None:
         schedule.append(EpochFunction(callback))
+    saver = None
     if checkpoint is not None:
         target = Path(checkpoint)
         if target.is_dir() or not target.parent.is_dir():
@@ -336,15 +493,12 @@ def fit(
                 f"`checkpoint` must be a file path in an existing directory, got {os.fspath(checkpoint)!r}"
                 + (" (a directory)" if target.is_dir() else f" ({os.fspath(target.parent)!r} does not exist)")
             )
-        schedule.append(Checkpoint(checkpoint))
+        saver = Checkpoint(checkpoint, every=checkpoint_every)
+        schedule.append(saver)
     dev = resolve_device(device)
-    if seed is not None:
-        pyro.set_rng_seed(seed)
-    gen = torch.Generator().manual_seed(0 if seed is None else seed)
     train = _loader_or_tensors(data, "data")
     if not isinstance(train, torch.utils.data.DataLoader):
         _check_batch(model, train[0], train[1], "data")
-        train = (train[0].to(dev), train[1].to(dev))
         num = len(train[0])
     elif isinstance(train.dataset, torch.utils.data.IterableDataset) and not hasattr(train.dataset, "__len__"):
         num = model.num_data  # a stream's size is the model's num_data, which the user states
@@ -354,9 +508,28 @@ def fit(
         raise ValueError("`data` has no examples (an empty DataLoader or split)")
     if num != model.num_data:
         raise ValueError(f"`data` has {num} points but the model was built with num_data={model.num_data}")
+    elbo = loss if loss is not None else MeanFieldELBO(max_plate_nesting=1)
+    fit_config: dict[str, Any] = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": float(lr),
+        "kl_warmup": warmup,
+        "lr_decay": lr_decay,
+        "lrt": lrt,
+        "seed": seed,
+        "num_data": num,
+        "loss": type(elbo).__name__,
+        "test_samples": test_samples if test is not None else None,
+    }
+    if resumed is not None:
+        _check_resumed_config(resumed, fit_config, run_config, os.fspath(cast(str, resume)))
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+    gen = torch.Generator().manual_seed(0 if seed is None else seed)
+    if not isinstance(train, torch.utils.data.DataLoader):
+        train = (train[0].to(dev), train[1].to(dev))
     model.to(dev)
     guide.to(dev)
-    elbo = loss if loss is not None else MeanFieldELBO(max_plate_nesting=1)
     captured: dict[str, torch.Tensor] = {}
 
     def traced_model(*args: Any) -> torch.Tensor:
@@ -381,89 +554,294 @@ def fit(
     optim = torch.optim.Adam(groups, lr=lr) if optimizer is None else optimizer(groups)
     if not isinstance(optim, torch.optim.Optimizer):
         raise TypeError(f"`optimizer` must return a torch.optim.Optimizer, got {type(optim).__name__}")
+    fit_config["optimizer"] = type(optim).__name__
+    generators = [gen, *_loader_generators(train)]
     state = TrainState(model=model, guide=guide, optimizer=optim, epochs=epochs, lr=lr, kl_warmup=warmup)
+    state.generators, state.schedule, state.fit_config, state.run_config = generators, schedule, fit_config, run_config
+    if resumed is not None:
+        _check_resumed_structure(resumed, model, guide, optim, os.fspath(cast(str, resume)))
+        state.epoch = state.epochs_done = int(resumed["training"]["epoch"])
     for cb in schedule:
         cb.on_fit_start(state)
-    steps = 0  # steps before this epoch
+    if resumed is not None:
+        _restore(resumed, state, optim, generators, dev, os.fspath(cast(str, resume)))
+    start = state.epochs_done
+    steps = state.step  # steps before this epoch
     names = _parameter_names(model, guide)
-    for epoch in range(epochs):
-        state.epoch, state.metrics = epoch, {}
-        good = _Snapshot(params, optim)  # the state a divergence in this epoch rolls back to
-        for cb in schedule:
-            cb.on_epoch_start(state)
-        model.train(), guide.train()
-        t0 = time.perf_counter()
-        # Per step: loss, batch size, log-likelihood sum, the likelihood's training metrics; kept on the device and
-        # read once per epoch.
-        losses: list[torch.Tensor] = []
-        sizes: list[int] = []
-        log_liks: list[torch.Tensor] = []
-        sums: dict[str, list[torch.Tensor]] = {}
-        counts: list[torch.Tensor] = []  # class counts per step of the first epoch
-        handlers: list[contextlib.AbstractContextManager] = []
-        if validate is not None:
-            handlers.append(pyro.validation_enabled(validate))
-        if state.beta != 1.0:
-            handlers.append(KLScale(state.beta))
-        with contextlib.ExitStack() as stack:
-            for h in handlers:
-                stack.enter_context(h)
-            for xb, yb in _batches(train, batch_size, dev, gen, model):
-                optim.zero_grad(set_to_none=True)
-                try:
-                    # pyro.infer.ELBO declares no differentiable_loss; its Trace*_ELBO subclasses define it
-                    loss_b = elbo.differentiable_loss(traced_model, fit_guide, xb, yb)  # type: ignore[attr-defined]
-                except ValueError as err:  # Pyro's validation met a distribution with NaN or infinite parameters
-                    if not _non_finite_parameter(err):
-                        raise
-                    bad = torch.stack([*losses, losses[-1].new_tensor(math.nan) if losses else torch.tensor(math.nan)])
-                    message = _nan_message(bad, epoch, steps, lr, warmup, names, params)
-                    good.restore()
-                    raise FloatingPointError(message) from err
-                loss_b.backward()
-                optim.step()
-                with torch.no_grad():
-                    out = captured["out"]
-                    losses.append(loss_b.detach())
-                    if len(losses) % NAN_CHECK_EVERY == 0 and not _finite_so_far(losses, params):
-                        message = _nan_message(torch.stack(losses), epoch, steps, lr, warmup, names, params)
+    buffers = [b for m in (model, guide) for b in m.buffers()]
+    finished = resumed is not None and bool(resumed["training"]["complete"])
+    with _Interrupts(saver is not None) as interrupts:
+        for epoch in range(start, epochs if not finished else start):
+            if interrupts.signum is not None:  # arrived after the last epoch's steps: its state is complete
+                break
+            state.epoch, state.metrics = epoch, {}
+            good = _Snapshot(params, optim, buffers, generators)  # the state a divergence or a signal rolls back to
+            for cb in schedule:
+                cb.on_epoch_start(state)
+            model.train(), guide.train()
+            t0 = time.perf_counter()
+            # Per step: loss, batch size, log-likelihood sum, the likelihood's training metrics; kept on the device
+            # and read once per epoch.
+            losses: list[torch.Tensor] = []
+            sizes: list[int] = []
+            log_liks: list[torch.Tensor] = []
+            sums: dict[str, list[torch.Tensor]] = {}
+            counts: list[torch.Tensor] = []  # class counts per step of the first epoch
+            handlers: list[contextlib.AbstractContextManager] = []
+            if validate is not None:
+                handlers.append(pyro.validation_enabled(validate))
+            if state.beta != 1.0:
+                handlers.append(KLScale(state.beta))
+            aborted = False
+            with contextlib.ExitStack() as stack:
+                for h in handlers:
+                    stack.enter_context(h)
+                for xb, yb in _batches(train, batch_size, dev, gen, model):
+                    if interrupts.signum is not None:
+                        aborted = True
+                        break
+                    optim.zero_grad(set_to_none=True)
+                    try:
+                        # pyro.infer.ELBO declares no differentiable_loss; its Trace*_ELBO subclasses define it
+                        loss_b = elbo.differentiable_loss(traced_model, fit_guide, xb, yb)  # type: ignore[attr-defined]
+                    except ValueError as err:  # Pyro's validation met a distribution with NaN or infinite parameters
+                        if not _non_finite_parameter(err):
+                            _explain_batch(model, xb, yb, "data", err)
+                            raise
+                        bad = torch.stack(
+                            [*losses, losses[-1].new_tensor(math.nan) if losses else torch.tensor(math.nan)]
+                        )
+                        message = _nan_message(bad, epoch, steps, lr, warmup, names, params)
                         good.restore()
-                        raise FloatingPointError(message)
-                    sizes.append(len(yb))
-                    if isinstance(out, Moments):  # fast dropout: the expected log-likelihood, metrics at the mean
-                        log_liks.append(model.log_likelihood(out.sigma_points(out.dim() - 1), yb).mean(0).sum())
-                        out = out.mean
-                    else:
-                        log_liks.append(model.log_likelihood(out, yb).sum())
-                    for k, batch_sum in model.train_metrics(out, yb).items():
-                        sums.setdefault(k, []).append(batch_sum)
-                    if epoch == 0:
-                        c = model.label_counts(yb)
-                        if c is not None:
-                            counts.append(c)
-        count = sum(sizes)
-        with torch.no_grad():
-            step_losses = torch.stack(losses)
-            loss_e = (step_losses @ torch.tensor(sizes, dtype=losses[0].dtype, device=dev)).item() / num
-            nll = -torch.stack(log_liks).sum().item() / count
-            train_means = {f"train_{k}": torch.stack(ts).sum().item() / count for k, ts in sums.items()}
-            if counts:
-                state.label_counts = torch.stack(counts).sum(0).cpu()
-        if not math.isfinite(loss_e) or not _all_finite(params):
-            message = _nan_message(step_losses, epoch, steps, lr, warmup, names, params)
-            good.restore()
-            raise FloatingPointError(message)
-        steps += len(losses)
-        state.metrics.update(elbo=loss_e / num, nll=nll, kl=loss_e - num * nll, beta=state.beta)
-        state.metrics.update(lr=lr * state.lr_scale, **train_means, seconds=time.perf_counter() - t0)
-        stop = False
+                        raise FloatingPointError(message) from err
+                    except (RuntimeError, IndexError) as err:  # e.g. targets of a shape the loss cannot take
+                        _explain_batch(model, xb, yb, "data", err)
+                        raise
+                    loss_b.backward()
+                    optim.step()
+                    with torch.no_grad():
+                        out = captured["out"]
+                        losses.append(loss_b.detach())
+                        if len(losses) % NAN_CHECK_EVERY == 0 and not _finite_so_far(losses, params):
+                            message = _nan_message(torch.stack(losses), epoch, steps, lr, warmup, names, params)
+                            good.restore()
+                            raise FloatingPointError(message)
+                        sizes.append(len(yb))
+                        if isinstance(out, Moments):  # fast dropout: the expected log-likelihood, metrics at the mean
+                            log_liks.append(model.log_likelihood(out.sigma_points(out.dim() - 1), yb).mean(0).sum())
+                            out = out.mean
+                        else:
+                            log_liks.append(model.log_likelihood(out, yb).sum())
+                        for k, batch_sum in model.train_metrics(out, yb).items():
+                            sums.setdefault(k, []).append(batch_sum)
+                        if epoch == 0:
+                            c = model.label_counts(yb)
+                            if c is not None:
+                                counts.append(c)
+            if aborted:
+                good.restore(everything=True)  # the epoch in progress is abandoned: back to its start
+                break
+            count = sum(sizes)
+            with torch.no_grad():
+                step_losses = torch.stack(losses)
+                loss_e = (step_losses @ torch.tensor(sizes, dtype=losses[0].dtype, device=dev)).item() / num
+                nll = -torch.stack(log_liks).sum().item() / count
+                train_means = {f"train_{k}": torch.stack(ts).sum().item() / count for k, ts in sums.items()}
+                if counts:
+                    state.label_counts = torch.stack(counts).sum(0).cpu()
+            if not math.isfinite(loss_e) or not _all_finite(params):
+                message = _nan_message(step_losses, epoch, steps, lr, warmup, names, params)
+                good.restore()
+                raise FloatingPointError(message)
+            steps += len(losses)
+            state.step, state.epochs_done = steps, epoch + 1
+            state.metrics.update(elbo=loss_e / num, nll=nll, kl=loss_e - num * nll, beta=state.beta)
+            state.metrics.update(lr=lr * state.lr_scale, **train_means, seconds=time.perf_counter() - t0)
+            stop = False
+            for cb in schedule:
+                stop = bool(cb.on_epoch_end(state)) or stop
+            if stop:
+                state.stopped = True
+                break
+        if interrupts.signum is not None:
+            for cb in schedule:
+                if isinstance(cb, ProgressBar):
+                    cb.on_fit_end(state)
+            cast(Checkpoint, saver).save(state)
+            raise FitInterrupted(interrupts.signum, state.epochs_done, epochs, os.fspath(cast(str, checkpoint)))
         for cb in schedule:
-            stop = bool(cb.on_epoch_end(state)) or stop
-        if stop:
-            break
-    for cb in schedule:
-        cb.on_fit_end(state)
+            cb.on_fit_end(state)
+    if interrupts.signum is not None:  # arrived during the last callbacks: the final checkpoint is written
+        raise FitInterrupted(interrupts.signum, state.epochs_done, epochs, os.fspath(cast(str, checkpoint)))
     return FitResult(history=state.history, device=dev, warnings=state.warnings)
+
+
+def _check_resumed_config(
+    resumed: dict[str, Any],
+    fit_config: dict[str, Any],
+    run_config: dict[str, Any] | None,
+    path: str,
+) -> None:
+    """``ValueError`` naming ``resume`` unless the checkpoint was written with these settings and ``run_config``
+    (before anything is built)."""
+    training = resumed["training"]
+    saved = training.get("fit")
+    kinds: dict[str, tuple[type, ...]] = {
+        "epoch": (int,),
+        "epochs": (int,),
+        "step": (int,),
+        "complete": (bool,),
+        "fit": (dict,),
+        "schedule": (dict,),
+        "rng": (dict,),
+        "callbacks": (list,),
+        "label_counts": (torch.Tensor, type(None)),
+        "warnings": (list,),
+    }
+    for key, types in kinds.items():
+        value = training.get(key)
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ValueError(f"`resume` {path!r}: its training state is not one fit writes ({key!r})")
+    done, total = training["epoch"], training["epochs"]
+    if not 0 <= done <= total or training["step"] < 0:
+        raise ValueError(
+            f"`resume` {path!r}: its training state is not one fit writes (epoch {done} of {total}, step "
+            f"{training['step']})"
+        )
+    schedule = training["schedule"]
+    if not all(isinstance(schedule.get(k, 1.0), (int, float)) for k in ("beta", "lr_scale")):
+        raise ValueError(f"`resume` {path!r}: its training state is not one fit writes ('schedule')")
+    if not all(isinstance(w, str) for w in training["warnings"]):
+        raise ValueError(f"`resume` {path!r}: its training state is not one fit writes ('warnings')")
+    counts = training["label_counts"]
+    if counts is not None and not (
+        counts.dim() == 1 and counts.numel() > 0 and not counts.is_complex() and bool((counts >= 0).all())
+    ):
+        raise ValueError(f"`resume` {path!r}: its training state is not one fit writes ('label_counts')")
+    differ = [
+        f"{k}={saved.get(k)!r} there, {fit_config[k]!r} here"
+        for k in fit_config
+        if not _plain_equal(saved.get(k), fit_config[k])
+    ]
+    if differ:
+        raise ValueError(
+            f"`resume` {path!r} was written by a run with other settings: {'; '.join(differ)} (resume with the "
+            "settings of the interrupted run)"
+        )
+    if run_config is not None and not _plain_equal(resumed.get("config"), run_config):
+        theirs = resumed.get("config") or {}
+        keys = sorted(k for k in {*theirs, *run_config} if not _plain_equal(theirs.get(k), run_config.get(k)))
+        raise ValueError(
+            f"`resume` {path!r} holds another run's configuration than `run_config`: {keys} differ "
+            f"({', '.join(f'{k}={theirs.get(k)!r} there, {run_config.get(k)!r} here' for k in keys[:5])})"
+        )
+    entries = training.get("callbacks")
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("type"), str) and isinstance(e.get("state", {}), dict) for e in entries
+    ):
+        raise ValueError(f"`resume` {path!r}: its callback states are not ones fit writes")
+
+
+def _plain_equal(a: Any, b: Any) -> bool:
+    """Whether two values of plain types (numbers, strings, None, lists, dicts of them) are equal, of the same
+    types; anything else (a tensor planted in a checkpoint) is unequal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_plain_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_plain_equal(u, v) for u, v in zip(a, b))
+    plain = (type(None), bool, int, float, str)
+    return isinstance(a, plain) and isinstance(b, plain) and type(a) is type(b) and a == b
+
+
+def _check_resumed_structure(
+    resumed: dict[str, Any], model: torch.nn.Module, guide: torch.nn.Module, optim: torch.optim.Optimizer, path: str
+) -> None:
+    """``ValueError`` naming ``resume`` unless the checkpoint holds the state of this model, guide and optimiser."""
+    where = f"`resume` {path!r}"
+    check_state_dict(model, resumed["model"], "model", where)
+    check_state_dict(guide, resumed["guide"], "guide", where)
+    saved = resumed["optimizer"]
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not isinstance(groups, list) or not isinstance(saved.get("state"), dict):
+        raise ValueError(f"{where}: it holds no optimiser state")
+    own = [len(g["params"]) for g in optim.param_groups]
+    try:
+        theirs = [len(g["params"]) for g in groups]
+        ids = [i for g in groups for i in g["params"]]
+    except (TypeError, KeyError):
+        raise ValueError(f"{where}: its optimiser state is not a torch optimiser's") from None
+    if own != theirs:
+        raise ValueError(f"{where}: its optimiser has parameter groups of sizes {theirs}, this run's {own}")
+    params = [p for g in optim.param_groups for p in g["params"]]
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids) or len(set(ids)) != len(ids):
+        raise ValueError(f"{where}: its optimiser state is not a torch optimiser's (parameter ids)")
+    shapes = {i: tuple(p.shape) for i, p in zip(ids, params)}
+    for i, entry in saved["state"].items():
+        if i not in shapes or not isinstance(entry, dict):
+            raise ValueError(f"{where}: its optimiser state names a parameter {i!r} that this run does not have")
+        for name, value in entry.items():
+            if torch.is_tensor(value) and value.numel() != 1 and tuple(value.shape) != shapes[i]:
+                raise ValueError(
+                    f"{where}: its optimiser state {name!r} of parameter {i} has shape {tuple(value.shape)}, the "
+                    f"parameter {shapes[i]}"
+                )
+            if torch.is_tensor(value) and (value.is_complex() or not value.is_floating_point() and value.numel() > 1):
+                raise ValueError(f"{where}: its optimiser state {name!r} of parameter {i} is not a float tensor")
+
+
+def _restore(
+    resumed: dict[str, Any],
+    state: TrainState,
+    optim: torch.optim.Optimizer,
+    generators: list[torch.Generator],
+    dev: torch.device,
+    path: str,
+) -> None:
+    """Load the checkpoint ``resumed`` into the run: modules, optimiser, history, callbacks, generators."""
+    where = f"`resume` {path!r}"
+    training = resumed["training"]
+    history = resumed.get("history") or {}
+    if not all(
+        isinstance(k, str)
+        and isinstance(v, list)
+        and all(isinstance(u, (int, float)) and not isinstance(u, bool) for u in v)
+        for k, v in history.items()
+    ):
+        raise ValueError(f"{where}: its history is not a dict of lists of numbers")
+    done = int(training["epoch"])
+    if len(history.get("elbo", [])) != done or any(len(v) > done for v in history.values()):
+        raise ValueError(f"{where}: its history does not hold the {done} epochs its training state has done")
+    label_counts = training.get("label_counts")
+    if label_counts is not None and not torch.is_tensor(label_counts):
+        raise ValueError(f"{where}: its label counts are not a tensor")
+    # each callback takes the state of the next saved callback of its type (a callback added on resume starts
+    # afresh; one left out is dropped)
+    saved: dict[str, list[dict[str, Any]]] = {}
+    for entry in training["callbacks"]:
+        saved.setdefault(entry["type"], []).append(dict(entry.get("state") or {}))
+    pairs = [(cb, saved[type(cb).__qualname__].pop(0)) for cb in state.schedule if saved.get(type(cb).__qualname__)]
+    snapshot = rng_state(generators)
+    set_rng_state(training.get("rng") or {}, generators, where=where)  # checked first: nothing loaded if invalid
+    try:
+        with torch.no_grad():
+            state.model.load_state_dict(resumed["model"])
+            state.guide.load_state_dict(resumed["guide"])
+        optim.load_state_dict(resumed["optimizer"])
+        for cb, entry in pairs:
+            cb.load_state_dict(entry)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+        set_rng_state(snapshot, generators)
+        raise ValueError(f"{where}: cannot be loaded into this run ({type(err).__name__}: {err})") from None
+    state.model.to(dev)
+    state.guide.to(dev)
+    state.history = {k: list(v) for k, v in history.items()}
+    state.label_counts = label_counts
+    state.warnings = [str(w) for w in training.get("warnings") or []]
+    state.step = int(training["step"])
+    state.stopped = bool(training.get("complete")) and state.epochs_done < state.epochs
+    schedule = training.get("schedule") or {}
+    state.beta = float(schedule.get("beta", 1.0))
+    state.lr_scale = float(schedule.get("lr_scale", 1.0))
 
 
 def _non_finite_parameter(err: ValueError) -> bool:
@@ -481,19 +859,34 @@ NAN_CHECK_EVERY = 25  # steps between two checks of the losses and parameters (o
 
 
 class _Snapshot:
-    """Copies of the parameters and the optimiser's state, restored in place when a run diverges."""
+    """Copies of the parameters, the optimiser's state and (for :meth:`restore` with ``everything``) the buffers and
+    the random number generators, restored in place when a run diverges or is interrupted."""
 
-    def __init__(self, params: list[torch.nn.Parameter], optim: torch.optim.Optimizer):
-        self.params = params
+    def __init__(
+        self,
+        params: list[torch.nn.Parameter],
+        optim: torch.optim.Optimizer,
+        buffers: Sequence[torch.Tensor] = (),
+        generators: Sequence[torch.Generator] = (),
+    ):
+        self.params, self.buffers, self.generators = params, list(buffers), list(generators)
         with torch.no_grad():
             self.values = [p.detach().clone() for p in params]
+            self.buffer_values = [b.detach().clone() for b in self.buffers]
         self.optim, self.optim_state = optim, copy.deepcopy(optim.state_dict())
+        self.rng = rng_state(self.generators)
 
-    def restore(self) -> None:
+    def restore(self, everything: bool = False) -> None:
+        """Parameters and optimiser; with ``everything`` also the buffers and the generators."""
         with torch.no_grad():
             for p, v in zip(self.params, self.values, strict=True):
                 p.copy_(v)
+            if everything:
+                for b, v in zip(self.buffers, self.buffer_values, strict=True):
+                    b.copy_(v)
         self.optim.load_state_dict(self.optim_state)
+        if everything:
+            set_rng_state(self.rng, self.generators)
 
 
 def _parameter_names(model: torch.nn.Module, guide: torch.nn.Module) -> dict[int, str]:
@@ -542,6 +935,16 @@ def _nan_message(
         f"{what}. Training stopped; the parameters and the optimiser are restored to the start of epoch {epoch}. "
         f"Try: {remedy}"
     )
+
+
+def _explain_batch(model: Likelihood, x: torch.Tensor, y: torch.Tensor, name: str, err: BaseException) -> None:
+    """After a step failed with ``err``: a ``ValueError`` / ``TypeError`` naming ``name`` if the batch is at fault
+    (targets out of range in a DataLoader batch between two checks); else nothing, and the caller re-raises
+    ``err``."""
+    try:
+        _check_batch(model, x, y, name)
+    except (ValueError, TypeError) as bad:
+        raise type(bad)(f"{bad} (found in a batch that failed a training step)") from err
 
 
 def _check_targets(model: Likelihood, y: torch.Tensor | None, name: str) -> None:

@@ -31,7 +31,7 @@ __all__ = [
     "INPUT_MIN_FEATURES",
 ]
 
-INPUT_MIN_FEATURES = 64  # fixed-rate methods add input noise only to networks with at least this many inputs
+INPUT_MIN_FEATURES = 64  #: fixed-rate methods add input noise only to networks with at least this many inputs
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ from .base import INPUT_MIN_FEATURES, Capabilities, Method, PointWeights, check_
 
 __all__ = ["BernoulliDropout", "GaussianDropout", "FixedRate", "INPUT_P", "input_rate"]
 
-INPUT_P = 0.2  # drop rate of input units recommended by Srivastava et al. (2014), sec. A.4; hidden units: 0.5
+INPUT_P = 0.2  #: drop rate of input units recommended by Srivastava et al. (2014), sec. A.4; hidden units: 0.5
 
 
 def input_rate(in_features: int) -> float:

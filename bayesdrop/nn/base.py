@@ -33,7 +33,18 @@ from pyro.nn import PyroModule
 
 from ..methods import LayerGuide, Method, resolve
 from ..moments import Moments
-from ..sites import DATA_PLATE, NoiseSite, PoolSite, WeightSite, draws, per_example_shape, site_shaped
+from ..sites import (
+    DATA_PLATE,
+    RUN_SHARED_PLATE,
+    NoiseSite,
+    PoolSite,
+    WeightSite,
+    draws,
+    noise_shared,
+    per_example_shape,
+    shared_plate,
+    site_shaped,
+)
 
 __all__ = ["BayesianLayer", "WeightSite", "NoiseSite", "PoolSite", "local_plate", "bayesian_layers", "is_input"]
 
@@ -52,9 +63,11 @@ def local_plate(plate: pyro.plate) -> Iterator[None]:
             pyro.sample("obs", dist.Categorical(logits=logits), obs=y)
     """
     token = DATA_PLATE.set(plate)
+    shared = RUN_SHARED_PLATE.set(shared_plate() if noise_shared() else None)  # one per run (shared_noise)
     try:
         yield
     finally:
+        RUN_SHARED_PLATE.reset(shared)
         DATA_PLATE.reset(token)
 
 
@@ -142,16 +155,28 @@ class BayesianLayer(PyroModule):
 
     def sample_local(self, name: str, fn: dist.TorchDistribution, x: torch.Tensor) -> torch.Tensor:
         """Sample a per-example site; ``fn`` has empty batch shape and the per-example event shape.  In a vectorised
-        run (:func:`~bayesdrop.sites.draws`) the draws are folded into the leading axis, ``(count * B, *event)``."""
+        run (:func:`~bayesdrop.sites.draws`) the draws are folded into the leading axis, ``(count * B, *event)``.
+
+        Inside :func:`~bayesdrop.sites.shared_noise` the site is drawn once per network, in the size-1 plate
+        :data:`~bayesdrop.sites.SHARED_PLATE` outside the data plate: ``(1, *event)``, broadcast over the examples
+        (Gal & Ghahramani 2016: the masks are part of the weight sample); in a vectorised run each network's draw is
+        repeated for its examples."""
         plate = DATA_PLATE.get()
         if plate is None:  # used outside a likelihood: one draw per example, explicit batch
             return pyro.sample(self.site(name), fn.expand(x.shape[: x.dim() - len(fn.event_shape)]))
-        with plate:
+        shared = RUN_SHARED_PLATE.get()  # inside shared_noise: the run's size-1 plate
+        with shared if shared is not None else plate:
             value = pyro.sample(self.site(name), fn)
         d = draws()
         if d is None:
             return value
         event = value.shape[value.dim() - len(fn.event_shape) :]
+        if shared is not None:  # (..., 1, *event): each network's one draw, for every example of the batch
+            value_ = value.expand(*d.shape, *event)
+            for tag in ("_bayesdrop_posterior_mean", "_bayesdrop_moments"):
+                if hasattr(value, tag):
+                    setattr(value_, tag, getattr(value, tag))
+            value = value_
         folded = value.reshape(d.count * d.batch, *event)
         for tag in ("_bayesdrop_posterior_mean", "_bayesdrop_moments"):
             if hasattr(value, tag):
@@ -230,8 +255,9 @@ class BayesianLayer(PyroModule):
 
     @staticmethod
     def lrt(op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """``op(x, w)`` for an operation linear in ``x`` and ``w``; under :class:`~bayesdrop.handlers.
-        LocalReparameterization` a Gaussian ``w`` is tagged and the output is drawn instead (Kingma et al. 2015):
+        """``op(x, w)`` for an operation linear in ``x`` and ``w``; under
+        :class:`~bayesdrop.handlers.LocalReparameterization` a Gaussian ``w`` is tagged and the output is drawn
+        instead (Kingma et al. 2015):
         :math:`\\mathcal N(\\mathrm{op}(x, \\mu), \\mathrm{op}(x^2, \\sigma^2))`.  For the
         :class:`~bayesdrop.moments.Moments` of an input (fast dropout) it returns the output's moments instead."""
         tag = getattr(w, "_bayesdrop_lrt", None)

@@ -240,10 +240,10 @@ class LSTM(_Recurrent):
         Inputs and outputs ``(batch, time, features)`` (the default here, unlike torch's), or ``(time, batch,
         features)``.
 
-    Returns (``forward(x, hx=None)``)
-    ------------------------------------
+    Returns
+    -------
     output : torch.Tensor
-        ``(B, T, H * directions)``, the last layer's hidden states.
+        What ``forward(x, hx=None)`` returns first: ``(B, T, H * directions)``, the last layer's hidden states.
     (h_n, c_n) : tuple of torch.Tensor
         Each ``(layers * directions, B, H)``: the last states, as torch's.
     """

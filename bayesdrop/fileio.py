@@ -1,0 +1,104 @@
+"""Files written whole or not at all.
+
+For code that writes results other processes may read (checkpoints, run directories): :func:`atomic_write` fills a
+unique temporary file in the target's directory, flushes and fsyncs it, then renames it over the target with
+``os.replace``.  A reader sees the old file or the new one, never a part; two concurrent writers each publish a
+whole file (the last rename wins); an interrupted or failed write (a full disk, a signal) leaves the target as it
+was and removes its temporary file.  The rename replaces a symbolic link at the target path itself, so a link
+planted there is never written through.  Every ``OSError`` names the file it concerns.
+
+Example
+-------
+>>> from bayesdrop.fileio import atomic_write_text
+>>> atomic_write_text("metrics.json", '{"acc": 0.97}\\n')  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from typing import IO, Any
+
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "named_os_error", "TEMP_SUFFIX"]
+
+TEMP_SUFFIX = ".tmp"  # the temporary files of atomic_write: ``.<name>.<random>.tmp`` beside the target
+
+
+def named_os_error(err: OSError, path: str | os.PathLike[str], doing: str = "writing") -> OSError:
+    """``err`` with ``path`` as its file name (``doing`` says what failed), of the same ``OSError`` subclass.
+
+    An error from ``write`` or ``fsync`` (a full disk) names no file; an error on a temporary file names that one.
+    The returned error names the file the caller asked for.
+    """
+    strerror = err.strerror or str(err) or type(err).__name__
+    code = err.errno if err.errno is not None else errno.EIO
+    named = OSError(code, f"{strerror} ({doing})", os.fspath(path))
+    return named if isinstance(named, type(err)) else type(err)(code, f"{strerror} ({doing})", os.fspath(path))
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make a rename in ``directory`` durable where the platform allows it (best effort)."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, flags)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any], *, mode: int = 0o644) -> None:
+    """Write ``path`` atomically: ``write(f)`` fills a temporary file that then replaces ``path``.
+
+    Parameters
+    ----------
+    path
+        The file to write; its directory must exist.  A symbolic link at ``path`` is replaced, not followed.
+    write
+        Called once with the temporary file, opened for binary writing.
+    mode
+        Permission bits of the published file.
+
+    Raises
+    ------
+    OSError
+        Of the subclass the system gave (``FileNotFoundError``, ``PermissionError``, a full disk, ...), naming
+        ``path``.  ``path`` is left as it was.
+    """
+    target = os.fspath(path)
+    directory = os.path.dirname(target) or "."
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.", suffix=TEMP_SUFFIX)
+    except OSError as err:
+        raise named_os_error(err, target, "creating a temporary file beside it") from err
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise named_os_error(err, target) from err
+        if isinstance(err, RuntimeError) and "write" in str(err).lower():  # torch's stream writer on a full disk
+            raise OSError(errno.EIO, f"{err} (writing)", target) from err
+        raise
+    _fsync_directory(directory)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_write`)."""
+    data = text.encode("utf-8")
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as indented JSON (and a final newline) to ``path`` atomically (:func:`atomic_write`)."""
+    atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
