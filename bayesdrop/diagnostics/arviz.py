@@ -10,7 +10,9 @@ Written against ArviZ 0.2x (checked with 0.23.4).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import warnings
 from typing import Any
 
@@ -160,8 +162,19 @@ def plot_loo_pit(idata: Any, *, ax: Any, y: str, ecdf: bool = False) -> Any:
 
 
 def to_netcdf(idata: Any, path: str | os.PathLike) -> str:
-    """Write every group (and the top-level attributes) to a netCDF4 file."""
-    return idata.to_netcdf(os.fspath(path))
+    """Write every group (and the top-level attributes) to a netCDF4 file, atomically: into a unique temporary
+    file beside ``path``, then renamed over it (an interrupted write leaves ``path`` as it was)."""
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path) or ".")
+    os.close(fd)
+    try:
+        idata.to_netcdf(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    return path
 
 
 def from_netcdf(path: str | os.PathLike) -> Any:

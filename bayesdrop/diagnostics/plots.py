@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..fileio import atomic_write
 from . import arviz as _arviz
 from .inference_data import _data, _np
 from .metrics import (
@@ -56,8 +57,9 @@ def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (5.0, 4.
 
 
 def _finish(fig: Any, path: str | os.PathLike | None) -> Any:
-    if path is not None:
-        fig.savefig(os.fspath(path), dpi=100)
+    if path is not None:  # written atomically: an interrupted report leaves the previous figure
+        fmt = os.path.splitext(os.fspath(path))[1].lstrip(".") or "png"
+        atomic_write(path, lambda f: fig.savefig(f, dpi=100, format=fmt))
     return fig
 
 

@@ -12,7 +12,6 @@ Example
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..fileio import atomic_write_json, atomic_write_text
 from .detection import SCORES, accuracy_rejection, ood
 from .metrics import _task, calibration, loo_check, loo_summary, uncertainty
 from .plots import (
@@ -271,7 +271,7 @@ def write_report(
     for name, caption in plots:
         lines += [f"### {caption}", "", f"![{caption}]({name})", ""]
     path = out / "report.md"
-    path.write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
     metrics: dict[str, Any] = {"calibration": cal, "loo": loo}
     metrics["uncertainty"] = {
         name: {k: float(np.mean(v)) for k, v in u.items() if k != "prediction"} for name, u in unc_rows
@@ -283,5 +283,5 @@ def write_report(
             s: {k: v for k, v in r.items() if k in ("area", "oracle_area", "base_accuracy")}
             for s, r in rejection.items()
         }
-    (out / "report_metrics.json").write_text(json.dumps(metrics, indent=1))
+    atomic_write_json(out / "report_metrics.json", metrics)
     return path

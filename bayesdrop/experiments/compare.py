@@ -18,7 +18,6 @@ their own KL warm-up (:class:`bayesdrop.methods.TrainingDefaults`).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from tqdm.auto import tqdm
 from .. import compress, methods
 from ..diagnostics import arviz as _arviz
 from ..diagnostics import calibration, compare_loo, loo_summary, ood, to_inference_data
+from ..fileio import atomic_write_json, atomic_write_text
 from ..guides import dropout_rates
 from ..infer import DEFAULT_LR, fit, resolve_device
 from .runs import build, inputs, parse_arch
@@ -226,6 +226,6 @@ def write(rows: list[dict[str, Any]], out: str | Path, header: str = "") -> str:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     text = (header + "\n\n" if header else "") + to_markdown(rows) + "\n"
-    (out / "compare.json").write_text(json.dumps(rows, indent=1))
-    (out / "compare.md").write_text(text)
+    atomic_write_json(out / "compare.json", rows)
+    atomic_write_text(out / "compare.md", text)
     return text
