@@ -137,3 +137,41 @@ def test_predict_in_batches_joins_the_batches_predictions(parallel):
     pyro.set_rng_seed(0)
     mean_b, std_b = bd.predict(reg, reg_guide, xr, num_samples=9, parallel=parallel, batch_size=3)
     torch.testing.assert_close((mean_b, std_b), (mean, std))
+
+
+def test_predict_and_evaluate_take_a_dataloader_as_fit_does():
+    """One data contract: a DataLoader of (x, y) pairs, of dicts or of bare inputs gives the prediction of the
+    tensors (exactly, for draws without masks: ``vd``), and evaluate's metrics; a batch_size beside a DataLoader
+    and a loader without targets to evaluate are refused."""
+    model, guide, x, y = tiny_classifier("vd")
+    guide(x, y)
+    pairs = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=5)
+    pyro.set_rng_seed(0)
+    whole = bd.predict(model, guide, x, num_samples=6)
+    for loader in (pairs, [{"x": x[i : i + 5], "y": y[i : i + 5]} for i in range(0, len(x), 5)]):
+        loader = loader if isinstance(loader, torch.utils.data.DataLoader) else _Loader(loader)
+        pyro.set_rng_seed(0)
+        torch.testing.assert_close(bd.predict(model, guide, loader, num_samples=6), whole)
+    pyro.set_rng_seed(0)
+    tensors = bd.evaluate(model, guide, (x, y), num_samples=6, seed=3)
+    assert bd.evaluate(model, guide, pairs, num_samples=6, seed=3) == pytest.approx(tensors)
+    with pytest.raises(ValueError, match="`batch_size`"):
+        bd.predict(model, guide, pairs, batch_size=4)
+    bare = torch.utils.data.DataLoader(x, batch_size=5)
+    assert bd.predict(model, guide, bare, num_samples=2).shape == (len(x), 3)
+    with pytest.raises(ValueError, match="targets"):
+        bd.evaluate(model, guide, bare)
+
+
+class _Loader(torch.utils.data.DataLoader):
+    """A DataLoader over ready-made batches (dicts), as a user's collate function would give them."""
+
+    def __init__(self, batches):
+        super().__init__(batches, batch_size=None)
+
+
+def test_fit_evaluates_a_test_dataloader_every_epoch():
+    model, guide, x, y = tiny_classifier("bernoulli")
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
+    result = bd.fit(model, guide, (x, y), epochs=2, progress=False, test=loader, test_samples=3)
+    assert len(result.history["test_acc"]) == 2 and 0.0 <= result.history["test_acc"][-1] <= 1.0

@@ -124,7 +124,7 @@ def processes(epochs: int, out_dir: str | Path) -> list[dict[str, Any]]:
 
 
 _MEMORY = """
-import json, resource, sys, torch, bayesdrop as bd
+import json, sys, torch, bayesdrop as bd
 torch.set_num_threads(1)
 n, batch = int(sys.argv[1]), (None if sys.argv[2] == "all" else int(sys.argv[2]))
 torch.manual_seed(0)
@@ -132,15 +132,17 @@ x = torch.randn(n, 64)
 model = bd.Classifier(bd.models.mlp(64, [300, 100], 10), num_data=n)
 guide = bd.DropoutGuide(model)
 guide(x[:2])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def high_water():  # this process's peak resident memory in MiB (VmHWM: unlike ru_maxrss, not the parent's)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+before = high_water()
 probs = bd.predict(model, guide, x, num_samples=100, batch_size=batch)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"before_mib": before / 1024, "peak_mib": peak / 1024, "shape": list(probs.shape)}))
+print(json.dumps({"before_mib": before, "peak_mib": high_water(), "shape": list(probs.shape)}))
 """
 
 
 def predict_memory(n: int, batch_size: int | None) -> dict[str, Any]:
-    """Peak resident memory (MiB, Linux ``ru_maxrss``) of a fresh process predicting for ``n`` inputs."""
+    """Peak resident memory (MiB, Linux's ``VmHWM``) of a fresh process predicting for ``n`` inputs."""
     arg = "all" if batch_size is None else str(batch_size)
     done = subprocess.run(
         [sys.executable, "-c", _MEMORY, str(n), arg], check=True, capture_output=True, text=True, timeout=3600

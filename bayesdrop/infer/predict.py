@@ -21,10 +21,12 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, overload
 
 import torch
+from torch.utils.data import DataLoader
 
 from ..data import as_tensors
 from ..guides import DropoutGuide
@@ -62,7 +64,7 @@ def output_draws(
 def _per_batch(
     model: Likelihood,
     guide: DropoutGuide,
-    x: torch.Tensor,
+    x: torch.Tensor | Iterable[torch.Tensor],
     *,
     num_samples: int,
     rule: str,
@@ -71,9 +73,10 @@ def _per_batch(
     reduce: Callable[[torch.Tensor], Any] | None = None,
     noise: str = "per-example",
 ) -> list[Any]:
-    """The output draws ``(S, B, ...)`` of every batch of ``batch_size`` inputs (all at once for ``None``), each
-    batch moved to the model's device in turn and seen by the same S networks; ``reduce`` of each where given
-    (:func:`predict` keeps only the batch's prediction, so that memory does not grow with S times N)."""
+    """The output draws ``(S, B, ...)`` of every batch of ``batch_size`` inputs (all at once for ``None``), or of
+    every batch of inputs ``x`` yields (a DataLoader's, :func:`_loader_inputs`), each batch moved to the model's
+    device in turn and seen by the same S networks; ``reduce`` of each where given (:func:`predict` keeps only the
+    batch's prediction, so that memory does not grow with S times N)."""
     if rule not in RULES:
         raise ValueError(f"`rule` must be one of {RULES}, got {rule!r}")
     shared = check_noise(noise) and rule == "mc"  # the masks of one network shared by its inputs
@@ -99,14 +102,25 @@ def _per_batch(
     if not isinstance(guide, DropoutGuide) or guide.model is not model:
         raise ValueError("`guide` must be the DropoutGuide built for `model` (bd.DropoutGuide(model))")
     dev = device_of(model, guide)
-    step = len(x) if batch_size is None else batch_size
-    batches = [x[i : i + step] for i in range(0, len(x), step)]
-    example = x[:1].to(dev)
+    if torch.is_tensor(x):
+        step = len(x) if batch_size is None else batch_size
+        batches: Iterable[torch.Tensor] = [x[i : i + step] for i in range(0, len(x), step)]
+    elif batch_size is not None:
+        raise ValueError("`batch_size`: the DataLoader sets the batches; leave batch_size None")
+    else:
+        batches = x
+    with torch.random.fork_rng(devices=[]):  # a DataLoader's iterator draws its seed: not from the networks' stream
+        iterator = iter(batches)
+        first = next(iterator, None)
+    if first is None:
+        raise ValueError("no inputs to predict: the data is empty")
+    batches = itertools.chain([first], iterator)
+    example = first[:1].to(dev)
     was_training = model.training
     model.eval()
     try:
         if guide._order is None:
-            guide(x[:2].to(dev))
+            guide(first[:2].to(dev))
         draw: Callable[[torch.Tensor], torch.Tensor]
         if rule == "weight-scaling":
             mean = guide.mean_network()
@@ -131,6 +145,29 @@ def _per_batch(
         return [draw(xb.to(dev)) if reduce is None else reduce(draw(xb.to(dev))) for xb in batches]
     finally:
         model.train(was_training)
+
+
+def _loader_inputs(loader: DataLoader, targets: list[torch.Tensor] | None = None) -> Iterator[torch.Tensor]:
+    """The inputs of every batch of ``loader``: a tensor, an ``(x, y)`` pair or ``[x]``, or a dict with key ``"x"``
+    (and ``"y"``), as :func:`~bayesdrop.fit` takes them; the targets appended to ``targets`` where given (then every
+    batch must hold them)."""
+    for batch in loader:
+        if torch.is_tensor(batch):
+            x, y = batch, None
+        elif isinstance(batch, dict) and "x" in batch:
+            x, y = batch["x"], batch.get("y")
+        elif isinstance(batch, (tuple, list)) and len(batch) in (1, 2):
+            x, y = batch[0], (batch[1] if len(batch) == 2 else None)
+        else:
+            got = f"a dict with keys {sorted(map(str, batch))}" if isinstance(batch, dict) else type(batch).__name__
+            raise TypeError(f"a DataLoader must yield x, (x, y) pairs or dicts with key 'x' (and 'y'), got {got}")
+        if not torch.is_tensor(x):
+            raise TypeError(f"a DataLoader batch's x must be a tensor, got {type(x).__name__}")
+        if targets is not None:
+            if not torch.is_tensor(y):
+                raise ValueError("`data`: a DataLoader to evaluate must yield targets, (x, y) pairs or dicts with 'y'")
+            targets.append(y if y.is_floating_point() or y.dtype == torch.int64 else y.long())
+        yield x
 
 
 def _merge(parts: list[Any]) -> Any:
@@ -197,8 +234,9 @@ def predict(
     ----------
     model, guide
         A trained likelihood and its guide.
-    x : tensor or split
-        Inputs ``(N, ...)`` (targets, if given with a split or tuple, are ignored).
+    x : tensor, split, (x, y) tuple or DataLoader
+        Inputs ``(N, ...)`` (targets, if given, are ignored); a DataLoader as :func:`~bayesdrop.fit` takes it
+        (batches ``x``, ``(x, y)`` or dicts with key ``"x"``), predicted batch by batch.
     num_samples : int
         Draws T of the guide for ``rule="mc"``.
     rule : {"mc", "weight-scaling", "moment-matching"}
@@ -216,7 +254,8 @@ def predict(
         pass's fixed cost dominates (digits MLPs, Gaussian weights), and slower for convolutional and recurrent
         networks, whose T-fold activations leave the cache (``benchmarks/results/predict_speed.md``).
     batch_size : int or None
-        Inputs per pass (all at once by default): bounds the memory of a prediction, which is the same.
+        Inputs per pass (all at once by default; a DataLoader's own batches): bounds the memory of a prediction,
+        which is the same.
     return_samples : bool
         Also return the per-draw network outputs ``(T, N, ...)`` (one draw for ``"weight-scaling"``).
 
@@ -228,11 +267,11 @@ def predict(
         :class:`~bayesdrop.Regressor`, the std including the observation noise (Gal & Ghahramani 2016,
         eq. 8-9); the mixture's ``(mean, std)`` by default.
     """
-    inputs = as_tensors(x, name="x")[0]
+    inputs: Any = _loader_inputs(x) if isinstance(x, DataLoader) else as_tensors(x, name="x")[0]
     options: dict[str, Any] = {"num_samples": num_samples, "rule": rule, "parallel": parallel, "batch_size": batch_size}
     if not return_samples:  # one batch's draws at a time: memory O(S B), not O(S N)
         return _merge(_per_batch(model, guide, inputs, **options, reduce=lambda out: model.predictive(out)))
-    out = output_draws(model, guide, inputs, **options)
+    out = torch.cat(_per_batch(model, guide, inputs, **options), 1)
     return model.predictive(out), out
 
 
@@ -249,8 +288,9 @@ def evaluate(
     noise: str = "per-example",
     seed: int | None = None,
 ) -> dict[str, float]:
-    """The likelihood's metrics of the posterior predictive on labelled ``data`` (``num_samples``, ``rule``,
-    ``parallel`` and ``batch_size`` as :func:`predict`'s).
+    """The likelihood's metrics of the posterior predictive on labelled ``data``: a split, an ``(x, y)`` tuple or a
+    DataLoader of ``(x, y)`` pairs or dicts with keys ``"x"`` and ``"y"``, as :func:`~bayesdrop.fit` takes them
+    (``num_samples``, ``rule``, ``parallel`` and ``batch_size`` as :func:`predict`'s).
 
     :class:`~bayesdrop.Classifier`: ``acc`` and ``nll``; :class:`~bayesdrop.Regressor`: ``rmse`` and ``nll``; any
     likelihood: ``nll``, the mean negative log predictive density of the mixture over the draws (the definitions
@@ -268,13 +308,21 @@ def evaluate(
         networks are those of :func:`~bayesdrop.to_inference_data`, so the metrics equal
         :func:`~bayesdrop.diagnostics.calibration`'s of its InferenceData.
     """
-    x, y = as_tensors(data, name="data")
-    if y is None:
-        raise ValueError("`data` must include targets y to be evaluated")
-    model.check_targets(y, name="data.y")
     dev = device_of(model, guide)
+    options: dict[str, Any] = {"num_samples": num_samples, "rule": rule, "parallel": parallel, "noise": noise}
+    if isinstance(data, DataLoader):  # batch by batch, the targets collected on the way
+        targets: list[torch.Tensor] = []
+        with seeded(seed, dev, None):
+            out = torch.cat(
+                _per_batch(model, guide, _loader_inputs(data, targets), batch_size=batch_size, **options), 1
+            )
+        y = torch.cat(targets)
+        model.check_targets(y, name="data.y")
+        return model.metrics(out, y.to(out.device))
+    x, y_ = as_tensors(data, name="data")
+    if y_ is None:
+        raise ValueError("`data` must include targets y to be evaluated")
+    model.check_targets(y_, name="data.y")
     with seeded(seed, dev, guide_setup(guide, x, dev) if isinstance(guide, DropoutGuide) else None):
-        out = output_draws(
-            model, guide, x, num_samples=num_samples, rule=rule, parallel=parallel, batch_size=batch_size, noise=noise
-        )
-    return model.metrics(out, y.to(out.device))
+        out = output_draws(model, guide, x, batch_size=batch_size, **options)
+    return model.metrics(out, y_.to(out.device))

@@ -364,7 +364,8 @@ def fit(
     seed
         Seeds torch and Pyro and the minibatch order; ``None`` leaves them.
     test
-        Optional held-out data, evaluated after every epoch by MC prediction.
+        Optional held-out data, evaluated after every epoch by MC prediction: any form ``data`` takes (a split, an
+        ``(x, y)`` tuple, a DataLoader), as :func:`~bayesdrop.evaluate` takes it.
     progress
         Show a progress bar with the ELBO and accuracy.
     checkpoint
@@ -478,7 +479,9 @@ def fit(
     schedule: list[Callback] = [KLWarmup(warmup)]
     if lr_decay == "linear":
         schedule.append(LinearLRDecay())
-    if test is not None:
+    if isinstance(test, torch.utils.data.DataLoader):  # evaluated batch by batch (bd.evaluate's contract)
+        schedule.append(Evaluation(test, num_samples=test_samples))
+    elif test is not None:
         test_t = as_tensors(test, name="test")
         _check_batch(model, test_t[0], test_t[1], "test")
         schedule.append(Evaluation(test_t, num_samples=test_samples))
