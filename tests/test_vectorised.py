@@ -175,3 +175,11 @@ def test_fit_evaluates_a_test_dataloader_every_epoch():
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
     result = bd.fit(model, guide, (x, y), epochs=2, progress=False, test=loader, test_samples=3)
     assert len(result.history["test_acc"]) == 2 and 0.0 <= result.history["test_acc"][-1] <= 1.0
+
+
+def test_to_inference_data_takes_a_dataloader_of_dicts():
+    model, guide, x, y = tiny_classifier("bernoulli")
+    guide(x, y)
+    dicts = [{"x": x[i : i + 5], "y": y[i : i + 5]} for i in range(0, len(x), 5)]
+    idata = bd.to_inference_data(model, guide, _Loader(dicts), num_samples=4)
+    assert idata.observed_data["y"].shape == (len(x),)

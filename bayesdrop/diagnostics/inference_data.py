@@ -84,12 +84,15 @@ __all__ = ["to_inference_data", "save_netcdf", "load_netcdf"]
 
 
 def _data(data: Any, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(x, y) from a Split, an (x, y) tuple, a tensor or a DataLoader yielding (x, y)."""
+    """(x, y) from a Split, an (x, y) tuple, a tensor or a DataLoader yielding (x, y) pairs or dicts with keys
+    ``"x"`` and ``"y"`` (as :func:`~bayesdrop.fit` takes them)."""
     if isinstance(data, torch.utils.data.DataLoader):
         xs, ys = [], []
         for batch in data:
+            if isinstance(batch, dict) and "x" in batch and "y" in batch:
+                batch = (batch["x"], batch["y"])
             if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-                raise TypeError(f"`{name}`: the DataLoader must yield (x, y) pairs")
+                raise TypeError(f"`{name}`: the DataLoader must yield (x, y) pairs or dicts with keys 'x' and 'y'")
             xs.append(batch[0])
             ys.append(batch[1])
         if not xs:

@@ -27,7 +27,8 @@ from .callbacks import (
 from .checkpoint import load_checkpoint, save_checkpoint
 from .elbo import MeanFieldELBO
 from .predict import RULES, evaluate, output_draws, predict
-from .train import DEFAULT_LR, FitInterrupted, FitResult, fit, param_groups, resolve_device, resolve_kl_warmup
+from .resume import FitInterrupted
+from .train import DEFAULT_LR, FitResult, fit, param_groups, resolve_device, resolve_kl_warmup
 
 __all__ = [
     "callbacks",
