@@ -80,7 +80,14 @@ def test_one_ddp_step_equals_the_single_process_step(method, tmp_path):
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(single, loader)
+    try:
+        trainer.fit(single, loader)
+    except torch.multiprocessing.ProcessExitedException:
+        # A child that aborts at interpreter exit after its step ("terminate called without an active exception",
+        # a teardown race of the gloo threads seen once under a loaded xdist run) has recorded what is checked
+        # below; one that died before writing its record fails here.
+        if not all((tmp_path / f"rank{r}.pt").exists() for r in range(WORLD)):
+            raise
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
     # the mean of the processes' losses is the single-process loss: likelihood N / B_g, KL once
     torch.testing.assert_close(torch.stack([r["loss"] for r in ranks]).mean(), loss.detach(), rtol=1e-5, atol=1e-5)
