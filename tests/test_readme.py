@@ -31,13 +31,25 @@ def _no_validation():
         yield
 
 
-@pytest.mark.parametrize("method", bd.methods.names(role="layer"))
+# DropConnect's default masks are drawn per example and per weight (6.4 million uniforms a step on this network):
+# its README run (digits, shared by the two tests below) takes 150 s on one core, a quarter of the default suite, so
+# it runs with -m slow; its MNIST-1D and regression cases of the matrix stay in the default suite (test_defaults.py).
+SLOW_DIGITS = {"dropconnect"}
+
+
+@pytest.mark.parametrize(
+    "method",
+    [pytest.param(m, marks=pytest.mark.slow) if m in SLOW_DIGITS else m for m in bd.methods.names(role="layer")],
+)
 def test_defaults_fast_digits(method):
     """The digits cases of the defaults matrix (``test_defaults.py``): the README snippet's runs."""
     check(method, "digits", D.SETTINGS["digits"].fast_epochs)
 
 
-@pytest.mark.parametrize("method", bd.methods.names(role="layer"))
+@pytest.mark.parametrize(
+    "method",
+    [pytest.param(m, marks=pytest.mark.slow) if m in SLOW_DIGITS else m for m in bd.methods.names(role="layer")],
+)
 def test_readme_snippet_trains_every_method(method):
     out = run(method)
     print(f"{method}: test accuracy {100 * out['acc']:.2f} %, {out['ratio']:.1f}x fewer weights")
