@@ -28,6 +28,7 @@ Example
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ import torch
 
 import bayesdrop as bd
 
-from .report_io import device_name, script_parser, write_results
+from .report_io import device_name, quoted_command, script_parser, write_results
 
 __all__ = ["CONFIGS", "Config", "build", "measure", "main"]
 
@@ -153,11 +154,6 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
         ap.error("--repeats must be a positive int")
     device = bd.infer.resolve_device(args.device)
     rows = [measure(c, device, args.repeats) for c in CONFIGS]
-    options = "".join(
-        f" --{k} {v}"
-        for k, v, default in (("device", args.device, "auto"), ("repeats", args.repeats, 5))
-        if v != default
-    )
     lines = [
         "# Monte Carlo prediction: vectorised draws against one pass per network",
         "",
@@ -167,7 +163,7 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
         "Ratio: looped time over vectorised time (above 1: the vectorised pass is faster).  Memory of one pass: the "
         "widest layer's activations for S x B examples (float32), and the weights the draws hold (S copies for "
         "Gaussian weights, one for point estimates).",
-        f"Command: `python benchmarks/predict_speed.py{options}`",
+        f"Command: `{quoted_command('benchmarks/predict_speed.py', list(argv) if argv is not None else sys.argv[1:])}`",
         "",
         "| data | network | method | S | B | looped s | vectorised s | ratio | activations MiB | weights MiB |",
         "|---|---|---|---|---|---|---|---|---|---|",
