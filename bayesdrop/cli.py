@@ -9,6 +9,14 @@
     SIGINT / SIGTERM), ``history.json``, ``metrics.json`` and last ``complete.json``, each file atomically.
     ``--out`` must be empty unless ``--overwrite`` (replace it) or ``--resume`` (continue the interrupted run in
     it); it is locked while in use.  :func:`bayesdrop.experiments.runs.load_run` rebuilds a run for later commands.
+``bayesdrop compare --methods M1 M2 ... --out DIR``
+    Train each method on one budget, write ``DIR/compare.md`` and ``compare.json``, and keep each method's run
+    directory in ``DIR/runs/<method>``.
+``bayesdrop report RUN_DIR``, ``bayesdrop prune RUN_DIR``
+    Posterior predictive analysis, and the pruned network, of a run directory (of ``train`` or ``compare``).
+
+Every command that trains or predicts takes ``--threads N`` (torch's CPU threads, :func:`default_threads`), set
+before any work; ``bayesdrop --version`` prints ``bayesdrop.__version__``, and every ``--help`` shows the defaults.
 
 Argument parsing only: what a run is (config to data, model and guide) lives in :mod:`bayesdrop.experiments`.
 """
@@ -19,6 +27,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import shlex
 import signal
 import sys
@@ -34,7 +43,7 @@ from .experiments.runs import build, inputs, load_dataset, load_run, parse_hyper
 from .fileio import atomic_write_json, atomic_write_text
 from .infer import DEFAULT_LR, FitInterrupted, evaluate, fit, resolve_device, resolve_kl_warmup
 
-__all__ = ["main", "make_parser"]
+__all__ = ["default_threads", "main", "make_parser", "set_threads"]
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
@@ -78,6 +87,55 @@ def _output_dir(path: str) -> Path:
     if out.exists() and not out.is_dir():
         raise ValueError(f"`--out` {path!r} is a file; give a directory")
     return out
+
+
+def default_threads() -> int:
+    """The default of ``--threads``: torch's CPU threads for a command.
+
+    ``$OMP_NUM_THREADS`` when it is set to a positive int; otherwise 1 on a machine with at most 2 CPUs available
+    to this process, else ``min(4, CPUs)``.  The networks of these commands are small: a step is many short
+    operations, each split across threads, so a second thread gains little and, on a busy 2-core machine, loses
+    much (``compare --quick``: 210 s with torch's default threads against 15.9 s with one); beyond 4 threads the
+    gain is small.
+
+    Returns
+    -------
+    int
+        The number of threads, at least 1.
+    """
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return 1 if cpus <= 2 else min(4, cpus)
+
+
+def set_threads(threads: int) -> int:
+    """Set torch's intra-op CPU threads (``torch.set_num_threads``) for a command's ``--threads``.
+
+    Parameters
+    ----------
+    threads
+        An int >= 1.
+
+    Returns
+    -------
+    int
+        The number of threads torch used before.
+
+    Raises
+    ------
+    ValueError
+        Naming ``--threads``, if ``threads`` is not an int >= 1.
+    """
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"`--threads` must be an int >= 1, got {threads!r}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return previous
 
 
 class Interrupted(KeyboardInterrupt):
@@ -222,11 +280,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 model,
                 guide,
                 train,
-                epochs=config["epochs"],
-                batch_size=config.get("batch_size", 128),
-                lr=config.get("lr", DEFAULT_LR),
-                kl_warmup=config["kl_warmup"],
-                lr_decay=config.get("lr_decay", "linear"),
+                **runs.fit_options(config),
                 device=resolved_device,
                 seed=config.get("seed", 0),
                 progress=not args.quiet,
@@ -313,6 +367,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         device=args.device,
         mnist_dir=args.mnist_dir,
         progress=not args.quiet,
+        runs_dir=Path(args.out) / RUNS,
+        kfold=args.kfold,
         **kw,
     )
     header = (
@@ -325,6 +381,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     print(compare.write(rows, args.out, header))
     print(f"written to {Path(args.out) / 'compare.md'} and compare.json")
+    print(f"each method's run in {Path(args.out) / RUNS}/<method> (`bayesdrop report` and `prune` take it)")
     return 0
 
 
@@ -336,9 +393,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         ("--num-samples", args.num_samples, 1),
         ("--seed", args.seed, 0),
         ("--ood-points", args.ood_points, 0),
+        ("--kfold", args.kfold, 0),
     ):
         if v < low:
             raise ValueError(f"`{flag}` must be an int >= {low}, got {v!r}")
+    if args.kfold == 1:
+        raise ValueError("`--kfold` must be 0 (no K-fold cross-validation) or a number of folds >= 2, got 1")
     with _using_run(args.run_dir) as run:
         ds, model, guide, config = load_run(args.run_dir)
         test = inputs(ds, config, ds.test)
@@ -364,6 +424,17 @@ def cmd_report(args: argparse.Namespace) -> int:
             "InferenceData: `inference_data.nc` (test split) and `inference_data_train.nc` (training split, for "
             "PSIS-LOO; load with `bd.diagnostics.load_netcdf`).",
         ]
+        cv = None
+        if args.kfold:  # refit the run's configuration on K - 1 folds of its training split, K times
+            folds = diagnostics.kfold(
+                runs.fold_builder(config, ds),
+                train,
+                args.kfold,
+                num_samples=args.num_samples,
+                seed=args.seed,
+                fit_kwargs=runs.fit_options(config),
+            )
+            cv = diagnostics.kfold_check(folds, idata)
         history_file = run / runs.HISTORY
         history = json.loads(history_file.read_text()) if history_file.is_file() else None
         path = diagnostics.write_report(
@@ -374,6 +445,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             train=train,
             idata_train=idata_train,
             history=history or None,
+            kfold=cv,
         )
         print(path.read_text())
         print(f"report written to {path}")
@@ -401,19 +473,40 @@ def _warmup(text: str) -> int | str:
 
 
 def _training_options(p: argparse.ArgumentParser) -> None:
-    """The options shared by `train` and `compare`, with `bd.fit`'s defaults."""
-    p.add_argument("--lr", type=float, default=DEFAULT_LR, help=f"Adam learning rate (default: {DEFAULT_LR:g})")
+    """The options shared by `train` and `compare`, with `bd.fit`'s defaults (one learning rate: ``DEFAULT_LR``)."""
+    p.add_argument("--lr", type=float, default=DEFAULT_LR, help="Adam learning rate (`bd.fit`'s)")
     p.add_argument(
         "--kl-warmup",
         type=_warmup,
         default="auto",
-        help="epochs of linear KL warm-up, or 'auto' (default): each method's own fraction of the epochs",
+        help="epochs of linear KL warm-up, or 'auto' (default: auto, each method's own fraction of the epochs)",
     )
     p.add_argument(
         "--lr-decay",
         choices=["linear", "none"],
         default="linear",
-        help="'linear' (default) decays the learning rate linearly to 0; 'none' keeps it",
+        help="'linear' decays the learning rate linearly to 0; 'none' keeps it",
+    )
+
+
+def _device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="torch device, e.g. cpu, cuda, cuda:1 (default: auto, CUDA when present, else the CPU)",
+    )
+
+
+def _threads_option(p: argparse.ArgumentParser) -> None:
+    """``--threads``, for every command that trains or predicts (applied in :func:`main` before any work)."""
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=default_threads(),
+        metavar="N",
+        help=f"torch CPU threads (default: {default_threads()} here: $OMP_NUM_THREADS when set, else 1 on a "
+        "machine with at most 2 CPUs, else min(4, CPUs); these small networks gain little from more threads, and "
+        "a busy machine loses much)",
     )
 
 
@@ -427,38 +520,60 @@ def _checkpoint_every(text: str) -> int:
     return value
 
 
+DATASETS_HELP = "digits, mnist1d, toy-regression, co2 and sunspots (forecasts), or mnist (with --mnist-dir)"
+ARCH_HELP = "mlp:W1,W2,..., lenet300-100, lenet5 or rnn[:H]"
+
+
 def _train_arguments(t: argparse.ArgumentParser) -> None:
     """The options of ``bayesdrop train``."""
     t.add_argument("--method", default="bernoulli", help="registered method name (see `bayesdrop methods`)")
-    t.add_argument("--hyper", nargs="*", default=[], metavar="KEY=VALUE", help="method hyper-parameters, e.g. p=0.3")
-    t.add_argument("--input-method", default=None, help="a different method for the input layer")
-    t.add_argument("--input-hyper", nargs="*", default=[], metavar="KEY=VALUE")
     t.add_argument(
-        "--dataset",
-        default="digits",
-        help="digits, mnist1d, toy-regression, co2 and sunspots (forecasts), or mnist (with --mnist-dir)",
+        "--hyper",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method hyper-parameters, e.g. p=0.3 (default: none, the method's own)",
     )
-    t.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
-    t.add_argument("--arch", default="mlp:300,100", help="mlp:W1,W2,..., lenet300-100 or lenet5")
-    t.add_argument("--epochs", type=int, default=50)
-    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument(
+        "--input-method",
+        default=None,
+        help="a different method for the input layer (default: none, the network's own input noise for --method)",
+    )
+    t.add_argument(
+        "--input-hyper",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="hyper-parameters of --input-method (default: none, the method's own)",
+    )
+    t.add_argument("--dataset", default="digits", help=DATASETS_HELP)
+    t.add_argument(
+        "--mnist-dir", default=None, help="directory with the MNIST IDX files (default: none; needed for mnist)"
+    )
+    t.add_argument("--arch", default="mlp:300,100", help=ARCH_HELP)
+    t.add_argument("--epochs", type=int, default=50, help="training epochs")
+    t.add_argument("--batch-size", type=int, default=128, help="minibatch size")
     _training_options(t)
     t.add_argument(
         "--num-samples",
         type=int,
         default=DRAWS,
-        help=f"posterior draws for the test metrics (default: {DRAWS}, as `report`, which prints the same metrics)",
+        help="posterior draws for the test metrics (as `report`, which prints the same metrics)",
     )
-    t.add_argument("--device", default="auto")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", required=True, help="run directory to write (must be empty unless --overwrite/--resume)")
+    _device_option(t)
+    _threads_option(t)
+    t.add_argument("--seed", type=int, default=0, help="seed of the initial weights, the minibatches and the noise")
+    t.add_argument(
+        "--out",
+        required=True,
+        help="run directory to write (required; must be empty unless --overwrite/--resume)",
+    )
     t.add_argument(
         "--checkpoint-every",
         type=_checkpoint_every,
         default=CHECKPOINT_EVERY,
         metavar="K",
-        help=f"save the checkpoint every K epochs (default: {CHECKPOINT_EVERY}); it is also saved at the end and on "
-        "SIGINT / SIGTERM",
+        help="save the checkpoint every K epochs; it is also saved at the end and on SIGINT / SIGTERM",
     )
     t.add_argument(
         "--resume",
@@ -472,49 +587,90 @@ def _train_arguments(t: argparse.ArgumentParser) -> None:
 CHECKPOINT_EVERY = 10  # `train --checkpoint-every`'s default, in epochs
 DRAWS_SEED = 0  # seed of the test draws of `train` and the default `report --seed`: the same networks
 DRAWS = 200  # posterior draws of `train`'s test metrics and `report` (the same by default)
+RUNS = "runs"  # `compare --out DIR` keeps each method's run directory in DIR/runs/<method>
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, ``(default: ...)``, unless the help already says what the
+    default is (its text holds "default": an option whose default is None or 'auto' explains it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.required:
+            return text
+        return super()._get_help_string(action)
 
 
 def make_parser() -> argparse.ArgumentParser:
+    """The parser of the ``bayesdrop`` command and its subcommands (every option's default shown in ``--help``)."""
+    from . import __version__
+
     parser = argparse.ArgumentParser(
-        prog="bayesdrop", description="Dropout methods as Bayesian model/guide pairs (Pyro)."
+        prog="bayesdrop",
+        description="Dropout methods as Bayesian model/guide pairs (Pyro).",
+        formatter_class=HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("methods", help="list the registered methods").set_defaults(func=cmd_methods)
-    t = sub.add_parser("train", help="train one method and write a run directory")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)
+
+    command("methods", "list the registered methods").set_defaults(func=cmd_methods)
+    t = command("train", "train one method and write a run directory")
     _train_arguments(t)
     t.set_defaults(func=cmd_train)
-    c = sub.add_parser("compare", help="train every method on the same budget and print a comparison table")
-    c.add_argument("--dataset", default="digits")
-    c.add_argument("--mnist-dir", default=None)
-    c.add_argument("--methods", nargs="+", default=["all"], help="registered names, or `all`")
-    c.add_argument("--arch", default="mlp:300,100")
-    c.add_argument("--epochs", type=int, default=100)
-    c.add_argument("--batch-size", type=int, default=128)
-    _training_options(c)
-    c.add_argument("--num-samples", type=int, default=100)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--device", default="auto")
-    c.add_argument("--quick", action="store_true", help=f"the demo preset: {QUICK_EPOCHS} epochs, 50 MC draws")
-    c.add_argument("--out", default="runs/compare")
-    c.add_argument("--quiet", action="store_true")
-    c.set_defaults(func=cmd_compare)
-    pr = sub.add_parser("prune", help="prune a trained run to a smaller plain network")
-    pr.add_argument("run_dir", help="a run directory written by `bayesdrop train`")
-    pr.add_argument("--threshold", type=float, default=None, help="pruning threshold (default: each method's own)")
-    pr.set_defaults(func=cmd_prune)
-    rp = sub.add_parser("report", help="posterior predictive analysis of a run: plots, LOO and a markdown summary")
-    rp.add_argument("run_dir", help="a run directory written by `bayesdrop train`")
-    rp.add_argument(
-        "--num-samples",
-        type=int,
-        default=DRAWS,
-        help=f"draws from the variational posterior (default: {DRAWS}, as `train`)",
+    c = command("compare", "train every method on the same budget and print a comparison table")
+    c.add_argument("--dataset", default="digits", help="a classification data set: digits, mnist1d or mnist")
+    c.add_argument(
+        "--mnist-dir", default=None, help="directory with the MNIST IDX files (default: none; needed for mnist)"
     )
+    c.add_argument(
+        "--methods",
+        nargs="+",
+        default=["all"],
+        help="registered names, or `all` (default: all, every method the architecture takes)",
+    )
+    c.add_argument("--arch", default="mlp:300,100", help=ARCH_HELP)
+    c.add_argument("--epochs", type=int, default=100, help="training epochs of each method")
+    c.add_argument("--batch-size", type=int, default=128, help="minibatch size")
+    _training_options(c)
+    c.add_argument("--num-samples", type=int, default=100, help="posterior draws of each method's predictive")
+    c.add_argument("--seed", type=int, default=0, help="seed of the initial weights, the minibatches and the noise")
+    _device_option(c)
+    _threads_option(c)
+    c.add_argument("--quick", action="store_true", help=f"the demo preset: {QUICK_EPOCHS} epochs, 50 MC draws")
+    c.add_argument(
+        "--kfold",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also rank by K-fold cross-validation: each method refitted K times on K - 1 folds of the training split "
+        "(the ranking to trust where PSIS-LOO's Pareto k are large; 0: none)",
+    )
+    c.add_argument(
+        "--out",
+        default="runs/compare",
+        help=f"directory for compare.md, compare.json and each method's run directory in {RUNS}/<method> "
+        "(replaced if it holds a run)",
+    )
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=cmd_compare)
+    pr = command("prune", "prune a trained run to a smaller plain network")
+    pr.add_argument("run_dir", help="a run directory written by `bayesdrop train` or `bayesdrop compare`")
+    pr.add_argument(
+        "--threshold", type=float, default=None, help="pruning threshold (default: none, each method's own)"
+    )
+    _threads_option(pr)
+    pr.set_defaults(func=cmd_prune)
+    rp = command("report", "posterior predictive analysis of a run: plots, LOO and a markdown summary")
+    rp.add_argument("run_dir", help="a run directory written by `bayesdrop train` or `bayesdrop compare`")
+    rp.add_argument("--num-samples", type=int, default=DRAWS, help="draws from the variational posterior (as `train`)")
     rp.add_argument(
         "--seed",
         type=int,
         default=DRAWS_SEED,
-        help=f"seed of the draws and of the noise inputs (default: {DRAWS_SEED}, the seed of `train`'s test draws)",
+        help="seed of the draws and of the noise inputs (the seed of `train`'s test draws)",
     )
     rp.add_argument("--batch-size", type=int, default=256, help="inputs per vectorised pass")
     rp.add_argument(
@@ -523,6 +679,15 @@ def make_parser() -> argparse.ArgumentParser:
         default=500,
         help="uniform-noise inputs for the uncertainty table (classification; 0: none)",
     )
+    rp.add_argument(
+        "--kfold",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also K-fold cross-validation of the elpd: K refits of the run's configuration on K - 1 folds of its "
+        "training split (where PSIS-LOO's Pareto k are large, e.g. fixed-rate dropout; 10 is usual; 0: none)",
+    )
+    _threads_option(rp)
     rp.set_defaults(func=cmd_report)
     return parser
 
@@ -532,7 +697,10 @@ def main(argv: list[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(words)
     args.argv = words
+    previous_threads = torch.get_num_threads()
     try:
+        if getattr(args, "threads", None) is not None:  # before any work: data, training, prediction
+            set_threads(args.threads)
         with _signals_raise():
             return args.func(args)
     except (ValueError, TypeError, OSError) as err:  # bad arguments or files (missing, existing, not permitted)
@@ -549,6 +717,8 @@ def main(argv: list[str] | None = None) -> int:
         tail = f"; resume with: {resume}" if resume else ""
         print(f"bayesdrop: {what} ({name}){tail}", file=sys.stderr)
         return 128 + signum
+    finally:  # a caller in the same process (a test, a notebook) keeps its own threads
+        torch.set_num_threads(previous_threads)
 
 
 if __name__ == "__main__":  # pragma: no cover

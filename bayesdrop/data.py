@@ -12,10 +12,11 @@ Everything here works offline; nothing is ever downloaded.
     ``"toy-regression"``
         1-D regression with a gap in the training inputs, for checking that
         predictive uncertainty grows away from the data.
-``load_mnist(directory)``
-    The original MNIST IDX files (raw or ``.gz``) from a directory you supply.
-``as_tensors(data)``, ``check_labels(y, num_classes)``
-    Argument checks shared by the rest of the library.
+``load_mnist(directory)``, ``open_mnist(directory)``
+    The original MNIST IDX files (raw or ``.gz``) from a directory you supply: in memory as float32 tensors, or
+    memory-mapped as ``torch`` datasets for a ``DataLoader``.
+``as_tensors(data)``, ``check_labels(y, num_classes)``, ``loader_batches(loader)``
+    Argument checks shared by the rest of the library, and the batches of a DataLoader as its functions take them.
 
 Generated MNIST-1D arrays are cached in memory and, as ``.npz`` files, under
 ``$BAYESDROP_CACHE`` (default ``~/.cache/bayesdrop``; set it to an empty string
@@ -52,6 +53,9 @@ __all__ = [
     "check_labels",
     "load",
     "load_mnist",
+    "loader_batches",
+    "open_mnist",
+    "IDXImages",
 ]
 
 
@@ -252,6 +256,51 @@ def _to_tensor(a: object, what: str, name: str) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
         raise TypeError(f"`{name}`: {what} has unsupported numpy dtype {a.dtype}")
     raise TypeError(f"`{name}`: {what} must be a torch.Tensor or numpy array, got {type(a).__name__}")
+
+
+def loader_batches(
+    loader: DataLoader, targets: list[torch.Tensor] | None = None, *, name: str = "data"
+) -> Iterator[torch.Tensor]:
+    """The inputs of every batch of a DataLoader, one batch at a time (nothing is concatenated, so data stream).
+
+    The one data contract of :func:`~bayesdrop.fit`, :func:`~bayesdrop.predict`, :func:`~bayesdrop.evaluate` and
+    :func:`~bayesdrop.to_inference_data`: a batch is a tensor ``x``, an ``(x, y)`` pair or ``[x]``, or a dict with
+    key ``"x"`` (and ``"y"``).
+
+    Parameters
+    ----------
+    loader : torch.utils.data.DataLoader
+        The batches.
+    targets : list, optional
+        Where given, every batch must hold targets, and each batch's ``y`` is appended to it (integer labels as
+        int64) before its ``x`` is yielded.
+    name : str
+        The argument named in errors.
+
+    Yields
+    ------
+    torch.Tensor
+        The inputs ``x`` of each batch.
+    """
+    for batch in loader:
+        if torch.is_tensor(batch):
+            x, y = batch, None
+        elif isinstance(batch, dict) and "x" in batch:
+            x, y = batch["x"], batch.get("y")
+        elif isinstance(batch, (tuple, list)) and len(batch) in (1, 2):
+            x, y = batch[0], (batch[1] if len(batch) == 2 else None)
+        else:
+            got = f"a dict with keys {sorted(map(str, batch))}" if isinstance(batch, dict) else type(batch).__name__
+            raise TypeError(
+                f"`{name}`: a DataLoader must yield x, (x, y) pairs or dicts with key 'x' (and 'y'), got {got}"
+            )
+        if not torch.is_tensor(x):
+            raise TypeError(f"`{name}`: a DataLoader batch's x must be a tensor, got {type(x).__name__}")
+        if targets is not None:
+            if not torch.is_tensor(y):
+                raise ValueError(f"`{name}`: the DataLoader must yield targets, (x, y) pairs or dicts with 'y'")
+            targets.append(y if y.is_floating_point() or y.dtype == torch.int64 else y.long())
+        yield x
 
 
 def as_tensors(data: object, *, name: str = "data") -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -646,11 +695,14 @@ MAX_IDX_BYTES = 1 << 30  # the largest IDX payload load_mnist reads (MNIST's tra
 def _read_idx(path: Path, magic: int) -> np.ndarray:
     """Read one unsigned-byte IDX file (raw or gzip) with the given magic number.
 
-    The header is read and checked first; then at most the declared payload and one byte more, so that a gzip
-    stream that inflates beyond its header (a decompression bomb) is refused after reading what the header
-    declared, and a header declaring more than :data:`MAX_IDX_BYTES` before anything is read.
+    The header is read and checked first.  A raw file is memory-mapped read-only (``np.memmap``: nothing is copied
+    until used), after checking that its size is the header's plus the declared payload.  A gzip stream is read up
+    to the declared payload and one byte more, so that one that inflates beyond its header (a decompression bomb)
+    is refused after reading what the header declared, and a header declaring more than :data:`MAX_IDX_BYTES`
+    before anything is read.
     """
-    opener = gzip.open if path.suffix == ".gz" else open
+    gzipped = path.suffix == ".gz"
+    opener = gzip.open if gzipped else open
     ndim = _IDX_MAGIC[magic]
     header_size = 4 * (1 + ndim)
     try:
@@ -669,6 +721,15 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
                     f"{path.name}: dimensions {dims} declare {expected} data bytes, more than the {MAX_IDX_BYTES} "
                     "this loader reads (bayesdrop.data.MAX_IDX_BYTES)"
                 )
+            if not gzipped:
+                size = os.fstat(f.fileno()).st_size - header_size
+                if size != expected:
+                    found_bytes = f"{size}" if size <= expected else "more"
+                    raise ValueError(
+                        f"{path.name}: dimensions {dims} need {expected} data bytes, found {found_bytes} (truncated "
+                        "or corrupt file)"
+                    )
+                return np.memmap(path, dtype=np.uint8, mode="r", offset=header_size, shape=tuple(dims))
             buf = f.read(expected + 1)
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise ValueError(f"{path.name}: corrupt gzip data ({exc})") from exc
@@ -681,6 +742,40 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
     return np.frombuffer(buf, dtype=">u1").reshape(dims)
 
 
+class IDXImages(torch.utils.data.Dataset):
+    """Labelled images of IDX files, read from their memory map one example at a time (for a ``DataLoader``).
+
+    For data sets that do not fit in memory as float32: only the pages a batch touches are read.  Made by
+    :func:`open_mnist`.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        ``(N, rows, cols)`` unsigned bytes, usually a read-only ``np.memmap``.
+    labels : numpy.ndarray
+        ``(N,)`` class labels.
+
+    Examples
+    --------
+    >>> train, test = bd.data.open_mnist("~/data/mnist")
+    >>> loader = torch.utils.data.DataLoader(train, batch_size=128, shuffle=True, num_workers=2)
+    >>> bd.fit(model, guide, loader, epochs=10)  # model: bd.Classifier(..., num_data=len(train))
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"`images` has {len(images)} examples but `labels` has {len(labels)}")
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Example ``i``: pixels float32 in [0, 1], flat ``(rows * cols,)``, and its int64 label."""
+        x = torch.from_numpy(np.asarray(self.images[i], dtype=np.float32).reshape(-1) / 255.0)
+        return x, torch.tensor(int(self.labels[i]))
+
+
 def load_mnist(directory: str | os.PathLike) -> Dataset:
     """Load MNIST from the original IDX files in ``directory``.
 
@@ -689,7 +784,8 @@ def load_mnist(directory: str | os.PathLike) -> Dataset:
     directory : str or os.PathLike
         Directory holding ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
         ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each raw or
-        gzipped with a ``.gz`` suffix (raw is used when both exist).
+        gzipped with a ``.gz`` suffix (raw is used when both exist).  Raw files are memory-mapped, so the one
+        copy in memory is the float32 pixels; :func:`open_mnist` does without it.
 
     Returns
     -------
@@ -706,6 +802,51 @@ def load_mnist(directory: str | os.PathLike) -> Dataset:
         of the wrong length, a label count that differs from its image count,
         labels outside 0..9, or train and test images differ in size.
     """
+    splits = {}
+    for split, (images, labels) in _mnist_arrays(directory).items():
+        x = images.reshape(len(images), -1).astype(np.float32)  # the one copy: from the memory map to float32
+        x /= 255.0
+        splits[split] = Split(torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64)))
+    rows, cols = images.shape[1:]
+    return Dataset(
+        name="mnist",
+        train=splits["train"],
+        test=splits["test"],
+        task="classification",
+        num_classes=10,
+        image_shape=(1, rows, cols),
+    )
+
+
+def open_mnist(directory: str | os.PathLike) -> tuple[IDXImages, IDXImages]:
+    """MNIST's train and test splits as memory-mapped ``torch`` datasets, for a ``DataLoader``.
+
+    :func:`load_mnist` holds the pixels in memory as float32 (4 bytes a pixel); these read the raw IDX files'
+    pages as batches touch them, for data sets that do not fit in memory.  The files are checked as
+    :func:`load_mnist` checks them.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        Directory holding the four IDX files, raw or gzipped (a gzipped file cannot be mapped: it is
+        decompressed into memory, as bytes).
+
+    Returns
+    -------
+    (IDXImages, IDXImages)
+        The train and test splits: examples ``(x, y)``, ``x`` float32 in [0, 1] flat ``(rows * cols,)``.
+
+    Examples
+    --------
+    >>> train, test = bd.data.open_mnist("~/data/mnist")
+    >>> loader = torch.utils.data.DataLoader(train, batch_size=128, shuffle=True)
+    """
+    arrays = _mnist_arrays(directory)
+    return IDXImages(*arrays["train"]), IDXImages(*arrays["test"])
+
+
+def _mnist_arrays(directory: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The checked images and labels of MNIST's splits (memory maps of raw files), by split."""
     if not isinstance(directory, (str, os.PathLike)):
         raise TypeError(f"`directory` must be a path (str or os.PathLike), got {type(directory).__name__}")
     root = Path(directory).expanduser()
@@ -720,18 +861,9 @@ def load_mnist(directory: str | os.PathLike) -> Dataset:
         if labels.max() > 9:
             raise ValueError(f"{lbl_path.name}: labels must be in 0..9, found {labels.max()}")
         shapes[img_path.name] = images.shape[1:]
-        x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0)
-        splits[split] = Split(x, torch.from_numpy(labels.astype(np.int64)))
+        splits[split] = (images, labels)
     if len(set(shapes.values())) != 1:
         raise ValueError(
             "train and test images differ in size: " + ", ".join(f"{name} {shape}" for name, shape in shapes.items())
         )
-    (rows, cols) = next(iter(shapes.values()))
-    return Dataset(
-        name="mnist",
-        train=splits["train"],
-        test=splits["test"],
-        task="classification",
-        num_classes=10,
-        image_shape=(1, rows, cols),
-    )
+    return splits

@@ -29,6 +29,15 @@ def snippet() -> str:
     return match.group(1)
 
 
+def pyro_snippet() -> str:
+    """The README's plain-Pyro training loop (the first python block under "The plain-Pyro path")."""
+    text = README.read_text()
+    section = text[text.index("## The plain-Pyro path") :]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, "the README has no python block under 'The plain-Pyro path'"
+    return match.group(1)
+
+
 def snippet_epochs() -> int:
     match = re.search(r"bd\.fit\(model, guide, data\.train, epochs=(\d+)\)", snippet())
     assert match, "the README's bd.fit call must pass only epochs"

@@ -149,3 +149,108 @@ def test_prune_writes_the_report_and_a_loadable_model(tmp_path, capsys):
     loaded = bd.compress.load(run / "pruned.pt2")
     ref = guide.mean_network(pruned=True)(ds.test.x)
     assert torch.allclose(loaded(ds.test.x), ref, atol=1e-5)
+
+
+def _subparsers(parser):
+    """``(name, parser)`` for the main parser and every subcommand's."""
+    import argparse
+
+    found = [("bayesdrop", parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found += list(action.choices.items())
+    return found
+
+
+def test_version_prints_bayesdrop_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"bayesdrop {bd.__version__}"
+
+
+def test_every_help_shows_every_default():
+    """Each option with a default says it in its help: ``(default: ...)`` from the formatter or the help's own text;
+    an option whose default is None or 'auto' says what that means (never a bare ``(default: None)``)."""
+    import argparse
+
+    subparsers = _subparsers(cli.make_parser())
+    assert {name for name, _ in subparsers} == {"bayesdrop", "methods", "train", "compare", "prune", "report"}
+    checked = 0
+    for name, parser in subparsers:
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if not action.option_strings or action.default is argparse.SUPPRESS or action.required:
+                continue
+            assert action.help, f"{name} {action.option_strings[0]} has no help"
+            text = formatter._expand_help(action)
+            assert "default" in text, f"{name} {action.option_strings[0]}: {text!r}"
+            assert "default: None" not in text and "default: []" not in text, f"{name} {action.option_strings[0]}"
+            if action.default == "auto":
+                assert "default: auto," in text, f"{name} {action.option_strings[0]}: say what 'auto' means"
+            checked += 1
+        assert "(default:" in parser.format_help() or name in ("bayesdrop", "methods")
+    assert checked > 40
+
+
+def test_train_and_compare_share_fits_learning_rate():
+    """One learning-rate default, ``bayesdrop.infer.DEFAULT_LR`` (``bd.fit``'s), for both commands and
+    ``compare.compare``."""
+    import inspect
+
+    from bayesdrop.experiments import compare
+    from bayesdrop.infer import DEFAULT_LR
+
+    parser = cli.make_parser()
+    assert parser.parse_args(["train", "--out", "x"]).lr == DEFAULT_LR
+    assert parser.parse_args(["compare"]).lr == DEFAULT_LR
+    assert inspect.signature(compare.compare).parameters["lr"].default == DEFAULT_LR
+    assert inspect.signature(bd.fit).parameters["lr"].default == DEFAULT_LR
+    help_text = dict(_subparsers(parser))["compare"].format_help()
+    assert f"(default: {DEFAULT_LR})" in " ".join(help_text.split())
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "report", "prune"])
+def test_threads_sets_torchs_threads_for_the_command_and_restores_them(command, monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(cli, f"cmd_{command}", lambda args: seen.append(torch.get_num_threads()) or 0)
+    before = torch.get_num_threads()
+    wanted = 3 if before != 3 else 2
+    argv = {"train": ["--out", str(tmp_path)], "compare": [], "report": [str(tmp_path)], "prune": [str(tmp_path)]}
+    assert cli.main([command, *argv[command], "--threads", str(wanted)]) == 0
+    assert seen == [wanted] and torch.get_num_threads() == before
+    assert cli.main([command, *argv[command]]) == 0  # the default
+    assert seen[-1] == cli.default_threads() and torch.get_num_threads() == before
+
+
+def test_threads_default_and_bad_values(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert cli.default_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(cli.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert cli.default_threads() == 1  # a 2-core machine: one thread
+    monkeypatch.setattr(cli.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert cli.default_threads() == 4
+    before = torch.get_num_threads()
+    for bad in (0, -2, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="`--threads` must be an int >= 1"):
+            cli.set_threads(bad)
+    assert torch.get_num_threads() == before
+    for value in ("0", "-1"):
+        assert cli.main(["report", str(tmp_path), "--threads", value]) == 2
+        assert f"`--threads` must be an int >= 1, got {value}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["prune", str(tmp_path), "--threads", "many"])
+    assert "argument --threads: invalid int value: 'many'" in capsys.readouterr().err
+    assert torch.get_num_threads() == before
+
+
+def test_train_progress_bar_names_its_loss_the_negative_elbo_per_example(tmp_path, capsys):
+    """The bar's loss is ``-ELBO/example`` (fit's ``elbo`` metric: -ELBO / N), not a bare "elbo"."""
+    from bayesdrop.infer.callbacks import ProgressBar
+
+    assert ProgressBar.LABELS["elbo"] == "-ELBO/example"
+    args = ["train", "--arch", "mlp:8", "--epochs", "2", "--num-samples", "2", "--out", str(tmp_path / "r")]
+    assert cli.main(args) == 0
+    err = capsys.readouterr().err
+    assert "-ELBO/example=" in err and "elbo=" not in err

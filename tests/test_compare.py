@@ -86,3 +86,35 @@ def test_compare_does_not_depend_on_the_global_random_state():
         rows = compare.compare("digits", ["bernoulli"], arch="mlp:16", epochs=1, num_samples=5, progress=False)
         runs.append((rows[0]["NLL"], rows[0]["test error %"]))
     assert runs[0] == runs[1]
+
+
+def test_compare_keeps_each_methods_run_for_report_and_prune(tmp_path, capsys):
+    """``compare --out DIR`` keeps ``DIR/runs/<method>/`` with the files ``train`` writes, and ``report`` and
+    ``prune`` run on it; a second compare replaces the runs, and a folder there that is not a run is refused."""
+    out = tmp_path / "cmp"
+    args = ["compare", "--methods", "bernoulli", "--arch", "mlp:16", "--epochs", "2", "--num-samples", "5"]
+    assert cli.main([*args, "--out", str(out), "--quiet"]) == 0
+    run = out / "runs" / "bernoulli"
+    for f in ("config.json", "checkpoint.pt", "history.json", "metrics.json", "complete.json"):
+        assert (run / f).stat().st_size > 0, f
+    assert f"{out / 'runs'}/<method>" in capsys.readouterr().out
+    ds, model, guide, config = cli.load_run(run)
+    assert (config["method"], config["arch"], config["epochs"], config["lr"]) == ("bernoulli", "mlp:16", 2, 1e-2)
+    row = json.loads((out / "compare.json").read_text())[0]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["acc"] == pytest.approx(1 - row["test error %"] / 100) and metrics["nll"] == row["NLL"]
+    assert len(json.loads((run / "history.json").read_text())["elbo"]) == 2
+
+    assert cli.main(["report", str(run), "--num-samples", "5", "--ood-points", "20"]) == 0
+    assert (run / "report.md").is_file() and (run / "inference_data.nc").is_file()
+    assert cli.main(["prune", str(run)]) == 0
+    assert (run / "compression.md").is_file() and (run / "pruned.pt2").is_file()
+    capsys.readouterr()
+
+    assert cli.main([*args, "--out", str(out), "--quiet"]) == 0  # replaces the run (its report files too)
+    assert not (run / "report.md").exists() and (run / "complete.json").is_file()
+    (out / "runs" / "gaussian").mkdir()
+    (out / "runs" / "gaussian" / "notes.txt").write_text("mine")
+    assert cli.main([*args[:2], "gaussian", *args[3:], "--out", str(out), "--quiet"]) == 2
+    assert "holds no bayesdrop run" in capsys.readouterr().err
+    assert (out / "runs" / "gaussian" / "notes.txt").read_text() == "mine"

@@ -82,6 +82,39 @@ def test_load_mnist_round_trip(tmp_path, gz):
     assert torch.equal(ds.images("test")[1, 0], ds.test.x[1].reshape(4, 3))
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_open_mnist_memory_maps_raw_files_and_streams_into_evaluate(tmp_path, gz):
+    """``open_mnist``: the same examples as ``load_mnist``, raw files memory-mapped (not read into memory), read
+    batch by batch through a DataLoader by bd.evaluate, with the same result as the in-memory split."""
+    write_mnist(tmp_path, n_train=7, n_test=5, gz=gz)
+    ds = data.load_mnist(tmp_path)
+    train, test = data.open_mnist(tmp_path)
+    assert isinstance(train, torch.utils.data.Dataset) and (len(train), len(test)) == (7, 5)
+    assert isinstance(train.images, np.memmap) is (not gz) and not train.images.flags.writeable
+    for i in range(5):
+        x, y = test[i]
+        assert x.dtype == torch.float32 and y.dtype == torch.int64
+        assert torch.equal(x, ds.test.x[i]) and int(y) == int(ds.test.y[i])
+    import bayesdrop as bd
+
+    torch.manual_seed(0)
+    model = bd.Classifier(bd.models.mlp(12, [6], 10), num_data=7)
+    guide = bd.DropoutGuide(model)
+    loader = torch.utils.data.DataLoader(test, batch_size=2)
+    streamed = bd.evaluate(model, guide, loader, num_samples=4, seed=1, noise="shared")
+    assert streamed == pytest.approx(bd.evaluate(model, guide, ds.test, num_samples=4, seed=1, noise="shared"))
+
+
+def test_load_mnist_maps_raw_files_and_checks_their_size(tmp_path):
+    """A raw IDX file is memory-mapped (``np.memmap``), after its size is checked against the header."""
+    write_mnist(tmp_path)
+    assert isinstance(data._read_idx(tmp_path / "train-images-idx3-ubyte", 2051), np.memmap)
+    path = tmp_path / "t10k-labels-idx1-ubyte"
+    path.write_bytes(path.read_bytes() + b"\x00")
+    with pytest.raises(ValueError, match="need 3 data bytes, found more"):
+        data.load_mnist(tmp_path)
+
+
 def test_load_mnist_mixed_raw_and_gz(tmp_path):
     write_mnist(tmp_path)
     gz = tmp_path / "t10k-labels-idx1-ubyte"

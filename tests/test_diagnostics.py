@@ -13,6 +13,7 @@ Trained models are shared by module-scoped fixtures:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -130,7 +131,7 @@ def _hand_regression():
 def test_inference_data_groups_vars_and_dims(digits_mc):
     idata, ds = digits_mc.idata, digits_mc.ds
     S, N, C = 200, len(ds.test), 10
-    assert set(idata.groups()) == {
+    assert set(_arviz.groups(idata)) == {
         "posterior",
         "posterior_predictive",
         "predictions",
@@ -184,7 +185,7 @@ def test_inference_data_groups_vars_and_dims(digits_mc):
 def test_regression_inference_data(toy):
     idata, ds = toy.idata, toy.ds
     N = len(ds.test)
-    assert set(idata.groups()) == {
+    assert set(_arviz.groups(idata)) == {
         "posterior",
         "posterior_predictive",
         "log_likelihood",
@@ -220,8 +221,11 @@ def test_seeded_draws_are_reproducible_and_leave_the_rng_alone():
     np.testing.assert_array_equal(a.posterior_predictive["probs"].values, b.posterior_predictive["probs"].values)
     assert not np.array_equal(a.posterior_predictive["probs"].values, c.posterior_predictive["probs"].values)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
-    d = bd.to_inference_data(model, guide, loader, num_samples=30, seed=3)
-    np.testing.assert_array_equal(a.posterior_predictive["probs"].values, d.posterior_predictive["probs"].values)
+    d = bd.to_inference_data(model, guide, loader, num_samples=30, seed=3)  # streamed: passes of 16, not of 40
+    # the same networks; float32 matmuls of other batch shapes round differently (a few ulps)
+    np.testing.assert_allclose(
+        a.posterior_predictive["probs"].values, d.posterior_predictive["probs"].values, atol=1e-6
+    )
     torch.manual_seed(123)  # the caller's random state does not enter seeded draws: the seed alone fixes them
     e = bd.to_inference_data(model, guide, (x, y), num_samples=30, seed=3)
     np.testing.assert_array_equal(a.posterior_predictive["probs"].values, e.posterior_predictive["probs"].values)
@@ -286,12 +290,12 @@ def test_every_registered_method(method, hyper, tmp_path, caplog):
     for name, is_delta in _guide_global_sites(model, guide, x).items():
         if is_delta:
             assert name in idata.point_estimates and "draw" not in idata.point_estimates[name].dims
-        elif "posterior" in idata.groups() and name in idata.posterior:
+        elif "posterior" in _arviz.groups(idata) and name in idata.posterior:
             assert idata.posterior[name].shape[:2] == (1, 40) and idata.posterior[name].values.std(1).max() > 0
         else:  # constant over the draws (a point mass in effect), or a per-weight mask (weights=False)
-            in_point = "point_estimates" in idata.groups() and name in idata.point_estimates
+            in_point = "point_estimates" in _arviz.groups(idata) and name in idata.point_estimates
             assert in_point or _site_shape(guide, x, name)[-2:] in weight_shapes, name
-    if "posterior" in idata.groups():  # random quantities only: nothing constant over the draws
+    if "posterior" in _arviz.groups(idata):  # random quantities only: nothing constant over the draws
         for name, var in idata.posterior.data_vars.items():
             assert var.values[0].std(0).max() > 0, name
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
@@ -301,23 +305,23 @@ def test_every_registered_method(method, hyper, tmp_path, caplog):
     assert not _shape_warnings(caught)
     assert "Shape validation" not in caplog.text
     assert math.isfinite(float(loo["elpd_loo"]))
-    if "posterior" in idata.groups():
+    if "posterior" in _arviz.groups(idata):
         summary = _arviz.summary(idata)
         assert len(summary) == sum(v.size // 40 for v in idata.posterior.data_vars.values())
     cal = D.calibration(idata)
     assert 0 <= cal["ece"] <= 1 and 0 <= cal["accuracy"] <= 1
     back = D.load_netcdf(D.save_netcdf(idata, tmp_path / "idata.nc"))
-    assert set(back.groups()) == set(idata.groups())
-    for group in idata.groups():
-        assert getattr(back, group).equals(getattr(idata, group)), group
+    assert set(_arviz.groups(back)) == set(_arviz.groups(idata))
+    for group in _arviz.groups(idata):
+        assert _arviz.group(back, group).equals(_arviz.group(idata, group)), group
     assert back.attrs["bayesdrop_methods"] == idata.attrs["bayesdrop_methods"]
 
 
 def test_netcdf_round_trip_with_predictions(digits_mc, tmp_path):
     path = D.save_netcdf(digits_mc.idata, tmp_path / "digits.nc")
     back = D.load_netcdf(path)
-    for group in digits_mc.idata.groups():
-        xr_a, xr_b = getattr(digits_mc.idata, group), getattr(back, group)
+    for group in _arviz.groups(digits_mc.idata):
+        xr_a, xr_b = _arviz.group(digits_mc.idata, group), _arviz.group(back, group)
         assert xr_a.equals(xr_b), group
     assert D.calibration(back) == D.calibration(digits_mc.idata)
 
@@ -624,8 +628,13 @@ def test_report_command_writes_pngs_and_a_summary(tmp_path, capsys, monkeypatch)
     reg = tmp_path / "toy"
     argv = ["train", "--dataset", "toy-regression", "--arch", "mlp:20", "--epochs", "30", "--lr", "1e-2", "--quiet"]
     assert cli.main([*argv, "--out", str(reg)]) == 0
-    assert cli.main(["report", str(reg), "--num-samples", "50"]) == 0
+    assert cli.main(["report", str(reg), "--num-samples", "50", "--kfold", "2"]) == 0
     text = (reg / "report.md").read_text()
+    # K-fold beside PSIS-LOO: the run's configuration refitted on each half of the training split
+    kfold = json.loads((reg / "report_metrics.json").read_text())["kfold"]
+    assert kfold["k"] == 2 and kfold["n_data_points"] == 200 and math.isfinite(kfold["elpd_kfold"])
+    assert "## 2-fold cross-validation" in text and f"elpd_kfold {kfold['elpd_kfold']:.2f} ± {kfold['se']:.2f}" in text
+    assert f"{kfold['z']:+.2f} standard errors from the test lppd" in text
     linked = re.findall(r"\]\((\w+\.png)\)", text)
     assert set(linked) == {"training.png", "loo_pit.png", "predictive_band.png", "ppc.png", "dropout_rates.png"}
     for name in linked:
@@ -640,6 +649,8 @@ def test_report_command_writes_pngs_and_a_summary(tmp_path, capsys, monkeypatch)
     assert cli.main(["report", str(tmp_path / "missing")]) == 2
     assert "config.json" in capsys.readouterr().err
     assert cli.main(["report", str(run), "--num-samples", "0"]) == 2
+    assert cli.main(["report", str(run), "--kfold", "1"]) == 2
+    assert "`--kfold` must be 0 (no K-fold cross-validation) or a number of folds >= 2" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- errors
@@ -686,3 +697,41 @@ def test_bad_arguments_are_named():
         )
     with pytest.raises(FileNotFoundError, match="`path`"):
         D.load_netcdf("/nonexistent/idata.nc")
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_streamed_inference_data_equals_the_unbatched_one(kind):
+    """``to_inference_data`` streams its inputs (passes of ``batch_size``, a DataLoader's batches): with the same seed
+    every group equals the one-pass result (the same networks; float32 rounding of other batch shapes aside), except
+    the replicated ``y``, fresh likelihood draws whose random stream follows the passes (equal in law)."""
+    if kind == "classifier":
+        model, guide, x, y = tiny_classifier("bernoulli", n=40, p=0.3)
+    else:
+        torch.manual_seed(0)
+        model = bd.Regressor(bd.models.mlp(3, [8], 1, "bernoulli", p=0.2), num_data=40, noise_scale=0.3)
+        guide = bd.DropoutGuide(model)
+        x = torch.randn(40, 3, generator=torch.Generator().manual_seed(1))
+        y = x.sum(1)
+    new = torch.randn(11, x.shape[1], generator=torch.Generator().manual_seed(2))
+    whole = bd.to_inference_data(model, guide, (x, y), num_samples=20, predictions=new, seed=5, batch_size=None)
+    dicts = [{"x": x[i : i + 9], "y": y[i : i + 9]} for i in range(0, 40, 9)]
+    for data, batch_size in (((x, y), 7), (torch.utils.data.DataLoader(dicts, batch_size=None), 4)):
+        part = bd.to_inference_data(model, guide, data, num_samples=20, predictions=new, seed=5, batch_size=batch_size)
+        assert _arviz.groups(part) == _arviz.groups(whole)
+        for group in _arviz.groups(whole):
+            for name, value in whole[group].data_vars.items():
+                other = part[group][name]
+                assert other.dims == value.dims and other.shape == value.shape, (group, name)
+                if name == "y" and group in ("posterior_predictive", "predictions"):
+                    assert other.dtype == value.dtype
+                    continue
+                np.testing.assert_allclose(other.values, value.values, rtol=1e-5, atol=1e-6, err_msg=f"{group}/{name}")
+    labels = whole.posterior_predictive["y"].values
+    if kind == "classifier":
+        assert labels.dtype == np.int8 and set(np.unique(labels)) <= {0, 1, 2}  # 3 classes: the smallest type
+        assert whole.observed_data["y"].dtype == np.int8
+        assert whole.posterior_predictive["probs"].dtype == np.float32  # the network's dtype: half the memory
+    with pytest.raises(ValueError, match="`batch_size` must be a positive int or None"):
+        bd.to_inference_data(model, guide, (x, y), batch_size=0)
+    with pytest.raises(ValueError, match="`predictions` is empty"):
+        bd.to_inference_data(model, guide, (x, y), predictions=new[:0])

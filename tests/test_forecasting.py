@@ -109,17 +109,17 @@ def test_forecasts_train_and_reach_arviz_with_a_time_dimension():
     assert idata.predictions_constant_data["noise_scale"].shape == (5, 3)
     assert idata.log_likelihood["y"].dims == ("chain", "draw", "obs_id")
     # log_likelihood is the joint density of a window: the sum over its steps
-    mu = pp["mu"].values[0]
-    sigma = model.noise_scale.detach().numpy()
+    mu = pp["mu"].values[0].astype(np.float64)  # stored in the network's float32; the metrics compute in float64
+    sigma = model.noise_scale.detach().double().numpy()
     np.testing.assert_allclose(
         idata.log_likelihood["y"].values[0], norm.logpdf(y.numpy(), mu, sigma).sum(-1), rtol=1e-5, atol=1e-5
     )
     # calibration scores every value; the nll without the log_likelihood group is the same joint density
-    u = (norm.cdf((y.numpy()[None] - mu) / sigma)).mean(0)
+    u = (norm.cdf((y.double().numpy()[None] - mu) / sigma)).mean(0)
     np.testing.assert_allclose(pit(idata), u, rtol=1e-6)
     cal = calibration(idata, levels=(0.9,))
     assert cal["coverage_90"] == pytest.approx(((u >= 0.05) & (u <= 0.95)).mean())
-    del idata.log_likelihood
+    del idata["log_likelihood"]  # an InferenceData (ArviZ 0.2x) or a DataTree (1.x)
     assert calibration(idata, levels=(0.9,))["nll"] == pytest.approx(cal["nll"], rel=1e-6)
     unc = uncertainty(idata)
     assert unc["std"].shape == (20, 3)

@@ -17,7 +17,7 @@ import pyro
 import pytest
 import torch
 from defaults_cases import check, fast_digits
-from readme_snippet import run, snippet, snippet_epochs
+from readme_snippet import pyro_snippet, run, snippet, snippet_epochs
 
 import bayesdrop as bd
 from bayesdrop.experiments import defaults as D
@@ -104,3 +104,17 @@ def test_default_bernoulli_is_more_uncertain_on_noise_than_on_digits():
     ratio = on_noise["mutual_information"].mean() / test["mutual_information"].mean()
     print(f"mutual information, noise / digits: {ratio:.2f}")
     assert ratio >= 2
+
+
+def test_readme_plain_pyro_snippet_runs_as_printed():
+    """The plain-Pyro loop runs verbatim in a namespace holding only the ten-lines snippet's ``data``, ``model`` and
+    ``guide`` (its imports are its own: it lacked ``import torch``), and trains the network."""
+    torch.manual_seed(0)
+    data = bd.data.load("digits")
+    net = bd.models.mlp(64, [300, 100], 10, method="bernoulli")
+    model = bd.Classifier(net, num_data=len(data.train))
+    guide = bd.DropoutGuide(model)
+    namespace = {"data": data, "model": model, "guide": guide}
+    exec(compile(pyro_snippet(), "README.md", "exec"), namespace)
+    acc = bd.evaluate(model, guide, data.test, rule="weight-scaling")["acc"]
+    assert acc > 0.9  # chance is 0.1

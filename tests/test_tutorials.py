@@ -7,8 +7,10 @@ tutorial without checks fails ``test_every_tutorial_has_checks``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -261,3 +263,65 @@ def test_tutorial_runs_and_its_figures_hold(path, tmp_path):
     assert pngs and all(p.stat().st_size > 1000 for p in pngs)
     results = json.loads((tmp_path / f"{path.name[:2]}_results.json").read_text())
     CHECKS[path.name[:2]](results)
+
+
+QUICKEST = ROOT / "tutorials" / "06_weight_scaling_vs_mc.py"  # about 8 s at quick size
+
+
+def _copy_of_the_tutorials(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """``tmp_path/tutorials`` holding the quickest tutorial and its committed outputs (``output/06_*``), and the
+    outputs' digests: a repository of one tutorial, to run as the user would without touching this one."""
+    here = tmp_path / "tutorials"
+    (here / "output").mkdir(parents=True)
+    shutil.copy(QUICKEST, here)
+    for f in (ROOT / "tutorials" / "output").glob(f"{QUICKEST.name[:2]}_*"):
+        shutil.copy(f, here / "output")
+    return here, _digests(here / "output")
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in folder.iterdir() if f.is_file()}
+
+
+def test_a_quick_run_never_writes_over_the_committed_outputs(tmp_path):
+    """Run as a script from the repository root with ``BAYESDROP_QUICK=1`` and no ``BAYESDROP_TUTORIAL_OUT``: the
+    full-size outputs in ``tutorials/output/`` stay as they are; the quick ones go to ``tutorials/output/quick/``."""
+    here, before = _copy_of_the_tutorials(tmp_path)
+    assert {"06_results.json", "06_weight_scaling_vs_mc.png"} <= set(before)
+    env = {k: v for k, v in os.environ.items() if k != "BAYESDROP_TUTORIAL_OUT"}
+    env.update(BAYESDROP_QUICK="1", MPLBACKEND="Agg", OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, str(Path("tutorials") / QUICKEST.name)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _digests(here / "output") == before
+    CHECKS["06"](json.loads((here / "output" / "quick" / "06_results.json").read_text()))
+    assert (here / "output" / "quick" / "06_weight_scaling_vs_mc.png").stat().st_size > 1000
+
+
+def test_a_tutorial_executes_as_a_notebook_at_quick_size(tmp_path, monkeypatch):
+    """``make notebooks``' conversion (jupytext) executed end to end by nbclient in the notebook's folder, as
+    ``jupyter nbconvert --execute`` does, at quick size: it runs, and its outputs go to ``output/quick/``, not over
+    the committed ones."""
+    jupytext = pytest.importorskip("jupytext")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    here, before = _copy_of_the_tutorials(tmp_path)
+    notebook = jupytext.read(here / QUICKEST.name)
+    monkeypatch.delenv("BAYESDROP_TUTORIAL_OUT", raising=False)
+    for key, value in (("BAYESDROP_QUICK", "1"), ("MPLBACKEND", "Agg"), ("OMP_NUM_THREADS", "1")):
+        monkeypatch.setenv(key, value)
+    client = nbclient.NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(here)}}
+    )
+    client.execute()
+    errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    assert _digests(here / "output") == before
+    results = json.loads((here / "output" / "quick" / "06_results.json").read_text())
+    CHECKS["06"](results)

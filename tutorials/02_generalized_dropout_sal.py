@@ -50,7 +50,9 @@ import bayesdrop as bd
 from bayesdrop.methods.generalized import sharp_rise
 
 QUICK = os.environ.get("BAYESDROP_QUICK") == "1"  # the test suite runs every tutorial at this size
-OUT = Path(os.environ.get("BAYESDROP_TUTORIAL_OUT", "tutorials/output"))
+HERE = Path("tutorials") if Path("tutorials").is_dir() else Path(".")  # the repository root, or a notebook's tutorials/
+# the full-size outputs are committed in tutorials/output/; a quick run writes to output/quick/ (git-ignored)
+OUT = Path(os.environ.get("BAYESDROP_TUTORIAL_OUT") or HERE / ("output/quick" if QUICK else "output"))
 OUT.mkdir(parents=True, exist_ok=True)
 EPOCHS = 2 if QUICK else 20  # presets and the input-gate map
 SAL_EPOCHS = 3 if QUICK else 30  # architecture selection

@@ -46,7 +46,9 @@ import bayesdrop as bd
 from bayesdrop.distributions import MOLCHANOV_K, molchanov_kl
 
 QUICK = os.environ.get("BAYESDROP_QUICK") == "1"  # the test suite runs every tutorial at this size
-OUT = Path(os.environ.get("BAYESDROP_TUTORIAL_OUT", "tutorials/output"))
+HERE = Path("tutorials") if Path("tutorials").is_dir() else Path(".")  # the repository root, or a notebook's tutorials/
+# the full-size outputs are committed in tutorials/output/; a quick run writes to output/quick/ (git-ignored)
+OUT = Path(os.environ.get("BAYESDROP_TUTORIAL_OUT") or HERE / ("output/quick" if QUICK else "output"))
 OUT.mkdir(parents=True, exist_ok=True)
 HIDDEN = [100] if QUICK else [300, 100]  # the 64-300-100-10 MLP (LeNet-300-100 on 8x8 digits) at full size
 EPOCHS = 8 if QUICK else 30

@@ -41,7 +41,9 @@ warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refac
 import arviz as az  # noqa: E402
 
 QUICK = os.environ.get("BAYESDROP_QUICK") == "1"  # the test suite runs every tutorial at this size
-OUT = Path(os.environ.get("BAYESDROP_TUTORIAL_OUT", "tutorials/output"))
+HERE = Path("tutorials") if Path("tutorials").is_dir() else Path(".")  # the repository root, or a notebook's tutorials/
+# the full-size outputs are committed in tutorials/output/; a quick run writes to output/quick/ (git-ignored)
+OUT = Path(os.environ.get("BAYESDROP_TUTORIAL_OUT") or HERE / ("output/quick" if QUICK else "output"))
 OUT.mkdir(parents=True, exist_ok=True)
 S = 100 if QUICK else 200  # draws from q
 results = {}
@@ -247,7 +249,7 @@ reg = bd.Regressor(rnet, num_data=len(toy.train), noise_scale=0.1, learn_noise=F
 reg_guide = bd.DropoutGuide(reg)
 bd.fit(reg, reg_guide, toy.train, epochs=200 if QUICK else 300, batch_size=200, lr=1e-2, progress=False, seed=0)
 ridata = bd.to_inference_data(reg, reg_guide, toy.test, num_samples=S, seed=0)
-print(ridata.groups(), "| test grid", toy.test.x.min().item(), "to", toy.test.x.max().item())
+print(bd.diagnostics.arviz.groups(ridata), "| test grid", toy.test.x.min().item(), "to", toy.test.x.max().item())
 
 bd.diagnostics.plot_ppc(ridata, path=OUT / "04_ppc.png")
 bd.diagnostics.plot_loo_pit(ridata, path=OUT / "04_loo_pit.png")
@@ -349,7 +351,7 @@ back = bd.diagnostics.load_netcdf(bd.diagnostics.save_netcdf(ridata, Path(tmp) /
 results["netcdf_roundtrip"] = bool(
     np.array_equal(back.posterior_predictive["mu"].values, ridata.posterior_predictive["mu"].values)
 )
-print("round trip exact:", results["netcdf_roundtrip"], "| groups:", back.groups())
+print("round trip exact:", results["netcdf_roundtrip"], "| groups:", bd.diagnostics.arviz.groups(back))
 
 # %%
 print(json.dumps(results, indent=1))

@@ -38,7 +38,9 @@ from pyro.nn import PyroModule
 import bayesdrop as bd
 
 QUICK = os.environ.get("BAYESDROP_QUICK") == "1"
-OUT = Path(os.environ.get("BAYESDROP_TUTORIAL_OUT", "tutorials/output"))
+HERE = Path("tutorials") if Path("tutorials").is_dir() else Path(".")  # the repository root, or a notebook's tutorials/
+# the full-size outputs are committed in tutorials/output/; a quick run writes to output/quick/ (git-ignored)
+OUT = Path(os.environ.get("BAYESDROP_TUTORIAL_OUT") or HERE / ("output/quick" if QUICK else "output"))
 OUT.mkdir(parents=True, exist_ok=True)
 
 # %% [markdown]

@@ -59,7 +59,9 @@ import bayesdrop as bd
 from bayesdrop.experiments import mc_dropout_gp as mcd
 
 QUICK = os.environ.get("BAYESDROP_QUICK") == "1"  # the test suite runs every tutorial at this size
-OUT = Path(os.environ.get("BAYESDROP_TUTORIAL_OUT", "tutorials/output"))
+HERE = Path("tutorials") if Path("tutorials").is_dir() else Path(".")  # the repository root, or a notebook's tutorials/
+# the full-size outputs are committed in tutorials/output/; a quick run writes to output/quick/ (git-ignored)
+OUT = Path(os.environ.get("BAYESDROP_TUTORIAL_OUT") or HERE / ("output/quick" if QUICK else "output"))
 OUT.mkdir(parents=True, exist_ok=True)
 WIDTH, DEPTH = (32, 2) if QUICK else (512, 4)  # the slides: 4 hidden layers of 1024 units
 REG_EPOCHS = 30 if QUICK else 300

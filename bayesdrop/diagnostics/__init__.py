@@ -1,11 +1,12 @@
 r"""Posterior predictive analysis with ArviZ: InferenceData, calibration, uncertainty, LOO, plots, a report.
 
-For people who evaluate what a trained model knows and does not.  Four jobs, one module each:
+For people who evaluate what a trained model knows and does not.  One job per module:
 
 * :mod:`~bayesdrop.diagnostics.inference_data`: :func:`to_inference_data` draws networks from the guide into an
   ``arviz.InferenceData`` (groups and variables described there), netCDF files;
 * :mod:`~bayesdrop.diagnostics.metrics`: accuracy, NLL, Brier, ECE / MCE, RMSE (one definition each), PIT and
   coverage, the entropy decomposition, PSIS-LOO;
+* :mod:`~bayesdrop.diagnostics.kfold`: K-fold cross-validation of the elpd, where PSIS-LOO on dropout draws fails;
 * :mod:`~bayesdrop.diagnostics.detection`: out-of-distribution detection (AUROC, AUPR, FPR95 of entropy, mutual
   information and maximum probability) and accuracy-rejection curves;
 * :mod:`~bayesdrop.diagnostics.plots`: the figures;
@@ -22,6 +23,7 @@ Example
 
 from .detection import accuracy_rejection, average_precision, fpr_at_tpr, ood, roc_auc
 from .inference_data import load_netcdf, save_netcdf, to_inference_data
+from .kfold import compare_kfold, kfold, kfold_check
 from .metrics import (
     accuracy,
     calibration,
@@ -63,6 +65,9 @@ __all__ = [
     "loo_summary",
     "loo_check",
     "compare_loo",
+    "kfold",
+    "kfold_check",
+    "compare_kfold",
     "ood",
     "roc_auc",
     "average_precision",

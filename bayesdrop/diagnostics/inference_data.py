@@ -33,10 +33,12 @@ C classes (``class``) and M new inputs (``pred_id``):
 * ``posterior_predictive``: ``y`` (``obs_id``), replicated labels or
   regression outputs drawn from the likelihood; ``probs`` (``obs_id, class``),
   the softmax of every draw (classification); ``mu`` (``obs_id``), the network
-  output of every draw (regression).
+  output of every draw (regression); in the network's dtype (float32 unless the model is double), the largest
+  arrays of the InferenceData.
 * ``log_likelihood``: ``y`` (``obs_id``), :math:`\log p(y_n \mid \theta_s)`
-  from ``model.log_likelihood``.
-* ``observed_data``: ``y`` (``obs_id``).
+  from ``model.log_likelihood`` (float64).
+* ``observed_data``: ``y`` (``obs_id``): class labels in the smallest signed integer type that holds the classes
+  (int8 up to 127; so are the replicated ``y``), real targets float64.
 * ``constant_data`` (regression): ``noise_scale`` (``obs_id``), the
   observation noise :math:`\sigma` (a point estimate when learned), and ``x``
   (``obs_id, feature``) for 2-D inputs.
@@ -61,8 +63,9 @@ Example
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -71,7 +74,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from ..data import as_tensors
+from ..data import as_tensors, loader_batches
 from ..distributions import base_distribution
 from ..guides import DropoutGuide, dropout_rates
 from ..likelihoods import Likelihood
@@ -83,22 +86,67 @@ from .metrics import _require_idata
 __all__ = ["to_inference_data", "save_netcdf", "load_netcdf"]
 
 
-def _data(data: Any, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(x, y) from a Split, an (x, y) tuple, a tensor or a DataLoader yielding (x, y) pairs or dicts with keys
-    ``"x"`` and ``"y"`` (as :func:`~bayesdrop.fit` takes them)."""
+def _batches(data: Any, name: str, batch_size: int | None, labelled: bool) -> Iterator[tuple[torch.Tensor, Any]]:
+    """The ``(x, y)`` passes over ``data`` of at most ``batch_size`` inputs (``None``: no bound), ``y`` None where
+    ``labelled`` is false: slices of a split, an ``(x, y)`` tuple or a tensor, or the batches of a DataLoader (as
+    :func:`~bayesdrop.fit` takes them: ``(x, y)`` pairs, dicts with keys ``"x"`` and ``"y"``), each split further to
+    ``batch_size``; nothing is concatenated, so a DataLoader streams."""
     if isinstance(data, torch.utils.data.DataLoader):
-        xs, ys = [], []
-        for batch in data:
-            if isinstance(batch, dict) and "x" in batch and "y" in batch:
-                batch = (batch["x"], batch["y"])
-            if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-                raise TypeError(f"`{name}`: the DataLoader must yield (x, y) pairs or dicts with keys 'x' and 'y'")
-            xs.append(batch[0])
-            ys.append(batch[1])
-        if not xs:
-            raise ValueError(f"`{name}`: the DataLoader is empty")
-        return as_tensors((torch.cat(xs), torch.cat(ys)), name=name)
-    return as_tensors(data, name=name)
+        targets: list[torch.Tensor] = []
+        for xb in loader_batches(data, targets if labelled else None, name=name):
+            yb = targets.pop() if labelled else None
+            step = len(xb) if batch_size is None else batch_size
+            for i in range(0, len(xb), step):
+                yield xb[i : i + step], (yb[i : i + step] if yb is not None else None)
+        return
+    if labelled:
+        x, y = as_tensors(data, name=name)
+    else:
+        x, y = (data, None) if torch.is_tensor(data) else (as_tensors(data, name=name)[0], None)
+    step = max(len(x), 1) if batch_size is None else batch_size
+    for i in range(0, len(x), step):
+        yield x[i : i + step], (y[i : i + step] if y is not None else None)
+
+
+def _size(data: Any) -> int | None:
+    """The number of inputs of ``data``, ``None`` for a DataLoader (its batches tell)."""
+    if data is None or isinstance(data, torch.utils.data.DataLoader):
+        return None
+    return len(data) if torch.is_tensor(data) else len(as_tensors(data)[0])
+
+
+class _Columns:
+    """Arrays built pass by pass along the observation axis ``axis``: written into arrays of ``total`` observations
+    allocated at the first pass when the number of inputs is known (peak memory: the result), else kept as parts and
+    joined at the end, each part released as it is copied (a DataLoader's: the result and its parts)."""
+
+    def __init__(self, axis: int, total: int | None) -> None:
+        self.axis, self.total = axis, total
+        self.parts: dict[str, list[np.ndarray]] = {}
+        self.arrays: dict[str, np.ndarray] = {}
+        self.filled: dict[str, int] = {}
+
+    def add(self, name: str, value: np.ndarray) -> None:
+        if self.total is None:
+            self.parts.setdefault(name, []).append(value)
+            return
+        if name not in self.arrays:
+            shape = list(value.shape)
+            shape[self.axis] = self.total
+            self.arrays[name], self.filled[name] = np.empty(shape, dtype=value.dtype), 0
+        i, n = self.filled[name], value.shape[self.axis]
+        self.arrays[name][(slice(None),) * self.axis + (slice(i, i + n),)] = value
+        self.filled[name] = i + n
+
+    def join(self) -> dict[str, np.ndarray]:
+        for name, parts in self.parts.items():
+            self.total = sum(p.shape[self.axis] for p in parts)
+            while parts:
+                self.add(name, parts.pop(0))
+        if any(n != self.total for n in self.filled.values()):
+            raise RuntimeError(f"passes over {self.filled} observations of {self.total}")
+        arrays, self.arrays, self.parts = self.arrays, {}, {}
+        return arrays
 
 
 def _np(t: torch.Tensor, dtype: Any = None) -> np.ndarray:
@@ -126,7 +174,7 @@ def to_inference_data(
     *,
     predictions: Any = None,
     seed: int | None = 0,
-    batch_size: int = 256,
+    batch_size: int | None = 256,
     weights: bool = False,
     noise: str = "shared",
 ) -> Any:
@@ -152,19 +200,23 @@ def to_inference_data(
         The guide built for ``model``.
     data
         Labelled data: a split with ``.x``/``.y``, an ``(x, y)`` tuple or a
-        ``torch.utils.data.DataLoader`` yielding ``(x, y)``.  Inputs shaped for
+        ``torch.utils.data.DataLoader`` yielding ``(x, y)`` pairs or dicts with keys ``"x"`` and ``"y"``, read
+        batch by batch (:func:`bayesdrop.data.loader_batches`).  Inputs shaped for
         the network (e.g. images for ``lenet5``).  For PSIS-LOO pass the training data: LOO estimates the
         predictive density of new data from the data the posterior was fitted to (Vehtari et al. 2017).
     num_samples : int
         Number S of draws from the guide.
-    predictions : tensor, array or split, optional
+    predictions : tensor, array, split or DataLoader, optional
         New inputs (their targets, if any, are ignored) for the ``predictions`` group.
     seed : int or None
         Seed of the draws (torch's generators are restored afterwards); ``None``
         uses the current random state.  :func:`bayesdrop.evaluate` with ``noise="shared"`` and the same seed and
         ``num_samples`` draws the same networks.
-    batch_size : int
-        Inputs per forward pass (with shared noise the draws do not depend on it).
+    batch_size : int or None
+        Inputs per forward pass (a DataLoader's batches are split to it; ``None``: each batch, or all the inputs,
+        in one pass).  The inputs stream: peak memory is that of the result plus one pass, O(batch_size x S) on
+        top of the S x N arrays the groups hold.  With shared noise the networks, and so every group but the
+        replicated ``y`` (fresh draws of the likelihood, equal in law), do not depend on it.
     weights : bool
         Also store weight sites, and per-weight masks (DropConnect): draws in ``posterior`` when random (vd,
         sparse-vd, the masks), values in ``point_estimates`` when Delta.
@@ -187,56 +239,50 @@ def to_inference_data(
         raise TypeError(
             f"`model` must be a bd.Likelihood (bd.Classifier, bd.Regressor, ...), got {type(model).__name__}"
         )
-    for arg, v in (("num_samples", num_samples), ("batch_size", batch_size)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"`{arg}` must be a positive int, got {v!r}")
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
+        raise ValueError(f"`num_samples` must be a positive int, got {num_samples!r}")
+    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+        raise ValueError(f"`batch_size` must be a positive int or None, got {batch_size!r}")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise ValueError(f"`seed` must be a non-negative int or None, got {seed!r}")
     if not isinstance(weights, bool):
         raise TypeError(f"`weights` must be a bool, got {type(weights).__name__}")
     shared = check_noise(noise)
-    x, y = _data(data, "data")
-    if y is None:
+    S, dev = num_samples, device_of(model, guide)
+    with torch.random.fork_rng(devices=[]):  # a DataLoader's iterator draws its seed: not from the networks' stream
+        passes = _batches(data, "data", batch_size, labelled=True)
+        first = next(passes, None)
+    if first is None:
+        raise ValueError("`data` is empty")
+    if first[1] is None:
         raise ValueError("`data` must include targets y (pass new inputs without targets as `predictions`)")
-    model.check_targets(y, name="data.y")
-    x_new = None if predictions is None else _data(predictions, "predictions")[0]
-
-    S, N = num_samples, len(x)
-    dev = device_of(model, guide)
+    y_dtype = _dtype(first[1], model)
+    train = _Groups(model, "obs_id", y_dtype, _size(data))
+    new = _Groups(model, "pred_id", y_dtype, _size(predictions)) if predictions is not None else None
     was_training = model.training
     model.eval()
     try:
-        with seeded(seed, dev, guide_setup(guide, x, dev)):  # the recipe of bd.evaluate: the same networks
-            draws = PosteriorSampler(model, guide, S, x[:1].to(dev), shared_noise=shared)
-            out, y_rep = draws.run(x.to(dev), batch_size)
-            ll = model.log_likelihood(out, y.to(dev))
-            new = draws.run(x_new.to(dev), batch_size) if x_new is not None else None
+        with seeded(seed, dev, guide_setup(guide, first[0], dev)):  # the recipe of bd.evaluate: the same networks
+            draws = PosteriorSampler(model, guide, S, first[0][:1].to(dev), shared_noise=shared)
+            train.record(draws, itertools.chain([first], passes), dev)
+            if new is not None:
+                new.record(draws, _batches(predictions, "predictions", batch_size, labelled=False), dev)
     finally:
         model.train(was_training)
+    if new is not None and not new.size:
+        raise ValueError("`predictions` is empty")
 
-    coords: dict[str, Any] = {"obs_id": np.arange(N), **model.coords()}
-    dims: dict[str, list[str]] = {"y": ["obs_id", *model.target_dims(y)]}
+    coords: dict[str, Any] = {"obs_id": np.arange(train.size), **model.coords()}
+    dims: dict[str, list[str]] = dict(train.dims)
     pred_coords: dict[str, Any] = dict(model.coords())
-    pred_dims: dict[str, list[str]] = {"y": ["pred_id", *dims["y"][1:]]}
-
-    def group(variables: dict[str, tuple[list[str], torch.Tensor]], obs: str, add_dims: dict[str, list[str]]) -> dict:
-        """ArviZ arrays of the likelihood's variables, their dims (after ``obs``) recorded in ``add_dims``."""
-        for name, (var_dims, _) in variables.items():
-            add_dims[name] = [obs, *var_dims]
-        return {name: _np(value, np.float64) for name, (_, value) in variables.items()}
-
-    def predictive(out_: torch.Tensor, y_: torch.Tensor, obs: str, add_dims: dict[str, list[str]]) -> dict:
-        variables = group(model.predictive_variables(out_), obs, add_dims)
-        return {"y": _np(y_, _dtype(y))[None], **{k: v[None] for k, v in variables.items()}}
-
+    pred_dims: dict[str, list[str]] = {**(new.dims if new is not None else {}), "y": ["pred_id", *dims["y"][1:]]}
     posterior, point = _posterior_sites(model, guide, draws, weights)
     for name, (site_dims, _) in posterior.items():
         dims[name] = site_dims
-
-    constant = group(model.constant_data(x), "obs_id", dims)
-    pred_constant = group(model.constant_data(x_new), "pred_id", pred_dims) if x_new is not None else {}
-    if x_new is not None:
-        pred_coords["pred_id"] = np.arange(len(x_new))
+    observed, ll, constant = train.observed.join(), train.log_likelihood.join(), train.constant.join()
+    pred_constant = new.constant.join() if new is not None else {}
+    if new is not None:
+        pred_coords["pred_id"] = np.arange(new.size)
 
     methods = "; ".join(f"{n}={layer.method!r}" for n, layer, _ in guide.pairs())
     attrs = {
@@ -258,11 +304,11 @@ def to_inference_data(
     }
     idata = _arviz.from_dict(
         posterior={k: v for k, (_, v) in posterior.items()} or None,
-        posterior_predictive=predictive(out, y_rep, "obs_id", dims),
-        log_likelihood={"y": _np(ll, np.float64)[None]},
-        observed_data={"y": _np(y, _dtype(y))},
+        posterior_predictive=train.predictive.join(),
+        log_likelihood={"y": ll["y"]},
+        observed_data={"y": observed["y"]},
         constant_data=constant or None,
-        predictions=predictive(*new, "pred_id", pred_dims) if new is not None else None,
+        predictions=new.predictive.join() if new is not None else None,
         coords=coords,
         dims=dims,
         pred_coords=pred_coords,
@@ -286,6 +332,42 @@ def to_inference_data(
             xr.Dataset({k: (d, v) for k, (d, v) in point.items()}, attrs={"description": description}),
         )
     return idata
+
+
+class _Groups:
+    """The draws of one set of inputs, recorded pass by pass: ``posterior_predictive`` (or ``predictions``) and,
+    for labelled data, ``log_likelihood`` and ``observed_data``; ``constant_data``; each variable's dims after the
+    observation dimension ``obs``.  Memory: the arrays themselves and one pass."""
+
+    def __init__(self, model: Likelihood, obs: str, y_dtype: Any, size: int | None) -> None:
+        self.model, self.obs, self.y_dtype = model, obs, y_dtype
+        self.predictive = _Columns(2, size)  # (chain, draw, obs, ...)
+        self.log_likelihood = _Columns(2, size)
+        self.observed = _Columns(0, size)
+        self.constant = _Columns(0, size)
+        self.dims: dict[str, list[str]] = {}
+        self.size = 0
+
+    def record(self, draws: PosteriorSampler, passes: Iterator[tuple[torch.Tensor, Any]], dev: torch.device) -> None:
+        """Run every pass ``(x, y)`` (``y`` None for new inputs) through the S networks of ``draws``."""
+        model = self.model
+        for xb, yb in passes:
+            out, y_rep = draws.run(xb.to(dev))
+            self.dims["y"] = [self.obs, *model.target_dims(yb)]
+            self.predictive.add("y", _np(y_rep, self.y_dtype)[None])
+            for name, (var_dims, value) in model.predictive_variables(out).items():
+                self.dims[name] = [self.obs, *var_dims]
+                self.predictive.add(name, _np(value)[None])  # in the network's dtype: float32 halves the memory
+            if yb is not None:
+                model.check_targets(yb, name="data.y")
+                log_p = model.log_likelihood(out, yb.to(dev))  # float64: exp of it underflows in float32 (PSIS)
+                self.log_likelihood.add("y", _np(log_p, np.float64)[None])
+                self.observed.add("y", _np(yb, self.y_dtype))
+            for name, (var_dims, value) in model.constant_data(xb).items():
+                self.dims[name] = [self.obs, *var_dims]
+                self.constant.add(name, _np(value, np.float64))
+            self.size += len(xb)
+            del out, y_rep
 
 
 def _posterior_sites(
@@ -324,9 +406,16 @@ def _posterior_sites(
     return posterior, point
 
 
-def _dtype(y: torch.Tensor) -> type:
-    """The NumPy dtype of observations like ``y``: int64 for integer (class) targets, else float64."""
-    return np.float64 if y.is_floating_point() else np.int64
+def _dtype(y: torch.Tensor, model: Likelihood) -> Any:
+    """The NumPy dtype of observations like ``y``: float64 for real targets; for class labels the smallest signed
+    integer type that holds ``model.num_classes`` (int8 up to 127 classes: the replicated labels are S x N), int64
+    when the model does not say."""
+    if y.is_floating_point():
+        return np.float64
+    classes = getattr(model, "num_classes", None)
+    if not isinstance(classes, int):
+        return np.int64
+    return next(t for t in (np.int8, np.int16, np.int32, np.int64) if classes - 1 <= np.iinfo(t).max)
 
 
 def save_netcdf(idata: Any, path: str | os.PathLike) -> Path:

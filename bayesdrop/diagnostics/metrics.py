@@ -54,9 +54,9 @@ def _require_idata(idata: Any) -> None:
 
 def _group(idata: Any, group: str, need: Sequence[str] = ()) -> Any:
     _require_idata(idata)
-    if group not in idata.groups():
-        raise ValueError(f"`idata` has no {group!r} group (groups: {list(idata.groups())})")
-    ds = getattr(idata, group)
+    if group not in _arviz.groups(idata):
+        raise ValueError(f"`idata` has no {group!r} group (groups: {_arviz.groups(idata)})")
+    ds = _arviz.group(idata, group)
     missing = [v for v in need if v not in ds]
     if missing:
         raise ValueError(f"`idata`: group {group!r} lacks the variable(s) {missing} (has {list(ds.data_vars)})")
@@ -97,9 +97,9 @@ def _class_draws(idata: Any, group: str) -> np.ndarray:
 def _regression_draws(idata: Any, group: str) -> tuple[np.ndarray, np.ndarray]:
     mu = _draws(_group(idata, group, ["mu"])["mu"])
     const = "constant_data" if group == "posterior_predictive" else "predictions_constant_data"
-    if const not in idata.groups() or "noise_scale" not in getattr(idata, const):
+    if const not in _arviz.groups(idata) or "noise_scale" not in _arviz.group(idata, const):
         raise ValueError(f"`idata`: a regression predictive needs the observation noise `noise_scale` in {const!r}")
-    sigma = np.asarray(getattr(idata, const)["noise_scale"].values, dtype=np.float64)
+    sigma = np.asarray(_arviz.group(idata, const)["noise_scale"].values, dtype=np.float64)
     if mu.ndim < 2 or sigma.shape != mu.shape[1:]:
         raise ValueError(
             "`idata`: `mu` must be (chain, draw, point, ...) and `noise_scale` (point, ...) with the same dimensions "
@@ -119,7 +119,7 @@ def _logmeanexp(a: np.ndarray, axis: int = 0) -> np.ndarray:
 
 def _log_likelihood(idata: Any) -> np.ndarray | None:
     """:math:`\\log p(y_n \\mid \\theta_s)` ``(S, N)`` from ``log_likelihood``, if present."""
-    if "log_likelihood" not in idata.groups() or "y" not in idata.log_likelihood:
+    if "log_likelihood" not in _arviz.groups(idata) or "y" not in idata.log_likelihood:
         return None
     return _draws(idata.log_likelihood["y"])
 
@@ -509,25 +509,35 @@ def loo_check(idata_train: Any, idata_test: Any) -> dict[str, Any]:
         ``reference_se``, ``z``, ``z_combined``, ``within_3se`` and ``p_loo_fraction``.
     """
     loo = loo_summary(idata_train)
+    return {
+        **loo,
+        "n_train": loo["n_data_points"],
+        **against_reference(loo["elpd_loo"], loo["se"], loo["n_data_points"], idata_test),
+        "p_loo_fraction": loo["p_loo"] / loo["n_data_points"],
+    }
+
+
+def against_reference(elpd: float, se: float, n: int, idata_test: Any) -> dict[str, Any]:
+    r"""An estimate ``elpd`` ± ``se`` of the expected log predictive density of :math:`n` new points (PSIS-LOO or
+    K-fold of :math:`n` training points) against what held-out data measure: ``reference``, the test lppd per point
+    times :math:`n`, with its own standard error ``reference_se`` (:math:`n / \sqrt{N'}` times the standard
+    deviation of the :math:`N'` test points' lppd); ``z`` the difference in ``se``, ``z_combined`` in both standard
+    errors combined, ``within_3se`` whether :math:`|z| \le 3`; ``n_test`` and ``test_lppd_per_point``."""
     test = _lppd_points(idata_test)
     if test is None:
         raise ValueError("`idata_test` needs a log_likelihood group (bd.to_inference_data of labelled data)")
-    n = loo["n_data_points"]
     per_point = float(test.mean())
     reference = per_point * n
     reference_se = float(n * test.std(ddof=1) / np.sqrt(len(test))) if len(test) > 1 else float("nan")
-    z = (loo["elpd_loo"] - reference) / loo["se"] if loo["se"] > 0 else float("nan")
+    z = (elpd - reference) / se if se > 0 else float("nan")
     return {
-        **loo,
-        "n_train": n,
         "n_test": int(len(test)),
         "test_lppd_per_point": per_point,
         "reference": reference,
         "reference_se": reference_se,
         "z": z,
-        "z_combined": (loo["elpd_loo"] - reference) / float(np.hypot(loo["se"], reference_se)),
+        "z_combined": (elpd - reference) / float(np.hypot(se, reference_se)),
         "within_3se": bool(abs(z) <= 3),
-        "p_loo_fraction": loo["p_loo"] / n,
     }
 
 

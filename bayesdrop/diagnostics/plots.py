@@ -22,7 +22,7 @@ import numpy as np
 
 from ..fileio import atomic_write
 from . import arviz as _arviz
-from .inference_data import _data, _np
+from .inference_data import _batches, _np
 from .metrics import (
     _check_group,
     _class_draws,
@@ -212,8 +212,8 @@ def keep_probabilities(idata: Any) -> dict[str, Any]:
     registered method are point estimates) or, for random rates, their draws in ``posterior``."""
     out = {}
     for group in ("point_estimates", "posterior"):
-        if group in idata.groups():
-            ds = getattr(idata, group)
+        if group in _arviz.groups(idata):
+            ds = _arviz.group(idata, group)
             out.update({str(v)[: -len(".keep_prob")]: ds[v] for v in ds.data_vars if str(v).endswith(".keep_prob")})
     return out
 
@@ -323,10 +323,11 @@ def plot_predictive_band(
     if group == "posterior_predictive":
         ax.scatter(x, _observed(idata, (len(x),)), s=6, color="k", alpha=0.5, label="test points")
     if train is not None:
-        xt, yt = _data(train, "train")
-        if yt is None:
+        passes = list(_batches(train, "train", None, labelled=True))
+        if not passes or passes[0][1] is None:
             raise ValueError("`train` must include targets y")
-        ax.scatter(_np(xt[:, 0]), _np(yt), s=8, color="tab:orange", alpha=0.8, label="training points")
+        xt, yt = (np.concatenate([_np(b[i]) for b in passes]) for i in (0, 1))
+        ax.scatter(xt[:, 0], yt, s=8, color="tab:orange", alpha=0.8, label="training points")
     ax.set(xlabel="x", ylabel="y", title="Posterior predictive")
     ax.legend(fontsize="small")
     return _finish(fig, path)
@@ -397,7 +398,7 @@ def plot_ood(
     s_in, s_out = scores(p_in), scores(p_out)
     labels = np.r_[np.zeros(p_in.shape[1], dtype=np.int64), np.ones(p_out.shape[1], dtype=np.int64)]
     auroc = {name: roc_auc(labels, np.r_[s_in[name], s_out[name]]) for name in SCORES}
-    labelled = _arviz.is_inference_data(idata_in) and "observed_data" in idata_in.groups()
+    labelled = _arviz.is_inference_data(idata_in) and "observed_data" in _arviz.groups(idata_in)
     fig, axes = _figure(1, 3 if labelled else 2, (4.2, 3.4))
     ax = axes[0, 0]
     sign = -1.0 if score == "max_probability" else 1.0  # the maximum probability itself, not the negated score

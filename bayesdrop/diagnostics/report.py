@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..fileio import atomic_write_json, atomic_write_text
+from . import arviz as _arviz
 from .detection import SCORES, accuracy_rejection, ood
 from .metrics import _task, calibration, loo_check, loo_summary, uncertainty
 from .plots import (
@@ -46,7 +47,7 @@ def _fmt(v: Any) -> str:
 
 
 def _draw_count(idata: Any) -> int:
-    ll = idata.log_likelihood if "log_likelihood" in idata.groups() else idata.posterior_predictive
+    ll = idata.log_likelihood if "log_likelihood" in _arviz.groups(idata) else idata.posterior_predictive
     return int(ll.sizes["chain"] * ll.sizes["draw"])
 
 
@@ -72,7 +73,8 @@ def _loo_lines(loo: dict[str, Any], where: str) -> list[str]:
             "with these draws is unreliable for them, so elpd_loo and p_loo are rough.  PSIS-LOO reweights the "
             "draws as if they came from the exact posterior; a variational q whose spread is not set by the data "
             "(dropout's fixed mask law) is far from it (`docs/analysis.md`).  lppd is the Monte Carlo log "
-            "predictive density.",
+            "predictive density.  K-fold cross-validation needs no such assumption: `bayesdrop report RUN --kfold "
+            "10`, or `bd.diagnostics.kfold`.",
             "",
         ]
     return lines
@@ -88,6 +90,7 @@ def write_report(
     n_bins: int = 15,
     idata_train: Any = None,
     history: Any = None,
+    kfold: dict[str, Any] | None = None,
 ) -> Path:
     """Write the plots (PNG) and a markdown summary ``report.md`` into ``out_dir``.
 
@@ -119,6 +122,9 @@ def write_report(
         never saw them).
     history : FitResult or dict, optional
         ``FitResult.history`` (or a run's ``history.json``): the training curves.
+    kfold : dict, optional
+        K-fold cross-validation against the test data (:func:`~bayesdrop.diagnostics.kfold_check`): a section
+        of its own, beside PSIS-LOO.
 
     Returns
     -------
@@ -132,7 +138,7 @@ def write_report(
     check = loo_check(idata_train, idata) if idata_train is not None else None
     loo = check if check is not None else loo_summary(idata)
     loo_idata = idata_train if idata_train is not None else idata
-    has_ood = task == "classification" and "predictions" in idata.groups()
+    has_ood = task == "classification" and "predictions" in _arviz.groups(idata)
     label = str(idata.attrs.get("predictions_label", "predictions"))
     detection = ood(idata) if has_ood else None
     rejection = {s: accuracy_rejection(idata, score=s) for s in SCORES} if task == "classification" else {}
@@ -163,7 +169,11 @@ def write_report(
     else:
         where = "training data" if idata_train is not None else "test data"
         save("loo_pit.png", f"LOO-PIT ({where})", lambda path: plot_loo_pit(loo_idata, path=path))
-        if "constant_data" in idata.groups() and "x" in idata.constant_data and idata.constant_data["x"].shape[1] == 1:
+        if (
+            "constant_data" in _arviz.groups(idata)
+            and "x" in idata.constant_data
+            and idata.constant_data["x"].shape[1] == 1
+        ):
             save(
                 "predictive_band.png",
                 "Predictive band",
@@ -190,7 +200,7 @@ def write_report(
     lines += [f"| {k} | {_fmt(v)} |" for k, v in cal.items()]
     lines += [""]
     unc_rows = [("test", uncertainty(idata))]
-    if "predictions" in idata.groups():
+    if "predictions" in _arviz.groups(idata):
         unc_rows.append((label, uncertainty(idata, group="predictions")))
     lines += ["## Uncertainty (means over points)", ""]
     if task == "classification":
@@ -254,6 +264,18 @@ def write_report(
             "",
         ]
     lines += [f"ArviZ warned: {w}" for w in loo["warnings"]] + ([""] if loo["warnings"] else [])
+    if kfold is not None:
+        verdict = "within" if kfold["within_3se"] else "outside"
+        lines += [
+            f"## {kfold['k']}-fold cross-validation",
+            "",
+            f"elpd_kfold {kfold['elpd_kfold']:.2f} ± {kfold['se']:.2f} over the {kfold['n_data_points']} training "
+            f"points, each scored by the model refitted without its fold (Vehtari et al. 2017).  Held-out check: "
+            f"{kfold['z']:+.2f} standard errors from the test lppd per point times the training points, "
+            f"{kfold['reference']:.2f} ({verdict} 3; {kfold['z_combined']:+.2f} with the reference's own standard "
+            f"error).",
+            "",
+        ]
     rates = keep_probabilities(idata)
     if rates:
         lines += [
@@ -273,6 +295,8 @@ def write_report(
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines))
     metrics: dict[str, Any] = {"calibration": cal, "loo": loo}
+    if kfold is not None:
+        metrics["kfold"] = kfold
     metrics["uncertainty"] = {
         name: {k: float(np.mean(v)) for k, v in u.items() if k != "prediction"} for name, u in unc_rows
     }

@@ -20,12 +20,16 @@ defaults (10 epochs, batch 128, lr 1e-2 decayed linearly, the method's KL warm-u
 
 The bounds checked: :math:`|z| \le 3` and :math:`p_\mathrm{loo} < 0.1\, n`; mutual-information AUROC >= 0.9 for
 ``bernoulli``.  Toy regression: ``bayesdrop train --dataset toy-regression`` with its defaults (MC dropout,
-``mlp:300,100``, 50 epochs) then ``bayesdrop report``; the report's elpd_loo against the same bound.
+``mlp:300,100``, 50 epochs) then ``bayesdrop report --kfold 10``; the report's elpd_loo against the same bound, the
+reference from the test points inside the training inputs' support (the test inputs span [-5, 5], the gap and
+beyond the training range included: new points drawn like the training points, what elpd estimates, lie inside).
+K-fold cross-validation (Vehtari et al. 2017, section 2.3; ``bd.diagnostics.kfold``, 10 folds, the row's training
+recipe refitted on each 9 folds with the optimisation steps of the fit on all points) against the same reference: :math:`|z| \le 3`.
 
 Usage::
 
     python benchmarks/analysis.py [--seeds 0,1,2] [--methods bernoulli,vbd,sparse-vd] [--num-samples 200]
-                                  [--out benchmarks/results/analysis.md]
+                                  [--kfold 10] [--out benchmarks/results/analysis.md]
 
 Example
 -------
@@ -58,14 +62,18 @@ __all__ = ["digits_row", "toy_row", "run", "to_markdown", "main"]
 METHODS = ("bernoulli", "vbd", "sparse-vd")
 
 
-def digits_row(method: str, seed: int = 0, num_samples: int = 200) -> dict[str, Any]:
+def digits_row(method: str, seed: int = 0, num_samples: int = 200, kfold: int = 10) -> dict[str, Any]:
     """Train the default MLP with ``method`` on digits (``bd.fit`` defaults, ``seed``) and measure PSIS-LOO of the
-    training data (shared and per-example draws) against the test lppd times n, and OOD detection of uniform
-    noise.  Returns one row (the keys of :func:`to_markdown`)."""
+    training data (shared and per-example draws) and ``kfold``-fold cross-validation (0: none) against the test
+    lppd times n, and OOD detection of uniform noise.  Returns one row (the keys of :func:`to_markdown`)."""
     data = bd.data.load("digits")
-    torch.manual_seed(seed)
-    model = bd.Classifier(bd.models.mlp(64, [300, 100], 10, method=method), num_data=len(data.train))
-    guide = bd.DropoutGuide(model)
+
+    def build(num_data: int) -> tuple[bd.Likelihood, bd.DropoutGuide]:
+        torch.manual_seed(seed)
+        model = bd.Classifier(bd.models.mlp(64, [300, 100], 10, method=method), num_data=num_data)
+        return model, bd.DropoutGuide(model)
+
+    model, guide = build(len(data.train))
     t0 = time.perf_counter()
     bd.fit(model, guide, data.train, seed=seed, progress=False)
     seconds = time.perf_counter() - t0
@@ -77,6 +85,13 @@ def digits_row(method: str, seed: int = 0, num_samples: int = 200) -> dict[str, 
     )
     detection = bd.diagnostics.ood(idata)
     cal = bd.diagnostics.calibration(idata)
+    cv = _kfold_columns(
+        bd.diagnostics.kfold_check(
+            bd.diagnostics.kfold(build, data.train, kfold, num_samples=num_samples, seed=seed, progress=False), idata
+        )
+        if kfold
+        else None
+    )
     return {
         "data": "digits",
         "method": method,
@@ -91,21 +106,45 @@ def digits_row(method: str, seed: int = 0, num_samples: int = 200) -> dict[str, 
         "auroc_entropy": detection["predictive_entropy"]["auroc"],
         "auroc_max_probability": detection["max_probability"]["auroc"],
         "fit seconds": seconds,
+        **cv,
     }
 
 
-def toy_row(seed: int = 0, num_samples: int = 200) -> dict[str, Any]:
-    """``bayesdrop train --dataset toy-regression`` (its defaults, ``--seed``) then ``bayesdrop report``: the
-    report's PSIS-LOO against the test lppd times n (``report_metrics.json``)."""
+def _kfold_columns(check: dict[str, Any] | None) -> dict[str, Any]:
+    """The K-fold entries of a row (NaN without K-fold)."""
+    keys = ("elpd_kfold", "se", "z", "k")
+    if check is None:
+        return {f"kfold {key}": float("nan") for key in keys}
+    return {f"kfold {key}": check[key] for key in keys}
+
+
+def toy_row(seed: int = 0, num_samples: int = 200, kfold: int = 10) -> dict[str, Any]:
+    """``bayesdrop train --dataset toy-regression`` (its defaults, ``--seed``) then ``bayesdrop report --kfold
+    kfold``: the report's PSIS-LOO and K-fold (``report_metrics.json``) against the lppd per point of the test
+    points inside the training inputs' support (not the gap, not beyond their range) times n."""
     from .. import cli
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):  # the report, not shown
         run = Path(tmp) / "toy"
         argv = ["train", "--dataset", "toy-regression", "--seed", str(seed), "--quiet", "--out", str(run)]
-        if cli.main(argv) != 0 or cli.main(["report", str(run), "--num-samples", str(num_samples)]) != 0:
+        report = ["report", str(run), "--num-samples", str(num_samples), "--kfold", str(kfold)]
+        if cli.main(argv) != 0 or cli.main(report) != 0:
             raise RuntimeError("`bayesdrop train` or `bayesdrop report` failed on toy-regression")
         metrics = json.loads((run / "report_metrics.json").read_text())
+        # the test inputs span [-5, 5], the gap and beyond the training range included; elpd of the training
+        # points estimates the density of new points drawn like them: the reference takes the test points there
+        idata = bd.diagnostics.load_netcdf(run / "inference_data.nc")
     loo, cal = metrics["loo"], metrics["calibration"]
+    data = bd.data.load("toy-regression")
+    x = idata.constant_data["x"].values[:, 0]
+    (lo, hi), (g_lo, g_hi) = data.x_range or (-3.0, 3.0), data.gap or (0.0, 0.0)
+    inside = idata.isel(obs_id=((x >= lo) & (x <= hi) & ((x <= g_lo) | (x >= g_hi))).nonzero()[0])
+    n = loo["n_data_points"]
+    ref = bd.diagnostics.metrics.against_reference(loo["elpd_loo"], loo["se"], n, inside)
+    loo = {**loo, **ref}
+    cv = metrics.get("kfold")
+    if cv is not None:
+        cv = {**cv, **bd.diagnostics.metrics.against_reference(cv["elpd_kfold"], cv["se"], n, inside)}
     return {
         "data": "toy-regression",
         "method": "bernoulli",
@@ -120,16 +159,21 @@ def toy_row(seed: int = 0, num_samples: int = 200) -> dict[str, Any]:
         "auroc_entropy": float("nan"),
         "auroc_max_probability": float("nan"),
         "fit seconds": float("nan"),
+        **_kfold_columns(cv),
     }
 
 
 def run(
-    methods: Sequence[str] = METHODS, seeds: Sequence[int] = (0, 1, 2), num_samples: int = 200, toy: bool = True
+    methods: Sequence[str] = METHODS,
+    seeds: Sequence[int] = (0, 1, 2),
+    num_samples: int = 200,
+    toy: bool = True,
+    kfold: int = 10,
 ) -> list[dict[str, Any]]:
     """Every (method, seed) on digits, then the toy-regression report for each seed."""
-    rows = [digits_row(m, s, num_samples) for m in methods for s in seeds]
+    rows = [digits_row(m, s, num_samples, kfold) for m in methods for s in seeds]
     if toy:
-        rows += [toy_row(s, num_samples) for s in seeds]
+        rows += [toy_row(s, num_samples, kfold) for s in seeds]
     return rows
 
 
@@ -140,20 +184,24 @@ def _f(v: Any, spec: str) -> str:
 def to_markdown(rows: list[dict[str, Any]], command: str, num_samples: int) -> str:
     """The record: the protocol, one row per run, and which bounds hold."""
     lines = [
-        "# PSIS-LOO against the held-out density; out-of-distribution detection",
+        "# PSIS-LOO and K-fold cross-validation against the held-out density; out-of-distribution detection",
         "",
         f"Command: `{command}`.  Machine: {device_name(torch.device('cpu'))}.",
         "",
         f"{num_samples} draws from q (seed 0).  elpd_loo: PSIS-LOO of the training points from draws that are "
         "posterior samples (each draw one network, its masks shared by every input); reference: the test lppd per "
-        "point times n_train; z: (elpd_loo - reference) / ArviZ's SE; z (both SEs): divided by both standard "
-        "errors, the reference's own from the test points; per-example: the same LOO from draws with a mask per "
-        "input.  AUROC: the test inputs against as many inputs of uniform noise of the inputs' shape on [0, 1].",
+        "point times n_train (toy regression: of the test points inside the training inputs' support); z: "
+        "(elpd_loo - reference) / ArviZ's SE; z (both SEs): divided by both standard errors, the reference's own "
+        "from the test points; per-example: the same LOO from draws with a mask per input; K-fold: elpd_kfold of "
+        "the training points, each scored by the model refitted without its fold (`bd.diagnostics.kfold`: the "
+        "same recipe and seed, each fold's fit with the optimisation steps of the fit on all points, the same "
+        "draws), and its z against the same reference.  AUROC: the test inputs against as many inputs of uniform "
+        "noise of the inputs' shape on [0, 1].",
         "",
         "| data | method | seed | test acc | test NLL | elpd_loo ± se | p_loo (% of n) | k > thr | reference ± se "
-        "| z | z (both SEs) | within 3 SE, p_loo < 10 % | per-example elpd_loo (p_loo) | AUROC MI | AUROC H "
-        "| AUROC max p |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| z | z (both SEs) | within 3 SE, p_loo < 10 % | per-example elpd_loo (p_loo) | K-fold elpd ± se | z K-fold "
+        "| AUROC MI | AUROC H | AUROC max p |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ok = bool(r["within_3se"]) and r["p_loo_fraction"] < 0.1
@@ -163,6 +211,7 @@ def to_markdown(rows: list[dict[str, Any]], command: str, num_samples: int) -> s
             f"({100 * r['p_loo_fraction']:.1f}) | {r['k>good_k']} | {r['reference']:.1f} ± {r['reference_se']:.1f} "
             f"| {r['z']:+.2f} | {r['z_combined']:+.2f} | {'yes' if ok else 'no'} | "
             f"{_f(r['per-example elpd_loo'], '.1f')} ({_f(r['per-example p_loo'], '.1f')}) | "
+            f"{_f(r['kfold elpd_kfold'], '.1f')} ± {_f(r['kfold se'], '.1f')} | {_f(r['kfold z'], '+.2f')} | "
             f"{_f(r['auroc_mi'], '.4f')} | {_f(r['auroc_entropy'], '.4f')} | {_f(r['auroc_max_probability'], '.4f')} |"
         )
     lines += ["", "Bounds (runs that meet them, of the runs):", ""]
@@ -174,6 +223,10 @@ def to_markdown(rows: list[dict[str, Any]], command: str, num_samples: int) -> s
             f"- {data}, {method}: |z| <= 3 and p_loo < 10 % of n in {loo_ok} of {len(group)} "
             f"({both_ok} of {len(group)} with both standard errors)"
         )
+        folds = [r for r in group if r["kfold z"] == r["kfold z"]]
+        if folds:
+            k = ", ".join(sorted({str(r["kfold k"]) for r in folds}))
+            line += f"; {k}-fold |z| <= 3 in {sum(abs(r['kfold z']) <= 3 for r in folds)} of {len(folds)}"
         if data == "digits":
             line += f"; mutual-information AUROC >= 0.9 in {sum(r['auroc_mi'] >= 0.9 for r in group)} of {len(group)}"
         lines.append(line)
@@ -188,12 +241,13 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (digits)")
     parser.add_argument("--num-samples", type=int, default=200)
     parser.add_argument("--no-toy", action="store_true", help="skip the toy-regression report")
+    parser.add_argument("--kfold", type=int, default=10, help="folds of the K-fold cross-validation (0: none)")
     parser.add_argument("--out", default=str(default_out))
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s]
     methods = [m for m in args.methods.split(",") if m]
-    if args.num_samples < 1 or not seeds or not methods:
-        parser.error("--num-samples must be positive; --seeds and --methods must not be empty")
-    rows = run(methods, seeds, args.num_samples, toy=not args.no_toy)
+    if args.num_samples < 1 or not seeds or not methods or args.kfold == 1 or args.kfold < 0:
+        parser.error("--num-samples must be positive; --seeds and --methods not empty; --kfold 0 or >= 2")
+    rows = run(methods, seeds, args.num_samples, toy=not args.no_toy, kfold=args.kfold)
     words = ["python benchmarks/analysis.py", *(sys.argv[1:] if argv is None else argv)]
     write_results(to_markdown(rows, " ".join(words), args.num_samples), args.out)

@@ -18,6 +18,8 @@ their own KL warm-up (:class:`bayesdrop.methods.TrainingDefaults`).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -27,10 +29,12 @@ from tqdm.auto import tqdm
 
 from .. import compress, methods
 from ..diagnostics import arviz as _arviz
-from ..diagnostics import calibration, compare_loo, loo_summary, ood, to_inference_data
+from ..diagnostics import calibration, compare_kfold, compare_loo, loo_summary, ood, to_inference_data
+from ..diagnostics import kfold as kfold_cv
 from ..fileio import atomic_write_json, atomic_write_text
 from ..guides import dropout_rates
-from ..infer import DEFAULT_LR, fit, resolve_device
+from ..infer import DEFAULT_LR, fit, resolve_device, resolve_kl_warmup
+from . import runs
 from .runs import build, inputs, parse_arch
 
 __all__ = ["compare", "to_markdown", "uniform_noise"]
@@ -74,6 +78,8 @@ def compare(
     device: str = "auto",
     mnist_dir: str | None = None,
     progress: bool = True,
+    runs_dir: str | os.PathLike[str] | None = None,
+    kfold: int = 0,
 ) -> list[dict[str, Any]]:
     """Train each method and return one row of metrics per method.
 
@@ -93,6 +99,21 @@ def compare(
         ``"linear"`` (default) or ``None`` (see :func:`bayesdrop.fit`).
     num_samples
         Posterior draws of the predictive (:func:`bayesdrop.to_inference_data`, seed 0, each draw one network).
+    mnist_dir
+        The directory of the MNIST IDX files (``dataset="mnist"``).
+    progress
+        A progress bar over the methods.
+    runs_dir
+        If given, each method's run directory is kept in ``runs_dir/<method>``, with the files ``bayesdrop
+        train`` writes (``config.json``, ``checkpoint.pt``, ``history.json``, ``metrics.json``: the test accuracy,
+        NLL and ECE of the draws above, and ``complete.json``), so that ``bayesdrop report`` and ``bayesdrop
+        prune`` take it.  A directory there that holds anything but a bayesdrop run is refused
+        (:class:`~bayesdrop.experiments.runs.RunDirectoryError`); one that holds a run is replaced.
+    kfold
+        If >= 2, also ``kfold``-fold cross-validation of each method (:func:`bayesdrop.diagnostics.kfold`: the
+        method's recipe refitted ``kfold`` times, the same folds for every method), ranked by the paired elpd
+        differences (:func:`bayesdrop.diagnostics.compare_kfold`): the ranking to trust where PSIS-LOO's Pareto k
+        are large (fixed-rate dropout).  0: none.
 
     Returns
     -------
@@ -109,13 +130,16 @@ def compare(
         names = list(method_names)
     for n in names:
         methods.get(n)  # unknown names fail before any training
+    if not isinstance(kfold, int) or isinstance(kfold, bool) or kfold < 0 or kfold == 1:
+        raise ValueError(f"`kfold` must be 0 (none) or a number of folds >= 2, got {kfold!r}")
     dev = resolve_device(device)
     rows = []
     loo_data: dict[str, Any] = {}
+    folds: dict[str, Any] = {}
     bar = tqdm(names, desc="compare", disable=not progress)
     for name in bar:
         bar.set_postfix(method=name)
-        config = {
+        config: dict[str, Any] = {
             "method": name,
             "hyper": {},
             "dataset": dataset,
@@ -128,25 +152,53 @@ def compare(
         if ds.task != "classification":
             raise ValueError(f"`dataset` must be a classification data set for compare, got {dataset!r}")
         train, test = inputs(ds, config, ds.train), inputs(ds, config, ds.test)
-        t0 = time.perf_counter()
-        res = fit(
-            model,
-            guide,
-            train,
+        config.update(  # the run's configuration as `bayesdrop train` writes it (config.json)
+            input_method=None,
+            input_hyper={},
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
-            kl_warmup=kl_warmup,
+            kl_warmup=resolve_kl_warmup(model, epochs, kl_warmup),
             lr_decay=lr_decay,
-            device=dev,
-            seed=seed,
-            progress=False,
         )
-        wall = time.perf_counter() - t0
-        noise = uniform_noise(train.x, len(test.x), seed=seed)
-        draws: dict[str, Any] = {"num_samples": num_samples, "seed": 0}
-        idata = to_inference_data(model, guide, test, predictions=noise, **draws)
-        cal = calibration(idata)
+        with contextlib.ExitStack() as stack:
+            run = None
+            if runs_dir is not None:
+                run = _method_run(Path(runs_dir) / name, stack)
+                atomic_write_json(run / runs.CONFIG, config)
+            t0 = time.perf_counter()
+            res = fit(
+                model,
+                guide,
+                train,
+                **runs.fit_options(config),
+                device=dev,
+                seed=seed,
+                progress=False,
+                checkpoint=None if run is None else run / runs.CHECKPOINT,
+                run_config=None if run is None else config,
+            )
+            wall = time.perf_counter() - t0
+            noise = uniform_noise(train.x, len(test.x), seed=seed)
+            draws: dict[str, Any] = {"num_samples": num_samples, "seed": 0}
+            idata = to_inference_data(model, guide, test, predictions=noise, **draws)
+            cal = calibration(idata)
+            if run is not None:
+                metrics = {"acc": cal["accuracy"], "nll": cal["nll"], "ece": cal["ece"]}
+                atomic_write_json(run / runs.HISTORY, res.history)
+                atomic_write_json(run / runs.METRICS, {**metrics, "seconds_per_epoch": res.seconds_per_epoch})
+                runs.mark_complete(run, {"epochs": len(res.history.get("elbo", []))})
+        if kfold:
+            options = {**runs.fit_options(config), "device": dev}
+            folds[name] = kfold_cv(
+                runs.fold_builder(config, ds),
+                train,
+                kfold,
+                num_samples=num_samples,
+                seed=seed,
+                fit_kwargs=options,
+                progress=False,
+            )
         detection = ood(idata)
         idata_train = to_inference_data(model, guide, train, **draws)
         loo = loo_summary(idata_train)
@@ -182,7 +234,32 @@ def compare(
         for ranked in compare_loo(loo_data):
             row = next(r for r in rows if r["method"] == ranked["name"])
             row.update({"Δelpd_loo": ranked["elpd_diff"], "dse": ranked["dse"], "loo_rank": ranked["rank"]})
+    for ranked in compare_kfold(folds) if len(folds) > 1 else []:  # paired differences over the same folds
+        row = next(r for r in rows if r["method"] == ranked["name"])
+        row.update(
+            {
+                "elpd_kfold": ranked["elpd_kfold"],
+                "kfold_se": ranked["se"],
+                "Δelpd_kfold": ranked["elpd_diff"],
+                "kfold_dse": ranked["dse"],
+                "kfold_rank": ranked["rank"],
+            }
+        )
     return rows
+
+
+def _method_run(path: Path, stack: contextlib.ExitStack) -> Path:
+    """``path`` as one method's run directory, locked on ``stack`` (:class:`~bayesdrop.experiments.runs.RunLock`)
+    and emptied: refused if it holds anything but a bayesdrop run (no ``config.json``)."""
+    run = runs.check_run_path(path, "--out")
+    if run.is_dir() and runs.scan_run_dir(run, "--out") and not (run / runs.CONFIG).is_file():
+        raise runs.RunDirectoryError(
+            f"{os.fspath(run)!r} is not empty and holds no bayesdrop run (no {runs.CONFIG}); compare keeps each "
+            "method's run there: move it, or choose another --out"
+        )
+    stack.enter_context(runs.RunLock(run, "--out", create=True))
+    runs.prepare_run_dir(run, overwrite=True)
+    return run
 
 
 def to_markdown(rows: list[dict[str, Any]]) -> str:
@@ -204,12 +281,18 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
             return f"{r['elpd_loo']:.1f} ± {r['elpd_loo_se']:.1f}"
         if c == "Δelpd_loo":
             return f"{r['Δelpd_loo']:.1f} ± {r['dse']:.1f} (rank {r['loo_rank']})"
+        if c == "elpd_kfold":
+            return f"{r['elpd_kfold']:.1f} ± {r['kfold_se']:.1f}"
+        if c == "Δelpd_kfold":
+            return f"{r['Δelpd_kfold']:.1f} ± {r['kfold_dse']:.1f} (rank {r['kfold_rank']})"
         return fmt[c].format(r[c])
 
-    head = "| " + " | ".join(c.replace("|", "\\|") for c in COLUMNS) + " | architecture |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+    kfold = bool(rows) and all("elpd_kfold" in r for r in rows)
+    columns = (*COLUMNS[:6], "elpd_kfold", "Δelpd_kfold", *COLUMNS[6:]) if kfold else COLUMNS
+    head = "| " + " | ".join(c.replace("|", "\\|") for c in columns) + " | architecture |"
+    lines = [head, "|" + "---|" * (len(columns) + 1)]
     for r in rows:
-        cells = [r["method"]] + [cell(r, c) for c in COLUMNS[1:]] + [f"`{r['architecture']}`"]
+        cells = [r["method"]] + [cell(r, c) for c in columns[1:]] + [f"`{r['architecture']}`"]
         lines.append("| " + " | ".join(cells) + " |")
     notes = [
         "",
@@ -218,6 +301,12 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
         f"TPR: the test inputs against as many inputs of {OOD_LABEL}, by mutual information (MI) and predictive "
         "entropy (H).",
     ]
+    if kfold:
+        notes[-1] += (
+            "  elpd_kfold: K-fold cross-validation on the training data (each method refitted on every K - 1 folds, "
+            "the same folds for all) ± its standard error; Δelpd_kfold: the paired difference to the best ± its "
+            "standard error, the ranking to trust where PSIS-LOO's Pareto k are large (`k>0.7` in compare.json)."
+        )
     return "\n".join(lines + notes)
 
 

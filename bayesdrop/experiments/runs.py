@@ -26,6 +26,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
@@ -185,6 +186,32 @@ def _wrap(ds: bd_data.Dataset, net: torch.nn.Module) -> tuple[bd_data.Dataset, L
     else:
         model = Regressor(net, num_data=len(ds.train), horizon=ds.series.horizon if ds.series else None)
     return ds, model, DropoutGuide(model)
+
+
+def fold_builder(config: dict[str, Any], ds: bd_data.Dataset) -> Callable[[int], tuple[Likelihood, DropoutGuide]]:
+    """``build(num_data)`` for :func:`bayesdrop.diagnostics.kfold`: a fresh model and guide of the run
+    configuration (:func:`build`, its seed) for ``num_data`` training points."""
+
+    def build_fold(num_data: int) -> tuple[Likelihood, DropoutGuide]:
+        _, model, guide = build(config, ds)
+        model.num_data = num_data
+        return model, guide
+
+    return build_fold
+
+
+def fit_options(config: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of :func:`bayesdrop.fit` a run configuration sets (``bayesdrop train`` writes the KL warm-up
+    resolved to epochs): ``epochs``, ``batch_size``, ``lr``, ``kl_warmup`` and ``lr_decay``."""
+    from ..infer import DEFAULT_LR
+
+    return {
+        "epochs": config["epochs"],
+        "batch_size": config.get("batch_size", 128),
+        "lr": config.get("lr", DEFAULT_LR),
+        "kl_warmup": config.get("kl_warmup", "auto"),
+        "lr_decay": config.get("lr_decay", "linear"),
+    }
 
 
 def inputs(ds: bd_data.Dataset, config: dict[str, Any], split: bd_data.Split) -> bd_data.Split:

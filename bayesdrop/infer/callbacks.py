@@ -265,7 +265,10 @@ class History(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over the epochs with the ELBO, training accuracy and test metrics."""
+    """A tqdm bar over the epochs with the loss (the negative ELBO per example, ``-ELBO/example``), training
+    accuracy and test metrics."""
+
+    LABELS = {"elbo": "-ELBO/example", "train_acc": "acc"}  # metric -> the name the bar shows
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
@@ -275,8 +278,7 @@ class ProgressBar(Callback):
         self.bar = tqdm(total=state.epochs, initial=state.epoch, desc="fit", disable=not self.enabled, leave=False)
 
     def on_epoch_end(self, state: TrainState) -> None:
-        shown = {"elbo": "elbo", "train_acc": "acc"}
-        postfix = {label: f"{state.metrics[k]:.4f}" for k, label in shown.items() if k in state.metrics}
+        postfix = {label: f"{state.metrics[k]:.4f}" for k, label in self.LABELS.items() if k in state.metrics}
         postfix.update({k: f"{v:.3f}" for k, v in state.metrics.items() if k.startswith("test_")})
         self.bar.set_postfix(postfix)
         self.bar.update(1)

@@ -22,13 +22,13 @@ Example
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, Literal, overload
 
 import torch
 from torch.utils.data import DataLoader
 
-from ..data import as_tensors
+from ..data import as_tensors, loader_batches
 from ..guides import DropoutGuide
 from ..handlers import MomentMatching
 from ..likelihoods import Likelihood, Prediction
@@ -74,7 +74,7 @@ def _per_batch(
     noise: str = "per-example",
 ) -> list[Any]:
     """The output draws ``(S, B, ...)`` of every batch of ``batch_size`` inputs (all at once for ``None``), or of
-    every batch of inputs ``x`` yields (a DataLoader's, :func:`_loader_inputs`), each batch moved to the model's
+    every batch of inputs ``x`` yields (a DataLoader's, :func:`loader_batches`), each batch moved to the model's
     device in turn and seen by the same S networks; ``reduce`` of each where given (:func:`predict` keeps only the
     batch's prediction, so that memory does not grow with S times N)."""
     if rule not in RULES:
@@ -119,8 +119,9 @@ def _per_batch(
     was_training = model.training
     model.eval()
     try:
-        if guide._order is None:
-            guide(first[:2].to(dev))
+        if guide._order is None:  # the guide's first run, off the draws' random stream (as `seeded`'s setup)
+            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+                guide(first[:2].to(dev))
         draw: Callable[[torch.Tensor], torch.Tensor]
         if rule == "weight-scaling":
             mean = guide.mean_network()
@@ -145,29 +146,6 @@ def _per_batch(
         return [draw(xb.to(dev)) if reduce is None else reduce(draw(xb.to(dev))) for xb in batches]
     finally:
         model.train(was_training)
-
-
-def _loader_inputs(loader: DataLoader, targets: list[torch.Tensor] | None = None) -> Iterator[torch.Tensor]:
-    """The inputs of every batch of ``loader``: a tensor, an ``(x, y)`` pair or ``[x]``, or a dict with key ``"x"``
-    (and ``"y"``), as :func:`~bayesdrop.fit` takes them; the targets appended to ``targets`` where given (then every
-    batch must hold them)."""
-    for batch in loader:
-        if torch.is_tensor(batch):
-            x, y = batch, None
-        elif isinstance(batch, dict) and "x" in batch:
-            x, y = batch["x"], batch.get("y")
-        elif isinstance(batch, (tuple, list)) and len(batch) in (1, 2):
-            x, y = batch[0], (batch[1] if len(batch) == 2 else None)
-        else:
-            got = f"a dict with keys {sorted(map(str, batch))}" if isinstance(batch, dict) else type(batch).__name__
-            raise TypeError(f"a DataLoader must yield x, (x, y) pairs or dicts with key 'x' (and 'y'), got {got}")
-        if not torch.is_tensor(x):
-            raise TypeError(f"a DataLoader batch's x must be a tensor, got {type(x).__name__}")
-        if targets is not None:
-            if not torch.is_tensor(y):
-                raise ValueError("`data`: a DataLoader to evaluate must yield targets, (x, y) pairs or dicts with 'y'")
-            targets.append(y if y.is_floating_point() or y.dtype == torch.int64 else y.long())
-        yield x
 
 
 def _merge(parts: list[Any]) -> Any:
@@ -267,7 +245,7 @@ def predict(
         :class:`~bayesdrop.Regressor`, the std including the observation noise (Gal & Ghahramani 2016,
         eq. 8-9); the mixture's ``(mean, std)`` by default.
     """
-    inputs: Any = _loader_inputs(x) if isinstance(x, DataLoader) else as_tensors(x, name="x")[0]
+    inputs: Any = loader_batches(x, name="x") if isinstance(x, DataLoader) else as_tensors(x, name="x")[0]
     options: dict[str, Any] = {"num_samples": num_samples, "rule": rule, "parallel": parallel, "batch_size": batch_size}
     if not return_samples:  # one batch's draws at a time: memory O(S B), not O(S N)
         return _merge(_per_batch(model, guide, inputs, **options, reduce=lambda out: model.predictive(out)))
@@ -314,7 +292,7 @@ def evaluate(
         targets: list[torch.Tensor] = []
         with seeded(seed, dev, None):
             out = torch.cat(
-                _per_batch(model, guide, _loader_inputs(data, targets), batch_size=batch_size, **options), 1
+                _per_batch(model, guide, loader_batches(data, targets), batch_size=batch_size, **options), 1
             )
         y = torch.cat(targets)
         model.check_targets(y, name="data.y")
