@@ -55,7 +55,7 @@ import torch
 import bayesdrop as bd
 
 from .compare import uniform_noise
-from .report_io import device_name, script_parser, write_results
+from .report_io import device_name, quoted_command, script_parser, write_results
 
 __all__ = ["digits_row", "toy_row", "run", "to_markdown", "main"]
 
@@ -249,5 +249,5 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
     if args.num_samples < 1 or not seeds or not methods or args.kfold == 1 or args.kfold < 0:
         parser.error("--num-samples must be positive; --seeds and --methods not empty; --kfold 0 or >= 2")
     rows = run(methods, seeds, args.num_samples, toy=not args.no_toy, kfold=args.kfold)
-    words = ["python benchmarks/analysis.py", *(sys.argv[1:] if argv is None else argv)]
-    write_results(to_markdown(rows, " ".join(words), args.num_samples), args.out)
+    command = quoted_command("benchmarks/analysis.py", list(sys.argv[1:] if argv is None else argv))
+    write_results(to_markdown(rows, command, args.num_samples), args.out)

@@ -40,6 +40,7 @@ Example
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -49,7 +50,7 @@ import torch
 
 import bayesdrop as bd
 
-from .report_io import device_name, script_parser, write_results
+from .report_io import device_name, quoted_command, script_parser, write_results
 
 __all__ = [
     "CONFIGS",
@@ -377,10 +378,6 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
     args = ap.parse_args(argv)
     device = bd.infer.resolve_device(args.device)
     rows = [measure("bernoulli", d, h, b, device, args.repeats, args.epochs * k) for d, h, b, k in CONFIGS]
-    options = "".join(
-        f" --{k} {v}" for k, v, default in (("device", args.device, "auto"), ("repeats", args.repeats, 5),
-                                            ("epochs", args.epochs, 4)) if v != default
-    )  # fmt: skip
     lines = [
         "# Training speed: `bd.fit` against a plain PyTorch loop",
         "",
@@ -389,7 +386,7 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
         "epochs are ~20x shorter), each with one optimiser, one baseline epoch after each `bd.fit` epoch (`fit`'s "
         "callback).  Ratio: median and interquartile range of the per-epoch ratios `bd.fit / plain` from the second "
         "epoch on, over all repeats; epoch times are medians.",
-        f"Command: `python benchmarks/speed.py{options}`",
+        f"Command: `{quoted_command('benchmarks/speed.py', list(sys.argv[1:] if argv is None else argv))}`",
         "",
         "## `bernoulli` (target on 40-1024-1024-10: at most 1.3x)",
         "",
