@@ -59,7 +59,7 @@ from pyro.distributions import (
 )
 from torch.distributions import Normal as TorchNormal
 from torch.distributions import constraints, kl_divergence, register_kl
-from torch.distributions.utils import lazy_property
+from torch.distributions.utils import clamp_probs, lazy_property
 from torch.types import _size  # the sample-shape type of torch.distributions.Distribution.sample
 
 __all__ = [
@@ -99,6 +99,17 @@ def _expand_to(t: torch.Tensor, *shapes: torch.Size) -> torch.Tensor:
     """``t`` expanded to the broadcast of ``shapes``."""
     shape = _broadcast_shape(*shapes)
     return t if t.shape == shape else t.expand(shape)
+
+
+def _bernoulli_log_prob(probs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``Bernoulli(probs).log_prob`` of the draws ``keep`` (bool) without materialising ``probs``' broadcast: the
+    logs are taken on ``probs`` with its expanded (stride-0) axes cut to size 1, then picked per entry.  A mask per
+    weight and example (DropConnect) expands one keep probability to every entry; ``Bernoulli.log_prob`` would
+    compute its logits and a cross-entropy over all of them, most of a step.  Probabilities clamped as
+    ``Bernoulli``'s logits clamp them, so that the values agree to rounding."""
+    compact = probs[tuple(slice(0, 1) if st == 0 else slice(None) for st in probs.stride())]
+    compact = clamp_probs(compact)
+    return torch.where(keep, compact.log(), torch.log1p(-compact))
 
 
 def _bernoulli_draw(probs: torch.Tensor) -> torch.Tensor:
@@ -256,6 +267,8 @@ class FixedNoise(TorchDistribution):
         return z if self.scale == 1.0 else z * self.scale
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.base, Bernoulli) and not self.base.probs.requires_grad:
+            return _bernoulli_log_prob(self.base.probs, value.ne(0))
         if self.scale != 1.0:  # the draw of the base law (for a Bernoulli exactly 0 or 1, whatever the rounding)
             value = value.ne(0).to(value.dtype) if isinstance(self.base, Bernoulli) else value / self.scale
             return self.base.log_prob(value) - (math.log(self.scale) if not isinstance(self.base, Bernoulli) else 0.0)

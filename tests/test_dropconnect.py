@@ -181,3 +181,27 @@ def test_keep_probabilities_are_per_weight():
     guide(x)
     rates = bd.dropout_rates(model, guide)
     assert rates["net.2"].shape == (3, 5) and torch.allclose(rates["net.2"], torch.full((3, 5), 0.75))
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0])
+@pytest.mark.parametrize("keep", [0.5, 0.9, 1.0, 1e-3])
+def test_the_mask_law_scores_as_bernoulli_without_materialising_its_broadcast(keep, scale):
+    """``FixedNoise``'s Bernoulli log-probability (taken on the keep probability before its broadcast, the hot path
+    of a mask per weight and example) equals ``Bernoulli.log_prob`` of the 0/1 draws, entry by entry, for a scalar
+    expanded to a mask per weight and example, a per-unit vector expanded over a batch, and an unexpanded tensor."""
+    from bayesdrop.distributions import FixedNoise
+
+    g = torch.Generator().manual_seed(0)
+    for probs in (
+        torch.tensor(keep).expand(4, 3, 5),
+        torch.full((5,), keep).expand(4, 3, 5),
+        torch.rand(4, 3, 5, generator=g).clamp(min=1e-3) * keep,
+    ):
+        law = FixedNoise(pyro.distributions.Bernoulli(probs, validate_args=False), ("t", keep), scale=scale)
+        draws = torch.rand(4, 3, 5, generator=g) < probs
+        value = draws.to(torch.float32) * scale
+        want = torch.distributions.Bernoulli(probs, validate_args=False).log_prob(draws.to(torch.float32))
+        torch.testing.assert_close(law.log_prob(value), want, rtol=1e-6, atol=1e-6)
+        assert law.log_prob(value).shape == (4, 3, 5)
+        wider = value.expand(2, 4, 3, 5)  # values with a leading batch dimension broadcast as Bernoulli's do
+        torch.testing.assert_close(law.log_prob(wider), want.expand(2, 4, 3, 5), rtol=1e-6, atol=1e-6)
