@@ -24,6 +24,10 @@ def test_epoch_time_reports_time_per_example():
 def test_predict_memory_runs_a_fresh_process():
     row = scale.predict_memory(200, 50)
     assert row["shape"] == [200, 10] and row["peak_mib"] >= row["before_mib"] > 0
+
+
+@pytest.mark.slow  # a fresh process importing torch and ArviZ
+def test_inference_data_memory_runs_a_fresh_process():
     row = scale.predict_memory(200, 50, "inference_data")  # the probs of 100 draws in the InferenceData
     assert row["shape"] == [1, 100, 200, 10] and row["peak_mib"] >= row["before_mib"] > 0
 

@@ -283,6 +283,7 @@ def _digests(folder: Path) -> dict[str, str]:
     return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in folder.iterdir() if f.is_file()}
 
 
+@pytest.mark.slow  # 17 s; the notebook test below checks the same invariant (from tutorials/) in the default suite
 def test_a_quick_run_never_writes_over_the_committed_outputs(tmp_path):
     """Run as a script from the repository root with ``BAYESDROP_QUICK=1`` and no ``BAYESDROP_TUTORIAL_OUT``: the
     full-size outputs in ``tutorials/output/`` stay as they are; the quick ones go to ``tutorials/output/quick/``."""
