@@ -30,6 +30,7 @@ Example
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -84,9 +85,9 @@ def kfold(
         ``"steps"`` (default): each fold's fit takes as many optimisation steps as the fit on all N points, its
         epochs (and an integer ``kl_warmup``) scaled by :math:`N / N_{-k}` and rounded, so that K-fold scores the
         recipe's model rather than one trained less.  ``"epochs"``: the same epochs, fewer steps.  Measured on
-        digits (5 folds, ``vbd`` and ``bd.fit``'s 10 epochs, seed 0): z = -10.9 against the test reference with
-        equal epochs, -1.4 with equal steps; ``bernoulli``, which converges within its epochs, is within 3 either
-        way (``docs/analysis.md``).
+        digits (``vbd``, ``bd.fit``'s 10 epochs, 5 folds, seed 0): z = -10.9 against the test reference with
+        equal epochs, -1.4 with equal steps; with 10 folds and equal steps every run of
+        ``benchmarks/results/analysis.md`` is within 3 (``docs/analysis.md``).
     progress : bool
         One line per fold on standard error.
 
@@ -140,8 +141,6 @@ def kfold(
         pointwise[held.numpy()] = lppd
         folds[held.numpy()] = fold
         if progress:
-            import sys
-
             print(f"kfold: fold {fold + 1}/{k}, {len(held)} held-out points, lppd {lppd.sum():.2f}", file=sys.stderr)
     return {
         "elpd_kfold": float(pointwise.sum()),
