@@ -86,33 +86,39 @@ from .metrics import _require_idata
 __all__ = ["to_inference_data", "save_netcdf", "load_netcdf"]
 
 
-def _batches(data: Any, name: str, batch_size: int | None, labelled: bool) -> Iterator[tuple[torch.Tensor, Any]]:
-    """The ``(x, y)`` passes over ``data`` of at most ``batch_size`` inputs (``None``: no bound), ``y`` None where
-    ``labelled`` is false: slices of a split, an ``(x, y)`` tuple or a tensor, or the batches of a DataLoader (as
+def _batches(
+    data: Any, name: str, batch_size: int | None, labelled: bool
+) -> tuple[int | None, Iterator[tuple[torch.Tensor, Any]]]:
+    """The number of inputs of ``data`` (``None`` for a DataLoader: its batches tell) and its ``(x, y)`` passes of at
+    most ``batch_size`` inputs (``None``: no bound), ``y`` None where ``labelled`` is false: slices of a split, an
+    ``(x, y)`` tuple or a tensor (checked here, before any draw), or the batches of a DataLoader (as
     :func:`~bayesdrop.fit` takes them: ``(x, y)`` pairs, dicts with keys ``"x"`` and ``"y"``), each split further to
     ``batch_size``; nothing is concatenated, so a DataLoader streams."""
     if isinstance(data, torch.utils.data.DataLoader):
-        targets: list[torch.Tensor] = []
-        for xb in loader_batches(data, targets if labelled else None, name=name):
-            yb = targets.pop() if labelled else None
-            step = len(xb) if batch_size is None else batch_size
-            for i in range(0, len(xb), step):
-                yield xb[i : i + step], (yb[i : i + step] if yb is not None else None)
-        return
+        return None, _loader_passes(data, name, batch_size, labelled)
     if labelled:
         x, y = as_tensors(data, name=name)
     else:
         x, y = (data, None) if torch.is_tensor(data) else (as_tensors(data, name=name)[0], None)
     step = max(len(x), 1) if batch_size is None else batch_size
-    for i in range(0, len(x), step):
-        yield x[i : i + step], (y[i : i + step] if y is not None else None)
+    return len(x), ((x[i : i + step], y[i : i + step] if y is not None else None) for i in range(0, len(x), step))
 
 
-def _size(data: Any) -> int | None:
-    """The number of inputs of ``data``, ``None`` for a DataLoader (its batches tell)."""
-    if data is None or isinstance(data, torch.utils.data.DataLoader):
-        return None
-    return len(data) if torch.is_tensor(data) else len(as_tensors(data)[0])
+def _loader_passes(
+    loader: torch.utils.data.DataLoader, name: str, batch_size: int | None, labelled: bool
+) -> Iterator[tuple[torch.Tensor, Any]]:
+    """The passes over a DataLoader's batches (:func:`_batches`); its first batch is fetched on a fork of torch's
+    generators, since the loader's iterator draws its seeds (and a shuffle its permutation) then, which must not
+    come from the networks' random stream."""
+    targets: list[torch.Tensor] = []
+    batches = loader_batches(loader, targets if labelled else None, name=name)
+    with torch.random.fork_rng(devices=[]):
+        first = next(batches, None)
+    for xb in itertools.chain([] if first is None else [first], batches):
+        yb = targets.pop() if labelled else None
+        step = len(xb) if batch_size is None else batch_size
+        for i in range(0, len(xb), step):
+            yield xb[i : i + step], (yb[i : i + step] if yb is not None else None)
 
 
 class _Columns:
@@ -249,24 +255,28 @@ def to_inference_data(
         raise TypeError(f"`weights` must be a bool, got {type(weights).__name__}")
     shared = check_noise(noise)
     S, dev = num_samples, device_of(model, guide)
-    with torch.random.fork_rng(devices=[]):  # a DataLoader's iterator draws its seed: not from the networks' stream
-        passes = _batches(data, "data", batch_size, labelled=True)
-        first = next(passes, None)
+    size, passes = _batches(data, "data", batch_size, labelled=True)
+    new_size, new_passes = (
+        _batches(predictions, "predictions", batch_size, False) if predictions is not None else (None, None)
+    )
+    if new_size == 0:  # checked before any draw (a DataLoader's emptiness shows after the training data's)
+        raise ValueError("`predictions` is empty")
+    first = next(passes, None)
     if first is None:
         raise ValueError("`data` is empty")
     if first[1] is None:
         raise ValueError("`data` must include targets y (pass new inputs without targets as `predictions`)")
     y_dtype = _dtype(first[1], model)
-    train = _Groups(model, "obs_id", y_dtype, _size(data))
-    new = _Groups(model, "pred_id", y_dtype, _size(predictions)) if predictions is not None else None
+    train = _Groups(model, "obs_id", y_dtype, size)
+    new = _Groups(model, "pred_id", y_dtype, new_size) if new_passes is not None else None
     was_training = model.training
     model.eval()
     try:
         with seeded(seed, dev, guide_setup(guide, first[0], dev)):  # the recipe of bd.evaluate: the same networks
             draws = PosteriorSampler(model, guide, S, first[0][:1].to(dev), shared_noise=shared)
             train.record(draws, itertools.chain([first], passes), dev)
-            if new is not None:
-                new.record(draws, _batches(predictions, "predictions", batch_size, labelled=False), dev)
+            if new is not None and new_passes is not None:
+                new.record(draws, new_passes, dev)
     finally:
         model.train(was_training)
     if new is not None and not new.size:

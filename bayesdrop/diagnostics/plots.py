@@ -323,7 +323,7 @@ def plot_predictive_band(
     if group == "posterior_predictive":
         ax.scatter(x, _observed(idata, (len(x),)), s=6, color="k", alpha=0.5, label="test points")
     if train is not None:
-        passes = list(_batches(train, "train", None, labelled=True))
+        passes = list(_batches(train, "train", None, labelled=True)[1])
         if not passes or passes[0][1] is None:
             raise ValueError("`train` must include targets y")
         xt, yt = (np.concatenate([_np(b[i]) for b in passes]) for i in (0, 1))
