@@ -45,6 +45,7 @@ from .guides import DropoutGuide
 from .nn import GRU, LSTM, BayesianLayer, Conv1d, Conv2d, Linear, WindowPool
 
 __all__ = [
+    "mean_module",
     "LayerReport",
     "CompressionReport",
     "report",
@@ -409,6 +410,12 @@ def prune(
         keep probabilities computed from the input (Standout), or a recurrent cell or update by the noise's mean
         (RNNDrop, recurrent dropout).
     """
+    _check_plain_export(model, guide)
+    return _prune(model, guide, _points(guide, threshold), sparse)[0]
+
+
+def _check_plain_export(model: torch.nn.Module, guide: DropoutGuide) -> None:
+    """``ValueError`` naming the first layer whose method has no plain test-time network."""
     for name, layer, _ in _layers(model, guide):
         caps = layer.method.capabilities
         if not caps.plain_export:
@@ -421,7 +428,41 @@ def prune(
                 f"layer {name!r} uses {layer.method.name!r}, whose test-time network {why}: it has no plain-weight "
                 "equivalent to export; predict with bd.predict(..., rule='weight-scaling') instead"
             )
-    return _prune(model, guide, _points(guide, threshold), sparse)[0]
+
+
+@torch.no_grad()
+def mean_module(model: torch.nn.Module, guide: DropoutGuide) -> torch.nn.Module:
+    """The deterministic test-time network as a plain ``torch.nn`` module, nothing pruned, on the model's device.
+
+    The weight-scaling rule of dropout (Goodfellow et al. 2016, sec. 7.12: each layer's weights scaled by its
+    inputs' keep probabilities), the posterior-mean network of the Gaussian family, each pooling method's test-time
+    pooling: the outputs of ``guide.mean_network()`` (equal to rounding), computed by plain modules.
+    :func:`bayesdrop.predict` with ``rule="weight-scaling"`` runs it, built once and kept until a parameter or
+    buffer of the model or guide changes.
+
+    Parameters
+    ----------
+    model, guide
+        A trained likelihood (or any module with Bayesian layers) and its guide, already run once.
+
+    Returns
+    -------
+    torch.nn.Module
+        The network in eval mode, its parameters without gradients; built as :func:`prune` builds its dense
+        modules (the same classes and structure).
+
+    Raises
+    ------
+    ValueError
+        As :func:`prune`, for a method without a plain test-time network (Standout, RNNDrop, recurrent dropout).
+    """
+    _check_plain_export(model, guide)
+    values = guide.point_values()
+    points = {
+        name: _Point(layer.fold(values[name]), layer.kept_weights({}), values[name]) for name, layer, _ in guide.pairs()
+    }
+    device = next(iter([*guide.parameters(), *model.parameters()]), torch.empty(0)).device
+    return _prune(model, guide, points, sparse=False)[0].to(device)
 
 
 def _sequential(net: torch.nn.Module, guide: DropoutGuide) -> TypeGuard[torch.nn.Sequential]:

@@ -28,7 +28,16 @@ from pyro.poutine.util import site_is_subsample
 from .moments import Moments
 from .sites import shared_noise as _shared_noise
 
-__all__ = ["PosteriorSampler", "device_of", "seeded", "guide_setup", "check_noise", "NOISE"]
+__all__ = [
+    "PosteriorSampler",
+    "device_of",
+    "draws_per_pass",
+    "plate_nesting",
+    "seeded",
+    "guide_setup",
+    "check_noise",
+    "NOISE",
+]
 
 NOISE = ("shared", "per-example")  #: the draw schemes of the local sites: once per network, or once per example
 
@@ -52,11 +61,12 @@ class PosteriorSampler:
         Number S of networks.
     example : torch.Tensor
         A batch of inputs (one row is enough) on which the S networks are drawn.
-    parallel : bool
+    parallel : bool or int
         Draw the S networks at once, in a ``pyro.plate`` left of the data plate, and run each batch of inputs
         through all of them in one vectorised pass (activations ``S`` times a batch's: bound them with ``run``'s
         ``batch_size``), as ``pyro.infer.Predictive(parallel=True)``; for models whose only plate is the data plate
-        (bayesdrop's likelihoods).  ``False``: one pass per network.
+        (bayesdrop's likelihoods).  An int ``k``: vectorised passes of ``k`` networks each (the last one the
+        remainder), activations ``k`` times a batch's.  ``False``: one pass per network.
     shared_noise : bool
         Draw the per-example sites (masks, noise) of each network once, with its global sites, and share them by
         every input (:func:`~bayesdrop.sites.shared_noise`): each network is then one posterior sample of the
@@ -73,27 +83,30 @@ class PosteriorSampler:
         num_samples: int,
         example: torch.Tensor,
         *,
-        parallel: bool = False,
+        parallel: bool | int = False,
         shared_noise: bool = False,
     ):
-        if not isinstance(parallel, bool):
-            raise TypeError(f"`parallel` must be a bool, got {type(parallel).__name__}")
+        per_pass = draws_per_pass(parallel, num_samples)
         if not isinstance(shared_noise, bool):
             raise TypeError(f"`shared_noise` must be a bool, got {type(shared_noise).__name__}")
-        self.model, self.guide, self.num_samples, self.parallel = model, guide, num_samples, parallel
+        self.model, self.guide, self.num_samples = model, guide, num_samples
+        self.parallel = parallel is not False  # True or an int: traces of networks in the draws' plate
         self.shared_noise = shared_noise
         self.dim = -2  # the draws' plate of a vectorised sampler, left of the data plate
         self.data_plate = model.data_plate(example).name
         self.networks: list[poutine.Trace] = []
+        # networks per trace: S traces of one network, or traces of `per_pass` networks in a plate (the last the rest)
+        self.sizes = [min(per_pass, num_samples - i) for i in range(0, num_samples, per_pass)]
         with poutine.block(), _shared_noise(shared_noise):
-            if parallel:  # the S networks as one trace, their global sites (S, 1, ...) in a plate left of the data
-                if self._plate_nesting(example) != 1:
+            if self.parallel:  # each trace k networks, their global sites (k, 1, ...) in a plate left of the data
+                if plate_nesting(model, guide, example) != 1:
                     raise ValueError(
-                        "`parallel=True` draws the networks in a plate left of the data plate, for models with the "
+                        "`parallel` draws the networks in a plate left of the data plate, for models with the "
                         "data plate alone (bayesdrop's likelihoods); use parallel=False"
                     )
-                with self._draws():
-                    self.networks.append(self._globals(poutine.trace(guide).get_trace(example)))
+                for size in self.sizes:  # a pass of one network is a plain one: no plate of one draw
+                    with self._draws(size) if size > 1 else contextlib.nullcontext():
+                        self.networks.append(self._globals(poutine.trace(guide).get_trace(example)))
             else:
                 for _ in range(num_samples):
                     self.networks.append(self._globals(poutine.trace(guide).get_trace(example)))
@@ -108,30 +121,21 @@ class PosteriorSampler:
                 trace.remove_node(name)
         return trace
 
-    def _plate_nesting(self, example: torch.Tensor) -> int:
-        """The number of plate dimensions of model and guide on ``example`` (as Pyro's ``Predictive`` finds it)."""
-        guide_trace = poutine.trace(self.guide).get_trace(example)
-        model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(example)
-        dims = [
-            f.dim
-            for tr in (guide_trace, model_trace)
-            for site in tr.nodes.values()
-            for f in site.get("cond_indep_stack", ())
-            if f.vectorized and f.dim is not None
-        ]
-        return -min(dims, default=0)
-
-    def _draws(self) -> pyro.plate:
-        """The plate of the S networks of a vectorised sampler."""
-        return pyro.plate("_bayesdrop_draws", self.num_samples, dim=self.dim)
+    def _draws(self, size: int) -> pyro.plate:
+        """The plate of the ``size`` networks of one vectorised trace."""
+        return pyro.plate("_bayesdrop_draws", size, dim=self.dim)
 
     @staticmethod
-    def _unbatched(value: Any, batch: int) -> torch.Tensor:
-        """A value of a vectorised run, ``(S, B, ...)`` (the draws' plate, the data plate, the event)."""
+    def _unbatched(value: Any, batch: int, add_axis: bool = False) -> torch.Tensor:
+        """A value of a vectorised run, ``(k, B, ...)`` (the draws' plate, the data plate, the event); with
+        ``add_axis``, ``value`` is one network's ``(B, ...)`` (a pass of one network, run without the plate) and
+        gets the draws' axis."""
         if isinstance(value, Moments):
             raise TypeError(
                 "the Gaussian moments of fast dropout are one deterministic pass: sample them with parallel=False"
             )
+        if add_axis:
+            value = value.unsqueeze(0)
         if value.dim() < 2 or value.shape[1] != batch:
             raise ValueError(f"a vectorised run gave a value of shape {tuple(value.shape)} for a batch of {batch}")
         return value
@@ -163,27 +167,56 @@ class PosteriorSampler:
             for i in range(0, len(x), step):
                 xb = x[i : i + step]
                 for s, network in enumerate(self.networks):
-                    with self._draws() if self.parallel else contextlib.nullcontext():
+                    plated = self.parallel and self.sizes[s] > 1
+                    with self._draws(self.sizes[s]) if plated else contextlib.nullcontext():
                         guide_trace = poutine.trace(poutine.replay(self.guide, trace=network)).get_trace(xb)
                         model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(xb)
                     if self.obs_site is None:
                         self.obs_site = self._obs(model_trace, guide_trace)
                     out = model_trace.nodes["_RETURN"]["value"]
                     y_rep = model_trace.nodes[self.obs_site]["value"]
-                    if self.parallel:  # (S, ..., B, ...) in Pyro's layout: the draws and the examples
-                        out = self._unbatched(out, len(xb))
-                        y_rep = self._unbatched(y_rep, len(xb))
+                    if self.parallel:  # (k, ..., B, ...) in Pyro's layout: the draws and the examples
+                        out = self._unbatched(out, len(xb), add_axis=not plated)
+                        y_rep = self._unbatched(y_rep, len(xb), add_axis=not plated)
                     if isinstance(out, Moments):  # fast dropout: the output's 2d sigma points, (B, 2d, ...)
                         points = True
                         out = out.sigma_points(out.dim() - 1).movedim(0, 1)
                     outs[s].append(out)
                     obs[s].append(y_rep)
-        if self.parallel:  # one "network" holding the S draws: (S, N, ...)
-            return torch.cat(outs[0], 1), torch.cat(obs[0], 1)
+        if self.parallel:  # traces of k networks each: (k, N, ...) joined along the draws, (S, N, ...)
+            return torch.cat([torch.cat(o, 1) for o in outs]), torch.cat([torch.cat(o, 1) for o in obs])
         draws = torch.stack([torch.cat(o) for o in outs])
         if points:  # (S, N, 2d, ...) -> (S * 2d, N, ...): each network's sigma points are draws
             draws = draws.movedim(2, 1).flatten(0, 1)
         return draws, torch.stack([torch.cat(o) for o in obs])
+
+
+def draws_per_pass(parallel: Any, num_samples: int) -> int:
+    """Networks per vectorised pass that ``parallel`` (bool or positive int) asks of ``num_samples`` draws: all of
+    them for ``True``, one (a pass per network) for ``False``, ``min(k, num_samples)`` for an int ``k``."""
+    if isinstance(parallel, bool):
+        return num_samples if parallel else 1
+    if not isinstance(parallel, int):
+        raise TypeError(f"`parallel` must be a bool or a positive int (networks per pass), got {parallel!r}")
+    if parallel < 1:
+        raise ValueError(f"`parallel` must be a bool or a positive int (networks per pass), got {parallel!r}")
+    return min(parallel, num_samples)
+
+
+def plate_nesting(model: Any, guide: Any, example: torch.Tensor) -> int:
+    """The number of plate dimensions of ``model`` and ``guide`` on ``example`` (as Pyro's ``Predictive`` finds it):
+    1 for bayesdrop's likelihoods, whose one plate is the data plate."""
+    with poutine.block():
+        guide_trace = poutine.trace(guide).get_trace(example)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(example)
+    dims = [
+        f.dim
+        for tr in (guide_trace, model_trace)
+        for site in tr.nodes.values()
+        for f in site.get("cond_indep_stack", ())
+        if f.vectorized and f.dim is not None
+    ]
+    return -min(dims, default=0)
 
 
 def check_noise(noise: Any) -> bool:

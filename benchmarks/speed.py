@@ -3,7 +3,8 @@
 
 Usage::
 
-    python benchmarks/speed.py [--device auto] [--repeats 5] [--epochs 4] [--out benchmarks/results/speed.md]
+    python benchmarks/speed.py [--device auto] [--repeats 5] [--epochs 4] [--parts configs sweep]
+        [--widths 100 300 1000 3000] [--batches 32 128 512 2048] [--out benchmarks/results/speed.md]
 """
 
 from __future__ import annotations

@@ -349,3 +349,44 @@ def test_a_sequential_with_nested_layers_is_pruned_through_its_trace():
     assert type(pruned) is torch.nn.Sequential and _is_plain(pruned)
     assert pruned[0][0].weight.shape == (3, 6) and pruned[1].weight.shape == (3, 3)
     assert torch.allclose(pruned(x), guide.mean_network(pruned=True)(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("method", bd.methods.names())
+def test_weight_scaling_runs_the_plain_mean_module_equal_to_the_pyro_run(method):
+    """``bd.predict(rule="weight-scaling")`` runs :func:`bd.compress.mean_module` (nothing pruned) where the method
+    has a plain test-time network, else the model at the guide's means: the same outputs as
+    ``guide.mean_network()`` either way (to float32 rounding: the noise means are folded into the weights)."""
+    from bayesdrop.infer.predict import weight_scaling_network
+
+    model, guide, x, y = tiny_classifier(method)
+    guide(x, y)
+    model.eval()
+    with torch.no_grad():
+        expected = guide.mean_network()(x)
+    out = bd.predict(model, guide, x, rule="weight-scaling", return_samples=True)[1]
+    torch.testing.assert_close(out, expected.unsqueeze(0), rtol=1e-5, atol=1e-5)
+    network = weight_scaling_network(model, guide)
+    assert isinstance(network, torch.nn.Module) == bd.methods.get(method).capabilities.plain_export
+
+
+def test_the_plain_mean_module_is_kept_until_a_parameter_changes():
+    """Built once per guide and reused while the parameters and buffers are unchanged; an optimiser step (in
+    place) or a new parameter tensor rebuilds it, and the prediction follows the new weights."""
+    from bayesdrop.infer.predict import weight_scaling_network
+
+    model, guide, x, y = tiny_classifier("bernoulli")
+    guide(x, y)
+    first = weight_scaling_network(model, guide)
+    assert isinstance(first, torch.nn.Module) and weight_scaling_network(model, guide) is first
+    before = bd.predict(model, guide, x, rule="weight-scaling")
+    bd.fit(model, guide, (x, y), epochs=1, batch_size=20, progress=False)
+    second = weight_scaling_network(model, guide)
+    assert second is not first
+    after = bd.predict(model, guide, x, rule="weight-scaling")
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(after, guide.mean_network()(x).softmax(-1), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(after, before)
+    layer = next(m for m in model.modules() if isinstance(m, bd.nn.Linear))
+    layer.bias = torch.nn.Parameter(layer.bias.detach() + 1.0)  # a new tensor, version 0
+    assert weight_scaling_network(model, guide) is not second

@@ -3,7 +3,8 @@
 The generator is tested directly and fast: a page for every registered method and family (a newly registered
 method included, with no edit of the docs), the tutorials with every figure of ``tutorials/output/``, the
 benchmark records, and the rewriting of the repository's links into the site's.  The whole Sphinx build, with
-warnings as errors, is the slow test at the end.
+warnings as errors, is the test at the end (about 40 s; ``make test`` installs Sphinx with the test extra, so CI
+builds the site).
 """
 
 from __future__ import annotations
@@ -111,8 +112,7 @@ def test_the_readme_sections_the_site_shows_exist(gen):
             assert title in sections, title
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("sphinx") is None, reason="make docs installs the docs extra")
+@pytest.mark.skipif(importlib.util.find_spec("sphinx") is None, reason="the test and docs extras install Sphinx")
 def test_the_site_builds_without_warnings(gen, tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(DOCS), str(tmp_path)],

@@ -39,6 +39,7 @@ from bayesdrop.distributions import (
     BoundedDelta,
     CenteredNormal,
     DropoutNormal,
+    IsotropicNormal,
     LogUniform,
     ScalarUniform,
     molchanov_kl,
@@ -593,3 +594,32 @@ def test_no_nan_in_2000_steps_at_lr_1e2_fast():
 def test_no_nan_in_2000_steps_at_lr_1e2(name, hyper):
     """Every configuration on the 64-300-100-10 MLP: 2000 steps at lr 1e-2 without warm-up stay finite."""
     _train_steps_and_check_finite(name, hyper, [300, 100], 2000)
+
+
+def test_isotropic_weight_prior_is_the_normal_of_every_weight():
+    """IsotropicNormal(s^2, shape) is N(0, s^2) on every entry of a weight tensor, as one event: its log density
+    (one tensor, and a batch of them as Pyro's plates give), Pyro's KL of a Delta guide (weight decay plus the
+    constant), the gradient 2 * w / (2 s^2), draws of variance s^2, expand keeping its class, and the support's
+    check under validation."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    s2 = torch.tensor(0.7, dtype=torch.float64)
+    prior = IsotropicNormal(s2, (4, 5))
+    ref = dist.Normal(0.0, s2.sqrt()).expand((4, 5)).to_event(2)
+    assert prior.batch_shape == () and prior.event_shape == (4, 5)
+    torch.testing.assert_close(prior.log_prob(w), ref.log_prob(w))
+    batch = torch.randn(3, 1, 4, 5, generator=g, dtype=torch.float64)
+    wide = prior.expand((3, 1))
+    assert type(wide) is IsotropicNormal and wide.batch_shape == (3, 1)
+    torch.testing.assert_close(wide.log_prob(batch), ref.log_prob(batch))
+    kl = kl_divergence(dist.Delta(w, event_dim=2), prior)
+    torch.testing.assert_close(kl, (w * w).sum() / (2 * s2) + 10 * torch.log(2 * math.pi * s2))
+    (grad,) = torch.autograd.grad(kl, w)
+    torch.testing.assert_close(grad, w.detach() / s2)
+    draws = IsotropicNormal(torch.tensor(4.0), (20000,)).rsample()
+    assert draws.shape == (20000,) and abs(draws.var().item() - 4.0) < 4 * 4.0 * math.sqrt(2 / 20000)
+    checked = IsotropicNormal(s2, (4, 5), validate_args=True)
+    with pytest.raises(ValueError):
+        checked.log_prob(torch.full((4, 5), math.nan, dtype=torch.float64))
+    with pytest.raises(ValueError, match="`variance` must be a 0-d tensor"):
+        IsotropicNormal(torch.ones(3), (3,))

@@ -212,6 +212,31 @@ def test_fit_history_aggregates_its_steps(monkeypatch):
         assert h["train_acc"][epoch] == sum(s["correct"] for s in ep) / n
 
 
+def test_fit_reads_the_log_likelihood_from_its_loss_and_recomputes_it_for_other_losses():
+    """bd.fit's MeanFieldELBO records each minibatch's unscaled log-likelihood as it scores it (``nll`` is taken
+    from there); a subclass is not trusted to, and its ``nll`` is recomputed from the output.  Same seed, same
+    loss: the same history to rounding, fast dropout's expected log-likelihood included."""
+
+    class Subclass(bd.infer.MeanFieldELBO):
+        pass
+
+    for method in ("bernoulli", "fast-dropout"):
+        hist = []
+        for loss in (None, Subclass(max_plate_nesting=1)):
+            pyro.set_rng_seed(0)  # the same initial network
+            model, guide, x, y = tiny_classifier(method)
+            hist.append(
+                bd.fit(model, guide, (x, y), epochs=2, batch_size=15, seed=0, loss=loss, progress=False).history
+            )
+        assert hist[0]["nll"] == pytest.approx(hist[1]["nll"], rel=1e-5)
+        assert hist[0]["elbo"] == pytest.approx(hist[1]["elbo"], rel=1e-5)
+    elbo = bd.infer.MeanFieldELBO(max_plate_nesting=1)
+    model, guide, x, y = tiny_classifier("vd")
+    loss = elbo.differentiable_loss(model, guide, x[:10], y[:10])
+    assert elbo.log_likelihood is not None and not elbo.log_likelihood.requires_grad
+    assert loss.requires_grad and elbo.log_likelihood < 0
+
+
 def test_fit_callback_sees_each_epoch_and_can_stop_early():
     model, guide, x, y = tiny_classifier("bernoulli", p=0.1)
     seen = []

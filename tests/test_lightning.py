@@ -57,7 +57,7 @@ class Replayed(BayesdropModule):
         torch.save({"loss": self.recorded, "grads": grads}, f"{self.out}/rank{self.global_rank}.pt")
 
 
-@pytest.mark.parametrize("method", ["bernoulli", "sparse-vd", "vbd"])
+@pytest.mark.parametrize("method", ["bernoulli", "sparse-vd", pytest.param("vbd", marks=pytest.mark.slow)])
 def test_one_ddp_step_equals_the_single_process_step(method, tmp_path):
     model, guide, x, y = _setup(method)
     xg, yg = x[: BATCH * WORLD], y[: BATCH * WORLD]

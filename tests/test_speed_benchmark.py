@@ -86,3 +86,35 @@ def test_fit_callback_runs_outside_the_epoch_timer():
         model, bd.DropoutGuide(model), x, y, 8, 2, 0, torch.device("cpu"), lambda e, h: speed.time.sleep(0.3)
     )
     assert len(seconds) == 2 and max(seconds) < 0.3
+
+
+def test_sweep_measures_every_point_and_its_overhead_per_step(monkeypatch, tmp_path):
+    """The width x batch grid: a row per method, width and batch (784-w-w-10, ``steps`` batches per epoch), the
+    overhead (bd.fit - floor) / steps in microseconds, and a grid whose last column says whether the method's
+    target holds at every point."""
+    seen: list[dict] = []
+    rows = speed.sweep(
+        torch.device("cpu"), 1, 2, widths=[8], batches=[4, 6], methods=["bernoulli", "vbd"], steps=3,
+        on_row=seen.append,
+    )  # fmt: skip
+    assert [(r["method"], r["width"], r["batch"]) for r in rows] == [
+        ("bernoulli", 8, 4), ("vbd", 8, 4), ("bernoulli", 8, 6), ("vbd", 8, 6),
+    ]  # fmt: skip
+    assert seen == rows and all(r["arch"] == "784-8-8-10" and r["steps"] == 3 for r in rows)
+    for r in rows:
+        assert r["overhead_us"] == pytest.approx((r["bayesdrop"] - r["plain"]) / 3 * 1e6)
+    lines = speed.sweep_section(rows, 3)
+    grid = [line for line in lines if line.startswith("| bernoulli | 8 |")]
+    met = all(r["ratio"] <= speed.SWEEP_TARGETS["bernoulli"] for r in rows if r["method"] == "bernoulli")
+    assert len(grid) == 1 and grid[0].endswith(f"| {'yes' if met else 'no'} |") and grid[0].count("x (") == 2
+    x, y, _, _ = speed.synthetic(20, 0, 784, 10)
+    torch.testing.assert_close(x, speed.synthetic(20, 5, 784, 10)[0])  # seeded
+    assert y.dtype == torch.long and x.shape == (20, 784)
+    out = tmp_path / "speed.md"
+    monkeypatch.setattr(speed, "SWEEP_STEPS", 2)
+    argv = ["--parts", "sweep", "--widths", "4", "--batches", "2", "--repeats", "1", "--epochs", "2", "--out", str(out)]
+    assert speed.main(argv) == 0
+    text = out.read_text()
+    assert "## Width x batch sweep" in text and "| bernoulli | 4 |" in text and "`bernoulli` (target" not in text
+    with pytest.raises(SystemExit):
+        speed.main(["--parts", "sweep", "--widths", "0", "--out", str(out)])

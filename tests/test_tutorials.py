@@ -252,7 +252,16 @@ def test_every_tutorial_has_checks():
     assert not missing, f"tutorials without checks in tests/test_tutorials.py: {missing}"
 
 
-@pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.stem)
+# The two longest quick runs (the CNN and forecasting tutorials, ~20 s each) are slow tests: their methods have
+# fast end-to-end tests of their own, and the notebook test keeps a quick tutorial run in the default suite.
+SLOW_TUTORIALS = ("07", "08")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(t, marks=pytest.mark.slow) if t.name[:2] in SLOW_TUTORIALS else t for t in TUTORIALS],
+    ids=lambda p: p.stem,
+)
 def test_tutorial_runs_and_its_figures_hold(path, tmp_path):
     env = {**os.environ, "BAYESDROP_QUICK": "1", "BAYESDROP_TUTORIAL_OUT": str(tmp_path), "MPLBACKEND": "Agg"}
     if os.environ.get("PYTEST_XDIST_WORKER"):  # make test: two workers on two cores, one thread each

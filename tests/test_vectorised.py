@@ -30,36 +30,40 @@ def test_draws_fold_the_input_draw_major_and_unfold_the_output():
     assert d.fold(seq, dim=1).shape == (7, 6, 4)
 
 
+@pytest.mark.parametrize("parallel", [True, 7])
 @pytest.mark.parametrize("method", ["bernoulli", "vd"])
-def test_predict_in_parallel_draws_from_the_same_law_as_the_loop(method):
-    """Classifier probabilities averaged over 300 draws: vectorised and looped agree within 5 standard errors of
-    the difference, per input and class (a 5-sigma band: flakes with probability below 1e-5 per entry on another
-    random stream)."""
+def test_predict_in_parallel_draws_from_the_same_law_as_the_loop(method, parallel):
+    """Classifier probabilities averaged over 300 draws: vectorised (in one pass, or in passes of 7 networks, the
+    last of 6) and looped agree within 5 standard errors of the difference, per input and class (a 5-sigma band:
+    flakes with probability below 1e-5 per entry on another random stream)."""
     model, guide, x, y = tiny_classifier(method)
     guide(x, y)
     probs = {}
-    for parallel in (True, False):
+    for p in (parallel, False):
         pyro.set_rng_seed(1)
-        _, draws = bd.predict(model, guide, x, num_samples=300, parallel=parallel, return_samples=True)
-        probs[parallel] = draws.softmax(-1)
+        _, draws = bd.predict(model, guide, x, num_samples=300, parallel=p, return_samples=True)
+        probs[p] = draws.softmax(-1)
         assert draws.shape == (300, len(x), 3)
-    a, b = probs[True], probs[False]
+    a, b = probs[parallel], probs[False]
     se = ((a.var(0) + b.var(0)) / 300).sqrt()
     assert ((a.mean(0) - b.mean(0)).abs() <= 5 * se + 1e-6).all()
     assert not torch.allclose(a[0], a[1])  # the draws are different networks
 
 
-def test_batches_of_a_vectorised_prediction_share_the_networks():
+@pytest.mark.parametrize("parallel", [True, 3])
+def test_batches_of_a_vectorised_prediction_share_the_networks(parallel):
     """With Gaussian weights and no masks (``vd`` at prediction), the output is a function of the drawn networks:
-    batch_size=3 gives exactly the draws of one pass, at a fixed seed (the networks are drawn before the batches)."""
+    batch_size=3 gives exactly the draws of one pass, at a fixed seed (the networks are drawn before the batches),
+    also in passes of 3 networks (3, 3 and 1)."""
     model, guide, x, y = tiny_classifier("vd")
     guide(x, y)
     outs = []
     for batch_size in (None, 3):
         pyro.set_rng_seed(0)
         outs.append(
-            bd.predict(model, guide, x, num_samples=7, parallel=True, batch_size=batch_size, return_samples=True)[1]
+            bd.predict(model, guide, x, num_samples=7, parallel=parallel, batch_size=batch_size, return_samples=True)[1]
         )
+    assert outs[0].shape == (7, len(x), 3)
     torch.testing.assert_close(outs[0], outs[1])
     one = bd.predict(model, guide, x, rule="weight-scaling")
     torch.testing.assert_close(one, bd.predict(model, guide, x, rule="weight-scaling", batch_size=5))
@@ -93,12 +97,31 @@ def test_regression_and_recurrent_networks_predict_in_parallel():
 def test_refusals_name_the_argument():
     model, guide, x, y = tiny_classifier("bernoulli")
     guide(x, y)
-    with pytest.raises(TypeError, match="`parallel`"):
+    with pytest.raises(ValueError, match="`parallel` must be 'auto', a bool or a positive int"):
         bd.predict(model, guide, x, parallel="yes")
+    with pytest.raises(ValueError, match="`parallel` must be a bool or a positive int"):
+        bd.predict(model, guide, x, parallel=0)
     with pytest.raises(ValueError, match="`batch_size`"):
         bd.predict(model, guide, x, batch_size=0)
     with pytest.raises(TypeError, match="`parallel`"):
-        bd.posterior.PosteriorSampler(model, guide, 2, x[:1], parallel=1)
+        bd.posterior.PosteriorSampler(model, guide, 2, x[:1], parallel=1.5)
+    with pytest.raises(ValueError, match="`parallel`"):
+        bd.posterior.PosteriorSampler(model, guide, 2, x[:1], parallel=-1)
+
+
+@pytest.mark.parametrize("method", ["bernoulli", "vd"])
+def test_auto_is_one_pass_per_network_on_a_cpu(method):
+    """``parallel="auto"`` (the default) on a CPU: exactly the draws of ``parallel=False`` at the same seed, for
+    predict and evaluate; with shared masks, evaluate's networks are those of one pass per network on any device."""
+    model, guide, x, y = tiny_classifier(method)
+    guide(x, y)
+    draws = {}
+    for p in ("auto", False):
+        pyro.set_rng_seed(3)
+        draws[p] = bd.predict(model, guide, x, num_samples=9, parallel=p, return_samples=True)[1]
+    torch.testing.assert_close(draws["auto"], draws[False], rtol=0, atol=0)
+    shared = [bd.evaluate(model, guide, (x, y), noise="shared", seed=1, parallel=p) for p in ("auto", False)]
+    assert shared[0] == shared[1]
 
 
 def test_a_site_that_cannot_take_one_value_per_draw_is_refused_with_the_remedy():
@@ -183,3 +206,29 @@ def test_to_inference_data_takes_a_dataloader_of_dicts():
     dicts = [{"x": x[i : i + 5], "y": y[i : i + 5]} for i in range(0, len(x), 5)]
     idata = bd.to_inference_data(model, guide, _Loader(dicts), num_samples=4)
     assert idata.observed_data["y"].shape == (len(x),)
+
+
+def test_networks_per_pass_fill_the_budget_without_touching_the_draws():
+    """``parallel="auto"``'s count (here on the CPU, with a stated measurement of 1000 bytes per network): the budget
+    over it, at most S and at least 1; the probe pass runs on a fork of the generators; fast dropout's moments and
+    one draw are not vectorised."""
+    from bayesdrop.infer.predict import _networks_per_pass
+
+    model, guide, x, y = tiny_classifier("bernoulli")
+    guide(x, y)
+    model.eval()
+    ran = []
+
+    def thousand(run):
+        ran.append(run()[0].shape)  # the probe: one network's outputs on the batch, (1, B, C)
+        return 1000
+
+    state = torch.get_rng_state()
+    assert _networks_per_pass(model, guide, x, 50, thousand, budget=7_500) == 7
+    assert torch.equal(torch.get_rng_state(), state) and ran == [(1, len(x), 3)]
+    assert _networks_per_pass(model, guide, x, 5, thousand, budget=7_500) == 5
+    assert _networks_per_pass(model, guide, x, 50, thousand, budget=10) == 1
+    assert _networks_per_pass(model, guide, x, 1, thousand, budget=7_500) is False
+    fast, fast_guide, xf, yf = tiny_classifier("fast-dropout")
+    fast_guide(xf, yf)
+    assert _networks_per_pass(fast, fast_guide, xf, 50, thousand, budget=7_500) is False

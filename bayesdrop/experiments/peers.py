@@ -23,7 +23,7 @@ documentation (:data:`CONTENDERS` holds each one's, and the record quotes them);
 ``--lr``.  Pyro's validation is off for the whole run (for bd and the two Pyro-based peers).
 
 Configurations (:func:`configs`): digits (scikit-learn's 8x8 images, 1437 train / 360 test) on a 64-300-100-10 MLP,
-batch 128; a wide 784-1024-1024-10 MLP on synthetic data (:func:`synthetic`: 2000 training and 1000 test inputs
+batch 128; a wide 784-1024-1024-10 MLP on synthetic data (:func:`~bayesdrop.experiments.speed.synthetic`: 2000 training and 1000 test inputs
 x ~ N(0, I_784), labels argmax of x W for a fixed Gaussian 784 x 10 matrix W, so learnable by a linear map), batch
 128 and 512.  The synthetic training set is small so that the whole run fits in about a quarter of an hour on the
 loaded 2-core development machine (one epoch of the weight-sampling floor at batch 128: about 1.8 s of one core).
@@ -83,7 +83,7 @@ from pyro.nn import PyroModule, PyroSample
 import bayesdrop as bd
 
 from .report_io import device_name, quoted_command, script_parser, write_results
-from .speed import PlainLRTNet, plain_dropout_net, plain_epoch, plain_lrt_epoch
+from .speed import PlainLRTNet, plain_dropout_net, plain_epoch, plain_lrt_epoch, synthetic
 
 __all__ = [
     "CONTENDERS",
@@ -100,7 +100,6 @@ __all__ = [
     "measure",
     "plain_weight_epoch",
     "ratio_stats",
-    "synthetic",
 ]
 
 DROPOUT_P = 0.5
@@ -118,7 +117,7 @@ class Config:
     Parameters
     ----------
     data
-        ``"digits"`` or ``"synthetic"`` (:func:`synthetic`, with ``n_train`` / ``n_test`` examples).
+        ``"digits"`` or ``"synthetic"`` (:func:`~bayesdrop.experiments.speed.synthetic`, with ``n_train`` / ``n_test`` examples).
     widths
         Input, hidden and output widths.
     batch
@@ -155,23 +154,6 @@ def configs(quick: bool = False) -> list[Config]:
         Config("digits", (64, 300, 100, 10), 128),
         *(Config("synthetic", (784, 1024, 1024, 10), b) for b in (128, 512)),
     ]
-
-
-def synthetic(
-    n_train: int, n_test: int, dim: int, classes: int, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gaussian inputs ``x ~ N(0, I_dim)`` labelled ``argmax(x W)`` for a fixed ``W ~ N(0, 1)`` of ``dim x classes``.
-
-    Returns
-    -------
-    tuple of torch.Tensor
-        ``x_train, y_train, x_test, y_test``; the same for the same arguments.
-    """
-    g = torch.Generator().manual_seed(seed)
-    w = torch.randn(dim, classes, generator=torch.Generator().manual_seed(seed + 1234))
-    x = torch.randn(n_train + n_test, dim, generator=g)
-    y = (x @ w).argmax(-1)
-    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
 
 
 @dataclass

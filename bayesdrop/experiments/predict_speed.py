@@ -38,10 +38,11 @@ from typing import Any
 import torch
 
 import bayesdrop as bd
+from bayesdrop.infer.predict import Parallel, auto_parallel
 
 from .report_io import device_name, quoted_command, script_parser, write_results
 
-__all__ = ["CONFIGS", "Config", "build", "measure", "main"]
+__all__ = ["CONFIGS", "Config", "build", "measure", "measure_weight_scaling", "main"]
 
 
 @dataclass(frozen=True)
@@ -105,9 +106,10 @@ def measure(config: Config, device: torch.device, repeats: int = 5) -> dict[str,
     model.to(device)
     guide.to(device)
     x = x.to(device)
-    times: dict[bool, list[float]] = {False: [], True: []}
+    settings: tuple[Parallel, ...] = (False, True, "auto")
+    times: dict[Parallel, list[float]] = {p: [] for p in settings}
     for i in range(repeats + 1):
-        for parallel in (False, True):
+        for parallel in settings:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             start = time.perf_counter()
@@ -117,6 +119,7 @@ def measure(config: Config, device: torch.device, repeats: int = 5) -> dict[str,
             if i:  # the first call of each warms up
                 times[parallel].append(time.perf_counter() - start)
     looped, vectorised = statistics.median(times[False]), statistics.median(times[True])
+    picked = auto_parallel(model, guide, x[: config.batch_size], config.samples) if device.type == "cuda" else False
     gaussian = bd.methods.get(config.method).capabilities.lrt
     params = sum(p.numel() for n, p in guide.named_parameters() if n.endswith("weight"))
     return {
@@ -124,16 +127,57 @@ def measure(config: Config, device: torch.device, repeats: int = 5) -> dict[str,
         "looped": looped,
         "vectorised": vectorised,
         "ratio": looped / vectorised,
+        "auto": statistics.median(times["auto"]),
+        "auto_per_pass": config.samples if picked is True else int(picked),
         "activations_mib": config.samples * config.batch_size * width * 4 / 2**20,
         "weights_mib": (config.samples if gaussian else 1) * params * 4 / 2**20,
     }
+
+
+def measure_weight_scaling(config: Config, device: torch.device, repeats: int = 5) -> dict[str, Any]:
+    """Time ``bd.predict(..., rule="weight-scaling")`` against its floor, one plain forward pass per batch of the
+    test-time network (:func:`bayesdrop.compress.mean_module`) and a softmax, alternating, medians after a warm-up.
+
+    Returns
+    -------
+    dict
+        ``config``, ``bd`` and ``plain`` (median seconds of a prediction of the inputs) and ``ratio`` (bd / plain).
+    """
+    model, guide, x, _ = build(config)
+    model.to(device)
+    guide.to(device)
+    x = x.to(device)
+    plain = bd.compress.mean_module(model, guide)
+    times: dict[str, list[float]] = {"bd": [], "plain": []}
+
+    def floor() -> torch.Tensor:
+        with torch.no_grad():
+            return torch.cat([plain(xb).softmax(-1) for xb in x.split(config.batch_size)])
+
+    runs = {
+        "bd": lambda: bd.predict(model, guide, x, rule="weight-scaling", batch_size=config.batch_size),
+        "plain": floor,
+    }
+    for i in range(repeats + 1):
+        for name, run in runs.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            run()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i:
+                times[name].append(time.perf_counter() - start)
+    ours, floor_s = statistics.median(times["bd"]), statistics.median(times["plain"])
+    return {"config": config, "bd": ours, "plain": floor_s, "ratio": ours / floor_s}
 
 
 def _cells(r: dict[str, Any]) -> str:
     c: Config = r["config"]
     return (
         f"| {c.dataset} | {c.network} | {c.method} | {c.samples} | {c.batch_size} | {r['looped']:.3f} | "
-        f"{r['vectorised']:.3f} | {r['ratio']:.2f}x | {r['activations_mib']:.0f} | {r['weights_mib']:.1f} |"
+        f"{r['vectorised']:.3f} | {r['ratio']:.2f}x | {r['auto']:.3f} ({r['auto_per_pass'] or 'one'}) | "
+        f"{r['activations_mib']:.0f} | {r['weights_mib']:.1f} |"
     )
 
 
@@ -160,14 +204,34 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
         f"Device: {device_name(device)}.  `bd.predict(..., num_samples=S, batch_size=B)` with `parallel=False` (one "
         "forward pass per drawn network) and `parallel=True` (the S networks in one `pyro.plate`, folded into the "
         f"batch axis); median of {args.repeats} timed calls each, alternating, after one warm-up call of each.  "
-        "Ratio: looped time over vectorised time (above 1: the vectorised pass is faster).  Memory of one pass: the "
+        "Ratio: looped time over vectorised time (above 1: the vectorised pass is faster).  Default: "
+        '`parallel="auto"`, `bd.predict`\'s default, and in brackets what it chose (networks per vectorised pass, '
+        "or one pass per network).  Memory of one pass: the "
         "widest layer's activations for S x B examples (float32), and the weights the draws hold (S copies for "
         "Gaussian weights, one for point estimates).",
         f"Command: `{quoted_command('benchmarks/predict_speed.py', list(argv) if argv is not None else sys.argv[1:])}`",
         "",
-        "| data | network | method | S | B | looped s | vectorised s | ratio | activations MiB | weights MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| data | network | method | S | B | looped s | vectorised s | ratio | default s | activations MiB "
+        "| weights MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_cells(r) for r in rows]
+    scaled = [measure_weight_scaling(c, device, args.repeats) for c in CONFIGS]
+    lines += [
+        "",
+        '## The deterministic rule: `rule="weight-scaling"` against one plain forward pass',
+        "",
+        '`bd.predict(..., rule="weight-scaling", batch_size=B)` (the cached plain module of '
+        "`bd.compress.mean_module`) against calling that module on each batch and taking the softmax; median of "
+        f"{args.repeats} calls each, alternating, after a warm-up.  Target: at most 1.10x.",
+        "",
+        "| data | network | method | inputs | B | plain forward s | bd.predict s | ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['config'].dataset} | {r['config'].network} | {r['config'].method} | {r['config'].num_inputs} "
+        f"| {r['config'].batch_size} | {r['plain']:.5f} | {r['bd']:.5f} | {r['ratio']:.2f}x |"
+        for r in scaled
+    ]
     write_results("\n".join(lines), args.out)
     return 0

@@ -22,7 +22,12 @@ from second to second.
 
 Usage::
 
-    python benchmarks/speed.py [--device auto] [--repeats 5] [--epochs 4] [--out benchmarks/results/speed.md]
+    python benchmarks/speed.py [--device auto] [--repeats 5] [--epochs 4] [--parts configs sweep]
+        [--widths 100 300 1000 3000] [--batches 32 128 512 2048] [--out benchmarks/results/speed.md]
+
+``--parts sweep`` adds the width x batch grid (784-w-w-10 on :func:`synthetic` data, 20 steps per epoch) with the
+overhead per step in microseconds; its targets are ``bernoulli`` at most 1.15x and ``sparse-vd`` / ``vbd`` at most
+1.10x at every point.
 
 Targets, on the network of real width (40-1024-1024-10): ``bernoulli`` at most 1.3x the plain loop;
 ``sparse-vd`` (Molchanov et al. 2017) and ``vbd`` (Liu et al. 2019) at most 1.15x a hand-written loop of the same
@@ -39,9 +44,11 @@ Example
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,6 +71,15 @@ __all__ = [
     "plain_dropout_net",
     "plain_epoch",
     "plain_lrt_epoch",
+    "SWEEP_BATCHES",
+    "SWEEP_METHODS",
+    "SWEEP_STEPS",
+    "SWEEP_TARGETS",
+    "SWEEP_WIDTHS",
+    "measure_on",
+    "sweep",
+    "sweep_section",
+    "synthetic",
     "timed",
 ]
 
@@ -156,12 +172,16 @@ def bd_fit_epochs(
 ) -> list[float]:
     """Seconds of each epoch of one ``bd.fit`` run with Adam at lr 1e-3, as the plain loops (``fit``'s timer).
 
-    ``callback`` is ``fit``'s: it runs after each epoch, outside the epoch's timer.
+    ``callback`` is ``fit``'s: it runs after each epoch, outside the epoch's timer.  Collapse warnings are
+    silenced: with the full KL from the first step a wide Gaussian-weight network collapses, as its floor does, and
+    the run times steps only.
     """
-    res = bd.fit(
-        model, guide, (x, y), epochs=epochs, batch_size=batch_size, lr=1e-3, device=device, seed=seed,
-        kl_warmup=0, lr_decay=None, progress=False, callback=callback, validate=False,
-    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bd.CollapseWarning)
+        res = bd.fit(
+            model, guide, (x, y), epochs=epochs, batch_size=batch_size, lr=1e-3, device=device, seed=seed,
+            kl_warmup=0, lr_decay=None, progress=False, callback=callback, validate=False,
+        )  # fmt: skip
     return res.history["seconds"]
 
 
@@ -221,7 +241,7 @@ def measure(
     method: str, dataset: str, hidden: list[int], batch_size: int, device: torch.device, repeats: int, epochs: int
 ) -> dict[str, Any]:
     """One row: ``method`` (``"bernoulli"`` with p = 0.5, or one of :data:`GAUSSIAN_METHODS`) against its baseline,
-    ``nn.Dropout`` with the N(0, 1) weight penalty or the hand-written LRT loop.
+    ``nn.Dropout`` with the N(0, 1) weight penalty or the hand-written LRT loop, on a registered data set.
 
     Returns
     -------
@@ -229,9 +249,31 @@ def measure(
         ``method``, ``dataset``, ``arch``, ``batch`` and the statistics of :func:`compare_runs`.
     """
     ds = bd.data.load(dataset)
-    num_classes = ds.num_classes
-    assert num_classes is not None, "a classification data set"
+    assert ds.num_classes is not None, "a classification data set"
+    row = {"method": method, "dataset": dataset, "arch": _arch(ds.in_features, hidden, ds.num_classes)}
     x, y = ds.train.x.to(device), ds.train.y.to(device)
+    return row | measure_on(method, x, y, ds.num_classes, hidden, batch_size, device, repeats, epochs)
+
+
+def measure_on(
+    method: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    hidden: list[int],
+    batch_size: int,
+    device: torch.device,
+    repeats: int,
+    epochs: int,
+) -> dict[str, Any]:
+    """:func:`measure` on given training tensors ``x`` (N, D) and ``y`` (N,), already on ``device``.
+
+    Returns
+    -------
+    dict
+        ``batch``, ``steps`` (optimisation steps per epoch) and the statistics of :func:`compare_runs`.
+    """
+    in_features = x.shape[-1]
     # bernoulli: p = 0.5 on every layer's inputs, as the baseline's nn.Dropout before each nn.Linear
     hyper: dict[str, Any] = (
         {"p": 0.5, "input_method": bd.methods.get("bernoulli", p=0.5)} if method == "bernoulli" else {}
@@ -240,24 +282,24 @@ def measure(
     def make_plain(seed: int) -> Callable[[], None]:
         torch.manual_seed(seed)
         if method == "bernoulli":
-            net = plain_dropout_net(ds.in_features, hidden, num_classes, 0.5).to(device)
+            net = plain_dropout_net(in_features, hidden, num_classes, 0.5).to(device)
             opt = torch.optim.Adam(net.parameters(), lr=1e-3)
             return lambda: plain_epoch(net, opt, x, y, batch_size, 0.5)  # 0.5 w^2 / s^2, s = 1: the N(0, 1) prior
-        lrt = PlainLRTNet([ds.in_features, *hidden, num_classes]).to(device)
+        lrt = PlainLRTNet([in_features, *hidden, num_classes]).to(device)
         lrt_opt = torch.optim.Adam(lrt.parameters(), lr=1e-3)
         return lambda: plain_lrt_epoch(lrt, lrt_opt, x, y, batch_size, method)
 
     def bd_run(seed: int, epochs: int, callback: EpochCallback) -> list[float]:
         torch.manual_seed(seed)
-        model = bd.Classifier(bd.models.mlp(ds.in_features, hidden, num_classes, method, **hyper), len(x))
+        model = bd.Classifier(bd.models.mlp(in_features, hidden, num_classes, method, **hyper), len(x))
         return bd_fit_epochs(model, bd.DropoutGuide(model), x, y, batch_size, epochs, seed, device, callback)
 
-    row = {"method": method, "dataset": dataset, "arch": _arch(ds, hidden), "batch": batch_size}
-    return row | compare_runs(make_plain, bd_run, repeats, epochs, device)
+    steps = -(-len(x) // batch_size)
+    return {"batch": batch_size, "steps": steps} | compare_runs(make_plain, bd_run, repeats, epochs, device)
 
 
-def _arch(ds: bd.data.Dataset, hidden: list[int]) -> str:
-    return f"{ds.in_features}-{'-'.join(map(str, hidden))}-{ds.num_classes}"
+def _arch(in_features: int, hidden: Sequence[int], num_classes: int) -> str:
+    return "-".join(map(str, [in_features, *hidden, num_classes]))
 
 
 # -- Gaussian family: sparse-vd and vbd against a hand-written LRT loop ------------------------------------------
@@ -352,6 +394,123 @@ def gaussian_section(device: torch.device, repeats: int, epochs: int) -> list[st
     return lines
 
 
+# -- The width x batch sweep -------------------------------------------------------------------------------------
+#
+# Two hidden layers of one width on 784 Gaussian inputs and 10 classes (:func:`synthetic`), with a training set of
+# ``SWEEP_STEPS`` batches, so that every point times the same number of steps per epoch.  The overhead per step is
+# (bd.fit's epoch - the floor's epoch) / steps: the fixed cost that dominates small networks and small batches.
+
+SWEEP_WIDTHS = (100, 300, 1000, 3000)
+SWEEP_BATCHES = (32, 128, 512, 2048)
+SWEEP_METHODS = ("bernoulli", "sparse-vd", "vbd")
+SWEEP_STEPS = 20  #: optimisation steps per epoch at every point of the sweep
+SWEEP_TARGETS = {"bernoulli": 1.15, "sparse-vd": 1.10, "vbd": 1.10}  #: at most this ratio at every point
+
+
+def synthetic(
+    n_train: int, n_test: int, dim: int, classes: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gaussian inputs ``x ~ N(0, I_dim)`` labelled ``argmax(x W)`` for a fixed ``W ~ N(0, 1)`` of ``dim x classes``.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``x_train, y_train, x_test, y_test``; the same for the same arguments.
+    """
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(dim, classes, generator=torch.Generator().manual_seed(seed + 1234))
+    x = torch.randn(n_train + n_test, dim, generator=g)
+    y = (x @ w).argmax(-1)
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+
+
+def sweep(
+    device: torch.device,
+    repeats: int,
+    epochs: int,
+    widths: Sequence[int] = SWEEP_WIDTHS,
+    batches: Sequence[int] = SWEEP_BATCHES,
+    methods: Sequence[str] = SWEEP_METHODS,
+    steps: int = SWEEP_STEPS,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Every ``method`` against its floor on a 784-w-w-10 MLP for every width ``w`` and batch size.
+
+    Parameters
+    ----------
+    device
+        Where both train.
+    repeats, epochs
+        As :func:`compare_runs`; an epoch is ``steps`` optimisation steps.
+    widths, batches, methods
+        The grid; methods are ``"bernoulli"`` and :data:`GAUSSIAN_METHODS`.
+    steps
+        Batches in the training set.
+    on_row
+        Called with each row as soon as it is measured (the command line rewrites its record then).
+
+    Returns
+    -------
+    list of dict
+        Rows of :func:`measure_on` with ``method``, ``dataset`` (``"synthetic"``), ``arch``, ``width`` and
+        ``overhead_us``, bd.fit's extra microseconds per step over the floor's (medians of the epoch times).
+    """
+    rows = []
+    for batch in batches:
+        x, y, _, _ = synthetic(steps * batch, 0, 784, 10)
+        x, y = x.to(device), y.to(device)
+        for width in widths:
+            for method in methods:
+                row: dict[str, Any] = {"method": method, "dataset": "synthetic", "width": width}
+                row["arch"] = _arch(784, [width, width], 10)
+                row |= measure_on(method, x, y, 10, [width, width], batch, device, repeats, epochs)
+                row["overhead_us"] = (row["bayesdrop"] - row["plain"]) / row["steps"] * 1e6
+                rows.append(row)
+                if on_row is not None:
+                    on_row(row)
+    return rows
+
+
+def sweep_section(rows: list[dict[str, Any]], steps: int) -> list[str]:
+    """Markdown lines of the sweep: per method, a grid of ratios (overhead per step) and whether the target holds."""
+    if not rows:
+        return []
+    batches = sorted({r["batch"] for r in rows})
+    lines = [
+        "",
+        "## Width x batch sweep: 784-w-w-10 on synthetic data",
+        "",
+        f"Each epoch is {steps} steps of the given batch ({steps} x batch Gaussian inputs, :func:`synthetic`); "
+        "`bernoulli` against the `nn.Dropout` loop, `sparse-vd` and `vbd` against the hand-written LRT loop.  Cell: "
+        "median per-epoch ratio bd.fit / floor, and in brackets bd.fit's overhead in microseconds per step "
+        "((bd.fit - floor) median epoch times / steps).  Targets: "
+        + ", ".join(f"`{m}` at most {t:.2f}x" for m, t in SWEEP_TARGETS.items())
+        + " at every point.",
+        "",
+        "| method | width | " + " | ".join(f"batch {b}" for b in batches) + " | target met |",
+        "|---|---|" + "---|" * len(batches) + "---|",
+    ]
+    for method in dict.fromkeys(r["method"] for r in rows):
+        for width in sorted({r["width"] for r in rows if r["method"] == method}):
+            cells = {r["batch"]: r for r in rows if r["method"] == method and r["width"] == width}
+            text = [
+                f"{cells[b]['ratio']:.2f}x ({cells[b]['overhead_us']:+.0f} us)" if b in cells else "" for b in batches
+            ]
+            met = all(r["ratio"] <= SWEEP_TARGETS.get(method, math.inf) for r in cells.values())
+            lines.append(f"| {method} | {width} | " + " | ".join(text) + f" | {'yes' if met else 'no'} |")
+    lines += [
+        "",
+        "| method | network | batch | floor s/epoch | bd.fit s/epoch | ratio | ratio IQR | overhead us/step |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['method']} | {r['arch']} | {r['batch']} | {r['plain']:.4f} | {r['bayesdrop']:.4f} | {r['ratio']:.2f}x "
+        f"| {r['q1']:.2f}-{r['q3']:.2f}x | {r['overhead_us']:.0f} |"
+        for r in rows
+    ]
+    return lines
+
+
 def _cells(r: dict[str, Any]) -> str:
     """The shared table cells of a row, from the data set to the ratio's interquartile range."""
     return (
@@ -361,9 +520,10 @@ def _cells(r: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchmarks/results/speed.md") -> int:
-    """The command line of ``benchmarks/speed.py``: measure every row and write the Markdown record.
+    """The command line of ``benchmarks/speed.py``: measure the parts asked for and write the Markdown record.
 
-    ``argv`` and ``default_out`` as :func:`~bayesdrop.experiments.report_io.script_parser` says.
+    ``argv`` and ``default_out`` as :func:`~bayesdrop.experiments.report_io.script_parser` says.  The record is
+    rewritten after each part and each point of the sweep, so an interrupted run keeps what it measured.
 
     Returns
     -------
@@ -371,29 +531,57 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
         The exit status, 0.
     """
     ap = script_parser(__doc__)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu or cuda (default: auto)")
+    ap.add_argument("--repeats", type=int, default=5, help="pairs of runs per row (default: 5)")
+    ap.add_argument("--epochs", type=int, default=4, help="epochs per run, 4x on digits (default: 4)")
+    ap.add_argument(
+        "--parts", nargs="+", choices=["configs", "sweep"], default=["configs"],
+        help="configs: the digits and mnist1d rows; sweep: the width x batch grid, long on a CPU (default: configs)",
+    )  # fmt: skip
+    ap.add_argument("--widths", type=int, nargs="+", default=list(SWEEP_WIDTHS), help="the sweep's hidden widths")
+    ap.add_argument("--batches", type=int, nargs="+", default=list(SWEEP_BATCHES), help="the sweep's batch sizes")
     ap.add_argument("--out", default=str(default_out))
     args = ap.parse_args(argv)
+    for name in ("repeats", "epochs"):
+        if getattr(args, name) < 1 + (name == "epochs"):
+            ap.error(f"--{name} must be at least {1 + (name == 'epochs')}")
+    if min(args.widths) < 1 or min(args.batches) < 1:
+        ap.error("--widths and --batches must be positive")
     device = bd.infer.resolve_device(args.device)
-    rows = [measure("bernoulli", d, h, b, device, args.repeats, args.epochs * k) for d, h, b, k in CONFIGS]
     lines = [
         "# Training speed: `bd.fit` against a plain PyTorch loop",
         "",
         f"Device: {device_name(device)}.  {args.repeats} repeats; in each, a baseline network and a bayesdrop model "
-        f"built from the same seed train side by side for {args.epochs} epochs ({4 * args.epochs} on digits, whose "
-        "epochs are ~20x shorter), each with one optimiser, one baseline epoch after each `bd.fit` epoch (`fit`'s "
-        "callback).  Ratio: median and interquartile range of the per-epoch ratios `bd.fit / plain` from the second "
-        "epoch on, over all repeats; epoch times are medians.",
+        f"built from the same seed train side by side for {args.epochs} epochs"
+        + (f" ({4 * args.epochs} on digits, whose epochs are ~20x shorter)" if "configs" in args.parts else "")
+        + ", each with one optimiser, one baseline epoch after each `bd.fit` epoch (`fit`'s callback).  Ratio: median "
+        "and interquartile range of the per-epoch ratios `bd.fit / plain` from the second epoch on, over all "
+        "repeats; epoch times are medians.",
         f"Command: `{quoted_command('benchmarks/speed.py', list(sys.argv[1:] if argv is None else argv))}`",
-        "",
-        "## `bernoulli` (target on 40-1024-1024-10: at most 1.3x)",
-        "",
-        "| data | network | batch | plain PyTorch s/epoch | bd.fit s/epoch | ratio | ratio IQR |",
-        "|---|---|---|---|---|---|---|",
     ]
-    lines += [_cells(r) for r in rows]
-    lines += gaussian_section(device, args.repeats, args.epochs)
-    write_results("\n".join(lines), args.out)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if "configs" in args.parts:
+        rows = [measure("bernoulli", d, h, b, device, args.repeats, args.epochs * k) for d, h, b, k in CONFIGS]
+        lines += [
+            "",
+            "## `bernoulli` (target on 40-1024-1024-10: at most 1.3x)",
+            "",
+            "| data | network | batch | plain PyTorch s/epoch | bd.fit s/epoch | ratio | ratio IQR |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [_cells(r) for r in rows]
+        lines += gaussian_section(device, args.repeats, args.epochs)
+        out.write_text("\n".join(lines) + "\n")
+    if "sweep" in args.parts:
+        swept: list[dict[str, Any]] = []
+
+        def on_row(row: dict[str, Any]) -> None:
+            swept.append(row)
+            print(f"{row['method']} {row['arch']} b{row['batch']}: {row['ratio']:.2f}x", file=sys.stderr, flush=True)
+            out.write_text("\n".join(lines + sweep_section(swept, SWEEP_STEPS)) + "\n")
+
+        sweep(device, args.repeats, args.epochs, args.widths, args.batches, steps=SWEEP_STEPS, on_row=on_row)
+        lines += sweep_section(swept, SWEEP_STEPS)
+    write_results("\n".join(lines), out)
     return 0

@@ -49,9 +49,17 @@ class _Terms:
     def __init__(self) -> None:
         self.plus: list[torch.Tensor] = []  # log-likelihoods, Monte Carlo log p - log q
         self.minus: list[torch.Tensor] = []  # KL(q || p), entropy estimates log q
+        self.log_likelihood: list[torch.Tensor] = []  # observed sites' log densities, unscaled, detached
 
     def observed(self, site: dict) -> None:
-        self.plus.append(_scaled_sum(site["fn"].log_prob(site["value"]), site["scale"], site["mask"]))
+        log_p = site["fn"].log_prob(site["value"])
+        if site["mask"] is None and not torch.is_tensor(site["scale"]):  # one sum serves both
+            total = log_p.sum()
+            self.log_likelihood.append(total.detach())
+            self.plus.append(total if site["scale"] == 1.0 else total * site["scale"])
+            return
+        self.log_likelihood.append(scale_and_mask(log_p.detach(), 1.0, site["mask"]).sum())
+        self.plus.append(_scaled_sum(log_p, site["scale"], site["mask"]))
 
     def latent(self, name: str, site: dict, guide_site: dict) -> None:
         """Latent site ``name``: ``-KL(q || p)`` where registered, else ``log p - log q`` at the draw."""
@@ -84,13 +92,15 @@ class _Terms:
         self.minus.append(_scaled_sum(log_q, guide_site["scale"], guide_site["mask"]))
 
     def elbo(self) -> torch.Tensor | float:
-        def total(ts: list[torch.Tensor]) -> torch.Tensor | float:
-            if len(ts) < 2:
-                return ts[0] if ts else 0.0
-            same = all(t.dtype == ts[0].dtype for t in ts)
-            return torch.stack(ts).sum() if same else sum(ts)  # mixed precision: promote as + does
+        return _total(self.plus) - _total(self.minus)
 
-        return total(self.plus) - total(self.minus)
+
+def _total(ts: list[torch.Tensor]) -> Any:
+    """The sum of the 0-d tensors ``ts`` (0.0 for none): one ``stack`` and ``sum``, or ``+`` where dtypes differ."""
+    if len(ts) < 2:
+        return ts[0] if ts else 0.0
+    same = all(t.dtype == ts[0].dtype for t in ts)
+    return torch.stack(ts).sum() if same else sum(ts)  # mixed precision: promote as + does
 
 
 class MeanFieldELBO(TraceMeanField_ELBO):
@@ -103,10 +113,16 @@ class MeanFieldELBO(TraceMeanField_ELBO):
     where it is not, and observed log-likelihoods.  It is the default of :func:`fit`; its value equals
     ``TraceMeanField_ELBO``'s (tested).
 
+    After each evaluation :attr:`log_likelihood` holds the log-likelihood of the minibatch it scored (the
+    observed sites' log densities summed, without the N / B scale, detached; of the last particle): what
+    :func:`fit` reports as ``nll``, taken from the loss rather than computed a second time.
+
     The traces are Pyro's: the guide traced, the model replayed on it.  With Pyro's validation on, they are built
     by ``TraceMeanField_ELBO`` itself, so every check it makes (model and guide sites match, site shapes against
     the plates, the mean-field requirement) runs.  It also works with ``pyro.infer.SVI`` (``loss_and_grads``).
     """
+
+    log_likelihood: torch.Tensor | None = None  #: the last minibatch's log-likelihood sum, unscaled, detached
 
     def _get_trace(self, model, guide, args, kwargs):
         if is_validation_enabled():
@@ -130,6 +146,7 @@ class MeanFieldELBO(TraceMeanField_ELBO):
             if guide_site["type"] == "sample" and name not in model_trace.nodes:
                 terms.auxiliary(name, guide_site)
         elbo = terms.elbo()
+        self.log_likelihood = _total(terms.log_likelihood) if terms.log_likelihood else None
         return -torch_item(elbo), -elbo
 
 

@@ -21,23 +21,29 @@ Example
 
 from __future__ import annotations
 
+import functools
 import itertools
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, overload
 
 import torch
 from torch.utils.data import DataLoader
 
+from ..compress import mean_module
 from ..data import as_tensors, loader_batches
 from ..guides import DropoutGuide
 from ..handlers import MomentMatching
 from ..likelihoods import Likelihood, Prediction
 from ..nn import bayesian_layers
-from ..posterior import PosteriorSampler, check_noise, device_of, guide_setup, seeded
+from ..posterior import PosteriorSampler, check_noise, device_of, draws_per_pass, guide_setup, plate_nesting, seeded
 
-__all__ = ["predict", "evaluate", "RULES"]
+__all__ = ["predict", "evaluate", "auto_parallel", "weight_scaling_network", "RULES", "AUTO_MEMORY_SHARE"]
 
 RULES = ("mc", "weight-scaling", "moment-matching")
+Parallel = (
+    bool | int | Literal["auto"]
+)  #: ``"auto"``, vectorised (``True``), one pass per network, or networks per pass
 
 
 @torch.no_grad()
@@ -48,7 +54,7 @@ def output_draws(
     *,
     num_samples: int = 100,
     rule: str = "mc",
-    parallel: bool = False,
+    parallel: Parallel = "auto",
     batch_size: int | None = None,
     noise: str = "per-example",
 ) -> torch.Tensor:
@@ -68,7 +74,7 @@ def _per_batch(
     *,
     num_samples: int,
     rule: str,
-    parallel: bool,
+    parallel: Parallel,
     batch_size: int | None,
     reduce: Callable[[torch.Tensor], Any] | None = None,
     noise: str = "per-example",
@@ -80,8 +86,13 @@ def _per_batch(
     if rule not in RULES:
         raise ValueError(f"`rule` must be one of {RULES}, got {rule!r}")
     shared = check_noise(noise) and rule == "mc"  # the masks of one network shared by its inputs
-    if not isinstance(parallel, bool):
-        raise TypeError(f"`parallel` must be a bool, got {type(parallel).__name__}")
+    if isinstance(parallel, str):
+        if parallel != "auto":
+            raise ValueError(
+                f"`parallel` must be 'auto', a bool or a positive int (networks per pass), got {parallel!r}"
+            )
+    elif isinstance(num_samples, int):
+        draws_per_pass(parallel, num_samples)  # a bool or a positive int
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
         raise ValueError(f"`batch_size` must be a positive int or None, got {batch_size!r}")
     if rule == "moment-matching":
@@ -117,17 +128,23 @@ def _per_batch(
     batches = itertools.chain([first], iterator)
     example = first[:1].to(dev)
     was_training = model.training
-    model.eval()
+    mean: Callable[[torch.Tensor], Any] | None = None
+    if rule == "weight-scaling" and guide._order is not None:
+        mean = weight_scaling_network(model, guide)
+    # eval mode for the Pyro runs (a plain module is in eval mode already); eval() walks every module's setattr
+    toggled = not isinstance(mean, torch.nn.Module) and any(m.training for m in model.modules())
+    if toggled:
+        model.eval()
     try:
         if guide._order is None:  # the guide's first run, off the draws' random stream (as `seeded`'s setup)
             with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
                 guide(first[:2].to(dev))
         draw: Callable[[torch.Tensor], torch.Tensor]
         if rule == "weight-scaling":
-            mean = guide.mean_network()
+            network = weight_scaling_network(model, guide) if mean is None else mean
 
             def draw(xb: torch.Tensor) -> torch.Tensor:
-                return mean(xb).unsqueeze(0)
+                return network(xb).unsqueeze(0)
 
         else:
             sampled: Any = guide
@@ -138,6 +155,8 @@ def _per_batch(
                 if all(m.capabilities.train_rule == "moment-matching" or not m.stochastic for m in methods):
                     num_samples = 1
                 sampled, parallel = MomentMatching()(guide), False
+            elif parallel == "auto":  # shared masks: one pass per network, the networks of to_inference_data
+                parallel = False if shared else auto_parallel(model, guide, first.to(dev), num_samples)
             sampler = PosteriorSampler(model, sampled, num_samples, example, parallel=parallel, shared_noise=shared)
 
             def draw(xb: torch.Tensor) -> torch.Tensor:
@@ -145,7 +164,96 @@ def _per_batch(
 
         return [draw(xb.to(dev)) if reduce is None else reduce(draw(xb.to(dev))) for xb in batches]
     finally:
-        model.train(was_training)
+        if toggled:
+            model.train(was_training)
+
+
+# per guide: the state it was built from, and the plain module (None: its methods have none)
+_PLAIN: weakref.WeakKeyDictionary[DropoutGuide, tuple[tuple[Any, ...], torch.nn.Module | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def weight_scaling_network(model: Likelihood, guide: DropoutGuide) -> Callable[[torch.Tensor], Any]:
+    """The test-time network of ``rule="weight-scaling"``: the plain module of
+    :func:`bayesdrop.compress.mean_module`, built once and kept (per guide) until a parameter or buffer of the
+    model or guide changes (their version counters and storage), so that a prediction costs one plain forward
+    pass; for methods without a plain test-time network (Standout, RNNDrop, recurrent dropout), the model run at
+    the guide's means (:meth:`~bayesdrop.DropoutGuide.mean_network`).  The same outputs either way, to rounding.
+    """
+    tensors = [*model.parameters(), *guide.parameters(), *model.buffers(), *guide.buffers()]
+    key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+    cached = _PLAIN.get(guide)
+    if cached is None or cached[0] != key:
+        exportable = all(layer.method.capabilities.plain_export for _, layer in bayesian_layers(model))
+        cached = _PLAIN[guide] = (key, mean_module(model, guide) if exportable else None)
+    return guide.mean_network() if cached[1] is None else cached[1]
+
+
+AUTO_MEMORY_SHARE = 8  #: ``parallel="auto"`` on CUDA: a vectorised pass holds at most 1/8 of the device's memory
+
+
+def auto_parallel(model: Likelihood, guide: DropoutGuide, xb: torch.Tensor, num_samples: int) -> bool | int:
+    """What ``parallel="auto"`` (the default of :func:`predict` and :func:`evaluate`) means for a batch.
+
+    On a CPU, one pass per network: the vectorised pass is slower there for wide, convolutional and recurrent
+    networks (``benchmarks/results/predict_speed.md``).  On a CUDA device, vectorised passes of as many networks
+    as fit in :data:`AUTO_MEMORY_SHARE`-th of its memory, from the peak memory of a pass of one network on ``xb``
+    (run on a fork of the generators, so the draws' stream is untouched).  The count depends on the device, the
+    network and the batch, not on the memory free at the time: the same seed gives the same draws on the same
+    device.  Networks that cannot be vectorised (a plate besides the data plate; fast dropout's moments) take one
+    pass each.
+
+    Parameters
+    ----------
+    model, guide
+        A likelihood and its guide, already run once (the guide knows its sites).
+    xb : torch.Tensor
+        A batch of inputs ``(B, ...)`` on the model's device, the largest the prediction will pass.
+    num_samples : int
+        Networks S to draw.
+
+    Returns
+    -------
+    bool or int
+        ``False`` (one pass per network) or the networks per vectorised pass, at most S.
+    """
+    dev = xb.device
+    if dev.type != "cuda":
+        return False
+    budget = torch.cuda.get_device_properties(dev).total_memory // AUTO_MEMORY_SHARE
+    return _networks_per_pass(model, guide, xb, num_samples, functools.partial(_cuda_peak_bytes, dev=dev), budget)
+
+
+def _networks_per_pass(
+    model: Likelihood,
+    guide: DropoutGuide,
+    xb: torch.Tensor,
+    num_samples: int,
+    peak_bytes: Callable[[Callable[[], Any]], int],
+    budget: int,
+) -> bool | int:
+    """:func:`auto_parallel`'s count for any device: ``budget`` bytes over the bytes ``peak_bytes(run)`` measures
+    for ``run``, a vectorised pass of one network on ``xb``; ``False`` where vectorising is not possible."""
+    if num_samples == 1:
+        return False
+    if any(layer.method.capabilities.train_rule == "moment-matching" for _, layer in bayesian_layers(model)):
+        return False
+    dev = xb.device
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), torch.no_grad():
+        if plate_nesting(model, guide, xb[:1]) != 1:
+            return False
+        per_network = max(peak_bytes(lambda: PosteriorSampler(model, guide, 1, xb[:1], parallel=True).run(xb)), 1)
+    return max(1, min(num_samples, budget // per_network))
+
+
+def _cuda_peak_bytes(run: Callable[[], Any], dev: torch.device) -> int:
+    """Bytes of CUDA memory ``run()`` allocates at its peak, over what was allocated before."""
+    torch.cuda.synchronize(dev)
+    torch.cuda.reset_peak_memory_stats(dev)
+    before = torch.cuda.memory_allocated(dev)
+    run()
+    return torch.cuda.max_memory_allocated(dev) - before
 
 
 def _merge(parts: list[Any]) -> Any:
@@ -174,7 +282,7 @@ def predict(
     *,
     num_samples: int = ...,
     rule: str = ...,
-    parallel: bool = ...,
+    parallel: Parallel = ...,
     batch_size: int | None = ...,
     return_samples: Literal[False] = ...,
 ) -> Prediction: ...
@@ -188,7 +296,7 @@ def predict(
     *,
     num_samples: int = ...,
     rule: str = ...,
-    parallel: bool = ...,
+    parallel: Parallel = ...,
     batch_size: int | None = ...,
     return_samples: Literal[True],
 ) -> tuple[Prediction, torch.Tensor]: ...
@@ -202,7 +310,7 @@ def predict(
     *,
     num_samples: int = 100,
     rule: str = "mc",
-    parallel: bool = False,
+    parallel: Parallel = "auto",
     batch_size: int | None = None,
     return_samples: bool = False,
 ) -> Prediction | tuple[Prediction, torch.Tensor]:
@@ -224,13 +332,18 @@ def predict(
         :attr:`~bayesdrop.methods.Capabilities.rules` include it) the masks integrated out by their moments:
         ``dropconnect``'s Gaussian pre-activations averaged over ``num_samples`` draws, ``fast-dropout``'s one
         deterministic pass (its ``2d`` sigma points are the draws; ``num_samples`` is not used).
-    parallel : bool
-        Draw the T networks at once and run the inputs through all of them in one vectorised pass (as
-        ``pyro.infer.Predictive(parallel=True)``; layers take one weight per draw, and the draws are folded into the
-        batch: :class:`~bayesdrop.sites.Draws`), instead of one pass per network.  The same law, with T times the
-        activations' memory (and T copies of Gaussian weights).  On one CPU thread it is 1.4-3x faster where a
-        pass's fixed cost dominates (digits MLPs, Gaussian weights), and slower for convolutional and recurrent
-        networks, whose T-fold activations leave the cache (``benchmarks/results/predict_speed.md``).
+    parallel : {"auto"}, bool or int
+        How the T networks of ``rule="mc"`` go through the inputs.  ``True``: drawn at once and run in one
+        vectorised pass (as ``pyro.infer.Predictive(parallel=True)``; layers take one weight per draw, and the draws
+        are folded into the batch: :class:`~bayesdrop.sites.Draws`); an int ``k``: vectorised passes of ``k``
+        networks each, activations ``k`` times a batch's (and ``k`` copies of Gaussian weights); ``False``: one pass
+        per network.  The same law in every case.  ``"auto"`` (default): one pass per network on a CPU, where the
+        vectorised pass is 1.4-3x faster only where a pass's fixed cost dominates (digits MLPs, Gaussian weights)
+        and slower for convolutional and recurrent networks, whose T-fold activations leave the cache; on a CUDA
+        device, vectorised passes of as many networks as fit an eighth of its memory (measured on a pass of one
+        network), 19-67x faster than one pass per network on an H100
+        (``benchmarks/results/predict_speed.md``).  Draws differ between these settings for the same seed
+        (they take the random stream in another order); with ``"auto"`` they depend on the device only.
     batch_size : int or None
         Inputs per pass (all at once by default; a DataLoader's own batches): bounds the memory of a prediction,
         which is the same.
@@ -261,7 +374,7 @@ def evaluate(
     *,
     num_samples: int = 20,
     rule: str = "mc",
-    parallel: bool = False,
+    parallel: Parallel = "auto",
     batch_size: int | None = None,
     noise: str = "per-example",
     seed: int | None = None,
@@ -279,7 +392,9 @@ def evaluate(
     noise : {"per-example", "shared"}
         For ``rule="mc"``: the masks (and other per-example sites) drawn afresh for every input, as in training, or
         once per network and shared by every input, so that each draw is one posterior sample of the weights (Gal &
-        Ghahramani 2016; :func:`~bayesdrop.sites.shared_noise`).  The same predictive law for each input.
+        Ghahramani 2016; :func:`~bayesdrop.sites.shared_noise`).  The same predictive law for each input.  With
+        ``"shared"``, ``parallel="auto"`` is one pass per network on every device (the networks of
+        :func:`~bayesdrop.to_inference_data`).
     seed : int or None
         Seed of the draws, on a fork of torch's generators (the caller's random state is left alone); ``None``
         draws from the current state.  With ``noise="shared"`` and the same ``seed`` and ``num_samples``, the

@@ -451,6 +451,9 @@ def fit(
     if num != model.num_data:
         raise ValueError(f"`data` has {num} points but the model was built with num_data={model.num_data}")
     elbo = loss if loss is not None else MeanFieldELBO(max_plate_nesting=1)
+    # bd.fit's own loss records the minibatch's log-likelihood as it scores it (a subclass, e.g. the boosting ELBO,
+    # may score the data otherwise: recomputed from the output)
+    own_log_lik = type(elbo) is MeanFieldELBO and elbo.num_particles == 1
     fit_config: dict[str, Any] = {
         "epochs": epochs,
         "batch_size": batch_size,
@@ -569,11 +572,14 @@ def fit(
                             good.restore()
                             raise FloatingPointError(message)
                         sizes.append(len(yb))
-                        if isinstance(out, Moments):  # fast dropout: the expected log-likelihood, metrics at the mean
+                        if own_log_lik:  # the loss's own observed term: nothing computed twice
+                            log_liks.append(cast(torch.Tensor, cast(MeanFieldELBO, elbo).log_likelihood))
+                        elif isinstance(out, Moments):  # fast dropout: the expected log-likelihood
                             log_liks.append(model.log_likelihood(out.sigma_points(out.dim() - 1), yb).mean(0).sum())
-                            out = out.mean
                         else:
                             log_liks.append(model.log_likelihood(out, yb).sum())
+                        if isinstance(out, Moments):  # metrics at the mean
+                            out = out.mean
                         for k, batch_sum in model.train_metrics(out, yb).items():
                             sums.setdefault(k, []).append(batch_sum)
                         if epoch == 0:

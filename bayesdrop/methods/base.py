@@ -16,7 +16,7 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 
-from ..distributions import CenteredNormal
+from ..distributions import IsotropicNormal
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..sites import Layer, NoiseSite, PoolSite, WeightSite
@@ -332,8 +332,7 @@ class PointWeights(Method):
 
     def weight_model(self, layer: Layer, site: WeightSite) -> torch.Tensor:
         like = layer.init_value(site)
-        prior = CenteredNormal(like.new_full((), self.prior_scale**2)).expand(site.shape).to_event(len(site.shape))
-        return pyro.sample(layer.site(site.name), prior)
+        return pyro.sample(layer.site(site.name), IsotropicNormal(like.new_full((), self.prior_scale**2), site.shape))
 
     def weight_guide(self, layer: Layer, site: WeightSite, params: LayerGuide, plate: pyro.plate) -> None:
         w = getattr(params, site.name)

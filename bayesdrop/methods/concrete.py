@@ -127,7 +127,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from ..distributions import CenteredNormal, ConcreteDropoutMask, EntropicRate, entropic_log_normaliser
+from ..distributions import ConcreteDropoutMask, EntropicRate, IsotropicNormal, entropic_log_normaliser
 from ..sites import site_shaped
 from . import register
 from .base import Capabilities, LayerGuide, PointWeights, TrainingDefaults, check_range, site_param
@@ -236,8 +236,7 @@ class ConcreteDropout(PointWeights):
         like = layer.like
         keep = pyro.sample(layer.site(site_param(site.name, "keep")), self._keep_prior(like, math.prod(site.shape)))
         keep = site_shaped(keep, ())
-        prior = CenteredNormal(keep / self.length_scale**2).expand(site.shape).to_event(len(site.shape))
-        return pyro.sample(layer.site(site.name), prior)
+        return pyro.sample(layer.site(site.name), IsotropicNormal(keep / self.length_scale**2, site.shape))
 
     def weight_guide(self, layer: Layer, site: WeightSite, params: LayerGuide, plate: pyro.plate) -> None:
         noise = self.noise_on(layer, site)
