@@ -49,6 +49,12 @@ def device_of(model: torch.nn.Module, guide: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+_NOT_FINITE = (
+    "the drawn networks' outputs are not all finite (NaN or inf): check the inputs and the guide's parameters "
+    "(bd.fit raises FloatingPointError where training diverges)"
+)
+
+
 class PosteriorSampler:
     """S networks from the guide, shared by every input; per-example sites drawn afresh for each input, or once per
     network (``shared_noise``).
@@ -163,14 +169,24 @@ class PosteriorSampler:
         outs: list[list[torch.Tensor]] = [[] for _ in self.networks]
         obs: list[list[torch.Tensor]] = [[] for _ in self.networks]
         points = False
+        finite = torch.ones((), dtype=torch.bool, device=x.device)
         with poutine.block(), _shared_noise(self.shared_noise):
             for i in range(0, len(x), step):
                 xb = x[i : i + step]
                 for s, network in enumerate(self.networks):
                     plated = self.parallel and self.sizes[s] > 1
-                    with self._draws(self.sizes[s]) if plated else contextlib.nullcontext():
+                    # Pyro's validation (if on) checks the first pass; the others rebuild the same distributions
+                    # around replayed values, and checking their weight-sized arguments again was most of a pass
+                    # with Gaussian weights (benchmarks/results/predict_speed.md); outputs are checked below
+                    checked = contextlib.nullcontext() if i == 0 and s == 0 else pyro.validation_enabled(False)
+                    with self._draws(self.sizes[s]) if plated else contextlib.nullcontext(), checked:
                         guide_trace = poutine.trace(poutine.replay(self.guide, trace=network)).get_trace(xb)
-                        model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(xb)
+                        try:
+                            model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(xb)
+                        except RuntimeError as err:  # e.g. a Categorical of NaN probabilities, drawing y
+                            if "nan" in str(err) or "inf" in str(err):
+                                raise ValueError(_NOT_FINITE) from err
+                            raise
                     if self.obs_site is None:
                         self.obs_site = self._obs(model_trace, guide_trace)
                     out = model_trace.nodes["_RETURN"]["value"]
@@ -181,8 +197,11 @@ class PosteriorSampler:
                     if isinstance(out, Moments):  # fast dropout: the output's 2d sigma points, (B, 2d, ...)
                         points = True
                         out = out.sigma_points(out.dim() - 1).movedim(0, 1)
+                    finite = finite & torch.isfinite(out).all()
                     outs[s].append(out)
                     obs[s].append(y_rep)
+        if not bool(finite):  # one device sync for the whole run
+            raise ValueError(_NOT_FINITE)
         if self.parallel:  # traces of k networks each: (k, N, ...) joined along the draws, (S, N, ...)
             return torch.cat([torch.cat(o, 1) for o in outs]), torch.cat([torch.cat(o, 1) for o in obs])
         draws = torch.stack([torch.cat(o) for o in outs])

@@ -23,6 +23,7 @@ from pyro.nn import PyroModule
 from torch.distributions import kl_divergence
 
 import bayesdrop as bd
+from bayesdrop.infer.predict import _networks_per_pass
 
 METHODS = bd.methods.names()
 NOISE_METHODS = [m for m in METHODS if "noise" in bd.methods.info(m)["capabilities"].sites]
@@ -423,6 +424,10 @@ def test_a_new_layer_kind_is_one_file_and_works_with_every_method(examples, meth
     loss.backward()
     assert torch.isfinite(loss)
     assert bd.predict(model, guide, x, num_samples=3).shape == (12, 2)
+    # Bilinear reads its second input without the draws' layout: parallel="auto" keeps one pass per network
+    model.eval()
+    assert _networks_per_pass(model, guide, x, 8, lambda run: (run(), 100)[1], budget=10**6) is False
+    model.train()
     if not bd.methods.info(method)["capabilities"].plain_export:  # standout: no plain-weight network to export
         with pytest.raises(ValueError, match="no plain-weight equivalent"):
             bd.compress.prune(model, guide)

@@ -27,22 +27,37 @@ Example
 
 from __future__ import annotations
 
+import functools
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import pyro
 import torch
+import torch.nn.functional as F
 
 import bayesdrop as bd
-from bayesdrop.infer.predict import Parallel, auto_parallel
+from bayesdrop.distributions import base_distribution
+from bayesdrop.infer.predict import auto_parallel
+from bayesdrop.methods.classic import BernoulliDropout
 
 from .report_io import device_name, quoted_command, script_parser, write_results
 
-__all__ = ["CONFIGS", "Config", "build", "measure", "measure_weight_scaling", "main"]
+__all__ = [
+    "CONFIGS",
+    "Config",
+    "build",
+    "PER_PASS",
+    "hand_written",
+    "measure",
+    "measure_per_pass",
+    "measure_weight_scaling",
+    "main",
+]
 
 
 @dataclass(frozen=True)
@@ -100,26 +115,43 @@ def build(config: Config) -> tuple[bd.Likelihood, bd.DropoutGuide, torch.Tensor,
     return model, guide, x, width
 
 
+def _alternate(runs: dict[Any, Callable[[], Any]], repeats: int, device: torch.device) -> dict[Any, float]:
+    """Median wall seconds of each of ``runs``, called in turn ``repeats`` times after one warm-up call of each,
+    the device synchronised around every call."""
+    times: dict[Any, list[float]] = {key: [] for key in runs}
+    for i in range(repeats + 1):
+        for key, run in runs.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            run()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i:  # the first call of each warms up
+                times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(t) for key, t in times.items()}
+
+
 def measure(config: Config, device: torch.device, repeats: int = 5) -> dict[str, Any]:
     """Time ``bd.predict`` looped and vectorised on ``config``; the row's figures."""
     model, guide, x, width = build(config)
     model.to(device)
     guide.to(device)
     x = x.to(device)
-    settings: tuple[Parallel, ...] = (False, True, "auto")
-    times: dict[Parallel, list[float]] = {p: [] for p in settings}
-    for i in range(repeats + 1):
-        for parallel in settings:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            bd.predict(model, guide, x, num_samples=config.samples, parallel=parallel, batch_size=config.batch_size)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if i:  # the first call of each warms up
-                times[parallel].append(time.perf_counter() - start)
-    looped, vectorised = statistics.median(times[False]), statistics.median(times[True])
-    picked = auto_parallel(model, guide, x[: config.batch_size], config.samples) if device.type == "cuda" else False
+    runs: dict[Any, Callable[[], Any]] = {
+        p: functools.partial(
+            bd.predict, model, guide, x, num_samples=config.samples, parallel=p, batch_size=config.batch_size
+        )
+        for p in (False, True, "auto")
+    }
+    floors = hand_written(model, guide, x)
+    for name, fn in (floors or {}).items():
+        runs[name] = functools.partial(torch.no_grad()(fn), x, config.samples, config.batch_size)
+    times = _alternate(runs, repeats, device)
+    looped, vectorised = times[False], times[True]
+    best = min((times[k], k) for k in floors) if floors else None
+    model.eval()
+    picked = auto_parallel(model, guide, x[: config.batch_size], config.samples)
     gaussian = bd.methods.get(config.method).capabilities.lrt
     params = sum(p.numel() for n, p in guide.named_parameters() if n.endswith("weight"))
     return {
@@ -127,11 +159,117 @@ def measure(config: Config, device: torch.device, repeats: int = 5) -> dict[str,
         "looped": looped,
         "vectorised": vectorised,
         "ratio": looped / vectorised,
-        "auto": statistics.median(times["auto"]),
+        "auto": times["auto"],
+        "floor": best,  # (seconds, "sequential" or "vectorised") of the faster hand-written loop, or None
         "auto_per_pass": config.samples if picked is True else int(picked),
         "activations_mib": config.samples * config.batch_size * width * 4 / 2**20,
         "weights_mib": (config.samples if gaussian else 1) * params * 4 / 2**20,
     }
+
+
+def hand_written(model: bd.Likelihood, guide: bd.DropoutGuide, x: torch.Tensor) -> dict[str, Any] | None:
+    """The floor of an MLP's MC prediction: the same network and law written with plain torch, one pass per network
+    (``"sequential"``) and the S networks in one pass (``"vectorised"``); ``None`` for other networks and methods.
+
+    ``bernoulli``: each layer ``F.dropout(x, p)`` (inverted, the layer's rate) and ``F.linear`` with the guide's point
+    weights.  Gaussian weights (``sparse-vd``, ``vbd``, ``vd``): each network's weights drawn as ``loc + scale * eps``
+    from the guide's Normal sites, then ``F.linear`` (sequential) or one batched matrix product per layer
+    (vectorised).  Both return the class probabilities averaged over the networks, ``(N, C)``.
+
+    Returns
+    -------
+    dict or None
+        ``"sequential"`` and ``"vectorised"``: functions of ``(x, num_samples, batch_size)``.
+    """
+    layers = [m for m in model.modules() if isinstance(m, bd.nn.Linear)]
+    methods = {layer.method.name for layer in layers}
+    if not layers or len(layers) != len(list(bd.nn.bayesian_layers(model))):
+        return None
+    relu = [True] * (len(layers) - 1) + [False]
+    trace = pyro.poutine.trace(guide).get_trace(x[:1])
+    if methods <= {"bernoulli"}:
+        weights = [guide.layer_guide(layer).weight.detach() for layer in layers]
+        rates = [cast(BernoulliDropout, layer.method).p for layer in layers]
+
+        def one(xb: torch.Tensor) -> torch.Tensor:
+            for w, b, p, act in zip(weights, [m.bias for m in layers], rates, relu):
+                xb = F.linear(F.dropout(xb, p, training=p > 0), w, b)
+                xb = xb.relu() if act else xb
+            return xb.softmax(-1)
+
+        def sequential(x: torch.Tensor, s: int, batch: int) -> torch.Tensor:
+            return torch.cat([torch.stack([one(xb) for _ in range(s)]).mean(0) for xb in x.split(batch)])
+
+        def vectorised(x: torch.Tensor, s: int, batch: int) -> torch.Tensor:
+            return torch.cat([one(xb.repeat(s, 1)).unflatten(0, (s, -1)).mean(0) for xb in x.split(batch)])
+
+        return {"sequential": sequential, "vectorised": vectorised}
+    normals = []
+    for layer in layers:
+        fn = base_distribution(cast(torch.distributions.Distribution, trace.nodes[layer.site("weight")]["fn"]))
+        if not isinstance(fn, torch.distributions.Normal):
+            return None
+        normals.append((fn.loc.detach(), fn.scale.detach(), layer.bias))
+
+    def sequential_g(x: torch.Tensor, s: int, batch: int) -> torch.Tensor:
+        total = torch.zeros(len(x), layers[-1].out_features, dtype=x.dtype, device=x.device)
+        for _ in range(s):
+            ws = [loc + scale * torch.randn_like(loc) for loc, scale, _ in normals]
+            for i, xb in enumerate(x.split(batch)):
+                for w, (_, _, b), act in zip(ws, normals, relu):
+                    xb = F.linear(xb, w, b)
+                    xb = xb.relu() if act else xb
+                total[i * batch : i * batch + len(xb)] += xb.softmax(-1)
+        return total / s
+
+    def vectorised_g(x: torch.Tensor, s: int, batch: int) -> torch.Tensor:
+        ws = [
+            loc + scale * torch.randn((s, *loc.shape), dtype=loc.dtype, device=loc.device) for loc, scale, _ in normals
+        ]
+        out = []
+        for xb in x.split(batch):
+            h = xb.expand(s, *xb.shape)
+            for w, (_, _, b), act in zip(ws, normals, relu):
+                h = torch.baddbmm(b if b is not None else h.new_zeros(()), h, w.transpose(1, 2))
+                h = h.relu() if act else h
+            out.append(h.softmax(-1).mean(0))
+        return torch.cat(out)
+
+    return {"sequential": sequential_g, "vectorised": vectorised_g}
+
+
+PER_PASS = (2, 5, 10, 25)  #: networks per vectorised pass timed by :func:`measure_per_pass` (besides 1 and S)
+
+
+def measure_per_pass(
+    config: Config, device: torch.device, repeats: int = 3, per_pass: Sequence[int] = PER_PASS
+) -> dict[str, Any]:
+    """Time ``bd.predict(..., parallel=k)`` for one network per pass, each ``k`` of ``per_pass`` below S, and all S
+    in one pass: what ``parallel="auto"``'s count on a CPU rests on.  Medians after a warm-up, alternating.
+
+    Returns
+    -------
+    dict
+        ``config`` and ``seconds``: ``{k: median seconds}``, ``k = 1`` one pass per network, ``k = S`` all at once.
+    """
+    model, guide, x, _ = build(config)
+    model.to(device)
+    guide.to(device)
+    x = x.to(device)
+    counts = [1, *(k for k in per_pass if 1 < k < config.samples), config.samples]
+    runs: dict[Any, Callable[[], Any]] = {
+        k: functools.partial(
+            bd.predict,
+            model,
+            guide,
+            x,
+            num_samples=config.samples,
+            parallel=False if k == 1 else k,
+            batch_size=config.batch_size,
+        )
+        for k in counts
+    }
+    return {"config": config, "seconds": _alternate(runs, repeats, device)}
 
 
 def measure_weight_scaling(config: Config, device: torch.device, repeats: int = 5) -> dict[str, Any]:
@@ -148,7 +286,6 @@ def measure_weight_scaling(config: Config, device: torch.device, repeats: int = 
     guide.to(device)
     x = x.to(device)
     plain = bd.compress.mean_module(model, guide)
-    times: dict[str, list[float]] = {"bd": [], "plain": []}
 
     def floor() -> torch.Tensor:
         with torch.no_grad():
@@ -158,17 +295,8 @@ def measure_weight_scaling(config: Config, device: torch.device, repeats: int = 
         "bd": lambda: bd.predict(model, guide, x, rule="weight-scaling", batch_size=config.batch_size),
         "plain": floor,
     }
-    for i in range(repeats + 1):
-        for name, run in runs.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            run()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if i:
-                times[name].append(time.perf_counter() - start)
-    ours, floor_s = statistics.median(times["bd"]), statistics.median(times["plain"])
+    times = _alternate(runs, repeats, device)
+    ours, floor_s = times["bd"], times["plain"]
     return {"config": config, "bd": ours, "plain": floor_s, "ratio": ours / floor_s}
 
 
@@ -177,7 +305,8 @@ def _cells(r: dict[str, Any]) -> str:
     return (
         f"| {c.dataset} | {c.network} | {c.method} | {c.samples} | {c.batch_size} | {r['looped']:.3f} | "
         f"{r['vectorised']:.3f} | {r['ratio']:.2f}x | {r['auto']:.3f} ({r['auto_per_pass'] or 'one'}) | "
-        f"{r['activations_mib']:.0f} | {r['weights_mib']:.1f} |"
+        + (f"{r['floor'][0]:.3f} ({r['floor'][1]}) | {r['auto'] / r['floor'][0]:.2f}x | " if r["floor"] else "| | ")
+        + f"{r['activations_mib']:.0f} | {r['weights_mib']:.1f} |"
     )
 
 
@@ -206,16 +335,36 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
         f"batch axis); median of {args.repeats} timed calls each, alternating, after one warm-up call of each.  "
         "Ratio: looped time over vectorised time (above 1: the vectorised pass is faster).  Default: "
         '`parallel="auto"`, `bd.predict`\'s default, and in brackets what it chose (networks per vectorised pass, '
-        "or one pass per network).  Memory of one pass: the "
+        "or one pass per network).  Hand-written: the faster of two plain-torch loops of the same MLP and law, one "
+        "pass per network and the S networks in one pass (`hand_written`), and `bd.predict`'s default over it "
+        "(target: at most 1.10x).  Memory of one pass: the "
         "widest layer's activations for S x B examples (float32), and the weights the draws hold (S copies for "
         "Gaussian weights, one for point estimates).",
         f"Command: `{quoted_command('benchmarks/predict_speed.py', list(argv) if argv is not None else sys.argv[1:])}`",
         "",
-        "| data | network | method | S | B | looped s | vectorised s | ratio | default s | activations MiB "
-        "| weights MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| data | network | method | S | B | looped s | vectorised s | ratio | default s | hand-written s | "
+        "default / hand-written | activations MiB | weights MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_cells(r) for r in rows]
+    swept = [measure_per_pass(c, device, args.repeats) for c in CONFIGS]
+    counts = sorted({k for r in swept for k in r["seconds"] if k not in (1, r["config"].samples)})
+    lines += [
+        "",
+        "## Networks per pass",
+        "",
+        "`bd.predict(..., parallel=k)`: seconds with one pass per network, and each count k over it (below 1: "
+        "faster), all S networks in one pass last; medians of the same repeats.",
+        "",
+        "| data | network | method | S | one per pass s | " + " | ".join(f"k = {k}" for k in counts) + " | all S |",
+        "|---|---|---|---|---|" + "---|" * (len(counts) + 1),
+    ]
+    for r in swept:
+        c, sec = r["config"], r["seconds"]
+        cells = [f"{sec[k] / sec[1]:.2f}" if k in sec else "" for k in [*counts, c.samples]]
+        lines.append(
+            f"| {c.dataset} | {c.network} | {c.method} | {c.samples} | {sec[1]:.3f} | " + " | ".join(cells) + " |"
+        )
     scaled = [measure_weight_scaling(c, device, args.repeats) for c in CONFIGS]
     lines += [
         "",

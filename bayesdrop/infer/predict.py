@@ -38,7 +38,14 @@ from ..likelihoods import Likelihood, Prediction
 from ..nn import bayesian_layers
 from ..posterior import PosteriorSampler, check_noise, device_of, draws_per_pass, guide_setup, plate_nesting, seeded
 
-__all__ = ["predict", "evaluate", "auto_parallel", "weight_scaling_network", "RULES", "AUTO_MEMORY_SHARE"]
+__all__ = [
+    "predict",
+    "evaluate",
+    "auto_parallel",
+    "weight_scaling_network",
+    "RULES",
+    "AUTO_MEMORY_SHARE",
+]
 
 RULES = ("mc", "weight-scaling", "moment-matching")
 Parallel = (
@@ -177,12 +184,14 @@ _PLAIN: weakref.WeakKeyDictionary[DropoutGuide, tuple[tuple[Any, ...], torch.nn.
 def weight_scaling_network(model: Likelihood, guide: DropoutGuide) -> Callable[[torch.Tensor], Any]:
     """The test-time network of ``rule="weight-scaling"``: the plain module of
     :func:`bayesdrop.compress.mean_module`, built once and kept (per guide) until a parameter or buffer of the
-    model or guide changes (their version counters and storage), so that a prediction costs one plain forward
-    pass; for methods without a plain test-time network (Standout, RNNDrop, recurrent dropout), the model run at
+    model or guide changes (their version counters and storage) or a layer's method does (its attributes, e.g. a
+    pooling method's test rule), so that a prediction costs one plain forward pass (forward hooks on the
+    bayesdrop layers do not run in it); for methods without a plain test-time network (Standout, RNNDrop, recurrent dropout), the model run at
     the guide's means (:meth:`~bayesdrop.DropoutGuide.mean_network`).  The same outputs either way, to rounding.
     """
     tensors = [*model.parameters(), *guide.parameters(), *model.buffers(), *guide.buffers()]
-    key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+    methods = [repr(sorted(vars(layer.method).items())) for _, layer in bayesian_layers(model)]  # e.g. a test rule
+    key = (*((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors), *methods)
     cached = _PLAIN.get(guide)
     if cached is None or cached[0] != key:
         exportable = all(layer.method.capabilities.plain_export for _, layer in bayesian_layers(model))
@@ -196,13 +205,16 @@ AUTO_MEMORY_SHARE = 8  #: ``parallel="auto"`` on CUDA: a vectorised pass holds a
 def auto_parallel(model: Likelihood, guide: DropoutGuide, xb: torch.Tensor, num_samples: int) -> bool | int:
     """What ``parallel="auto"`` (the default of :func:`predict` and :func:`evaluate`) means for a batch.
 
-    On a CPU, one pass per network: the vectorised pass is slower there for wide, convolutional and recurrent
-    networks (``benchmarks/results/predict_speed.md``).  On a CUDA device, vectorised passes of as many networks
-    as fit in :data:`AUTO_MEMORY_SHARE`-th of its memory, from the peak memory of a pass of one network on ``xb``
-    (run on a fork of the generators, so the draws' stream is untouched).  The count depends on the device, the
-    network and the batch, not on the memory free at the time: the same seed gives the same draws on the same
-    device.  Networks that cannot be vectorised (a plate besides the data plate; fast dropout's moments) take one
-    pass each.
+    On a CPU, one pass per network, the pass every layer takes.  (Passes of about 10 networks were 1.1-1.6x faster
+    than that for MLPs and LeNet-5 on one thread, while all S networks at once were up to 1.3x slower, their
+    activations leaving the cache, and an LSTM's per-step activations made passes of 5 networks 1.5x slower:
+    ``benchmarks/results/predict_speed.md``.  A CPU rule that picks the count per network is future work.)  On a CUDA device, vectorised passes of as many networks as fit in :data:`AUTO_MEMORY_SHARE`-th of
+    its memory, from the peak memory of a pass of one network on ``xb``, after a vectorised pass of two networks on
+    two inputs has run: a network whose layers refuse it, or that cannot be vectorised at all (a plate besides the
+    data plate; fast dropout's moments), takes one pass per network.  The probes run on a fork of the generators,
+    so the draws' stream is untouched, and the count depends on the device, the network and the batch, not on the
+    memory free at the time: the same seed gives the same draws on the same device.  The CUDA probe resets CUDA's
+    peak-memory statistics (``torch.cuda.reset_peak_memory_stats``).
 
     Parameters
     ----------
@@ -242,6 +254,10 @@ def _networks_per_pass(
     dev = xb.device
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), torch.no_grad():
         if plate_nesting(model, guide, xb[:1]) != 1:
+            return False
+        try:  # two networks in the draws' plate, on two inputs: every layer takes the vectorised layout
+            PosteriorSampler(model, guide, 2, xb[:1], parallel=True).run(xb[:2])
+        except (RuntimeError, ValueError, TypeError):
             return False
         per_network = max(peak_bytes(lambda: PosteriorSampler(model, guide, 1, xb[:1], parallel=True).run(xb)), 1)
     return max(1, min(num_samples, budget // per_network))
@@ -337,13 +353,12 @@ def predict(
         vectorised pass (as ``pyro.infer.Predictive(parallel=True)``; layers take one weight per draw, and the draws
         are folded into the batch: :class:`~bayesdrop.sites.Draws`); an int ``k``: vectorised passes of ``k``
         networks each, activations ``k`` times a batch's (and ``k`` copies of Gaussian weights); ``False``: one pass
-        per network.  The same law in every case.  ``"auto"`` (default): one pass per network on a CPU, where the
-        vectorised pass is 1.4-3x faster only where a pass's fixed cost dominates (digits MLPs, Gaussian weights)
-        and slower for convolutional and recurrent networks, whose T-fold activations leave the cache; on a CUDA
-        device, vectorised passes of as many networks as fit an eighth of its memory (measured on a pass of one
-        network), 19-67x faster than one pass per network on an H100
-        (``benchmarks/results/predict_speed.md``).  Draws differ between these settings for the same seed
-        (they take the random stream in another order); with ``"auto"`` they depend on the device only.
+        per network.  The same law in every case.  ``"auto"`` (default, :func:`auto_parallel`): one pass per network
+        on a CPU; on a CUDA device, passes of as many networks as fit an eighth of its memory (measured on a pass
+        of one network), 19-67x faster than one pass per network on an H100, or one pass per network where a
+        layer cannot take vectorised draws (``benchmarks/results/predict_speed.md``).  Draws differ between these
+        settings for the same seed (they take the random stream in another order); with ``"auto"`` they depend on
+        the device only.
     batch_size : int or None
         Inputs per pass (all at once by default; a DataLoader's own batches): bounds the memory of a prediction,
         which is the same.

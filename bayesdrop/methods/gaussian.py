@@ -117,7 +117,7 @@ import torch
 from pyro.poutine.runtime import InferDict
 
 from ..distributions import BoundedDelta, CenteredNormal, DropoutNormal, LogUniform, ScalarUniform
-from ..sites import per_example_shape
+from ..sites import per_example_shape, site_shaped
 from . import register
 from .base import Capabilities, LayerGuide, Method, PointWeights, TrainingDefaults, check_range, site_param
 
@@ -523,8 +523,8 @@ class UnitVariationalBayesianDropout(_GammaPrior, PointWeights):
     def noise_model(self, layer, site, x):
         z = self._sample_hierarchical(layer, site.name, layer.like, site.unit_shape)
         tag = getattr(z, "_bayesdrop_lrt", None)
-        if tag is None:
-            return z
+        if tag is None:  # one draw per network: in a vectorised run (S, *unit), which the layer spreads per draw
+            return site_shaped(z, site.unit_shape, per_draw=True)
         # local reparameterisation: an independent draw of W' for every example, shared over its other positions
         loc, variance = tag
         eps = torch.randn(per_example_shape(x, site.unit_shape), dtype=x.dtype, device=x.device)
