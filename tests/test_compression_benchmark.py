@@ -28,6 +28,7 @@ def _table(text: str) -> list[dict[str, str]]:
     return [dict(zip(header, (c.strip() for c in line.strip("|").split(" | ")))) for line in lines[2:]]
 
 
+@pytest.mark.slow  # 12-26 s; test_dense_mean_network_is_the_unpruned_mean_network keeps the protocol's core fast
 def test_main_writes_a_row_per_method_and_dataset(tmp_path, one_thread):
     out = tmp_path / "compression.md"
     argv = ["--datasets", "digits", "mnist1d", "--epochs", "1", "--kl-warmup", "10", "--max-train", "256"]
