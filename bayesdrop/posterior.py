@@ -55,6 +55,11 @@ _NOT_FINITE = (
 )
 
 
+def _all_finite(tensors: list[torch.Tensor]) -> bool:
+    """Whether every entry of ``tensors`` is finite (integer tensors always are)."""
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
 class PosteriorSampler:
     """S networks from the guide, shared by every input; per-example sites drawn afresh for each input, or once per
     network (``shared_noise``).
@@ -176,15 +181,15 @@ class PosteriorSampler:
                 for s, network in enumerate(self.networks):
                     plated = self.parallel and self.sizes[s] > 1
                     # Pyro's validation (if on) checks the first pass; the others rebuild the same distributions
-                    # around replayed values, and checking their weight-sized arguments again was most of a pass
-                    # with Gaussian weights (benchmarks/results/predict_speed.md); outputs are checked below
+                    # around replayed values, and checking their weight-sized arguments again was a quarter of a
+                    # pass with Gaussian weights (benchmarks/results/predict_speed.md); outputs are checked below
                     checked = contextlib.nullcontext() if i == 0 and s == 0 else pyro.validation_enabled(False)
                     with self._draws(self.sizes[s]) if plated else contextlib.nullcontext(), checked:
                         guide_trace = poutine.trace(poutine.replay(self.guide, trace=network)).get_trace(xb)
                         try:
                             model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(xb)
                         except RuntimeError as err:  # e.g. a Categorical of NaN probabilities, drawing y
-                            if "nan" in str(err) or "inf" in str(err):
+                            if not _all_finite([xb, *self.model.parameters(), *self.guide.parameters()]):
                                 raise ValueError(_NOT_FINITE) from err
                             raise
                     if self.obs_site is None:

@@ -233,8 +233,8 @@ def test_fit_reads_the_log_likelihood_from_its_loss_and_recomputes_it_for_other_
     elbo = bd.infer.MeanFieldELBO(max_plate_nesting=1)
     model, guide, x, y = tiny_classifier("vd")
     loss = elbo.differentiable_loss(model, guide, x[:10], y[:10])
-    assert elbo.log_likelihood is not None and not elbo.log_likelihood.requires_grad
-    assert loss.requires_grad and elbo.log_likelihood < 0
+    assert set(elbo.observed) == {"obs"} and not elbo.observed["obs"].requires_grad and loss.requires_grad
+    assert elbo.observed["obs"] < 0  # a log-likelihood of 10 labels, unscaled (the loss has it times N / 10)
 
 
 def test_fit_callback_sees_each_epoch_and_can_stop_early():

@@ -23,10 +23,11 @@ documentation (:data:`CONTENDERS` holds each one's, and the record quotes them);
 ``--lr``.  Pyro's validation is off for the whole run (for bd and the two Pyro-based peers).
 
 Configurations (:func:`configs`): digits (scikit-learn's 8x8 images, 1437 train / 360 test) on a 64-300-100-10 MLP,
-batch 128; a wide 784-1024-1024-10 MLP on synthetic data (:func:`~bayesdrop.experiments.speed.synthetic`: 2000 training and 1000 test inputs
-x ~ N(0, I_784), labels argmax of x W for a fixed Gaussian 784 x 10 matrix W, so learnable by a linear map), batch
-128 and 512.  The synthetic training set is small so that the whole run fits in about a quarter of an hour on the
-loaded 2-core development machine (one epoch of the weight-sampling floor at batch 128: about 1.8 s of one core).
+batch 128; a wide 784-1024-1024-10 MLP on synthetic data (:func:`~bayesdrop.experiments.speed.synthetic`: 2000
+training and 1000 test inputs x ~ N(0, I_784), labels argmax of x W for a fixed Gaussian 784 x 10 matrix W, so
+learnable by a linear map), batch 128 and 512.  The synthetic training set is small so that the whole run fits in
+about a quarter of an hour on the loaded 2-core development machine (one epoch of the weight-sampling floor at batch
+128: about 1.8 s of one core).
 
 Protocol: for each contender and configuration, the contender and a fresh floor are built from the same seed and
 trained side by side, one floor epoch right after each of the contender's epochs (for ``bd.fit`` and TyXe's
@@ -117,7 +118,8 @@ class Config:
     Parameters
     ----------
     data
-        ``"digits"`` or ``"synthetic"`` (:func:`~bayesdrop.experiments.speed.synthetic`, with ``n_train`` / ``n_test`` examples).
+        ``"digits"`` or ``"synthetic"`` (:func:`~bayesdrop.experiments.speed.synthetic`, with ``n_train`` /
+        ``n_test`` examples).
     widths
         Input, hidden and output widths.
     batch

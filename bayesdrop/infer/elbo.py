@@ -49,16 +49,16 @@ class _Terms:
     def __init__(self) -> None:
         self.plus: list[torch.Tensor] = []  # log-likelihoods, Monte Carlo log p - log q
         self.minus: list[torch.Tensor] = []  # KL(q || p), entropy estimates log q
-        self.log_likelihood: list[torch.Tensor] = []  # observed sites' log densities, unscaled, detached
+        self.observed: dict[str, torch.Tensor] = {}  # each observed site's log density, unscaled, detached
 
-    def observed(self, site: dict) -> None:
+    def observe(self, name: str, site: dict) -> None:
         log_p = site["fn"].log_prob(site["value"])
         if site["mask"] is None and not torch.is_tensor(site["scale"]):  # one sum serves both
             total = log_p.sum()
-            self.log_likelihood.append(total.detach())
+            self.observed[name] = total.detach()
             self.plus.append(total if site["scale"] == 1.0 else total * site["scale"])
             return
-        self.log_likelihood.append(scale_and_mask(log_p.detach(), 1.0, site["mask"]).sum())
+        self.observed[name] = scale_and_mask(log_p.detach(), 1.0, site["mask"]).sum()
         self.plus.append(_scaled_sum(log_p, site["scale"], site["mask"]))
 
     def latent(self, name: str, site: dict, guide_site: dict) -> None:
@@ -113,16 +113,16 @@ class MeanFieldELBO(TraceMeanField_ELBO):
     where it is not, and observed log-likelihoods.  It is the default of :func:`fit`; its value equals
     ``TraceMeanField_ELBO``'s (tested).
 
-    After each evaluation :attr:`log_likelihood` holds the log-likelihood of the minibatch it scored (the
-    observed sites' log densities summed, without the N / B scale, detached; of the last particle): what
-    :func:`fit` reports as ``nll``, taken from the loss rather than computed a second time.
+    After each evaluation :attr:`observed` maps each observed site of the minibatch it scored to its log density
+    (summed over the minibatch, without the N / B scale, detached; of the last particle): the ``"obs"`` site's is
+    the log-likelihood that :func:`fit` reports as ``nll``, taken from the loss rather than computed a second time.
 
     The traces are Pyro's: the guide traced, the model replayed on it.  With Pyro's validation on, they are built
     by ``TraceMeanField_ELBO`` itself, so every check it makes (model and guide sites match, site shapes against
     the plates, the mean-field requirement) runs.  It also works with ``pyro.infer.SVI`` (``loss_and_grads``).
     """
 
-    log_likelihood: torch.Tensor | None = None  #: the last minibatch's log-likelihood sum, unscaled, detached
+    observed: dict[str, torch.Tensor] = {}  #: the last minibatch's observed log densities, unscaled, detached
 
     def _get_trace(self, model, guide, args, kwargs):
         if is_validation_enabled():
@@ -137,7 +137,7 @@ class MeanFieldELBO(TraceMeanField_ELBO):
             if site["type"] != "sample":
                 continue
             if site["is_observed"]:
-                terms.observed(site)
+                terms.observe(name, site)
             elif name not in guide_trace.nodes:
                 raise ValueError(f"model site {name!r} is latent but the guide has no site of that name")
             else:
@@ -146,7 +146,7 @@ class MeanFieldELBO(TraceMeanField_ELBO):
             if guide_site["type"] == "sample" and name not in model_trace.nodes:
                 terms.auxiliary(name, guide_site)
         elbo = terms.elbo()
-        self.log_likelihood = _total(terms.log_likelihood) if terms.log_likelihood else None
+        self.observed = terms.observed
         return -torch_item(elbo), -elbo
 
 

@@ -48,9 +48,8 @@ __all__ = [
 ]
 
 RULES = ("mc", "weight-scaling", "moment-matching")
-Parallel = (
-    bool | int | Literal["auto"]
-)  #: ``"auto"``, vectorised (``True``), one pass per network, or networks per pass
+#: What ``parallel`` takes: ``"auto"``, vectorised (``True``), one pass per network (``False``), networks per pass
+Parallel = bool | int | Literal["auto"]
 
 
 @torch.no_grad()
@@ -186,8 +185,9 @@ def weight_scaling_network(model: Likelihood, guide: DropoutGuide) -> Callable[[
     :func:`bayesdrop.compress.mean_module`, built once and kept (per guide) until a parameter or buffer of the
     model or guide changes (their version counters and storage) or a layer's method does (its attributes, e.g. a
     pooling method's test rule), so that a prediction costs one plain forward pass (forward hooks on the
-    bayesdrop layers do not run in it); for methods without a plain test-time network (Standout, RNNDrop, recurrent dropout), the model run at
-    the guide's means (:meth:`~bayesdrop.DropoutGuide.mean_network`).  The same outputs either way, to rounding.
+    bayesdrop layers do not run in it); for methods without a plain test-time network (Standout, RNNDrop,
+    recurrent dropout), the model run at the guide's means (:meth:`~bayesdrop.DropoutGuide.mean_network`).  The
+    same outputs either way, to rounding.
     """
     tensors = [*model.parameters(), *guide.parameters(), *model.buffers(), *guide.buffers()]
     methods = [repr(sorted(vars(layer.method).items())) for _, layer in bayesian_layers(model)]  # e.g. a test rule
@@ -208,9 +208,11 @@ def auto_parallel(model: Likelihood, guide: DropoutGuide, xb: torch.Tensor, num_
     On a CPU, one pass per network, the pass every layer takes.  (Passes of about 10 networks were 1.1-1.6x faster
     than that for MLPs and LeNet-5 on one thread, while all S networks at once were up to 1.3x slower, their
     activations leaving the cache, and an LSTM's per-step activations made passes of 5 networks 1.5x slower:
-    ``benchmarks/results/predict_speed.md``.  A CPU rule that picks the count per network is future work.)  On a CUDA device, vectorised passes of as many networks as fit in :data:`AUTO_MEMORY_SHARE`-th of
-    its memory, from the peak memory of a pass of one network on ``xb``, after a vectorised pass of two networks on
-    two inputs has run: a network whose layers refuse it, or that cannot be vectorised at all (a plate besides the
+    ``benchmarks/results/predict_speed.md``.  A CPU rule that picks the count per network is future work.)
+
+    On a CUDA device, vectorised passes of as many networks as fit in :data:`AUTO_MEMORY_SHARE`-th of its memory,
+    from the peak memory of a pass of one network on ``xb``, after a vectorised pass of two networks on two inputs
+    has run: a network whose layers refuse it, or that cannot be vectorised at all (a plate besides the
     data plate; fast dropout's moments), takes one pass per network.  The probes run on a fork of the generators,
     so the draws' stream is untouched, and the count depends on the device, the network and the batch, not on the
     memory free at the time: the same seed gives the same draws on the same device.  The CUDA probe resets CUDA's
@@ -358,7 +360,7 @@ def predict(
         of one network), 19-67x faster than one pass per network on an H100, or one pass per network where a
         layer cannot take vectorised draws (``benchmarks/results/predict_speed.md``).  Draws differ between these
         settings for the same seed (they take the random stream in another order); with ``"auto"`` they depend on
-        the device only.
+        the device and, on CUDA, on the first batch's size.
     batch_size : int or None
         Inputs per pass (all at once by default; a DataLoader's own batches): bounds the memory of a prediction,
         which is the same.

@@ -572,8 +572,8 @@ def fit(
                             good.restore()
                             raise FloatingPointError(message)
                         sizes.append(len(yb))
-                        if own_log_lik:  # the loss's own observed term: nothing computed twice
-                            log_liks.append(cast(torch.Tensor, cast(MeanFieldELBO, elbo).log_likelihood))
+                        if own_log_lik and "obs" in cast(MeanFieldELBO, elbo).observed:  # the loss's own term
+                            log_liks.append(cast(MeanFieldELBO, elbo).observed["obs"])
                         elif isinstance(out, Moments):  # fast dropout: the expected log-likelihood
                             log_liks.append(model.log_likelihood(out.sigma_points(out.dim() - 1), yb).mean(0).sum())
                         else:
