@@ -636,7 +636,7 @@ class CenteredNormal(TorchDistribution):
 
 class IsotropicNormal(TorchDistribution):
     r""":math:`\mathcal N(0, v I)` over a whole weight tensor: the Gaussian weight prior of the point-estimate
-    methods (Gal & Ghahramani 2016, eq. 4: weight decay), as one event.
+    methods (the weight decay of Gal & Ghahramani 2016), as one event.
 
     Its log density is the weight decay plus a constant,
 
@@ -644,8 +644,8 @@ class IsotropicNormal(TorchDistribution):
 
     computed as one dot product of the flattened weights, so that Pyro's KL of a Delta guide,
     :math:`-\log p(\hat W)`, costs what ``0.5 * (w * w).sum() / s**2`` does in a plain loop: one pass over the
-    weights forward and one backward, against the five of ``Normal(0, s).expand(shape).to_event(...)``
-    (``benchmarks/results/speed.md``).
+    weights forward and one backward, where :class:`CenteredNormal`'s elementwise density takes three and
+    ``Normal(0, s).expand(shape)`` seven (``benchmarks/results/speed.md``).
 
     Parameters
     ----------
