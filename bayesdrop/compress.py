@@ -43,6 +43,7 @@ from pyro.nn import PyroModule
 from .fileio import atomic_write
 from .guides import DropoutGuide
 from .nn import GRU, LSTM, BayesianLayer, Conv1d, Conv2d, Linear, WindowPool
+from .posterior import device_of
 
 __all__ = [
     "mean_module",
@@ -461,8 +462,7 @@ def mean_module(model: torch.nn.Module, guide: DropoutGuide) -> torch.nn.Module:
     points = {
         name: _Point(layer.fold(values[name]), layer.kept_weights({}), values[name]) for name, layer, _ in guide.pairs()
     }
-    device = next(iter([*guide.parameters(), *model.parameters()]), torch.empty(0)).device
-    return _prune(model, guide, points, sparse=False)[0].to(device)
+    return _prune(model, guide, points, sparse=False)[0].to(device_of(model, guide))
 
 
 def _sequential(net: torch.nn.Module, guide: DropoutGuide) -> TypeGuard[torch.nn.Sequential]:

@@ -21,21 +21,23 @@ from bayesdrop.experiments import defaults as D
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def snippet() -> str:
+def _python_block(heading: str) -> str:
+    """The first python block of the README after the section heading ``heading``."""
     text = README.read_text()
-    section = text[text.index("## The library in ten lines") :]
+    section = text[text.index(f"## {heading}") :]
     match = re.search(r"```python\n(.*?)```", section, re.S)
-    assert match, "the README has no python block under 'The library in ten lines'"
+    assert match, f"the README has no python block under '{heading}'"
     return match.group(1)
+
+
+def snippet() -> str:
+    """The README's "library in ten lines"."""
+    return _python_block("The library in ten lines")
 
 
 def pyro_snippet() -> str:
     """The README's plain-Pyro training loop (the first python block under "The plain-Pyro path")."""
-    text = README.read_text()
-    section = text[text.index("## The plain-Pyro path") :]
-    match = re.search(r"```python\n(.*?)```", section, re.S)
-    assert match, "the README has no python block under 'The plain-Pyro path'"
-    return match.group(1)
+    return _python_block("The plain-Pyro path")
 
 
 def snippet_epochs() -> int:

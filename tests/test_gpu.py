@@ -28,15 +28,14 @@ def test_auto_device_picks_cuda():
 
 def test_auto_prediction_is_vectorised_in_passes_that_fit_the_device():
     """``parallel="auto"`` on CUDA: passes of as many networks as fit an eighth of the device's memory (all 50 for
-    a tiny network), the same count for the same batch; the one-network probe leaves the random stream alone; and
+    a tiny network), the same count for the same batch; the probes leave the random stream alone; and
     the prediction is a distribution over the classes."""
     from bayesdrop.infer.predict import auto_parallel
 
     model, guide, x, y = tiny_classifier("bernoulli", device="cuda")
     guide(x, y)
-    assert auto_parallel(model, guide, x, 50) == 50 == auto_parallel(model, guide, x, 50)
     state = torch.cuda.get_rng_state()
-    auto_parallel(model, guide, x, 50)
-    assert torch.equal(torch.cuda.get_rng_state(), state)
+    assert auto_parallel(model, guide, x, 50) == 50 == auto_parallel(model, guide, x, 50)
+    assert torch.equal(torch.cuda.get_rng_state(), state)  # the probes ran on a fork
     probs = bd.predict(model, guide, x, num_samples=50)
     assert probs.device.type == "cuda" and torch.allclose(probs.sum(-1), torch.ones(len(x), device="cuda"))

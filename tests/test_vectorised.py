@@ -226,6 +226,7 @@ def test_networks_per_pass_fill_the_budget_without_touching_the_draws():
     state = torch.get_rng_state()
     assert _networks_per_pass(model, guide, x, 50, thousand, budget=7_500) == 7
     assert torch.equal(torch.get_rng_state(), state) and ran == [(1, len(x), 3)]
+    assert _networks_per_pass(model, guide, x, 50, thousand, budget=7_500) == 7 and len(ran) == 1  # kept, no probe
     assert _networks_per_pass(model, guide, x, 5, thousand, budget=7_500) == 5
     assert _networks_per_pass(model, guide, x, 50, thousand, budget=10) == 1
     assert _networks_per_pass(model, guide, x, 1, thousand, budget=7_500) is False

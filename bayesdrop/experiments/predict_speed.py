@@ -186,7 +186,6 @@ def hand_written(model: bd.Likelihood, guide: bd.DropoutGuide, x: torch.Tensor) 
     if not layers or len(layers) != len(list(bd.nn.bayesian_layers(model))):
         return None
     relu = [True] * (len(layers) - 1) + [False]
-    trace = pyro.poutine.trace(guide).get_trace(x[:1])
     if methods <= {"bernoulli"}:
         weights = [guide.layer_guide(layer).weight.detach() for layer in layers]
         rates = [cast(BernoulliDropout, layer.method).p for layer in layers]
@@ -204,6 +203,7 @@ def hand_written(model: bd.Likelihood, guide: bd.DropoutGuide, x: torch.Tensor) 
             return torch.cat([one(xb.repeat(s, 1)).unflatten(0, (s, -1)).mean(0) for xb in x.split(batch)])
 
         return {"sequential": sequential, "vectorised": vectorised}
+    trace = pyro.poutine.trace(guide).get_trace(x[:1])  # the guide's weight laws
     normals = []
     for layer in layers:
         fn = base_distribution(cast(torch.distributions.Distribution, trace.nodes[layer.site("weight")]["fn"]))

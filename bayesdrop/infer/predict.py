@@ -239,6 +239,10 @@ def auto_parallel(model: Likelihood, guide: DropoutGuide, xb: torch.Tensor, num_
     return _networks_per_pass(model, guide, xb, num_samples, functools.partial(_cuda_peak_bytes, dev=dev), budget)
 
 
+# per guide: the counts found by the probes, by batch shape, weight shapes, draws and budget
+_COUNTS: weakref.WeakKeyDictionary[DropoutGuide, dict[tuple[Any, ...], bool | int]] = weakref.WeakKeyDictionary()
+
+
 def _networks_per_pass(
     model: Likelihood,
     guide: DropoutGuide,
@@ -248,7 +252,26 @@ def _networks_per_pass(
     budget: int,
 ) -> bool | int:
     """:func:`auto_parallel`'s count for any device: ``budget`` bytes over the bytes ``peak_bytes(run)`` measures
-    for ``run``, a vectorised pass of one network on ``xb``; ``False`` where vectorising is not possible."""
+    for ``run``, a vectorised pass of one network on ``xb``; ``False`` where vectorising is not possible.  The
+    probes run once per guide, batch shape, weight shapes, ``num_samples`` and ``budget``: later predictions of the
+    same shape (an evaluation every epoch of ``bd.fit``) take the count they found."""
+    shapes = tuple(p.shape for p in guide.parameters())
+    key = (tuple(xb.shape), xb.dtype, xb.device, shapes, num_samples, budget)
+    counts = _COUNTS.setdefault(guide, {})
+    if key not in counts:
+        counts[key] = _probed_networks_per_pass(model, guide, xb, num_samples, peak_bytes, budget)
+    return counts[key]
+
+
+def _probed_networks_per_pass(
+    model: Likelihood,
+    guide: DropoutGuide,
+    xb: torch.Tensor,
+    num_samples: int,
+    peak_bytes: Callable[[Callable[[], Any]], int],
+    budget: int,
+) -> bool | int:
+    """:func:`_networks_per_pass` without its record of earlier counts: the probes themselves."""
     if num_samples == 1:
         return False
     if any(layer.method.capabilities.train_rule == "moment-matching" for _, layer in bayesian_layers(model)):
