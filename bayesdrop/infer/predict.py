@@ -239,8 +239,8 @@ def auto_parallel(model: Likelihood, guide: DropoutGuide, xb: torch.Tensor, num_
     return _networks_per_pass(model, guide, xb, num_samples, functools.partial(_cuda_peak_bytes, dev=dev), budget)
 
 
-# per guide: the counts found by the probes, by batch shape, weight shapes, draws and budget
-_COUNTS: weakref.WeakKeyDictionary[DropoutGuide, dict[tuple[Any, ...], bool | int]] = weakref.WeakKeyDictionary()
+# per guide: the bytes of a one-network pass the probes measured (None: not vectorisable), by batch and weight shapes
+_PER_NETWORK: weakref.WeakKeyDictionary[DropoutGuide, dict[tuple[Any, ...], int | None]] = weakref.WeakKeyDictionary()
 
 
 def _networks_per_pass(
@@ -253,39 +253,35 @@ def _networks_per_pass(
 ) -> bool | int:
     """:func:`auto_parallel`'s count for any device: ``budget`` bytes over the bytes ``peak_bytes(run)`` measures
     for ``run``, a vectorised pass of one network on ``xb``; ``False`` where vectorising is not possible.  The
-    probes run once per guide, batch shape, weight shapes, ``num_samples`` and ``budget``: later predictions of the
-    same shape (an evaluation every epoch of ``bd.fit``) take the count they found."""
-    shapes = tuple(p.shape for p in guide.parameters())
-    key = (tuple(xb.shape), xb.dtype, xb.device, shapes, num_samples, budget)
-    counts = _COUNTS.setdefault(guide, {})
-    if key not in counts:
-        counts[key] = _probed_networks_per_pass(model, guide, xb, num_samples, peak_bytes, budget)
-    return counts[key]
-
-
-def _probed_networks_per_pass(
-    model: Likelihood,
-    guide: DropoutGuide,
-    xb: torch.Tensor,
-    num_samples: int,
-    peak_bytes: Callable[[Callable[[], Any]], int],
-    budget: int,
-) -> bool | int:
-    """:func:`_networks_per_pass` without its record of earlier counts: the probes themselves."""
+    probes run once per guide, batch shape and weight shapes: later predictions of the same shape (an evaluation
+    every epoch of ``bd.fit``) take what they found."""
     if num_samples == 1:
         return False
     if any(layer.method.capabilities.train_rule == "moment-matching" for _, layer in bayesian_layers(model)):
         return False
+    key = (tuple(xb.shape), xb.dtype, xb.device, tuple(p.shape for p in guide.parameters()))
+    found = _PER_NETWORK.setdefault(guide, {})
+    if key not in found:
+        found[key] = _probe(model, guide, xb, peak_bytes)
+    per_network = found[key]
+    return False if per_network is None else max(1, min(num_samples, budget // per_network))
+
+
+def _probe(
+    model: Likelihood, guide: DropoutGuide, xb: torch.Tensor, peak_bytes: Callable[[Callable[[], Any]], int]
+) -> int | None:
+    """The bytes ``peak_bytes`` measures for a pass of one network on ``xb`` (at least 1), or ``None`` where the
+    network cannot be vectorised: more plates than the data plate, or a layer that refuses a pass of two networks
+    on two inputs.  On a fork of the generators."""
     dev = xb.device
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), torch.no_grad():
         if plate_nesting(model, guide, xb[:1]) != 1:
-            return False
+            return None
         try:  # two networks in the draws' plate, on two inputs: every layer takes the vectorised layout
             PosteriorSampler(model, guide, 2, xb[:1], parallel=True).run(xb[:2])
         except (RuntimeError, ValueError, TypeError):
-            return False
-        per_network = max(peak_bytes(lambda: PosteriorSampler(model, guide, 1, xb[:1], parallel=True).run(xb)), 1)
-    return max(1, min(num_samples, budget // per_network))
+            return None
+        return max(peak_bytes(lambda: PosteriorSampler(model, guide, 1, xb[:1], parallel=True).run(xb)), 1)
 
 
 def _cuda_peak_bytes(run: Callable[[], Any], dev: torch.device) -> int:
