@@ -14,6 +14,9 @@ same handlers serve :func:`bayesdrop.fit`, :func:`bayesdrop.predict` and :mod:`b
 :class:`PosteriorMean` and :func:`posterior_mean`
     The deterministic test-time network: every latent site of the guide at its mean (the weight-scaling rule of
     dropout, the posterior-mean network of variational dropout), optionally with pruned entries zeroed.
+:class:`NetworkStreams`
+    Each network of a Monte Carlo prediction draws its sites from its own random stream, so that its draws do not
+    depend on how many networks share its pass (:class:`~bayesdrop.posterior.PosteriorSampler`).
 
 Example
 -------
@@ -35,7 +38,15 @@ from pyro.poutine.util import site_is_subsample
 
 from .distributions import base_distribution
 
-__all__ = ["LocalReparameterization", "MomentMatching", "KLScale", "PosteriorMean", "posterior_mean"]
+__all__ = [
+    "LocalReparameterization",
+    "MomentMatching",
+    "KLScale",
+    "PosteriorMean",
+    "posterior_mean",
+    "NetworkStreams",
+    "default_generator",
+]
 
 
 class LocalReparameterization(Messenger):
@@ -221,3 +232,120 @@ def posterior_mean(
             return poutine.replay(model, trace=guide_trace)(*args, **kwargs)
 
     return run
+
+
+def default_generator(device: torch.device) -> torch.Generator | None:
+    """The default generator of torch on ``device`` (the CPU's, or the CUDA device's), which the samplers of
+    distributions draw from; ``None`` for other device types."""
+    if device.type == "cpu":
+        return torch.default_generator
+    if device.type == "cuda":
+        return torch.cuda.default_generators[torch.cuda.current_device() if device.index is None else device.index]
+    return None
+
+
+class NetworkStreams(Messenger):
+    r"""Draw the random sites of network :math:`i` from its own stream, ``states[i]``, of torch's default generator.
+
+    For Monte Carlo prediction in passes of several networks (:class:`~bayesdrop.posterior.PosteriorSampler`):
+    network :math:`i` takes the same values whether it runs alone or in a pass of :math:`k` networks, whatever
+    :math:`k` and its place in the pass, since each of its sites is drawn from its stream alone, in the same order
+    (the guide's sites, then the model's, batch after batch).  The caller's random state is left as it was.
+
+    Enter it inside the networks' plate, ``pyro.plate(name, k, dim=dim)``, and outside model and guide: it sees a
+    site before that plate broadcasts it over the networks, so a site whose law does not depend on the network
+    (weights, masks: batch shape 1 or absent at ``dim``) is drawn once from each network's stream, and a site whose
+    law does (the observation, from the network's output: size :math:`k` at ``dim``) is drawn from each network's
+    slice of its parameters.  Without a plate (one network per pass) give one network.  Point masses (``Delta``)
+    are left to Pyro: nothing is drawn.
+
+    Parameters
+    ----------
+    generator : torch.Generator
+        The default generator of the device the networks run on (:func:`default_generator`).
+    states : list of torch.Tensor
+        The streams' states (``generator.get_state()``), one per network of the whole sample; updated in place.
+    networks : range
+        The networks of this pass: indices into ``states``, in the order of the plate.
+    dim : int
+        The networks' plate dimension (negative).
+
+    Example
+    -------
+    >>> gen = bd.handlers.default_generator(torch.device("cpu"))
+    >>> states = [torch.Generator().manual_seed(i).get_state() for i in range(4)]
+    >>> with pyro.plate("draws", 2, dim=-2), NetworkStreams(gen, states, range(2, 4)):
+    ...     trace = poutine.trace(guide).get_trace(x)  # networks 2 and 3, as if each ran alone
+    """
+
+    def __init__(self, generator: torch.Generator, states: list[torch.Tensor], networks: range, dim: int = -2):
+        super().__init__()
+        if not networks or networks.start < 0 or networks.stop > len(states):
+            raise ValueError(f"`networks` must be a non-empty range of indices into `states`, got {networks!r}")
+        self.generator, self.states, self.networks, self.dim = generator, states, networks, dim
+
+    def _draw(self, fn: torch.distributions.Distribution, i: int) -> torch.Tensor:
+        """A sample of ``fn`` from network ``i``'s stream (the generator's state is the caller's after it)."""
+        self.generator.set_state(self.states[i])
+        value = fn.sample()
+        self.states[i] = self.generator.get_state()
+        return value
+
+    def _pyro_sample(self, msg: dict) -> None:
+        if msg["is_observed"] or msg["value"] is not None or site_is_subsample(cast(Message, msg)):
+            return
+        fn = msg["fn"]
+        if isinstance(base_distribution(fn), dist.Delta):
+            return
+        outer = self.generator.get_state()
+        try:
+            if len(self.networks) == 1:  # a pass of one network: no plate
+                msg["value"] = self._draw(fn, self.networks[0])
+                return
+            count, event = len(self.networks), tuple(fn.event_shape)
+            batch = tuple(fn.batch_shape)
+            length = max(len(batch), -self.dim)
+            batch = (1,) * (length - len(batch)) + batch
+            at = length + self.dim  # the networks' axis in the batch shape
+            if batch[at] == 1:  # the same law for every network
+                parts = [self._draw(fn, i).reshape(batch + event) for i in self.networks]
+            elif batch[at] == count:  # one law per network: its slice
+                parts = [self._one_network(fn, j, i, at) for j, i in enumerate(self.networks)]
+            else:
+                raise ValueError(
+                    f"site {msg['name']!r}: batch shape {tuple(fn.batch_shape)} has {batch[at]} at the networks' "
+                    f"dimension {self.dim}, not 1 or their number {count}"
+                )
+            msg["value"] = torch.cat(parts, at)
+        finally:
+            self.generator.set_state(outer)
+
+    def _one_network(self, fn: torch.distributions.Distribution, j: int, i: int, at: int) -> torch.Tensor:
+        """Network ``i``'s draw (``fn``'s shape with 1 at ``at``) from ``fn``'s slice ``j`` along batch axis
+        ``at``, or, for a law whose parameters cannot be sliced, slice ``j`` of a draw of all of ``fn``."""
+        full = fn.batch_shape + fn.event_shape
+        shape = full[:at] + (1,) + full[at + 1 :]
+        try:
+            value = self._draw(_sliced(fn, j, at), i)
+        except (RuntimeError, ValueError, TypeError, AttributeError):
+            value = None
+        if value is None or value.shape != shape:
+            value = self._draw(fn, i).narrow(at, j, 1)
+        return value
+
+
+def _sliced(fn: torch.distributions.Distribution, j: int, at: int) -> torch.distributions.Distribution:
+    """``fn`` restricted to index ``j`` of batch axis ``at`` (kept, of size 1): its tensors whose leading
+    dimensions are the batch shape (parameters and their cached forms) sliced, as ``Distribution.expand`` rebuilds
+    a law around expanded ones."""
+    if isinstance(fn, dist.Independent):
+        return dist.Independent(_sliced(fn.base_dist, j, at), fn.reinterpreted_batch_ndims)
+    batch = fn.batch_shape
+    new = type(fn).__new__(type(fn))
+    for name, value in vars(fn).items():
+        if torch.is_tensor(value) and value.shape[: len(batch)] == batch:
+            value = value.narrow(at, j, 1)
+        new.__dict__[name] = value
+    shape = batch[:at] + (1,) + batch[at + 1 :]
+    torch.distributions.Distribution.__init__(new, shape, fn.event_shape, validate_args=False)
+    return new

@@ -23,8 +23,10 @@ from typing import Any
 import pyro
 import pyro.poutine as poutine
 import torch
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
+from .handlers import NetworkStreams, default_generator
 from .moments import Moments
 from .sites import shared_noise as _shared_noise
 
@@ -77,7 +79,9 @@ class PosteriorSampler:
         through all of them in one vectorised pass (activations ``S`` times a batch's: bound them with ``run``'s
         ``batch_size``), as ``pyro.infer.Predictive(parallel=True)``; for models whose only plate is the data plate
         (bayesdrop's likelihoods).  An int ``k``: vectorised passes of ``k`` networks each (the last one the
-        remainder), activations ``k`` times a batch's.  ``False``: one pass per network.
+        remainder), activations ``k`` times a batch's.  ``False``: one pass per network.  The draws are the same
+        in every case: network ``i`` draws every site from its own random stream, seeded from the current one
+        (:class:`~bayesdrop.handlers.NetworkStreams`), whether it runs alone or in a pass of ``k``.
     shared_noise : bool
         Draw the per-example sites (masks, noise) of each network once, with its global sites, and share them by
         every input (:func:`~bayesdrop.sites.shared_noise`): each network is then one posterior sample of the
@@ -106,22 +110,49 @@ class PosteriorSampler:
         self.dim = -2  # the draws' plate of a vectorised sampler, left of the data plate
         self.data_plate = model.data_plate(example).name
         self.networks: list[poutine.Trace] = []
-        # networks per trace: S traces of one network, or traces of `per_pass` networks in a plate (the last the rest)
+        # networks per trace: traces of `per_pass` networks in a plate (the last the rest), or S traces of one
         self.sizes = [min(per_pass, num_samples - i) for i in range(0, num_samples, per_pass)]
-        with poutine.block(), _shared_noise(shared_noise):
-            if self.parallel:  # each trace k networks, their global sites (k, 1, ...) in a plate left of the data
-                if plate_nesting(model, guide, example) != 1:
-                    raise ValueError(
-                        "`parallel` draws the networks in a plate left of the data plate, for models with the "
-                        "data plate alone (bayesdrop's likelihoods); use parallel=False"
-                    )
-                for size in self.sizes:  # a pass of one network is a plain one: no plate of one draw
-                    with self._draws(size) if size > 1 else contextlib.nullcontext():
-                        self.networks.append(self._globals(poutine.trace(guide).get_trace(example)))
-            else:
-                for _ in range(num_samples):
+        # each network's own random stream, seeded from the current one: its draws do not depend on the passes
+        self.generator = default_generator(example.device)
+        self.states: list[torch.Tensor] = []
+        if self.generator is not None:
+            seed = int(torch.randint(2**62, ()))
+            self.states = [
+                torch.Generator(example.device).manual_seed(seed + i).get_state() for i in range(num_samples)
+            ]
+        traces = _example_traces(model, guide, example)
+        self.obs_site = self._obs(*traces)
+        if self.parallel and _nesting(*traces) != 1:
+            raise ValueError(
+                "`parallel` draws the networks in a plate left of the data plate, for models with the "
+                "data plate alone (bayesdrop's likelihoods); use parallel=False"
+            )
+        self.guide_local = False  # whether the guide has per-example sites, drawn at every pass
+        self.checked = False  # whether a pass has run (under Pyro's validation, if on)
+        # Pyro's validation (if on) has checked the guide's distributions on the example; the networks' traces
+        # build the same ones, and checking their weight-sized arguments again was a fifth of a prediction with
+        # Gaussian weights on 40-1024-1024-10 (benchmarks/results/predict_speed.md)
+        with poutine.block(), _shared_noise(shared_noise), pyro.validation_enabled(False):
+            # each trace k networks, their global sites (k, 1, ...) in a plate left of the data plate
+            for start, size in self._passes():
+                with self._pass(start, size):
                     self.networks.append(self._globals(poutine.trace(guide).get_trace(example)))
-        self.obs_site: str | None = None
+
+    def _passes(self) -> list[tuple[int, int]]:
+        """The first network and the number of networks of each pass."""
+        starts = [sum(self.sizes[:s]) for s in range(len(self.sizes))]
+        return list(zip(starts, self.sizes))
+
+    @contextlib.contextmanager
+    def _pass(self, start: int, size: int) -> Iterator[None]:
+        """A pass of networks ``start`` to ``start + size``: in the draws' plate (none for a pass of one network, a
+        plain one), each network drawing from its own stream (:class:`~bayesdrop.handlers.NetworkStreams`)."""
+        with contextlib.ExitStack() as stack:
+            if size > 1:
+                stack.enter_context(self._draws(size))
+            if self.generator is not None:
+                stack.enter_context(NetworkStreams(self.generator, self.states, range(start, start + size), self.dim))
+            yield
 
     def _globals(self, trace: poutine.Trace) -> poutine.Trace:
         """``trace`` without its local sites (those in the data plate): the sites of one (or S) networks, with their
@@ -130,6 +161,8 @@ class PosteriorSampler:
             local = any(f.name == self.data_plate for f in site.get("cond_indep_stack", ()))
             if site["type"] != "sample" or site_is_subsample(site) or local:
                 trace.remove_node(name)
+            if local and site["type"] == "sample" and not site_is_subsample(site):
+                self.guide_local = True
         return trace
 
     def _draws(self, size: int) -> pyro.plate:
@@ -151,7 +184,9 @@ class PosteriorSampler:
             raise ValueError(f"a vectorised run gave a value of shape {tuple(value.shape)} for a batch of {batch}")
         return value
 
-    def _obs(self, model_trace: poutine.Trace, guide_trace: poutine.Trace) -> str | None:
+    def _obs(self, guide_trace: poutine.Trace, model_trace: poutine.Trace) -> str:
+        """The observation site: the model's one sample site that the guide does not have (``"obs"`` among
+        several)."""
         names = [
             n
             for n, s in model_trace.nodes.items()
@@ -163,14 +198,29 @@ class PosteriorSampler:
             return "obs"
         raise ValueError(f"`model`: cannot tell its observation site among the sample sites {names}")
 
-    @torch.no_grad()
     def run(self, x: torch.Tensor, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Network outputs ``(S, N, ...)`` and draws of the observation site ``(S, N, ...)`` for inputs ``x``.
 
         A network whose output is the :class:`~bayesdrop.moments.Moments` of a Gaussian approximation (fast dropout
         under :class:`~bayesdrop.handlers.MomentMatching`) gives its :math:`2d` sigma points as equally weighted
         draws: ``S * 2d`` outputs, and ``S`` observation draws."""
+        out, obs = self._run(x, batch_size, observations=True)
+        assert obs is not None
+        return out, obs
+
+    def outputs(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        """The network outputs of :meth:`run` alone, the observation site left undrawn (for a prediction, which
+        reads the outputs: a classifier's draw of the labels was 15 % of a pass of 10 MLPs on digits).  Draws
+        of the networks' other sites are those of :meth:`run` for the first batch; later batches' per-example
+        draws differ, since :meth:`run` draws the observations from the networks' streams too."""
+        return self._run(x, batch_size, observations=False)[0]
+
+    @torch.no_grad()
+    def _run(
+        self, x: torch.Tensor, batch_size: int | None, observations: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         step = len(x) if batch_size is None else batch_size
+        undrawn = contextlib.nullcontext() if observations else _Undrawn(self.obs_site, x.device)
         outs: list[list[torch.Tensor]] = [[] for _ in self.networks]
         obs: list[list[torch.Tensor]] = [[] for _ in self.networks]
         points = False
@@ -178,27 +228,31 @@ class PosteriorSampler:
         with poutine.block(), _shared_noise(self.shared_noise):
             for i in range(0, len(x), step):
                 xb = x[i : i + step]
-                for s, network in enumerate(self.networks):
-                    plated = self.parallel and self.sizes[s] > 1
-                    # Pyro's validation (if on) checks the first pass; the others rebuild the same distributions
+                for s, (network, (start, size)) in enumerate(zip(self.networks, self._passes())):
+                    plated = self.parallel and size > 1
+                    # Pyro's validation (if on) checks the sampler's first pass; the others rebuild the same distributions
                     # around replayed values, and checking their weight-sized arguments again was a quarter of a
                     # pass with Gaussian weights (benchmarks/results/predict_speed.md); outputs are checked below
-                    checked = contextlib.nullcontext() if i == 0 and s == 0 else pyro.validation_enabled(False)
-                    with self._draws(self.sizes[s]) if plated else contextlib.nullcontext(), checked:
-                        guide_trace = poutine.trace(poutine.replay(self.guide, trace=network)).get_trace(xb)
+                    checked = contextlib.nullcontext() if not self.checked else pyro.validation_enabled(False)
+                    self.checked = True
+                    with self._pass(start, size), checked, undrawn:
+                        # the guide runs again only to draw its local sites: the network's global ones are replayed
+                        guide_trace = (
+                            poutine.trace(poutine.replay(self.guide, trace=network)).get_trace(xb)
+                            if self.guide_local
+                            else network
+                        )
                         try:
                             model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(xb)
                         except RuntimeError as err:  # e.g. a Categorical of NaN probabilities, drawing y
                             if not _all_finite([xb, *self.model.parameters(), *self.guide.parameters()]):
                                 raise ValueError(_NOT_FINITE) from err
                             raise
-                    if self.obs_site is None:
-                        self.obs_site = self._obs(model_trace, guide_trace)
                     out = model_trace.nodes["_RETURN"]["value"]
                     y_rep = model_trace.nodes[self.obs_site]["value"]
                     if self.parallel:  # (k, ..., B, ...) in Pyro's layout: the draws and the examples
                         out = self._unbatched(out, len(xb), add_axis=not plated)
-                        y_rep = self._unbatched(y_rep, len(xb), add_axis=not plated)
+                        y_rep = self._unbatched(y_rep, len(xb), add_axis=not plated) if observations else y_rep
                     if isinstance(out, Moments):  # fast dropout: the output's 2d sigma points, (B, 2d, ...)
                         points = True
                         out = out.sigma_points(out.dim() - 1).movedim(0, 1)
@@ -208,11 +262,24 @@ class PosteriorSampler:
         if not bool(finite):  # one device sync for the whole run
             raise ValueError(_NOT_FINITE)
         if self.parallel:  # traces of k networks each: (k, N, ...) joined along the draws, (S, N, ...)
-            return torch.cat([torch.cat(o, 1) for o in outs]), torch.cat([torch.cat(o, 1) for o in obs])
+            draws = torch.cat([torch.cat(o, 1) for o in outs])
+            return draws, torch.cat([torch.cat(o, 1) for o in obs]) if observations else None
         draws = torch.stack([torch.cat(o) for o in outs])
         if points:  # (S, N, 2d, ...) -> (S * 2d, N, ...): each network's sigma points are draws
             draws = draws.movedim(2, 1).flatten(0, 1)
-        return draws, torch.stack([torch.cat(o) for o in obs])
+        return draws, torch.stack([torch.cat(o) for o in obs]) if observations else None
+
+
+class _Undrawn(Messenger):
+    """Leave site ``name`` undrawn: its value a placeholder of zeros of its shape (nothing reads it)."""
+
+    def __init__(self, name: str, device: torch.device):
+        super().__init__()
+        self.name, self.zero = name, torch.zeros((), device=device)
+
+    def _pyro_sample(self, msg: dict) -> None:
+        if msg["name"] == self.name and msg["value"] is None and not msg["is_observed"]:
+            msg["value"] = self.zero.expand(msg["fn"].batch_shape + msg["fn"].event_shape)
 
 
 def draws_per_pass(parallel: Any, num_samples: int) -> int:
@@ -230,9 +297,19 @@ def draws_per_pass(parallel: Any, num_samples: int) -> int:
 def plate_nesting(model: Any, guide: Any, example: torch.Tensor) -> int:
     """The number of plate dimensions of ``model`` and ``guide`` on ``example`` (as Pyro's ``Predictive`` finds it):
     1 for bayesdrop's likelihoods, whose one plate is the data plate."""
+    return _nesting(*_example_traces(model, guide, example))
+
+
+@torch.no_grad()
+def _example_traces(model: Any, guide: Any, example: torch.Tensor) -> tuple[poutine.Trace, poutine.Trace]:
+    """The traces of ``guide`` and of ``model`` replayed on it, on ``example``."""
     with poutine.block():
         guide_trace = poutine.trace(guide).get_trace(example)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(example)
+        return guide_trace, poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(example)
+
+
+def _nesting(guide_trace: poutine.Trace, model_trace: poutine.Trace) -> int:
+    """:func:`plate_nesting` of the traces of guide and model."""
     dims = [
         f.dim
         for tr in (guide_trace, model_trace)

@@ -110,18 +110,150 @@ def test_refusals_name_the_argument():
 
 
 @pytest.mark.parametrize("method", ["bernoulli", "vd"])
-def test_auto_is_one_pass_per_network_on_a_cpu(method):
-    """``parallel="auto"`` (the default) on a CPU: exactly the draws of ``parallel=False`` at the same seed, for
-    predict and evaluate; with shared masks, evaluate's networks are those of one pass per network on any device."""
+def test_a_prediction_is_the_same_however_the_networks_are_grouped(method):
+    """The fixed-seed comparison: class probabilities of 40 networks drawn one pass each, in passes of 7 (the last
+    of 5), all at once, and by ``"auto"``, equal to 1e-6; so are evaluate's metrics, with per-example and shared
+    masks; and the networks differ from one another."""
     model, guide, x, y = tiny_classifier(method)
     guide(x, y)
-    draws = {}
-    for p in ("auto", False):
+    probs, draws = {}, {}
+    for p in (False, 7, True, "auto"):
         pyro.set_rng_seed(3)
-        draws[p] = bd.predict(model, guide, x, num_samples=9, parallel=p, return_samples=True)[1]
-    torch.testing.assert_close(draws["auto"], draws[False], rtol=0, atol=0)
-    shared = [bd.evaluate(model, guide, (x, y), noise="shared", seed=1, parallel=p) for p in ("auto", False)]
-    assert shared[0] == shared[1]
+        probs[p], draws[p] = bd.predict(model, guide, x, num_samples=40, parallel=p, return_samples=True)
+    for p in (7, True, "auto"):
+        torch.testing.assert_close(probs[p], probs[False], rtol=0, atol=1e-6)
+        torch.testing.assert_close(draws[p].softmax(-1), draws[False].softmax(-1), rtol=0, atol=1e-6)
+    assert not torch.allclose(draws[False][0], draws[False][1])
+    for noise in ("per-example", "shared"):
+        metrics = [bd.evaluate(model, guide, (x, y), noise=noise, seed=1, parallel=p) for p in (False, 4, True)]
+        for m in metrics[1:]:
+            assert m.keys() == metrics[0].keys()
+            assert all(abs(m[k] - metrics[0][k]) <= 1e-6 for k in m)
+
+
+@pytest.mark.parametrize("method", bd.methods.names())
+def test_every_method_draws_the_same_networks_in_any_grouping(method):
+    """Every method on every layer kind, its variational parameters moved off their initial values: the outputs
+    and the drawn observations of 7 networks in one pass each and in passes of 3 (3, 3 and 1) agree (outputs to
+    float32 round-off, observations exactly), in evaluation mode, with masks per example (and, on the linear
+    network, shared)."""
+    from test_architecture import BUILDERS, _randomise, _refusal
+
+    for kind, build in BUILDERS.items():
+        if _refusal(method, kind) is not None:
+            continue
+        model, guide, x, y = build(method)
+        guide(x, y)
+        _randomise(guide)
+        model.eval()
+        for shared in (False, True) if kind == "linear" else (False,):
+            runs = {}
+            for p in (False, 3):
+                pyro.set_rng_seed(5)
+                sampler = bd.posterior.PosteriorSampler(model, guide, 7, x[:1], parallel=p, shared_noise=shared)
+                runs[p] = sampler.run(x, batch_size=9)
+            out, obs = runs[False]
+            torch.testing.assert_close(runs[3][0], out, rtol=1e-5, atol=1e-5, msg=f"{kind}, shared={shared}")
+            assert torch.equal(runs[3][1], obs), (kind, shared)
+
+
+def test_regression_draws_the_same_observations_in_any_grouping():
+    """The observation law depends on each network's output (a Normal around it): in a pass of several networks
+    each is drawn from its network's slice of the law, so the replicated observations agree exactly."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(20, 3, generator=g), torch.randn(20, generator=g)
+    model = bd.Regressor(bd.models.mlp(3, (8,), 1), num_data=20)
+    guide = bd.DropoutGuide(model)
+    guide(x, y)
+    runs = []
+    for p in (False, 4):
+        pyro.set_rng_seed(2)
+        runs.append(bd.posterior.PosteriorSampler(model, guide, 6, x[:1], parallel=p).run(x))
+    torch.testing.assert_close(runs[1][0], runs[0][0], rtol=1e-6, atol=1e-6)
+    assert torch.equal(runs[1][1], runs[0][1]) and runs[0][1].shape == (6, 20)
+
+
+@pytest.mark.parametrize("parallel", [False, 3])
+def test_outputs_are_the_runs_without_drawing_the_observations(parallel, monkeypatch):
+    """``PosteriorSampler.outputs`` (what ``bd.predict`` reads): the outputs of ``run`` at the same seed, with the
+    observation site left undrawn in its passes, so a sampler of the class labels is never called."""
+    model, guide, x, y = tiny_classifier("bernoulli")
+    guide(x, y)
+    samplers = []
+    for _ in range(3):  # the same seed: the same networks
+        pyro.set_rng_seed(4)
+        samplers.append(bd.posterior.PosteriorSampler(model, guide, 7, x[:1], parallel=parallel))
+    out, _ = samplers[0].run(x)
+
+    def refused(self, sample_shape=torch.Size()):
+        raise AssertionError("the observation site was drawn")
+
+    monkeypatch.setattr(bd.distributions.LogitsCategorical, "sample", refused)
+    torch.testing.assert_close(samplers[1].outputs(x), out, rtol=0, atol=0)
+    with pytest.raises(AssertionError, match="observation site was drawn"):
+        samplers[2].run(x)
+
+
+def test_network_streams_leave_the_callers_stream_and_refuse_a_misshapen_site():
+    """:class:`~bayesdrop.handlers.NetworkStreams`: the default generator's state is the caller's after a pass;
+    the networks' states move; an empty range, and a site whose batch has neither 1 nor the networks' number at the
+    plate's dimension, are refused."""
+    from bayesdrop.handlers import NetworkStreams, default_generator
+
+    model, guide, x, y = tiny_classifier("bernoulli")
+    guide(x, y)
+    gen = default_generator(x.device)
+    states = [torch.Generator().manual_seed(i).get_state() for i in range(3)]
+    before, first = torch.get_rng_state(), [t.clone() for t in states]
+    with torch.no_grad(), pyro.plate("draws", 3, dim=-2), NetworkStreams(gen, states, range(3)):
+        guide_trace = pyro.poutine.trace(guide).get_trace(x)
+        pyro.poutine.trace(pyro.poutine.replay(model, trace=guide_trace)).get_trace(x)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert all(not torch.equal(a, b) for a, b in zip(states, first))
+    with pytest.raises(ValueError, match="`networks`"):
+        NetworkStreams(gen, states, range(2, 5))
+
+    def two_of_three():
+        pyro.sample("z", pyro.distributions.Normal(torch.zeros(2, 1), 1.0).to_event(0))
+
+    with pytest.raises(ValueError, match="site 'z'.*2 at the networks' dimension -2"):
+        with pyro.plate("draws", 3, dim=-2), NetworkStreams(gen, states, range(3)):
+            two_of_three()
+
+
+def test_auto_on_a_cpu_takes_passes_of_networks_where_a_timed_pass_is_faster():
+    """``parallel="auto"``'s CPU rule with stated timings: passes of 10 networks where one costs under 0.8 of 10
+    single passes, one pass per network otherwise; no probe for S < 40 or a batch too large for 2 networks per
+    pass, fewer networks where 10 would pass 4096 rows; the probe runs once per shapes, on a fork of the
+    generators."""
+    from bayesdrop.infer.predict import _cpu_networks_per_pass
+
+    model, guide, x, y = tiny_classifier("bernoulli")
+    guide(x, y)
+    model.eval()
+    timed = []
+
+    def clock(seconds_per_network, fixed):
+        def seconds(run):
+            out = run()  # the outputs, (networks, B, C)
+            timed.append(out.shape[0])
+            return fixed + seconds_per_network * out.shape[0]
+
+        return seconds
+
+    state = torch.get_rng_state()
+    # a pass of 10: 0.1 + 10 * 0.01 = 0.2 s against 10 * 0.11 = 1.1 s
+    assert _cpu_networks_per_pass(model, guide, x, 100, clock(0.01, 0.1)) == 10
+    assert torch.equal(torch.get_rng_state(), state) and timed == [1, 10]
+    assert _cpu_networks_per_pass(model, guide, x, 100, clock(1.0, 0.0)) == 10 and len(timed) == 2  # kept
+    assert _cpu_networks_per_pass(model, guide, x, 39, clock(0.01, 0.1)) is False and len(timed) == 2
+    # no fixed cost to share: 10 s against 10 s, not under 0.8
+    other, other_guide, xo, yo = tiny_classifier("bernoulli", seed=1)
+    other_guide(xo, yo)
+    assert _cpu_networks_per_pass(other, other_guide, xo, 100, clock(1.0, 0.0)) is False
+    big = torch.randn(1000, x.shape[1])  # 4 networks x 1000 rows fit in 4096
+    assert _cpu_networks_per_pass(model, guide, big, 100, clock(0.01, 0.1)) == 4 and timed[-1] == 4
+    assert _cpu_networks_per_pass(model, guide, torch.randn(2100, x.shape[1]), 100, clock(0.01, 0.1)) is False
 
 
 def test_a_site_that_cannot_take_one_value_per_draw_is_refused_with_the_remedy():
@@ -220,7 +352,7 @@ def test_networks_per_pass_fill_the_budget_without_touching_the_draws():
     ran = []
 
     def thousand(run):
-        ran.append(run()[0].shape)  # the probe: one network's outputs on the batch, (1, B, C)
+        ran.append(run().shape)  # the probe: one network's outputs on the batch, (1, B, C)
         return 1000
 
     state = torch.get_rng_state()

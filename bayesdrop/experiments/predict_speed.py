@@ -83,8 +83,10 @@ class Config:
 CONFIGS = [
     Config("digits", "mlp", (300, 100), "bernoulli", 100, 360, 360),
     Config("digits", "mlp", (300, 100), "sparse-vd", 100, 360, 360),
+    Config("digits", "mlp", (300, 100), "vbd", 100, 360, 360),
     Config("mnist1d", "mlp", (1024, 1024), "bernoulli", 100, 100, 1000),
     Config("mnist1d", "mlp", (1024, 1024), "sparse-vd", 30, 100, 1000),
+    Config("mnist1d", "mlp", (1024, 1024), "vbd", 30, 100, 1000),
     Config("digits", "lenet5", (20, 50, 500), "bernoulli", 100, 360, 360),
     Config("mnist1d", "lstm", (64,), "variational-rnn", 50, 250, 1000),
 ]

@@ -21,8 +21,10 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, overload
@@ -45,6 +47,9 @@ __all__ = [
     "weight_scaling_network",
     "RULES",
     "AUTO_MEMORY_SHARE",
+    "AUTO_CPU_NETWORKS",
+    "AUTO_CPU_ROWS",
+    "AUTO_CPU_GAIN",
 ]
 
 RULES = ("mc", "weight-scaling", "moment-matching")
@@ -166,7 +171,7 @@ def _per_batch(
             sampler = PosteriorSampler(model, sampled, num_samples, example, parallel=parallel, shared_noise=shared)
 
             def draw(xb: torch.Tensor) -> torch.Tensor:
-                return sampler.run(xb)[0]
+                return sampler.outputs(xb)
 
         return [draw(xb.to(dev)) if reduce is None else reduce(draw(xb.to(dev))) for xb in batches]
     finally:
@@ -200,23 +205,32 @@ def weight_scaling_network(model: Likelihood, guide: DropoutGuide) -> Callable[[
 
 
 AUTO_MEMORY_SHARE = 8  #: ``parallel="auto"`` on CUDA: a vectorised pass holds at most 1/8 of the device's memory
+AUTO_CPU_NETWORKS = 10  #: ``parallel="auto"`` on a CPU: the networks of a vectorised pass it weighs
+AUTO_CPU_ROWS = 4096  #: ... and at most this many rows (networks times inputs) in it, its activations in the cache
+AUTO_CPU_GAIN = 0.8  #: ... taken where it costs under this share of as many passes of one network
 
 
 def auto_parallel(model: Likelihood, guide: DropoutGuide, xb: torch.Tensor, num_samples: int) -> bool | int:
     """What ``parallel="auto"`` (the default of :func:`predict` and :func:`evaluate`) means for a batch.
 
-    On a CPU, one pass per network, the pass every layer takes.  (Passes of about 10 networks were 1.1-1.6x faster
-    than that for MLPs and LeNet-5 on one thread, while all S networks at once were up to 1.3x slower, their
-    activations leaving the cache, and an LSTM's per-step activations made passes of 5 networks 1.5x slower:
-    ``benchmarks/results/predict_speed.md``.  A CPU rule that picks the count per network is future work.)
+    The draws are the same whatever it picks (each network draws from its own stream,
+    :class:`~bayesdrop.handlers.NetworkStreams`), so the choice is one of speed alone.
+
+    On a CPU, passes of :data:`AUTO_CPU_NETWORKS` networks where a pass of them, timed once on ``xb``, takes under
+    :data:`AUTO_CPU_GAIN` of as many passes of one network (MLPs and LeNet-5 on one thread: about half,
+    ``benchmarks/results/predict_speed.md``), and one pass per network otherwise (an LSTM's per-step activations
+    made passes of 5 networks 1.5x slower).  Only for at least 4 such passes of networks (S >= 40) and at most
+    :data:`AUTO_CPU_ROWS` rows per pass (networks times the batch's inputs), so that the activations stay in the
+    cache and the timing, 11 network passes on a fork of the generators, costs at most a quarter of the prediction.
 
     On a CUDA device, vectorised passes of as many networks as fit in :data:`AUTO_MEMORY_SHARE`-th of its memory,
-    from the peak memory of a pass of one network on ``xb``, after a vectorised pass of two networks on two inputs
-    has run: a network whose layers refuse it, or that cannot be vectorised at all (a plate besides the
-    data plate; fast dropout's moments), takes one pass per network.  The probes run on a fork of the generators,
-    so the draws' stream is untouched, and the count depends on the device, the network and the batch, not on the
-    memory free at the time: the same seed gives the same draws on the same device.  The CUDA probe resets CUDA's
-    peak-memory statistics (``torch.cuda.reset_peak_memory_stats``).
+    from the peak memory of a pass of one network on ``xb``.  This resets CUDA's peak-memory statistics
+    (``torch.cuda.reset_peak_memory_stats``).
+
+    On either, after a vectorised pass of two networks on two inputs has run: a network whose layers refuse it, or
+    that cannot be vectorised at all (a plate besides the data plate; fast dropout's moments), takes one pass per
+    network.  The probes run on a fork of the generators, once per guide, batch shape and weight shapes: later
+    predictions of the same shapes (an evaluation every epoch of ``bd.fit``) take what they found.
 
     Parameters
     ----------
@@ -233,14 +247,23 @@ def auto_parallel(model: Likelihood, guide: DropoutGuide, xb: torch.Tensor, num_
         ``False`` (one pass per network) or the networks per vectorised pass, at most S.
     """
     dev = xb.device
-    if dev.type != "cuda":
-        return False
-    budget = torch.cuda.get_device_properties(dev).total_memory // AUTO_MEMORY_SHARE
-    return _networks_per_pass(model, guide, xb, num_samples, functools.partial(_cuda_peak_bytes, dev=dev), budget)
+    if dev.type == "cuda":
+        budget = torch.cuda.get_device_properties(dev).total_memory // AUTO_MEMORY_SHARE
+        return _networks_per_pass(model, guide, xb, num_samples, functools.partial(_cuda_peak_bytes, dev=dev), budget)
+    return _cpu_networks_per_pass(model, guide, xb, num_samples)
 
 
-# per guide: the bytes of a one-network pass the probes measured (None: not vectorisable), by batch and weight shapes
-_PER_NETWORK: weakref.WeakKeyDictionary[DropoutGuide, dict[tuple[Any, ...], int | None]] = weakref.WeakKeyDictionary()
+# per guide: what the probes found, by rule, batch and weight shapes (bytes of a one-network pass, or the count)
+_FOUND: weakref.WeakKeyDictionary[DropoutGuide, dict[tuple[Any, ...], int | None]] = weakref.WeakKeyDictionary()
+
+
+def _found(guide: DropoutGuide, xb: torch.Tensor, rule: str, probe: Callable[[], int | None]) -> int | None:
+    """``probe()``, once per guide, rule and batch and weight shapes."""
+    key = (rule, tuple(xb.shape), xb.dtype, xb.device, tuple(p.shape for p in guide.parameters()))
+    found = _FOUND.setdefault(guide, {})
+    if key not in found:
+        found[key] = probe()
+    return found[key]
 
 
 def _networks_per_pass(
@@ -251,37 +274,74 @@ def _networks_per_pass(
     peak_bytes: Callable[[Callable[[], Any]], int],
     budget: int,
 ) -> bool | int:
-    """:func:`auto_parallel`'s count for any device: ``budget`` bytes over the bytes ``peak_bytes(run)`` measures
-    for ``run``, a vectorised pass of one network on ``xb``; ``False`` where vectorising is not possible.  The
-    probes run once per guide, batch shape and weight shapes: later predictions of the same shape (an evaluation
-    every epoch of ``bd.fit``) take what they found."""
+    """:func:`auto_parallel`'s count by memory: ``budget`` bytes over the bytes ``peak_bytes(run)`` measures for
+    ``run``, a vectorised pass of one network on ``xb``; ``False`` where vectorising is not possible."""
     if num_samples == 1:
         return False
-    if any(layer.method.capabilities.train_rule == "moment-matching" for _, layer in bayesian_layers(model)):
-        return False
-    key = (tuple(xb.shape), xb.dtype, xb.device, tuple(p.shape for p in guide.parameters()))
-    found = _PER_NETWORK.setdefault(guide, {})
-    if key not in found:
-        found[key] = _probe(model, guide, xb, peak_bytes)
-    per_network = found[key]
+
+    def probe() -> int | None:
+        if not _vectorisable(model, guide, xb):
+            return None
+        with _fork(xb.device):
+            return max(peak_bytes(lambda: PosteriorSampler(model, guide, 1, xb[:1], parallel=True).outputs(xb)), 1)
+
+    per_network = _found(guide, xb, "bytes", probe)
     return False if per_network is None else max(1, min(num_samples, budget // per_network))
 
 
-def _probe(
-    model: Likelihood, guide: DropoutGuide, xb: torch.Tensor, peak_bytes: Callable[[Callable[[], Any]], int]
-) -> int | None:
-    """The bytes ``peak_bytes`` measures for a pass of one network on ``xb`` (at least 1), or ``None`` where the
-    network cannot be vectorised: more plates than the data plate, or a layer that refuses a pass of two networks
-    on two inputs.  On a fork of the generators."""
-    dev = xb.device
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), torch.no_grad():
-        if plate_nesting(model, guide, xb[:1]) != 1:
+def _cpu_networks_per_pass(
+    model: Likelihood,
+    guide: DropoutGuide,
+    xb: torch.Tensor,
+    num_samples: int,
+    seconds: Callable[[Callable[[], Any]], float] | None = None,
+) -> bool | int:
+    """:func:`auto_parallel`'s count by time: :data:`AUTO_CPU_NETWORKS` (fewer where the rows would pass
+    :data:`AUTO_CPU_ROWS`) where ``seconds(run)`` of a pass of them is under :data:`AUTO_CPU_GAIN` times as many
+    of a pass of one network, ``False`` otherwise.  ``seconds`` times a call (wall clock by default)."""
+    count = min(AUTO_CPU_NETWORKS, AUTO_CPU_ROWS // len(xb))
+    if count < 2 or num_samples < 4 * count:
+        return False
+    clock = _seconds if seconds is None else seconds
+
+    def probe() -> int | None:
+        if not _vectorisable(model, guide, xb):
             return None
+        with _fork(xb.device):
+            one = clock(lambda: PosteriorSampler(model, guide, 1, xb[:1]).outputs(xb))
+            together = clock(lambda: PosteriorSampler(model, guide, count, xb[:1], parallel=True).outputs(xb))
+        return count if together < AUTO_CPU_GAIN * count * one else None
+
+    found = _found(guide, xb, f"time {count}", probe)
+    return False if found is None else found
+
+
+def _seconds(run: Callable[[], Any]) -> float:
+    """Wall-clock seconds of ``run()``."""
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def _fork(dev: torch.device) -> contextlib.AbstractContextManager[None]:
+    """A fork of the generators of the CPU and ``dev``: the probes leave the draws' stream as it was."""
+    return torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])
+
+
+@torch.no_grad()
+def _vectorisable(model: Likelihood, guide: DropoutGuide, xb: torch.Tensor) -> bool:
+    """Whether the networks can run in vectorised passes: the data plate alone, no moment propagation, and every
+    layer taking a pass of two networks on two inputs.  On a fork of the generators."""
+    if any(layer.method.capabilities.train_rule == "moment-matching" for _, layer in bayesian_layers(model)):
+        return False
+    with _fork(xb.device):
+        if plate_nesting(model, guide, xb[:1]) != 1:
+            return False
         try:  # two networks in the draws' plate, on two inputs: every layer takes the vectorised layout
             PosteriorSampler(model, guide, 2, xb[:1], parallel=True).run(xb[:2])
         except (RuntimeError, ValueError, TypeError):
-            return None
-        return max(peak_bytes(lambda: PosteriorSampler(model, guide, 1, xb[:1], parallel=True).run(xb)), 1)
+            return False
+    return True
 
 
 def _cuda_peak_bytes(run: Callable[[], Any], dev: torch.device) -> int:
@@ -374,12 +434,13 @@ def predict(
         vectorised pass (as ``pyro.infer.Predictive(parallel=True)``; layers take one weight per draw, and the draws
         are folded into the batch: :class:`~bayesdrop.sites.Draws`); an int ``k``: vectorised passes of ``k``
         networks each, activations ``k`` times a batch's (and ``k`` copies of Gaussian weights); ``False``: one pass
-        per network.  The same law in every case.  ``"auto"`` (default, :func:`auto_parallel`): one pass per network
-        on a CPU; on a CUDA device, passes of as many networks as fit an eighth of its memory (measured on a pass
-        of one network), 19-67x faster than one pass per network on an H100, or one pass per network where a
-        layer cannot take vectorised draws (``benchmarks/results/predict_speed.md``).  Draws differ between these
-        settings for the same seed (they take the random stream in another order); with ``"auto"`` they depend on
-        the device and, on CUDA, on the first batch's size.
+        per network.  The same draws in every case: each network draws from its own random stream
+        (:class:`~bayesdrop.handlers.NetworkStreams`), so one seed gives the same prediction, to float round-off,
+        however the networks are grouped.  ``"auto"`` (default, :func:`auto_parallel`): on a CPU, passes of 10
+        networks where a timed pass of them is faster than 10 passes of one (MLPs and LeNet-5, about twice),
+        one pass per network otherwise (an LSTM); on a CUDA device, passes of as many networks as fit an eighth of
+        its memory (measured on a pass of one network), 19-67x faster than one pass per network on an H100; one
+        pass per network where a layer cannot take vectorised draws (``benchmarks/results/predict_speed.md``).
     batch_size : int or None
         Inputs per pass (all at once by default; a DataLoader's own batches): bounds the memory of a prediction,
         which is the same.
