@@ -39,3 +39,18 @@ def test_auto_prediction_is_vectorised_in_passes_that_fit_the_device():
     assert torch.equal(torch.cuda.get_rng_state(), state)  # the probes ran on a fork
     probs = bd.predict(model, guide, x, num_samples=50)
     assert probs.device.type == "cuda" and torch.allclose(probs.sum(-1), torch.ones(len(x), device="cuda"))
+
+
+@pytest.mark.parametrize("method", ["bernoulli", "vd", "standout"])
+def test_a_cuda_prediction_is_the_same_however_the_networks_are_grouped(method):
+    """Each network draws from its own stream of the CUDA generator (:class:`bayesdrop.handlers.NetworkStreams`):
+    one seed gives the same class probabilities in one pass per network, in passes of 7 and all at once (to
+    float32 round-off, which may differ between the kernels of a folded and an unfolded batch)."""
+    model, guide, x, y = tiny_classifier(method, device="cuda")
+    guide(x, y)
+    probs = {}
+    for parallel in (False, 7, True):
+        torch.manual_seed(3)
+        probs[parallel] = bd.predict(model, guide, x, num_samples=20, parallel=parallel)
+    for parallel in (7, True):
+        torch.testing.assert_close(probs[parallel], probs[False], rtol=0, atol=1e-5)

@@ -138,9 +138,9 @@ def test_mean_field_elbo_refuses_a_skipped_weight_draw_without_analytic_kl():
         assert torch.isfinite(elbo.differentiable_loss(model, guide))
 
 
-def test_fit_follows_pyros_validation_setting_unless_told(monkeypatch):
-    """fit validates every step when Pyro validates (the tests turn it on globally), none when Pyro does not, and
-    ``validate=`` overrides the setting for the run only."""
+def test_fit_follows_pyros_validation_setting_in_its_first_epoch_unless_told(monkeypatch):
+    """By default fit validates every step of its first epoch when Pyro validates (the tests turn it on globally)
+    and no later step, none when Pyro does not; ``validate=`` sets it for every step of the run only."""
     model, guide, x, y = tiny_classifier("sparse-vd")
     seen = []
     original = bd.infer.MeanFieldELBO.differentiable_loss
@@ -152,7 +152,11 @@ def test_fit_follows_pyros_validation_setting_unless_told(monkeypatch):
     monkeypatch.setattr(bd.infer.MeanFieldELBO, "differentiable_loss", spy)
     assert pyro.infer.util.is_validation_enabled()
     bd.fit(model, guide, (x, y), epochs=2, batch_size=10, progress=False)
-    assert seen == [True] * 8  # 2 epochs of 4 steps
+    assert seen == [True] * 4 + [False] * 4  # 2 epochs of 4 steps
+    assert pyro.infer.util.is_validation_enabled()  # restored
+    seen.clear()
+    bd.fit(model, guide, (x, y), epochs=2, batch_size=10, progress=False, validate=True)
+    assert seen == [True] * 8
     seen.clear()
     bd.fit(model, guide, (x, y), epochs=1, batch_size=10, progress=False, validate=False)
     assert seen == [False] * 4

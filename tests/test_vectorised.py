@@ -223,7 +223,7 @@ def test_network_streams_leave_the_callers_stream_and_refuse_a_misshapen_site():
 
 def test_auto_on_a_cpu_takes_passes_of_networks_where_a_timed_pass_is_faster():
     """``parallel="auto"``'s CPU rule with stated timings: passes of 10 networks where one costs under 0.8 of 10
-    single passes, one pass per network otherwise; no probe for S < 40 or a batch too large for 2 networks per
+    single passes, one pass per network otherwise; no probe for S < 20 or a batch too large for 2 networks per
     pass, fewer networks where 10 would pass 4096 rows; the probe runs once per shapes, on a fork of the
     generators."""
     from bayesdrop.infer.predict import _cpu_networks_per_pass
@@ -246,7 +246,7 @@ def test_auto_on_a_cpu_takes_passes_of_networks_where_a_timed_pass_is_faster():
     assert _cpu_networks_per_pass(model, guide, x, 100, clock(0.01, 0.1)) == 10
     assert torch.equal(torch.get_rng_state(), state) and timed == [1, 10]
     assert _cpu_networks_per_pass(model, guide, x, 100, clock(1.0, 0.0)) == 10 and len(timed) == 2  # kept
-    assert _cpu_networks_per_pass(model, guide, x, 39, clock(0.01, 0.1)) is False and len(timed) == 2
+    assert _cpu_networks_per_pass(model, guide, x, 19, clock(0.01, 0.1)) is False and len(timed) == 2
     # no fixed cost to share: 10 s against 10 s, not under 0.8
     other, other_guide, xo, yo = tiny_classifier("bernoulli", seed=1)
     other_guide(xo, yo)

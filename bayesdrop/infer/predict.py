@@ -219,9 +219,9 @@ def auto_parallel(model: Likelihood, guide: DropoutGuide, xb: torch.Tensor, num_
     On a CPU, passes of :data:`AUTO_CPU_NETWORKS` networks where a pass of them, timed once on ``xb``, takes under
     :data:`AUTO_CPU_GAIN` of as many passes of one network (MLPs and LeNet-5 on one thread: about half,
     ``benchmarks/results/predict_speed.md``), and one pass per network otherwise (an LSTM's per-step activations
-    made passes of 5 networks 1.5x slower).  Only for at least 4 such passes of networks (S >= 40) and at most
+    made passes of 5 networks 1.5x slower).  Only for at least 2 such passes of networks (S >= 20) and at most
     :data:`AUTO_CPU_ROWS` rows per pass (networks times the batch's inputs), so that the activations stay in the
-    cache and the timing, 11 network passes on a fork of the generators, costs at most a quarter of the prediction.
+    cache; the timing, 11 network passes on a fork of the generators, runs once per guide and shapes.
 
     On a CUDA device, vectorised passes of as many networks as fit in :data:`AUTO_MEMORY_SHARE`-th of its memory,
     from the peak memory of a pass of one network on ``xb``.  This resets CUDA's peak-memory statistics
@@ -300,7 +300,7 @@ def _cpu_networks_per_pass(
     :data:`AUTO_CPU_ROWS`) where ``seconds(run)`` of a pass of them is under :data:`AUTO_CPU_GAIN` times as many
     of a pass of one network, ``False`` otherwise.  ``seconds`` times a call (wall clock by default)."""
     count = min(AUTO_CPU_NETWORKS, AUTO_CPU_ROWS // len(xb))
-    if count < 2 or num_samples < 4 * count:
+    if count < 2 or num_samples < 2 * count:
         return False
     clock = _seconds if seconds is None else seconds
 
