@@ -270,8 +270,8 @@ class NetworkStreams(Messenger):
     dim : int
         The networks' plate dimension (negative).
 
-    Example
-    -------
+    Examples
+    --------
     >>> gen = bd.handlers.default_generator(torch.device("cpu"))
     >>> states = [torch.Generator().manual_seed(i).get_state() for i in range(4)]
     >>> with pyro.plate("draws", 2, dim=-2), NetworkStreams(gen, states, range(2, 4)):
