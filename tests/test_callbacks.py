@@ -96,3 +96,21 @@ def test_collapse_detection_needs_class_counts_and_warns_at_chance():
         state.metrics = {"train_acc": 0.0}
         detect.on_epoch_end(state)
     assert len(state.warnings) == 1
+
+
+@pytest.mark.parametrize("method", ["bernoulli", "vbd"])
+def test_evaluating_held_out_data_leaves_the_training_unchanged(method):
+    """Evaluation runs on a fork of the generators: the same seed trains the same parameters with no test data,
+    with test data and 5 draws, and with 20 draws (before, every draw of the evaluation moved the masks of the
+    next epoch)."""
+    trained = []
+    for test, samples in ((None, 20), ("held-out", 5), ("held-out", 20)):
+        torch.manual_seed(0)  # the layers' initial weights
+        model, guide, x, y = tiny_classifier(method)
+        options = {} if test is None else {"test": (x[:10], y[:10]), "test_samples": samples}
+        res = bd.fit(model, guide, (x, y), epochs=3, batch_size=10, seed=0, progress=False, **options)
+        assert ("test_acc" in res.history) == (test is not None)
+        trained.append({n: p.detach().clone() for n, p in guide.named_parameters()})
+    for other in trained[1:]:
+        assert other.keys() == trained[0].keys()
+        assert all(torch.equal(other[n], trained[0][n]) for n in other)

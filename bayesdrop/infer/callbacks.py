@@ -199,15 +199,21 @@ class LinearLRDecay(Callback):
 
 
 class Evaluation(Callback):
-    """After every epoch, :func:`~bayesdrop.evaluate` on held-out ``data`` into ``test_<metric>``."""
+    """After every epoch, :func:`~bayesdrop.evaluate` on held-out ``data`` into ``test_<metric>``, on a fork of the
+    generators: the training's random stream, and so the trained parameters, do not depend on whether or how
+    held-out data are evaluated."""
 
     def __init__(self, data: Any, num_samples: int = 20):
         self.data, self.num_samples = data, num_samples
 
     def on_epoch_end(self, state: TrainState) -> None:
+        from ..posterior import device_of
         from .predict import evaluate
 
-        for k, value in evaluate(state.model, state.guide, self.data, num_samples=self.num_samples).items():
+        dev = device_of(state.model, state.guide)
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            metrics = evaluate(state.model, state.guide, self.data, num_samples=self.num_samples)
+        for k, value in metrics.items():
             state.metrics[f"test_{k}"] = value
 
 
