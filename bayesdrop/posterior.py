@@ -36,6 +36,7 @@ __all__ = [
     "draws_per_pass",
     "plate_nesting",
     "seeded",
+    "forked",
     "guide_setup",
     "check_noise",
     "NOISE",
@@ -112,6 +113,7 @@ class PosteriorSampler:
         self.networks: list[poutine.Trace] = []
         # networks per trace: traces of `per_pass` networks in a plate (the last the rest), or S traces of one
         self.sizes = [min(per_pass, num_samples - i) for i in range(0, num_samples, per_pass)]
+        self.passes = list(zip(range(0, num_samples, per_pass), self.sizes))  # (first network, networks)
         # each network's own random stream, seeded from the current one: its draws do not depend on the passes
         self.generator = default_generator(example.device)
         self.states: list[torch.Tensor] = []
@@ -134,14 +136,9 @@ class PosteriorSampler:
         # Gaussian weights on 40-1024-1024-10 (benchmarks/results/predict_speed.md)
         with poutine.block(), _shared_noise(shared_noise), pyro.validation_enabled(False):
             # each trace k networks, their global sites (k, 1, ...) in a plate left of the data plate
-            for start, size in self._passes():
+            for start, size in self.passes:
                 with self._pass(start, size):
                     self.networks.append(self._globals(poutine.trace(guide).get_trace(example)))
-
-    def _passes(self) -> list[tuple[int, int]]:
-        """The first network and the number of networks of each pass."""
-        starts = [sum(self.sizes[:s]) for s in range(len(self.sizes))]
-        return list(zip(starts, self.sizes))
 
     @contextlib.contextmanager
     def _pass(self, start: int, size: int) -> Iterator[None]:
@@ -228,7 +225,7 @@ class PosteriorSampler:
         with poutine.block(), _shared_noise(self.shared_noise):
             for i in range(0, len(x), step):
                 xb = x[i : i + step]
-                for s, (network, (start, size)) in enumerate(zip(self.networks, self._passes())):
+                for s, (network, (start, size)) in enumerate(zip(self.networks, self.passes)):
                     plated = self.parallel and size > 1
                     # Pyro's validation (if on) checks the sampler's first pass; the others rebuild the same distributions
                     # around replayed values, and checking their weight-sized arguments again was a quarter of a
@@ -341,11 +338,17 @@ def seeded(seed: int | None, device: torch.device, setup: Callable[[], Any] | No
             setup()
         yield
         return
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with forked(device):
         if setup is not None:
             setup()
         torch.manual_seed(seed)
         yield
+
+
+def forked(device: torch.device) -> contextlib.AbstractContextManager[None]:
+    """A fork of torch's generators of the CPU and of ``device`` (a CUDA device's): what runs inside draws without
+    moving the caller's random stream."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
 def guide_setup(guide: Any, x: torch.Tensor, device: torch.device) -> Callable[[], Any] | None:

@@ -207,11 +207,10 @@ class Evaluation(Callback):
         self.data, self.num_samples = data, num_samples
 
     def on_epoch_end(self, state: TrainState) -> None:
-        from ..posterior import device_of
+        from ..posterior import device_of, forked
         from .predict import evaluate
 
-        dev = device_of(state.model, state.guide)
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        with forked(device_of(state.model, state.guide)):
             metrics = evaluate(state.model, state.guide, self.data, num_samples=self.num_samples)
         for k, value in metrics.items():
             state.metrics[f"test_{k}"] = value

@@ -21,7 +21,6 @@ Example
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import time
@@ -38,7 +37,7 @@ from ..guides import DropoutGuide
 from ..handlers import MomentMatching
 from ..likelihoods import Likelihood, Prediction
 from ..nn import bayesian_layers
-from ..posterior import PosteriorSampler, check_noise, device_of, draws_per_pass, guide_setup, plate_nesting, seeded
+from ..posterior import PosteriorSampler, check_noise, device_of, draws_per_pass, forked, guide_setup, seeded
 
 __all__ = [
     "predict",
@@ -148,7 +147,7 @@ def _per_batch(
         model.eval()
     try:
         if guide._order is None:  # the guide's first run, off the draws' random stream (as `seeded`'s setup)
-            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            with forked(dev):
                 guide(first[:2].to(dev))
         draw: Callable[[torch.Tensor], torch.Tensor]
         if rule == "weight-scaling":
@@ -282,7 +281,7 @@ def _networks_per_pass(
     def probe() -> int | None:
         if not _vectorisable(model, guide, xb):
             return None
-        with _fork(xb.device):
+        with forked(xb.device):
             return max(peak_bytes(lambda: PosteriorSampler(model, guide, 1, xb[:1], parallel=True).outputs(xb)), 1)
 
     per_network = _found(guide, xb, "bytes", probe)
@@ -307,7 +306,7 @@ def _cpu_networks_per_pass(
     def probe() -> int | None:
         if not _vectorisable(model, guide, xb):
             return None
-        with _fork(xb.device):
+        with forked(xb.device):
             one = clock(lambda: PosteriorSampler(model, guide, 1, xb[:1]).outputs(xb))
             together = clock(lambda: PosteriorSampler(model, guide, count, xb[:1], parallel=True).outputs(xb))
         return count if together < AUTO_CPU_GAIN * count * one else None
@@ -323,21 +322,16 @@ def _seconds(run: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def _fork(dev: torch.device) -> contextlib.AbstractContextManager[None]:
-    """A fork of the generators of the CPU and ``dev``: the probes leave the draws' stream as it was."""
-    return torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])
-
-
 @torch.no_grad()
 def _vectorisable(model: Likelihood, guide: DropoutGuide, xb: torch.Tensor) -> bool:
     """Whether the networks can run in vectorised passes: the data plate alone, no moment propagation, and every
     layer taking a pass of two networks on two inputs.  On a fork of the generators."""
     if any(layer.method.capabilities.train_rule == "moment-matching" for _, layer in bayesian_layers(model)):
         return False
-    with _fork(xb.device):
-        if plate_nesting(model, guide, xb[:1]) != 1:
-            return False
-        try:  # two networks in the draws' plate, on two inputs: every layer takes the vectorised layout
+    with forked(xb.device):
+        # two networks in the draws' plate, on two inputs: the sampler refuses a plate besides the data plate
+        # (ValueError), and every layer must take the vectorised layout
+        try:
             PosteriorSampler(model, guide, 2, xb[:1], parallel=True).run(xb[:2])
         except (RuntimeError, ValueError, TypeError):
             return False
