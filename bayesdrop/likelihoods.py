@@ -254,7 +254,8 @@ class Classifier(Likelihood):
         check_labels(y, self.num_classes, name=name)
 
     def predictive(self, out):
-        return out.softmax(-1).mean(0)
+        probs = out.softmax(-1)
+        return probs[0] if len(probs) == 1 else probs.mean(0)  # one draw (the weight-scaling rule): no mean to take
 
     def metrics(self, out, y):
         from .diagnostics.metrics import accuracy  # the diagnostics import the likelihoods: imported when called

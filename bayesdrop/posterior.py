@@ -17,6 +17,7 @@ Example
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -47,7 +48,7 @@ NOISE = ("shared", "per-example")  #: the draw schemes of the local sites: once 
 
 def device_of(model: torch.nn.Module, guide: torch.nn.Module) -> torch.device:
     """The device of the first parameter or buffer of ``guide`` or ``model`` (the CPU if they have none)."""
-    for t in (*guide.parameters(), *model.parameters(), *guide.buffers(), *model.buffers()):
+    for t in itertools.chain(guide.parameters(), model.parameters(), guide.buffers(), model.buffers()):
         return t.device
     return torch.device("cpu")
 
@@ -124,6 +125,14 @@ class PosteriorSampler:
             ]
         traces = _example_traces(model, guide, example)
         self.obs_site = self._obs(*traces)
+        #: whether a network draws anything per example besides the observation: masks or noise per input (not
+        #: under ``shared_noise``, which draws them once per network); without, a network's outputs on a batch do
+        #: not depend on the rows it is passed with
+        self.draws_per_example = not shared_noise and any(
+            name != self.obs_site and site["type"] == "sample" and not site_is_subsample(site) and self._local(site)
+            for trace in traces
+            for name, site in trace.nodes.items()
+        )
         if self.parallel and _nesting(*traces) != 1:
             raise ValueError(
                 "`parallel` draws the networks in a plate left of the data plate, for models with the "
@@ -155,12 +164,16 @@ class PosteriorSampler:
         """``trace`` without its local sites (those in the data plate): the sites of one (or S) networks, with their
         shared per-example sites under ``shared_noise``."""
         for name, site in list(trace.nodes.items()):
-            local = any(f.name == self.data_plate for f in site.get("cond_indep_stack", ()))
+            local = self._local(site)
             if site["type"] != "sample" or site_is_subsample(site) or local:
                 trace.remove_node(name)
             if local and site["type"] == "sample" and not site_is_subsample(site):
                 self.guide_local = True
         return trace
+
+    def _local(self, site: Any) -> bool:
+        """Whether ``site`` is in the data plate (one value per example)."""
+        return any(f.name == self.data_plate for f in site.get("cond_indep_stack", ()))
 
     def _draws(self, size: int) -> pyro.plate:
         """The plate of the ``size`` networks of one vectorised trace."""

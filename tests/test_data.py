@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import math
 import random
 import sys
 from pathlib import Path
@@ -396,3 +397,16 @@ def test_check_labels():
         data.check_labels(torch.tensor([-1, 1]), 2)
     with pytest.raises(ValueError, match="integer"):
         data.check_labels(torch.tensor([0.0, 1.0]), 2)
+
+
+def test_the_finiteness_check_takes_entries_whose_sum_overflows_and_refuses_nan_and_inf():
+    """``all_finite`` sums first: finite entries whose float32 sum overflows are still finite; a NaN or an inf
+    anywhere is not, and ``as_tensors`` refuses it by name."""
+    big = torch.full((4, 2), 3e38)
+    assert torch.isinf(big.sum()) and data.all_finite(big)
+    for bad in (math.nan, math.inf, -math.inf):
+        x = torch.zeros(5, 3)
+        x[3, 1] = bad
+        assert not data.all_finite(x)
+        with pytest.raises(ValueError, match="`inputs` contains NaN or inf in x"):
+            data.as_tensors(x, name="inputs")

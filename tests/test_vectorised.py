@@ -256,6 +256,32 @@ def test_auto_on_a_cpu_takes_passes_of_networks_where_a_timed_pass_is_faster():
     assert _cpu_networks_per_pass(model, guide, torch.randn(2100, x.shape[1]), 100, clock(0.01, 0.1)) is False
 
 
+@pytest.mark.parametrize("method", ["vbd", "bernoulli"])
+def test_auto_on_a_cpu_joins_the_batches_of_networks_that_draw_nothing_per_example(method, monkeypatch):
+    """Where the timed rule takes passes of networks, a network that draws nothing per example (Gaussian weights:
+    ``vbd``) sees consecutive batches joined, up to 4096 rows per pass: 4 passes of 10 networks through all 60
+    inputs instead of 40 (10 batches of 6 each); a network with masks per example (``bernoulli``) sees the batches
+    as they come.  The prediction equals one pass per network on each batch to 1e-6."""
+    import importlib
+
+    prediction = importlib.import_module("bayesdrop.infer.predict")  # the module (bd.infer.predict is the function)
+    model, guide, x, y = tiny_classifier(method, n=60)
+    guide(x, y)
+    monkeypatch.setattr(prediction, "auto_parallel", lambda *args: 10)  # the timed rule's choice, stated
+    rows = []
+    hook = model.net.register_forward_hook(lambda module, args, out: rows.append(out.shape[0]))
+    pyro.set_rng_seed(2)
+    joined = bd.predict(model, guide, x, num_samples=40, batch_size=6)
+    hook.remove()
+    pyro.set_rng_seed(2)
+    one_each = bd.predict(model, guide, x, num_samples=40, batch_size=6, parallel=False)
+    torch.testing.assert_close(joined, one_each, rtol=0, atol=1e-6)
+    sampler = bd.posterior.PosteriorSampler(model, guide, 2, x[:1])
+    assert sampler.draws_per_example == (method == "bernoulli")
+    assert rows[0] == 1  # the sampler's trace of the networks' sites on one example
+    assert rows[1:] == ([10 * 6] * 40 if method == "bernoulli" else [10 * 60] * 4)
+
+
 def test_a_site_that_cannot_take_one_value_per_draw_is_refused_with_the_remedy():
     """A global site whose draws differ, where the method takes one value for all networks: a clear error."""
     from bayesdrop.nn.base import local_plate

@@ -25,7 +25,7 @@ import functools
 import itertools
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, overload
 
 import torch
@@ -130,9 +130,12 @@ def _per_batch(
         raise ValueError("`batch_size`: the DataLoader sets the batches; leave batch_size None")
     else:
         batches = x
-    with torch.random.fork_rng(devices=[]):  # a DataLoader's iterator draws its seed: not from the networks' stream
-        iterator = iter(batches)
-        first = next(iterator, None)
+    if isinstance(batches, list):
+        iterator, first = iter(batches[1:]), batches[0] if batches else None
+    else:
+        with torch.random.fork_rng(devices=[]):  # a DataLoader's iterator draws its seed: not the networks' stream
+            iterator = iter(batches)
+            first = next(iterator, None)
     if first is None:
         raise ValueError("no inputs to predict: the data is empty")
     batches = itertools.chain([first], iterator)
@@ -165,17 +168,41 @@ def _per_batch(
                 if all(m.capabilities.train_rule == "moment-matching" or not m.stochastic for m in methods):
                     num_samples = 1
                 sampled, parallel = MomentMatching()(guide), False
-            elif parallel == "auto":  # shared masks: one pass per network, the networks of to_inference_data
+            rows = 0  # rows per pass of joined batches (0: the batches as they come)
+            if parallel == "auto":  # shared masks: one pass per network, the networks of to_inference_data
                 parallel = False if shared else auto_parallel(model, guide, first.to(dev), num_samples)
+                rows = AUTO_CPU_ROWS if dev.type == "cpu" and not isinstance(parallel, bool) else 0
             sampler = PosteriorSampler(model, sampled, num_samples, example, parallel=parallel, shared_noise=shared)
+            if sampler.draws_per_example:  # a batch's draws depend on its rows: batches as they come
+                rows = 0
 
             def draw(xb: torch.Tensor) -> torch.Tensor:
                 return sampler.outputs(xb)
 
+            if rows:  # networks without draws per example: batches joined, a pass through as many rows as it holds
+                return [
+                    reduce(part) if reduce is not None else part
+                    for group in _joined(batches, rows // int(parallel))
+                    for part in draw(torch.cat(group).to(dev)).split([len(xb) for xb in group], 1)
+                ]
         return [draw(xb.to(dev)) if reduce is None else reduce(draw(xb.to(dev))) for xb in batches]
     finally:
         if toggled:
             model.train(was_training)
+
+
+def _joined(batches: Iterable[torch.Tensor], rows: int) -> Iterator[list[torch.Tensor]]:
+    """Consecutive ``batches`` in groups of at most ``rows`` rows (a larger batch alone)."""
+    group: list[torch.Tensor] = []
+    count = 0
+    for xb in batches:
+        if group and count + len(xb) > rows:
+            yield group
+            group, count = [], 0
+        group.append(xb)
+        count += len(xb)
+    if group:
+        yield group
 
 
 # per guide: the state it was built from, and the plain module (None: its methods have none)
@@ -193,14 +220,29 @@ def weight_scaling_network(model: Likelihood, guide: DropoutGuide) -> Callable[[
     recurrent dropout), the model run at the guide's means (:meth:`~bayesdrop.DropoutGuide.mean_network`).  The
     same outputs either way, to rounding.
     """
-    tensors = [*model.parameters(), *guide.parameters(), *model.buffers(), *guide.buffers()]
-    methods = [repr(sorted(vars(layer.method).items())) for _, layer in bayesian_layers(model)]  # e.g. a test rule
-    key = (*((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors), *methods)
+    key = _state_key(model, guide)
     cached = _PLAIN.get(guide)
     if cached is None or cached[0] != key:
         exportable = all(layer.method.capabilities.plain_export for _, layer in bayesian_layers(model))
         cached = _PLAIN[guide] = (key, mean_module(model, guide) if exportable else None)
     return guide.mean_network() if cached[1] is None else cached[1]
+
+
+def _state_key(model: Likelihood, guide: DropoutGuide) -> tuple[Any, ...]:
+    """What :func:`weight_scaling_network`'s cache depends on: each parameter and buffer of ``model`` and ``guide``
+    (its storage, version counter, dtype and device) and each layer method's attributes (e.g. a test rule).  One walk
+    of each module tree, reading the modules' own tensors (a third less time than ``parameters()`` and ``buffers()``,
+    which walk the tree once each)."""
+    tensors = (
+        t
+        for root in (model, guide)
+        for module in root.modules()
+        for own in (module._parameters, module._buffers)
+        for t in own.values()
+        if t is not None
+    )
+    methods = (repr(sorted(vars(layer.method).items())) for _, layer in bayesian_layers(model))
+    return (*((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors), *methods)
 
 
 AUTO_MEMORY_SHARE = 8  #: ``parallel="auto"`` on CUDA: a vectorised pass holds at most 1/8 of the device's memory

@@ -254,20 +254,24 @@ class BayesianLayer(PyroModule):
         return (windows * weights).sum(-1)
 
     @staticmethod
-    def lrt(op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """``op(x, w)`` for an operation linear in ``x`` and ``w``; under
+    def lrt(
+        op: Callable[..., torch.Tensor], x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``op(x, w, bias)`` for an operation linear in ``x`` and ``w`` that adds ``bias`` (``None``: none) to its
+        output, as ``F.linear`` and the convolutions do in one kernel; under
         :class:`~bayesdrop.handlers.LocalReparameterization` a Gaussian ``w`` is tagged and the output is drawn
         instead (Kingma et al. 2015):
-        :math:`\\mathcal N(\\mathrm{op}(x, \\mu), \\mathrm{op}(x^2, \\sigma^2))`.  For the
+        :math:`\\mathcal N(\\mathrm{op}(x, \\mu) + b, \\mathrm{op}(x^2, \\sigma^2))`.  For the
         :class:`~bayesdrop.moments.Moments` of an input (fast dropout) it returns the output's moments instead."""
         tag = getattr(w, "_bayesdrop_lrt", None)
         if isinstance(x, Moments):  # fast dropout: the output's mean and variance, nothing drawn
-            return x.linear(op, w) if tag is None else x.linear(op, *tag)
+            out = x.linear(op, w) if tag is None else x.linear(op, *tag)
+            return out if bias is None else out + bias
         if tag is None:
-            return op(x, w)
+            return op(x, w, bias)
         loc, variance = tag
-        mean = op(x, loc)
-        var = op(x * x, variance)
+        mean = op(x, loc, bias)
+        var = op(x * x, variance, None)
         return torch.addcmul(mean, var.clamp_min(1e-16).sqrt(), torch.randn_like(mean))
 
     # -- the guide's side ---------------------------------------------------------------------------------------

@@ -70,18 +70,18 @@ class _ConvNd(BayesianLayer):
             spatial = ", ".join("HW"[: self.dims] if self.dims == 2 else "L")
             raise ValueError(f"`x` must have shape (batch, {self.in_channels}, {spatial}), got {shape}")
         x = self.noise("noise", self.fold_draws(x))
-        out = self.lrt(self._conv, x, self.weight())
-        return out if self.bias is None else out + self.bias.reshape(-1, *(1,) * self.dims)
+        return self.lrt(self._conv, x, self.weight(), self.bias)
 
-    def _conv(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def _conv(self, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """The convolution of ``x`` ``(N, in, *spatial)`` with ``w`` ``(out, in, *kernel)``, or with one weight per
         group of ``N / G`` consecutive rows, ``w`` ``(G, out, in, *kernel)`` (per example: DropConnect's per-example
-        masks; per network of a vectorised run): one grouped convolution with ``G`` groups."""
+        masks; per network of a vectorised run): one grouped convolution with ``G`` groups; plus ``bias``
+        ``(out,)`` where given."""
         if w.dim() == self.dims + 2:
-            return self._op(x, w)
+            return self._op(x, w, bias)
         g, m = grouped_rows(x, w)
         stacked = x.reshape(g, m, *x.shape[1:]).transpose(0, 1).reshape(m, -1, *x.shape[2:])  # (m, G in, ...)
-        out = self._op(stacked, w.reshape(-1, *w.shape[2:]), groups=g)  # (m, G out, ...)
+        out = self._op(stacked, w.reshape(-1, *w.shape[2:]), None if bias is None else bias.repeat(g), groups=g)
         return out.reshape(m, g, -1, *out.shape[2:]).transpose(0, 1).reshape(g * m, -1, *out.shape[2:])
 
     def to_plain(self, values, bias=None):

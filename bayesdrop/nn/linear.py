@@ -27,14 +27,17 @@ def _positive(**kw: Any) -> None:
             raise ValueError(f"`{arg}` must be a positive int, got {v!r}")
 
 
-def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``x W^T`` for ``x`` ``(N, *, in)``: ``w`` ``(out, in)``, or ``(G, out, in)``, one weight per group of ``N / G``
-    consecutive rows (per example, or per network of a vectorised run: :func:`~bayesdrop.nn.base.grouped_rows`)."""
+def linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x W^T + b`` for ``x`` ``(N, *, in)``: ``w`` ``(out, in)``, or ``(G, out, in)``, one weight per group of
+    ``N / G`` consecutive rows (per example, or per network of a vectorised run:
+    :func:`~bayesdrop.nn.base.grouped_rows`); ``bias`` ``(out,)`` or ``None``, added in the same kernel."""
     if w.dim() == 2:
-        return F.linear(x, w)
+        return F.linear(x, w, bias)
     g, _ = grouped_rows(x, w)
     flat = x.reshape(g, -1, x.shape[-1])
-    return torch.bmm(flat, w.transpose(1, 2)).reshape(*x.shape[:-1], w.shape[1])
+    wt = w.transpose(1, 2)
+    out = torch.bmm(flat, wt) if bias is None else torch.baddbmm(bias, flat, wt)
+    return out.reshape(*x.shape[:-1], w.shape[1])
 
 
 class Linear(BayesianLayer):
@@ -71,8 +74,7 @@ class Linear(BayesianLayer):
             shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             raise ValueError(f"`x` must have shape (*, {self.in_features}), got {shape}")
         x = self.noise("noise", self.fold_draws(x))
-        out = self.lrt(linear, x, self.weight())
-        return out + (0 if self.bias is None else self.bias)
+        return self.lrt(linear, x, self.weight(), self.bias)
 
     def to_plain(self, values, bias=None):
         w = self.fold(values)["weight"]
