@@ -155,13 +155,16 @@ class Moments:
     # -- layers --------------------------------------------------------------------------------------------------
     def linear(
         self,
-        op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        op: Callable[..., torch.Tensor],
         loc: torch.Tensor,
         variance: torch.Tensor | None = None,
+        *,
+        bias: torch.Tensor | None = None,
     ) -> Moments:
         """``op(x, W)`` for an ``op`` linear in both arguments (``F.linear``, a convolution), with a weight of mean
-        ``loc`` and elementwise ``variance`` (``None``: a point estimate); the inputs independent."""
-        mean = op(self.mean, loc)
+        ``loc`` and elementwise ``variance`` (``None``: a point estimate); the inputs independent.  With a ``bias``,
+        ``op(x, W, bias)``, which adds it to the mean."""
+        mean = op(self.mean, loc) if bias is None else op(self.mean, loc, bias)
         if variance is None:
             return Moments(mean, op(self.var, loc * loc))
         return Moments(mean, op(self.var, loc * loc + variance) + op(self.mean**2, variance))

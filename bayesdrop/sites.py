@@ -35,6 +35,8 @@ __all__ = [
     "shared_plate",
     "SHARED_PLATE",
     "RUN_SHARED_PLATE",
+    "RUN_DRAWS",
+    "active_draws",
     "site_shaped",
     "per_example_shape",
     "NOISE_ROLES",
@@ -275,15 +277,31 @@ class Draws:
         return out.reshape(*self.shape, *out.shape[1:])
 
 
+# The draws of the network being run, found once when bayesdrop.nn.local_plate is entered: (data plate, draws)
+RUN_DRAWS: contextvars.ContextVar[tuple[Any, Draws | None] | None] = contextvars.ContextVar(
+    "bayesdrop_run_draws", default=None
+)
+
+
 def draws() -> Draws | None:
     """The vectorised run the network is in, or ``None`` for one network (no ``pyro.plate`` around the model).
 
     The draws are the vectorised plates active while the network runs: a layer is run inside
     :func:`~bayesdrop.nn.local_plate` and outside the data plate itself, so every active plate is one of the
-    draws' (``pyro.infer.Predictive(parallel=True)`` puts its samples in one, left of the data plate)."""
+    draws' (``pyro.infer.Predictive(parallel=True)`` puts its samples in one, left of the data plate).  They are
+    found once per run, as :func:`~bayesdrop.nn.local_plate` is entered (each look at the active plates is a
+    message through Pyro's handlers, and a three-layer network asked a dozen times per step)."""
     plate = DATA_PLATE.get()
     if plate is None:
         return None
+    run = RUN_DRAWS.get()
+    if run is not None and run[0] is plate:
+        return run[1]
+    return active_draws(plate)
+
+
+def active_draws(plate: Any) -> Draws | None:
+    """The draws of a network whose data plate is ``plate``, from the plates active now: :func:`draws`."""
     outer = [(f.dim, f.size) for f in get_plates() if f.vectorized and f.name != plate.name and f.dim is not None]
     count = math.prod(size for _, size in outer)
     if count == 1:

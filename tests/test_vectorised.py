@@ -288,7 +288,7 @@ def test_a_site_that_cannot_take_one_value_per_draw_is_refused_with_the_remedy()
     from bayesdrop.sites import site_shaped
 
     plate = pyro.plate("data", 4, subsample=torch.arange(4))
-    with local_plate(plate), pyro.plate("draws", 3, dim=-2):
+    with pyro.plate("draws", 3, dim=-2), local_plate(plate):  # the draws' plate around the run, as Predictive's
         value = torch.randn(3, 1, 5)
         with pytest.raises(ValueError, match="one network at a time|parallel=False"):
             site_shaped(value, (5,))

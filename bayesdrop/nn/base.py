@@ -35,10 +35,12 @@ from ..methods import LayerGuide, Method, resolve
 from ..moments import Moments
 from ..sites import (
     DATA_PLATE,
+    RUN_DRAWS,
     RUN_SHARED_PLATE,
     NoiseSite,
     PoolSite,
     WeightSite,
+    active_draws,
     draws,
     noise_shared,
     per_example_shape,
@@ -61,12 +63,17 @@ def local_plate(plate: pyro.plate) -> Iterator[None]:
             logits = net(x)
         with plate:
             pyro.sample("obs", dist.Categorical(logits=logits), obs=y)
+
+    The plates of vectorised draws (``pyro.infer.Predictive(parallel=True)``'s) are entered before this context,
+    around the whole run: they are read once, as it is entered (:func:`~bayesdrop.sites.draws`).
     """
     token = DATA_PLATE.set(plate)
     shared = RUN_SHARED_PLATE.set(shared_plate() if noise_shared() else None)  # one per run (shared_noise)
+    found = RUN_DRAWS.set((plate, active_draws(plate)))  # the plates around the run: looked at once
     try:
         yield
     finally:
+        RUN_DRAWS.reset(found)
         RUN_SHARED_PLATE.reset(shared)
         DATA_PLATE.reset(token)
 
@@ -257,21 +264,20 @@ class BayesianLayer(PyroModule):
     def lrt(
         op: Callable[..., torch.Tensor], x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``op(x, w, bias)`` for an operation linear in ``x`` and ``w`` that adds ``bias`` (``None``: none) to its
-        output, as ``F.linear`` and the convolutions do in one kernel; under
+        """``op(x, w)`` for an operation linear in ``x`` and ``w``; with a ``bias``, ``op(x, w, bias)``, which adds it
+        to the output (as ``F.linear`` and the convolutions do, in one kernel); under
         :class:`~bayesdrop.handlers.LocalReparameterization` a Gaussian ``w`` is tagged and the output is drawn
         instead (Kingma et al. 2015):
         :math:`\\mathcal N(\\mathrm{op}(x, \\mu) + b, \\mathrm{op}(x^2, \\sigma^2))`.  For the
         :class:`~bayesdrop.moments.Moments` of an input (fast dropout) it returns the output's moments instead."""
         tag = getattr(w, "_bayesdrop_lrt", None)
         if isinstance(x, Moments):  # fast dropout: the output's mean and variance, nothing drawn
-            out = x.linear(op, w) if tag is None else x.linear(op, *tag)
-            return out if bias is None else out + bias
+            return x.linear(op, w, bias=bias) if tag is None else x.linear(op, *tag, bias=bias)
         if tag is None:
-            return op(x, w, bias)
+            return op(x, w) if bias is None else op(x, w, bias)
         loc, variance = tag
-        mean = op(x, loc, bias)
-        var = op(x * x, variance, None)
+        mean = op(x, loc) if bias is None else op(x, loc, bias)
+        var = op(x * x, variance)
         return torch.addcmul(mean, var.clamp_min(1e-16).sqrt(), torch.randn_like(mean))
 
     # -- the guide's side ---------------------------------------------------------------------------------------
