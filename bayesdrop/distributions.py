@@ -113,9 +113,13 @@ def _bernoulli_log_prob(probs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor
     return torch.where(keep, compact.log(), torch.log1p(-compact))
 
 
-def _bernoulli_draw(probs: torch.Tensor) -> torch.Tensor:
-    """Exact 0/1 Bernoulli draws; ``rand < p`` is ~3x faster than ``torch.bernoulli`` on CPU."""
-    return (torch.rand(probs.shape, dtype=probs.dtype, device=probs.device) < probs).to(probs.dtype)
+def _bernoulli_draw(probs: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Exact Bernoulli draws of ``probs``, times ``scale``: 0 or ``scale``.  ``rand < p`` is ~3x faster than
+    ``torch.bernoulli`` on CPU; the comparison and the scale are taken in place on the uniform draws, one tensor
+    and three passes over it (a boolean, its cast and the product were five)."""
+    u = torch.rand(probs.shape, dtype=probs.dtype, device=probs.device)
+    u.lt_(probs)  # 1.0 where u < p, else 0.0
+    return u if scale == 1.0 else u.mul_(scale)
 
 
 class LogitsCategorical(Categorical):
@@ -256,9 +260,8 @@ class FixedNoise(TorchDistribution):
 
     def sample(self, sample_shape: _size = torch.Size()) -> torch.Tensor:
         if isinstance(self.base, Bernoulli):
-            z = _bernoulli_draw(self.base.probs.expand(self._extended_shape(sample_shape)))
-        else:
-            z = self.base.sample(sample_shape)
+            return _bernoulli_draw(self.base.probs.expand(self._extended_shape(sample_shape)), self.scale)
+        z = self.base.sample(sample_shape)
         return z if self.scale == 1.0 else z * self.scale
 
     def rsample(self, sample_shape: _size = torch.Size()) -> torch.Tensor:

@@ -124,7 +124,7 @@ class BernoulliDropout(FixedRate):
         return self.p > 0
 
     def noise_law(self, layer, site, like):
-        base = dist.Bernoulli(like.new_full((), 1.0 - self.p)).expand(layer.draw_shape(site))
+        base = dist.Bernoulli(like.new_full((), 1.0 - self.p).expand(layer.draw_shape(site)))  # one law, not two
         # inverted dropout: the multiplier z / (1 - p) has mean 1
         return FixedNoise(base, ("bernoulli", self.p), scale=1.0 / (1.0 - self.p)).to_event(len(base.batch_shape))
 

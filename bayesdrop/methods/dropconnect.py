@@ -137,7 +137,7 @@ class DropConnect(PointWeights):
 
     def _mask_law(self, site, like: torch.Tensor) -> dist.TorchDistribution:
         """One mask of weight site ``site``: event shape the weight's, values in {0, 1 / (1 - p)}."""
-        base = dist.Bernoulli(like.new_full((), 1.0 - self.p)).expand(site.shape)
+        base = dist.Bernoulli(like.new_full((), 1.0 - self.p).expand(site.shape))
         return FixedNoise(base, ("bernoulli", self.p), scale=1.0 / (1.0 - self.p)).to_event(len(site.shape))
 
     # -- a weight site: prior (model) and guide, side by side ---------------------------------------------------

@@ -137,7 +137,7 @@ class PoolDropout(Method):
 
 def _bernoulli_mask(layer, site, like: torch.Tensor, p: float, scale: float = 1.0) -> FixedNoise:
     """A Bernoulli(1 - p) mask per element of one example's windows, times ``scale``."""
-    base = dist.Bernoulli(like.new_full((), 1.0 - p)).expand(layer.draw_shape(site))
+    base = dist.Bernoulli(like.new_full((), 1.0 - p).expand(layer.draw_shape(site)))
     return FixedNoise(base, ("bernoulli", p), scale=scale).to_event(len(base.batch_shape))
 
 

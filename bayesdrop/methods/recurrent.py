@@ -96,7 +96,7 @@ class RecurrentMasks(FixedRate):
 
     def noise_law(self, layer, site, like):
         p = self.rate(site)
-        base = dist.Bernoulli(like.new_full((), 1.0 - p)).expand(self.draw_shape(layer, site))
+        base = dist.Bernoulli(like.new_full((), 1.0 - p).expand(self.draw_shape(layer, site)))
         return FixedNoise(base, ("bernoulli", p)).to_event(len(base.batch_shape))
 
     def keep_prob(self, layer, params):
