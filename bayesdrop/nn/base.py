@@ -136,7 +136,9 @@ class BayesianLayer(PyroModule):
     @property
     def like(self) -> torch.Tensor:
         """A 0-d tensor of the layer's dtype and device (for building distributions)."""
-        return self._buffers["_like"]  # read directly: PyroModule's attribute lookup costs ~15 us per read
+        like = self._buffers["_like"]  # read directly: PyroModule's attribute lookup costs ~15 us per read
+        assert like is not None
+        return like
 
     @property
     def units(self) -> int:
