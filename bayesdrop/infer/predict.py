@@ -267,7 +267,8 @@ def auto_parallel(model: Likelihood, guide: DropoutGuide, xb: torch.Tensor, num_
     ``benchmarks/results/predict_speed.md``), and one pass per network otherwise (an LSTM's per-step activations
     made passes of 5 networks 1.5x slower).  Only for at least 2 such passes of networks (S >= 20) and at most
     :data:`AUTO_CPU_ROWS` rows per pass (networks times the batch's inputs), so that the activations stay in the
-    cache; the timing, 11 network passes on a fork of the generators, runs once per guide and shapes.
+    cache; the timing, 12 network passes on a fork of the generators (the faster of two passes of one network
+    against one pass of 10), runs once per guide and shapes.
 
     Where it takes passes of networks on a CPU and the networks draw nothing per example
     (:attr:`~bayesdrop.posterior.PosteriorSampler.draws_per_example`: Gaussian weights), :func:`predict` also joins
@@ -360,7 +361,10 @@ def _cpu_networks_per_pass(
         if not _vectorisable(model, guide, xb):
             return None
         with forked(xb.device):
-            one = clock(lambda: PosteriorSampler(model, guide, 1, xb[:1]).outputs(xb))
+            # the faster of two passes of one network: a first pass slowed by allocations or a busy machine would
+            # make passes of networks look faster than they are (the error this rule cannot afford: an LSTM's
+            # passes of 10 networks took 1.5x as long), while a slowed pass of 10 only keeps one pass per network
+            one = min(clock(lambda: PosteriorSampler(model, guide, 1, xb[:1]).outputs(xb)) for _ in range(2))
             together = clock(lambda: PosteriorSampler(model, guide, count, xb[:1], parallel=True).outputs(xb))
         return count if together < AUTO_CPU_GAIN * count * one else None
 
