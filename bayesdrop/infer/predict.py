@@ -273,8 +273,9 @@ def auto_parallel(model: Likelihood, guide: DropoutGuide, xb: torch.Tensor, num_
     Where it takes passes of networks on a CPU and the networks draw nothing per example
     (:attr:`~bayesdrop.posterior.PosteriorSampler.draws_per_example`: Gaussian weights), :func:`predict` also joins
     consecutive batches, up to :data:`AUTO_CPU_ROWS` rows per pass: a network's outputs on an input do not depend
-    on the inputs beside it, and a pass reads the networks' drawn weights once for all of them (on 40-1024-1024-10,
-    10 batches of 100 through 30 Gaussian networks took 0.82 of the time).
+    on the inputs beside it, and a pass reads the networks' drawn weights once for all of them (30 Gaussian
+    networks of 40-1024-1024-10 on 1000 inputs: passes of 10 networks through 4 batches of 100 took 0.85 of the time
+    of passes through one batch at a time, ``parallel=10``; ``benchmarks/results/predict_speed.md``).
 
     On a CUDA device, vectorised passes of as many networks as fit in :data:`AUTO_MEMORY_SHARE`-th of its memory,
     from the peak memory of a pass of one network on ``xb``.  This resets CUDA's peak-memory statistics
