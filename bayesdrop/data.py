@@ -49,6 +49,7 @@ __all__ = [
     "Dataset",
     "Series",
     "Split",
+    "all_finite",
     "as_tensors",
     "check_labels",
     "load",
