@@ -492,12 +492,13 @@ def predict(
         networks where a timed pass of them is faster than 10 passes of one (MLPs and LeNet-5, about twice),
         one pass per network otherwise (an LSTM), and for networks that draw nothing per example (Gaussian
         weights) consecutive batches joined in passes of up to 4096 rows (networks times inputs), so that the
-        drawn weights are read once for several batches; on a CUDA device, passes of as many networks as fit an eighth of
-        its memory (measured on a pass of one network), 19-67x faster than one pass per network on an H100; one
-        pass per network where a layer cannot take vectorised draws (``benchmarks/results/predict_speed.md``).
+        drawn weights are read once for several batches; on a CUDA device, passes of as many networks as fit an
+        eighth of its memory (measured on a pass of one network), 19-67x faster than one pass per network on an
+        H100; one pass per network where a layer cannot take vectorised draws
+        (``benchmarks/results/predict_speed.md``).
     batch_size : int or None
         Inputs per pass (all at once by default; a DataLoader's own batches): bounds the memory of a prediction,
-        which is the same.
+        which is the same (``"auto"`` on a CPU may pass up to 4096 rows, networks times inputs, at once).
     return_samples : bool
         Also return the per-draw network outputs ``(T, N, ...)`` (one draw for ``"weight-scaling"``).
 
