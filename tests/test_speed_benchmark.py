@@ -118,3 +118,24 @@ def test_sweep_measures_every_point_and_its_overhead_per_step(monkeypatch, tmp_p
     assert "## Width x batch sweep" in text and "| bernoulli | 4 |" in text and "`bernoulli` (target" not in text
     with pytest.raises(SystemExit):
         speed.main(["--parts", "sweep", "--widths", "0", "--out", str(out)])
+
+
+def test_measure_validation_runs_the_three_settings_under_pyros_validation_and_pairs_their_epochs(monkeypatch):
+    """Each round runs ``validate=None``, ``True`` and ``False`` from the same seed with Pyro's validation on; epoch
+    times from the second epoch on, and the ratios epoch by epoch against the run without validation."""
+    seconds = {None: [9.0, 1.0, 1.2], True: [9.0, 2.0, 3.0], False: [9.0, 1.0, 1.0]}
+    calls = []
+
+    def fake(model, guide, x, y, batch_size, epochs, seed, device, callback, validate):
+        calls.append((seed, validate, pyro.settings.get("validate_distributions_pyro")))
+        return seconds[validate]
+
+    monkeypatch.setattr(speed, "bd_fit_epochs", fake)
+    x, y = torch.randn(20, 4), torch.randint(0, 3, (20,))
+    with pyro.validation_enabled(False):  # switched on inside, whatever the caller's setting
+        row = speed.measure_validation("vbd", x, y, 3, [5], 8, torch.device("cpu"), repeats=2, epochs=3)
+    assert calls == [(r, v, True) for r in (0, 1) for v in (None, True, False)]
+    assert row["seconds"] == {None: 1.1, True: 2.5, False: 1.0}
+    assert row["default"] == pytest.approx(1.1) and row["on"] == pytest.approx(2.5)
+    with pytest.raises(ValueError, match="at least 2"):
+        speed.measure_validation("vbd", x, y, 3, [5], 8, torch.device("cpu"), repeats=1, epochs=1)

@@ -22,8 +22,12 @@ from second to second.
 
 Usage::
 
-    python benchmarks/speed.py [--device auto] [--repeats 5] [--epochs 4] [--parts configs sweep]
+    python benchmarks/speed.py [--device auto] [--repeats 5] [--epochs 4] [--parts configs sweep validation]
         [--widths 100 300 1000 3000] [--batches 32 128 512 2048] [--out benchmarks/results/speed.md]
+
+``--parts validation`` measures what Pyro's validation costs ``bd.fit`` on the digits MLP: its default (Pyro's
+setting in the first epoch, off after it) and ``validate=True`` (every step) against ``validate=False``
+(:func:`measure_validation`).
 
 ``--parts sweep`` adds the width x batch grid (784-w-w-10 on :func:`synthetic` data, 20 steps per epoch) with the
 overhead per step in microseconds; its targets are ``bernoulli`` at most 1.15x and ``sparse-vd`` / ``vbd`` at most
@@ -53,6 +57,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pyro
 import torch
 
 import bayesdrop as bd
@@ -81,6 +86,9 @@ __all__ = [
     "sweep_section",
     "synthetic",
     "timed",
+    "VALIDATION_SETTINGS",
+    "measure_validation",
+    "validation_section",
 ]
 
 # (dataset, hidden widths, batch size, epochs as a multiple of --epochs): a small and a large configuration.  A
@@ -168,19 +176,21 @@ def bd_fit_epochs(
     epochs: int,
     seed: int,
     device: torch.device,
-    callback: EpochCallback,
+    callback: EpochCallback | None = None,
+    validate: bool | None = False,
 ) -> list[float]:
     """Seconds of each epoch of one ``bd.fit`` run with Adam at lr 1e-3, as the plain loops (``fit``'s timer).
 
-    ``callback`` is ``fit``'s: it runs after each epoch, outside the epoch's timer.  Collapse warnings are
-    silenced: with the full KL from the first step a wide Gaussian-weight network collapses, as its floor does, and
-    the run times steps only.
+    ``callback`` is ``fit``'s: it runs after each epoch, outside the epoch's timer.  ``validate`` is ``fit``'s
+    (``False``, Pyro's checks off, everywhere but in :func:`measure_validation`).  Collapse warnings are silenced:
+    with the full KL from the first step a wide Gaussian-weight network collapses, as its floor does, and the run
+    times steps only.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bd.CollapseWarning)
         res = bd.fit(
             model, guide, (x, y), epochs=epochs, batch_size=batch_size, lr=1e-3, device=device, seed=seed,
-            kl_warmup=0, lr_decay=None, progress=False, callback=callback, validate=False,
+            kl_warmup=0, lr_decay=None, progress=False, callback=callback, validate=validate,
         )  # fmt: skip
     return res.history["seconds"]
 
@@ -300,6 +310,84 @@ def measure_on(
 
 def _arch(in_features: int, hidden: Sequence[int], num_classes: int) -> str:
     return "-".join(map(str, [in_features, *hidden, num_classes]))
+
+
+# -- Pyro's validation: bd.fit's default against validation on and off --------------------------------------------
+
+VALIDATION_SETTINGS = (None, True, False)  #: ``bd.fit(validate=...)``: the default, every step, none
+
+
+def measure_validation(
+    method: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    hidden: list[int],
+    batch_size: int,
+    device: torch.device,
+    repeats: int,
+    epochs: int,
+) -> dict[str, Any]:
+    """What Pyro's validation costs ``bd.fit``: ``repeats`` rounds of three runs of ``epochs`` epochs from the same
+    seed, ``validate=None`` (the default: Pyro's setting in the first epoch, off after it), ``True`` (every step)
+    and ``False``, under ``pyro.enable_validation(True)`` (Pyro's default), one after the other in each round.
+
+    Returns
+    -------
+    dict
+        ``method``, ``batch``; ``seconds``, the median epoch time of each setting from the second epoch on (the
+        first is the one the default validates); ``default`` and ``on``, the medians of the per-epoch ratios of the
+        default and of ``True`` over ``False`` (epoch ``i`` of one round against epoch ``i`` of the same round).
+    """
+    if epochs < 2:
+        raise ValueError(f"`epochs` must be at least 2 (the first is the one the default validates), got {epochs!r}")
+    in_features = x.shape[-1]
+    hyper: dict[str, Any] = (
+        {"p": 0.5, "input_method": bd.methods.get("bernoulli", p=0.5)} if method == "bernoulli" else {}
+    )
+    seconds: dict[bool | None, list[float]] = {v: [] for v in VALIDATION_SETTINGS}
+    with pyro.validation_enabled(True):
+        for r in range(repeats):
+            for validate in VALIDATION_SETTINGS:
+                torch.manual_seed(r)
+                model = bd.Classifier(bd.models.mlp(in_features, hidden, num_classes, method, **hyper), len(x))
+                run = bd_fit_epochs(model, bd.DropoutGuide(model), x, y, batch_size, epochs, r, device, None, validate)
+                seconds[validate] += run[1:]
+    off = seconds[False]
+    return {
+        "method": method,
+        "batch": batch_size,
+        "seconds": {v: statistics.median(t) for v, t in seconds.items()},
+        "default": statistics.median(a / b for a, b in zip(seconds[None], off)),
+        "on": statistics.median(a / b for a, b in zip(seconds[True], off)),
+    }
+
+
+def validation_section(device: torch.device, repeats: int, epochs: int) -> list[str]:
+    """The Markdown section of :func:`measure_validation` for ``bernoulli``, ``sparse-vd`` and ``vbd`` on the
+    digits MLP (64-300-100-10, batch 128)."""
+    ds = bd.data.load("digits")
+    assert ds.num_classes is not None
+    x, y = ds.train.x.to(device), ds.train.y.to(device)
+    lines = [
+        "",
+        "## Pyro's validation: `bd.fit`'s default against `validate=True` and `validate=False`",
+        "",
+        f"Digits MLP 64-300-100-10, batch 128; {repeats} rounds of three `bd.fit` runs of {epochs} epochs from the "
+        "same seed (the default, `validate=True`, `validate=False`) under `pyro.enable_validation(True)`, Pyro's "
+        "default.  Epoch times: medians from the second epoch on (the default validates the first); ratios: "
+        "medians of each epoch over the same epoch of the run without validation.",
+        "",
+        "| method | default s/epoch | `validate=True` s/epoch | `validate=False` s/epoch | default / off | on / off |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method in ("bernoulli", *GAUSSIAN_METHODS):
+        r = measure_validation(method, x, y, ds.num_classes, [300, 100], 128, device, repeats, epochs)
+        t = r["seconds"]
+        lines.append(
+            f"| {method} | {t[None]:.4f} | {t[True]:.4f} | {t[False]:.4f} | {r['default']:.2f}x | {r['on']:.2f}x |"
+        )
+    return lines
 
 
 # -- Gaussian family: sparse-vd and vbd against a hand-written LRT loop ------------------------------------------
@@ -535,8 +623,9 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
     ap.add_argument("--repeats", type=int, default=5, help="pairs of runs per row (default: 5)")
     ap.add_argument("--epochs", type=int, default=4, help="epochs per run, 4x on digits (default: 4)")
     ap.add_argument(
-        "--parts", nargs="+", choices=["configs", "sweep"], default=["configs"],
-        help="configs: the digits and mnist1d rows; sweep: the width x batch grid, long on a CPU (default: configs)",
+        "--parts", nargs="+", choices=["configs", "sweep", "validation"], default=["configs"],
+        help="configs: the digits and mnist1d rows; sweep: the width x batch grid, long on a CPU; validation: "
+        "bd.fit's default against Pyro's validation on and off on the digits MLP (default: configs)",
     )  # fmt: skip
     ap.add_argument("--widths", type=int, nargs="+", default=list(SWEEP_WIDTHS), help="the sweep's hidden widths")
     ap.add_argument("--batches", type=int, nargs="+", default=list(SWEEP_BATCHES), help="the sweep's batch sizes")
@@ -572,6 +661,9 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
         ]
         lines += [_cells(r) for r in rows]
         lines += gaussian_section(device, args.repeats, args.epochs)
+        out.write_text("\n".join(lines) + "\n")
+    if "validation" in args.parts:
+        lines += validation_section(device, args.repeats, args.epochs)
         out.write_text("\n".join(lines) + "\n")
     if "sweep" in args.parts:
         swept: list[dict[str, Any]] = []
