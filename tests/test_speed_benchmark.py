@@ -127,15 +127,16 @@ def test_measure_validation_runs_the_three_settings_under_pyros_validation_and_p
     calls = []
 
     def fake(model, guide, x, y, batch_size, epochs, seed, device, callback, validate):
+        assert batch_size == 128  # the rows' batch
         calls.append((seed, validate, pyro.settings.get("validate_distributions_pyro")))
         return seconds[validate]
 
     monkeypatch.setattr(speed, "bd_fit_epochs", fake)
     x, y = torch.randn(20, 4), torch.randint(0, 3, (20,))
     with pyro.validation_enabled(False):  # switched on inside, whatever the caller's setting
-        row = speed.measure_validation("vbd", x, y, 3, [5], 8, torch.device("cpu"), repeats=2, epochs=3)
+        row = speed.measure_validation("vbd", torch.device("cpu"), repeats=2, epochs=3, data=(x, y, 3), hidden=[5])
     assert calls == [(r, v, True) for r in (0, 1) for v in (None, True, False)]
     assert row["seconds"] == {None: 1.1, True: 2.5, False: 1.0}
     assert row["default"] == pytest.approx(1.1) and row["on"] == pytest.approx(2.5)
     with pytest.raises(ValueError, match="at least 2"):
-        speed.measure_validation("vbd", x, y, 3, [5], 8, torch.device("cpu"), repeats=1, epochs=1)
+        speed.measure_validation("vbd", torch.device("cpu"), repeats=1, epochs=1, data=(x, y, 3), hidden=[5])

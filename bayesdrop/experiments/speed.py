@@ -87,6 +87,7 @@ __all__ = [
     "synthetic",
     "timed",
     "VALIDATION_SETTINGS",
+    "bd_model",
     "measure_validation",
     "validation_section",
 ]
@@ -284,10 +285,6 @@ def measure_on(
         ``batch``, ``steps`` (optimisation steps per epoch) and the statistics of :func:`compare_runs`.
     """
     in_features = x.shape[-1]
-    # bernoulli: p = 0.5 on every layer's inputs, as the baseline's nn.Dropout before each nn.Linear
-    hyper: dict[str, Any] = (
-        {"p": 0.5, "input_method": bd.methods.get("bernoulli", p=0.5)} if method == "bernoulli" else {}
-    )
 
     def make_plain(seed: int) -> Callable[[], None]:
         torch.manual_seed(seed)
@@ -301,11 +298,20 @@ def measure_on(
 
     def bd_run(seed: int, epochs: int, callback: EpochCallback) -> list[float]:
         torch.manual_seed(seed)
-        model = bd.Classifier(bd.models.mlp(in_features, hidden, num_classes, method, **hyper), len(x))
+        model = bd_model(method, in_features, hidden, num_classes, len(x))
         return bd_fit_epochs(model, bd.DropoutGuide(model), x, y, batch_size, epochs, seed, device, callback)
 
     steps = -(-len(x) // batch_size)
     return {"batch": batch_size, "steps": steps} | compare_runs(make_plain, bd_run, repeats, epochs, device)
+
+
+def bd_model(method: str, in_features: int, hidden: list[int], num_classes: int, num_data: int) -> bd.Classifier:
+    """bayesdrop's network of a row: ``bd.models.mlp`` with ``method``; for ``bernoulli``, p = 0.5 on every layer's
+    inputs, as the baseline's ``nn.Dropout`` before each ``nn.Linear``."""
+    hyper: dict[str, Any] = (
+        {"p": 0.5, "input_method": bd.methods.get("bernoulli", p=0.5)} if method == "bernoulli" else {}
+    )
+    return bd.Classifier(bd.models.mlp(in_features, hidden, num_classes, method, **hyper), num_data)
 
 
 def _arch(in_features: int, hidden: Sequence[int], num_classes: int) -> str:
@@ -319,18 +325,18 @@ VALIDATION_SETTINGS = (None, True, False)  #: ``bd.fit(validate=...)``: the defa
 
 def measure_validation(
     method: str,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    num_classes: int,
-    hidden: list[int],
-    batch_size: int,
     device: torch.device,
+    *,
     repeats: int,
     epochs: int,
+    data: Any = None,
+    hidden: Sequence[int] = (300, 100),
 ) -> dict[str, Any]:
     """What Pyro's validation costs ``bd.fit``: ``repeats`` rounds of three runs of ``epochs`` epochs from the same
     seed, ``validate=None`` (the default: Pyro's setting in the first epoch, off after it), ``True`` (every step)
-    and ``False``, under ``pyro.enable_validation(True)`` (Pyro's default), one after the other in each round.
+    and ``False``, under ``pyro.enable_validation(True)`` (Pyro's default), one after the other in each round, on
+    ``data`` (``(x, y, num_classes)``; the digits' training split by default) with an MLP of ``hidden`` widths and
+    batches of 128.
 
     Returns
     -------
@@ -341,22 +347,22 @@ def measure_validation(
     """
     if epochs < 2:
         raise ValueError(f"`epochs` must be at least 2 (the first is the one the default validates), got {epochs!r}")
-    in_features = x.shape[-1]
-    hyper: dict[str, Any] = (
-        {"p": 0.5, "input_method": bd.methods.get("bernoulli", p=0.5)} if method == "bernoulli" else {}
-    )
+    if data is None:
+        ds = bd.data.load("digits")
+        data = (ds.train.x, ds.train.y, ds.num_classes)
+    x, y, num_classes = data[0].to(device), data[1].to(device), data[2]
     seconds: dict[bool | None, list[float]] = {v: [] for v in VALIDATION_SETTINGS}
     with pyro.validation_enabled(True):
         for r in range(repeats):
             for validate in VALIDATION_SETTINGS:
                 torch.manual_seed(r)
-                model = bd.Classifier(bd.models.mlp(in_features, hidden, num_classes, method, **hyper), len(x))
-                run = bd_fit_epochs(model, bd.DropoutGuide(model), x, y, batch_size, epochs, r, device, None, validate)
+                model = bd_model(method, x.shape[-1], list(hidden), num_classes, len(x))
+                run = bd_fit_epochs(model, bd.DropoutGuide(model), x, y, 128, epochs, r, device, None, validate)
                 seconds[validate] += run[1:]
     off = seconds[False]
     return {
         "method": method,
-        "batch": batch_size,
+        "batch": 128,
         "seconds": {v: statistics.median(t) for v, t in seconds.items()},
         "default": statistics.median(a / b for a, b in zip(seconds[None], off)),
         "on": statistics.median(a / b for a, b in zip(seconds[True], off)),
@@ -366,9 +372,6 @@ def measure_validation(
 def validation_section(device: torch.device, repeats: int, epochs: int) -> list[str]:
     """The Markdown section of :func:`measure_validation` for ``bernoulli``, ``sparse-vd`` and ``vbd`` on the
     digits MLP (64-300-100-10, batch 128)."""
-    ds = bd.data.load("digits")
-    assert ds.num_classes is not None
-    x, y = ds.train.x.to(device), ds.train.y.to(device)
     lines = [
         "",
         "## Pyro's validation: `bd.fit`'s default against `validate=True` and `validate=False`",
@@ -382,7 +385,7 @@ def validation_section(device: torch.device, repeats: int, epochs: int) -> list[
         "|---|---|---|---|---|---|",
     ]
     for method in ("bernoulli", *GAUSSIAN_METHODS):
-        r = measure_validation(method, x, y, ds.num_classes, [300, 100], 128, device, repeats, epochs)
+        r = measure_validation(method, device, repeats=repeats, epochs=epochs)
         t = r["seconds"]
         lines.append(
             f"| {method} | {t[None]:.4f} | {t[True]:.4f} | {t[False]:.4f} | {r['default']:.2f}x | {r['on']:.2f}x |"
