@@ -27,6 +27,7 @@ import torch
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
+from .data import all_finite
 from .handlers import NetworkStreams, default_generator
 from .moments import Moments
 from .sites import shared_noise as _shared_noise
@@ -61,7 +62,7 @@ _NOT_FINITE = (
 
 def _all_finite(tensors: list[torch.Tensor]) -> bool:
     """Whether every entry of ``tensors`` is finite (integer tensors always are)."""
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
+    return all(all_finite(t) for t in tensors if t.is_floating_point())
 
 
 class PosteriorSampler:
@@ -129,9 +130,7 @@ class PosteriorSampler:
         #: under ``shared_noise``, which draws them once per network); without, a network's outputs on a batch do
         #: not depend on the rows it is passed with
         self.draws_per_example = not shared_noise and any(
-            name != self.obs_site and site["type"] == "sample" and not site_is_subsample(site) and self._local(site)
-            for trace in traces
-            for name, site in trace.nodes.items()
+            name != self.obs_site and self._per_example(site) for trace in traces for name, site in trace.nodes.items()
         )
         if self.parallel and _nesting(*traces) != 1:
             raise ValueError(
@@ -164,16 +163,19 @@ class PosteriorSampler:
         """``trace`` without its local sites (those in the data plate): the sites of one (or S) networks, with their
         shared per-example sites under ``shared_noise``."""
         for name, site in list(trace.nodes.items()):
-            local = self._local(site)
-            if site["type"] != "sample" or site_is_subsample(site) or local:
+            per_example = self._per_example(site)
+            self.guide_local |= per_example
+            if per_example or site["type"] != "sample" or site_is_subsample(site):
                 trace.remove_node(name)
-            if local and site["type"] == "sample" and not site_is_subsample(site):
-                self.guide_local = True
         return trace
 
-    def _local(self, site: Any) -> bool:
-        """Whether ``site`` is in the data plate (one value per example)."""
-        return any(f.name == self.data_plate for f in site.get("cond_indep_stack", ()))
+    def _per_example(self, site: Any) -> bool:
+        """Whether ``site`` is a sample site in the data plate (one value per example)."""
+        return (
+            site["type"] == "sample"
+            and not site_is_subsample(site)
+            and any(f.name == self.data_plate for f in site.get("cond_indep_stack", ()))
+        )
 
     def _draws(self, size: int) -> pyro.plate:
         """The plate of the ``size`` networks of one vectorised trace."""

@@ -153,6 +153,7 @@ def _per_batch(
             with forked(dev):
                 guide(first[:2].to(dev))
         draw: Callable[[torch.Tensor], torch.Tensor]
+        rows = 0  # rows per pass of joined batches (0: the batches as they come)
         if rule == "weight-scaling":
             network = weight_scaling_network(model, guide) if mean is None else mean
 
@@ -168,7 +169,6 @@ def _per_batch(
                 if all(m.capabilities.train_rule == "moment-matching" or not m.stochastic for m in methods):
                     num_samples = 1
                 sampled, parallel = MomentMatching()(guide), False
-            rows = 0  # rows per pass of joined batches (0: the batches as they come)
             if parallel == "auto":  # shared masks: one pass per network, the networks of to_inference_data
                 parallel = False if shared else auto_parallel(model, guide, first.to(dev), num_samples)
                 rows = AUTO_CPU_ROWS if dev.type == "cpu" and not isinstance(parallel, bool) else 0
@@ -179,13 +179,10 @@ def _per_batch(
             def draw(xb: torch.Tensor) -> torch.Tensor:
                 return sampler.outputs(xb)
 
-            if rows:  # networks without draws per example: batches joined, a pass through as many rows as it holds
-                return [
-                    reduce(part) if reduce is not None else part
-                    for group in _joined(batches, rows // int(parallel))
-                    for part in draw(_cat(group).to(dev)).split([len(xb) for xb in group], 1)
-                ]
-        return [draw(xb.to(dev)) if reduce is None else reduce(draw(xb.to(dev))) for xb in batches]
+        # networks without draws per example: batches joined, a pass through as many rows as it holds
+        groups = _joined(batches, rows // int(parallel)) if rows else ([xb] for xb in batches)
+        parts = (part for group in groups for part in draw(_cat(group).to(dev)).split([len(xb) for xb in group], 1))
+        return [part if reduce is None else reduce(part) for part in parts]
     finally:
         if toggled:
             model.train(was_training)
