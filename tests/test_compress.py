@@ -143,7 +143,7 @@ def test_a_conv_layer_whose_outputs_are_never_read_keeps_one_zero_read_channel(f
 def test_log_alpha_broadcasts_each_layers_values_to_its_weights():
     """vd with one alpha per layer: every weight of layer l carries that layer's log alpha, in layer order; a
     method without log alpha is a TypeError naming the layer."""
-    model, guide, x, y = tiny_classifier("vd")
+    model, guide, x, y = tiny_classifier("vd", input_method="vd")  # vd on the 6 inputs too: not its default
     guide(x, y)
     sizes = []
     with torch.no_grad():

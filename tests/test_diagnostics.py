@@ -233,7 +233,7 @@ def test_seeded_draws_are_reproducible_and_leave_the_rng_alone():
 
 def test_posterior_draws_are_the_networks_behind_every_batch_of_predictions():
     """vd draws random weights: the stored weight draws must reproduce the predictive of every batch."""
-    model, guide, x, y = tiny_classifier("vd", n=40)
+    model, guide, x, y = tiny_classifier("vd", n=40, input_method="vd")  # vd on the 6 inputs too: not its default
     new = torch.randn(9, 6, generator=torch.Generator().manual_seed(5))
     idata = bd.to_inference_data(model, guide, (x, y), num_samples=25, predictions=new, batch_size=7, weights=True)
     w0, w2 = (idata.posterior[f"net.{i}.weight"].values[0] for i in (0, 2))

@@ -488,12 +488,35 @@ def test_dropout_rates_are_one_over_one_plus_alpha(name, hyper):
 def test_vd_max_log_alpha_bounds_alpha():
     model, guide, x, y = tiny_classifier("vd", granularity="unit")
     guide(x, y)
-    params = guide.layer_guide(model.net[0])
+    params = guide.layer_guide(model.net[2])  # the hidden layer (the first takes the input rule)
     with torch.no_grad():
         params.log_alpha.fill_(5.0)
-    assert torch.allclose(bd.dropout_rates(model, guide)["net.0"], torch.full((6,), 0.5))
+    assert torch.allclose(bd.dropout_rates(model, guide)["net.2"], torch.full((8,), 0.5))
     free = bd.methods.get("vd", granularity="unit", max_log_alpha=None)
-    assert free.log_alpha(model.net[0], params).max() == 5.0
+    assert free.log_alpha(model.net[2], params).max() == 5.0
+
+
+def test_vd_first_layer_takes_the_fixed_rate_input_rule():
+    """The bound is vd's rate (its KL pushes alpha to it), so the first layer takes the fixed-rate input rule:
+    alpha <= 0.2 / 0.8 from 64 inputs on, no input noise below; a user's lower bound or no bound is kept."""
+    vd = bd.methods.get("vd")
+    small, large = vd.input_layer(40), vd.input_layer(784)
+    assert small.name == "bernoulli" and small.p == 0.0
+    assert large.name == "vd" and large.max_log_alpha == pytest.approx(math.log(0.25))
+    assert large.log_alpha_init == vd.log_alpha_init
+    assert bd.methods.get("vd", max_log_alpha=-3.0).input_layer(784).max_log_alpha == -3.0
+    free = bd.methods.get("vd", max_log_alpha=None)
+    assert free.input_layer(784) is free
+    net = bd.models.mlp(64, [20], 10, "vd")
+    model = bd.Classifier(net, num_data=100)
+    guide = bd.DropoutGuide(model)
+    x, y = torch.randn(4, 64), torch.randint(0, 10, (4,))
+    guide(x, y)
+    with torch.no_grad():
+        for layer in (net[0], net[2]):
+            guide.layer_guide(layer).log_alpha.fill_(5.0)
+    rates = bd.dropout_rates(model, guide)
+    assert torch.allclose(rates["net.0"], torch.tensor(0.8)) and torch.allclose(rates["net.2"], torch.tensor(0.5))
 
 
 @pytest.mark.parametrize(("name", "hyper"), CONFIGS, ids=IDS)
@@ -502,7 +525,8 @@ def test_pruned_mean_network_zeroes_high_log_alpha(name, hyper):
     effective weights (the posterior means folded by ``layer.fold``: theta, times theta' for vbd "unit");
     pruning (``keep_masks`` / ``kept_weights``, ``mean_network(pruned=True)``, ``point_values(pruned=True)``)
     zeroes the weights (units) with log alpha >= 3, and bd.compress.prune gives the same outputs."""
-    model, guide, x, y = tiny_classifier(name, hidden=(16,), **hyper)
+    # the method on the 6 inputs too (vd's default there is no input noise)
+    model, guide, x, y = tiny_classifier(name, hidden=(16,), input_method=bd.methods.get(name, **hyper), **hyper)
     guide(x, y)
     _randomise(guide, seed=5, log_alpha=(-2.0, 6.0))
     layer = model.net[0]

@@ -120,6 +120,7 @@ from ..distributions import BoundedDelta, CenteredNormal, DropoutNormal, LogUnif
 from ..sites import per_example_shape, site_shaped
 from . import register
 from .base import Capabilities, LayerGuide, Method, PointWeights, TrainingDefaults, check_range, site_param
+from .classic import input_rate
 
 __all__ = [
     "VariationalDropout",
@@ -260,6 +261,27 @@ class VariationalDropout(_LogUniformPrior):
                 lg, site_param(site.name, "log_alpha"), torch.nn.Parameter(init.new_full(shape, self.log_alpha_init))
             )
         return lg
+
+    def input_layer(self, in_features: int) -> Method:
+        r"""The method of a network's first layer: the fixed-rate input rule applied to the bound on :math:`\alpha`.
+
+        The log-uniform prior's KL falls as :math:`\alpha` grows, so under ``max_log_alpha`` :math:`\alpha` ends
+        at the bound wherever the likelihood does not hold it down (on MNIST-1D every layer's :math:`\log\alpha`
+        ends at 0), and the bound acts as a fixed rate.  The first layer therefore takes the rule of the fixed-rate
+        methods (:meth:`Method.input_layer`): :math:`\alpha \le 0.2 / 0.8`, Bernoulli's input rate in variance,
+        for at least :data:`~bayesdrop.methods.base.INPUT_MIN_FEATURES` inputs, and no input noise (``bernoulli``
+        with ``p = 0``) below.  Measured in ``docs/defaults.md``.  Unbounded (``max_log_alpha=None``) it returns
+        itself: :math:`\alpha` is then free to prune inputs.
+        """
+        if self.max_log_alpha is None:
+            return self
+        p = input_rate(in_features)
+        if p == 0.0:
+            from . import get
+
+            return get("bernoulli", p=0.0)
+        bound = min(self.max_log_alpha, math.log(p / (1.0 - p)))
+        return self.replace(max_log_alpha=bound, log_alpha_init=min(self.log_alpha_init, bound))
 
     def log_alpha(self, layer, params, site="weight"):
         la = getattr(params, site_param(site, "log_alpha"))
