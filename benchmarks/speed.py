@@ -3,7 +3,7 @@
 
 Usage::
 
-    python benchmarks/speed.py [--device auto] [--repeats 5] [--epochs 4] [--parts configs sweep]
+    python benchmarks/speed.py [--device auto] [--repeats 5] [--epochs 4] [--parts configs sweep validation compile]
         [--widths 100 300 1000 3000] [--batches 32 128 512 2048] [--out benchmarks/results/speed.md]
 """
 

@@ -140,3 +140,53 @@ def test_measure_validation_runs_the_three_settings_under_pyros_validation_and_p
     assert row["default"] == pytest.approx(1.1) and row["on"] == pytest.approx(2.5)
     with pytest.raises(ValueError, match="at least 2"):
         speed.measure_validation("vbd", torch.device("cpu"), repeats=1, epochs=1, data=(x, y, 3), hidden=[5])
+
+
+class _Frame:
+    filename, lineno = "/env/lib/python3.11/site-packages/pyro/primitives.py", 173
+
+
+class _Break:
+    reason = "TypedDict with optional keys\n  Explanation: Dynamo does not support tracing TypedDict\n  Hint: avoid"
+    user_stack = [_Frame()]
+
+
+class _Explained:
+    graph_count, graph_break_count, break_reasons = 3, 2, [_Break(), _Break()]
+
+
+def test_measure_compile_reports_the_breaks_and_a_compiler_that_fails(monkeypatch):
+    """Dynamo's graphs and breaks (reason and place) are reported; a compiler that raises leaves the eager step
+    time and the error in the record instead of an exception; a compiler that works gives the compiled / eager
+    table."""
+    import torch._dynamo
+
+    monkeypatch.setattr(torch._dynamo, "explain", lambda fn: lambda *args: _Explained())
+
+    def refuse(fn):
+        raise RuntimeError("no C++ compiler found\nmore text")
+
+    monkeypatch.setattr(torch, "compile", refuse)
+    r = speed.measure_compile(torch.device("cpu"), rounds=1, steps=1)
+    assert (r["graphs"], r["breaks"]) == (3, 2)
+    assert r["reasons"] == {"Dynamo does not support tracing TypedDict at `pyro/primitives.py:173`": 2}
+    assert r["error"] == "RuntimeError: no C++ compiler found" and r["eager_ms"] > 0 and "ratio" not in r
+    text = "\n".join(speed.compile_section(r, 1, 1))
+    assert "The compiler failed: `RuntimeError: no C++ compiler found`" in text
+    monkeypatch.setattr(torch, "compile", lambda fn: fn)  # a "compiler" that returns the eager loss
+    r = speed.measure_compile(torch.device("cpu"), rounds=2, steps=1)
+    assert "error" not in r and r["compiled_ms"] > 0 and r["ratio"] > 0
+    text = "\n".join(speed.compile_section(r, 2, 1))
+    assert "| 3 | 2 |" in text and "- 2 x Dynamo does not support tracing TypedDict at `pyro/primitives.py:173`" in text
+
+
+@pytest.mark.slow
+def test_the_compiled_loss_breaks_at_pyros_messages():
+    """torch.compile of bd.fit's loss (CPU, torch 2.13): Dynamo breaks the graph at Pyro's messages (TypedDicts with
+    optional keys) and at ContextVar reads, so the loss is many graphs; the record in speed.md says what that costs.
+    With another torch or Pyro the counts may change; a loss traced as one graph would fail this test, the cue to
+    measure the compiled step again."""
+    r = speed.measure_compile(torch.device("cpu"), rounds=1, steps=2)
+    assert "error" not in r, r.get("error")
+    assert r["graphs"] >= 2 and r["breaks"] >= 1 and r["compiled_ms"] > 0
+    assert any("TypedDict" in reason or "ContextVar" in reason for reason in r["reasons"])

@@ -22,12 +22,15 @@ from second to second.
 
 Usage::
 
-    python benchmarks/speed.py [--device auto] [--repeats 5] [--epochs 4] [--parts configs sweep validation]
+    python benchmarks/speed.py [--device auto] [--repeats 5] [--epochs 4] [--parts configs sweep validation compile]
         [--widths 100 300 1000 3000] [--batches 32 128 512 2048] [--out benchmarks/results/speed.md]
 
 ``--parts validation`` measures what Pyro's validation costs ``bd.fit`` on the digits MLP: its default (Pyro's
 setting in the first epoch, off after it) and ``validate=True`` (every step) against ``validate=False``
 (:func:`measure_validation`).
+
+``--parts compile`` measures ``torch.compile`` of ``bd.fit``'s loss against the eager loss, with Dynamo's graph
+breaks (:func:`measure_compile`).
 
 ``--parts sweep`` adds the width x batch grid (784-w-w-10 on :func:`synthetic` data, 20 steps per epoch) with the
 overhead per step in microseconds; its targets are ``bernoulli`` at most 1.15x and ``sparse-vd`` / ``vbd`` at most
@@ -90,6 +93,8 @@ __all__ = [
     "bd_model",
     "measure_validation",
     "validation_section",
+    "measure_compile",
+    "compile_section",
 ]
 
 # (dataset, hidden widths, batch size, epochs as a multiple of --epochs): a small and a large configuration.  A
@@ -393,6 +398,133 @@ def validation_section(device: torch.device, repeats: int, epochs: int) -> list[
     return lines
 
 
+# -- torch.compile: the loss of bd.fit compiled, against the eager loss -----------------------------------------
+
+
+def measure_compile(device: torch.device, *, rounds: int = 10, steps: int = 30) -> dict[str, Any]:
+    """What ``torch.compile`` does to ``bd.fit``'s step on the digits ``bernoulli`` MLP (64-300-100-10, p = 0.5 on
+    every layer's inputs, batch 128): the loss ``bd.fit`` evaluates (:class:`~bayesdrop.infer.MeanFieldELBO` of the
+    model and of the guide under :class:`~bayesdrop.nn.LocalReparameterization`, Pyro's validation off as after
+    ``fit``'s first epoch) run eagerly and through ``torch.compile``, each step ``zero_grad``, loss, ``backward``
+    and an Adam step.
+
+    ``torch._dynamo.explain`` counts the graphs and graph breaks of one evaluation (Dynamo's documented
+    troubleshooting entry point); the first compiled step, which compiles, is timed alone; then ``rounds`` rounds
+    of ``steps`` eager and ``steps`` compiled steps, alternating.  A compiler that fails (no C++ toolchain, an
+    unsupported construct) is reported, not raised.
+
+    Returns
+    -------
+    dict
+        ``graphs``, ``breaks`` and ``reasons`` (each break reason's count, most frequent first) from
+        ``explain``; ``compile_s`` (the first compiled step), ``eager_ms`` and ``compiled_ms`` (median
+        milliseconds per step of the rounds) and ``ratio`` (compiled / eager, medians of the per-round ratios);
+        or ``error`` (the compiler's exception as text) with the eager figures alone.
+    """
+    ds = bd.data.load("digits")
+    assert ds.num_classes is not None
+    x, y = ds.train.x[:128].to(device), ds.train.y[:128].to(device)
+    torch.manual_seed(0)
+    model = bd_model("bernoulli", ds.in_features, [300, 100], ds.num_classes, len(ds.train)).to(device)
+    guide = bd.DropoutGuide(model).to(device)
+    guide(x, y)
+    elbo = bd.infer.MeanFieldELBO(max_plate_nesting=1)
+    fit_guide = bd.nn.LocalReparameterization(draw_weights=False)(guide)
+
+    def loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        return elbo.differentiable_loss(model, fit_guide, xb, yb)
+
+    opt = torch.optim.Adam([*model.parameters(), *guide.parameters()], lr=1e-3)
+
+    def round_ms(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            fn(x, y).backward()
+            opt.step()
+        _sync(device)
+        return 1e3 * (time.perf_counter() - t0) / steps
+
+    out: dict[str, Any] = {}
+    with pyro.validation_enabled(False):
+        round_ms(loss)  # warm-up
+        try:
+            import torch._dynamo as dynamo  # Dynamo's own troubleshooting entry point
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Dynamo warns at each break it explains
+                explained = dynamo.explain(loss)(x, y)
+            reasons: dict[str, int] = {}
+            for b in explained.break_reasons:
+                reasons[_break_reason(b)] = reasons.get(_break_reason(b), 0) + 1
+            out |= {
+                "graphs": explained.graph_count,
+                "breaks": explained.graph_break_count,
+                "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+            }
+            compiled = torch.compile(loss)
+            _sync(device)
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            compiled(x, y).backward()
+            _sync(device)
+            out["compile_s"] = time.perf_counter() - t0
+        except Exception as err:  # a benchmark reports what the compiler refused
+            eager = [round_ms(loss) for _ in range(rounds)]
+            return out | {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}",
+                          "eager_ms": statistics.median(eager)}  # fmt: skip
+        eager, comp = [], []
+        for _ in range(rounds):
+            eager.append(round_ms(loss))
+            comp.append(round_ms(compiled))
+    return out | {
+        "eager_ms": statistics.median(eager),
+        "compiled_ms": statistics.median(comp),
+        "ratio": statistics.median(c / e for c, e in zip(comp, eager)),
+    }
+
+
+def _break_reason(b: Any) -> str:
+    """A graph break of ``torch._dynamo.explain``: Dynamo's explanation and the place (a package's file and line)."""
+    text = str(b.reason).splitlines()
+    why = next((t.strip().removeprefix("Explanation: ") for t in text if "Explanation:" in t), text[0] if text else "")
+    if not b.user_stack:
+        return why[:120]
+    frame, root = b.user_stack[-1], Path(bd.__file__).resolve().parent.parent
+    path = Path(frame.filename)
+    if "site-packages/" in frame.filename:
+        short = frame.filename.split("site-packages/")[-1]
+    else:
+        short = str(path.relative_to(root)) if path.is_relative_to(root) else frame.filename
+    return f"{why[:120]} at `{short}:{frame.lineno}`"
+
+
+def compile_section(r: dict[str, Any], rounds: int, steps: int) -> list[str]:
+    """The Markdown section of :func:`measure_compile`'s result ``r``."""
+    lines = [
+        "",
+        "## `torch.compile` of the loss",
+        "",
+        "Digits `bernoulli` MLP 64-300-100-10, batch 128: the loss `bd.fit` evaluates, eager and through "
+        f"`torch.compile`; graphs and breaks from `torch._dynamo.explain`; {rounds} alternating rounds of {steps} "
+        "steps (zero_grad, loss, backward, Adam), medians.",
+        "",
+    ]
+    if "error" in r:
+        return lines + [f"The compiler failed: `{r['error']}`; eager step {r['eager_ms']:.2f} ms."]
+    lines += [
+        "| graphs | graph breaks | first compiled step s | eager step ms | compiled step ms | compiled / eager |",
+        "|---|---|---|---|---|---|",
+        f"| {r['graphs']} | {r['breaks']} | {r['compile_s']:.1f} | {r['eager_ms']:.2f} | {r['compiled_ms']:.2f} | "
+        f"{r['ratio']:.2f}x |",
+        "",
+        "The breaks `explain` lists, by reason and place (count):",
+        "",
+    ]
+    return lines + [f"- {n} x {reason}" for reason, n in r["reasons"].items()]
+
+
 # -- Gaussian family: sparse-vd and vbd against a hand-written LRT loop ------------------------------------------
 #
 # Baseline: the same network as ``bd.models.mlp`` with every layer's weights Gaussian (theta, log sigma^2 per
@@ -626,9 +758,10 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
     ap.add_argument("--repeats", type=int, default=5, help="pairs of runs per row (default: 5)")
     ap.add_argument("--epochs", type=int, default=4, help="epochs per run, 4x on digits (default: 4)")
     ap.add_argument(
-        "--parts", nargs="+", choices=["configs", "sweep", "validation"], default=["configs"],
+        "--parts", nargs="+", choices=["configs", "sweep", "validation", "compile"], default=["configs"],
         help="configs: the digits and mnist1d rows; sweep: the width x batch grid, long on a CPU; validation: "
-        "bd.fit's default against Pyro's validation on and off on the digits MLP (default: configs)",
+        "bd.fit's default against Pyro's validation on and off on the digits MLP; compile: torch.compile of the "
+        "loss against the eager loss (default: configs)",
     )  # fmt: skip
     ap.add_argument("--widths", type=int, nargs="+", default=list(SWEEP_WIDTHS), help="the sweep's hidden widths")
     ap.add_argument("--batches", type=int, nargs="+", default=list(SWEEP_BATCHES), help="the sweep's batch sizes")
@@ -667,6 +800,10 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
         out.write_text("\n".join(lines) + "\n")
     if "validation" in args.parts:
         lines += validation_section(device, args.repeats, args.epochs)
+        out.write_text("\n".join(lines) + "\n")
+    if "compile" in args.parts:
+        rounds, steps = 2 * args.repeats, 30
+        lines += compile_section(measure_compile(device, rounds=rounds, steps=steps), rounds, steps)
         out.write_text("\n".join(lines) + "\n")
     if "sweep" in args.parts:
         swept: list[dict[str, Any]] = []
