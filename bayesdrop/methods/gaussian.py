@@ -266,12 +266,13 @@ class VariationalDropout(_LogUniformPrior):
         r"""The method of a network's first layer: the fixed-rate input rule applied to the bound on :math:`\alpha`.
 
         The log-uniform prior's KL falls as :math:`\alpha` grows, so under ``max_log_alpha`` :math:`\alpha` ends
-        at the bound wherever the likelihood does not hold it down (on MNIST-1D every layer's :math:`\log\alpha`
-        ends at 0), and the bound acts as a fixed rate.  The first layer therefore takes the rule of the fixed-rate
-        methods (:meth:`Method.input_layer`): :math:`\alpha \le 0.2 / 0.8`, Bernoulli's input rate in variance,
-        for at least :data:`~bayesdrop.methods.base.INPUT_MIN_FEATURES` inputs, and no input noise (``bernoulli``
-        with ``p = 0``) below.  Measured in ``docs/defaults.md``.  Unbounded (``max_log_alpha=None``) it returns
-        itself: :math:`\alpha` is then free to prune inputs.
+        at the bound wherever the likelihood does not hold it down (on MNIST-1D the first two layers'
+        :math:`\log\alpha` ended at the bound 0), and the bound acts as a fixed rate.  The first layer therefore
+        takes the rule of the fixed-rate methods (:meth:`~bayesdrop.methods.base.Method.input_layer`):
+        :math:`\alpha \le 0.2 / 0.8`, Bernoulli's input rate in variance, for at least
+        :data:`~bayesdrop.methods.base.INPUT_MIN_FEATURES` inputs, and no input noise (``bernoulli`` with
+        ``p = 0``) below.  Measured in ``docs/defaults.md``.  Unbounded (``max_log_alpha=None``) it returns itself:
+        :math:`\alpha` is then free to prune inputs.
         """
         if self.max_log_alpha is None:
             return self
