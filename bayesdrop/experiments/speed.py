@@ -456,8 +456,8 @@ def measure_compile(device: torch.device, *, rounds: int = 10, steps: int = 30) 
                 warnings.simplefilter("ignore")  # Dynamo warns at each break it explains
                 explained = dynamo.explain(loss)(x, y)
             reasons: dict[str, int] = {}
-            for b in explained.break_reasons:
-                reasons[_break_reason(b)] = reasons.get(_break_reason(b), 0) + 1
+            for reason in map(_break_reason, explained.break_reasons):
+                reasons[reason] = reasons.get(reason, 0) + 1
             out |= {
                 "graphs": explained.graph_count,
                 "breaks": explained.graph_break_count,
