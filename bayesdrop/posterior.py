@@ -244,7 +244,8 @@ class PosteriorSampler:
                     plated = self.parallel and size > 1
                     # Pyro's validation (if on) checks the sampler's first pass; the others rebuild the same
                     # distributions around replayed values, and checking their weight-sized arguments again was a
-                    # quarter of a pass with Gaussian weights (benchmarks/results/predict_speed.md); outputs are checked below
+                    # quarter of a pass with Gaussian weights (benchmarks/results/predict_speed.md); outputs are
+                    # checked below
                     checked = contextlib.nullcontext() if not self.checked else pyro.validation_enabled(False)
                     self.checked = True
                     with self._pass(start, size), checked, undrawn:

@@ -56,6 +56,7 @@ import statistics
 import sys
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -447,6 +448,7 @@ def measure_compile(device: torch.device, *, rounds: int = 10, steps: int = 30) 
         return 1e3 * (time.perf_counter() - t0) / steps
 
     out: dict[str, Any] = {}
+    compiled: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     with pyro.validation_enabled(False):
         round_ms(loss)  # warm-up
         try:
@@ -455,13 +457,10 @@ def measure_compile(device: torch.device, *, rounds: int = 10, steps: int = 30) 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Dynamo warns at each break it explains
                 explained = dynamo.explain(loss)(x, y)
-            reasons: dict[str, int] = {}
-            for reason in map(_break_reason, explained.break_reasons):
-                reasons[reason] = reasons.get(reason, 0) + 1
             out |= {
                 "graphs": explained.graph_count,
                 "breaks": explained.graph_break_count,
-                "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+                "reasons": dict(Counter(map(_break_reason, explained.break_reasons)).most_common()),
             }
             compiled = torch.compile(loss)
             _sync(device)
@@ -471,18 +470,17 @@ def measure_compile(device: torch.device, *, rounds: int = 10, steps: int = 30) 
             _sync(device)
             out["compile_s"] = time.perf_counter() - t0
         except Exception as err:  # a benchmark reports what the compiler refused
-            eager = [round_ms(loss) for _ in range(rounds)]
-            return out | {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}",
-                          "eager_ms": statistics.median(eager)}  # fmt: skip
+            out["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+            compiled = None
         eager, comp = [], []
         for _ in range(rounds):
             eager.append(round_ms(loss))
-            comp.append(round_ms(compiled))
-    return out | {
-        "eager_ms": statistics.median(eager),
-        "compiled_ms": statistics.median(comp),
-        "ratio": statistics.median(c / e for c, e in zip(comp, eager)),
-    }
+            if compiled is not None:
+                comp.append(round_ms(compiled))
+    out["eager_ms"] = statistics.median(eager)
+    if comp:
+        out |= {"compiled_ms": statistics.median(comp), "ratio": statistics.median(c / e for c, e in zip(comp, eager))}
+    return out
 
 
 def _break_reason(b: Any) -> str:
