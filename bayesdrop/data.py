@@ -254,7 +254,7 @@ def all_finite(t: torch.Tensor) -> bool:
     is finite only where every entry is, and where it is not (a NaN, an inf, or finite entries whose sum overflows)
     the entries are checked one by one.
     """
-    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+    return math.isfinite(t.sum().item()) or bool(torch.isfinite(t).all())
 
 
 def _to_tensor(a: object, what: str, name: str) -> torch.Tensor:

@@ -389,4 +389,33 @@ def test_the_plain_mean_module_is_kept_until_a_parameter_changes():
     assert not torch.allclose(after, before)
     layer = next(m for m in model.modules() if isinstance(m, bd.nn.Linear))
     layer.bias = torch.nn.Parameter(layer.bias.detach() + 1.0)  # a new tensor, version 0
+    third = weight_scaling_network(model, guide)
+    assert third is not second and weight_scaling_network(model, guide) is third
+
+
+def test_the_plain_mean_module_follows_the_module_tree_and_holds_nothing_alive():
+    """A submodule replaced by one of the same shapes with other weights, or a method's attribute changed,
+    rebuilds the kept network (the prediction follows); the cache holds no reference to the guide or model."""
+    import gc
+    import weakref
+
+    from bayesdrop.infer.predict import weight_scaling_network
+
+    model, guide, x, y = tiny_classifier("bernoulli")
+    guide(x, y)
+    first = weight_scaling_network(model, guide)
+    name, old = next((n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.ReLU))
+    parent = model.get_submodule(name.rpartition(".")[0])
+    setattr(parent, name.rpartition(".")[2], torch.nn.Tanh())  # same parameters, another network
+    second = weight_scaling_network(model, guide)
+    assert second is not first
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(second(x), guide.mean_network()(x), rtol=1e-5, atol=1e-6)
+    layer = next(m for m in model.modules() if isinstance(m, bd.nn.Linear))
+    layer.method.p = 0.25  # the weight-scaling factor changes
     assert weight_scaling_network(model, guide) is not second
+    refs = weakref.ref(model), weakref.ref(guide)
+    del model, guide, layer, parent, old, first, second
+    gc.collect()
+    assert all(ref() is None for ref in refs)

@@ -4,6 +4,7 @@ ways, and the record has a row per configuration with the ratio of the two media
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import pytest
 import torch
@@ -37,8 +38,13 @@ def test_measure_reports_the_ratio_of_the_medians(monkeypatch, tmp_path):
     assert set(swept["seconds"]) == {1, 2, 3} and min(swept["seconds"].values()) > 0
     scaled = predict_speed.measure_weight_scaling(small[0], torch.device("cpu"), repeats=2)
     assert scaled["ratio"] == pytest.approx(scaled["bd"] / scaled["plain"]) and scaled["plain"] > 0
+    assert predict_speed.main(["--repeats", "1", "--parts", "weight-scaling", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "## The deterministic rule" in text and "## Networks per pass" not in text and "| hand-written s" not in text
     with pytest.raises(SystemExit):
         predict_speed.main(["--repeats", "0", "--out", str(out)])
+    with pytest.raises(SystemExit):
+        predict_speed.main(["--parts", "sweep", "--out", str(out)])
 
 
 @pytest.mark.parametrize("method", ["bernoulli", "sparse-vd"])
@@ -60,3 +66,16 @@ def test_the_hand_written_loops_compute_the_predictive_of_bd(method):
     lstm = next(c for c in predict_speed.CONFIGS if c.arch == "lstm")
     model, guide, x, _ = predict_speed.build(dataclasses.replace(lstm, num_inputs=2))
     assert predict_speed.hand_written(model, guide, x) is None
+
+
+def test_alternate_times_a_loop_of_calls_and_reports_one_call():
+    counts = {"a": 0, "b": 0}
+
+    def run(key):
+        counts[key] += 1
+
+    times = predict_speed._alternate(
+        {k: functools.partial(run, k) for k in counts}, repeats=3, device=torch.device("cpu"), calls=7
+    )
+    assert counts == {"a": 28, "b": 28}  # a warm-up and 3 timings, 7 calls each
+    assert set(times) == {"a", "b"} and all(0 < t < 1e-3 for t in times.values())

@@ -137,7 +137,7 @@ def test_a_prediction_is_the_same_however_the_networks_are_grouped(method):
 def test_every_method_draws_the_same_networks_in_any_grouping(method):
     """Every method on every layer kind, its variational parameters moved off their initial values: the outputs
     and the drawn observations of 7 networks in one pass each and in passes of 3 (3, 3 and 1) agree (outputs to
-    float32 round-off, observations exactly), in evaluation mode, with masks per example (and, on the linear
+    float32 round-off at the outputs' scale, observations exactly), in evaluation mode, with masks per example (and, on the linear
     network, shared)."""
     from test_architecture import BUILDERS, _randomise, _refusal
 
@@ -155,7 +155,10 @@ def test_every_method_draws_the_same_networks_in_any_grouping(method):
                 sampler = bd.posterior.PosteriorSampler(model, guide, 7, x[:1], parallel=p, shared_noise=shared)
                 runs[p] = sampler.run(x, batch_size=9)
             out, obs = runs[False]
-            torch.testing.assert_close(runs[3][0], out, rtol=1e-5, atol=1e-5, msg=f"{kind}, shared={shared}")
+            # round-off relative to the outputs' scale: a batched and a single convolution sum in different orders,
+            # and with the log alphas of _randomise (up to 6) the outputs reach thousands where some are near 0
+            atol = 1e-5 * max(1.0, out.abs().max().item())
+            torch.testing.assert_close(runs[3][0], out, rtol=1e-5, atol=atol, msg=f"{kind}, shared={shared}")
             assert torch.equal(runs[3][1], obs), (kind, shared)
 
 

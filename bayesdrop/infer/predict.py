@@ -26,7 +26,7 @@ import itertools
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Literal, overload
+from typing import Any, Literal, NamedTuple, overload
 
 import torch
 from torch.utils.data import DataLoader
@@ -36,7 +36,7 @@ from ..data import as_tensors, loader_batches
 from ..guides import DropoutGuide
 from ..handlers import MomentMatching
 from ..likelihoods import Likelihood, Prediction
-from ..nn import bayesian_layers
+from ..nn import BayesianLayer, bayesian_layers
 from ..posterior import PosteriorSampler, check_noise, device_of, draws_per_pass, forked, guide_setup, seeded
 
 __all__ = [
@@ -139,7 +139,6 @@ def _per_batch(
     if first is None:
         raise ValueError("no inputs to predict: the data is empty")
     batches = itertools.chain([first], iterator)
-    example = first[:1].to(dev)
     was_training = model.training
     mean: Callable[[torch.Tensor], Any] | None = None
     if rule == "weight-scaling" and guide._order is not None:
@@ -172,7 +171,9 @@ def _per_batch(
             if parallel == "auto":  # shared masks: one pass per network, the networks of to_inference_data
                 parallel = False if shared else auto_parallel(model, guide, first.to(dev), num_samples)
                 rows = AUTO_CPU_ROWS if dev.type == "cpu" and not isinstance(parallel, bool) else 0
-            sampler = PosteriorSampler(model, sampled, num_samples, example, parallel=parallel, shared_noise=shared)
+            sampler = PosteriorSampler(
+                model, sampled, num_samples, first[:1].to(dev), parallel=parallel, shared_noise=shared
+            )
             if sampler.draws_per_example:  # a batch's draws depend on its rows: batches as they come
                 rows = 0
 
@@ -181,7 +182,7 @@ def _per_batch(
 
         # networks without draws per example: batches joined, a pass through as many rows as it holds
         groups = _joined(batches, rows // int(parallel)) if rows else ([xb] for xb in batches)
-        parts = (part for group in groups for part in draw(_cat(group).to(dev)).split([len(xb) for xb in group], 1))
+        parts = (part for group in groups for part in _split(draw(_cat(group).to(dev)), group))
         return [part if reduce is None else reduce(part) for part in parts]
     finally:
         if toggled:
@@ -202,49 +203,67 @@ def _joined(batches: Iterable[torch.Tensor], rows: int) -> Iterator[list[torch.T
         yield group
 
 
+def _split(out: torch.Tensor, group: list[torch.Tensor]) -> list[torch.Tensor] | tuple[torch.Tensor, ...]:
+    """The outputs ``(S, rows, ...)`` of the joined batches of ``group``, one part per batch."""
+    return [out] if len(group) == 1 else out.split([len(xb) for xb in group], 1)
+
+
 def _cat(group: list[torch.Tensor]) -> torch.Tensor:
     """The batches of ``group`` as one (a lone batch as it is)."""
     return group[0] if len(group) == 1 else torch.cat(group)
 
 
-# per guide: the state it was built from, and the plain module (None: its methods have none)
-_PLAIN: weakref.WeakKeyDictionary[DropoutGuide, tuple[tuple[Any, ...], torch.nn.Module | None]] = (
-    weakref.WeakKeyDictionary()
-)
+class _Plain(NamedTuple):
+    """What :func:`weight_scaling_network` keeps per guide: the module trees it was built from (weak references to
+    every module of ``model`` and ``guide``, and to the bayesdrop layers among them, so that the cache holds neither
+    alive), the state they were in, and the plain module (None: the methods have none)."""
+
+    modules: list[weakref.ref[torch.nn.Module]]
+    layers: list[weakref.ref[BayesianLayer]]
+    key: tuple[Any, ...] | None
+    network: torch.nn.Module | None
+
+
+_PLAIN: weakref.WeakKeyDictionary[DropoutGuide, _Plain] = weakref.WeakKeyDictionary()
+_SCALARS = (int, float, str, bool, type(None))  # method attributes compared as they are; others by their repr
 
 
 def weight_scaling_network(model: Likelihood, guide: DropoutGuide) -> Callable[[torch.Tensor], Any]:
     """The test-time network of ``rule="weight-scaling"``: the plain module of
     :func:`bayesdrop.compress.mean_module`, built once and kept (per guide) until a parameter or buffer of the
-    model or guide changes (their version counters and storage) or a layer's method does (its attributes, e.g. a
-    pooling method's test rule), so that a prediction costs one plain forward pass (forward hooks on the
-    bayesdrop layers do not run in it); for methods without a plain test-time network (Standout, RNNDrop,
-    recurrent dropout), the model run at the guide's means (:meth:`~bayesdrop.DropoutGuide.mean_network`).  The
-    same outputs either way, to rounding.
+    model or guide changes (their version counters and storage), a submodule is added, removed or replaced, or a
+    layer's method changes (its attributes, e.g. a pooling method's test rule), so that a prediction costs one plain
+    forward pass (forward hooks on the bayesdrop layers do not run in it); for methods without a plain test-time
+    network (Standout, RNNDrop, recurrent dropout), the model run at the guide's means
+    (:meth:`~bayesdrop.DropoutGuide.mean_network`).  The same outputs either way, to rounding.
     """
-    key = _state_key(model, guide)
     cached = _PLAIN.get(guide)
-    if cached is None or cached[0] != key:
-        exportable = all(layer.method.capabilities.plain_export for _, layer in bayesian_layers(model))
-        cached = _PLAIN[guide] = (key, mean_module(model, guide) if exportable else None)
-    return guide.mean_network() if cached[1] is None else cached[1]
+    if cached is None or cached.modules[0]() is not model or _state_key(cached) != cached.key:
+        modules = [*model.modules(), *guide.modules()]
+        layers = [weakref.ref(m) for m in modules if isinstance(m, BayesianLayer)]
+        exportable = all(layer().method.capabilities.plain_export for layer in layers)  # type: ignore[union-attr]
+        network = mean_module(model, guide) if exportable else None
+        cached = _Plain([weakref.ref(m) for m in modules], layers, None, network)
+        cached = _PLAIN[guide] = cached._replace(key=_state_key(cached))
+    return guide.mean_network() if cached.network is None else cached.network
 
 
-def _state_key(model: Likelihood, guide: DropoutGuide) -> tuple[Any, ...]:
-    """What :func:`weight_scaling_network`'s cache depends on: each parameter and buffer of ``model`` and ``guide``
-    (its storage, version counter, dtype and device) and each layer method's attributes (e.g. a test rule).  One walk
-    of each module tree, reading the modules' own tensors (a third less time than ``parameters()`` and ``buffers()``,
-    which walk the tree once each)."""
-    tensors = (
-        t
-        for root in (model, guide)
-        for module in root.modules()
-        for own in (module._parameters, module._buffers)
-        for t in own.values()
-        if t is not None
+def _state_key(cached: _Plain) -> tuple[Any, ...] | None:
+    """What :func:`weight_scaling_network`'s cache depends on (None where a module it was built from is gone): the
+    children of each module (the module trees as they were when it was built: a child added, removed or replaced
+    anywhere changes its parent's), their parameters and buffers (each one's storage, version counter, dtype and
+    device) and the attributes of each layer's method (e.g. a test rule).  A flat walk of the modules the cache was
+    built from: a fifth of the time of ``modules()``, ``parameters()`` and ``buffers()``, which recurse."""
+    modules = [ref() for ref in cached.modules]
+    layers = [ref() for ref in cached.layers]
+    if any(m is None for m in modules) or any(layer is None for layer in layers):
+        return None
+    tensors = [t for m in modules for own in (m._parameters, m._buffers) for t in own.values() if t is not None]  # type: ignore[union-attr]
+    return (
+        *[tuple(map(weakref.ref, m._modules.values())) for m in modules],  # type: ignore[union-attr]
+        *[(t.data_ptr(), t._version, t.dtype, t.device) for t in tensors],
+        *[tuple((k, v if isinstance(v, _SCALARS) else repr(v)) for k, v in vars(m.method).items()) for m in layers],  # type: ignore[union-attr]
     )
-    methods = (repr(sorted(vars(layer.method).items())) for _, layer in bayesian_layers(model))
-    return (*((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors), *methods)
 
 
 AUTO_MEMORY_SHARE = 8  #: ``parallel="auto"`` on CUDA: a vectorised pass holds at most 1/8 of the device's memory
