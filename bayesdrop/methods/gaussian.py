@@ -242,11 +242,7 @@ class VariationalDropout(_LogUniformPrior):
     ):
         self.granularity = _choice("granularity", granularity, ("layer", "unit"))
         self.log_alpha_init = _finite("log_alpha_init", log_alpha_init)
-        self.max_log_alpha = None if max_log_alpha is None else _finite("max_log_alpha", max_log_alpha)
-        if self.max_log_alpha is not None and self.log_alpha_init > self.max_log_alpha:
-            raise ValueError(
-                f"`log_alpha_init` ({log_alpha_init!r}) must not exceed `max_log_alpha` ({max_log_alpha!r})"
-            )
+        self.max_log_alpha = _check_bound(self.log_alpha_init, max_log_alpha)
         self.threshold = _finite("threshold", threshold)
         if granularity == "unit":
             self.capabilities = dataclasses.replace(type(self).capabilities, structured=True)
@@ -274,15 +270,7 @@ class VariationalDropout(_LogUniformPrior):
         ``p = 0``) below.  Measured in ``docs/defaults.md``.  Unbounded (``max_log_alpha=None``) it returns itself:
         :math:`\alpha` is then free to prune inputs.
         """
-        if self.max_log_alpha is None:
-            return self
-        p = input_rate(in_features)
-        if p == 0.0:
-            from . import get
-
-            return get("bernoulli", p=0.0)
-        bound = min(self.max_log_alpha, math.log(p / (1.0 - p)))
-        return self.replace(max_log_alpha=bound, log_alpha_init=min(self.log_alpha_init, bound))
+        return self if self.max_log_alpha is None else _bounded_input_layer(self, in_features)
 
     def log_alpha(self, layer, params, site="weight"):
         la = getattr(params, site_param(site, "log_alpha"))
@@ -294,6 +282,27 @@ class VariationalDropout(_LogUniformPrior):
         # sigma = sqrt(alpha) |theta|, floored so that theta = 0 still gives a valid Normal.
         scale = ((0.5 * la).exp() * theta.abs()).clamp_min(_SCALE_FLOOR)
         return DropoutNormal(theta, scale, la)
+
+
+def _check_bound(log_alpha_init: float, max_log_alpha: float | None) -> float | None:
+    """Validated ``max_log_alpha`` (None: no bound), above which ``log_alpha_init`` must not start."""
+    bound = None if max_log_alpha is None else _finite("max_log_alpha", max_log_alpha)
+    if bound is not None and log_alpha_init > bound:
+        raise ValueError(f"`log_alpha_init` ({log_alpha_init!r}) must not exceed `max_log_alpha` ({max_log_alpha!r})")
+    return bound
+
+
+def _bounded_input_layer(method: Any, in_features: int) -> Method:
+    r"""The first layer of a method whose :math:`\alpha` ends at its bound ``max_log_alpha``: the fixed-rate input
+    rule (:func:`~bayesdrop.methods.classic.input_rate`) applied to the bound, :math:`\log\alpha \le
+    \log(p / (1 - p))`, or no input noise (``bernoulli`` with ``p = 0``) where the rule drops nothing."""
+    p = input_rate(in_features)
+    if p == 0.0:
+        from . import get
+
+        return get("bernoulli", p=0.0)
+    bound = min(method.max_log_alpha, math.log(p / (1.0 - p)))
+    return method.replace(max_log_alpha=bound, log_alpha_init=min(method.log_alpha_init, bound))
 
 
 @register("sparse-vd")
@@ -406,7 +415,12 @@ class VariationalBayesianDropout(_GammaPrior, _GaussianFamily):
     ``granularity="layer"`` (eq. 17, the classification setting of Table 1)
         The same sites with one :math:`\alpha` shared by the layer's weights, parameterised by ``log_alpha``
         (:math:`\sigma = \sqrt\alpha\,|\theta|`), as in ``vd``: the objective
-        :math:`L_\mathcal{D} - \sum_{k,d} \tfrac12\log(1 + \alpha^{-1})` of Prop. 3.
+        :math:`L_\mathcal{D} - \sum_{k,d} \tfrac12\log(1 + \alpha^{-1})` of Prop. 3, with
+        :math:`\alpha \le 1` (``max_log_alpha``) as ``vd``'s.  The KL falls as :math:`\alpha` grows and one
+        :math:`\alpha` weighs on all of a layer's weights at once, so without the bound it outgrows what the
+        likelihood can hold down: on MNIST-1D the layers' :math:`\alpha` ended above 1 and the network underfitted
+        (``docs/defaults.md``).  The first layer takes the fixed-rate input rule on the bound, as ``vd``'s
+        (:meth:`input_layer`).
 
     Parameters
     ----------
@@ -422,6 +436,10 @@ class VariationalBayesianDropout(_GammaPrior, _GaussianFamily):
         :math:`\log\alpha` at or above which a weight is pruned.
     prior_scale : float
         Unused here (the weights' prior is the hierarchy); the parameter of ``granularity="unit"``.
+    max_log_alpha : float or None
+        Upper bound on the layer's :math:`\log\alpha` with ``granularity="layer"`` (the value used is
+        ``min(log_alpha, max_log_alpha)``); the default 0 keeps :math:`\alpha \le 1`, ``None`` removes the bound.
+        Not used with ``"weight"`` (nor ``"unit"``): those :math:`\alpha` grow to prune.
     """
 
     reference = "Liu et al. 2019 (CVPR), Variational Bayesian Dropout"
@@ -435,6 +453,7 @@ class VariationalBayesianDropout(_GammaPrior, _GaussianFamily):
         log_alpha_init: float = -8.0,
         threshold: float = 3.0,
         prior_scale: float = 1.0,
+        max_log_alpha: float | None = 0.0,
     ):
         if granularity == "unit":
             raise ValueError(
@@ -443,7 +462,18 @@ class VariationalBayesianDropout(_GammaPrior, _GaussianFamily):
         args = (granularity, a, b, log_sigma2_init, log_alpha_init, threshold, prior_scale)
         v = _vbd_args(*args, accepted=("weight", "layer"))
         self.granularity, self.log_sigma2_init, self.log_alpha_init, self.threshold, self.prior_scale = v
+        bounded = self.granularity == "layer"
+        self.max_log_alpha = _check_bound(self.log_alpha_init if bounded else -math.inf, max_log_alpha)
         self._init_gamma(a, b)
+
+    def input_layer(self, in_features: int) -> Method:
+        r"""The method of a network's first layer: with ``granularity="layer"`` and a bound, the fixed-rate input
+        rule applied to the bound on :math:`\alpha`, as ``vd``'s
+        (:meth:`VariationalDropout.input_layer`: the KL pushes the one :math:`\alpha` to its bound, which acts as
+        a fixed rate); itself otherwise (per-weight :math:`\alpha` learn which inputs to prune)."""
+        if self.granularity != "layer" or self.max_log_alpha is None:
+            return self
+        return _bounded_input_layer(self, in_features)
 
     def init_guide(self, layer) -> LayerGuide:
         if self.granularity == "weight":
@@ -458,14 +488,15 @@ class VariationalBayesianDropout(_GammaPrior, _GaussianFamily):
     def weight_posterior(self, layer, site, params):
         theta = getattr(params, site)
         if self.granularity == "layer":
-            la = getattr(params, site_param(site, "log_alpha"))
+            la = self.log_alpha(layer, params, site)
             # sigma = sqrt(alpha) |theta|, floored so that theta = 0 gives a valid Normal and a finite KL.
             return DropoutNormal(theta, ((0.5 * la).exp() * theta.abs()).clamp_min(_SCALE_FLOOR))
         return DropoutNormal(theta, log_variance=getattr(params, site_param(site, "log_sigma2")))
 
     def log_alpha(self, layer, params, site="weight"):
         if self.granularity == "layer":
-            return getattr(params, site_param(site, "log_alpha"))
+            la = getattr(params, site_param(site, "log_alpha"))
+            return la if self.max_log_alpha is None else la.clamp(max=self.max_log_alpha)
         return _additive_log_alpha(getattr(params, site), getattr(params, site_param(site, "log_sigma2")))
 
     def gamma_star(self, layer, params, site: str = "weight") -> torch.Tensor:
@@ -501,7 +532,8 @@ class UnitVariationalBayesianDropout(_GammaPrior, PointWeights):
     above ``threshold`` is pruned.
 
     Parameters are those of :class:`VariationalBayesianDropout` with ``granularity="unit"``; ``log_sigma2_init``
-    initialises :math:`\log\sigma'^2`, ``prior_scale`` is :math:`s`, ``log_alpha_init`` is unused.
+    initialises :math:`\log\sigma'^2`, ``prior_scale`` is :math:`s`, ``log_alpha_init`` and ``max_log_alpha`` are
+    unused (the units' :math:`\alpha` grow to prune).
     """
 
     reference = "Liu et al. 2019 (CVPR), Variational Bayesian Dropout, eq. 19 after Neklyudov et al. 2017"
@@ -517,10 +549,12 @@ class UnitVariationalBayesianDropout(_GammaPrior, PointWeights):
         log_alpha_init: float = -8.0,
         threshold: float = 3.0,
         prior_scale: float = 1.0,
+        max_log_alpha: float | None = 0.0,
     ):
         args = (granularity, a, b, log_sigma2_init, log_alpha_init, threshold, prior_scale)
         v = _vbd_args(*args, accepted=("unit",))
         self.granularity, self.log_sigma2_init, self.log_alpha_init, self.threshold, self.prior_scale = v
+        self.max_log_alpha = _check_bound(-math.inf, max_log_alpha)
         self._init_gamma(a, b)
 
     def init_guide(self, layer) -> LayerGuide:
@@ -580,11 +614,12 @@ def variational_bayesian_dropout(
     log_alpha_init: float = -8.0,
     threshold: float = 3.0,
     prior_scale: float = 1.0,
+    max_log_alpha: float | None = 0.0,
 ) -> Method:
     """``vbd``: :class:`VariationalBayesianDropout` (``granularity`` ``"weight"`` or ``"layer"``) or
     :class:`UnitVariationalBayesianDropout` (``"unit"``); the arguments are theirs."""
     cls: Any = UnitVariationalBayesianDropout if granularity == "unit" else VariationalBayesianDropout
-    return cls(granularity, a, b, log_sigma2_init, log_alpha_init, threshold, prior_scale)
+    return cls(granularity, a, b, log_sigma2_init, log_alpha_init, threshold, prior_scale, max_log_alpha)
 
 
 variational_bayesian_dropout.reference = VariationalBayesianDropout.reference  # type: ignore[attr-defined]
