@@ -122,7 +122,10 @@ def _per_batch(
         )
     if not isinstance(guide, DropoutGuide) or guide.model is not model:
         raise ValueError("`guide` must be the DropoutGuide built for `model` (bd.DropoutGuide(model))")
-    dev = device_of(model, guide)
+    # the weight-scaling rule's network and device, kept while the parameters are unchanged (None: the guide's first
+    # run comes first)
+    kept = _kept(model, guide) if rule == "weight-scaling" and guide._order is not None else None
+    dev = device_of(model, guide) if kept is None else kept.device
     if torch.is_tensor(x):
         step = len(x) if batch_size is None else batch_size
         batches: Iterable[torch.Tensor] = [x[i : i + step] for i in range(0, len(x), step)]
@@ -140,11 +143,8 @@ def _per_batch(
         raise ValueError("no inputs to predict: the data is empty")
     batches = itertools.chain([first], iterator)
     was_training = model.training
-    mean: Callable[[torch.Tensor], Any] | None = None
-    if rule == "weight-scaling" and guide._order is not None:
-        mean = weight_scaling_network(model, guide)
     # eval mode for the Pyro runs (a plain module is in eval mode already); eval() walks every module's setattr
-    toggled = not isinstance(mean, torch.nn.Module) and any(m.training for m in model.modules())
+    toggled = (kept is None or kept.network is None) and any(m.training for m in model.modules())
     if toggled:
         model.eval()
     try:
@@ -154,7 +154,7 @@ def _per_batch(
         draw: Callable[[torch.Tensor], torch.Tensor]
         rows = 0  # rows per pass of joined batches (0: the batches as they come)
         if rule == "weight-scaling":
-            network = weight_scaling_network(model, guide) if mean is None else mean
+            network = weight_scaling_network(model, guide) if kept is None else _network(kept, guide)
 
             def draw(xb: torch.Tensor) -> torch.Tensor:
                 return network(xb).unsqueeze(0)
@@ -222,6 +222,7 @@ class _Plain(NamedTuple):
     layers: list[weakref.ref[BayesianLayer]]
     key: tuple[Any, ...] | None
     network: torch.nn.Module | None
+    device: torch.device
 
 
 _PLAIN: weakref.WeakKeyDictionary[DropoutGuide, _Plain] = weakref.WeakKeyDictionary()
@@ -237,15 +238,25 @@ def weight_scaling_network(model: Likelihood, guide: DropoutGuide) -> Callable[[
     network (Standout, RNNDrop, recurrent dropout), the model run at the guide's means
     (:meth:`~bayesdrop.DropoutGuide.mean_network`).  The same outputs either way, to rounding.
     """
+    return _network(_kept(model, guide), guide)
+
+
+def _network(kept: _Plain, guide: DropoutGuide) -> Callable[[torch.Tensor], Any]:
+    """The test-time network of ``kept``: its plain module, else the model at ``guide``'s means."""
+    return guide.mean_network() if kept.network is None else kept.network
+
+
+def _kept(model: Likelihood, guide: DropoutGuide) -> _Plain:
+    """:func:`weight_scaling_network`'s cache of ``guide``, built anew where the state it was built from changed."""
     cached = _PLAIN.get(guide)
     if cached is None or cached.modules[0]() is not model or _state_key(cached) != cached.key:
         modules = [*model.modules(), *guide.modules()]
         layers = [weakref.ref(m) for m in modules if isinstance(m, BayesianLayer)]
         exportable = all(layer().method.capabilities.plain_export for layer in layers)  # type: ignore[union-attr]
         network = mean_module(model, guide) if exportable else None
-        cached = _Plain([weakref.ref(m) for m in modules], layers, None, network)
+        cached = _Plain([weakref.ref(m) for m in modules], layers, None, network, device_of(model, guide))
         cached = _PLAIN[guide] = cached._replace(key=_state_key(cached))
-    return guide.mean_network() if cached.network is None else cached.network
+    return cached
 
 
 def _state_key(cached: _Plain) -> tuple[Any, ...] | None:
