@@ -216,7 +216,7 @@ def _cat(group: list[torch.Tensor]) -> torch.Tensor:
 class _Plain(NamedTuple):
     """What :func:`weight_scaling_network` keeps per guide: the module trees it was built from (weak references to
     every module of ``model`` and ``guide``, and to the bayesdrop layers among them, so that the cache holds neither
-    alive), the state they were in, and the plain module (None: the methods have none)."""
+    alive), the state they were in, the plain module (None: the methods have none) and the device it is on."""
 
     modules: list[weakref.ref[torch.nn.Module]]
     layers: list[weakref.ref[BayesianLayer]]
@@ -264,7 +264,7 @@ def _state_key(cached: _Plain) -> tuple[Any, ...] | None:
     children of each module (the module trees as they were when it was built: a child added, removed or replaced
     anywhere changes its parent's), their parameters and buffers (each one's storage, version counter, dtype and
     device) and the attributes of each layer's method (e.g. a test rule).  A flat walk of the modules the cache was
-    built from: a fifth of the time of ``modules()``, ``parameters()`` and ``buffers()``, which recurse."""
+    built from: about half the time of a walk by ``modules()``, which recurses through both trees."""
     modules = [ref() for ref in cached.modules]
     layers = [ref() for ref in cached.layers]
     if any(m is None for m in modules) or any(layer is None for layer in layers):
