@@ -292,10 +292,11 @@ def _check_bound(log_alpha_init: float, max_log_alpha: float | None) -> float | 
     return bound
 
 
-def _bounded_input_layer(method: Any, in_features: int) -> Method:
+def _bounded_input_layer(method: VariationalDropout | VariationalBayesianDropout, in_features: int) -> Method:
     r"""The first layer of a method whose :math:`\alpha` ends at its bound ``max_log_alpha``: the fixed-rate input
     rule (:func:`~bayesdrop.methods.classic.input_rate`) applied to the bound, :math:`\log\alpha \le
     \log(p / (1 - p))`, or no input noise (``bernoulli`` with ``p = 0``) where the rule drops nothing."""
+    assert method.max_log_alpha is not None, "an unbounded alpha takes no input rule"
     p = input_rate(in_features)
     if p == 0.0:
         from . import get
