@@ -499,18 +499,28 @@ def test_vd_max_log_alpha_bounds_alpha():
     assert free.log_alpha(model.net[2], params).max() == 5.0
 
 
-def test_vd_first_layer_takes_the_fixed_rate_input_rule():
-    """The bound is vd's rate (its KL pushes alpha to it), so the first layer takes the fixed-rate input rule:
-    alpha <= 0.2 / 0.8 from 64 inputs on, no input noise below; a user's lower bound or no bound is kept."""
-    vd = bd.methods.get("vd")
-    small, large = vd.input_layer(40), vd.input_layer(784)
+@pytest.mark.parametrize(("name", "hyper"), [("vd", {}), ("vbd", {"granularity": "layer"})], ids=["vd", "vbd-layer"])
+def test_a_bounded_alpha_per_layer_takes_the_fixed_rate_input_rule(name, hyper):
+    """The bound is the rate of ``vd`` and of ``vbd`` per layer (their KLs fall as alpha grows and push it there),
+    so the first layer takes the fixed-rate input rule: alpha <= 0.2 / 0.8 from 64 inputs on, no input noise below;
+    a user's lower bound is kept, and without a bound the layer stays as it is.  In an MLP the bound holds
+    whatever the parameter: a log alpha of 5 gives keep probabilities 0.8 and 0.5, and Gaussian noise of variance
+    theta^2 on a hidden layer's weights."""
+    method = bd.methods.get(name, **hyper)
+    assert method.max_log_alpha == 0.0
+    small, large = method.input_layer(40), method.input_layer(784)
     assert small.name == "bernoulli" and small.p == 0.0
-    assert large.name == "vd" and large.max_log_alpha == pytest.approx(math.log(0.25))
-    assert large.log_alpha_init == vd.log_alpha_init
-    assert bd.methods.get("vd", max_log_alpha=-3.0).input_layer(784).max_log_alpha == -3.0
-    free = bd.methods.get("vd", max_log_alpha=None)
+    assert type(large) is type(method) and large.max_log_alpha == pytest.approx(math.log(0.25))
+    others = [{k: v for k, v in m.hyper().items() if k != "max_log_alpha"} for m in (large, method)]
+    assert others[0] == others[1]  # the bound alone changes
+    assert bd.methods.get(name, **hyper, max_log_alpha=-3.0).input_layer(784).max_log_alpha == -3.0
+    free = bd.methods.get(name, **hyper, max_log_alpha=None)
     assert free.input_layer(784) is free
-    net = bd.models.mlp(64, [20], 10, "vd")
+    with pytest.raises(ValueError, match="`log_alpha_init`"):
+        bd.methods.get(name, **hyper, log_alpha_init=1.0)
+    with pytest.raises(ValueError, match="`max_log_alpha`"):
+        bd.methods.get(name, **hyper, max_log_alpha=float("nan"))
+    net = bd.models.mlp(64, [20], 10, name, **hyper)
     model = bd.Classifier(net, num_data=100)
     guide = bd.DropoutGuide(model)
     x, y = torch.randn(4, 64), torch.randint(0, 10, (4,))
@@ -520,41 +530,18 @@ def test_vd_first_layer_takes_the_fixed_rate_input_rule():
             guide.layer_guide(layer).log_alpha.fill_(5.0)
     rates = bd.dropout_rates(model, guide)
     assert torch.allclose(rates["net.0"], torch.tensor(0.8)) and torch.allclose(rates["net.2"], torch.tensor(0.5))
+    params = guide.layer_guide(net[2])
+    q = net[2].method.weight_posterior(net[2], "weight", params)
+    torch.testing.assert_close(q.variance, params.weight.detach() ** 2, rtol=1e-5, atol=1e-30)  # alpha = 1, not e^5
 
 
-def test_vbd_per_layer_alpha_is_bounded_and_its_first_layer_takes_the_input_rule():
-    """``vbd`` with one alpha per layer keeps alpha <= 1 as vd does (its KL, 0.5 log(1 + 1/alpha), falls as alpha
-    grows), the first layer taking the fixed-rate input rule on the bound; per-weight and per-unit alpha, which
-    grow to prune, are neither bounded nor given the rule; a start above the bound is refused."""
-    layer_vbd = bd.methods.get("vbd", granularity="layer")
-    assert layer_vbd.max_log_alpha == 0.0
-    small, large = layer_vbd.input_layer(40), layer_vbd.input_layer(784)
-    assert small.name == "bernoulli" and small.p == 0.0
-    assert large.name == "vbd" and large.granularity == "layer"
-    assert large.max_log_alpha == pytest.approx(math.log(0.25))
-    free = bd.methods.get("vbd", granularity="layer", max_log_alpha=None)
-    assert free.input_layer(784) is free
+def test_vbd_per_weight_and_per_unit_alpha_are_not_bounded():
+    """``vbd``'s per-weight and per-unit alpha grow to prune: no bound, no input rule, and ``log_alpha_init``
+    (unused there) is not held to the bound."""
     for granularity in ("weight", "unit"):
         method = bd.methods.get("vbd", granularity=granularity)
         assert method.input_layer(784) is method
-    with pytest.raises(ValueError, match="`log_alpha_init`"):
-        bd.methods.get("vbd", granularity="layer", log_alpha_init=1.0)
-    assert bd.methods.get("vbd", log_alpha_init=1.0).granularity == "weight"  # not used per weight
-    with pytest.raises(ValueError, match="`max_log_alpha`"):
-        bd.methods.get("vbd", granularity="layer", max_log_alpha=float("nan"))
-    net = bd.models.mlp(64, [20], 10, "vbd", granularity="layer")
-    model = bd.Classifier(net, num_data=100)
-    guide = bd.DropoutGuide(model)
-    x, y = torch.randn(4, 64), torch.randint(0, 10, (4,))
-    guide(x, y)
-    with torch.no_grad():
-        for layer in (net[0], net[2]):
-            guide.layer_guide(layer).log_alpha.fill_(5.0)
-    rates = bd.dropout_rates(model, guide)
-    assert torch.allclose(rates["net.0"], torch.tensor(0.8)) and torch.allclose(rates["net.2"], torch.tensor(0.5))
-    q = net[2].method.weight_posterior(net[2], "weight", guide.layer_guide(net[2]))
-    theta = guide.layer_guide(net[2]).weight
-    torch.testing.assert_close(q.variance, theta.detach() ** 2, rtol=1e-5, atol=1e-30)  # alpha = 1, not e^5
+        assert bd.methods.get("vbd", granularity=granularity, log_alpha_init=1.0).log_alpha_init == 1.0
 
 
 @pytest.mark.parametrize(("name", "hyper"), CONFIGS, ids=IDS)
