@@ -13,11 +13,14 @@ Floors: hand-written plain PyTorch loops, the least work each estimator needs.
   approximation (Molchanov et al. 2017); :class:`~bayesdrop.experiments.speed.PlainLRTNet`.
 - ``weights``: Gaussian weights N(mu, exp(log_sigma)^2), one weight draw per minibatch (Bayes by Backprop, Blundell
   et al. 2015), point biases, the KL to N(0, 1) in closed form; :class:`PlainWeightSamplingNet`.
+- ``weights-svd``: the same estimator with sparse VD's parameters and KL approximation, the floor of ``lrt``'s
+  network with its weights drawn; :class:`PlainSparseWeightNet`.
 
 Contenders, each against the floor of its estimator: bd ``bernoulli`` and torch-uncertainty's MC-dropout wrapper
 against ``dropout``; bd ``sparse-vd`` and bayesian-torch's Flipout layers (Wen et al. 2018) against ``lrt``;
-bayesian-torch's reparameterisation layers, torchbnn, blitz, bd ``sparse-vd`` with ``lrt=False``, TyXe (Ritter &
-Karaletsos 2022) and Pyro's ``AutoNormal`` on a ``PyroModule`` MLP against ``weights``.  bd runs ``bd.fit`` with its
+bayesian-torch's reparameterisation layers, torchbnn, blitz, TyXe (Ritter & Karaletsos 2022) and Pyro's
+``AutoNormal`` on a ``PyroModule`` MLP against ``weights``; bd ``sparse-vd`` with ``lrt=False`` against
+``weights-svd``.  bd runs ``bd.fit`` with its
 defaults except ``epochs``, ``batch_size``, ``progress=False`` and the callback; each peer runs the recipe of its own
 documentation (:data:`CONTENDERS` holds each one's, and the record quotes them); floors and peers train with Adam at
 ``--lr``.  Pyro's validation is off for the whole run (for bd and the two Pyro-based peers).
@@ -94,6 +97,7 @@ __all__ = [
     "Contender",
     "Peer",
     "PlainWeightSamplingNet",
+    "PlainSparseWeightNet",
     "configs",
     "contender",
     "load_peer",
@@ -268,6 +272,25 @@ class PlainWeightSamplingNet(torch.nn.Module):
         return total
 
 
+class PlainSparseWeightNet(PlainLRTNet):
+    """MLP with Gaussian weights N(theta, sigma^2) in sparse VD's parameterisation, one weight draw per forward pass.
+
+    The weight-sampling floor of the sparse-VD KL (Molchanov et al. 2017; :meth:`PlainLRTNet.kl`): the parameters,
+    initialisation and KL of :class:`~bayesdrop.experiments.speed.PlainLRTNet`, with the weights drawn, ``W = theta +
+    exp(log_sigma2 / 2) eps``, instead of the pre-activations: what ``bd.fit(..., lrt=False)`` computes for
+    ``sparse-vd``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of ``x`` under one draw of every weight matrix."""
+        n = len(self.theta)
+        for i, (th, ls2, b) in enumerate(zip(self.theta, self.log_sigma2, self.bias)):
+            x = F.linear(x, th + (0.5 * ls2).exp() * torch.randn_like(th), b)
+            if i < n - 1:
+                x = torch.relu(x)
+        return x
+
+
 def plain_weight_epoch(
     net: PlainWeightSamplingNet, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, batch_size: int
 ) -> None:
@@ -332,6 +355,16 @@ class _WeightFloor(_ModuleLoop):
         plain_weight_epoch(self.net, self.opt, d.x, d.y, self.setup.config.batch)
 
 
+class _SparseWeightFloor(_ModuleLoop):
+    def __init__(self, setup: Setup):
+        self.net = PlainSparseWeightNet(list(setup.config.widths))
+        super().__init__(setup, self.net, _no_loss)
+
+    def epoch(self) -> None:
+        d = self.setup.data
+        plain_lrt_epoch(self.net, self.opt, d.x, d.y, self.setup.config.batch, "sparse-vd")  # its forward draws W
+
+
 def _no_loss(*args: Any) -> torch.Tensor:
     raise NotImplementedError
 
@@ -340,6 +373,7 @@ FLOORS: dict[str, tuple[str, Callable[[Setup], Trainer]]] = {
     "dropout": ("`nn.Dropout` loop", _DropoutFloor),
     "lrt": ("hand-written LRT loop", _LRTFloor),
     "weights": ("weight-sampling loop", _WeightFloor),
+    "weights-svd": ("weight-sampling loop, sparse-VD KL", _SparseWeightFloor),
 }
 """The floors: key -> (name in the record, builder)."""
 
@@ -744,7 +778,7 @@ CONTENDERS: list[Contender] = [
     Contender("blitz", "blitz", "weights", "blitz-bayesian-pytorch", _blitz,
               "`BayesianLinear` layers (defaults) in a `@variational_estimator` module; `sample_elbo(sample_nbr=1, "
               "complexity_cost_weight=1/N)` as in its README (Monte Carlo KL to its prior)"),
-    Contender("bd-sparse-vd-weights", "bd `sparse-vd` with `lrt=False`", "weights", None, _bd_sparse_vd_weights,
+    Contender("bd-sparse-vd-weights", "bd `sparse-vd` with `lrt=False`", "weights-svd", None, _bd_sparse_vd_weights,
               "as bd `sparse-vd`, with `bd.fit(..., lrt=False)`: one weight draw per minibatch"),
     Contender("tyxe", "TyXe", "weights", "TyXe", _TyXe,
               "`VariationalBNN`, IID N(0, 1) prior, TyXe's `AutoNormal` (init scale 1e-2, means at the network's "
@@ -1022,7 +1056,8 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
         "hand-written LRT loop, Gaussian weights by the local reparameterisation trick with the sparse-VD KL "
         "approximation (`bayesdrop.experiments.speed.PlainLRTNet`); weight-sampling loop, Gaussian weights "
         "N(mu, exp(log_sigma)^2) drawn once per minibatch, point biases, closed-form KL to N(0, 1), init scale "
-        f"{INIT_SCALE:g} (`PlainWeightSamplingNet`).",
+        f"{INIT_SCALE:g} (`PlainWeightSamplingNet`); weight-sampling loop, sparse-VD KL, the LRT loop's network, "
+        "parameters and KL with its weights drawn once per minibatch (`PlainSparseWeightNet`).",
     ]
     write_results(record(rows, contenders, cfgs, status, reasons, header), args.out)
     return 0
