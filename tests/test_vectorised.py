@@ -137,8 +137,8 @@ def test_a_prediction_is_the_same_however_the_networks_are_grouped(method):
 def test_every_method_draws_the_same_networks_in_any_grouping(method):
     """Every method on every layer kind, its variational parameters moved off their initial values: the outputs
     and the drawn observations of 7 networks in one pass each and in passes of 3 (3, 3 and 1) agree (outputs to
-    float32 round-off at the outputs' scale, observations exactly), in evaluation mode, with masks per example (and, on the linear
-    network, shared)."""
+    float32 round-off at the outputs' scale, observations exactly), in evaluation mode, with masks per example
+    (and, on the linear network, shared)."""
     from test_architecture import BUILDERS, _randomise, _refusal
 
     for kind, build in BUILDERS.items():
