@@ -113,3 +113,49 @@ def tiny_convnet(method, n=12, c=2, hw=6, classes=3, seed=0, device="cpu", **hyp
 def elbo_loss(model, guide, x, y, seed=0):
     pyro.set_rng_seed(seed)
     return pyro.infer.TraceMeanField_ELBO(max_plate_nesting=1).differentiable_loss(model, guide, x, y)
+
+
+def plain_twin_losses(method, plain_cls, *, lrt):
+    """A 6-9-7-3 MLP of Gaussian-weight ``method`` (on the inputs too) and a plain network of ``plain_cls`` (lists
+    ``theta``, ``log_sigma2``, ``bias`` and ``kl(method)``, as ``bayesdrop.experiments.speed.PlainLRTNet``) with the
+    same parameters, log sigma^2 drawn around -4 so that log alpha lies on both sides of 0.  On one minibatch of 16
+    of N = 50 and the same random stream: ``MeanFieldELBO``'s loss as ``bd.fit(..., lrt=lrt)`` computes it (the
+    guide under ``LocalReparameterization(draw_weights=False)`` with ``lrt``), minus the constant KL of ``vbd``'s
+    gamma sites, and the plain loss cross-entropy * N / B + KL.  Returns ``(ours, plain, ours_params,
+    plain_params)``, the parameter lists in the same order (theta, then log sigma^2)."""
+    from bayesdrop.handlers import LocalReparameterization
+    from bayesdrop.infer import MeanFieldELBO
+
+    widths, n, b = [6, 9, 7, 3], 50, 16
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(b, widths[0], generator=g), torch.randint(0, widths[-1], (b,), generator=g)
+    m = bd.methods.get(method)
+    model = bd.Classifier(bd.models.mlp(widths[0], widths[1:-1], widths[-1], m, input_method=m), num_data=n)
+    guide = bd.DropoutGuide(model)
+    guide(x, y)
+    net = plain_cls(widths)
+    layers = [(layer, params) for _, layer, params in guide.pairs()]
+    with torch.no_grad():
+        for i, (layer, params) in enumerate(layers):
+            params.log_sigma2.copy_(torch.randn(params.log_sigma2.shape, generator=g) - 4)
+            net.theta[i].copy_(params.weight)
+            net.log_sigma2[i].copy_(params.log_sigma2)
+            net.bias[i].copy_(layer.bias)
+    torch.manual_seed(1)
+    plain = torch.nn.functional.cross_entropy(net(x), y, reduction="sum") * (n / b) + net.kl(method)
+    torch.manual_seed(1)
+    with pyro.validation_enabled(False):  # the handler wraps the guide, as in fit
+        run = LocalReparameterization(draw_weights=False)(guide) if lrt else guide
+        ours = MeanFieldELBO(max_plate_nesting=1).differentiable_loss(model, run, x, y)
+    constant = sum(layer.method.kl_constant(layer) for layer, _ in layers) if method == "vbd" else 0.0
+    ours_params = [p.weight for _, p in layers] + [p.log_sigma2 for _, p in layers]
+    return ours - constant, plain, ours_params, [*net.theta, *net.log_sigma2]
+
+
+def assert_same_loss_and_gradients(ours, plain, ours_params, plain_params):
+    """The two losses of :func:`plain_twin_losses` equal to 1e-5 (relative), and their gradients."""
+    import pytest
+
+    assert ours.item() == pytest.approx(plain.item(), rel=1e-5)
+    for a, c in zip(torch.autograd.grad(ours, ours_params), torch.autograd.grad(plain, plain_params)):
+        torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-5)

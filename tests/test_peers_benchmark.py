@@ -10,6 +10,7 @@ import statistics
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import assert_same_loss_and_gradients, plain_twin_losses
 
 from bayesdrop.experiments import peers
 
@@ -50,36 +51,7 @@ def test_sparse_vd_weight_sampling_floor_computes_bd_fits_loss_without_lrt():
     """Same parameters and random stream: ``PlainSparseWeightNet``'s minibatch loss (cross-entropy * N / B + the
     sparse-VD KL) equals ``MeanFieldELBO``'s loss of ``sparse-vd`` with its weights drawn, as ``bd.fit(...,
     lrt=False)`` runs it, and so do the gradients."""
-    import pyro
-
-    import bayesdrop as bd
-    from bayesdrop.infer import MeanFieldELBO
-
-    widths, n, b = [6, 9, 7, 3], 50, 16
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(b, widths[0], generator=g), torch.randint(0, widths[-1], (b,), generator=g)
-    method = bd.methods.get("sparse-vd")
-    model = bd.Classifier(bd.models.mlp(widths[0], widths[1:-1], widths[-1], method, input_method=method), n)
-    guide = bd.DropoutGuide(model)
-    guide(x, y)
-    net = peers.PlainSparseWeightNet(widths)
-    layers = [(layer, params) for _, layer, params in guide.pairs()]
-    with torch.no_grad():
-        for i, (layer, params) in enumerate(layers):
-            params.log_sigma2.copy_(torch.randn(params.log_sigma2.shape, generator=g) - 4)
-            net.theta[i].copy_(params.weight)
-            net.log_sigma2[i].copy_(params.log_sigma2)
-            net.bias[i].copy_(layer.bias)
-    torch.manual_seed(1)
-    plain = F.cross_entropy(net(x), y, reduction="sum") * (n / b) + net.kl("sparse-vd")
-    torch.manual_seed(1)
-    with pyro.validation_enabled(False):
-        ours = MeanFieldELBO(max_plate_nesting=1).differentiable_loss(model, guide, x, y)
-    assert ours.item() == pytest.approx(plain.item(), rel=1e-5)
-    ours_grads = torch.autograd.grad(ours, [p.weight for _, p in layers] + [p.log_sigma2 for _, p in layers])
-    plain_grads = torch.autograd.grad(plain, [*net.theta, *net.log_sigma2])
-    for a, c in zip(ours_grads, plain_grads):
-        torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-5)
+    assert_same_loss_and_gradients(*plain_twin_losses("sparse-vd", peers.PlainSparseWeightNet, lrt=False))
     assert peers.contender("bd-sparse-vd-weights").floor == "weights-svd"
 
 

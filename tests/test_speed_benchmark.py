@@ -8,11 +8,10 @@ import statistics
 import pyro
 import pytest
 import torch
+from helpers import assert_same_loss_and_gradients, plain_twin_losses
 
 import bayesdrop as bd
 from bayesdrop.experiments import speed
-from bayesdrop.handlers import LocalReparameterization
-from bayesdrop.infer import MeanFieldELBO
 
 
 @pytest.mark.parametrize("method", speed.GAUSSIAN_METHODS)
@@ -20,34 +19,7 @@ def test_plain_lrt_baseline_computes_the_same_loss_as_a_fit_step(method):
     """Same parameters and random stream: the baseline's minibatch loss (cross-entropy * N / B + KL) equals
     ``MeanFieldELBO``'s loss with the guide under ``LocalReparameterization(draw_weights=False)``, as ``bd.fit`` runs
     it (for ``vbd`` up to the constant n_gamma log(b - a) of the gamma sites), and so do the gradients."""
-    widths, n, b = [6, 9, 7, 3], 50, 16
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(b, widths[0], generator=g), torch.randint(0, widths[-1], (b,), generator=g)
-    model = bd.Classifier(bd.models.mlp(widths[0], widths[1:-1], widths[-1], method), num_data=n)
-    guide = bd.DropoutGuide(model)
-    guide(x, y)
-    net = speed.PlainLRTNet(widths)
-    layers = [(layer, params) for _, layer, params in guide.pairs()]
-    with torch.no_grad():
-        for i, (layer, params) in enumerate(layers):
-            shape = layer.weight_sites["weight"].shape
-            params.log_sigma2.copy_(torch.randn(shape, generator=g) - 4)  # log alpha on both sides of 0
-            net.theta[i].copy_(params.weight)
-            net.log_sigma2[i].copy_(params.log_sigma2)
-            net.bias[i].copy_(layer.bias)
-    torch.manual_seed(1)
-    plain = torch.nn.functional.cross_entropy(net(x), y, reduction="sum") * (n / b) + net.kl(method)
-    torch.manual_seed(1)
-    with pyro.validation_enabled(False):  # the handler wraps the guide, as in fit
-        ours = MeanFieldELBO(max_plate_nesting=1).differentiable_loss(
-            model, LocalReparameterization(draw_weights=False)(guide), x, y
-        )
-    constant = sum(layer.method.kl_constant(layer) for layer, _ in layers) if method == "vbd" else 0.0
-    assert ours.item() - constant == pytest.approx(plain.item(), rel=1e-5)
-    ours_grads = torch.autograd.grad(ours, [p.weight for _, p in layers] + [p.log_sigma2 for _, p in layers])
-    plain_grads = torch.autograd.grad(plain, [*net.theta, *net.log_sigma2])
-    for a, c in zip(ours_grads, plain_grads):
-        torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-5)
+    assert_same_loss_and_gradients(*plain_twin_losses(method, speed.PlainLRTNet, lrt=True))
 
 
 def test_compare_runs_pairs_each_bd_epoch_with_a_baseline_epoch(monkeypatch):

@@ -336,8 +336,13 @@ class _DropoutFloor(_ModuleLoop):
 
 
 class _LRTFloor(_ModuleLoop):
+    """The sparse-VD floors: ``net_class``'s network (the trick's, or :class:`PlainSparseWeightNet`, which draws the
+    weights) with the sparse-VD KL, by :func:`~bayesdrop.experiments.speed.plain_lrt_epoch`."""
+
+    net_class: type[PlainLRTNet] = PlainLRTNet
+
     def __init__(self, setup: Setup):
-        self.net = PlainLRTNet(list(setup.config.widths))
+        self.net = self.net_class(list(setup.config.widths))
         super().__init__(setup, self.net, _no_loss)
 
     def epoch(self) -> None:
@@ -355,14 +360,8 @@ class _WeightFloor(_ModuleLoop):
         plain_weight_epoch(self.net, self.opt, d.x, d.y, self.setup.config.batch)
 
 
-class _SparseWeightFloor(_ModuleLoop):
-    def __init__(self, setup: Setup):
-        self.net = PlainSparseWeightNet(list(setup.config.widths))
-        super().__init__(setup, self.net, _no_loss)
-
-    def epoch(self) -> None:
-        d = self.setup.data
-        plain_lrt_epoch(self.net, self.opt, d.x, d.y, self.setup.config.batch, "sparse-vd")  # its forward draws W
+class _SparseWeightFloor(_LRTFloor):
+    net_class = PlainSparseWeightNet
 
 
 def _no_loss(*args: Any) -> torch.Tensor:
