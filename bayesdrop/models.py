@@ -103,7 +103,8 @@ def mlp(
         which for the fixed-rate methods drops 0.2 of the
         inputs (``bernoulli`` with ``p=0.2``, ``gaussian`` with ``alpha=0.25``) while hidden units get ``method``
         (by default ``p=0.5``), as Srivastava et al. (2014) recommend, and adds no input noise to networks with
-        fewer than 64 inputs; ``vd``, whose KL sends its rate to its bound, takes the same rule for the bound
+        fewer than 64 inputs; ``vd`` and ``vbd`` with ``granularity="layer"``, whose KLs send their rate to its
+        bound, take the same rule for the bound
         (:meth:`~bayesdrop.methods.gaussian.VariationalDropout.input_layer`); the other methods that learn their
         rates use ``method`` on every layer.
     activation : {"relu", "tanh", "sigmoid", "elu"}

@@ -222,8 +222,9 @@ class Method(ABC):
         """The method of a network's first layer, whose inputs are the ``in_features`` data features (pixels,
         samples of a signal, covariates), when the user names none.
 
-        Methods that learn their rates return themselves: they learn how much noise the inputs need (``vd``, whose
-        KL pushes its rate to its bound, takes the fixed-rate rule for the bound).  Fixed-rate
+        Methods that learn their rates return themselves: they learn how much noise the inputs need (``vd`` and
+        ``vbd`` with one alpha per layer, whose KLs push their rate to its bound, take the fixed-rate rule for the
+        bound).  Fixed-rate
         methods return a copy with the literature's input rate (Srivastava et al. 2014: drop 0.2 of the inputs,
         0.5 of hidden units) when there are at least :data:`INPUT_MIN_FEATURES` (64) inputs, and no input noise
         below: the recommendation is for many redundant inputs such as the pixels of an image; with few inputs
