@@ -567,7 +567,7 @@ class BoundedDelta(Delta):
 def _kl_bounded_delta(q: BoundedDelta, p, base, n: int) -> torch.Tensor:
     if isinstance(base, ScalarUniform) and base.bounds == q.bounds and q.event_shape == p.event_shape:
         low, high = q.bounds
-        kl = q.v.new_tensor(n * math.log(high - low))
+        kl = q.v.new_full((), float(n) * math.log(high - low))  # a constant; float(n): n is traced by a jit
         return _expand_to(kl, q.batch_shape, p.batch_shape)
     return -p.log_prob(q.v)
 

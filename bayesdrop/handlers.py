@@ -69,7 +69,7 @@ class LocalReparameterization(Messenger):
         ``True`` (default): the guide still draws the weights, so every estimator (``Trace_ELBO``'s
         ``log p - log q`` included) sees a proper sample.  ``False``: the guide skips the draw, which the layer
         would ignore anyway; the site's value is a placeholder (the mean ``loc``, without gradient, marked
-        ``_bayesdrop_lrt_placeholder``).  Only valid for losses that never evaluate a density at these values,
+        ``_bayesdrop_lrt_placeholder``; for another law, its mean).  Only valid for losses that never evaluate a density at these values,
         i.e. where the KL of every such site is analytic: :func:`bayesdrop.fit` uses it with its
         :class:`~bayesdrop.infer.MeanFieldELBO`, which raises if a placeholder would enter a Monte Carlo term.
     """
@@ -88,14 +88,20 @@ class LocalReparameterization(Messenger):
         return fn if isinstance(fn, dist.Normal) else None
 
     def _pyro_sample(self, msg: dict) -> None:
-        if self.draw_weights or msg["value"] is not None:
+        if self.draw_weights or msg["value"] is not None or not msg["infer"].get("lrt") or msg["is_observed"]:
             return
         fn = self._normal(msg)
         if fn is not None:
-            value, shape = fn.loc.detach(), msg["fn"].shape()  # a new tensor object, no copy
-            value = value if value.shape == shape else value.expand(shape)
-            setattr(value, "_bayesdrop_lrt_placeholder", True)  # noqa: B010 -- a tag on the tensor object
-            msg["value"] = value
+            value = fn.loc.detach()  # a new tensor object, no copy
+        else:  # another law (the method redraws it per example): its mean, in its support
+            try:
+                value = base_distribution(msg["fn"]).mean.detach()
+            except NotImplementedError:
+                return
+        shape = msg["fn"].shape()
+        value = value if value.shape == shape else value.expand(shape)
+        setattr(value, "_bayesdrop_lrt_placeholder", True)  # noqa: B010 -- a tag on the tensor object
+        msg["value"] = value
 
     def _pyro_post_sample(self, msg: dict) -> None:
         fn = self._normal(msg)
@@ -152,13 +158,14 @@ class MomentMatching(Messenger):
 
 
 class KLScale(Messenger):
-    r"""Scale every latent (non-observed) sample site by ``beta``, the KL warm-up weight :math:`\beta`.
+    r"""Scale every latent (non-observed) sample site by ``beta``, the KL warm-up weight :math:`\beta` (a number, or
+    a 0-d tensor: an input of :func:`~bayesdrop.fit`'s compiled loss).
 
     Wrap model *and* guide: ``TraceMeanField_ELBO`` scales the analytic KL of a site by the guide site's scale,
     Monte Carlo terms by both.
     """
 
-    def __init__(self, beta: float):
+    def __init__(self, beta: float | torch.Tensor):
         super().__init__()
         self.beta = beta
 

@@ -140,7 +140,8 @@ def test_mean_field_elbo_refuses_a_skipped_weight_draw_without_analytic_kl():
 
 def test_fit_follows_pyros_validation_setting_in_its_first_epoch_unless_told(monkeypatch):
     """By default fit validates every step of its first epoch when Pyro validates (the tests turn it on globally)
-    and no later step, none when Pyro does not; ``validate=`` sets it for every step of the run only."""
+    and no later step, none when Pyro does not; ``validate=`` sets it for every step of the run only.  Eager steps
+    (``jit=False``) are counted; the compiled loss (``jit``'s default) is recorded without validation."""
     model, guide, x, y = tiny_classifier("sparse-vd")
     seen = []
     original = bd.infer.MeanFieldELBO.differentiable_loss
@@ -151,19 +152,22 @@ def test_fit_follows_pyros_validation_setting_in_its_first_epoch_unless_told(mon
 
     monkeypatch.setattr(bd.infer.MeanFieldELBO, "differentiable_loss", spy)
     assert pyro.infer.util.is_validation_enabled()
-    bd.fit(model, guide, (x, y), epochs=2, batch_size=10, progress=False)
+    bd.fit(model, guide, (x, y), epochs=2, batch_size=10, progress=False, jit=False)
     assert seen == [True] * 4 + [False] * 4  # 2 epochs of 4 steps
     assert pyro.infer.util.is_validation_enabled()  # restored
+    seen.clear()
+    bd.fit(model, guide, (x, y), epochs=2, batch_size=10, progress=False)  # recorded and checked: 2 calls
+    assert seen == [False] * 2 + [True] * 4
     seen.clear()
     bd.fit(model, guide, (x, y), epochs=2, batch_size=10, progress=False, validate=True)
     assert seen == [True] * 8
     seen.clear()
-    bd.fit(model, guide, (x, y), epochs=1, batch_size=10, progress=False, validate=False)
+    bd.fit(model, guide, (x, y), epochs=1, batch_size=10, progress=False, validate=False, jit=False)
     assert seen == [False] * 4
     assert pyro.infer.util.is_validation_enabled()  # restored
     seen.clear()
     with pyro.validation_enabled(False):
-        bd.fit(model, guide, (x, y), epochs=1, batch_size=10, progress=False)
+        bd.fit(model, guide, (x, y), epochs=1, batch_size=10, progress=False, jit=False)
         assert seen == [False] * 4
         seen.clear()
         bd.fit(model, guide, (x, y), epochs=1, batch_size=10, progress=False, validate=True)
@@ -202,7 +206,8 @@ def test_fit_history_aggregates_its_steps(monkeypatch):
 
     monkeypatch.setattr(bd.infer.MeanFieldELBO, "differentiable_loss", spy_loss)
     monkeypatch.setattr(type(model), "forward", spy_forward)
-    h = bd.fit(model, guide, (x, y), epochs=2, batch_size=15, progress=False).history
+    # eager steps, whose Python the spies see (a compiled run's history equals it: tests/test_compiled.py)
+    h = bd.fit(model, guide, (x, y), epochs=2, batch_size=15, progress=False, jit=False).history
     n = len(x)
     steps = steps[1:]  # the first call is the guide's set-up run of the model
     assert [s["size"] for s in steps] == [15, 15, 10] * 2

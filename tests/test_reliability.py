@@ -774,6 +774,7 @@ def _names_an_argument(err, names):
     test_samples=st.one_of(st.integers(-1, 3), _JUNK),
     checkpoint_every=st.one_of(st.none(), st.integers(-1, 2), _JUNK),
     validate=st.one_of(st.none(), st.booleans(), _JUNK),
+    jit=st.one_of(st.none(), st.booleans(), _JUNK),
     resume=st.one_of(st.none(), st.just("missing.pt"), _JUNK),
 )
 def test_fit_validates_every_argument_or_trains(**kwargs):

@@ -185,6 +185,8 @@ def bd_fit_epochs(
     device: torch.device,
     callback: EpochCallback | None = None,
     validate: bool | None = False,
+    *,
+    jit: bool | None = None,
 ) -> list[float]:
     """Seconds of each epoch of one ``bd.fit`` run with Adam at lr 1e-3, as the plain loops (``fit``'s timer).
 
@@ -197,7 +199,7 @@ def bd_fit_epochs(
         warnings.simplefilter("ignore", bd.CollapseWarning)
         res = bd.fit(
             model, guide, (x, y), epochs=epochs, batch_size=batch_size, lr=1e-3, device=device, seed=seed,
-            kl_warmup=0, lr_decay=None, progress=False, callback=callback, validate=validate,
+            kl_warmup=0, lr_decay=None, progress=False, callback=callback, validate=validate, jit=jit,
         )  # fmt: skip
     return res.history["seconds"]
 
@@ -255,10 +257,19 @@ def compare_runs(
 
 
 def measure(
-    method: str, dataset: str, hidden: list[int], batch_size: int, device: torch.device, repeats: int, epochs: int
+    method: str,
+    dataset: str,
+    hidden: list[int],
+    batch_size: int,
+    device: torch.device,
+    repeats: int,
+    epochs: int,
+    *,
+    jit: bool | None = None,
 ) -> dict[str, Any]:
     """One row: ``method`` (``"bernoulli"`` with p = 0.5, or one of :data:`GAUSSIAN_METHODS`) against its baseline,
-    ``nn.Dropout`` with the N(0, 1) weight penalty or the hand-written LRT loop, on a registered data set.
+    ``nn.Dropout`` with the N(0, 1) weight penalty or the hand-written LRT loop, on a registered data set;
+    ``jit`` is ``bd.fit``'s (``None``: its default, the compiled loss).
 
     Returns
     -------
@@ -269,7 +280,7 @@ def measure(
     assert ds.num_classes is not None, "a classification data set"
     row = {"method": method, "dataset": dataset, "arch": _arch(ds.in_features, hidden, ds.num_classes)}
     x, y = ds.train.x.to(device), ds.train.y.to(device)
-    return row | measure_on(method, x, y, ds.num_classes, hidden, batch_size, device, repeats, epochs)
+    return row | measure_on(method, x, y, ds.num_classes, hidden, batch_size, device, repeats, epochs, jit=jit)
 
 
 def measure_on(
@@ -282,6 +293,8 @@ def measure_on(
     device: torch.device,
     repeats: int,
     epochs: int,
+    *,
+    jit: bool | None = None,
 ) -> dict[str, Any]:
     """:func:`measure` on given training tensors ``x`` (N, D) and ``y`` (N,), already on ``device``.
 
@@ -305,7 +318,7 @@ def measure_on(
     def bd_run(seed: int, epochs: int, callback: EpochCallback) -> list[float]:
         torch.manual_seed(seed)
         model = bd_model(method, in_features, hidden, num_classes, len(x))
-        return bd_fit_epochs(model, bd.DropoutGuide(model), x, y, batch_size, epochs, seed, device, callback)
+        return bd_fit_epochs(model, bd.DropoutGuide(model), x, y, batch_size, epochs, seed, device, callback, jit=jit)
 
     steps = -(-len(x) // batch_size)
     return {"batch": batch_size, "steps": steps} | compare_runs(make_plain, bd_run, repeats, epochs, device)
@@ -597,9 +610,11 @@ def plain_lrt_epoch(
         opt.step()
 
 
-def gaussian_section(device: torch.device, repeats: int, epochs: int) -> list[str]:
+def gaussian_section(device: torch.device, repeats: int, epochs: int, *, jit: bool | None = None) -> list[str]:
     """Markdown lines of the sparse-vd / vbd comparison (target on 40-1024-1024-10: at most 1.15x)."""
-    rows = [measure(m, d, h, b, device, repeats, epochs * k) for m in GAUSSIAN_METHODS for d, h, b, k in CONFIGS]
+    rows = [
+        measure(m, d, h, b, device, repeats, epochs * k, jit=jit) for m in GAUSSIAN_METHODS for d, h, b, k in CONFIGS
+    ]
     lines = [
         "",
         "## `sparse-vd` and `vbd` against a hand-written LRT loop (target on 40-1024-1024-10: at most 1.15x)",
@@ -654,6 +669,8 @@ def sweep(
     methods: Sequence[str] = SWEEP_METHODS,
     steps: int = SWEEP_STEPS,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    *,
+    jit: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Every ``method`` against its floor on a 784-w-w-10 MLP for every width ``w`` and batch size.
 
@@ -669,6 +686,8 @@ def sweep(
         Batches in the training set.
     on_row
         Called with each row as soon as it is measured (the command line rewrites its record then).
+    jit
+        ``bd.fit``'s (``None``: its default, the compiled loss).
 
     Returns
     -------
@@ -684,7 +703,7 @@ def sweep(
             for method in methods:
                 row: dict[str, Any] = {"method": method, "dataset": "synthetic", "width": width}
                 row["arch"] = _arch(784, [width, width], 10)
-                row |= measure_on(method, x, y, 10, [width, width], batch, device, repeats, epochs)
+                row |= measure_on(method, x, y, 10, [width, width], batch, device, repeats, epochs, jit=jit)
                 row["overhead_us"] = (row["bayesdrop"] - row["plain"]) / row["steps"] * 1e6
                 rows.append(row)
                 if on_row is not None:
@@ -763,8 +782,13 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
     )  # fmt: skip
     ap.add_argument("--widths", type=int, nargs="+", default=list(SWEEP_WIDTHS), help="the sweep's hidden widths")
     ap.add_argument("--batches", type=int, nargs="+", default=list(SWEEP_BATCHES), help="the sweep's batch sizes")
+    ap.add_argument(
+        "--eager", action="store_true",
+        help="bd.fit(jit=False): every step through Pyro's handlers (default: bd.fit's default, the compiled loss)",
+    )  # fmt: skip
     ap.add_argument("--out", default=str(default_out))
     args = ap.parse_args(argv)
+    jit = False if args.eager else None
     for name in ("repeats", "epochs"):
         if getattr(args, name) < 1 + (name == "epochs"):
             ap.error(f"--{name} must be at least {1 + (name == 'epochs')}")
@@ -779,13 +803,18 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
         + (f" ({4 * args.epochs} on digits, whose epochs are ~20x shorter)" if "configs" in args.parts else "")
         + ", each with one optimiser, one baseline epoch after each `bd.fit` epoch (`fit`'s callback).  Ratio: median "
         "and interquartile range of the per-epoch ratios `bd.fit / plain` from the second epoch on, over all "
-        "repeats; epoch times are medians.",
+        "repeats; epoch times are medians.  `bd.fit` "
+        + (
+            "with `jit=False`: every step through Pyro's handlers."
+            if args.eager
+            else "with its default `jit`: the steps after its set-up run the compiled loss (`bd.infer.compiled`)."
+        ),
         f"Command: `{quoted_command('benchmarks/speed.py', list(sys.argv[1:] if argv is None else argv))}`",
     ]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if "configs" in args.parts:
-        rows = [measure("bernoulli", d, h, b, device, args.repeats, args.epochs * k) for d, h, b, k in CONFIGS]
+        rows = [measure("bernoulli", d, h, b, device, args.repeats, args.epochs * k, jit=jit) for d, h, b, k in CONFIGS]
         lines += [
             "",
             "## `bernoulli` (target on 40-1024-1024-10: at most 1.3x)",
@@ -794,7 +823,7 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
             "|---|---|---|---|---|---|---|",
         ]
         lines += [_cells(r) for r in rows]
-        lines += gaussian_section(device, args.repeats, args.epochs)
+        lines += gaussian_section(device, args.repeats, args.epochs, jit=jit)
         out.write_text("\n".join(lines) + "\n")
     if "validation" in args.parts:
         lines += validation_section(device, args.repeats, args.epochs)
@@ -811,7 +840,7 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
             print(f"{row['method']} {row['arch']} b{row['batch']}: {row['ratio']:.2f}x", file=sys.stderr, flush=True)
             out.write_text("\n".join(lines + sweep_section(swept, SWEEP_STEPS)) + "\n")
 
-        sweep(device, args.repeats, args.epochs, args.widths, args.batches, steps=SWEEP_STEPS, on_row=on_row)
+        sweep(device, args.repeats, args.epochs, args.widths, args.batches, steps=SWEEP_STEPS, on_row=on_row, jit=jit)
         lines += sweep_section(swept, SWEEP_STEPS)
     write_results("\n".join(lines), out)
     return 0

@@ -31,12 +31,18 @@ from torch.distributions import kl_divergence
 __all__ = ["MeanFieldELBO"]
 
 
+def _scalar(scale: Any) -> bool:
+    """Whether ``scale`` is one number: a Python number or a 0-d tensor (the KL weight of a compiled step)."""
+    return not torch.is_tensor(scale) or scale.dim() == 0
+
+
 def _scaled_sum(t: torch.Tensor, scale: Any, mask: Any) -> torch.Tensor:
-    """``scale_and_mask(t, scale, mask).sum()``; without a mask, the sum is taken first (a scalar multiply)."""
-    if mask is not None or torch.is_tensor(scale):
+    """``scale_and_mask(t, scale, mask).sum()``; without a mask and with one scale, the sum is taken first (a scalar
+    multiply)."""
+    if mask is not None or not _scalar(scale):
         return scale_and_mask(t, scale, mask).sum()
     total = t.sum() if t.dim() else t
-    return total if scale == 1.0 else total * scale
+    return total * scale if torch.is_tensor(scale) or scale != 1.0 else total
 
 
 class _Terms:
@@ -69,7 +75,7 @@ class _Terms:
         scale, mask = guide_site["scale"], guide_site["mask"]
         if (
             mask is None
-            and not torch.is_tensor(scale)
+            and _scalar(scale)
             and type(q) is Independent
             and type(p) is Independent
             and q.reinterpreted_batch_ndims == p.reinterpreted_batch_ndims
