@@ -540,7 +540,11 @@ def fit(
     steps = state.step  # steps before this epoch
     names = _parameter_names(model, guide)
     buffers = [b for m in (model, guide) for b in m.buffers()]
-    compiled = None if jit is False or validate else _compiled_loss(elbo, model, guide, fit_guide, params, x0, y0, jit)
+    # the minibatch shapes of tensor data: full batches and the last one's remainder (a loader's: as they come)
+    sizes = [len(x0)] if isinstance(train, torch.utils.data.DataLoader) else [len(x0), num % batch_size]
+    compiled = None
+    if jit is not False and not validate:
+        compiled = _compiled_loss(elbo, model, guide, fit_guide, params, x0, y0, [s for s in sizes if s], jit)
     ran_compiled = False
     finished = resumed is not None and bool(resumed["training"]["complete"])
     with _Interrupts(saver is not None) as interrupts:
@@ -687,10 +691,11 @@ def _compiled_loss(
     params: list[torch.nn.Parameter],
     x0: torch.Tensor,
     y0: torch.Tensor,
+    sizes: list[int],
     jit: bool | None,
 ) -> CompiledLoss | None:
     """``fit``'s compiled loss of ``model`` and ``fit_guide`` (``guide`` in ``fit``'s handlers), recorded and checked
-    on the first minibatch before training; ``None`` where it cannot be (``jit=None``), else a ``ValueError``
+    before training for minibatches of the first one's leading ``sizes`` rows; ``None`` where it cannot be (``jit=None``), else a ``ValueError``
     naming ``jit`` and the reason (``jit=True``)."""
     reason = unsupported(elbo, model, guide)
     compiled = None
@@ -699,7 +704,8 @@ def _compiled_loss(
         compiled = CompiledLoss(cast(MeanFieldELBO, elbo), model, fit_guide, params, (model, guide))
         try:
             with pyro.validation_enabled(False):
-                compiled.record(x0, y0, torch.ones((), dtype=params[0].dtype, device=x0.device))
+                for size in sizes:
+                    compiled.record(x0[:size], y0[:size], torch.ones((), dtype=params[0].dtype, device=x0.device))
         except CompileError as err:
             reason, compiled = str(err), None
     if reason is not None and jit:
