@@ -159,3 +159,17 @@ def assert_same_loss_and_gradients(ours, plain, ours_params, plain_params):
     assert ours.item() == pytest.approx(plain.item(), rel=1e-5)
     for a, c in zip(torch.autograd.grad(ours, ours_params), torch.autograd.grad(plain, plain_params)):
         torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-5)
+
+
+def record_validation(monkeypatch) -> list[bool]:
+    """Patch ``MeanFieldELBO.differentiable_loss`` to append, at each call, whether Pyro's validation is on: the
+    list it returns records the eager evaluations of the loss (a compiled step makes none)."""
+    seen: list[bool] = []
+    original = bd.infer.MeanFieldELBO.differentiable_loss
+
+    def spy(self, *args, **kwargs):
+        seen.append(pyro.infer.util.is_validation_enabled())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(bd.infer.MeanFieldELBO, "differentiable_loss", spy)
+    return seen

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyro
 import pytest
 import torch
-from helpers import tiny_classifier
+from helpers import record_validation, tiny_classifier
 
 import bayesdrop as bd
 from bayesdrop.infer.compiled import MAX_SHAPES, CompiledLoss, CompileError, python_state
@@ -37,14 +37,7 @@ def test_the_compiled_loss_trains_as_the_eager_one(method):
 def test_the_compiled_step_runs_no_python_of_model_or_guide(monkeypatch):
     """After recording, a step does not run the loss's Python: the ELBO is called to record and check each of the
     two minibatch shapes (2 x 2), and by the validated first epoch (4 steps), not by the later 8 steps."""
-    calls = []
-    original = bd.infer.MeanFieldELBO.differentiable_loss
-
-    def spy(self, *args, **kwargs):
-        calls.append(pyro.infer.util.is_validation_enabled())
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(bd.infer.MeanFieldELBO, "differentiable_loss", spy)
+    calls = record_validation(monkeypatch)
     result, _, _ = _fit("bernoulli", True)
     assert result.compiled
     assert calls.count(True) == 4  # the first epoch: 4 validated steps, eagerly

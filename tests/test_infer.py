@@ -7,7 +7,7 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 import pytest
 import torch
-from helpers import tiny_classifier
+from helpers import record_validation, tiny_classifier
 
 import bayesdrop as bd
 
@@ -143,14 +143,7 @@ def test_fit_follows_pyros_validation_setting_in_its_first_epoch_unless_told(mon
     and no later step, none when Pyro does not; ``validate=`` sets it for every step of the run only.  Eager steps
     (``jit=False``) are counted; the compiled loss (``jit``'s default) is recorded without validation."""
     model, guide, x, y = tiny_classifier("sparse-vd")
-    seen = []
-    original = bd.infer.MeanFieldELBO.differentiable_loss
-
-    def spy(self, *args, **kwargs):
-        seen.append(pyro.infer.util.is_validation_enabled())
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(bd.infer.MeanFieldELBO, "differentiable_loss", spy)
+    seen = record_validation(monkeypatch)
     assert pyro.infer.util.is_validation_enabled()
     bd.fit(model, guide, (x, y), epochs=2, batch_size=10, progress=False, jit=False)
     assert seen == [True] * 4 + [False] * 4  # 2 epochs of 4 steps

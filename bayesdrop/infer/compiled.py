@@ -10,12 +10,17 @@ Python per step whatever the width.  :class:`CompiledLoss` records the tensor op
 draws from the same generator, the same value and gradients, without the Python.
 
 A recorded graph holds what the Python decided while it was recorded: the shapes (one graph per minibatch shape),
-and anything a model computes from the values of tensors in Python (``if x.sum() > 0``, ``int(draw)``), which
-would be frozen at the recorded value.  So before a graph is used, it is checked: the eager loss and the graph are
-evaluated from the same random state, and they must give the same loss and network output (to float rounding).  A
-model whose graph differs is trained eagerly.  Losses other than bd's own :class:`MeanFieldELBO` (one particle),
-networks whose output is not a tensor (fast dropout's moments) and modules that update buffers in training (batch
-normalisation's running statistics) are trained eagerly too.
+the modules' and methods' scalar attributes (a rate, a flag), and anything a model computes from the values of
+tensors in Python (``if x.sum() > 0``, ``int(draw)``), which would be frozen at the recorded value.  So before a
+graph is used, it is checked: the eager loss and the graph are evaluated from the same random state, and they must
+give the same loss, network output, log-likelihood and gradients (to float rounding); a random draw that nothing
+uses, which the graph drops (and every later draw moves), fails it too.  A model whose graph differs is trained
+eagerly.  :meth:`CompiledLoss.refresh`, called by ``fit`` before each epoch, records the graphs again when a
+scalar attribute or the module tree changed (a callback lowered a rate).  Losses other than bd's own
+:class:`MeanFieldELBO` (one particle), networks whose output is not a tensor (fast dropout's moments), modules
+with forward hooks and modules that update buffers in training (batch normalisation's running statistics) are
+trained eagerly too.  The graph runs in TorchScript's plain interpreter (``torch.jit.optimized_execution(False)``),
+so its backward is autograd's, as eagerly.
 
 Example
 -------
@@ -94,6 +99,9 @@ class CompiledLoss:
     params : list of torch.Tensor
         Every trainable parameter the loss reads: the graph's inputs.  A parameter read that is not among them is
         a :class:`CompileError` when recording.
+    modules : tuple of torch.nn.Module
+        The modules whose Python state the graphs freeze (:func:`python_state`; ``fit`` passes model and guide),
+        for :meth:`refresh`.
 
     Calling it returns ``(loss, output, log_lik)``: the loss (0-d), the network output of shape ``(B, ...)`` and
     the unscaled log-likelihood of the minibatch (0-d, detached), or raises :class:`CompileError` on the first call

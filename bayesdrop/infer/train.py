@@ -541,10 +541,10 @@ def fit(
     names = _parameter_names(model, guide)
     buffers = [b for m in (model, guide) for b in m.buffers()]
     # the minibatch shapes of tensor data: full batches and the last one's remainder (a loader's: as they come)
-    sizes = [len(x0)] if isinstance(train, torch.utils.data.DataLoader) else [len(x0), num % batch_size]
+    rows = [len(x0)] if isinstance(train, torch.utils.data.DataLoader) else [len(x0), num % batch_size]
     compiled = None
     if jit is not False and not validate:
-        compiled = _compiled_loss(elbo, model, guide, fit_guide, params, x0, y0, [s for s in sizes if s], jit)
+        compiled = _compiled_loss(elbo, model, guide, fit_guide, params, x0, y0, [r for r in rows if r], jit)
     ran_compiled = False
     finished = resumed is not None and bool(resumed["training"]["complete"])
     with _Interrupts(saver is not None) as interrupts:
