@@ -69,9 +69,10 @@ class LocalReparameterization(Messenger):
         ``True`` (default): the guide still draws the weights, so every estimator (``Trace_ELBO``'s
         ``log p - log q`` included) sees a proper sample.  ``False``: the guide skips the draw, which the layer
         would ignore anyway; the site's value is a placeholder (the mean ``loc``, without gradient, marked
-        ``_bayesdrop_lrt_placeholder``; for another law, its mean).  Only valid for losses that never evaluate a density at these values,
-        i.e. where the KL of every such site is analytic: :func:`bayesdrop.fit` uses it with its
-        :class:`~bayesdrop.infer.MeanFieldELBO`, which raises if a placeholder would enter a Monte Carlo term.
+        ``_bayesdrop_lrt_placeholder``; for another law, its mean).  Only valid for losses that never evaluate a
+        density at these values, i.e. where the KL of every such site is analytic: :func:`bayesdrop.fit` uses it
+        with its :class:`~bayesdrop.infer.MeanFieldELBO`, which raises if a placeholder would enter a Monte Carlo
+        term.  A draw nothing uses is also one that a recorded graph (``fit``'s compiled loss) would drop.
     """
 
     def __init__(self, draw_weights: bool = True):

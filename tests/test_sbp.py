@@ -228,3 +228,22 @@ def test_sbp_prunes_the_inputs_the_labels_do_not_depend_on():
     assert pruned[0].index.tolist() == [0, 1, 2]  # the inputs read
     with torch.no_grad():
         assert torch.equal(pruned(x).argmax(-1), probs.argmax(-1))
+
+
+def test_without_weight_draws_the_guide_does_not_draw_the_noise_the_layer_redraws():
+    """Under ``LocalReparameterization(draw_weights=False)`` (``fit``'s) the guide's noise site takes the law's
+    mean, tagged with the law for the layer's per-example draws: no random number is spent on a value nothing uses
+    (a recorded graph would drop that draw, and the check of ``fit``'s compiled loss would find every later draw
+    moved)."""
+    model, guide, x, y = tiny_classifier("sbp", d=6, hidden=(8,))
+    guide(x, y)
+    layer = model.net[0]
+    state = torch.get_rng_state()
+    tr = poutine.trace(bd.nn.LocalReparameterization(draw_weights=False)(guide)).get_trace(x, y)
+    assert torch.equal(torch.get_rng_state(), state)  # the guide drew nothing
+    value = tr.nodes[layer.site("noise")]["value"]
+    law = value._bayesdrop_local
+    assert value._bayesdrop_lrt_placeholder and isinstance(law, TruncatedLogNormal)
+    torch.testing.assert_close(value, law.mean)
+    drawn = poutine.trace(bd.nn.LocalReparameterization()(guide)).get_trace(x, y)  # draw_weights=True: drawn
+    assert not getattr(drawn.nodes[layer.site("noise")]["value"], "_bayesdrop_lrt_placeholder", False)

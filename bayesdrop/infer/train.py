@@ -401,7 +401,10 @@ def fit(
     if jit not in (None, True, False):
         raise TypeError(f"`jit` must be None, True or False, got {jit!r}")
     if jit and validate:
-        raise ValueError("`jit=True` compiles the steps without validation, and `validate=True` validates every step")
+        raise ValueError(
+            "`jit` is True, which compiles the steps without validation, and `validate` is True, which validates every "
+            "step: pass one of them"
+        )
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"`seed` must be None or a non-negative int, got {seed!r}")
     if isinstance(test_samples, bool) or not isinstance(test_samples, int) or test_samples < 1:
@@ -709,7 +712,7 @@ def _compiled_loss(
         except CompileError as err:
             reason, compiled = str(err), None
     if reason is not None and jit:
-        raise ValueError(f"`jit=True`: the loss cannot be compiled: {reason}; pass jit=None or False")
+        raise ValueError(f"`jit` is True but the loss cannot be compiled: {reason}; pass jit=None or False")
     return compiled
 
 
