@@ -355,7 +355,7 @@ def fit(
         digits MLP a step took 0.9-1.1x a plain PyTorch loop's, against 1.4-1.6x eagerly: ``benchmarks/results/
         speed.md``).  Each graph is checked against the eager loss from the same random state before it is used.
         ``None`` (default): compiled where the model allows it (bd's :class:`MeanFieldELBO` with one particle, a
-        tensor output, no batch-norm statistics, a graph equal to the eager loss), else eager;
+        tensor output, no batch-norm statistics or forward hooks, a graph equal to the eager loss), else eager;
         :attr:`FitResult.compiled` says which.  ``True``: compiled, else a ``ValueError`` before training (not with
         ``validate=True``).  ``False``: eager, every step through Pyro's handlers.
     callback
