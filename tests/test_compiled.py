@@ -176,3 +176,19 @@ def test_forward_hooks_keep_the_steps_eager():
     assert not result.compiled and len(calls) > 8  # every step of both epochs ran the hook
     with pytest.raises(ValueError, match="`jit` is True but .* has forward hooks"):
         bd.fit(model, guide, (x, y), epochs=1, batch_size=16, progress=False, jit=True)
+
+
+def test_a_hook_added_during_training_sends_the_run_on_eagerly_with_a_warning_under_jit_true():
+    """A forward hook registered by a callback after the first compiled epoch: the next epoch's refresh finds it,
+    the run goes on eagerly (the hook runs on every later step), and ``jit=True`` is told so."""
+    torch.manual_seed(0)
+    model, guide, x, y = tiny_classifier("bernoulli", n=48, hidden=(16,))
+    calls = []
+
+    def add_hook(epoch, history):
+        if epoch == 1:
+            model.net[0].register_forward_pre_hook(lambda module, args: calls.append(1))
+
+    with pytest.warns(UserWarning, match="training on eagerly: .* has forward hooks"):
+        result = bd.fit(model, guide, (x, y), epochs=3, batch_size=16, progress=False, jit=True, callback=add_hook)
+    assert result.compiled and len(calls) == 3  # the last epoch's 3 steps, eagerly

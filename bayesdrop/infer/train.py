@@ -579,8 +579,7 @@ def fit(
                 try:  # a callback changed what the graphs froze (a flag, a rate, a module): recorded again
                     graph.refresh()
                 except CompileError as err:
-                    if jit:
-                        warnings.warn(f"fit(jit=True): training on eagerly: {err}", stacklevel=2)
+                    _train_on_eagerly(err, jit)
                     graph = compiled = None
             beta = torch.tensor(state.beta, dtype=params[0].dtype, device=dev) if graph is not None else None
             if state.beta != 1.0 and graph is None:
@@ -600,8 +599,7 @@ def fit(
                             loss_b, captured["out"], log_lik = graph(xb, yb, cast(torch.Tensor, beta))
                             ran_compiled = True
                         except CompileError as err:  # a new minibatch shape whose graph failed: eager from here
-                            if jit:
-                                warnings.warn(f"fit(jit=True): training on eagerly: {err}", stacklevel=2)
+                            _train_on_eagerly(err, jit)
                             graph = compiled = None
                             if state.beta != 1.0:
                                 stack.enter_context(KLScale(state.beta))
@@ -698,8 +696,8 @@ def _compiled_loss(
     jit: bool | None,
 ) -> CompiledLoss | None:
     """``fit``'s compiled loss of ``model`` and ``fit_guide`` (``guide`` in ``fit``'s handlers), recorded and checked
-    before training for minibatches of the first one's leading ``sizes`` rows; ``None`` where it cannot be (``jit=None``), else a ``ValueError``
-    naming ``jit`` and the reason (``jit=True``)."""
+    before training for minibatches of the first one's leading ``sizes`` rows; ``None`` where it cannot be
+    (``jit=None``), else a ``ValueError`` naming ``jit`` and the reason (``jit=True``)."""
     reason = unsupported(elbo, model, guide)
     compiled = None
     if reason is None:
@@ -714,6 +712,13 @@ def _compiled_loss(
     if reason is not None and jit:
         raise ValueError(f"`jit` is True but the loss cannot be compiled: {reason}; pass jit=None or False")
     return compiled
+
+
+def _train_on_eagerly(err: CompileError, jit: bool | None) -> None:
+    """A graph failed once training was under way (a new minibatch shape, a changed module): the run goes on eagerly,
+    with a warning where ``jit=True`` asked for the compiled loss."""
+    if jit:
+        warnings.warn(f"fit(jit=True): training on eagerly: {err}", stacklevel=3)
 
 
 def _non_finite_parameter(err: ValueError) -> bool:
