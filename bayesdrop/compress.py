@@ -47,6 +47,7 @@ from .posterior import device_of
 
 __all__ = [
     "mean_module",
+    "mean_module_parts",
     "LayerReport",
     "CompressionReport",
     "report",
@@ -457,12 +458,23 @@ def mean_module(model: torch.nn.Module, guide: DropoutGuide) -> torch.nn.Module:
     ValueError
         As :func:`prune`, for a method without a plain test-time network (Standout, RNNDrop, recurrent dropout).
     """
+    return mean_module_parts(model, guide)[0]
+
+
+def mean_module_parts(model: torch.nn.Module, guide: DropoutGuide) -> tuple[torch.nn.Module, dict[str, str]]:
+    """:func:`mean_module` and, for each Bayesian layer with the one weight site ``weight`` (by its name in
+    ``guide.pairs()``), the path in it of its plain module, whose ``weight`` parameter is the layer's effective
+    weights (:meth:`~bayesdrop.nn.BayesianLayer.fold`): the module computes the network at other site values with
+    those weights swapped in (``torch.func.functional_call``; :class:`bayesdrop.infer.plain.PlainDraws`)."""
     _check_plain_export(model, guide)
     values = guide.point_values()
     points = {
         name: _Point(layer.fold(values[name]), layer.kept_weights({}), values[name]) for name, layer, _ in guide.pairs()
     }
-    return _prune(model, guide, points, sparse=False)[0].to(device_of(model, guide))
+    net, plain = _prune(model, guide, points, sparse=False)
+    where = {id(m): path for path, m in net.named_modules()}
+    paths = {name: where[id(plain[name])] for name, layer, _ in guide.pairs() if _one_weight(layer)}
+    return net.to(device_of(model, guide)), paths
 
 
 def _sequential(net: torch.nn.Module, guide: DropoutGuide) -> TypeGuard[torch.nn.Sequential]:

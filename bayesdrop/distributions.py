@@ -454,6 +454,8 @@ class DropoutNormal(Normal):
     def rsample(self, sample_shape: _size = torch.Size()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        if shape == self.loc.shape:  # a draw of the weights' shape (a network of a prediction): nothing to expand
+            return torch.addcmul(self.loc, self.scale, eps)
         return torch.addcmul(self.loc.expand(shape), self.scale.expand(shape), eps)
 
     def expand(self, batch_shape, _instance=None):

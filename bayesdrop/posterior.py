@@ -42,6 +42,7 @@ __all__ = [
     "guide_setup",
     "check_noise",
     "NOISE",
+    "NOT_FINITE",
 ]
 
 NOISE = ("shared", "per-example")  #: the draw schemes of the local sites: once per network, or once per example
@@ -54,7 +55,8 @@ def device_of(model: torch.nn.Module, guide: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-_NOT_FINITE = (
+#: what a prediction raises where a drawn network's outputs are not all finite
+NOT_FINITE = (
     "the drawn networks' outputs are not all finite (NaN or inf): check the inputs and the guide's parameters "
     "(bd.fit raises FloatingPointError where training diverges)"
 )
@@ -92,6 +94,9 @@ class PosteriorSampler:
         independent of the batch and of ``batch_size``, and the log-likelihoods of one network over the data those
         of one posterior draw (what PSIS-LOO and WAIC assume).  ``False`` (default): a fresh draw per example, as in
         training.  Both give the same predictive law for each input.
+    lazy : bool
+        Draw the networks' traces when a pass first needs them (:meth:`draw`), not at construction; what
+        :class:`~bayesdrop.infer.plain.PlainDraws` builds on, drawing each network's weights itself.
     """
 
     def __init__(
@@ -103,6 +108,7 @@ class PosteriorSampler:
         *,
         parallel: bool | int = False,
         shared_noise: bool = False,
+        lazy: bool = False,
     ):
         per_pass = draws_per_pass(parallel, num_samples)
         if not isinstance(shared_noise, bool):
@@ -125,6 +131,7 @@ class PosteriorSampler:
                 torch.Generator(example.device).manual_seed(seed + i).get_state() for i in range(num_samples)
             ]
         traces = _example_traces(model, guide, example)
+        self.example_trace = traces[0]  #: the guide's trace on the example: the laws of the networks' sites
         self.obs_site = self._obs(*traces)
         #: whether a network draws anything per example besides the observation: masks or noise per input (not
         #: under ``shared_noise``, which draws them once per network); without, a network's outputs on a batch do
@@ -132,6 +139,15 @@ class PosteriorSampler:
         self.draws_per_example = not shared_noise and any(
             name != self.obs_site and self._per_example(site) for trace in traces for name, site in trace.nodes.items()
         )
+        #: the model's sample sites that the guide does not draw, besides the observation (drawn from the prior)
+        self.model_only = [
+            name
+            for name, site in traces[1].nodes.items()
+            if site["type"] == "sample"
+            and not site_is_subsample(site)
+            and name not in traces[0].nodes
+            and name != self.obs_site
+        ]
         if self.parallel and _nesting(*traces) != 1:
             raise ValueError(
                 "`parallel` draws the networks in a plate left of the data plate, for models with the "
@@ -139,14 +155,24 @@ class PosteriorSampler:
             )
         self.guide_local = False  # whether the guide has per-example sites, drawn at every pass
         self.checked = False  # whether a pass has run (under Pyro's validation, if on)
+        self.example = example
+        if not lazy:
+            self.draw()
+
+    def draw(self) -> None:
+        """Draw the networks' traces (at construction, unless ``lazy``: :class:`~bayesdrop.infer.plain.PlainDraws`
+        draws each network's weights from its stream as it runs it; the streams are untouched until then, so that
+        the networks are the same either way)."""
+        if self.networks:
+            return
         # Pyro's validation (if on) has checked the guide's distributions on the example; the networks' traces
         # build the same ones, and checking their weight-sized arguments again was a fifth of a prediction with
         # Gaussian weights on 40-1024-1024-10 (benchmarks/results/predict_speed.md)
-        with poutine.block(), _shared_noise(shared_noise), pyro.validation_enabled(False):
+        with poutine.block(), _shared_noise(self.shared_noise), pyro.validation_enabled(False):
             # each trace k networks, their global sites (k, 1, ...) in a plate left of the data plate
             for start, size in self.passes:
                 with self._pass(start, size):
-                    self.networks.append(self._globals(poutine.trace(guide).get_trace(example)))
+                    self.networks.append(self._globals(poutine.trace(self.guide).get_trace(self.example)))
 
     @contextlib.contextmanager
     def _pass(self, start: int, size: int) -> Iterator[None]:
@@ -231,6 +257,7 @@ class PosteriorSampler:
     def _run(
         self, x: torch.Tensor, batch_size: int | None, observations: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self.draw()
         step = len(x) if batch_size is None else batch_size
         undrawn = contextlib.nullcontext() if observations else _Undrawn(self.obs_site, x.device)
         outs: list[list[torch.Tensor]] = [[] for _ in self.networks]
@@ -259,7 +286,7 @@ class PosteriorSampler:
                             model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(xb)
                         except RuntimeError as err:  # e.g. a Categorical of NaN probabilities, drawing y
                             if not _all_finite([xb, *self.model.parameters(), *self.guide.parameters()]):
-                                raise ValueError(_NOT_FINITE) from err
+                                raise ValueError(NOT_FINITE) from err
                             raise
                     out = model_trace.nodes["_RETURN"]["value"]
                     y_rep = model_trace.nodes[self.obs_site]["value"]
@@ -273,7 +300,7 @@ class PosteriorSampler:
                     outs[s].append(out)
                     obs[s].append(y_rep)
         if not bool(finite):  # one device sync for the whole run
-            raise ValueError(_NOT_FINITE)
+            raise ValueError(NOT_FINITE)
         if self.parallel:  # traces of k networks each: (k, N, ...) joined along the draws, (S, N, ...)
             draws = torch.cat([torch.cat(o, 1) for o in outs])
             return draws, torch.cat([torch.cat(o, 1) for o in obs]) if observations else None

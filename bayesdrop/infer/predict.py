@@ -26,18 +26,18 @@ import itertools
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Literal, NamedTuple, overload
+from typing import Any, Literal, overload
 
 import torch
 from torch.utils.data import DataLoader
 
-from ..compress import mean_module
 from ..data import as_tensors, loader_batches
 from ..guides import DropoutGuide
-from ..handlers import MomentMatching
+from ..handlers import MomentMatching, default_generator
 from ..likelihoods import Likelihood, Prediction
-from ..nn import BayesianLayer, bayesian_layers
+from ..nn import bayesian_layers
 from ..posterior import PosteriorSampler, check_noise, device_of, draws_per_pass, forked, guide_setup, seeded
+from .plain import cached_network, cached_plain, plain_draws, weight_scaling_network
 
 __all__ = [
     "predict",
@@ -124,15 +124,20 @@ def _per_batch(
         raise ValueError("`guide` must be the DropoutGuide built for `model` (bd.DropoutGuide(model))")
     # the weight-scaling rule's network and device, kept while the parameters are unchanged (None: the guide's first
     # run comes first)
-    kept = _kept(model, guide) if rule == "weight-scaling" and guide._order is not None else None
+    kept = cached_plain(model, guide) if rule == "weight-scaling" and guide._order is not None else None
     dev = device_of(model, guide) if kept is None else kept.device
     if torch.is_tensor(x):
         step = len(x) if batch_size is None else batch_size
+        if kept is not None and kept.network is not None and len(x):  # one plain forward pass per batch, no more
+            net = kept.network
+            outs = [net(x[i : i + step].to(dev)).unsqueeze(0) for i in range(0, len(x), step)]
+            return outs if reduce is None else [reduce(out) for out in outs]
         batches: Iterable[torch.Tensor] = [x[i : i + step] for i in range(0, len(x), step)]
     elif batch_size is not None:
         raise ValueError("`batch_size`: the DataLoader sets the batches; leave batch_size None")
     else:
         batches = x
+    sizes = [len(xb) for xb in batches] if isinstance(batches, list) else None  # rows per batch, where known
     if isinstance(batches, list):
         iterator, first = iter(batches[1:]), batches[0] if batches else None
     else:
@@ -154,7 +159,7 @@ def _per_batch(
         draw: Callable[[torch.Tensor], torch.Tensor]
         rows = 0  # rows per pass of joined batches (0: the batches as they come)
         if rule == "weight-scaling":
-            network = weight_scaling_network(model, guide) if kept is None else _network(kept, guide)
+            network = weight_scaling_network(model, guide) if kept is None else cached_network(kept, guide)
 
             def draw(xb: torch.Tensor) -> torch.Tensor:
                 return network(xb).unsqueeze(0)
@@ -168,20 +173,27 @@ def _per_batch(
                 if all(m.capabilities.train_rule == "moment-matching" or not m.stochastic for m in methods):
                     num_samples = 1
                 sampled, parallel = MomentMatching()(guide), False
-            if parallel == "auto":  # shared masks: one pass per network, the networks of to_inference_data
+            auto = parallel == "auto"
+            if isinstance(parallel, str):  # "auto"; shared masks: one pass per network, to_inference_data's
                 parallel = False if shared else auto_parallel(model, guide, first.to(dev), num_samples)
-                rows = AUTO_CPU_ROWS if dev.type == "cpu" and not isinstance(parallel, bool) else 0
+            # one plain pass per network where its drawn weights are the whole network (each drawn from its own
+            # stream, as the sampler's passes draw them: the same networks)
+            plain = parallel is False and rule == "mc" and not shared and _plain_possible(model, guide, first.to(dev))
+            if auto and dev.type == "cpu" and (plain or not isinstance(parallel, bool)):
+                rows = AUTO_CPU_ROWS // (1 if plain else int(parallel))
             sampler = PosteriorSampler(
-                model, sampled, num_samples, first[:1].to(dev), parallel=parallel, shared_noise=shared
+                model, sampled, num_samples, first[:1].to(dev), parallel=parallel, shared_noise=shared, lazy=plain
             )
             if sampler.draws_per_example:  # a batch's draws depend on its rows: batches as they come
                 rows = 0
-
-            def draw(xb: torch.Tensor) -> torch.Tensor:
-                return sampler.outputs(xb)
+            # a prediction in one pass draws each network's weights as it runs it and drops them; over several, it
+            # keeps them for the next
+            one_pass = sizes is not None and (len(sizes) == 1 or 0 < sum(sizes) <= rows)
+            runner = plain_draws(model, guide, sampler, keep=not one_pass) if plain else None
+            draw = sampler.outputs if runner is None else runner.outputs
 
         # networks without draws per example: batches joined, a pass through as many rows as it holds
-        groups = _joined(batches, rows // int(parallel)) if rows else ([xb] for xb in batches)
+        groups = _joined(batches, rows) if rows else ([xb] for xb in batches)
         parts = (part for group in groups for part in _split(draw(_cat(group).to(dev)), group))
         return [part if reduce is None else reduce(part) for part in parts]
     finally:
@@ -213,70 +225,6 @@ def _cat(group: list[torch.Tensor]) -> torch.Tensor:
     return group[0] if len(group) == 1 else torch.cat(group)
 
 
-class _Plain(NamedTuple):
-    """What :func:`weight_scaling_network` keeps per guide: the module trees it was built from (weak references to
-    every module of ``model`` and ``guide``, and to the bayesdrop layers among them, so that the cache holds neither
-    alive), the state they were in, the plain module (None: the methods have none) and the device it is on."""
-
-    modules: list[weakref.ref[torch.nn.Module]]
-    layers: list[weakref.ref[BayesianLayer]]
-    key: tuple[Any, ...] | None
-    network: torch.nn.Module | None
-    device: torch.device
-
-
-_PLAIN: weakref.WeakKeyDictionary[DropoutGuide, _Plain] = weakref.WeakKeyDictionary()
-_SCALARS = (int, float, str, bool, type(None))  # method attributes compared as they are; others by their repr
-
-
-def weight_scaling_network(model: Likelihood, guide: DropoutGuide) -> Callable[[torch.Tensor], Any]:
-    """The test-time network of ``rule="weight-scaling"``: the plain module of
-    :func:`bayesdrop.compress.mean_module`, built once and kept (per guide) until a parameter or buffer of the
-    model or guide changes (their version counters and storage), a submodule is added, removed or replaced, or a
-    layer's method changes (its attributes, e.g. a pooling method's test rule), so that a prediction costs one plain
-    forward pass (forward hooks on the bayesdrop layers do not run in it); for methods without a plain test-time
-    network (Standout, RNNDrop, recurrent dropout), the model run at the guide's means
-    (:meth:`~bayesdrop.DropoutGuide.mean_network`).  The same outputs either way, to rounding.
-    """
-    return _network(_kept(model, guide), guide)
-
-
-def _network(kept: _Plain, guide: DropoutGuide) -> Callable[[torch.Tensor], Any]:
-    """The test-time network of ``kept``: its plain module, else the model at ``guide``'s means."""
-    return guide.mean_network() if kept.network is None else kept.network
-
-
-def _kept(model: Likelihood, guide: DropoutGuide) -> _Plain:
-    """:func:`weight_scaling_network`'s cache of ``guide``, built anew where the state it was built from changed."""
-    cached = _PLAIN.get(guide)
-    if cached is None or cached.modules[0]() is not model or _state_key(cached) != cached.key:
-        modules = [*model.modules(), *guide.modules()]
-        layers = [weakref.ref(m) for m in modules if isinstance(m, BayesianLayer)]
-        exportable = all(layer().method.capabilities.plain_export for layer in layers)  # type: ignore[union-attr]
-        network = mean_module(model, guide) if exportable else None
-        cached = _Plain([weakref.ref(m) for m in modules], layers, None, network, device_of(model, guide))
-        cached = _PLAIN[guide] = cached._replace(key=_state_key(cached))
-    return cached
-
-
-def _state_key(cached: _Plain) -> tuple[Any, ...] | None:
-    """What :func:`weight_scaling_network`'s cache depends on (None where a module it was built from is gone): the
-    children of each module (the module trees as they were when it was built: a child added, removed or replaced
-    anywhere changes its parent's), their parameters and buffers (each one's storage, version counter, dtype and
-    device) and the attributes of each layer's method (e.g. a test rule).  A flat walk of the modules the cache was
-    built from: about half the time of a walk by ``modules()``, which recurses through both trees."""
-    modules = [ref() for ref in cached.modules]
-    layers = [ref() for ref in cached.layers]
-    if any(m is None for m in modules) or any(layer is None for layer in layers):
-        return None
-    tensors = [t for m in modules for own in (m._parameters, m._buffers) for t in own.values() if t is not None]  # type: ignore[union-attr]
-    return (
-        *[tuple(map(weakref.ref, m._modules.values())) for m in modules],  # type: ignore[union-attr]
-        *[(t.data_ptr(), t._version, t.dtype, t.device) for t in tensors],
-        *[tuple((k, v if isinstance(v, _SCALARS) else repr(v)) for k, v in vars(m.method).items()) for m in layers],  # type: ignore[union-attr]
-    )
-
-
 AUTO_MEMORY_SHARE = 8  #: ``parallel="auto"`` on CUDA: a vectorised pass holds at most 1/8 of the device's memory
 AUTO_CPU_NETWORKS = 10  #: ``parallel="auto"`` on a CPU: the networks of a vectorised pass it weighs
 AUTO_CPU_ROWS = 4096  #: ... and at most this many rows (networks times inputs) in it, its activations in the cache
@@ -295,14 +243,19 @@ def auto_parallel(model: Likelihood, guide: DropoutGuide, xb: torch.Tensor, num_
     made passes of 5 networks 1.5x slower).  Only for at least 2 such passes of networks (S >= 20) and at most
     :data:`AUTO_CPU_ROWS` rows per pass (networks times the batch's inputs), so that the activations stay in the
     cache; the timing, 12 network passes on a fork of the generators (the faster of two passes of one network
-    against one pass of 10), runs once per guide and shapes.
+    against one pass of 10), runs once per guide and shapes.  Networks that draw nothing per example (Gaussian
+    weights, :func:`~bayesdrop.infer.plain.plain_draws`) run one pass per network as plain modules, without Pyro's
+    traces (what ``parallel=False`` runs for them), unless the vectorised pass of 10 is faster than 10 of those:
+    on one thread, the plain passes were 1.5-1.7x faster on a digits MLP and 1.1x on 40-1024-1024-10, where a pass
+    of one network keeps its activations in the cache.
 
-    Where it takes passes of networks on a CPU and the networks draw nothing per example
-    (:attr:`~bayesdrop.posterior.PosteriorSampler.draws_per_example`: Gaussian weights), :func:`predict` also joins
-    consecutive batches, up to :data:`AUTO_CPU_ROWS` rows per pass: a network's outputs on an input do not depend
-    on the inputs beside it, and a pass reads the networks' drawn weights once for all of them (30 Gaussian
-    networks of 40-1024-1024-10 on 1000 inputs: passes of 10 networks through 4 batches of 100 took 0.85 of the time
-    of passes through one batch at a time, ``parallel=10``; ``benchmarks/results/predict_speed.md``).
+    Where the networks draw nothing per example
+    (:attr:`~bayesdrop.posterior.PosteriorSampler.draws_per_example`: Gaussian weights), :func:`predict` on a CPU
+    also joins consecutive batches, up to :data:`AUTO_CPU_ROWS` rows per pass (networks times inputs): a network's
+    outputs on an input do not depend on the inputs beside it, and a pass reads the networks' drawn weights once
+    for all of them (30 Gaussian networks of 40-1024-1024-10 on 1000 inputs: passes of 10 networks through 4
+    batches of 100 took 0.85 of the time of passes through one batch at a time, ``parallel=10``; plain passes draw
+    each network's weights once for all 1000; ``benchmarks/results/predict_speed.md``).
 
     On a CUDA device, vectorised passes of as many networks as fit in :data:`AUTO_MEMORY_SHARE`-th of its memory,
     from the peak memory of a pass of one network on ``xb``.  This resets CUDA's peak-memory statistics
@@ -389,6 +342,10 @@ def _cpu_networks_per_pass(
         if not _vectorisable(model, guide, xb):
             return None
         with forked(xb.device):
+            if _plain_possible(model, guide, xb):  # one plain pass per network against a vectorised pass
+                plain = clock(lambda: _plain_outputs(model, guide, count, xb))
+                together = clock(lambda: PosteriorSampler(model, guide, count, xb[:1], parallel=True).outputs(xb))
+                return count if together < plain else None
             # the faster of two passes of one network: a first pass slowed by allocations or a busy machine would
             # make passes of networks look faster than they are (the error this rule cannot afford: an LSTM's
             # passes of 10 networks took 1.5x as long), while a slowed pass of 10 only keeps one pass per network
@@ -398,6 +355,43 @@ def _cpu_networks_per_pass(
 
     found = _found(guide, xb, f"time {count}", probe)
     return False if found is None else found
+
+
+def _plain_possible(model: Likelihood, guide: DropoutGuide, xb: torch.Tensor) -> bool:
+    """Whether the networks can run as plain modules, one after another (:func:`~bayesdrop.infer.plain.plain_draws`),
+    and give there what the sampler's passes give: the outputs of two networks on two inputs compared, from the same
+    random state, to float round-off.  Once per guide and shapes, on a fork of the generators."""
+
+    def probe() -> int | None:
+        with forked(xb.device):
+            generator = default_generator(xb.device)
+            state = None if generator is None else generator.get_state()
+            lazy = PosteriorSampler(model, guide, 2, xb[:1], lazy=True)
+            runner = plain_draws(model, guide, lazy)
+            if runner is None:
+                return None
+            if generator is not None and state is not None:
+                generator.set_state(state)
+            try:
+                same = torch.allclose(
+                    runner.outputs(xb[:2]),
+                    PosteriorSampler(model, guide, 2, xb[:1]).outputs(xb[:2]),
+                    rtol=1e-4,
+                    atol=1e-6,
+                )
+            except ValueError:  # outputs that are not finite
+                return None
+        return 1 if same else None
+
+    return _found(guide, xb, "plain", probe) is not None
+
+
+def _plain_outputs(model: Likelihood, guide: DropoutGuide, count: int, xb: torch.Tensor) -> torch.Tensor:
+    """The outputs of ``count`` networks, each run as a plain module on ``xb`` (what ``parallel=False`` runs where
+    :func:`_plain_possible`)."""
+    runner = plain_draws(model, guide, PosteriorSampler(model, guide, count, xb[:1], lazy=True))
+    assert runner is not None  # _plain_possible
+    return runner.outputs(xb)
 
 
 def _seconds(run: Callable[[], Any]) -> float:
@@ -513,13 +507,15 @@ def predict(
         vectorised pass (as ``pyro.infer.Predictive(parallel=True)``; layers take one weight per draw, and the draws
         are folded into the batch: :class:`~bayesdrop.sites.Draws`); an int ``k``: vectorised passes of ``k``
         networks each, activations ``k`` times a batch's (and ``k`` copies of Gaussian weights); ``False``: one pass
-        per network.  The same draws in every case: each network draws from its own random stream
+        per network (for networks that draw nothing per example, Gaussian weights, a pass of the plain module of
+        :func:`bayesdrop.compress.mean_module` at the network's drawn weights: :mod:`bayesdrop.infer.plain`).  The same draws in every case: each network draws from its own random stream
         (:class:`~bayesdrop.handlers.NetworkStreams`), so one seed gives the same prediction, to float round-off,
         however the networks are grouped.  ``"auto"`` (default, :func:`auto_parallel`): on a CPU, passes of 10
         networks where a timed pass of them is faster than 10 passes of one (MLPs and LeNet-5, about twice),
         one pass per network otherwise (an LSTM), and for networks that draw nothing per example (Gaussian
-        weights) consecutive batches joined in passes of up to 4096 rows (networks times inputs), so that the
-        drawn weights are read once for several batches; on a CUDA device, passes of as many networks as fit an
+        weights) one plain pass per network unless a vectorised pass is faster, consecutive batches joined in
+        passes of up to 4096 rows (networks times inputs), so that the drawn weights are read once for several
+        batches; on a CUDA device, passes of as many networks as fit an
         eighth of its memory (measured on a pass of one network), 19-67x faster than one pass per network on an
         H100; one pass per network where a layer cannot take vectorised draws
         (``benchmarks/results/predict_speed.md``).
