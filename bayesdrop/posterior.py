@@ -127,9 +127,8 @@ class PosteriorSampler:
         self.states: list[torch.Tensor] = []
         if self.generator is not None:
             seed = int(torch.randint(2**62, ()))
-            self.states = [
-                torch.Generator(example.device).manual_seed(seed + i).get_state() for i in range(num_samples)
-            ]
+            streams = torch.Generator(example.device)  # one generator seeded S times: a state per network
+            self.states = [streams.manual_seed(seed + i).get_state() for i in range(num_samples)]
         traces = _example_traces(model, guide, example)
         self.example_trace = traces[0]  #: the guide's trace on the example: the laws of the networks' sites
         self.obs_site = self._obs(*traces)

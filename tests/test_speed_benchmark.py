@@ -85,9 +85,10 @@ def test_sweep_measures_every_point_and_its_overhead_per_step(monkeypatch, tmp_p
     out = tmp_path / "speed.md"
     monkeypatch.setattr(speed, "SWEEP_STEPS", 2)
     argv = ["--parts", "sweep", "--widths", "4", "--batches", "2", "--repeats", "1", "--epochs", "2", "--out", str(out)]
-    assert speed.main(argv) == 0
+    assert speed.main([*argv, "--methods", "bernoulli", "vbd"]) == 0
     text = out.read_text()
     assert "## Width x batch sweep" in text and "| bernoulli | 4 |" in text and "`bernoulli` (target" not in text
+    assert "| vbd | 4 |" in text and "| sparse-vd |" not in text  # the methods asked for, and no other
     with pytest.raises(SystemExit):
         speed.main(["--parts", "sweep", "--widths", "0", "--out", str(out)])
 

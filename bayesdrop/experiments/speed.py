@@ -783,6 +783,9 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
     ap.add_argument("--widths", type=int, nargs="+", default=list(SWEEP_WIDTHS), help="the sweep's hidden widths")
     ap.add_argument("--batches", type=int, nargs="+", default=list(SWEEP_BATCHES), help="the sweep's batch sizes")
     ap.add_argument(
+        "--methods", nargs="+", choices=list(SWEEP_METHODS), default=list(SWEEP_METHODS), help="the sweep's methods"
+    )
+    ap.add_argument(
         "--eager", action="store_true",
         help="bd.fit(jit=False): every step through Pyro's handlers (default: bd.fit's default, the compiled loss)",
     )  # fmt: skip
@@ -840,7 +843,17 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
             print(f"{row['method']} {row['arch']} b{row['batch']}: {row['ratio']:.2f}x", file=sys.stderr, flush=True)
             out.write_text("\n".join(lines + sweep_section(swept, SWEEP_STEPS)) + "\n")
 
-        sweep(device, args.repeats, args.epochs, args.widths, args.batches, steps=SWEEP_STEPS, on_row=on_row, jit=jit)
+        sweep(
+            device,
+            args.repeats,
+            args.epochs,
+            args.widths,
+            args.batches,
+            methods=args.methods,
+            steps=SWEEP_STEPS,
+            on_row=on_row,
+            jit=jit,
+        )
         lines += sweep_section(swept, SWEEP_STEPS)
     write_results("\n".join(lines), out)
     return 0
