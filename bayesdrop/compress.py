@@ -464,8 +464,8 @@ def mean_module(model: torch.nn.Module, guide: DropoutGuide) -> torch.nn.Module:
 def mean_module_parts(model: torch.nn.Module, guide: DropoutGuide) -> tuple[torch.nn.Module, dict[str, str]]:
     """:func:`mean_module` and, for each Bayesian layer with the one weight site ``weight`` (by its name in
     ``guide.pairs()``), the path in it of its plain module, whose ``weight`` parameter is the layer's effective
-    weights (:meth:`~bayesdrop.nn.BayesianLayer.fold`): the module computes the network at other site values with
-    those weights swapped in (``torch.func.functional_call``; :class:`bayesdrop.infer.plain.PlainDraws`)."""
+    weights (:meth:`~bayesdrop.nn.BayesianLayer.fold`): with other effective weights in their place, the module
+    computes the network at other site values (a drawn network: :class:`bayesdrop.infer.plain.PlainDraws`)."""
     _check_plain_export(model, guide)
     values = guide.point_values()
     points = {

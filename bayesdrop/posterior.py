@@ -111,8 +111,9 @@ class PosteriorSampler:
         lazy: bool = False,
     ):
         per_pass = draws_per_pass(parallel, num_samples)
-        if not isinstance(shared_noise, bool):
-            raise TypeError(f"`shared_noise` must be a bool, got {type(shared_noise).__name__}")
+        for name, flag in (("shared_noise", shared_noise), ("lazy", lazy)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"`{name}` must be a bool, got {type(flag).__name__}")
         self.model, self.guide, self.num_samples = model, guide, num_samples
         self.parallel = parallel is not False  # True or an int: traces of networks in the draws' plate
         self.shared_noise = shared_noise

@@ -125,6 +125,8 @@ def test_a_lazy_sampler_draws_the_networks_it_would_have_drawn_at_once():
         torch.manual_seed(99)  # the current stream moves between construction and the pass
         outs.append(sampler.outputs(x))
     torch.testing.assert_close(outs[1], outs[0], rtol=0, atol=0)
+    with pytest.raises(TypeError, match="`lazy` must be a bool"):
+        PosteriorSampler(model, guide, 4, x[:1], lazy=1)
 
 
 def test_auto_on_a_cpu_runs_plain_networks_where_they_are_faster():

@@ -350,7 +350,8 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
         "# Monte Carlo prediction: vectorised draws against one pass per network",
         "",
         f"Device: {device_name(device)}.  `bd.predict(..., num_samples=S, batch_size=B)` with `parallel=False` (one "
-        "forward pass per drawn network) and `parallel=True` (the S networks in one `pyro.plate`, folded into the "
+        "forward pass per drawn network: of the plain modules, `bd.infer.plain`, for networks that draw nothing per "
+        "example) and `parallel=True` (the S networks in one `pyro.plate`, folded into the "
         f"batch axis); median of {args.repeats} timed calls each, alternating, after one warm-up call of each.  "
         "Ratio: looped time over vectorised time (above 1: the vectorised pass is faster).  Default: "
         '`parallel="auto"`, `bd.predict`\'s default, and in brackets what it chose (networks per vectorised pass, '

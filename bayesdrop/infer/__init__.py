@@ -2,7 +2,8 @@
 
 For users who train and use a model and guide.  :func:`fit` (:mod:`~bayesdrop.infer.train`) trains by SVI with the
 :class:`MeanFieldELBO` (:mod:`~bayesdrop.infer.elbo`) and per-epoch :mod:`~bayesdrop.infer.callbacks`;
-:func:`predict` and :func:`evaluate` (:mod:`~bayesdrop.infer.predict`) give the posterior predictive;
+:func:`predict` and :func:`evaluate` (:mod:`~bayesdrop.infer.predict`) give the posterior predictive, through plain
+torch modules where the networks allow it (:mod:`~bayesdrop.infer.plain`);
 :func:`save_checkpoint` and :func:`load_checkpoint` (:mod:`~bayesdrop.infer.checkpoint`) store a run without
 pickled code; ``fit(checkpoint=..., checkpoint_every=k)`` writes them as it trains (and on SIGINT / SIGTERM, raising
 :class:`FitInterrupted`), ``fit(resume=...)`` continues one.
