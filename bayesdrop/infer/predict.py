@@ -246,8 +246,8 @@ def auto_parallel(model: Likelihood, guide: DropoutGuide, xb: torch.Tensor, num_
     against one pass of 10), runs once per guide and shapes.  Networks that draw nothing per example (Gaussian
     weights, :func:`~bayesdrop.infer.plain.plain_draws`) run one pass per network as plain modules, without Pyro's
     traces (what ``parallel=False`` runs for them), unless the vectorised pass of 10 is faster than 10 of those:
-    on one thread, the plain passes were 1.5-1.7x faster on a digits MLP and 1.1x on 40-1024-1024-10, where a pass
-    of one network keeps its activations in the cache.
+    on one thread, a vectorised pass of 10 took 1.4-1.5x as long as 10 plain passes on a digits MLP and 1.05x on
+    40-1024-1024-10, where a pass of one network keeps its activations in the cache.
 
     Where the networks draw nothing per example
     (:attr:`~bayesdrop.posterior.PosteriorSampler.draws_per_example`: Gaussian weights), :func:`predict` on a CPU
