@@ -153,8 +153,9 @@ class PlainDraws:
     :class:`~bayesdrop.handlers.NetworkStreams` draws them in the sampler's passes: the same networks.  With
     ``keep``, each network's weights are drawn when it first runs and kept for later batches (S copies of the
     weights, as the sampler's traces hold); without, they are dropped once it has run (a prediction in one pass:
-    the memory of one network's weights, and none of the page faults of S fresh copies).  Build it with :func:`plain_draws`, which says where it applies; :func:`bayesdrop.predict`
-    checks once per guide that its outputs are the sampler's.
+    the memory of one network's weights, and none of the page faults of S fresh copies).  Build it with
+    :func:`plain_draws`, which says where it applies; :func:`bayesdrop.predict` checks once per guide that its
+    outputs are the sampler's.
 
     Parameters
     ----------
@@ -179,7 +180,11 @@ class PlainDraws:
         self.network = _swappable(network, [param for _, param in layers])
         # the attributes of the module of each weight, and its name
         self.slots = [(vars(module), name) for module, name in (_slot(self.network, p) for _, p in layers)]
-        used = {layer.site(site) for layer, _ in layers for site in [*layer.weight_sites, *layer.noise_sites]}
+        # per layer: its sites (name in the layer, name in the traces)
+        sites = [
+            [(site, layer.site(site)) for site in [*layer.weight_sites, *layer.noise_sites]] for layer, _ in layers
+        ]
+        used = {name for pairs in sites for _, name in pairs}
         #: the guide's sample sites in its order (the order a network's stream draws them): their names and laws,
         #: but for point estimates (Delta: nothing drawn) that no layer reads (e.g. VBD's prior variances)
         self.laws: list[tuple[str, torch.distributions.Distribution]] = [
@@ -193,14 +198,13 @@ class PlainDraws:
                 or not isinstance(base_distribution(cast(torch.distributions.Distribution, site["fn"])), dist.Delta)
             )
         ]
-        # per layer: the parameter to set and its sites (name in the layer, name in the trace); the weight site
-        # alone where no noise site is drawn (the effective weights are the drawn ones: nothing to fold)
+        # per layer: the layer, its sites, and the name of its weight site where no noise site is drawn (the
+        # effective weights are the drawn ones: nothing to fold), else None
         drawn = {name for name, _ in self.laws}
         self.layers = [
-            (layer, [(site, layer.site(site)) for site in [*layer.weight_sites, *layer.noise_sites]])
-            for layer, _ in layers
+            (layer, pairs, None if any(n in drawn for site, n in pairs if site != "weight") else layer.site("weight"))
+            for (layer, _), pairs in zip(layers, sites)
         ]
-        self.folded = [any(name in drawn for site, name in sites if site != "weight") for _, sites in self.layers]
         self.drawn: dict[int, list[torch.Tensor]] = {}  # the networks' effective weights, where kept
 
     def weights(self, i: int) -> list[torch.Tensor]:
@@ -209,10 +213,10 @@ class PlainDraws:
             return self.drawn[i]
         values = self._draw(i)
         weights = [
-            layer.fold({site: values[name] for site, name in sites if name in values})["weight"]
-            if folded
-            else values[layer.site("weight")]
-            for (layer, sites), folded in zip(self.layers, self.folded)
+            values[weight]
+            if weight is not None
+            else layer.fold({site: values[name] for site, name in pairs if name in values})["weight"]
+            for layer, pairs, weight in self.layers
         ]
         if self.keep:
             self.drawn[i] = weights
