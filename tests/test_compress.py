@@ -369,6 +369,15 @@ def test_weight_scaling_runs_the_plain_mean_module_equal_to_the_pyro_run(method)
     assert isinstance(network, torch.nn.Module) == bd.methods.get(method).capabilities.plain_export
 
 
+def _assert_follows_the_weights(model, guide, x, before):
+    """The weight-scaling prediction is the guide's mean network's now, and not ``before``."""
+    after = bd.predict(model, guide, x, rule="weight-scaling")
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(after, guide.mean_network()(x).softmax(-1), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(after, before)
+
+
 def test_the_plain_mean_module_is_kept_until_a_parameter_changes():
     """Built once per guide and reused while the parameters and buffers are unchanged; an optimiser step (in
     place) or a new parameter tensor rebuilds it, and the prediction follows the new weights."""
@@ -382,11 +391,7 @@ def test_the_plain_mean_module_is_kept_until_a_parameter_changes():
     bd.fit(model, guide, (x, y), epochs=1, batch_size=20, progress=False)
     second = weight_scaling_network(model, guide)
     assert second is not first
-    after = bd.predict(model, guide, x, rule="weight-scaling")
-    model.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(after, guide.mean_network()(x).softmax(-1), rtol=1e-5, atol=1e-6)
-    assert not torch.allclose(after, before)
+    _assert_follows_the_weights(model, guide, x, before)
     layer = next(m for m in model.modules() if isinstance(m, bd.nn.Linear))
     layer.bias = torch.nn.Parameter(layer.bias.detach() + 1.0)  # a new tensor, version 0
     third = weight_scaling_network(model, guide)
@@ -419,3 +424,47 @@ def test_the_plain_mean_module_follows_the_module_tree_and_holds_nothing_alive()
     del model, guide, layer, parent, old, first, second
     gc.collect()
     assert all(ref() is None for ref in refs)
+
+
+def test_the_plain_mean_module_follows_a_method_of_another_type_and_an_attribute_changed_in_place():
+    """A method replaced by one of another type with the same attributes, or a method attribute that is not a
+    plain scalar changed in place (compared by repr), rebuilds the kept network."""
+    from bayesdrop.infer.plain import weight_scaling_network
+
+    model, guide, x, y = tiny_classifier("bernoulli")
+    guide(x, y)
+    first = weight_scaling_network(model, guide)
+    layer = next(m for m in model.modules() if isinstance(m, bd.nn.Linear))
+    twin = type("Twin", (type(layer.method),), {})
+    method = twin.__new__(twin)
+    vars(method).update(vars(layer.method))
+    layer.method = method  # the same attributes, another type
+    second = weight_scaling_network(model, guide)
+    assert second is not first and weight_scaling_network(model, guide) is second
+    layer.method.extra = [1]  # a list: compared by its repr
+    third = weight_scaling_network(model, guide)
+    assert third is not second and weight_scaling_network(model, guide) is third
+    layer.method.extra.append(2)
+    assert weight_scaling_network(model, guide) is not third
+
+
+def test_clear_cache_rebuilds_after_a_write_through_data():
+    """A write through ``.data`` changes no version counter, so the kept network keeps the old weights until
+    :func:`~bayesdrop.infer.plain.clear_cache`; then the prediction follows the new ones."""
+    from bayesdrop.infer.plain import clear_cache, weight_scaling_network
+
+    model, guide, x, y = tiny_classifier("bernoulli")
+    guide(x, y)
+    first = weight_scaling_network(model, guide)
+    before = bd.predict(model, guide, x, rule="weight-scaling")
+    layer = next(m for m in model.modules() if isinstance(m, bd.nn.Linear))
+    layer.bias.data.add_(3.0)  # not seen: no version counter changes
+    assert weight_scaling_network(model, guide) is first
+    clear_cache(guide)
+    second = weight_scaling_network(model, guide)
+    assert second is not first
+    _assert_follows_the_weights(model, guide, x, before)
+    clear_cache()  # every guide's
+    assert weight_scaling_network(model, guide) is not second
+    with pytest.raises(TypeError, match="`guide` must be a bd.DropoutGuide or None"):
+        clear_cache(model)

@@ -38,23 +38,48 @@ from ..likelihoods import Likelihood
 from ..nn import BayesianLayer
 from ..posterior import NOT_FINITE, PosteriorSampler, device_of
 
-__all__ = ["weight_scaling_network", "cached_plain", "cached_network", "PlainCache", "PlainDraws", "plain_draws"]
+__all__ = [
+    "weight_scaling_network",
+    "cached_plain",
+    "cached_network",
+    "clear_cache",
+    "PlainCache",
+    "PlainState",
+    "PlainDraws",
+    "plain_draws",
+]
 
 
 class PlainCache(NamedTuple):
     """What :func:`weight_scaling_network` keeps per guide: the module trees it was built from (weak references to
-    every module of ``model`` and ``guide``, and to the bayesdrop layers among them, so that the cache holds neither
-    alive), their parameters and buffers (held, so that the key's identities stay theirs), the state they were in,
-    the plain module (None: the methods have none), the path in it of each weight layer's plain module (by the
-    layer's name in ``guide.pairs()``: :func:`~bayesdrop.compress.mean_module_parts`) and the device it is on."""
+    every module of ``model`` and ``guide``, so that the cache holds neither alive), their parameters and buffers
+    (held, so that their identities stay theirs), the state it was built in (:class:`PlainState`; None while it is
+    being built), the plain module (None: the methods have none), the path in it of each weight layer's plain
+    module (by the layer's name in ``guide.pairs()``: :func:`~bayesdrop.compress.mean_module_parts`) and the device
+    it is on."""
 
     modules: list[weakref.ref[torch.nn.Module]]
-    layers: list[weakref.ref[BayesianLayer]]
     tensors: list[torch.Tensor]
-    key: tuple[Any, ...] | None
+    state: PlainState | None
     network: torch.nn.Module | None
     paths: dict[str, str]
     device: torch.device
+
+
+class PlainState(NamedTuple):
+    """The state a :class:`PlainCache` depends on, as :func:`cached_plain` compares it: per module its children,
+    parameters and buffers (how many, and the identities of what each holds), per tensor its version counter and
+    storage, and per Bayesian layer (``layers``: positions in ``PlainCache.modules``) the type of its method and
+    its attributes (a copy, compared by value; where one is not a plain scalar, all by ``repr``: ``scalar``)."""
+
+    lengths: list[int]
+    ids: list[int]
+    versions: list[int]
+    pointers: list[int]
+    layers: list[int]
+    method_types: list[type]
+    method_vars: list[Any]
+    scalar: bool
 
 
 _PLAIN: weakref.WeakKeyDictionary[DropoutGuide, PlainCache] = weakref.WeakKeyDictionary()
@@ -65,10 +90,13 @@ def weight_scaling_network(model: Likelihood, guide: DropoutGuide) -> Callable[[
     """The test-time network of ``rule="weight-scaling"``: the plain module of
     :func:`bayesdrop.compress.mean_module`, built once and kept (per guide) until a parameter or buffer of the
     model or guide changes (their version counters and storage), a submodule is added, removed or replaced, or a
-    layer's method changes (its attributes, e.g. a pooling method's test rule), so that a prediction costs one plain
-    forward pass (forward hooks on the bayesdrop layers do not run in it); for methods without a plain test-time
-    network (Standout, RNNDrop, recurrent dropout), the model run at the guide's means
+    layer's method changes (its type or attributes, e.g. a pooling method's test rule), so that a prediction costs
+    one plain forward pass (forward hooks on the bayesdrop layers do not run in it); for methods without a plain
+    test-time network (Standout, RNNDrop, recurrent dropout), the model run at the guide's means
     (:meth:`~bayesdrop.DropoutGuide.mean_network`).  The same outputs either way, to rounding.
+
+    A write through a parameter's ``.data`` (``p.data.mul_(0)``) changes no version counter, as autograd does not
+    see it either: call :func:`clear_cache` after one.
     """
     return cached_network(cached_plain(model, guide), guide)
 
@@ -81,48 +109,86 @@ def cached_network(kept: PlainCache, guide: DropoutGuide) -> Callable[[torch.Ten
 def cached_plain(model: Likelihood, guide: DropoutGuide) -> PlainCache:
     """:func:`weight_scaling_network`'s cache of ``guide``, built anew where the state it was built from changed."""
     cached = _PLAIN.get(guide)
-    if cached is None or cached.modules[0]() is not model or _state_key(cached) != cached.key:
+    if cached is None or cached.modules[0]() is not model or not _unchanged(cached):
         modules = [*model.modules(), *guide.modules()]
-        layers = [weakref.ref(m) for m in modules if isinstance(m, BayesianLayer)]
-        exportable = all(layer().method.capabilities.plain_export for layer in layers)  # type: ignore[union-attr]
+        layers = [m for m in modules if isinstance(m, BayesianLayer)]
+        exportable = all(layer.method.capabilities.plain_export for layer in layers)
         network, paths = mean_module_parts(model, guide) if exportable else (None, {})
         refs = [weakref.ref(m) for m in modules]
-        cached = PlainCache(refs, layers, _tensors(modules), None, network, paths, device_of(model, guide))
-        cached = _PLAIN[guide] = cached._replace(key=_state_key(cached))
+        cached = PlainCache(refs, _tensors(modules), None, network, paths, device_of(model, guide))
+        cached = _PLAIN[guide] = cached._replace(state=_state(cached))
     return cached
 
 
-def _state_key(cached: PlainCache) -> tuple[Any, ...] | None:
-    """What :func:`weight_scaling_network`'s cache depends on (None where a module it was built from is gone): the
-    children of each module (the module trees as they were when it was built: a child added, removed or replaced
-    anywhere changes its parent's), their parameters and buffers and the attributes of each layer's method (e.g. a
+def clear_cache(guide: DropoutGuide | None = None) -> None:
+    """Forget the test-time network kept for ``guide`` (for every guide where None), so that the next prediction
+    builds it from the parameters as they are: after a write the cache cannot see, through a parameter's or a
+    buffer's ``.data`` (which changes no version counter).
+
+    Raises
+    ------
+    TypeError
+        If ``guide`` is neither a :class:`~bayesdrop.DropoutGuide` nor None.
+    """
+    if guide is None:
+        _PLAIN.clear()
+    elif isinstance(guide, DropoutGuide):
+        _PLAIN.pop(guide, None)
+    else:
+        raise TypeError(f"`guide` must be a bd.DropoutGuide or None, got {type(guide).__name__}")
+
+
+def _state(cached: PlainCache) -> PlainState:
+    """The state of the modules and tensors of ``cached`` now (its modules alive)."""
+    modules = list(map(_call, cached.modules))
+    dicts = list(_chain(map(_DICTS, modules)))
+    layers = [i for i, m in enumerate(modules) if isinstance(m, BayesianLayer)]
+    methods = [modules[i].method for i in layers]
+    scalar = all(type(v) in _SCALARS for m in methods for v in vars(m).values())
+    return PlainState(
+        list(map(len, dicts)),
+        list(map(id, _chain(map(dict.values, dicts)))),
+        list(map(_VERSION, cached.tensors)),
+        list(map(_DATA_PTR, cached.tensors)),
+        layers,
+        list(map(type, methods)),
+        [dict(vars(m)) for m in methods] if scalar else _reprs(methods),
+        scalar,
+    )
+
+
+def _unchanged(cached: PlainCache) -> bool:
+    """Whether the modules and tensors of ``cached`` are in the state it was built in: every module alive, the
+    module trees as they were (a child, parameter or buffer added, removed or replaced anywhere changes its
+    module's), every tensor's values (its version counter, and its storage: a move to another dtype or device
+    allocates new storage while the old one is alive) and every layer's method (its type and attributes, e.g. a
     test rule).
 
-    A flat walk of the modules the cache was built from, in C-level maps: it runs on every prediction, whose
-    floor on digits is a half-millisecond forward pass.  Children and tensors are compared by identity (no object
-    the cache was built from has been freed and its address reused: the key is None once a module is gone, and the
-    cache holds the tensors it was built from); a tensor's values by its version
-    counter and storage (a move to another dtype or device allocates new storage while the old one is alive);
-    method attributes by value, by their ``repr`` where one is not a plain scalar.
+    It runs on every prediction, whose floor on digits is a half-millisecond forward pass: a flat walk in C-level
+    maps, each list compared as soon as it is made.  Children and tensors are compared by identity: no object the
+    cache was built from has been freed and its address reused, since the walk stops at a module that is gone and
+    the cache holds the tensors.  Writes through ``.data`` change no version counter: :func:`clear_cache`.
     """
     modules = list(map(_call, cached.modules))
-    layers = list(map(_call, cached.layers))
-    if None in modules or None in layers:
-        return None
-    children = list(map(_CHILDREN, modules))
-    tensors = _tensors(modules)
-    methods: list[dict[str, Any]] = [vars(method) for method in map(_METHOD, layers)]
-    plain = set(map(type, _chain(map(dict.values, methods)))) <= _SCALARS
-    return (
-        tuple(map(len, children)),
-        tuple(map(id, _chain(map(dict.values, children)))),
-        tuple(map(id, tensors)),
-        tuple(map(_VERSION, tensors)),
-        tuple(map(torch.Tensor.data_ptr, tensors)),
-        tuple(map(tuple, map(dict.items, methods)))
-        if plain
-        else tuple(tuple((k, v if type(v) in _SCALARS else repr(v)) for k, v in m.items()) for m in methods),
-    )
+    if None in modules:
+        return False
+    state = cast(PlainState, cached.state)
+    dicts = list(_chain(map(_DICTS, modules)))
+    if list(map(len, dicts)) != state.lengths or list(map(id, _chain(map(dict.values, dicts)))) != state.ids:
+        return False
+    if list(map(_VERSION, cached.tensors)) != state.versions:
+        return False
+    if list(map(_DATA_PTR, cached.tensors)) != state.pointers:
+        return False
+    methods = [modules[i].method for i in state.layers]
+    if list(map(type, methods)) != state.method_types:
+        return False
+    return list(map(vars, methods)) == state.method_vars if state.scalar else _reprs(methods) == state.method_vars
+
+
+def _reprs(methods: list[Any]) -> list[dict[str, Any]]:
+    """The attributes of each method, those that are not plain scalars by their ``repr`` (seen changed in place)."""
+    return [{k: v if type(v) in _SCALARS else repr(v) for k, v in vars(m).items()} for m in methods]
 
 
 def _tensors(modules: list[torch.nn.Module]) -> list[torch.Tensor]:
@@ -136,11 +202,11 @@ def _call(ref: weakref.ref[Any]) -> Any:
 
 
 _chain = itertools.chain.from_iterable
-_CHILDREN = operator.attrgetter("_modules")
+_DICTS = operator.attrgetter("_modules", "_parameters", "_buffers")
 _PARAMETERS = operator.attrgetter("_parameters")
 _BUFFERS = operator.attrgetter("_buffers")
-_METHOD = operator.attrgetter("method")
 _VERSION = operator.attrgetter("_version")
+_DATA_PTR = torch.Tensor.data_ptr
 _is_tensor = functools.partial(operator.is_not, None)
 
 
