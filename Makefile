@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.bayesdrop-installed
 DOCS_STAMP := $(VENV)/.bayesdrop-docs-installed
 NOTEBOOKS_STAMP := $(VENV)/.bayesdrop-notebooks-installed
 
-.PHONY: install demo test test-all test-py312 lint notebooks bench docs clean
+.PHONY: install demo test test-all test-py312 lint notebooks bench gpu-wheels docs clean
 
 $(STAMP): pyproject.toml bayesdrop/__init__.py  # the version lives in __init__.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -75,6 +75,12 @@ docs: $(DOCS_STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/compression.py
+
+# Wheels of the dependencies that a lent CUDA machine with torch (Python 3.12: ArviZ 1.x) lacks, for
+# benchmarks/gpu_checks.sh; carry .gpu_wheels there.
+gpu-wheels: $(STAMP)
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d .gpu_wheels \
+		pyro-ppl pyro-api mnist1d "arviz>=1,<2" arviz-base arviz-stats arviz-plots xarray-einstats
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache docs/_build docs/_gen dist build
