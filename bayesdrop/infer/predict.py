@@ -127,12 +127,16 @@ def _per_batch(
     kept = cached_plain(model, guide) if rule == "weight-scaling" and guide._order is not None else None
     dev = device_of(model, guide) if kept is None else kept.device
     if torch.is_tensor(x):
-        step = len(x) if batch_size is None else batch_size
-        if kept is not None and kept.network is not None and len(x):  # one plain forward pass per batch, no more
+        inputs = len(x)
+        step = inputs if batch_size is None else batch_size
+        if kept is not None and kept.network is not None and inputs:  # one plain forward pass per batch, no more
             net = kept.network
-            outs = [net(x[i : i + step].to(dev)).unsqueeze(0) for i in range(0, len(x), step)]
+            if step >= inputs and x.device == dev:  # one batch on the network's device: no slice, no move
+                outs = [net(x).unsqueeze(0)]
+            else:
+                outs = [net(x[i : i + step].to(dev)).unsqueeze(0) for i in range(0, inputs, step)]
             return outs if reduce is None else [reduce(out) for out in outs]
-        batches: Iterable[torch.Tensor] = [x[i : i + step] for i in range(0, len(x), step)]
+        batches: Iterable[torch.Tensor] = [x[i : i + step] for i in range(0, inputs, step)]
     elif batch_size is not None:
         raise ValueError("`batch_size`: the DataLoader sets the batches; leave batch_size None")
     else:
