@@ -76,7 +76,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/compression.py
 
-# Wheels of the dependencies that a lent CUDA machine with torch (Python 3.12: ArviZ 1.x) lacks, for
+# Wheels of the dependencies that a CUDA machine with only torch (Python 3.12: ArviZ 1.x) lacks, for
 # benchmarks/gpu_checks.sh; carry .gpu_wheels there.
 gpu-wheels: $(STAMP)
 	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d .gpu_wheels \

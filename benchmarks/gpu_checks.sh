@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The checks that need a GPU, in one run: the CUDA tests, then training and prediction speed on CUDA.
 #
-# For maintainers with a short loan of a CUDA machine that has torch but not bayesdrop's other dependencies:
+# For maintainers with a few minutes on a CUDA machine that has torch but not bayesdrop's other dependencies:
 # `make gpu-wheels` (here, online) puts their wheels in .gpu_wheels/ (git-ignored); carry that folder, and on the
 # CUDA machine, in the repository's root:
 #
