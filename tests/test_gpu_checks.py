@@ -17,9 +17,10 @@ SCRIPT = ROOT / "benchmarks" / "gpu_checks.sh"
 def _stand_in(tmp_path: Path, failing: str | None = None) -> Path:
     """A ``python3`` that logs its arguments and exits 0 (1 where they name ``failing``)."""
     fake = tmp_path / "python3"
-    fail = f'case "$*" in *{failing}*) exit 1;; esac\n' if failing else ""
+    fail = f'case "$*" in *"{failing}"*) exit 1;; esac\n' if failing else ""
     fake.write_text(f'#!/usr/bin/env bash\necho "$*" >>"{tmp_path}/calls.txt"\n{fail}exit 0\n')
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    assert subprocess.run(["bash", "-n", str(fake)]).returncode == 0  # the stand-in itself parses
     return fake
 
 
