@@ -23,7 +23,7 @@ import functools
 import itertools
 import operator
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, cast
 
 import pyro.distributions as dist
@@ -67,19 +67,15 @@ class PlainCache(NamedTuple):
 
 
 class PlainState(NamedTuple):
-    """The state a :class:`PlainCache` depends on, as :func:`cached_plain` compares it: per module its children,
-    parameters and buffers (how many, and the identities of what each holds), per tensor its version counter and
-    storage, and per Bayesian layer (``layers``: positions in ``PlainCache.modules``) the type of its method and
-    its attributes (a copy, compared by value; where one is not a plain scalar, all by ``repr``: ``scalar``)."""
+    """The state a :class:`PlainCache` depends on, as :func:`cached_plain` compares it: the Bayesian layers
+    (``layers``: their positions in ``PlainCache.modules``), whether their methods' attributes are all plain
+    scalars (``scalar``), and the parts of :func:`_parts` (per module its children, parameters and buffers: how
+    many, and the identities of what each holds; per tensor its version counter and storage; per layer the type
+    of its method and its attributes, a copy compared by value, by ``repr`` where one is not a plain scalar)."""
 
-    lengths: list[int]
-    ids: list[int]
-    versions: list[int]
-    pointers: list[int]
     layers: list[int]
-    method_types: list[type]
-    method_vars: list[Any]
     scalar: bool
+    parts: list[list[Any]]
 
 
 _PLAIN: weakref.WeakKeyDictionary[DropoutGuide, PlainCache] = weakref.WeakKeyDictionary()
@@ -141,20 +137,12 @@ def clear_cache(guide: DropoutGuide | None = None) -> None:
 def _state(cached: PlainCache) -> PlainState:
     """The state of the modules and tensors of ``cached`` now (its modules alive)."""
     modules = list(map(_call, cached.modules))
-    dicts = list(_chain(map(_DICTS, modules)))
     layers = [i for i, m in enumerate(modules) if isinstance(m, BayesianLayer)]
-    methods = [modules[i].method for i in layers]
-    scalar = all(type(v) in _SCALARS for m in methods for v in vars(m).values())
-    return PlainState(
-        list(map(len, dicts)),
-        list(map(id, _chain(map(dict.values, dicts)))),
-        list(map(_VERSION, cached.tensors)),
-        list(map(_DATA_PTR, cached.tensors)),
-        layers,
-        list(map(type, methods)),
-        [dict(vars(m)) for m in methods] if scalar else _reprs(methods),
-        scalar,
-    )
+    scalar = all(type(v) in _SCALARS for i in layers for v in vars(modules[i].method).values())
+    parts = list(_parts(cached, modules, layers, scalar))
+    if scalar:  # the methods' attributes as they are now, not the live dictionaries
+        parts[-1] = list(map(dict, parts[-1]))
+    return PlainState(layers, scalar, parts)
 
 
 def _unchanged(cached: PlainCache) -> bool:
@@ -165,7 +153,7 @@ def _unchanged(cached: PlainCache) -> bool:
     test rule).
 
     It runs on every prediction, whose floor on digits is a half-millisecond forward pass: a flat walk in C-level
-    maps, each list compared as soon as it is made.  Children and tensors are compared by identity: no object the
+    maps, each part compared as soon as it is made.  Children and tensors are compared by identity: no object the
     cache was built from has been freed and its address reused, since the walk stops at a module that is gone and
     the cache holds the tensors.  Writes through ``.data`` change no version counter: :func:`clear_cache`.
     """
@@ -173,17 +161,22 @@ def _unchanged(cached: PlainCache) -> bool:
     if None in modules:
         return False
     state = cast(PlainState, cached.state)
+    return all(map(operator.eq, _parts(cached, modules, state.layers, state.scalar), state.parts))
+
+
+def _parts(cached: PlainCache, modules: list[Any], layers: list[int], scalar: bool) -> Iterator[list[Any]]:
+    """The state of ``cached``'s ``modules``, part by part, cheapest first (:func:`_unchanged` stops at the first
+    that differs): the sizes of their children, parameters and buffers, the identities of those, the tensors'
+    version counters and storage, and the type and attributes of the method of each layer (positions in
+    ``modules``), by ``repr`` where not all are plain ``scalar`` values."""
     dicts = list(_chain(map(_DICTS, modules)))
-    if list(map(len, dicts)) != state.lengths or list(map(id, _chain(map(dict.values, dicts)))) != state.ids:
-        return False
-    if list(map(_VERSION, cached.tensors)) != state.versions:
-        return False
-    if list(map(_DATA_PTR, cached.tensors)) != state.pointers:
-        return False
-    methods = [modules[i].method for i in state.layers]
-    if list(map(type, methods)) != state.method_types:
-        return False
-    return list(map(vars, methods)) == state.method_vars if state.scalar else _reprs(methods) == state.method_vars
+    yield list(map(len, dicts))
+    yield list(map(id, _chain(map(dict.values, dicts))))
+    yield list(map(_VERSION, cached.tensors))
+    yield list(map(_DATA_PTR, cached.tensors))
+    methods = [modules[i].method for i in layers]
+    yield list(map(type, methods))
+    yield list(map(vars, methods)) if scalar else _reprs(methods)  # live dictionaries: _state copies them
 
 
 def _reprs(methods: list[Any]) -> list[dict[str, Any]]:
