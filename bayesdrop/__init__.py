@@ -21,6 +21,7 @@ from . import (
     moments,
     nn,
     posterior,
+    scoring,
     sites,
 )
 from .diagnostics import to_inference_data
@@ -52,6 +53,7 @@ __all__ = [
     "handlers",
     "likelihoods",
     "posterior",
+    "scoring",
     "sites",
     "diagnostics",
     "to_inference_data",

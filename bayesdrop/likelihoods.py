@@ -41,9 +41,11 @@ import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule
 
+from .data import check_labels
 from .distributions import LogitsCategorical, SigmaPointAverage
 from .moments import Moments
 from .nn import bayesian_layers, local_plate
+from .scoring import accuracy, nll, rmse
 from .sites import draws
 
 __all__ = ["Likelihood", "Classifier", "Regressor", "Prediction", "model_precision", "class_softmax"]
@@ -173,10 +175,8 @@ class Likelihood(PyroModule):
 
         Default: ``nll``, the mean negative log predictive density of the mixture over the draws,
         :math:`-\frac1N \sum_n \log \frac1S \sum_s p(y_n \mid f_s(x_n))`
-        (:func:`bayesdrop.diagnostics.metrics.nll`, the one definition every report uses).
+        (:func:`bayesdrop.scoring.nll`, the one definition every report uses).
         """
-        from .diagnostics.metrics import nll  # the diagnostics import the likelihoods: imported when called
-
         return {"nll": nll(self.log_likelihood(out, y))}
 
     def train_metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -246,8 +246,6 @@ class Classifier(Likelihood):
         return class_softmax(out, log=True).gather(-1, y).squeeze(-1)
 
     def check_targets(self, y, name="y"):
-        from .data import check_labels
-
         if torch.is_tensor(y) and y.dim() >= 2 and y.shape[-1] == 1:  # Pyro would broadcast (N, 1) against (N,)
             raise ValueError(
                 f"`{name}`: class labels must have shape (N,), got {tuple(y.shape)} (squeeze the last dimension)"
@@ -260,8 +258,6 @@ class Classifier(Likelihood):
         return probs[0].contiguous() if len(probs) == 1 else probs.mean(0)
 
     def metrics(self, out, y):
-        from .diagnostics.metrics import accuracy  # the diagnostics import the likelihoods: imported when called
-
         return {"acc": accuracy(class_softmax(out), y), **super().metrics(out, y)}
 
     def train_metrics(self, out, y):
@@ -452,8 +448,6 @@ class Regressor(Likelihood):
             )
 
     def metrics(self, out, y):
-        from .diagnostics.metrics import rmse  # the diagnostics import the likelihoods: imported when called
-
         return {"rmse": rmse(self.distribution(out).mean, y), **super().metrics(out, y)}
 
     def target_dims(self, y):

@@ -485,3 +485,58 @@ def test_shared_noise_draws_are_networks_that_do_not_depend_on_the_batch(method,
     for network in sampler.networks:  # no site of a network lies in the data plate
         for site in network.nodes.values():
             assert all(f.name != "data" for f in site["cond_indep_stack"])
+
+
+def _package_imports() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports, read from the source: every import, those inside functions too,
+    and the subpackages whose ``__init__`` an import from outside them runs."""
+    import ast
+
+    root = Path(bd.__file__).resolve().parent
+    files = {}
+    for f in root.rglob("*.py"):
+        parts = f.relative_to(root.parent).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    graph: dict[str, set[str]] = {m: set() for m in files}
+    for mod, f in files.items():
+        package = mod if f.name == "__init__.py" else mod.rpartition(".")[0]
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+                target = ".".join(base + ([node.module] if node.module else []))
+                names = [f"{target}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                while name and name not in files:  # a name defined in a module: that module
+                    name = name.rpartition(".")[0]
+                # importing a.b.c runs a.b's __init__ first: from outside a.b, that is an import of a.b too
+                parts = name.split(".")
+                outer = {".".join(parts[:i]) for i in range(2, len(parts))}
+                graph[mod] |= {p for p in outer if p in files and not f"{mod}.".startswith(f"{p}.")}
+                if name and name != mod:
+                    graph[mod].add(name)
+    return graph
+
+
+def test_the_package_imports_form_no_cycle():
+    """No module of bayesdrop reaches itself through imports, deferred ones included: each layer imports only the
+    layers below it (likelihoods score by ``bayesdrop.scoring``, not the diagnostics; the experiments run the
+    command line as a user does).  The one cycle allowed is the method registry's: ``bayesdrop.methods`` imports
+    its method modules, which register themselves with it."""
+    graph = _package_imports()
+    assert "bayesdrop.scoring" in graph["bayesdrop.likelihoods"]  # the reading follows relative imports
+
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in graph[todo.pop()] - seen:
+                seen.add(nxt)
+                todo.append(nxt)
+        return seen
+
+    registry = {m for m in graph if m == "bayesdrop.methods" or m.startswith("bayesdrop.methods.")}
+    cycles = {m for m in graph if m in reach(m)} - registry
+    assert not cycles, f"modules on an import cycle: {sorted(cycles)}"

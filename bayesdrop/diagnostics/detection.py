@@ -29,7 +29,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
+from ..scoring import _check_probabilities
+from . import arviz as _arviz
 from .metrics import _class_draws, _entropy, _require_idata, _task
 
 __all__ = ["SCORES", "scores", "ood", "roc_auc", "average_precision", "fpr_at_tpr", "roc_curve", "accuracy_rejection"]
@@ -49,8 +52,6 @@ def _probability_draws(source: Any, name: str, group: str) -> np.ndarray:
             )
         return _class_draws(source, group)
     try:
-        import torch
-
         p = source.detach().cpu().numpy() if torch.is_tensor(source) else source
         p = np.asarray(p, dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -62,14 +63,10 @@ def _probability_draws(source: Any, name: str, group: str) -> np.ndarray:
         p = p[None]
     if p.ndim != 3 or p.shape[1] < 1 or p.shape[2] < 2:
         raise ValueError(f"`{name}` must be class probabilities (draws, points, classes), got shape {p.shape}")
-    from .metrics import _check_probabilities
-
     return _check_probabilities(p, name)
 
 
 def _is_idata(obj: Any) -> bool:
-    from . import arviz as _arviz
-
     return bool(_arviz.is_inference_data(obj))
 
 

@@ -39,6 +39,7 @@ import torch
 
 from ..data import as_tensors
 from ..guides import DropoutGuide
+from ..infer import fit
 from ..likelihoods import Likelihood
 from .inference_data import to_inference_data
 from .metrics import _lppd_points, against_reference
@@ -97,8 +98,6 @@ def kfold(
         ``elpd_kfold`` (the sum), ``se``, ``pointwise`` ``(N,)`` (each point's held-out log predictive density),
         ``folds`` ``(N,)`` (each point's fold), ``k`` and ``n_data_points``.
     """
-    from ..infer import fit
-
     if not callable(build):
         raise TypeError(f"`build` must be a callable num_data -> (model, guide), got {type(build).__name__}")
     x, y = as_tensors(data, name="data")

@@ -27,7 +27,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..posterior import device_of, forked
 from .checkpoint import rng_state, save_checkpoint
+from .predict import evaluate
 
 __all__ = [
     "Callback",
@@ -207,9 +209,6 @@ class Evaluation(Callback):
         self.data, self.num_samples = data, num_samples
 
     def on_epoch_end(self, state: TrainState) -> None:
-        from ..posterior import device_of, forked
-        from .predict import evaluate
-
         with forked(device_of(state.model, state.guide)):
             metrics = evaluate(state.model, state.guide, self.data, num_samples=self.num_samples)
         for k, value in metrics.items():
