@@ -94,6 +94,14 @@ def test_evaluate_and_the_inference_data_report_the_same_metrics(task):
         S.nll(np.zeros(3))
     with pytest.raises(ValueError, match="`y`"):
         S.accuracy(np.full((2, 3), 1 / 3), np.array([0, 5]))
+    with pytest.raises(ValueError, match="one label per point"):
+        S.accuracy(np.full((2, 3), 1 / 3), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="`probs` must be"):
+        S.accuracy(np.full(3, 1 / 3), np.array([0]))
+    with pytest.raises(ValueError, match="`mean` must be"):
+        S.rmse(np.zeros((2, 3)), np.zeros(2))
+    with pytest.raises(TypeError, match="`log_likelihood` must be a tensor or an array of numbers"):
+        S.nll("draws")
 
 
 # ----------------------------------------------------------------------------- out-of-distribution detection

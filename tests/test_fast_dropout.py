@@ -81,6 +81,69 @@ def test_elementwise_quadrature_and_sigma_points_are_exact_where_they_should_be(
     torch.testing.assert_close(centred.T @ centred / 6, torch.diag(v[0]))
 
 
+def test_moments_follow_the_torch_operations_of_the_layers_after_a_fast_dropout_layer():
+    """Each operation a network may apply to the moments after a fast-dropout layer, against the formula for
+    independent Gaussian units: a plain ``nn.Linear`` (mean W mu + b, variance (W o W) v), elementwise activations
+    (the three-point quadrature), sums and products with constants and with independent moments (the product's
+    variance also against a Monte Carlo estimate), shape operations applied to both, ``nn.Dropout`` in eval mode;
+    anything else is refused by name."""
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(4, 3, dtype=torch.float64, generator=g)
+    v = torch.rand(4, 3, dtype=torch.float64, generator=g) + 0.1
+    m = Moments(mu, v)
+
+    def check(got, mean, var):
+        assert isinstance(got, Moments)
+        torch.testing.assert_close(got.mean, mean)
+        torch.testing.assert_close(got.var, var)
+
+    lin = torch.nn.Linear(3, 2).double()
+    w, b = lin.weight.detach(), lin.bias.detach()
+    check(lin(m), mu @ w.T + b, v @ (w * w).T)
+    check(torch.nn.functional.linear(m, w), mu @ w.T, v @ (w * w).T)
+    # the quadrature is exact up to degree 5: s^2 has mean mu^2 + v and variance E s^4 - (E s^2)^2 = 4 mu^2 v + 2 v^2
+    check(m.elementwise(torch.square), mu**2 + v, 4 * mu**2 * v + 2 * v**2)
+    for act in (torch.nn.Tanh(), torch.nn.SiLU(), torch.nn.LeakyReLU(0.1), torch.nn.GELU()):
+        want = m.elementwise(act)
+        check(act(m), want.mean, want.var)
+    c = torch.tensor([2.0, -1.0, 0.5], dtype=torch.float64)
+    for got in (m * c, c * m, torch.mul(m, c), torch.mul(c, m), m / (1 / c)):
+        check(got, mu * c, v * c * c)
+    for got in (m + c, c + m, torch.add(m, c), torch.add(c, m)):
+        check(got, mu + c, v)
+    check(m - 1.0, mu - 1, v)
+    check(1.0 - m, 1 - mu, v)
+    check(-m, -mu, v)
+    # independent moments: a dropout multiplier of mean 1 and variance 1/4
+    noise = Moments(torch.ones_like(mu), torch.full_like(v, 0.25))
+    check(m + noise, mu + 1, v + 0.25)
+    check(m * noise, mu, (v + mu**2) * 1.25 - mu**2)
+    a = mu + v.sqrt() * torch.randn(400_000, *mu.shape, dtype=torch.float64, generator=g)
+    z = 1 + 0.5 * torch.randn(400_000, *mu.shape, dtype=torch.float64, generator=g)
+    # the sample variance's relative standard error is about sqrt((kurtosis - 1) / n) < 0.01 for these laws
+    torch.testing.assert_close((a * z).var(0), (m * noise).var, rtol=0.03, atol=0)
+    cube = Moments(mu.reshape(2, 2, 3), v.reshape(2, 2, 3))
+    for got, op in (
+        (torch.flatten(cube, 1), lambda t: t.flatten(1)),
+        (torch.nn.Flatten()(cube), lambda t: t.flatten(1)),
+        (torch.reshape(cube, (4, 3)), lambda t: t.reshape(4, 3)),
+        (cube.view(-1), lambda t: t.reshape(-1)),
+        (torch.unsqueeze(cube, 0), lambda t: t.unsqueeze(0)),
+        (torch.squeeze(cube.unsqueeze(0), 0), lambda t: t),
+        (cube[1, :, 1:], lambda t: t[1, :, 1:]),
+    ):
+        check(got, op(cube.mean), op(cube.var))
+    assert torch.nn.Dropout(0.5).eval()(m) is m
+    with pytest.raises(TypeError, match="dropout is none of them"):
+        torch.nn.Dropout(0.5)(m)  # training: a mask on moments is not what fast dropout propagates
+    with pytest.raises(TypeError, match="exp is none of them"):
+        torch.exp(m)
+    with pytest.raises(TypeError, match="through cat"):
+        torch.cat([m, m])
+    with pytest.raises(TypeError, match="first argument only"):
+        torch.nn.functional.linear(m, noise)
+
+
 def test_the_regression_objective_is_the_exact_expected_gaussian_log_likelihood():
     """For y ~ N(f, sigma^2) and f ~ N(mu, v): E log N(y; f, sigma^2) = log N(y; mu, sigma^2) - v / (2 sigma^2).
     The ELBO's data term (loss minus the weight decay, at N = B) equals it exactly."""

@@ -81,6 +81,55 @@ def test_fit_rejects_bad_data():
         bd.fit(model, other, (x, y), epochs=1, progress=False)
 
 
+BAD_FIT_ARGUMENTS = [
+    ({"lr": float("nan")}, ValueError, "`lr` must be a finite number > 0"),
+    ({"lr": -1e-3}, ValueError, "`lr` must be a finite number > 0"),
+    ({"lr": "1e-3"}, TypeError, "`lr` must be a number"),
+    ({"loss": torch.optim.Adam}, TypeError, "`loss` must be a Pyro ELBO"),
+    ({"optimizer": "adam"}, TypeError, "`optimizer` must be callable"),
+    ({"lrt": 1}, TypeError, "`lrt` must be True or False"),
+    ({"progress": "yes"}, TypeError, "`progress` must be True or False"),
+    ({"validate": 0}, TypeError, "`validate` must be None"),
+    ({"jit": "on"}, TypeError, "`jit` must be None, True or False"),
+    ({"jit": True, "validate": True}, ValueError, "pass one of them"),
+    ({"seed": -1}, ValueError, "`seed` must be None or a non-negative int"),
+    ({"seed": True}, ValueError, "`seed` must be None or a non-negative int"),
+    ({"test_samples": 0}, ValueError, "`test_samples` must be a positive int"),
+    ({"callback": 3}, TypeError, "`callback` must be callable"),
+    ({"callbacks": "early-stop"}, TypeError, "`callbacks` must be a list"),
+    ({"callbacks": [print]}, TypeError, "`callbacks` must hold bd.infer.Callback objects"),
+    ({"checkpoint": 3}, TypeError, "`checkpoint` must be a path"),
+    ({"checkpoint_every": 2}, ValueError, "`checkpoint_every` needs `checkpoint`"),
+    ({"run_config": ["a"]}, TypeError, "`run_config` must be None or a dict"),
+    ({"resume": "no/such/checkpoint.pt"}, ValueError, "`resume` 'no/such/checkpoint.pt' is not an existing"),
+]
+
+
+@pytest.mark.parametrize("kwargs,error,message", BAD_FIT_ARGUMENTS, ids=lambda v: str(v)[:40])
+def test_fit_names_a_bad_argument_before_it_trains(kwargs, error, message):
+    """Each refused argument raises its own error, naming it and what is accepted, before any step: the
+    parameters are those of the untrained model."""
+    model, guide, x, y = tiny_classifier("bernoulli")
+    guide(x)  # the guide's parameters exist, to compare after the refusal
+    params = lambda: [*model.parameters(), *guide.parameters()]  # noqa: E731
+    before = [p.detach().clone() for p in params()]
+    assert len(before) == len(params()) >= 4
+    with pytest.raises(error, match=message):
+        bd.fit(model, guide, (x, y), epochs=1, batch_size=10, **{"progress": False, **kwargs})
+    assert all(torch.equal(a, b.detach()) for a, b in zip(before, params()))
+
+
+def test_fit_refuses_a_dataloader_without_batches():
+    """An empty data set, and one whose only batch ``drop_last`` drops."""
+    model, guide, x, y = tiny_classifier("bernoulli")
+    data, empty = torch.utils.data.TensorDataset(x, y), torch.utils.data.TensorDataset(x[:0], y[:0])
+    with pytest.raises(ValueError, match="`data` has no examples"):
+        bd.fit(model, guide, torch.utils.data.DataLoader(empty), epochs=1, progress=False)
+    dropped = torch.utils.data.DataLoader(data, batch_size=len(x) + 1, drop_last=True)
+    with pytest.raises(ValueError, match="`data`: the DataLoader yields no batch"):
+        bd.fit(model, guide, dropped, epochs=1, progress=False)
+
+
 def test_unknown_method_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown method 'dropconnect-x'.*accepted names"):
         bd.methods.get("dropconnect-x")
