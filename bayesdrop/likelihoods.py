@@ -405,8 +405,10 @@ class Regressor(Likelihood):
                     f"`precision` must be a finite number > 0 (tau, see model_precision), got {precision!r}"
                 )
             noise_scale, learn_noise = precision**-0.5, False
-        if not noise_scale > 0:
-            raise ValueError(f"`noise_scale` must be > 0, got {noise_scale!r}")
+        if isinstance(noise_scale, bool) or not isinstance(noise_scale, (int, float)):
+            raise TypeError(f"`noise_scale` must be a number (the observation noise's std), got {noise_scale!r}")
+        if not 0 < noise_scale < math.inf:
+            raise ValueError(f"`noise_scale` must be a finite number > 0, got {noise_scale!r}")
         if horizon is not None and (not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1):
             raise ValueError(f"`horizon` must be None or a positive int (values forecast per example), got {horizon!r}")
         self.horizon = horizon

@@ -91,6 +91,38 @@ def test_regressor_rejects_column_targets_before_training():
         bd.to_inference_data(model, guide, (x, y[:, None]), num_samples=2)
 
 
+def test_likelihoods_name_a_bad_argument():
+    """The constructors and the model's call refuse what they cannot use, naming the argument; ``predict`` and
+    ``evaluate`` refuse empty data and data without targets."""
+    net = bd.models.mlp(2, [4], 3)
+    with pytest.raises(TypeError, match="`net` must be a torch.nn.Module containing bayesdrop.nn layers"):
+        bd.Classifier(torch.nn.Linear(2, 3), num_data=10)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="`num_data` must be a positive int"):
+            bd.Classifier(net, num_data=bad)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="`noise_scale` must be a finite number > 0"):
+            bd.Regressor(bd.models.mlp(2, [4], 1), num_data=10, noise_scale=bad)
+    with pytest.raises(TypeError, match="`noise_scale` must be a number"):
+        bd.Regressor(bd.models.mlp(2, [4], 1), num_data=10, noise_scale="0.1")
+    with pytest.raises(ValueError, match="`horizon` must be None or a positive int"):
+        bd.Regressor(bd.models.mlp(2, [4], 2), num_data=10, horizon=0)
+    with pytest.raises(ValueError, match="`precision` must be a finite number > 0"):
+        bd.Regressor(bd.models.mlp(2, [4], 1), num_data=10, precision=-1.0)
+    model = bd.Classifier(net, num_data=10)
+    guide = bd.DropoutGuide(model)
+    with pytest.raises(TypeError, match="`x` must be a floating-point tensor"):
+        model(torch.zeros(5, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"`y` must be a tensor with one entry per row of `x` \(5\)"):
+        model(torch.zeros(5, 2), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"class labels must have shape \(N,\).*squeeze"):
+        model.check_targets(torch.zeros(5, 1, dtype=torch.long))
+    with pytest.raises(ValueError, match="no inputs to predict"):
+        bd.predict(model, guide, torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(0, 2))))
+    with pytest.raises(ValueError, match="`data` must include targets"):
+        bd.evaluate(model, guide, torch.zeros(5, 2))
+
+
 def test_regressor_nll_is_the_mixture_density_of_the_draws():
     x, y = _data(60)
     model = bd.Regressor(bd.models.mlp(1, [16], 1, "bernoulli", p=0.2), num_data=60, noise_scale=0.3)
