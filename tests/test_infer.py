@@ -158,6 +158,23 @@ def test_load_checkpoint_validates_the_file(tmp_path):
     torch.save({"a": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a bayesdrop checkpoint"):
         bd.load_checkpoint(tmp_path / "other.pt", model, guide)
+    with pytest.raises(TypeError, match="`path` must be a path"):
+        bd.load_checkpoint(3, model, guide)
+    good = tmp_path / "good.pt"
+    bd.save_checkpoint(good, model, guide)
+    state = torch.load(good, weights_only=True)
+    torch.save({**state, "model": {"w": 1.0}}, tmp_path / "entry.pt")
+    with pytest.raises(ValueError, match="its 'model' entry is not a state dict of tensors"):
+        bd.load_checkpoint(tmp_path / "entry.pt", model, guide)
+    torch.save({**state, "history": [1.0]}, tmp_path / "history.pt")
+    with pytest.raises(ValueError, match="its 'history' entry must be a dict or None"):
+        bd.load_checkpoint(tmp_path / "history.pt", model, guide)
+    wider, wider_guide = tiny_classifier("bernoulli", d=7)[:2]  # another network: its entries do not fit
+    with pytest.raises(ValueError, match=r"model state does not fit.*shapes differ"):
+        bd.load_checkpoint(good, wider, wider_guide)
+    deeper = bd.Classifier(bd.models.mlp(6, [8, 8], 3, "bernoulli"), num_data=40)
+    with pytest.raises(ValueError, match=r"model state does not fit.*missing \["):
+        bd.load_checkpoint(good, deeper, bd.DropoutGuide(deeper))
 
 
 def test_regressor_predict_returns_mean_and_std():
