@@ -146,6 +146,35 @@ def test_ood_metrics_equal_sklearn_with_ties():
         D.ood(p_in)
 
 
+def test_detection_names_bad_input():
+    """Each refusal of the detection metrics names its argument; class probabilities of one draw ``(N, C)`` are
+    taken as a deterministic network's."""
+    p_in, p_out, _ = _constructed()
+    one = D.ood(p_in[0], p_out[0])
+    assert (one["n_in"], one["n_out"]) == (6, 5) and 0 <= one["max_probability"]["auroc"] <= 1
+    with pytest.raises(ValueError, match="`idata_in` is required"):
+        D.ood(None, p_out)
+    with pytest.raises(ValueError, match="`group_in` must be 'posterior_predictive' or 'predictions'"):
+        D.ood(p_in, p_out, group_in="train")
+    with pytest.raises(ValueError, match="have 3 and 4 classes"):
+        D.ood(p_in, np.full((2, 5, 4), 0.25))
+    with pytest.raises(TypeError, match="`idata_in` must be an arviz.InferenceData or class probabilities"):
+        D.ood("probs", p_out)
+    with pytest.raises(ValueError, match="`idata_out` must hold class probabilities"):
+        D.ood(p_in, np.ones((2, 5, 3)))
+    with pytest.raises(ValueError, match=r"`idata_out` must be class probabilities \(draws, points, classes\)"):
+        D.ood(p_in, np.ones((2, 5, 1)))
+    with pytest.raises(ValueError, match="`labels` and `scores` must be 1-D of the same length"):
+        D.roc_auc(np.array([0, 1, 1]), np.arange(4.0))
+    with pytest.raises(ValueError, match="`scores` must be finite"):
+        D.roc_auc(np.array([0, 1]), np.array([0.5, np.nan]))
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match=r"`tpr` must be a number in \(0, 1\]"):
+            D.fpr_at_tpr(np.array([0, 1]), np.array([0.1, 0.9]), tpr=bad)
+    with pytest.raises(ValueError, match=r"`y` must hold one label per point \(6\)"):
+        D.accuracy_rejection(p_in, np.zeros(5, dtype=np.int64))
+
+
 def test_accuracy_rejection_by_hand_with_ties():
     # 4 points; the predictions of points 0, 1 and 3 are right; entropies: point 0 the lowest, 1 and 2 tied, 3 the
     # highest -> keep 4: 3/4; keep 3 (reject point 3): 2/3; keep 2: point 0 and half of the tied pair {1 (right),
