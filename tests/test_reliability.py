@@ -325,6 +325,44 @@ def test_a_pt2_with_a_pickle_payload_is_refused_and_the_payload_never_runs(tmp_p
         bd.compress.check_pt2(not_a_zip)
 
 
+def _edited_pt2(src, dst, edit):
+    """``src`` rewritten into ``dst``: ``edit(entries)`` maps the list of (name, bytes) to the new list."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin:
+        entries = [(n, zin.read(n)) for n in zin.namelist()]
+    with zipfile.ZipFile(dst, "w") as zout:
+        for name, data in edit(entries):
+            zout.writestr(name, data)
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda es: es + [(es[0][0].split("/")[0] + "/extra/run.py", b"print(1)")], "unexpected entry 'extra/run.py'"),
+        (lambda es: [(n, b"zip" if n.endswith("/archive_format") else d) for n, d in es], "archive_format is not"),
+        (lambda es: es + [("other/archive_format", b"pt2")], "no single root folder"),
+        (lambda es: [(n, d) for n, d in es if "/data/weights/weight_" not in n], "is not a loadable .pt2 model"),
+    ],
+    ids=["extra-entry", "format", "two-roots", "weights-missing"],
+)
+def test_load_refuses_an_archive_that_is_not_the_program_save_wrote(tmp_path, edit, message):
+    """Anything but save's entries is refused before torch.export reads the file; an archive whose entries pass
+    the check but do not make a program is a ValueError naming the file, not torch's exception."""
+    _, _, path = _saved(tmp_path)
+    edited = tmp_path / "edited.pt2"
+    _edited_pt2(path, edited, edit)
+    with pytest.raises(ValueError, match=message):
+        bd.compress.load(edited)
+
+
+def test_load_and_save_name_a_missing_file_and_a_bad_example(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        bd.compress.load(tmp_path / "none.pt2")
+    with pytest.raises(ValueError, match="`example` must be a tensor of inputs"):
+        bd.compress.save(torch.nn.Linear(4, 2), tmp_path / "m.pt2", torch.zeros(0, 4))
+
+
 # ----------------------------------------------------------------------------- interrupted runs and resume
 
 
