@@ -983,6 +983,66 @@ def test_a_tampered_checkpoint_is_refused_by_resume(tmp_path, _resumable, part, 
         assert len(result.history["elbo"]) == 2
 
 
+def _tamper_optimizer_shape(state):
+    entry = next(iter(state["optimizer"]["state"].values()))
+    entry["exp_avg"] = torch.zeros(7, 5)
+
+
+def _tamper_optimizer_groups(state):
+    state["optimizer"]["param_groups"][0]["params"] = state["optimizer"]["param_groups"][0]["params"][:-1]
+
+
+def _tamper_optimizer_ids(state):
+    group = state["optimizer"]["param_groups"][0]
+    group["params"] = [group["params"][0]] * len(group["params"])
+
+
+def _tamper_optimizer_unknown(state):
+    state["optimizer"]["state"][10**6] = {}
+
+
+def _tamper_optimizer_int_moments(state):
+    entry = next(iter(state["optimizer"]["state"].values()))
+    entry["exp_avg_sq"] = entry["exp_avg_sq"].long()
+
+
+_TAMPERED = {
+    "step": (lambda s: s["training"].__setitem__("step", -1), "step -1"),
+    "epoch": (lambda s: s["training"].__setitem__("epoch", 5), "epoch 5 of 2"),
+    "schedule": (lambda s: s["training"]["schedule"].__setitem__("beta", "one"), "'schedule'"),
+    "warnings": (lambda s: s["training"].__setitem__("warnings", [3]), "'warnings'"),
+    "label_counts": (lambda s: s["training"].__setitem__("label_counts", -torch.ones(3)), "'label_counts'"),
+    "callbacks": (lambda s: s["training"].__setitem__("callbacks", [{"state": {}}]), "callback states"),
+    "history": (lambda s: s["history"].__setitem__("elbo", ["x", "y"]), "dict of lists of numbers"),
+    "history-length": (lambda s: s["history"].__setitem__("elbo", [1.0]), "does not hold the 2 epochs"),
+    "optimizer-shape": (_tamper_optimizer_shape, r"has shape \(7, 5\)"),
+    "optimizer-groups": (_tamper_optimizer_groups, "parameter groups of sizes"),
+    "optimizer-ids": (_tamper_optimizer_ids, r"not a torch optimiser's \(parameter ids\)"),
+    "optimizer-unknown": (_tamper_optimizer_unknown, "names a parameter 1000000"),
+    "optimizer-moments": (_tamper_optimizer_int_moments, "is not a float tensor"),
+}
+
+
+@pytest.mark.parametrize("what", list(_TAMPERED))
+def test_each_structural_check_of_resume_names_what_it_found(tmp_path, _resumable, what):
+    """One entry of a checkpoint changed into what fit never writes, as a hand-edited or crafted file would:
+    ``fit(resume=...)`` says which, naming ``resume``, before any step."""
+    import copy
+
+    state = copy.deepcopy(_resumable)
+    tamper, message = _TAMPERED[what]
+    tamper(state)
+    path = tmp_path / "tampered.pt"
+    torch.save(state, path)
+    x, y = _xy()
+    model, guide = _classifier()
+    guide(x)
+    before = [p.detach().clone() for p in [*model.parameters(), *guide.parameters()]]
+    with pytest.raises(ValueError, match=f"`resume` .*{message}"):
+        bd.fit(model, guide, (x, y), epochs=2, progress=False, resume=path)
+    assert all(torch.equal(p, q) for p, q in zip([*model.parameters(), *guide.parameters()], before))
+
+
 @_PROPERTY
 @given(cut=st.integers(0, 2000), flips=st.lists(st.integers(0, 2000), max_size=4))
 def test_a_corrupt_checkpoint_file_is_refused_with_its_name(tmp_path, _resumable, cut, flips):
