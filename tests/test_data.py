@@ -328,6 +328,20 @@ def test_load_bad_arguments():
         data.load("digits", seed=-1)
     with pytest.raises(TypeError, match="name"):
         data.load(3)
+    with pytest.raises(TypeError, match="`seed` must be an int, got str"):
+        data.load("digits", seed="0")
+    with pytest.raises(ValueError, match="need n_train >= 2"):
+        data.load("toy-regression", n_train=1)
+    with pytest.raises(ValueError, match="`noise` must be >= 0"):
+        data.load("toy-regression", noise=float("nan"))
+    digits = data.load("digits")
+    assert digits.images("test").shape == (360, 1, 8, 8)
+    with pytest.raises(ValueError, match="`split` must be 'train' or 'test', got 'valid'"):
+        digits.images("valid")
+    with pytest.raises(TypeError, match="`directory` must be a path"):
+        data.load_mnist(3)
+    with pytest.raises(ValueError, match="`images` has 3 examples but `labels` has 2"):
+        data.IDXImages(np.zeros((3, 28, 28), dtype=np.uint8), np.zeros(2, dtype=np.uint8))
 
 
 # ------------------------------------------------------------- Split / checks
@@ -383,6 +397,8 @@ def test_as_tensors_rejects():
         data.as_tensors((x, x, x))
     with pytest.raises(TypeError, match=r"y must be a torch\.Tensor"):
         data.as_tensors((x, [0, 1, 2, 3]))
+    with pytest.raises(TypeError, match="unsupported numpy dtype complex128"):
+        data.as_tensors(np.ones((4, 2), dtype=np.complex128))
     loader = DataLoader(TensorDataset(x))
     with pytest.raises(TypeError, match=r"bd\.fit accepts a DataLoader"):
         data.as_tensors(loader)
@@ -397,6 +413,22 @@ def test_check_labels():
         data.check_labels(torch.tensor([-1, 1]), 2)
     with pytest.raises(ValueError, match="integer"):
         data.check_labels(torch.tensor([0.0, 1.0]), 2)
+    with pytest.raises(ValueError, match="an integer tensor of class labels, got bool"):
+        data.check_labels(torch.tensor([True, False]), 2)
+
+
+def test_loader_batches_names_a_batch_it_cannot_read():
+    x = torch.randn(4, 3)
+    good = [torch.equal(b, x) for b in data.loader_batches(DataLoader(TensorDataset(x), batch_size=4))]
+    assert good == [True]
+    as_dicts = DataLoader([{"x": row, "y": 0} for row in x], batch_size=4)
+    assert torch.equal(next(data.loader_batches(as_dicts)), x)
+    with pytest.raises(TypeError, match=r"dicts with key 'x' \(and 'y'\), got a dict with keys \['image'\]"):
+        next(data.loader_batches(DataLoader([{"image": row} for row in x], batch_size=4)))
+    with pytest.raises(TypeError, match="a DataLoader batch's x must be a tensor, got list"):
+        next(data.loader_batches([[[1.0, 2.0]]], name="data"))
+    with pytest.raises(ValueError, match="the DataLoader must yield targets"):
+        next(data.loader_batches(DataLoader(TensorDataset(x), batch_size=4), targets=[]))
 
 
 def test_the_finiteness_check_takes_entries_whose_sum_overflows_and_refuses_nan_and_inf():
