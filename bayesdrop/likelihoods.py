@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from typing import Any
 
 import pyro
@@ -405,8 +406,10 @@ class Regressor(Likelihood):
                     f"`precision` must be a finite number > 0 (tau, see model_precision), got {precision!r}"
                 )
             noise_scale, learn_noise = precision**-0.5, False
-        if isinstance(noise_scale, bool) or not isinstance(noise_scale, (int, float)):
+        one_value = torch.is_tensor(noise_scale) and noise_scale.numel() == 1 and not noise_scale.is_complex()
+        if isinstance(noise_scale, bool) or not (isinstance(noise_scale, numbers.Real) or one_value):
             raise TypeError(f"`noise_scale` must be a number (the observation noise's std), got {noise_scale!r}")
+        noise_scale = float(noise_scale)
         if not 0 < noise_scale < math.inf:
             raise ValueError(f"`noise_scale` must be a finite number > 0, got {noise_scale!r}")
         if horizon is not None and (not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1):

@@ -103,8 +103,12 @@ def test_likelihoods_name_a_bad_argument():
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="`noise_scale` must be a finite number > 0"):
             bd.Regressor(bd.models.mlp(2, [4], 1), num_data=10, noise_scale=bad)
-    with pytest.raises(TypeError, match="`noise_scale` must be a number"):
-        bd.Regressor(bd.models.mlp(2, [4], 1), num_data=10, noise_scale="0.1")
+    for bad in ("0.1", torch.ones(2)):
+        with pytest.raises(TypeError, match="`noise_scale` must be a number"):
+            bd.Regressor(bd.models.mlp(2, [4], 1), num_data=10, noise_scale=bad)
+    for good in (np.float32(0.5), torch.tensor(0.5), 1):  # numbers of any kind, and a one-value tensor
+        sigma = bd.Regressor(bd.models.mlp(2, [4], 1), num_data=10, noise_scale=good).noise_scale
+        assert sigma.item() == pytest.approx(float(good), rel=1e-6)
     with pytest.raises(ValueError, match="`horizon` must be None or a positive int"):
         bd.Regressor(bd.models.mlp(2, [4], 2), num_data=10, horizon=0)
     with pytest.raises(ValueError, match="`precision` must be a finite number > 0"):
