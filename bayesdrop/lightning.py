@@ -45,6 +45,7 @@ Example
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any
 
 import torch
@@ -112,8 +113,8 @@ class BayesdropModule(lightning.LightningModule):
             raise ValueError("`guide` must be the DropoutGuide built for `model` (bd.DropoutGuide(model))")
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise ValueError(f"`epochs` must be a positive int, got {epochs!r}")
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-            raise ValueError(f"`lr` must be a positive number, got {lr!r}")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
+            raise ValueError(f"`lr` must be a finite number > 0, got {lr!r}")
         if lr_decay not in ("linear", None):
             raise ValueError(f"`lr_decay` must be 'linear' or None, got {lr_decay!r}")
         if kl_warmup != "auto" and (not isinstance(kl_warmup, int) or isinstance(kl_warmup, bool) or kl_warmup < 0):

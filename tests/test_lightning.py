@@ -4,6 +4,8 @@ run trains like ``bd.fit`` and its checkpoint loads with ``bd.load_checkpoint``.
 
 from __future__ import annotations
 
+import math
+
 import pyro.poutine as poutine
 import pytest
 import torch
@@ -140,3 +142,34 @@ def test_bad_arguments_are_refused_before_training():
         BayesdropModule(model, guide, lr_decay="cosine")
     with pytest.raises(ValueError, match="`guide`"):
         BayesdropModule(model, bd.DropoutGuide(bd.Classifier(bd.models.mlp(6, [4], 3), num_data=N)))
+    with pytest.raises(TypeError, match="`model` must be a bd.Likelihood, got PyroSequential"):
+        BayesdropModule(model.net, guide)
+    for bad in (0, -1e-3, float("inf"), float("nan"), True):
+        with pytest.raises(ValueError, match="`lr` must be a finite number > 0"):
+            BayesdropModule(model, guide, lr=bad)
+    with pytest.raises(ValueError, match="`kl_warmup` must be 'auto' or a non-negative int"):
+        BayesdropModule(model, guide, kl_warmup=-1)
+    with pytest.raises(TypeError, match="`lrt` must be a bool, got int"):
+        BayesdropModule(model, guide, lrt=1)
+
+
+def test_a_lightning_run_of_fast_dropout_trains_on_its_integrated_masks(tmp_path):
+    """Fast dropout under Lightning: the module integrates the masks out as ``bd.fit`` does, so its loss on a batch
+    is one number (Bernoulli dropout's is not), and a run with a constant rate lowers it; the history's NLL is the
+    sigma-point average of the output's moments."""
+    model, guide, x, y = _setup("fast-dropout")
+    module = BayesdropModule(model, guide, example=x[:2], epochs=4, lr_decay=None)
+    first, second = (module.loss(x[:BATCH], y[:BATCH])[0].item() for _ in range(2))
+    assert first == second
+    bern = BayesdropModule(*_setup("bernoulli")[:2], example=x[:2])
+    assert bern.loss(x[:BATCH], y[:BATCH])[0].item() != bern.loss(x[:BATCH], y[:BATCH])[0].item()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=BATCH)
+    trainer = lightning.Trainer(
+        accelerator="cpu", devices=1, max_epochs=4, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=str(tmp_path),
+    )  # fmt: skip
+    trainer.fit(module, loader)
+    h = module.history
+    assert len(h["loss"]) == 4 and h["loss"][-1] < h["loss"][0]
+    assert h["lr"] == [module.lr] * 4  # lr_decay=None: the rate kept
+    assert all(math.isfinite(v) and v > 0 for v in h["nll"]) and 0 <= h["train_acc"][-1] <= 1
