@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from . import methods
+from . import __version__, compress, diagnostics, methods
 from .experiments import compare, runs
 from .experiments.runs import build, inputs, load_dataset, load_run, parse_hyper
 from .fileio import atomic_write_json, atomic_write_text
@@ -324,8 +324,6 @@ def _using_run(run_dir: str) -> Iterator[Path]:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from . import compress
-
     with _using_run(args.run_dir) as run:
         ds, model, guide, config = load_run(args.run_dir)
         rep = compress.report(model, guide, threshold=args.threshold)
@@ -387,8 +385,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Posterior predictive analysis of a run: InferenceData (netCDF), plots and ``report.md``."""
-    from . import diagnostics
-
     for flag, v, low in (
         ("--num-samples", args.num_samples, 1),
         ("--seed", args.seed, 0),
@@ -603,8 +599,6 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def make_parser() -> argparse.ArgumentParser:
     """The parser of the ``bayesdrop`` command and its subcommands (every option's default shown in ``--help``)."""
-    from . import __version__
-
     parser = argparse.ArgumentParser(
         prog="bayesdrop",
         description="Dropout methods as Bayesian model/guide pairs (Pyro).",

@@ -735,3 +735,36 @@ def test_streamed_inference_data_equals_the_unbatched_one(kind):
         bd.to_inference_data(model, guide, (x, y), batch_size=0)
     with pytest.raises(ValueError, match="`predictions` is empty"):
         bd.to_inference_data(model, guide, (x, y), predictions=new[:0])
+
+
+def test_plots_name_bad_input():
+    """Each plot refuses what it cannot draw, naming the argument, before drawing; ``plot_ood`` takes class
+    probabilities as arrays too (one draw for a deterministic network)."""
+    cls, reg = _hand_classification(), _hand_regression()
+    for kw, arg in (({"num_pp_samples": 0}, "num_pp_samples"), ({"interval": 1.0}, "interval")):
+        with pytest.raises(ValueError, match=f"`{arg}`"):
+            D.plot_ppc(cls, **kw)
+    with pytest.raises(ValueError, match="the band plot is for regression"):
+        D.plot_predictive_band(cls)
+    with pytest.raises(ValueError, match=r"`levels` must be numbers in \(0, 1\)"):
+        D.plot_predictive_band(reg, levels=(0.5, 1.5))
+    with pytest.raises(ValueError, match=r"group 'constant_data' lacks the variable\(s\) \['x'\]"):
+        D.plot_predictive_band(reg)
+    two_features = reg.copy()
+    two_features.constant_data["x"] = (("obs_id", "feature"), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"the band plot needs one input feature, x has shape \(3, 2\)"):
+        D.plot_predictive_band(two_features)
+    with pytest.raises(ValueError, match="keep_prob"):
+        D.plot_dropout_rates(cls)
+    with pytest.raises(TypeError, match="`history` must be a FitResult or its non-empty history dict"):
+        D.plot_training({})
+    with pytest.raises(ValueError, match="`history` has none of the curves"):
+        D.plot_training({"seconds": [0.1]})
+    with pytest.raises(ValueError, match="`score` must be one of"):
+        D.plot_ood(cls, score="variance")
+    with pytest.raises(ValueError, match="`idata_out` is required"):
+        D.plot_ood(np.full((2, 4, 3), 1 / 3))
+    p_in = np.array([[[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.1, 0.85, 0.05]]])
+    p_out = np.full((4, 3), 1 / 3)
+    fig = D.plot_ood(p_in, p_out)
+    assert len(fig.axes) == 2  # histogram and ROC: no labels, so no accuracy-rejection panel

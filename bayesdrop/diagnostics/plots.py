@@ -22,6 +22,7 @@ import numpy as np
 
 from ..fileio import atomic_write
 from . import arviz as _arviz
+from .detection import SCORES, _probability_draws, accuracy_rejection, roc_auc, roc_curve, scores
 from .inference_data import _batches, _np
 from .metrics import (
     _check_group,
@@ -384,8 +385,6 @@ def plot_ood(
     curve of every score (AUROC in the legend) and, when ``idata_in`` is an InferenceData with observed labels,
     the accuracy-rejection curves of the in-distribution inputs (``idata_in`` and ``idata_out`` as
     :func:`~bayesdrop.diagnostics.ood`'s)."""
-    from .detection import SCORES, _probability_draws, accuracy_rejection, roc_auc, roc_curve, scores
-
     if score not in SCORES:
         raise ValueError(f"`score` must be one of {SCORES}, got {score!r}")
     if idata_out is None:

@@ -38,6 +38,7 @@ from .. import data as bd_data
 from .. import methods
 from ..fileio import TEMP_SUFFIX, atomic_write_json, named_os_error
 from ..guides import DropoutGuide
+from ..infer import DEFAULT_LR
 from ..infer.checkpoint import check_state_dict, read_checkpoint
 from ..likelihoods import Classifier, Likelihood, Regressor
 from ..methods import Method
@@ -203,8 +204,6 @@ def fold_builder(config: dict[str, Any], ds: bd_data.Dataset) -> Callable[[int],
 def fit_options(config: dict[str, Any]) -> dict[str, Any]:
     """The arguments of :func:`bayesdrop.fit` a run configuration sets (``bayesdrop train`` writes the KL warm-up
     resolved to epochs): ``epochs``, ``batch_size``, ``lr``, ``kl_warmup`` and ``lr_decay``."""
-    from ..infer import DEFAULT_LR
-
     return {
         "epochs": config["epochs"],
         "batch_size": config.get("batch_size", 128),
