@@ -336,3 +336,31 @@ def test_fit_takes_an_optimizer_factory_of_the_param_groups():
         bd.fit(model, guide, (x, y), epochs=1, optimizer=lambda groups: None, progress=False)
     with pytest.raises(TypeError, match="`optimizer` must be callable"):
         bd.fit(model, guide, (x, y), epochs=1, optimizer="sgd", progress=False)
+
+
+class _PlateOnly(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(2, 2)
+
+    def data_plate(self, x, y=None):
+        return pyro.plate("data", len(x))
+
+
+def test_the_guide_names_what_it_cannot_guide():
+    """``DropoutGuide`` needs a likelihood with bayesdrop layers, reads point values only once it has run, and
+    answers for its own model's layers only; ``dropout_rates`` takes only the guide built for the model."""
+    model, guide, x, y = tiny_classifier("bernoulli")
+    with pytest.raises(TypeError, match=r"`model` must provide data_plate\(x, ...\)"):
+        bd.DropoutGuide(model.net)
+    with pytest.raises(ValueError, match="`model` contains no bayesdrop.nn layers"):
+        bd.DropoutGuide(_PlateOnly())  # a likelihood-like model of plain layers
+    with pytest.raises(RuntimeError, match=r"call the guide once \(e.g. guide\(x\)\)"):
+        guide.point_values()
+    other, other_guide = tiny_classifier("bernoulli")[:2]
+    with pytest.raises(KeyError, match="not part of this guide's model"):
+        guide.layer_guide(other.net[0])
+    with pytest.raises(ValueError, match="`guide` must be the DropoutGuide built for `model`"):
+        bd.dropout_rates(model, other_guide)
+    guide(x)
+    assert set(guide.point_values()) == set(bd.dropout_rates(model, guide))
