@@ -750,8 +750,13 @@ def test_plots_name_bad_input():
         D.plot_predictive_band(reg, levels=(0.5, 1.5))
     with pytest.raises(ValueError, match=r"group 'constant_data' lacks the variable\(s\) \['x'\]"):
         D.plot_predictive_band(reg)
-    two_features = reg.copy()
-    two_features.constant_data["x"] = (("obs_id", "feature"), np.zeros((3, 2)))
+    two_features = _arviz.from_dict(
+        posterior={"a": np.zeros((1, 2))},
+        posterior_predictive={"mu": np.zeros((1, 2, 3))},
+        observed_data={"y": np.zeros(3)},
+        constant_data={"noise_scale": np.ones(3), "x": np.zeros((3, 2))},
+        dims={"mu": ["obs_id"], "y": ["obs_id"], "noise_scale": ["obs_id"], "x": ["obs_id", "feature"]},
+    )
     with pytest.raises(ValueError, match=r"the band plot needs one input feature, x has shape \(3, 2\)"):
         D.plot_predictive_band(two_features)
     with pytest.raises(ValueError, match="keep_prob"):
