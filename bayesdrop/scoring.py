@@ -70,15 +70,11 @@ def expected_calibration_error(probs: Any, y: Any, *, n_bins: int = 15) -> float
     over ``n_bins`` equal-width confidence bins, as :func:`bayesdrop.diagnostics.calibration` reports
     it from an ``InferenceData``; this form takes tensors or arrays directly.
     """
-    p = probs.detach().cpu().numpy() if torch.is_tensor(probs) else np.asarray(probs)
-    t = y.detach().cpu().numpy() if torch.is_tensor(y) else np.asarray(y)
-    if p.ndim != 2 or t.shape != p.shape[:1]:
-        raise ValueError(f"`probs` must be (N, C) and `y` (N,), got {p.shape} and {t.shape}")
-    p = _check_probabilities(p.astype(np.float64), "probs")
-    if not np.issubdtype(t.dtype, np.integer) or t.min(initial=0) < 0 or t.max(initial=0) >= p.shape[1]:
-        raise ValueError(f"`y` must be integer labels in [0, {p.shape[1] - 1}], got {t.dtype} in the range "
-                         f"[{t.min(initial=0)}, {t.max(initial=0)}]")  # fmt: skip
-    return float(_reliability(p, t, _check_bins(n_bins))["ece"])
+    p = _array(probs, "probs")
+    if p.ndim != 2:
+        raise ValueError(f"`probs` must be (N, C), got shape {p.shape}")
+    t = _labels(y, *p.shape)
+    return float(_reliability(_check_probabilities(p, "probs"), t, _check_bins(n_bins))["ece"])
 
 
 def _array(a: Any, name: str) -> np.ndarray:
@@ -91,14 +87,16 @@ def _array(a: Any, name: str) -> np.ndarray:
         raise TypeError(f"`{name}` must be a tensor or an array of numbers, got {type(a).__name__}") from err
 
 
-def _labels(y: Any, n: int, num_classes: int | None = None) -> np.ndarray:
+def _labels(y: Any, n: int, num_classes: int) -> np.ndarray:
+    """``y`` as a NumPy array if it holds one integer label in ``[0, num_classes)`` per point of ``n``."""
     t = y.detach().cpu().numpy() if torch.is_tensor(y) else np.asarray(y)
     if t.shape != (n,):
         raise ValueError(f"`y` must hold one label per point, shape ({n},), got {t.shape}")
-    if not np.issubdtype(t.dtype, np.integer) or (
-        num_classes is not None and (t.min(initial=0) < 0 or t.max(initial=0) >= num_classes)
-    ):
-        raise ValueError(f"`y` must be integer labels in [0, {num_classes}), got {t.dtype} values")
+    if not np.issubdtype(t.dtype, np.integer) or t.min(initial=0) < 0 or t.max(initial=0) >= num_classes:
+        raise ValueError(
+            f"`y` must be integer labels in [0, {num_classes - 1}], got {t.dtype} in the range "
+            f"[{t.min(initial=0)}, {t.max(initial=0)}]"
+        )
     return t
 
 
