@@ -258,13 +258,20 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
-def _rewrite(src, dst, change):
-    """Copy the zip ``src`` to ``dst`` with ``change(name, data) -> data`` applied to every entry."""
+def _edited_pt2(src, dst, edit):
+    """The zip ``src`` rewritten into ``dst``: ``edit(entries)`` maps its list of (name, bytes) to the new list."""
     import zipfile
 
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
-        for info in zin.infolist():
-            zout.writestr(info, change(info.filename, zin.read(info.filename)))
+    with zipfile.ZipFile(src) as zin:
+        entries = [(n, zin.read(n)) for n in zin.namelist()]
+    with zipfile.ZipFile(dst, "w") as zout:
+        for name, data in edit(entries):
+            zout.writestr(name, data)
+
+
+def _rewrite(src, dst, change):
+    """Copy the zip ``src`` to ``dst`` with ``change(name, data) -> data`` applied to every entry."""
+    _edited_pt2(src, dst, lambda entries: [(name, change(name, data)) for name, data in entries])
 
 
 def _saved(tmp_path):
@@ -323,17 +330,6 @@ def test_a_pt2_with_a_pickle_payload_is_refused_and_the_payload_never_runs(tmp_p
     not_a_zip.write_text("x")
     with pytest.raises(ValueError, match="not a .pt2 archive"):
         bd.compress.check_pt2(not_a_zip)
-
-
-def _edited_pt2(src, dst, edit):
-    """``src`` rewritten into ``dst``: ``edit(entries)`` maps the list of (name, bytes) to the new list."""
-    import zipfile
-
-    with zipfile.ZipFile(src) as zin:
-        entries = [(n, zin.read(n)) for n in zin.namelist()]
-    with zipfile.ZipFile(dst, "w") as zout:
-        for name, data in edit(entries):
-            zout.writestr(name, data)
 
 
 @pytest.mark.parametrize(
