@@ -45,7 +45,6 @@ Example
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Any
 
 import torch
@@ -61,7 +60,7 @@ from .guides import DropoutGuide
 from .handlers import KLScale, LocalReparameterization, MomentMatching
 from .infer.checkpoint import FORMAT
 from .infer.elbo import MeanFieldELBO
-from .infer.train import DEFAULT_LR, param_groups, resolve_kl_warmup
+from .infer.train import DEFAULT_LR, check_schedule, param_groups, resolve_kl_warmup
 from .likelihoods import Likelihood
 from .moments import Moments
 from .nn import bayesian_layers
@@ -111,14 +110,7 @@ class BayesdropModule(lightning.LightningModule):
             raise TypeError(f"`model` must be a bd.Likelihood, got {type(model).__name__}")
         if not isinstance(guide, DropoutGuide) or guide.model is not model:
             raise ValueError("`guide` must be the DropoutGuide built for `model` (bd.DropoutGuide(model))")
-        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-            raise ValueError(f"`epochs` must be a positive int, got {epochs!r}")
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
-            raise ValueError(f"`lr` must be a finite number > 0, got {lr!r}")
-        if lr_decay not in ("linear", None):
-            raise ValueError(f"`lr_decay` must be 'linear' or None, got {lr_decay!r}")
-        if kl_warmup != "auto" and (not isinstance(kl_warmup, int) or isinstance(kl_warmup, bool) or kl_warmup < 0):
-            raise ValueError(f"`kl_warmup` must be 'auto' or a non-negative int, got {kl_warmup!r}")
+        check_schedule(epochs=epochs, lr=lr, lr_decay=lr_decay, kl_warmup=kl_warmup)
         if not isinstance(lrt, bool):
             raise TypeError(f"`lrt` must be a bool, got {type(lrt).__name__}")
         if guide._order is None:

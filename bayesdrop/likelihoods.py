@@ -313,6 +313,18 @@ def class_softmax(out: torch.Tensor, *, log: bool = False) -> torch.Tensor:
     return fn(out, -1)
 
 
+def _positive_number(value: Any, name: str, what: str) -> float:
+    """``value`` as a float: any real number or one-value real tensor (a ``TypeError`` naming ``name`` and ``what``
+    it is otherwise, ``bool`` included), finite and > 0 (else a ``ValueError``)."""
+    one_value = torch.is_tensor(value) and value.numel() == 1 and not value.is_complex()
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or one_value):
+        raise TypeError(f"`{name}` must be a number ({what}), got {value!r}")
+    v = float(value)
+    if not 0 < v < math.inf:
+        raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}")
+    return v
+
+
 def model_precision(p: float, length_scale: float, weight_decay: float, num_data: int) -> float:
     r"""Gal & Ghahramani's (2016) model precision :math:`\tau` of MC dropout regression, from the dropout rate, the
     prior length-scale and the weight decay.
@@ -401,17 +413,9 @@ class Regressor(Likelihood):
     ):
         super().__init__(net, num_data)
         if precision is not None:  # Gal & Ghahramani's fixed model precision tau (model_precision)
-            if isinstance(precision, bool) or not isinstance(precision, (int, float)) or not 0 < precision < math.inf:
-                raise ValueError(
-                    f"`precision` must be a finite number > 0 (tau, see model_precision), got {precision!r}"
-                )
-            noise_scale, learn_noise = precision**-0.5, False
-        one_value = torch.is_tensor(noise_scale) and noise_scale.numel() == 1 and not noise_scale.is_complex()
-        if isinstance(noise_scale, bool) or not (isinstance(noise_scale, numbers.Real) or one_value):
-            raise TypeError(f"`noise_scale` must be a number (the observation noise's std), got {noise_scale!r}")
-        noise_scale = float(noise_scale)
-        if not 0 < noise_scale < math.inf:
-            raise ValueError(f"`noise_scale` must be a finite number > 0, got {noise_scale!r}")
+            tau = _positive_number(precision, "precision", "the model precision tau, see model_precision")
+            noise_scale, learn_noise = tau**-0.5, False
+        noise_scale = _positive_number(noise_scale, "noise_scale", "the observation noise's std")
         if horizon is not None and (not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1):
             raise ValueError(f"`horizon` must be None or a positive int (values forecast per example), got {horizon!r}")
         self.horizon = horizon

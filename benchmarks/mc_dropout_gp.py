@@ -19,8 +19,8 @@ from bayesdrop.experiments import mc_dropout_gp
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (``sys.argv[1:]`` when ``None``), run both experiments, and write the record (by default
-    ``benchmarks/results/seed004.md``), its JSON and its two figures."""
-    return mc_dropout_gp.main(argv, default_out=RESULTS / "seed004.md")
+    ``benchmarks/results/mc_dropout_gp.md``), its JSON and its two figures."""
+    return mc_dropout_gp.main(argv, default_out=RESULTS / "mc_dropout_gp.md")
 
 
 if __name__ == "__main__":

@@ -144,8 +144,11 @@ def test_bad_arguments_are_refused_before_training():
         BayesdropModule(model, bd.DropoutGuide(bd.Classifier(bd.models.mlp(6, [4], 3), num_data=N)))
     with pytest.raises(TypeError, match="`model` must be a bd.Likelihood, got PyroSequential"):
         BayesdropModule(model.net, guide)
-    for bad in (0, -1e-3, float("inf"), float("nan"), True):
+    for bad in (0, -1e-3, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="`lr` must be a finite number > 0"):
+            BayesdropModule(model, guide, lr=bad)
+    for bad in (True, "1e-3"):  # as fit: a non-number is a TypeError
+        with pytest.raises(TypeError, match="`lr` must be a number"):
             BayesdropModule(model, guide, lr=bad)
     with pytest.raises(ValueError, match="`kl_warmup` must be 'auto' or a non-negative int"):
         BayesdropModule(model, guide, kl_warmup=-1)

@@ -111,8 +111,15 @@ def test_likelihoods_name_a_bad_argument():
         assert sigma.item() == pytest.approx(float(good), rel=1e-6)
     with pytest.raises(ValueError, match="`horizon` must be None or a positive int"):
         bd.Regressor(bd.models.mlp(2, [4], 2), num_data=10, horizon=0)
-    with pytest.raises(ValueError, match="`precision` must be a finite number > 0"):
-        bd.Regressor(bd.models.mlp(2, [4], 1), num_data=10, precision=-1.0)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="`precision` must be a finite number > 0"):
+            bd.Regressor(bd.models.mlp(2, [4], 1), num_data=10, precision=bad)
+    for bad in ("4.0", True, torch.ones(2)):
+        with pytest.raises(TypeError, match=r"`precision` must be a number \(the model precision tau"):
+            bd.Regressor(bd.models.mlp(2, [4], 1), num_data=10, precision=bad)
+    for good in (np.float32(4.0), torch.tensor(4.0), 4):  # as noise_scale: sigma = tau^-1/2, not learned
+        model = bd.Regressor(bd.models.mlp(2, [4], 1), num_data=10, precision=good, noise_scale=7.0)
+        assert model.noise_scale.item() == pytest.approx(0.5, rel=1e-6) and not model.noise_scale.requires_grad
     model = bd.Classifier(net, num_data=10)
     guide = bd.DropoutGuide(model)
     with pytest.raises(TypeError, match="`x` must be a floating-point tensor"):

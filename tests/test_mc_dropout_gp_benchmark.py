@@ -1,7 +1,7 @@
 """The MC dropout benchmark after Gal & Ghahramani 2016 (:mod:`bayesdrop.experiments.mc_dropout_gp`): the networks are the
 slides' ones, a tiny run of both experiments writes finite numbers and its figures, the predictive variance is
 tau^-1 plus the variance of the draws, ``model_precision`` is Gal & Ghahramani's formula, and the recorded run
-(``benchmarks/results/seed004.json``) shows what its record claims."""
+(``benchmarks/results/mc_dropout_gp.json``) shows what its record claims."""
 
 from __future__ import annotations
 
@@ -191,9 +191,9 @@ def test_fixed_tau_is_the_precision_of_the_weight_decay_the_prior_implies():
 
 @pytest.fixture(scope="module")
 def record():
-    path = RESULTS / "seed004.json"
+    path = RESULTS / "mc_dropout_gp.json"
     if not path.is_file():
-        pytest.skip("benchmarks/results/seed004.json not written (python benchmarks/mc_dropout_gp.py)")
+        pytest.skip("benchmarks/results/mc_dropout_gp.json not written (python benchmarks/mc_dropout_gp.py)")
     return json.loads(path.read_text())
 
 
@@ -211,7 +211,7 @@ def test_the_record_is_the_full_protocol(record):
         list(E.ANGLES),
     )
     _finite(record)
-    for name in ("seed004.md", "seed004_regression.png", "seed004_rotation.png"):
+    for name in ("mc_dropout_gp.md", "mc_dropout_gp_regression.png", "mc_dropout_gp_rotation.png"):
         assert (RESULTS / name).is_file()
 
 

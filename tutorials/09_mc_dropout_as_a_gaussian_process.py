@@ -160,7 +160,7 @@ for name, v in reg["variants"].items():
 # rising CO2 after 1990. This is the slides' contrast: the uncertainty of a ReLU
 # network grows away from the data, a TanH network's does not. (The benchmark,
 # with the slides' 1024 units and 400 epochs, measures 4.8 and 0.9:
-# `benchmarks/results/seed004.md`.)
+# `benchmarks/results/mc_dropout_gp.md`.)
 #
 # The predictive standard deviation `bd.predict` returns is exactly the formula of
 # the introduction: over the whole grid $\mathrm{std}^2 - \tau^{-1} -

@@ -3,8 +3,8 @@ by ReLU and TanH networks, and the uncertainty of a LeNet on a rotated digit, as
 
 For users who want to see what the predictive uncertainty of MC dropout (``bernoulli`` with ``bd.predict``) does
 away from the data, and for maintainers checking it end to end: ``benchmarks/mc_dropout_gp.py`` is the command line that
-writes the record ``benchmarks/results/seed004.md``, the numbers in ``seed004.json`` next to it and the two figures
-``seed004_regression.png`` and ``seed004_rotation.png``; ``tests/test_mc_dropout_gp_benchmark.py`` runs the protocol at
+writes the record ``benchmarks/results/mc_dropout_gp.md``, the numbers in ``mc_dropout_gp.json`` next to it and the two figures
+``mc_dropout_gp_regression.png`` and ``mc_dropout_gp_rotation.png``; ``tests/test_mc_dropout_gp_benchmark.py`` runs the protocol at
 tiny sizes and checks the recorded numbers.
 
 Dropout training maximises an ELBO of a deep Gaussian process approximated with the variational family
@@ -671,7 +671,7 @@ def _regression_findings(reg: dict[str, Any]) -> list[str]:
 
 
 def markdown(
-    reg: dict[str, Any], rot: dict[str, Any], command: str, *, seconds: float | None = None, stem: str = "seed004"
+    reg: dict[str, Any], rot: dict[str, Any], command: str, *, seconds: float | None = None, stem: str = "mc_dropout_gp"
 ) -> str:
     """The record: the protocol, the regression table and findings, the rotation table and findings.
 
@@ -788,7 +788,7 @@ def _positive(ap: Any, args: Any, names: Sequence[str]) -> None:
             ap.error(f"--{name.replace('_', '-')} must be positive")
 
 
-def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchmarks/results/seed004.md") -> int:
+def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchmarks/results/mc_dropout_gp.md") -> int:
     """The command line of ``benchmarks/mc_dropout_gp.py``: run both experiments and write the record ``--out``, the JSON
     of its numbers (:func:`json_ready`) and the figures next to it (``<stem>.json``, ``<stem>_regression.png``,
     ``<stem>_rotation.png``).

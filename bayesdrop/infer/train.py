@@ -76,11 +76,28 @@ __all__ = [
     "DEFAULT_LR",
     "resolve_device",
     "resolve_kl_warmup",
+    "check_schedule",
     "param_groups",
 ]
 
 
 DEFAULT_LR = 1e-2  # fit's Adam learning rate, decayed linearly to 0 by default; measurements in docs/defaults.md
+
+
+def check_schedule(*, epochs: int, lr: float, lr_decay: str | None, kl_warmup: int | str) -> None:
+    """Refuse a training schedule that :func:`fit` and :class:`~bayesdrop.lightning.BayesdropModule` cannot run,
+    naming the argument: ``epochs`` a positive int, ``lr`` a finite number > 0 (a ``TypeError`` for a non-number,
+    ``bool`` included), ``lr_decay`` ``None`` or ``"linear"``, ``kl_warmup`` ``"auto"`` or a non-negative int."""
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"`epochs` must be a positive int, got {epochs!r}")
+    if kl_warmup != "auto" and (not isinstance(kl_warmup, int) or isinstance(kl_warmup, bool) or kl_warmup < 0):
+        raise ValueError(f"`kl_warmup` must be 'auto' or a non-negative int (epochs), got {kl_warmup!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+        raise TypeError(f"`lr` must be a number, got {type(lr).__name__}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"`lr` must be a finite number > 0, got {lr!r}")
+    if lr_decay not in (None, "linear"):
+        raise ValueError(f"`lr_decay` must be None or 'linear', got {lr_decay!r}")
 
 
 def resolve_kl_warmup(model: torch.nn.Module, epochs: int, kl_warmup: int | str = "auto") -> int:
@@ -376,17 +393,9 @@ def fit(
     FitInterrupted
         When SIGINT or SIGTERM arrived during a run with a ``checkpoint`` (after saving it).
     """
-    for arg, v in (("epochs", epochs), ("batch_size", batch_size)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"`{arg}` must be a positive int, got {v!r}")
-    if kl_warmup != "auto" and (not isinstance(kl_warmup, int) or isinstance(kl_warmup, bool) or kl_warmup < 0):
-        raise ValueError(f"`kl_warmup` must be 'auto' or a non-negative int (epochs), got {kl_warmup!r}")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
-        raise TypeError(f"`lr` must be a number, got {type(lr).__name__}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"`lr` must be a finite number > 0, got {lr!r}")
-    if lr_decay not in (None, "linear"):
-        raise ValueError(f"`lr_decay` must be None or 'linear', got {lr_decay!r}")
+    check_schedule(epochs=epochs, lr=lr, lr_decay=lr_decay, kl_warmup=kl_warmup)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}")
     if not isinstance(guide, DropoutGuide) or guide.model is not model:
         raise ValueError("`guide` must be the DropoutGuide built for `model`")
     if optimizer is not None and not callable(optimizer):
