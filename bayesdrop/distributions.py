@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import cast
 
 import numpy as np
 import torch
@@ -66,6 +67,7 @@ __all__ = [
     "LogitsCategorical",
     "StraightThroughBernoulli",
     "FixedNoise",
+    "same_fixed_law",
     "LogUniform",
     "DropoutNormal",
     "ScalarUniform",
@@ -279,9 +281,16 @@ class FixedNoise(TorchDistribution):
         return self.base.log_prob(value)
 
 
+def same_fixed_law(q: torch.distributions.Distribution, p: torch.distributions.Distribution) -> bool:
+    """Whether ``q`` and ``p`` are :class:`FixedNoise` of one law (the same key and scale): their KL is zero by
+    construction, in value and gradient, and a loss may leave the term out (:class:`~bayesdrop.infer.MeanFieldELBO`
+    does)."""
+    return isinstance(q, FixedNoise) and isinstance(p, FixedNoise) and q.key == p.key and q.scale == p.scale
+
+
 @register_kl(FixedNoise, FixedNoise)
 def _kl_fixed_noise(q: FixedNoise, p: FixedNoise) -> torch.Tensor:
-    if q.key != p.key or q.scale != p.scale:
+    if not same_fixed_law(q, p):
         return kl_divergence(q.base, p.base)
     return q.base.mean.new_zeros(()).expand(q.batch_shape)
 
@@ -661,50 +670,89 @@ class IsotropicNormal(TorchDistribution):
     computed as one dot product of the flattened weights, so that Pyro's KL of a Delta guide,
     :math:`-\log p(\hat W)`, costs what ``0.5 * (w * w).sum() / s**2`` does in a plain loop: one pass over the
     weights forward and one backward, where :class:`CenteredNormal`'s elementwise density takes three and
-    ``Normal(0, s).expand(shape)`` seven (``benchmarks/results/speed.md``).
+    ``Normal(0, s).expand(shape)`` seven (``benchmarks/results/speed.md``).  A variance given as a number (a
+    method's fixed prior scale) makes the two constants Python numbers: the density is then the dot product and
+    two scalar operations, where a 0-d tensor of variance takes seven more, each a kernel launch on a GPU.
 
     Parameters
     ----------
-    variance : torch.Tensor
-        0-d, positive (it may carry a gradient: Concrete dropout's :math:`(1 - p) / l^2`).
+    variance : torch.Tensor or float
+        A 0-d tensor, positive (it may carry a gradient: Concrete dropout's :math:`(1 - p) / l^2`), or a finite
+        number > 0 with ``like``.
     event_shape : torch.Size
         The weight's shape.
+    like : torch.Tensor, optional
+        For a number ``variance``: a tensor of the dtype and device of the law's tensors (its mean, variance and
+        draws).
     """
 
     arg_constraints = {"variance": constraints.positive}
     has_rsample = True
 
-    def __init__(self, variance: torch.Tensor, event_shape: _size, validate_args: bool | None = None):
-        if variance.dim() != 0:
-            raise ValueError(f"`variance` must be a 0-d tensor, got shape {tuple(variance.shape)}")
-        self._variance = variance
+    def __init__(
+        self,
+        variance: torch.Tensor | float,
+        event_shape: _size,
+        validate_args: bool | None = None,
+        *,
+        like: torch.Tensor | None = None,
+    ):
+        self._fixed: float | None = None
+        if torch.is_tensor(variance):
+            if variance.dim() != 0:
+                raise ValueError(f"`variance` must be a 0-d tensor, got shape {tuple(variance.shape)}")
+            self._variance: torch.Tensor | None = variance
+        else:
+            if isinstance(variance, bool) or not isinstance(variance, (int, float)):
+                raise TypeError(f"`variance` must be a 0-d tensor or a number, got {type(variance).__name__}")
+            if not 0 < variance < math.inf:
+                raise ValueError(f"`variance` must be a finite number > 0, got {variance!r}")
+            if not torch.is_tensor(like):
+                raise TypeError("a number `variance` needs `like`, a tensor of the law's dtype and device")
+            self._variance, self._fixed, self._like = None, float(variance), like
         super().__init__(torch.Size(), torch.Size(event_shape), validate_args=validate_args)
 
     @constraints.dependent_property
     def support(self):
         return constraints.independent(constraints.real, len(self.event_shape))
 
+    def _variance_tensor(self) -> torch.Tensor:
+        if self._variance is None:  # a number: its tensor only where one is asked for
+            return self._like.new_full((), cast(float, self._fixed))
+        return self._variance
+
     @property
     def variance(self) -> torch.Tensor:
-        return self._variance.expand(self.batch_shape + self.event_shape)
+        return self._variance_tensor().expand(self.batch_shape + self.event_shape)
 
     @property
     def mean(self) -> torch.Tensor:
-        return self._variance.new_zeros(()).expand(self.batch_shape + self.event_shape)
+        return self._variance_tensor().new_zeros(()).expand(self.batch_shape + self.event_shape)
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(IsotropicNormal, _instance)
-        new._variance = self._variance
+        new._variance, new._fixed = self._variance, self._fixed
+        if self._fixed is not None:
+            new._like = self._like
         super(IsotropicNormal, new).__init__(torch.Size(batch_shape), self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
 
     def rsample(self, sample_shape: _size = torch.Size()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
-        v = self._variance
+        v = self._variance_tensor()
         return torch.randn(shape, dtype=v.dtype, device=v.device) * v.sqrt()
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self._log_density(value, -1.0)
+
+    def neg_log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        r""":math:`-\log p(W) = \lVert W \rVert^2 / (2v) + \frac n2 \log(2\pi v)`, computed as such: the KL of a
+        Delta guide (weight decay plus a constant) without a negation forward and backward."""
+        return self._log_density(value, 1.0)
+
+    def _log_density(self, value: torch.Tensor, sign: float) -> torch.Tensor:
+        """``log_prob`` (``sign = -1``) or ``neg_log_prob`` (``sign = 1``) of ``value``."""
         if self._validate_args:
             self._validate_sample(value)
         if value.shape == self.event_shape:  # one weight tensor: a dot product
@@ -712,9 +760,19 @@ class IsotropicNormal(TorchDistribution):
             squares = torch.dot(flat, flat)
         else:
             squares = value.square().sum(tuple(range(-len(self.event_shape), 0)))
-        v = self._variance
-        log_p = squares * (-0.5 / v) - 0.5 * self.event_shape.numel() * (2 * math.pi * v).log()
-        return _expand_to(log_p, log_p.shape, self.batch_shape)
+        n = self.event_shape.numel()
+        if self._fixed is not None:  # the constants in Python: two operations on the tensor
+            v = self._fixed
+            out = squares.mul(sign * 0.5 / v).add(sign * 0.5 * n * math.log(2 * math.pi * v))
+        else:
+            t = cast(torch.Tensor, self._variance)
+            out = squares * (sign * 0.5 / t) + sign * 0.5 * n * (2 * math.pi * t).log()
+        return _expand_to(out, out.shape, self.batch_shape)
+
+
+@register_kl(Delta, IsotropicNormal)
+def _kl_delta_isotropic_normal(q: Delta, p: IsotropicNormal) -> torch.Tensor:
+    return p.neg_log_prob(q.v)  # Pyro's KL of a Delta, -log p(v), without its negation
 
 
 @register_kl(TorchNormal, CenteredNormal)

@@ -172,7 +172,9 @@ class KLScale(Messenger):
 
     def _pyro_sample(self, msg: dict) -> None:
         if not msg["is_observed"]:
-            msg["scale"] = msg["scale"] * self.beta
+            scale = msg["scale"]
+            unit = not torch.is_tensor(scale) and scale == 1.0  # a global site: beta itself, not an operation
+            msg["scale"] = self.beta if unit else scale * self.beta
 
 
 def _mean(fn: torch.distributions.Distribution) -> torch.Tensor:

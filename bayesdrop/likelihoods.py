@@ -95,8 +95,14 @@ class Likelihood(PyroModule):
         raise NotImplementedError(f"{type(self).__name__} must define distribution(out)")
 
     def data_plate(self, x: torch.Tensor, y: torch.Tensor | None = None) -> pyro.plate:
-        """The subsampled data plate for a minibatch ``x`` (shared by model and guide)."""
-        return pyro.plate("data", self.num_data, subsample=torch.arange(x.shape[0], device=x.device), dim=-1)
+        """The subsampled data plate for a minibatch ``x`` (shared by model and guide).
+
+        Its size B is a Python number, so that each site's scale N / B is one: a recorded graph
+        (:mod:`bayesdrop.infer.compiled`, one per minibatch shape) would otherwise compute it from a traced size
+        with tensor operations at every site of every step.
+        """
+        b = int(x.shape[0])
+        return pyro.plate("data", self.num_data, subsample=torch.arange(b, device=x.device), subsample_size=b, dim=-1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Run the network (weights global, masks per example) and observe ``y``; returns the network output."""

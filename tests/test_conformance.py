@@ -196,3 +196,43 @@ def test_unvalidated_elbo_rejects_a_latent_site_without_guide_site():
 
     with pyro.validation_enabled(False), pytest.raises(ValueError, match="'z' is latent but the guide has no site"):
         bd.infer.MeanFieldELBO().differentiable_loss(model, lambda: None)
+
+
+def test_the_loss_reads_no_value_to_the_host_and_averages_its_particles():
+    """``MeanFieldELBO.differentiable_loss`` takes no ``.item()`` (Pyro's takes two and a NaN check, each a wait for
+    a GPU): no scalar is read while it runs; with several particles it is their mean, Pyro's loss from the same
+    draws."""
+    model, guide, x, y = tiny_classifier("bernoulli")
+    guide(x, y)
+    with pyro.validation_enabled(False), torch.profiler.profile() as prof:
+        bd.infer.MeanFieldELBO(max_plate_nesting=1).differentiable_loss(model, guide, x[:10], y[:10])
+    read = [e.name for e in prof.events() if e.name in ("aten::item", "aten::_local_scalar_dense", "aten::is_nonzero")]
+    assert read == []
+    losses = []
+    for elbo in (pyro.infer.TraceMeanField_ELBO, bd.infer.MeanFieldELBO):
+        pyro.set_rng_seed(4)
+        losses.append(elbo(num_particles=3, max_plate_nesting=1).differentiable_loss(model, guide, x[:10], y[:10]))
+    pyro.set_rng_seed(4)
+    one = [bd.infer.MeanFieldELBO(max_plate_nesting=1).differentiable_loss(model, guide, x[:10], y[:10]) for _ in "abc"]
+    assert torch.allclose(losses[1], losses[0], rtol=1e-6)
+    assert torch.allclose(losses[1], torch.stack(one).mean(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if not bd.methods.info(m)["learns_rates"]])
+def test_fixed_rate_noise_adds_no_term_to_the_loss(method, monkeypatch):
+    """A fixed-rate method's noise has the prior as its guide (``FixedNoise`` of one law in both), so its KL is 0
+    in value and gradient: the loss asks for no KL of such a pair, and still equals Pyro's
+    (:func:`test_lazy_mean_field_elbo_equals_pyros`)."""
+    asked = []
+    real = bd.infer.elbo.kl_divergence
+
+    def spy(q, p):
+        asked.append((type(q).__name__, type(p).__name__))
+        return real(q, p)
+
+    monkeypatch.setattr(bd.infer.elbo, "kl_divergence", spy)
+    model, guide, x, y = tiny_classifier(method)
+    guide(x, y)
+    with pyro.validation_enabled(False):
+        bd.infer.MeanFieldELBO(max_plate_nesting=1).differentiable_loss(model, guide, x[:10], y[:10])
+    assert asked and ("FixedNoise", "FixedNoise") not in asked  # the weights' priors are asked, the noise's not

@@ -711,3 +711,39 @@ def test_isotropic_weight_prior_is_the_normal_of_every_weight():
         checked.log_prob(torch.full((4, 5), math.nan, dtype=torch.float64))
     with pytest.raises(ValueError, match="`variance` must be a 0-d tensor"):
         IsotropicNormal(torch.ones(3), (3,))
+
+
+def test_isotropic_weight_prior_of_a_number_variance_computes_its_constants_in_python():
+    """IsotropicNormal(s^2 as a number, shape, like=...) is the same law as with a 0-d tensor: log density, -log p
+    (the KL of a Delta guide, registered without a negation) and its gradient, mean, variance and draws of
+    ``like``'s dtype and device; its log density is the dot product and two operations on it, where the tensor's
+    takes more; bad variances and a missing ``like`` are refused by name."""
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    like = torch.zeros((), dtype=torch.float64)
+    number = IsotropicNormal(0.7, (4, 5), like=like)
+    tensor = IsotropicNormal(torch.tensor(0.7, dtype=torch.float64), (4, 5))
+    torch.testing.assert_close(number.log_prob(w), tensor.log_prob(w))
+    torch.testing.assert_close(number.neg_log_prob(w), -tensor.log_prob(w))
+    torch.testing.assert_close(tensor.neg_log_prob(w), -tensor.log_prob(w))
+    batch = torch.randn(3, 4, 5, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(number.expand((3,)).log_prob(batch), tensor.expand((3,)).log_prob(batch))
+    kl = kl_divergence(dist.Delta(w, event_dim=2), number)
+    torch.testing.assert_close(kl, (w * w).sum() / (2 * 0.7) + 10 * math.log(2 * math.pi * 0.7))
+    (grad,) = torch.autograd.grad(kl, w)
+    torch.testing.assert_close(grad, w.detach() / 0.7)
+    assert number.mean.dtype == torch.float64 and number.mean.shape == (4, 5) and not number.mean.any()
+    torch.testing.assert_close(number.variance, torch.full((4, 5), 0.7, dtype=torch.float64))
+    assert number.rsample((2,)).dtype == torch.float64 and number.rsample((2,)).shape == (2, 4, 5)
+    unchecked = IsotropicNormal(0.7, (4, 5), validate_args=False, like=like)  # Pyro's support check aside
+    with torch.profiler.profile() as prof:
+        unchecked.log_prob(w)
+    ops = [e.name for e in prof.events() if e.cpu_parent is None and e.name.startswith("aten::")]
+    assert [op for op in ops if op not in ("aten::reshape", "aten::view")] == ["aten::dot", "aten::mul", "aten::add"]
+    for bad in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="`variance` must be a finite number > 0"):
+            IsotropicNormal(bad, (3,), like=like)
+    with pytest.raises(TypeError, match="`variance` must be a 0-d tensor or a number, got str"):
+        IsotropicNormal("1.0", (3,), like=like)
+    with pytest.raises(TypeError, match="a number `variance` needs `like`"):
+        IsotropicNormal(1.0, (3,))

@@ -22,7 +22,8 @@ from second to second.
 
 Usage::
 
-    python benchmarks/speed.py [--device auto] [--repeats 5] [--epochs 4] [--parts configs sweep validation compile]
+    python benchmarks/speed.py [--device auto] [--repeats 5] [--epochs 4]
+        [--parts configs sweep validation compile ops]
         [--widths 100 300 1000 3000] [--batches 32 128 512 2048] [--out benchmarks/results/speed.md]
 
 ``--parts validation`` measures what Pyro's validation costs ``bd.fit`` on the digits MLP: its default (Pyro's
@@ -31,6 +32,10 @@ setting in the first epoch, off after it) and ``validate=True`` (every step) aga
 
 ``--parts compile`` measures ``torch.compile`` of ``bd.fit``'s loss against the eager loss, with Dynamo's graph
 breaks (:func:`measure_compile`).
+
+``--parts ops`` counts the tensor operators of a training step, ``bd.fit``'s against its floor's, on the digits
+MLP (:func:`measure_ops`): a figure that does not depend on the machine's load, and the part of a step's fixed
+cost that a GPU pays per kernel launch.
 
 ``--parts sweep`` adds the width x batch grid (784-w-w-10 on :func:`synthetic` data, 20 steps per epoch) with the
 overhead per step in microseconds; its targets are ``bernoulli`` at most 1.15x and ``sparse-vd`` / ``vbd`` at most
@@ -96,6 +101,11 @@ __all__ = [
     "validation_section",
     "measure_compile",
     "compile_section",
+    "NO_DATA_OPS",
+    "OPS_EPOCHS",
+    "count_ops",
+    "measure_ops",
+    "ops_section",
 ]
 
 # (dataset, hidden widths, batch size, epochs as a multiple of --epochs): a small and a large configuration.  A
@@ -536,6 +546,150 @@ def compile_section(r: dict[str, Any], rounds: int, steps: int) -> list[str]:
     return lines + [f"- {n} x {reason}" for reason, n in r["reasons"].items()]
 
 
+# -- Operators per step: the device-independent part of a step's fixed cost ---------------------------------------
+
+#: Operators that compute nothing on a tensor's data: views, shape queries, allocations, detaching, and the
+#: conversions that in a training step are of Python numbers; :func:`count_ops` leaves them out.
+NO_DATA_OPS = frozenset(
+    "aten::" + name
+    for name in (
+        "view _unsafe_view _reshape_alias reshape t transpose permute expand expand_as as_strided unsqueeze squeeze "
+        "select slice narrow split unbind chunk flatten unflatten view_as alias detach detach_ lift_fresh numpy_T "
+        "size stride dim result_type broadcast_tensors empty empty_like empty_strided new_empty new_empty_strided "
+        "resize_ set_ to _to_copy contiguous item _local_scalar_dense is_nonzero Int ScalarImplicit resolve_conj "
+        "resolve_neg"
+    ).split()
+)
+
+
+#: Reductions, whose CPU kernels fill their output before summing into it (a GPU's write it once).
+_REDUCTIONS = frozenset(f"aten::{n}" for n in "sum dot mean all any max min prod mv".split())
+
+
+def _computes(e: Any) -> bool:
+    """Whether profiler event ``e`` is an operator that computes on data (not a view, an allocation, a conversion,
+    or the fill a CPU reduction does)."""
+    if not e.name.startswith("aten::") or e.name in NO_DATA_OPS:
+        return False
+    return not (
+        e.name in ("aten::fill_", "aten::zero_") and e.cpu_parent is not None and e.cpu_parent.name in _REDUCTIONS
+    )
+
+
+def _operators(prof: Any) -> Counter[str]:
+    """What :func:`count_ops` counts, from a finished ``torch.profiler.profile``."""
+    counts: Counter[str] = Counter()
+    for e in prof.events():
+        if not _computes(e) or any(_computes(c) for c in e.cpu_children):  # innermost: its parts are not counted
+            continue
+        parent = e.cpu_parent
+        while parent is not None and parent.name not in NO_DATA_OPS and not parent.name.startswith("Optimizer.step"):
+            parent = parent.cpu_parent
+        if parent is None:
+            counts[e.name] += 1
+    return counts
+
+
+def count_ops(run: Callable[[], Any]) -> Counter[str]:
+    """The tensor operators that ``run()`` computes with, by name: roughly the kernels it launches on a GPU.
+
+    Counted: every innermost ``aten`` operator that ``torch.profiler`` sees, forward and backward; not
+    :data:`NO_DATA_OPS` (views, allocations, conversions of Python numbers) nor what they call, not the fill that
+    a CPU reduction does before it sums, and not the optimiser's step (``Optimizer.step``).  Each has a fixed cost
+    of dispatch, and a GPU launches a kernel for each, so that where a step is short (a small network on a GPU)
+    the count bounds its time from below whatever the widths.
+    """
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        run()
+    return _operators(prof)
+
+
+OPS_EPOCHS = 3  #: ``bd.fit``'s epochs in :func:`measure_ops`: the first validates, the second records the graph
+
+
+def measure_ops(
+    method: str, device: torch.device, *, hidden: Sequence[int] = (300, 100), batch_size: int = 128
+) -> dict[str, Any]:
+    """Operators per training step (:func:`count_ops`) of ``bd.fit`` and of its floor (the baselines of
+    :func:`measure_on`) on the digits MLP: ``fit``'s last of :data:`OPS_EPOCHS` epochs, with what ``fit`` does once
+    per epoch, against the floor's second epoch.
+
+    Returns
+    -------
+    dict
+        ``method``, ``steps`` (per epoch), ``plain`` and ``bayesdrop`` (operators per step) and ``extra`` (name to
+        bd's operators per step beyond the floor's, for the names where bd calls more, most first).
+    """
+    ds = bd.data.load("digits")
+    assert ds.num_classes is not None
+    x, y = ds.train.x.to(device), ds.train.y.to(device)
+    steps = -(-len(x) // batch_size)
+    torch.manual_seed(0)
+    if method == "bernoulli":
+        net = plain_dropout_net(x.shape[1], list(hidden), ds.num_classes, 0.5).to(device)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+        def plain_run() -> None:
+            plain_epoch(net, opt, x, y, batch_size, 0.5)
+            _sync(device)
+
+    else:
+        lrt = PlainLRTNet([x.shape[1], *hidden, ds.num_classes]).to(device)
+        lrt_opt = torch.optim.Adam(lrt.parameters(), lr=1e-3)
+
+        def plain_run() -> None:
+            plain_lrt_epoch(lrt, lrt_opt, x, y, batch_size, method)
+            _sync(device)
+
+    plain_run()
+    plain = count_ops(plain_run)
+    prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+
+    def last_epoch(epoch: int, history: dict[str, list[float]]) -> None:
+        _sync(device)
+        if epoch == OPS_EPOCHS - 2:
+            prof.start()
+        elif epoch == OPS_EPOCHS - 1:
+            prof.stop()
+
+    model = bd_model(method, x.shape[1], list(hidden), ds.num_classes, len(x))
+    bd_fit_epochs(model, bd.DropoutGuide(model), x, y, batch_size, OPS_EPOCHS, 0, device, last_epoch)
+    ours = _operators(prof)
+    extra = {k: (ours[k] - plain[k]) / steps for k in ours if ours[k] > plain[k]}
+    return {
+        "method": method,
+        "steps": steps,
+        "plain": sum(plain.values()) / steps,
+        "bayesdrop": sum(ours.values()) / steps,
+        "extra": dict(sorted(extra.items(), key=lambda kv: -kv[1])),
+    }
+
+
+def ops_section(rows: list[dict[str, Any]]) -> list[str]:
+    """The Markdown section of :func:`measure_ops`' rows."""
+    lines = [
+        "",
+        "## Operators per training step",
+        "",
+        "Digits MLP 64-300-100-10, batch 128 (12 steps per epoch): the innermost tensor operators of a step, "
+        "forward and backward (`bd.experiments.speed.count_ops`: views, allocations, conversions of Python numbers "
+        "and the optimiser's step aside), `bd.fit`'s third epoch with what it does once per epoch, against the "
+        "floor's second.  The count does not depend on the machine's load; on a GPU each operator is a kernel "
+        "launch, which bounds the time of a short step from below.",
+        "",
+        "| method | floor | plain ops/step | bd.fit ops/step | ratio | bd's extra operators per step (most first) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        floor = "`nn.Dropout` loop" if r["method"] == "bernoulli" else "hand-written LRT loop"
+        extra = ", ".join(f"{k.removeprefix('aten::')} +{v:.1f}" for k, v in list(r["extra"].items())[:6])
+        lines.append(
+            f"| {r['method']} | {floor} | {r['plain']:.1f} | {r['bayesdrop']:.1f} | "
+            f"{r['bayesdrop'] / r['plain']:.2f}x | {extra or 'none'} |"
+        )
+    return lines
+
+
 # -- Gaussian family: sparse-vd and vbd against a hand-written LRT loop ------------------------------------------
 #
 # Baseline: the same network as ``bd.models.mlp`` with every layer's weights Gaussian (theta, log sigma^2 per
@@ -775,10 +929,10 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
     ap.add_argument("--repeats", type=int, default=5, help="pairs of runs per row (default: 5)")
     ap.add_argument("--epochs", type=int, default=4, help="epochs per run, 4x on digits (default: 4)")
     ap.add_argument(
-        "--parts", nargs="+", choices=["configs", "sweep", "validation", "compile"], default=["configs"],
+        "--parts", nargs="+", choices=["configs", "sweep", "validation", "compile", "ops"], default=["configs"],
         help="configs: the digits and mnist1d rows; sweep: the width x batch grid, long on a CPU; validation: "
         "bd.fit's default against Pyro's validation on and off on the digits MLP; compile: torch.compile of the "
-        "loss against the eager loss (default: configs)",
+        "loss against the eager loss; ops: tensor operators per step against the floors (default: configs)",
     )  # fmt: skip
     ap.add_argument("--widths", type=int, nargs="+", default=list(SWEEP_WIDTHS), help="the sweep's hidden widths")
     ap.add_argument("--batches", type=int, nargs="+", default=list(SWEEP_BATCHES), help="the sweep's batch sizes")
@@ -834,6 +988,9 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
     if "compile" in args.parts:
         rounds, steps = 2 * args.repeats, 30
         lines += compile_section(measure_compile(device, rounds=rounds, steps=steps), rounds, steps)
+        out.write_text("\n".join(lines) + "\n")
+    if "ops" in args.parts:
+        lines += ops_section([measure_ops(m, device) for m in SWEEP_METHODS])
         out.write_text("\n".join(lines) + "\n")
     if "sweep" in args.parts:
         swept: list[dict[str, Any]] = []

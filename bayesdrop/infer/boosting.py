@@ -214,7 +214,7 @@ class DropoutBoostingELBO(MeanFieldELBO):
         for name, guide_site in guide_trace.nodes.items():
             if guide_site["type"] == "sample" and name not in model_trace.nodes:
                 terms.auxiliary(name, guide_site)
-        return -terms.elbo()
+        return terms.loss()
 
     def differentiable_loss(self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any):
         """:math:`-\\mathcal L_K`, averaged over ``num_particles`` independent sets of draws; differentiable."""

@@ -334,7 +334,7 @@ class PointWeights(Method):
 
     def weight_model(self, layer: Layer, site: WeightSite) -> torch.Tensor:
         like = layer.init_value(site)
-        return pyro.sample(layer.site(site.name), IsotropicNormal(like.new_full((), self.prior_scale**2), site.shape))
+        return pyro.sample(layer.site(site.name), IsotropicNormal(self.prior_scale**2, site.shape, like=like))
 
     def weight_guide(self, layer: Layer, site: WeightSite, params: LayerGuide, plate: pyro.plate) -> None:
         w = getattr(params, site.name)
