@@ -36,7 +36,7 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND under a time limit, its ou
 }
 step pytest_gpu "${TESTS_S:-150}" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py
 cp "$OUT/pytest_gpu.log" "$OUT/pytest_gpu.txt"
-step speed "${SPEED_S:-240}" "$PY" benchmarks/speed.py --device cuda --repeats 3 --epochs 3 --parts configs sweep \
+step speed "${SPEED_S:-240}" "$PY" benchmarks/speed.py --device cuda --repeats 3 --epochs 3 --parts configs ops sweep \
     --out "$OUT/speed_cuda.md"
 step predict "${PREDICT_S:-180}" "$PY" benchmarks/predict_speed.py --device cuda --repeats 3 \
     --out "$OUT/predict_speed_cuda.md"

@@ -36,7 +36,7 @@ def test_the_gpu_checks_run_the_cuda_tests_and_both_speed_benchmarks_on_cuda(tmp
     assert calls[0].startswith("-c import torch")  # CUDA is checked first
     tests, speed, predict = calls[1:]
     assert "-m pytest" in tests and "-m gpu" in tests
-    assert speed.startswith("benchmarks/speed.py --device cuda") and "--parts configs sweep" in speed
+    assert speed.startswith("benchmarks/speed.py --device cuda") and "--parts configs ops sweep" in speed
     assert predict.startswith("benchmarks/predict_speed.py --device cuda")
     for call in (speed, predict):  # the records go to $OUT, not over the committed CPU ones
         assert f"--out {tmp_path / 'out'}/" in call
