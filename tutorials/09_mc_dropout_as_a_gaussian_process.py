@@ -159,7 +159,7 @@ for name, v in reg["variants"].items():
 # inside the data (ratio 1.0, 2.6 ppm), so it is confidently wrong about the
 # rising CO2 after 1990. This is the slides' contrast: the uncertainty of a ReLU
 # network grows away from the data, a TanH network's does not. (The benchmark,
-# with the slides' 1024 units and 400 epochs, measures 4.8 and 0.9:
+# with the slides' 1024 units and 400 epochs, measures 3.7 and 0.9:
 # `benchmarks/results/mc_dropout_gp.md`.)
 #
 # The predictive standard deviation `bd.predict` returns is exactly the formula of
