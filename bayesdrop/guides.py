@@ -19,7 +19,7 @@ import torch
 from pyro.nn import PyroModule
 
 from .handlers import PosteriorMean, posterior_mean
-from .methods.base import LayerGuide
+from .methods.base import LayerGuide, Method
 from .nn import BayesianLayer, bayesian_layers
 from .sites import noise_shared, shared_plate
 
@@ -131,6 +131,20 @@ class DropoutGuide(PyroModule):
             plate = make_plate() if self._local else _LazyPlate(make_plate)
         for layer, params in self._order:
             layer.guide(params, plate)
+
+    def projected(self) -> list[tuple[BayesianLayer, LayerGuide]]:
+        """The layers whose method projects its variational parameters (:meth:`~bayesdrop.methods.Method.project`
+        overridden), with their parameters."""
+        return [
+            (layer, params) for _, layer, params in self.pairs() if type(layer.method).project is not Method.project
+        ]
+
+    def project(self) -> None:
+        """Put every layer's variational parameters back in their domain (:meth:`~bayesdrop.methods.Method.project`),
+        in place: what :func:`~bayesdrop.fit` does after each optimiser step; call it after yours in a loop of your
+        own."""
+        for layer, params in self.projected():
+            layer.method.project(layer, params)
 
     def keep_masks(self, threshold: float | str | None = None) -> dict[str, torch.Tensor]:
         """What pruning keeps: Pyro site name to a boolean mask, from every layer's method at ``threshold`` (each

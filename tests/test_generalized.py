@@ -219,6 +219,53 @@ def test_guide_projects_k_onto_the_unit_interval_and_rates_report_clip_k():
     assert (theta[:, 0] == 0).all() and (theta[:, 2] == 1).all()  # k = 0 never fires, k = 1 always
 
 
+@pytest.mark.filterwarnings("ignore::bayesdrop.CollapseWarning")  # the step size is large on purpose
+def test_fit_projects_k_after_every_step_outside_its_compiled_graph(monkeypatch):
+    """``bd.fit`` projects the gates onto [0, 1] after every optimiser step (the layers of
+    ``DropoutGuide.projected()``), so its compiled loss, which cannot write its inputs, trains Generalized Dropout:
+    at a step size that pushes the gates out of [0, 1], every compiled step sees them inside, and without the
+    projection they leave it.  ``projected()`` is empty for Bernoulli dropout (``Method.project`` does nothing);
+    ``project()`` clamps by hand."""
+    from bayesdrop.infer.compiled import CompiledLoss
+
+    seen: list[tuple[float, float]] = []
+    gates: list[torch.Tensor] = []  # the run's k parameters
+    call = CompiledLoss.__call__
+
+    def spy(self, *args):
+        seen.append((min(k.min().item() for k in gates), max(k.max().item() for k in gates)))
+        return call(self, *args)
+
+    monkeypatch.setattr(CompiledLoss, "__call__", spy)
+
+    def run(project: bool) -> tuple[bd.FitResult, list[torch.Tensor]]:
+        torch.manual_seed(0)
+        model, guide, x, y = tiny_classifier("dropout++(0)", hidden=(8,))
+        guide(x, y)
+        assert [layer for layer, _ in guide.projected()] == [model.net[0], model.net[2]]
+        gates[:] = [params.k for _, params in guide.projected()]
+        if not project:
+            monkeypatch.setattr(guide, "projected", lambda: [])
+        result = bd.fit(model, guide, (x, y), epochs=3, batch_size=10, lr=0.5, progress=False)
+        return result, [params.k.detach() for _, _, params in guide.pairs()]
+
+    result, ks = run(True)
+    assert result.compiled and len(seen) == 8  # 2 epochs x 4 steps after the validated first one
+    assert all(0.0 <= lo and hi <= 1.0 for lo, hi in seen)
+    assert all(((k >= 0) & (k <= 1)).all() for k in ks)
+    seen.clear()
+    result, ks = run(False)
+    assert result.compiled and any(lo < 0.0 or hi > 1.0 for lo, hi in seen)  # unprojected, the steps leave [0, 1]
+    _, plain_guide, px, py = tiny_classifier("bernoulli")
+    plain_guide(px, py)
+    assert plain_guide.projected() == []
+    model, guide, x, y = tiny_classifier("dropout++(0)", hidden=(8,))
+    guide(x, y)
+    _set_k(guide, {"net.0": torch.tensor([1.5, -0.5, 0.3, 1.0, 0.0, 2.0])})
+    guide.project()
+    assert torch.equal(guide.layer_guide(model.net[0]).k.detach(), torch.tensor([1.0, 0.0, 0.3, 1.0, 0.0, 1.0]))
+
+
 # -- the objective: eq. 7 -----------------------------------------------------------
 @pytest.mark.parametrize(
     "method, hyper",

@@ -568,6 +568,7 @@ def fit(
             for cb in schedule:
                 cb.on_epoch_start(state)
             model.train(), guide.train()
+            projected = guide.projected()  # per epoch: a callback may have changed a method
             t0 = time.perf_counter()
             # Per step: loss, batch size, log-likelihood sum, the likelihood's training metrics; kept on the device
             # and read once per epoch.
@@ -631,6 +632,8 @@ def fit(
                         raise
                     loss_b.backward()
                     optim.step()
+                    for layer, layer_params in projected:  # projected gradient: back in the parameters' domain
+                        layer.method.project(layer, layer_params)
                     with torch.no_grad():
                         out = captured["out"]
                         losses.append(loss_b.detach())

@@ -293,6 +293,14 @@ class Method(ABC):
         sites), a function of the windows alone: :class:`~bayesdrop.nn.WindowPool` exports it."""
         raise NotImplementedError(f"{type(self).__name__} does not act on pool sites")
 
+    def project(self, layer: Layer, params: LayerGuide) -> None:
+        """Put ``layer``'s variational parameters ``params`` back in their domain, in place and without gradient:
+        the projection of projected gradient descent (Generalized Dropout's keep probabilities onto [0, 1]).  The
+        default does nothing.  :func:`~bayesdrop.fit` calls it after every optimiser step
+        (:meth:`~bayesdrop.DropoutGuide.project`); a guide hook that also calls it, for ``pyro.infer.SVI``, skips
+        it while ``torch.jit.is_tracing()``, as a recorded graph cannot write its inputs."""
+        return None
+
     # -- rates and pruning ------------------------------------------------------------------------------------
     @abstractmethod
     def keep_prob(self, layer: Layer, params: LayerGuide) -> torch.Tensor:

@@ -35,9 +35,12 @@ Gradients and the range of k (section 2.5)
 ------------------------------------------
 The gates are drawn with the straight-through estimator,
 :math:`\partial\theta / \partial k = 1` (:class:`GateBernoulli`).  ``k`` is
-kept in [0, 1] by projection: the guide clamps the parameter in place at the
-start of every call (the same as projecting after each optimiser step; it also
-works with plain ``pyro.infer.SVI``), and the gates use :math:`\mathrm{clip}(k)`,
+kept in [0, 1] by projection: :func:`~bayesdrop.fit` clamps the parameter in
+place after every optimiser step (:meth:`GeneralizedDropout.project`), and the
+guide at the start of every call, for plain ``pyro.infer.SVI`` (a no-op after
+``fit``'s projection, and skipped while a graph is recorded, which cannot write
+its inputs: with Pyro's ``JitTrace_ELBO``, call ``guide.project()`` after each
+step), and the gates use :math:`\mathrm{clip}(k)`,
 the paper's "linearised sigmoid".  The Beta log density is evaluated at
 ``clamp(k, EPS, 1 - EPS)`` with ``EPS = 0.05``, with the gradient passed
 straight through the clamp (:class:`GateBeta`), so that a gate at exactly 0 or 1
@@ -346,9 +349,15 @@ class GeneralizedDropout(PointWeights):
         k = site_shaped(k, tuple(site.unit_shape))  # without the leading singletons pyro.infer.Predictive adds
         return layer.sample_local(site.name, self._theta_dist(k, layer, site), x)
 
+    def project(self, layer, params) -> None:
+        """Each keep probability ``k`` onto [0, 1], in place (section 2.5)."""
+        with torch.no_grad():
+            for name in layer.noise_sites:
+                getattr(params, site_param(name, "k")).clamp_(0.0, 1.0)
+
     def noise_guide(self, layer, site, params, plate):
-        with torch.no_grad():  # projection onto [0, 1] (section 2.5)
-            getattr(params, site_param(site.name, "k")).clamp_(0.0, 1.0)
+        if not torch.jit.is_tracing():  # for pyro.infer.SVI; bd.fit projects after each step
+            self.project(layer, params)
         k = self._clip(params, site.name)
         pyro.sample(layer.site(site_param(site.name, "k")), dist.Delta(k, event_dim=k.dim()))
         with plate:
