@@ -18,14 +18,17 @@ def _fit(method, jit, **kw):
     return bd.fit(model, guide, (x, y), **kw), model, guide
 
 
-@pytest.mark.parametrize("method", ["bernoulli", "sparse-vd", "vbd", "concrete", "sbp", "dropout++(0.5)", "sal"])
+@pytest.mark.parametrize(
+    "method", ["bernoulli", "sparse-vd", "vbd", "concrete", "sbp", "dropout++(0.5)", "sal", "fast-dropout"]
+)
 def test_the_compiled_loss_trains_as_the_eager_one(method):
     """Same seed: the compiled run (after the first, validated epoch) and the eager run give the same history and
     parameters, to the float32 rounding of the KL weight (a tensor in the graph, a float eagerly; ``sparse-vd`` and
     ``vbd`` warm up over all 3 epochs); recording and checking the graphs take no draw from the training's stream.
     SBP's guide draws no global value under the local reparameterisation trick (a recorded graph would drop an
     unused draw, and every later draw would move).  Generalized Dropout's gates are projected onto [0, 1] by
-    ``fit`` after each step, outside the graph, which cannot write its inputs."""
+    ``fit`` after each step, outside the graph, which cannot write its inputs.  Fast dropout's network output is
+    moments: the graph gives their mean, what the training metrics read."""
     eager, m0, g0 = _fit(method, False)
     compiled, m1, g1 = _fit(method, None)
     assert compiled.compiled and not eager.compiled
@@ -45,18 +48,18 @@ def test_the_compiled_step_runs_no_python_of_model_or_guide(monkeypatch):
     assert calls.count(False) == 4  # recording and checking the shapes 16 and 2
 
 
-@pytest.mark.parametrize("method", ["fast-dropout"])
-def test_a_loss_that_does_not_compile_trains_eagerly_or_is_refused(method):
-    """Fast dropout's output is moments, not a tensor: ``jit=None`` trains it eagerly, as ``jit=False``;
-    ``jit=True`` is a ValueError before any step."""
-    auto, _, _ = _fit(method, None, epochs=2)
-    eager, _, _ = _fit(method, False, epochs=2)
+def test_a_loss_that_does_not_compile_trains_eagerly_or_is_refused():
+    """A loss other than bd's one-particle ``MeanFieldELBO`` (here Pyro's ``Trace_ELBO``) is not compiled:
+    ``jit=None`` trains it eagerly, as ``jit=False``; ``jit=True`` is a ValueError before any step."""
+    loss = pyro.infer.Trace_ELBO(max_plate_nesting=1)
+    auto, _, _ = _fit("bernoulli", None, epochs=2, loss=loss)
+    eager, _, _ = _fit("bernoulli", False, epochs=2, loss=loss)
     assert not auto.compiled
     assert auto.history["elbo"] == eager.history["elbo"]
-    model, guide, x, y = tiny_classifier(method, n=50, hidden=(16,))
+    model, guide, x, y = tiny_classifier("bernoulli", n=50, hidden=(16,))
     before = [p.detach().clone() for p in guide.parameters()]
-    with pytest.raises(ValueError, match="`jit` is True but the loss cannot be compiled"):
-        bd.fit(model, guide, (x, y), epochs=1, batch_size=16, progress=False, jit=True)
+    with pytest.raises(ValueError, match="`jit` is True but the loss cannot be compiled: the loss is Trace_ELBO"):
+        bd.fit(model, guide, (x, y), epochs=1, batch_size=16, progress=False, jit=True, loss=loss)
     assert all(torch.equal(p, b) for p, b in zip(guide.parameters(), before))  # no step was taken
 
 

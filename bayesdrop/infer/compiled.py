@@ -17,7 +17,8 @@ give the same loss, network output, log-likelihood and gradients (to float round
 uses, which the graph drops (and every later draw moves), fails it too.  A model whose graph differs is trained
 eagerly.  :meth:`CompiledLoss.refresh`, called by ``fit`` before each epoch, records the graphs again when a
 scalar attribute or the module tree changed (a callback lowered a rate).  Losses other than bd's own
-:class:`MeanFieldELBO` (one particle), networks whose output is not a tensor (fast dropout's moments), modules
+:class:`MeanFieldELBO` (one particle), networks whose output is neither a tensor nor
+:class:`~bayesdrop.moments.Moments` (fast dropout's, whose mean the graph returns), modules
 with forward hooks and modules that update buffers in training (batch normalisation's running statistics) are
 trained eagerly too.  The graph runs in TorchScript's plain interpreter (``torch.jit.optimized_execution(False)``),
 so its backward is autograd's, as eagerly.
@@ -38,6 +39,7 @@ from typing import Any
 import torch
 
 from ..handlers import KLScale
+from ..moments import Moments
 from .elbo import MeanFieldELBO
 
 __all__ = ["CompiledLoss", "CompileError", "MAX_SHAPES", "MAX_RERECORDS", "python_state", "unsupported"]
@@ -149,9 +151,12 @@ class CompiledLoss:
         with KLScale(beta):
             loss = self.elbo.differentiable_loss(model, self.guide, x, y)
         obs = self.elbo.observed.get("obs")
-        if not torch.is_tensor(captured["out"]) or obs is None:
+        out = captured["out"]
+        if isinstance(out, Moments):  # fast dropout: the graph gives the mean, what fit's metrics read
+            out = out.mean
+        if not torch.is_tensor(out) or obs is None:
             raise CompileError("the network output is not a tensor or the model observes no 'obs' site")
-        return loss, captured["out"], obs
+        return loss, out, obs
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Tensor, ...]:
         graph = self.record(x, y, beta)
