@@ -166,6 +166,11 @@ class BayesdropModule(lightning.LightningModule):
         self.log("loss", loss.detach() / self.model.num_data, prog_bar=True, sync_dist=False)
         return loss
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Projected gradient, as :func:`~bayesdrop.fit`: after the optimiser's step, each method's variational
+        parameters back in their domain (:meth:`~bayesdrop.DropoutGuide.project`)."""
+        self.guide.project()
+
     def on_train_epoch_end(self) -> None:
         """The epoch's history, summed over the processes: ``loss`` (negative ELBO per training example),
         ``nll`` and the likelihood's training metrics per example, ``beta`` and ``lr``."""

@@ -176,3 +176,28 @@ def test_a_lightning_run_of_fast_dropout_trains_on_its_integrated_masks(tmp_path
     assert len(h["loss"]) == 4 and h["loss"][-1] < h["loss"][0]
     assert h["lr"] == [module.lr] * 4  # lr_decay=None: the rate kept
     assert all(math.isfinite(v) and v > 0 for v in h["nll"]) and 0 <= h["train_acc"][-1] <= 1
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Lightning's notes on loaders and workers
+def test_a_lightning_run_projects_the_gates_after_every_step(tmp_path):
+    """Generalized Dropout's keep probabilities stay in [0, 1] after every optimiser step, as under ``bd.fit``
+    (``DropoutGuide.project`` after each batch): at a step size that pushes them out, every k is in [0, 1] when
+    each batch starts, and after the last step."""
+    model, guide, x, y = _setup("dropout++(0)")
+    module = BayesdropModule(model, guide, example=x[:2], epochs=2, lr=0.5, lr_decay=None)
+    ks = [params.k for _, params in guide.projected()]
+    starts: list[bool] = []
+
+    class Record(lightning.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            starts.append(all(bool(((k >= 0) & (k <= 1)).all()) for k in ks))
+
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=BATCH, shuffle=True)
+    trainer = lightning.Trainer(
+        accelerator="cpu", devices=1, max_epochs=2, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=str(tmp_path), callbacks=[Record()],
+    )  # fmt: skip
+    trainer.fit(module, loader)
+    assert len(starts) == 2 * N // BATCH and all(starts)
+    assert all(((k >= 0) & (k <= 1)).all() for k in ks)
+    assert any(((k > 0) & (k < 1)).any() for k in ks)  # the steps moved the gates off their start at 1
