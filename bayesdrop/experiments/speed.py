@@ -91,6 +91,7 @@ __all__ = [
     "SWEEP_TARGETS",
     "SWEEP_WIDTHS",
     "measure_on",
+    "plain_runner",
     "sweep",
     "sweep_section",
     "synthetic",
@@ -317,13 +318,7 @@ def measure_on(
 
     def make_plain(seed: int) -> Callable[[], None]:
         torch.manual_seed(seed)
-        if method == "bernoulli":
-            net = plain_dropout_net(in_features, hidden, num_classes, 0.5).to(device)
-            opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-            return lambda: plain_epoch(net, opt, x, y, batch_size, 0.5)  # 0.5 w^2 / s^2, s = 1: the N(0, 1) prior
-        lrt = PlainLRTNet([in_features, *hidden, num_classes]).to(device)
-        lrt_opt = torch.optim.Adam(lrt.parameters(), lr=1e-3)
-        return lambda: plain_lrt_epoch(lrt, lrt_opt, x, y, batch_size, method)
+        return plain_runner(method, x, y, num_classes, hidden, batch_size, device)
 
     def bd_run(seed: int, epochs: int, callback: EpochCallback) -> list[float]:
         torch.manual_seed(seed)
@@ -332,6 +327,27 @@ def measure_on(
 
     steps = -(-len(x) // batch_size)
     return {"batch": batch_size, "steps": steps} | compare_runs(make_plain, bd_run, repeats, epochs, device)
+
+
+def plain_runner(
+    method: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    hidden: Sequence[int],
+    batch_size: int,
+    device: torch.device,
+) -> Callable[[], None]:
+    """One epoch of ``method``'s floor per call, on a network built now from torch's global seed: the
+    ``nn.Dropout`` loop with the N(0, 1) prior's penalty 0.5 w^2 (``"bernoulli"``), else the hand-written LRT
+    loop (:data:`GAUSSIAN_METHODS`); Adam at lr 1e-3, as :func:`bd_fit_epochs`."""
+    if method == "bernoulli":
+        net = plain_dropout_net(x.shape[-1], list(hidden), num_classes, 0.5).to(device)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        return lambda: plain_epoch(net, opt, x, y, batch_size, 0.5)
+    lrt = PlainLRTNet([x.shape[-1], *hidden, num_classes]).to(device)
+    lrt_opt = torch.optim.Adam(lrt.parameters(), lr=1e-3)
+    return lambda: plain_lrt_epoch(lrt, lrt_opt, x, y, batch_size, method)
 
 
 def bd_model(method: str, in_features: int, hidden: list[int], num_classes: int, num_data: int) -> bd.Classifier:
@@ -562,7 +578,7 @@ NO_DATA_OPS = frozenset(
 )
 
 
-#: Reductions, whose CPU kernels fill their output before summing into it (a GPU's write it once).
+#: Reductions, whose CPU kernels fill their output before summing into it (a GPU's kernels write it once).
 _REDUCTIONS = frozenset(f"aten::{n}" for n in "sum dot mean all any max min prod mv".split())
 
 
@@ -625,21 +641,11 @@ def measure_ops(
     x, y = ds.train.x.to(device), ds.train.y.to(device)
     steps = -(-len(x) // batch_size)
     torch.manual_seed(0)
-    if method == "bernoulli":
-        net = plain_dropout_net(x.shape[1], list(hidden), ds.num_classes, 0.5).to(device)
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    floor_epoch = plain_runner(method, x, y, ds.num_classes, hidden, batch_size, device)
 
-        def plain_run() -> None:
-            plain_epoch(net, opt, x, y, batch_size, 0.5)
-            _sync(device)
-
-    else:
-        lrt = PlainLRTNet([x.shape[1], *hidden, ds.num_classes]).to(device)
-        lrt_opt = torch.optim.Adam(lrt.parameters(), lr=1e-3)
-
-        def plain_run() -> None:
-            plain_lrt_epoch(lrt, lrt_opt, x, y, batch_size, method)
-            _sync(device)
+    def plain_run() -> None:
+        floor_epoch()
+        _sync(device)
 
     plain_run()
     plain = count_ops(plain_run)
@@ -671,7 +677,8 @@ def ops_section(rows: list[dict[str, Any]]) -> list[str]:
         "",
         "## Operators per training step",
         "",
-        "Digits MLP 64-300-100-10, batch 128 (12 steps per epoch): the innermost tensor operators of a step, "
+        f"Digits MLP 64-300-100-10, batch 128 ({rows[0]['steps']} steps per epoch): the innermost tensor operators "
+        "of a step, "
         "forward and backward (`bd.experiments.speed.count_ops`: views, allocations, conversions of Python numbers "
         "and the optimiser's step aside), `bd.fit`'s third epoch with what it does once per epoch, against the "
         "floor's second.  The count does not depend on the machine's load; on a GPU each operator is a kernel "
