@@ -736,10 +736,15 @@ def test_isotropic_weight_prior_of_a_number_variance_computes_its_constants_in_p
     torch.testing.assert_close(number.variance, torch.full((4, 5), 0.7, dtype=torch.float64))
     assert number.rsample((2,)).dtype == torch.float64 and number.rsample((2,)).shape == (2, 4, 5)
     unchecked = IsotropicNormal(0.7, (4, 5), validate_args=False, like=like)  # Pyro's support check aside
-    with torch.profiler.profile() as prof:
-        unchecked.log_prob(w)
-    ops = [e.name for e in prof.events() if e.cpu_parent is None and e.name.startswith("aten::")]
-    assert [op for op in ops if op not in ("aten::reshape", "aten::view")] == ["aten::dot", "aten::mul", "aten::add"]
+    unchecked_tensor = IsotropicNormal(torch.tensor(0.7, dtype=torch.float64), (4, 5), validate_args=False)
+    ops = []
+    for law in (unchecked, unchecked_tensor):
+        with torch.profiler.profile() as prof:
+            law.log_prob(w)
+        names = [e.name for e in prof.events() if e.cpu_parent is None and e.name.startswith("aten::")]
+        ops.append([op for op in names if op not in ("aten::reshape", "aten::view")])
+    assert ops[0] == ["aten::dot", "aten::mul", "aten::add"]
+    assert len(ops[1]) >= 7  # the dot and the constants computed on the 0-d tensor: 1 / v, log(2 pi v), ...
     for bad in (0.0, -1.0, math.inf, math.nan):
         with pytest.raises(ValueError, match="`variance` must be a finite number > 0"):
             IsotropicNormal(bad, (3,), like=like)
