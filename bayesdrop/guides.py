@@ -139,11 +139,11 @@ class DropoutGuide(PyroModule):
             (layer, params) for _, layer, params in self.pairs() if type(layer.method).project is not Method.project
         ]
 
-    def project(self) -> None:
+    def project(self, layers: list[tuple[BayesianLayer, LayerGuide]] | None = None) -> None:
         """Put every layer's variational parameters back in their domain (:meth:`~bayesdrop.methods.Method.project`),
         in place: what :func:`~bayesdrop.fit` does after each optimiser step; call it after yours in a loop of your
-        own."""
-        for layer, params in self.projected():
+        own.  ``layers``: the list :meth:`projected` gave (a loop takes it once per epoch), else found now."""
+        for layer, params in self.projected() if layers is None else layers:
             layer.method.project(layer, params)
 
     def keep_masks(self, threshold: float | str | None = None) -> dict[str, torch.Tensor]:

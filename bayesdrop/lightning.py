@@ -124,6 +124,7 @@ class BayesdropModule(lightning.LightningModule):
         self.beta = 1.0
         self.history: dict[str, list[float]] = {}
         self._sums: dict[str, torch.Tensor] = {}
+        self._projected = guide.projected()  # the layers whose parameters are projected after each step
 
     # -- training ------------------------------------------------------------------------------------------------
     def loss(self, x: torch.Tensor, y: torch.Tensor, guide: Any = None) -> tuple[torch.Tensor, Any]:
@@ -144,6 +145,7 @@ class BayesdropModule(lightning.LightningModule):
         return loss, captured["out"]
 
     def on_train_epoch_start(self) -> None:
+        self._projected = self.guide.projected()  # per epoch, as fit: a callback may have changed a method
         epoch = self.current_epoch
         self.beta = min(1.0, (epoch + 1) / self.kl_warmup) if self.kl_warmup else 1.0
         self._sums = {}
@@ -169,7 +171,7 @@ class BayesdropModule(lightning.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Projected gradient, as :func:`~bayesdrop.fit`: after the optimiser's step, each method's variational
         parameters back in their domain (:meth:`~bayesdrop.DropoutGuide.project`)."""
-        self.guide.project()
+        self.guide.project(self._projected)
 
     def on_train_epoch_end(self) -> None:
         """The epoch's history, summed over the processes: ``loss`` (negative ELBO per training example),

@@ -246,6 +246,7 @@ def test_fit_projects_k_after_every_step_outside_its_compiled_graph(monkeypatch)
         gates[:] = [params.k for _, params in guide.projected()]
         if not project:
             monkeypatch.setattr(guide, "projected", lambda: [])
+        # lr 0.5: Adam's first steps move each k by about 0.5, out of [0, 1] from its start at 1 (the test's point)
         result = bd.fit(model, guide, (x, y), epochs=3, batch_size=10, lr=0.5, progress=False)
         return result, [params.k.detach() for _, _, params in guide.pairs()]
 

@@ -184,6 +184,7 @@ def test_a_lightning_run_projects_the_gates_after_every_step(tmp_path):
     (``DropoutGuide.project`` after each batch): at a step size that pushes them out, every k is in [0, 1] when
     each batch starts, and after the last step."""
     model, guide, x, y = _setup("dropout++(0)")
+    # lr 0.5 without decay: steps that push the gates out of [0, 1], which the projection must undo (the point)
     module = BayesdropModule(model, guide, example=x[:2], epochs=2, lr=0.5, lr_decay=None)
     ks = [params.k for _, params in guide.projected()]
     starts: list[bool] = []

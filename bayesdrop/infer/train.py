@@ -632,8 +632,7 @@ def fit(
                         raise
                     loss_b.backward()
                     optim.step()
-                    for layer, layer_params in projected:  # projected gradient: back in the parameters' domain
-                        layer.method.project(layer, layer_params)
+                    guide.project(projected)  # projected gradient: back in the parameters' domain
                     with torch.no_grad():
                         out = captured["out"]
                         losses.append(loss_b.detach())
