@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from typing import Any
 
 import pyro
@@ -44,6 +43,7 @@ from pyro.nn import PyroModule
 
 from .data import check_labels
 from .distributions import LogitsCategorical, SigmaPointAverage
+from .methods.base import real_number
 from .moments import Moments
 from .nn import bayesian_layers, local_plate
 from .scoring import accuracy, nll, rmse
@@ -320,12 +320,9 @@ def class_softmax(out: torch.Tensor, *, log: bool = False) -> torch.Tensor:
 
 
 def _positive_number(value: Any, name: str, what: str) -> float:
-    """``value`` as a float: any real number or one-value real tensor (a ``TypeError`` naming ``name`` and ``what``
-    it is otherwise, ``bool`` included), finite and > 0 (else a ``ValueError``)."""
-    one_value = torch.is_tensor(value) and value.numel() == 1 and not value.is_complex()
-    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or one_value):
-        raise TypeError(f"`{name}` must be a number ({what}), got {value!r}")
-    v = float(value)
+    """``value`` as a float (:func:`~bayesdrop.methods.base.real_number`: a ``TypeError`` naming ``name`` and
+    ``what`` it is unless a number), finite and > 0 (else a ``ValueError``)."""
+    v = real_number(value, name, what)
     if not 0 < v < math.inf:
         raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}")
     return v

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
@@ -135,6 +136,22 @@ def test_unknown_method_is_a_clear_error():
         bd.methods.get("dropconnect-x")
     with pytest.raises(TypeError, match="unknown hyper-parameter"):
         bd.methods.get("bernoulli", alpha=1.0)
+
+
+@pytest.mark.parametrize("name", bd.methods.names())
+def test_hyper_parameters_are_numbers_never_text(name):
+    """Every method's number hyper-parameters refuse a string (``float("0.5")`` would read it), a bool and a
+    tensor of several values with a ``TypeError`` naming the argument; a NumPy scalar and a one-value tensor are
+    read as the number they hold."""
+    hyper = {k: v for k, v in bd.methods.info(name)["hyper"].items() if isinstance(v, float) and v == v}
+    if not hyper:
+        pytest.skip(f"{name} has no float hyper-parameter")
+    key, value = next(iter(hyper.items()))
+    for bad in (str(value), True, torch.tensor([value, value])):
+        with pytest.raises(TypeError, match=f"`{key}` must be a number, got"):
+            bd.methods.get(name, **{key: bad})
+    for same in (np.float64(value), torch.tensor(value, dtype=torch.float64)):
+        assert getattr(bd.methods.get(name, **{key: same}), key) == pytest.approx(value)
 
 
 def test_predict_rejects_bad_arguments():

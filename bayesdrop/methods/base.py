@@ -5,6 +5,7 @@ sites and keep point-estimate weights."""
 from __future__ import annotations
 
 import inspect
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -367,12 +368,21 @@ def require_per_element_noise(layer: Layer, reason: str) -> None:
         )
 
 
-def check_range(name: str, value: float, lo: float, hi: float, *, lo_open=False, hi_open=False) -> float:
-    """Validate a scalar hyper-parameter, raising ``ValueError`` naming it."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"`{name}` must be a number, got {type(value).__name__}") from None
+def real_number(value: Any, name: str, what: str = "") -> float:
+    """``value`` as a float: a real number (``numbers.Real``: ``int``, ``float``, NumPy's scalars) or a one-value real
+    tensor; a ``TypeError`` naming ``name`` (and ``what`` it is, if given) otherwise, ``bool`` and strings included:
+    nothing is converted from text."""
+    one_value = torch.is_tensor(value) and value.numel() == 1 and not value.is_complex() and value.dtype != torch.bool
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or one_value):
+        shown = repr(value) if isinstance(value, (str, bool)) else type(value).__name__
+        raise TypeError(f"`{name}` must be a number{f' ({what})' if what else ''}, got {shown}")
+    return float(value)
+
+
+def check_range(name: str, value: Any, lo: float, hi: float, *, lo_open=False, hi_open=False) -> float:
+    """A scalar hyper-parameter as a float (:func:`real_number`), raising ``ValueError`` naming it if it is NaN or
+    outside ``[lo, hi]`` (``(`` / ``)`` where ``lo_open`` / ``hi_open``)."""
+    v = real_number(value, name)
     ok_lo = v > lo if lo_open else v >= lo
     ok_hi = v < hi if hi_open else v <= hi
     if not (ok_lo and ok_hi) or v != v:
