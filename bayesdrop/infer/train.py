@@ -302,7 +302,8 @@ def fit(
         ``lr_decay``).  Parameters whose method declares a multiplier
         (:attr:`~bayesdrop.methods.TrainingDefaults.lr_scale`) train at ``lr`` times it (:func:`param_groups`).
         The default was chosen on digits and MNIST-1D; on MNIST-sized inputs with 1024-wide layers ``bernoulli``
-        does better at ``lr=3e-3`` (``docs/defaults.md``, "The learning rate and its schedule").
+        does better at ``lr=3e-3``, or with each layer's ``lr_scale`` at ``min(1, 512 / in_features)``
+        (``docs/defaults.md``, "The learning rate and its schedule").
     optimizer
         A function of the parameter groups (:func:`param_groups`, each with its ``"lr"``) returning a torch
         optimiser, e.g. ``lambda groups: torch.optim.SGD(groups, momentum=0.9)``; default Adam.  ``lr_decay``
