@@ -699,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
             set_threads(args.threads)
         with _signals_raise():
             return args.func(args)
-    except (ValueError, TypeError, OSError) as err:  # bad arguments or files (missing, existing, not permitted)
+    except (ValueError, TypeError, OSError, ImportError) as err:  # bad arguments or files; a data set's package
         print(f"bayesdrop: error: {err}", file=sys.stderr)
         return 2
     except FloatingPointError as err:  # training diverged (bd.fit's NaN check)

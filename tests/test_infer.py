@@ -145,9 +145,9 @@ def _first_number_hyper(name: str) -> tuple[str, float] | None:
 
 @pytest.mark.parametrize("name", [n for n in bd.methods.names() if _first_number_hyper(n)])  # not stochastic pooling
 def test_hyper_parameters_are_numbers_never_text(name):
-    """Every method's number hyper-parameters refuse a string (``float("0.5")`` would read it), a bool and a
-    tensor of several values with a ``TypeError`` naming the argument; a NumPy scalar and a one-value tensor are
-    read as the number they hold."""
+    """Each method's first number hyper-parameter (all of them go through ``check_range``) refuses a string
+    (``float("0.5")`` would read it), a bool and a tensor of several values with a ``TypeError`` naming the
+    argument; a NumPy scalar and a one-value tensor are read as the number they hold."""
     key, value = _first_number_hyper(name)
     for bad in (str(value), True, torch.tensor([value, value])):
         with pytest.raises(TypeError, match=f"`{key}` must be a number, got"):
