@@ -158,6 +158,12 @@ GATES = ("element", "channel")
 EPS = 0.05  # the Beta log density is evaluated at clamp(k, EPS, 1 - EPS); see the module docstring
 
 
+def _project_k(params: LayerGuide, site: str) -> None:
+    """The keep probabilities ``k`` of noise site ``site`` onto [0, 1], in place and without gradient."""
+    with torch.no_grad():
+        getattr(params, site_param(site, "k")).clamp_(0.0, 1.0)
+
+
 def _clamp_st(k: torch.Tensor) -> torch.Tensor:
     """``clamp(k, EPS, 1 - EPS)`` in value, identity in gradient."""
     return k + (k.clamp(EPS, 1.0 - EPS) - k).detach()
@@ -351,13 +357,12 @@ class GeneralizedDropout(PointWeights):
 
     def project(self, layer, params) -> None:
         """Each keep probability ``k`` onto [0, 1], in place (section 2.5)."""
-        with torch.no_grad():
-            for name in layer.noise_sites:
-                getattr(params, site_param(name, "k")).clamp_(0.0, 1.0)
+        for name in layer.noise_sites:
+            _project_k(params, name)
 
     def noise_guide(self, layer, site, params, plate):
         if not torch.jit.is_tracing():  # for pyro.infer.SVI; bd.fit projects after each step
-            self.project(layer, params)
+            _project_k(params, site.name)  # this site's k only: the guide visits each site
         k = self._clip(params, site.name)
         pyro.sample(layer.site(site_param(site.name, "k")), dist.Delta(k, event_dim=k.dim()))
         with plate:
