@@ -31,7 +31,7 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,8 @@ from . import __version__, compress, diagnostics, methods
 from .experiments import compare, runs
 from .experiments.runs import build, inputs, load_dataset, load_run, parse_hyper
 from .fileio import atomic_write_json, atomic_write_text
-from .infer import DEFAULT_LR, FitInterrupted, evaluate, fit, resolve_device, resolve_kl_warmup
+from .infer import DEFAULT_LR, FitInterrupted, evaluate, fit, resolve_device, resolve_kl_warmup, resolve_lr_warmup
+from .infer.train import steps_per_epoch
 
 __all__ = ["default_threads", "main", "make_parser", "set_threads"]
 
@@ -180,6 +181,7 @@ _RUN_OPTIONS = {
     "lr": "lr",
     "kl_warmup": "kl_warmup",
     "lr_decay": "lr_decay",
+    "lr_warmup": "lr_warmup",
     "seed": "seed",
 }
 
@@ -212,6 +214,7 @@ def _config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "lr": args.lr,
         "kl_warmup": args.kl_warmup,
         "lr_decay": _decay(args),
+        "lr_warmup": args.lr_warmup,
         "seed": args.seed,
     }
 
@@ -229,7 +232,7 @@ def _resumed_config(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     differ = []
     for dest in sorted(_given_options(getattr(args, "argv", [])) & set(_RUN_OPTIONS)):
         key = _RUN_OPTIONS[dest]
-        if key in runs.LOCATION_KEYS or (key == "kl_warmup" and wanted[key] == "auto"):
+        if key in runs.LOCATION_KEYS or (key in ("kl_warmup", "lr_warmup") and wanted[key] == "auto"):
             continue
         if wanted[key] != config.get(key):
             differ.append(f"--{dest.replace('_', '-')} {wanted[key]!r} (the run has {config.get(key)!r})")
@@ -263,9 +266,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     data_config = {**config, "mnist_dir": args.mnist_dir or config.get("mnist_dir")}
     dataset = load_dataset(data_config["dataset"], data_config.get("mnist_dir"), data_config.get("data_seed", 0))
     ds, model, guide = build(data_config, dataset)
-    if not args.resume:
-        config["kl_warmup"] = resolve_kl_warmup(model, config["epochs"], config["kl_warmup"])
     train, test = inputs(ds, config, ds.train), inputs(ds, config, ds.test)
+    if not args.resume:  # the run's record: both warm-ups resolved
+        config["kl_warmup"] = resolve_kl_warmup(model, config["epochs"], config["kl_warmup"])
+        steps = config["epochs"] * steps_per_epoch(train, len(train.y), config["batch_size"])
+        config["lr_warmup"] = resolve_lr_warmup(model, steps, config["lr_warmup"])
     resolved_device = resolve_device(args.device)
     with runs.RunLock(out, "--out", create=True):
         runs.prepare_run_dir(out, overwrite=args.overwrite, resume=args.resume)
@@ -353,6 +358,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         lr=args.lr,
         kl_warmup=args.kl_warmup,
         lr_decay=_decay(args),
+        lr_warmup=args.lr_warmup,
         num_samples=args.num_samples,
     )
     if args.quick:
@@ -375,6 +381,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         + (f" ({kw['lr_decay']} decay)" if kw["lr_decay"] else "")
         + f", KL warm-up {kw['kl_warmup']}"
         + (" (each method's default: a fraction of the epochs)" if kw["kl_warmup"] == "auto" else " epochs")
+        + f", learning-rate warm-up {kw['lr_warmup']}"
+        + (" (a tenth of the steps from 512 inputs on)" if kw["lr_warmup"] == "auto" else " steps")
         + f", seed {args.seed}, {kw['num_samples']} MC draws."
     )
     print(compare.write(rows, args.out, header))
@@ -456,16 +464,21 @@ def _decay(args: argparse.Namespace) -> str | None:
 QUICK_EPOCHS = 100  # `compare --quick` (make demo): the README's budget on digits
 
 
-def _warmup(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 'auto' or a non-negative number of epochs, got {text!r}")
-    return value
+def _warmup(unit: str) -> Callable[[str], int | str]:
+    """The parser of a warm-up option: ``'auto'`` or a non-negative number of ``unit``."""
+
+    def parse(text: str) -> int | str:
+        if text == "auto":
+            return text
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be 'auto' or a non-negative number of {unit}, got {text!r}")
+        return value
+
+    return parse
 
 
 def _training_options(p: argparse.ArgumentParser) -> None:
@@ -473,9 +486,16 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=DEFAULT_LR, help="Adam learning rate (`bd.fit`'s)")
     p.add_argument(
         "--kl-warmup",
-        type=_warmup,
+        type=_warmup("epochs"),
         default="auto",
         help="epochs of linear KL warm-up, or 'auto' (default: auto, each method's own fraction of the epochs)",
+    )
+    p.add_argument(
+        "--lr-warmup",
+        type=_warmup("steps"),
+        default="auto",
+        help="optimiser steps of linear learning-rate warm-up, or 'auto' (default: auto, a tenth of the steps for a "
+        "network whose first layer sums 512 inputs or more, none below)",
     )
     p.add_argument(
         "--lr-decay",

@@ -4,7 +4,7 @@ For users whose data or models outgrow :func:`bayesdrop.fit`'s single process: :
 ``lightning.LightningModule`` that trains a likelihood and its :class:`~bayesdrop.DropoutGuide` with the loss,
 schedules and handlers of ``bd.fit`` (``bayesdrop.infer.MeanFieldELBO``, KL warm-up by
 :class:`~bayesdrop.handlers.KLScale`, the local reparameterisation trick, the methods' learning-rate multipliers, a
-linear learning-rate decay), so ``lightning.Trainer`` runs it on any of its strategies: ``"ddp"`` over
+linear learning-rate warm-up and decay), so ``lightning.Trainer`` runs it on any of its strategies: ``"ddp"`` over
 ``devices=N`` GPUs or CPU processes and ``num_nodes=M`` machines.  Install with ``pip install bayesdrop[lightning]``.
 
 The ELBO under data parallelism.  With :math:`W` processes, each takes a minibatch of :math:`B` examples of the
@@ -45,6 +45,7 @@ Example
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any
 
 import torch
@@ -60,7 +61,14 @@ from .guides import DropoutGuide
 from .handlers import KLScale, LocalReparameterization, MomentMatching
 from .infer.checkpoint import FORMAT
 from .infer.elbo import MeanFieldELBO
-from .infer.train import DEFAULT_LR, check_schedule, param_groups, resolve_kl_warmup
+from .infer.train import (
+    DEFAULT_LR,
+    check_schedule,
+    param_groups,
+    resolve_kl_warmup,
+    resolve_lr_warmup,
+    warmup_factor,
+)
 from .likelihoods import Likelihood
 from .moments import Moments
 from .nn import bayesian_layers
@@ -89,6 +97,9 @@ class BayesdropModule(lightning.LightningModule):
         Epochs of linear KL warm-up (``"auto"``: the methods' defaults, as ``bd.fit``).
     lr_decay : "linear" or None
         The learning rate decays linearly to 0 over ``epochs`` (``bd.fit``'s default), or stays.
+    lr_warmup : int or "auto"
+        Optimiser steps of linear learning-rate warm-up, as ``bd.fit`` (``"auto"``: a tenth of the trainer's steps
+        over ``epochs`` for a network whose first layer sums at least 512 inputs, else none).
     lrt : bool
         The local reparameterisation trick for Gaussian weights (Kingma et al. 2015).
     """
@@ -103,6 +114,7 @@ class BayesdropModule(lightning.LightningModule):
         lr: float = DEFAULT_LR,
         kl_warmup: int | str = "auto",
         lr_decay: str | None = "linear",
+        lr_warmup: int | str = "auto",
         lrt: bool = True,
     ) -> None:
         super().__init__()
@@ -110,7 +122,7 @@ class BayesdropModule(lightning.LightningModule):
             raise TypeError(f"`model` must be a bd.Likelihood, got {type(model).__name__}")
         if not isinstance(guide, DropoutGuide) or guide.model is not model:
             raise ValueError("`guide` must be the DropoutGuide built for `model` (bd.DropoutGuide(model))")
-        check_schedule(epochs=epochs, lr=lr, lr_decay=lr_decay, kl_warmup=kl_warmup)
+        check_schedule(epochs=epochs, lr=lr, lr_decay=lr_decay, kl_warmup=kl_warmup, lr_warmup=lr_warmup)
         if not isinstance(lrt, bool):
             raise TypeError(f"`lrt` must be a bool, got {type(lrt).__name__}")
         if guide._order is None:
@@ -118,7 +130,7 @@ class BayesdropModule(lightning.LightningModule):
                 raise ValueError("`example`: give a few training inputs, on which the guide creates its parameters")
             guide(example)
         self.model, self.guide = model, guide
-        self.epochs, self.lr, self.lr_decay, self.lrt = epochs, float(lr), lr_decay, lrt
+        self.epochs, self.lr, self.lr_decay, self.lr_warmup, self.lrt = epochs, float(lr), lr_decay, lr_warmup, lrt
         self.kl_warmup = resolve_kl_warmup(model, epochs, kl_warmup)
         self.elbo = MeanFieldELBO()
         self.beta = 1.0
@@ -193,11 +205,32 @@ class BayesdropModule(lightning.LightningModule):
             self.history.setdefault(k, []).append(float(v))
 
     def configure_optimizers(self) -> Any:
+        """Adam over :func:`~bayesdrop.infer.param_groups`, its rate set per step as ``bd.fit`` sets it: the
+        warm-up's factor (:func:`~bayesdrop.infer.train.warmup_factor`) times the epoch's linear decay.
+
+        The steps per epoch are the trainer's (its training batches over ``accumulate_grad_batches``).  A stream
+        without a length has none: ``lr_warmup="auto"`` is then no warm-up, and the decay is set once per epoch.
+        """
         optimizer = torch.optim.Adam(param_groups(self.model, self.guide, self.lr), lr=self.lr)
-        if self.lr_decay is None:
+        _ = self.trainer.estimated_stepping_batches  # sets up the training data, and so num_training_batches
+        batches = self.trainer.num_training_batches
+        per_epoch = max(1, math.ceil(batches / self.trainer.accumulate_grad_batches)) if math.isfinite(batches) else 0
+        warm = resolve_lr_warmup(self.model, self.epochs * per_epoch, self.lr_warmup)
+        if self.lr_decay is None and warm == 0:
             return optimizer
-        decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: max(0.0, 1 - epoch / self.epochs))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": decay, "interval": "epoch"}}
+
+        def decay(epoch: int) -> float:
+            return max(0.0, 1 - epoch / self.epochs) if self.lr_decay is not None else 1.0
+
+        if per_epoch == 0 and warm == 0:  # a stream without a length: the decay once per epoch
+            schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
+
+        def factor(step: int) -> float:  # a stream's epoch is the trainer's when the step's rate is set
+            return warmup_factor(step, warm) * decay(step // per_epoch if per_epoch else self.current_epoch)
+
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # -- checkpoints ------------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

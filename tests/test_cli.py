@@ -222,6 +222,23 @@ def test_train_and_compare_share_fits_learning_rate():
     assert f"(default: {DEFAULT_LR})" in " ".join(help_text.split())
 
 
+def test_train_takes_the_learning_rate_warm_up_in_steps(tmp_path, capsys):
+    """``--lr-warmup N``: N optimiser steps, written to config.json; 'auto' resolved there (none on the digits' 64
+    inputs); anything else refused by the parser, naming the option."""
+    run = tmp_path / "run"
+    argv = ["train", "--arch", "mlp:8", "--epochs", "2", "--lr-decay", "none", "--num-samples", "2", "--quiet"]
+    assert cli.main([*argv, "--lr-warmup", "24", "--out", str(run)]) == 0
+    assert json.loads((run / "config.json").read_text())["lr_warmup"] == 24
+    assert json.loads((run / "history.json").read_text())["lr"] == pytest.approx([5e-3, 1e-2])  # 12 / 24, then 1
+    assert cli.main([*argv, "--out", str(tmp_path / "auto")]) == 0
+    assert json.loads((tmp_path / "auto" / "config.json").read_text())["lr_warmup"] == 0
+    for bad in ("-1", "1.5", "tenth"):
+        with pytest.raises(SystemExit):
+            cli.main([*argv, "--lr-warmup", bad, "--out", str(tmp_path / "bad")])
+        assert "must be 'auto' or a non-negative number of steps" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.parametrize("command", ["train", "compare", "report", "prune"])
 def test_threads_sets_torchs_threads_for_the_command_and_restores_them(command, monkeypatch, tmp_path):
     seen = []

@@ -52,6 +52,68 @@ def test_default_learning_rate_decays_linearly():
     assert res.history["lr"] == [3e-3, 3e-3]
 
 
+class _Recording(torch.optim.Adam):
+    """Adam that records the first group's learning rate at each of its steps."""
+
+    def __init__(self, groups, rates):
+        super().__init__(groups)
+        self.rates = rates
+
+    def step(self, closure=None):
+        self.rates.append(self.param_groups[0]["lr"])
+        return super().step(closure)
+
+
+def test_learning_rate_warms_up_linearly_over_its_steps_then_decays():
+    """``lr_warmup=W``: step t takes lr * min(1, (t + 1) / W) times its epoch's linear decay; the history keeps the
+    rate of each epoch's last step; without the decay the warmed-up rate is lr again (not the last warm-up step's)."""
+    model, guide, x, y = tiny_classifier("bernoulli")  # 40 points, batch 16: 3 steps per epoch
+    rates: list[float] = []
+    res = bd.fit(
+        model, guide, (x, y), epochs=4, batch_size=16, lr_warmup=5, optimizer=lambda g: _Recording(g, rates),
+        progress=False,
+    )  # fmt: skip
+    expected = [1e-2 * min(1, (t + 1) / 5) * (1 - (t // 3) / 4) for t in range(12)]
+    assert rates == pytest.approx(expected, rel=1e-12)
+    assert expected[:5] == pytest.approx([2e-3, 4e-3, 6e-3, 6e-3, 7.5e-3])  # the warm-up, then the decay
+    assert res.history["lr"] == pytest.approx([expected[2], expected[5], expected[8], expected[11]], rel=1e-12)
+    rates.clear()
+    bd.fit(
+        model, guide, (x, y), epochs=3, batch_size=16, lr_warmup=4, lr_decay=None,
+        optimizer=lambda g: _Recording(g, rates), progress=False,
+    )  # fmt: skip
+    assert rates == pytest.approx([2.5e-3, 5e-3, 7.5e-3] + [1e-2] * 6, rel=1e-12)
+
+
+def test_lr_warmup_auto_is_a_tenth_of_the_steps_from_512_inputs_on():
+    """``"auto"``: a tenth of the steps where the first weight layer sums at least 512 inputs (an MLP's
+    ``in_features``, a convolution's channels times its kernel), none below; a number is taken as given."""
+    from bayesdrop.infer import LR_WARMUP_FAN_IN, LR_WARMUP_FRACTION, input_fan_in, resolve_lr_warmup
+
+    assert (LR_WARMUP_FRACTION, LR_WARMUP_FAN_IN) == (0.1, 512)
+    wide, guide, x, y = tiny_classifier("bernoulli", d=512)
+    narrow = tiny_classifier("bernoulli", d=511)[0]
+    assert input_fan_in(wide) == 512 and input_fan_in(narrow) == 511
+    assert input_fan_in(bd.models.lenet5((3, 32, 32), 10, "bernoulli")) == 3 * 5 * 5
+    assert resolve_lr_warmup(wide, 1600) == 160 and resolve_lr_warmup(wide, 24) == 2 and resolve_lr_warmup(wide, 4) == 0
+    assert resolve_lr_warmup(narrow, 1600) == 0 and resolve_lr_warmup(narrow, 1600, 7) == 7
+    rates: list[float] = []
+    bd.fit(wide, guide, (x, y), epochs=10, batch_size=4, optimizer=lambda g: _Recording(g, rates), progress=False)
+    # 10 steps per epoch, 100 in all: the rate rises over the first 10
+    assert rates[:11] == pytest.approx([1e-3 * (t + 1) for t in range(10)] + [9e-3], rel=1e-12)
+    model, guide, x, y = tiny_classifier("bernoulli", d=511)
+    rates.clear()
+    bd.fit(model, guide, (x, y), epochs=10, batch_size=4, optimizer=lambda g: _Recording(g, rates), progress=False)
+    assert rates[:10] == [1e-2] * 10
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "tenth", True, None])
+def test_lr_warmup_rejects_bad_values(bad):
+    model, guide, x, y = tiny_classifier("bernoulli")
+    with pytest.raises(ValueError, match="`lr_warmup` must be 'auto' or a non-negative int"):
+        bd.fit(model, guide, (x, y), epochs=1, lr_warmup=bad, progress=False)
+
+
 @pytest.mark.parametrize("bad", [-1, 1.5, "half", True, None])
 def test_kl_warmup_rejects_bad_values(bad):
     model, guide, x, y = tiny_classifier("bernoulli")
@@ -183,14 +245,16 @@ def test_cli_and_compare_take_fits_defaults(tmp_path):
     for command in ("train", "compare"):
         args = cli.make_parser().parse_args([command] + (["--out", "x"] if command == "train" else []))
         assert args.lr == fit_defaults["lr"].default and args.kl_warmup == fit_defaults["kl_warmup"].default
+        assert args.lr_warmup == fit_defaults["lr_warmup"].default
         assert cli._decay(args) == fit_defaults["lr_decay"].default
     compare_defaults = inspect.signature(compare.compare).parameters
-    for name in ("lr", "kl_warmup", "lr_decay", "batch_size"):
+    for name in ("lr", "kl_warmup", "lr_decay", "lr_warmup", "batch_size"):
         assert compare_defaults[name].default == fit_defaults[name].default, name
     out = tmp_path / "run"
     assert cli.main(["train", "--method", "vbd", "--epochs", "2", "--arch", "mlp:8", "--out", str(out), "--quiet"]) == 0
     config, history = (json.loads((out / f).read_text()) for f in ("config.json", "history.json"))
     assert (config["lr"], config["lr_decay"], config["kl_warmup"]) == (1e-2, "linear", 2)  # vbd: all the epochs
+    assert config["lr_warmup"] == 0  # "auto" on the digits' 64 inputs: none
     assert history["beta"] == [0.5, 1.0] and history["lr"] == pytest.approx([1e-2, 5e-3])
 
 

@@ -202,3 +202,68 @@ def test_a_lightning_run_projects_the_gates_after_every_step(tmp_path):
     assert len(starts) == 2 * N // BATCH and all(starts)
     assert all(((k >= 0) & (k <= 1)).all() for k in ks)
     assert any(((k > 0) & (k < 1)).any() for k in ks)  # the steps moved the gates off their start at 1
+
+
+def test_a_lightning_run_takes_bd_fits_learning_rate_at_every_step(tmp_path):
+    """The module's scheduler gives step t the rate ``bd.fit`` gives it: lr * min(1, (t + 1) / W) times the linear
+    decay of its epoch (8 steps per epoch here, W = 5); ``"auto"`` warms up over a tenth of the trainer's steps
+    for a network of 512 inputs."""
+    model, guide, x, y = _setup("bernoulli")
+    module = BayesdropModule(model, guide, example=x[:2], epochs=4, lr_warmup=5)
+    rates: list[float] = []
+
+    class Rates(lightning.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=BATCH)
+    trainer = lightning.Trainer(
+        accelerator="cpu", devices=1, max_epochs=4, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(tmp_path), callbacks=[Rates()],
+    )  # fmt: skip
+    trainer.fit(module, loader)
+    expected = [1e-2 * min(1, (t + 1) / 5) * (1 - (t // 8) / 4) for t in range(32)]
+    assert rates == pytest.approx(expected, rel=1e-12)
+    wide = bd.Classifier(bd.models.mlp(512, [10], 3, "bernoulli"), num_data=N)
+    x = torch.randn(N, 512, generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=BATCH)
+    auto = BayesdropModule(wide, bd.DropoutGuide(wide), example=x[:2], epochs=4)
+    trainer = lightning.Trainer(
+        accelerator="cpu", devices=1, max_epochs=4, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(tmp_path), callbacks=[Rates()],
+    )  # fmt: skip
+    rates.clear()
+    trainer.fit(auto, loader)
+    assert rates[:4] == pytest.approx([1e-2 / 3, 2e-2 / 3, 1e-2, 1e-2], rel=1e-12)  # round(32 / 10) = 3 steps
+
+
+def test_the_module_refuses_a_bad_lr_warmup():
+    model, guide, x, _ = _setup("bernoulli")
+    for bad in (-1, 0.5, "tenth", True):
+        with pytest.raises(ValueError, match="`lr_warmup` must be 'auto' or a non-negative int"):
+            BayesdropModule(model, guide, example=x[:2], lr_warmup=bad)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Lightning's notes on iterable datasets and workers
+def test_a_stream_without_a_length_decays_once_per_epoch_without_a_warm_up(tmp_path):
+    """An IterableDataset without ``__len__``: the trainer knows no steps per epoch, so ``"auto"`` warms up over none
+    and every step of epoch e takes lr * (1 - e / epochs), as ``bd.fit`` would."""
+    model, guide, x, y = _setup("bernoulli")
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter(zip(x, y))
+
+    module = BayesdropModule(model, guide, example=x[:2], epochs=4)
+    rates: list[float] = []
+
+    class Rates(lightning.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    trainer = lightning.Trainer(
+        accelerator="cpu", devices=1, max_epochs=4, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(tmp_path), callbacks=[Rates()],
+    )  # fmt: skip
+    trainer.fit(module, torch.utils.data.DataLoader(Stream(), batch_size=BATCH))
+    assert rates == pytest.approx([1e-2 * (1 - e / 4) for e in range(4) for _ in range(N // BATCH)], rel=1e-12)

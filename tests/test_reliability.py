@@ -382,9 +382,10 @@ class _SignalAt(bd.infer.Callback):
         self._send(state, "end")
 
 
-def _resumable_run(path, *, signal_at=None, resume=None, loader=False):
+def _resumable_run(path, *, signal_at=None, resume=None, loader=False, lr_warmup="auto"):
     """8 epochs of sparse-vd (KL warm-up and lr decay under way, held-out evaluation drawing from the global
-    generator) on the tiny classifier, checkpointing every 3 epochs: (state tensors, history, metrics)."""
+    generator) on the tiny classifier, 3 steps per epoch, checkpointing every 3 epochs: (state tensors, history,
+    metrics)."""
     import pyro
     from helpers import tiny_classifier
     from torch.utils.data import DataLoader, TensorDataset
@@ -406,6 +407,7 @@ def _resumable_run(path, *, signal_at=None, resume=None, loader=False):
         checkpoint_every=3,
         resume=resume,
         callbacks=callbacks,
+        lr_warmup=lr_warmup,
     )
     tensors = [*model.state_dict().values(), *guide.state_dict().values()]
     return tensors, result.history, bd.evaluate(model, guide, (x, y), num_samples=5)
@@ -443,6 +445,47 @@ def test_an_interrupted_fit_resumes_to_the_uninterrupted_run(tmp_path, signame, 
     resumed = _resumable_run(path, resume=path)
     assert len(resumed[1]["elbo"]) == 8
     assert _max_difference(reference, resumed) <= 1e-6
+
+
+def test_a_run_interrupted_during_the_learning_rate_warm_up_resumes_to_the_uninterrupted_run(tmp_path):
+    """A warm-up over 15 of the 24 steps, interrupted at epoch 4 (steps 12-14): the resumed run takes each step's
+    rate from the step count the checkpoint keeps, and ends as the uninterrupted run."""
+    import signal
+
+    reference = _resumable_run(tmp_path / "reference.pt", lr_warmup=15)
+    with pytest.raises(bd.FitInterrupted):
+        _resumable_run(tmp_path / "run.pt", signal_at=(4, signal.SIGINT, "start"), lr_warmup=15)
+    resumed = _resumable_run(tmp_path / "run.pt", resume=tmp_path / "run.pt", lr_warmup=15)
+    # each epoch's last step: the warm-up's factor (3 (e + 1) / 15, below 1 before epoch 4) times the decay
+    assert reference[1]["lr"] == pytest.approx([1e-2 * min(1, (e + 1) / 5) * (1 - e / 8) for e in range(8)])
+    assert _max_difference(reference, resumed) <= 1e-6
+
+
+def test_a_checkpoint_from_before_the_learning_rate_warm_up_resumes_without_it(tmp_path):
+    """A checkpoint whose settings lack ``lr_warmup`` (written before it existed) ran without a warm-up: it resumes
+    with ``lr_warmup=0``, and the default, which warms up a network of 512 inputs (2 of 20 steps), is refused naming
+    the setting."""
+    path = tmp_path / "old.pt"
+    x = torch.randn(40, 512, generator=torch.Generator().manual_seed(0))
+    y = _xy()[1]
+
+    def _classifier():
+        torch.manual_seed(0)
+        model = bd.Classifier(bd.models.mlp(512, [8], 3), num_data=40)
+        return model, bd.DropoutGuide(model)
+
+    model, guide = _classifier()
+    bd.fit(model, guide, (x, y), epochs=1, batch_size=4, lr_warmup=0, progress=False, checkpoint=path)
+    state = bd.infer.checkpoint.read_checkpoint(path)
+    del state["training"]["fit"]["lr_warmup"]
+    state["training"]["fit"]["epochs"] = state["training"]["epochs"] = 2
+    state["training"]["complete"] = False
+    torch.save(state, path)
+    model, guide = _classifier()
+    with pytest.raises(ValueError, match=r"`resume` .*lr_warmup=0 there, 2 here"):
+        bd.fit(model, guide, (x, y), epochs=2, batch_size=4, progress=False, resume=path)
+    result = bd.fit(model, guide, (x, y), epochs=2, batch_size=4, lr_warmup=0, progress=False, resume=path)
+    assert len(result.history["elbo"]) == 2
 
 
 def test_a_shuffled_dataloader_resumes_in_the_same_order(tmp_path):
@@ -896,6 +939,7 @@ _CONFIG_VALUES = {
     "lr": st.floats(allow_nan=True, allow_infinity=True),
     "seed": st.integers(-2, 2),
     "kl_warmup": st.one_of(st.just("auto"), st.integers(-2, 2)),
+    "lr_warmup": st.one_of(st.just("auto"), st.text(max_size=4), st.integers(-2, 2)),
 }
 
 
@@ -923,6 +967,7 @@ def test_read_config_answers_any_json_with_its_file_and_key(config, top):
             assert "config.json" in str(err) or "`--arch`" in str(err), err
         else:
             assert 1 <= parsed["epochs"] <= 10**6
+            assert parsed.get("lr_warmup", 0) == "auto" or parsed.get("lr_warmup", 0) >= 0
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,8 @@ from ..diagnostics import calibration, compare_kfold, compare_loo, loo_summary, 
 from ..diagnostics import kfold as kfold_cv
 from ..fileio import atomic_write_json, atomic_write_text
 from ..guides import dropout_rates
-from ..infer import DEFAULT_LR, fit, resolve_device, resolve_kl_warmup
+from ..infer import DEFAULT_LR, fit, resolve_device, resolve_kl_warmup, resolve_lr_warmup
+from ..infer.train import steps_per_epoch
 from . import runs
 from .runs import build, inputs, parse_arch
 
@@ -73,6 +74,7 @@ def compare(
     lr: float = DEFAULT_LR,
     kl_warmup: int | str = "auto",
     lr_decay: str | None = "linear",
+    lr_warmup: int | str = "auto",
     num_samples: int = 100,
     seed: int = 0,
     device: str = "auto",
@@ -95,8 +97,8 @@ def compare(
     kl_warmup
         Epochs of linear KL warm-up for every method, or ``"auto"`` (default): each method's own
         (:func:`bayesdrop.infer.resolve_kl_warmup`).
-    lr_decay
-        ``"linear"`` (default) or ``None`` (see :func:`bayesdrop.fit`).
+    lr_decay, lr_warmup
+        As :func:`bayesdrop.fit` takes them (defaults: ``"linear"`` and ``"auto"``).
     num_samples
         Posterior draws of the predictive (:func:`bayesdrop.to_inference_data`, seed 0, each draw one network).
     mnist_dir
@@ -160,6 +162,7 @@ def compare(
             lr=lr,
             kl_warmup=resolve_kl_warmup(model, epochs, kl_warmup),
             lr_decay=lr_decay,
+            lr_warmup=resolve_lr_warmup(model, epochs * steps_per_epoch(train, len(train.y), batch_size), lr_warmup),
         )
         with contextlib.ExitStack() as stack:
             run = None

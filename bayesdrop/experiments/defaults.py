@@ -243,9 +243,15 @@ class PlainSequenceNet(torch.nn.Module):
         return self.head(self.rnn(x)[0][:, -1])
 
 
-def run_floor(dataset: str, *, epochs: int, seed: int = 0, arch: str = "mlp") -> Case:
-    """The plain PyTorch network of the same widths and budget (see the module docstring)."""
-    ds, setting = _dataset(dataset), _setting(dataset, arch)
+def run_floor(
+    dataset: str, *, epochs: int, seed: int = 0, arch: str = "mlp", hidden: tuple[int, ...] | None = None
+) -> Case:
+    """The plain PyTorch network of the same widths and budget (see the module docstring); ``hidden``: the MLP's
+    hidden widths for a data set outside the matrix (default: the matrix's)."""
+    ds = _dataset(dataset)
+    if hidden is not None and arch != "mlp":
+        raise ValueError(f"`hidden` sets the MLP's widths; arch {arch!r} takes None")
+    setting = _setting(dataset, arch) if hidden is None else Setting(dataset, hidden, epochs, epochs)
     torch.manual_seed(seed)
     if arch == "rnn":
         net: torch.nn.Module = PlainSequenceNet(ds.sequences(ds.test).shape[-1], setting.hidden[0], ds.num_classes)

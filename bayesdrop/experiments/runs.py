@@ -203,13 +203,15 @@ def fold_builder(config: dict[str, Any], ds: bd_data.Dataset) -> Callable[[int],
 
 def fit_options(config: dict[str, Any]) -> dict[str, Any]:
     """The arguments of :func:`bayesdrop.fit` a run configuration sets (``bayesdrop train`` writes the KL warm-up
-    resolved to epochs): ``epochs``, ``batch_size``, ``lr``, ``kl_warmup`` and ``lr_decay``."""
+    resolved to epochs and the learning-rate warm-up to steps): ``epochs``, ``batch_size``, ``lr``, ``kl_warmup``,
+    ``lr_decay`` and ``lr_warmup`` (0 for a run configured before it existed, which trained without it)."""
     return {
         "epochs": config["epochs"],
         "batch_size": config.get("batch_size", 128),
         "lr": config.get("lr", DEFAULT_LR),
         "kl_warmup": config.get("kl_warmup", "auto"),
         "lr_decay": config.get("lr_decay", "linear"),
+        "lr_warmup": config.get("lr_warmup", 0),
     }
 
 
@@ -239,6 +241,7 @@ _CONFIG_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "lr": ((int, float), False),
     "kl_warmup": ((int, str, type(None)), False),
     "lr_decay": ((str, type(None)), False),
+    "lr_warmup": ((int, str), False),
     "seed": ((int,), False),
     "data_seed": ((int,), False),
 }
@@ -278,8 +281,11 @@ def read_config(path: Path) -> dict[str, Any]:
             raise ValueError(f"{path}: {key!r} must be >= {low}, got {config[key]}")
     if "lr" in config and not (math.isfinite(config["lr"]) and config["lr"] > 0):
         raise ValueError(f"{path}: 'lr' must be a finite number > 0, got {config['lr']}")
-    if isinstance(config.get("kl_warmup"), int) and config["kl_warmup"] < 0:
-        raise ValueError(f"{path}: 'kl_warmup' must be >= 0, got {config['kl_warmup']}")
+    for key in ("kl_warmup", "lr_warmup"):
+        if isinstance(config.get(key), int) and config[key] < 0:
+            raise ValueError(f"{path}: {key!r} must be >= 0, got {config[key]}")
+    if isinstance(config.get("lr_warmup"), str) and config["lr_warmup"] != "auto":
+        raise ValueError(f"{path}: 'lr_warmup' must be 'auto' or an int >= 0, got {config['lr_warmup']!r}")
     return config
 
 

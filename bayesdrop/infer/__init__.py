@@ -29,7 +29,18 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .elbo import MeanFieldELBO
 from .predict import RULES, evaluate, output_draws, predict
 from .resume import FitInterrupted
-from .train import DEFAULT_LR, FitResult, fit, param_groups, resolve_device, resolve_kl_warmup
+from .train import (
+    DEFAULT_LR,
+    LR_WARMUP_FAN_IN,
+    LR_WARMUP_FRACTION,
+    FitResult,
+    fit,
+    input_fan_in,
+    param_groups,
+    resolve_device,
+    resolve_kl_warmup,
+    resolve_lr_warmup,
+)
 
 __all__ = [
     "callbacks",
@@ -54,5 +65,9 @@ __all__ = [
     "load_checkpoint",
     "DEFAULT_LR",
     "resolve_kl_warmup",
+    "LR_WARMUP_FRACTION",
+    "LR_WARMUP_FAN_IN",
+    "resolve_lr_warmup",
+    "input_fan_in",
     "param_groups",
 ]

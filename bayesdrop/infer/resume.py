@@ -94,6 +94,10 @@ def _loader_generators(data: Any) -> list[torch.Generator]:
     return found
 
 
+# fit's settings added after checkpoints were first written, with the value that runs before them had
+ADDED_SETTINGS: dict[str, Any] = {"lr_warmup": 0}
+
+
 def _check_resumed_config(
     resumed: dict[str, Any],
     fit_config: dict[str, Any],
@@ -136,6 +140,7 @@ def _check_resumed_config(
         counts.dim() == 1 and counts.numel() > 0 and not counts.is_complex() and bool((counts >= 0).all())
     ):
         raise ValueError(f"`resume` {path!r}: its training state is not one fit writes ('label_counts')")
+    saved = {**ADDED_SETTINGS, **saved}  # a checkpoint from before a setting existed ran without it
     differ = [
         f"{k}={saved.get(k)!r} there, {fit_config[k]!r} here"
         for k in fit_config

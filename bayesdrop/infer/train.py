@@ -76,22 +76,34 @@ __all__ = [
     "DEFAULT_LR",
     "resolve_device",
     "resolve_kl_warmup",
+    "resolve_lr_warmup",
+    "input_fan_in",
+    "warmup_factor",
+    "steps_per_epoch",
+    "LR_WARMUP_FRACTION",
+    "LR_WARMUP_FAN_IN",
     "check_schedule",
     "param_groups",
 ]
 
 
 DEFAULT_LR = 1e-2  # fit's Adam learning rate, decayed linearly to 0 by default; measurements in docs/defaults.md
+LR_WARMUP_FRACTION = 0.1  #: fit(lr_warmup="auto"): the learning rate rises over this fraction of the run's steps
+LR_WARMUP_FAN_IN = 512  #: fit(lr_warmup="auto") warms up networks whose first weight layer sums this many inputs
 
 
-def check_schedule(*, epochs: int, lr: float, lr_decay: str | None, kl_warmup: int | str) -> None:
+def check_schedule(
+    *, epochs: int, lr: float, lr_decay: str | None, kl_warmup: int | str, lr_warmup: int | str = "auto"
+) -> None:
     """Refuse a training schedule that :func:`fit` and :class:`~bayesdrop.lightning.BayesdropModule` cannot run,
     naming the argument: ``epochs`` a positive int, ``lr`` a finite number > 0 (a ``TypeError`` for a non-number,
-    ``bool`` included), ``lr_decay`` ``None`` or ``"linear"``, ``kl_warmup`` ``"auto"`` or a non-negative int."""
+    ``bool`` included), ``lr_decay`` ``None`` or ``"linear"``, ``kl_warmup`` ``"auto"`` or a non-negative int,
+    ``lr_warmup`` ``"auto"`` or a non-negative int."""
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"`epochs` must be a positive int, got {epochs!r}")
     if kl_warmup != "auto" and (not isinstance(kl_warmup, int) or isinstance(kl_warmup, bool) or kl_warmup < 0):
         raise ValueError(f"`kl_warmup` must be 'auto' or a non-negative int (epochs), got {kl_warmup!r}")
+    _check_lr_warmup(lr_warmup)
     if isinstance(lr, bool) or not isinstance(lr, (int, float)):
         raise TypeError(f"`lr` must be a number, got {type(lr).__name__}")
     if not (lr > 0 and math.isfinite(lr)):
@@ -107,6 +119,49 @@ def resolve_kl_warmup(model: torch.nn.Module, epochs: int, kl_warmup: int | str 
         return int(kl_warmup)
     fraction = max((layer.method.fit_defaults.kl_warmup for _, layer in bayesian_layers(model)), default=0.0)
     return round(fraction * epochs)
+
+
+def _check_lr_warmup(lr_warmup: int | str) -> None:
+    if lr_warmup != "auto" and (not isinstance(lr_warmup, int) or isinstance(lr_warmup, bool) or lr_warmup < 0):
+        raise ValueError(f"`lr_warmup` must be 'auto' or a non-negative int (optimiser steps), got {lr_warmup!r}")
+
+
+def input_fan_in(model: torch.nn.Module) -> int:
+    """The inputs that one unit of ``model``'s first weight layer sums: the product of its first weight site's shape
+    but the first (``in_features``, ``in_channels`` times the kernel, an LSTM's input size); 0 without a layer."""
+    for _, layer in bayesian_layers(model):
+        for site in layer.weight_sites.values():
+            return math.prod(site.shape[1:])
+    return 0
+
+
+def resolve_lr_warmup(model: torch.nn.Module, total_steps: int, lr_warmup: int | str = "auto") -> int:
+    """The learning-rate warm-up in optimiser steps: ``lr_warmup`` itself, or for ``"auto"`` a tenth
+    (:data:`LR_WARMUP_FRACTION`) of the run's ``total_steps``, rounded, where ``model``'s first weight layer sums at
+    least :data:`LR_WARMUP_FAN_IN` inputs (:func:`input_fan_in`: MNIST's 784 pixels), and none below."""
+    _check_lr_warmup(lr_warmup)
+    if lr_warmup != "auto":
+        return int(lr_warmup)
+    return round(LR_WARMUP_FRACTION * total_steps) if input_fan_in(model) >= LR_WARMUP_FAN_IN else 0
+
+
+def warmup_factor(step: int, warmup: int) -> float:
+    r"""The learning rate's factor at optimiser step ``step`` (from 0) of a linear warm-up over ``warmup`` steps:
+    :math:`\min(1, (t + 1) / W)`, so the first step takes :math:`\eta / W` and step :math:`W - 1` on take
+    :math:`\eta`; 1 throughout when ``warmup`` is 0."""
+    return min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+
+
+def steps_per_epoch(data: Any, num: int, batch_size: int) -> int:
+    """Optimiser steps in one epoch of :func:`fit` over ``data``: ``ceil(num / batch_size)`` for tensors, the
+    loader's length for a sized DataLoader, and for a stream without a length ``ceil(num / b)`` with the loader's
+    batch size ``b`` (``num``: the model's ``num_data``)."""
+    if not isinstance(data, torch.utils.data.DataLoader):
+        return math.ceil(num / batch_size)
+    try:
+        return len(data)
+    except TypeError:  # an IterableDataset without __len__
+        return math.ceil(num / (data.batch_size or 1))
 
 
 def param_groups(model: torch.nn.Module, guide: DropoutGuide, lr: float) -> list[dict[str, Any]]:
@@ -229,10 +284,11 @@ class FitResult:
         (mean negative log-likelihood per training point), ``kl`` (KL term of
         the ELBO, the estimate ``loss - N * nll``; for ``vbd`` it includes the
         constant :math:`n_\gamma \log(b - a)` of the ``gamma`` sites, see
-        ``VariationalBayesianDropout.kl_constant``), ``beta``, ``lr``, ``train_<metric>`` for the
-        likelihood's :meth:`~bayesdrop.Likelihood.train_metrics` (``train_acc`` for a classifier), ``seconds``
-        and, when ``test`` data were given, ``test_<metric>`` for its :meth:`~bayesdrop.Likelihood.metrics`
-        (``test_acc`` and ``test_nll`` for a classifier, ``test_rmse`` and ``test_nll`` for a regressor).
+        ``VariationalBayesianDropout.kl_constant``), ``beta``, ``lr`` (the rate of the epoch's last step),
+        ``train_<metric>`` for the likelihood's :meth:`~bayesdrop.Likelihood.train_metrics` (``train_acc`` for a
+        classifier), ``seconds`` and, when ``test`` data were given, ``test_<metric>`` for its
+        :meth:`~bayesdrop.Likelihood.metrics` (``test_acc`` and ``test_nll`` for a classifier, ``test_rmse`` and
+        ``test_nll`` for a regressor).
     device : torch.device
     warnings : list of str
         The :class:`CollapseWarning` messages of this run (empty for a healthy one).
@@ -269,6 +325,7 @@ def fit(
     loss: pyro.infer.ELBO | None = None,
     kl_warmup: int | str = "auto",
     lr_decay: str | None = "linear",
+    lr_warmup: int | str = "auto",
     lrt: bool = True,
     device: str | torch.device = "auto",
     seed: int | None = 0,
@@ -301,9 +358,8 @@ def fit(
         Passes over the data, minibatch size, Adam learning rate (default 1e-2, decayed linearly: see
         ``lr_decay``).  Parameters whose method declares a multiplier
         (:attr:`~bayesdrop.methods.TrainingDefaults.lr_scale`) train at ``lr`` times it (:func:`param_groups`).
-        The default was chosen on digits and MNIST-1D; on MNIST-sized inputs with 1024-wide layers ``bernoulli``
-        does better at ``lr=3e-3``, or with each layer's ``lr_scale`` at ``min(1, 512 / in_features)``
-        (``docs/defaults.md``, "The learning rate and its schedule").
+        The default was chosen on digits and MNIST-1D; with the warm-up (``lr_warmup``) it also serves real MNIST's
+        784-1024-1024-10 MLP (``docs/defaults.md``, "The learning rate and its schedule").
     optimizer
         A function of the parameter groups (:func:`param_groups`, each with its ``"lr"``) returning a torch
         optimiser, e.g. ``lambda groups: torch.optim.SGD(groups, momentum=0.9)``; default Adam.  ``lr_decay``
@@ -322,6 +378,15 @@ def fit(
         epoch ``e = 0, 1, ...``, as Molchanov et al. (2017) trained sparse VD; ``None`` keeps ``lr``.  With a
         fixed budget of epochs the linear decay trained every registered method to a better test error than a
         constant rate on digits and MNIST-1D (``docs/defaults.md``).
+    lr_warmup
+        Optimiser steps ``W`` over which the learning rate rises linearly: ``lr * min(1, (t + 1) / W)`` at step
+        ``t = 0, 1, ...`` (times the decay); 0: none.  ``"auto"`` (default): a tenth of the run's steps
+        (:data:`LR_WARMUP_FRACTION`, as Devlin et al. (2019) trained BERT) where the network's first weight layer
+        sums at least 512 inputs (:data:`LR_WARMUP_FAN_IN`: MNIST's 784 pixels), none below (the bundled digits,
+        MNIST-1D, regression).  Adam's first steps move every weight by about ``lr`` whatever its gradient, and a
+        unit summing 784 inputs moves hundreds of times as far: without the warm-up ``bernoulli`` lost dropout's
+        regularisation on real MNIST, and with it on few inputs short regression fits went less far
+        (``docs/defaults.md``, "The learning-rate warm-up").
     lrt
         Use the local reparameterisation trick for methods that support it;
         ``False`` samples weights.  With the default ``loss`` the guide then
@@ -355,10 +420,10 @@ def fit(
         restored, so that the resumed run ends where the uninterrupted one
         would (same final parameters, history and metrics, the ``seconds`` excepted).  Checked before any step: it
         must be a bayesdrop checkpoint with a training state, of the same model and guide structure, written with
-        the same settings (``epochs``, ``batch_size``, ``lr``, ``kl_warmup``, ``lr_decay``, ``lrt``, ``seed``, the
-        number of data points, the loss and optimiser classes, ``test_samples``) and ``run_config``; else a
-        ``ValueError`` naming ``resume``.  A checkpoint of a finished run trains no further epoch.  It may be the
-        same file as ``checkpoint``.  Loaded with ``torch.load(weights_only=True)`` only.
+        the same settings (``epochs``, ``batch_size``, ``lr``, ``kl_warmup``, ``lr_decay``, ``lr_warmup``, ``lrt``,
+        ``seed``, the number of data points, the loss and optimiser classes, ``test_samples``) and ``run_config``;
+        else a ``ValueError`` naming ``resume``.  A checkpoint of a finished run trains no further epoch.  It may be
+        the same file as ``checkpoint``.  Loaded with ``torch.load(weights_only=True)`` only.
     run_config
         A dict of plain values describing the run (``bayesdrop train`` passes its ``config.json``), stored in
         every checkpoint as ``config``; with ``resume``, the checkpoint's must be equal.
@@ -396,7 +461,7 @@ def fit(
     FitInterrupted
         When SIGINT or SIGTERM arrived during a run with a ``checkpoint`` (after saving it).
     """
-    check_schedule(epochs=epochs, lr=lr, lr_decay=lr_decay, kl_warmup=kl_warmup)
+    check_schedule(epochs=epochs, lr=lr, lr_decay=lr_decay, kl_warmup=kl_warmup, lr_warmup=lr_warmup)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}")
     if not isinstance(guide, DropoutGuide) or guide.model is not model:
@@ -491,6 +556,7 @@ def fit(
         raise ValueError("`data` has no examples (an empty DataLoader or split)")
     if num != model.num_data:
         raise ValueError(f"`data` has {num} points but the model was built with num_data={model.num_data}")
+    lr_warm = resolve_lr_warmup(model, epochs * steps_per_epoch(train, num, batch_size), lr_warmup)
     elbo = loss if loss is not None else MeanFieldELBO(max_plate_nesting=1)
     # bd.fit's own loss records the minibatch's log-likelihood as it scores it (a subclass, e.g. the boosting ELBO,
     # may score the data otherwise: recomputed from the output)
@@ -501,6 +567,7 @@ def fit(
         "lr": float(lr),
         "kl_warmup": warmup,
         "lr_decay": lr_decay,
+        "lr_warmup": lr_warm,
         "lrt": lrt,
         "seed": seed,
         "num_data": num,
@@ -598,6 +665,8 @@ def fit(
             if state.beta != 1.0 and graph is None:
                 handlers.append(KLScale(state.beta))
             aborted = False
+            base_lr = [group["lr"] for group in optim.param_groups]  # this epoch's rates, before the warm-up's factor
+            warming, factor = steps < lr_warm, 1.0
             with contextlib.ExitStack() as stack:
                 for h in handlers:
                     stack.enter_context(h)
@@ -634,6 +703,11 @@ def fit(
                         _explain_batch(model, xb, yb, "data", err)
                         raise
                     loss_b.backward()
+                    if warming:  # the learning-rate warm-up, by this step's index over the run
+                        factor = warmup_factor(steps + len(losses), lr_warm)
+                        for group, rate in zip(optim.param_groups, base_lr):
+                            group["lr"] = rate * factor
+                        warming = factor < 1.0
                     optim.step()
                     guide.project(projected)  # projected gradient: back in the parameters' domain
                     with torch.no_grad():
@@ -660,6 +734,8 @@ def fit(
                             c = model.label_counts(yb)
                             if c is not None:
                                 counts.append(c)
+            for group, rate in zip(optim.param_groups, base_lr):  # the epoch's rates, as callbacks set them
+                group["lr"] = rate
             if aborted:
                 good.restore(everything=True)  # the epoch in progress is abandoned: back to its start
                 break
@@ -678,7 +754,7 @@ def fit(
             steps += len(losses)
             state.step, state.epochs_done = steps, epoch + 1
             state.metrics.update(elbo=loss_e / num, nll=nll, kl=loss_e - num * nll, beta=state.beta)
-            state.metrics.update(lr=lr * state.lr_scale, **train_means, seconds=time.perf_counter() - t0)
+            state.metrics.update(lr=lr * state.lr_scale * factor, **train_means, seconds=time.perf_counter() - t0)
             stop = False
             for cb in schedule:
                 stop = bool(cb.on_epoch_end(state)) or stop
