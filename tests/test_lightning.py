@@ -247,14 +247,17 @@ def test_the_module_refuses_a_bad_lr_warmup():
 @pytest.mark.filterwarnings("ignore::UserWarning")  # Lightning's notes on iterable datasets and workers
 def test_a_stream_without_a_length_decays_once_per_epoch_without_a_warm_up(tmp_path):
     """An IterableDataset without ``__len__``: the trainer knows no steps per epoch, so ``"auto"`` warms up over none
-    and every step of epoch e takes lr * (1 - e / epochs), as ``bd.fit`` would."""
-    model, guide, x, y = _setup("bernoulli")
+    even for a network of 512 inputs, and every step of epoch e takes lr * (1 - e / epochs), as ``bd.fit`` would."""
+    y = _setup("bernoulli")[3]
+    x = torch.randn(N, 512, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = bd.Classifier(bd.models.mlp(512, [10], 3, "bernoulli"), num_data=N)
 
     class Stream(torch.utils.data.IterableDataset):
         def __iter__(self):
             return iter(zip(x, y))
 
-    module = BayesdropModule(model, guide, example=x[:2], epochs=4)
+    module = BayesdropModule(model, bd.DropoutGuide(model), example=x[:2], epochs=4)
     rates: list[float] = []
 
     class Rates(lightning.Callback):

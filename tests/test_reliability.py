@@ -469,19 +469,19 @@ def test_a_checkpoint_from_before_the_learning_rate_warm_up_resumes_without_it(t
     x = torch.randn(40, 512, generator=torch.Generator().manual_seed(0))
     y = _xy()[1]
 
-    def _classifier():
+    def _wide_classifier():
         torch.manual_seed(0)
         model = bd.Classifier(bd.models.mlp(512, [8], 3), num_data=40)
         return model, bd.DropoutGuide(model)
 
-    model, guide = _classifier()
+    model, guide = _wide_classifier()
     bd.fit(model, guide, (x, y), epochs=1, batch_size=4, lr_warmup=0, progress=False, checkpoint=path)
     state = bd.infer.checkpoint.read_checkpoint(path)
     del state["training"]["fit"]["lr_warmup"]
     state["training"]["fit"]["epochs"] = state["training"]["epochs"] = 2
     state["training"]["complete"] = False
     torch.save(state, path)
-    model, guide = _classifier()
+    model, guide = _wide_classifier()
     with pytest.raises(ValueError, match=r"`resume` .*lr_warmup=0 there, 2 here"):
         bd.fit(model, guide, (x, y), epochs=2, batch_size=4, progress=False, resume=path)
     result = bd.fit(model, guide, (x, y), epochs=2, batch_size=4, lr_warmup=0, progress=False, resume=path)
