@@ -41,8 +41,7 @@ from . import __version__, compress, diagnostics, methods
 from .experiments import compare, runs
 from .experiments.runs import build, inputs, load_dataset, load_run, parse_hyper
 from .fileio import atomic_write_json, atomic_write_text
-from .infer import DEFAULT_LR, FitInterrupted, evaluate, fit, resolve_device, resolve_kl_warmup, resolve_lr_warmup
-from .infer.train import steps_per_epoch
+from .infer import DEFAULT_LR, FitInterrupted, evaluate, fit, resolve_device
 
 __all__ = ["default_threads", "main", "make_parser", "set_threads"]
 
@@ -268,9 +267,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     ds, model, guide = build(data_config, dataset)
     train, test = inputs(ds, config, ds.train), inputs(ds, config, ds.test)
     if not args.resume:  # the run's record: both warm-ups resolved
-        config["kl_warmup"] = resolve_kl_warmup(model, config["epochs"], config["kl_warmup"])
-        steps = config["epochs"] * steps_per_epoch(train, len(train.y), config["batch_size"])
-        config["lr_warmup"] = resolve_lr_warmup(model, steps, config["lr_warmup"])
+        config.update(runs.resolved_warmups(model, train, config))
     resolved_device = resolve_device(args.device)
     with runs.RunLock(out, "--out", create=True):
         runs.prepare_run_dir(out, overwrite=args.overwrite, resume=args.resume)

@@ -33,8 +33,7 @@ from ..diagnostics import calibration, compare_kfold, compare_loo, loo_summary, 
 from ..diagnostics import kfold as kfold_cv
 from ..fileio import atomic_write_json, atomic_write_text
 from ..guides import dropout_rates
-from ..infer import DEFAULT_LR, fit, resolve_device, resolve_kl_warmup, resolve_lr_warmup
-from ..infer.train import steps_per_epoch
+from ..infer import DEFAULT_LR, fit, resolve_device
 from . import runs
 from .runs import build, inputs, parse_arch
 
@@ -160,10 +159,11 @@ def compare(
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
-            kl_warmup=resolve_kl_warmup(model, epochs, kl_warmup),
+            kl_warmup=kl_warmup,
             lr_decay=lr_decay,
-            lr_warmup=resolve_lr_warmup(model, epochs * steps_per_epoch(train, len(train.y), batch_size), lr_warmup),
+            lr_warmup=lr_warmup,
         )
+        config.update(runs.resolved_warmups(model, train, config))
         with contextlib.ExitStack() as stack:
             run = None
             if runs_dir is not None:

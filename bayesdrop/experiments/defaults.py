@@ -251,12 +251,12 @@ def run_floor(
     ds = _dataset(dataset)
     if hidden is not None and arch != "mlp":
         raise ValueError(f"`hidden` sets the MLP's widths; arch {arch!r} takes None")
-    setting = _setting(dataset, arch) if hidden is None else Setting(dataset, hidden, epochs, epochs)
+    hidden = _setting(dataset, arch).hidden if hidden is None else hidden
     torch.manual_seed(seed)
     if arch == "rnn":
-        net: torch.nn.Module = PlainSequenceNet(ds.sequences(ds.test).shape[-1], setting.hidden[0], ds.num_classes)
+        net: torch.nn.Module = PlainSequenceNet(ds.sequences(ds.test).shape[-1], hidden[0], ds.num_classes)
     elif arch == "mlp":
-        widths = [ds.in_features, *setting.hidden, cast(int, ds.num_classes) if ds.task == "classification" else 1]
+        widths = [ds.in_features, *hidden, cast(int, ds.num_classes) if ds.task == "classification" else 1]
         layers: list[torch.nn.Module] = []
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
             if i:
@@ -264,7 +264,7 @@ def run_floor(
             layers.append(torch.nn.Linear(a, b))
         net = torch.nn.Sequential(*layers)
     else:
-        net = plain_lenet5(ds, setting.hidden[0])
+        net = plain_lenet5(ds, hidden[0])
     opt = torch.optim.Adam(net.parameters())
     batch_size = inspect.signature(fit).parameters["batch_size"].default
     x, y = _inputs(ds, ds.train, arch), ds.train.y

