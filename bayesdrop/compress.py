@@ -910,7 +910,8 @@ def save(module: torch.nn.Module, path: str | os.PathLike, example: torch.Tensor
     atomic_write(path, lambda f: torch.export.save(program, f))  # a unique temporary file, then renamed
 
 
-_PT2_PAYLOAD_PREFIXES = {"weights": "weight_", "constants": "tensor_constant"}
+_PT2_META = ("archive_format", "archive_version", "byteorder", ".data/version", ".data/serialization_id")
+_PT2_PAYLOADS = {"weights": "weight_", "constants": "tensor_constant"}  # folder under data/ -> file name prefix
 
 
 def check_pt2(path: str | os.PathLike) -> None:
@@ -918,13 +919,18 @@ def check_pt2(path: str | os.PathLike) -> None:
     sample inputs that load with ``torch.load(weights_only=True)``.
 
     ``torch.export.load`` unpickles (``weights_only=False``) the weights and constants an archive marks
-    ``use_pickle``, its custom and opaque objects, and sample inputs that ``weights_only=True`` cannot read: a
-    crafted file runs code on load.  This reads the archive as a zip, without unpickling anything, first.
+    ``use_pickle``, a legacy ``data/weights/<model>.pt`` or ``data/constants/<model>.pt`` file, its custom and
+    opaque objects, and sample inputs that ``weights_only=True`` cannot read: a crafted file runs code on load.
+    This reads the archive as a zip, without unpickling anything, and accepts an exact list of entries: the
+    format's metadata, each program ``models/<model>.json`` with its ``<model>_weights_config.json`` and
+    ``<model>_constants_config.json``, the raw payload files those configurations name (none pickled), and
+    sample inputs of plain tensors.
 
     Raises
     ------
     ValueError
-        If the file is not a zip archive of a ``.pt2`` program, or holds a pickled payload, naming the entry.
+        If the file is not a zip archive of a ``.pt2`` program, or holds a pickled payload or any entry outside
+        that list, naming the entry.
     """
     import io
     import json
@@ -943,31 +949,34 @@ def check_pt2(path: str | os.PathLike) -> None:
         root = next(iter(roots))
         if archive.read(f"{root}/archive_format").strip() != b"pt2":
             raise ValueError(f"{name}: archive_format is not 'pt2'")
-        for entry in entries:
-            rel = entry[len(root) + 1 :]
-            kind = rel.split("/")[1] if rel.startswith("data/") and rel.count("/") >= 2 else None
-            if rel in ("archive_format", "archive_version", "byteorder", ".data/version", ".data/serialization_id"):
-                continue
-            if rel.startswith("models/") and rel.endswith(".json"):
-                continue
-            if kind in _PT2_PAYLOAD_PREFIXES:
-                leaf = rel.rsplit("/", 1)[1]
-                if leaf.endswith("_config.json"):
-                    config = json.loads(archive.read(entry)).get("config", {})
-                    for fqn, meta in config.items():
-                        path_name = str(meta.get("path_name", ""))
-                        if meta.get("use_pickle") or not path_name.startswith(_PT2_PAYLOAD_PREFIXES[kind]):
-                            raise ValueError(f"{name}: {kind} entry {fqn!r} ({path_name}) is pickled; refused")
+        rels = {e[len(root) + 1 :]: e for e in entries}
+        models = [r[len("models/") : -len(".json")] for r in rels if r.startswith("models/") and r.endswith(".json")]
+        allowed = set(_PT2_META) | {f"models/{m}.json" for m in models}
+        for model in models:
+            for kind, prefix in _PT2_PAYLOADS.items():
+                config_name = f"data/{kind}/{model}_{kind}_config.json"
+                allowed.add(config_name)
+                if config_name not in rels:
                     continue
-                if leaf.startswith(_PT2_PAYLOAD_PREFIXES[kind]):
-                    continue
-            if kind == "sample_inputs" and rel.endswith(".pt"):
+                try:
+                    config = json.loads(archive.read(rels[config_name])).get("config", {})
+                    metas = [(str(fqn), meta, str(meta.get("path_name", ""))) for fqn, meta in config.items()]
+                except (ValueError, AttributeError, TypeError) as exc:
+                    raise ValueError(f"{name}: {config_name} is not a payload configuration ({exc})") from None
+                for fqn, meta, path_name in metas:
+                    if meta.get("use_pickle") or not path_name.startswith(prefix) or "/" in path_name:
+                        raise ValueError(f"{name}: {kind} entry {fqn!r} ({path_name}) is pickled; refused")
+                    allowed.add(f"data/{kind}/{path_name}")
+        # torch.export.load unpickles a legacy <model>.pt weights or constants file whatever the configs say
+        allowed -= {f"data/{kind}/{model}.pt" for kind in _PT2_PAYLOADS for model in models}
+        for rel, entry in rels.items():
+            if rel.startswith("data/sample_inputs/") and rel.endswith(".pt") and rel[19:-3] in models:
                 try:
                     torch.load(io.BytesIO(archive.read(entry)), weights_only=True)
                 except Exception as exc:  # anything weights_only cannot read would be unpickled by torch.export
                     raise ValueError(f"{name}: sample inputs {rel} are not plain tensors ({exc}); refused") from None
-                continue
-            raise ValueError(f"{name}: unexpected entry {rel!r} in a .pt2 archive; refused")
+            elif rel not in allowed:
+                raise ValueError(f"{name}: unexpected entry {rel!r} in a .pt2 archive; refused")
 
 
 def load(path: str | os.PathLike) -> torch.nn.Module:

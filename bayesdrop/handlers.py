@@ -26,7 +26,8 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
 
 import pyro.distributions as dist
@@ -233,15 +234,33 @@ def posterior_mean(
     """``model`` as a deterministic function, run at the posterior mean of ``guide`` (:class:`PosteriorMean`).
 
     Returns a function of the model's arguments that traces the guide under :class:`PosteriorMean` and replays the
-    model on that trace (blocked, so nothing reaches an outer handler).  ``masks`` zeroes pruned entries.
+    model on that trace (blocked, so nothing reaches an outer handler), a module model in eval mode
+    (:func:`eval_mode`).  ``masks`` zeroes pruned entries.
     """
 
     def run(*args: Any, **kwargs: Any) -> Any:
-        with poutine.block():
+        with eval_mode(model), poutine.block():
             guide_trace = poutine.trace(PosteriorMean(masks)(guide)).get_trace(*args, **kwargs)
             return poutine.replay(model, trace=guide_trace)(*args, **kwargs)
 
     return run
+
+
+@contextlib.contextmanager
+def eval_mode(module: object) -> Iterator[None]:
+    """Every submodule of ``module`` in eval mode for the block (batch normalisation on its running statistics,
+    which stay as they were), each returned to its own mode after it; nothing for anything not a module, or a
+    module already in eval mode throughout."""
+    training = [m for m in module.modules() if m.training] if isinstance(module, torch.nn.Module) else []
+    if not training:
+        yield
+        return
+    cast(torch.nn.Module, module).eval()
+    try:
+        yield
+    finally:
+        for m in training:
+            m.training = True
 
 
 def default_generator(device: torch.device) -> torch.Generator | None:

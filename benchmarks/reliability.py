@@ -694,6 +694,20 @@ def pt2_cases(ws: Workspace) -> list[Case]:
     def sample_pickle(name: str, data: bytes) -> bytes:
         return pickle.dumps(_Payload(marker)) if "sample_inputs" in name else data
 
+    def legacy_weights() -> Path:
+        """The program renamed ``weight_evil``, its raw weights replaced by torch's legacy weights file
+        ``data/weights/weight_evil.pt`` (a pickle), whose name carries the raw weights' prefix."""
+        dst, buf = ws.path("legacy.pt2"), io.BytesIO()
+        torch.save({"x": _Payload(marker)}, buf)
+        with zipfile.ZipFile(path) as zin, zipfile.ZipFile(dst, "w") as zout:
+            for name in zin.namelist():
+                if "/data/weights/" not in name:
+                    zout.writestr(
+                        name.replace("/model.", "/weight_evil.").replace("/model_", "/weight_evil_"), zin.read(name)
+                    )
+            zout.writestr(name.split("/")[0] + "/data/weights/weight_evil.pt", buf.getvalue())
+        return dst
+
     def blob(name: str, content: bytes) -> Path:
         p = ws.path(name)
         p.write_bytes(content)
@@ -710,6 +724,7 @@ def pt2_cases(ws: Workspace) -> list[Case]:
     files = {
         "a weight marked use_pickle": rewrite(use_pickle),
         "sample inputs a bare pickle": rewrite(sample_pickle),
+        "a legacy weights file (a pickle)": legacy_weights(),
         "an entry dropped": rewrite(lambda n, d: None if n.endswith(".json") else d),
         "junk": blob("junk.pt2", b"junk"),
         "empty": blob("empty.pt2", b""),

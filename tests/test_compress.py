@@ -276,6 +276,29 @@ def test_a_convnet_with_batch_norm_loses_unread_channels(sequential, tmp_path):
     assert torch.allclose(bd.compress.load(tmp_path / "cnn.pt2")(x), ref, atol=1e-6)
 
 
+def test_the_mean_network_runs_batch_norm_on_its_running_statistics_whatever_the_mode():
+    """bd.fit leaves the model in training mode: the mean network still normalises with the running statistics
+    (the pruned network's outputs), leaves them as they were, and returns each module to its own mode."""
+    torch.manual_seed(0)
+    x = torch.randn(10, 2, 6, 6)
+    net, model, guide = _bayesianized(_CNN(), x)
+    with torch.no_grad():
+        net.bn.running_mean.normal_(), net.bn.running_var.uniform_(0.5, 2.0)
+    stats = net.bn.running_mean.clone(), net.bn.running_var.clone()
+    model.train()
+    net.conv1.eval()  # a module the user keeps in eval mode
+    out = guide.mean_network(pruned=True)(x)
+    assert torch.equal(net.bn.running_mean, stats[0]) and torch.equal(net.bn.running_var, stats[1])
+    assert model.training and net.bn.training and not net.conv1.training
+    assert torch.allclose(out, bd.compress.prune(model, guide)(x), atol=1e-6)
+    bd.predict(model, guide, x, num_samples=2)
+    assert model.training and net.bn.training and not net.conv1.training
+    # in training mode the batch's own statistics would have given other outputs
+    with torch.no_grad():
+        batch_mode = bd.handlers.posterior_mean(lambda *a: model(*a), guide)(x)
+    assert not torch.allclose(batch_mode, out, atol=1e-3)
+
+
 class _Residual(torch.nn.Module):
     def __init__(self):
         super().__init__()

@@ -333,6 +333,43 @@ def test_a_pt2_with_a_pickle_payload_is_refused_and_the_payload_never_runs(tmp_p
 
 
 @pytest.mark.parametrize(
+    "kind,program,listed",
+    [("weights", "weight_evil", False), ("constants", "tensor_constant_evil", False), ("weights", "weight_evil", True)],
+    ids=["legacy-weights", "legacy-constants", "legacy-weights-named-in-config"],
+)
+def test_a_pt2_with_a_legacy_pickled_payload_is_refused_and_never_runs(tmp_path, kind, program, listed):
+    """torch.export.load reads a legacy ``data/weights/<program>.pt`` (or ``data/constants/...``) file with
+    torch.load and falls back to unpickling it.  A program renamed so that the file's name carries the payload
+    prefix (``weight_``, ``tensor_constant``), and even a configuration that names it, is refused before torch
+    opens anything."""
+    import io
+    import json
+
+    _, _, path = _saved(tmp_path)
+    marker = tmp_path / "payload_ran"
+    buf = io.BytesIO()
+    torch.save({"x": _Payload(marker)}, buf)
+
+    def edit(entries):
+        root = entries[0][0].split("/")[0]
+        out = []
+        for name, data in entries:
+            if kind == "weights" and "/data/weights/" in name and not (listed and name.endswith("config.json")):
+                continue
+            name = name.replace("/model.", f"/{program}.").replace("/model_", f"/{program}_")
+            if listed and name.endswith(f"{program}_weights_config.json"):
+                data = json.dumps({"config": {"w": {"path_name": f"{program}.pt", "use_pickle": False}}}).encode()
+            out.append((name, data))
+        return out + [(f"{root}/data/{kind}/{program}.pt", buf.getvalue())]
+
+    evil = tmp_path / "evil.pt2"
+    _edited_pt2(path, evil, edit)
+    with pytest.raises(ValueError, match=f"unexpected entry 'data/{kind}/{program}.pt'.*refused"):
+        bd.compress.load(evil)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
     "edit,message",
     [
         (lambda es: es + [(es[0][0].split("/")[0] + "/extra/run.py", b"print(1)")], "unexpected entry 'extra/run.py'"),

@@ -77,6 +77,7 @@ import torch
 from ..data import as_tensors, loader_batches
 from ..distributions import base_distribution
 from ..guides import DropoutGuide, dropout_rates
+from ..handlers import eval_mode
 from ..likelihoods import Likelihood
 from ..posterior import PosteriorSampler, check_noise, device_of, guide_setup, seeded
 from ..sites import SHARED_PLATE
@@ -269,16 +270,12 @@ def to_inference_data(
     y_dtype = _dtype(first[1], model)
     train = _Groups(model, "obs_id", y_dtype, size)
     new = _Groups(model, "pred_id", y_dtype, new_size) if new_passes is not None else None
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         with seeded(seed, dev, guide_setup(guide, first[0], dev)):  # the recipe of bd.evaluate: the same networks
             draws = PosteriorSampler(model, guide, S, first[0][:1].to(dev), shared_noise=shared)
             train.record(draws, itertools.chain([first], passes), dev)
             if new is not None and new_passes is not None:
                 new.record(draws, new_passes, dev)
-    finally:
-        model.train(was_training)
     if new is not None and not new.size:
         raise ValueError("`predictions` is empty")
 

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from ..data import as_tensors, loader_batches
 from ..guides import DropoutGuide
-from ..handlers import MomentMatching, default_generator
+from ..handlers import MomentMatching, default_generator, eval_mode
 from ..likelihoods import Likelihood, Prediction
 from ..nn import bayesian_layers
 from ..posterior import PosteriorSampler, check_noise, device_of, draws_per_pass, forked, guide_setup, seeded
@@ -151,12 +151,8 @@ def _per_batch(
     if first is None:
         raise ValueError("no inputs to predict: the data is empty")
     batches = itertools.chain([first], iterator)
-    was_training = model.training
     # eval mode for the Pyro runs (a plain module is in eval mode already); eval() walks every module's setattr
-    toggled = (kept is None or kept.network is None) and any(m.training for m in model.modules())
-    if toggled:
-        model.eval()
-    try:
+    with eval_mode(model if kept is None or kept.network is None else None):
         if guide._order is None:  # the guide's first run, off the draws' random stream (as `seeded`'s setup)
             with forked(dev):
                 guide(first[:2].to(dev))
@@ -200,9 +196,6 @@ def _per_batch(
         groups = _joined(batches, rows) if rows else ([xb] for xb in batches)
         parts = (part for group in groups for part in _split(draw(_cat(group).to(dev)), group))
         return [part if reduce is None else reduce(part) for part in parts]
-    finally:
-        if toggled:
-            model.train(was_training)
 
 
 def _joined(batches: Iterable[torch.Tensor], rows: int) -> Iterator[list[torch.Tensor]]:
