@@ -26,6 +26,16 @@ from .sites import noise_shared, shared_plate
 __all__ = ["DropoutGuide", "dropout_rates"]
 
 
+MAX_INPUT_SHAPES = 64  #: input shapes whose draw shapes a guide keeps (the oldest is dropped first)
+
+
+def _input_shapes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[int, ...], ...]:
+    """The per-example shape of the network's input, the first argument of model and guide (whether or not the
+    targets follow); of every tensor argument where the first is not a tensor."""
+    inputs = args[:1] if args and torch.is_tensor(args[0]) else (*args, *kwargs.values())
+    return tuple(tuple(int(d) for d in a.shape[1:]) for a in inputs if torch.is_tensor(a))
+
+
 def _key(name: str) -> str:
     return name.replace(".", "__") or "_root"
 
@@ -87,6 +97,8 @@ class DropoutGuide(PyroModule):
         module_dict = cast("type[torch.nn.ModuleDict]", PyroModule[torch.nn.ModuleDict])  # Pyro: type[PyroModule]
         self.layers = module_dict({_key(n): layer.method.init_guide(layer) for n, layer in pairs})
         self._order: list[tuple[BayesianLayer, LayerGuide]] | None = None
+        # per-example draw shapes of the layers, by the per-example shapes of the tensor arguments
+        self._draw_shapes: dict[tuple[tuple[int, ...], ...], list[tuple[BayesianLayer, dict[str, Any]]]] = {}
 
     @property
     def model(self) -> torch.nn.Module:
@@ -117,10 +129,32 @@ class DropoutGuide(PyroModule):
             site["type"] == "sample" and not site["is_observed"] and site["cond_indep_stack"]
             for site in trace.nodes.values()
         )
+        self._draw_shapes = {_input_shapes(args, kwargs): self._recorded_shapes()}
+
+    def _recorded_shapes(self) -> list[tuple[BayesianLayer, dict[str, tuple[int, ...]]]]:
+        return [(layer, dict(layer.draw_shapes)) for layer, _ in self._order or [] if layer.draw_shapes]
+
+    def _prepare_shapes(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Put every layer's per-example draw shapes at those of this input (an LSTM's steps, an image's size):
+        the guide draws before the model runs.  Recorded by a blocked run of the model, off the random stream,
+        the first time an input shape comes; set from that record afterwards."""
+        key = _input_shapes(args, kwargs)
+        shapes = self._draw_shapes.get(key)
+        if shapes is None:
+            devices = [a.device for a in (*args, *kwargs.values()) if torch.is_tensor(a) and a.device.type == "cuda"]
+            with torch.random.fork_rng(devices=sorted(set(devices), key=str)), torch.no_grad(), poutine.block():
+                self.model(*args, **kwargs)
+            if len(self._draw_shapes) >= MAX_INPUT_SHAPES:
+                self._draw_shapes.pop(next(iter(self._draw_shapes)))
+            shapes = self._draw_shapes[key] = self._recorded_shapes()
+        for layer, recorded in shapes:
+            layer.draw_shapes.update(recorded)
 
     def forward(self, *args: Any, **kwargs: Any) -> None:
         if self._order is None:
             self._setup(*args, **kwargs)
+        else:
+            self._prepare_shapes(args, kwargs)
         # Built first, as in the model, where a layer has per-example sites: TraceMeanField_ELBO checks the order.
         assert self._order is not None  # set by _setup
         data_plate = cast("Callable[..., pyro.plate]", self.model.data_plate)  # checked in __init__

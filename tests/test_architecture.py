@@ -540,3 +540,63 @@ def test_the_package_imports_form_no_cycle():
     registry = {m for m in graph if m == "bayesdrop.methods" or m.startswith("bayesdrop.methods.")}
     cycles = {m for m in graph if m in reach(m)} - registry
     assert not cycles, f"modules on an import cycle: {sorted(cycles)}"
+
+
+class _Buckets(torch.utils.data.IterableDataset):
+    """Minibatches of sequences whose length changes from batch to batch (a loader that buckets by length)."""
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(1)
+        for steps in (6, 9, 6, 4):
+            yield torch.randn(8, steps, 4, generator=g), torch.randint(0, 3, (8,), generator=g)
+
+
+@pytest.mark.parametrize("method", ["bernoulli", "concrete", "recurrent-dropout", "variational-rnn"])
+def test_the_guide_draws_at_the_shape_of_each_input_whatever_came_before(method):
+    """The guide draws per-example noise before the model runs: at the shape of the input it is given (an LSTM's
+    number of steps), never at the last one the model saw.  Training on minibatches of several lengths works, the
+    compiled loss gives the eager run's parameters, and a prediction does not depend on the earlier calls."""
+    from torch.utils.data import DataLoader
+
+    fits = []
+    for jit in (True, False):
+        torch.manual_seed(0)
+        net = bd.models.rnn(4, 8, 3, method=method)
+        model = bd.Classifier(net, num_data=32)
+        guide = bd.DropoutGuide(model)
+        bd.fit(model, guide, DataLoader(_Buckets(), batch_size=None), epochs=2, progress=False, seed=0, jit=jit)
+        fits.append((model, guide))
+    (model, guide), (eager_model, eager_guide) = fits
+    eager = dict(eager_model.named_parameters()) | dict(eager_guide.named_parameters())
+    for name, value in (dict(model.named_parameters()) | dict(guide.named_parameters())).items():
+        torch.testing.assert_close(value, eager[name], rtol=1e-5, atol=1e-6)
+    x10 = torch.randn(3, 10, 4)
+    torch.manual_seed(3)
+    first = bd.predict(model, guide, x10, num_samples=4)
+    bd.predict(model, guide, torch.randn(3, 5, 4), num_samples=4)  # the model last saw 5 steps
+    torch.manual_seed(3)
+    assert torch.equal(bd.predict(model, guide, x10, num_samples=4), first)
+
+
+def test_a_convolutional_network_predicts_on_images_of_another_size():
+    """A fully convolutional network (global average at the end) trained on 8 x 8 images predicts on 12 x 12 ones,
+    in vectorised and sequential passes alike, the same networks either way."""
+
+    class FCN(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2 = torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.Conv2d(3, 3, 3, padding=1)
+
+        def forward(self, x):
+            return self.c2(self.c1(x).relu()).mean((-1, -2))
+
+    torch.manual_seed(0)
+    model = bd.Classifier(bd.bayesianize(FCN(), "concrete"), num_data=20)
+    guide = bd.DropoutGuide(model)
+    bd.fit(model, guide, (torch.randn(20, 1, 8, 8), torch.randint(0, 3, (20,))), epochs=1, progress=False)
+    x12 = torch.randn(4, 1, 12, 12)
+    torch.manual_seed(3)
+    vectorised = bd.predict(model, guide, x12, num_samples=10, parallel=True)
+    torch.manual_seed(3)
+    sequential = bd.predict(model, guide, x12, num_samples=10, parallel=False)
+    assert vectorised.shape == (4, 3) and torch.allclose(vectorised, sequential, atol=1e-6)

@@ -39,13 +39,14 @@ def test_the_compiled_loss_trains_as_the_eager_one(method):
 
 
 def test_the_compiled_step_runs_no_python_of_model_or_guide(monkeypatch):
-    """After recording, a step does not run the loss's Python: the ELBO is called to record and check each of the
-    two minibatch shapes (2 x 2), and by the validated first epoch (4 steps), not by the later 8 steps."""
+    """After recording, a step does not run the loss's Python: the ELBO is called to prime the guide's draw shapes,
+    record and check each of the two minibatch shapes (2 x 3), and by the validated first epoch (4 steps), not by
+    the later 8 steps."""
     calls = record_validation(monkeypatch)
     result, _, _ = _fit("bernoulli", True)
     assert result.compiled
     assert calls.count(True) == 4  # the first epoch: 4 validated steps, eagerly
-    assert calls.count(False) == 4  # recording and checking the shapes 16 and 2
+    assert calls.count(False) == 6  # priming, recording and checking the shapes 16 and 2
 
 
 def test_a_loss_that_does_not_compile_trains_eagerly_or_is_refused():

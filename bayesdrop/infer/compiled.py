@@ -182,6 +182,8 @@ class CompiledLoss:
 
         devices = [x.device] if x.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # recording and checking leave the training's stream as it was
+            with torch.no_grad():  # the guide records the draw shapes of a new input shape, outside the graph
+                self.eager(x, y, beta)
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shapes read in Python: one graph each
