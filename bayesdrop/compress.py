@@ -391,7 +391,7 @@ def prune(
     * after a ``Linear``: at most one flatten that ends at the last axis, into a ``Linear``.
 
     A producer unit survives when the consumer reads it (a channel: when any of its input features is read); a
-    convolution keeps at least one channel.  Between two ``Linear`` layers joined by elementwise operations only, a
+    convolution keeps at least one channel, and the first layer at least one input.  Between two ``Linear`` layers joined by elementwise operations only, a
     unit whose incoming weights are all pruned is constant: it folds into the consumer's bias and goes.  In a
     ``Sequential`` whose items are the Bayesian layers the layers are taken in order, and the first layer's unread
     inputs are dropped by an :class:`InputSelect` (unless a recurrent layer comes before it).  In any other network
@@ -833,6 +833,9 @@ def _shrink(
         return torch.ones(n, dtype=torch.bool, device=like.device)
 
     keep_in = {n: _unit_axis_keep(W[n] != 0) if n in select else every(W[n].shape[1], W[n]) for n in layers}
+    for n in select:
+        if not keep_in[n].any():  # every input pruned: one stays, read with zero weights (no layer of no inputs)
+            keep_in[n][0] = True
     keep_out = {n: every(W[n].shape[0], W[n]) for n in layers}  # output units survive when the next layer reads them
     for ch in chains:
         p, i = ch.producer, ch.consumer

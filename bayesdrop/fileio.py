@@ -5,7 +5,9 @@ unique temporary file in the target's directory, flushes and fsyncs it, then ren
 ``os.replace``.  A reader sees the old file or the new one, never a part; two concurrent writers each publish a
 whole file (the last rename wins); an interrupted or failed write (a full disk, a signal) leaves the target as it
 was and removes its temporary file.  The rename replaces a symbolic link at the target path itself, so a link
-planted there is never written through.  Every ``OSError`` names the file it concerns.
+planted there is never written through.  Every ``OSError`` names the file it concerns.  The published file has
+the permission bits ``mode`` (0644 by default, whatever the umask).  :func:`atomic_write_path` does the same for
+writers that take a file name rather than a file object (netCDF).
 
 Example
 -------
@@ -23,7 +25,14 @@ import tempfile
 from collections.abc import Callable
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "named_os_error", "TEMP_SUFFIX"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_path",
+    "atomic_write_text",
+    "atomic_write_json",
+    "named_os_error",
+    "TEMP_SUFFIX",
+]
 
 TEMP_SUFFIX = ".tmp"  # the temporary files of atomic_write: ``.<name>.<random>.tmp`` beside the target
 
@@ -51,6 +60,31 @@ def _fsync_directory(directory: str) -> None:
             os.close(fd)
 
 
+def _publish(path: str | os.PathLike[str], fill: Callable[[int, str], None], mode: int) -> None:
+    """Make a unique temporary file beside ``path``, let ``fill(fd, name)`` write and fsync it (``fill`` owns the
+    descriptor ``fd`` and closes it, whether it succeeds or not), give it the permission bits ``mode`` and rename
+    it over ``path``; on any failure remove it and raise ``OSError`` naming ``path``."""
+    target = os.fspath(path)
+    directory = os.path.dirname(target) or "."
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.", suffix=TEMP_SUFFIX)
+    except OSError as err:
+        raise named_os_error(err, target, "creating a temporary file beside it") from err
+    try:
+        fill(fd, tmp)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise named_os_error(err, target) from err
+        if isinstance(err, RuntimeError) and "write" in str(err).lower():  # torch's stream writer on a full disk
+            raise OSError(errno.EIO, f"{err} (writing)", target) from err
+        raise
+    _fsync_directory(directory)
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any], *, mode: int = 0o644) -> None:
     """Write ``path`` atomically: ``write(f)`` fills a temporary file that then replaces ``path``.
 
@@ -69,28 +103,46 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
         Of the subclass the system gave (``FileNotFoundError``, ``PermissionError``, a full disk, ...), naming
         ``path``.  ``path`` is left as it was.
     """
-    target = os.fspath(path)
-    directory = os.path.dirname(target) or "."
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.", suffix=TEMP_SUFFIX)
-    except OSError as err:
-        raise named_os_error(err, target, "creating a temporary file beside it") from err
-    try:
+
+    def fill(fd: int, tmp: str) -> None:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(err, OSError):
-            raise named_os_error(err, target) from err
-        if isinstance(err, RuntimeError) and "write" in str(err).lower():  # torch's stream writer on a full disk
-            raise OSError(errno.EIO, f"{err} (writing)", target) from err
-        raise
-    _fsync_directory(directory)
+
+    _publish(path, fill, mode)
+
+
+def atomic_write_path(path: str | os.PathLike[str], write: Callable[[str], Any], *, mode: int = 0o644) -> None:
+    """Write ``path`` atomically with a writer that takes a file name (``xarray``'s ``to_netcdf``, HDF5): as
+    :func:`atomic_write`, but ``write(name)`` is called with the path of the temporary file, which it may reopen
+    or replace; the file is then fsynced, given ``mode`` and renamed over ``path``.
+
+    Parameters
+    ----------
+    path
+        The file to write; its directory must exist.  A symbolic link at ``path`` is replaced, not followed.
+    write
+        Called once with the name of the temporary file (an empty file beside ``path``).
+    mode
+        Permission bits of the published file.
+
+    Raises
+    ------
+    OSError
+        Of the subclass the system gave, naming ``path`` (not the temporary file).  ``path`` is left as it was.
+    """
+
+    def fill(fd: int, tmp: str) -> None:
+        os.close(fd)
+        write(tmp)
+        done = os.open(tmp, os.O_RDWR if os.name == "nt" else os.O_RDONLY)  # Windows syncs writable handles only
+        try:
+            os.fsync(done)
+        finally:
+            os.close(done)
+
+    _publish(path, fill, mode)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -117,8 +118,22 @@ class DropoutGuide(PyroModule):
 
     def _setup(self, *args: Any, **kwargs: Any) -> None:
         # One blocked run of the model records call order and per-example shapes.
-        with torch.no_grad(), poutine.block():
-            trace = poutine.trace(self.model).get_trace(*args, **kwargs)
+        frozen = [p for p in self.model.parameters() if not p.requires_grad]
+        try:
+            with torch.no_grad(), poutine.block():
+                trace = poutine.trace(self.model).get_trace(*args, **kwargs)
+        except RuntimeError as err:
+            found = re.search(r"Multiple (?:sample|param) sites named '([^']*)'", str(err))
+            if found is None:
+                raise
+            raise ValueError(
+                f"the site {found.group(1)!r} is drawn twice in one forward pass: a bayesdrop layer draws its weights "
+                "and noise once per pass, under its name, so each layer may run once per forward (give each call a "
+                "layer of its own, e.g. copy.deepcopy)"
+            ) from err
+        finally:
+            for p in frozen:  # Pyro's param store turns requires_grad on as it registers a parameter: kept off
+                p.requires_grad_(False)
         first_site: dict[str, int] = {}
         for i, name in enumerate(trace.nodes):
             first_site.setdefault(name.rsplit(".", 1)[0], i)

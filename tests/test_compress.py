@@ -299,6 +299,22 @@ def test_the_mean_network_runs_batch_norm_on_its_running_statistics_whatever_the
     assert not torch.allclose(batch_mode, out, atol=1e-3)
 
 
+@pytest.mark.parametrize("first", ["conv", "linear"])
+def test_a_first_layer_with_every_input_pruned_keeps_one_read_with_zero_weights(first):
+    """A one-channel image whose channel is pruned (a SAL gate below its threshold): the pruned network keeps
+    that input, with zero weights, and computes what the pruned mean network computes (no layer of no inputs)."""
+    torch.manual_seed(0)
+    conv = first == "conv"
+    layers = [torch.nn.Conv2d(1, 3, 3), torch.nn.Flatten()] if conv else [torch.nn.Flatten(), torch.nn.Linear(1, 27)]
+    x = torch.randn(10, 1, 5, 5) if conv else torch.randn(10, 1, 1, 1)
+    net, model, guide = _bayesianized(torch.nn.Sequential(*layers, torch.nn.ReLU(), torch.nn.Linear(27, 2)), x)
+    _prune_inputs(guide, net[0] if conv else net[1], [0])
+    pruned = bd.compress.prune(model, guide)
+    weight = pruned[0].weight if conv else pruned[1].weight
+    assert weight.shape[1] == 1 and torch.equal(weight, torch.zeros_like(weight))
+    assert torch.allclose(pruned(x), guide.mean_network(pruned=True)(x), atol=1e-6)
+
+
 class _Residual(torch.nn.Module):
     def __init__(self):
         super().__init__()

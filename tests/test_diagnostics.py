@@ -13,10 +13,13 @@ Trained models are shared by module-scoped fixtures:
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
+import os
 import re
+import stat
 import types
 import warnings
 from pathlib import Path
@@ -773,3 +776,134 @@ def test_plots_name_bad_input():
     p_out = np.full((4, 3), 1 / 3)
     fig = D.plot_ood(p_in, p_out)
     assert len(fig.axes) == 2  # histogram and ROC: no labels, so no accuracy-rejection panel
+
+
+# ----------------------------------------------------------------------------- netCDF files, PSIS with one draw
+
+
+def test_load_netcdf_names_the_path_of_a_file_it_cannot_read(tmp_path):
+    """A truncated, empty or foreign file is a ValueError naming the argument and the path (not h5py's bare
+    OSError); a missing path a FileNotFoundError, a directory an IsADirectoryError, both naming the path."""
+    good = D.save_netcdf(_hand_classification(with_log_likelihood=True), tmp_path / "good.nc")
+    raw = good.read_bytes()
+    bad = {"truncated.nc": raw[: len(raw) // 2], "empty.nc": b"", "text.nc": b"hello"}
+    for name, content in bad.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(ValueError, match=r"is not a readable netCDF InferenceData") as err:
+            D.load_netcdf(path)
+        assert f"`path` {str(path)!r}" in str(err.value)
+    missing = tmp_path / "missing.nc"
+    with pytest.raises(FileNotFoundError, match="`path` does not exist") as err:
+        D.load_netcdf(missing)
+    assert err.value.filename == str(missing)
+    with pytest.raises(IsADirectoryError, match="`path` is a directory") as err:
+        D.load_netcdf(tmp_path)
+    assert err.value.filename == str(tmp_path)
+    with pytest.raises(TypeError, match="`path` must be a path"):
+        D.load_netcdf(3)
+    assert set(_arviz.groups(D.load_netcdf(good))) >= {"posterior_predictive", "log_likelihood"}
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077], ids=oct)
+def test_save_netcdf_has_the_mode_of_every_artefact_and_names_the_path(tmp_path, monkeypatch, umask):
+    """``save_netcdf`` publishes its file with the permission bits of ``fileio.atomic_write`` (0644, not mkstemp's
+    0600), and an error names the path the caller gave, not the hidden temporary file."""
+    from bayesdrop import fileio
+
+    idata = _hand_classification(with_log_likelihood=True)
+    old = os.umask(umask)
+    try:
+        path = D.save_netcdf(idata, tmp_path / "idata.nc")
+        fileio.atomic_write_text(tmp_path / "other.json", "{}")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    assert mode == stat.S_IMODE(os.stat(tmp_path / "other.json").st_mode) == 0o644
+    missing = tmp_path / "missing_dir" / "x.nc"
+    with pytest.raises(FileNotFoundError) as err:
+        D.save_netcdf(idata, missing)
+    assert err.value.filename == str(missing) and ".tmp" not in str(err.value)
+    before = path.read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)  # a full disk: the old file is kept, the error names it
+    with pytest.raises(OSError, match="No space left") as err:
+        D.save_netcdf(idata, path)
+    monkeypatch.undo()
+    assert err.value.filename == str(path) and path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idata.nc", "other.json"]  # no temporary file left
+
+
+def test_the_methods_without_a_posterior_group_are_the_documented_ones():
+    """The ``posterior`` bullet of ``to_inference_data``'s module docstring names every method (of those an MLP
+    takes) whose InferenceData has no ``posterior`` group, and says what to do for PSIS-LOO then; with
+    ``reff=1.0`` (what ``loo_summary`` passes) PSIS-LOO works on them."""
+    import importlib
+
+    doc = importlib.import_module("bayesdrop.diagnostics.inference_data").__doc__
+    bullet = doc[doc.index("* ``posterior``:") : doc.index("* ``posterior_predictive``:")]
+    assert "reff=1.0" in bullet and "loo_summary" in bullet
+    absent = []
+    cases = [(m, {}) for m in bd.methods.names(role="input")] + [("vbd", {"granularity": "unit"})]
+    for method, hyper in cases:
+        model, guide, x, y = tiny_classifier(method, **hyper)
+        bd.fit(model, guide, (x, y), epochs=1, batch_size=20, lr=1e-2, progress=False, seed=0)
+        idata = bd.to_inference_data(model, guide, (x, y), num_samples=20, seed=0)
+        if "posterior" not in _arviz.groups(idata):
+            absent.append((method, hyper))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                assert math.isfinite(D.loo_summary(idata)["elpd_loo"])
+                assert math.isfinite(float(_arviz.az().loo(idata, reff=1.0)["elpd_loo"]))
+    assert ("vbd", {"granularity": "unit"}) not in absent  # per-unit vbd has draws of its noise
+    assert {m for m, _ in absent} >= {"vd", "sparse-vd", "vbd", "dropconnect"}
+    for method, _ in absent:
+        assert f"``{method}``" in bullet, method
+
+
+def test_psis_needs_two_draws():
+    """PSIS-LOO (and LOO-PIT, PSIS weights) of one draw is a ValueError naming the argument, not ArviZ's
+    ``IndexError: index -2 is out of bounds``; two draws work."""
+
+    def ll_idata(S, regression=False):
+        rng = np.random.default_rng(0)
+        ll = rng.normal(-1.0, 0.3, size=(1, S, 6))
+        if regression:
+            return _arviz.from_dict(
+                posterior_predictive={"mu": rng.normal(size=(1, S, 6)), "y": rng.normal(size=(1, S, 6))},
+                log_likelihood={"y": ll},
+                observed_data={"y": np.zeros(6)},
+                constant_data={"noise_scale": np.ones(6)},
+                dims={"mu": ["obs_id"], "y": ["obs_id"], "noise_scale": ["obs_id"]},
+            )
+        return _arviz.from_dict(
+            posterior_predictive={"probs": np.full((1, S, 6, 3), 1 / 3)},
+            log_likelihood={"y": ll},
+            observed_data={"y": np.zeros(6, dtype=np.int64)},
+            dims={"probs": ["obs_id", "class"], "y": ["obs_id"]},
+        )
+
+    one = ll_idata(1)
+    needs = "needs at least 2 draws, got 1"
+    with pytest.raises(ValueError, match=f"^`idata`: PSIS-LOO {needs}"):
+        D.loo_summary(one)
+    with pytest.raises(ValueError, match=f"^`idata`: PSIS-LOO {needs}"):
+        _arviz.loo(one)
+    with pytest.raises(ValueError, match=f"^`idata_train`: PSIS-LOO {needs}"):
+        D.loo_check(one, ll_idata(3))
+    with pytest.raises(ValueError, match=re.escape("`idatas['b']`: PSIS-LOO ") + needs):
+        D.compare_loo({"a": ll_idata(3), "b": one})
+    with pytest.raises(ValueError, match=f"^`log_ratios`: PSIS {needs}"):
+        _arviz.psislw(np.zeros((4, 1)))
+    with pytest.raises(ValueError, match=f"^`idata`: LOO-PIT {needs}"):
+        D.plot_loo_pit(ll_idata(1, regression=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert math.isfinite(D.loo_summary(ll_idata(2))["elpd_loo"])
+    # the audit's case: a model's InferenceData of a single draw
+    model, guide, x, y = tiny_classifier("bernoulli")
+    with pytest.raises(ValueError, match=f"^`idata`: PSIS-LOO {needs}"):
+        D.loo_summary(bd.to_inference_data(model, guide, (x, y), num_samples=1))

@@ -383,3 +383,74 @@ def test_the_guide_names_what_it_cannot_guide():
         bd.dropout_rates(model, other_guide)
     guide(x)
     assert set(guide.point_values()) == set(bd.dropout_rates(model, guide))
+
+
+def test_fit_keeps_the_parameters_a_user_froze():
+    """A parameter with requires_grad=False (a frozen normalisation layer) is not trained, and stays frozen: Pyro's
+    param store turns requires_grad on as it registers a module's parameters, which the guide's first run undoes."""
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.ln, self.out = torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.out(self.ln(self.fc(x)).relu())
+
+    torch.manual_seed(0)
+    plain = Net()
+    plain.ln.requires_grad_(False)
+    net = bd.bayesianize(plain, "bernoulli")
+    model = bd.Classifier(net, num_data=40)
+    guide = bd.DropoutGuide(model)
+    before = [p.detach().clone() for p in net.ln.parameters()]
+    bd.fit(model, guide, (torch.randn(40, 4), torch.randint(0, 3, (40,))), epochs=2, progress=False)
+    assert all(not p.requires_grad and torch.equal(p, b) for p, b in zip(net.ln.parameters(), before))
+    assert all(
+        id(p) not in {id(q) for q in net.ln.parameters()}
+        for g in bd.infer.param_groups(model, guide, 0.1)
+        for p in g["params"]
+    )
+
+
+def test_inputs_of_the_wrong_kind_are_refused_by_fit_and_predict_alike():
+    """Float64 inputs to a float32 network and integer inputs to a network without an embedding: a TypeError
+    naming the argument before any step or draw (torch's own error comes from inside a layer, mid-trace)."""
+    torch.manual_seed(0)
+    net = bd.models.mlp(4, [8], 3)
+    model = bd.Classifier(net, num_data=40)
+    guide = bd.DropoutGuide(model)
+    y = torch.randint(0, 3, (40,))
+    with pytest.raises(TypeError, match=r"`data`: x is int64, integer tokens, but the network has no embedding"):
+        bd.fit(model, guide, (torch.ones(40, 4, dtype=torch.int64), y), epochs=1, progress=False)
+    bd.fit(model, guide, (torch.randn(40, 4), y), epochs=1, progress=False)
+    with pytest.raises(TypeError, match=r"`x`: x is float64 but the model's parameters are float32"):
+        bd.predict(model, guide, torch.randn(3, 4, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"`x`: x is int64, integer tokens"):
+        bd.predict(model, guide, torch.ones(3, 4, dtype=torch.int64))
+
+
+def test_nan_inputs_from_a_data_loader_are_named_not_blamed_on_the_learning_rate():
+    """A loader's batches are not checked before training as tensors are: a NaN input in its third batch stops the
+    run with a message naming that batch, compiled or eager."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x, y = torch.randn(40, 4), torch.randint(0, 3, (40,))
+    x[25, 1] = float("nan")
+    for jit in (None, False):
+        model = bd.Classifier(bd.models.mlp(4, [8], 3), num_data=40)
+        guide = bd.DropoutGuide(model)
+        with pytest.raises(FloatingPointError, match=r"`data`: x of batch 2 of epoch 0 .* contains NaN or inf"):
+            bd.fit(model, guide, DataLoader(TensorDataset(x, y), batch_size=10), epochs=1, progress=False, jit=jit)
+
+
+def test_fit_refuses_a_batch_size_beside_a_data_loader():
+    """A DataLoader sets its own batches: a batch_size beside it would be ignored, so it is refused (as predict
+    refuses it)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    model = bd.Classifier(bd.models.mlp(4, [8], 3), num_data=40)
+    guide = bd.DropoutGuide(model)
+    loader = DataLoader(TensorDataset(torch.randn(40, 4), torch.randint(0, 3, (40,))), batch_size=8)
+    with pytest.raises(ValueError, match="`batch_size`: the DataLoader sets the batches"):
+        bd.fit(model, guide, loader, batch_size=7, epochs=1, progress=False)

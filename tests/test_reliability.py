@@ -436,7 +436,7 @@ def _resumable_run(path, *, signal_at=None, resume=None, loader=False, lr_warmup
         guide,
         data,
         epochs=8,
-        batch_size=16,
+        batch_size=None if loader else 16,
         progress=False,
         test=(x, y),
         test_samples=3,

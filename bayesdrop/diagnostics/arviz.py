@@ -20,13 +20,15 @@ DataFrame with 0.2x's columns, :func:`groups` the names of the groups and :func:
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
-import tempfile
 import warnings
 from typing import Any
 
 import numpy as np
+
+from ..fileio import atomic_write_path
 
 __all__ = [
     "az",
@@ -41,6 +43,7 @@ __all__ = [
     "waic",
     "compare",
     "psislw",
+    "check_psis_draws",
     "summary",
     "ess",
     "rhat",
@@ -201,6 +204,20 @@ def _se(pointwise: Any) -> float:
     return float(np.sqrt(len(values) * np.var(values)))
 
 
+def check_psis_draws(n_draws: int, where: str = "`idata`", what: str = "PSIS-LOO", *, idata: bool = True) -> None:
+    """Raise a ``ValueError`` when ``n_draws < 2``: Pareto-smoothed importance sampling needs at least 2 draws
+    (ArviZ fails on one with an ``IndexError``).  ``where`` names the argument, ``what`` the computation; with
+    ``idata`` the message says how to draw more."""
+    if n_draws < 2:
+        hint = " (draw more: bd.to_inference_data(..., num_samples=S), S in the hundreds)" if idata else ""
+        raise ValueError(f"{where}: {what} needs at least 2 draws, got {n_draws}{hint}")
+
+
+def _n_draws(da: Any) -> int:
+    """The number of draws (chain x draw) of a DataArray of draws."""
+    return int(np.prod([da.sizes[d] for d in _SAMPLE_DIMS if d in da.dims]))
+
+
 def _series(values: list[Any], index: list[str]) -> Any:
     import pandas as pd
 
@@ -217,7 +234,13 @@ def loo(idata: Any, *, pointwise: bool = True, var_name: str | None = None) -> A
         ArviZ 0.2x's ``ELPDData``: ``elpd_loo``, ``se``, ``p_loo``, ``n_samples``, ``n_data_points``, ``warning``,
         ``loo_i`` and ``pareto_k`` (DataArrays over the observation dims, with ``pointwise``), ``scale``
         (``"log"``) and ``good_k``.
+
+    Raises
+    ------
+    ValueError
+        If the log-likelihood has fewer than 2 draws.
     """
+    check_psis_draws(_n_draws(_log_likelihood(idata, var_name)))
     if not _v1():
         return az().loo(idata, pointwise=pointwise, var_name=var_name, reff=1.0)
     import xarray as xr
@@ -350,8 +373,10 @@ def psislw(log_ratios: Any, *, reff: float = 1.0) -> tuple[Any, Any]:
     :math:`\lfloor S/5 \rfloor` (:math:`S \le 225`) or :math:`\lfloor 3\sqrt{S / r_\mathrm{eff}} \rfloor` under
     1.x: the lines agree where these are equal (e.g. S = 50, 100, 200), and differ a little elsewhere.  Where the
     tail has fewer than 5 draws no Pareto distribution is fitted: the weights are the raw ones and k is infinite,
-    as ArviZ 0.2x has it (arviz-stats 1.x raises instead).
+    as ArviZ 0.2x has it (arviz-stats 1.x raises instead).  Fewer than 2 draws raise a ``ValueError``.
     """
+    shape = np.shape(log_ratios)
+    check_psis_draws(int(shape[-1]) if shape else 0, "`log_ratios`", "PSIS", idata=False)
     if not _v1():
         return az().psislw(log_ratios, reff=reff)
     import xarray as xr
@@ -484,8 +509,9 @@ def plot_loo_pit(idata: Any, *, ax: Any, y: str, ecdf: bool = False) -> Any:
 
     Under ArviZ 1.x (whose ``plot_loo_pit`` draws the ECDF difference only, on a figure of its own) the same
     LOO-PIT values are drawn here: their density against the uniform one, or with ``ecdf`` the ECDF minus the
-    uniform CDF, each with the pointwise 94% band of N uniform values.
+    uniform CDF, each with the pointwise 94% band of N uniform values.  Fewer than 2 draws raise a ``ValueError``.
     """
+    check_psis_draws(_n_draws(_log_likelihood(idata, y)), "`idata`", "LOO-PIT")
     if not _v1():
         ll = idata.log_likelihood[y].stack(__sample__=("chain", "draw"))
         log_weights = psislw(-ll, reff=1.0)[0].values
@@ -512,27 +538,66 @@ def plot_loo_pit(idata: Any, *, ax: Any, y: str, ecdf: bool = False) -> Any:
 
 
 def to_netcdf(idata: Any, path: str | os.PathLike) -> str:
-    """Write every group (and the top-level attributes) to a netCDF4 file, atomically: into a unique temporary
-    file beside ``path``, then renamed over it (an interrupted write leaves ``path`` as it was)."""
+    """Write every group (and the top-level attributes) to a netCDF4 file, atomically
+    (:func:`bayesdrop.fileio.atomic_write_path`): into a unique temporary file beside ``path``, then renamed over it
+    with the permission bits of every bayesdrop artefact (0644); an interrupted write leaves ``path`` as it was.
+
+    Raises
+    ------
+    OSError
+        Of the subclass the system gave (``FileNotFoundError`` for a missing directory, ``PermissionError``, a full
+        disk), naming ``path``.
+    """
     path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path) or ".")
-    os.close(fd)
-    try:
-        idata.to_netcdf(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    atomic_write_path(path, idata.to_netcdf)
     return path
 
 
-def from_netcdf(path: str | os.PathLike) -> Any:
-    """Read a file written by :func:`to_netcdf`, fully loaded into memory (the file is closed)."""
-    if _v1():
-        import xarray as xr
+def from_netcdf(path: str | os.PathLike, *, name: str = "path") -> Any:
+    """Read a file written by :func:`to_netcdf`, fully loaded into memory (the file is closed).
 
-        return xr.load_datatree(os.fspath(path))
-    arviz = az()
-    with arviz.rc_context({"data.load": "eager"}):
-        return arviz.from_netcdf(os.fspath(path))
+    Parameters
+    ----------
+    path
+        The netCDF file.
+    name
+        The argument name that error messages give.
+
+    Raises
+    ------
+    TypeError
+        If ``path`` is not a str or ``os.PathLike``.
+    FileNotFoundError
+        If nothing is at ``path``.
+    IsADirectoryError
+        If ``path`` is a directory.
+    ValueError
+        If ``path`` is not a readable netCDF InferenceData (a truncated or empty file, another format, not a
+        regular file).
+    OSError
+        If the file cannot be read (permission denied, an I/O error), naming ``path``.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`{name}` must be a path (str or os.PathLike), got {type(path).__name__}")
+    shown = os.fspath(path)
+    if not os.path.exists(shown):
+        raise FileNotFoundError(errno.ENOENT, f"`{name}` does not exist", shown)
+    if os.path.isdir(shown):
+        raise IsADirectoryError(errno.EISDIR, f"`{name}` is a directory, not a netCDF InferenceData file", shown)
+    if not os.path.isfile(shown):  # a FIFO or a device: HDF5 would block or read garbage
+        raise ValueError(f"`{name}` {shown!r} is not a readable netCDF InferenceData: not a regular file")
+    try:
+        if _v1():
+            import xarray as xr
+
+            return xr.load_datatree(shown)
+        arviz = az()
+        with arviz.rc_context({"data.load": "eager"}):
+            return arviz.from_netcdf(shown)
+    except OSError as err:
+        if isinstance(err, PermissionError) or err.errno in (errno.EACCES, errno.EIO, errno.EISDIR, errno.ENOENT):
+            code = err.errno if err.errno is not None else errno.EACCES
+            raise OSError(code, f"cannot read `{name}`: {err.strerror or err}", shown) from err
+        raise ValueError(f"`{name}` {shown!r} is not a readable netCDF InferenceData: {err}") from err
+    except Exception as err:  # another format, a file HDF5 reads but xarray cannot decode, ...
+        raise ValueError(f"`{name}` {shown!r} is not a readable netCDF InferenceData: {err}") from err

@@ -28,8 +28,15 @@ C classes (``class``) and M new inputs (``pred_id``):
 
 * ``posterior``: random quantities only, as draws: the per-example sites of each network drawn once (e.g.
   ``net.0.noise``, the Bernoulli masks of the inputs of layer ``net.0``, dims ``net.0.unit``), and every random
-  global site of the guide other than weights (e.g. ``net.0.noise`` of per-unit ``vbd``).  Absent when q has no
-  random quantity besides weights (vd and sparse-vd without ``weights=True``).
+  global site of the guide other than weights (e.g. ``net.0.noise`` of per-unit ``vbd``).  Absent when no layer
+  has a random quantity besides its weights and masks of the weights' shape, or when all of them are constant
+  over the draws: with ``weights=False`` (the default) for networks of ``vd``, ``sparse-vd``, ``vbd`` with its
+  default per-weight granularity (per-unit ``vbd`` has ``posterior`` draws) and ``dropconnect``; for
+  ``dropout++(1)``, whose keep probabilities start at 1 (its masks are all ones while they stay there);
+  with ``num_samples=1``; and, by chance, for masks whose keep probabilities are close to 1 with few draws.
+  ArviZ's ``az.loo`` needs a ``posterior`` group for the relative efficiency of the draws (ArviZ 0.2x raises
+  ``TypeError: Must be able to extract a posterior group from data``): pass ``reff=1.0`` (the draws are
+  independent) or use :func:`bayesdrop.diagnostics.loo_summary`, which does.
 * ``posterior_predictive``: ``y`` (``obs_id``), replicated labels or
   regression outputs drawn from the likelihood; ``probs`` (``obs_id, class``),
   the softmax of every draw (classification); ``mu`` (``obs_id``), the network
@@ -53,7 +60,7 @@ C classes (``class``) and M new inputs (``pred_id``):
 
 So ``az.summary``, ``az.ess`` and ``az.rhat`` of ``posterior`` see no constants.  Weight tensors, and masks of the
 weights' shape (DropConnect), are left out unless ``weights=True`` (they can be large): then random ones (vd,
-sparse-vd, the masks) are drawn into ``posterior`` and Delta ones go to ``point_estimates``.
+sparse-vd, per-weight vbd, the masks) are drawn into ``posterior`` and Delta ones go to ``point_estimates``.
 
 Example
 -------
@@ -212,7 +219,7 @@ def to_inference_data(
         the network (e.g. images for ``lenet5``).  For PSIS-LOO pass the training data: LOO estimates the
         predictive density of new data from the data the posterior was fitted to (Vehtari et al. 2017).
     num_samples : int
-        Number S of draws from the guide.
+        Number S of draws from the guide (PSIS-LOO needs at least 2; a single draw gives no ``posterior`` group).
     predictions : tensor, array, split or DataLoader, optional
         New inputs (their targets, if any, are ignored) for the ``predictions`` group.
     seed : int or None
@@ -226,7 +233,7 @@ def to_inference_data(
         replicated ``y`` (fresh draws of the likelihood, equal in law), do not depend on it.
     weights : bool
         Also store weight sites, and per-weight masks (DropConnect): draws in ``posterior`` when random (vd,
-        sparse-vd, the masks), values in ``point_estimates`` when Delta.
+        sparse-vd, per-weight vbd, the masks), values in ``point_estimates`` when Delta.
     noise : {"shared", "per-example"}
         ``"shared"`` (default): each draw samples every random quantity once, the per-example sites (masks,
         multiplicative noise) included, and shares it across all inputs, so that a draw is one sample of the
@@ -426,14 +433,39 @@ def _dtype(y: torch.Tensor, model: Likelihood) -> Any:
 
 
 def save_netcdf(idata: Any, path: str | os.PathLike) -> Path:
-    """Write ``idata`` (every group and the attributes) to a netCDF4 file; returns the path."""
+    """Write ``idata`` (every group and the attributes) to a netCDF4 file; returns the path.
+
+    The file is written atomically (a temporary file beside ``path``, renamed over it) with the permission bits of
+    every bayesdrop artefact (0644, as :func:`bayesdrop.fileio.atomic_write`).
+
+    Raises
+    ------
+    TypeError
+        If ``idata`` is not an InferenceData.
+    OSError
+        Of the subclass the system gave (``FileNotFoundError`` when the directory of ``path`` is missing,
+        ``PermissionError``, a full disk), naming ``path``; ``path`` is left as it was.
+    """
     _require_idata(idata)
     _arviz.to_netcdf(idata, path)
     return Path(path)
 
 
 def load_netcdf(path: str | os.PathLike) -> Any:
-    """Read an InferenceData written by :func:`save_netcdf` (loaded into memory)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"`path` {os.fspath(path)!r} does not exist")
-    return _arviz.from_netcdf(path)
+    """Read an InferenceData written by :func:`save_netcdf` (loaded into memory).
+
+    Raises
+    ------
+    TypeError
+        If ``path`` is not a str or ``os.PathLike``.
+    FileNotFoundError
+        If nothing is at ``path``.
+    IsADirectoryError
+        If ``path`` is a directory.
+    ValueError
+        If ``path`` is not a readable netCDF InferenceData (a truncated or empty file, another format); the
+        message names ``path``.
+    OSError
+        If the file cannot be read (permission denied, an I/O error), naming ``path``.
+    """
+    return _arviz.from_netcdf(path, name="path")

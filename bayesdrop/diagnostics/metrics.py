@@ -314,6 +314,14 @@ def uncertainty(idata: Any, *, group: str = "posterior_predictive") -> dict[str,
     }
 
 
+def _check_loo_draws(idata: Any, where: str) -> None:
+    """The ``log_likelihood`` group with ``y`` is there and has the 2 draws or more that PSIS-LOO needs."""
+    _group(idata, "log_likelihood", ["y"])
+    ll = _log_likelihood(idata)
+    assert ll is not None  # checked just above
+    _arviz.check_psis_draws(len(ll), where)
+
+
 def loo_summary(idata: Any) -> dict[str, Any]:
     r"""PSIS-LOO and WAIC (``az.loo``, ``az.waic``) with the Pareto k counts.
 
@@ -330,8 +338,18 @@ def loo_summary(idata: Any) -> dict[str, Any]:
     biased.  PSIS-LOO reweights the draws by :math:`1 / p(y_n \mid \theta_s)`, which is right for the exact
     posterior (Vehtari et al. 2017); for a variational q it is right as far as q is the posterior
     (``docs/analysis.md``: where it is not, e.g. dropout's fixed mask law, many k exceed the threshold).
+
+    Raises
+    ------
+    ValueError
+        If ``idata`` has no ``log_likelihood`` of ``y``, or fewer than 2 draws (PSIS-LOO needs at least 2).
     """
-    _group(idata, "log_likelihood", ["y"])
+    return _loo_summary(idata, "`idata`")
+
+
+def _loo_summary(idata: Any, where: str) -> dict[str, Any]:
+    """:func:`loo_summary`, its errors naming the argument ``where``."""
+    _check_loo_draws(idata, where)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         loo = _arviz.loo(idata, pointwise=True, var_name="y")
@@ -395,7 +413,7 @@ def loo_check(idata_train: Any, idata_test: Any) -> dict[str, Any]:
         :func:`loo_summary`'s entries plus ``n_train``, ``n_test``, ``test_lppd_per_point``, ``reference``,
         ``reference_se``, ``z``, ``z_combined``, ``within_3se`` and ``p_loo_fraction``.
     """
-    loo = loo_summary(idata_train)
+    loo = _loo_summary(idata_train, "`idata_train`")
     return {
         **loo,
         "n_train": loo["n_data_points"],
@@ -434,7 +452,8 @@ def compare_loo(idatas: dict[str, Any]) -> list[dict[str, Any]]:
     Each InferenceData should hold the log-likelihood of the same (training) points under posterior draws
     (``bd.to_inference_data(model, guide, data.train)``).  Returns one row per model, best first: ``name``,
     ``rank``, ``elpd_loo``, ``se``, ``p_loo``, ``elpd_diff`` (to the best), ``dse`` (the standard error of that
-    difference), ``weight`` and ``warning`` (ArviZ's flag: large Pareto k or other trouble).
+    difference), ``weight`` and ``warning`` (ArviZ's flag: large Pareto k or other trouble).  Each needs at least
+    2 draws (a ``ValueError`` naming the model otherwise).
     """
     if not isinstance(idatas, dict) or len(idatas) < 2:
         raise ValueError("`idatas` must be a dict of at least two InferenceData, by model name")
@@ -442,7 +461,7 @@ def compare_loo(idatas: dict[str, Any]) -> list[dict[str, Any]]:
     with warnings.catch_warnings():  # the Pareto-k notes: counted by loo_summary, flagged in `warning`
         warnings.simplefilter("ignore")
         for name, idata in idatas.items():
-            _group(idata, "log_likelihood", ["y"])
+            _check_loo_draws(idata, f"`idatas[{name!r}]`")
             elpd[str(name)] = _arviz.loo(idata, pointwise=True, var_name="y")
         table = _arviz.compare(elpd)
     rows = []

@@ -61,6 +61,7 @@ from .callbacks import (
 from .checkpoint import read_checkpoint, rng_state, set_rng_state
 from .compiled import CompiledLoss, CompileError, unsupported
 from .elbo import MeanFieldELBO
+from .predict import check_inputs
 from .resume import (
     FitInterrupted,
     _check_resumed_config,
@@ -209,6 +210,7 @@ def _loader_or_tensors(data: Any, name: str) -> Any:
     return as_tensors(data, name=name)
 
 
+DEFAULT_BATCH_SIZE = 128  #: minibatch size of fit on tensors
 LABEL_CHECK_EVERY = 100  #: DataLoader batches: the targets of the first batch and of every 100th are checked
 
 
@@ -242,13 +244,7 @@ def _check_batch(model: Likelihood, x: torch.Tensor, y: torch.Tensor | None, nam
             f"`{name}.y` has shape {tuple(y.shape)}: a classifier takes one label per example, shape (N,); pass "
             "y.squeeze(-1)"
         )
-    param = next((p for p in model.parameters() if p.is_floating_point()), None)
-    if param is not None and x.is_floating_point() and x.dtype != param.dtype:
-        cast_to = str(param.dtype).removeprefix("torch.")
-        raise TypeError(
-            f"`{name}`: x is {str(x.dtype).removeprefix('torch.')} but the model's parameters are {cast_to}: pass "
-            f"x.to(torch.{cast_to}) (or convert the model and guide, e.g. model.double(), guide.double())"
-        )
+    check_inputs(model, x, name)
 
 
 def _batches(
@@ -319,7 +315,7 @@ def fit(
     data: Any,
     *,
     epochs: int = 10,
-    batch_size: int = 128,
+    batch_size: int | None = None,
     lr: float = DEFAULT_LR,
     optimizer: Callable[[list[dict[str, Any]]], torch.optim.Optimizer] | None = None,
     loss: pyro.infer.ELBO | None = None,
@@ -355,7 +351,8 @@ def fit(
         (:data:`LABEL_CHECK_EVERY`).  A loader over an ``IterableDataset`` without ``__len__`` is taken to have
         ``model.num_data`` examples (the size you state when building the likelihood).
     epochs, batch_size, lr
-        Passes over the data, minibatch size, Adam learning rate (default 1e-2, decayed linearly: see
+        Passes over the data, minibatch size (default 128; a DataLoader sets its own: leave it None), Adam learning
+        rate (default 1e-2, decayed linearly: see
         ``lr_decay``).  Parameters whose method declares a multiplier
         (:attr:`~bayesdrop.methods.TrainingDefaults.lr_scale`) train at ``lr`` times it (:func:`param_groups`).
         The default was chosen on digits and MNIST-1D; with the warm-up (``lr_warmup``) it also serves real MNIST's
@@ -462,6 +459,9 @@ def fit(
         When SIGINT or SIGTERM arrived during a run with a ``checkpoint`` (after saving it).
     """
     check_schedule(epochs=epochs, lr=lr, lr_decay=lr_decay, kl_warmup=kl_warmup, lr_warmup=lr_warmup)
+    if isinstance(data, torch.utils.data.DataLoader) and batch_size is not None:
+        raise ValueError("`batch_size`: the DataLoader sets the batches; leave batch_size None")
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}")
     if not isinstance(guide, DropoutGuide) or guide.model is not model:
@@ -623,7 +623,8 @@ def fit(
     names = _parameter_names(model, guide)
     buffers = [b for m in (model, guide) for b in m.buffers()]
     # the minibatch shapes of tensor data: full batches and the last one's remainder (a loader's: as they come)
-    rows = [len(x0)] if isinstance(train, torch.utils.data.DataLoader) else [len(x0), num % batch_size]
+    loader = isinstance(train, torch.utils.data.DataLoader)
+    rows = [len(x0)] if loader else [len(x0), num % batch_size]
     compiled = None
     if jit is not False and not validate:
         compiled = _compiled_loss(elbo, model, guide, fit_guide, params, x0, y0, [r for r in rows if r], jit)
@@ -644,6 +645,7 @@ def fit(
             # and read once per epoch.
             losses: list[torch.Tensor] = []
             sizes: list[int] = []
+            finite_x: list[torch.Tensor] = []  # a DataLoader's inputs, batch by batch (the tensors were checked)
             log_liks: list[torch.Tensor] = []
             sums: dict[str, list[torch.Tensor]] = {}
             counts: list[torch.Tensor] = []  # class counts per step of the first epoch
@@ -675,6 +677,8 @@ def fit(
                         aborted = True
                         break
                     optim.zero_grad(set_to_none=True)
+                    if loader and xb.is_floating_point():
+                        finite_x.append(xb.isfinite().all())
                     log_lik = None
                     if graph is not None:
                         try:
@@ -696,7 +700,7 @@ def fit(
                         bad = torch.stack(
                             [*losses, losses[-1].new_tensor(math.nan) if losses else torch.tensor(math.nan)]
                         )
-                        message = _nan_message(bad, epoch, steps, lr, warmup, names, params)
+                        message = _nan_message(bad, epoch, steps, lr, warmup, names, params, finite_x)
                         good.restore()
                         raise FloatingPointError(message) from err
                     except (RuntimeError, IndexError) as err:  # e.g. targets of a shape the loss cannot take
@@ -714,7 +718,7 @@ def fit(
                         out = captured["out"]
                         losses.append(loss_b.detach())
                         if len(losses) % NAN_CHECK_EVERY == 0 and not _finite_so_far(losses, params):
-                            message = _nan_message(torch.stack(losses), epoch, steps, lr, warmup, names, params)
+                            message = _nan_message(torch.stack(losses), epoch, steps, lr, warmup, names, params, finite_x)
                             good.restore()
                             raise FloatingPointError(message)
                         sizes.append(len(yb))
@@ -748,7 +752,7 @@ def fit(
                 if counts:
                     state.label_counts = torch.stack(counts).sum(0).cpu()
             if not math.isfinite(loss_e) or not _all_finite(params):
-                message = _nan_message(step_losses, epoch, steps, lr, warmup, names, params)
+                message = _nan_message(step_losses, epoch, steps, lr, warmup, names, params, finite_x)
                 good.restore()
                 raise FloatingPointError(message)
             steps += len(losses)
@@ -878,9 +882,20 @@ def _nan_message(
     kl_warmup: int,
     names: dict[int, str] | None = None,
     params: Sequence[torch.nn.Parameter] = (),
+    finite_x: Sequence[torch.Tensor] = (),
 ) -> str:
     """Where the run diverged (the first step with a non-finite loss, else the steps that broke a parameter), which
-    parameters are not finite, and what to try."""
+    parameters are not finite, and what to try; a DataLoader batch whose inputs are not finite (``finite_x``, one
+    flag per step) is named instead."""
+    if finite_x:
+        flags = torch.stack(list(finite_x)).cpu()
+        if not bool(flags.all()):
+            i = int((~flags).nonzero()[0])
+            return (
+                f"`data`: x of batch {i} of epoch {epoch} (step {steps + i} of the run) contains NaN or inf, from the "
+                f"DataLoader. Training stopped; the parameters and the optimiser are restored to the start of epoch "
+                f"{epoch}. Clean the data (a tensor or array given as data is checked before training)"
+            )
     bad = (~step_losses.isfinite()).nonzero()
     if len(bad):
         i = int(bad[0])
