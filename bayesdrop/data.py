@@ -385,15 +385,15 @@ def as_tensors(data: object, *, name: str = "data") -> tuple[torch.Tensor, torch
     return x, y
 
 
-def check_labels(y: torch.Tensor, num_classes: int, *, name: str = "y") -> None:
+def check_labels(y: torch.Tensor, num_classes: int | None, *, name: str = "y") -> None:
     """Check that ``y`` holds integer class labels in ``[0, num_classes)``.
 
     Parameters
     ----------
     y : torch.Tensor
         Labels of any shape.
-    num_classes : int
-        Number of classes (at least 1).
+    num_classes : int or None
+        Number of classes (at least 1); None: not known yet, the labels need only be non-negative.
     name : str, optional
         Argument name used in error messages.
 
@@ -407,6 +407,10 @@ def check_labels(y: torch.Tensor, num_classes: int, *, name: str = "y") -> None:
         raise ValueError(f"`{name}` must be an integer tensor of class labels, got {got}")
     if y.dtype == torch.bool:
         raise ValueError(f"`{name}` must be an integer tensor of class labels, got bool")
+    if num_classes is None:
+        if y.numel() and int(y.min()) < 0:
+            raise ValueError(f"`{name}` must hold class labels >= 0; found {int(y.min())}")
+        return
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
         raise ValueError(
             f"`{name}` must hold labels in [0, {num_classes - 1}] "
@@ -570,6 +574,12 @@ def _toy_function(x: np.ndarray) -> np.ndarray:
 
 def _toy_regression(*, seed: int, n_train: int = 200, n_test: int = 400, noise: float = 0.1) -> Dataset:
     """Build the 1-D gap regression set: ``y = sin(3x) + 0.3x + noise * N(0, 1)``."""
+    for arg, v in (("n_train", n_train), ("n_test", n_test)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"`{arg}` must be an int (a number of examples), got {v!r}")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`noise` must be a number (the noise's standard deviation), got {noise!r}")
+    n_train, n_test = int(n_train), int(n_test)
     if n_train < 2 or n_test < 1:
         raise ValueError(f"need n_train >= 2 and n_test >= 1, got {n_train}, {n_test}")
     if not noise >= 0:

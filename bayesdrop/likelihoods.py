@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from typing import Any
 
 import pyro
@@ -72,10 +73,8 @@ class Likelihood(PyroModule):
         super().__init__()
         if not isinstance(net, torch.nn.Module) or not bayesian_layers(net):
             raise TypeError("`net` must be a torch.nn.Module containing bayesdrop.nn layers (see bd.bayesianize)")
-        if not isinstance(num_data, int) or isinstance(num_data, bool) or num_data < 1:
-            raise ValueError(f"`num_data` must be a positive int (the training-set size), got {num_data!r}")
         self.net = net
-        self.num_data = num_data
+        self.num_data = _positive_int(num_data, "num_data", "the training-set size")
 
     # -- the model ---------------------------------------------------------------------------------------------
 
@@ -120,11 +119,19 @@ class Likelihood(PyroModule):
         with local_plate(plate):
             out = self.net(x)
             d = draws()  # a vectorised run (Predictive(parallel=True)): the draws folded into the examples' axis
+            vectorised = False
             if d is not None and torch.is_tensor(out):  # (S, B, ...), also for a network that drew nothing
-                out = d.unfold(d.fold(out))
+                out, vectorised = d.unfold(d.fold(out)), True
+        if torch.is_tensor(out) or isinstance(out, Moments):
+            self._check_output(out, y, out.dim() - 1 - vectorised)
         with plate:
             self.observe(out, y)
         return out
+
+    def _check_output(self, out: torch.Tensor | Moments, y: torch.Tensor | None, event_dims: int) -> None:
+        """Refuse network outputs ``out`` this likelihood cannot score, with a ``ValueError`` saying why, before
+        Pyro's own checks (a shape mismatch inside the data plate).  ``event_dims``: the dimensions of one
+        example's output (after the examples' and the draws').  Default: nothing to check."""
 
     def observe(self, out: torch.Tensor | Moments, y: torch.Tensor | None) -> None:
         """The observation site ``"obs"`` (inside the data plate): ``y ~ distribution(out)``.
@@ -230,17 +237,75 @@ class Classifier(Likelihood):
 
     :meth:`predictive` returns the class probabilities averaged over the draws, ``(N, C)``; :meth:`metrics` gives
     ``acc`` and ``nll``.
+
+    Parameters
+    ----------
+    net, num_data
+        As in :class:`Likelihood`.
+    num_classes : int, optional
+        The number C of classes, the width of the network's output.  Default: inferred (:attr:`num_classes`).  The
+        first run of the network checks it against the output's last dimension (a ``ValueError`` naming both).
     """
+
+    def __init__(self, net: torch.nn.Module, num_data: int, num_classes: int | None = None):
+        super().__init__(net, num_data)
+        self._given_classes = None if num_classes is None else _positive_int(num_classes, "num_classes", "", low=2)
+        self._seen_classes: int | None = None  # the output width of the network's first run
+        self._pending_labels: dict[str, int] = {}  # largest label of each data set checked before the first run
+
+    def _known_classes(self) -> int | None:
+        """The number of classes where it is certain: given, seen at a run, or from the network's last layer where
+        the order the layers run in is known; else None."""
+        if self._given_classes is not None:
+            return self._given_classes
+        if self._seen_classes is not None:
+            return self._seen_classes
+        width, sure = _output_width(self.net)
+        return width if sure else None
 
     @property
     def num_classes(self) -> int:
-        """The number of outputs of the network's last layer with parameters (Bayesian or plain)."""
-        for module in reversed(list(self.net.modules())):
-            for attr in ("out_features", "out_channels"):
-                n = getattr(module, attr, None)
-                if isinstance(n, int):
-                    return n
-        raise ValueError("`net`: cannot tell the number of classes (no layer has out_features or out_channels)")
+        """The number of classes C: ``num_classes`` where given, else the width of the network's output.
+
+        Before the network has run, the width of its last layer with ``out_features`` or ``out_channels`` (Bayesian
+        or plain): the last of a ``Sequential``, or, among the layers of a module whose ``forward`` fixes the order
+        they run in, the one whose output no other layer reads (by their widths).  Where that is not certain (see
+        ``_output_width``), labels are checked against the output's last dimension at the network's first run,
+        which replaces the guess.
+        """
+        known = self._known_classes()
+        if known is not None:
+            return known
+        width, _ = _output_width(self.net)
+        if width is None:
+            raise ValueError(
+                "`net`: cannot tell the number of classes (no layer has out_features or out_channels); pass "
+                "Classifier(..., num_classes=C)"
+            )
+        return width
+
+    def _check_output(self, out, y, event_dims):
+        """Check the width of the network's output against the number of classes (given, or inferred from a
+        ``Sequential``'s last layer) and against the labels checked before its first run; record it."""
+        if out.dim() == 0:
+            return
+        width = int(out.shape[-1])
+        known = self._known_classes()
+        if known is not None and known != width:
+            how = "given" if self._given_classes is not None else "inferred from the network's layers"
+            raise ValueError(
+                f"Classifier: the network's output has {width} classes (its last dimension) but num_classes is "
+                f"{known} ({how}); pass Classifier(..., num_classes={width}) or give the network {known} outputs"
+            )
+        pending = dict(self._pending_labels)
+        self._pending_labels.clear()  # checked once, by this run
+        for name, top in pending.items():
+            if top >= width:
+                raise ValueError(
+                    f"`{name}` must hold labels in [0, {width - 1}] (num_classes={width}, the width of the "
+                    f"network's output); found labels up to {top}"
+                )
+        self._seen_classes = width
 
     def distribution(self, out):
         return LogitsCategorical(out)
@@ -257,7 +322,10 @@ class Classifier(Likelihood):
             raise ValueError(
                 f"`{name}`: class labels must have shape (N,), got {tuple(y.shape)} (squeeze the last dimension)"
             )
-        check_labels(y, self.num_classes, name=name)
+        known = self._known_classes()
+        check_labels(y, known, name=name)
+        if known is None and y.numel():  # checked against the network's output at its first run
+            self._pending_labels[name] = int(y.max())
 
     def predictive(self, out):
         probs = class_softmax(out)
@@ -319,6 +387,71 @@ def class_softmax(out: torch.Tensor, *, log: bool = False) -> torch.Tensor:
     return fn(out, -1)
 
 
+def _positive_int(value: Any, name: str, what: str, low: int = 1) -> int:
+    """``value`` as an int (``operator.index``: Python and NumPy integers, not bools), >= ``low``, else a
+    ``ValueError`` naming ``name`` and ``what`` it is."""
+    try:
+        v = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        v = None
+    if v is None or v < low:
+        kind = "a positive int" if low == 1 else f"an int >= {low}"
+        raise ValueError(f"`{name}` must be {kind}{f' ({what})' if what else ''}, got {value!r}")
+    return v
+
+
+def _keeps_width(module: torch.nn.Module) -> bool:
+    """Whether ``module`` returns its input's shape: an activation, a dropout, a ``LayerNorm``, an ``Identity``."""
+    from .nn import Dropout
+
+    elementwise = type(module).__module__ == "torch.nn.modules.activation"
+    if elementwise and not isinstance(module, torch.nn.MultiheadAttention):
+        return True
+    kinds = (torch.nn.modules.dropout._DropoutNd, torch.nn.LayerNorm, torch.nn.Identity, Dropout)
+    return isinstance(module, kinds)
+
+
+def _output_width(net: torch.nn.Module) -> tuple[int | None, bool]:
+    """The width of ``net``'s output by its layers, and whether that is certain.
+
+    A layer is a module with an int ``out_features`` (its output's last dimension: certain) or ``out_channels``
+    (a convolution's, whose output's last dimension depends on what follows: not certain).  A ``Sequential`` runs
+    its modules in order: its width is its last layer's, certain where that is and only activations, dropouts and
+    the like follow it.  Another module's ``forward`` may run its layers in any order and reshape their outputs:
+    the width, never certain, is that of its layers where they agree; else that of the layer whose output no other
+    reads (its ``out_features`` no other's ``in_features``), and failing one such, of the last layer registered.
+    """
+    for attr, sure in (("out_features", True), ("out_channels", False)):
+        n = getattr(net, attr, None)
+        if isinstance(n, int) and not isinstance(n, bool):
+            return n, sure
+    children = list(net.children())
+    if isinstance(net, torch.nn.Sequential):
+        for i in reversed(range(len(children))):
+            width, sure = _output_width(children[i])
+            if width is not None:
+                return width, sure and all(_keeps_width(c) for c in children[i + 1 :])
+        return None, False
+    found = [(child, *_output_width(child)) for child in children]
+    found = [(c, w, s) for c, w, s in found if w is not None]
+    if not found:
+        return None, False
+    widths = {w for _, w, _ in found}
+    if len(widths) == 1:
+        return found[-1][1], False
+
+    def reads(module: torch.nn.Module) -> int | None:
+        """The width of a layer's input (``in_features`` / ``in_channels``), else None."""
+        for attr in ("in_features", "in_channels"):
+            n = getattr(module, attr, None)
+            if isinstance(n, int):
+                return n
+        return None
+
+    ends = [w for c, w, _ in found if all(reads(o) != w for o, _, _ in found if o is not c)]
+    return (ends[0] if len(ends) == 1 else found[-1][1]), False
+
+
 def _positive_number(value: Any, name: str, what: str) -> float:
     """``value`` as a float (:func:`~bayesdrop.methods.base.real_number`: a ``TypeError`` naming ``name`` and
     ``what`` it is unless a number), finite and > 0 (else a ``ValueError``)."""
@@ -370,8 +503,7 @@ def model_precision(p: float, length_scale: float, weight_decay: float, num_data
             raise ValueError(f"`{name}` must be a finite number > 0, got {v!r}")
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
         raise ValueError(f"`p` must be a dropout rate in [0, 1), got {p!r}")
-    if not isinstance(num_data, int) or isinstance(num_data, bool) or num_data < 1:
-        raise ValueError(f"`num_data` must be a positive int, got {num_data!r}")
+    num_data = _positive_int(num_data, "num_data", "")
     return (1 - p) * length_scale**2 / (2 * num_data * weight_decay)
 
 
@@ -415,12 +547,19 @@ class Regressor(Likelihood):
         precision: float | None = None,
     ):
         super().__init__(net, num_data)
+        if not isinstance(learn_noise, bool):
+            raise TypeError(f"`learn_noise` must be True or False, got {learn_noise!r}")
         if precision is not None:  # Gal & Ghahramani's fixed model precision tau (model_precision)
             tau = _positive_number(precision, "precision", "the model precision tau, see model_precision")
             noise_scale, learn_noise = tau**-0.5, False
         noise_scale = _positive_number(noise_scale, "noise_scale", "the observation noise's std")
-        if horizon is not None and (not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1):
-            raise ValueError(f"`horizon` must be None or a positive int (values forecast per example), got {horizon!r}")
+        if horizon is not None:
+            try:
+                horizon = _positive_int(horizon, "horizon", "")
+            except ValueError:
+                raise ValueError(
+                    f"`horizon` must be None or a positive int (values forecast per example), got {horizon!r}"
+                ) from None
         self.horizon = horizon
         log_noise = torch.full(() if horizon is None else (horizon,), math.log(noise_scale))
         if learn_noise:
@@ -432,6 +571,18 @@ class Regressor(Likelihood):
     def noise_scale(self) -> torch.Tensor:
         r""":math:`\sigma`: a scalar, or ``(horizon,)``."""
         return self.log_noise.exp()
+
+    def _check_output(self, out, y, event_dims):
+        """With ``horizon=None``, refuse a network with several outputs per example (``(..., N, W)``, ``W > 1``),
+        which Pyro would report as a shape mismatch inside the data plate."""
+        width = out.shape[-1]
+        if self.horizon is None and event_dims >= 1 and width != 1:
+            targets = f"`y` of shape {tuple(y.shape)}" if torch.is_tensor(y) else "targets of shape (N,)"
+            raise ValueError(
+                f"Regressor(horizon=None) predicts one value per example, {targets}, but the network has {width} "
+                f"outputs: give it 1 output, or for a forecast of {width} values pass Regressor(..., horizon={width}) "
+                f"and targets of shape (N, {width})"
+            )
 
     def distribution(self, out):
         if self.horizon is None:

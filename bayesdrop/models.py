@@ -12,9 +12,11 @@ Example
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from pyro.nn import PyroModule
 
@@ -25,6 +27,39 @@ __all__ = ["mlp", "lenet300_100", "lenet5", "rnn", "SequenceNet"]
 
 
 _ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid, "elu": torch.nn.ELU}
+
+
+def _width(value: Any, name: str) -> int:
+    """A layer width as an int (``operator.index``: Python and NumPy integers, not bools), else a ``TypeError``;
+    < 1 a ``ValueError``; both naming ``name``."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"`{name}` must be a positive int, got {value!r}") from None
+    if v < 1:
+        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
+    return v
+
+
+def _widths(value: Any, name: str, example: str) -> list[int]:
+    """A sequence of layer widths as ints (:func:`_width`), else a ``TypeError`` (not a sequence of ints) or
+    ``ValueError`` (a width < 1) naming ``name`` with an ``example`` of one."""
+    message = f"`{name}` must be a sequence of positive ints (e.g. {example}), got {value!r}"
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = list(value)
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(message)
+    widths = []
+    for v in value:
+        try:
+            widths.append(_width(v, name))
+        except TypeError:
+            raise TypeError(message) from None
+        except ValueError:
+            raise ValueError(message) from None
+    return widths
 
 
 def _activation(name: str) -> torch.nn.Module:
@@ -109,9 +144,11 @@ def mlp(
         rates use ``method`` on every layer.
     activation : {"relu", "tanh", "sigmoid", "elu"}
     """
-    widths = [in_features, *hidden, out_features]
-    if isinstance(hidden, (str, bytes)) or not all(isinstance(h, int) and h > 0 for h in hidden):
-        raise ValueError(f"`hidden` must be a sequence of positive ints, got {hidden!r}")
+    widths = [
+        _width(in_features, "in_features"),
+        *_widths(hidden, "hidden", "[8]"),
+        _width(out_features, "out_features"),
+    ]
     m = _layer_method(method, hyper)
     first = _input_method(method, m, input_method, in_features)
     layers: list[torch.nn.Module] = []
@@ -173,8 +210,14 @@ def lenet5(
         map (spatial dropout, Tompson et al. 2015; see :class:`~bayesdrop.nn.Conv2d`).  The first convolution reads
         the pixels and keeps one draw per element.
     """
+    image_shape = _widths(image_shape, "image_shape", "(1, 28, 28)")
     if len(image_shape) not in (2, 3):
         raise ValueError(f"`image_shape` must be (C, H, W) or, for 1-D signals, (C, L), got {tuple(image_shape)!r}")
+    num_classes, hidden = _width(num_classes, "num_classes"), _width(hidden, "hidden")
+    channels_ = _widths(channels, "channels", "(20, 50)")
+    if len(channels_) != 2:
+        raise ValueError(f"`channels` must be the widths of the two convolutions, e.g. (20, 50), got {channels!r}")
+    channels = (channels_[0], channels_[1])
     m = _layer_method(method, hyper)
     first = _input_method(method, m, input_method, math.prod(image_shape))
     pm = None if pool_method is None else resolve(pool_method)
@@ -247,15 +290,26 @@ def lenet5(
 
 
 class SequenceNet(PyroModule):
-    """A recurrent layer read at its last step, then a dense head: ``head(rnn(x)[0][:, -1])`` for ``x`` ``(B, T,
-    features)`` (classification from the last state, a forecast of the next values)."""
+    """A recurrent layer read at the end of the sequence, then a dense head: ``head(rnn(x)[0][:, -1])`` for ``x``
+    ``(B, T, features)`` (classification from the last state, a forecast of the next values).
+
+    A bidirectional layer (``rnn.bidirectional``) is read where each direction ends: the forward half of its output
+    at the last step and the backward half at the first, each having read the whole sequence (torch's ``h_n`` of
+    the last layer).  A layer with ``batch_first=False`` takes and returns ``(T, B, ...)``.
+    """
 
     def __init__(self, rnn: torch.nn.Module, head: torch.nn.Module):
         super().__init__()
         self.rnn, self.head = rnn, head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.rnn(x)[0][:, -1])
+        out = self.rnn(x)[0]
+        if not getattr(self.rnn, "batch_first", True):
+            out = out.transpose(0, 1)  # (B, T, directions * H)
+        if not getattr(self.rnn, "bidirectional", False):
+            return self.head(out[:, -1])
+        h = out.shape[-1] // 2  # torch's layout: the forward direction's H features, then the backward one's
+        return self.head(torch.cat([out[:, -1, :h], out[:, 0, h:]], -1))
 
 
 def rnn(
@@ -269,7 +323,8 @@ def rnn(
     bidirectional: bool = False,
     **hyper: Any,
 ) -> PyroModule:
-    """A recurrent network read at its last step: ``bd.nn.LSTM`` (or ``GRU``) - last output - ``bd.nn.Linear``.
+    """A recurrent network read at its last step: ``bd.nn.LSTM`` (or ``GRU``) - last output - ``bd.nn.Linear``
+    (:class:`SequenceNet`; bidirectional: the forward direction's last output and the backward one's first).
 
     Parameters
     ----------
@@ -285,6 +340,8 @@ def rnn(
     """
     if cell not in ("lstm", "gru"):
         raise ValueError(f"`cell` must be 'lstm' or 'gru', got {cell!r}")
+    input_size, hidden_size = _width(input_size, "input_size"), _width(hidden_size, "hidden_size")
+    out_features, num_layers = _width(out_features, "out_features"), _width(num_layers, "num_layers")
     if method is None or resolve(method, **hyper).capabilities.role != "recurrent":
         m = _layer_method(method, hyper)
         head = m

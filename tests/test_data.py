@@ -491,3 +491,21 @@ def test_the_finiteness_check_takes_entries_whose_sum_overflows_and_refuses_nan_
         assert not data.all_finite(x)
         with pytest.raises(ValueError, match="`inputs` contains NaN or inf in x"):
             data.as_tensors(x, name="inputs")
+
+
+def test_toy_regression_names_an_option_that_is_not_an_int():
+    for arg, bad in (("n_train", 2.5), ("n_train", "10"), ("n_test", None), ("n_test", True)):
+        with pytest.raises(TypeError, match=f"`{arg}` must be an int"):
+            data.load("toy-regression", **{arg: bad})
+    with pytest.raises(TypeError, match="`noise` must be a number"):
+        data.load("toy-regression", noise="0.1")
+    ds = data.load("toy-regression", n_train=np.int64(10), n_test=np.int32(7))
+    assert (len(ds.train), len(ds.test)) == (10, 7)
+
+
+def test_check_labels_without_a_class_count_checks_the_labels_are_non_negative():
+    data.check_labels(torch.tensor([0, 12]), None)
+    with pytest.raises(ValueError, match=r"`y` must hold class labels >= 0; found -1"):
+        data.check_labels(torch.tensor([-1, 2]), None)
+    with pytest.raises(ValueError, match="integer tensor"):
+        data.check_labels(torch.tensor([0.5]), None)

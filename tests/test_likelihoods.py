@@ -185,3 +185,116 @@ def test_class_softmax_is_the_softmax_over_the_classes(classes, dtype):
     torch.testing.assert_close(model.predictive(out), out.softmax(-1).mean(0))
     one = model.predictive(out[:1])
     assert one.is_contiguous() and torch.equal(one, class_softmax(out[:1])[0])
+
+
+class _HeadFirst(torch.nn.Module):
+    """A head registered before the body it reads: 4 -> 8 (body) -> 10 (head)."""
+
+    def __init__(self, hidden=8, classes=10):
+        super().__init__()
+        self.head = torch.nn.Linear(hidden, classes)
+        self.body = torch.nn.Linear(4, hidden)
+
+    def forward(self, x):
+        return self.head(self.body(x).relu())
+
+
+class _TwoHeads(torch.nn.Module):
+    """Two heads side by side, their outputs joined: 5 classes that no single layer outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(4, 3)
+        self.b = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        return torch.cat([self.a(x), self.b(x)], -1)
+
+
+def test_classifier_counts_the_classes_the_network_outputs_not_the_last_layer_registered():
+    """A head registered before its body: 10 classes (not the body's 8), labels 0..9 train; the other way round
+    (8 classes, a body of 10), labels up to 9 are refused naming both numbers; two heads joined into 5 outputs:
+    labels 0..4 train and the count becomes the output's width; the probabilities have one entry per class."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 4, generator=g)
+    model = bd.Classifier(bd.bayesianize(_HeadFirst(), "bernoulli"), num_data=40)
+    assert model.num_classes == 10
+    guide = bd.DropoutGuide(model)
+    bd.fit(model, guide, (x, torch.arange(40) % 10), epochs=1, progress=False)
+    idata = bd.to_inference_data(model, guide, (x, torch.arange(40) % 10), num_samples=2)
+    assert idata.posterior_predictive["probs"].sizes["class"] == 10
+
+    model = bd.Classifier(bd.bayesianize(_HeadFirst(10, 8), "bernoulli"), num_data=40)
+    assert model.num_classes == 8
+    guide = bd.DropoutGuide(model)
+    with pytest.raises(ValueError, match=r"labels in \[0, 7\] \(num_classes=8"):
+        bd.fit(model, guide, (x, torch.arange(40) % 10), epochs=1, progress=False)
+
+    model = bd.Classifier(bd.bayesianize(_TwoHeads(), "bernoulli"), num_data=40)
+    guide = bd.DropoutGuide(model)
+    bd.fit(model, guide, (x, torch.arange(40) % 5), epochs=1, progress=False)
+    assert model.num_classes == 5
+    assert bd.predict(model, guide, x, num_samples=2).shape == (40, 5)
+    with pytest.raises(ValueError, match=r"labels in \[0, 4\] \(num_classes=5\)"):
+        bd.evaluate(model, guide, (x, torch.arange(40) % 6))
+
+    # a convolution's out_channels (1) is not the width of what follows it (1 x 1 x 2, flattened)
+    net = bd.models._sequential(bd.nn.Conv2d(2, 1, 1, "bernoulli"), torch.nn.Flatten(-3))
+    model = bd.Classifier(net, num_data=40)
+    guide = bd.DropoutGuide(model)
+    bd.fit(model, guide, (torch.randn(40, 2, 1, 2, generator=g), torch.arange(40) % 2), epochs=1, progress=False)
+    assert model.num_classes == 2
+
+
+def test_classifier_takes_num_classes_and_checks_it_against_the_output():
+    x, y = torch.randn(40, 4), torch.arange(40) % 3
+    model = bd.Classifier(bd.models.mlp(4, [8], 3), num_data=40, num_classes=5)
+    assert model.num_classes == 5
+    guide = bd.DropoutGuide(model)
+    with pytest.raises(ValueError, match=r"output has 3 classes .* but num_classes is 5 \(given\)"):
+        bd.fit(model, guide, (x, y), epochs=1, progress=False)
+    model = bd.Classifier(bd.models.mlp(4, [8], 3), num_data=40, num_classes=np.int64(3))
+    assert model.num_classes == 3 and type(model.num_classes) is int
+    bd.fit(model, bd.DropoutGuide(model), (x, y), epochs=1, progress=False)
+    for bad in (1, 2.0, "3", True):
+        with pytest.raises(ValueError, match="`num_classes` must be an int >= 2"):
+            bd.Classifier(bd.models.mlp(4, [8], 3), num_data=40, num_classes=bad)
+
+
+def test_regressor_names_the_targets_and_the_network_width_it_cannot_match():
+    """One value per example (``horizon=None``) and a network of 3 outputs: a ``ValueError`` naming y's shape and
+    the width (with the horizon that would fit) from fit, and from predict without targets; a network returning
+    one value per example as ``(N,)`` still trains."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 4, generator=g), torch.randn(40, generator=g)
+    model = bd.Regressor(bd.models.mlp(4, [8], 3), num_data=40)
+    guide = bd.DropoutGuide(model)
+    with pytest.raises(ValueError, match=r"`y` of shape \(40,\), but the network has 3 outputs.*horizon=3"):
+        bd.fit(model, guide, (x, y), epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"the network has 3 outputs"):
+        bd.predict(model, guide, x, num_samples=2)
+
+    class Flat(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 1)
+
+        def forward(self, x):
+            return self.fc(x).squeeze(-1)
+
+    model = bd.Regressor(bd.bayesianize(Flat(), "bernoulli"), num_data=40)
+    guide = bd.DropoutGuide(model)
+    bd.fit(model, guide, (x, y), epochs=1, progress=False)
+    mean, std = bd.predict(model, guide, x, num_samples=3)
+    assert mean.shape == std.shape == (40,)
+
+
+def test_regressor_learn_noise_must_be_a_bool_and_num_data_any_integer():
+    for bad in ("no", 0, None):
+        with pytest.raises(TypeError, match="`learn_noise` must be True or False"):
+            bd.Regressor(bd.models.mlp(2, [4], 1), num_data=10, learn_noise=bad)
+    fixed = bd.Regressor(bd.models.mlp(2, [4], 1), num_data=np.int64(10), learn_noise=False)
+    assert fixed.num_data == 10 and type(fixed.num_data) is int and not fixed.log_noise.requires_grad
+    assert bd.Regressor(bd.models.mlp(2, [4], 2), num_data=10, horizon=np.int64(2)).horizon == 2
+    tau = bd.likelihoods.model_precision(0.1, length_scale=1e-2, weight_decay=1e-6, num_data=np.int64(400))
+    assert tau == pytest.approx(0.9 * 1e-4 / (2 * 400 * 1e-6))

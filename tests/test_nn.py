@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
@@ -231,3 +233,177 @@ def test_guide_builds_the_data_plate_first_where_layers_have_per_example_sites_a
             pyro.sample("u", dist.Normal(0.0, 1.0))
     assert built == [1] and plate.subsample_size == 4
     assert tr.trace.nodes["z"]["value"].shape == (4,) and tr.trace.nodes["u"]["value"].shape == (4,)
+
+
+def test_bayesianize_refuses_a_layer_registered_under_two_names_and_converts_shared_dropouts_per_name():
+    """A bayesdrop layer samples its sites once per forward pass under one name: a weight layer shared by two
+    places (``self.b = self.a``, also through a shared container) is refused before anything changes, naming both
+    paths; a parameterless dropout shared by two places of a ``Sequential`` becomes an identity at each."""
+
+    class Shared(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp = torch.nn.Linear(4, 8)
+            self.a = torch.nn.Linear(8, 8)
+            self.b = self.a
+            self.out = torch.nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.out(self.b(self.a(self.inp(x)).relu()).relu())
+
+    net = Shared()
+    with pytest.raises(ValueError, match=r"'a' and 'b' are one layer .*Multiple sample sites"):
+        bd.bayesianize(net, "bernoulli")
+    assert type(net.a) is torch.nn.Linear and net.a is net.b and type(net.inp) is torch.nn.Linear  # unchanged
+    block = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    outer = torch.nn.ModuleDict({"x": block, "y": block, "out": torch.nn.Linear(4, 3)})
+    with pytest.raises(ValueError, match=r"'x\.0' and 'y\.0'"):
+        bd.bayesianize(outer, "bernoulli")
+    drop = torch.nn.Dropout(0.5)
+    seq = torch.nn.Sequential(torch.nn.Linear(4, 8), drop, torch.nn.Linear(8, 8), drop, torch.nn.Linear(8, 3))
+    net = bd.bayesianize(seq, "bernoulli")
+    assert isinstance(net[1], torch.nn.Identity) and isinstance(net[3], torch.nn.Identity)  # no torch dropout left
+
+
+def test_bayesianize_converts_the_layers_of_a_module_with_parameters_of_its_own():
+    """A block (or the root) holding a parameter besides its layers: the layers become Bayesian, the block's own
+    parameter stays a deterministic point estimate, and the warning names it."""
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(8, 8)
+            self.scale = torch.nn.Parameter(torch.full((8,), 2.0))
+
+        def forward(self, x):
+            return self.fc(x) * self.scale
+
+    class Root(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp = torch.nn.Linear(4, 8)
+            self.block = Block()
+            self.temp = torch.nn.Parameter(torch.tensor(0.5))
+
+        def forward(self, x):
+            return self.block(self.inp(x).relu()) / self.temp
+
+    torch.manual_seed(0)
+    base = Root()
+    x = torch.randn(5, 4)
+    ref = base(x).detach()
+    with pytest.warns(UserWarning) as record:
+        net = bd.bayesianize(base, bd.methods.get("bernoulli", p=0.0))
+    messages = " ".join(str(r.message) for r in record)
+    assert "block.scale" in messages and "temp" in messages and "Block" in messages
+    assert isinstance(net.inp, bd.nn.Linear) and isinstance(net.block.fc, bd.nn.Linear)
+    assert isinstance(net.block.scale, torch.nn.Parameter) and isinstance(net.temp, torch.nn.Parameter)
+    model = bd.Classifier(net, num_data=5)
+    guide = bd.DropoutGuide(model)
+    guide(x)
+    assert {n for n, _, _ in guide.pairs()} == {"net.inp", "net.block.fc"}
+    assert torch.allclose(guide.mean_network()(x), ref, atol=1e-5)
+
+    class Temperature(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3)
+            self.temp = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x):
+            return self.fc(x) / self.temp
+
+    with pytest.warns(UserWarning, match="temp"):
+        net = bd.bayesianize(Temperature(), "bernoulli")  # was: "`module` has no torch.nn.Linear ..."
+    assert isinstance(net.fc, bd.nn.Linear)
+
+
+def test_bayesianize_warns_that_tied_weights_are_untied():
+    """A decoder tied to its embedding (``dec.weight = emb.weight``): both become Bayesian layers with weights of
+    their own, starting from the shared value, and the warning names both parameters."""
+
+    class LM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(10, 6)
+            self.dec = torch.nn.Linear(6, 10, bias=False)
+            self.dec.weight = self.emb.weight
+
+        def forward(self, tokens):
+            return self.dec(self.emb(tokens).mean(1))
+
+    lm = LM()
+    w = lm.emb.weight.detach().clone()
+    with pytest.warns(UserWarning, match=r"emb\.weight and dec\.weight are one tensor \(tied weights\), which is not"):
+        net = bd.bayesianize(lm, "bernoulli")
+    assert isinstance(net.emb, bd.nn.Embedding) and isinstance(net.dec, bd.nn.Linear)
+    assert torch.equal(net.emb.weight_init, w) and torch.equal(net.dec.weight_init, w)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no tie, no warning
+        bd.bayesianize(torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 2)), "bernoulli")
+
+
+def test_bayesianize_refuses_a_module_that_already_holds_bayesdrop_layers():
+    net = bd.bayesianize(torch.nn.Sequential(torch.nn.Linear(2, 3)), "bernoulli")
+    with pytest.raises(ValueError, match=r"already holds bayesdrop layers: 0 \(bernoulli\)"):
+        bd.bayesianize(net, "sparse-vd")
+    assert net[0].method.name == "bernoulli"
+    with pytest.raises(ValueError, match="already holds bayesdrop layers"):
+        bd.bayesianize(bd.models.mlp(4, [8], 3), "vd")
+    # a bayesdrop layer placed in a torch model (noise per feature map after a convolution) is kept, the torch
+    # layers around it converted
+    mixed = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), bd.nn.Dropout("concrete", noise_shape=(4, 1, 1)))
+    mixed.append(torch.nn.Flatten())
+    mixed.append(torch.nn.Linear(4 * 4 * 4, 3))
+    kept = mixed[1]
+    out = bd.bayesianize(mixed, "bernoulli")
+    assert out[1] is kept and out[1].method.name == "concrete"
+    assert [type(out[i]).__name__ for i in (0, 3)] == ["Conv2d", "Linear"] and out[3].method.name == "bernoulli"
+    assert isinstance(out[0], bd.nn.BayesianLayer)
+
+
+def test_bayesianize_keeps_the_dtype_of_the_module_and_trains_in_it():
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).double()
+    w0 = base[0].weight.detach().clone()
+    x = torch.randn(20, 4, dtype=torch.float64)
+    ref = base(x).detach()
+    net = bd.bayesianize(base, bd.methods.get("bernoulli", p=0.0))
+    assert all(t.dtype == torch.float64 for t in (*net.parameters(), *net.buffers()))
+    assert torch.equal(net[0].weight_init, w0)  # no round trip through float32
+    model = bd.Classifier(net, num_data=20)
+    guide = bd.DropoutGuide(model)
+    guide(x)
+    assert torch.allclose(guide.mean_network()(x), ref, atol=1e-12)
+    bd.fit(model, guide, (x, torch.randint(0, 3, (20,))), epochs=1, progress=False)
+    assert bd.predict(model, guide, x[:3], num_samples=2).dtype == torch.float64
+
+
+def test_dropout_needs_a_noise_shape():
+    """``bd.nn.Dropout("bernoulli")`` has no shape to draw: a ``TypeError`` saying what to pass; NumPy integers are
+    sizes, bools are not."""
+    import numpy as np
+
+    with pytest.raises(TypeError, match=r"bd\.nn\.Dropout needs `noise_shape`.*noise_shape=\(features,\)"):
+        bd.nn.Dropout("bernoulli")
+    assert bd.nn.Dropout("bernoulli", noise_shape=(np.int64(3), 1, 1)).noise_shape == (3, 1, 1)
+    with pytest.raises(ValueError, match="`noise_shape` must be a non-empty sequence of positive ints"):
+        bd.nn.Dropout("bernoulli", noise_shape=(True,))
+
+
+def test_a_layer_run_twice_in_one_forward_pass_is_refused_with_its_name():
+    """A bayesdrop layer's sites are Pyro sites of one name, drawn once per pass: a network calling a layer twice
+    gets a ValueError naming the site at the guide's first run, not Pyro's trace dump at the first step."""
+
+    class Reuse(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.h, self.out = torch.nn.Linear(4, 4), torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.out(self.h(self.h(x).relu()).relu())
+
+    model = bd.Classifier(bd.bayesianize(Reuse(), "bernoulli"), num_data=8)
+    guide = bd.DropoutGuide(model)
+    with pytest.raises(ValueError, match=r"the site 'net\.h\.\w+' is drawn twice in one forward pass"):
+        bd.fit(model, guide, (torch.randn(8, 4), torch.randint(0, 3, (8,))), epochs=1, progress=False)

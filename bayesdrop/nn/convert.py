@@ -3,7 +3,10 @@
 For users with a PyTorch model: its ``Linear``, ``Conv1d``, ``Conv2d``, ``Embedding``, ``LSTM`` and ``GRU`` layers
 become :mod:`bayesdrop.nn` layers with one method (the recurrent ones with ``recurrent_method``), its dropout modules become identities (the method supplies the noise; a ``Dropout1d``/``Dropout2d``
 asks the next convolution for one draw per feature map), its pooling layers take a pool method if one is given, and
-every other module kind with parameters is left deterministic with a warning that names it.
+every other module kind with parameters is left deterministic with a warning that names it (a block of the user's
+with a parameter of its own besides its layers: that parameter, while its layers are converted).  The layers keep
+the dtype and device of the modules they replace; a weight layer registered under two names is refused, and tied
+weights are untied with a warning (a bayesdrop layer samples its sites once per forward pass, under one name).
 
 Example
 -------
@@ -47,6 +50,108 @@ _DETERMINISTIC = (
     torch.nn.GroupNorm,
     torch.nn.modules.instancenorm._InstanceNorm,
 )
+# The weight layers bayesianize replaces (exactly these classes: a subclass's forward may differ).
+_WEIGHT_LAYERS = (
+    torch.nn.Linear,
+    torch.nn.Conv1d,
+    torch.nn.Conv2d,
+    torch.nn.Embedding,
+    torch.nn.LSTM,
+    torch.nn.GRU,
+)
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _is_weight_layer(mod: torch.nn.Module) -> bool:
+    return type(mod) in _WEIGHT_LAYERS
+
+
+def _own_parameters(mod: torch.nn.Module) -> list[str]:
+    """Names of the parameters ``mod`` holds itself (not its submodules'), when they are not point estimates by
+    design (a normalisation layer's)."""
+    if isinstance(mod, _DETERMINISTIC):
+        return []
+    return [name for name, p in mod._parameters.items() if p is not None]
+
+
+def _opaque(mod: torch.nn.Module) -> bool:
+    """Whether bayesianize leaves ``mod`` and everything under it as they are: a module of another kind with
+    parameters of its own and no submodules (a ``Linear`` subclass), or a ``torch.nn`` layer with parameters of its
+    own (a ``MultiheadAttention``, whose ``forward`` reads its projections' weights directly).  A module of the
+    user's with parameters of its own *and* submodules (a block with a learned scale) is a container: its
+    submodules are converted."""
+    if not _own_parameters(mod):
+        return False
+    torch_kind = type(mod).__module__.split(".")[0] == "torch"
+    return torch_kind or not any(child is not None for child in mod._modules.values())
+
+
+def _placements(module: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    """Every (path, module) bayesianize visits, a module registered under several names once per name (unlike
+    ``named_modules``, which drops the repeats)."""
+    out: list[tuple[str, torch.nn.Module]] = []
+
+    def walk(mod: torch.nn.Module, path: str) -> None:
+        out.append((path, mod))
+        if _is_weight_layer(mod) or _opaque(mod):
+            return
+        for name, child in mod._modules.items():
+            if child is not None:
+                walk(child, _join(path, name))
+
+    walk(module, "")
+    return out
+
+
+def _check_sharing(module: torch.nn.Module) -> list[str]:
+    """Refuse a weight layer registered under several names; describe the parameters that converted layers share
+    with other modules (tied weights), which the conversion unties."""
+    where: dict[int, list[str]] = {}
+    for path, mod in _placements(module):
+        if _is_weight_layer(mod):
+            where.setdefault(id(mod), []).append(path or "<root>")
+    for paths in where.values():
+        if len(paths) > 1:
+            names = " and ".join(repr(p) for p in paths)
+            raise ValueError(
+                f"bayesianize: {names} are one layer registered under {len(paths)} names; a bayesdrop layer draws "
+                "its weights and noise as Pyro sites of one name, once per forward pass, so a layer shared by "
+                "several places of the network cannot be made Bayesian (the second call fails with 'Multiple "
+                "sample sites named ...'): give each name a layer of its own (copy.deepcopy: separate weights), "
+                "or delete the alias if only one name is called"
+            )
+    owners: dict[int, list[tuple[str, int]]] = {}  # parameter -> (its path, its module) for every module holding it
+    first: dict[int, str] = {}
+    for path, mod in module.named_modules(remove_duplicate=False):
+        first.setdefault(id(mod), path)
+        if first[id(mod)] != path:  # a module under another name: the same owner
+            continue
+        for name, p in mod._parameters.items():
+            if p is not None:
+                owners.setdefault(id(p), []).append((_join(path, name), id(mod)))
+    messages = []
+    for held in owners.values():
+        if len({m for _, m in held}) > 1 and any(m in where for _, m in held):
+            names = " and ".join(p for p, _ in held)
+            messages.append(
+                f"{names} are one tensor (tied weights), which is not kept: their layers become Bayesian layers "
+                "with weights of their own, each starting from the tensor's current value, and train apart"
+            )
+    return messages
+
+
+def _placed(new: BayesianLayer, like: torch.Tensor | None) -> BayesianLayer:
+    """``new`` on the device and in the floating dtype of ``like`` (the module it replaces keeps its place)."""
+    if like is None or not like.is_floating_point():
+        return new
+    return new.to(device=like.device, dtype=like.dtype)
+
+
+def _first_parameter(mod: torch.nn.Module) -> torch.Tensor | None:
+    return next((t for t in (*mod.parameters(), *mod.buffers()) if t.is_floating_point()), None)
 
 
 def _conv(mod: torch.nn.Conv1d | torch.nn.Conv2d, m: Method, noise: str) -> BayesianLayer:
@@ -92,6 +197,7 @@ def _recurrent(mod: torch.nn.LSTM | torch.nn.GRU, m: Method, path: str) -> Bayes
         )
     cls: Callable[..., BayesianLayer] = LSTM if type(mod) is torch.nn.LSTM else GRU
     new = cls(mod.input_size, mod.hidden_size, mod.num_layers, m, mod.bias, mod.batch_first, mod.bidirectional)
+    new = _placed(new, _first_parameter(mod))
     with torch.no_grad():
         for name, p in mod.named_parameters():
             (new.init_value(name) if name.startswith("weight") else getattr(new, name)).copy_(p)
@@ -104,7 +210,7 @@ def _embedding(mod: torch.nn.Embedding, m: Method, path: str) -> BayesianLayer:
             f"bayesianize: the Embedding {path or '<root>'!r} has padding_idx={mod.padding_idx!r}, "
             f"max_norm={mod.max_norm!r}, sparse={mod.sparse!r}; bd.nn.Embedding takes none of these"
         )
-    new = Embedding(mod.num_embeddings, mod.embedding_dim, m)
+    new = _placed(Embedding(mod.num_embeddings, mod.embedding_dim, m), mod.weight)
     with torch.no_grad():
         new.init_value("weight").copy_(mod.weight)
     return new
@@ -121,21 +227,33 @@ def bayesianize(
     """Turn a ``torch.nn`` model into a Bayesian one, in place.
 
     Every ``torch.nn.Linear``, ``Conv1d``, ``Conv2d`` and ``Embedding`` (exactly these classes; an embedding's
-    noise drops whole word types) becomes the :mod:`bayesdrop.nn` layer with ``method``, whose guide starts from the module's current weights, so a
-    pre-trained network can be refined.  Dropout modules become identities: the method supplies the noise; a
-    ``Dropout1d`` or ``Dropout2d`` (whole feature maps, Tompson et al. 2015) makes the next convolution of its
-    container draw the noise once per input feature map (``noise="channel"``, spatial dropout), where the method
-    can.  With ``pool_method`` every ``MaxPool1d/2d`` and ``AvgPool1d/2d`` whose pooling it randomises becomes the
-    :mod:`bayesdrop.nn` pooling layer with it (others stay plain, with a warning).
+    noise drops whole word types) becomes the :mod:`bayesdrop.nn` layer with ``method``, whose guide starts from the
+    module's current weights, so a pre-trained network can be refined; it keeps the replaced module's dtype and
+    device (a ``module.double()`` trains in float64).  Dropout modules become identities: the method supplies the
+    noise; a ``Dropout1d`` or ``Dropout2d`` (whole feature maps, Tompson et al. 2015) makes the next convolution of
+    its container draw the noise once per input feature map (``noise="channel"``, spatial dropout), where the
+    method can.  With ``pool_method`` every ``MaxPool1d/2d`` and ``AvgPool1d/2d`` whose pooling it randomises
+    becomes the :mod:`bayesdrop.nn` pooling layer with it (others stay plain, with a warning).
     Normalisation layers keep their parameters as point estimates.  ``LSTM`` and ``GRU`` become ``bd.nn.LSTM`` /
     ``GRU`` with ``recurrent_method``.  Any other module with parameters of its own (a subclass of ``Linear`` whose
     ``forward`` may differ, a ``MultiheadAttention`` that reads its projections' weights directly) stays
-    deterministic, with a ``UserWarning`` naming it.  The
-    module is converted to a :class:`~pyro.nn.PyroModule` so that site and parameter names follow the module tree.
+    deterministic, with a ``UserWarning`` naming it.  A module of your own that holds parameters itself besides
+    submodules (a block with a learned ``scale``, a root with a temperature) is a container: its submodules are
+    converted, and the parameters it holds itself stay point estimates, with a ``UserWarning`` naming them.  The
+    module is converted to a :class:`~pyro.nn.PyroModule` so that site and parameter names follow the module tree;
+    called on its own, outside Pyro's handlers, it draws from the prior: predict with :func:`bayesdrop.predict`
+    or ``guide.mean_network()``.
+
+    A bayesdrop layer samples its sites once per forward pass, under one name, so a weight layer registered under
+    several names (``self.b = self.a``, a layer shared by two places) is refused (``ValueError``), and parameters
+    tied between a converted layer and another module (``decoder.weight = embedding.weight``) are untied: each
+    layer gets weights of its own, starting from the shared value, with a ``UserWarning`` naming them.  A dropout
+    or pooling module registered under several names becomes one module per name.
 
     Parameters
     ----------
     module : torch.nn.Module
+        A plain ``torch.nn`` model (one that holds no :mod:`bayesdrop.nn` layer yet).
     method : str or Method
         The method of every weight layer (``bd.methods.names(role="layer")``); ``**hyper`` its hyper-parameters.
     pool_method : str or Method, optional
@@ -155,10 +273,20 @@ def bayesianize(
     TypeError
         If ``module`` is not a ``torch.nn.Module``.
     ValueError
-        If no layer can be converted.
+        If no layer can be converted, if ``module`` already holds :mod:`bayesdrop.nn` layers (it was bayesianized:
+        build the method into a fresh copy of the torch model instead), or if a weight layer is registered under
+        several names.
     """
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"`module` must be a torch.nn.Module, got {type(module).__name__}")
+    held = bayesian_layers(module)
+    if held and not any(_is_weight_layer(mod) for mod in module.modules()):
+        layers = ", ".join(f"{n or '<root>'} ({layer.method.name or type(layer.method).__name__})" for n, layer in held)
+        raise ValueError(
+            f"`module` already holds bayesdrop layers: {layers}, and no torch.nn weight layer to convert; "
+            "bayesianize keeps the methods of the bayesdrop layers it finds: call it on a fresh copy of the torch "
+            "model to use another method"
+        )
     m = resolve(method, **hyper)
     if m.capabilities.role != "layer":
         what, where = {
@@ -173,13 +301,17 @@ def bayesianize(
     rm = m if recurrent_method is None else resolve(recurrent_method)
     if rm.capabilities.role not in ("layer", "recurrent"):
         raise ValueError(f"`recurrent_method` must be a recurrent or layer method, got {rm.name!r}")
+    tied = _check_sharing(module)  # before any change: a refused module is left as it was
     channel = "noise" in m.capabilities.sites and _takes_channel_noise(m)
+    like = _first_parameter(module)  # dtype and device of the layers that replace parameterless modules (pools)
     skipped: dict[str, list[str]] = {}
+    own: dict[str, list[str]] = {}  # containers' own parameters, left deterministic
     unmatched: list[str] = []  # channel dropouts without a convolution after them in their Sequential
     plain_pools: dict[str, list[str]] = {}  # pooling layers the pool method does not randomise
+    visited: set[int] = set()  # containers whose children are converted (a container under two names: once)
 
     def convert(mod: torch.nn.Module, path: str, noise: str = "element") -> torch.nn.Module:
-        if isinstance(mod, BayesianLayer):
+        if isinstance(mod, BayesianLayer):  # placed by the user (bd.nn.Dropout, a bd.nn.LSTM): kept as it is
             return mod
         if type(mod) is torch.nn.Linear:
             new: BayesianLayer = Linear(mod.in_features, mod.out_features, m, bias=mod.bias is not None)
@@ -197,13 +329,19 @@ def bayesianize(
             if _POOLS[type(mod)][1] not in pm.capabilities.pools:
                 plain_pools.setdefault(type(mod).__name__, []).append(path or "<root>")
                 return mod
-            return _pool(mod, pm, path)
+            return _placed(_pool(mod, pm, path), like)
         else:
-            if not isinstance(mod, _DETERMINISTIC) and any(True for _ in mod.parameters(recurse=False)):
+            if id(mod) in visited:
+                return mod
+            visited.add(id(mod))
+            if _opaque(mod):
                 skipped.setdefault(type(mod).__name__, []).append(path or "<root>")
-            else:
-                children(mod, path)
+                return mod
+            if _own_parameters(mod):
+                own.setdefault(type(mod).__name__, []).extend(_join(path, n) for n in _own_parameters(mod))
+            children(mod, path)
             return mod
+        new = _placed(new, mod.weight)
         with torch.no_grad():
             new.init_value("weight").copy_(mod.weight)
             if mod.bias is not None:
@@ -212,11 +350,14 @@ def bayesianize(
         return new
 
     def children(mod: torch.nn.Module, path: str) -> None:
-        """Convert ``mod``'s children; in a ``Sequential`` a ``Dropout1d``/``Dropout2d`` item gives the next
-        convolution item one noise draw per input feature map (the dropout's own place in the computation)."""
+        """Convert ``mod``'s children, a child under several names once per name (``named_children`` would skip
+        the repeats); in a ``Sequential`` a ``Dropout1d``/``Dropout2d`` item gives the next convolution item one
+        noise draw per input feature map (the dropout's own place in the computation)."""
         pending: str | None = None
-        for name, child in list(mod.named_children()):
-            child_path = f"{path}.{name}" if path else name
+        for name, child in list(mod._modules.items()):
+            if child is None:
+                continue
+            child_path = _join(path, name)
             if isinstance(mod, torch.nn.Sequential) and isinstance(child, _CHANNEL_DROPOUT):
                 pending = child_path
                 setattr(mod, name, torch.nn.Identity())
@@ -248,6 +389,12 @@ def bayesianize(
         f"{', '.join(paths)}"
         for kind, paths in skipped.items()
     ]
+    messages += [
+        f"the parameters that {kind} holds itself stay deterministic (point estimates; its submodules are "
+        f"converted): {', '.join(paths)}"
+        for kind, paths in own.items()
+    ]
+    messages += tied
     for message in messages:
         warnings.warn(f"bayesianize: {message}", UserWarning, stacklevel=2)
     if not bayesian_layers(out):

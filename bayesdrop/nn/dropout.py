@@ -11,6 +11,7 @@ Example
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,17 @@ from ..methods import Method
 from .base import BayesianLayer, NoiseSite, is_input
 
 __all__ = ["Dropout", "Scale"]
+
+
+def _size(n: Any) -> Any:
+    """``n`` as an int where it is an integer (``operator.index``: Python and NumPy integers, not bools), else
+    ``n`` itself (for the caller to refuse)."""
+    if isinstance(n, bool):
+        return n
+    try:
+        return operator.index(n)
+    except TypeError:
+        return n
 
 
 class Scale(torch.nn.Module):
@@ -42,15 +54,22 @@ class Dropout(BayesianLayer):
     ----------
     method : str or Method
     noise_shape : sequence of int
-        Shape of one draw per example, broadcast against one example of the input: ``(features,)`` for a feature
-        vector, ``(C, H, W)`` for one draw per element of an image, ``(C, 1, 1)`` for one per feature map.  The
-        units (whose rates a method may learn) are its first axis.
+        Required: the shape of one draw per example, broadcast against one example of the input: ``(features,)``
+        for a feature vector, ``(C, H, W)`` for one draw per element of an image, ``(C, 1, 1)`` for one per feature
+        map.  The units (whose rates a method may learn) are its first axis.
     **hyper
         Hyper-parameters of the method when given by name.
     """
 
-    def __init__(self, method: str | Method = "bernoulli", noise_shape: Sequence[int] = (), **hyper: Any):
+    def __init__(self, method: str | Method = "bernoulli", noise_shape: Sequence[int] | None = None, **hyper: Any):
+        if noise_shape is None:
+            raise TypeError(
+                "bd.nn.Dropout needs `noise_shape`, the shape of one draw per example: e.g. noise_shape=(features,) "
+                "for feature vectors, (C, H, W) for one draw per element of an image, (C, 1, 1) for one per feature map"
+            )
         shape = tuple(noise_shape) if isinstance(noise_shape, (tuple, list, torch.Size)) else None
+        if shape is not None:
+            shape = tuple(_size(n) for n in shape)
         if not shape or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
             raise ValueError(f"`noise_shape` must be a non-empty sequence of positive ints, got {noise_shape!r}")
         unit_shape = (shape[0],) + (1,) * (len(shape) - 1)
