@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import shlex
@@ -79,6 +78,12 @@ def _run_numbers(args: argparse.Namespace) -> None:
         raise ValueError(f"`--seed` must be an int >= 0, got {args.seed!r}")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise ValueError(f"`--lr` must be a finite number > 0, got {args.lr!r}")
+
+
+def _kfold(k: int) -> None:
+    """``--kfold``: 0 (none) or a number of folds >= 2, checked before any data are loaded."""
+    if k < 0 or k == 1:
+        raise ValueError(f"`--kfold` must be 0 (no K-fold cross-validation) or a number of folds >= 2, got {k!r}")
 
 
 def _output_dir(path: str) -> Path:
@@ -345,21 +350,23 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    _positive(num_samples=args.num_samples, epochs=args.epochs, batch_size=args.batch_size)
+    # --quick's presets for the budget options not given (None: not on the command line); given ones win
+    epochs = args.epochs if args.epochs is not None else QUICK_EPOCHS if args.quick else COMPARE_EPOCHS
+    draws = args.num_samples if args.num_samples is not None else QUICK_DRAWS if args.quick else COMPARE_DRAWS
+    _positive(num_samples=draws, epochs=epochs, batch_size=args.batch_size)
     _run_numbers(args)
+    _kfold(args.kfold)
     _output_dir(args.out)
 
     kw = dict(
-        epochs=args.epochs,
+        epochs=epochs,
         batch_size=args.batch_size,
         lr=args.lr,
         kl_warmup=args.kl_warmup,
         lr_decay=_decay(args),
         lr_warmup=args.lr_warmup,
-        num_samples=args.num_samples,
+        num_samples=draws,
     )
-    if args.quick:
-        kw.update(epochs=QUICK_EPOCHS, num_samples=50)
     rows = compare.compare(
         args.dataset,
         args.methods,
@@ -393,13 +400,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     for flag, v, low in (
         ("--num-samples", args.num_samples, 1),
         ("--seed", args.seed, 0),
+        ("--batch-size", args.batch_size, 1),
         ("--ood-points", args.ood_points, 0),
-        ("--kfold", args.kfold, 0),
     ):
         if v < low:
             raise ValueError(f"`{flag}` must be an int >= {low}, got {v!r}")
-    if args.kfold == 1:
-        raise ValueError("`--kfold` must be 0 (no K-fold cross-validation) or a number of folds >= 2, got 1")
+    _kfold(args.kfold)
     with _using_run(args.run_dir) as run:
         ds, model, guide, config = load_run(args.run_dir)
         test = inputs(ds, config, ds.test)
@@ -436,8 +442,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                 fit_kwargs=runs.fit_options(config),
             )
             cv = diagnostics.kfold_check(folds, idata)
-        history_file = run / runs.HISTORY
-        history = json.loads(history_file.read_text()) if history_file.is_file() else None
+        history_file = run / runs.HISTORY  # checked: a bad file is named, with what is wrong in it
+        history = runs.read_history(history_file) if history_file.is_file() else None
         path = diagnostics.write_report(
             idata,
             run,
@@ -458,7 +464,8 @@ def _decay(args: argparse.Namespace) -> str | None:
     return None if args.lr_decay == "none" else args.lr_decay
 
 
-QUICK_EPOCHS = 100  # `compare --quick` (make demo): the README's budget on digits
+COMPARE_EPOCHS, COMPARE_DRAWS = 100, 100  # `compare`'s --epochs and --num-samples
+QUICK_EPOCHS, QUICK_DRAWS = 100, 50  # `compare --quick` (make demo): the README's budget on digits
 
 
 def _warmup(unit: str) -> Callable[[str], int | str]:
@@ -561,7 +568,7 @@ def _train_arguments(t: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="hyper-parameters of --input-method (default: none, the method's own)",
     )
-    t.add_argument("--dataset", default="digits", help=DATASETS_HELP)
+    t.add_argument("--dataset", default="digits", help=DATASETS_HELP)  # checked by runs.load_dataset
     t.add_argument(
         "--mnist-dir", default=None, help="directory with the MNIST IDX files (default: none; needed for mnist)"
     )
@@ -645,14 +652,30 @@ def make_parser() -> argparse.ArgumentParser:
         help="registered names, or `all` (default: all, every method the architecture takes)",
     )
     c.add_argument("--arch", default="mlp:300,100", help=ARCH_HELP)
-    c.add_argument("--epochs", type=int, default=100, help="training epochs of each method")
+    c.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"training epochs of each method (default: {COMPARE_EPOCHS}, "
+        + (f"or {QUICK_EPOCHS} with --quick)" if QUICK_EPOCHS != COMPARE_EPOCHS else "--quick's too)"),
+    )
     c.add_argument("--batch-size", type=int, default=128, help="minibatch size")
     _training_options(c)
-    c.add_argument("--num-samples", type=int, default=100, help="posterior draws of each method's predictive")
+    c.add_argument(
+        "--num-samples",
+        type=int,
+        default=None,
+        help=f"posterior draws of each method's predictive (default: {COMPARE_DRAWS}, or {QUICK_DRAWS} with --quick)",
+    )
     c.add_argument("--seed", type=int, default=0, help="seed of the initial weights, the minibatches and the noise")
     _device_option(c)
     _threads_option(c)
-    c.add_argument("--quick", action="store_true", help=f"the demo preset: {QUICK_EPOCHS} epochs, 50 MC draws")
+    c.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"the demo preset: {QUICK_EPOCHS} epochs and {QUICK_DRAWS} MC draws, each unless --epochs or "
+        "--num-samples is given (an option given wins)",
+    )
     c.add_argument(
         "--kfold",
         type=int,
@@ -705,6 +728,35 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The arguments of the API a command calls (bd.fit, compare.compare, to_inference_data, ...) that an error of it may
+# name, and the command's flags that set them: main shows the error naming the flag.  The options are checked before
+# any work where they can be; this covers the checks made deeper down.
+_FLAGS: dict[str, dict[str, str]] = {
+    "train": {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "num_samples": "--num-samples"},
+    "compare": {
+        "method_names": "--methods",
+        "--method": "--methods",
+        "dataset": "--dataset",
+        "kfold": "--kfold",
+        "epochs": "--epochs",
+        "batch_size": "--batch-size",
+        "lr": "--lr",
+        "num_samples": "--num-samples",
+    },
+    "report": {"num_samples": "--num-samples", "batch_size": "--batch-size", "seed": "--seed", "kfold": "--kfold"},
+    "prune": {"threshold": "--threshold"},
+}
+
+
+def _error_text(err: BaseException, command: str | None) -> str:
+    """An error's message as ``main`` prints it: each API argument it names in backquotes (e.g. ``kfold``)
+    replaced by the command's flag for it (:data:`_FLAGS`)."""
+    text = str(err)
+    for name, flag in _FLAGS.get(command or "", {}).items():
+        text = text.replace(f"`{name}`", f"`{flag}`")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     words = list(sys.argv[1:] if argv is None else argv)
@@ -717,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
         with _signals_raise():
             return args.func(args)
     except (ValueError, TypeError, OSError, ImportError) as err:  # bad arguments or files; a data set's package
-        print(f"bayesdrop: error: {err}", file=sys.stderr)
+        print(f"bayesdrop: error: {_error_text(err, getattr(args, 'command', None))}", file=sys.stderr)
         return 2
     except FloatingPointError as err:  # training diverged (bd.fit's NaN check)
         print(f"bayesdrop: training failed: {err}", file=sys.stderr)

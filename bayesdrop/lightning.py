@@ -37,7 +37,7 @@ Example
 >>> from bayesdrop.lightning import BayesdropModule
 >>> model = bd.Classifier(bd.models.mlp(64, [300, 100], 10), num_data=len(data.train))
 >>> guide = bd.DropoutGuide(model)
->>> module = BayesdropModule(model, guide, example=data.train.x[:2], epochs=50)
+>>> module = BayesdropModule(model, guide, example=data.train.x[:2])  # the schedule over the trainer's 50 epochs
 >>> loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(data.train.x, data.train.y), batch_size=64)
 >>> lightning.Trainer(max_epochs=50, strategy="ddp", devices=2, accelerator="cpu").fit(module, loader)
 """
@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -87,9 +87,14 @@ class BayesdropModule(lightning.LightningModule):
         Its guide.
     example : torch.Tensor, optional
         A few training inputs, on which the guide creates its parameters (required unless the guide has run).
-    epochs : int
-        The epochs the trainer will run (``max_epochs``): the KL warm-up and the learning-rate decay are
-        fractions of them, as in ``bd.fit``.
+    epochs : int, optional
+        The epochs of the schedule: the KL warm-up and the learning-rate decay are fractions of them, as in
+        ``bd.fit``.  Left out (None), the trainer's ``max_epochs``, read when the fit starts (as Lightning's own
+        schedulers are set from the trainer).  Given, it wins: a trainer that stops earlier (a smaller
+        ``max_epochs``, or ``max_steps``) runs the first part of the schedule, e.g. to continue the run later from
+        its checkpoint; a trainer whose ``max_epochs`` exceeds it is refused when the fit starts (``ValueError``)
+        under ``lr_decay="linear"``, whose rate is 0 from epoch ``epochs`` on, and is fine without the decay (the
+        KL weight stays 1 after its warm-up).  A trainer without an epoch limit (``max_epochs=-1``) needs it.
     lr : float
         Adam's learning rate (``bd.fit``'s default), times each method's multipliers
         (:func:`~bayesdrop.infer.param_groups`).
@@ -110,7 +115,7 @@ class BayesdropModule(lightning.LightningModule):
         guide: DropoutGuide,
         *,
         example: torch.Tensor | None = None,
-        epochs: int = 10,
+        epochs: int | None = None,
         lr: float = DEFAULT_LR,
         kl_warmup: int | str = "auto",
         lr_decay: str | None = "linear",
@@ -122,7 +127,10 @@ class BayesdropModule(lightning.LightningModule):
             raise TypeError(f"`model` must be a bd.Likelihood, got {type(model).__name__}")
         if not isinstance(guide, DropoutGuide) or guide.model is not model:
             raise ValueError("`guide` must be the DropoutGuide built for `model` (bd.DropoutGuide(model))")
-        check_schedule(epochs=epochs, lr=lr, lr_decay=lr_decay, kl_warmup=kl_warmup, lr_warmup=lr_warmup)
+        # epochs=None: the trainer's max_epochs, checked when the fit starts (_schedule_epochs)
+        check_schedule(
+            epochs=1 if epochs is None else epochs, lr=lr, lr_decay=lr_decay, kl_warmup=kl_warmup, lr_warmup=lr_warmup
+        )
         if not isinstance(lrt, bool):
             raise TypeError(f"`lrt` must be a bool, got {type(lrt).__name__}")
         if guide._order is None:
@@ -130,12 +138,16 @@ class BayesdropModule(lightning.LightningModule):
                 raise ValueError("`example`: give a few training inputs, on which the guide creates its parameters")
             guide(example)
         self.model, self.guide = model, guide
-        self.epochs, self.lr, self.lr_decay, self.lr_warmup, self.lrt = epochs, float(lr), lr_decay, lr_warmup, lrt
-        self.kl_warmup = resolve_kl_warmup(model, epochs, kl_warmup)
+        self.lr, self.lr_decay, self.lr_warmup, self.lrt = float(lr), lr_decay, lr_warmup, lrt
+        self._epochs, self._kl_warmup = epochs, kl_warmup  # as given; resolved for each fit (configure_optimizers)
+        # the schedule's epochs and KL warm-up (epochs), known once a fit starts when `epochs` is left out
+        self.epochs: int | None = epochs
+        self.kl_warmup: int | None = None if epochs is None else resolve_kl_warmup(model, epochs, kl_warmup)
         self.elbo = MeanFieldELBO()
         self.beta = 1.0
         self.history: dict[str, list[float]] = {}
         self._sums: dict[str, torch.Tensor] = {}
+        self._lr: float | None = None  # the rate of the epoch's last step, recorded in training_step
         self._projected = guide.projected()  # the layers whose parameters are projected after each step
 
     # -- training ------------------------------------------------------------------------------------------------
@@ -160,13 +172,15 @@ class BayesdropModule(lightning.LightningModule):
         self._projected = self.guide.projected()  # per epoch, as fit: a callback may have changed a method
         epoch = self.current_epoch
         self.beta = min(1.0, (epoch + 1) / self.kl_warmup) if self.kl_warmup else 1.0
-        self._sums = {}
+        self._sums, self._lr = {}, None
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = (batch["x"], batch["y"]) if isinstance(batch, dict) else batch
         if y.dtype in (torch.int32, torch.int16, torch.uint8):
             y = y.long()
         loss, out = self.loss(x, y)
+        # the rate of the step this loss takes (the scheduler sets the next step's after it), as bd.fit records it
+        self._lr = float(self.optimizers().param_groups[0]["lr"])  # type: ignore[union-attr]
         with torch.no_grad():
             if isinstance(out, Moments):
                 ll = self.model.log_likelihood(out.sigma_points(out.dim() - 1), y).mean(0).sum()
@@ -186,8 +200,10 @@ class BayesdropModule(lightning.LightningModule):
         self.guide.project(self._projected)
 
     def on_train_epoch_end(self) -> None:
-        """The epoch's history, summed over the processes: ``loss`` (negative ELBO per training example),
-        ``nll`` and the likelihood's training metrics per example, ``beta`` and ``lr``."""
+        """The epoch's history, summed over the processes, as ``bd.fit``'s: ``loss`` (the negative ELBO per
+        training example, ``bd.fit``'s ``elbo``: the minibatch losses weighted by their sizes, summed, over
+        :math:`N^2`), ``nll`` and the likelihood's training metrics per example, ``beta``, and ``lr`` (the rate of
+        the epoch's last step)."""
         if not self._sums:
             return
         names = sorted(self._sums)
@@ -197,10 +213,11 @@ class BayesdropModule(lightning.LightningModule):
         totals = gathered.reshape(-1, len(names)).sum(0)
         values = dict(zip(names, totals.tolist()))
         count = values.pop("count")
-        # each process's loss estimates the whole minibatch loss; their sum times B / N is the epoch's loss per example
-        record = {"loss": values.pop("loss"), "nll": values.pop("nll") / count}
+        # each step's loss estimates the negative ELBO of the N examples; the sum over the processes' steps of
+        # loss * B / N estimates it once per epoch (bd.fit's loss_e), and over N more it is per training example
+        record = {"loss": values.pop("loss") / self.model.num_data, "nll": values.pop("nll") / count}
         record.update({k: v / count for k, v in values.items()})
-        record.update({"beta": self.beta, "lr": self.optimizers().param_groups[0]["lr"]})  # type: ignore[union-attr]
+        record.update({"beta": self.beta, "lr": self.lr if self._lr is None else self._lr})
         for k, v in record.items():
             self.history.setdefault(k, []).append(float(v))
 
@@ -208,19 +225,29 @@ class BayesdropModule(lightning.LightningModule):
         """Adam over :func:`~bayesdrop.infer.param_groups`, its rate set per step as ``bd.fit`` sets it: the
         warm-up's factor (:func:`~bayesdrop.infer.train.warmup_factor`) times the epoch's linear decay.
 
-        The steps per epoch are the trainer's (its training batches over ``accumulate_grad_batches``).  A stream
-        without a length has none: ``lr_warmup="auto"`` is then no warm-up, and the decay is set once per epoch.
+        The schedule's epochs are the module's ``epochs``, else the trainer's ``max_epochs`` (the class's
+        docstring), and the KL warm-up ``"auto"`` is resolved over them.  The steps per epoch are the trainer's (its
+        training batches over ``accumulate_grad_batches``).  A stream without a length has none:
+        ``lr_warmup="auto"`` is then no warm-up, and the decay is set once per epoch.
+
+        Raises
+        ------
+        ValueError
+            If ``epochs`` was left out and the trainer has no epoch limit, or if the trainer's ``max_epochs``
+            exceeds ``epochs`` under ``lr_decay="linear"``.
         """
+        epochs = self.epochs = self._schedule_epochs()
+        self.kl_warmup = resolve_kl_warmup(self.model, epochs, self._kl_warmup)
         optimizer = torch.optim.Adam(param_groups(self.model, self.guide, self.lr), lr=self.lr)
         _ = self.trainer.estimated_stepping_batches  # sets up the training data, and so num_training_batches
         batches = self.trainer.num_training_batches
         per_epoch = max(1, math.ceil(batches / self.trainer.accumulate_grad_batches)) if math.isfinite(batches) else 0
-        warm = resolve_lr_warmup(self.model, self.epochs * per_epoch, self.lr_warmup)
+        warm = resolve_lr_warmup(self.model, epochs * per_epoch, self.lr_warmup)
         if self.lr_decay is None and warm == 0:
             return optimizer
 
         def decay(epoch: int) -> float:
-            return max(0.0, 1 - epoch / self.epochs) if self.lr_decay is not None else 1.0
+            return max(0.0, 1 - epoch / epochs) if self.lr_decay is not None else 1.0
 
         if per_epoch == 0 and warm == 0:  # a stream without a length: the decay once per epoch
             schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
@@ -231,6 +258,27 @@ class BayesdropModule(lightning.LightningModule):
 
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def _schedule_epochs(self) -> int:
+        """The epochs of this fit's schedule: the module's ``epochs``, else the trainer's ``max_epochs``; a trainer
+        that would run past a linear decay's end is refused (the class's docstring)."""
+        limit = self.trainer.max_epochs  # an int once the fit started: -1 for no limit (or max_steps alone)
+        bounded = isinstance(limit, int) and limit >= 1
+        if self._epochs is None:
+            if not bounded:
+                raise ValueError(
+                    f"`epochs`: the trainer has no epoch limit (max_epochs={limit!r}), over which the module's "
+                    "schedule (KL warm-up, learning-rate decay) would run; give BayesdropModule(epochs=...)"
+                )
+            return int(cast(int, limit))
+        if bounded and self.lr_decay is not None and cast(int, limit) > self._epochs:
+            raise ValueError(
+                f"`epochs`={self._epochs} but the trainer runs max_epochs={limit}: the learning rate decays linearly "
+                f"to 0 over {self._epochs} epochs, so epochs {self._epochs + 1} to {limit} would train at rate 0; "
+                "leave `epochs` out (the schedule then spans the trainer's max_epochs), give the same number to both, "
+                "or lr_decay=None"
+            )
+        return self._epochs
 
     # -- checkpoints ------------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

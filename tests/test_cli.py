@@ -283,3 +283,78 @@ def test_train_progress_bar_names_its_loss_the_negative_elbo_per_example(tmp_pat
     assert cli.main(args) == 0
     err = capsys.readouterr().err
     assert "-ELBO/example=" in err and "elbo=" not in err
+
+
+def test_compare_options_given_win_over_quicks_presets(monkeypatch, tmp_path, capsys):
+    """``--quick`` presets 100 epochs and 50 draws for the options not given; ``--epochs`` and ``--num-samples``
+    given win over it (and without ``--quick`` the defaults are 100 and 100); ``--help`` says so."""
+    from bayesdrop.experiments import compare
+
+    seen = []
+    monkeypatch.setattr(compare, "compare", lambda *args, **kw: seen.append(kw) or [])
+    out = str(tmp_path / "cmp")
+    for argv, epochs, draws in (
+        (["--quick", "--epochs", "1", "--num-samples", "5"], 1, 5),
+        (["--quick", "--num-samples", "5"], 100, 5),
+        (["--quick"], 100, 50),
+        ([], 100, 100),
+    ):
+        assert cli.main(["compare", *argv, "--methods", "bernoulli", "--out", out, "--quiet"]) == 0
+        assert (seen[-1]["epochs"], seen[-1]["num_samples"]) == (epochs, draws), argv
+        assert f", {epochs} epochs, " in capsys.readouterr().out  # the table's header tells the budget used
+    help_text = " ".join(dict(_subparsers(cli.make_parser()))["compare"].format_help().split())
+    assert "unless --epochs or --num-samples is given" in help_text
+    assert "(default: 100, or 50 with --quick)" in help_text
+
+
+def test_compare_refuses_a_method_named_twice_before_training(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert cli.main(["compare", "--methods", "bernoulli", "gaussian", "bernoulli", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == "bayesdrop: error: `--methods` names 'bernoulli' more than once: give each method once\n"
+    assert not (out / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ('{"elbo": [1.0, ', "not a bayesdrop training history (JSONDecodeError: Expecting value"),
+        ('{"elbo": "x"}', "'elbo' must be a list of numbers (one per epoch), got str"),
+        ('{"elbo": [1.0, "x"]}', "'elbo' must be a list of numbers (one per epoch), holds 'x'"),
+        ("[1.0]", "expected a JSON object of lists (one number per epoch), got list"),
+    ],
+)
+def test_report_names_a_corrupt_history_and_what_is_wrong(text, problem, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--arch", "mlp:8", "--epochs", "1", "--num-samples", "2", "--out", str(run), "--quiet"]
+    assert cli.main(argv) == 0
+    (run / "history.json").write_text(text)
+    capsys.readouterr()
+    assert cli.main(["report", str(run), "--num-samples", "2", "--ood-points", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bayesdrop: error: {run / 'history.json'}: {problem}") and err.count("\n") == 1
+
+
+def test_errors_name_the_commands_flags_not_the_apis_arguments(tmp_path, capsys):
+    """Each bad option is named as the command line spells it, before any training."""
+    out = str(tmp_path / "out")
+
+    def error(argv):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        return err
+
+    err = error(["train", "--dataset", "nope", "--out", out])
+    names = bd.experiments.runs.dataset_names()
+    assert "mnist" in names and set(bd.data.DATASETS) < set(names)
+    assert err == f"bayesdrop: error: `--dataset` must be one of {names}, got 'nope'\n"
+    assert error(["report", out, "--batch-size", "0"]).endswith("`--batch-size` must be an int >= 1, got 0\n")
+    for methods in (["max-drop"], ["bernoulli", "max-drop"]):  # refused before bernoulli trains
+        err = error(["compare", "--methods", *methods, "--out", out])
+        assert err == "bayesdrop: error: `--methods` 'max-drop' acts in pooling layers: use `--arch lenet5`\n"
+    err = error(["compare", "--dataset", "toy-regression", "--methods", "bernoulli", "--out", out, "--quiet"])
+    assert err.startswith("bayesdrop: error: `--dataset` must be a classification data set for compare")
+    err = error(["compare", "--kfold", "1", "--methods", "bernoulli", "--out", out])
+    assert err.startswith("bayesdrop: error: `--kfold` must be 0 (no K-fold cross-validation) or a number of folds")
+    assert not (tmp_path / "out").exists()

@@ -118,3 +118,16 @@ def test_compare_keeps_each_methods_run_for_report_and_prune(tmp_path, capsys):
     assert cli.main([*args[:2], "gaussian", *args[3:], "--out", str(out), "--quiet"]) == 2
     assert "holds no bayesdrop run" in capsys.readouterr().err
     assert (out / "runs" / "gaussian" / "notes.txt").read_text() == "mine"
+
+
+def test_compare_checks_every_method_before_training_any(monkeypatch):
+    """A method named twice, or one the architecture has no place for, is refused before the first method trains."""
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before checking every method")
+
+    monkeypatch.setattr(compare, "fit", no_training)
+    with pytest.raises(ValueError, match=r"`method_names` names 'bernoulli' more than once"):
+        compare.compare("digits", ["bernoulli", "gaussian", "bernoulli"], epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"`--method` 'max-drop' acts in pooling layers: use `--arch lenet5`"):
+        compare.compare("digits", ["bernoulli", "max-drop"], epochs=1, progress=False)

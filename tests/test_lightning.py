@@ -270,3 +270,73 @@ def test_a_stream_without_a_length_decays_once_per_epoch_without_a_warm_up(tmp_p
     )  # fmt: skip
     trainer.fit(module, torch.utils.data.DataLoader(Stream(), batch_size=BATCH))
     assert rates == pytest.approx([1e-2 * (1 - e / 4) for e in range(4) for _ in range(N // BATCH)], rel=1e-12)
+
+
+def _trainer(tmp_path, max_epochs, callbacks=(), **kwargs):
+    return lightning.Trainer(
+        accelerator="cpu", devices=1, max_epochs=max_epochs, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(tmp_path),
+        callbacks=list(callbacks), **kwargs,
+    )  # fmt: skip
+
+
+class _Steps(lightning.Callback):
+    """Each step's epoch, loss, batch size and the rate the optimiser's step takes."""
+
+    def __init__(self):
+        self.steps: list[dict[str, float]] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.steps.append({"epoch": trainer.current_epoch, "lr": optimizer.param_groups[0]["lr"]})
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.steps[-1].update(loss=float(outputs["loss"]), size=len(batch[1]))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Lightning's notes on loaders and workers
+def test_the_history_is_per_training_example_and_at_the_rate_of_the_epochs_last_step(tmp_path):
+    """``history["loss"]`` is ``bd.fit``'s ``elbo``: each epoch's minibatch losses weighted by their sizes, summed,
+    over N^2 (of the scale of bd.fit's on the same network, not N times it); ``history["lr"]`` the rate of the
+    epoch's last step, as ``bd.fit`` records it (not the next epoch's)."""
+    model, guide, x, y = _setup("bernoulli")
+    module = BayesdropModule(model, guide, example=x[:2], epochs=3, lr_warmup=0)
+    steps = _Steps()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=12)  # 5 of 12, one of 4
+    _trainer(tmp_path, 3, [steps]).fit(module, loader)
+    per_epoch = [[s for s in steps.steps if s["epoch"] == e] for e in range(3)]
+    assert [len(p) for p in per_epoch] == [6, 6, 6]
+    expected = [sum(s["loss"] * s["size"] for s in p) / N / N for p in per_epoch]
+    assert module.history["loss"] == pytest.approx(expected, rel=1e-6)
+    assert module.history["lr"] == pytest.approx([p[-1]["lr"] for p in per_epoch], rel=1e-12)
+    assert module.history["lr"] == pytest.approx([1e-2, 1e-2 * 2 / 3, 1e-2 / 3], rel=1e-12)
+    fit_model, fit_guide, _, _ = _setup("bernoulli")
+    fitted = bd.fit(fit_model, fit_guide, (x, y), epochs=3, batch_size=12, lr_warmup=0, progress=False)
+    assert fitted.history["lr"] == pytest.approx(module.history["lr"], rel=1e-12)
+    for ours, theirs in zip(module.history["loss"], fitted.history["elbo"]):
+        assert 0.5 < ours / theirs < 2  # the same quantity, up to the draws and the order of the minibatches
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Lightning's notes on loaders and workers
+def test_the_schedule_spans_the_trainers_max_epochs_unless_epochs_is_given(tmp_path):
+    """``epochs`` left out: the trainer's ``max_epochs`` (the decay reaches its end with the run); given, it wins,
+    a shorter trainer running the schedule's first part; a longer one under the linear decay, whose last epochs
+    would train at rate 0, is refused, as is a trainer without an epoch limit when ``epochs`` is left out."""
+    model, guide, x, y = _setup("bernoulli")
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)  # 4 steps per epoch
+    module = BayesdropModule(model, guide, example=x[:2], lr_warmup=0)
+    assert module.epochs is None
+    steps = _Steps()
+    _trainer(tmp_path, 4, [steps]).fit(module, loader)
+    assert module.epochs == 4
+    assert [s["lr"] for s in steps.steps] == pytest.approx([1e-2 * (1 - e / 4) for e in range(4) for _ in range(4)])
+    assert module.history["lr"] == pytest.approx([1e-2 * (1 - e / 4) for e in range(4)])
+    with pytest.raises(ValueError, match=r"`epochs`=2 but the trainer runs max_epochs=4: .* rate 0"):
+        _trainer(tmp_path, 4).fit(BayesdropModule(model, guide, epochs=2), loader)
+    with pytest.raises(ValueError, match="the trainer has no epoch limit"):
+        _trainer(tmp_path, -1, max_steps=2).fit(BayesdropModule(model, guide), loader)
+    steps = _Steps()  # a trainer that stops early: the first half of a schedule over 4 epochs
+    _trainer(tmp_path, 2, [steps]).fit(BayesdropModule(model, guide, epochs=4, lr_warmup=0), loader)
+    assert [s["lr"] for s in steps.steps] == pytest.approx([1e-2] * 4 + [7.5e-3] * 4)
+    constant = BayesdropModule(model, guide, epochs=2, lr_decay=None)  # no decay: running past `epochs` is fine
+    _trainer(tmp_path, 3).fit(constant, loader)
+    assert constant.history["lr"] == [1e-2] * 3 and constant.history["beta"] == [1.0] * 3

@@ -122,15 +122,25 @@ def compare(
         One row per method, in the order given: the columns of :data:`COLUMNS` and ``elpd_loo_se``, ``p_loo``,
         ``dse`` (the standard error of ``Δelpd_loo``), ``loo_rank`` (``az.compare``'s, 0 the best), ``k>0.7``
         (points whose Pareto k exceeds 0.7), ``AUPR MI``, ``architecture`` and ``train seconds``.
+
+    Raises
+    ------
+    ValueError
+        Before any training: a method named twice in ``method_names``, an unknown one or one the architecture has
+        no place for (a pool method in an MLP), a ``kfold`` of 1 or below 0; a ``dataset`` that is not a
+        classification data set, once it is loaded.
     """
+    kind = parse_arch(arch)[0]
     if not method_names or method_names == ["all"]:  # every method the architecture takes
-        roles = {"mlp": ("layer", "input"), "lenet5": ("layer", "input", "pool"), "rnn": ("layer", "recurrent")}
-        taken = {n for role in roles[parse_arch(arch)[0]] for n in methods.names(role=role)}
+        taken = {n for role in runs.ROLES[kind] for n in methods.names(role=role)}
         names = [n for n in methods.names() if n in taken]
     else:
         names = list(method_names)
-    for n in names:
-        methods.get(n)  # unknown names fail before any training
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:  # one run directory, and one row, per method
+        raise ValueError(f"`method_names` names {', '.join(map(repr, repeated))} more than once: give each method once")
+    for n in names:  # unknown names, and methods the architecture has no place for, fail before any training
+        runs.check_placement(n, methods.get(n), kind)
     if not isinstance(kfold, int) or isinstance(kfold, bool) or kfold < 0 or kfold == 1:
         raise ValueError(f"`kfold` must be 0 (none) or a number of folds >= 2, got {kfold!r}")
     dev = resolve_device(device)

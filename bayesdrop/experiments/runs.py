@@ -58,6 +58,8 @@ __all__ = [
     "parse_arch",
     "parse_hyper",
     "read_config",
+    "read_history",
+    "dataset_names",
     "RunDirectoryError",
     "RunLock",
     "check_run_path",
@@ -128,8 +130,16 @@ def parse_hyper(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def dataset_names() -> list[str]:
+    """The names ``--dataset`` takes: the bundled data sets (``bd.data.DATASETS``) and ``"mnist"``, sorted."""
+    return sorted({*bd_data.DATASETS, "mnist"})
+
+
 def load_dataset(name: str, mnist_dir: str | os.PathLike[str] | None = None, seed: int = 0) -> bd_data.Dataset:
-    """A bundled data set by name (``bd.data.load``), or ``"mnist"`` from the IDX files in ``mnist_dir``."""
+    """A bundled data set by name (``bd.data.load``), or ``"mnist"`` from the IDX files in ``mnist_dir``; an
+    unknown name is a ``ValueError`` naming ``--dataset`` and the names it takes (:func:`dataset_names`)."""
+    if name not in dataset_names():
+        raise ValueError(f"`--dataset` must be one of {dataset_names()}, got {name!r}")
     if name == "mnist":
         if not mnist_dir:
             raise ValueError("`--dataset mnist` needs `--mnist-dir` (a directory with the IDX files)")
@@ -157,11 +167,7 @@ def build(
     # a method goes where a network takes it: every layer, the inputs (no other noise), the pooling layers, the
     # recurrent layers
     role = method.capabilities.role
-    takes = {"mlp": ("layer", "input"), "lenet5": ("layer", "input", "pool"), "rnn": ("layer", "recurrent")}
-    if role not in takes[kind]:
-        where = {"input": "on the inputs", "pool": "in pooling layers", "recurrent": "in recurrent layers"}[role]
-        wanted = " or ".join(f"`--arch {k}`" for k, roles in takes.items() if role in roles)
-        raise ValueError(f"`--method` {config['method']!r} acts {where}: use {wanted}")
+    check_placement(config["method"], method, kind)
     if role == "input" and input_method is not None:
         raise ValueError(f"`--method` {config['method']!r} is an input method; `--input-method` cannot be given too")
     layer_method: Method | None = method if role == "layer" else None
@@ -179,6 +185,20 @@ def build(
         pool_method = method if role == "pool" else None
         net = lenet5(ds.image_shape, out, layer_method, input_method=input_method, pool_method=pool_method)
     return _wrap(ds, net)
+
+
+ROLES = {"mlp": ("layer", "input"), "lenet5": ("layer", "input", "pool"), "rnn": ("layer", "recurrent")}
+"""The roles of the methods (:attr:`~bayesdrop.methods.Capabilities.role`) each kind of ``--arch`` takes."""
+
+
+def check_placement(name: str, method: Method, kind: str) -> None:
+    """Refuse a method that an architecture of ``kind`` (:func:`parse_arch`) has no place for (a pool method in an
+    MLP), naming ``--method`` and the architectures that take it, before any data or training."""
+    role = method.capabilities.role
+    if role not in ROLES[kind]:
+        where = {"input": "on the inputs", "pool": "in pooling layers", "recurrent": "in recurrent layers"}[role]
+        wanted = " or ".join(f"`--arch {k}`" for k, roles in ROLES.items() if role in roles)
+        raise ValueError(f"`--method` {name!r} acts {where}: use {wanted}")
 
 
 def _wrap(ds: bd_data.Dataset, net: torch.nn.Module) -> tuple[bd_data.Dataset, Likelihood, DropoutGuide]:
@@ -298,6 +318,35 @@ def read_config(path: Path) -> dict[str, Any]:
     if isinstance(config.get("lr_warmup"), str) and config["lr_warmup"] != "auto":
         raise ValueError(f"{path}: 'lr_warmup' must be 'auto' or an int >= 0, got {config['lr_warmup']!r}")
     return config
+
+
+MAX_HISTORY_BYTES = 1 << 28  # a history.json larger than this is refused unread
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """Read and check a run's ``history.json``: a JSON object of lists of numbers, one per epoch (what
+    ``bd.fit``'s ``FitResult.history`` holds), else a ``ValueError`` naming the file and what is wrong."""
+    if path.is_symlink():
+        raise RunDirectoryError(f"{path}: a symbolic link; refusing to read a training history through it")
+    size = path.stat().st_size
+    if size > MAX_HISTORY_BYTES:
+        raise ValueError(f"{path}: {size} bytes, more than a training history holds ({MAX_HISTORY_BYTES})")
+    try:
+        history = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"{path}: not a bayesdrop training history ({type(exc).__name__}: {exc})") from None
+    if not isinstance(history, dict):
+        raise ValueError(
+            f"{path}: expected a JSON object of lists (one number per epoch), got {type(history).__name__}"
+        )
+    for key, values in history.items():
+        if not isinstance(values, list):
+            raise ValueError(f"{path}: {key!r} must be a list of numbers (one per epoch), got {type(values).__name__}")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                shown = repr(v) if len(repr(v)) <= 40 else type(v).__name__
+                raise ValueError(f"{path}: {key!r} must be a list of numbers (one per epoch), holds {shown}")
+    return history
 
 
 class RunDirectoryError(ValueError):
