@@ -833,8 +833,10 @@ def _shrink(
         return torch.ones(n, dtype=torch.bool, device=like.device)
 
     keep_in = {n: _unit_axis_keep(W[n] != 0) if n in select else every(W[n].shape[1], W[n]) for n in layers}
-    for n in select:
-        if not keep_in[n].any():  # every input pruned: one stays, read with zero weights (no layer of no inputs)
+    for n in layers:
+        if (
+            n in select and not keep_in[n].any()
+        ):  # every input pruned: one stays, read with zero weights (no layer of no inputs)
             keep_in[n][0] = True
     keep_out = {n: every(W[n].shape[0], W[n]) for n in layers}  # output units survive when the next layer reads them
     for ch in chains:

@@ -45,6 +45,7 @@ __all__ = [
     "KLScale",
     "PosteriorMean",
     "posterior_mean",
+    "eval_mode",
     "NetworkStreams",
     "default_generator",
 ]

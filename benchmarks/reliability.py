@@ -219,7 +219,7 @@ class Workspace:
 
 BAD_FIT_ARGUMENTS: dict[str, list[Any]] = {
     "epochs": [0, -1, 1.5, "2", True, None, float("nan")],
-    "batch_size": [0, -3, 2.5, "8", False, None],
+    "batch_size": [0, -3, 2.5, "8", False],
     "lr": [0, -0.1, float("nan"), float("inf"), "0.01", True, None, [0.1]],
     "kl_warmup": [-1, 1.5, "half", True, None],
     "lr_decay": ["cosine", "", 1, True],
@@ -387,6 +387,7 @@ def loader_cases(ws: Workspace) -> list[Case]:
         Case("DataLoaders", "shuffled loader, 2 epochs", lambda: quick_fit(dl(x, y, shuffle=True), epochs=2), (), epochs_run(2)),
         Case("DataLoaders", "float labels for a classifier", lambda: quick_fit(dl(x, y.float())), ("`data.y`", "`data`")),
         Case("DataLoaders", "labels of shape (B, 1)", lambda: quick_fit(dl(x, y[:, None])), ("`data.y`", "`data`")),
+        Case("DataLoaders", "a batch_size beside a loader", lambda: quick_fit(dl(x, y), batch_size=8), ("`batch_size`",)),
         Case("DataLoaders", "a loader as `test`", lambda: quick_fit(test=dl(x, y)), ("`test`",), epochs_run(1)),
     ]  # fmt: skip
 

@@ -248,8 +248,10 @@ def test_cli_and_compare_take_fits_defaults(tmp_path):
         assert args.lr_warmup == fit_defaults["lr_warmup"].default
         assert cli._decay(args) == fit_defaults["lr_decay"].default
     compare_defaults = inspect.signature(compare.compare).parameters
-    for name in ("lr", "kl_warmup", "lr_decay", "lr_warmup", "batch_size"):
+    for name in ("lr", "kl_warmup", "lr_decay", "lr_warmup"):
         assert compare_defaults[name].default == fit_defaults[name].default, name
+    assert fit_defaults["batch_size"].default is None  # DEFAULT_BATCH_SIZE on tensors, a DataLoader's own batches
+    assert compare_defaults["batch_size"].default == bd.infer.DEFAULT_BATCH_SIZE
     out = tmp_path / "run"
     assert cli.main(["train", "--method", "vbd", "--epochs", "2", "--arch", "mlp:8", "--out", str(out), "--quiet"]) == 0
     config, history = (json.loads((out / f).read_text()) for f in ("config.json", "history.json"))

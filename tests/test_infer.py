@@ -234,8 +234,8 @@ def test_fit_follows_pyros_validation_setting_in_its_first_epoch_unless_told(mon
     assert seen == [True] * 4 + [False] * 4  # 2 epochs of 4 steps
     assert pyro.infer.util.is_validation_enabled()  # restored
     seen.clear()
-    bd.fit(model, guide, (x, y), epochs=2, batch_size=10, progress=False)  # recorded and checked: 2 calls
-    assert seen == [False] * 2 + [True] * 4
+    bd.fit(model, guide, (x, y), epochs=2, batch_size=10, progress=False)  # primed, recorded and checked: 3 calls
+    assert seen == [False] * 3 + [True] * 4
     seen.clear()
     bd.fit(model, guide, (x, y), epochs=2, batch_size=10, progress=False, validate=True)
     assert seen == [True] * 8

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import inspect
 import warnings
 from dataclasses import dataclass, field
 from typing import cast
@@ -36,7 +35,7 @@ import torch.nn.functional as F
 
 from .. import data as bd_data
 from ..guides import DropoutGuide
-from ..infer import CollapseWarning, fit, predict
+from ..infer import DEFAULT_BATCH_SIZE, CollapseWarning, fit, predict
 from ..likelihoods import Classifier, Likelihood, Regressor
 from ..methods import get
 from ..models import lenet5, mlp, rnn
@@ -266,7 +265,7 @@ def run_floor(
     else:
         net = plain_lenet5(ds, hidden[0])
     opt = torch.optim.Adam(net.parameters())
-    batch_size = inspect.signature(fit).parameters["batch_size"].default
+    batch_size = DEFAULT_BATCH_SIZE
     x, y = _inputs(ds, ds.train, arch), ds.train.y
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):

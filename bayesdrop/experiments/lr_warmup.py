@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import inspect
 import os
 import statistics
 import sys
@@ -72,7 +71,7 @@ def schedule(dataset: str, epochs: int) -> tuple[int, int]:
     """The optimiser steps of ``epochs`` epochs of ``bd.fit`` (its default batch size) on ``dataset``'s MLP, and the
     warm-up that ``lr_warmup="auto"`` gives that run (:func:`bayesdrop.infer.resolve_lr_warmup`)."""
     data = bd.data.load(dataset)
-    batch_size = inspect.signature(bd.fit).parameters["batch_size"].default
+    batch_size = bd.infer.DEFAULT_BATCH_SIZE
     steps = epochs * steps_per_epoch(data.train, len(data.train), batch_size)
     net = bd.models.mlp(data.in_features, list(D.MLP_HIDDEN[dataset]), cast(int, data.num_classes), "bernoulli")
     return steps, bd.infer.resolve_lr_warmup(net, steps)

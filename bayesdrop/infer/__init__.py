@@ -30,6 +30,7 @@ from .elbo import MeanFieldELBO
 from .predict import RULES, evaluate, output_draws, predict
 from .resume import FitInterrupted
 from .train import (
+    DEFAULT_BATCH_SIZE,
     DEFAULT_LR,
     LR_WARMUP_FAN_IN,
     LR_WARMUP_FRACTION,
@@ -64,6 +65,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "DEFAULT_LR",
+    "DEFAULT_BATCH_SIZE",
     "resolve_kl_warmup",
     "LR_WARMUP_FRACTION",
     "LR_WARMUP_FAN_IN",

@@ -75,6 +75,7 @@ __all__ = [
     "fit",
     "FitResult",
     "DEFAULT_LR",
+    "DEFAULT_BATCH_SIZE",
     "resolve_device",
     "resolve_kl_warmup",
     "resolve_lr_warmup",
@@ -718,7 +719,9 @@ def fit(
                         out = captured["out"]
                         losses.append(loss_b.detach())
                         if len(losses) % NAN_CHECK_EVERY == 0 and not _finite_so_far(losses, params):
-                            message = _nan_message(torch.stack(losses), epoch, steps, lr, warmup, names, params, finite_x)
+                            message = _nan_message(
+                                torch.stack(losses), epoch, steps, lr, warmup, names, params, finite_x
+                            )
                             good.restore()
                             raise FloatingPointError(message)
                         sizes.append(len(yb))
