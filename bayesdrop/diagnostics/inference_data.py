@@ -452,20 +452,7 @@ def save_netcdf(idata: Any, path: str | os.PathLike) -> Path:
 
 
 def load_netcdf(path: str | os.PathLike) -> Any:
-    """Read an InferenceData written by :func:`save_netcdf` (loaded into memory).
-
-    Raises
-    ------
-    TypeError
-        If ``path`` is not a str or ``os.PathLike``.
-    FileNotFoundError
-        If nothing is at ``path``.
-    IsADirectoryError
-        If ``path`` is a directory.
-    ValueError
-        If ``path`` is not a readable netCDF InferenceData (a truncated or empty file, another format); the
-        message names ``path``.
-    OSError
-        If the file cannot be read (permission denied, an I/O error), naming ``path``.
-    """
+    """Read an InferenceData written by :func:`save_netcdf` (loaded into memory).  Errors name ``path``: those of
+    :func:`bayesdrop.diagnostics.arviz.from_netcdf` (a ``ValueError`` for a file that is not a readable netCDF
+    InferenceData, ``FileNotFoundError``, ``IsADirectoryError``, ``TypeError`` for a path of another type)."""
     return _arviz.from_netcdf(path, name="path")

@@ -278,18 +278,24 @@ _CONFIG_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
 }
 
 
+def _read_json(path: Path, what: str, max_bytes: int) -> Any:
+    """The JSON value of a run's file ``path`` (a ``what``), not through a symbolic link and at most ``max_bytes``
+    long, else an error naming the file."""
+    if path.is_symlink():
+        raise RunDirectoryError(f"{path}: a symbolic link; refusing to read a {what} through it")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ValueError(f"{path}: {size} bytes, more than a {what} holds ({max_bytes})")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"{path}: not a bayesdrop {what} ({type(exc).__name__}: {exc})") from None
+
+
 def read_config(path: Path) -> dict[str, Any]:
     """Read and check a run's ``config.json``: a JSON object whose keys have the types ``bayesdrop train``
     writes (hyper-parameters: numbers, strings, booleans or null), else a ``ValueError`` naming the file and key."""
-    if path.is_symlink():
-        raise RunDirectoryError(f"{path}: a symbolic link; refusing to read a run configuration through it")
-    size = path.stat().st_size
-    if size > MAX_CONFIG_BYTES:
-        raise ValueError(f"{path}: {size} bytes, more than a run configuration holds ({MAX_CONFIG_BYTES})")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise ValueError(f"{path}: not a bayesdrop run configuration ({type(exc).__name__}: {exc})") from None
+    config = _read_json(path, "run configuration", MAX_CONFIG_BYTES)
     if not isinstance(config, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(config).__name__}")
     for key, (types, required) in _CONFIG_KEYS.items():
@@ -326,15 +332,7 @@ MAX_HISTORY_BYTES = 1 << 28  # a history.json larger than this is refused unread
 def read_history(path: Path) -> dict[str, list[float]]:
     """Read and check a run's ``history.json``: a JSON object of lists of numbers, one per epoch (what
     ``bd.fit``'s ``FitResult.history`` holds), else a ``ValueError`` naming the file and what is wrong."""
-    if path.is_symlink():
-        raise RunDirectoryError(f"{path}: a symbolic link; refusing to read a training history through it")
-    size = path.stat().st_size
-    if size > MAX_HISTORY_BYTES:
-        raise ValueError(f"{path}: {size} bytes, more than a training history holds ({MAX_HISTORY_BYTES})")
-    try:
-        history = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise ValueError(f"{path}: not a bayesdrop training history ({type(exc).__name__}: {exc})") from None
+    history = _read_json(path, "training history", MAX_HISTORY_BYTES)
     if not isinstance(history, dict):
         raise ValueError(
             f"{path}: expected a JSON object of lists (one number per epoch), got {type(history).__name__}"
