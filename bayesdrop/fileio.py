@@ -21,11 +21,14 @@ import contextlib
 import errno
 import json
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Callable
 from typing import IO, Any
 
 __all__ = [
+    "DeferredSignals",
     "atomic_write",
     "atomic_write_path",
     "atomic_write_text",
@@ -154,3 +157,44 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented JSON (and a final newline) to ``path`` atomically (:func:`atomic_write`)."""
     atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
+
+
+class DeferredSignals:
+    """SIGINT and SIGTERM recorded instead of raised while the block runs (in the main thread; elsewhere, and with
+    ``enabled=False``, nothing changes): the first signal is kept in :attr:`signum` for the block to act on where it
+    can stop cleanly (:meth:`raise_pending`); a second one raises ``KeyboardInterrupt`` at once.  The previous
+    handlers come back on exit.
+
+    For work that a signal must not cut in the middle: ``bd.fit`` stops between steps and saves its checkpoint;
+    a netCDF write, whose library would swallow a ``KeyboardInterrupt`` raised inside one of its callbacks, stops
+    before its file replaces the old one.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopped at once")
+        self.signum = signum
+
+    def raise_pending(self) -> None:
+        """Raise ``KeyboardInterrupt`` if a signal arrived in the block."""
+        if self.signum is not None:
+            raise KeyboardInterrupt(signal.Signals(self.signum).name)
+
+    def __enter__(self) -> DeferredSignals:
+        if self.enabled:
+            for s in self.SIGNALS:
+                with contextlib.suppress(ValueError, OSError):
+                    self.previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        self.previous = {}

@@ -907,3 +907,31 @@ def test_psis_needs_two_draws():
     model, guide, x, y = tiny_classifier("bernoulli")
     with pytest.raises(ValueError, match=f"^`idata`: PSIS-LOO {needs}"):
         D.loo_summary(bd.to_inference_data(model, guide, (x, y), num_samples=1))
+
+
+def test_a_signal_during_a_netcdf_write_stops_it_and_leaves_the_old_file(tmp_path):
+    """netCDF's writer swallows a KeyboardInterrupt raised inside its callbacks, so SIGINT during a write was lost:
+    the signal is recorded for the write's duration and raised before the new file replaces the old one."""
+    import os
+    import signal
+
+    import arviz as az
+    import numpy as np
+
+    from bayesdrop.diagnostics.arviz import to_netcdf
+
+    idata = az.from_dict(posterior={"a": np.zeros((1, 10, 3))})
+    path = tmp_path / "x.nc"
+    path.write_bytes(b"old")
+
+    class Interrupted:
+        def to_netcdf(self, name):
+            os.kill(os.getpid(), signal.SIGINT)  # arrives while the file is being written
+            idata.to_netcdf(name)
+
+    with pytest.raises(KeyboardInterrupt, match="SIGINT"):
+        to_netcdf(Interrupted(), path)
+    assert path.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["x.nc"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
+    to_netcdf(idata, path)
+    assert path.read_bytes() != b"old"

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..fileio import atomic_write_path
+from ..fileio import DeferredSignals, atomic_write_path
 
 __all__ = [
     "az",
@@ -541,6 +541,9 @@ def to_netcdf(idata: Any, path: str | os.PathLike) -> str:
     """Write every group (and the top-level attributes) to a netCDF4 file, atomically
     (:func:`bayesdrop.fileio.atomic_write_path`): into a unique temporary file beside ``path``, then renamed over it
     with the permission bits of every bayesdrop artefact (0644); an interrupted write leaves ``path`` as it was.
+    SIGINT or SIGTERM during the write (which netCDF's writer would swallow inside its callbacks) is raised as
+    ``KeyboardInterrupt`` once the temporary file is written, before it replaces ``path``
+    (:class:`bayesdrop.fileio.DeferredSignals`).
 
     Raises
     ------
@@ -549,7 +552,13 @@ def to_netcdf(idata: Any, path: str | os.PathLike) -> str:
         disk), naming ``path``.
     """
     path = os.fspath(path)
-    atomic_write_path(path, idata.to_netcdf)
+    with DeferredSignals() as signals:  # netCDF's writer swallows a KeyboardInterrupt raised in its callbacks
+
+        def write(name: str) -> None:
+            idata.to_netcdf(name)
+            signals.raise_pending()  # before the rename: an interrupted write leaves ``path`` as it was
+
+        atomic_write_path(path, write)
     return path
 
 

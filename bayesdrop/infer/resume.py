@@ -15,13 +15,12 @@ Example
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import threading
 from typing import Any
 
 import torch
 
+from ..fileio import DeferredSignals
 from .callbacks import TrainState
 from .checkpoint import check_state_dict, rng_state, set_rng_state
 
@@ -51,34 +50,8 @@ class FitInterrupted(KeyboardInterrupt):
         )
 
 
-class _Interrupts:
-    """SIGINT and SIGTERM handlers for the duration of :func:`~bayesdrop.fit` (main thread only): the first signal is
-    recorded for the loop to act on between steps; a second one raises ``KeyboardInterrupt`` at once (the last
-    checkpoint on disk stays whole).  The previous handlers come back on exit."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.signum: int | None = None
-        self.previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopped without saving")
-        self.signum = signum
-
-    def __enter__(self) -> _Interrupts:
-        if self.enabled:
-            for s in self.SIGNALS:
-                with contextlib.suppress(ValueError, OSError):
-                    self.previous[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for s, handler in self.previous.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
-        self.previous = {}
+# SIGINT and SIGTERM during fit: the first recorded for the loop to act on between steps, a second at once
+_Interrupts = DeferredSignals
 
 
 def _loader_generators(data: Any) -> list[torch.Generator]:
