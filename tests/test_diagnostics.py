@@ -851,13 +851,15 @@ def test_the_methods_without_a_posterior_group_are_the_documented_ones():
     for method, hyper in cases:
         model, guide, x, y = tiny_classifier(method, **hyper)
         bd.fit(model, guide, (x, y), epochs=1, batch_size=20, lr=1e-2, progress=False, seed=0)
-        idata = bd.to_inference_data(model, guide, (x, y), num_samples=20, seed=0)
+        # 50 draws: ArviZ 1.x fits the Pareto tail from 5 tail draws at least, which 20 draws did not give
+        idata = bd.to_inference_data(model, guide, (x, y), num_samples=50, seed=0)
         if "posterior" not in _arviz.groups(idata):
             absent.append((method, hyper))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 assert math.isfinite(D.loo_summary(idata)["elpd_loo"])
-                assert math.isfinite(float(_arviz.az().loo(idata, reff=1.0)["elpd_loo"]))
+                result = _arviz.az().loo(idata, reff=1.0)  # ArviZ 1.x's result names it elpd
+                assert math.isfinite(float(result.elpd if _arviz.major_version() >= 1 else result["elpd_loo"]))
     assert ("vbd", {"granularity": "unit"}) not in absent  # per-unit vbd has draws of its noise
     assert {m for m, _ in absent} >= {"vd", "sparse-vd", "vbd", "dropconnect"}
     for method, _ in absent:
@@ -915,12 +917,11 @@ def test_a_signal_during_a_netcdf_write_stops_it_and_leaves_the_old_file(tmp_pat
     import os
     import signal
 
-    import arviz as az
     import numpy as np
 
-    from bayesdrop.diagnostics.arviz import to_netcdf
+    from bayesdrop.diagnostics.arviz import from_dict, to_netcdf
 
-    idata = az.from_dict(posterior={"a": np.zeros((1, 10, 3))})
+    idata = from_dict(posterior={"a": np.zeros((1, 10, 3))})
     path = tmp_path / "x.nc"
     path.write_bytes(b"old")
 
