@@ -8,10 +8,11 @@ order in which layers are called and their per-example input shapes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import pyro
@@ -35,6 +36,19 @@ def _input_shapes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[
     targets follow); of every tensor argument where the first is not a tensor."""
     inputs = args[:1] if args and torch.is_tensor(args[0]) else (*args, *kwargs.values())
     return tuple(tuple(int(d) for d in a.shape[1:]) for a in inputs if torch.is_tensor(a))
+
+
+@contextlib.contextmanager
+def _buffers_kept(module: torch.nn.Module) -> Iterator[None]:
+    """The buffers of ``module`` as they were after the block: the runs of the model that only record its sites
+    leave batch normalisation's running statistics alone."""
+    kept = [(b, b.clone()) for b in module.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, value in kept:
+                b.copy_(value)
 
 
 def _key(name: str) -> str:
@@ -98,7 +112,7 @@ class DropoutGuide(PyroModule):
         module_dict = cast("type[torch.nn.ModuleDict]", PyroModule[torch.nn.ModuleDict])  # Pyro: type[PyroModule]
         self.layers = module_dict({_key(n): layer.method.init_guide(layer) for n, layer in pairs})
         self._order: list[tuple[BayesianLayer, LayerGuide]] | None = None
-        # per-example draw shapes of the layers, by the per-example shapes of the tensor arguments
+        # per-example draw shapes of the layers, by the per-example shape of the network's input (_input_shapes)
         self._draw_shapes: dict[tuple[tuple[int, ...], ...], list[tuple[BayesianLayer, dict[str, Any]]]] = {}
 
     @property
@@ -120,7 +134,7 @@ class DropoutGuide(PyroModule):
         # One blocked run of the model records call order and per-example shapes.
         frozen = [p for p in self.model.parameters() if not p.requires_grad]
         try:
-            with torch.no_grad(), poutine.block():
+            with torch.no_grad(), poutine.block(), _buffers_kept(self.model):
                 trace = poutine.trace(self.model).get_trace(*args, **kwargs)
         except RuntimeError as err:
             found = re.search(r"Multiple (?:sample|param) sites named '([^']*)'", str(err))
@@ -158,7 +172,8 @@ class DropoutGuide(PyroModule):
         if shapes is None:
             devices = [a.device for a in (*args, *kwargs.values()) if torch.is_tensor(a) and a.device.type == "cuda"]
             with torch.random.fork_rng(devices=sorted(set(devices), key=str)), torch.no_grad(), poutine.block():
-                self.model(*args, **kwargs)
+                with _buffers_kept(self.model):
+                    self.model(*args, **kwargs)
             if len(self._draw_shapes) >= MAX_INPUT_SHAPES:
                 self._draw_shapes.pop(next(iter(self._draw_shapes)))
             shapes = self._draw_shapes[key] = self._recorded_shapes()

@@ -600,3 +600,25 @@ def test_a_convolutional_network_predicts_on_images_of_another_size():
     torch.manual_seed(3)
     sequential = bd.predict(model, guide, x12, num_samples=10, parallel=False)
     assert vectorised.shape == (4, 3) and torch.allclose(vectorised, sequential, atol=1e-6)
+
+
+def test_the_guides_recording_runs_leave_batch_norm_statistics_alone():
+    """The blocked runs of the model that record its sites (the guide's first run, and the first input of a new
+    shape) are not training steps: batch normalisation's running statistics and count stay as they were."""
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            return self.bn(self.conv(x)).mean((-1, -2))
+
+    torch.manual_seed(0)
+    model = bd.Classifier(bd.bayesianize(Net(), "bernoulli"), num_data=8)
+    guide = bd.DropoutGuide(model)
+    net = model.net
+    before = [b.clone() for b in net.bn.buffers()]
+    guide(torch.randn(4, 1, 6, 6) * 5 + 3)  # the first run
+    guide(torch.randn(4, 1, 9, 9) * 5 + 3)  # a new input shape
+    assert all(torch.equal(b, a) for b, a in zip(net.bn.buffers(), before))
