@@ -622,3 +622,31 @@ def test_the_guides_recording_runs_leave_batch_norm_statistics_alone():
     guide(torch.randn(4, 1, 6, 6) * 5 + 3)  # the first run
     guide(torch.randn(4, 1, 9, 9) * 5 + 3)  # a new input shape
     assert all(torch.equal(b, a) for b, a in zip(net.bn.buffers(), before))
+
+
+def test_register_refuses_a_method_get_cannot_build_and_hyper_names_a_lost_argument(examples):
+    """``get(name)`` builds a method from its presets alone, and ``names(role=...)`` builds every one: a factory
+    with a hyper-parameter that has no default is refused at registration, naming it, so that it cannot break the
+    listing of the others.  A constructor argument not kept under its name is named by ``hyper()``."""
+    uniform_noise, _ = examples
+    base = type(bd.methods.get("uniform-noise"))
+
+    class Required(base):
+        def __init__(self, a, prior_scale=1.0):
+            super().__init__(a=a, prior_scale=prior_scale)
+
+    with pytest.raises(TypeError, match=r"register\('req'\).*missing a required argument: 'a'.*give every"):
+        bd.methods.register("req")(Required)
+    assert "req" not in bd.methods.names() and "uniform-noise" in bd.methods.names(role="layer")
+    bd.methods.register("req-preset", a=0.3)(Required)  # a preset is a default
+    try:
+        assert bd.methods.get("req-preset").a == 0.3
+
+        class Renamed(base):
+            def __init__(self, width=0.5):
+                super().__init__(a=width)
+
+        with pytest.raises(TypeError, match=r"keep the constructor argument 'width' as the attribute self.width"):
+            repr(Renamed())
+    finally:
+        bd.methods.unregister("req-preset")

@@ -454,3 +454,24 @@ def test_sal_widths_shrink_as_b_over_a_grows(capsys):
         assert all(n <= w for w, n in zip(wider, narrower)), widths
         assert sum(narrower) < sum(wider), widths
     assert rows[0].error < 0.1
+
+
+@pytest.mark.parametrize("name", ["dropout++(0.5)", "sal"])
+def test_a_loss_of_several_particles_differentiates_through_the_projection(name):
+    """The guide projects k onto [0, 1] at each run, in place: with two particles the second run's projection must
+    not invalidate the first particle's graph (autograd's in-place check), and the loss is the particles' mean."""
+    torch.manual_seed(0)
+    model = bd.Classifier(bd.models.mlp(5, [4], 3, method=name), num_data=50)
+    guide = bd.DropoutGuide(model)
+    x, y = torch.randn(6, 5), torch.randint(0, 3, (6,))
+    guide(x, y)
+    elbo = bd.infer.MeanFieldELBO(max_plate_nesting=1, num_particles=2)
+    torch.manual_seed(1)
+    loss = elbo.differentiable_loss(model, guide, x, y)
+    loss.backward()
+    grads = [p.grad for p in guide.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    single = bd.infer.MeanFieldELBO(max_plate_nesting=1)
+    torch.manual_seed(1)
+    one = [single.differentiable_loss(model, guide, x, y) for _ in range(2)]
+    torch.testing.assert_close(loss, sum(one) / 2)

@@ -53,12 +53,27 @@ def register(name: str, **defaults: Any) -> Callable[[Factory], Factory]:
 
     Stack it to register several presets of one family (e.g. the Dropout++
     variants), each with its own ``defaults`` that :func:`get` can override.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is taken.
+    TypeError
+        If the factory's signature cannot be called with ``defaults`` alone (``get(name)`` builds it so: every
+        hyper-parameter needs a default, here or in the signature).
     """
 
     def deco(cls: Factory) -> Factory:
         if name in _REGISTRY:
             raise ValueError(f"method name {name!r} is already registered")
         inspect.signature(cls).bind_partial(**defaults)  # presets must be valid arguments
+        try:
+            inspect.signature(cls).bind(**defaults)
+        except TypeError as err:
+            raise TypeError(
+                f"register({name!r}): {getattr(cls, '__name__', cls)!r} cannot be built from its presets ({err}); "
+                "get(name) builds it with them alone: give every hyper-parameter a default"
+            ) from None
         _REGISTRY[name] = (cls, dict(defaults))
         return cls
 

@@ -245,8 +245,17 @@ class Method(ABC):
         return type(self)(**merged)
 
     def hyper(self) -> dict[str, Any]:
-        """Hyper-parameters as given to the constructor (for configs and checkpoints)."""
-        return {k: getattr(self, k) for k in inspect.signature(type(self)).parameters}
+        """Hyper-parameters as given to the constructor (for configs and checkpoints): each constructor argument
+        is kept as an attribute of its name, else a ``TypeError`` naming it."""
+        out = {}
+        for k in inspect.signature(type(self)).parameters:
+            if not hasattr(self, k):
+                raise TypeError(
+                    f"{type(self).__name__}: keep the constructor argument {k!r} as the attribute self.{k} "
+                    "(Method.hyper reads the hyper-parameters back by name, for configurations and checkpoints)"
+                )
+            out[k] = getattr(self, k)
+        return out
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyper().items())
@@ -330,7 +339,7 @@ class PointWeights(Method):
     Every weight site has the prior :math:`W \sim \mathcal N(0, s^2 I)` and the guide :math:`\delta_{\hat W}`, so
     its KL term is :math:`-\log \mathcal N(\hat W; 0, s^2)`: weight decay :math:`\lVert \hat W \rVert^2 / (2
     s^2)` (Gal & Ghahramani 2016).  A subclass gives :meth:`noise_model`, :meth:`noise_guide` and
-    :meth:`keep_prob` (``docs/architecture.md`` writes one in a page).
+    :meth:`keep_prob` (``docs/guide/adding.md`` shows one whole, ``docs/examples/uniform_noise.py``).
     """
 
     prior_scale: float = 1.0

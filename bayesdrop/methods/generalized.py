@@ -159,9 +159,12 @@ EPS = 0.05  # the Beta log density is evaluated at clamp(k, EPS, 1 - EPS); see t
 
 
 def _project_k(params: LayerGuide, site: str) -> None:
-    """The keep probabilities ``k`` of noise site ``site`` onto [0, 1], in place and without gradient."""
-    with torch.no_grad():
-        getattr(params, site_param(site, "k")).clamp_(0.0, 1.0)
+    """The keep probabilities ``k`` of noise site ``site`` onto [0, 1], in place and without gradient.
+
+    On the parameter's ``.data``, as an optimiser's update: autograd's version counter stays, so that a loss of
+    several particles, whose first particle's graph holds ``k`` when the next particle's guide projects it again,
+    still differentiates (the values are those the first projection left: it is idempotent)."""
+    getattr(params, site_param(site, "k")).data.clamp_(0.0, 1.0)
 
 
 def _clamp_st(k: torch.Tensor) -> torch.Tensor:
