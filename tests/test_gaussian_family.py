@@ -105,6 +105,7 @@ def test_registry_entries_and_flags():
         ("vbd", {"granularity": "channel"}, "granularity"),
         ("vbd", {"a": 0.0}, "a"),
         ("vbd", {"a": 2.0, "b": 1.0}, "b"),
+        ("vbd", {"a": 1e9}, "a"),  # above the default b: the a given is named
         ("vbd", {"prior_scale": -1.0}, "prior_scale"),
     ],
 )

@@ -201,8 +201,10 @@ def test_a_convolution_loses_whole_channels():
 
 def test_hyper_parameters_are_checked():
     for kwargs, match in (
-        ({"a": 0.0, "b": -1.0}, "`b`"),
-        ({"mu_init": 1.0}, "mu_init"),
+        ({"a": 0.0, "b": -1.0}, r"needs `a` < `b`, got a=0.0, b=-1.0"),
+        ({"a": 5.0}, r"needs `a` < `b`, got a=5.0, b=0.0"),  # the a given is named, not the default b
+        ({"mu_init": 1.0}, r"`mu_init` must lie in \[a, b\] = \[-20, 0\], got 1.0"),
+        ({"b": -1.0}, r"`mu_init` must lie in \[a, b\] = \[-20, -1\], got 0.0"),  # the interval's bounds shown
         ({"threshold": -1}, "threshold"),
         ({"prior_scale": 0}, "prior_scale"),
     ):

@@ -357,7 +357,9 @@ class _GammaPrior:
 
     def _init_gamma(self, a: float, b: float) -> None:
         self.a = check_range("a", a, 0.0, math.inf, lo_open=True, hi_open=True)
-        self.b = check_range("b", b, self.a, math.inf, lo_open=True, hi_open=True)
+        self.b = check_range("b", b, 0.0, math.inf, lo_open=True, hi_open=True)
+        if not self.a < self.b:
+            raise ValueError(f"`a` must be below `b`, got a={a!r}, b={b!r}")
         # The largest float32 strictly below b (also below b in float64): the Uniform's support is [a, b).
         below = torch.nextafter(torch.tensor(self.b, dtype=torch.float32), torch.tensor(-math.inf)).item()
         if below <= self.a:

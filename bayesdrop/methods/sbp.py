@@ -66,7 +66,7 @@ from torch.special import log_ndtr, ndtr, ndtri
 
 from ..sites import per_example_shape, site_shaped
 from . import register
-from .base import Capabilities, LayerGuide, PointWeights, TrainingDefaults, check_range, site_param
+from .base import Capabilities, LayerGuide, PointWeights, TrainingDefaults, check_range, real_number, site_param
 
 __all__ = ["StructuredBayesianPruning", "TruncatedLogNormal", "TruncatedLogUniform"]
 
@@ -259,8 +259,12 @@ class StructuredBayesianPruning(PointWeights):
         prior_scale: float = 1.0,
     ):
         self.a = check_range("a", a, -math.inf, math.inf, lo_open=True, hi_open=True)
-        self.b = check_range("b", b, self.a, math.inf, lo_open=True, hi_open=True)
-        self.mu_init = check_range("mu_init", mu_init, self.a, self.b)
+        self.b = check_range("b", b, -math.inf, math.inf, lo_open=True, hi_open=True)
+        if not self.a < self.b:
+            raise ValueError(f"the truncation needs `a` < `b`, got a={a!r}, b={b!r}")
+        if not self.a <= real_number(mu_init, "mu_init") <= self.b:
+            raise ValueError(f"`mu_init` must lie in [a, b] = [{self.a:g}, {self.b:g}], got {mu_init!r}")
+        self.mu_init = float(mu_init)
         self.log_sigma_init = check_range("log_sigma_init", log_sigma_init, -math.inf, math.inf, lo_open=True,
                                           hi_open=True)  # fmt: skip
         self.threshold = check_range("threshold", threshold, 0.0, math.inf, hi_open=True)
