@@ -56,7 +56,6 @@ RULES = ("mc", "weight-scaling", "moment-matching")
 Parallel = bool | int | Literal["auto"]
 
 
-@torch.no_grad()
 def check_inputs(model: torch.nn.Module, x: torch.Tensor, name: str) -> None:
     """Floating inputs ``x`` in the dtype of the model's parameters, integer ones only for a network that embeds
     tokens, else a ``TypeError`` naming ``name`` (torch's own error comes from inside a layer, mid-trace)."""
@@ -75,6 +74,7 @@ def check_inputs(model: torch.nn.Module, x: torch.Tensor, name: str) -> None:
         )
 
 
+@torch.no_grad()
 def output_draws(
     model: Likelihood,
     guide: DropoutGuide,
