@@ -179,13 +179,13 @@ class DeferredSignals:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is not None:
-            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopped at once")
+            raise _interrupt(signum, f"second {signal.Signals(signum).name}: stopped at once")
         self.signum = signum
 
     def raise_pending(self) -> None:
-        """Raise ``KeyboardInterrupt`` if a signal arrived in the block."""
+        """Raise ``KeyboardInterrupt`` (its ``signum`` the signal's number) if a signal arrived in the block."""
         if self.signum is not None:
-            raise KeyboardInterrupt(signal.Signals(self.signum).name)
+            raise _interrupt(self.signum, signal.Signals(self.signum).name)
 
     def __enter__(self) -> DeferredSignals:
         if self.enabled:
@@ -198,3 +198,10 @@ class DeferredSignals:
         for s, handler in self.previous.items():
             signal.signal(s, handler if handler is not None else signal.SIG_DFL)
         self.previous = {}
+
+
+def _interrupt(signum: int, message: str) -> KeyboardInterrupt:
+    """A ``KeyboardInterrupt`` carrying the signal's number as ``signum`` (the command line exits 128 + it)."""
+    err = KeyboardInterrupt(message)
+    setattr(err, "signum", signum)  # noqa: B010 - KeyboardInterrupt declares no such attribute
+    return err

@@ -930,8 +930,9 @@ def test_a_signal_during_a_netcdf_write_stops_it_and_leaves_the_old_file(tmp_pat
             os.kill(os.getpid(), signal.SIGINT)  # arrives while the file is being written
             idata.to_netcdf(name)
 
-    with pytest.raises(KeyboardInterrupt, match="SIGINT"):
+    with pytest.raises(KeyboardInterrupt, match="SIGINT") as caught:
         to_netcdf(Interrupted(), path)
+    assert caught.value.signum == signal.SIGINT  # the command line's exit status reads it
     assert path.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["x.nc"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
     to_netcdf(idata, path)
