@@ -850,7 +850,7 @@ def test_the_methods_without_a_posterior_group_are_the_documented_ones():
     cases = [(m, {}) for m in bd.methods.names(role="input")] + [("vbd", {"granularity": "unit"})]
     for method, hyper in cases:
         model, guide, x, y = tiny_classifier(method, **hyper)
-        bd.fit(model, guide, (x, y), epochs=1, batch_size=20, lr=1e-2, progress=False, seed=0)
+        bd.fit(model, guide, (x, y), epochs=1, batch_size=20, progress=False, seed=0)
         # 50 draws: ArviZ 1.x fits the Pareto tail from 5 tail draws at least, which 20 draws did not give
         idata = bd.to_inference_data(model, guide, (x, y), num_samples=50, seed=0)
         if "posterior" not in _arviz.groups(idata):

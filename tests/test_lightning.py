@@ -299,6 +299,7 @@ def test_the_history_is_per_training_example_and_at_the_rate_of_the_epochs_last_
     over N^2 (of the scale of bd.fit's on the same network, not N times it); ``history["lr"]`` the rate of the
     epoch's last step, as ``bd.fit`` records it (not the next epoch's)."""
     model, guide, x, y = _setup("bernoulli")
+    # lr_warmup=0: the rates asserted are the decay's alone (a small network's 'auto' is 0 too)
     module = BayesdropModule(model, guide, example=x[:2], epochs=3, lr_warmup=0)
     steps = _Steps()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=12)  # 5 of 12, one of 4
@@ -323,7 +324,7 @@ def test_the_schedule_spans_the_trainers_max_epochs_unless_epochs_is_given(tmp_p
     would train at rate 0, is refused, as is a trainer without an epoch limit when ``epochs`` is left out."""
     model, guide, x, y = _setup("bernoulli")
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)  # 4 steps per epoch
-    module = BayesdropModule(model, guide, example=x[:2], lr_warmup=0)
+    module = BayesdropModule(model, guide, example=x[:2], lr_warmup=0)  # the decay's rates alone, as above
     assert module.epochs is None
     steps = _Steps()
     _trainer(tmp_path, 4, [steps]).fit(module, loader)
