@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
 from typing import Any
 
 import pyro
@@ -44,7 +43,7 @@ from pyro.nn import PyroModule
 
 from .data import check_labels
 from .distributions import LogitsCategorical, SigmaPointAverage
-from .methods.base import real_number
+from .methods.base import integer, real_number
 from .moments import Moments
 from .nn import bayesian_layers, local_plate
 from .scoring import accuracy, nll, rmse
@@ -388,16 +387,12 @@ def class_softmax(out: torch.Tensor, *, log: bool = False) -> torch.Tensor:
 
 
 def _positive_int(value: Any, name: str, what: str, low: int = 1) -> int:
-    """``value`` as an int (``operator.index``: Python and NumPy integers, not bools), >= ``low``, else a
-    ``ValueError`` naming ``name`` and ``what`` it is."""
+    """``value`` as an int >= ``low`` (:func:`~bayesdrop.methods.base.integer`), every refusal a ``ValueError``
+    naming ``name`` and ``what`` it is (the likelihoods' checks have always raised ``ValueError``)."""
     try:
-        v = None if isinstance(value, bool) else operator.index(value)
-    except TypeError:
-        v = None
-    if v is None or v < low:
-        kind = "a positive int" if low == 1 else f"an int >= {low}"
-        raise ValueError(f"`{name}` must be {kind}{f' ({what})' if what else ''}, got {value!r}")
-    return v
+        return integer(value, name, what, low)
+    except TypeError as err:
+        raise ValueError(str(err)) from None
 
 
 def _keeps_width(module: torch.nn.Module) -> bool:

@@ -12,7 +12,6 @@ Example
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 from pyro.nn import PyroModule
 
 from .methods import Method, get, resolve
+from .methods.base import integer
 from .nn import GRU, LSTM, AvgPool1d, AvgPool2d, Conv1d, Conv2d, Linear, MaxPool1d, MaxPool2d
 
 __all__ = ["mlp", "lenet300_100", "lenet5", "rnn", "SequenceNet"]
@@ -29,23 +29,9 @@ __all__ = ["mlp", "lenet300_100", "lenet5", "rnn", "SequenceNet"]
 _ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid, "elu": torch.nn.ELU}
 
 
-def _width(value: Any, name: str) -> int:
-    """A layer width as an int (``operator.index``: Python and NumPy integers, not bools), else a ``TypeError``;
-    < 1 a ``ValueError``; both naming ``name``."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(f"`{name}` must be a positive int, got {value!r}") from None
-    if v < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
-    return v
-
-
 def _widths(value: Any, name: str, example: str) -> list[int]:
-    """A sequence of layer widths as ints (:func:`_width`), else a ``TypeError`` (not a sequence of ints) or
-    ``ValueError`` (a width < 1) naming ``name`` with an ``example`` of one."""
+    """A sequence of layer widths as ints (:func:`~bayesdrop.methods.base.integer`), else a ``TypeError`` (not a
+    sequence of ints) or ``ValueError`` (a width < 1) naming ``name`` with an ``example`` of one."""
     message = f"`{name}` must be a sequence of positive ints (e.g. {example}), got {value!r}"
     if isinstance(value, np.ndarray) and value.ndim == 1:
         value = list(value)
@@ -54,7 +40,7 @@ def _widths(value: Any, name: str, example: str) -> list[int]:
     widths = []
     for v in value:
         try:
-            widths.append(_width(v, name))
+            widths.append(integer(v, name))
         except TypeError:
             raise TypeError(message) from None
         except ValueError:
@@ -145,9 +131,9 @@ def mlp(
     activation : {"relu", "tanh", "sigmoid", "elu"}
     """
     widths = [
-        _width(in_features, "in_features"),
+        integer(in_features, "in_features"),
         *_widths(hidden, "hidden", "[8]"),
-        _width(out_features, "out_features"),
+        integer(out_features, "out_features"),
     ]
     m = _layer_method(method, hyper)
     first = _input_method(method, m, input_method, in_features)
@@ -213,7 +199,7 @@ def lenet5(
     image_shape = _widths(image_shape, "image_shape", "(1, 28, 28)")
     if len(image_shape) not in (2, 3):
         raise ValueError(f"`image_shape` must be (C, H, W) or, for 1-D signals, (C, L), got {tuple(image_shape)!r}")
-    num_classes, hidden = _width(num_classes, "num_classes"), _width(hidden, "hidden")
+    num_classes, hidden = integer(num_classes, "num_classes"), integer(hidden, "hidden")
     channels_ = _widths(channels, "channels", "(20, 50)")
     if len(channels_) != 2:
         raise ValueError(f"`channels` must be the widths of the two convolutions, e.g. (20, 50), got {channels!r}")
@@ -340,8 +326,8 @@ def rnn(
     """
     if cell not in ("lstm", "gru"):
         raise ValueError(f"`cell` must be 'lstm' or 'gru', got {cell!r}")
-    input_size, hidden_size = _width(input_size, "input_size"), _width(hidden_size, "hidden_size")
-    out_features, num_layers = _width(out_features, "out_features"), _width(num_layers, "num_layers")
+    input_size, hidden_size = integer(input_size, "input_size"), integer(hidden_size, "hidden_size")
+    out_features, num_layers = integer(out_features, "out_features"), integer(num_layers, "num_layers")
     if method is None or resolve(method, **hyper).capabilities.role != "recurrent":
         m = _layer_method(method, hyper)
         head = m

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import operator
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -386,6 +387,23 @@ def real_number(value: Any, name: str, what: str = "") -> float:
         shown = repr(value) if isinstance(value, (str, bool)) else type(value).__name__
         raise TypeError(f"`{name}` must be a number{f' ({what})' if what else ''}, got {shown}")
     return float(value)
+
+
+def integer(value: Any, name: str, what: str = "", low: int = 1) -> int:
+    """``value`` as an int (``operator.index``: Python and NumPy integers; not ``bool``), at least ``low``: a
+    ``TypeError`` naming ``name`` (and ``what`` it is, if given) if it is not an integer, a ``ValueError`` if it is
+    below ``low``."""
+    kind = "a positive int" if low == 1 else f"an int >= {low}"
+    message = f"`{name}` must be {kind}{f' ({what})' if what else ''}, got {value!r}"
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(message) from None
+    if v < low:
+        raise ValueError(message)
+    return v
 
 
 def check_range(name: str, value: Any, lo: float, hi: float, *, lo_open=False, hi_open=False) -> float:

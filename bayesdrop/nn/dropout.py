@@ -11,27 +11,16 @@ Example
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from ..methods import Method
+from ..methods.base import integer
 from .base import BayesianLayer, NoiseSite, is_input
 
 __all__ = ["Dropout", "Scale"]
-
-
-def _size(n: Any) -> Any:
-    """``n`` as an int where it is an integer (``operator.index``: Python and NumPy integers, not bools), else
-    ``n`` itself (for the caller to refuse)."""
-    if isinstance(n, bool):
-        return n
-    try:
-        return operator.index(n)
-    except TypeError:
-        return n
 
 
 class Scale(torch.nn.Module):
@@ -67,10 +56,12 @@ class Dropout(BayesianLayer):
                 "bd.nn.Dropout needs `noise_shape`, the shape of one draw per example: e.g. noise_shape=(features,) "
                 "for feature vectors, (C, H, W) for one draw per element of an image, (C, 1, 1) for one per feature map"
             )
-        shape = tuple(noise_shape) if isinstance(noise_shape, (tuple, list, torch.Size)) else None
-        if shape is not None:
-            shape = tuple(_size(n) for n in shape)
-        if not shape or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
+        sizes = noise_shape if isinstance(noise_shape, (tuple, list, torch.Size)) else ()
+        try:  # sizes as ints (NumPy integers too, not bools)
+            shape = tuple(integer(n, "noise_shape") for n in sizes)
+        except (TypeError, ValueError):
+            shape = ()
+        if not shape:
             raise ValueError(f"`noise_shape` must be a non-empty sequence of positive ints, got {noise_shape!r}")
         unit_shape = (shape[0],) + (1,) * (len(shape) - 1)
         super().__init__(method, {}, {"noise": NoiseSite("noise", unit_shape, shape=shape)}, **hyper)
