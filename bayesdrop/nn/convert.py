@@ -124,14 +124,9 @@ def _check_sharing(module: torch.nn.Module) -> list[str]:
                 "or delete the alias if only one name is called"
             )
     owners: dict[int, list[tuple[str, int]]] = {}  # parameter -> (its path, its module) for every module holding it
-    first: dict[int, str] = {}
-    for path, mod in module.named_modules(remove_duplicate=False):
-        first.setdefault(id(mod), path)
-        if first[id(mod)] != path:  # a module under another name: the same owner
-            continue
-        for name, p in mod._parameters.items():
-            if p is not None:
-                owners.setdefault(id(p), []).append((_join(path, name), id(mod)))
+    for path, mod in module.named_modules():  # each module once, under its first name
+        for name, p in mod.named_parameters(recurse=False):
+            owners.setdefault(id(p), []).append((_join(path, name), id(mod)))
     messages = []
     for held in owners.values():
         if len({m for _, m in held}) > 1 and any(m in where for _, m in held):
