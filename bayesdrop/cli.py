@@ -80,12 +80,6 @@ def _run_numbers(args: argparse.Namespace) -> None:
         raise ValueError(f"`--lr` must be a finite number > 0, got {args.lr!r}")
 
 
-def _kfold(k: int) -> None:
-    """``--kfold``: 0 (none) or a number of folds >= 2, checked before any data are loaded."""
-    if k < 0 or k == 1:
-        raise ValueError(f"`--kfold` must be 0 (no K-fold cross-validation) or a number of folds >= 2, got {k!r}")
-
-
 def _output_dir(path: str) -> Path:
     """``path`` as an output directory, refused if it is an existing file (before any training)."""
     out = Path(path)
@@ -354,8 +348,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     epochs = args.epochs if args.epochs is not None else QUICK_EPOCHS if args.quick else COMPARE_EPOCHS
     draws = args.num_samples if args.num_samples is not None else QUICK_DRAWS if args.quick else COMPARE_DRAWS
     _positive(num_samples=draws, epochs=epochs, batch_size=args.batch_size)
-    _run_numbers(args)
-    _kfold(args.kfold)
+    _run_numbers(args)  # --kfold: compare checks it first (runs.check_kfold), named as the flag by main
     _output_dir(args.out)
 
     kw = dict(
@@ -405,7 +398,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     ):
         if v < low:
             raise ValueError(f"`{flag}` must be an int >= {low}, got {v!r}")
-    _kfold(args.kfold)
+    runs.check_kfold(args.kfold, "--kfold")
     with _using_run(args.run_dir) as run:
         ds, model, guide, config = load_run(args.run_dir)
         test = inputs(ds, config, ds.test)

@@ -141,8 +141,7 @@ def compare(
         raise ValueError(f"`method_names` names {', '.join(map(repr, repeated))} more than once: give each method once")
     for n in names:  # unknown names, and methods the architecture has no place for, fail before any training
         runs.check_placement(n, methods.get(n), kind)
-    if not isinstance(kfold, int) or isinstance(kfold, bool) or kfold < 0 or kfold == 1:
-        raise ValueError(f"`kfold` must be 0 (none) or a number of folds >= 2, got {kfold!r}")
+    runs.check_kfold(kfold)
     dev = resolve_device(device)
     rows = []
     loo_data: dict[str, Any] = {}

@@ -59,6 +59,7 @@ __all__ = [
     "parse_hyper",
     "read_config",
     "read_history",
+    "check_kfold",
     "dataset_names",
     "RunDirectoryError",
     "RunLock",
@@ -189,6 +190,13 @@ def build(
 
 ROLES = {"mlp": ("layer", "input"), "lenet5": ("layer", "input", "pool"), "rnn": ("layer", "recurrent")}
 """The roles of the methods (:attr:`~bayesdrop.methods.Capabilities.role`) each kind of ``--arch`` takes."""
+
+
+def check_kfold(k: Any, name: str = "kfold") -> None:
+    """``k`` folds of K-fold cross-validation: 0 (none) or an int >= 2, else a ``ValueError`` naming ``name`` (the
+    argument, or the command line's ``--kfold``), before any data or training."""
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0 or k == 1:
+        raise ValueError(f"`{name}` must be 0 (no K-fold cross-validation) or a number of folds >= 2, got {k!r}")
 
 
 def check_placement(name: str, method: Method, kind: str) -> None:

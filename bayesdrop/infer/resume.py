@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 
-from ..fileio import DeferredSignals
 from .callbacks import TrainState
 from .checkpoint import check_state_dict, rng_state, set_rng_state
 
@@ -48,10 +47,6 @@ class FitInterrupted(KeyboardInterrupt):
             f"training interrupted by {signal.Signals(signum).name} after {epochs_done} of {epochs} epochs; the "
             f"state is saved in {checkpoint!r}: continue with fit(..., resume={checkpoint!r})"
         )
-
-
-# SIGINT and SIGTERM during fit: the first recorded for the loop to act on between steps, a second at once
-_Interrupts = DeferredSignals
 
 
 def _loader_generators(data: Any) -> list[torch.Generator]:

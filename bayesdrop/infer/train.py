@@ -41,6 +41,7 @@ import pyro
 import torch
 
 from ..data import as_tensors
+from ..fileio import DeferredSignals
 from ..guides import DropoutGuide
 from ..handlers import KLScale, LocalReparameterization, MomentMatching
 from ..likelihoods import Classifier, Likelihood
@@ -66,7 +67,6 @@ from .resume import (
     FitInterrupted,
     _check_resumed_config,
     _check_resumed_structure,
-    _Interrupts,
     _loader_generators,
     _restore,
 )
@@ -631,7 +631,8 @@ def fit(
         compiled = _compiled_loss(elbo, model, guide, fit_guide, params, x0, y0, [r for r in rows if r], jit)
     ran_compiled = False
     finished = resumed is not None and bool(resumed["training"]["complete"])
-    with _Interrupts(saver is not None) as interrupts:
+    # SIGINT and SIGTERM with a checkpoint: the first recorded for the loop to act on between steps, a second at once
+    with DeferredSignals(saver is not None) as interrupts:
         for epoch in range(start, epochs if not finished else start):
             if interrupts.signum is not None:  # arrived after the last epoch's steps: its state is complete
                 break
