@@ -296,8 +296,7 @@ class Classifier(Likelihood):
                 f"Classifier: the network's output has {width} classes (its last dimension) but num_classes is "
                 f"{known} ({how}); pass Classifier(..., num_classes={width}) or give the network {known} outputs"
             )
-        pending = dict(self._pending_labels)
-        self._pending_labels.clear()  # checked once, by this run
+        pending, self._pending_labels = self._pending_labels, {}  # checked once, by this run
         for name, top in pending.items():
             if top >= width:
                 raise ValueError(
