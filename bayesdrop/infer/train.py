@@ -103,9 +103,8 @@ def check_schedule(
     ``lr_warmup`` ``"auto"`` or a non-negative int."""
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"`epochs` must be a positive int, got {epochs!r}")
-    if kl_warmup != "auto" and (not isinstance(kl_warmup, int) or isinstance(kl_warmup, bool) or kl_warmup < 0):
-        raise ValueError(f"`kl_warmup` must be 'auto' or a non-negative int (epochs), got {kl_warmup!r}")
-    _check_lr_warmup(lr_warmup)
+    _check_warmup("kl_warmup", kl_warmup, "epochs")
+    _check_warmup("lr_warmup", lr_warmup, "optimiser steps")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)):
         raise TypeError(f"`lr` must be a number, got {type(lr).__name__}")
     if not (lr > 0 and math.isfinite(lr)):
@@ -123,9 +122,10 @@ def resolve_kl_warmup(model: torch.nn.Module, epochs: int, kl_warmup: int | str 
     return round(fraction * epochs)
 
 
-def _check_lr_warmup(lr_warmup: int | str) -> None:
-    if lr_warmup != "auto" and (not isinstance(lr_warmup, int) or isinstance(lr_warmup, bool) or lr_warmup < 0):
-        raise ValueError(f"`lr_warmup` must be 'auto' or a non-negative int (optimiser steps), got {lr_warmup!r}")
+def _check_warmup(name: str, value: int | str, unit: str) -> None:
+    """A warm-up's length: ``"auto"`` or a non-negative int (in ``unit``), else a ``ValueError`` naming ``name``."""
+    if value != "auto" and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise ValueError(f"`{name}` must be 'auto' or a non-negative int ({unit}), got {value!r}")
 
 
 def input_fan_in(model: torch.nn.Module) -> int:
@@ -141,7 +141,7 @@ def resolve_lr_warmup(model: torch.nn.Module, total_steps: int, lr_warmup: int |
     """The learning-rate warm-up in optimiser steps: ``lr_warmup`` itself, or for ``"auto"`` a tenth
     (:data:`LR_WARMUP_FRACTION`) of the run's ``total_steps``, rounded, where ``model``'s first weight layer sums at
     least :data:`LR_WARMUP_FAN_IN` inputs (:func:`input_fan_in`: MNIST's 784 pixels), and none below."""
-    _check_lr_warmup(lr_warmup)
+    _check_warmup("lr_warmup", lr_warmup, "optimiser steps")
     if lr_warmup != "auto":
         return int(lr_warmup)
     return round(LR_WARMUP_FRACTION * total_steps) if input_fan_in(model) >= LR_WARMUP_FAN_IN else 0
