@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import math
 
+import mpmath
+import numpy as np
 import pyro
 import pyro.poutine as poutine
 import pytest
 import torch
 from helpers import tiny_classifier, tiny_convnet
-from scipy import integrate
+from scipy import integrate, optimize, special
 from scipy.stats import norm
 from torch.distributions import kl_divergence
 
 import bayesdrop as bd
-from bayesdrop.methods.sbp import TruncatedLogNormal, TruncatedLogUniform
+from bayesdrop.methods.sbp import TruncatedLogNormal, TruncatedLogUniform, _truncated_normal_icdf
 
 A, B = -20.0, 0.0
 # (mu, sigma) whose mass inside the bounds float64 integration resolves (far outside, only a wide law has some)
@@ -75,6 +77,81 @@ def test_draws_lie_in_the_bounds_follow_the_law_and_are_reparameterised():
     t = torch.linspace(A, B, 200001, dtype=torch.float64)
     q64 = _q(-3.0, 1.0)
     assert torch.trapezoid(q64.log_prob(t.exp()).exp() * t.exp(), t).item() == pytest.approx(1.0, abs=1e-6)
+
+
+# (mu, sigma) of kept and pruned units whose mass lies beyond a bound: beta = (b - mu) / sigma = -7.4, -9.6 (where
+# torch's ndtr is 0 in float32), -148 (the tail's closed form), alpha = (a - mu) / sigma = 11.9, 742 (mirrored)
+BEYOND = [
+    (0.05, math.exp(-5)),
+    (0.065, math.exp(-5)),
+    (1.0, math.exp(-5)),
+    (-20.08, math.exp(-5)),
+    (-25.0, math.exp(-5)),
+]
+
+
+def _mean_theta(mu, sigma):
+    """E theta in 60-digit arithmetic (mpmath), the normal's masses taken in the tail the interval lies in."""
+    mu, sigma = mpmath.mpf(mu), mpmath.mpf(sigma)
+    alpha, beta = (A - mu) / sigma, (B - mu) / sigma
+
+    def mass(lo, hi):
+        return mpmath.ncdf(-lo) - mpmath.ncdf(-hi) if lo > 0 else mpmath.ncdf(hi) - mpmath.ncdf(lo)
+
+    return mpmath.exp(mu + sigma**2 / 2) * mass(alpha - sigma, beta - sigma) / mass(alpha, beta)
+
+
+@pytest.mark.parametrize("mu, sigma", BEYOND + [(-3.0, 1.0)])
+def test_draws_beyond_a_bound_have_the_laws_mean_and_its_gradients(mu, sigma):
+    """In float32, as trained: the mean of 20000 draws of theta and of their derivatives in mu and sigma (one draw per
+    entry of an expanded leaf) equal E theta and its derivatives (60-digit arithmetic, central differences of step
+    1e-25) within 5 standard errors (plus 1e-6 relative: float32's rounding).  Drawing the bound itself, as
+    ``ndtri(ndtr(.))`` does there, gives d theta / d mu = 0 and a mean off by up to sigma |beta|.  (The closed-form
+    moments' own autograd derivatives are not the reference: ``log_ndtr``'s derivative cancels x^2 / 2, 3e-11
+    relative in float64, which at |alpha| = 742 is larger than the derivative of E theta.)"""
+    n = 20000
+    loc = torch.full((n,), mu, requires_grad=True)
+    scale = torch.full((n,), sigma, requires_grad=True)
+    torch.manual_seed(0)
+    TruncatedLogNormal(loc, scale, A, B).rsample().sum().backward()
+    torch.manual_seed(0)
+    theta = TruncatedLogNormal(loc.detach(), scale.detach(), A, B).rsample()
+    with mpmath.workdps(60):
+        step = mpmath.mpf("1e-25")
+        refs = [
+            _mean_theta(mu, sigma),
+            (_mean_theta(mu + step, sigma) - _mean_theta(mu - step, sigma)) / (2 * step),
+            (_mean_theta(mu, sigma + step) - _mean_theta(mu, sigma - step)) / (2 * step),
+        ]
+    for draws, ref in zip((theta, loc.grad, scale.grad), map(float, refs)):
+        draws = draws.double()
+        se = draws.std().item() / math.sqrt(n)
+        assert abs(draws.mean().item() - ref) < 5 * se + 1e-6 * abs(ref), (draws.mean().item(), ref)
+
+
+def _icdf_reference(u: float, lo: float, hi: float) -> float:
+    """hi - x for log Phi(x) = log((1 - u) Phi(lo) + u Phi(hi)), by Brent's method on scipy's log_ndtr (float64)."""
+    target = np.logaddexp(special.log_ndtr(lo) + math.log1p(-u), special.log_ndtr(hi) + math.log(u))
+    return optimize.brentq(lambda d: special.log_ndtr(hi - d) - target, 0.0, hi - lo, xtol=1e-300, rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_inverse_cdf_solves_its_equation_in_the_far_tail(dtype):
+    """The distance d of a draw to the bound it sits at, against a float64 root of the same equation: within 4e-6
+    relative (the tail series' and the single Newton step's error) plus, in float32, 1e-6 of the law's spread 1/|hi|;
+    ``ndtri`` above -10 to float32's rounding of x."""
+    his = [2.0, 0.0, -3.0, -9.99, -10.01, -12.0, -15.0, -36.5, -100.0, -700.0, -3000.0]
+    cases = [(u, lo, hi) for hi in his for lo in (-1e4, hi - 0.5, hi - 0.01) if lo <= min(hi, 0.0)
+             for u in (1e-6, 0.01, 0.3, 0.9)]  # fmt: skip
+    u, lo, hi = (torch.tensor(c, dtype=dtype) for c in zip(*cases))
+    d = _truncated_normal_icdf(u, lo, hi).double()
+    ref = torch.tensor([_icdf_reference(*c) for c in zip(u.tolist(), lo.tolist(), hi.tolist())], dtype=torch.float64)
+    eps = torch.finfo(dtype).eps
+    tail = hi < -10
+    tol = torch.where(tail, 4e-6 * ref + (1e-6 / hi.abs().double() if dtype == torch.float32 else 0.0),
+                      4 * eps * hi.abs().double().clamp_min(1.0))  # fmt: skip
+    assert ((d - ref).abs() <= tol).all(), [(c, a, b) for c, a, b, ok in zip(cases, d, ref, (d - ref).abs() <= tol)
+                                            if not ok]  # fmt: skip
 
 
 def _paper_objective(model, guide, xb, yb, n):

@@ -62,7 +62,7 @@ import pyro
 import torch
 from pyro.distributions import TorchDistribution
 from torch.distributions import constraints, register_kl
-from torch.special import log_ndtr, ndtr, ndtri
+from torch.special import log_ndtr, ndtri
 
 from ..sites import per_example_shape, site_shaped
 from . import register
@@ -71,6 +71,8 @@ from .base import Capabilities, LayerGuide, PointWeights, TrainingDefaults, chec
 __all__ = ["StructuredBayesianPruning", "TruncatedLogNormal", "TruncatedLogUniform"]
 
 _HALF_LOG_2PI_E = 0.5 * math.log(2 * math.pi * math.e)
+_SQRT_HALF = math.sqrt(0.5)
+_TAIL = -10.0  # below it, draws are solved in the lower tail (_truncated_normal_icdf)
 
 
 def _log_normal_mass(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -80,6 +82,64 @@ def _log_normal_mass(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     l_hi, l_lo = log_ndtr(hi), log_ndtr(lo)
     tiny = torch.finfo(l_hi.dtype).eps
     return l_hi + torch.log(-torch.expm1((l_lo - l_hi).clamp(max=-tiny)))
+
+
+def _series(x: torch.Tensor) -> torch.Tensor:
+    r""":math:`S(x) = 1 - x^{-2} + 3x^{-4}` of the lower tail's Mills ratio :math:`\Phi(x)/\varphi(x) = S(x)/|x|`
+    (eq. 26.2.12 of Abramowitz & Stegun 1964), for ``x <= -10``: the next term, :math:`15x^{-6}`, is below
+    :math:`1.5 \cdot 10^{-5}`."""
+    v = (x * x).reciprocal()
+    return 1 - v * (1 - 3 * v)
+
+
+def _ndtr(x: torch.Tensor) -> torch.Tensor:
+    r""":math:`\Phi(x)` from ``erfc``, to full relative precision in the lower tail (``torch.special.ndtr``'s
+    :math:`(1 + \mathrm{erf})/2` is 4 % off at -5 and 0 below -5.4 in float32)."""
+    return 0.5 * torch.erfc(-x * _SQRT_HALF)
+
+
+def _truncated_normal_icdf(u: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    r"""The distance :math:`d = hi - x \ge 0` of the :math:`x \in [lo, hi]` with
+    :math:`\Phi(x) = (1 - u)\,\Phi(lo) + u\,\Phi(hi)`, for ``lo <= min(hi, 0)``, differentiable in ``lo`` and ``hi``.
+
+    Where :math:`hi \ge -10`, :math:`\Phi(x) \ge u\,\Phi(-10) > 10^{-31}` is a normal float and ``ndtri``
+    inverts it, with :math:`\Phi` from ``erfc`` (:func:`_ndtr`).  Below, :math:`\Phi` underflows (float32's
+    smallest normal is :math:`\Phi(-13.2)`), and the equation is solved relative to the bound, for :math:`d`
+    itself.  With the tail's Mills ratio :math:`\Phi(x) = \varphi(x) S(x) / |x|` (:func:`_series`) it reads
+
+    .. math::
+        g(d) = hi\,d - \tfrac12 d^2 - \log(1 - d/hi) + \log\frac{S(hi - d)}{S(hi)} - L = 0,\qquad
+        L = \log\bigl(u + (1 - u)\,\Phi(lo)/\Phi(hi)\bigr) \le 0,
+
+    with :math:`g'(d) = x / S(x)` at :math:`x = hi - d`.  The start solves the quadratic without the logarithms,
+    :math:`d_0 = 2L / (hi - \sqrt{hi^2 - 2L})`; one Newton step from it, taken with gradients, leaves a relative
+    error below :math:`4 \cdot 10^{-6}` in :math:`d` (``tests/test_sbp.py`` checks it against Brent's method on
+    scipy's ``log_ndtr``), and its derivative is the implicit one, :math:`\mathrm dd = -\partial g / g'(d)`, to the
+    same order.
+
+    Parameters
+    ----------
+    u : torch.Tensor
+        Uniform draws in ``[0, 1)``, ``(*sample, *batch)``.
+    lo, hi : torch.Tensor
+        The standardised bounds, ``batch`` (they broadcast against ``u``).
+    """
+    tiny, eps = torch.finfo(u.dtype).tiny, torch.finfo(u.dtype).eps
+    h_in = hi.clamp_min(_TAIL)  # each path sees finite values where the other one is taken
+    p_lo, p_hi = _ndtr(lo), _ndtr(h_in)
+    d_in = h_in - ndtri((p_lo + u * (p_hi - p_lo)).clamp(tiny, 1 - eps))
+    h = hi.clamp(max=_TAIL)
+    s_h = _series(h)
+    w, low = hi - lo, lo.clamp(max=_TAIL)  # log rho = log Phi(lo) - log Phi(hi), without cancelling x^2 / 2
+    log_rho = 0.5 * w * (h + low) - torch.log1p(-w / h) + torch.log(_series(low) / s_h)
+    u_pos = u.clamp_min(tiny)
+    big_l = u_pos.log() + torch.log1p((1 - u) * log_rho.exp() / u_pos)  # log(u + (1 - u) rho), 0 < u < 1 exact
+    with torch.no_grad():
+        d = 2 * big_l / (h - (h * h - 2 * big_l).sqrt())
+    x = h - d
+    s = _series(x)
+    g = d * (h - 0.5 * d) - torch.log1p(-d / h) + torch.log(s / s_h) - big_l
+    return torch.where(hi < _TAIL, d - g * s / x, d_in)
 
 
 class TruncatedLogNormal(TorchDistribution):
@@ -155,17 +215,18 @@ class TruncatedLogNormal(TorchDistribution):
         return _HALF_LOG_2PI_E + self.scale.log() + log_z + 0.5 * (term(alpha) - term(beta))
 
     def rsample(self, sample_shape: Any = torch.Size()) -> torch.Tensor:
-        """Inverse-CDF draws, reparameterised in ``loc`` and ``scale`` (the tail nearer the mass is used)."""
+        r"""Inverse-CDF draws, reparameterised in ``loc`` and ``scale``, from the tail nearer the mass: also a law
+        whose mass lies far beyond a bound (a kept unit's :math:`\mu` above ``b``) draws next to that bound, at the
+        distance and with the gradients of the truncated law (:func:`_truncated_normal_icdf`)."""
         shape = self._extended_shape(sample_shape)
         u = torch.rand(shape, dtype=self.loc.dtype, device=self.loc.device)
-        alpha, beta = self.alpha.expand(shape), self.beta.expand(shape)
+        alpha, beta = self.alpha, self.beta
         upper = alpha > 0  # the mass in the upper tail: draw -x on [-beta, -alpha] instead
         lo, hi = torch.where(upper, -beta, alpha), torch.where(upper, -alpha, beta)
-        p_lo = ndtr(lo)
-        x = ndtri((p_lo + u * (ndtr(hi) - p_lo)).clamp(torch.finfo(u.dtype).tiny, 1 - torch.finfo(u.dtype).eps))
-        x = torch.where(upper, -x, x)
-        log_theta = (self.loc + self.scale * x).clamp(self.a, self.b)
-        return log_theta.exp()
+        d = _truncated_normal_icdf(u, lo, hi)  # x = hi - d, or -(hi - d) = alpha + d in the upper tail
+        # log theta = mu + sigma x = b - sigma d, or a + sigma d: no cancellation of mu + sigma x next to a bound
+        bound = torch.where(upper, self.scale.new_tensor(self.a), self.scale.new_tensor(self.b))
+        return (bound + torch.where(upper, self.scale, -self.scale) * d).clamp(self.a, self.b).exp()
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
