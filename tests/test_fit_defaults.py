@@ -226,6 +226,24 @@ def test_nan_stops_training_naming_the_step():
         assert torch.equal(p.detach(), saved[n]), n
 
 
+def test_a_first_step_that_diverges_names_the_method_settings_changed_from_their_defaults():
+    """sparse-vd with log sigma^2 = 60 at the start: the very first loss is NaN, and the error names that setting
+    and the layers that use it (the defaults of the input and hidden layers' methods are not listed)."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 6, generator=g), torch.randint(0, 3, (64,), generator=g)
+    net = bd.models.mlp(6, [8], 3, method=bd.methods.get("sparse-vd", log_sigma2_init=60.0, threshold=3))
+    model = bd.Classifier(net, num_data=64)
+    with warnings.catch_warnings(), pytest.raises(FloatingPointError) as info:
+        warnings.simplefilter("ignore")  # Pyro's NaN warnings on the way
+        bd.fit(model, bd.DropoutGuide(model), (x, y), epochs=1, progress=False)
+    message = str(info.value)
+    assert "at step 0 (batch 0) of epoch 0" in message, message
+    assert "(net.0, net.2: sparse-vd's log_sigma2_init=60.0 (default -10.0))" in message, message
+    assert "threshold" not in message  # 3 == 3.0, its default
+    net = bd.models.mlp(6, [8], 3, method="sparse-vd")
+    assert bd.infer.train._changed_settings(net) == ""
+
+
 def test_fit_result_json_has_the_warnings():
     import json
 

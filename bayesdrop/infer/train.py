@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import json
 import math
 import os
@@ -622,6 +623,7 @@ def fit(
     start = state.epochs_done
     steps = state.step  # steps before this epoch
     names = _parameter_names(model, guide)
+    settings = _changed_settings(model)
     buffers = [b for m in (model, guide) for b in m.buffers()]
     # the minibatch shapes of tensor data: full batches and the last one's remainder (a loader's: as they come)
     loader = isinstance(train, torch.utils.data.DataLoader)
@@ -702,7 +704,7 @@ def fit(
                         bad = torch.stack(
                             [*losses, losses[-1].new_tensor(math.nan) if losses else torch.tensor(math.nan)]
                         )
-                        message = _nan_message(bad, epoch, steps, lr, warmup, names, params, finite_x)
+                        message = _nan_message(bad, epoch, steps, lr, warmup, names, params, finite_x, settings)
                         good.restore()
                         raise FloatingPointError(message) from err
                     except (RuntimeError, IndexError) as err:  # e.g. targets of a shape the loss cannot take
@@ -721,7 +723,7 @@ def fit(
                         losses.append(loss_b.detach())
                         if len(losses) % NAN_CHECK_EVERY == 0 and not _finite_so_far(losses, params):
                             message = _nan_message(
-                                torch.stack(losses), epoch, steps, lr, warmup, names, params, finite_x
+                                torch.stack(losses), epoch, steps, lr, warmup, names, params, finite_x, settings
                             )
                             good.restore()
                             raise FloatingPointError(message)
@@ -756,7 +758,7 @@ def fit(
                 if counts:
                     state.label_counts = torch.stack(counts).sum(0).cpu()
             if not math.isfinite(loss_e) or not _all_finite(params):
-                message = _nan_message(step_losses, epoch, steps, lr, warmup, names, params, finite_x)
+                message = _nan_message(step_losses, epoch, steps, lr, warmup, names, params, finite_x, settings)
                 good.restore()
                 raise FloatingPointError(message)
             steps += len(losses)
@@ -878,6 +880,28 @@ def _finite_so_far(losses: list[torch.Tensor], params: list[torch.nn.Parameter])
         return bool(torch.stack(checks).all())
 
 
+def _changed_settings(model: torch.nn.Module) -> str:
+    """The methods' hyper-parameters that differ from their constructors' defaults, with the layers that use them
+    (``"net.0, net.2: sparse-vd's log_sigma2_init=60.0 (default -10.0)"``): where a first step that diverges may
+    come from.  Empty if every method is at its defaults."""
+    layers: dict[int, list[str]] = {}
+    methods = {}
+    for name, layer in bayesian_layers(model):
+        layers.setdefault(id(layer.method), []).append(name)
+        methods[id(layer.method)] = layer.method
+    changed = []
+    for key, method in methods.items():
+        params = inspect.signature(type(method)).parameters
+        diffs = [
+            f"{k}={v!r} (default {params[k].default!r})"
+            for k, v in method.hyper().items()
+            if isinstance(v, (bool, int, float, str)) and params[k].default not in (inspect.Parameter.empty, v)
+        ]
+        if diffs:
+            changed.append(f"{', '.join(layers[key])}: {method.name or type(method).__name__}'s {', '.join(diffs)}")
+    return "; ".join(changed)
+
+
 def _nan_message(
     step_losses: torch.Tensor,
     epoch: int,
@@ -887,10 +911,12 @@ def _nan_message(
     names: dict[int, str] | None = None,
     params: Sequence[torch.nn.Parameter] = (),
     finite_x: Sequence[torch.Tensor] = (),
+    settings: str = "",
 ) -> str:
     """Where the run diverged (the first step with a non-finite loss, else the steps that broke a parameter), which
-    parameters are not finite, and what to try; a DataLoader batch whose inputs are not finite (``finite_x``, one
-    flag per step) is named instead."""
+    parameters are not finite, and what to try (for a first step, the method ``settings`` that differ from their
+    defaults, :func:`_changed_settings`); a DataLoader batch whose inputs are not finite (``finite_x``, one flag per
+    step) is named instead."""
     if finite_x:
         flags = torch.stack(list(finite_x)).cpu()
         if not bool(flags.all()):
@@ -914,8 +940,10 @@ def _nan_message(
         what += f"; not finite: {', '.join(broken[:5])}{' and more' if len(broken) > 5 else ''}"
     remedy = f"lower `lr` (now {lr:g}), lengthen `kl_warmup` (now {kl_warmup} epochs)"
     if steps == 0 and len(bad) and int(bad[0]) == 0:
+        changed = f"the method settings that differ from their defaults ({settings}), " if settings else ""
         remedy = (
-            "check the data for extreme values and the initial weights (the very first step diverged), or " + remedy
+            f"check {changed}the data for extreme values and the initial weights (the very first step diverged), or "
+            + remedy
         )
     return (
         f"{what}. Training stopped; the parameters and the optimiser are restored to the start of epoch {epoch}. "
