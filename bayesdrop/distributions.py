@@ -25,11 +25,12 @@
     density; and the Delta guide clamped into its support, whose KL is the
     constant n log(b - a).
 
-``ConcreteDropoutMask``, ``EntropicRate``
+``ConcreteDropoutMask``, ``EntropicRate``, ``PowerFunction``
     Concrete dropout (Gal, Hron & Kendall 2017; see :mod:`bayesdrop.methods.concrete`): the inverted relaxed
     Bernoulli mask :math:`\\tilde z / (1 - p)` of temperature t (eq. 5), with the KL between two equal laws
-    registered (0), and the entropic prior :math:`\\pi_K(p) \\propto \\exp(K H(p))` on a drop rate, whose KL from
-    a point mass is the objective's :math:`-K H(p)` plus a constant.
+    registered (0), the entropic prior :math:`\\pi_K(p) \\propto \\exp(K H(p))` on a drop rate, whose KL from
+    a point mass is the objective's :math:`-K H(p)` plus a constant, and the prior Beta(a, 1) on the keep
+    probability that scales the weight decay.
 
 ``SigmaPointAverage``
     Fast dropout (Wang & Manning 2013; see :mod:`bayesdrop.methods.fast_dropout`): a likelihood's log density
@@ -50,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from pyro.distributions import (
     Bernoulli,
+    Beta,
     Categorical,
     Delta,
     Independent,
@@ -80,6 +82,7 @@ __all__ = [
     "base_distribution",
     "ConcreteDropoutMask",
     "EntropicRate",
+    "PowerFunction",
     "entropic_log_normaliser",
     "SigmaPointAverage",
 ]
@@ -1020,6 +1023,35 @@ class EntropicRate(TorchDistribution):
             out[todo[ok]] = p[ok]
             todo = todo[~ok]
         return out.reshape(shape).to(like.dtype)
+
+
+class PowerFunction(Beta):
+    r"""The power-function law :math:`\mathrm{Beta}(a, 1)`: density :math:`a\,v^{a - 1}` on :math:`[0, 1]`.
+
+    ``torch``'s ``Beta`` scores it through a Dirichlet, whose term :math:`(b - 1)\log(1 - v)` is 0 here but has the
+    derivative 0/0 at :math:`v = 1`: Concrete dropout's keep probability :math:`1 - p` rounds to 1 in float32 once
+    its ``p_logit`` is below -17, and a NaN gradient stopped training there.  Here
+    :math:`\log p(v) = \log a + (a - 1)\log v`, the same value elsewhere.
+
+    Parameters
+    ----------
+    concentration1 : torch.Tensor
+        :math:`a > 0`.
+    """
+
+    def __init__(self, concentration1: torch.Tensor, validate_args: bool | None = None):
+        a = torch.as_tensor(concentration1)
+        super().__init__(a, torch.ones_like(a), validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(PowerFunction, _instance)
+        return super().expand(batch_shape, _instance=new)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        a = self.concentration1
+        return a.log() + (a - 1) * value.log()
 
 
 class SigmaPointAverage(TorchDistribution):

@@ -155,6 +155,27 @@ def test_the_learned_rate_gets_a_gradient_and_moves():
     assert all(abs(p - 0.1) > 0.01 for p in rates), rates
 
 
+def test_a_drop_rate_that_rounds_to_zero_keeps_finite_gradients():
+    """p_logit = -20: the keep probability 1 - p rounds to 1 in float32, where torch's Beta(n/2 + 1, 1) had the
+    derivative 0/0 (its (b - 1) log(1 - v) term) and the loss's gradient was NaN; the power-function prior gives the
+    same log density, a log a + (a - 1) log v, and finite gradients."""
+    from bayesdrop.distributions import PowerFunction
+
+    a, v = torch.tensor(7.0, dtype=torch.float64), torch.tensor([0.2, 0.9, 1.0], dtype=torch.float64)
+    assert torch.allclose(PowerFunction(a).log_prob(v), torch.distributions.Beta(a, torch.ones(())).log_prob(v))
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 6, generator=g), torch.randint(0, 3, (64,), generator=g)
+    model = bd.Classifier(bd.models.mlp(6, [8], 3, "concrete"), num_data=64)
+    guide = bd.DropoutGuide(model)
+    guide(x, y)
+    with torch.no_grad():
+        for _, _, params in guide.pairs():
+            params.p_logit.fill_(-20.0)
+    bd.infer.MeanFieldELBO(max_plate_nesting=1).differentiable_loss(model, guide, x, y).backward()
+    grads = [p.grad for p in guide.parameters()]
+    assert all(gr is not None and torch.isfinite(gr).all() for gr in grads)
+
+
 def test_the_relaxed_mask_tends_to_bernoulli_dropout_as_the_temperature_falls():
     """The keep mask z = v (1 - p) of a draw v: at t = 1e-3 its mean is 1 - p within 3 standard errors and 99 %
     of the draws lie within 1e-3 of 0 or 1 (v near 0 or 1 / (1 - p)); its mean distance to {0, 1} falls with t."""

@@ -127,7 +127,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from ..distributions import ConcreteDropoutMask, EntropicRate, IsotropicNormal, entropic_log_normaliser
+from ..distributions import ConcreteDropoutMask, EntropicRate, IsotropicNormal, PowerFunction, entropic_log_normaliser
 from ..sites import site_shaped
 from . import register
 from .base import Capabilities, LayerGuide, PointWeights, TrainingDefaults, check_range, site_param
@@ -202,7 +202,7 @@ class ConcreteDropout(PointWeights):
 
     @staticmethod
     def _keep_prior(like: torch.Tensor, n: int) -> dist.TorchDistribution:
-        return dist.Beta(like.new_tensor(n / 2 + 1.0), like.new_tensor(1.0))
+        return PowerFunction(like.new_tensor(n / 2 + 1.0))  # Beta(n / 2 + 1, 1)
 
     @staticmethod
     def _p_logit(params: LayerGuide, site: NoiseSite) -> torch.Tensor:
