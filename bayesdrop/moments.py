@@ -173,7 +173,7 @@ class Moments:
         """Exact mean and variance of :math:`\\max(0, s)`, :math:`s \\sim \\mathcal N(\\mu, v)`."""
         sd = self.var.clamp_min(1e-12).sqrt()
         a = self.mean / sd
-        cdf = torch.special.ndtr(a)
+        cdf = 0.5 * torch.erfc(-a * math.sqrt(0.5))  # torch.special.ndtr, (1 + erf) / 2, is 0 below -5.4 in float32
         pdf = torch.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
         first = self.mean * cdf + sd * pdf
         second = (self.mean**2 + self.var) * cdf + self.mean * sd * pdf
@@ -196,7 +196,8 @@ class Moments:
         mean, var = self.mean.reshape(*lead, -1), self.var.reshape(*lead, -1)
         d = mean.shape[-1]
         eye = torch.eye(d, dtype=mean.dtype, device=mean.device)  # (d, d): point k moves entry k
-        step = (d * var).sqrt().unsqueeze(0) * eye.reshape(d, *(1,) * len(lead), d)  # (d, *lead, d)
+        # (d, *lead, d); a variance of exactly 0 (a ReLU unit off for sure) gets the gradient 0, not sqrt's inf * 0
+        step = (d * var).clamp_min(torch.finfo(var.dtype).tiny).sqrt().unsqueeze(0) * eye.reshape(d, *(1,) * len(lead), d)
         points = torch.cat([mean + step, mean - step])
         return points.reshape(2 * d, *self.mean.shape)
 

@@ -67,6 +67,22 @@ def test_relu_moments_are_those_of_a_rectified_gaussian():
     torch.testing.assert_close(out.var, second - first**2, atol=1e-6, rtol=0)
 
 
+def test_relu_moments_keep_their_digits_in_the_lower_tail_and_sigma_points_take_zero_variance():
+    """float32 against float64 at standardised means -4 to -9, where the mean of max(0, s) is 1e-5 to 1e-20 of the
+    sd (float32's (1 + erf) / 2 CDF is 0 below -5.4, which made it 50x too large at -6): 1e-3 relative.  A unit of
+    variance exactly 0 gives finite sigma points and gradients (sqrt's derivative at 0 times 0 was NaN)."""
+    a = torch.tensor([-4.0, -6.0, -7.5, -9.0], dtype=torch.float64)
+    ref = torch.relu(Moments(a, torch.ones_like(a))).mean
+    got = torch.relu(Moments(a.float(), torch.ones(4))).mean.double()
+    torch.testing.assert_close(got, ref, rtol=1e-3, atol=0)
+    var = torch.tensor([[0.0, 0.5]], requires_grad=True)
+    mean = torch.tensor([[1.0, -1.0]], requires_grad=True)
+    points = Moments(mean, var).sigma_points()
+    torch.testing.assert_close(points[:, 0, 0], torch.tensor([1.0, 1.0, 1.0, 1.0]))  # no spread on unit 0
+    points.square().sum().backward()
+    assert torch.isfinite(var.grad).all() and torch.isfinite(mean.grad).all() and var.grad[0, 0] == 0
+
+
 def test_elementwise_quadrature_and_sigma_points_are_exact_where_they_should_be():
     """Three-point Gauss-Hermite is exact for cubics: E s^3 = mu^3 + 3 mu v.  The 2d sigma points have mean mu and
     covariance diag(v) exactly."""
