@@ -197,7 +197,9 @@ class Moments:
         d = mean.shape[-1]
         eye = torch.eye(d, dtype=mean.dtype, device=mean.device)  # (d, d): point k moves entry k
         # (d, *lead, d); a variance of exactly 0 (a ReLU unit off for sure) gets the gradient 0, not sqrt's inf * 0
-        step = (d * var).clamp_min(torch.finfo(var.dtype).tiny).sqrt().unsqueeze(0) * eye.reshape(d, *(1,) * len(lead), d)
+        step = (d * var).clamp_min(torch.finfo(var.dtype).tiny).sqrt().unsqueeze(0) * eye.reshape(
+            d, *(1,) * len(lead), d
+        )
         points = torch.cat([mean + step, mean - step])
         return points.reshape(2 * d, *self.mean.shape)
 
