@@ -72,7 +72,11 @@ __all__ = ["StructuredBayesianPruning", "TruncatedLogNormal", "TruncatedLogUnifo
 
 _HALF_LOG_2PI_E = 0.5 * math.log(2 * math.pi * math.e)
 _SQRT_HALF = math.sqrt(0.5)
-_TAIL = -10.0  # below it, draws are solved in the lower tail (_truncated_normal_icdf)
+_TAIL = -10.0  # beyond a bound by more than 10 sigma, draws come from the tail's series (_truncated_normal_icdf)
+_KL_TAIL = -30.0  # beyond a bound by more than 30 sigma, the KL takes the tail's series (log_entropy)
+_S = (1.0, 1.0, 3.0, 15.0, 105.0, 945.0)  # (2k - 1)!!, k = 0, 1, ...: the series of _series
+_T = (1.0, 3.0, 15.0, 105.0, 945.0, 10395.0)  # (2k + 1)!!
+_U = (2.0, 12.0, 90.0, 840.0, 9450.0)  # 2(k + 1) (2k + 1)!!: S - T = v U
 
 
 def _log_normal_mass(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -84,12 +88,25 @@ def _log_normal_mass(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     return l_hi + torch.log(-torch.expm1((l_lo - l_hi).clamp(max=-tiny)))
 
 
-def _series(x: torch.Tensor) -> torch.Tensor:
-    r""":math:`S(x) = 1 - x^{-2} + 3x^{-4}` of the lower tail's Mills ratio :math:`\Phi(x)/\varphi(x) = S(x)/|x|`
-    (eq. 26.2.12 of Abramowitz & Stegun 1964), for ``x <= -10``: the next term, :math:`15x^{-6}`, is below
-    :math:`1.5 \cdot 10^{-5}`."""
+def _series(x: torch.Tensor, coefficients: tuple[float, ...] = _S[:3]) -> torch.Tensor:
+    r""":math:`\sum_k (-1)^k c_k v^k`, :math:`v = x^{-2}`: the lower tail's asymptotic series (Abramowitz & Stegun
+    1964, 26.2.12) for ``x <= -10``, by the ``coefficients`` :math:`c_k` of :data:`_S` (:math:`S`, with
+    :math:`\Phi(x) = \varphi(x) S(x)/|x|`), :data:`_T` (:math:`T = x^2(1 - S)`) or :data:`_U` (:math:`(S - T)/v`).
+    The first term left out bounds the error: at :math:`v \le 0.01`, :math:`1.5 \cdot 10^{-5}` for :math:`S` to 3
+    terms, :math:`10^{-8}` to 6."""
     v = (x * x).reciprocal()
-    return 1 - v * (1 - 3 * v)
+    out = coefficients[-2] - coefficients[-1] * v
+    for c in reversed(coefficients[:-2]):
+        out = c - v * out
+    return out
+
+
+def _tail_log_rho(lo: torch.Tensor, hi: torch.Tensor, s_lo: torch.Tensor, s_hi: torch.Tensor) -> torch.Tensor:
+    r""":math:`\log(\Phi(lo) / \Phi(hi))` for ``lo <= hi <= -10``, given their series ``s_lo``, ``s_hi``
+    (:func:`_series`), without cancelling :math:`x^2/2`: :math:`(hi - lo)(hi + lo)/2 - \log(1 - (hi - lo)/hi) +
+    \log(S(lo)/S(hi))`."""
+    w = hi - lo
+    return 0.5 * w * (hi + lo) - torch.log1p(-w / hi) + torch.log(s_lo / s_hi)
 
 
 def _ndtr(x: torch.Tensor) -> torch.Tensor:
@@ -98,24 +115,70 @@ def _ndtr(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.erfc(-x * _SQRT_HALF)
 
 
-def _truncated_normal_icdf(u: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    r"""The distance :math:`d = hi - x \ge 0` of the :math:`x \in [lo, hi]` with
-    :math:`\Phi(x) = (1 - u)\,\Phi(lo) + u\,\Phi(hi)`, for ``lo <= min(hi, 0)``, differentiable in ``lo`` and ``hi``.
+def _tail_distance(u: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    r""":math:`d` of :func:`_truncated_normal_icdf` where ``hi < -10`` (float64, same shapes).
 
-    Where :math:`hi \ge -10`, :math:`\Phi(x) \ge u\,\Phi(-10) > 10^{-31}` is a normal float and ``ndtri``
-    inverts it, with :math:`\Phi` from ``erfc`` (:func:`_ndtr`).  Below, :math:`\Phi` underflows (float32's
-    smallest normal is :math:`\Phi(-13.2)`), and the equation is solved relative to the bound, for :math:`d`
-    itself.  With the tail's Mills ratio :math:`\Phi(x) = \varphi(x) S(x) / |x|` (:func:`_series`) it reads
+    :math:`\Phi` underflows there (float32's smallest normal is :math:`\Phi(-13.2)`), and the equation is solved
+    relative to the bound, for :math:`d` itself.  With the tail's Mills ratio :math:`\Phi(x) = \varphi(x) S(x)
+    / |x|` (:func:`_series`, 6 terms) it reads
 
     .. math::
         g(d) = hi\,d - \tfrac12 d^2 - \log(1 - d/hi) + \log\frac{S(hi - d)}{S(hi)} - L = 0,\qquad
         L = \log\bigl(u + (1 - u)\,\Phi(lo)/\Phi(hi)\bigr) \le 0,
 
     with :math:`g'(d) = x / S(x)` at :math:`x = hi - d`.  The start solves the quadratic without the logarithms,
-    :math:`d_0 = 2L / (hi - \sqrt{hi^2 - 2L})`; one Newton step from it, taken with gradients, leaves a relative
-    error below :math:`4 \cdot 10^{-6}` in :math:`d` (``tests/test_sbp.py`` checks it against Brent's method on
-    scipy's ``log_ndtr``), and its derivative is the implicit one, :math:`\mathrm dd = -\partial g / g'(d)`, to the
-    same order.
+    :math:`d_0 = 2L / (hi - \sqrt{hi^2 - 2L})` (a relative error of about :math:`10^{-2}`); two Newton steps
+    follow."""
+    s_hi = _series(hi, _S)
+    log_rho = _tail_log_rho(lo, hi, _series(lo, _S), s_hi)
+    u = u.clamp_min(torch.finfo(u.dtype).tiny)
+    big_l = u.log() + torch.log1p((1 - u) * log_rho.exp() / u)  # log(u + (1 - u) rho), exact next to u = 1
+    d = 2 * big_l / (hi - (hi * hi - 2 * big_l).sqrt())
+    for _ in range(2):
+        x = hi - d
+        s = _series(x, _S)
+        d = d - (d * (hi - 0.5 * d) - torch.log1p(-d / hi) + torch.log(s / s_hi) - big_l) * s / x
+    return d
+
+
+class _TruncatedNormalDistance(torch.autograd.Function):
+    """:func:`_truncated_normal_icdf` as one node of the autograd graph: its forward computes the tail only where a
+    unit has one, its backward is the implicit derivative."""
+
+    @staticmethod
+    def forward(ctx: Any, u: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        tiny, eps = torch.finfo(u.dtype).tiny, torch.finfo(u.dtype).eps
+        h = hi.clamp_min(_TAIL)
+        p_lo, p_hi = _ndtr(lo), _ndtr(h)
+        d = h - ndtri((p_lo + u * (p_hi - p_lo)).clamp(tiny, 1 - eps))
+        tail = (hi < _TAIL).expand_as(d)
+        if bool(tail.any()):  # run eagerly even in a recorded graph: a Python op
+            u64, lo64, hi64 = (t.expand_as(d)[tail].double() for t in (u, lo, hi))
+            d[tail] = _tail_distance(u64, lo64, hi64).to(d.dtype)
+        ctx.save_for_backward(u, lo, hi, d)
+        return d
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor, torch.Tensor]:
+        u, lo, hi, d = ctx.saved_tensors
+        u64, lo64, hi64, d64, g64 = (t.double() for t in (u, lo, hi, d, grad))
+        x = hi64 - d64
+        # phi(x) dx = (1 - u) phi(lo) dlo + u phi(hi) dhi; d = hi - x; phi(hi) / phi(x) = exp(-d (hi - d / 2))
+        d_hi = -torch.expm1(u64.log() - d64 * (hi64 - 0.5 * d64))
+        d_lo = -(1 - u64) * torch.exp(0.5 * (x - lo64) * (x + lo64))
+        return None, (g64 * d_lo).sum_to_size(lo.shape).to(lo.dtype), (g64 * d_hi).sum_to_size(hi.shape).to(hi.dtype)
+
+
+def _truncated_normal_icdf(u: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    r"""The distance :math:`d = hi - x \ge 0` of the :math:`x \in [lo, hi]` with
+    :math:`\Phi(x) = (1 - u)\,\Phi(lo) + u\,\Phi(hi)`, for ``lo <= min(hi, 0)``, differentiable in ``lo`` and ``hi``.
+
+    Where :math:`hi \ge -10`, :math:`\Phi(x) \ge u\,\Phi(-10) > 10^{-31}` is a normal float and ``ndtri``
+    inverts it, with :math:`\Phi` from ``erfc`` (:func:`_ndtr`); below, :func:`_tail_distance` solves the
+    equation in the tail (a relative error below :math:`10^{-8}`, float32's rounding aside: ``tests/test_sbp.py``
+    checks both against Brent's method on scipy's ``log_ndtr``).  The derivatives are the implicit ones, from
+    :math:`\varphi(x)\,\mathrm dx = (1 - u)\varphi(lo)\,\mathrm d lo + u\varphi(hi)\,\mathrm d hi`, in float64.
 
     Parameters
     ----------
@@ -124,22 +187,61 @@ def _truncated_normal_icdf(u: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) 
     lo, hi : torch.Tensor
         The standardised bounds, ``batch`` (they broadcast against ``u``).
     """
-    tiny, eps = torch.finfo(u.dtype).tiny, torch.finfo(u.dtype).eps
-    h_in = hi.clamp_min(_TAIL)  # each path sees finite values where the other one is taken
-    p_lo, p_hi = _ndtr(lo), _ndtr(h_in)
-    d_in = h_in - ndtri((p_lo + u * (p_hi - p_lo)).clamp(tiny, 1 - eps))
-    h = hi.clamp(max=_TAIL)
-    s_h = _series(h)
-    w, low = hi - lo, lo.clamp(max=_TAIL)  # log rho = log Phi(lo) - log Phi(hi), without cancelling x^2 / 2
-    log_rho = 0.5 * w * (h + low) - torch.log1p(-w / h) + torch.log(_series(low) / s_h)
-    u_pos = u.clamp_min(tiny)
-    big_l = u_pos.log() + torch.log1p((1 - u) * log_rho.exp() / u_pos)  # log(u + (1 - u) rho), 0 < u < 1 exact
-    with torch.no_grad():
-        d = 2 * big_l / (h - (h * h - 2 * big_l).sqrt())
-    x = h - d
-    s = _series(x)
-    g = d * (h - 0.5 * d) - torch.log1p(-d / h) + torch.log(s / s_h) - big_l
-    return torch.where(hi < _TAIL, d - g * s / x, d_in)
+    return _TruncatedNormalDistance.apply(u, lo, hi)
+
+
+class _TruncatedNormalEntropy(torch.autograd.Function):
+    r"""The entropy of the standard normal truncated to :math:`[\alpha, \beta]`, :math:`\tfrac12\log(2\pi e) + \log Z +
+    (\alpha\varphi(\alpha) - \beta\varphi(\beta))/(2Z)` (:meth:`TruncatedLogNormal.log_entropy`), as one node of
+    the autograd graph, in float64 (but on MPS), with the mass mirrored next to the upper bound :math:`hi` of
+    :math:`[lo, hi]` (the entropy is symmetric), and its derivatives in closed form,
+
+    .. math::
+        \frac{\partial H}{\partial hi} = \frac{\varphi(hi)}{2Z}\bigl(1 + hi^2 + G\bigr),\quad
+        \frac{\partial H}{\partial lo} = -\frac{\varphi(lo)}{2Z}\bigl(1 + lo^2 + G\bigr),\quad
+        G = \frac{hi\,\varphi(hi) - lo\,\varphi(lo)}{Z}.
+
+    Beyond 30 :math:`\sigma` (:math:`hi < -30`) both are written with :math:`\rho = \Phi(lo)/\Phi(hi)` and the
+    series :math:`S, T, U` of :func:`_series` (4 terms: :math:`10^{-9}`), without the terms of size :math:`hi^2`
+    that cancel: :math:`\varphi(hi)/Z = |hi| / (S(hi)(1 - \rho))`,
+    :math:`1 + hi^2 + G = (U(hi)\,v / S(hi) + \rho\,(lo^2/S(lo) - 1 - hi^2)) / (1 - \rho)`, and the entropy
+    as in :meth:`TruncatedLogNormal.log_entropy`."""
+
+    @staticmethod
+    def forward(ctx: Any, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        work = alpha.dtype if alpha.device.type == "mps" else torch.float64
+        upper = alpha > 0  # the mass beyond a: mirrored
+        lo = torch.where(upper, -beta, alpha).to(work)
+        hi = torch.where(upper, -alpha, beta).to(work)
+        log_z = _log_normal_mass(lo, hi)
+        log_phi = -0.5 * math.log(2 * math.pi) - log_z  # log phi(x) / Z without the x^2 / 2
+        m_lo, m_hi = torch.exp(log_phi - 0.5 * lo * lo), torch.exp(log_phi - 0.5 * hi * hi)  # phi / Z
+        h = _HALF_LOG_2PI_E + log_z + 0.5 * (lo * m_lo - hi * m_hi)
+        g = hi * m_hi - lo * m_lo
+        d_hi, d_lo = 0.5 * m_hi * (1 + hi * hi + g), -0.5 * m_lo * (1 + lo * lo + g)
+        tail = hi < _KL_TAIL
+        if bool(tail.any()):  # run eagerly even in a recorded graph: a Python op
+            lo_t, hi_t = lo[tail], hi[tail]
+            s_h, s_l = _series(hi_t, _S[:4]), _series(lo_t, _S[:4])
+            log_rho = _tail_log_rho(lo_t, hi_t, s_l, s_h)
+            rho, keep = log_rho.exp(), -torch.expm1(log_rho)  # rho, 1 - rho
+            t_h, t_l = _series(hi_t, _T[:4]), _series(lo_t, _T[:4])
+            ratio = (rho * ((hi_t - lo_t) * (hi_t + lo_t) - t_l / s_l) + t_h / s_h) / keep
+            h[tail] = 0.5 + 0.5 * ratio + torch.log(s_h / -hi_t) + keep.log()
+            m_hi, m_lo = -hi_t / (s_h * keep), -rho * lo_t / (s_l * keep)
+            u_h = _series(hi_t, _U[:4]) / (hi_t * hi_t)
+            d_hi[tail] = 0.5 * m_hi * (u_h / s_h + rho * (lo_t * lo_t / s_l - 1 - hi_t * hi_t)) / keep
+            d_lo[tail] = -0.5 * m_lo * (1 + lo_t * lo_t - hi_t * hi_t / (s_h * keep) + rho * lo_t * lo_t / (s_l * keep))
+        # back to (alpha, beta): mirrored, d/d alpha = -d/d hi and d/d beta = -d/d lo
+        ctx.save_for_backward(torch.where(upper, -d_hi, d_lo), torch.where(upper, -d_lo, d_hi))
+        return h.to(alpha.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d_alpha, d_beta = ctx.saved_tensors
+        g = grad.to(d_alpha.dtype)
+        return (g * d_alpha).to(grad.dtype), (g * d_beta).to(grad.dtype)
 
 
 class TruncatedLogNormal(TorchDistribution):
@@ -205,14 +307,21 @@ class TruncatedLogNormal(TorchDistribution):
 
     def log_entropy(self) -> torch.Tensor:
         r"""The entropy of :math:`\log\theta` (a truncated normal): :math:`\tfrac12\log(2\pi e\sigma^2) + \log Z +
-        (\alpha\varphi(\alpha) - \beta\varphi(\beta)) / (2Z)`."""
-        alpha, beta, log_z = self.alpha, self.beta, self.log_z
-        log_phi = -0.5 * math.log(2 * math.pi) - log_z  # log phi(x) / Z without the x^2 / 2
+        (\alpha\varphi(\alpha) - \beta\varphi(\beta)) / (2Z)`.
 
-        def term(x: torch.Tensor) -> torch.Tensor:  # x phi(x) / Z, zero at an infinite bound
-            return x * torch.exp(log_phi - 0.5 * x * x)
+        Computed in float64 (but on MPS, which has none): float32 cancels :math:`\beta^2/2` between :math:`\log Z`
+        and :math:`\beta\varphi(\beta)/(2Z)`, where the mass lies beyond a bound (:math:`\beta < 0` or
+        :math:`\alpha > 0`), and the KL's derivative was 2 % off at :math:`\beta = -10` and of the wrong sign from
+        about -30; float64 holds to 1e-5 at -100.  Beyond 30 :math:`\sigma`, with the mass mirrored next to the
+        upper bound :math:`hi < -30` of :math:`[lo, hi]`, :math:`\rho = \Phi(lo)/\Phi(hi)` (:func:`_tail_log_rho`)
+        and the series :math:`S`, :math:`T` of :func:`_series` (to 3 terms: :math:`10^{-7}`),
 
-        return _HALF_LOG_2PI_E + self.scale.log() + log_z + 0.5 * (term(alpha) - term(beta))
+        .. math::
+            H = \log\sigma + \tfrac12 + \frac{T(hi)}{2 S(hi)(1 - \rho)}
+              + \frac{\rho}{2(1 - \rho)}\Bigl((hi - lo)(hi + lo) - \frac{T(lo)}{S(lo)}\Bigr)
+              + \log\frac{S(hi)}{|hi|} + \log(1 - \rho).
+        """
+        return self.scale.log() + _TruncatedNormalEntropy.apply(self.alpha, self.beta)
 
     def rsample(self, sample_shape: Any = torch.Size()) -> torch.Tensor:
         r"""Inverse-CDF draws, reparameterised in ``loc`` and ``scale``, from the tail nearer the mass: also a law
