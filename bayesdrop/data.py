@@ -63,6 +63,11 @@ __all__ = [
 ]
 
 
+def _describe(t: torch.Tensor) -> str:
+    """``float32[1437, 64]``: a tensor's dtype and shape, for the data classes' reprs (not their numbers)."""
+    return f"{str(t.dtype).removeprefix('torch.')}[{', '.join(map(str, t.shape))}]"
+
+
 @dataclass(frozen=True, eq=False)
 class Split:
     """One split of a data set: inputs ``x`` and targets ``y``.
@@ -86,6 +91,9 @@ class Split:
                 f"Split: x has {len(self.x)} rows but y has {len(self.y)} "
                 f"(x.shape={tuple(self.x.shape)}, y.shape={tuple(self.y.shape)})"
             )
+
+    def __repr__(self) -> str:
+        return f"Split(x={_describe(self.x)}, y={_describe(self.y)})"
 
     def __len__(self) -> int:
         return len(self.x)
@@ -199,6 +207,16 @@ class Dataset:
     gap: tuple[float, float] | None = None
     x_range: tuple[float, float] | None = None
     series: Series | None = None
+
+    def __repr__(self) -> str:
+        extras = [f"num_classes={self.num_classes}"] if self.num_classes is not None else []
+        extras += [f"image_shape={self.image_shape}"] if self.image_shape is not None else []
+        extras += [f"{k}={getattr(self, k)}" for k in ("gap", "x_range") if getattr(self, k) is not None]
+        extras += [f"series=Series(window={self.series.window}, horizon={self.series.horizon})"] if self.series else []
+        return (
+            f"Dataset({self.name!r}, {self.task}, train={self.train!r}, test={self.test!r}"
+            f"{''.join(', ' + e for e in extras)})"
+        )
 
     @property
     def in_features(self) -> int:
@@ -357,6 +375,8 @@ def as_tensors(data: object, *, name: str = "data") -> tuple[torch.Tensor, torch
             hint = " (bd.fit accepts a DataLoader directly; pass it there)"
         elif isinstance(data, (tuple, list)):
             hint = f" (got a {type(data).__name__} of length {len(data)})"
+        elif isinstance(data, Dataset):
+            hint = f" {data.name!r}: pass one of its splits, `.train` or `.test`"
         raise TypeError(
             f"`{name}` must be a bayesdrop.data.Split, an (x, y) tuple or list of "
             f"tensors/arrays, or a tensor x; got {type(data).__name__}{hint}"

@@ -509,3 +509,19 @@ def test_check_labels_without_a_class_count_checks_the_labels_are_non_negative()
         data.check_labels(torch.tensor([-1, 2]), None)
     with pytest.raises(ValueError, match="integer tensor"):
         data.check_labels(torch.tensor([0.5]), None)
+
+
+def test_data_reprs_show_shapes_and_a_whole_data_set_is_refused_with_its_splits_named():
+    """A printed data set is one line of dtypes and shapes (it listed every number), and ``fit`` given the whole
+    ``Dataset`` names ``.train``."""
+    import bayesdrop as bd
+
+    data = bd.data.load("toy-regression")
+    assert repr(data) == (
+        "Dataset('toy-regression', regression, train=Split(x=float32[200, 1], y=float32[200]), "
+        "test=Split(x=float32[400, 1], y=float32[400]), gap=(-0.75, 0.75), x_range=(-3.0, 3.0))"
+    )
+    net = bd.models.mlp(1, [4], 1, "bernoulli")
+    model = bd.Regressor(net, num_data=200)
+    with pytest.raises(TypeError, match=r"got Dataset 'toy-regression': pass one of its splits, `\.train` or `\.test`"):
+        bd.fit(model, bd.DropoutGuide(model), data, epochs=1, progress=False)

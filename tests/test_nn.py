@@ -407,3 +407,25 @@ def test_a_layer_run_twice_in_one_forward_pass_is_refused_with_its_name():
     guide = bd.DropoutGuide(model)
     with pytest.raises(ValueError, match=r"the site 'net\.h\.\w+' is drawn twice in one forward pass"):
         bd.fit(model, guide, (torch.randn(8, 4), torch.randint(0, 3, (8,))), epochs=1, progress=False)
+
+
+def test_bayesianize_names_the_dropout_rates_it_does_not_keep():
+    """``nn.Dropout2d(0.3)`` before a convolution and ``nn.Dropout(0.5)`` under ``bernoulli`` (p = 0.5): one warning
+    naming the 0.3 module and the method's rate; none when ``p=0.3`` is given for both 0.3 modules, nor for a
+    method without a fixed rate."""
+
+    def build(p_last=0.5):
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(1, 4, 3), torch.nn.Dropout2d(0.3), torch.nn.Conv2d(4, 4, 3), torch.nn.Flatten(),
+            torch.nn.Dropout(p_last), torch.nn.Linear(16, 3),
+        )  # fmt: skip
+
+    with pytest.warns(UserWarning, match=r"dropout modules 1 \(p=0\.3\) became identities.*bernoulli's noise at its "
+                      r"own p=0\.5; pass p=\.\.\.") as record:  # fmt: skip
+        net = bd.bayesianize(build(), "bernoulli")
+    assert len(record) == 1 and "4 (p=" not in str(record[0].message)
+    assert isinstance(net[1], torch.nn.Identity) and net[2].noise_kind == "channel"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bd.bayesianize(build(p_last=0.3), "bernoulli", p=0.3)
+        bd.bayesianize(torch.nn.Sequential(torch.nn.Dropout(0.3), torch.nn.Linear(16, 3)), "vd")

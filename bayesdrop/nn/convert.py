@@ -10,8 +10,8 @@ weights are untied with a warning (a bayesdrop layer samples its sites once per 
 
 Example
 -------
->>> net = bd.bayesianize(torchvision_like_cnn, method="sparse-vd")
->>> net = bd.bayesianize(torch_cnn, "bernoulli", pool_method="maxpool-dropout")
+>>> net = bd.bayesianize(torchvision_like_cnn, method="sparse-vd")    # in place: net is torchvision_like_cnn
+>>> other = bd.bayesianize(make_torch_cnn(), "bernoulli", p=0.3, pool_method="maxpool-dropout")
 """
 
 from __future__ import annotations
@@ -225,7 +225,8 @@ def bayesianize(
     noise drops whole word types) becomes the :mod:`bayesdrop.nn` layer with ``method``, whose guide starts from the
     module's current weights, so a pre-trained network can be refined; it keeps the replaced module's dtype and
     device (a ``module.double()`` trains in float64).  Dropout modules become identities: the method supplies the
-    noise; a ``Dropout1d`` or ``Dropout2d`` (whole feature maps, Tompson et al. 2015) makes the next convolution of
+    noise, at its own rate (a ``UserWarning`` lists the modules whose ``p`` differs from a fixed-rate method's); a
+    ``Dropout1d`` or ``Dropout2d`` (whole feature maps, Tompson et al. 2015) makes the next convolution of
     its container draw the noise once per input feature map (``noise="channel"``, spatial dropout), where the
     method can.  With ``pool_method`` every ``MaxPool1d/2d`` and ``AvgPool1d/2d`` whose pooling it randomises
     becomes the :mod:`bayesdrop.nn` pooling layer with it (others stay plain, with a warning).
@@ -304,6 +305,7 @@ def bayesianize(
     unmatched: list[str] = []  # channel dropouts without a convolution after them in their Sequential
     plain_pools: dict[str, list[str]] = {}  # pooling layers the pool method does not randomise
     visited: set[int] = set()  # containers whose children are converted (a container under two names: once)
+    rates: dict[str, float] = {}  # the dropout modules replaced, with their rates
 
     def convert(mod: torch.nn.Module, path: str, noise: str = "element") -> torch.nn.Module:
         if isinstance(mod, BayesianLayer):  # placed by the user (bd.nn.Dropout, a bd.nn.LSTM): kept as it is
@@ -319,6 +321,7 @@ def bayesianize(
         elif isinstance(mod, _DROPOUT):
             if isinstance(mod, _CHANNEL_DROPOUT):  # not an item of a Sequential before a convolution
                 unmatched.append(path)
+            rates[path or "<root>"] = mod.p
             return torch.nn.Identity()
         elif type(mod) in _POOLS and pm is not None:
             if _POOLS[type(mod)][1] not in pm.capabilities.pools:
@@ -355,6 +358,7 @@ def bayesianize(
             child_path = _join(path, name)
             if isinstance(mod, torch.nn.Sequential) and isinstance(child, _CHANNEL_DROPOUT):
                 pending = child_path
+                rates[child_path] = child.p
                 setattr(mod, name, torch.nn.Identity())
                 continue
             conv = type(child) is torch.nn.Conv1d or type(child) is torch.nn.Conv2d
@@ -390,6 +394,14 @@ def bayesianize(
         for kind, paths in own.items()
     ]
     messages += tied
+    own_p = getattr(m, "p", None)  # a fixed-rate method's rate
+    changed = {k: p for k, p in rates.items() if own_p is not None and p != own_p}
+    if changed:
+        listed = ", ".join(f"{k} (p={p:g})" for k, p in changed.items())
+        messages.append(
+            f"the dropout modules {listed} became identities: every converted layer draws {name}'s noise at its own "
+            f"p={own_p:g}; pass p=... (`bd.bayesianize(module, {name!r}, p=...)`) for another rate"
+        )
     for message in messages:
         warnings.warn(f"bayesianize: {message}", UserWarning, stacklevel=2)
     if not bayesian_layers(out):

@@ -17,7 +17,7 @@ for every feature map.
 Example
 -------
 >>> pool = bd.nn.MaxPool2d(2, method="maxpool-dropout", p=0.5)
->>> net = bd.bayesianize(torch_cnn, "bernoulli", pool_method="stochastic-pooling")
+>>> net = bd.bayesianize(make_torch_cnn(), "bernoulli", pool_method="stochastic-pooling")
 """
 
 from __future__ import annotations
