@@ -94,7 +94,8 @@ def default_threads() -> int:
     ``$OMP_NUM_THREADS`` when it is set to a positive int; otherwise 1 on a machine with at most 2 CPUs available
     to this process, else ``min(4, CPUs)``.  The networks of these commands are small: a step is many short
     operations, each split across threads, so a second thread gains little and, on a busy 2-core machine, loses
-    much (``compare --quick``: 210 s with torch's default threads against 15.9 s with one); beyond 4 threads the
+    much (an early ``compare --quick``, of the methods registered then: 210 s with torch's default threads
+    against 15.9 s with one); beyond 4 threads the
     gain is small.
 
     Returns
@@ -666,8 +667,8 @@ def make_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--quick",
         action="store_true",
-        help=f"the demo preset: {QUICK_EPOCHS} epochs and {QUICK_DRAWS} MC draws, each unless --epochs or "
-        "--num-samples is given (an option given wins)",
+        help=f"the demo preset (make demo): {QUICK_EPOCHS} epochs (the default's {COMPARE_EPOCHS}) and {QUICK_DRAWS} "
+        f"MC draws instead of {COMPARE_DRAWS}, each unless --epochs or --num-samples is given (an option given wins)",
     )
     c.add_argument(
         "--kfold",

@@ -911,7 +911,9 @@ def save(module: torch.nn.Module, path: str | os.PathLike, example: torch.Tensor
     if not torch.is_tensor(example) or example.dim() < 1 or len(example) == 0:
         raise ValueError("`example` must be a tensor of inputs (N, ...) with N >= 1, to give the input shape")
     zeros = torch.zeros((2, *example.shape[1:]), dtype=example.dtype, device=example.device)
-    program = torch.export.export(module, (zeros,), dynamic_shapes=[{0: torch.export.Dim("batch")}])
+    with warnings.catch_warnings():  # an LSTM/GRU refreshes its flat weights in forward; the program holds them
+        warnings.filterwarnings("ignore", message=r"The tensor attributes .*_flat_weights", category=UserWarning)
+        program = torch.export.export(module, (zeros,), dynamic_shapes=[{0: torch.export.Dim("batch")}])
     atomic_write(path, lambda f: torch.export.save(program, f))  # a unique temporary file, then renamed
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -507,3 +509,18 @@ def test_clear_cache_rebuilds_after_a_write_through_data():
     assert weight_scaling_network(model, guide) is not second
     with pytest.raises(TypeError, match="`guide` must be a bd.DropoutGuide or None"):
         clear_cache(model)
+
+
+def test_a_pruned_lstm_saves_without_warnings_and_loads_to_the_same_outputs(tmp_path):
+    """torch.export warned that an LSTM's flat weights were assigned during export (its forward refreshes them);
+    the program holds them, and the loaded network gives the pruned one's outputs."""
+    torch.manual_seed(0)
+    x = torch.randn(5, 7, 3)
+    model = bd.Classifier(bd.models.rnn(3, 6, 4, "variational-rnn"), num_data=5)
+    guide = bd.DropoutGuide(model)
+    guide(x)
+    pruned = bd.compress.prune(model, guide)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bd.compress.save(pruned, tmp_path / "rnn.pt2", x)
+    assert torch.allclose(bd.compress.load(tmp_path / "rnn.pt2")(x), pruned(x), atol=1e-6)

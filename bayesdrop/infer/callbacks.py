@@ -14,7 +14,7 @@ Stop when the training NLL stops improving, and keep a checkpoint of every fifth
 ...     def on_epoch_end(self, state):
 ...         nll = state.history["nll"]
 ...         return len(nll) > 5 and nll[-1] > min(nll[:-5])
->>> bd.fit(model, guide, data, callbacks=[Plateau(), bd.infer.Checkpoint("run.pt", every=5)])
+>>> bd.fit(model, guide, data.train, callbacks=[Plateau(), bd.infer.Checkpoint("run.pt", every=5)])
 """
 
 from __future__ import annotations

@@ -395,7 +395,10 @@ def fit(
     device
         ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ...
     seed
-        Seeds torch and Pyro and the minibatch order; ``None`` leaves them.
+        Seeds torch's and Pyro's generators at the start of training: the minibatch order and every draw of the
+        run; ``None`` leaves them.  The network's initial weights were drawn when it was built, from the
+        generators' state then: ``pyro.set_rng_seed(s)`` before building it makes the whole run repeatable (the
+        command line does so with ``--seed``).
     test
         Optional held-out data, evaluated after every epoch by MC prediction: any form ``data`` takes (a split, an
         ``(x, y)`` tuple, a DataLoader), as :func:`~bayesdrop.evaluate` takes it.
