@@ -753,3 +753,24 @@ def test_isotropic_weight_prior_of_a_number_variance_computes_its_constants_in_p
         IsotropicNormal("1.0", (3,), like=like)
     with pytest.raises(TypeError, match="a number `variance` needs `like`"):
         IsotropicNormal(1.0, (3,))
+
+
+@pytest.mark.parametrize(
+    "name, hyper", [("vd", {}), ("vd", {"granularity": "unit"}), ("vbd", {"granularity": "layer"})]
+)
+def test_a_bounded_log_alpha_is_projected_onto_its_bound_where_its_gradient_passes(name, hyper):
+    """Above max_log_alpha the guide's clamp passes no gradient, so a log alpha that Adam carried past the bound
+    stayed there; the method projects it back after each step (``guide.project``, which ``fit`` calls), and at the
+    bound the loss's gradient reaches it again."""
+    model, guide, x, y = tiny_classifier(name, **hyper)
+    guide(x, y)
+    bounded = [(n, layer, params) for n, layer, params in guide.pairs() if hasattr(params, "log_alpha")]
+    assert len(bounded) >= 1 and {id(p) for _, p in guide.projected()} >= {id(p) for _, _, p in bounded}
+    with torch.no_grad():
+        for _, layer, params in bounded:
+            params.log_alpha.fill_(layer.method.max_log_alpha + 3.0)
+    guide.project()
+    bd.infer.MeanFieldELBO(max_plate_nesting=1).differentiable_loss(model, guide, x, y).backward()
+    for n, layer, params in bounded:
+        assert torch.all(params.log_alpha == layer.method.max_log_alpha), n
+        assert params.log_alpha.grad is not None and torch.all(params.log_alpha.grad != 0), n

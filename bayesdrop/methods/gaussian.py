@@ -276,6 +276,10 @@ class VariationalDropout(_LogUniformPrior):
         la = getattr(params, site_param(site, "log_alpha"))
         return la if self.max_log_alpha is None else la.clamp(max=self.max_log_alpha)
 
+    def project(self, layer, params) -> None:
+        """:math:`\\log\alpha` onto its bound, in place (:func:`_project_log_alpha`)."""
+        _project_log_alpha(self.max_log_alpha, layer, params)
+
     def weight_posterior(self, layer, site, params):
         theta = getattr(params, site)
         la = self.log_alpha(layer, params, site)
@@ -336,6 +340,18 @@ class SparseVariationalDropout(_LogUniformPrior):
     def weight_posterior(self, layer, site, params):
         theta, ls2 = getattr(params, site), getattr(params, site_param(site, "log_sigma2"))
         return DropoutNormal(theta, None, _additive_log_alpha(theta, ls2), log_variance=ls2)
+
+
+def _project_log_alpha(bound: float | None, layer: Any, params: LayerGuide) -> None:
+    """Every weight site's ``log_alpha`` parameter onto ``(-inf, bound]``, in place (``None``: unbounded).  The
+    guide reads it through ``clamp(max=bound)``, which passes no gradient above the bound: a parameter that Adam's
+    momentum carried past it (``vd``'s layers did, 45 to 68 epochs into 100 on digits) stayed there whatever the
+    loss said later; projected back after each step it sits at the bound, where the gradient passes."""
+    if bound is None:
+        return
+    with torch.no_grad():
+        for site in layer.weight_sites:
+            getattr(params, site_param(site, "log_alpha")).clamp_(max=bound)
 
 
 def _additive_params(layer, log_sigma2_init: float) -> LayerGuide:
@@ -501,6 +517,11 @@ class VariationalBayesianDropout(_GammaPrior, _GaussianFamily):
             la = getattr(params, site_param(site, "log_alpha"))
             return la if self.max_log_alpha is None else la.clamp(max=self.max_log_alpha)
         return _additive_log_alpha(getattr(params, site), getattr(params, site_param(site, "log_sigma2")))
+
+    def project(self, layer, params) -> None:
+        """:math:`\\log\alpha` of a per-layer rate onto its bound, in place (:func:`_project_log_alpha`)."""
+        if self.granularity == "layer":
+            _project_log_alpha(self.max_log_alpha, layer, params)
 
     def gamma_star(self, layer, params, site: str = "weight") -> torch.Tensor:
         r""":math:`\gamma^* = \theta^2 + \sigma^2 = (1 + \alpha)\theta^2` (eq. 16), clamped into :math:`[a, b)`."""
