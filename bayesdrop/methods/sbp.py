@@ -109,6 +109,11 @@ def _tail_log_rho(lo: torch.Tensor, hi: torch.Tensor, s_lo: torch.Tensor, s_hi: 
     return 0.5 * w * (hi + lo) - torch.log1p(-w / hi) + torch.log(s_lo / s_hi)
 
 
+def _work_dtype(like: torch.Tensor) -> torch.dtype:
+    """float64, where the tail's formulas work, but on MPS, which has none (there: ``like``'s dtype)."""
+    return like.dtype if like.device.type == "mps" else torch.float64
+
+
 def _ndtr(x: torch.Tensor) -> torch.Tensor:
     r""":math:`\Phi(x)` from ``erfc``, to full relative precision in the lower tail (``torch.special.ndtr``'s
     :math:`(1 + \mathrm{erf})/2` is 4 % off at -5 and 0 below -5.4 in float32)."""
@@ -153,8 +158,8 @@ class _TruncatedNormalDistance(torch.autograd.Function):
         d = h - ndtri((p_lo + u * (p_hi - p_lo)).clamp(tiny, 1 - eps))
         tail = (hi < _TAIL).expand_as(d)
         if bool(tail.any()):  # run eagerly even in a recorded graph: a Python op
-            u64, lo64, hi64 = (t.expand_as(d)[tail].double() for t in (u, lo, hi))
-            d[tail] = _tail_distance(u64, lo64, hi64).to(d.dtype)
+            work = _work_dtype(u)
+            d[tail] = _tail_distance(*(t.expand_as(d)[tail].to(work) for t in (u, lo, hi))).to(d.dtype)
         ctx.save_for_backward(u, lo, hi, d)
         return d
 
@@ -162,7 +167,7 @@ class _TruncatedNormalDistance(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor, torch.Tensor]:
         u, lo, hi, d = ctx.saved_tensors
-        u64, lo64, hi64, d64, g64 = (t.double() for t in (u, lo, hi, d, grad))
+        u64, lo64, hi64, d64, g64 = (t.to(_work_dtype(u)) for t in (u, lo, hi, d, grad))
         x = hi64 - d64
         # phi(x) dx = (1 - u) phi(lo) dlo + u phi(hi) dhi; d = hi - x; phi(hi) / phi(x) = exp(-d (hi - d / 2))
         d_hi = -torch.expm1(u64.log() - d64 * (hi64 - 0.5 * d64))
@@ -209,7 +214,7 @@ class _TruncatedNormalEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        work = alpha.dtype if alpha.device.type == "mps" else torch.float64
+        work = _work_dtype(alpha)
         upper = alpha > 0  # the mass beyond a: mirrored
         lo = torch.where(upper, -beta, alpha).to(work)
         hi = torch.where(upper, -alpha, beta).to(work)
