@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import inspect
 import json
 import math
@@ -626,7 +627,7 @@ def fit(
     start = state.epochs_done
     steps = state.step  # steps before this epoch
     names = _parameter_names(model, guide)
-    settings = _changed_settings(model)
+    settings = functools.partial(_changed_settings, model)  # read only for a message
     buffers = [b for m in (model, guide) for b in m.buffers()]
     # the minibatch shapes of tensor data: full batches and the last one's remainder (a loader's: as they come)
     loader = isinstance(train, torch.utils.data.DataLoader)
@@ -895,9 +896,13 @@ def _changed_settings(model: torch.nn.Module) -> str:
     changed = []
     for key, method in methods.items():
         params = inspect.signature(type(method)).parameters
+        try:
+            hyper = method.hyper()
+        except TypeError:  # a method that does not keep its constructor's arguments: nothing to compare
+            continue
         diffs = [
             f"{k}={v!r} (default {params[k].default!r})"
-            for k, v in method.hyper().items()
+            for k, v in hyper.items()
             if isinstance(v, (bool, int, float, str)) and params[k].default not in (inspect.Parameter.empty, v)
         ]
         if diffs:
@@ -914,7 +919,7 @@ def _nan_message(
     names: dict[int, str] | None = None,
     params: Sequence[torch.nn.Parameter] = (),
     finite_x: Sequence[torch.Tensor] = (),
-    settings: str = "",
+    settings: Callable[[], str] | None = None,
 ) -> str:
     """Where the run diverged (the first step with a non-finite loss, else the steps that broke a parameter), which
     parameters are not finite, and what to try (for a first step, the method ``settings`` that differ from their
@@ -943,7 +948,8 @@ def _nan_message(
         what += f"; not finite: {', '.join(broken[:5])}{' and more' if len(broken) > 5 else ''}"
     remedy = f"lower `lr` (now {lr:g}), lengthen `kl_warmup` (now {kl_warmup} epochs)"
     if steps == 0 and len(bad) and int(bad[0]) == 0:
-        changed = f"the method settings that differ from their defaults ({settings}), " if settings else ""
+        listed = settings() if settings is not None else ""
+        changed = f"the method settings that differ from their defaults ({listed}), " if listed else ""
         remedy = (
             f"check {changed}the data for extreme values and the initial weights (the very first step diverged), or "
             + remedy
