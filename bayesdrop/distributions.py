@@ -1031,7 +1031,8 @@ class PowerFunction(Beta):
     ``torch``'s ``Beta`` scores it through a Dirichlet, whose term :math:`(b - 1)\log(1 - v)` is 0 here but has the
     derivative 0/0 at :math:`v = 1`: Concrete dropout's keep probability :math:`1 - p` rounds to 1 in float32 once
     its ``p_logit`` is below -17, and a NaN gradient stopped training there.  Here
-    :math:`\log p(v) = \log a + (a - 1)\log v`, the same value elsewhere.
+    :math:`\log p(v) = \log a + (a - 1)\log v` (0 times :math:`\log 0` read as 0, for :math:`a = 1`), the same
+    value elsewhere.
 
     Parameters
     ----------
@@ -1051,7 +1052,7 @@ class PowerFunction(Beta):
         if self._validate_args:
             self._validate_sample(value)
         a = self.concentration1
-        return a.log() + (a - 1) * value.log()
+        return a.log() + torch.xlogy(a - 1, value)
 
 
 class SigmaPointAverage(TorchDistribution):

@@ -277,7 +277,7 @@ class VariationalDropout(_LogUniformPrior):
         return la if self.max_log_alpha is None else la.clamp(max=self.max_log_alpha)
 
     def project(self, layer, params) -> None:
-        """:math:`\\log\alpha` onto its bound, in place (:func:`_project_log_alpha`)."""
+        r""":math:`\log\alpha` onto its bound, in place (:func:`_project_log_alpha`)."""
         _project_log_alpha(self.max_log_alpha, layer, params)
 
     def weight_posterior(self, layer, site, params):
@@ -519,7 +519,7 @@ class VariationalBayesianDropout(_GammaPrior, _GaussianFamily):
         return _additive_log_alpha(getattr(params, site), getattr(params, site_param(site, "log_sigma2")))
 
     def project(self, layer, params) -> None:
-        """:math:`\\log\alpha` of a per-layer rate onto its bound, in place (:func:`_project_log_alpha`)."""
+        r""":math:`\log\alpha` of a per-layer rate onto its bound, in place (:func:`_project_log_alpha`)."""
         if self.granularity == "layer":
             _project_log_alpha(self.max_log_alpha, layer, params)
 
