@@ -163,7 +163,8 @@ class DeferredSignals:
     """SIGINT and SIGTERM recorded instead of raised while the block runs (in the main thread; elsewhere, and with
     ``enabled=False``, nothing changes): the first signal is kept in :attr:`signum` for the block to act on where it
     can stop cleanly (:meth:`raise_pending`); a second one raises ``KeyboardInterrupt`` at once.  The previous
-    handlers come back on exit.
+    handlers come back on exit.  A signal the process ignores (``SIG_IGN``: the SIGINT of a job a script started
+    in the background) stays ignored.
 
     For work that a signal must not cut in the middle: ``bd.fit`` stops between steps and saves its checkpoint;
     a netCDF write, whose library would swallow a ``KeyboardInterrupt`` raised inside one of its callbacks, stops
@@ -190,6 +191,8 @@ class DeferredSignals:
     def __enter__(self) -> DeferredSignals:
         if self.enabled:
             for s in self.SIGNALS:
+                if signal.getsignal(s) is signal.SIG_IGN:  # the process ignores it (a background job's SIGINT)
+                    continue
                 with contextlib.suppress(ValueError, OSError):
                     self.previous[s] = signal.signal(s, self._handle)
         return self

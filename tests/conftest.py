@@ -1,10 +1,13 @@
 """Shared fixtures: every test is seeded, starts from an empty param store and
-runs with Pyro validation; ``BAYESDROP_DEVICE`` selects the device so the same
-suite re-runs on CUDA (``BAYESDROP_DEVICE=cuda pytest -m "gpu or not gpu"``)."""
+runs with Pyro validation and with Python's own SIGINT handler (also when the
+suite runs as a background job, whose SIGINT is ignored); ``BAYESDROP_DEVICE``
+selects the device so the same suite re-runs on CUDA
+(``BAYESDROP_DEVICE=cuda pytest -m "gpu or not gpu"``)."""
 
 from __future__ import annotations
 
 import os
+import signal
 
 import matplotlib
 import pyro
@@ -18,6 +21,15 @@ torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, tor
 
 def _device() -> torch.device:
     return torch.device(os.environ.get("BAYESDROP_DEVICE", "cpu"))
+
+
+@pytest.fixture(autouse=True)
+def _terminal_sigint():
+    """SIGINT as in a terminal (``KeyboardInterrupt``), whatever the suite's parent did: the tests that interrupt
+    training send it to themselves or to the commands they start."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
 
 
 @pytest.fixture(autouse=True)

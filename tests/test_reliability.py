@@ -1141,3 +1141,25 @@ def test_a_corrupt_checkpoint_file_is_refused_with_its_name(tmp_path, _resumable
         assert "corrupt.pt" in str(err), err
     else:
         assert isinstance(state["model"], dict)
+
+
+def test_a_signal_the_process_ignores_stays_ignored_while_work_is_deferred():
+    """A job a script starts in the background ignores SIGINT: ``DeferredSignals`` (fit, netCDF writes) leaves it
+    ignored (it used to record it, and fit stopped on a SIGINT the process had chosen to ignore), and defers the
+    SIGTERM it does handle."""
+    import os
+    import signal
+
+    from bayesdrop.fileio import DeferredSignals
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with DeferredSignals() as deferred:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            assert deferred.signum is None
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert deferred.signum == signal.SIGTERM
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
