@@ -80,7 +80,7 @@ def test_draws_lie_in_the_bounds_follow_the_law_and_are_reparameterised():
 
 
 # (mu, sigma) of kept and pruned units whose mass lies beyond a bound: beta = (b - mu) / sigma = -7.4, -9.6 (where
-# torch's ndtr is 0 in float32), -148 (the tail's closed form), alpha = (a - mu) / sigma = 11.9, 742 (mirrored)
+# torch's ndtr is 0 in float32), -148 (solved in the tail, below -10), alpha = (a - mu) / sigma = 11.9, 742 (mirrored)
 BEYOND = [
     (0.05, math.exp(-5)),
     (0.065, math.exp(-5)),
