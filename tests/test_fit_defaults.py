@@ -240,8 +240,10 @@ def test_a_first_step_that_diverges_names_the_method_settings_changed_from_their
     assert "at step 0 (batch 0) of epoch 0" in message, message
     assert "(net.0, net.2: sparse-vd's log_sigma2_init=60.0 (default -10.0))" in message, message
     assert "threshold" not in message  # 3 == 3.0, its default
-    net = bd.models.mlp(6, [8], 3, method="sparse-vd")
-    assert bd.infer.train._changed_settings(net) == ""
+    for name in ("sparse-vd", "bernoulli", "vd", "sal"):  # presets and the input rule are defaults too
+        for inputs in (6, 64):
+            net = bd.models.mlp(inputs, [8], 3, method=name)
+            assert bd.infer.train._changed_settings(net) == "", (name, inputs)
 
 
 def test_fit_result_json_has_the_warnings():

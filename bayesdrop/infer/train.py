@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import inspect
 import json
 import math
 import os
@@ -47,6 +46,7 @@ from ..fileio import DeferredSignals
 from ..guides import DropoutGuide
 from ..handlers import KLScale, LocalReparameterization, MomentMatching
 from ..likelihoods import Classifier, Likelihood
+from ..methods import Method, non_defaults
 from ..moments import Moments
 from ..nn import bayesian_layers
 from .callbacks import (
@@ -885,28 +885,19 @@ def _finite_so_far(losses: list[torch.Tensor], params: list[torch.nn.Parameter])
 
 
 def _changed_settings(model: torch.nn.Module) -> str:
-    """The methods' hyper-parameters that differ from their constructors' defaults, with the layers that use them
-    (``"net.0, net.2: sparse-vd's log_sigma2_init=60.0 (default -10.0)"``): where a first step that diverges may
-    come from.  Empty if every method is at its defaults."""
+    """The methods' hyper-parameters that differ from their defaults (:func:`bayesdrop.methods.non_defaults`), with
+    the layers that use them (``"net.0, net.2: sparse-vd's log_sigma2_init=60.0 (default -10.0)"``): where a first
+    step that diverges may come from.  Empty if every method is at its defaults."""
     layers: dict[int, list[str]] = {}
-    methods = {}
+    methods: dict[int, Method] = {}
     for name, layer in bayesian_layers(model):
         layers.setdefault(id(layer.method), []).append(name)
         methods[id(layer.method)] = layer.method
     changed = []
     for key, method in methods.items():
-        params = inspect.signature(type(method)).parameters
-        try:
-            hyper = method.hyper()
-        except TypeError:  # a method that does not keep its constructor's arguments: nothing to compare
-            continue
-        diffs = [
-            f"{k}={v!r} (default {params[k].default!r})"
-            for k, v in hyper.items()
-            if isinstance(v, (bool, int, float, str)) and params[k].default not in (inspect.Parameter.empty, v)
-        ]
+        diffs = ", ".join(f"{k}={v!r} (default {d!r})" for k, (v, d) in non_defaults(method).items())
         if diffs:
-            changed.append(f"{', '.join(layers[key])}: {method.name or type(method).__name__}'s {', '.join(diffs)}")
+            changed.append(f"{', '.join(layers[key])}: {method.name or type(method).__name__}'s {diffs}")
     return "; ".join(changed)
 
 

@@ -26,7 +26,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from .base import Capabilities, LayerGuide, Method, PointWeights, TrainingDefaults
+from .base import INPUT_MIN_FEATURES, Capabilities, LayerGuide, Method, PointWeights, TrainingDefaults
 
 __all__ = [
     "Method",
@@ -40,6 +40,7 @@ __all__ = [
     "names",
     "ROLES",
     "info",
+    "non_defaults",
     "resolve",
 ]
 
@@ -131,6 +132,28 @@ def get(name: str, **hyper: Any) -> Method:
     method = cls(**{**defaults, **hyper})
     method.name = name
     return method
+
+
+def non_defaults(method: Method) -> dict[str, tuple[Any, Any]]:
+    """The hyper-parameters of ``method`` that differ from the defaults it was built from, as ``{name: (value,
+    default)}``: the registered preset of its name (``get(method.name)``) or, for a network's first layer, that
+    preset's :meth:`~Method.input_layer` rule (with many inputs or few), whichever is nearest; for a method not
+    registered, its constructor's defaults.  Scalar hyper-parameters only; ``{}`` when they cannot be read back
+    (:meth:`Method.hyper`)."""
+    try:
+        hyper = method.hyper()
+    except TypeError:
+        return {}
+    refs = []
+    if method.name in _REGISTRY:
+        preset = get(method.name)
+        candidates = (preset, preset.input_layer(INPUT_MIN_FEATURES), preset.input_layer(1))
+        refs = [m.hyper() for m in candidates if type(m) is type(method)]
+    if not refs:
+        params = inspect.signature(type(method)).parameters.values()
+        refs = [{p.name: p.default for p in params if p.default is not inspect.Parameter.empty}]
+    scalars = {k: v for k, v in hyper.items() if isinstance(v, (bool, int, float, str))}
+    return min(({k: (v, ref[k]) for k, v in scalars.items() if k in ref and ref[k] != v} for ref in refs), key=len)
 
 
 def info(name: str) -> dict[str, Any]:
