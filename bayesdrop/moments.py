@@ -46,6 +46,7 @@ import torch.nn.functional as F
 __all__ = ["Moments"]
 
 _SQRT3 = math.sqrt(3.0)
+_SQRT_HALF = math.sqrt(0.5)
 _GH3 = ((0.0, 2.0 / 3.0), (_SQRT3, 1.0 / 6.0), (-_SQRT3, 1.0 / 6.0))  # (node / sqrt v, weight) of 3-point Hermite
 
 
@@ -53,6 +54,12 @@ def _plain(a: Any) -> Any:
     if isinstance(a, Moments):
         raise TypeError("this operation takes the Moments as its first argument only")
     return a
+
+
+def normal_cdf(x: torch.Tensor) -> torch.Tensor:
+    r""":math:`\Phi(x)` from ``erfc``, to full relative precision in the lower tail (``torch.special.ndtr``'s
+    :math:`(1 + \mathrm{erf})/2` is 4 % off at -5 and 0 below -5.4 in float32)."""
+    return 0.5 * torch.erfc(-x * _SQRT_HALF)
 
 
 class Moments:
@@ -173,7 +180,7 @@ class Moments:
         """Exact mean and variance of :math:`\\max(0, s)`, :math:`s \\sim \\mathcal N(\\mu, v)`."""
         sd = self.var.clamp_min(1e-12).sqrt()
         a = self.mean / sd
-        cdf = 0.5 * torch.erfc(-a * math.sqrt(0.5))  # torch.special.ndtr, (1 + erf) / 2, is 0 below -5.4 in float32
+        cdf = normal_cdf(a)
         pdf = torch.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
         first = self.mean * cdf + sd * pdf
         second = (self.mean**2 + self.var) * cdf + self.mean * sd * pdf

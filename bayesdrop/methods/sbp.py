@@ -64,6 +64,7 @@ from pyro.distributions import TorchDistribution
 from torch.distributions import constraints, register_kl
 from torch.special import log_ndtr, ndtri
 
+from ..moments import normal_cdf
 from ..sites import per_example_shape, site_shaped
 from . import register
 from .base import Capabilities, LayerGuide, PointWeights, TrainingDefaults, check_range, real_number, site_param
@@ -71,7 +72,6 @@ from .base import Capabilities, LayerGuide, PointWeights, TrainingDefaults, chec
 __all__ = ["StructuredBayesianPruning", "TruncatedLogNormal", "TruncatedLogUniform"]
 
 _HALF_LOG_2PI_E = 0.5 * math.log(2 * math.pi * math.e)
-_SQRT_HALF = math.sqrt(0.5)
 _TAIL = -10.0  # beyond a bound by more than 10 sigma, draws come from the tail's series (_truncated_normal_icdf)
 _KL_TAIL = -30.0  # beyond a bound by more than 30 sigma, the KL takes the tail's series (log_entropy)
 _S = (1.0, 1.0, 3.0, 15.0, 105.0, 945.0)  # (2k - 1)!!, k = 0, 1, ...: the series of _series
@@ -114,12 +114,6 @@ def _work_dtype(like: torch.Tensor) -> torch.dtype:
     return like.dtype if like.device.type == "mps" else torch.float64
 
 
-def _ndtr(x: torch.Tensor) -> torch.Tensor:
-    r""":math:`\Phi(x)` from ``erfc``, to full relative precision in the lower tail (``torch.special.ndtr``'s
-    :math:`(1 + \mathrm{erf})/2` is 4 % off at -5 and 0 below -5.4 in float32)."""
-    return 0.5 * torch.erfc(-x * _SQRT_HALF)
-
-
 def _tail_distance(u: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     r""":math:`d` of :func:`_truncated_normal_icdf` where ``hi < -10`` (float64, same shapes).
 
@@ -154,7 +148,7 @@ class _TruncatedNormalDistance(torch.autograd.Function):
     def forward(ctx: Any, u: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
         tiny, eps = torch.finfo(u.dtype).tiny, torch.finfo(u.dtype).eps
         h = hi.clamp_min(_TAIL)
-        p_lo, p_hi = _ndtr(lo), _ndtr(h)
+        p_lo, p_hi = normal_cdf(lo), normal_cdf(h)
         d = h - ndtri((p_lo + u * (p_hi - p_lo)).clamp(tiny, 1 - eps))
         tail = (hi < _TAIL).expand_as(d)
         if bool(tail.any()):  # run eagerly even in a recorded graph: a Python op
@@ -180,9 +174,9 @@ def _truncated_normal_icdf(u: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) 
     :math:`\Phi(x) = (1 - u)\,\Phi(lo) + u\,\Phi(hi)`, for ``lo <= min(hi, 0)``, differentiable in ``lo`` and ``hi``.
 
     Where :math:`hi \ge -10`, :math:`\Phi(x) \ge u\,\Phi(-10) > 10^{-31}` is a normal float and ``ndtri``
-    inverts it, with :math:`\Phi` from ``erfc`` (:func:`_ndtr`); below, :func:`_tail_distance` solves the
-    equation in the tail (a relative error below :math:`10^{-8}`, float32's rounding aside: ``tests/test_sbp.py``
-    checks both against Brent's method on scipy's ``log_ndtr``).  The derivatives are the implicit ones, from
+    inverts it, with :math:`\Phi` from ``erfc`` (:func:`~bayesdrop.moments.normal_cdf`); below,
+    :func:`_tail_distance` solves the equation in the tail (a relative error below :math:`10^{-8}`, float32's
+    rounding aside: ``tests/test_sbp.py`` checks both against Brent's method on scipy's ``log_ndtr``).  The derivatives are the implicit ones, from
     :math:`\varphi(x)\,\mathrm dx = (1 - u)\varphi(lo)\,\mathrm d lo + u\varphi(hi)\,\mathrm d hi`, in float64.
 
     Parameters
