@@ -90,15 +90,16 @@ BEYOND = [
 ]
 
 
+def _mass(lo, hi):
+    """Phi(hi) - Phi(lo) in mpmath, taken in the tail the interval lies in (1 - 1e-119000 has no 60 digits)."""
+    return mpmath.ncdf(-lo) - mpmath.ncdf(-hi) if lo > 0 else mpmath.ncdf(hi) - mpmath.ncdf(lo)
+
+
 def _mean_theta(mu, sigma):
-    """E theta in 60-digit arithmetic (mpmath), the normal's masses taken in the tail the interval lies in."""
+    """E theta in 60-digit arithmetic (mpmath)."""
     mu, sigma = mpmath.mpf(mu), mpmath.mpf(sigma)
     alpha, beta = (A - mu) / sigma, (B - mu) / sigma
-
-    def mass(lo, hi):
-        return mpmath.ncdf(-lo) - mpmath.ncdf(-hi) if lo > 0 else mpmath.ncdf(hi) - mpmath.ncdf(lo)
-
-    return mpmath.exp(mu + sigma**2 / 2) * mass(alpha - sigma, beta - sigma) / mass(alpha, beta)
+    return mpmath.exp(mu + sigma**2 / 2) * _mass(alpha - sigma, beta - sigma) / _mass(alpha, beta)
 
 
 @pytest.mark.parametrize("mu, sigma", BEYOND + [(-3.0, 1.0)])
@@ -163,10 +164,10 @@ def test_the_inverse_cdf_has_the_implicit_derivatives(hi):
 
 
 def _entropy(mu, sigma):
-    """The entropy of log theta in 80-digit arithmetic, the masses taken in the tail the interval lies in."""
+    """The entropy of log theta in 80-digit arithmetic."""
     mu, sigma = mpmath.mpf(mu), mpmath.mpf(sigma)
     alpha, beta = (A - mu) / sigma, (B - mu) / sigma
-    z = mpmath.ncdf(-alpha) - mpmath.ncdf(-beta) if alpha > 0 else mpmath.ncdf(beta) - mpmath.ncdf(alpha)
+    z = _mass(alpha, beta)
     return mpmath.log(sigma * mpmath.sqrt(2 * mpmath.pi * mpmath.e) * z) + (
         alpha * mpmath.npdf(alpha) - beta * mpmath.npdf(beta)
     ) / (2 * z)

@@ -79,10 +79,17 @@ _T = (1.0, 3.0, 15.0, 105.0, 945.0, 10395.0)  # (2k + 1)!!
 _U = (2.0, 12.0, 90.0, 840.0, 9450.0)  # 2(k + 1) (2k + 1)!!: S - T = v U
 
 
+def _mirrored(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(upper, lo', hi')``: the interval ``[lo, hi]`` of a standard normal, mirrored to ``[-hi, -lo]`` where it
+    lies above 0 (``upper``), so that ``lo' <= 0``: its mass spans 0 or sits at its upper end ``hi'``, in the lower
+    tail (the normal is symmetric)."""
+    upper = lo > 0
+    return upper, torch.where(upper, -hi, lo), torch.where(upper, -lo, hi)
+
+
 def _log_normal_mass(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     r""":math:`\log(\Phi(hi) - \Phi(lo))` for ``lo <= hi``, accurate in both tails (the upper tail mirrored)."""
-    upper = lo > 0
-    lo, hi = torch.where(upper, -hi, lo), torch.where(upper, -lo, hi)
+    _, lo, hi = _mirrored(lo, hi)
     l_hi, l_lo = log_ndtr(hi), log_ndtr(lo)
     tiny = torch.finfo(l_hi.dtype).eps
     return l_hi + torch.log(-torch.expm1((l_lo - l_hi).clamp(max=-tiny)))
@@ -209,9 +216,8 @@ class _TruncatedNormalEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         work = _work_dtype(alpha)
-        upper = alpha > 0  # the mass beyond a: mirrored
-        lo = torch.where(upper, -beta, alpha).to(work)
-        hi = torch.where(upper, -alpha, beta).to(work)
+        upper, lo, hi = _mirrored(alpha, beta)
+        lo, hi = lo.to(work), hi.to(work)
         log_z = _log_normal_mass(lo, hi)
         log_phi = -0.5 * math.log(2 * math.pi) - log_z  # log phi(x) / Z without the x^2 / 2
         m_lo, m_hi = torch.exp(log_phi - 0.5 * lo * lo), torch.exp(log_phi - 0.5 * hi * hi)  # phi / Z
@@ -330,8 +336,7 @@ class TruncatedLogNormal(TorchDistribution):
         shape = self._extended_shape(sample_shape)
         u = torch.rand(shape, dtype=self.loc.dtype, device=self.loc.device)
         alpha, beta = self.alpha, self.beta
-        upper = alpha > 0  # the mass in the upper tail: draw -x on [-beta, -alpha] instead
-        lo, hi = torch.where(upper, -beta, alpha), torch.where(upper, -alpha, beta)
+        upper, lo, hi = _mirrored(alpha, beta)  # the upper tail's mass: draw -x on [-beta, -alpha] instead
         d = _truncated_normal_icdf(u, lo, hi)  # x = hi - d, or -(hi - d) = alpha + d in the upper tail
         # log theta = mu + sigma x = b - sigma d, or a + sigma d: no cancellation of mu + sigma x next to a bound
         bound = torch.where(upper, self.scale.new_tensor(self.a), self.scale.new_tensor(self.b))
