@@ -45,6 +45,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .checks import check_range, integer
+
 TOKEN_DTYPES = (torch.int64, torch.int32)  # integer inputs: the tokens a bd.nn.Embedding reads
 
 __all__ = [
@@ -594,16 +596,9 @@ def _toy_function(x: np.ndarray) -> np.ndarray:
 
 def _toy_regression(*, seed: int, n_train: int = 200, n_test: int = 400, noise: float = 0.1) -> Dataset:
     """Build the 1-D gap regression set: ``y = sin(3x) + 0.3x + noise * N(0, 1)``."""
-    for arg, v in (("n_train", n_train), ("n_test", n_test)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"`{arg}` must be an int (a number of examples), got {v!r}")
-    if isinstance(noise, bool) or not isinstance(noise, (int, float, np.integer, np.floating)):
-        raise TypeError(f"`noise` must be a number (the noise's standard deviation), got {noise!r}")
-    n_train, n_test = int(n_train), int(n_test)
-    if n_train < 2 or n_test < 1:
-        raise ValueError(f"need n_train >= 2 and n_test >= 1, got {n_train}, {n_test}")
-    if not noise >= 0:
-        raise ValueError(f"`noise` must be >= 0, got {noise}")
+    n_train = integer(n_train, "n_train", "a number of examples", low=2)
+    n_test = integer(n_test, "n_test", "a number of examples")
+    noise = check_range("noise", noise, 0.0, math.inf, hi_open=True, what="the noise's standard deviation")
     lo, g_lo, g_hi, hi = -3.0, -0.75, 0.75, 3.0
     rng = np.random.default_rng(seed)
     n_left = n_train // 2
@@ -634,11 +629,8 @@ def _forecasting(
     name: str, times: np.ndarray, values: np.ndarray, *, window: int, horizon: int, test_from: float
 ) -> Dataset:
     """Cut a series into the forecasting windows of `Series` (train: targets before ``test_from``, test: after)."""
-    for arg, v in (("window", window), ("horizon", horizon)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"`{arg}` must be a positive int, got {v!r}")
-    if isinstance(test_from, bool) or not isinstance(test_from, (int, float)) or not math.isfinite(test_from):
-        raise ValueError(f"`test_from` must be a year (a number), got {test_from!r}")
+    window, horizon = integer(window, "window", "time steps"), integer(horizon, "horizon", "time steps")
+    test_from = check_range("test_from", test_from, -math.inf, math.inf, lo_open=True, hi_open=True, what="a year")
     cutoff = int(np.searchsorted(times, test_from))
     train = np.arange(window, cutoff - horizon + 1)
     test = np.arange(max(cutoff, window), len(values) - horizon + 1)
@@ -763,10 +755,7 @@ def load(name: str, *, seed: int = 0, **kwargs: object) -> Dataset:
             f"`name` must be one of {sorted(DATASETS)}, got {name!r} "
             "(for MNIST use bayesdrop.data.load_mnist(directory))"
         )
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"`seed` must be an int, got {type(seed).__name__}")
-    if seed < 0:
-        raise ValueError(f"`seed` must be >= 0, got {seed}")
+    seed = integer(seed, "seed", low=0)
     builder = DATASETS[name]
     options = set(inspect.signature(builder).parameters) - {"seed"}
     if unknown := set(kwargs) - options:

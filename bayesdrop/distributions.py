@@ -65,6 +65,8 @@ from torch.distributions import constraints, kl_divergence, register_kl
 from torch.distributions.utils import clamp_probs, lazy_property
 from torch.types import _size  # the sample-shape type of torch.distributions.Distribution.sample
 
+from .checks import check_range
+
 __all__ = [
     "LogitsCategorical",
     "StraightThroughBernoulli",
@@ -706,13 +708,10 @@ class IsotropicNormal(TorchDistribution):
                 raise ValueError(f"`variance` must be a 0-d tensor, got shape {tuple(variance.shape)}")
             self._variance: torch.Tensor | None = variance
         else:
-            if isinstance(variance, bool) or not isinstance(variance, (int, float)):
-                raise TypeError(f"`variance` must be a 0-d tensor or a number, got {type(variance).__name__}")
-            if not 0 < variance < math.inf:
-                raise ValueError(f"`variance` must be a finite number > 0, got {variance!r}")
+            fixed = check_range("variance", variance, 0.0, math.inf, lo_open=True, hi_open=True, what="or a 0-d tensor")
             if not torch.is_tensor(like):
                 raise TypeError("a number `variance` needs `like`, a tensor of the law's dtype and device")
-            self._variance, self._fixed, self._like = None, float(variance), like
+            self._variance, self._fixed, self._like = None, fixed, like
         super().__init__(torch.Size(), torch.Size(event_shape), validate_args=validate_args)
 
     @constraints.dependent_property

@@ -20,6 +20,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.nn import PyroModule
 
+from .checks import real_number
 from .handlers import PosteriorMean, posterior_mean
 from .methods.base import LayerGuide, Method
 from .nn import BayesianLayer, bayesian_layers
@@ -222,8 +223,7 @@ class DropoutGuide(PyroModule):
             If a numeric ``threshold`` is NaN or infinite (it would prune every weight, or none, silently).
         """
         if threshold is not None and not isinstance(threshold, str):
-            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-                raise TypeError(f"`threshold` must be None, a number or a method's named rule, got {threshold!r}")
+            threshold = real_number(threshold, "threshold", "or None, or a method's named rule")
             if not math.isfinite(threshold):
                 raise ValueError(f"`threshold` must be a finite number, got {threshold!r}")
         masks = {}

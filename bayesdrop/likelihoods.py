@@ -41,9 +41,9 @@ import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule
 
+from .checks import integer, real_number
 from .data import check_labels
 from .distributions import LogitsCategorical, SigmaPointAverage
-from .methods.base import integer, real_number
 from .moments import Moments
 from .nn import bayesian_layers, local_plate
 from .scoring import accuracy, nll, rmse
@@ -386,7 +386,7 @@ def class_softmax(out: torch.Tensor, *, log: bool = False) -> torch.Tensor:
 
 
 def _positive_int(value: Any, name: str, what: str, low: int = 1) -> int:
-    """``value`` as an int >= ``low`` (:func:`~bayesdrop.methods.base.integer`), every refusal a ``ValueError``
+    """``value`` as an int >= ``low`` (:func:`~bayesdrop.checks.integer`), every refusal a ``ValueError``
     naming ``name`` and ``what`` it is (the likelihoods' checks have always raised ``ValueError``)."""
     try:
         return integer(value, name, what, low)
@@ -447,7 +447,7 @@ def _output_width(net: torch.nn.Module) -> tuple[int | None, bool]:
 
 
 def _positive_number(value: Any, name: str, what: str) -> float:
-    """``value`` as a float (:func:`~bayesdrop.methods.base.real_number`: a ``TypeError`` naming ``name`` and
+    """``value`` as a float (:func:`~bayesdrop.checks.real_number`: a ``TypeError`` naming ``name`` and
     ``what`` it is unless a number), finite and > 0 (else a ``ValueError``)."""
     v = real_number(value, name, what)
     if not 0 < v < math.inf:

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from pyro.nn import PyroModule
 
+from .checks import integer
 from .methods import Method, get, resolve
-from .methods.base import integer
 from .nn import GRU, LSTM, AvgPool1d, AvgPool2d, Conv1d, Conv2d, Linear, MaxPool1d, MaxPool2d
 
 __all__ = ["mlp", "lenet300_100", "lenet5", "rnn", "SequenceNet"]
@@ -30,7 +30,7 @@ _ACTIVATIONS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.n
 
 
 def _widths(value: Any, name: str, example: str) -> list[int]:
-    """A sequence of layer widths as ints (:func:`~bayesdrop.methods.base.integer`), else a ``TypeError`` (not a
+    """A sequence of layer widths as ints (:func:`~bayesdrop.checks.integer`), else a ``TypeError`` (not a
     sequence of ints) or ``ValueError`` (a width < 1) naming ``name`` with an ``example`` of one."""
     message = f"`{name}` must be a sequence of positive ints (e.g. {example}), got {value!r}"
     if isinstance(value, np.ndarray) and value.ndim == 1:

@@ -168,9 +168,11 @@ def test_detection_names_bad_input():
         D.roc_auc(np.array([0, 1, 1]), np.arange(4.0))
     with pytest.raises(ValueError, match="`scores` must be finite"):
         D.roc_auc(np.array([0, 1]), np.array([0.5, np.nan]))
-    for bad in (0, 1.5, True):
-        with pytest.raises(ValueError, match=r"`tpr` must be a number in \(0, 1\]"):
+    for bad in (0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"`tpr` must lie in \(0.0, 1.0\]"):
             D.fpr_at_tpr(np.array([0, 1]), np.array([0.1, 0.9]), tpr=bad)
+    with pytest.raises(TypeError, match=r"`tpr` must be a number \(a true-positive rate\), got True"):
+        D.fpr_at_tpr(np.array([0, 1]), np.array([0.1, 0.9]), tpr=True)
     with pytest.raises(ValueError, match=r"`y` must hold one label per point \(6\)"):
         D.accuracy_rejection(p_in, np.zeros(5, dtype=np.int64))
 

@@ -370,6 +370,18 @@ def test_load_unknown_name():
         data.load("cifar")
 
 
+def test_forecasting_bad_arguments():
+    """Windows and horizons are positive ints, the split year a finite number: refused by name before any work."""
+    with pytest.raises(ValueError, match=r"`window` must be a positive int \(time steps\), got 0"):
+        data.load("co2", window=0)
+    with pytest.raises(TypeError, match="`horizon` must be a positive int"):
+        data.load("sunspots", horizon="12")
+    with pytest.raises(ValueError, match="`test_from` must lie in"):
+        data.load("co2", test_from=float("nan"))
+    with pytest.raises(TypeError, match=r"`test_from` must be a number \(a year\), got '1990'"):
+        data.load("co2", test_from="1990")
+
+
 def test_load_bad_arguments():
     with pytest.raises(TypeError, match="n_train"):
         data.load("digits", n_train=5)
@@ -377,12 +389,13 @@ def test_load_bad_arguments():
         data.load("digits", seed=-1)
     with pytest.raises(TypeError, match="name"):
         data.load(3)
-    with pytest.raises(TypeError, match="`seed` must be an int, got str"):
+    with pytest.raises(TypeError, match="`seed` must be an int >= 0, got '0'"):
         data.load("digits", seed="0")
-    with pytest.raises(ValueError, match="need n_train >= 2"):
+    with pytest.raises(ValueError, match="`n_train` must be an int >= 2"):
         data.load("toy-regression", n_train=1)
-    with pytest.raises(ValueError, match="`noise` must be >= 0"):
-        data.load("toy-regression", noise=float("nan"))
+    for noise in (float("nan"), float("inf"), -0.1):  # an infinite noise made every target infinite
+        with pytest.raises(ValueError, match=r"`noise` must lie in \[0.0, inf\)"):
+            data.load("toy-regression", noise=noise)
     digits = data.load("digits")
     assert digits.images("test").shape == (360, 1, 8, 8)
     with pytest.raises(ValueError, match="`split` must be 'train' or 'test', got 'valid'"):
@@ -495,7 +508,7 @@ def test_the_finiteness_check_takes_entries_whose_sum_overflows_and_refuses_nan_
 
 def test_toy_regression_names_an_option_that_is_not_an_int():
     for arg, bad in (("n_train", 2.5), ("n_train", "10"), ("n_test", None), ("n_test", True)):
-        with pytest.raises(TypeError, match=f"`{arg}` must be an int"):
+        with pytest.raises(TypeError, match=f"`{arg}` must be (an|a positive) int"):
             data.load("toy-regression", **{arg: bad})
     with pytest.raises(TypeError, match="`noise` must be a number"):
         data.load("toy-regression", noise="0.1")

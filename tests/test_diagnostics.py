@@ -747,6 +747,9 @@ def test_plots_name_bad_input():
     for kw, arg in (({"num_pp_samples": 0}, "num_pp_samples"), ({"interval": 1.0}, "interval")):
         with pytest.raises(ValueError, match=f"`{arg}`"):
             D.plot_ppc(cls, **kw)
+    for kw, arg in (({"num_pp_samples": True}, "num_pp_samples"), ({"interval": "0.9"}, "interval")):
+        with pytest.raises(TypeError, match=f"`{arg}`"):  # True is not one draw, nor text a probability
+            D.plot_ppc(cls, **kw)
     with pytest.raises(ValueError, match="the band plot is for regression"):
         D.plot_predictive_band(cls)
     with pytest.raises(ValueError, match=r"`levels` must be numbers in \(0, 1\)"):

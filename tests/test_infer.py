@@ -93,9 +93,12 @@ BAD_FIT_ARGUMENTS = [
     ({"validate": 0}, TypeError, "`validate` must be None"),
     ({"jit": "on"}, TypeError, "`jit` must be None, True or False"),
     ({"jit": True, "validate": True}, ValueError, "pass one of them"),
-    ({"seed": -1}, ValueError, "`seed` must be None or a non-negative int"),
-    ({"seed": True}, ValueError, "`seed` must be None or a non-negative int"),
+    ({"seed": -1}, ValueError, r"`seed` must be an int >= 0 \(or None\), got -1"),
+    ({"seed": True}, TypeError, r"`seed` must be an int >= 0 \(or None\), got True"),
     ({"test_samples": 0}, ValueError, "`test_samples` must be a positive int"),
+    ({"epochs": "3"}, TypeError, "`epochs` must be a positive int, got '3'"),
+    ({"kl_warmup": -1}, ValueError, "`kl_warmup` must be 'auto' or a non-negative int"),
+    ({"checkpoint_every": 1.5}, TypeError, "`checkpoint_every` must be a positive int"),
     ({"callback": 3}, TypeError, "`callback` must be callable"),
     ({"callbacks": "early-stop"}, TypeError, "`callbacks` must be a list"),
     ({"callbacks": [print]}, TypeError, "`callbacks` must hold bd.infer.Callback objects"),
@@ -116,7 +119,7 @@ def test_fit_names_a_bad_argument_before_it_trains(kwargs, error, message):
     before = [p.detach().clone() for p in params()]
     assert len(before) == len(params()) >= 4
     with pytest.raises(error, match=message):
-        bd.fit(model, guide, (x, y), epochs=1, batch_size=10, **{"progress": False, **kwargs})
+        bd.fit(model, guide, (x, y), batch_size=10, **{"progress": False, "epochs": 1, **kwargs})
     assert all(torch.equal(a, b.detach()) for a, b in zip(before, params()))
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checks import check_range
 from ..scoring import _check_probabilities
 from . import arviz as _arviz
 from .metrics import _class_draws, _entropy, _require_idata, _task
@@ -153,8 +154,7 @@ def fpr_at_tpr(labels: Any, values: Any, tpr: float = 0.95) -> float:
     """The lowest false-positive rate among the thresholds whose true-positive rate is at least ``tpr``: with
     out-of-distribution inputs as positives, the fraction of in-distribution inputs flagged when 95 % of the
     out-of-distribution ones are (FPR95)."""
-    if isinstance(tpr, bool) or not isinstance(tpr, (int, float)) or not 0 < tpr <= 1:
-        raise ValueError(f"`tpr` must be a number in (0, 1], got {tpr!r}")
+    tpr = check_range("tpr", tpr, 0.0, 1.0, lo_open=True, what="a true-positive rate")
     fpr, tp_rate, _ = roc_curve(labels, values)
     return float(fpr[tp_rate >= tpr - 1e-12].min())
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import check_range, integer
 from ..fileio import atomic_write
 from . import arviz as _arviz
 from .detection import SCORES, _probability_draws, accuracy_rejection, roc_auc, roc_curve, scores
@@ -116,10 +117,8 @@ def plot_ppc(
     """
     _group(idata, "posterior_predictive", ["y"])
     _group(idata, "observed_data", ["y"])
-    if not isinstance(num_pp_samples, int) or num_pp_samples < 1:
-        raise ValueError(f"`num_pp_samples` must be a positive int, got {num_pp_samples!r}")
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval < 1:
-        raise ValueError(f"`interval` must be a number in (0, 1), got {interval!r}")
+    num_pp_samples = integer(num_pp_samples, "num_pp_samples", "draws to plot")
+    interval = check_range("interval", interval, 0.0, 1.0, lo_open=True, hi_open=True, what="a probability")
     n_draws = idata.posterior_predictive.sizes["chain"] * idata.posterior_predictive.sizes["draw"]
     discrete = np.issubdtype(idata.observed_data["y"].dtype, np.integer)
     if discrete:

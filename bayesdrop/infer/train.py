@@ -41,6 +41,7 @@ from typing import Any, cast
 import pyro
 import torch
 
+from ..checks import integer
 from ..data import as_tensors
 from ..fileio import DeferredSignals
 from ..guides import DropoutGuide
@@ -103,8 +104,7 @@ def check_schedule(
     naming the argument: ``epochs`` a positive int, ``lr`` a finite number > 0 (a ``TypeError`` for a non-number,
     ``bool`` included), ``lr_decay`` ``None`` or ``"linear"``, ``kl_warmup`` ``"auto"`` or a non-negative int,
     ``lr_warmup`` ``"auto"`` or a non-negative int."""
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-        raise ValueError(f"`epochs` must be a positive int, got {epochs!r}")
+    integer(epochs, "epochs")
     _check_warmup("kl_warmup", kl_warmup, "epochs")
     _check_warmup("lr_warmup", lr_warmup, "optimiser steps")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)):
@@ -125,9 +125,14 @@ def resolve_kl_warmup(model: torch.nn.Module, epochs: int, kl_warmup: int | str 
 
 
 def _check_warmup(name: str, value: int | str, unit: str) -> None:
-    """A warm-up's length: ``"auto"`` or a non-negative int (in ``unit``), else a ``ValueError`` naming ``name``."""
-    if value != "auto" and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-        raise ValueError(f"`{name}` must be 'auto' or a non-negative int ({unit}), got {value!r}")
+    """A warm-up's length: ``"auto"`` or a non-negative int (in ``unit``; NumPy's too), else a ``ValueError`` naming
+    ``name``."""
+    if isinstance(value, str) and value == "auto":
+        return
+    try:
+        integer(value, name, low=0)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be 'auto' or a non-negative int ({unit}), got {value!r}") from None
 
 
 def input_fan_in(model: torch.nn.Module) -> int:
@@ -488,10 +493,9 @@ def fit(
             "`jit` is True, which compiles the steps without validation, and `validate` is True, which validates every "
             "step: pass one of them"
         )
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"`seed` must be None or a non-negative int, got {seed!r}")
-    if isinstance(test_samples, bool) or not isinstance(test_samples, int) or test_samples < 1:
-        raise ValueError(f"`test_samples` must be a positive int, got {test_samples!r}")
+    if seed is not None:
+        seed = integer(seed, "seed", "or None", low=0)
+    test_samples = integer(test_samples, "test_samples", "MC draws per test example")
     if callback is not None and not callable(callback):
         raise TypeError(f"`callback` must be callable as callback(epoch, history), got {type(callback).__name__}")
     if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, (Sequence, set, frozenset, tuple)):
@@ -503,10 +507,7 @@ def fit(
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise TypeError(f"`checkpoint` must be a path (str or os.PathLike), got {type(checkpoint).__name__}")
     if checkpoint_every is not None:
-        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int):
-            raise TypeError(f"`checkpoint_every` must be None or a positive int (epochs), got {checkpoint_every!r}")
-        if checkpoint_every < 1:
-            raise ValueError(f"`checkpoint_every` must be a positive int (epochs), got {checkpoint_every!r}")
+        checkpoint_every = integer(checkpoint_every, "checkpoint_every", "epochs, or None")
         if checkpoint is None:
             raise ValueError("`checkpoint_every` needs `checkpoint`, the file to write")
     if run_config is not None and not isinstance(run_config, dict):

@@ -5,8 +5,6 @@ sites and keep point-estimate weights."""
 from __future__ import annotations
 
 import inspect
-import numbers
-import operator
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 
+from ..checks import check_range, integer, real_number  # noqa: F401  (re-exported for methods written against it)
 from ..distributions import IsotropicNormal
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -376,43 +375,3 @@ def require_per_element_noise(layer: Layer, reason: str) -> None:
             f"{reason}; {type(layer).__name__}'s noise {shared} shares one draw across elements (e.g. "
             "noise='channel'): use per-element noise"
         )
-
-
-def real_number(value: Any, name: str, what: str = "") -> float:
-    """``value`` as a float: a real number (``numbers.Real``: ``int``, ``float``, NumPy's scalars) or a one-value real
-    tensor; a ``TypeError`` naming ``name`` (and ``what`` it is, if given) otherwise, ``bool`` and strings included:
-    nothing is converted from text."""
-    one_value = torch.is_tensor(value) and value.numel() == 1 and not value.is_complex() and value.dtype != torch.bool
-    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or one_value):
-        shown = repr(value) if isinstance(value, (str, bool)) else type(value).__name__
-        raise TypeError(f"`{name}` must be a number{f' ({what})' if what else ''}, got {shown}")
-    return float(value)
-
-
-def integer(value: Any, name: str, what: str = "", low: int = 1) -> int:
-    """``value`` as an int (``operator.index``: Python and NumPy integers; not ``bool``), at least ``low``: a
-    ``TypeError`` naming ``name`` (and ``what`` it is, if given) if it is not an integer, a ``ValueError`` if it is
-    below ``low``."""
-    kind = "a positive int" if low == 1 else f"an int >= {low}"
-    message = f"`{name}` must be {kind}{f' ({what})' if what else ''}, got {value!r}"
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(message) from None
-    if v < low:
-        raise ValueError(message)
-    return v
-
-
-def check_range(name: str, value: Any, lo: float, hi: float, *, lo_open=False, hi_open=False) -> float:
-    """A scalar hyper-parameter as a float (:func:`real_number`), raising ``ValueError`` naming it if it is NaN or
-    outside ``[lo, hi]`` (``(`` / ``)`` where ``lo_open`` / ``hi_open``)."""
-    v = real_number(value, name)
-    ok_lo = v > lo if lo_open else v >= lo
-    ok_hi = v < hi if hi_open else v <= hi
-    if not (ok_lo and ok_hi) or v != v:
-        interval = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-        raise ValueError(f"`{name}` must lie in {interval}, got {value!r}")
-    return v

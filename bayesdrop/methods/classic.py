@@ -46,9 +46,10 @@ import math
 import pyro
 import pyro.distributions as dist
 
+from ..checks import check_range
 from ..distributions import FixedNoise
 from . import register
-from .base import INPUT_MIN_FEATURES, Capabilities, Method, PointWeights, check_range
+from .base import INPUT_MIN_FEATURES, Capabilities, Method, PointWeights
 
 __all__ = ["BernoulliDropout", "GaussianDropout", "FixedRate", "INPUT_P", "input_rate"]
 

@@ -127,10 +127,11 @@ import pyro
 import pyro.distributions as dist
 import torch
 
+from ..checks import check_range
 from ..distributions import ConcreteDropoutMask, EntropicRate, IsotropicNormal, PowerFunction, entropic_log_normaliser
 from ..sites import site_shaped
 from . import register
-from .base import Capabilities, LayerGuide, PointWeights, TrainingDefaults, check_range, site_param
+from .base import Capabilities, LayerGuide, PointWeights, TrainingDefaults, site_param
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..sites import Layer, NoiseSite, WeightSite

@@ -35,10 +35,11 @@ import pyro
 import pyro.distributions as dist
 import torch
 
+from ..checks import check_range
 from ..distributions import FixedNoise
 from ..moments import Moments
 from . import register
-from .base import Capabilities, PointWeights, check_range, require_per_element_noise, site_param
+from .base import Capabilities, PointWeights, require_per_element_noise, site_param
 
 __all__ = ["Cutout"]
 

@@ -58,10 +58,11 @@ import pyro
 import pyro.distributions as dist
 import torch
 
+from ..checks import check_range
 from ..distributions import FixedNoise
 from ..sites import site_shaped
 from . import register
-from .base import Capabilities, PointWeights, check_range, site_param
+from .base import Capabilities, PointWeights, site_param
 from .classic import input_rate
 
 __all__ = ["DropConnect", "LARGE_MASKS"]

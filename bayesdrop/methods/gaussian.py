@@ -116,10 +116,11 @@ import pyro
 import torch
 from pyro.poutine.runtime import InferDict
 
+from ..checks import check_range
 from ..distributions import BoundedDelta, CenteredNormal, DropoutNormal, LogUniform, ScalarUniform
 from ..sites import per_example_shape, site_shaped
 from . import register
-from .base import Capabilities, LayerGuide, Method, PointWeights, TrainingDefaults, check_range, site_param
+from .base import Capabilities, LayerGuide, Method, PointWeights, TrainingDefaults, site_param
 from .classic import input_rate
 
 __all__ = [

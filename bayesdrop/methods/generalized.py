@@ -147,10 +147,11 @@ import pyro.distributions as dist
 import torch
 from torch.distributions import Bernoulli, kl_divergence, register_kl
 
+from ..checks import check_range
 from ..distributions import StraightThroughBernoulli, _expand_to
 from ..sites import site_shaped
 from . import register
-from .base import Capabilities, LayerGuide, PointWeights, check_range, site_param
+from .base import Capabilities, LayerGuide, PointWeights, site_param
 
 __all__ = ["GeneralizedDropout", "GateBeta", "GateBernoulli", "sharp_rise", "GATES", "EPS"]
 

@@ -75,9 +75,10 @@ import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 
+from ..checks import check_range
 from ..distributions import FixedNoise
 from . import register
-from .base import Capabilities, LayerGuide, Method, check_range, site_param
+from .base import Capabilities, LayerGuide, Method, site_param
 
 __all__ = ["PoolDropout", "MaxPoolDropout", "AvgPoolDropout", "StochasticPooling", "MaxDrop", "max_weights"]
 

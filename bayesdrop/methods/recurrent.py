@@ -60,9 +60,10 @@ import math
 
 import pyro.distributions as dist
 
+from ..checks import check_range
 from ..distributions import FixedNoise
 from . import register
-from .base import Capabilities, check_range
+from .base import Capabilities
 from .classic import FixedRate
 
 __all__ = ["RecurrentMasks", "VariationalRNN", "RNNDrop", "RecurrentDropout"]

@@ -64,10 +64,11 @@ from pyro.distributions import TorchDistribution
 from torch.distributions import constraints, register_kl
 from torch.special import log_ndtr, ndtri
 
+from ..checks import check_range, real_number
 from ..moments import normal_cdf
 from ..sites import per_example_shape, site_shaped
 from . import register
-from .base import Capabilities, LayerGuide, PointWeights, TrainingDefaults, check_range, real_number, site_param
+from .base import Capabilities, LayerGuide, PointWeights, TrainingDefaults, site_param
 
 __all__ = ["StructuredBayesianPruning", "TruncatedLogNormal", "TruncatedLogUniform"]
 

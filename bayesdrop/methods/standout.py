@@ -41,10 +41,11 @@ import pyro
 import pyro.distributions as dist
 import torch
 
+from ..checks import check_range
 from ..distributions import FixedNoise
 from ..moments import Moments
 from . import register
-from .base import Capabilities, Method, PointWeights, check_range, require_per_element_noise, site_param
+from .base import Capabilities, Method, PointWeights, require_per_element_noise, site_param
 from .classic import input_rate
 
 __all__ = ["Standout", "keep_probabilities"]

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
+from ..checks import integer
 from ..methods import Method
-from ..methods.base import integer
 from .base import BayesianLayer, NoiseSite, is_input
 
 __all__ = ["Dropout", "Scale"]
