@@ -27,6 +27,7 @@ Gaussian family, gates above a threshold for Generalized Dropout).  From these:
 from __future__ import annotations
 
 import copy
+import math
 import operator
 import os
 import warnings
@@ -264,7 +265,8 @@ def _recurrent_row(name: str, layer: LSTM | GRU, site: str, point: _Point, plain
 def log_alpha(model: torch.nn.Module, guide: DropoutGuide) -> torch.Tensor:
     r""":math:`\log\alpha` of every weight of a Gaussian-family network, as one flat tensor in layer order.
 
-    Per-unit and per-layer values are broadcast to the weights they scale, so
+    Per-unit and per-layer values are broadcast to the weights they scale (:math:`-\infty` for a weight without
+    noise on its inputs: an LSTM's ``weight_hh`` under ``vbd`` per unit), so
     ``(log_alpha(model, guide) > 3).float().mean()`` is the fraction of weights
     that Molchanov et al.'s (2017) threshold prunes.
 
@@ -283,7 +285,10 @@ def log_alpha(model: torch.nn.Module, guide: DropoutGuide) -> torch.Tensor:
             if "weight" in layer.method.capabilities.sites:  # log alpha of the weights themselves
                 la = layer.method.log_alpha(layer, params, site.name)
             else:  # per unit of the noise on the weight's inputs (vbd per unit), spread along its unit axis
-                noise = next(n for n in layer.noise_sites.values() if n.weight == site.name)
+                noise = next((n for n in layer.drawn_noise_sites.values() if n.weight == site.name), None)
+                if noise is None:  # no noise on its inputs (an LSTM's weight_hh under vbd): alpha = 0
+                    flat.append(layer.like.new_full((site.shape.numel(),), -math.inf))
+                    continue
                 la = layer.method.log_alpha(layer, params, noise.name).reshape(-1)
                 la = la.reshape((1,) * site.unit_dim + (-1,) + (1,) * (len(site.shape) - site.unit_dim - 1))
             flat.append(la.expand(site.shape).reshape(-1))

@@ -272,10 +272,30 @@ def dropout_rates(model: torch.nn.Module, guide: DropoutGuide) -> dict[str, torc
     """Learned keep probabilities of every Bayesian layer.
 
     For Bernoulli families the keep probability of each gate; for Gaussian
-    families :math:`1 / (1 + \\alpha)`.  Returns ``{layer name: tensor}`` (per
-    input unit, or per weight for per-weight methods), detached.
+    families :math:`1 / (1 + \alpha)`.  Returns ``{layer name: tensor}`` (per
+    input unit, or per weight for per-weight methods), detached.  A layer with several rate sites
+    (:meth:`~bayesdrop.methods.Method.rate_sites`: a recurrent layer's, per layer, direction and role) has one entry
+    per site, ``{layer name}.{site}`` (``net.rnn.noise_l0``, ``net.rnn.weight_ih_l1``, ...).
     """
     if not isinstance(guide, DropoutGuide) or guide.model is not model:
         raise ValueError("`guide` must be the DropoutGuide built for `model`")
     with torch.no_grad():
-        return {n: layer.method.keep_prob(layer, g).detach() for n, layer, g in guide.pairs()}
+        return {  # a layer's only site: keep_prob(layer, params), as methods written before rate sites take it
+            key: (
+                layer.method.keep_prob(layer, params) if site is None else layer.method.keep_prob(layer, params, site)
+            ).detach()
+            for key, (_, layer, params, site) in rate_entries(guide).items()
+        }
+
+
+def rate_entries(guide: DropoutGuide) -> dict[str, tuple[str, BayesianLayer, LayerGuide, str | None]]:
+    """The entries of :func:`dropout_rates`: key to ``(layer name, layer, its guide parameters, site)``, the site
+    ``None`` for a layer's only rate site (the key is then the layer's name)."""
+    out: dict[str, tuple[str, BayesianLayer, LayerGuide, str | None]] = {}
+    for name, layer, params in guide.pairs():
+        sites = layer.method.rate_sites(layer)
+        if len(sites) <= 1:
+            out[name] = (name, layer, params, None)
+        else:
+            out.update({f"{name}.{site}": (name, layer, params, site) for site in sites})
+    return out

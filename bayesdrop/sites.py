@@ -165,6 +165,11 @@ class Layer(Protocol):
         """The number of input units."""
         ...
 
+    @property
+    def drawn_noise_sites(self) -> dict[str, NoiseSite]:
+        """The noise sites whose role the layer's method draws on."""
+        ...
+
     def init_value(self, site: WeightSite | str) -> torch.Tensor:
         """The initial value of a weight site."""
         ...

@@ -124,6 +124,12 @@ def test_every_method_on_every_layer_kind(method, kind):
     loss = pyro.infer.TraceMeanField_ELBO(max_plate_nesting=1).differentiable_loss(model, guide, x, y)
     assert torch.isfinite(loss)
     loss.backward()
+    # every variational parameter is used (none for a recurrent site whose role the method leaves alone)
+    assert [n for n, p in guide.named_parameters() if p.grad is None] == []
+    # a keep probability per rate site (one per feed-forward layer; a recurrent layer's per layer and role)
+    rates = bd.dropout_rates(model, guide)
+    assert len(rates) == sum(max(1, len(layer.method.rate_sites(layer))) for _, layer, _ in guide.pairs())
+    assert all(bool(((r >= 0) & (r <= 1)).all()) for r in rates.values())
     for probs in (bd.predict(model, guide, x, num_samples=4), bd.predict(model, guide, x, rule="weight-scaling")):
         assert probs.shape == (len(x), 3) and torch.allclose(probs.sum(-1), torch.ones(len(x)), atol=1e-5)
     if _no_plain_network(method):  # standout, rnndrop, recurrent dropout: no plain network to export

@@ -133,3 +133,18 @@ def test_a_sequential_with_a_recurrent_layer_keeps_its_inputs():
     assert [r.name for r in rep.layers] == ["net.0.weight_ih_l0", "net.0.weight_hh_l0", "net.2"]
     assert [(r.nonzero, r.units_in_kept) for r in rep.layers] == [(32, 2), (64, 4), (0, 4)]
     assert rep.architecture == "2-4-3" and rep.params_pruned == rep.params_dense == 143
+
+
+def test_log_alpha_of_vbd_per_unit_in_an_lstm():
+    """vbd per unit puts its noise on the LSTM's inputs only: ``weight_ih``'s log alpha is its input units', spread
+    along the gates; ``weight_hh`` has no noise on its inputs, alpha = 0 (log alpha -inf, never pruned)."""
+    torch.manual_seed(0)
+    net = bd.models.rnn(3, 4, 2, "vbd", granularity="unit")
+    model, guide = _built(net, torch.randn(6, 5, 3))
+    la = bd.compress.log_alpha(model, guide)
+    ih, hh = (net.rnn.weight_sites[s].shape for s in ("weight_ih_l0", "weight_hh_l0"))
+    assert la.shape == (ih.numel() + hh.numel() + net.head.weight_sites["weight"].shape.numel(),)
+    per_input = net.rnn.method.log_alpha(net.rnn, guide.layer_guide(net.rnn), "noise_l0").detach()
+    assert torch.equal(la[: ih.numel()].reshape(ih), per_input.reshape(1, -1).expand(ih))
+    assert torch.isneginf(la[ih.numel() : ih.numel() + hh.numel()]).all()
+    assert torch.isfinite(la[ih.numel() + hh.numel() :]).all()

@@ -298,3 +298,42 @@ def test_fit_trains_a_layer_at_its_own_learning_rate():
     assert lr_of[id(lstm_guide.noise_l0_mu)] == pytest.approx(0.009)  # 0.3 x sbp's 3
     assert lr_of[id(head_guide.weight)] == pytest.approx(0.01) and lr_of[id(head_guide.mu)] == pytest.approx(0.03)
     assert lr_of[id(net.head.bias)] == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize(
+    "method, sites",
+    [
+        ("sparse-vd", ["weight_ih_l0", "weight_hh_l0", "weight_ih_l0_reverse", "weight_hh_l0_reverse"]),
+        ("concrete", ["noise_l0", "noise_l0_reverse", "noise_l1", "noise_l1_reverse"]),
+        ("variational-rnn", ["noise_l0", "noise_hh_l0", "noise_l0_reverse", "noise_hh_l0_reverse"]),
+    ],
+)
+def test_dropout_rates_of_a_recurrent_layer_are_per_site(method, sites):
+    """A recurrent layer has one keep probability per rate site (layer, direction and role the method draws on),
+    keyed ``{layer}.{site}``, of the site's shape, and in ``point_estimates`` of its InferenceData; a method of the
+    inputs has no parameter for the hidden-state, cell or update sites."""
+    pyro.set_rng_seed(0)
+    net = bd.models.rnn(3, 4, 2, method, num_layers=2, bidirectional=True)
+    x, y = torch.randn(6, 5, 3), torch.randint(0, 2, (6,))
+    model = bd.Classifier(net, num_data=6)
+    guide = bd.DropoutGuide(model)
+    guide(x, y)
+    rates = bd.dropout_rates(model, guide)
+    rnn_keys = [k for k in rates if k.startswith("net.rnn.")]
+    assert rnn_keys[: len(sites)] == [f"net.rnn.{s}" for s in sites]
+    assert set(rnn_keys) == {f"net.rnn.{s}" for s in net.rnn.method.rate_sites(net.rnn)}
+    for key in rnn_keys:
+        site = key.removeprefix("net.rnn.")
+        if site in net.rnn.weight_sites:
+            assert rates[key].shape == net.rnn.weight_sites[site].shape  # sparse VD: per weight
+        else:
+            assert rates[key].shape == net.rnn.noise_sites[site].unit_shape  # per input or hidden unit
+    params = dict(guide.layer_guide(net.rnn).named_parameters())
+    assert not [n for n in params if n.startswith(("noise_hh", "cell_", "update_"))] or method == "variational-rnn"
+    idata = bd.to_inference_data(model, guide, (x, y), num_samples=2)
+    assert {f"{k}.keep_prob" for k in rates} <= set(idata.point_estimates.data_vars)
+    if method == "sparse-vd":
+        assert idata.point_estimates["net.rnn.weight_ih_l1.keep_prob"].dims == (
+            "net.rnn.weight_ih_l1.out",
+            "net.rnn.weight_ih_l1.in",
+        )

@@ -83,7 +83,7 @@ import torch
 
 from ..data import as_tensors, loader_batches
 from ..distributions import base_distribution
-from ..guides import DropoutGuide, dropout_rates
+from ..guides import DropoutGuide, dropout_rates, rate_entries
 from ..handlers import eval_mode
 from ..likelihoods import Likelihood
 from ..posterior import PosteriorSampler, check_noise, device_of, guide_setup, seeded
@@ -168,9 +168,13 @@ def _np(t: torch.Tensor, dtype: Any = None) -> np.ndarray:
     return a.astype(dtype) if dtype is not None else a
 
 
-def _site_dims(var: str, layer_name: str, layer: Any, shape: Sequence[int]) -> list[str]:
-    """Dimension names: a layer's weight axes, its input units, or ``{var}.dim_i``."""
-    w = tuple(layer.weight_sites["weight"].shape) if "weight" in layer.weight_sites else ()
+def _site_dims(var: str, layer_name: str, layer: Any, shape: Sequence[int], site: str | None = None) -> list[str]:
+    """Dimension names: the axes of weight site ``site`` (the layer's ``weight``; or the weight that noise site
+    ``site`` feeds), its input units, or ``{var}.dim_i``; ``layer_name``: the dims' prefix."""
+    if site is not None and site in layer.noise_sites:
+        site = layer.noise_sites[site].weight
+    site = "weight" if site is None else site
+    w = tuple(layer.weight_sites[site].shape) if site in layer.weight_sites else ()
     if w and tuple(shape) == w:
         return [f"{layer_name}.{d}" for d in ("out", "in", "kh", "kw")[: len(w)]]
     dims = [f"{var}.dim_{i}" for i in range(len(shape))]
@@ -395,9 +399,10 @@ def _posterior_sites(
     weight_shapes = {name: {tuple(w.shape) for w in layer.weight_sites.values()} for name, layer in layers.items()}
     posterior: dict[str, tuple[list[str], np.ndarray]] = {}
     point: dict[str, tuple[list[str], np.ndarray]] = {}
-    for name, kp in dropout_rates(model, guide).items():  # deterministic functions of the variational parameters
-        var = f"{name}.keep_prob"
-        point[var] = (_site_dims(var, name, layers[name], kp.shape), _np(kp, np.float64))
+    entries = rate_entries(guide)
+    for key, kp in dropout_rates(model, guide).items():  # deterministic functions of the variational parameters
+        var, (_, layer, _, rate_site) = f"{key}.keep_prob", entries[key]
+        point[var] = (_site_dims(var, key, layer, kp.shape, rate_site), _np(kp, np.float64))
     for site_name, site in draws.networks[0].nodes.items():
         value = torch.stack([cast(torch.Tensor, network.nodes[site_name]["value"]) for network in draws.networks])
         if any(f.name == SHARED_PLATE for f in site.get("cond_indep_stack", ())):

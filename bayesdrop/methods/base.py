@@ -313,8 +313,37 @@ class Method(ABC):
 
     # -- rates and pruning ------------------------------------------------------------------------------------
     @abstractmethod
-    def keep_prob(self, layer: Layer, params: LayerGuide) -> torch.Tensor:
-        """Learned (or fixed) keep probabilities, per input unit or per weight."""
+    def keep_prob(self, layer: Layer, params: LayerGuide, site: str | None = None) -> torch.Tensor:
+        """Learned (or fixed) keep probabilities of ``site``, one of :meth:`rate_sites` (``None``: the first, a
+        feed-forward layer's only one), per input unit or per weight."""
+
+    def rate_sites(self, layer: Layer) -> list[str]:
+        """The sites whose keep probabilities :meth:`keep_prob` gives, in the layer's order: the pool sites of a
+        pooling method, the weight sites of a method of weight sites (the Gaussian family, DropConnect), else the
+        noise sites it draws on (:attr:`~bayesdrop.nn.BayesianLayer.drawn_noise_sites`).  One for a feed-forward
+        layer; a recurrent layer has one per layer and direction (``weight_ih_l0``, ``noise_l0``, ...)."""
+        kinds = self.capabilities.sites
+        if "pool" in kinds:
+            return list(layer.pool_sites)
+        if "weight" in kinds:
+            return list(layer.weight_sites)
+        return list(layer.drawn_noise_sites)
+
+    def rate_site(self, layer: Layer, site: str | None) -> str:
+        """``site``, or for ``None`` the first of :meth:`rate_sites`; a ``ValueError`` names any other."""
+        sites = self.rate_sites(layer)
+        if site is None and sites:
+            return sites[0]
+        if site not in sites:
+            raise ValueError(f"`site` must be one of {sites} for {self.name!r} in this layer, got {site!r}")
+        return site
+
+    def rate_units(self, layer: Layer, site: str | None = None) -> int:
+        """The input units of noise or pool site ``site`` (:meth:`rate_site`): the leading axis of its unit shape,
+        the length of a fixed rate's :meth:`keep_prob`."""
+        name = self.rate_site(layer, site)
+        found = layer.noise_sites.get(name) or layer.pool_sites[name]
+        return found.unit_shape[0]
 
     def keep_masks(
         self, layer: Layer, params: LayerGuide, threshold: float | str | None = None

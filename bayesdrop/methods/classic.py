@@ -134,8 +134,8 @@ class BernoulliDropout(FixedRate):
         :data:`~bayesdrop.methods.base.INPUT_MIN_FEATURES` inputs (see :meth:`Method.input_layer`)."""
         return self.replace(p=input_rate(in_features))  # type: ignore[return-value]
 
-    def keep_prob(self, layer, params):
-        return layer.like.new_full((layer.units,), 1.0 - self.p)
+    def keep_prob(self, layer, params, site=None):
+        return layer.like.new_full((self.rate_units(layer, site),), 1.0 - self.p)
 
 
 @register("gaussian")
@@ -161,8 +161,8 @@ class GaussianDropout(FixedRate):
         base = dist.Normal(one, one * math.sqrt(self.alpha)).expand(layer.draw_shape(site))
         return FixedNoise(base, ("gaussian", self.alpha)).to_event(len(base.batch_shape))
 
-    def keep_prob(self, layer, params):
-        return layer.like.new_full((layer.units,), 1.0 / (1.0 + self.alpha))
+    def keep_prob(self, layer, params, site=None):
+        return layer.like.new_full((self.rate_units(layer, site),), 1.0 / (1.0 + self.alpha))
 
     def input_layer(self, in_features: int) -> Method:
         """The method of a network's first layer: ``alpha = 0.2 / 0.8``, Bernoulli's input rate in variance;

@@ -186,7 +186,7 @@ class ConcreteDropout(PointWeights):
     @staticmethod
     def noise_on(layer: Layer, site: WeightSite) -> NoiseSite | None:
         """The noise site on the inputs of weight site ``site`` (``None`` if there is none)."""
-        found = [s for s in layer.noise_sites.values() if s.weight == site.name]
+        found = [s for s in layer.drawn_noise_sites.values() if s.weight == site.name]
         if len(found) > 1:
             raise ValueError(f"concrete: weight site {site.name!r} has several noise sites on its inputs")
         return found[0] if found else None
@@ -214,7 +214,7 @@ class ConcreteDropout(PointWeights):
         lg = super().init_guide(layer)  # the weights' point estimates
         for w in layer.weight_sites.values():
             self.noise_on(layer, w)  # raises for a weight with several noise sites
-        for site in layer.noise_sites.values():
+        for site in layer.drawn_noise_sites.values():
             logit = torch.full((), math.log(self.init / (1.0 - self.init)), dtype=layer.like.dtype)
             lg.register_parameter(site_param(site.name, "p_logit"), torch.nn.Parameter(logit.to(layer.like.device)))
         return lg
@@ -246,9 +246,11 @@ class ConcreteDropout(PointWeights):
             pyro.sample(layer.site(site_param(site.name, "keep")), dist.Delta(keep))
         super().weight_guide(layer, site, params, plate)
 
-    def keep_prob(self, layer: Layer, params: LayerGuide) -> torch.Tensor:
-        """:math:`1 - p` of the layer's ``noise`` site, per input unit (Linear) or input channel (convolutions)."""
-        return torch.sigmoid(-self._p_logit(params, layer.noise_sites["noise"])).expand(layer.units)
+    def keep_prob(self, layer: Layer, params: LayerGuide, site: str | None = None) -> torch.Tensor:
+        """:math:`1 - p` of noise site ``site`` (the layer's ``noise``), per input unit (Linear) or input channel
+        (convolutions)."""
+        noise = layer.noise_sites[self.rate_site(layer, site)]
+        return torch.sigmoid(-self._p_logit(params, noise)).expand(self.rate_units(layer, noise.name))
 
     # -- the objective's constant ---------------------------------------------------------------------------
     def kl_constant(self, layer: Layer) -> float:
@@ -257,7 +259,7 @@ class ConcreteDropout(PointWeights):
         site with noise on its inputs, :math:`\tfrac n2 \log(2\pi/l^2)` per weight site without.  Needs the noise
         shapes (run the model once)."""
         total = 0.0
-        for site in layer.noise_sites.values():
+        for site in layer.drawn_noise_sites.values():
             k = self.units(layer, site)
             total += k * math.log(2.0) + entropic_log_normaliser(k)
         for w in layer.weight_sites.values():

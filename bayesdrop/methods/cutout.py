@@ -134,10 +134,10 @@ class Cutout(PointWeights):
         with plate:
             pyro.sample(layer.site(site_param(site.name, "centre")), self._centre_law(d, layer.like))
 
-    def keep_prob(self, layer, params):
+    def keep_prob(self, layer, params, site=None):
         r"""The probability that an input unit is kept: per feature of a feature vector (lower in the middle than
         near the borders, which fewer centres reach), per channel the mean over its positions."""
-        site = layer.noise_sites["noise"]
+        site = layer.noise_sites[self.rate_site(layer, site)]
         shape = layer.draw_shape(site)
         spatial = self.spatial_shape(shape)
         side = self.side(spatial)
@@ -155,4 +155,4 @@ class Cutout(PointWeights):
         keep = 1.0 - cut
         if len(shape) == 1:
             return keep
-        return keep.mean().expand(layer.units).clone()
+        return keep.mean().expand(self.rate_units(layer, site.name)).clone()

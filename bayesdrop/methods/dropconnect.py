@@ -183,6 +183,7 @@ class DropConnect(PointWeights):
         else:
             pyro.sample(name, law, infer={"moment_matching": True})
 
-    def keep_prob(self, layer, params):
-        """The keep probability :math:`1 - p` of every weight of the layer's ``weight`` site, ``(out, in)``."""
-        return layer.like.new_full(tuple(layer.weight_sites["weight"].shape), 1.0 - self.p)
+    def keep_prob(self, layer, params, site=None):
+        """The keep probability :math:`1 - p` of every weight of weight site ``site`` (the layer's ``weight``),
+        ``(out, in)``."""
+        return layer.like.new_full(tuple(layer.weight_sites[self.rate_site(layer, site)].shape), 1.0 - self.p)

@@ -182,12 +182,13 @@ class _GaussianFamily(Method):
         """The Gaussian posterior of the weights of ``site``."""
         raise NotImplementedError
 
-    def keep_prob(self, layer, params):
-        r"""Keep probability :math:`1 / (1 + \alpha)`: per weight, or per input unit for per-unit and per-layer
-        rates (shape ``(in,)`` / ``(C,)``)."""
-        la = self.log_alpha(layer, params)
+    def keep_prob(self, layer, params, site=None):
+        r"""Keep probability :math:`1 / (1 + \alpha)` of weight site ``site`` (the layer's ``weight``): per weight,
+        or per input unit for per-unit and per-layer rates (shape ``(in,)`` / ``(C,)``)."""
+        site = self.rate_site(layer, site)
+        la = self.log_alpha(layer, params, site)
         p = torch.sigmoid(-la)
-        shape = layer.weight_sites["weight"].shape
+        shape = layer.weight_sites[site].shape
         return p if la.shape == shape else _per_input_unit(p, shape[1])
 
     def weight_guide(self, layer, site, params, plate):
@@ -584,7 +585,7 @@ class UnitVariationalBayesianDropout(_GammaPrior, PointWeights):
 
     def init_guide(self, layer) -> LayerGuide:
         lg = super().init_guide(layer)
-        for site in layer.noise_sites.values():
+        for site in layer.drawn_noise_sites.values():
             like = layer.like
             lg.register_parameter(f"{site.name}_loc", torch.nn.Parameter(like.new_ones(site.unit_shape)))
             init = like.new_full(site.unit_shape, self.log_sigma2_init)
@@ -615,18 +616,18 @@ class UnitVariationalBayesianDropout(_GammaPrior, PointWeights):
     def noise_guide(self, layer, site, params, plate):
         self._guide_hierarchical(layer, site.name, self._posterior(params, site.name))
 
-    def keep_prob(self, layer, params):
-        return torch.sigmoid(-self.log_alpha(layer, params)).reshape(-1)
+    def keep_prob(self, layer, params, site=None):
+        return torch.sigmoid(-self.log_alpha(layer, params, self.rate_site(layer, site))).reshape(-1)
 
     def keep_masks(self, layer, params, threshold=None):
         thr = self.threshold if threshold is None else threshold
-        return {s: self.log_alpha(layer, params, s) < thr for s in layer.noise_sites}
+        return {s: self.log_alpha(layer, params, s) < thr for s in layer.drawn_noise_sites}
 
     def pruning_rule(self) -> str:
         return f"log alpha >= {self.threshold:g}"
 
     def kl_constant(self, layer) -> float:
-        n = sum(math.prod(s.unit_shape) for s in layer.noise_sites.values())
+        n = sum(math.prod(s.unit_shape) for s in layer.drawn_noise_sites.values())
         return n * math.log(self.b - self.a)
 
 

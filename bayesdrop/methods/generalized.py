@@ -349,7 +349,7 @@ class GeneralizedDropout(PointWeights):
     # -- hooks --------------------------------------------------------------------
     def init_guide(self, layer) -> LayerGuide:
         lg = super().init_guide(layer)  # the weights' Delta parameters
-        for site in layer.noise_sites.values():
+        for site in layer.drawn_noise_sites.values():
             k = torch.full(site.unit_shape, self.init, dtype=layer.like.dtype, device=layer.like.device)
             lg.register_parameter(site_param(site.name, "k"), torch.nn.Parameter(k))
         return lg
@@ -361,7 +361,7 @@ class GeneralizedDropout(PointWeights):
 
     def project(self, layer, params) -> None:
         """Each keep probability ``k`` onto [0, 1], in place (section 2.5)."""
-        for name in layer.noise_sites:
+        for name in layer.drawn_noise_sites:
             _project_k(params, name)
 
     def noise_guide(self, layer, site, params, plate):
@@ -372,9 +372,10 @@ class GeneralizedDropout(PointWeights):
         with plate:
             pyro.sample(layer.site(site.name), self._theta_dist(k, layer, site))
 
-    def keep_prob(self, layer, params):
-        """``clip(k)`` per input unit (Linear) or input channel (Conv2d)."""
-        return self._clip(params).reshape(-1)
+    def keep_prob(self, layer, params, site=None):
+        """``clip(k)`` of noise site ``site`` (the layer's ``noise``) per input unit (Linear) or input channel
+        (Conv2d)."""
+        return self._clip(params, self.rate_site(layer, site)).reshape(-1)
 
     def pruning_rule(self) -> str:
         return f"keep probability k <= {self.threshold_default:g}"
@@ -384,7 +385,7 @@ class GeneralizedDropout(PointWeights):
         layer, see :func:`sharp_rise`) or ``None`` (0.1).  At test time the kept inputs are scaled by ``clip(k)``
         (re-scaling, section 2.4): the posterior mean of the gates."""
         out = {}
-        for name in layer.noise_sites:
+        for name in layer.drawn_noise_sites:
             k = self._clip(params, name)
             thr = self.threshold_default if threshold is None else threshold
             if isinstance(thr, str):

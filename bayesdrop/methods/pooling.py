@@ -196,9 +196,9 @@ class MaxPoolDropout(PoolDropout):
         by_rank = (1.0 - self.p) * torch.pow(windows.new_full((), self.p), torch.arange(k, device=windows.device))
         return torch.empty_like(windows).scatter_(-1, order, by_rank.to(windows.dtype).expand(windows.shape))
 
-    def keep_prob(self, layer, params):
+    def keep_prob(self, layer, params, site=None):
         """The keep probability :math:`1 - p` of an element of a window (one value: every feature map)."""
-        return layer.like.new_full((layer.units,), 1.0 - self.p)
+        return layer.like.new_full((self.rate_units(layer, site),), 1.0 - self.p)
 
 
 @register("avgpool-dropout")
@@ -231,9 +231,9 @@ class AvgPoolDropout(PoolDropout):
     def pool_test_weights(self, site, windows):
         return windows.new_full((), 1.0 / windows.shape[-1]).expand(windows.shape)
 
-    def keep_prob(self, layer, params):
+    def keep_prob(self, layer, params, site=None):
         """The keep probability :math:`1 - p` of an element of a window (one value: every feature map)."""
-        return layer.like.new_full((layer.units,), 1.0 - self.p)
+        return layer.like.new_full((self.rate_units(layer, site),), 1.0 - self.p)
 
 
 @register("stochastic-pooling")
@@ -273,9 +273,9 @@ class StochasticPooling(PoolDropout):
     def pool_test_weights(self, site, windows):
         return self.probabilities(windows)
 
-    def keep_prob(self, layer, params):
+    def keep_prob(self, layer, params, site=None):
         """1: stochastic pooling drops no element, it chooses one (one value: every feature map)."""
-        return layer.like.new_ones((layer.units,))
+        return layer.like.new_ones((self.rate_units(layer, site),))
 
 
 @register("max-drop")
@@ -312,7 +312,7 @@ class MaxDrop(PoolDropout):
     def pool_test_weights(self, site, windows):
         return max_weights(windows, 1.0 - self.mu)
 
-    def keep_prob(self, layer, params):
+    def keep_prob(self, layer, params, site=None):
         r""":math:`1 / (1 + \alpha)`, :math:`\alpha = \sigma^2 / (1 - \mu)^2` (one value: every feature map)."""
         alpha = self.sigma2 / (1.0 - self.mu) ** 2
-        return layer.like.new_full((layer.units,), 1.0 / (1.0 + alpha))
+        return layer.like.new_full((self.rate_units(layer, site),), 1.0 / (1.0 + alpha))

@@ -100,9 +100,11 @@ class RecurrentMasks(FixedRate):
         base = dist.Bernoulli(like.new_full((), 1.0 - p).expand(self.draw_shape(layer, site)))
         return FixedNoise(base, ("bernoulli", p)).to_event(len(base.batch_shape))
 
-    def keep_prob(self, layer, params):
-        """The keep probability :math:`1 - p` of every unit the masks act on (per hidden unit)."""
-        return layer.like.new_full((layer.hidden_size,), 1.0 - self.p)
+    def keep_prob(self, layer, params, site=None):
+        """The keep probability :math:`1 - p` of every unit of noise site ``site`` (:meth:`rate_sites`: one per
+        role the method draws on, layer and direction), per input or hidden unit."""
+        name = self.rate_site(layer, site)
+        return layer.like.new_full((self.rate_units(layer, name),), 1.0 - self.rate(layer.noise_sites[name]))
 
 
 @register("variational-rnn")

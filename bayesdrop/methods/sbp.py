@@ -448,7 +448,7 @@ class StructuredBayesianPruning(PointWeights):
 
     def init_guide(self, layer: Any) -> LayerGuide:
         lg = super().init_guide(layer)
-        for site in layer.noise_sites.values():
+        for site in layer.drawn_noise_sites.values():
             like = layer.like
             mu = like.new_full(site.unit_shape, self.mu_init)
             lg.register_parameter(site_param(site.name, "mu"), torch.nn.Parameter(mu))
@@ -480,13 +480,13 @@ class StructuredBayesianPruning(PointWeights):
         """The signal-to-noise ratio of every unit of ``site``, its unit shape."""
         return self.posterior(params, site).snr()
 
-    def keep_prob(self, layer, params):
-        snr2 = self.snr(layer, params).square()
+    def keep_prob(self, layer, params, site=None):
+        snr2 = self.snr(layer, params, self.rate_site(layer, site)).square()
         return (snr2 / (1 + snr2)).reshape(-1)
 
     def keep_masks(self, layer, params, threshold=None):
         thr = self.threshold if threshold is None else threshold
-        return {s: self.snr(layer, params, s) >= thr for s in layer.noise_sites}
+        return {s: self.snr(layer, params, s) >= thr for s in layer.drawn_noise_sites}
 
     def pruning_rule(self) -> str:
         return f"SNR < {self.threshold:g}"

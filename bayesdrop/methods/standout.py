@@ -119,10 +119,10 @@ class Standout(PointWeights):
             law = self._threshold_law(layer.draw_shape(site), layer.like)
             pyro.sample(layer.site(site_param(site.name, "threshold")), law)
 
-    def keep_prob(self, layer, params):
+    def keep_prob(self, layer, params, site=None):
         r"""The keep probability of a unit at value zero, :math:`\sigma(\beta)`, per unit (those of given inputs:
         :func:`keep_probabilities`)."""
-        return layer.like.new_full((layer.units,), 1.0 / (1.0 + math.exp(-self.beta)))
+        return layer.like.new_full((self.rate_units(layer, site),), 1.0 / (1.0 + math.exp(-self.beta)))
 
 
 @torch.no_grad()

@@ -146,6 +146,14 @@ class BayesianLayer(PyroModule):
         site = self.noise_sites.get("noise") or self.pool_sites["pool"]
         return site.unit_shape[0]
 
+    @property
+    def drawn_noise_sites(self) -> dict[str, NoiseSite]:
+        """The noise sites whose role the method draws on (``capabilities.noise_roles``); the others get no noise,
+        no Pyro site and no variational parameter (a recurrent layer's hidden-state, cell and update sites under a
+        method of the inputs)."""
+        roles = self.method.capabilities.noise_roles
+        return {n: s for n, s in self.noise_sites.items() if s.role in roles}
+
     def site(self, name: str) -> str:
         """The Pyro site name of this layer's ``name`` (e.g. ``"net.0.weight"``)."""
         return f"{self._pyro_name}.{name}" if self._pyro_name else name
@@ -288,9 +296,7 @@ class BayesianLayer(PyroModule):
     def guide(self, params: LayerGuide, plate: Any) -> None:
         """Sample the variational sites of every weight, noise and pool site (called by the guide), in the order the
         layer's forward uses them (``TraceMeanField_ELBO`` checks that model and guide agree on it)."""
-        roles = self.method.capabilities.noise_roles
-        noise = [n for n, s in self.noise_sites.items() if s.role in roles]
-        sites = (*self.weight_sites, *noise, *self.pool_sites)
+        sites = (*self.weight_sites, *self.drawn_noise_sites, *self.pool_sites)
         order = self.site_order + [n for n in sites if n not in self.site_order]
         for name in order:
             if name in self.weight_sites:

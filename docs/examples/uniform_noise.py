@@ -48,9 +48,10 @@ class UniformNoise(PointWeights):
         with plate:
             pyro.sample(layer.site(site.name), self._law(layer, site, layer.like))
 
-    def keep_prob(self, layer, params):
-        """The keep probability of Bernoulli dropout with the same variance, :math:`1 / (1 + a^2 / 3)`."""
-        return layer.like.new_full((layer.units,), 1.0 / (1.0 + self.a**2 / 3))
+    def keep_prob(self, layer, params, site=None):
+        """The keep probability of Bernoulli dropout with the same variance, :math:`1 / (1 + a^2 / 3)`, per input
+        unit of ``site`` (a recurrent layer has several; ``None``: the layer's first)."""
+        return layer.like.new_full((self.rate_units(layer, site),), 1.0 / (1.0 + self.a**2 / 3))
 
 
 def register() -> None:
