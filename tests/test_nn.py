@@ -429,3 +429,42 @@ def test_bayesianize_names_the_dropout_rates_it_does_not_keep():
         warnings.simplefilter("error")
         bd.bayesianize(build(p_last=0.3), "bernoulli", p=0.3)
         bd.bayesianize(torch.nn.Sequential(torch.nn.Dropout(0.3), torch.nn.Linear(16, 3)), "vd")
+
+
+class _Encoder(torch.nn.Module):
+    """Two transformer encoder layers and a linear head on the mean over the sequence."""
+
+    def __init__(self):
+        super().__init__()
+        layer = torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.1, batch_first=True)
+        self.enc = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.enc(x).mean(1))
+
+
+def test_bayesianize_a_transformer_encoder_takes_torchs_plain_path():
+    """torch's fused encoder path reads ``linear1.weight`` and the other weights directly: after bayesianize the
+    converted layers' weights are Pyro sites, so the path is turned off.  Without noise the posterior-mean network
+    is torch's network in eval mode; with noise MC draws differ; the attention stays deterministic (warned)."""
+    torch.manual_seed(0)
+    x, y = torch.randn(5, 4, 8), torch.randint(0, 3, (5,))
+    net = _Encoder().eval()
+    with torch.no_grad():
+        want = net(x)
+    with pytest.warns(UserWarning, match="MultiheadAttention is not supported"):
+        bnet = bd.bayesianize(net, "bernoulli", p=0.0)
+    assert all(m.activation_relu_or_gelu == 0 for m in bnet.enc.layers)
+    model = bd.Classifier(bnet, num_data=5)
+    guide = bd.DropoutGuide(model)
+    with torch.no_grad():
+        assert torch.allclose(guide.mean_network()(x), want, atol=1e-5)
+    assert torch.allclose(bd.predict(model, guide, x, rule="weight-scaling"), want.softmax(-1), atol=1e-5)
+    torch.manual_seed(0)
+    noisy = bd.bayesianize(_Encoder(), "bernoulli", p=0.5)
+    model = bd.Classifier(noisy, num_data=5)
+    guide = bd.DropoutGuide(model)
+    draws = bd.predict(model, guide, x, num_samples=4, return_samples=True)
+    assert not torch.allclose(draws[0], draws[1])
+    bd.fit(model, guide, (x, y), epochs=2, progress=False, test=(x, y))

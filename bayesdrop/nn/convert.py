@@ -211,6 +211,23 @@ def _embedding(mod: torch.nn.Embedding, m: Method, path: str) -> BayesianLayer:
     return new
 
 
+def _fast_paths_off(module: torch.nn.Module) -> None:
+    """Turn off the fused inference path of torch's transformer encoders that hold converted layers.
+
+    In eval mode ``TransformerEncoderLayer`` and ``TransformerEncoder`` read ``linear1.weight`` and the other weights
+    of their submodules and run one fused kernel: with bayesdrop layers, whose weights are Pyro sites drawn in their
+    own ``forward``, that would fail, or compute a network without the method's noise.  Each path checks a flag of
+    its module before it reads a weight: ``activation_relu_or_gelu`` (0: "not ReLU or GELU", the activation itself
+    is ``activation``) and ``use_nested_tensor``; both are set to take the plain path."""
+    for mod in module.modules():
+        if not any(isinstance(m, BayesianLayer) for m in mod.modules()):
+            continue
+        if isinstance(mod, torch.nn.TransformerEncoderLayer):
+            mod.activation_relu_or_gelu = 0
+        elif isinstance(mod, torch.nn.TransformerEncoder):
+            mod.use_nested_tensor = False
+
+
 def bayesianize(
     module: torch.nn.Module,
     method: str | Method = "bernoulli",
@@ -231,7 +248,9 @@ def bayesianize(
     method can.  With ``pool_method`` every ``MaxPool1d/2d`` and ``AvgPool1d/2d`` whose pooling it randomises
     becomes the :mod:`bayesdrop.nn` pooling layer with it (others stay plain, with a warning).
     Normalisation layers keep their parameters as point estimates.  ``LSTM`` and ``GRU`` become ``bd.nn.LSTM`` /
-    ``GRU`` with ``recurrent_method``.  Any other module with parameters of its own (a subclass of ``Linear`` whose
+    ``GRU`` with ``recurrent_method``.  In a ``TransformerEncoder`` / ``TransformerEncoderLayer`` the feed-forward
+    ``Linear`` layers are converted and torch's fused inference path, which reads their weights directly, is turned
+    off.  Any other module with parameters of its own (a subclass of ``Linear`` whose
     ``forward`` may differ, a ``MultiheadAttention`` that reads its projections' weights directly) stays
     deterministic, with a ``UserWarning`` naming it.  A module of your own that holds parameters itself besides
     submodules (a block with a learned ``scale``, a root with a temperature) is a container: its submodules are
@@ -373,6 +392,7 @@ def bayesianize(
             unmatched.append(pending)
 
     out = convert(module, "")
+    _fast_paths_off(out)
     name = m.name or type(m).__name__
     messages = [
         f"{', '.join(unmatched)} drop whole feature maps, which {name!r} cannot give there (no convolution follows "
