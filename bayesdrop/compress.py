@@ -892,13 +892,14 @@ def _prune_sequential(
     select = {first[0]} if first is not None else set()
     modules, keep_in, norms = _shrink(dict(named.values()), points, chains, select, sparse)
     out: list[torch.nn.Module] = []
-    if first is not None and not keep_in[first[0]].all():
-        dim = 1 - len(first[1].weight_sites["weight"].shape)  # the input units: -1 (Linear), -3 (Conv2d), ...
-        out.append(InputSelect(keep_in[first[0]].nonzero().squeeze(1), dim=dim))
     plain: dict[str, torch.nn.Module] = {}
     for m in plain_mods:
         if isinstance(m, BayesianLayer):
             name = names[id(m)]
+            if first is not None and name == first[0] and not keep_in[name].all():
+                # right before the layer: a module before it (a Flatten, a LayerNorm) may reshape or mix its inputs
+                dim = 1 - len(first[1].weight_sites["weight"].shape)  # the input units: -1 (Linear), -3 (Conv2d)
+                out.append(InputSelect(keep_in[name].nonzero().squeeze(1), dim=dim))
             plain[name] = modules[name] if name in modules else m.to_plain(points[name].values)
             m = plain[name]
         out.append(norms.get(id(m), m))
@@ -912,10 +913,36 @@ def save(module: torch.nn.Module, path: str | os.PathLike, example: torch.Tensor
     ``example`` gives the shape and dtype of one input; the program is traced on zeros of that shape (two rows,
     the batch dimension exported as dynamic), so the file holds no data.  Written atomically: an interrupted save
     leaves ``path`` as it was.
+
+    Raises
+    ------
+    ValueError
+        If ``example`` is not a batch of inputs, if the module does not run on zeros like it (a wrong shape or
+        dtype, checked eagerly before the export), or if the module holds :class:`SparseLinear` layers
+        (``prune(..., sparse=True)``), which ``torch.export`` cannot trace.
     """
     if not torch.is_tensor(example) or example.dim() < 1 or len(example) == 0:
         raise ValueError("`example` must be a tensor of inputs (N, ...) with N >= 1, to give the input shape")
+    sparse = [name or "<root>" for name, m in module.named_modules() if isinstance(m, SparseLinear)]
+    if sparse:
+        raise ValueError(
+            f"`module` holds SparseLinear layers ({', '.join(sparse)}), whose sparse matrix products torch.export "
+            "cannot trace: save the dense pruned network (bd.compress.prune(model, guide)), which holds the same "
+            "weights, and convert it after loading"
+        )
     zeros = torch.zeros((2, *example.shape[1:]), dtype=example.dtype, device=example.device)
+    buffers = [(b, b.clone()) for b in module.buffers()]  # a batch norm in training mode updates its statistics
+    try:  # eagerly first: the export's tracing checks neither indices nor dtypes, and would save a broken program
+        with torch.no_grad():
+            module(zeros)
+    except (RuntimeError, IndexError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"`module` cannot run on inputs like `example` (shape {tuple(example.shape)}, {example.dtype}): {err}"
+        ) from err
+    finally:
+        with torch.no_grad():
+            for b, before in buffers:
+                b.copy_(before)
     with warnings.catch_warnings():  # an LSTM/GRU refreshes its flat weights in forward; the program holds them
         warnings.filterwarnings("ignore", message=r"The tensor attributes .*_flat_weights", category=UserWarning)
         program = torch.export.export(module, (zeros,), dynamic_shapes=[{0: torch.export.Dim("batch")}])

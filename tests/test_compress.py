@@ -192,6 +192,29 @@ def _params(module):
     return sum(p.numel() for p in module.parameters())
 
 
+@pytest.mark.parametrize("before", ["flatten", "layernorm"])
+def test_the_first_layers_input_selection_comes_right_before_it(before):
+    """A module before the first weight layer of a Sequential that reshapes (Flatten) or mixes (LayerNorm) its
+    inputs: the pruned inputs are selected after it, where the layer reads them; prune, the weight-scaling rule and
+    the masked mean network agree."""
+    torch.manual_seed(0)
+    head = torch.nn.Flatten() if before == "flatten" else torch.nn.LayerNorm(12)
+    x = torch.randn(7, 3, 4) if before == "flatten" else torch.randn(7, 12)
+    net, model, guide = _bayesianized(
+        torch.nn.Sequential(head, torch.nn.Linear(12, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3)), x
+    )
+    _prune_inputs(guide, net[1], [0, 5, 11])
+    plain = bd.compress.prune(model, guide)
+    assert _is_plain(plain) and isinstance(plain[1], bd.compress.InputSelect)
+    assert plain[1].index.tolist() == [i for i in range(12) if i not in (0, 5, 11)]
+    assert plain[2].in_features == 9
+    with torch.no_grad():
+        want = guide.mean_network(pruned=True)(x)
+        assert torch.allclose(plain(x), want, atol=1e-5)
+    ws = bd.predict(model, guide, x, rule="weight-scaling")
+    assert torch.allclose(ws, guide.mean_network()(x).softmax(-1), atol=1e-5)
+
+
 class _MLP(torch.nn.Module):
     def __init__(self):
         super().__init__()

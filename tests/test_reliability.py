@@ -394,6 +394,18 @@ def test_load_and_save_name_a_missing_file_and_a_bad_example(tmp_path):
         bd.compress.load(tmp_path / "none.pt2")
     with pytest.raises(ValueError, match="`example` must be a tensor of inputs"):
         bd.compress.save(torch.nn.Linear(4, 2), tmp_path / "m.pt2", torch.zeros(0, 4))
+    # the export's tracing checks neither an index nor a dtype: a program for the wrong input would be saved
+    selecting = torch.nn.Sequential(bd.compress.InputSelect(torch.tensor([0, 7]), dim=-1), torch.nn.Linear(2, 1))
+    for wrong, what in (
+        (torch.zeros(1, 4), r"\(shape \(1, 4\)"),
+        (torch.zeros(1, 8, dtype=torch.long), r"\(shape.*int64"),
+    ):
+        with pytest.raises(ValueError, match=f"`module` cannot run on inputs like `example` {what}"):
+            bd.compress.save(selecting, tmp_path / "wrong.pt2", wrong)
+    assert not (tmp_path / "wrong.pt2").exists()
+    sparse = torch.nn.Sequential(bd.compress.SparseLinear(torch.eye(3), torch.zeros(3)))
+    with pytest.raises(ValueError, match=r"SparseLinear layers \(0\), whose sparse matrix products"):
+        bd.compress.save(sparse, tmp_path / "sparse.pt2", torch.zeros(1, 3))
 
 
 # ----------------------------------------------------------------------------- interrupted runs and resume
