@@ -1016,10 +1016,15 @@ def check_pt2(path: str | os.PathLike) -> None:
                     raise ValueError(f"{name}: sample inputs {rel} are not plain tensors ({exc}); refused") from None
             elif rel not in allowed:
                 raise ValueError(f"{name}: unexpected entry {rel!r} in a .pt2 archive; refused")
+        bad = archive.testzip()  # torch.export.load does not check the CRC-32s: a flipped bit would load
+        if bad is not None:
+            raise ValueError(f"{name}: the file is corrupt: the bytes of its entry {bad!r} do not match their checksum")
 
 
 def load(path: str | os.PathLike) -> torch.nn.Module:
     """Load a module written by :func:`save`, after :func:`check_pt2` has found nothing pickled in the file."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"`path` {os.fspath(path)!r} is a directory, not a .pt2 file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"`path` {os.fspath(path)!r} does not exist")
     check_pt2(path)

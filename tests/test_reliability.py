@@ -296,6 +296,29 @@ def test_a_saved_model_holds_no_test_rows_and_loads(tmp_path):
     torch.testing.assert_close(loaded(test_rows), module(test_rows))
 
 
+def _flip_a_bit_of(path, member_part):
+    """Flip one bit inside the stored bytes of the first zip member whose name holds ``member_part``."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        member = next(i for i in archive.infolist() if member_part in i.filename and i.file_size >= 4)
+    blob = bytearray(path.read_bytes())
+    at = member.header_offset  # the local header: its name and extra field (torch's alignment padding) lengths
+    name, extra = (int.from_bytes(blob[at + k : at + k + 2], "little") for k in (26, 28))
+    blob[at + 30 + name + extra + 1] ^= 0x01
+    path.write_bytes(bytes(blob))
+
+
+def test_a_pt2_with_a_flipped_bit_or_a_directory_is_refused(tmp_path):
+    """torch.export.load does not check the CRC-32s either: a flipped bit in a weight is refused by check_pt2."""
+    module, test_rows, path = _saved(tmp_path)
+    _flip_a_bit_of(path, "data/weights/")
+    with pytest.raises(ValueError, match=r"the file is corrupt: the bytes of its entry .*data/weights/"):
+        bd.compress.load(path)
+    with pytest.raises(IsADirectoryError, match="is a directory, not a .pt2 file"):
+        bd.compress.load(tmp_path)
+
+
 @pytest.mark.parametrize("where", ["weight", "sample_inputs"])
 def test_a_pt2_with_a_pickle_payload_is_refused_and_the_payload_never_runs(tmp_path, where):
     """A weight marked ``use_pickle`` whose bytes are a pickle, or sample inputs that are a bare pickle (which
@@ -1153,6 +1176,20 @@ def test_a_corrupt_checkpoint_file_is_refused_with_its_name(tmp_path, _resumable
         assert "corrupt.pt" in str(err), err
     else:
         assert isinstance(state["model"], dict)
+
+
+def test_a_flipped_bit_inside_a_tensor_is_refused_not_loaded(tmp_path, _resumable):
+    """torch.load does not check the archive's CRC-32s: one flipped bit in a tensor's bytes loaded as a changed
+    weight.  read_checkpoint checks them and names the corrupt member."""
+    path = tmp_path / "bitflip.pt"
+    torch.save(_resumable, path)
+    _flip_a_bit_of(path, "/data/")
+    assert torch.load(path, weights_only=True)["format"] == _resumable["format"]  # torch itself loads it
+    with pytest.raises(ValueError, match=r"bitflip.pt.*corrupt: the bytes of its member .*/data/"):
+        bd.infer.checkpoint.read_checkpoint(path)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty.pt' is not a readable bayesdrop checkpoint: the file ends early"):
+        bd.infer.checkpoint.read_checkpoint(tmp_path / "empty.pt")
 
 
 def test_a_signal_the_process_ignores_stays_ignored_while_work_is_deferred():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -112,13 +113,14 @@ def read_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu", name:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint `{name}` {shown!r} does not exist (or is not a file)")
     try:
+        _check_crcs(path)
         state = torch.load(path, map_location=map_location, weights_only=True)
     except OSError as err:
         if err.filename is not None or err.errno in (errno.EACCES, errno.EIO, errno.EISDIR, errno.ENOENT):
             raise OSError(err.errno, f"cannot read checkpoint `{name}`: {err.strerror or err}", shown) from err
-        raise ValueError(f"`{name}` {shown!r} is not a readable bayesdrop checkpoint: {err}") from err
+        raise ValueError(f"`{name}` {shown!r} is not a readable bayesdrop checkpoint: {_reason(err)}") from err
     except Exception as err:  # corrupt file, pickle with code, ...
-        raise ValueError(f"`{name}` {shown!r} is not a readable bayesdrop checkpoint: {err}") from err
+        raise ValueError(f"`{name}` {shown!r} is not a readable bayesdrop checkpoint: {_reason(err)}") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"`{name}` {shown!r} is not a bayesdrop checkpoint")
     for key in ("model", "guide"):
@@ -130,6 +132,28 @@ def read_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu", name:
             raise ValueError(f"`{name}` {shown!r}: its {key!r} entry must be a {kind.__name__} or None")
     state.setdefault("training", None)
     return state
+
+
+def _check_crcs(path: str | os.PathLike) -> None:
+    """Refuse a zip archive (what ``torch.save`` writes) whose members' bytes do not match their CRC-32:
+    ``torch.load`` does not check them, so a flipped bit in a tensor would load as a changed value."""
+    if not zipfile.is_zipfile(path):
+        return  # not an archive: torch.load says what it is
+    with zipfile.ZipFile(path) as archive:
+        bad = archive.testzip()
+    if bad is not None:
+        raise ValueError(f"the file is corrupt: the bytes of its member {bad!r} do not match their checksum")
+
+
+def _reason(err: BaseException) -> str:
+    """Why a file did not load, in words: the error's message, with its type where the message alone is empty or
+    says nothing (``EOFError()`` for an empty file, ``KeyError(101)`` for a text file)."""
+    message = str(err)
+    if isinstance(err, ValueError) and message:
+        return message
+    if isinstance(err, EOFError):
+        return "the file ends early (empty or truncated)"
+    return f"{type(err).__name__}: {message}" if message else type(err).__name__
 
 
 def check_state_dict(module: torch.nn.Module, saved: Mapping[str, torch.Tensor], what: str, where: str) -> None:
