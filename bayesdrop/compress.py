@@ -59,6 +59,7 @@ __all__ = [
     "load",
     "SparseLinear",
     "InputSelect",
+    "NoPlainNetwork",
 ]
 
 
@@ -295,6 +296,11 @@ def log_alpha(model: torch.nn.Module, guide: DropoutGuide) -> torch.Tensor:
     return torch.cat(flat)
 
 
+class NoPlainNetwork(ValueError):
+    """A network whose test-time rule has no plain-weight equivalent (Standout, RNNDrop, recurrent dropout), asked
+    for one by :func:`prune`."""
+
+
 class InputSelect(torch.nn.Module):
     """Keeps the input features (or channels, ``dim=-3``) listed in ``index``."""
 
@@ -431,7 +437,7 @@ def _check_plain_export(model: torch.nn.Module, guide: DropoutGuide) -> None:
                 if caps.input_dependent
                 else f"scales the recurrent {' and '.join(sorted(caps.noise_roles))} by the noise's mean"
             )
-            raise ValueError(
+            raise NoPlainNetwork(
                 f"layer {name!r} uses {layer.method.name!r}, whose test-time network {why}: it has no plain-weight "
                 "equivalent to export; predict with bd.predict(..., rule='weight-scaling') instead"
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -161,6 +162,28 @@ def test_prune_writes_the_report_and_a_loadable_model(tmp_path, capsys):
     loaded = bd.compress.load(run / "pruned.pt2")
     ref = guide.mean_network(pruned=True)(ds.test.x)
     assert torch.allclose(loaded(ds.test.x), ref, atol=1e-5)
+
+
+def test_prune_takes_a_rules_name_as_its_threshold(tmp_path, capsys):
+    """``--threshold sharp-rise`` (Dropout++ and SAL's per-layer rule) as in ``bd.compress.prune``; a threshold that
+    is neither a finite number nor a name exits 2 naming the option."""
+    run = tmp_path / "run"
+    common = ["--dataset", "digits", "--arch", "mlp:16", "--epochs", "1", "--num-samples", "5", "--quiet"]
+    assert cli.main(["train", "--method", "sal", *common, "--out", str(run)]) == 0
+    assert cli.main(["prune", str(run), "--threshold", "sharp-rise"]) == 0
+    ds, model, guide, _ = cli.load_run(run)
+    want = guide.mean_network(pruned=True, threshold="sharp-rise")(ds.test.x)
+    assert torch.allclose(bd.compress.load(run / "pruned.pt2")(ds.test.x), want, atol=1e-5)
+    capsys.readouterr()
+    standout = tmp_path / "standout"
+    assert cli.main(["train", "--method", "standout", *common, "--out", str(standout)]) == 0
+    capsys.readouterr()
+    assert cli.main(["prune", str(standout)]) == 2
+    assert re.search(r"no plain-weight equivalent.*`bayesdrop report .*standout`", capsys.readouterr().err)
+    for bad in ("inf", "1e", "Sharp rise"):
+        with pytest.raises(SystemExit) as stop:
+            cli.main(["prune", str(run), "--threshold", bad])
+        assert stop.value.code == 2 and "--threshold" in capsys.readouterr().err
 
 
 def _subparsers(parser):
@@ -358,3 +381,15 @@ def test_errors_name_the_commands_flags_not_the_apis_arguments(tmp_path, capsys)
     err = error(["compare", "--kfold", "1", "--methods", "bernoulli", "--out", out])
     assert err.startswith("bayesdrop: error: `--kfold` must be 0 (no K-fold cross-validation) or a number of folds")
     assert not (tmp_path / "out").exists()
+    err = error(["train", "--hyper", "p=2", "--out", out])
+    assert err == "bayesdrop: error: `--hyper` {'p': 2} of 'bernoulli': `p` must lie in [0.0, 1.0), got 2\n"
+    # a train run and a comparison do not share a directory: each would mix its files into the other's
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    err = error(["compare", "--methods", "bernoulli", "--out", str(tmp_path / "run")])
+    assert err.endswith("holds a `bayesdrop train` run; give another directory for the comparison\n")
+    (tmp_path / "cmp").mkdir()
+    (tmp_path / "cmp" / "compare.json").write_text("[]")
+    err = error(["train", "--out", str(tmp_path / "cmp")])
+    assert err.endswith("holds a `bayesdrop compare`; give another directory for the run\n")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json"]

@@ -37,7 +37,8 @@ from ..infer import DEFAULT_LR, fit, resolve_device
 from . import runs
 from .runs import build, inputs, parse_arch
 
-__all__ = ["compare", "to_markdown", "uniform_noise"]
+__all__ = ["compare", "to_markdown", "uniform_noise", "write", "JSON"]
+JSON = "compare.json"  #: the comparison's rows in the output directory (``compare.md`` beside it)
 COLUMNS = (
     "method",
     "test error %",
@@ -327,6 +328,6 @@ def write(rows: list[dict[str, Any]], out: str | Path, header: str = "") -> str:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     text = (header + "\n\n" if header else "") + to_markdown(rows) + "\n"
-    atomic_write_json(out / "compare.json", rows)
+    atomic_write_json(out / JSON, rows)
     atomic_write_text(out / "compare.md", text)
     return text

@@ -117,6 +117,18 @@ def parse_arch(spec: str) -> tuple[str, list[int]]:
     raise ValueError(f"`--arch` {spec!r}: accepted are mlp:W1,W2,..., lenet300-100, lenet5, rnn, rnn:H")
 
 
+def _method(config: dict[str, Any], key: str, hyper_key: str) -> methods.Method:
+    """The method ``config[key]`` with its hyper-parameters ``config[hyper_key]``; a refused hyper-parameter's
+    error names the entry that gave it (the command line's ``--hyper`` / ``--input-hyper``)."""
+    hyper = config.get(hyper_key) or {}
+    try:
+        return methods.get(config[key], **hyper)
+    except (TypeError, ValueError) as err:
+        if not hyper:
+            raise
+        raise type(err)(f"`{hyper_key}` {hyper} of {config[key]!r}: {err}") from None
+
+
 def parse_hyper(items: list[str]) -> dict[str, Any]:
     """``["p=0.3", "granularity=unit"]`` -> ``{"p": 0.3, "granularity": "unit"}``."""
     out: dict[str, Any] = {}
@@ -159,10 +171,10 @@ def build(
     ds = dataset or load_dataset(config["dataset"], config.get("mnist_dir"), config.get("data_seed", 0))
     pyro.set_rng_seed(int(config.get("seed", 0)))
     kind, widths = parse_arch(config["arch"])
-    method = methods.get(config["method"], **config.get("hyper", {}))
+    method = _method(config, "method", "hyper")
     input_method = None
     if config.get("input_method"):
-        input_method = methods.get(config["input_method"], **config.get("input_hyper", {}))
+        input_method = _method(config, "input_method", "input_hyper")
     # classes, the values of a forecast (co2, sunspots), or one regression target
     out = cast(int, ds.num_classes) if ds.task == "classification" else ds.series.horizon if ds.series else 1
     # a method goes where a network takes it: every layer, the inputs (no other noise), the pooling layers, the
