@@ -843,26 +843,39 @@ def _shrink(
     def every(n: int, like: torch.Tensor) -> torch.Tensor:
         return torch.ones(n, dtype=torch.bool, device=like.device)
 
-    keep_in = {n: _unit_axis_keep(W[n] != 0) if n in select else every(W[n].shape[1], W[n]) for n in layers}
+    # Output units survive when the next layer reads them with a weight of a row it keeps: from the last chain
+    # back, so that a unit read only by rows a later chain removes goes too (a conv channel read by unread fc rows),
+    # until nothing changes (a branching trace may take several passes; the kept sets only shrink).
+    keep_out = {n: every(W[n].shape[0], W[n]) for n in layers}
+    for _ in range(len(chains) + 1):
+        changed = False
+        for ch in reversed(chains):
+            p, i = ch.producer, ch.consumer
+            k, units = _unit_axis_keep(W[i][keep_out[i]] != 0), W[p].shape[0]
+            if ch.layout == "blocks":
+                k = k.reshape(units, -1).any(dim=1)  # a channel survives if any of its positions is read
+            elif ch.layout == "interleaved":
+                k = k.reshape(-1, units).any(dim=0)
+            if not isinstance(layers[p], Linear) and not k.any():
+                # torch has no Conv2d without output channels: keep one, which the next layer reads with zero weights.
+                k = torch.zeros_like(k)
+                k[0] = True
+            changed |= not torch.equal(k, keep_out[p])
+            keep_out[p] = k
+        if not changed:
+            break
+    keep_in = {
+        n: _unit_axis_keep(W[n][keep_out[n]] != 0) if n in select else every(W[n].shape[1], W[n]) for n in layers
+    }
     for n in layers:
         if (
             n in select and not keep_in[n].any()
         ):  # every input pruned: one stays, read with zero weights (no layer of no inputs)
             keep_in[n][0] = True
-    keep_out = {n: every(W[n].shape[0], W[n]) for n in layers}  # output units survive when the next layer reads them
     for ch in chains:
         p, i = ch.producer, ch.consumer
-        k, units = _unit_axis_keep(W[i] != 0), W[p].shape[0]
-        if ch.layout == "blocks":
-            k = k.reshape(units, -1).any(dim=1)  # a channel survives if any of its positions is read
-        elif ch.layout == "interleaved":
-            k = k.reshape(-1, units).any(dim=0)
-        if not isinstance(layers[p], Linear) and not k.any():
-            # torch has no Conv2d without output channels: keep one, which the next layer reads with zero weights.
-            k = torch.zeros_like(k)
-            k[0] = True
-        keep_out[p] = k
-        per = W[i].shape[1] // units  # inputs of the consumer per unit
+        per = W[i].shape[1] // W[p].shape[0]  # inputs of the consumer per unit
+        k = keep_out[p]
         keep_in[i] = k.repeat_interleave(per) if ch.layout == "blocks" else k.repeat(per)
     modules = {}
     for n, layer in layers.items():

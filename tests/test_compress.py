@@ -215,6 +215,32 @@ def test_the_first_layers_input_selection_comes_right_before_it(before):
     assert torch.allclose(ws, guide.mean_network()(x).softmax(-1), atol=1e-5)
 
 
+def test_a_channel_read_only_by_removed_rows_goes_too():
+    """Pruning is minimal along a chain of chains: a conv channel whose only readers are fc1 rows that fc2 does not
+    read (and that pruning removes) is removed as well, as is each of its weights; the report says so."""
+    torch.manual_seed(0)
+    x = torch.randn(5, 1, 6, 6)
+    seq = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 3, 3),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(48, 5),
+        torch.nn.ReLU(),
+        torch.nn.Linear(5, 2),
+    )
+    net, model, guide = _bayesianized(seq, x)
+    with torch.no_grad():
+        guide.layer_guide(net[3]).weight[2:, 16:32] = 0.0  # channel 1 is read by fc1's rows 0 and 1 only
+    _prune_inputs(guide, net[5], [0, 1])  # which fc2 does not read
+    plain = bd.compress.prune(model, guide)
+    convs = [m for m in plain.modules() if isinstance(m, torch.nn.Conv2d)]
+    fcs = [m for m in plain.modules() if isinstance(m, torch.nn.Linear)]
+    assert convs[0].out_channels == 2 and (fcs[0].in_features, fcs[0].out_features) == (32, 3)
+    assert bd.compress.report(model, guide).architecture == "1-2-3-2"
+    with torch.no_grad():
+        assert torch.allclose(plain(x), guide.mean_network(pruned=True)(x), atol=1e-5)
+
+
 class _MLP(torch.nn.Module):
     def __init__(self):
         super().__init__()
