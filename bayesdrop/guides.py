@@ -131,6 +131,25 @@ class DropoutGuide(PyroModule):
         """``(name, layer, params)`` for every Bayesian layer, in module order."""
         return [(n, layer, cast(LayerGuide, self.layers[_key(n)])) for n, layer in bayesian_layers(self.model)]
 
+    def check_dtypes(self) -> None:
+        """Refuse variational parameters of another dtype or device than their layer's: a model cast or moved after
+        its guide ran (``model.double()``), which would fail deep inside a matrix product.
+
+        Raises
+        ------
+        ValueError
+            Naming the first such parameter, its layer and the remedy.
+        """
+        for name, layer, params in self.pairs():
+            like = layer.like
+            for pname, p in params.named_parameters():
+                if p.dtype != like.dtype or p.device != like.device:
+                    raise ValueError(
+                        f"the guide's parameter {name}.{pname} is {p.dtype} on {p.device}, but layer {name!r} is "
+                        f"{like.dtype} on {like.device}: the model was cast or moved after its guide ran; cast the "
+                        "guide the same way (e.g. guide.double()) or build bd.DropoutGuide(model) afterwards"
+                    )
+
     def _setup(self, *args: Any, **kwargs: Any) -> None:
         # One blocked run of the model records call order and per-example shapes.
         frozen = [p for p in self.model.parameters() if not p.requires_grad]

@@ -192,6 +192,24 @@ def test_accuracy_rejection_by_hand_with_ties():
         D.accuracy_rejection(probs)
 
 
+def test_accuracy_rejection_of_the_predictions_group_needs_their_labels():
+    """The ``predictions`` group's inputs have no labels in ``idata`` (observed_data labels the posterior
+    predictive's): refused without ``y``; with them, the same networks on the same inputs shuffled give the same
+    curve as ``posterior_predictive``'s (it scored them against the wrong labels)."""
+    model, guide, x, y = tiny_classifier("bernoulli")
+    guide(x)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    idata = bd.to_inference_data(model, guide, (x, y), num_samples=8, predictions=x[order])
+    with pytest.raises(ValueError, match="`group` 'predictions' holds inputs whose labels `idata` does not have"):
+        D.accuracy_rejection(idata, group="predictions")
+    with pytest.raises(ValueError, match="`y` is taken from `idata.observed_data`"):
+        D.accuracy_rejection(idata, y)
+    ours = D.accuracy_rejection(idata, y[order], group="predictions")
+    theirs = D.accuracy_rejection(idata)
+    np.testing.assert_allclose(ours["accuracy"], theirs["accuracy"], atol=1e-6)
+    assert ours["base_accuracy"] == pytest.approx(theirs["base_accuracy"])
+
+
 def test_mutual_information_detects_uniform_noise_on_digits():
     """The default ``bernoulli`` MLP trained by ``bd.fit``'s defaults: the mutual information tells digits from
     uniform noise of their shape and range with AUROC >= 0.9 (measured 0.98; benchmarks/results/analysis.md)."""

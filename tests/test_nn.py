@@ -468,3 +468,27 @@ def test_bayesianize_a_transformer_encoder_takes_torchs_plain_path():
     draws = bd.predict(model, guide, x, num_samples=4, return_samples=True)
     assert not torch.allclose(draws[0], draws[1])
     bd.fit(model, guide, (x, y), epochs=2, progress=False, test=(x, y))
+
+
+def test_bayesianize_leaves_a_frozen_layer_plain_and_frozen():
+    """A weight layer whose parameters are all frozen (a pre-trained backbone) stays a plain, frozen module, named in
+    a warning; fit leaves it unchanged and trains the rest.  A model that is all frozen is refused."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    net[0].requires_grad_(False)
+    before = [p.clone() for p in net[0].parameters()]
+    with pytest.warns(UserWarning, match=r"^bayesianize: 0 are frozen .* stay plain, deterministic and frozen"):
+        bnet = bd.bayesianize(net, "bernoulli", p=0.2)
+    assert isinstance(bnet[0], torch.nn.Linear) and not isinstance(bnet[0], bd.nn.BayesianLayer)
+    assert isinstance(bnet[2], bd.nn.Linear)
+    x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
+    model = bd.Classifier(bnet, num_data=40)
+    guide = bd.DropoutGuide(model)
+    guide(x)
+    head = guide.layer_guide(bnet[2]).weight.detach().clone()
+    bd.fit(model, guide, (x, y), epochs=3, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, bnet[0].parameters()))
+    assert not torch.equal(guide.layer_guide(bnet[2]).weight.detach(), head)
+    frozen = torch.nn.Sequential(torch.nn.Linear(6, 3)).requires_grad_(False)
+    with pytest.warns(UserWarning, match="frozen"), pytest.raises(ValueError, match=r"the frozen ones stay plain: 0"):
+        bd.bayesianize(frozen, "bernoulli")

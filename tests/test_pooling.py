@@ -297,6 +297,10 @@ def test_bayesianize_warns_for_what_it_cannot_convert_and_refuses_pool_settings_
     )
     with pytest.warns(UserWarning, match="'maxpool-dropout' does not randomise AvgPool2d, which stays plain: 1"):
         bd.bayesianize(cnn, "bernoulli", pool_method="maxpool-dropout")
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    match = "'avgpool-dropout' does not randomise AdaptiveAvgPool2d, which stays plain: 1"
+    with pytest.warns(UserWarning, match=match):  # a pool_method that finds nothing to act on is not silent
+        bd.bayesianize(cnn, "bernoulli", pool_method="avgpool-dropout")
     cnn = torch.nn.Sequential(torch.nn.Dropout2d(), torch.nn.Flatten(), torch.nn.Linear(4, 2))
     with pytest.warns(UserWarning, match="0 drop whole feature maps"):
         bd.bayesianize(cnn, "bernoulli")

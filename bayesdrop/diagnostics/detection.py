@@ -237,11 +237,12 @@ def accuracy_rejection(
         With ``posterior_predictive.probs`` and ``observed_data.y``, or class probabilities ``(S, N, C)`` (then
         ``y`` gives the labels).
     y : array, optional
-        Labels ``(N,)`` for array input.
+        Labels ``(N,)`` for array input, or for the inputs of another group than ``posterior_predictive`` (whose
+        labels are ``observed_data``'s).
     score : str
         One of :data:`SCORES`.
     group : str
-        The InferenceData group (``posterior_predictive``).
+        The InferenceData group (``posterior_predictive``; ``predictions`` with ``y``).
 
     Returns
     -------
@@ -251,11 +252,16 @@ def accuracy_rejection(
     """
     (name,) = _check_scores(score)
     p = _probability_draws(idata, "idata", group)
-    if _is_idata(idata):
+    if _is_idata(idata) and group == "posterior_predictive":
         if y is not None:
             raise ValueError("`y` is taken from `idata.observed_data`; pass it only with class probabilities")
         labels = np.asarray(idata.observed_data["y"].values)
     elif y is None:
+        if _is_idata(idata):  # observed_data labels the posterior predictive's inputs, not these
+            raise ValueError(
+                f"`group` {group!r} holds inputs whose labels `idata` does not have (observed_data labels the "
+                "posterior predictive's): pass them as `y`"
+            )
         raise ValueError("`y` (the labels) is required with class probabilities")
     else:
         labels = np.asarray(y.detach().cpu().numpy() if hasattr(y, "detach") else y)

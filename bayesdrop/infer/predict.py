@@ -140,6 +140,8 @@ def _per_batch(
         )
     if not isinstance(guide, DropoutGuide) or guide.model is not model:
         raise ValueError("`guide` must be the DropoutGuide built for `model` (bd.DropoutGuide(model))")
+    if guide._order is not None:
+        guide.check_dtypes()
     # the weight-scaling rule's network and device, kept while the parameters are unchanged (None: the guide's first
     # run comes first)
     kept = cached_plain(model, guide) if rule == "weight-scaling" and guide._order is not None else None
@@ -535,8 +537,11 @@ def predict(
         H100; one pass per network where a layer cannot take vectorised draws
         (``benchmarks/results/predict_speed.md``).
     batch_size : int or None
-        Inputs per pass (all at once by default; a DataLoader's own batches): bounds the memory of a prediction,
-        which is the same (``"auto"`` on a CPU may pass up to 4096 rows, networks times inputs, at once).
+        Inputs per pass (all at once by default; a DataLoader's own batches): bounds the memory of a prediction
+        (``"auto"`` on a CPU may pass up to 4096 rows, networks times inputs, at once).  Networks whose draws are
+        per network (Gaussian weights, ``noise="shared"``) give the same prediction whatever the batch size; noise
+        drawn per example (Bernoulli masks) is drawn pass by pass, so another batch size gives other Monte Carlo
+        draws of the same predictive.
     return_samples : bool
         Also return the per-draw network outputs ``(T, N, ...)`` (one draw for ``"weight-scaling"``).
 

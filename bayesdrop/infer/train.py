@@ -609,6 +609,7 @@ def fit(
         raise ValueError("`data`: the DataLoader yields no batch")
     x0, y0 = first
     guide(x0, y0)
+    guide.check_dtypes()
     groups = param_groups(model, guide, lr)
     params = [p for group in groups for p in group["params"]]
     optim = torch.optim.Adam(groups, lr=lr) if optimizer is None else optimizer(groups)

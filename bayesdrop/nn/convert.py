@@ -43,6 +43,15 @@ _POOLS: dict[type[torch.nn.Module], tuple[Callable[..., BayesianLayer], str]] = 
     torch.nn.AvgPool1d: (AvgPool1d, "avg"),
     torch.nn.AvgPool2d: (AvgPool2d, "avg"),
 }
+# Poolings no pool method randomises (their windows depend on the input's size): named when a pool_method is given.
+_PLAIN_POOLS = (
+    torch.nn.AdaptiveMaxPool1d,
+    torch.nn.AdaptiveMaxPool2d,
+    torch.nn.AdaptiveAvgPool1d,
+    torch.nn.AdaptiveAvgPool2d,
+    torch.nn.LPPool1d,
+    torch.nn.LPPool2d,
+)
 # Kinds whose parameters are point estimates by design (normalisation layers): left as they are, without a warning.
 _DETERMINISTIC = (
     torch.nn.modules.batchnorm._BatchNorm,
@@ -248,7 +257,8 @@ def bayesianize(
     method can.  With ``pool_method`` every ``MaxPool1d/2d`` and ``AvgPool1d/2d`` whose pooling it randomises
     becomes the :mod:`bayesdrop.nn` pooling layer with it (others stay plain, with a warning).
     Normalisation layers keep their parameters as point estimates.  ``LSTM`` and ``GRU`` become ``bd.nn.LSTM`` /
-    ``GRU`` with ``recurrent_method``.  In a ``TransformerEncoder`` / ``TransformerEncoderLayer`` the feed-forward
+    ``GRU`` with ``recurrent_method``.  A weight layer whose parameters are all frozen (``requires_grad=False``, a
+    pre-trained backbone) stays plain and frozen, with a ``UserWarning`` naming it.  In a ``TransformerEncoder`` / ``TransformerEncoderLayer`` the feed-forward
     ``Linear`` layers are converted and torch's fused inference path, which reads their weights directly, is turned
     off.  Any other module with parameters of its own (a subclass of ``Linear`` whose
     ``forward`` may differ, a ``MultiheadAttention`` that reads its projections' weights directly) stays
@@ -325,9 +335,13 @@ def bayesianize(
     plain_pools: dict[str, list[str]] = {}  # pooling layers the pool method does not randomise
     visited: set[int] = set()  # containers whose children are converted (a container under two names: once)
     rates: dict[str, float] = {}  # the dropout modules replaced, with their rates
+    frozen: list[str] = []  # weight layers whose parameters all have requires_grad=False, left plain
 
     def convert(mod: torch.nn.Module, path: str, noise: str = "element") -> torch.nn.Module:
         if isinstance(mod, BayesianLayer):  # placed by the user (bd.nn.Dropout, a bd.nn.LSTM): kept as it is
+            return mod
+        if _is_weight_layer(mod) and not any(p.requires_grad for p in mod.parameters()):
+            frozen.append(path or "<root>")  # frozen by the user (a pre-trained backbone): stays plain and frozen
             return mod
         if type(mod) is torch.nn.Linear:
             new: BayesianLayer = Linear(mod.in_features, mod.out_features, m, bias=mod.bias is not None)
@@ -342,6 +356,9 @@ def bayesianize(
                 unmatched.append(path)
             rates[path or "<root>"] = mod.p
             return torch.nn.Identity()
+        elif isinstance(mod, _PLAIN_POOLS) and pm is not None:
+            plain_pools.setdefault(type(mod).__name__, []).append(path or "<root>")
+            return mod
         elif type(mod) in _POOLS and pm is not None:
             if _POOLS[type(mod)][1] not in pm.capabilities.pools:
                 plain_pools.setdefault(type(mod).__name__, []).append(path or "<root>")
@@ -414,6 +431,10 @@ def bayesianize(
         for kind, paths in own.items()
     ]
     messages += tied
+    messages += [
+        f"{', '.join(frozen)} are frozen (no parameter requires a gradient) and stay plain, deterministic and frozen; "
+        "set requires_grad=True before bayesianize to make them Bayesian"
+    ] * bool(frozen)
     own_p = getattr(m, "p", None)  # a fixed-rate method's rate
     changed = {k: p for k, p in rates.items() if own_p is not None and p != own_p}
     if changed:
@@ -425,6 +446,7 @@ def bayesianize(
     for message in messages:
         warnings.warn(f"bayesianize: {message}", UserWarning, stacklevel=2)
     if not bayesian_layers(out):
-        raise ValueError("`module` has no torch.nn.Linear, Conv1d or Conv2d layer to make Bayesian")
+        why = f" (the frozen ones stay plain: {', '.join(frozen)})" if frozen else ""
+        raise ValueError(f"`module` has no torch.nn.Linear, Conv1d or Conv2d layer to make Bayesian{why}")
     to_pyro_module_(out)  # recursive: names of nested plain submodules follow the tree too
     return cast(PyroModule, out)  # to_pyro_module_ changed its class in place
