@@ -194,6 +194,19 @@ def test_the_training_gradient_is_deterministic_and_bernoulli_s_is_not():
     assert any(a is not None and not torch.equal(a, b) for a, b in zip(*standard, strict=True))
 
 
+def test_plain_svi_with_the_wrapped_guide_takes_fits_deterministic_loss():
+    """The plain-Pyro path (README): ``TraceMeanField_ELBO`` with ``MomentMatching(training=True)(guide)`` gives
+    ``bd.infer.MeanFieldELBO``'s deterministic loss; the bare guide draws masks, a different loss each call."""
+    model, guide, x, y = tiny_classifier("fast-dropout", n=32, d=6, hidden=(16,), seed=0)
+    guide(x)
+    wrapped = MomentMatching(training=True)(guide)
+    pyro_loss = [pyro.infer.TraceMeanField_ELBO().differentiable_loss(model, wrapped, x, y) for _ in range(2)]
+    ours = MeanFieldELBO().differentiable_loss(model, wrapped, x, y)
+    assert torch.equal(pyro_loss[0], pyro_loss[1]) and torch.allclose(pyro_loss[0], ours, rtol=1e-6)
+    bare = [pyro.infer.TraceMeanField_ELBO().differentiable_loss(model, guide, x, y) for _ in range(2)]
+    assert not torch.equal(bare[0], bare[1])
+
+
 def test_fit_draws_no_mask_and_predict_moment_matching_is_one_deterministic_pass():
     model, guide, x, y = tiny_classifier("fast-dropout", n=40, d=6, hidden=(16,))
     res = bd.fit(model, guide, (x, y), epochs=10, progress=False, seed=0)

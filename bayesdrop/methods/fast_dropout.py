@@ -26,7 +26,9 @@ output nonlinearity by their own approximations, this is a generic one that serv
           f_{\pm k} = \mu_f \pm \sqrt{d\, \sigma^2_{f,k}}\, e_k.
 
 So a training step draws nothing: its loss and gradient are deterministic functions of the parameters and the
-minibatch.  Test time (``bd.predict(..., rule=...)``): ``"moment-matching"``, the same approximation (the sigma
+minibatch.  ``bd.fit`` applies the handler; with ``pyro.infer.SVI`` wrap the guide yourself,
+``bd.handlers.MomentMatching(training=True)(guide)``: the bare guide draws masks, and SVI then trains ``bernoulli``'s
+Monte Carlo objective.  Test time (``bd.predict(..., rule=...)``): ``"moment-matching"``, the same approximation (the sigma
 points as the draws of the predictive); ``"mc"`` (real masks) and ``"weight-scaling"`` as for ``bernoulli``.
 
 Example
