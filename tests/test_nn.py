@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pyro
@@ -492,3 +493,79 @@ def test_bayesianize_leaves_a_frozen_layer_plain_and_frozen():
     frozen = torch.nn.Sequential(torch.nn.Linear(6, 3)).requires_grad_(False)
     with pytest.warns(UserWarning, match="frozen"), pytest.raises(ValueError, match=r"the frozen ones stay plain: 0"):
         bd.bayesianize(frozen, "bernoulli")
+
+
+class _Branches(torch.nn.Module):
+    """The input read by two layers (through a LayerNorm and directly), and a layer that reads only theirs."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm, self.a, self.b = torch.nn.LayerNorm(80), torch.nn.Linear(80, 6), torch.nn.Linear(80, 6)
+        self.head = torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.a(self.norm(x)) + self.b(x)))
+
+
+class _Untraceable(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.head = torch.nn.Linear(80, 6), torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        if x.sum() > 0:  # control flow on a value: torch.fx cannot trace it
+            x = -x
+        return self.head(self.a(x))
+
+
+def test_bayesianize_gives_the_layers_reading_the_inputs_the_methods_input_rule():
+    """As bd.models: the layers that read the module's inputs (found on a torch.fx trace, through Flatten,
+    LayerNorm, activations) take ``method.input_layer(fan_in)`` (Bernoulli: 0.2 for >= 64 inputs, none below; vd:
+    its bound), or ``input_method``; the others take the method.  A module torch.fx cannot trace says so."""
+
+    def rates(net):
+        return {n: (layer.method.name, getattr(layer.method, "p", None)) for n, layer in bd.nn.bayesian_layers(net)}
+
+    seq = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    assert rates(bd.bayesianize(seq, "bernoulli")) == {"1": ("bernoulli", 0.2), "3": ("bernoulli", 0.5)}
+    small = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    assert rates(bd.bayesianize(small, "bernoulli", p=0.3)) == {"0": ("bernoulli", 0.0), "2": ("bernoulli", 0.3)}
+    assert rates(bd.bayesianize(_Branches(), "bernoulli")) == {
+        "a": ("bernoulli", 0.2),
+        "b": ("bernoulli", 0.2),
+        "head": ("bernoulli", 0.5),
+    }
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 5), torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    assert rates(bd.bayesianize(conv, "bernoulli"))["0"] == ("bernoulli", 0.2)  # 3 x 5 x 5 = 75 inputs per unit
+    vd = bd.bayesianize(torch.nn.Sequential(torch.nn.Linear(80, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)), "vd")
+    # vd's rule: alpha bounded by Bernoulli's input rate in variance, 0.2 / 0.8, on the inputs; 1 elsewhere
+    assert vd[0].method.max_log_alpha == pytest.approx(math.log(0.25)) and vd[2].method.max_log_alpha == 0.0
+    given = bd.bayesianize(torch.nn.Sequential(torch.nn.Linear(80, 8), torch.nn.Linear(8, 3)), "vd", input_method="vd")
+    assert given[0].method.name == given[1].method.name == "vd"
+    with pytest.raises(ValueError, match="`input_method` must be a layer or input method, got 'maxpool-dropout'"):
+        bd.bayesianize(torch.nn.Linear(4, 2), input_method="maxpool-dropout")
+    lone = bd.bayesianize(torch.nn.Linear(80, 2), "bernoulli")  # a layer converted alone: not a network's input
+    assert lone.method.p == 0.5
+    with pytest.warns(UserWarning, match=r"torch.fx cannot trace the module \(TraceError"):
+        untraced = bd.bayesianize(_Untraceable(), "bernoulli")
+    assert rates(untraced) == {"a": ("bernoulli", 0.5), "head": ("bernoulli", 0.5)}
+
+
+@pytest.mark.parametrize("method", bd.methods.names(role="layer"))
+def test_bayesianize_of_an_mlp_places_the_methods_as_bd_models_does(method):
+    """A torch MLP bayesianized gets, layer by layer, the methods and hyper-parameters of ``bd.models.mlp`` with
+    the same method: the defaults measured on bd.models' networks (the defaults matrix) hold for it (the input
+    layer used to take the hidden layers' method; docs/defaults.md measures the difference)."""
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(
+        torch.nn.Linear(64, 300), torch.nn.ReLU(), torch.nn.Linear(300, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        converted = bd.bayesianize(plain, method)
+    ours = [(layer.method.name, layer.method.hyper()) for _, layer in bd.nn.bayesian_layers(converted)]
+    theirs = [
+        (layer.method.name, layer.method.hyper())
+        for _, layer in bd.nn.bayesian_layers(bd.models.mlp(64, [300, 100], 10, method))
+    ]
+    assert ours == theirs

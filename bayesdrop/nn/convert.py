@@ -16,11 +16,13 @@ Example
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any, cast
 
 import torch
+import torch.fx
 from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 
@@ -43,6 +45,8 @@ _POOLS: dict[type[torch.nn.Module], tuple[Callable[..., BayesianLayer], str]] = 
     torch.nn.AvgPool1d: (AvgPool1d, "avg"),
     torch.nn.AvgPool2d: (AvgPool2d, "avg"),
 }
+# Layers whose method, when they read the network's inputs, follows the input rule (Method.input_layer).
+_INPUT_RULE_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)
 # Poolings no pool method randomises (their windows depend on the input's size): named when a pool_method is given.
 _PLAIN_POOLS = (
     torch.nn.AdaptiveMaxPool1d,
@@ -220,6 +224,38 @@ def _embedding(mod: torch.nn.Embedding, m: Method, path: str) -> BayesianLayer:
     return new
 
 
+def _input_layers(module: torch.nn.Module) -> tuple[set[str], str | None]:
+    """The paths of the ``Linear`` / ``Conv1d`` / ``Conv2d`` layers that read the module's inputs: through modules
+    and functions without weights of their own (a ``Flatten``, an activation, a reshape, a normalisation), found on
+    a ``torch.fx`` trace, with why none were found where the module cannot be traced (``None`` otherwise)."""
+    try:
+        graph = torch.fx.symbolic_trace(module).graph
+    except Exception as err:  # control flow on values, unsupported calls: torch.fx says which
+        return set(), f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    from_input: set[torch.fx.Node] = set()  # nodes computed from the inputs by no weight layer
+    found: set[str] = set()
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            from_input.add(node)
+        elif any(a in from_input for a in node.all_input_nodes):
+            if node.op == "call_module":
+                sub = module.get_submodule(str(node.target))
+                if type(sub) in _INPUT_RULE_LAYERS:
+                    found.add(str(node.target))
+                    continue
+                if _is_weight_layer(sub) or (_own_parameters(sub) and not isinstance(sub, _DETERMINISTIC)):
+                    continue  # a recurrent layer, an embedding, an attention: what follows reads its outputs
+            from_input.add(node)
+    return found, None
+
+
+def _fan_in(mod: torch.nn.Module) -> int:
+    """The inputs one unit of a ``Linear`` or a convolution sums: ``in_features``, or ``in_channels`` times the
+    kernel's size."""
+    weight = cast(torch.Tensor, mod.weight)
+    return math.prod(weight.shape[1:])
+
+
 def _fast_paths_off(module: torch.nn.Module) -> None:
     """Turn off the fused inference path of torch's transformer encoders that hold converted layers.
 
@@ -241,6 +277,7 @@ def bayesianize(
     module: torch.nn.Module,
     method: str | Method = "bernoulli",
     *,
+    input_method: str | Method | None = None,
     pool_method: str | Method | None = None,
     recurrent_method: str | Method | None = None,
     **hyper: Any,
@@ -255,7 +292,8 @@ def bayesianize(
     ``Dropout1d`` or ``Dropout2d`` (whole feature maps, Tompson et al. 2015) makes the next convolution of
     its container draw the noise once per input feature map (``noise="channel"``, spatial dropout), where the
     method can.  With ``pool_method`` every ``MaxPool1d/2d`` and ``AvgPool1d/2d`` whose pooling it randomises
-    becomes the :mod:`bayesdrop.nn` pooling layer with it (others stay plain, with a warning).
+    becomes the :mod:`bayesdrop.nn` pooling layer with it (others stay plain, with a warning).  The layers that
+    read the module's inputs take the method's input rule, as :mod:`bayesdrop.models` does (``input_method``).
     Normalisation layers keep their parameters as point estimates.  ``LSTM`` and ``GRU`` become ``bd.nn.LSTM`` /
     ``GRU`` with ``recurrent_method``.  A weight layer whose parameters are all frozen (``requires_grad=False``, a
     pre-trained backbone) stays plain and frozen, with a ``UserWarning`` naming it.  In a ``TransformerEncoder`` / ``TransformerEncoderLayer`` the feed-forward
@@ -281,6 +319,14 @@ def bayesianize(
         A plain ``torch.nn`` model (one that holds no :mod:`bayesdrop.nn` layer yet).
     method : str or Method
         The method of every weight layer (``bd.methods.names(role="layer")``); ``**hyper`` its hyper-parameters.
+    input_method : str or Method, optional
+        The method of the ``Linear`` and convolution layers that read the module's inputs (through modules without
+        weights: a ``Flatten``, an activation, a normalisation), found on a ``torch.fx`` trace; a layer or input
+        method (``"cutout"``).  Default: ``method.input_layer(fan_in)``, the input rule of
+        :func:`bayesdrop.models.mlp` (fixed rates: 0.2 from 64 inputs per unit, no noise below; ``vd``: its bound),
+        ``fan_in`` being ``in_features`` or ``in_channels`` times the kernel's size.  ``input_method=method`` gives
+        those layers the method's own rate.  A module ``torch.fx`` cannot trace (control flow on values) is
+        converted without the rule, with a ``UserWarning``.
     pool_method : str or Method, optional
         A method for the pooling layers (``bd.methods.names(role="pool")``).
     recurrent_method : str or Method, optional
@@ -326,6 +372,13 @@ def bayesianize(
     rm = m if recurrent_method is None else resolve(recurrent_method)
     if rm.capabilities.role not in ("layer", "recurrent"):
         raise ValueError(f"`recurrent_method` must be a recurrent or layer method, got {rm.name!r}")
+    im = None if input_method is None else resolve(input_method)
+    if im is not None and im.capabilities.role not in ("layer", "input"):
+        raise ValueError(
+            f"`input_method` must be a layer or input method, got {im.name!r} (a {im.capabilities.role} method)"
+        )
+    inputs, untraced = _input_layers(module)  # before any change: the trace reads the torch model
+    rule_matters = im is not None or type(m).input_layer is not Method.input_layer
     tied = _check_sharing(module)  # before any change: a refused module is left as it was
     channel = "noise" in m.capabilities.sites and _takes_channel_noise(m)
     like = _first_parameter(module)  # dtype and device of the layers that replace parameterless modules (pools)
@@ -343,10 +396,13 @@ def bayesianize(
         if _is_weight_layer(mod) and not any(p.requires_grad for p in mod.parameters()):
             frozen.append(path or "<root>")  # frozen by the user (a pre-trained backbone): stays plain and frozen
             return mod
+        lm = m  # the layers that read the inputs: the input rule, or input_method
+        if path in inputs:
+            lm = m.input_layer(_fan_in(mod)) if im is None else im
         if type(mod) is torch.nn.Linear:
-            new: BayesianLayer = Linear(mod.in_features, mod.out_features, m, bias=mod.bias is not None)
+            new: BayesianLayer = Linear(mod.in_features, mod.out_features, lm, bias=mod.bias is not None)
         elif type(mod) is torch.nn.Conv1d or type(mod) is torch.nn.Conv2d:
-            new = _conv(mod, m, noise)
+            new = _conv(mod, lm, noise)
         elif type(mod) is torch.nn.LSTM or type(mod) is torch.nn.GRU:
             return _recurrent(mod, rm, path)
         elif type(mod) is torch.nn.Embedding:
@@ -431,6 +487,10 @@ def bayesianize(
         for kind, paths in own.items()
     ]
     messages += tied
+    messages += [
+        f"torch.fx cannot trace the module ({untraced}), so the layers that read its inputs are not known and take "
+        f"{name!r} like the others, not its input rule (Method.input_layer){' or input_method' if im else ''}"
+    ] * bool(untraced and rule_matters)
     messages += [
         f"{', '.join(frozen)} are frozen (no parameter requires a gradient) and stay plain, deterministic and frozen; "
         "set requires_grad=True before bayesianize to make them Bayesian"
