@@ -199,6 +199,12 @@ def report(model: torch.nn.Module, guide: DropoutGuide, threshold: float | str |
     of the network are not rows of the report; their parameters count in both
     totals.
 
+    ``architecture`` is the network's widths after pruning: for a ``Sequential`` the inputs kept, then each layer's
+    output units (channels of a convolution), the shapes of :func:`prune`'s modules.  Another network is pruned
+    along its ``torch.fx`` trace, where a unit may stay for a reason of shape (a residual sum keeps its unit axis
+    whole, the first layer keeps all its inputs): there it lists, per layer, the input units read with a non-zero
+    weight, then the last layer's outputs, which can be fewer than the modules' shapes.
+
     A recurrent layer (``bd.nn.LSTM``, ``bd.nn.GRU``) has one row per weight
     site, per layer and direction (``f"{name}.weight_ih_l0"``,
     ``f"{name}.weight_hh_l0"``, ...), whose units are the columns of that

@@ -426,7 +426,8 @@ def fit(
         schedule positions, random number generators (torch, CUDA, Python, NumPy, the minibatch order), the
         callbacks' states (each callback takes the saved state of the next one of its type) and the history are
         restored, so that the resumed run ends where the uninterrupted one
-        would (same final parameters, history and metrics, the ``seconds`` excepted).  Checked before any step: it
+        would (same final parameters, history and metrics, the ``seconds`` excepted; ``test`` metrics to float
+        round-off, as ``predict`` times how it groups the networks on a CPU).  Checked before any step: it
         must be a bayesdrop checkpoint with a training state, of the same model and guide structure, written with
         the same settings (``epochs``, ``batch_size``, ``lr``, ``kl_warmup``, ``lr_decay``, ``lr_warmup``, ``lrt``,
         ``seed``, the number of data points, the loss and optimiser classes, ``test_samples``) and ``run_config``;
