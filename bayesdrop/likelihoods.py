@@ -188,9 +188,16 @@ class Likelihood(PyroModule):
 
         Default: ``nll``, the mean negative log predictive density of the mixture over the draws,
         :math:`-\frac1N \sum_n \log \frac1S \sum_s p(y_n \mid f_s(x_n))`
-        (:func:`bayesdrop.scoring.nll`, the one definition every report uses).
+        (:func:`bayesdrop.scoring.nll`, the one definition every report uses), from
+        :meth:`log_likelihood_float64`.
         """
-        return {"nll": nll(self.log_likelihood(out, y))}
+        return {"nll": nll(self.log_likelihood_float64(out, y))}
+
+    def log_likelihood_float64(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """:meth:`log_likelihood` computed in float64 from the network's outputs on: what the reports use
+        (``metrics``' NLL, ``to_inference_data``'s ``log_likelihood`` group, which PSIS exponentiates); a float32
+        log density is 1e-4 off where a Gaussian's residual is many scales."""
+        return self.log_likelihood(out.double() if torch.is_tensor(out) else out, y)
 
     def train_metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-minibatch sums of the metrics :func:`~bayesdrop.fit` reports as ``train_<name>`` (per example).

@@ -370,18 +370,6 @@ def test_load_unknown_name():
         data.load("cifar")
 
 
-def test_forecasting_bad_arguments():
-    """Windows and horizons are positive ints, the split year a finite number: refused by name before any work."""
-    with pytest.raises(ValueError, match=r"`window` must be a positive int \(time steps\), got 0"):
-        data.load("co2", window=0)
-    with pytest.raises(TypeError, match="`horizon` must be a positive int"):
-        data.load("sunspots", horizon="12")
-    with pytest.raises(ValueError, match="`test_from` must lie in"):
-        data.load("co2", test_from=float("nan"))
-    with pytest.raises(TypeError, match=r"`test_from` must be a number \(a year\), got '1990'"):
-        data.load("co2", test_from="1990")
-
-
 def test_load_bad_arguments():
     with pytest.raises(TypeError, match="n_train"):
         data.load("digits", n_train=5)

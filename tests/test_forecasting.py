@@ -52,14 +52,15 @@ def test_co2_is_the_monthly_mean_of_the_weekly_record():
 
 def test_forecasting_options_are_checked():
     assert bd.data.load("sunspots", window=10, horizon=3, test_from=1980).train.y.shape[1] == 3
-    for kwargs, match in (
-        ({"window": 0}, "window"),
-        ({"horizon": 1.5}, "horizon"),
-        ({"test_from": "1990"}, "test_from"),
-        ({"test_from": 1700}, "training"),
-        ({"horizon": 400}, "test windows"),
+    for kwargs, error, match in (  # a value of the wrong kind is a TypeError, one out of range a ValueError
+        ({"window": 0}, ValueError, r"`window` must be a positive int \(time steps\), got 0"),
+        ({"horizon": 1.5}, TypeError, "`horizon` must be a positive int"),
+        ({"test_from": "1990"}, TypeError, r"`test_from` must be a number \(a year\), got '1990'"),
+        ({"test_from": float("nan")}, ValueError, "`test_from` must lie in"),
+        ({"test_from": 1700}, ValueError, "training"),
+        ({"horizon": 400}, ValueError, "test windows"),
     ):
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(error, match=match):
             bd.data.load("sunspots", **kwargs)
     with pytest.raises(TypeError, match="noise"):
         bd.data.load("co2", noise=0.1)

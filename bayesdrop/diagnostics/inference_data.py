@@ -378,8 +378,7 @@ class _Groups:
                 self.predictive.add(name, _np(value)[None])  # in the network's dtype: float32 halves the memory
             if yb is not None:
                 model.check_targets(yb, name="data.y")
-                # in float64 from the network's outputs on (PSIS exponentiates it; float32 lost 1e-4 of a log density)
-                log_p = model.log_likelihood(out.double() if torch.is_tensor(out) else out, yb.to(dev))
+                log_p = model.log_likelihood_float64(out, yb.to(dev))  # PSIS exponentiates it
                 self.log_likelihood.add("y", _np(log_p, np.float64)[None])
                 self.observed.add("y", _np(yb, self.y_dtype))
             for name, (var_dims, value) in model.constant_data(xb).items():
