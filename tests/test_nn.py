@@ -507,6 +507,18 @@ class _Branches(torch.nn.Module):
         return self.head(torch.relu(self.a(self.norm(x)) + self.b(x)))
 
 
+class _Residual(torch.nn.Module):
+    """A residual stream: the second block reads the input plus the first block's output."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.head = torch.nn.Linear(80, 80), torch.nn.Linear(80, 80), torch.nn.Linear(80, 3)
+
+    def forward(self, x):
+        h = x + torch.relu(self.a(x))
+        return self.head(h + torch.relu(self.b(h)))
+
+
 class _Untraceable(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -535,6 +547,11 @@ def test_bayesianize_gives_the_layers_reading_the_inputs_the_methods_input_rule(
         "b": ("bernoulli", 0.2),
         "head": ("bernoulli", 0.5),
     }
+    assert rates(bd.bayesianize(_Residual(), "bernoulli")) == {  # a residual sum is no longer the inputs
+        "a": ("bernoulli", 0.2),
+        "b": ("bernoulli", 0.5),
+        "head": ("bernoulli", 0.5),
+    }
     conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 5), torch.nn.Flatten(), torch.nn.Linear(16, 3))
     assert rates(bd.bayesianize(conv, "bernoulli"))["0"] == ("bernoulli", 0.2)  # 3 x 5 x 5 = 75 inputs per unit
     vd = bd.bayesianize(torch.nn.Sequential(torch.nn.Linear(80, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)), "vd")
@@ -544,6 +561,10 @@ def test_bayesianize_gives_the_layers_reading_the_inputs_the_methods_input_rule(
     assert given[0].method.name == given[1].method.name == "vd"
     with pytest.raises(ValueError, match="`input_method` must be a layer or input method, got 'maxpool-dropout'"):
         bd.bayesianize(torch.nn.Linear(4, 2), input_method="maxpool-dropout")
+    placed = torch.nn.Sequential(  # a bd.nn.Dropout placed by the user: traced as a leaf, its method kept
+        torch.nn.Linear(64, 8), bd.nn.Dropout("bernoulli", noise_shape=(8,), p=0.3), torch.nn.Linear(8, 3)
+    )
+    assert list(rates(bd.bayesianize(placed, "bernoulli")).values()) == [("bernoulli", p) for p in (0.2, 0.3, 0.5)]
     lone = bd.bayesianize(torch.nn.Linear(80, 2), "bernoulli")  # a layer converted alone: not a network's input
     assert lone.method.p == 0.5
     with pytest.warns(UserWarning, match=r"torch.fx cannot trace the module \(TraceError"):

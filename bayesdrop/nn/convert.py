@@ -224,20 +224,30 @@ def _embedding(mod: torch.nn.Embedding, m: Method, path: str) -> BayesianLayer:
     return new
 
 
+class _LeafTracer(torch.fx.Tracer):
+    """torch.fx's tracer, with the bayesdrop layers a user placed (a ``bd.nn.Dropout``) as leaves: their Pyro sample
+    statements are not traced into."""
+
+    def is_leaf_module(self, m: torch.nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, BayesianLayer) or super().is_leaf_module(m, module_qualified_name)
+
+
 def _input_layers(module: torch.nn.Module) -> tuple[set[str], str | None]:
     """The paths of the ``Linear`` / ``Conv1d`` / ``Conv2d`` layers that read the module's inputs: through modules
-    and functions without weights of their own (a ``Flatten``, an activation, a reshape, a normalisation), found on
-    a ``torch.fx`` trace, with why none were found where the module cannot be traced (``None`` otherwise)."""
+    and functions without weights of their own (a ``Flatten``, an activation, a reshape, a normalisation) and of
+    the inputs alone (not a residual sum with a layer's output), found on a ``torch.fx`` trace, with why none were
+    found where the module cannot be traced (``None`` otherwise)."""
     try:
-        graph = torch.fx.symbolic_trace(module).graph
+        graph = _LeafTracer().trace(module)
     except Exception as err:  # control flow on values, unsupported calls: torch.fx says which
         return set(), f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-    from_input: set[torch.fx.Node] = set()  # nodes computed from the inputs by no weight layer
+    from_input: set[torch.fx.Node] = set()  # nodes computed from the inputs alone, by no weight layer
     found: set[str] = set()
     for node in graph.nodes:
+        tensors = [a for a in node.all_input_nodes if a.op != "get_attr"]  # a module's constants are no input
         if node.op == "placeholder":
             from_input.add(node)
-        elif any(a in from_input for a in node.all_input_nodes):
+        elif tensors and all(a in from_input for a in tensors):  # a residual sum mixes in computed features
             if node.op == "call_module":
                 sub = module.get_submodule(str(node.target))
                 if type(sub) in _INPUT_RULE_LAYERS:
@@ -296,10 +306,10 @@ def bayesianize(
     read the module's inputs take the method's input rule, as :mod:`bayesdrop.models` does (``input_method``).
     Normalisation layers keep their parameters as point estimates.  ``LSTM`` and ``GRU`` become ``bd.nn.LSTM`` /
     ``GRU`` with ``recurrent_method``.  A weight layer whose parameters are all frozen (``requires_grad=False``, a
-    pre-trained backbone) stays plain and frozen, with a ``UserWarning`` naming it.  In a ``TransformerEncoder`` / ``TransformerEncoderLayer`` the feed-forward
-    ``Linear`` layers are converted and torch's fused inference path, which reads their weights directly, is turned
-    off.  Any other module with parameters of its own (a subclass of ``Linear`` whose
-    ``forward`` may differ, a ``MultiheadAttention`` that reads its projections' weights directly) stays
+    pre-trained backbone) stays plain and frozen, with a ``UserWarning`` naming it.  In a ``TransformerEncoder`` or
+    ``TransformerEncoderLayer`` the feed-forward ``Linear`` layers are converted and torch's fused inference path,
+    which reads their weights directly, is turned off.  Any other module with parameters of its own (a subclass of
+    ``Linear`` whose ``forward`` may differ, a ``MultiheadAttention`` that reads its projections' weights directly) stays
     deterministic, with a ``UserWarning`` naming it.  A module of your own that holds parameters itself besides
     submodules (a block with a learned ``scale``, a root with a temperature) is a container: its submodules are
     converted, and the parameters it holds itself stay point estimates, with a ``UserWarning`` naming them.  The
