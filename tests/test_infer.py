@@ -466,10 +466,12 @@ def test_a_model_cast_after_its_guide_ran_is_named_before_training():
     what to do, before a step (it failed deep in a matrix product); cast together, they train in float64."""
     model, guide, x, y = tiny_classifier("vbd")
     guide(x)
+    bd.predict(model, guide, x, rule="weight-scaling")  # its plain network cached, then stale
     model.double()
     for call in (
         lambda: bd.fit(model, guide, (x.double(), y), epochs=1, progress=False),
         lambda: bd.predict(model, guide, x.double()),
+        lambda: bd.predict(model, guide, x.double(), rule="weight-scaling"),
     ):
         with pytest.raises(ValueError, match=r"guide's parameter .* is torch.float32 .* layer .* is torch.float64"):
             call()

@@ -106,6 +106,7 @@ def cached_plain(model: Likelihood, guide: DropoutGuide) -> PlainCache:
     """:func:`weight_scaling_network`'s cache of ``guide``, built anew where the state it was built from changed."""
     cached = _PLAIN.get(guide)
     if cached is None or cached.modules[0]() is not model or not _unchanged(cached):
+        guide.check_dtypes()  # a model cast after its guide ran: named here, not inside the network's first layer
         modules = [*model.modules(), *guide.modules()]
         layers = [m for m in modules if isinstance(m, BayesianLayer)]
         exportable = all(layer.method.capabilities.plain_export for layer in layers)

@@ -140,11 +140,11 @@ def _per_batch(
         )
     if not isinstance(guide, DropoutGuide) or guide.model is not model:
         raise ValueError("`guide` must be the DropoutGuide built for `model` (bd.DropoutGuide(model))")
-    if guide._order is not None:
-        guide.check_dtypes()
     # the weight-scaling rule's network and device, kept while the parameters are unchanged (None: the guide's first
-    # run comes first)
+    # run comes first); built after guide.check_dtypes(), which the draws take here
     kept = cached_plain(model, guide) if rule == "weight-scaling" and guide._order is not None else None
+    if kept is None and guide._order is not None:
+        guide.check_dtypes()
     dev = device_of(model, guide) if kept is None else kept.device
     if torch.is_tensor(x):
         inputs = len(x)
