@@ -291,7 +291,7 @@ def dropout_rates(model: torch.nn.Module, guide: DropoutGuide) -> dict[str, torc
     """Learned keep probabilities of every Bayesian layer.
 
     For Bernoulli families the keep probability of each gate; for Gaussian
-    families :math:`1 / (1 + \alpha)`.  Returns ``{layer name: tensor}`` (per
+    families :math:`1 / (1 + \\alpha)`.  Returns ``{layer name: tensor}`` (per
     input unit, or per weight for per-weight methods), detached.  A layer with several rate sites
     (:meth:`~bayesdrop.methods.Method.rate_sites`: a recurrent layer's, per layer, direction and role) has one entry
     per site, ``{layer name}.{site}`` (``net.rnn.noise_l0``, ``net.rnn.weight_ih_l1``, ...).
