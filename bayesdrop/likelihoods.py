@@ -195,9 +195,11 @@ class Likelihood(PyroModule):
 
     def log_likelihood_float64(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """:meth:`log_likelihood` computed in float64 from the network's outputs on: what the reports use
-        (``metrics``' NLL, ``to_inference_data``'s ``log_likelihood`` group, which PSIS exponentiates); a float32
-        log density is 1e-4 off where a Gaussian's residual is many scales."""
-        return self.log_likelihood(out.double() if torch.is_tensor(out) else out, y)
+        (``metrics``' NLL, ``to_inference_data``'s ``log_likelihood`` group, which PSIS exponentiates): a float32
+        log density is 1e-4 off where a Gaussian's residual is many scales.  On Apple's MPS, which has no float64,
+        in the outputs' dtype."""
+        wide = torch.is_tensor(out) and out.device.type != "mps"
+        return self.log_likelihood(out.double() if wide else out, y)
 
     def train_metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-minibatch sums of the metrics :func:`~bayesdrop.fit` reports as ``train_<name>`` (per example).
