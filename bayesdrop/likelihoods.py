@@ -44,7 +44,7 @@ from pyro.nn import PyroModule
 from .checks import integer, real_number
 from .data import check_labels
 from .distributions import LogitsCategorical, SigmaPointAverage
-from .moments import Moments
+from .moments import Moments, wide_dtype
 from .nn import bayesian_layers, local_plate
 from .scoring import accuracy, nll, rmse
 from .sites import draws
@@ -198,8 +198,7 @@ class Likelihood(PyroModule):
         (``metrics``' NLL, ``to_inference_data``'s ``log_likelihood`` group, which PSIS exponentiates): a float32
         log density is 1e-4 off where a Gaussian's residual is many scales.  On Apple's MPS, which has no float64,
         in the outputs' dtype."""
-        wide = torch.is_tensor(out) and out.device.type != "mps"
-        return self.log_likelihood(out.double() if wide else out, y)
+        return self.log_likelihood(out.to(wide_dtype(out)) if torch.is_tensor(out) else out, y)
 
     def train_metrics(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-minibatch sums of the metrics :func:`~bayesdrop.fit` reports as ``train_<name>`` (per example).

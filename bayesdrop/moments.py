@@ -56,6 +56,12 @@ def _plain(a: Any) -> Any:
     return a
 
 
+def wide_dtype(like: torch.Tensor) -> torch.dtype:
+    """float64, for a computation that float32 rounds away (a normal's far tail, a log density to report), but on
+    Apple's MPS, which has none: there ``like``'s dtype."""
+    return like.dtype if like.device.type == "mps" else torch.float64
+
+
 def normal_cdf(x: torch.Tensor) -> torch.Tensor:
     r""":math:`\Phi(x)` from ``erfc``, to full relative precision in the lower tail (``torch.special.ndtr``'s
     :math:`(1 + \mathrm{erf})/2` is 4 % off at -5 and 0 below -5.4 in float32)."""

@@ -65,7 +65,7 @@ from torch.distributions import constraints, register_kl
 from torch.special import log_ndtr, ndtri
 
 from ..checks import check_range, real_number
-from ..moments import normal_cdf
+from ..moments import normal_cdf, wide_dtype
 from ..sites import per_example_shape, site_shaped
 from . import register
 from .base import Capabilities, LayerGuide, PointWeights, TrainingDefaults, site_param
@@ -117,11 +117,6 @@ def _tail_log_rho(lo: torch.Tensor, hi: torch.Tensor, s_lo: torch.Tensor, s_hi: 
     return 0.5 * w * (hi + lo) - torch.log1p(-w / hi) + torch.log(s_lo / s_hi)
 
 
-def _work_dtype(like: torch.Tensor) -> torch.dtype:
-    """float64, where the tail's formulas work, but on MPS, which has none (there: ``like``'s dtype)."""
-    return like.dtype if like.device.type == "mps" else torch.float64
-
-
 def _tail_distance(u: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     r""":math:`d` of :func:`_truncated_normal_icdf` where ``hi < -10`` (float64, same shapes).
 
@@ -160,7 +155,7 @@ class _TruncatedNormalDistance(torch.autograd.Function):
         d = h - ndtri((p_lo + u * (p_hi - p_lo)).clamp(tiny, 1 - eps))
         tail = (hi < _TAIL).expand_as(d)
         if bool(tail.any()):  # run eagerly even in a recorded graph: a Python op
-            work = _work_dtype(u)
+            work = wide_dtype(u)
             d[tail] = _tail_distance(*(t.expand_as(d)[tail].to(work) for t in (u, lo, hi))).to(d.dtype)
         ctx.save_for_backward(u, lo, hi, d)
         return d
@@ -169,7 +164,7 @@ class _TruncatedNormalDistance(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor, torch.Tensor]:
         u, lo, hi, d = ctx.saved_tensors
-        u64, lo64, hi64, d64, g64 = (t.to(_work_dtype(u)) for t in (u, lo, hi, d, grad))
+        u64, lo64, hi64, d64, g64 = (t.to(wide_dtype(u)) for t in (u, lo, hi, d, grad))
         x = hi64 - d64
         # phi(x) dx = (1 - u) phi(lo) dlo + u phi(hi) dhi; d = hi - x; phi(hi) / phi(x) = exp(-d (hi - d / 2))
         d_hi = -torch.expm1(u64.log() - d64 * (hi64 - 0.5 * d64))
@@ -216,7 +211,7 @@ class _TruncatedNormalEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        work = _work_dtype(alpha)
+        work = wide_dtype(alpha)
         upper, lo, hi = _mirrored(alpha, beta)
         lo, hi = lo.to(work), hi.to(work)
         log_z = _log_normal_mass(lo, hi)
