@@ -472,6 +472,8 @@ def test_a_model_cast_after_its_guide_ran_is_named_before_training():
         lambda: bd.fit(model, guide, (x.double(), y), epochs=1, progress=False),
         lambda: bd.predict(model, guide, x.double()),
         lambda: bd.predict(model, guide, x.double(), rule="weight-scaling"),
+        lambda: bd.evaluate(model, guide, (x.double(), y), num_samples=2),
+        lambda: bd.to_inference_data(model, guide, (x.double(), y), num_samples=2),
     ):
         with pytest.raises(ValueError, match=r"guide's parameter .* is torch.float32 .* layer .* is torch.float64"):
             call()

@@ -283,6 +283,7 @@ def to_inference_data(
     new = _Groups(model, "pred_id", y_dtype, new_size) if new_passes is not None else None
     with eval_mode(model):
         with seeded(seed, dev, guide_setup(guide, first[0], dev)):  # the recipe of bd.evaluate: the same networks
+            guide.check_dtypes()  # as predict and evaluate: a model cast after its guide ran, named
             draws = PosteriorSampler(model, guide, S, first[0][:1].to(dev), shared_noise=shared)
             train.record(draws, itertools.chain([first], passes), dev)
             if new is not None and new_passes is not None:
