@@ -18,7 +18,8 @@ convolutional and recurrent networks side by side; :mod:`~bayesdrop.experiments.
 extrapolation and rotated-digit results (Gal & Ghahramani 2016); :mod:`~bayesdrop.experiments.peers`, ``bd.fit``
 against other Bayesian deep learning libraries (bayesian-torch, torchbnn, blitz, torch-uncertainty, TyXe, Pyro's
 ``AutoNormal``), each beside a hand-written floor; :mod:`~bayesdrop.experiments.lr_warmup`, ``bd.fit`` with and
-without its learning-rate warm-up.  These five are imported by name
+without its learning-rate warm-up; :mod:`~bayesdrop.experiments.bayesianize_inputs`, ``bd.bayesianize``'s input rule
+against ``bd.models.mlp``.  These six are imported by name
 (``from bayesdrop.experiments import rnn_dropout``).
 :mod:`~bayesdrop.experiments.report_io` describes the machine and writes a record.
 
