@@ -319,6 +319,35 @@ def test_bayesianize_converts_the_layers_of_a_module_with_parameters_of_its_own(
     assert isinstance(net.fc, bd.nn.Linear)
 
 
+def test_bayesianize_takes_a_module_whose_child_was_set_to_none():
+    """torch keeps a child set to None (a head removed with ``net.head = None``); Pyro's own recursive conversion
+    refused it with a TypeError.  The network converts, trains and predicts, its sites named by the tree."""
+
+    class Headed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+            self.head = torch.nn.Linear(3, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.body(x)
+            return h if self.head is None else self.head(h)
+
+    torch.manual_seed(0)
+    base = Headed()
+    base.head = None
+    assert "head" in base._modules and base._modules["head"] is None
+    net = bd.bayesianize(base, "bernoulli")
+    assert net.head is None and "head" in net._modules
+    assert isinstance(net.body[2], bd.nn.Linear) and isinstance(net.body, PyroModule)
+    model = bd.Classifier(net, num_data=20)
+    guide = bd.DropoutGuide(model)
+    x, y = torch.randn(20, 4), torch.randint(0, 3, (20,))
+    bd.fit(model, guide, (x, y), epochs=1, progress=False)
+    assert {n for n, _, _ in guide.pairs()} == {"net.body.0", "net.body.2"}
+    assert bd.predict(model, guide, x, rule="weight-scaling").shape == (20, 3)
+
+
 def test_bayesianize_warns_that_tied_weights_are_untied():
     """A decoder tied to its embedding (``dec.weight = emb.weight``): both become Bayesian layers with weights of
     their own, starting from the shared value, and the warning names both parameters."""

@@ -518,5 +518,20 @@ def bayesianize(
     if not bayesian_layers(out):
         why = f" (the frozen ones stay plain: {', '.join(frozen)})" if frozen else ""
         raise ValueError(f"`module` has no torch.nn.Linear, Conv1d or Conv2d layer to make Bayesian{why}")
-    to_pyro_module_(out)  # recursive: names of nested plain submodules follow the tree too
+    _to_pyro_module(out)
     return cast(PyroModule, out)  # to_pyro_module_ changed its class in place
+
+
+def _to_pyro_module(module: torch.nn.Module) -> None:
+    """Pyro's ``to_pyro_module_(module)``, recursive as it is (each child converted before its parent sets it
+    again, so that the names of nested plain submodules follow the tree), past a child set to None, which torch
+    allows (``register_module(name, None)``, or ``net.head = None`` after a head) and Pyro's own recursion
+    refuses with a TypeError."""
+    children = [(name, child) for name, child in module._modules.items() if child is not None]
+    for _, child in children:
+        _to_pyro_module(child)
+    if isinstance(module, PyroModule):  # to_pyro_module_ sets nothing again in a PyroModule without recursing
+        for name, child in children:
+            setattr(module, name, child)
+    else:
+        to_pyro_module_(module, recurse=False)
