@@ -334,9 +334,9 @@ class Classifier(Likelihood):
             self._pending_labels[name] = int(y.max())
 
     def predictive(self, out):
-        probs = class_softmax(out)
-        # one draw (the weight-scaling rule): no mean to take
-        return probs[0].contiguous() if len(probs) == 1 else probs.mean(0)
+        if len(out) == 1:  # one draw (the weight-scaling rule): no mean to take
+            return class_softmax(out[0]).contiguous()
+        return class_softmax(out).mean(0)
 
     def metrics(self, out, y):
         return {"acc": accuracy(class_softmax(out), y), **super().metrics(out, y)}

@@ -435,6 +435,40 @@ def test_inputs_of_the_wrong_kind_are_refused_by_fit_and_predict_alike():
         bd.predict(model, guide, torch.ones(3, 4, dtype=torch.int64))
 
 
+def test_the_input_check_reads_the_parameter_that_parameters_yields_first():
+    """The dtype check's walk of the module tree finds the first floating parameter of ``model.parameters()``:
+    past a root and containers without parameters, a child set to None and integer buffers, in a network whose
+    own parameter comes before its children's, and none in a network without floating parameters."""
+    from bayesdrop.infer.predict import _first_floating_parameter
+
+    def first(module: torch.nn.Module) -> torch.Tensor | None:
+        return next((p for p in module.parameters() if p.is_floating_point()), None)
+
+    torch.manual_seed(0)
+    nested = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Sequential(torch.nn.Identity(), torch.nn.Linear(3, 4)))
+    nested.register_module("gone", None)
+    nested.register_buffer("steps", torch.zeros((), dtype=torch.int64))
+
+    class Scaled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.child = torch.nn.Linear(2, 2)
+            self.scale = torch.nn.Parameter(torch.ones(()))  # registered after the child: parameters() yields it first
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.child(x) * self.scale
+
+    own = Scaled()
+    with pytest.warns(UserWarning, match="parameters that Scaled holds itself stay deterministic"):
+        nets = [bd.bayesianize(nested, "bernoulli"), bd.bayesianize(own, "bernoulli")]
+    nets += [bd.models.lenet5((1, 8, 8), 10, "bernoulli"), bd.models.rnn(1, 4, 3, "variational-rnn")]
+    for net in nets:
+        model = bd.Classifier(net, num_data=10)
+        assert _first_floating_parameter(model) is first(model) is not None
+    assert _first_floating_parameter(nets[1]) is own.scale
+    assert _first_floating_parameter(torch.nn.Sequential(torch.nn.ReLU())) is None
+
+
 def test_nan_inputs_from_a_data_loader_are_named_not_blamed_on_the_learning_rate():
     """A loader's batches are not checked before training as tensors are: a NaN input in its third batch stops the
     run with a message naming that batch, compiled or eager."""

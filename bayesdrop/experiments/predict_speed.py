@@ -9,7 +9,9 @@ method, S draws and a batch size), the model and guide are built from seed 0 (un
 not depend on the weights' values), and ``bd.predict`` runs ``--repeats`` times with ``parallel=False`` (one forward
 pass per drawn network, :class:`~bayesdrop.posterior.PosteriorSampler`) and ``parallel=True`` (the S networks in
 one ``pyro.plate``, their draws folded into the batch axis: :class:`~bayesdrop.sites.Draws`), alternating, after
-one warm-up call of each.  Reported: the median wall time of each and the ratio of the medians (looped over
+one warm-up call of each.  Reported: the median time of each (on a CPU with one torch thread the CPU time of the
+timing thread, which a virtual machine's stolen time does not inflate; wall time otherwise) and the ratio of the
+medians (looped over
 vectorised: above 1, the vectorised pass is faster), with the memory each pass holds at once, from the layer
 widths: the activations of ``S x batch`` examples, and the vectorised Gaussian weights' ``S`` copies.
 
@@ -47,6 +49,7 @@ import torch.nn.functional as F
 
 import bayesdrop as bd
 from bayesdrop.distributions import base_distribution
+from bayesdrop.infer.plain import weight_scaling_network
 from bayesdrop.infer.predict import auto_parallel
 from bayesdrop.methods.classic import BernoulliDropout
 
@@ -122,23 +125,36 @@ def build(config: Config) -> tuple[bd.Likelihood, bd.DropoutGuide, torch.Tensor,
     return model, guide, x, width
 
 
+def _thread_clock(device: torch.device) -> bool:
+    """Whether :func:`_alternate` times ``device`` by the CPU time of the timing thread (a CPU, one torch thread)."""
+    return device.type == "cpu" and torch.get_num_threads() == 1
+
+
+def _clock_words(device: torch.device) -> str:
+    """The record's words for :func:`_alternate`'s clock on ``device``."""
+    return "CPU time of the timing thread" if _thread_clock(device) else "wall time"
+
+
 def _alternate(
     runs: dict[Any, Callable[[], Any]], repeats: int, device: torch.device, calls: int = 1
 ) -> dict[Any, float]:
-    """Median wall seconds of one call of each of ``runs``, timed in turn ``repeats`` times after one warm-up of
-    each, every timing a loop of ``calls`` calls (divided by it), the device synchronised around every timing."""
+    """Median seconds of one call of each of ``runs``, timed in turn ``repeats`` times after one warm-up of each,
+    every timing a loop of ``calls`` calls (divided by it), the device synchronised around every timing: on a CPU
+    with one torch thread the CPU time of the timing thread (``time.thread_time``: what the machine's other work
+    and a virtual machine's stolen time do not add to), else wall time."""
+    clock = time.thread_time if _thread_clock(device) else time.perf_counter
     times: dict[Any, list[float]] = {key: [] for key in runs}
     for i in range(repeats + 1):
         for key, run in runs.items():
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            start = time.perf_counter()
+            start = clock()
             for _ in range(calls):
                 run()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             if i:  # the first timing of each warms up
-                times[key].append((time.perf_counter() - start) / calls)
+                times[key].append((clock() - start) / calls)
     return {key: statistics.median(t) for key, t in times.items()}
 
 
@@ -288,7 +304,8 @@ WEIGHT_SCALING_SECONDS = 0.05  #: :func:`measure_weight_scaling` times loops of 
 
 def measure_weight_scaling(config: Config, device: torch.device, repeats: int = 5) -> dict[str, Any]:
     """Time ``bd.predict(..., rule="weight-scaling")`` against its floor, one plain forward pass per batch of the
-    test-time network (:func:`bayesdrop.compress.mean_module`) and a softmax, alternating, medians after a warm-up,
+    test-time network it keeps (:func:`~bayesdrop.infer.plain.weight_scaling_network`, the module of
+    :func:`bayesdrop.compress.mean_module`) and a softmax, alternating, medians after a warm-up,
     each timing a loop of as many calls as last :data:`WEIGHT_SCALING_SECONDS` (a digits pass takes half a
     millisecond, within the timer's and the machine's noise).
 
@@ -301,7 +318,8 @@ def measure_weight_scaling(config: Config, device: torch.device, repeats: int = 
     model.to(device)
     guide.to(device)
     x = x.to(device)
-    plain = bd.compress.mean_module(model, guide)
+    # the very module bd.predict runs (weight_scaling_network's cache): what differs is bd.predict's own work
+    plain = weight_scaling_network(model, guide)
 
     def floor() -> torch.Tensor:
         with torch.no_grad():
@@ -352,7 +370,8 @@ def main(argv: Sequence[str] | None = None, *, default_out: str | Path = "benchm
         f"Device: {device_name(device)}.  `bd.predict(..., num_samples=S, batch_size=B)` with `parallel=False` (one "
         "forward pass per drawn network: of the plain modules, `bd.infer.plain`, for networks that draw nothing per "
         "example) and `parallel=True` (the S networks in one `pyro.plate`, folded into the "
-        f"batch axis); median of {args.repeats} timed calls each, alternating, after one warm-up call of each.  "
+        f"batch axis); median of {args.repeats} timed calls each, alternating, after one warm-up call of each ("
+        f"{_clock_words(device)}).  "
         "Ratio: looped time over vectorised time (above 1: the vectorised pass is faster).  Default: "
         '`parallel="auto"`, `bd.predict`\'s default, and in brackets what it chose (networks per vectorised pass, '
         "or one pass per network).  Hand-written: the faster of two plain-torch loops of the same MLP and law, one "

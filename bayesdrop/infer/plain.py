@@ -23,7 +23,7 @@ import functools
 import itertools
 import operator
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
 import pyro.distributions as dist
@@ -69,13 +69,13 @@ class PlainCache(NamedTuple):
 class PlainState(NamedTuple):
     """The state a :class:`PlainCache` depends on, as :func:`cached_plain` compares it: the Bayesian layers
     (``layers``: their positions in ``PlainCache.modules``), whether their methods' attributes are all plain
-    scalars (``scalar``), and the parts of :func:`_parts` (per module its children, parameters and buffers: how
-    many, and the identities of what each holds; per tensor its version counter and storage; per layer the type
-    of its method and its attributes, a copy compared by value, by ``repr`` where one is not a plain scalar)."""
+    scalars (``scalar``), and the flat :func:`_snapshot` (per module how many children, parameters and buffers it
+    has, and the identities of what each holds; per tensor its version counter and storage; per layer the type of
+    its method and its attributes, a copy compared by value, by ``repr`` where one is not a plain scalar)."""
 
     layers: list[int]
     scalar: bool
-    parts: list[list[Any]]
+    snapshot: list[Any]
 
 
 _PLAIN: weakref.WeakKeyDictionary[DropoutGuide, PlainCache] = weakref.WeakKeyDictionary()
@@ -140,10 +140,10 @@ def _state(cached: PlainCache) -> PlainState:
     modules = list(map(_call, cached.modules))
     layers = [i for i, m in enumerate(modules) if isinstance(m, BayesianLayer)]
     scalar = all(type(v) in _SCALARS for i in layers for v in vars(modules[i].method).values())
-    parts = list(_parts(cached, modules, layers, scalar))
-    if scalar:  # the methods' attributes as they are now, not the live dictionaries
-        parts[-1] = list(map(dict, parts[-1]))
-    return PlainState(layers, scalar, parts)
+    snapshot = _snapshot(cached, modules, layers, scalar)
+    if scalar and layers:  # the methods' attributes as they are now, not the live dictionaries
+        snapshot[-len(layers) :] = map(dict, snapshot[-len(layers) :])
+    return PlainState(layers, scalar, snapshot)
 
 
 def _unchanged(cached: PlainCache) -> bool:
@@ -153,31 +153,33 @@ def _unchanged(cached: PlainCache) -> bool:
     allocates new storage while the old one is alive) and every layer's method (its type and attributes, e.g. a
     test rule).
 
-    It runs on every prediction, whose floor on digits is a half-millisecond forward pass: a flat walk in C-level
-    maps, each part compared as soon as it is made.  Children and tensors are compared by identity: no object the
-    cache was built from has been freed and its address reused, since the walk stops at a module that is gone and
-    the cache holds the tensors.  Writes through ``.data`` change no version counter: :func:`clear_cache`.
+    It runs on every prediction, whose floor on digits is a half-millisecond forward pass: one flat list built in
+    C-level maps and compared at once.  Children and tensors are compared by identity: no object the cache was
+    built from has been freed and its address reused, since the walk stops at a module that is gone and the cache
+    holds the tensors.  Writes through ``.data`` change no version counter: :func:`clear_cache`.
     """
     modules = list(map(_call, cached.modules))
     if None in modules:
         return False
     state = cast(PlainState, cached.state)
-    return all(map(operator.eq, _parts(cached, modules, state.layers, state.scalar), state.parts))
+    return _snapshot(cached, modules, state.layers, state.scalar) == state.snapshot
 
 
-def _parts(cached: PlainCache, modules: list[Any], layers: list[int], scalar: bool) -> Iterator[list[Any]]:
-    """The state of ``cached``'s ``modules``, part by part, cheapest first (:func:`_unchanged` stops at the first
-    that differs): the sizes of their children, parameters and buffers, the identities of those, the tensors'
-    version counters and storage, and the type and attributes of the method of each layer (positions in
-    ``modules``), by ``repr`` where not all are plain ``scalar`` values."""
+def _snapshot(cached: PlainCache, modules: list[Any], layers: list[int], scalar: bool) -> list[Any]:
+    """The state of ``cached``'s ``modules`` as one flat list: the sizes of their children, parameters and buffers,
+    the identities of those, the tensors' version counters and storage, the type of the method of each layer
+    (positions in ``modules``) and, last, its attributes (by ``repr`` where not all are plain ``scalar``
+    values; the live dictionaries otherwise, which :func:`_state` copies)."""
     dicts = list(_chain(map(_DICTS, modules)))
-    yield list(map(len, dicts))
-    yield list(map(id, _chain(map(dict.values, dicts))))
-    yield list(map(_VERSION, cached.tensors))
-    yield list(map(_DATA_PTR, cached.tensors))
     methods = [modules[i].method for i in layers]
-    yield list(map(type, methods))
-    yield list(map(vars, methods)) if scalar else _reprs(methods)  # live dictionaries: _state copies them
+    return [
+        *map(len, dicts),
+        *map(id, _chain(map(dict.values, dicts))),
+        *map(_VERSION, cached.tensors),
+        *map(_DATA_PTR, cached.tensors),
+        *map(type, methods),
+        *(map(vars, methods) if scalar else _reprs(methods)),
+    ]
 
 
 def _reprs(methods: list[Any]) -> list[dict[str, Any]]:

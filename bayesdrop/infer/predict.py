@@ -59,7 +59,7 @@ Parallel = bool | int | Literal["auto"]
 def check_inputs(model: torch.nn.Module, x: torch.Tensor, name: str) -> None:
     """Floating inputs ``x`` in the dtype of the model's parameters, integer ones only for a network that embeds
     tokens, else a ``TypeError`` naming ``name`` (torch's own error comes from inside a layer, mid-trace)."""
-    param = next((p for p in model.parameters() if p.is_floating_point()), None)
+    param = _first_floating_parameter(model)
     if param is not None and x.is_floating_point() and x.dtype != param.dtype:
         cast_to = str(param.dtype).removeprefix("torch.")
         raise TypeError(
@@ -72,6 +72,20 @@ def check_inputs(model: torch.nn.Module, x: torch.Tensor, name: str) -> None:
             f"`{name}`: x is {str(x.dtype).removeprefix('torch.')}, integer tokens, but the network has no embedding "
             "to read them: pass x.float()"
         )
+
+
+def _first_floating_parameter(module: torch.nn.Module) -> torch.Tensor | None:
+    """The first floating parameter of ``module`` in the order of ``module.parameters()``, found by a walk of the
+    module tree that stops there (``parameters()`` builds the name of every module it passes, about 15 of the
+    60 microseconds of input checks that a half-millisecond ``rule="weight-scaling"`` prediction made on digits)."""
+    stack = [module]
+    while stack:
+        m = stack.pop()
+        for p in m._parameters.values():
+            if p is not None and p.is_floating_point():
+                return p
+        stack.extend(c for c in reversed(m._modules.values()) if c is not None)
+    return None
 
 
 @torch.no_grad()
