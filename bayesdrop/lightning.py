@@ -182,11 +182,14 @@ class BayesdropModule(lightning.LightningModule):
         # the rate of the step this loss takes (the scheduler sets the next step's after it), as bd.fit records it
         self._lr = float(self.optimizers().param_groups[0]["lr"])  # type: ignore[union-attr]
         with torch.no_grad():
-            if isinstance(out, Moments):
+            # the loss's own term (the observed site's log density, as bd.fit takes it), else scored again
+            ll = self.elbo.observed.get("obs")
+            if ll is None and isinstance(out, Moments):  # fast dropout: the expected log-likelihood
                 ll = self.model.log_likelihood(out.sigma_points(out.dim() - 1), y).mean(0).sum()
-                out = out.mean
-            else:
+            elif ll is None:
                 ll = self.model.log_likelihood(out, y).sum()
+            if isinstance(out, Moments):  # metrics at the mean
+                out = out.mean
             sums = {"loss": loss.detach() * len(y) / self.model.num_data, "nll": -ll, "count": ll.new_tensor(len(y))}
             sums.update({f"train_{k}": v.to(ll.dtype) for k, v in self.model.train_metrics(out, y).items()})
             for k, v in sums.items():

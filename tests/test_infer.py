@@ -435,11 +435,28 @@ def test_inputs_of_the_wrong_kind_are_refused_by_fit_and_predict_alike():
         bd.predict(model, guide, torch.ones(3, 4, dtype=torch.int64))
 
 
+def test_a_plain_pyro_svi_step_refuses_inputs_of_the_wrong_dtype_by_name():
+    """The model checks every batch it runs: a plain ``pyro.infer.SVI`` step of a float64 model on float32 inputs
+    (NumPy's default) or on integer inputs without an embedding is a TypeError naming ``x``, not torch's matrix
+    product error from inside the first layer; in float64 the step runs."""
+    torch.manual_seed(0)
+    pyro.clear_param_store()
+    model = bd.Classifier(bd.models.mlp(4, [8], 3, "bernoulli"), num_data=10).double()
+    guide = bd.DropoutGuide(model)
+    svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), pyro.infer.Trace_ELBO())
+    x, y = torch.randn(10, 4, dtype=torch.float64), torch.randint(0, 3, (10,))
+    with pytest.raises(TypeError, match=r"`x`: x is float32 but the model's parameters are float64"):
+        svi.step(x.float(), y)
+    with pytest.raises(TypeError, match=r"`x`: x is int64, integer tokens, but the network has no embedding"):
+        svi.step(x.long(), y)
+    assert math.isfinite(svi.step(x, y))
+
+
 def test_the_input_check_reads_the_parameter_that_parameters_yields_first():
     """The dtype check's walk of the module tree finds the first floating parameter of ``model.parameters()``:
     past a root and containers without parameters, a child set to None and integer buffers, in a network whose
     own parameter comes before its children's, and none in a network without floating parameters."""
-    from bayesdrop.infer.predict import _first_floating_parameter
+    from bayesdrop.likelihoods import _first_floating_parameter
 
     def first(module: torch.nn.Module) -> torch.Tensor | None:
         return next((p for p in module.parameters() if p.is_floating_point()), None)

@@ -317,6 +317,34 @@ def test_the_history_is_per_training_example_and_at_the_rate_of_the_epochs_last_
         assert 0.5 < ours / theirs < 2  # the same quantity, up to the draws and the order of the minibatches
 
 
+class _Observed(lightning.Callback):
+    """Each step's observed log-likelihood, as the ELBO scored it, and its batch size."""
+
+    def __init__(self):
+        self.steps: list[tuple[float, int]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.steps.append((float(pl_module.elbo.observed["obs"]), len(batch[1])))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Lightning's notes on loaders and workers
+@pytest.mark.parametrize("method", ["bernoulli", "fast-dropout"])
+def test_the_history_takes_the_log_likelihood_from_the_loss_as_bd_fit_does(method, tmp_path):
+    """The epoch's ``nll`` is the loss's own observed term, per example: the likelihood is not scored a second
+    time per step (fast dropout's term is the expected log-likelihood over the sigma points, as it trains)."""
+    model, guide, x, y = _setup(method)
+    module = BayesdropModule(model, guide, example=x[:2], epochs=1)
+    scored = []
+    log_likelihood = model.log_likelihood
+    model.log_likelihood = lambda out, y: scored.append(1) or log_likelihood(out, y)
+    observed = _Observed()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=12)
+    _trainer(tmp_path, 1, [observed]).fit(module, loader)
+    assert scored == [] and len(observed.steps) == 6 and sum(b for _, b in observed.steps) == N
+    assert module.history["nll"] == pytest.approx([-sum(ll for ll, _ in observed.steps) / N], rel=1e-6)
+    assert 0 < module.history["nll"][0] < 2 * math.log(3)
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")  # Lightning's notes on loaders and workers
 def test_the_schedule_spans_the_trainers_max_epochs_unless_epochs_is_given(tmp_path):
     """``epochs`` left out: the trainer's ``max_epochs`` (the decay reaches its end with the run); given, it wins,

@@ -35,7 +35,7 @@ from ..data import as_tensors, loader_batches
 from ..guides import DropoutGuide
 from ..handlers import MomentMatching, default_generator, eval_mode
 from ..likelihoods import Likelihood, Prediction
-from ..nn import Embedding, bayesian_layers
+from ..nn import bayesian_layers
 from ..posterior import PosteriorSampler, check_noise, device_of, draws_per_pass, forked, guide_setup, seeded
 from .plain import cached_network, cached_plain, plain_draws, weight_scaling_network
 
@@ -54,38 +54,6 @@ __all__ = [
 RULES = ("mc", "weight-scaling", "moment-matching")
 #: What ``parallel`` takes: ``"auto"``, vectorised (``True``), one pass per network (``False``), networks per pass
 Parallel = bool | int | Literal["auto"]
-
-
-def check_inputs(model: torch.nn.Module, x: torch.Tensor, name: str) -> None:
-    """Floating inputs ``x`` in the dtype of the model's parameters, integer ones only for a network that embeds
-    tokens, else a ``TypeError`` naming ``name`` (torch's own error comes from inside a layer, mid-trace)."""
-    param = _first_floating_parameter(model)
-    if param is not None and x.is_floating_point() and x.dtype != param.dtype:
-        cast_to = str(param.dtype).removeprefix("torch.")
-        raise TypeError(
-            f"`{name}`: x is {str(x.dtype).removeprefix('torch.')} but the model's parameters are {cast_to}: pass "
-            f"x.to(torch.{cast_to}) (NumPy arrays become float32; or convert the model and guide, e.g. "
-            "model.double(), guide.double())"
-        )
-    if not x.is_floating_point() and not any(isinstance(m, torch.nn.Embedding | Embedding) for m in model.modules()):
-        raise TypeError(
-            f"`{name}`: x is {str(x.dtype).removeprefix('torch.')}, integer tokens, but the network has no embedding "
-            "to read them: pass x.float()"
-        )
-
-
-def _first_floating_parameter(module: torch.nn.Module) -> torch.Tensor | None:
-    """The first floating parameter of ``module`` in the order of ``module.parameters()``, found by a walk of the
-    module tree that stops there (``parameters()`` builds the name of every module it passes, about 15 of the
-    60 microseconds of input checks that a half-millisecond ``rule="weight-scaling"`` prediction made on digits)."""
-    stack = [module]
-    while stack:
-        m = stack.pop()
-        for p in m._parameters.values():
-            if p is not None and p.is_floating_point():
-                return p
-        stack.extend(c for c in reversed(m._modules.values()) if c is not None)
-    return None
 
 
 @torch.no_grad()
@@ -569,7 +537,7 @@ def predict(
     """
     inputs: Any = loader_batches(x, name="x") if isinstance(x, DataLoader) else as_tensors(x, name="x")[0]
     if torch.is_tensor(inputs):
-        check_inputs(model, inputs, "x")
+        model.check_inputs(inputs, "x")
     options: dict[str, Any] = {"num_samples": num_samples, "rule": rule, "parallel": parallel, "batch_size": batch_size}
     if not return_samples:  # one batch's draws at a time: memory O(S B), not O(S N)
         return _merge(_per_batch(model, guide, inputs, **options, reduce=lambda out: model.predictive(out)))

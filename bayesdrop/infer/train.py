@@ -65,7 +65,6 @@ from .callbacks import (
 from .checkpoint import read_checkpoint, rng_state, set_rng_state
 from .compiled import CompiledLoss, CompileError, unsupported
 from .elbo import MeanFieldELBO
-from .predict import check_inputs
 from .resume import (
     FitInterrupted,
     _check_resumed_config,
@@ -252,7 +251,7 @@ def _check_batch(model: Likelihood, x: torch.Tensor, y: torch.Tensor | None, nam
             f"`{name}.y` has shape {tuple(y.shape)}: a classifier takes one label per example, shape (N,); pass "
             "y.squeeze(-1)"
         )
-    check_inputs(model, x, name)
+    model.check_inputs(x, name)
 
 
 def _batches(
