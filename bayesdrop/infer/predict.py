@@ -536,7 +536,7 @@ def predict(
         eq. 8-9); the mixture's ``(mean, std)`` by default.
     """
     inputs: Any = loader_batches(x, name="x") if isinstance(x, DataLoader) else as_tensors(x, name="x")[0]
-    if torch.is_tensor(inputs):
+    if torch.is_tensor(inputs) and isinstance(model, Likelihood):  # another model: _per_batch names it
         model.check_inputs(inputs, "x")
     options: dict[str, Any] = {"num_samples": num_samples, "rule": rule, "parallel": parallel, "batch_size": batch_size}
     if not return_samples:  # one batch's draws at a time: memory O(S B), not O(S N)
