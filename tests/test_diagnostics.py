@@ -23,6 +23,7 @@ import stat
 import types
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyro
@@ -811,6 +812,35 @@ def test_load_netcdf_names_the_path_of_a_file_it_cannot_read(tmp_path):
     assert set(_arviz.groups(D.load_netcdf(good))) >= {"posterior_predictive", "log_likelihood"}
 
 
+def test_a_netcdf_file_checksums_its_data_and_a_changed_chunk_is_refused(tmp_path):
+    """Every numeric variable of a saved InferenceData carries a Fletcher-32 checksum per chunk (deflate alone left
+    the chunks it could not shrink unchecked, and a flipped bit there loaded as other numbers): a byte changed in
+    any stored chunk of any variable is a ValueError that names the file as corrupt."""
+    h5py = pytest.importorskip("h5py")
+    path = D.save_netcdf(_hand_classification(with_log_likelihood=True), tmp_path / "good.nc")
+    chunks: list[tuple[str, int, int]] = []  # (variable, byte offset, size) of every stored chunk
+
+    def collect(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset) and obj.dtype.kind in "biufc" and obj.id.get_storage_size():
+            assert obj.fletcher32 and obj.compression == "gzip", name
+            for i in range(obj.id.get_num_chunks()):
+                info = obj.id.get_chunk_info(i)
+                assert info.filter_mask == 0, name  # every filter applied: none skipped for this chunk
+                chunks.append((name, info.byte_offset, info.size))
+
+    with h5py.File(path, "r") as f:
+        f.visititems(collect)
+    assert {name.split("/")[0] for name, _, _ in chunks} >= {"posterior_predictive", "log_likelihood"}
+    raw = path.read_bytes()
+    for _, offset, size in chunks:
+        changed = bytearray(raw)
+        changed[offset + size // 2] ^= 0x10
+        bad = tmp_path / "changed.nc"
+        bad.write_bytes(bytes(changed))
+        with pytest.raises(ValueError, match=r"the file is corrupt: a checksum .* does not match"):
+            D.load_netcdf(bad)
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o077], ids=oct)
 def test_save_netcdf_has_the_mode_of_every_artefact_and_names_the_path(tmp_path, monkeypatch, umask):
     """``save_netcdf`` publishes its file with the permission bits of ``fileio.atomic_write`` (0644, not mkstemp's
@@ -917,7 +947,7 @@ def test_psis_needs_two_draws():
         D.loo_summary(bd.to_inference_data(model, guide, (x, y), num_samples=1))
 
 
-def test_a_signal_during_a_netcdf_write_stops_it_and_leaves_the_old_file(tmp_path):
+def test_a_signal_during_a_netcdf_write_stops_it_and_leaves_the_old_file(tmp_path, monkeypatch):
     """netCDF's writer swallows a KeyboardInterrupt raised inside its callbacks, so SIGINT during a write was lost:
     the signal is recorded for the write's duration and raised before the new file replaces the old one."""
     import os
@@ -930,14 +960,16 @@ def test_a_signal_during_a_netcdf_write_stops_it_and_leaves_the_old_file(tmp_pat
     idata = from_dict(posterior={"a": np.zeros((1, 10, 3))})
     path = tmp_path / "x.nc"
     path.write_bytes(b"old")
+    write = _arviz._write_checksummed
 
-    class Interrupted:
-        def to_netcdf(self, name):
-            os.kill(os.getpid(), signal.SIGINT)  # arrives while the file is being written
-            idata.to_netcdf(name)
+    def interrupted(data: Any, name: str) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while the file is being written
+        write(data, name)
 
-    with pytest.raises(KeyboardInterrupt, match="SIGINT") as caught:
-        to_netcdf(Interrupted(), path)
+    with monkeypatch.context() as patched:
+        patched.setattr(_arviz, "_write_checksummed", interrupted)
+        with pytest.raises(KeyboardInterrupt, match="SIGINT") as caught:
+            to_netcdf(idata, path)
     assert caught.value.signum == signal.SIGINT  # the command line's exit status reads it
     assert path.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["x.nc"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back

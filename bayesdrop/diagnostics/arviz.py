@@ -545,6 +545,14 @@ def to_netcdf(idata: Any, path: str | os.PathLike) -> str:
     ``KeyboardInterrupt`` once the temporary file is written, before it replaces ``path``
     (:class:`bayesdrop.fileio.DeferredSignals`).
 
+    Every numeric variable is compressed, as ArviZ's own writer does, and carries a Fletcher-32 checksum per chunk
+    (HDF5's ``fletcher32`` filter, :data:`CHECKSUMMED`), which HDF5 verifies as it reads: a chunk changed on disk
+    is a read error (:func:`from_netcdf`'s ``ValueError``), not other numbers.  Compression alone did not guard
+    the data: HDF5 stores a chunk that deflate does not shrink (class probabilities) as it is, unchecked, and a
+    bit flipped there loaded as other probabilities.  HDF5's own bookkeeping outside the chunks is checksummed in
+    part only (a chunk index of the file format h5netcdf writes is not), so a flip there can still go unnoticed.
+    The file is any netCDF4 reader's, ArviZ's ``from_netcdf`` included.
+
     Raises
     ------
     OSError
@@ -555,11 +563,38 @@ def to_netcdf(idata: Any, path: str | os.PathLike) -> str:
     with DeferredSignals() as signals:  # netCDF's writer swallows a KeyboardInterrupt raised in its callbacks
 
         def write(name: str) -> None:
-            idata.to_netcdf(name)
+            _write_checksummed(idata, name)
             signals.raise_pending()  # before the rename: an interrupted write leaves ``path`` as it was
 
         atomic_write_path(path, write)
     return path
+
+
+#: The netCDF encoding of every numeric variable :func:`to_netcdf` writes: deflate and a Fletcher-32 checksum
+CHECKSUMMED = {"zlib": True, "fletcher32": True}
+
+
+def _encoding(dataset: Any) -> dict[str, dict[str, bool]]:
+    """:data:`CHECKSUMMED` for each numeric (bool, int, float, complex) variable of the ``xarray.Dataset``
+    ``dataset``; strings stay as they are (HDF5 filters no variable-length data)."""
+    return {name: dict(CHECKSUMMED) for name, var in dataset.variables.items() if var.dtype.kind in "biufc"}
+
+
+def _write_checksummed(idata: Any, name: str) -> None:
+    """Write ``idata`` to the netCDF4 file ``name``, every numeric variable :data:`CHECKSUMMED`, with each ArviZ
+    line's engine: ArviZ 1.x's DataTree in one call (xarray's engine, netCDF4 or h5netcdf, whichever is installed),
+    encoded node by node; ArviZ 0.2x's InferenceData with h5netcdf, as its own ``to_netcdf`` lays it out, the
+    top-level attributes at the root and each group below it."""
+    import xarray as xr
+
+    if _v1():
+        encoding = {node.path: _encoding(node.to_dataset(inherit=False)) for node in idata.subtree}
+        idata.to_netcdf(name, encoding=encoding)
+        return
+    xr.Dataset(attrs=dict(idata.attrs)).to_netcdf(name, mode="w", engine="h5netcdf")
+    for group_name in idata.groups():
+        dataset = getattr(idata, group_name)
+        dataset.to_netcdf(name, mode="a", group=group_name, engine="h5netcdf", encoding=_encoding(dataset))
 
 
 def from_netcdf(path: str | os.PathLike, *, name: str = "path") -> Any:
@@ -607,6 +642,15 @@ def from_netcdf(path: str | os.PathLike, *, name: str = "path") -> Any:
         if isinstance(err, PermissionError) or err.errno in (errno.EACCES, errno.EIO, errno.EISDIR, errno.ENOENT):
             code = err.errno if err.errno is not None else errno.EACCES
             raise OSError(code, f"cannot read `{name}`: {err.strerror or err}", shown) from err
-        raise ValueError(f"`{name}` {shown!r} is not a readable netCDF InferenceData: {err}") from err
+        raise ValueError(f"`{name}` {shown!r} is not a readable netCDF InferenceData: {_why(err)}") from err
     except Exception as err:  # another format, a file HDF5 reads but xarray cannot decode, ...
-        raise ValueError(f"`{name}` {shown!r} is not a readable netCDF InferenceData: {err}") from err
+        raise ValueError(f"`{name}` {shown!r} is not a readable netCDF InferenceData: {_why(err)}") from err
+
+
+def _why(err: Exception) -> str:
+    """HDF5's error ``err`` in words: a chunk whose checksum fails (:func:`to_netcdf`'s files) names the file as
+    corrupt, which HDF5's message does not."""
+    text = str(err)
+    if "filter returned failure" in text or "checksum" in text:
+        return f"the file is corrupt: a checksum of its data or metadata does not match ({text})"
+    return text
