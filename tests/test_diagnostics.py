@@ -812,6 +812,25 @@ def test_load_netcdf_names_the_path_of_a_file_it_cannot_read(tmp_path):
     assert set(_arviz.groups(D.load_netcdf(good))) >= {"posterior_predictive", "log_likelihood"}
 
 
+def test_every_numeric_variable_of_a_netcdf_file_carries_a_checksum(tmp_path):
+    """Under either ArviZ line (read with netCDF4, which both test environments have): every numeric variable of
+    every group is deflated and Fletcher-32 checksummed, and the file loads back equal."""
+    netCDF4 = pytest.importorskip("netCDF4")
+    idata = _hand_classification(with_log_likelihood=True)
+    path = D.save_netcdf(idata, tmp_path / "good.nc")
+    seen = set()
+    with netCDF4.Dataset(path) as f:
+        for group_name, grp in f.groups.items():
+            for name, var in grp.variables.items():
+                if var.dtype != str and np.dtype(var.dtype).kind in "biufc":
+                    filters = var.filters()
+                    assert filters["fletcher32"] and filters["zlib"], f"{group_name}/{name}"
+                    seen.add(group_name)
+    assert seen >= {"posterior_predictive", "log_likelihood"}
+    back = D.load_netcdf(path)
+    assert all(_arviz.group(back, g).equals(_arviz.group(idata, g)) for g in _arviz.groups(idata))
+
+
 def test_a_netcdf_file_checksums_its_data_and_a_changed_chunk_is_refused(tmp_path):
     """Every numeric variable of a saved InferenceData carries a Fletcher-32 checksum per chunk (deflate alone left
     the chunks it could not shrink unchecked, and a flipped bit there loaded as other numbers): a byte changed in
