@@ -65,7 +65,29 @@ __all__ = [
 
 @dataclass
 class LayerReport:
-    """One layer of a :class:`CompressionReport`."""
+    """One layer of a :class:`CompressionReport`.
+
+    Attributes
+    ----------
+    name : str
+        The layer's name in the guide (``guide.pairs()``); for a recurrent layer, one row per weight site, named
+        ``f"{name}.{site}"`` (e.g. ``"rnn.weight_ih_l0"``).
+    kind : str
+        The class name of the Bayesian layer, e.g. ``"Linear"``, ``"Conv2d"``, ``"LSTM"``.
+    weights : int
+        Entries of the layer's weight (its ``weight`` site, or the recurrent weight site), pruned or not; biases are
+        not counted.
+    nonzero : int
+        Non-zero entries of that weight in the network :func:`prune` builds: weights the method prunes, and the
+        weights of units removed because no later layer reads them, count as zero.
+    units_in : int
+        Input units of the weight (its axis 1: the columns of a linear or recurrent weight, the input channels of
+        a convolution's).
+    units_in_kept : int
+        Input units kept: the layer's input width in the pruned network when it is pruned as a ``Sequential`` or
+        its inputs shrank, otherwise the input units with at least one non-zero kept weight; all ``units_in`` for
+        a recurrent weight (whose shapes stay).
+    """
 
     name: str
     kind: str
@@ -87,7 +109,28 @@ class LayerReport:
 
 @dataclass
 class CompressionReport:
-    """Per-layer sparsity of a trained network (see :func:`report`)."""
+    """Per-layer sparsity of a trained network (see :func:`report`).
+
+    Attributes
+    ----------
+    layers : list of LayerReport
+        One row per Bayesian layer with a ``weight`` site, in the guide's layer order (one per weight site of a
+        recurrent layer).
+    architecture : str
+        The network's widths after pruning joined by ``-``, e.g. ``"64-18-50-10"`` (see :func:`report`).
+    threshold : float, str or None
+        The pruning threshold given to :func:`report` and passed to every layer's method (``None``: each method's
+        default; a string: a rule the methods name).
+    params_pruned : int
+        Parameters of the dense network :func:`prune` builds (its stored entries, zeroed ones included); 0 by
+        default.
+    params_dense : int
+        Parameters of the unpruned network: those of ``model.net`` (plain layers, the Bayesian layers' biases)
+        plus the entries of every Bayesian weight site; 0 by default.
+    extra : dict
+        Free entries for the caller (empty by default); :func:`report` leaves it empty and :meth:`to_markdown`
+        does not print it.
+    """
 
     layers: list[LayerReport]
     architecture: str
@@ -98,10 +141,12 @@ class CompressionReport:
 
     @property
     def weights(self) -> int:
+        """Weights of all rows: the sum of the layers' ``weights``."""
         return sum(r.weights for r in self.layers)
 
     @property
     def nonzero(self) -> int:
+        """Non-zero weights of all rows: the sum of the layers' ``nonzero``."""
         return sum(r.nonzero for r in self.layers)
 
     @property
@@ -111,6 +156,7 @@ class CompressionReport:
 
     @property
     def sparsity(self) -> float:
+        """Fraction of the weights of all rows pruned, in percent: ``100 * (1 - nonzero / weights)``."""
         return 100.0 * (1 - self.nonzero / self.weights)
 
     def to_markdown(self) -> str:
@@ -1047,7 +1093,18 @@ def check_pt2(path: str | os.PathLike) -> None:
 
 
 def load(path: str | os.PathLike) -> torch.nn.Module:
-    """Load a module written by :func:`save`, after :func:`check_pt2` has found nothing pickled in the file."""
+    """Load the module written by :func:`save` to ``path`` (a ``.pt2`` file), after :func:`check_pt2` has found
+    nothing pickled in the file.
+
+    Raises
+    ------
+    IsADirectoryError
+        If ``path`` is a directory.
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If :func:`check_pt2` refuses the file, or ``torch.export`` cannot load it.
+    """
     if os.path.isdir(path):
         raise IsADirectoryError(f"`path` {os.fspath(path)!r} is a directory, not a .pt2 file")
     if not os.path.isfile(path):

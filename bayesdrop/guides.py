@@ -118,6 +118,9 @@ class DropoutGuide(PyroModule):
 
     @property
     def model(self) -> torch.nn.Module:
+        """The model this guide was built for (read-only).  Held outside the guide's submodules: its parameters and
+        buffers are not in the guide's ``parameters()`` or ``state_dict()``, and ``guide.to(...)`` does not move
+        it."""
         return self._model[0]
 
     def layer_guide(self, layer: BayesianLayer) -> LayerGuide:
@@ -264,7 +267,9 @@ class DropoutGuide(PyroModule):
     @torch.no_grad()
     def point_values(self, pruned: bool = False, threshold: float | str | None = None) -> dict[str, dict[str, Any]]:
         """The posterior mean of every layer's sites, for one example: ``{layer name: {site: value}}``, local
-        (per-example) sites with a leading axis of size 1; pruned entries zeroed with ``pruned=True``.
+        (per-example) sites with a leading axis of size 1; pruned entries zeroed with ``pruned=True``, those that
+        each method prunes at ``threshold`` (:meth:`keep_masks`: a number, a method's named rule, or ``None``, the
+        default, for each method's own), which is not read without ``pruned``.
 
         ``layer.fold(values)`` turns them into the effective weights of the test-time network and
         ``layer.to_plain(values)`` into a plain module (:mod:`bayesdrop.compress`).
@@ -295,6 +300,18 @@ def dropout_rates(model: torch.nn.Module, guide: DropoutGuide) -> dict[str, torc
     input unit, or per weight for per-weight methods), detached.  A layer with several rate sites
     (:meth:`~bayesdrop.methods.Method.rate_sites`: a recurrent layer's, per layer, direction and role) has one entry
     per site, ``{layer name}.{site}`` (``net.rnn.noise_l0``, ``net.rnn.weight_ih_l1``, ...).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model whose Bayesian layers are read.
+    guide : DropoutGuide
+        The guide built for ``model``, holding the layers' variational parameters.
+
+    Raises
+    ------
+    ValueError
+        If ``guide`` is not a :class:`DropoutGuide` built for ``model`` (``guide.model is model``).
     """
     if not isinstance(guide, DropoutGuide) or guide.model is not model:
         raise ValueError("`guide` must be the DropoutGuide built for `model`")

@@ -98,12 +98,37 @@ class Likelihood(PyroModule):
         Its size B is a Python number, so that each site's scale N / B is one: a recorded graph
         (:mod:`bayesdrop.infer.compiled`, one per minibatch shape) would otherwise compute it from a traced size
         with tensor operations at every site of every step.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            The minibatch's inputs ``(B, ...)``; B is the size of its leading axis.
+        y : torch.Tensor, optional
+            The minibatch's targets, unused by this default: accepted so that the guide can pass the arguments it is
+            called with (``guide(x, y)``), and for subclasses whose plate depends on them.
         """
         b = int(x.shape[0])
         return pyro.plate("data", self.num_data, subsample=torch.arange(b, device=x.device), subsample_size=b, dim=-1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Run the network (weights global, masks per example) and observe ``y``; returns the network output."""
+        """Run the network (weights global, masks per example) and observe ``y``; returns the network output.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Inputs ``(B, ...)``: floating point, in the dtype of the model's parameters (:meth:`check_inputs`), or
+            int64/int32 tokens for a network with an embedding.
+        y : torch.Tensor, optional
+            Targets, one entry per row of ``x`` (``(B, ...)``), the observed value of the site ``"obs"``; ``None``
+            (prediction) samples the site instead.
+
+        Returns
+        -------
+        torch.Tensor or Moments
+            The network output ``(B, *out_shape)``; ``(S, B, *out_shape)`` in a vectorised run of S draws
+            (:func:`~bayesdrop.sites.draws`), and the :class:`~bayesdrop.moments.Moments` of the output under fast
+            dropout.
+        """
         if not torch.is_tensor(x) or not (x.is_floating_point() or x.dtype in (torch.int64, torch.int32)):
             raise TypeError(
                 "`x` must be a floating-point tensor (or int64/int32 tokens for a bd.nn.Embedding), got "
@@ -227,7 +252,21 @@ class Likelihood(PyroModule):
         """Per-minibatch sums of the metrics :func:`~bayesdrop.fit` reports as ``train_<name>`` (per example).
 
         Called every step without gradients; return tensors (not floats) so the step does not synchronise with
-        the device.  Default: none.
+        the device.  ``fit`` adds each name's sums over the epoch and divides by the number of training examples
+        seen, so a value must be a sum over the minibatch's examples, not a mean.  Default: none.
+
+        Parameters
+        ----------
+        out : torch.Tensor
+            The network output of the training step on the minibatch, ``(B, *out_shape)`` (of the last particle
+            where the loss takes several; the mean of the output's moments under fast dropout).
+        y : torch.Tensor
+            The minibatch's targets ``(B, ...)``.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            ``name -> 0-d sum over the minibatch`` (e.g. ``{"acc": (out.argmax(-1) == y).sum()}`` for a classifier).
         """
         return {}
 

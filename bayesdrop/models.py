@@ -147,9 +147,15 @@ def mlp(
 
 
 def lenet300_100(
-    in_features: int = 784, out_features: int = 10, method: str | Method = "bernoulli", **kw: Any
+    in_features: int = 784, out_features: int = 10, method: str | Method | None = "bernoulli", **kw: Any
 ) -> PyroModule:
-    """LeNet-300-100 (LeCun et al. 1998): ``mlp(in, [300, 100], out)``."""
+    """LeNet-300-100 (LeCun et al. 1998): ``mlp(in, [300, 100], out)``.
+
+    ``method`` (default ``"bernoulli"``, a name in ``bd.methods.names(role="layer")`` or a :class:`Method`) is the
+    method of every layer, passed to :func:`mlp` as its ``method`` (the first layer's follows :func:`mlp`'s
+    ``input_method`` rule); ``**kw`` go to :func:`mlp` too (``input_method``, ``activation`` and the method's
+    hyper-parameters).
+    """
     return mlp(in_features, [300, 100], out_features, method, **kw)
 
 

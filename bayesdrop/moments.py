@@ -87,24 +87,30 @@ class Moments:
     # -- what shape checks of layers read ------------------------------------------------------------------------
     @property
     def shape(self) -> torch.Size:
+        """The shape of the mean and of the variance (the same: both are stored at their broadcast shape)."""
         return self.mean.shape
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions of the mean and variance."""
         return self.mean.dim()
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype of the mean (and of the variance, which broadcasting gives the same one)."""
         return self.mean.dtype
 
     @property
     def device(self) -> torch.device:
+        """The device of the mean and variance."""
         return self.mean.device
 
     def dim(self) -> int:
+        """The number of dimensions of the mean and variance, as ``Tensor.dim``."""
         return self.mean.dim()
 
     def size(self, dim: int | None = None) -> Any:
+        """The shape of the mean and variance, or its length along ``dim`` where given, as ``Tensor.size``."""
         return self.mean.size() if dim is None else self.mean.size(dim)
 
     def __len__(self) -> int:
@@ -118,18 +124,25 @@ class Moments:
         return Moments(fn(self.mean), fn(self.var))
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Moments:
+        """The moments with the mean and variance each flattened from ``start_dim`` to ``end_dim``."""
         return self._map(lambda t: t.flatten(start_dim, end_dim))
 
     def reshape(self, *shape: Any) -> Moments:
+        """The moments with the mean and variance each reshaped to ``shape``."""
         return self._map(lambda t: t.reshape(*shape))
 
     def view(self, *shape: Any) -> Moments:
+        """The moments with the mean and variance each reshaped to ``shape``: ``reshape``, a copy where a view is
+        impossible (not ``Tensor.view``'s error)."""
         return self._map(lambda t: t.reshape(*shape))
 
     def unsqueeze(self, dim: int) -> Moments:
+        """The moments with an axis of size 1 inserted at ``dim`` in the mean and variance."""
         return self._map(lambda t: t.unsqueeze(dim))
 
     def squeeze(self, *dim: int) -> Moments:
+        """The moments with the axes of size 1 (those among ``dim`` where given) removed from the mean and
+        variance."""
         return self._map(lambda t: t.squeeze(*dim))
 
     def __getitem__(self, index: Any) -> Moments:

@@ -241,7 +241,17 @@ class PosteriorSampler:
 
         A network whose output is the :class:`~bayesdrop.moments.Moments` of a Gaussian approximation (fast dropout
         under :class:`~bayesdrop.handlers.MomentMatching`) gives its :math:`2d` sigma points as equally weighted
-        draws: ``S * 2d`` outputs, and ``S`` observation draws."""
+        draws: ``S * 2d`` outputs, and ``S`` observation draws.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Inputs ``(N, ...)``, on the device of the model and guide.
+        batch_size : int or None
+            Inputs per pass, a positive int: every network runs on consecutive slices of ``batch_size`` rows of
+            ``x``, the results joined along the inputs, so that it bounds the activations of a pass (times ``k``
+            in a vectorised pass of ``k`` networks).  ``None`` (default): all of ``x`` in one pass.
+        """
         out, obs = self._run(x, batch_size, observations=True)
         assert obs is not None
         return out, obs
@@ -250,7 +260,16 @@ class PosteriorSampler:
         """The network outputs of :meth:`run` alone, the observation site left undrawn (for a prediction, which
         reads the outputs: a classifier's draw of the labels was 15 % of a pass of 10 MLPs on digits).  Draws
         of the networks' other sites are those of :meth:`run` for the first batch; later batches' per-example
-        draws differ, since :meth:`run` draws the observations from the networks' streams too."""
+        draws differ, since :meth:`run` draws the observations from the networks' streams too.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Inputs ``(N, ...)``, on the device of the model and guide.
+        batch_size : int or None
+            Inputs per pass, as :meth:`run`'s: consecutive slices of ``batch_size`` rows of ``x`` through every
+            network, the outputs joined along the inputs; ``None`` (default): all of ``x`` in one pass.
+        """
         return self._run(x, batch_size, observations=False)[0]
 
     @torch.no_grad()
@@ -373,7 +392,19 @@ def seeded(seed: int | None, device: torch.device, setup: Callable[[], Any] | No
     was), or on the current state for ``None``: the draws of :func:`bayesdrop.evaluate` and
     :func:`bayesdrop.to_inference_data`, so that one seed gives the same networks through either.  ``setup`` (a
     guide's first run, which draws too) runs on the fork before it is seeded, so that the draws do not depend on
-    whether the guide had run."""
+    whether the guide had run.
+
+    Parameters
+    ----------
+    seed : int or None
+        A non-negative int (else a ``ValueError``), seeding the generators of the CPU and of ``device`` inside the
+        fork, as ``torch.manual_seed`` seeds them (the other devices' are left alone); ``None``: no fork and no seed, the block (and ``setup``) draw from the current state.
+    device : torch.device
+        The device of the draws: the fork covers the CPU's generator and, for a CUDA device, that device's
+        (:func:`forked`).
+    setup : callable or None
+        Run first, with no argument (:func:`guide_setup`); ``None`` (default): nothing.
+    """
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise ValueError(f"`seed` must be a non-negative int or None, got {seed!r}")
     if seed is None:
@@ -384,19 +415,34 @@ def seeded(seed: int | None, device: torch.device, setup: Callable[[], Any] | No
     with forked(device):
         if setup is not None:
             setup()
-        torch.manual_seed(seed)
+        _seed_forked(seed, device)
         yield
 
 
 def forked(device: torch.device) -> contextlib.AbstractContextManager[None]:
-    """A fork of torch's generators of the CPU and of ``device`` (a CUDA device's): what runs inside draws without
-    moving the caller's random stream."""
-    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+    """A fork of torch's generators of the CPU and of ``device`` (a CUDA or MPS device's): what runs inside draws
+    without moving the caller's random stream."""
+    if device.type == "cpu":
+        return torch.random.fork_rng(devices=[])
+    return torch.random.fork_rng(devices=[device], device_type=device.type)
+
+
+def _seed_forked(seed: int, device: torch.device) -> None:
+    """Seed the generators :func:`forked` forks, those of the CPU and of ``device``, and no other: as
+    ``torch.manual_seed(seed)`` seeds them, which would also reseed every other GPU's generator, outside the fork,
+    for good."""
+    torch.random.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)
+    elif device.type == "mps":
+        torch.mps.manual_seed(seed)
 
 
 def guide_setup(guide: Any, x: torch.Tensor, device: torch.device) -> Callable[[], Any] | None:
-    """The first run of a :class:`~bayesdrop.guides.DropoutGuide` that has not run yet (on ``x[:2]``), for
-    :func:`seeded`; ``None`` when it has run (or is not a DropoutGuide)."""
+    """The first run of ``guide``, a :class:`~bayesdrop.guides.DropoutGuide` that has not run yet, on ``x[:2]``
+    moved to ``device`` (the device of the model and guide), for :func:`seeded`: a function of no argument;
+    ``None`` when ``guide`` has run (or is not a DropoutGuide)."""
     if getattr(guide, "_order", True) is not None:
         return None
     return lambda: guide(x[:2].to(device))

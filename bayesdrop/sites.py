@@ -179,7 +179,10 @@ class Layer(Protocol):
         ...
 
     def sample_local(self, name: str, fn: TorchDistribution, x: torch.Tensor) -> torch.Tensor:
-        """Sample a per-example site inside the data plate."""
+        """Sample a per-example site inside the data plate: the layer's site ``name`` (the Pyro site
+        ``site(name)``) from ``fn``, the distribution of one example's draw (empty batch shape, the per-example event
+        shape), for the tensor ``x`` it acts on (batch first; outside a data plate its leading axes give the batch
+        shape).  See :meth:`bayesdrop.nn.BayesianLayer.sample_local`."""
         ...
 
 

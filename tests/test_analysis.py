@@ -164,9 +164,9 @@ def test_detection_names_bad_input():
         D.ood(p_in, np.ones((2, 5, 3)))
     with pytest.raises(ValueError, match=r"`idata_out` must be class probabilities \(draws, points, classes\)"):
         D.ood(p_in, np.ones((2, 5, 1)))
-    with pytest.raises(ValueError, match="`labels` and `scores` must be 1-D of the same length"):
+    with pytest.raises(ValueError, match="`labels` and `values` must be 1-D of the same length"):
         D.roc_auc(np.array([0, 1, 1]), np.arange(4.0))
-    with pytest.raises(ValueError, match="`scores` must be finite"):
+    with pytest.raises(ValueError, match="`values` must be finite"):
         D.roc_auc(np.array([0, 1]), np.array([0.5, np.nan]))
     for bad in (0, 1.5, float("nan")):
         with pytest.raises(ValueError, match=r"`tpr` must lie in \(0.0, 1.0\]"):

@@ -656,3 +656,15 @@ def test_register_refuses_a_method_get_cannot_build_and_hyper_names_a_lost_argum
             repr(Renamed())
     finally:
         bd.methods.unregister("req-preset")
+
+
+def test_rate_units_names_a_weight_site_it_cannot_read():
+    """``Method.rate_units`` reads the unit shape of a noise or pool site; for a weight site (the Gaussian family,
+    DropConnect), whose keep probabilities are per weight, it says so instead of a bare KeyError."""
+    net = bd.models.mlp(4, [8], 3, "vd")
+    layer = [m for m in net.modules() if isinstance(m, bd.nn.Linear)][1]
+    with pytest.raises(ValueError, match=r"rate_units reads noise and pool sites; 'weight' is a weight site of 'vd'"):
+        layer.method.rate_units(layer)
+    bernoulli = bd.models.mlp(4, [8], 3, "bernoulli")
+    hidden = [m for m in bernoulli.modules() if isinstance(m, bd.nn.Linear)][1]
+    assert hidden.method.rate_units(hidden) == 8

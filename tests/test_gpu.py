@@ -72,3 +72,21 @@ def test_the_compiled_loss_trains_on_cuda_as_the_eager_one(method):
     for key in ("elbo", "nll", "train_acc"):
         assert compiled.history[key] == pytest.approx(eager.history[key], rel=1e-5, abs=1e-6), key
     assert torch.equal(compiled_state, eager_state)
+
+
+def test_a_seeded_evaluation_leaves_the_other_devices_generators_alone():
+    """``seed=`` runs on a fork of the generators of the CPU and of the model's device, and seeds those alone:
+    ``torch.manual_seed`` reseeded every GPU's generator outside the fork, for good.  A CPU model's seeded
+    evaluation leaves the CUDA stream where it was, and a CUDA model's the CPU stream; the same seed gives the
+    same metrics."""
+    model, guide, x, y = tiny_classifier("bernoulli")
+    torch.rand(3, device="cuda")  # CUDA's generator in use, not at its seed
+    cuda_state = torch.cuda.get_rng_state()
+    first = bd.evaluate(model, guide, (x, y), num_samples=5, seed=3)
+    assert torch.equal(torch.cuda.get_rng_state(), cuda_state)
+    assert bd.evaluate(model, guide, (x, y), num_samples=5, seed=3) == first
+    model_c, guide_c, x_c, y_c = tiny_classifier("bernoulli", device="cuda")
+    cpu_state = torch.get_rng_state()
+    first_c = bd.evaluate(model_c, guide_c, (x_c, y_c), num_samples=5, seed=3)
+    assert torch.equal(torch.get_rng_state(), cpu_state)
+    assert bd.evaluate(model_c, guide_c, (x_c, y_c), num_samples=5, seed=3) == first_c

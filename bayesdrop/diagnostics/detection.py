@@ -97,11 +97,11 @@ def _binary(labels: Any, values: Any) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(labels)
     s = np.asarray(values, dtype=np.float64)
     if y.ndim != 1 or s.shape != y.shape:
-        raise ValueError(f"`labels` and `scores` must be 1-D of the same length, got {y.shape} and {s.shape}")
+        raise ValueError(f"`labels` and `values` must be 1-D of the same length, got {y.shape} and {s.shape}")
     if not np.isin(y, (0, 1)).all():
         raise ValueError("`labels` must be 0 (in distribution) or 1 (out of distribution)")
     if not np.isfinite(s).all():
-        raise ValueError("`scores` must be finite")
+        raise ValueError("`values` must be finite")
     y = y.astype(np.int64)
     if y.min() == y.max():
         raise ValueError("`labels` must contain both classes (0 and 1)")
@@ -124,8 +124,9 @@ def roc_curve(labels: Any, values: Any) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def roc_auc(labels: Any, values: Any) -> float:
-    """The area under the ROC curve: the probability that a positive scores above a negative, a tie counting one
-    half (the Mann-Whitney statistic), as ``sklearn.metrics.roc_auc_score``."""
+    """The area under the ROC curve of ``values`` (``(N,)`` finite scores, higher: more likely positive) for the
+    binary ``labels`` (``(N,)``, 1 positive and 0 negative, both present): the probability that a positive scores
+    above a negative, a tie counting one half (the Mann-Whitney statistic), as ``sklearn.metrics.roc_auc_score``."""
     y, s = _binary(labels, values)
     from scipy.stats import rankdata
 
@@ -139,7 +140,8 @@ def average_precision(labels: Any, values: Any) -> float:
     r"""Average precision :math:`\sum_k (R_k - R_{k-1}) P_k` over the thresholds at the distinct ``values`` from
     the highest down (precision :math:`P_k` and recall :math:`R_k` of the inputs scoring at least the k-th value,
     :math:`R_0 = 0`), as ``sklearn.metrics.average_precision_score``: the area under the precision-recall curve
-    without interpolation."""
+    without interpolation.  ``labels`` ``(N,)`` are 1 for a positive and 0 for a negative (both present) and
+    ``values`` ``(N,)`` their finite scores, higher for more likely positive."""
     y, s = _binary(labels, values)
     order = np.argsort(-s, kind="mergesort")
     s, y = s[order], y[order]
@@ -153,7 +155,9 @@ def average_precision(labels: Any, values: Any) -> float:
 def fpr_at_tpr(labels: Any, values: Any, tpr: float = 0.95) -> float:
     """The lowest false-positive rate among the thresholds whose true-positive rate is at least ``tpr``: with
     out-of-distribution inputs as positives, the fraction of in-distribution inputs flagged when 95 % of the
-    out-of-distribution ones are (FPR95)."""
+    out-of-distribution ones are (FPR95, the default ``tpr=0.95``; ``tpr`` in (0, 1]).  ``labels`` ``(N,)`` are 1
+    for a positive and 0 for a negative (both present) and ``values`` ``(N,)`` their finite scores, higher for more
+    likely positive, as for :func:`roc_curve`."""
     tpr = check_range("tpr", tpr, 0.0, 1.0, lo_open=True, what="a true-positive rate")
     fpr, tp_rate, _ = roc_curve(labels, values)
     return float(fpr[tp_rate >= tpr - 1e-12].min())

@@ -68,6 +68,8 @@ def _finish(fig: Any, path: str | os.PathLike | None) -> Any:
 def plot_reliability(idata: Any, *, n_bins: int = 15, path: str | os.PathLike | None = None) -> Any:
     """Reliability diagram: accuracy against confidence per bin, with the bin counts below.
 
+    ``n_bins`` (default 15) is the number of equal-width confidence bins on [0, 1], as in
+    :func:`~bayesdrop.diagnostics.reliability`; the title gives the ECE and MCE over these bins.
     Returns the ``matplotlib.figure.Figure``; saved as PNG to ``path`` when given.
     """
     rel = reliability(idata, n_bins=n_bins)
@@ -114,6 +116,10 @@ def plot_ppc(
     among the replicated labels of each draw (median and central ``interval`` over the draws): a class the model
     over- or under-predicts lies off its interval.  Regression: ``az.plot_ppc``'s densities of ``num_pp_samples``
     replicated data sets against the observed one.
+
+    ``seed`` (default 0) is the random seed with which ``az.plot_ppc`` picks the ``num_pp_samples`` replicated data
+    sets of a regression under ArviZ 0.2x; a classification uses every draw and ArviZ 1.x picks its own, so there it
+    has no effect.
     """
     _group(idata, "posterior_predictive", ["y"])
     _group(idata, "observed_data", ["y"])
@@ -166,7 +172,11 @@ def plot_ppc(
 
 
 def plot_loo_pit(idata: Any, *, ecdf: bool = False, path: str | os.PathLike | None = None) -> Any:
-    """``az.plot_loo_pit`` for a regression predictive (LOO-PIT values should look uniform)."""
+    """``az.plot_loo_pit`` for a regression predictive (LOO-PIT values should look uniform).
+
+    ``ecdf`` (default False) plots the ECDF of the LOO-PIT values minus the uniform CDF instead of their density
+    against the uniform one.
+    """
     if _task(idata, "posterior_predictive") != "regression":
         raise ValueError("`idata` holds a classification predictive; LOO-PIT is plotted for regression")
     _group(idata, "log_likelihood", ["y"])
@@ -289,7 +299,9 @@ def plot_predictive_band(
     """Predictive mean and central bands of a 1-D regression against x.
 
     The bands are the exact central intervals of the Gaussian-mixture
-    predictive (bisection on its CDF).  Observed targets are drawn for the
+    predictive (bisection on its CDF), one band per probability mass in
+    ``levels`` (default ``(0.5, 0.9)``; each in (0, 1), drawn widest first).
+    Observed targets are drawn for the
     ``posterior_predictive`` group; ``train`` (a split or ``(x, y)``) adds the
     training points.
     """
@@ -383,7 +395,8 @@ def plot_ood(
     """Out-of-distribution detection by ``score``: its histogram on in- and out-of-distribution inputs, the ROC
     curve of every score (AUROC in the legend) and, when ``idata_in`` is an InferenceData with observed labels,
     the accuracy-rejection curves of the in-distribution inputs (``idata_in`` and ``idata_out`` as
-    :func:`~bayesdrop.diagnostics.ood`'s)."""
+    :func:`~bayesdrop.diagnostics.ood`'s).  ``label_out`` (default ``"out of distribution"``) names the
+    out-of-distribution inputs in the histogram's legend."""
     if score not in SCORES:
         raise ValueError(f"`score` must be one of {SCORES}, got {score!r}")
     if idata_out is None:

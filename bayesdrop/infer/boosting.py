@@ -166,12 +166,24 @@ class DropoutBoostingELBO(MeanFieldELBO):
     def log_likelihoods(model_traces: Sequence[Trace]) -> tuple[torch.Tensor, Any, Any]:
         """Per draw and example, the log-likelihood of the observed sites, unscaled.
 
+        Parameters
+        ----------
+        model_traces : sequence of pyro.poutine.Trace
+            The model's traces, one per draw (the ``K`` model traces of :meth:`draws`), each observing the same
+            sites in the same order; the first gives the returned ``scale`` and ``mask``.
+
         Returns
         -------
         log_liks : torch.Tensor
             Shape ``(K, *batch)``: the sum over the observed sites of ``site["fn"].log_prob(site["value"])``.
         scale, mask
             The observed sites' ``scale`` (``N / B`` under a subsampled plate) and ``mask``.
+
+        Raises
+        ------
+        ValueError
+            If the first trace has no observed site, if the draws observe different sites, or if the observed sites
+            of a draw do not share one scale and mask.
         """
         first = _observed(model_traces[0])
         if not first:

@@ -146,7 +146,9 @@ class Callback:
     """
 
     def on_fit_start(self, state: TrainState) -> None:
-        """Before the first epoch (the optimiser and parameter groups exist)."""
+        """Before the first epoch (the optimiser and parameter groups exist), with ``state`` the run's
+        :class:`TrainState`.  On a resumed run ``state.epoch`` is already the first epoch to train, but the
+        checkpoint's modules, optimiser, history and callback states are loaded after this hook."""
 
     def on_epoch_start(self, state: TrainState) -> None:
         """Before the steps of epoch ``state.epoch``."""
@@ -156,7 +158,9 @@ class Callback:
         return None
 
     def on_fit_end(self, state: TrainState) -> None:
-        """After the last epoch (also after an early stop)."""
+        """After the last epoch (also after an early stop, ``state.stopped``), with ``state`` the run's
+        :class:`TrainState`.  Not called when a run fails, nor when SIGINT / SIGTERM stops the epochs (``fit`` then
+        calls :class:`ProgressBar`'s alone and saves the checkpoint itself)."""
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps of this callback, for a resumed run (tensors and plain containers; default:
@@ -203,7 +207,17 @@ class LinearLRDecay(Callback):
 class Evaluation(Callback):
     """After every epoch, :func:`~bayesdrop.evaluate` on held-out ``data`` into ``test_<metric>``, on a fork of the
     generators: the training's random stream, and so the trained parameters, do not depend on whether or how
-    held-out data are evaluated."""
+    held-out data are evaluated.
+
+    Parameters
+    ----------
+    data
+        Labelled held-out data, any form :func:`~bayesdrop.evaluate` takes (a split, an ``(x, y)`` tuple, a
+        DataLoader).
+    num_samples : int
+        Networks drawn from the guide per evaluation (``evaluate``'s ``num_samples``, ``rule="mc"``): the MC draws
+        per held-out example.  Default 20; :func:`~bayesdrop.fit` passes its ``test_samples``.
+    """
 
     def __init__(self, data: Any, num_samples: int = 20):
         self.data, self.num_samples = data, num_samples
@@ -270,7 +284,14 @@ class History(Callback):
 
 class ProgressBar(Callback):
     """A tqdm bar over the epochs with the loss (the negative ELBO per example, ``-ELBO/example``), training
-    accuracy and test metrics."""
+    accuracy and test metrics.
+
+    Parameters
+    ----------
+    enabled : bool
+        Show the bar (default ``True``); ``False`` builds it disabled (tqdm's ``disable``), so nothing is shown.
+        :func:`~bayesdrop.fit` passes its ``progress``.
+    """
 
     LABELS = {"elbo": "-ELBO/example", "train_acc": "acc"}  # metric -> the name the bar shows
 
@@ -327,7 +348,8 @@ class Checkpoint(Callback):
 
 
 def training_state(state: TrainState) -> dict[str, Any]:
-    """What :func:`~bayesdrop.fit` resumes from, besides the modules, optimiser and history of a checkpoint.
+    """What :func:`~bayesdrop.fit` resumes from, besides the modules, optimiser and history of a checkpoint, read
+    from ``state``, the run's :class:`TrainState` (after its last finished epoch, as :class:`Checkpoint` saves it).
 
     ``epoch`` (epochs done: the resumed run starts there), ``epochs``, ``step``, ``complete`` (no epoch left, or
     stopped early), ``fit`` (the settings a resumed run must share), ``schedule`` (the KL weight, learning-rate

@@ -106,6 +106,10 @@ def read_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu", name:
         If ``path`` is not an existing file.
     ValueError
         If it is not a readable bayesdrop checkpoint (a corrupt file, a pickle with code, another format).
+    TypeError
+        If ``path`` is not a ``str`` or ``os.PathLike``.
+    OSError
+        If the file exists but cannot be read (permissions, an I/O error), naming it.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"`{name}` must be a path (str or os.PathLike), got {type(path).__name__}")
@@ -188,10 +192,31 @@ def load_checkpoint(
     ``training``) for the caller.  Call the guide once on a batch before loading (it records its layers' shapes
     then).
 
+    Parameters
+    ----------
+    path
+        The file (``str`` or ``os.PathLike``), read and checked by :func:`read_checkpoint`.
+    model, guide
+        The modules to load into, in place (``load_state_dict``): their keys and shapes must be the saved ones
+        (:func:`check_state_dict`); nothing is loaded otherwise.  They keep their devices and dtypes.
+    map_location
+        As for ``torch.load``: where the file's tensors are loaded, those of the returned state included (default
+        ``"cpu"``).
+
+    Returns
+    -------
+    dict
+        The checkpoint as :func:`read_checkpoint` returns it: ``format``, ``model``, ``guide``, ``optimizer``,
+        ``history``, ``config`` and ``training`` (``None`` when the file holds no training state).
+
     Raises
     ------
     FileNotFoundError, ValueError
         If the file is missing, is not a bayesdrop checkpoint, or holds the state of another model or guide.
+    TypeError
+        If ``path`` is not a ``str`` or ``os.PathLike``.
+    OSError
+        If the file exists but cannot be read (permissions, an I/O error).
     """
     state = read_checkpoint(path, map_location=map_location)
     where = f"checkpoint {os.fspath(path)!r}"

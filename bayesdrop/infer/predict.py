@@ -70,7 +70,13 @@ def output_draws(
 ) -> torch.Tensor:
     """Network outputs ``(S, N, ...)`` for inputs ``x``: ``S = num_samples`` posterior draws (``"mc"``) or the one
     deterministic pass (``"weight-scaling"``, ``S = 1``), with ``model`` in eval mode; ``parallel``,
-    ``batch_size`` as :func:`predict`'s, ``noise`` as :func:`evaluate`'s."""
+    ``batch_size`` as :func:`predict`'s, ``noise`` as :func:`evaluate`'s.
+
+    ``guide`` is the :class:`~bayesdrop.DropoutGuide` built for ``model`` (else a ``ValueError``).  ``rule`` is one
+    of :data:`RULES`, as :func:`predict` takes it: with ``"moment-matching"`` (every layer's method must support
+    it) ``S = num_samples`` draws of DropConnect's Gaussian pre-activations, and a network whose output is Gaussian
+    moments (fast dropout) gives its ``2d`` sigma points per draw (``d`` entries per example), from one draw where
+    no layer draws anything under the rule (``S = 2d``)."""
     parts = _per_batch(
         model, guide, x, num_samples=num_samples, rule=rule, parallel=parallel, batch_size=batch_size, noise=noise
     )
@@ -560,7 +566,7 @@ def evaluate(
 ) -> dict[str, float]:
     """The likelihood's metrics of the posterior predictive on labelled ``data``: a split, an ``(x, y)`` tuple or a
     DataLoader of ``(x, y)`` pairs or dicts with keys ``"x"`` and ``"y"``, as :func:`~bayesdrop.fit` takes them
-    (``num_samples``, ``rule``, ``parallel`` and ``batch_size`` as :func:`predict`'s).
+    (``num_samples``, 20 by default, ``rule``, ``parallel`` and ``batch_size`` as :func:`predict`'s).
 
     :class:`~bayesdrop.Classifier`: ``acc`` and ``nll``; :class:`~bayesdrop.Regressor`: ``rmse`` and ``nll``; any
     likelihood: ``nll``, the mean negative log predictive density of the mixture over the draws (the definitions
@@ -568,6 +574,9 @@ def evaluate(
 
     Parameters
     ----------
+    model, guide
+        A trained :class:`~bayesdrop.Likelihood` and the :class:`~bayesdrop.DropoutGuide` built for it; the
+        draws run on their device, to which each batch of ``data`` is moved.
     noise : {"per-example", "shared"}
         For ``rule="mc"``: the masks (and other per-example sites) drawn afresh for every input, as in training, or
         once per network and shared by every input, so that each draw is one posterior sample of the weights (Gal &

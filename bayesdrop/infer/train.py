@@ -306,10 +306,14 @@ class FitResult:
 
     @property
     def seconds_per_epoch(self) -> float:
+        """The mean of ``history["seconds"]``: the wall-clock seconds of an epoch's steps, the callbacks' time
+        (held-out evaluation included) left out; NaN when the history holds no epoch."""
         s = self.history.get("seconds", [])
         return sum(s) / len(s) if s else float("nan")
 
     def to_json(self) -> str:
+        """The result as a JSON object (indented by one space): ``history``, ``device`` as a string (``"cpu"``,
+        ``"cuda"``), ``warnings`` and ``compiled``."""
         return json.dumps(
             {"history": self.history, "device": str(self.device), "warnings": self.warnings, "compiled": self.compiled},
             indent=1,
@@ -407,6 +411,10 @@ def fit(
     test
         Optional held-out data, evaluated after every epoch by MC prediction: any form ``data`` takes (a split, an
         ``(x, y)`` tuple, a DataLoader), as :func:`~bayesdrop.evaluate` takes it.
+    test_samples
+        Networks drawn from the guide for each evaluation of ``test`` (:func:`~bayesdrop.evaluate`'s ``num_samples``,
+        ``rule="mc"``, on a fork of the generators): the MC draws per test example behind the ``test_*`` metrics.
+        A positive int, default 20 (checked even without ``test``).
     progress
         Show a progress bar with the ELBO and accuracy.
     checkpoint

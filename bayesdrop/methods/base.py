@@ -174,6 +174,19 @@ class Method(ABC):
 
     Global sites (weights, rates) are sampled outside the data plate; local sites (per-example masks and noise)
     through ``layer.sample_local`` in the model and inside ``plate`` in the guide.
+
+    The hooks share their arguments:
+
+    * ``layer``: the layer whose sites are filled, a :class:`~bayesdrop.sites.Layer` (the
+      :class:`~bayesdrop.nn.BayesianLayer` that calls the hook, or whose guide does); a method reads from it the
+      sites, their initial values (``layer.init_value``), dtype and device (``layer.like``) and Pyro site names
+      (``layer.site``).
+    * ``params``: that layer's variational parameters, the :class:`LayerGuide` that :meth:`init_guide` made for it
+      (held by the :class:`~bayesdrop.guides.DropoutGuide`, which passes it back).
+    * ``site``: one of the layer's :class:`~bayesdrop.sites.WeightSite`, :class:`~bayesdrop.sites.NoiseSite` or
+      :class:`~bayesdrop.sites.PoolSite`; in the rate hooks (:meth:`keep_prob`, :meth:`rate_site`,
+      :meth:`rate_units`) its name within the layer (``"weight"``, ``"noise"``, ...).
+    * ``plate``: the plate of the guide's per-example sites (see :meth:`~bayesdrop.nn.BayesianLayer.guide`).
     """
 
     name: str = ""
@@ -269,21 +282,25 @@ class Method(ABC):
     # -- weight sites: prior and guide ---------------------------------------------------------------------------
     @abstractmethod
     def weight_model(self, layer: Layer, site: WeightSite) -> torch.Tensor:
-        """Sample the prior sites of weight site ``site`` and return the weight."""
+        """Sample the prior sites of ``layer``'s weight site ``site`` and return the weight (no ``params``: the
+        model holds no variational parameter)."""
 
     @abstractmethod
     def weight_guide(self, layer: Layer, site: WeightSite, params: LayerGuide, plate: pyro.plate) -> None:
-        """Sample the matching guide sites (local ones, e.g. per-example weight masks, inside ``plate``, the model's
-        data plate)."""
+        """Sample the guide sites matching :meth:`weight_model` for ``layer``'s weight site ``site``, from the
+        layer's variational parameters ``params`` (local ones, e.g. per-example weight masks, inside ``plate``, the
+        model's data plate)."""
 
     # -- noise sites: prior and guide --------------------------------------------------------------------------
     def noise_model(self, layer: Layer, site: NoiseSite, x: torch.Tensor) -> torch.Tensor | None:
-        """Sample the prior sites of noise site ``site`` on the tensor ``x`` it multiplies, and return the
-        multiplier (broadcastable to ``x``), or ``None`` for no noise there (the default)."""
+        """Sample the prior sites of ``layer``'s noise site ``site`` on the tensor ``x`` it multiplies, and return the
+        multiplier (broadcastable to ``x``), or ``None`` for no noise there (the default).  No ``params``: the
+        model holds no variational parameter."""
         return None
 
     def noise_guide(self, layer: Layer, site: NoiseSite, params: LayerGuide, plate: pyro.plate) -> None:
-        """Sample the matching guide sites (local ones inside ``plate``, the model's data plate, built when it is
+        """Sample the guide sites matching :meth:`noise_model` for ``layer``'s noise site ``site``, from the layer's
+        variational parameters ``params`` (local ones inside ``plate``, the model's data plate, built when it is
         first entered)."""
         return None  # no noise there (the default of noise_model)
 
@@ -295,12 +312,15 @@ class Method(ABC):
         raise NotImplementedError(f"{type(self).__name__} does not act on pool sites")
 
     def pool_guide(self, layer: Layer, site: PoolSite, params: LayerGuide, plate: pyro.plate) -> None:
-        """Sample the matching guide sites (local ones inside ``plate``)."""
+        """Sample the guide sites matching :meth:`pool_model` for ``layer``'s pool site ``site``, from the layer's
+        variational parameters ``params`` (local ones inside ``plate``)."""
         raise NotImplementedError(f"{type(self).__name__} does not act on pool sites")
 
     def pool_test_weights(self, site: PoolSite, windows: torch.Tensor) -> torch.Tensor:
-        """The window weights of the test-time network (what :meth:`pool_model` gives at the posterior mean of its
-        sites), a function of the windows alone: :class:`~bayesdrop.nn.WindowPool` exports it."""
+        """The window weights of the test-time network at pool site ``site`` (what :meth:`pool_model` gives at the
+        posterior mean of its sites) for ``windows`` ``(B, C, *out, K)``, broadcastable to them: a function of the
+        windows alone, with neither ``layer`` nor ``params``, so that :class:`~bayesdrop.nn.WindowPool` exports it
+        (``functools.partial(method.pool_test_weights, site)``)."""
         raise NotImplementedError(f"{type(self).__name__} does not act on pool sites")
 
     def project(self, layer: Layer, params: LayerGuide) -> None:
@@ -314,8 +334,9 @@ class Method(ABC):
     # -- rates and pruning ------------------------------------------------------------------------------------
     @abstractmethod
     def keep_prob(self, layer: Layer, params: LayerGuide, site: str | None = None) -> torch.Tensor:
-        """Learned (or fixed) keep probabilities of ``site``, one of :meth:`rate_sites` (``None``: the first, a
-        feed-forward layer's only one), per input unit or per weight."""
+        """Learned (or fixed) keep probabilities of ``layer``'s site ``site``, one of :meth:`rate_sites` (``None``:
+        the first, a feed-forward layer's only one), per input unit or per weight; learned ones are read from the
+        layer's variational parameters ``params``."""
 
     def rate_sites(self, layer: Layer) -> list[str]:
         """The sites whose keep probabilities :meth:`keep_prob` gives, in the layer's order: the pool sites of a
@@ -330,7 +351,8 @@ class Method(ABC):
         return list(layer.drawn_noise_sites)
 
     def rate_site(self, layer: Layer, site: str | None) -> str:
-        """``site``, or for ``None`` the first of :meth:`rate_sites`; a ``ValueError`` names any other."""
+        """``site``, or for ``None`` the first of ``layer``'s :meth:`rate_sites`; a ``ValueError`` names any other.
+        No ``params``: it reads the layer's sites only."""
         sites = self.rate_sites(layer)
         if site is None and sites:
             return sites[0]
@@ -339,18 +361,25 @@ class Method(ABC):
         return site
 
     def rate_units(self, layer: Layer, site: str | None = None) -> int:
-        """The input units of noise or pool site ``site`` (:meth:`rate_site`): the leading axis of its unit shape,
-        the length of a fixed rate's :meth:`keep_prob`."""
+        """The input units of ``layer``'s noise or pool site ``site`` (:meth:`rate_site`): the leading axis of its
+        unit shape, the length of a fixed rate's :meth:`keep_prob`.  No ``params``: it reads the layer's sites
+        only.  A weight site, whose keep probabilities are per weight, is a ``ValueError``."""
         name = self.rate_site(layer, site)
-        found = layer.noise_sites.get(name) or layer.pool_sites[name]
+        found = layer.noise_sites.get(name) or layer.pool_sites.get(name)
+        if found is None:
+            raise ValueError(
+                f"rate_units reads noise and pool sites; {name!r} is a weight site of {self.name!r}, whose keep "
+                "probabilities are per weight: its keep_prob gives them from the weight's own shape"
+            )
         return found.unit_shape[0]
 
     def keep_masks(
         self, layer: Layer, params: LayerGuide, threshold: float | str | None = None
     ) -> dict[str, torch.Tensor]:
-        """What pruning keeps: site name within the layer (``"weight"``, ``"noise"``) to a boolean mask
-        broadcastable to the site's value (per weight, or per unit for noise sites), at ``threshold`` (the
-        method's own when ``None``).  Sites not named are kept whole; the default prunes nothing."""
+        """What pruning keeps of ``layer``, from its variational parameters ``params``: site name within the layer
+        (``"weight"``, ``"noise"``) to a boolean mask broadcastable to the site's value (per weight, or per unit for
+        noise sites), at ``threshold`` (the method's own when ``None``).  Sites not named are kept whole; the
+        default prunes nothing."""
         return {}
 
     def pruning_rule(self) -> str | None:

@@ -179,7 +179,18 @@ class BayesianLayer(PyroModule):
         Inside :func:`~bayesdrop.sites.shared_noise` the site is drawn once per network, in the size-1 plate
         :data:`~bayesdrop.sites.SHARED_PLATE` outside the data plate: ``(1, *event)``, broadcast over the examples
         (Gal & Ghahramani 2016: the masks are part of the weight sample); in a vectorised run each network's draw is
-        repeated for its examples."""
+        repeated for its examples.
+
+        Parameters
+        ----------
+        name : str
+            The layer's site name (e.g. ``"noise"``); the Pyro site is ``self.site(name)`` (e.g. ``"net.0.noise"``).
+        fn : pyro.distributions.TorchDistribution
+            The distribution of one example's draw: empty batch shape, the per-example event shape.
+        x : torch.Tensor
+            The tensor the site acts on, batch first.  Read only outside a likelihood (no data plate, e.g. a layer
+            called directly): its leading ``x.dim() - len(fn.event_shape)`` axes give the batch shape of the draw.
+        """
         plate = DATA_PLATE.get()
         if plate is None:  # used outside a likelihood: one draw per example, explicit batch
             return pyro.sample(self.site(name), fn.expand(x.shape[: x.dim() - len(fn.event_shape)]))
@@ -295,7 +306,19 @@ class BayesianLayer(PyroModule):
     # -- the guide's side ---------------------------------------------------------------------------------------
     def guide(self, params: LayerGuide, plate: Any) -> None:
         """Sample the variational sites of every weight, noise and pool site (called by the guide), in the order the
-        layer's forward uses them (``TraceMeanField_ELBO`` checks that model and guide agree on it)."""
+        layer's forward uses them (``TraceMeanField_ELBO`` checks that model and guide agree on it).
+
+        Parameters
+        ----------
+        params : LayerGuide
+            This layer's variational parameters (the guide's :class:`~bayesdrop.methods.LayerGuide` for it), passed to
+            the method's ``weight_guide``, ``noise_guide`` and ``pool_guide``.
+        plate : pyro.plate
+            The plate in which the per-example sites are sampled: the model's data plate (``model.data_plate(...)``,
+            built lazily when no layer has per-example sites); inside :func:`~bayesdrop.sites.shared_noise` its
+            size-1 plate instead, and a plate of size 1 for
+            :meth:`~bayesdrop.guides.DropoutGuide.point_values`.
+        """
         sites = (*self.weight_sites, *self.drawn_noise_sites, *self.pool_sites)
         order = self.site_order + [n for n in sites if n not in self.site_order]
         for name in order:

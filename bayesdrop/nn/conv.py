@@ -100,7 +100,24 @@ class _ConvNd(BayesianLayer):
 
 
 class Conv1d(_ConvNd):
-    """Bayesian 1-D convolution; inputs ``(batch, C, L)``, weights ``(out, in, k)``; sites as :class:`Conv2d`."""
+    """Bayesian 1-D convolution (``groups=1``); inputs ``(batch, C, L)``, weights ``(out, in, k)``.
+
+    Sites as :class:`Conv2d`: ``weight`` (input channels on axis 1) and ``noise`` on the input feature maps (unit
+    shape ``(C, 1)``; one draw per element, or per feature map with ``noise="channel"``).
+
+    Parameters
+    ----------
+    in_channels, out_channels, kernel_size, stride, padding, dilation, bias
+        As ``torch.nn.Conv1d`` (``groups=1``, zero padding given as ints); ``stride=1``, ``padding=0``,
+        ``dilation=1`` and ``bias=True`` by default.
+    method : str or Method
+        Registered name or instance; ``"bernoulli"`` by default.
+    noise : {"element", "channel"}
+        One draw of the input noise per input element (the default), or one per input feature map (spatial
+        dropout, which needs a method with a noise site).
+    **hyper
+        Hyper-parameters of the method when given by name.
+    """
 
     dims, _plain, _fn = 1, torch.nn.Conv1d, staticmethod(F.conv1d)
 

@@ -62,6 +62,21 @@ class WindowPool(torch.nn.Module):
     The test-time network of a pooling layer (what :func:`bayesdrop.compress.prune` exports): ``weights`` is its
     method's window weights at the posterior mean (:meth:`~bayesdrop.methods.Method.pool_test_weights`), e.g.
     probabilistic weighted pooling.
+
+    Parameters
+    ----------
+    kernel_size : tuple of int
+        The window's size along each spatial axis, one int per axis (its length sets the number of
+        spatial axes: ``(k,)`` for inputs ``(B, C, L)``, ``(kh, kw)`` for ``(B, C, H, W)``); no int is expanded here.
+    stride : tuple of int
+        The step between windows along each spatial axis, as long as ``kernel_size`` (no padding,
+        ``ceil_mode=False``).
+    weights : callable
+        Maps the windows ``(B, C, *out, K)`` of :func:`windows` to their weights (the same shape, or one that
+        broadcasts to it).
+    name : str
+        The name of the rule, shown as ``rule=`` in the module's repr (the method's name in
+        :meth:`~bayesdrop.nn.MaxPool2d.to_plain`); ``""`` by default.
     """
 
     def __init__(
