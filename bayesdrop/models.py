@@ -12,6 +12,7 @@ Example
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -129,6 +130,9 @@ def mlp(
         (:meth:`~bayesdrop.methods.gaussian.VariationalDropout.input_layer`); the other methods that learn their
         rates use ``method`` on every layer.
     activation : {"relu", "tanh", "sigmoid", "elu"}
+        The hidden units' activation.  ``standout`` with another than ``"relu"`` warns: its keep probability reads
+        the activations, where Ba & Frey's reads the pre-activations, the same rule for ReLU units alone
+        (:mod:`bayesdrop.methods.standout`).
     """
     widths = [
         integer(in_features, "in_features"),
@@ -137,6 +141,13 @@ def mlp(
     ]
     m = _layer_method(method, hyper)
     first = _input_method(method, m, input_method, in_features)
+    if m.name == "standout" and activation != "relu" and len(widths) > 2:
+        warnings.warn(
+            f"standout after {activation!r} units: its keep probability sigma(alpha a + beta) reads the activations "
+            "a = f(u), where Ba & Frey's reads the pre-activations u, the same rule for ReLU units alone",
+            UserWarning,
+            stacklevel=2,
+        )
     layers: list[torch.nn.Module] = []
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
         lm = m if i else first

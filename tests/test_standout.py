@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pyro
 import pyro.poutine as poutine
 import pytest
@@ -97,3 +99,14 @@ def test_bad_hyper_parameters_and_spatial_masks_are_refused():
         bd.methods.get("standout", beta=float("nan"))
     with pytest.raises(ValueError, match="standout draws one mask per element"):
         bd.nn.Dropout("standout", noise_shape=(3, 1, 1))  # one draw per feature map
+
+
+def test_mlp_warns_that_standout_after_other_units_is_another_rule():
+    """The keep probability reads the activations a = f(u), Ba & Frey's the pre-activations u: the same rule for
+    ReLU units alone, so bd.models.mlp warns for any other activation, and not for ReLU."""
+    with pytest.warns(UserWarning, match=r"standout after 'tanh' units: its keep probability"):
+        bd.models.mlp(4, [8], 3, "standout", activation="tanh")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bd.models.mlp(4, [8], 3, "standout")
+        bd.models.mlp(4, [8], 3, "bernoulli", activation="tanh")

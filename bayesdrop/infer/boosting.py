@@ -70,6 +70,16 @@ def _global_sites(guide_trace: Trace, local_plates: set[str]) -> Trace:
     return shared
 
 
+def _per_example(name: str, site: dict[str, Any], shared: Trace) -> bool:
+    """Whether the guide's site ``name`` draws anew for every example: a latent site inside the data plate, or a
+    global one the layer redraws per example (tagged by :class:`~bayesdrop.handlers.LocalReparameterization`: a
+    Gaussian weight's pre-activations, SBP's noise)."""
+    if site["type"] != "sample":
+        return False
+    value = site["value"]
+    return name not in shared or hasattr(value, "_bayesdrop_lrt") or hasattr(value, "_bayesdrop_local")
+
+
 class DropoutBoostingELBO(MeanFieldELBO):
     r"""Dropout boosting (Warde-Farley et al. 2014): per example, the log of the mean likelihood over ``num_masks``
     masks, plus the KL terms of :class:`~bayesdrop.infer.MeanFieldELBO`.
@@ -77,7 +87,8 @@ class DropoutBoostingELBO(MeanFieldELBO):
     Each evaluation traces the guide ``K`` times (``poutine.trace``) and replays the model on every trace
     (``poutine.replay``).  The first draw is :class:`MeanFieldELBO`'s; the later ``K - 1`` draws replay its global
     sites (those outside the data plate: weights, learned rates), so only the per-example sites (the masks) are
-    drawn anew, and the network is drawn once.  The loss is
+    drawn anew, and the network is drawn once; a guide that draws nothing per example, whose K draws would all be
+    the first, is refused (:meth:`draws`).  The loss is
 
     .. math::
         -\mathcal L_K = -\sum_{\text{observed}} s \sum_n \Big( \operatorname{logsumexp}_{k=1}^K
@@ -154,12 +165,30 @@ class DropoutBoostingELBO(MeanFieldELBO):
     def draws(
         self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> list[tuple[Trace, Trace]]:
-        """The ``num_masks`` pairs ``(model_trace, guide_trace)``: the first as :class:`MeanFieldELBO` draws it,
-        the others with the guide replaying the first draw's global sites (``poutine.replay``)."""
+        r"""The ``num_masks`` pairs ``(model_trace, guide_trace)``: the first as :class:`MeanFieldELBO` draws it,
+        the others with the guide replaying the first draw's global sites (``poutine.replay``).
+
+        Raises
+        ------
+        ValueError
+            If the guide draws no latent site per example (inside the data plate): every later draw would replay
+            the first whole, and :math:`\mathcal L_K` would be standard dropout's :math:`\mathcal L_1` (masks
+            drawn once per minibatch, e.g. DropConnect with ``per_example=False``; Gaussian weights without the
+            local reparameterisation trick).
+        """
         first = self._get_trace(model, guide, args, kwargs)
         if self.num_masks == 1:
             return [first]
-        replayed = poutine.replay(guide, trace=_global_sites(first[1], _local_plates(first[0])))
+        local = _local_plates(first[0])
+        shared = _global_sites(first[1], local)
+        if not any(_per_example(name, site, shared) for name, site in first[1].nodes.items()):
+            raise ValueError(
+                "DropoutBoostingELBO: the guide draws no site per example (inside the data plate), so each of the "
+                f"{self.num_masks} draws would replay the first and the objective would be standard dropout's: draw "
+                "the masks per example (DropConnect's per_example=True; the local reparameterisation trick, fit's "
+                "lrt=True, for Gaussian weights)"
+            )
+        replayed = poutine.replay(guide, trace=shared)
         return [first] + [self._get_trace(model, replayed, args, kwargs) for _ in range(self.num_masks - 1)]
 
     @staticmethod

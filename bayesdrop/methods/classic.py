@@ -21,7 +21,9 @@ r"""Classic dropout with fixed rates: Bernoulli (standard / MC) and Gaussian dro
     :math:`l`, their weights :math:`M_{\mathrm{Gal}} = \hat M / (1-p)` without
     the rescaling, :math:`\lambda_{\mathrm{Gal}} = l^2 (1-p) / (2N\tau)` with
     :math:`\tau = 1` for classification) the same objective has
-    :math:`s = \sqrt{1-p}\,/\,l`.  The default :math:`s = 1` is
+    :math:`s = \sqrt{1-p}\,/\,l`; their decay of the biases,
+    :math:`\lambda \lVert b \rVert^2`, is left out: biases are point
+    estimates without a prior here, as in Kingma et al. 2015.  The default :math:`s = 1` is
     :math:`\lambda = 3.5 \cdot 10^{-4}` on the 1437 training digits and
     :math:`8 \cdot 10^{-6}` on MNIST's 60000: the range of weight decays used
     with dropout.  Without the rescaling the same prior penalised the function

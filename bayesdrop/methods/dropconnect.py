@@ -2,9 +2,10 @@ r"""DropConnect (Wan et al. 2013): a Bernoulli mask on every *weight* instead of
 
 For users who want the weight-level dropout of Wan, Zeiler, Zhang, LeCun & Fergus (2013), "Regularization of
 Neural Networks using DropConnect" (ICML).  A layer's output is :math:`r = a\big((M \circ W) v\big)` with
-:math:`M_{ij} \sim \mathrm{Bernoulli}(1 - p)` (their eq. 1-2, :math:`1 - p` being their keep probability).  As a
-Bayesian model, with the kept weights scaled by :math:`1/(1-p)` (inverted, as ``bernoulli``; the mask then has
-mean 1 and the weight-scaling rule is the network at :math:`\hat W` itself):
+:math:`M_{ij} \sim \mathrm{Bernoulli}(1 - p)` (:math:`1 - p` being their keep probability; their mask covers the bias
+too, as Thevenot's survey (2020) restates it, where here the bias stays an unmasked point estimate, as every
+layer's).  As a Bayesian model, with the kept weights scaled by :math:`1/(1-p)` (inverted, as ``bernoulli``; the
+mask then has mean 1 and the weight-scaling rule is the network at :math:`\hat W` itself):
 
 .. math::
     \text{model: } W \sim \mathcal N(0, s^2 I),\quad M_{ij} \sim \mathrm{Bernoulli}(1-p);\qquad
@@ -41,7 +42,11 @@ Test time (``bd.predict(..., rule=...)``):
 
     (their :math:`\mathcal N(p W v, p(1-p)(W \circ W)(v \circ v))` with keep probability :math:`p` and no
     rescaling), and the network's output is averaged over ``num_samples`` draws of :math:`u` in every DropConnect
-    layer (:class:`~bayesdrop.handlers.MomentMatching`).
+    layer (:class:`~bayesdrop.handlers.MomentMatching`).  Where Algorithm 2 averages each layer's activation
+    :math:`a(u)` over its Z draws and passes that one mean on, each draw here runs through the whole network and
+    the outputs are averaged: the Monte Carlo predictive of the network with Gaussian pre-activations, which
+    ``tests/test_dropconnect.py`` checks against Monte Carlo over real masks.  The two are the same rule for a
+    network whose one DropConnect layer is its output layer.
 
 Example
 -------

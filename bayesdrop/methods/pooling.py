@@ -53,7 +53,12 @@ other layers), Monte Carlo prediction averages over the draws, and the determini
 
     .. math:: y = \max_k\, (1 - M_k)\, a_k;\qquad \text{test: } (1 - \mu) \max_k a_k,
 
-    the posterior mean of the multiplier.  Defaults :math:`\mu = 0.02`, :math:`\sigma^2 = 0.05`.
+    the posterior mean of the multiplier.  Defaults :math:`\mu = 0.02`, :math:`\sigma^2 = 0.05`.  The rule is the
+    survey's, not the expected training output: the max of noisy values exceeds it on average (a window
+    :math:`(1, 2, 3, 4)` at the defaults: :math:`\mathbb E \max_k (1 - M_k) a_k = 4.04` against 3.92); ``rule="mc"``
+    averages the real thing.  Park & Kwak's own abstract describes a different Max-Drop, one that drops the
+    activations of highest value across a feature map or across the channels; their paper is not among this
+    project's sources, and what is here is the survey's method.
 
 The keep probability each reports (``bd.dropout_rates``, one value for every feature map: pooling layers do not know
 their channels) is :math:`1 - p` for the pooling dropouts, :math:`1 / (1 + \alpha)` with

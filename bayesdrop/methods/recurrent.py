@@ -17,8 +17,8 @@ Thevenot's survey "12 Main Dropout Methods" (2020) writes them, so that the dete
               \text{test: } \mathrm{act}\big((1 - p)\, W [x_t;\ h_{t-1}]\big).
 
     The same mask at every step is a draw of the weights :math:`W \operatorname{diag}(m)` for the whole sequence:
-    the recurrent network's weights are random variables and dropout is variational inference over them (their
-    sec. 3); a fresh mask per step, as for feed-forward dropout, is not.
+    the recurrent network's weights are random variables and dropout is variational inference over them, as
+    Gal & Ghahramani derive it; a fresh mask per step, as for feed-forward dropout, is not.
 
 ``rnndrop``
     Moon et al. (2015), "RNNDrop: a novel dropout for RNNs in ASR" (ASRU): one mask per sequence on the cell state,
@@ -153,8 +153,9 @@ class VariationalRNN(RecurrentMasks):
 
 @register("rnndrop")
 class RNNDrop(RecurrentMasks):
-    r"""RNNDrop (Moon et al. 2015): one mask per sequence on the cell state :math:`c_t`; parameters as
-    :class:`VariationalRNN`."""
+    r"""RNNDrop (Moon et al. 2015): one mask per sequence on the cell state :math:`c_t`; parameters ``p``,
+    ``per_sequence`` (default True) and ``prior_scale`` as :class:`RecurrentMasks` (no ``p_input``: the inputs
+    are not masked)."""
 
     reference = "Moon et al. 2015 (ASRU)"
     capabilities = Capabilities(analytic_kl=True, recurrent=True, noise_roles=frozenset({"cell"}))
@@ -163,7 +164,8 @@ class RNNDrop(RecurrentMasks):
 @register("recurrent-dropout")
 class RecurrentDropout(RecurrentMasks):
     r"""Recurrent dropout (Semeniuta et al. 2016): a mask on the update :math:`i_t \circ \tilde c_t` only, per step
-    (``per_sequence=False``, the default) or per sequence; parameters as :class:`VariationalRNN`."""
+    (``per_sequence=False``, the default) or per sequence; parameters ``p``, ``per_sequence`` and ``prior_scale`` as
+    :class:`RecurrentMasks` (no ``p_input``: the inputs are not masked)."""
 
     reference = "Semeniuta et al. 2016 (COLING)"
     capabilities = Capabilities(analytic_kl=True, recurrent=True, noise_roles=frozenset({"update"}))

@@ -27,9 +27,9 @@ negative entropy of a truncated normal plus :math:`\log(b - a)` (eq. 10):
 
 registered for the pair (:class:`TruncatedLogNormal`, :class:`TruncatedLogUniform`), so the ELBO has no Monte Carlo
 term for it.  The paper's bounds are :math:`a = -20`, :math:`b = 0` (:math:`\theta \le 1`).  Under
-:func:`bayesdrop.fit` (the local reparameterisation handler) the noise is drawn for every example, as the paper
-trains (its sec. 4.2), from the inverse CDF (a reparameterised draw); a draw of the guide outside training is one
-:math:`\theta` per network.
+:func:`bayesdrop.fit` (the local reparameterisation handler) the noise is drawn for every example from the inverse CDF
+(a reparameterised draw): the expected ELBO of one draw per minibatch, with a gradient of lower variance
+(Kingma et al. 2015's local reparameterisation); a draw of the guide outside training is one :math:`\theta` per network.
 
 Test time and pruning
 ---------------------
@@ -404,7 +404,7 @@ class StructuredBayesianPruning(PointWeights):
         Bounds of :math:`\log\theta` (the paper's -20 and 0).
     mu_init, log_sigma_init : float
         Initial :math:`\mu` and :math:`\log\sigma` of every unit's guide (every unit kept at the start:
-        :math:`\mathbb E\theta \approx 1`, SNR about 260).
+        :math:`\mathbb E\theta \approx 1`, SNR about 247).
     threshold : float
         Units with a signal-to-noise ratio below it are pruned (the paper's 1).
     prior_scale : float

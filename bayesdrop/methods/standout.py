@@ -15,7 +15,9 @@ form most implementations use, the standout network's pre-activation of unit :ma
 Here the mask sits on a noise site, the inputs :math:`a` of the *next* layer, and the keep probability is computed
 from the tensor it multiplies, :math:`\pi(a) = \sigma(\alpha a + \beta)`.  For ReLU units this is Ba & Frey's
 rule exactly: where :math:`u_j > 0`, :math:`a_j = u_j`; where :math:`u_j \le 0`, :math:`a_j = 0` and the mask
-multiplies zero whatever its probability.  With :math:`\alpha = 0` it is standard (non-inverted) dropout with keep
+multiplies zero whatever its probability.  For other activations it is another adaptive rule
+(``bd.models.mlp`` warns): a tanh unit at :math:`u_j = -2` is kept with :math:`\sigma(\alpha \tanh(-2) + \beta)`,
+not :math:`\sigma(-2\alpha + \beta)`.  With :math:`\alpha = 0` it is standard (non-inverted) dropout with keep
 probability :math:`\sigma(\beta)`.  The masks are not rescaled: the expected mask is part of the test-time network.
 
 As a Pyro model the mask is a deterministic function of a uniform threshold :math:`t \sim U(0, 1)^{\text{units}}`
