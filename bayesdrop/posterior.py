@@ -398,9 +398,10 @@ def seeded(seed: int | None, device: torch.device, setup: Callable[[], Any] | No
     ----------
     seed : int or None
         A non-negative int (else a ``ValueError``), seeding the generators of the CPU and of ``device`` inside the
-        fork, as ``torch.manual_seed`` seeds them (the other devices' are left alone); ``None``: no fork and no seed, the block (and ``setup``) draw from the current state.
+        fork, as ``torch.manual_seed`` seeds them (the other devices' are left alone); ``None``: no fork and no
+        seed, the block (and ``setup``) draw from the current state.
     device : torch.device
-        The device of the draws: the fork covers the CPU's generator and, for a CUDA device, that device's
+        The device of the draws: the fork covers the CPU's generator and, for a CUDA or MPS device, that device's
         (:func:`forked`).
     setup : callable or None
         Run first, with no argument (:func:`guide_setup`); ``None`` (default): nothing.
@@ -422,9 +423,9 @@ def seeded(seed: int | None, device: torch.device, setup: Callable[[], Any] | No
 def forked(device: torch.device) -> contextlib.AbstractContextManager[None]:
     """A fork of torch's generators of the CPU and of ``device`` (a CUDA or MPS device's): what runs inside draws
     without moving the caller's random stream."""
-    if device.type == "cpu":
-        return torch.random.fork_rng(devices=[])
-    return torch.random.fork_rng(devices=[device], device_type=device.type)
+    if device.type in ("cuda", "mps"):
+        return torch.random.fork_rng(devices=[device], device_type=device.type)
+    return torch.random.fork_rng(devices=[])
 
 
 def _seed_forked(seed: int, device: torch.device) -> None:
