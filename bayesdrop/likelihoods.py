@@ -185,8 +185,8 @@ class Likelihood(PyroModule):
         inputs in the dtype of the model's parameters, integer ones only for a network that embeds tokens.
 
         :meth:`forward` checks every batch (so a plain ``pyro.infer.SVI`` step is refused by name too), and
-        :func:`~bayesdrop.fit` and :func:`~bayesdrop.predict` before they start; torch's own error comes from inside
-        a layer, mid-trace.
+        :func:`~bayesdrop.fit`, :func:`~bayesdrop.predict` and :func:`~bayesdrop.evaluate` before they start; torch's
+        own error comes from inside a layer, mid-trace.
         """
         param = _first_floating_parameter(self)
         if param is not None and x.is_floating_point() and x.dtype != param.dtype:

@@ -532,3 +532,17 @@ def test_a_model_cast_after_its_guide_ran_is_named_before_training():
     result = bd.fit(model, guide, (x.double(), y), epochs=1, progress=False)
     assert math.isfinite(result.history["elbo"][0])
     assert bd.predict(model, guide, x.double()).dtype == torch.float64
+
+
+def test_evaluate_refuses_inputs_of_the_wrong_dtype_by_name_under_every_rule():
+    """``evaluate`` checks its tensor inputs before any pass, naming ``data``: under the weight-scaling rule, whose
+    plain pass does not run the model, torch's matrix-product error came from inside the first layer."""
+    torch.manual_seed(0)
+    model = bd.Classifier(bd.models.mlp(4, [8], 3), num_data=10)
+    guide = bd.DropoutGuide(model)
+    x, y = torch.randn(10, 4), torch.randint(0, 3, (10,))
+    guide(x)
+    for rule in ("mc", "weight-scaling"):
+        with pytest.raises(TypeError, match=r"`data`: x is float64 but the model's parameters are float32"):
+            bd.evaluate(model, guide, (x.double(), y), rule=rule)
+    assert set(bd.evaluate(model, guide, (x, y), rule="weight-scaling")) == {"acc", "nll"}

@@ -94,11 +94,13 @@ def _per_batch(
     batch_size: int | None,
     reduce: Callable[[torch.Tensor], Any] | None = None,
     noise: str = "per-example",
+    name: str = "x",
 ) -> list[Any]:
     """The output draws ``(S, B, ...)`` of every batch of ``batch_size`` inputs (all at once for ``None``), or of
     every batch of inputs ``x`` yields (a DataLoader's, :func:`loader_batches`), each batch moved to the model's
     device in turn and seen by the same S networks; ``reduce`` of each where given (:func:`predict` keeps only the
-    batch's prediction, so that memory does not grow with S times N)."""
+    batch's prediction, so that memory does not grow with S times N).  Tensor inputs are checked first
+    (:meth:`~bayesdrop.likelihoods.Likelihood.check_inputs`), a refusal naming the argument ``name``."""
     if rule not in RULES:
         raise ValueError(f"`rule` must be one of {RULES}, got {rule!r}")
     shared = check_noise(noise) and rule == "mc"  # the masks of one network shared by its inputs
@@ -128,6 +130,8 @@ def _per_batch(
         )
     if not isinstance(guide, DropoutGuide) or guide.model is not model:
         raise ValueError("`guide` must be the DropoutGuide built for `model` (bd.DropoutGuide(model))")
+    if torch.is_tensor(x):  # before any pass, the plain one of the weight-scaling rule included (not the model's)
+        model.check_inputs(x, name)
     # the weight-scaling rule's network and device, kept while the parameters are unchanged (None: the guide's first
     # run comes first); built after guide.check_dtypes(), which the draws take here
     kept = cached_plain(model, guide) if rule == "weight-scaling" and guide._order is not None else None
@@ -542,8 +546,6 @@ def predict(
         eq. 8-9); the mixture's ``(mean, std)`` by default.
     """
     inputs: Any = loader_batches(x, name="x") if isinstance(x, DataLoader) else as_tensors(x, name="x")[0]
-    if torch.is_tensor(inputs) and isinstance(model, Likelihood):  # another model: _per_batch names it
-        model.check_inputs(inputs, "x")
     options: dict[str, Any] = {"num_samples": num_samples, "rule": rule, "parallel": parallel, "batch_size": batch_size}
     if not return_samples:  # one batch's draws at a time: memory O(S B), not O(S N)
         return _merge(_per_batch(model, guide, inputs, **options, reduce=lambda out: model.predictive(out)))
@@ -605,5 +607,5 @@ def evaluate(
         raise ValueError("`data` must include targets y to be evaluated")
     model.check_targets(y_, name="data.y")
     with seeded(seed, dev, guide_setup(guide, x, dev) if isinstance(guide, DropoutGuide) else None):
-        out = output_draws(model, guide, x, batch_size=batch_size, **options)
+        out = torch.cat(_per_batch(model, guide, x, batch_size=batch_size, name="data", **options), 1)
     return model.metrics(out, y_.to(out.device))
