@@ -718,7 +718,8 @@ def make_parser() -> argparse.ArgumentParser:
         "--threshold",
         type=_threshold,
         default=None,
-        help="pruning threshold: a number, or 'sharp-rise' (Dropout++/SAL's per-layer rule); default: each method's own",
+        help="pruning threshold: a number, or 'sharp-rise' (Dropout++/SAL's per-layer rule); default: each method's "
+        "own",
     )
     _threads_option(pr)
     pr.set_defaults(func=cmd_prune)

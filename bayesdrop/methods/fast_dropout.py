@@ -3,7 +3,8 @@ drawing masks.
 
 For users who want dropout's regularisation with a deterministic training step.  Wang & Manning (2013), "Fast
 dropout training" (ICML), observe that a unit's input sum under dropout, :math:`s = \sum_i w_i x_i z_i` with
-independent masks, is close to Gaussian (a sum of many independent terms), with the moments over the masks (inverted masks here, :math:`z_i = m_i / (1 - p)`, :math:`m_i \sim \mathrm{Bernoulli}(1 - p)`, so
+independent masks, is close to Gaussian (a sum of many independent terms), with the moments over the masks
+(inverted masks here, :math:`z_i = m_i / (1 - p)`, :math:`m_i \sim \mathrm{Bernoulli}(1 - p)`, so
 :math:`\mathbb E z_i = 1`, :math:`\mathrm{Var}\, z_i = p / (1 - p)`):
 
 .. math::

@@ -27,9 +27,10 @@ negative entropy of a truncated normal plus :math:`\log(b - a)` (eq. 10):
 
 registered for the pair (:class:`TruncatedLogNormal`, :class:`TruncatedLogUniform`), so the ELBO has no Monte Carlo
 term for it.  The paper's bounds are :math:`a = -20`, :math:`b = 0` (:math:`\theta \le 1`).  Under
-:func:`bayesdrop.fit` (the local reparameterisation handler) the noise is drawn for every example from the inverse CDF
-(a reparameterised draw): the expected ELBO of one draw per minibatch, with a gradient of lower variance
-(Kingma et al. 2015's local reparameterisation); a draw of the guide outside training is one :math:`\theta` per network.
+:func:`bayesdrop.fit` (the local reparameterisation handler) the noise is drawn for every example from the inverse
+CDF (a reparameterised draw): the expected ELBO of one draw per minibatch, with a gradient of lower variance
+(Kingma et al. 2015's local reparameterisation); a draw of the guide outside training is one :math:`\theta` per
+network.
 
 Test time and pruning
 ---------------------

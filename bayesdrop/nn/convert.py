@@ -309,8 +309,8 @@ def bayesianize(
     pre-trained backbone) stays plain and frozen, with a ``UserWarning`` naming it.  In a ``TransformerEncoder`` or
     ``TransformerEncoderLayer`` the feed-forward ``Linear`` layers are converted and torch's fused inference path,
     which reads their weights directly, is turned off.  Any other module with parameters of its own (a subclass of
-    ``Linear`` whose ``forward`` may differ, a ``MultiheadAttention`` that reads its projections' weights directly) stays
-    deterministic, with a ``UserWarning`` naming it.  A module of your own that holds parameters itself besides
+    ``Linear`` whose ``forward`` may differ, a ``MultiheadAttention`` that reads its projections' weights directly)
+    stays deterministic, with a ``UserWarning`` naming it.  A module of your own that holds parameters itself besides
     submodules (a block with a learned ``scale``, a root with a temperature) is a container: its submodules are
     converted, and the parameters it holds itself stay point estimates, with a ``UserWarning`` naming them.  The
     module is converted to a :class:`~pyro.nn.PyroModule` so that site and parameter names follow the module tree;
