@@ -546,3 +546,38 @@ def test_evaluate_refuses_inputs_of_the_wrong_dtype_by_name_under_every_rule():
         with pytest.raises(TypeError, match=r"`data`: x is float64 but the model's parameters are float32"):
             bd.evaluate(model, guide, (x.double(), y), rule=rule)
     assert set(bd.evaluate(model, guide, (x, y), rule="weight-scaling")) == {"acc", "nll"}
+
+
+class _LaterBatchDouble(torch.utils.data.Dataset):
+    """Ten examples whose last batch of four (rows 8-9) comes in float64: a check of the first batch alone misses it."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self.x[i].double() if i >= 8 else self.x[i]), self.y[i]
+
+
+def test_a_dataloaders_batches_of_the_wrong_dtype_are_refused_by_name_under_every_rule():
+    """A DataLoader's batches are checked as they come, before a pass reads them, by ``predict`` (naming ``x``) and
+    ``evaluate`` (naming ``data``) under every rule: the weight-scaling rule's plain network checks nothing itself,
+    and torch's matrix-product error came from inside its first layer; a wrong later batch is named too."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    model = bd.Classifier(bd.models.mlp(4, [8], 3, "bernoulli"), num_data=10)
+    guide = bd.DropoutGuide(model)
+    x, y = torch.randn(10, 4), torch.randint(0, 3, (10,))
+    guide(x)
+    for rule in ("mc", "weight-scaling"):
+        for data in (TensorDataset(x.double(), y), _LaterBatchDouble(x, y)):
+            loader = DataLoader(data, batch_size=4)
+            with pytest.raises(TypeError, match=r"`x`: x is float64 but the model's parameters are float32"):
+                bd.predict(model, guide, loader, rule=rule)
+            with pytest.raises(TypeError, match=r"`data`: x is float64 but the model's parameters are float32"):
+                bd.evaluate(model, guide, loader, rule=rule)
+        good = DataLoader(TensorDataset(x, y), batch_size=4)
+        assert bd.predict(model, guide, good, rule=rule).shape == (10, 3)

@@ -99,7 +99,8 @@ def _per_batch(
     """The output draws ``(S, B, ...)`` of every batch of ``batch_size`` inputs (all at once for ``None``), or of
     every batch of inputs ``x`` yields (a DataLoader's, :func:`loader_batches`), each batch moved to the model's
     device in turn and seen by the same S networks; ``reduce`` of each where given (:func:`predict` keeps only the
-    batch's prediction, so that memory does not grow with S times N).  Tensor inputs are checked first
+    batch's prediction, so that memory does not grow with S times N).  Tensor inputs are checked first, a
+    DataLoader's batches as they come, before a pass reads them
     (:meth:`~bayesdrop.likelihoods.Likelihood.check_inputs`), a refusal naming the argument ``name``."""
     if rule not in RULES:
         raise ValueError(f"`rule` must be one of {RULES}, got {rule!r}")
@@ -162,6 +163,9 @@ def _per_batch(
             first = next(iterator, None)
     if first is None:
         raise ValueError("no inputs to predict: the data is empty")
+    if sizes is None:  # a DataLoader's batches, each checked before any pass reads it (a tensor's were above)
+        model.check_inputs(first, name)
+        iterator = _checked(model, iterator, name)
     batches = itertools.chain([first], iterator)
     # eval mode for the Pyro runs (a plain module is in eval mode already); eval() walks every module's setattr
     with eval_mode(model if kept is None or kept.network is None else None):
@@ -208,6 +212,14 @@ def _per_batch(
         groups = _joined(batches, rows) if rows else ([xb] for xb in batches)
         parts = (part for group in groups for part in _split(draw(_cat(group).to(dev)), group))
         return [part if reduce is None else reduce(part) for part in parts]
+
+
+def _checked(model: Likelihood, batches: Iterable[torch.Tensor], name: str) -> Iterator[torch.Tensor]:
+    """``batches`` as they come, each refused by :meth:`~bayesdrop.likelihoods.Likelihood.check_inputs` (naming
+    ``name``) before any pass reads it: the plain network of the weight-scaling rule checks nothing itself."""
+    for xb in batches:
+        model.check_inputs(xb, name)
+        yield xb
 
 
 def _joined(batches: Iterable[torch.Tensor], rows: int) -> Iterator[list[torch.Tensor]]:
@@ -597,7 +609,10 @@ def evaluate(
         targets: list[torch.Tensor] = []
         with seeded(seed, dev, None):
             out = torch.cat(
-                _per_batch(model, guide, loader_batches(data, targets), batch_size=batch_size, **options), 1
+                _per_batch(
+                    model, guide, loader_batches(data, targets), batch_size=batch_size, name="data", **options
+                ),
+                1,
             )
         y = torch.cat(targets)
         model.check_targets(y, name="data.y")
