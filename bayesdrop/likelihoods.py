@@ -148,10 +148,41 @@ class Likelihood(PyroModule):
             if d is not None and torch.is_tensor(out):  # (S, B, ...), also for a network that drew nothing
                 out, vectorised = d.unfold(d.fold(out)), True
         if torch.is_tensor(out) or isinstance(out, Moments):
+            self.check_outputs(x, out, vectorised=vectorised)
             self._check_output(out, y, out.dim() - 1 - vectorised)
         with plate:
             self.observe(out, y)
         return out
+
+    def output_dims(self) -> tuple[int, ...] | None:
+        """The numbers of dimensions of one example's network output that :meth:`distribution` scores (after the
+        examples' axis, and the draws' in a vectorised run), checked by :meth:`check_outputs`; ``None`` (this
+        default): any."""
+        return None
+
+    def check_outputs(self, x: torch.Tensor, out: torch.Tensor | Moments, *, vectorised: bool = False) -> None:
+        """Raise ``ValueError`` (naming ``x``) where the network's outputs ``out`` for inputs ``x`` have more or fewer
+        dimensions per example than :meth:`output_dims` accepts: an extra axis in ``x``, ``(N, 1, D)`` for
+        ``(N, D)``, gives outputs ``(N, 1, C)`` that Pyro's data plate broadcasts against the targets ``(N,)``
+        into an ``(N, N)`` log-likelihood, silently.  ``vectorised``: ``out`` leads with the draws' axis.
+
+        :meth:`forward` checks every run, and :func:`~bayesdrop.predict` the plain pass of the weight-scaling rule.
+        """
+        dims = self.output_dims()
+        event_dims = out.dim() - 1 - vectorised
+        if dims is None or event_dims in dims:
+            return
+        want = " or ".join(map(str, dims))
+        raise ValueError(
+            f"`x`: examples of shape {tuple(x.shape[1:])} give network outputs of shape "
+            f"{tuple(out.shape[out.dim() - event_dims :])} each, {event_dims} dimension{'s' if event_dims != 1 else ''}"
+            f", but {type(self).__name__} scores {want} ({self._output_words()}): pass x with one example per row, in "
+            "the shape the network reads (e.g. (N, D) for an MLP, not (N, 1, D))"
+        )
+
+    def _output_words(self) -> str:
+        """How one example's output looks, for :meth:`check_outputs`'s message."""
+        return "dimensions"
 
     def _check_output(self, out: torch.Tensor | Moments, y: torch.Tensor | None, event_dims: int) -> None:
         """Refuse network outputs ``out`` this likelihood cannot score, with a ``ValueError`` saying why, before
@@ -352,6 +383,12 @@ class Classifier(Likelihood):
                 "Classifier(..., num_classes=C)"
             )
         return width
+
+    def output_dims(self):
+        return (1,)
+
+    def _output_words(self):
+        return "logits (C,)"
 
     def _check_output(self, out, y, event_dims):
         """Check the width of the network's output against the number of classes (given, or inferred from a
@@ -649,6 +686,12 @@ class Regressor(Likelihood):
     def noise_scale(self) -> torch.Tensor:
         r""":math:`\sigma`: a scalar, or ``(horizon,)``."""
         return self.log_noise.exp()
+
+    def output_dims(self):
+        return (0, 1) if self.horizon is None else (1,)
+
+    def _output_words(self):
+        return "one value, () or (1,)" if self.horizon is None else f"a forecast, ({self.horizon},)"
 
     def _check_output(self, out, y, event_dims):
         """With ``horizon=None``, refuse a network with several outputs per example (``(..., N, W)``, ``W > 1``),

@@ -298,3 +298,29 @@ def test_regressor_learn_noise_must_be_a_bool_and_num_data_any_integer():
     assert bd.Regressor(bd.models.mlp(2, [4], 2), num_data=10, horizon=np.int64(2)).horizon == 2
     tau = bd.likelihoods.model_precision(0.1, length_scale=1e-2, weight_decay=1e-6, num_data=np.int64(400))
     assert tau == pytest.approx(0.9 * 1e-4 / (2 * 400 * 1e-6))
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_inputs_with_an_extra_axis_are_refused_before_they_broadcast_the_likelihood(kind):
+    """``x`` of shape ``(N, 1, D)`` for an MLP reading ``(N, D)`` gives outputs ``(N, 1, C)``, which Pyro's data plate
+    broadcast against targets ``(N,)`` into an ``(N, N)`` log-likelihood: ``fit`` trained on it (a training
+    accuracy above 1) and ``predict`` returned ``(N, 1, C)``.  Every run of the model and the weight-scaling rule's
+    plain pass refuse it, naming ``x``; the right shape trains."""
+    torch.manual_seed(0)
+    x = torch.randn(40, 4)
+    if kind == "classifier":
+        model: bd.Likelihood = bd.Classifier(bd.models.mlp(4, [8], 3), num_data=40)
+        y = torch.randint(0, 3, (40,))
+    else:
+        model = bd.Regressor(bd.models.mlp(4, [8], 1), num_data=40)
+        y = torch.randn(40)
+    guide = bd.DropoutGuide(model)
+    wrong = r"`x`: examples of shape \(1, 4\) give network outputs of shape \(1, \d\) each, 2 dimensions"
+    with pytest.raises(ValueError, match=wrong):
+        bd.fit(model, guide, (x.unsqueeze(1), y), epochs=1, progress=False)
+    result = bd.fit(model, guide, (x, y), epochs=1, progress=False)
+    assert math.isfinite(result.history["elbo"][0])
+    for rule in ("mc", "weight-scaling"):
+        with pytest.raises(ValueError, match=wrong):
+            bd.predict(model, guide, x[:5].unsqueeze(1), rule=rule)
+    assert model.output_dims() == ((1,) if kind == "classifier" else (0, 1))

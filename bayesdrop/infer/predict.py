@@ -148,6 +148,7 @@ def _per_batch(
                 outs = [net(x).unsqueeze(0)]
             else:
                 outs = [net(x[i : i + step].to(dev)).unsqueeze(0) for i in range(0, inputs, step)]
+            model.check_outputs(x, outs[0], vectorised=True)  # the model's own runs check theirs
             return outs if reduce is None else [reduce(out) for out in outs]
         batches: Iterable[torch.Tensor] = [x[i : i + step] for i in range(0, inputs, step)]
     elif batch_size is not None:
@@ -178,7 +179,9 @@ def _per_batch(
             network = weight_scaling_network(model, guide) if kept is None else cached_network(kept, guide)
 
             def draw(xb: torch.Tensor) -> torch.Tensor:
-                return network(xb).unsqueeze(0)
+                out = network(xb).unsqueeze(0)
+                model.check_outputs(xb, out, vectorised=True)
+                return out
 
         else:
             sampled: Any = guide
