@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
@@ -619,3 +620,30 @@ def test_bayesianize_of_an_mlp_places_the_methods_as_bd_models_does(method):
         for _, layer in bd.nn.bayesian_layers(bd.models.mlp(64, [300, 100], 10, method))
     ]
     assert ours == theirs
+
+
+@pytest.mark.parametrize(
+    "build, error, name",
+    [
+        (lambda: bd.nn.Linear(2.5, 3), TypeError, "in_features"),
+        (lambda: bd.nn.Linear(4, 0), ValueError, "out_features"),
+        (lambda: bd.nn.Linear(4, 3, bias="yes"), TypeError, "bias"),
+        (lambda: bd.nn.Linear(4, 3, bias=0), TypeError, "bias"),
+        (lambda: bd.nn.Conv2d(1, 2, 3, bias="yes"), TypeError, "bias"),
+        (lambda: bd.nn.LSTM(True, 8), TypeError, "input_size"),
+        (lambda: bd.nn.LSTM(4, 8, num_layers=0), ValueError, "num_layers"),
+        (lambda: bd.nn.Embedding(10, 2.0), TypeError, "embedding_dim"),
+    ],
+)
+def test_layer_sizes_and_bias_of_the_wrong_kind_are_refused_by_name(build, error, name):
+    """Sizes are ints (Python's or NumPy's, not bool: a TypeError otherwise, a ValueError below 1) and ``bias`` is a
+    bool: ``bias="yes"`` or ``0`` was passed on to torch as a truthy value."""
+    with pytest.raises(error, match=f"`{name}`"):
+        build()
+
+
+def test_layer_sizes_accept_numpy_integers_as_python_ints():
+    """A size read from a NumPy array (``np.int64``) builds the layer, stored as a Python int."""
+    layer = bd.nn.Linear(np.int64(4), np.int64(3))
+    assert (layer.in_features, layer.out_features) == (4, 3) and type(layer.in_features) is int
+    assert layer(torch.randn(2, 4)).shape == (2, 3)

@@ -21,19 +21,46 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..checks import integer
 from ..methods import Method
 from .base import BayesianLayer, NoiseSite, filled, grouped_rows, is_input
-from .linear import _positive
 
 __all__ = ["Conv1d", "Conv2d", "NOISE"]
 
 NOISE = ("element", "channel")  # one draw of the input noise per input element, or per input feature map
+PADDING = ("valid", "same")  # the padding strings of torch.nn.Conv1d / Conv2d ("same" for stride 1 only)
+
+
+def _geometry(value: Any, name: str, dims: int, low: int = 1, words: tuple[str, ...] = ()) -> tuple[int, ...] | str:
+    """``value`` of a convolution's ``name`` (``kernel_size``, ``stride``, ``padding``, ``dilation``) as a tuple of
+    ``dims`` ints, each at least ``low``: one int (Python's, NumPy's; not ``bool``) for every axis, or a tuple or list
+    of ``dims``; or one of the strings ``words`` as given.  A ``TypeError`` naming ``name`` and what it accepts when it
+    is not of these kinds (a float, a bool, ``None``, a string where none is accepted), a ``ValueError`` when it is
+    out of range, of the wrong length or an unknown string."""
+    ints = "int" if dims == 1 else "ints"
+    if low == 1:
+        one, each = "a positive int", f"{dims} positive {ints}"
+    else:
+        one, each = f"an int >= {low}", f"{dims} {ints} >= {low}"
+    accepted = f"{one}, a tuple of {each} or one of {words}" if words else f"{one} or a tuple of {each}"
+    message = f"`{name}` must be {accepted}, got {value!r}"
+    if isinstance(value, str):
+        if value in words:
+            return value
+        raise (ValueError if words else TypeError)(message)
+    if isinstance(value, (tuple, list)) and len(value) != dims:
+        raise ValueError(message)
+    items = value if isinstance(value, (tuple, list)) else (value,) * dims
+    try:
+        return tuple(integer(v, name, low=low) for v in items)
+    except (TypeError, ValueError) as e:  # the same kind of error, naming the whole value and what is accepted
+        raise type(e)(message) from None
 
 
 class _ConvNd(BayesianLayer):
-    """Shared part of the convolutions: ``groups=1``, zero padding given as ints; weights ``(out, in, *kernel)``, or
-    ``(G, out, in, *kernel)``, one per example (DropConnect's per-example masks) or per network of a vectorised
-    run."""
+    """Shared part of the convolutions: ``groups=1``, zero padding (ints, or ``"valid"`` / ``"same"``); weights
+    ``(out, in, *kernel)``, or ``(G, out, in, *kernel)``, one per example (DropConnect's per-example masks) or per
+    network of a vectorised run.  The geometry is checked here, before any weight is made (:func:`_geometry`)."""
 
     batched_weights = True
 
@@ -42,9 +69,17 @@ class _ConvNd(BayesianLayer):
     _fn: Any
 
     def __init__(self, in_channels, out_channels, kernel_size, method, stride, padding, dilation, bias, noise, hyper):
-        _positive(in_channels=in_channels, out_channels=out_channels)
+        in_channels, out_channels = integer(in_channels, "in_channels"), integer(out_channels, "out_channels")
         if noise not in NOISE:
             raise ValueError(f"`noise` must be one of {NOISE}, got {noise!r}")
+        if not isinstance(bias, bool):
+            raise TypeError(f"`bias` must be a bool, got {type(bias).__name__}")
+        kernel_size = _geometry(kernel_size, "kernel_size", self.dims)
+        stride = _geometry(stride, "stride", self.dims)
+        padding = _geometry(padding, "padding", self.dims, low=0, words=PADDING)
+        dilation = _geometry(dilation, "dilation", self.dims)
+        if padding == "same" and any(s != 1 for s in stride):
+            raise ValueError(f"`padding='same'` needs `stride` 1 (as torch's convolutions), got stride={stride}")
         ref = self._plain(in_channels, out_channels, kernel_size, stride, padding, dilation, bias=bias)
         unit_shape = (in_channels,) + (1,) * self.dims
         shape = unit_shape if noise == "channel" else None  # spatial dropout: one draw per input feature map
@@ -108,8 +143,8 @@ class Conv1d(_ConvNd):
     Parameters
     ----------
     in_channels, out_channels, kernel_size, stride, padding, dilation, bias
-        As ``torch.nn.Conv1d`` (``groups=1``, zero padding given as ints); ``stride=1``, ``padding=0``,
-        ``dilation=1`` and ``bias=True`` by default.
+        As ``torch.nn.Conv1d`` (``groups=1``, zero padding: an int, a tuple of one int, or ``"valid"`` / ``"same"``,
+        the latter for stride 1); ``stride=1``, ``padding=0``, ``dilation=1`` and ``bias=True`` by default.
     method : str or Method
         Registered name or instance; ``"bernoulli"`` by default.
     noise : {"element", "channel"}
@@ -117,6 +152,17 @@ class Conv1d(_ConvNd):
         dropout, which needs a method with a noise site).
     **hyper
         Hyper-parameters of the method when given by name.
+
+    Raises
+    ------
+    TypeError
+        Naming the argument, if ``in_channels``, ``out_channels``, ``kernel_size``, ``stride``, ``padding`` or
+        ``dilation`` (or an element of its tuple) is not an int (Python's or NumPy's; a ``bool`` is not one), and
+        ``padding`` not a string either.
+    ValueError
+        Naming the argument, if one of them is below 1 (``padding``: below 0), a tuple is not of length 1,
+        ``padding`` is a string other than ``"valid"`` and ``"same"``, or ``"same"`` with a stride other than 1, or
+        ``noise`` is not ``"element"`` or ``"channel"``.
     """
 
     dims, _plain, _fn = 1, torch.nn.Conv1d, staticmethod(F.conv1d)
@@ -128,7 +174,7 @@ class Conv1d(_ConvNd):
         kernel_size: int | tuple[int],
         method: str | Method = "bernoulli",
         stride: int | tuple[int] = 1,
-        padding: int | tuple[int] = 0,
+        padding: int | tuple[int] | str = 0,
         dilation: int | tuple[int] = 1,
         bias: bool = True,
         noise: str = "element",
@@ -146,13 +192,25 @@ class Conv2d(_ConvNd):
     Parameters
     ----------
     in_channels, out_channels, kernel_size, stride, padding, dilation, bias
-        As ``torch.nn.Conv2d`` (``groups=1``, zero padding given as ints).
+        As ``torch.nn.Conv2d`` (``groups=1``, zero padding: an int, a tuple of two ints, or ``"valid"`` / ``"same"``,
+        the latter for stride 1).
     method : str or Method
         Registered name or instance.
     noise : {"element", "channel"}
         One draw of the input noise per input element, or one per input feature map (spatial dropout).
     **hyper
         Hyper-parameters of the method when given by name.
+
+    Raises
+    ------
+    TypeError
+        Naming the argument, if ``in_channels``, ``out_channels``, ``kernel_size``, ``stride``, ``padding`` or
+        ``dilation`` (or an element of its tuple) is not an int (Python's or NumPy's; a ``bool`` is not one), and
+        ``padding`` not a string either.
+    ValueError
+        Naming the argument, if one of them is below 1 (``padding``: below 0), a tuple is not of length 2,
+        ``padding`` is a string other than ``"valid"`` and ``"same"``, or ``"same"`` with a stride other than 1, or
+        ``noise`` is not ``"element"`` or ``"channel"``.
     """
 
     dims, _plain, _fn = 2, torch.nn.Conv2d, staticmethod(F.conv2d)
@@ -164,7 +222,7 @@ class Conv2d(_ConvNd):
         kernel_size: int | tuple[int, int],
         method: str | Method = "bernoulli",
         stride: int | tuple[int, int] = 1,
-        padding: int | tuple[int, int] = 0,
+        padding: int | tuple[int, int] | str = 0,
         dilation: int | tuple[int, int] = 1,
         bias: bool = True,
         noise: str = "element",

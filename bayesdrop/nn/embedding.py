@@ -26,9 +26,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..checks import integer
 from ..methods import Method
 from .base import BayesianLayer, NoiseSite, grouped_rows
-from .linear import _positive
 
 __all__ = ["Embedding"]
 
@@ -50,7 +50,10 @@ class Embedding(BayesianLayer):
     def __init__(
         self, num_embeddings: int, embedding_dim: int, method: str | Method = "bernoulli", **hyper: Any
     ) -> None:
-        _positive(num_embeddings=num_embeddings, embedding_dim=embedding_dim)
+        num_embeddings, embedding_dim = (
+            integer(num_embeddings, "num_embeddings"),
+            integer(embedding_dim, "embedding_dim"),
+        )
         ref = torch.nn.Embedding(num_embeddings, embedding_dim)
         noise = {"noise": NoiseSite("noise", (num_embeddings,), shape=(num_embeddings,), weight="weight")}
         super().__init__(method, {"weight": ref.weight}, noise, **hyper)

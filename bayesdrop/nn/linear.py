@@ -15,16 +15,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..checks import integer
 from ..methods import Method
 from .base import BayesianLayer, NoiseSite, filled, grouped_rows, is_input
 
 __all__ = ["Linear"]
-
-
-def _positive(**kw: Any) -> None:
-    for arg, v in kw.items():
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"`{arg}` must be a positive int, got {v!r}")
 
 
 def linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -62,7 +57,9 @@ class Linear(BayesianLayer):
     def __init__(
         self, in_features: int, out_features: int, method: str | Method = "bernoulli", bias: bool = True, **hyper: Any
     ):
-        _positive(in_features=in_features, out_features=out_features)
+        in_features, out_features = integer(in_features, "in_features"), integer(out_features, "out_features")
+        if not isinstance(bias, bool):
+            raise TypeError(f"`bias` must be a bool, got {type(bias).__name__}")
         ref = torch.nn.Linear(in_features, out_features, bias=bias)
         noise = {"noise": NoiseSite("noise", (in_features,), weight="weight")}
         super().__init__(method, {"weight": ref.weight}, noise, ref.bias, **hyper)

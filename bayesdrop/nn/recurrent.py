@@ -45,10 +45,11 @@ from typing import Any
 
 import torch
 
+from ..checks import integer
 from ..methods import Method
 from ..moments import Moments
 from .base import BayesianLayer, NoiseSite
-from .linear import _positive, linear
+from .linear import linear
 
 __all__ = ["LSTM", "GRU"]
 
@@ -72,7 +73,8 @@ class _Recurrent(BayesianLayer):
         bidirectional: bool = False,
         **hyper: Any,
     ):
-        _positive(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
+        input_size, hidden_size = integer(input_size, "input_size"), integer(hidden_size, "hidden_size")
+        num_layers = integer(num_layers, "num_layers")
         for arg, v in (("batch_first", batch_first), ("bidirectional", bidirectional), ("bias", bias)):
             if not isinstance(v, bool):
                 raise TypeError(f"`{arg}` must be a bool, got {type(v).__name__}")
