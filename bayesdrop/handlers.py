@@ -237,7 +237,19 @@ def posterior_mean(
     Returns a function of the model's arguments that traces the guide under :class:`PosteriorMean` and replays the
     model on that trace (blocked, so nothing reaches an outer handler), a module model in eval mode
     (:func:`eval_mode`).  ``masks`` zeroes pruned entries.
+
+    Raises
+    ------
+    ValueError
+        If ``guide`` states the module it was built for (``guide.model``, as :class:`~bayesdrop.DropoutGuide` and
+        Pyro's autoguides do) and that module is not ``model``: the outputs would be another model's.
     """
+    built_for = getattr(guide, "model", None)
+    if isinstance(guide, torch.nn.Module) and isinstance(built_for, torch.nn.Module) and built_for is not model:
+        raise ValueError(
+            f"`guide` was built for another model (guide.model is a {type(built_for).__name__} other than `model`): "
+            "pass the guide built for this model"
+        )
 
     def run(*args: Any, **kwargs: Any) -> Any:
         with eval_mode(model), poutine.block():

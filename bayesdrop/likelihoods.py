@@ -332,6 +332,12 @@ class Likelihood(PyroModule):
         return {}
 
 
+_ONE_CLASS = (
+    "`net`: the network has 1 output, but a Classifier needs logits of at least 2 classes (a softmax over one class "
+    "is 1 whatever the input): give it 2 outputs for a binary problem, or use a Regressor for one value"
+)
+
+
 class Classifier(Likelihood):
     r"""Categorical likelihood :math:`y_n \sim \mathrm{Categorical}(\mathrm{softmax}(f_\theta(x_n)))`.
 
@@ -352,6 +358,8 @@ class Classifier(Likelihood):
         self._given_classes = None if num_classes is None else _positive_int(num_classes, "num_classes", "", low=2)
         self._seen_classes: int | None = None  # the output width of the network's first run
         self._pending_labels: dict[str, int] = {}  # largest label of each data set checked before the first run
+        if self._given_classes is None and _output_width(net) == (1, True):
+            raise ValueError(_ONE_CLASS)
 
     def _known_classes(self) -> int | None:
         """The number of classes where it is certain: given, seen at a run, or from the network's last layer where
@@ -396,6 +404,8 @@ class Classifier(Likelihood):
         if out.dim() == 0:
             return
         width = int(out.shape[-1])
+        if width == 1:
+            raise ValueError(_ONE_CLASS)
         known = self._known_classes()
         if known is not None and known != width:
             how = "given" if self._given_classes is not None else "inferred from the network's layers"

@@ -581,3 +581,41 @@ def test_a_dataloaders_batches_of_the_wrong_dtype_are_refused_by_name_under_ever
                 bd.evaluate(model, guide, loader, rule=rule)
         good = DataLoader(TensorDataset(x, y), batch_size=4)
         assert bd.predict(model, guide, good, rule=rule).shape == (10, 3)
+
+
+def test_test_data_the_network_cannot_read_is_refused_before_the_first_epoch():
+    """``fit(test=...)`` runs the model on the first examples of ``test`` before training (a loader's first batch
+    checked as a training batch is): the wrong width, an extra axis, float64 inputs and labels out of range, as
+    tensors or a DataLoader, are a ValueError / TypeError naming ``test`` with no step taken (they came after an
+    epoch, naming ``data`` or ``x``).  Valid test data gives the same history as before the check: it runs on a
+    fork of the generators."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 4), torch.randint(0, 3, (40,))
+
+    def loader(xs: torch.Tensor, ys: torch.Tensor) -> DataLoader:
+        return DataLoader(TensorDataset(xs, ys), batch_size=8)
+
+    cases = [
+        ((torch.randn(40, 5), y), ValueError, r"`test`: its first examples do not run .* \(\*, 4\)"),
+        (loader(torch.randn(40, 5), y), ValueError, r"`test`: its first examples do not run .* \(\*, 4\)"),
+        ((x.unsqueeze(1), y), ValueError, r"`test`: its first examples .* examples of shape \(1, 4\)"),
+        (loader(x.double(), y), TypeError, r"`test`: x is float64"),
+        (loader(x, y + 5), ValueError, r"`test.y` must hold labels in \[0, 2\]"),
+        (DataLoader(TensorDataset(x), batch_size=8), TypeError, r"`test`: a DataLoader must yield \(x, y\) pairs"),
+    ]
+    for test, error, message in cases:
+        model = bd.Classifier(bd.models.mlp(4, [8], 3), num_data=40)
+        guide = bd.DropoutGuide(model)
+        before = [p.detach().clone() for p in model.parameters()]
+        with pytest.raises(error, match=message):
+            bd.fit(model, guide, (x, y), epochs=1, progress=False, test=test, seed=0)
+        assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True)), "a step was taken"
+    histories = []
+    for test in ((x, y), loader(x, y), None):
+        torch.manual_seed(1)
+        model = bd.Classifier(bd.models.mlp(4, [8], 3), num_data=40)
+        histories.append(bd.fit(model, bd.DropoutGuide(model), (x, y), epochs=2, progress=False, test=test, seed=0))
+    assert histories[0].history["elbo"] == histories[1].history["elbo"] == histories[2].history["elbo"]
+    assert histories[0].history["test_nll"] == histories[1].history["test_nll"]

@@ -324,3 +324,16 @@ def test_inputs_with_an_extra_axis_are_refused_before_they_broadcast_the_likelih
         with pytest.raises(ValueError, match=wrong):
             bd.predict(model, guide, x[:5].unsqueeze(1), rule=rule)
     assert model.output_dims() == ((1,) if kind == "classifier" else (0, 1))
+
+
+def test_a_classifier_of_one_output_is_refused_as_one_class():
+    """A network of one output makes a one-class Classifier (softmax 1 everywhere: NLL 0 and accuracy 1 whatever it
+    learns): refused at construction where the width is known from the layers, naming ``net``; an explicit
+    ``num_classes=1`` is refused as before."""
+    with pytest.raises(
+        ValueError, match=r"`net`: the network has 1 output, but a Classifier needs logits of at least 2"
+    ):
+        bd.Classifier(bd.models.mlp(4, [8], 1), num_data=40)
+    with pytest.raises(ValueError, match=r"`num_classes`"):
+        bd.Classifier(bd.models.mlp(4, [8], 1), num_data=40, num_classes=1)
+    assert bd.Classifier(bd.models.mlp(4, [8], 2), num_data=40).num_classes == 2

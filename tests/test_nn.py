@@ -647,3 +647,17 @@ def test_layer_sizes_accept_numpy_integers_as_python_ints():
     layer = bd.nn.Linear(np.int64(4), np.int64(3))
     assert (layer.in_features, layer.out_features) == (4, 3) and type(layer.in_features) is int
     assert layer(torch.randn(2, 4)).shape == (2, 3)
+
+
+def test_posterior_mean_refuses_a_guide_built_for_another_model():
+    """``posterior_mean(model, guide)`` with a guide that states another module as its model (``guide.model``)
+    is a ValueError naming ``guide``: it ran this model at the other guide's means, silently.  The guide built for
+    the model runs."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 4)
+    model, other = (bd.Classifier(bd.models.mlp(4, [8], 3), num_data=10) for _ in range(2))
+    guide, other_guide = bd.DropoutGuide(model), bd.DropoutGuide(other)
+    guide(x), other_guide(x)
+    with pytest.raises(ValueError, match=r"`guide` was built for another model"):
+        bd.handlers.posterior_mean(model, other_guide)
+    assert bd.handlers.posterior_mean(model, guide)(x).shape == (2, 3)

@@ -45,11 +45,12 @@ from ..checks import integer
 from ..data import as_tensors
 from ..fileio import DeferredSignals
 from ..guides import DropoutGuide
-from ..handlers import KLScale, LocalReparameterization, MomentMatching
+from ..handlers import KLScale, LocalReparameterization, MomentMatching, eval_mode
 from ..likelihoods import Classifier, Likelihood
 from ..methods import Method, non_defaults
 from ..moments import Moments
 from ..nn import bayesian_layers
+from ..posterior import forked
 from .callbacks import (
     Callback,
     Checkpoint,
@@ -252,6 +253,32 @@ def _check_batch(model: Likelihood, x: torch.Tensor, y: torch.Tensor | None, nam
             "y.squeeze(-1)"
         )
     model.check_inputs(x, name)
+
+
+def _probe_test(model: Likelihood, guide: DropoutGuide, test: Any, device: torch.device) -> None:
+    """Run ``model`` (at draws of ``guide``, in eval mode, on a fork of the generators, without gradients) on the
+    first two examples of ``test`` (its tensors, or a DataLoader's first batch, checked as a training batch is),
+    so that test data the network cannot read (the wrong width, an extra axis) is refused before the first epoch,
+    not after it; its ``ValueError`` or ``TypeError`` is raised again naming ``test``."""
+    if isinstance(test, torch.utils.data.DataLoader):
+        with torch.random.fork_rng(devices=[]):  # a shuffling loader draws its order: not the training's stream
+            batch = next(iter(test), None)
+        if batch is None:
+            raise ValueError("`test`: the DataLoader yields no batch")
+        x, y = _pair(batch, "test")
+        _check_batch(model, x, y, "test")
+    else:
+        x, y = test
+    x, y = x[:2].to(device), y[:2].to(device)
+    try:
+        with torch.no_grad(), forked(device), eval_mode(model), eval_mode(guide):
+            pyro.poutine.replay(model, trace=pyro.poutine.trace(guide).get_trace(x, y))(x, y)
+    except (ValueError, TypeError) as err:
+        # Pyro's trace raises the error again with the trace's shapes appended: the network's own message
+        cause = err.__cause__ if type(err.__cause__) is type(err) else err
+        if type(cause) not in (ValueError, TypeError):
+            raise
+        raise type(cause)(f"`test`: its first examples do not run through the model: {cause}") from err
 
 
 def _batches(
@@ -618,6 +645,8 @@ def fit(
     x0, y0 = first
     guide(x0, y0)
     guide.check_dtypes()
+    if test is not None:
+        _probe_test(model, guide, test if isinstance(test, torch.utils.data.DataLoader) else test_t, dev)
     groups = param_groups(model, guide, lr)
     params = [p for group in groups for p in group["params"]]
     optim = torch.optim.Adam(groups, lr=lr) if optimizer is None else optimizer(groups)
