@@ -41,8 +41,9 @@ import torch.fx
 import torch.nn.functional as F
 from pyro.nn import PyroModule
 
-from .fileio import atomic_write
+from .fileio import atomic_write, check_path
 from .guides import DropoutGuide
+from .likelihoods import Likelihood
 from .nn import GRU, LSTM, BayesianLayer, Conv1d, Conv2d, Linear, WindowPool
 from .posterior import device_of
 
@@ -985,13 +986,30 @@ def save(module: torch.nn.Module, path: str | os.PathLike, example: torch.Tensor
     the batch dimension exported as dynamic), so the file holds no data.  Written atomically: an interrupted save
     leaves ``path`` as it was.
 
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A plain deterministic network: the one :func:`prune` (pruned) or :func:`mean_module` (nothing pruned)
+        builds from a trained model and guide, or any ``torch.nn`` module without Bayesian layers.
+    path : str or os.PathLike
+        The ``.pt2`` file to write; its directory must exist.
+    example : torch.Tensor
+        A batch ``(N, ...)`` of inputs (N >= 1), for their shape and dtype.
+
     Raises
     ------
+    TypeError
+        If ``module`` is not a ``torch.nn.Module``, or is a Bayesian one: a :class:`~bayesdrop.DropoutGuide`, a
+        likelihood or a network holding Bayesian layers (``bd.nn``), whose forward samples noise and which
+        ``torch.export`` cannot trace; save ``prune(model, guide)`` or ``mean_module(model, guide)`` instead.
+        If ``path`` is not a ``str`` or ``os.PathLike``.
     ValueError
         If ``example`` is not a batch of inputs, if the module does not run on zeros like it (a wrong shape or
         dtype, checked eagerly before the export), or if the module holds :class:`SparseLinear` layers
-        (``prune(..., sparse=True)``), which ``torch.export`` cannot trace.
+        (``prune(..., sparse=True)``), which ``torch.export`` cannot trace; if ``path`` is empty.
     """
+    _check_plain_module(module)
+    path = check_path(path, "path", "the .pt2 file to write")
     if not torch.is_tensor(example) or example.dim() < 1 or len(example) == 0:
         raise ValueError("`example` must be a tensor of inputs (N, ...) with N >= 1, to give the input shape")
     sparse = [name or "<root>" for name, m in module.named_modules() if isinstance(m, SparseLinear)]
@@ -1020,6 +1038,26 @@ def save(module: torch.nn.Module, path: str | os.PathLike, example: torch.Tensor
     atomic_write(path, lambda f: torch.export.save(program, f))  # a unique temporary file, then renamed
 
 
+def _check_plain_module(module: Any) -> None:
+    """``TypeError`` unless ``module`` is a plain ``torch.nn.Module``: not a guide, and no Bayesian layer in it."""
+    remedy = (
+        "save the plain network that bd.compress.prune(model, guide) (pruned) or bd.compress.mean_module(model, "
+        "guide) (nothing pruned) returns"
+    )
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"`module` must be a plain torch.nn.Module ({remedy}), got {type(module).__name__}")
+    if isinstance(module, DropoutGuide | Likelihood):
+        kind = "bd.DropoutGuide" if isinstance(module, DropoutGuide) else f"likelihood ({type(module).__name__})"
+        raise TypeError(f"`module` is a {kind}, which torch.export cannot trace: {remedy}")
+    bayesian = [name or "<root>" for name, m in module.named_modules() if isinstance(m, BayesianLayer)]
+    if bayesian:
+        shown = ", ".join(map(repr, bayesian[:3])) + (", ..." if len(bayesian) > 3 else "")
+        raise TypeError(
+            f"`module` ({type(module).__name__}) holds Bayesian layers ({shown}), whose forward draws noise and "
+            f"which torch.export cannot trace: {remedy}"
+        )
+
+
 _PT2_META = ("archive_format", "archive_version", "byteorder", ".data/version", ".data/serialization_id")
 _PT2_PAYLOADS = {"weights": "weight_", "constants": "tensor_constant"}  # folder under data/ -> file name prefix
 
@@ -1038,15 +1076,17 @@ def check_pt2(path: str | os.PathLike) -> None:
 
     Raises
     ------
+    TypeError
+        If ``path`` is not a ``str`` or ``os.PathLike``.
     ValueError
         If the file is not a zip archive of a ``.pt2`` program, or holds a pickled payload or any entry outside
-        that list, naming the entry.
+        that list, naming the entry; if ``path`` is empty.
     """
     import io
     import json
     import zipfile
 
-    name = os.fspath(path)
+    name = check_path(path, "path", "a .pt2 file")
     try:
         archive = zipfile.ZipFile(name)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -1098,13 +1138,16 @@ def load(path: str | os.PathLike) -> torch.nn.Module:
 
     Raises
     ------
+    TypeError
+        If ``path`` is not a ``str`` or ``os.PathLike``.
     IsADirectoryError
         If ``path`` is a directory.
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If :func:`check_pt2` refuses the file, or ``torch.export`` cannot load it.
+        If :func:`check_pt2` refuses the file, or ``torch.export`` cannot load it; if ``path`` is empty.
     """
+    path = check_path(path, "path", "a .pt2 file written by bd.compress.save")
     if os.path.isdir(path):
         raise IsADirectoryError(f"`path` {os.fspath(path)!r} is a directory, not a .pt2 file")
     if not os.path.isfile(path):

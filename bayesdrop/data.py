@@ -28,6 +28,7 @@ to turn the disk cache off).
 
 from __future__ import annotations
 
+import errno
 import functools
 import gzip
 import inspect
@@ -45,7 +46,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .checks import check_range, integer
+from .checks import check_range, integer, real_number
+from .fileio import check_path
 
 TOKEN_DTYPES = (torch.int64, torch.int32)  # integer inputs: the tokens a bd.nn.Embedding reads
 
@@ -82,12 +84,25 @@ class Split:
         Float32 inputs, ``(N, D)`` (see `Dataset.images` for image-shaped views).
     y : torch.Tensor
         Int64 class labels ``(N,)`` or float32 regression targets ``(N,)``.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` or ``y`` is not a ``torch.Tensor`` (a NumPy array included: ``torch.from_numpy`` converts one).
+    ValueError
+        If ``x`` or ``y`` has no dimension, or they differ in their number of rows.
     """
 
     x: torch.Tensor
     y: torch.Tensor
 
     def __post_init__(self) -> None:
+        for name, t in (("x", self.x), ("y", self.y)):
+            if not torch.is_tensor(t):
+                hint = " (convert it with torch.from_numpy)" if isinstance(t, np.ndarray) else ""
+                raise TypeError(f"Split: `{name}` must be a torch.Tensor, got {type(t).__name__}{hint}")
+            if t.dim() == 0:
+                raise ValueError(f"Split: `{name}` must have N rows (at least one dimension), got a 0-d tensor")
         if len(self.x) != len(self.y):
             raise ValueError(
                 f"Split: x has {len(self.x)} rows but y has {len(self.y)} "
@@ -198,6 +213,19 @@ class Dataset:
         ``(lo, hi)`` of the training inputs (toy regression).
     series : Series or None
         The time series of a forecasting data set (``"co2"``, ``"sunspots"``): targets ``y`` are ``(N, horizon)``.
+
+    Raises
+    ------
+    TypeError
+        If a field is not of its type: ``name`` a str, ``train`` and ``test`` a `Split`, ``num_classes`` an int
+        (classification), ``image_shape`` a tuple of ints, ``gap`` and ``x_range`` pairs of numbers, ``series`` a
+        `Series`.
+    ValueError
+        If ``task`` is neither ``"classification"`` nor ``"regression"``; if a classification data set has fewer
+        than 2 classes or labels outside ``[0, num_classes)`` (or non-integer labels), a regression one a
+        ``num_classes`` or targets that are not floating point; if ``image_shape`` has a non-positive entry or its
+        product is not the splits' number of input features; if ``gap`` or ``x_range`` is not ``(lo, hi)`` with
+        ``lo < hi``.
     """
 
     name: str
@@ -209,6 +237,56 @@ class Dataset:
     gap: tuple[float, float] | None = None
     x_range: tuple[float, float] | None = None
     series: Series | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise TypeError(f"Dataset: `name` must be a str, got {type(self.name).__name__}")
+        for split in ("train", "test"):
+            if not isinstance(getattr(self, split), Split):
+                got = type(getattr(self, split)).__name__
+                raise TypeError(f"Dataset: `{split}` must be a bayesdrop.data.Split, got {got}")
+        if self.task not in ("classification", "regression"):
+            raise ValueError(f"Dataset: `task` must be 'classification' or 'regression', got {self.task!r}")
+        if self.task == "classification":
+            integer(self.num_classes, "num_classes", "the number of classes of a classification data set", low=2)
+            for split in ("train", "test"):
+                check_labels(getattr(self, split).y, self.num_classes, name=f"{split}.y")
+        else:
+            if self.num_classes is not None:
+                raise ValueError(
+                    f"Dataset: `num_classes` must be None for a regression data set, got {self.num_classes!r}"
+                )
+            for split in ("train", "test"):
+                if not getattr(self, split).y.is_floating_point():
+                    raise ValueError(
+                        f"Dataset: `{split}.y` of a regression data set must hold floating point targets, got "
+                        f"{getattr(self, split).y.dtype}"
+                    )
+        if self.image_shape is not None:
+            shape = self.image_shape
+            if not isinstance(shape, tuple) or not shape:
+                raise TypeError(f"Dataset: `image_shape` must be a tuple of ints (C, H, W) or (C, L), got {shape!r}")
+            dims = [integer(d, "image_shape", "a tuple of positive ints") for d in shape]
+            for split in ("train", "test"):
+                features = math.prod(getattr(self, split).x.shape[1:])
+                if math.prod(dims) != features:
+                    raise ValueError(
+                        f"Dataset: `image_shape` {shape} holds {math.prod(dims)} values per example, but `{split}.x` "
+                        f"has {features} features ({tuple(getattr(self, split).x.shape)})"
+                    )
+        for field_name in ("gap", "x_range"):
+            pair = getattr(self, field_name)
+            if pair is None:
+                continue
+            if not isinstance(pair, tuple) or len(pair) != 2:
+                raise TypeError(f"Dataset: `{field_name}` must be a (lo, hi) tuple of numbers or None, got {pair!r}")
+            lo, hi = (real_number(v, field_name, "a (lo, hi) tuple of numbers") for v in pair)
+            if not lo < hi:
+                raise ValueError(f"Dataset: `{field_name}` must be (lo, hi) with lo < hi, got {pair!r}")
+        if self.series is not None and not isinstance(self.series, Series):
+            raise TypeError(
+                f"Dataset: `series` must be a bayesdrop.data.Series or None, got {type(self.series).__name__}"
+            )
 
     def __repr__(self) -> str:
         extras = [f"num_classes={self.num_classes}"] if self.num_classes is not None else []
@@ -693,6 +771,8 @@ def _sunspots(*, seed: int, window: int = 24, horizon: int = 12, test_from: floa
     return _forecasting("sunspots", times, values, window=window, horizon=horizon, test_from=test_from)
 
 
+MAX_SEED = 2**32 - 1  # the largest `seed` of `load`: the seeds of scikit-learn's splits and of mnist1d are 32-bit
+
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "digits": _digits,
     "mnist1d": _mnist1d,
@@ -729,7 +809,8 @@ def load(name: str, *, seed: int = 0, **kwargs: object) -> Dataset:
         train targets before ``test_from``, test targets from it on.  CO2 (defaults): 347 train / 133 test
         windows; sunspots: 215 / 48.  ``seed`` is not used (the split is fixed by time).
     seed : int, optional
-        Seed for the split (digits, mnist5k) or the generator (mnist1d, toy-regression).
+        Seed for the split (digits, mnist5k) or the generator (mnist1d, toy-regression): an int in
+        ``[0, 2**32 - 1]`` (``bayesdrop.data.MAX_SEED``) for every data set.
     **kwargs
         Options of the data set.  ``"toy-regression"``: ``n_train=200``, ``n_test=400``, ``noise=0.1``.
         ``"co2"``, ``"sunspots"``: ``window=24``, ``horizon=12`` (steps: months / years) and ``test_from``
@@ -742,7 +823,7 @@ def load(name: str, *, seed: int = 0, **kwargs: object) -> Dataset:
     Raises
     ------
     ValueError
-        If ``name`` is unknown or ``seed`` is negative.
+        If ``name`` is unknown or ``seed`` is outside ``[0, 2**32 - 1]``.
     TypeError
         If ``name`` is not a string, ``seed`` not an int, or a keyword option is
         not accepted by the chosen data set.
@@ -756,6 +837,8 @@ def load(name: str, *, seed: int = 0, **kwargs: object) -> Dataset:
             "(for MNIST use bayesdrop.data.load_mnist(directory))"
         )
     seed = integer(seed, "seed", low=0)
+    if seed > MAX_SEED:  # scikit-learn's random_state and NumPy's legacy seeding (mnist1d) take 32 bits
+        raise ValueError(f"`seed` must be an int in [0, 2**32 - 1] = [0, {MAX_SEED}], got {seed!r}")
     builder = DATASETS[name]
     options = set(inspect.signature(builder).parameters) - {"seed"}
     if unknown := set(kwargs) - options:
@@ -768,6 +851,14 @@ def load(name: str, *, seed: int = 0, **kwargs: object) -> Dataset:
 # --------------------------------------------------------------------- MNIST
 
 _IDX_MAGIC = {2051: 3, 2049: 1}  # unsigned-byte images (N, rows, cols) / labels (N,)
+_IDX_TYPES = {
+    0x08: "unsigned byte",
+    0x09: "signed byte",
+    0x0B: "int16",
+    0x0C: "int32",
+    0x0D: "float32",
+    0x0E: "float64",
+}
 _MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -806,7 +897,12 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
                 raise ValueError(f"{path.name}: expected a {header_size}-byte IDX header, found {len(header)} bytes")
             found, *dims = np.frombuffer(header, dtype=">i4").tolist()
             if found != magic:
-                raise ValueError(f"{path.name}: expected IDX magic number {magic}, found {found}")
+                kind = _IDX_TYPES.get(found >> 8) if 0 <= found < 1 << 16 else None
+                holds = f" ({kind} data, {found & 0xFF}-d)" if kind is not None else ""
+                raise ValueError(
+                    f"{path.name}: expected IDX magic number {magic}, found {found}{holds}; only unsigned-byte IDX "
+                    f"files (type 0x08) of {ndim} dimension{'s' if ndim > 1 else ''} are read"
+                )
             if min(dims) <= 0:
                 raise ValueError(f"{path.name}: dimensions must be positive, found {dims}")
             expected = math.prod(dims)
@@ -847,7 +943,16 @@ class IDXImages(torch.utils.data.Dataset):
     images : numpy.ndarray
         ``(N, rows, cols)`` unsigned bytes, usually a read-only ``np.memmap``.
     labels : numpy.ndarray
-        ``(N,)`` class labels.
+        ``(N,)`` class labels: an array of an integer dtype, non-negative.
+
+    Raises
+    ------
+    TypeError
+        If ``images`` or ``labels`` is not a NumPy array.
+    ValueError
+        If ``images`` is not ``(N, rows, cols)`` unsigned bytes (``uint8``: the pixels are divided by 255); if
+        ``labels`` is not one-dimensional, not of an integer dtype (float labels such as 1.7 are refused, not
+        truncated), or holds a negative label; if their lengths differ.
 
     Examples
     --------
@@ -857,6 +962,23 @@ class IDXImages(torch.utils.data.Dataset):
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        for name, a in (("images", images), ("labels", labels)):
+            if not isinstance(a, np.ndarray):
+                raise TypeError(
+                    f"`{name}` must be a numpy.ndarray (a memory map of an IDX file), got {type(a).__name__}"
+                )
+        if images.dtype != np.uint8 or images.ndim != 3:
+            raise ValueError(
+                f"`images` must be (N, rows, cols) unsigned bytes (uint8, pixels 0..255), got {images.dtype} of shape "
+                f"{images.shape}"
+            )
+        if not np.issubdtype(labels.dtype, np.integer) or labels.ndim != 1:
+            raise ValueError(
+                f"`labels` must be (N,) integer class labels (an integer dtype; floats are not truncated), got "
+                f"{labels.dtype} of shape {labels.shape}"
+            )
+        if labels.size and int(labels.min()) < 0:
+            raise ValueError(f"`labels` must hold class labels >= 0, found {int(labels.min())}")
         if len(images) != len(labels):
             raise ValueError(f"`images` has {len(images)} examples but `labels` has {len(labels)}")
         self.images, self.labels = images, labels
@@ -889,12 +1011,16 @@ def load_mnist(directory: str | os.PathLike) -> Dataset:
 
     Raises
     ------
+    TypeError
+        If ``directory`` is not a ``str`` or ``os.PathLike``.
     FileNotFoundError
         If the directory or one of the four files is missing.
+    NotADirectoryError
+        If ``directory`` is a file.
     ValueError
-        If a file has the wrong magic number, non-positive dimensions, a payload
-        of the wrong length, a label count that differs from its image count,
-        labels outside 0..9, or train and test images differ in size.
+        If a file has the wrong magic number (an IDX file of another type than unsigned bytes: float labels are
+        refused), non-positive dimensions, a payload of the wrong length, a label count that differs from its
+        image count, labels outside 0..9, or train and test images differ in size; if ``directory`` is empty.
     """
     splits = {}
     for split, (images, labels) in _mnist_arrays(directory).items():
@@ -930,6 +1056,11 @@ def open_mnist(directory: str | os.PathLike) -> tuple[IDXImages, IDXImages]:
     (IDXImages, IDXImages)
         The train and test splits: examples ``(x, y)``, ``x`` float32 in [0, 1] flat ``(rows * cols,)``.
 
+    Raises
+    ------
+    TypeError, FileNotFoundError, NotADirectoryError, ValueError
+        As :func:`load_mnist`.
+
     Examples
     --------
     >>> train, test = bd.data.open_mnist("~/data/mnist")
@@ -941,9 +1072,13 @@ def open_mnist(directory: str | os.PathLike) -> tuple[IDXImages, IDXImages]:
 
 def _mnist_arrays(directory: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The checked images and labels of MNIST's splits (memory maps of raw files), by split."""
-    if not isinstance(directory, (str, os.PathLike)):
-        raise TypeError(f"`directory` must be a path (str or os.PathLike), got {type(directory).__name__}")
-    root = Path(directory).expanduser()
+    root = Path(check_path(directory, "directory", "the directory of the MNIST files")).expanduser()
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(
+            errno.ENOTDIR,
+            "`directory` is a file, not a directory: give the directory holding the MNIST files",
+            str(root),
+        )
     if not root.is_dir():
         raise FileNotFoundError(f"MNIST directory {str(root)!r} does not exist")
     splits, shapes = {}, {}

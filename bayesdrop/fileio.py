@@ -33,11 +33,36 @@ __all__ = [
     "atomic_write_path",
     "atomic_write_text",
     "atomic_write_json",
+    "check_path",
     "named_os_error",
     "TEMP_SUFFIX",
 ]
 
 TEMP_SUFFIX = ".tmp"  # the temporary files of atomic_write: ``.<name>.<random>.tmp`` beside the target
+
+
+def check_path(path: Any, name: str = "path", what: str = "") -> str:
+    """``path`` as a ``str`` (``os.fspath``) if it is a path, a ``str`` or an ``os.PathLike`` (``pathlib.Path``);
+    a ``TypeError`` naming ``name`` (and ``what`` it is, if given) otherwise: ``None``, a number, a file object or
+    ``bytes``; a ``ValueError`` for the empty path (which ``pathlib`` would read as the current directory).
+
+    The one check of a path argument, before anything is read or written.
+
+    Example
+    -------
+    >>> check_path(3, "out_dir", "the report's directory")
+    Traceback (most recent call last):
+    ...
+    TypeError: `out_dir` must be a path (str or os.PathLike; the report's directory), got int
+    """
+    accepted = f"a path (str or os.PathLike{f'; {what}' if what else ''})"
+    shown = os.fspath(path) if isinstance(path, os.PathLike) else path
+    if not isinstance(shown, str):
+        got = f"{type(path).__name__} of bytes" if isinstance(path, os.PathLike) else type(path).__name__
+        raise TypeError(f"`{name}` must be {accepted}, got {got}")
+    if not shown:
+        raise ValueError(f"`{name}` must be {accepted}, got the empty path ''")
+    return shown
 
 
 def named_os_error(err: OSError, path: str | os.PathLike[str], doing: str = "writing") -> OSError:

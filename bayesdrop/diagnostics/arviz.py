@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..fileio import DeferredSignals, atomic_write_path
+from ..fileio import DeferredSignals, atomic_write_path, check_path
 
 __all__ = [
     "az",
@@ -555,11 +555,15 @@ def to_netcdf(idata: Any, path: str | os.PathLike) -> str:
 
     Raises
     ------
+    TypeError
+        If ``path`` is not a ``str`` or ``os.PathLike``.
+    ValueError
+        If ``path`` is empty.
     OSError
         Of the subclass the system gave (``FileNotFoundError`` for a missing directory, ``PermissionError``, a full
         disk), naming ``path``.
     """
-    path = os.fspath(path)
+    path = check_path(path, "path", "the netCDF file to write")
     with DeferredSignals() as signals:  # netCDF's writer swallows a KeyboardInterrupt raised in its callbacks
 
         def write(name: str) -> None:
@@ -617,13 +621,12 @@ def from_netcdf(path: str | os.PathLike, *, name: str = "path") -> Any:
         If ``path`` is a directory.
     ValueError
         If ``path`` is not a readable netCDF InferenceData (a truncated or empty file, another format, not a
-        regular file).
+        regular file), or is a netCDF file that holds no InferenceData group (``posterior``,
+        ``posterior_predictive``, ...: a plain ``xarray.Dataset`` written with ``to_netcdf``); if ``path`` is empty.
     OSError
         If the file cannot be read (permission denied, an I/O error), naming ``path``.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"`{name}` must be a path (str or os.PathLike), got {type(path).__name__}")
-    shown = os.fspath(path)
+    shown = check_path(path, name, "a netCDF InferenceData file")
     if not os.path.exists(shown):
         raise FileNotFoundError(errno.ENOENT, f"`{name}` does not exist", shown)
     if os.path.isdir(shown):
@@ -634,10 +637,11 @@ def from_netcdf(path: str | os.PathLike, *, name: str = "path") -> Any:
         if _v1():
             import xarray as xr
 
-            return xr.load_datatree(shown)
-        arviz = az()
-        with arviz.rc_context({"data.load": "eager"}):
-            return arviz.from_netcdf(shown)
+            idata = xr.load_datatree(shown)
+        else:
+            arviz = az()
+            with arviz.rc_context({"data.load": "eager"}):
+                idata = arviz.from_netcdf(shown)
     except OSError as err:
         if isinstance(err, PermissionError) or err.errno in (errno.EACCES, errno.EIO, errno.EISDIR, errno.ENOENT):
             code = err.errno if err.errno is not None else errno.EACCES
@@ -645,6 +649,12 @@ def from_netcdf(path: str | os.PathLike, *, name: str = "path") -> Any:
         raise ValueError(f"`{name}` {shown!r} is not a readable netCDF InferenceData: {_why(err)}") from err
     except Exception as err:  # another format, a file HDF5 reads but xarray cannot decode, ...
         raise ValueError(f"`{name}` {shown!r} is not a readable netCDF InferenceData: {_why(err)}") from err
+    if not groups(idata):  # a netCDF file of other data: ArviZ reads its groups only, and finds none
+        raise ValueError(
+            f"`{name}` {shown!r} is a netCDF file but holds no InferenceData groups (posterior, "
+            "posterior_predictive, observed_data, ...): not a file written by bd.diagnostics.save_netcdf"
+        )
+    return idata
 
 
 def _why(err: Exception) -> str:

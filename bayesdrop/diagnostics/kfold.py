@@ -97,6 +97,16 @@ def kfold(
     dict
         ``elpd_kfold`` (the sum), ``se``, ``pointwise`` ``(N,)`` (each point's held-out log predictive density),
         ``folds`` ``(N,)`` (each point's fold), ``k`` and ``n_data_points``.
+
+    Raises
+    ------
+    TypeError
+        If ``build`` is not callable, or does not return a ``(model, guide)`` pair of a :class:`~bayesdrop.Likelihood`
+        and the :class:`~bayesdrop.DropoutGuide` built for it (checked on the first fold, before any fit); if
+        ``data`` is not labelled data of an accepted form or ``fit_kwargs`` not a dict.
+    ValueError
+        If ``data`` has no targets, ``k`` is not an int in ``[2, N]``, ``seed`` is not a non-negative int,
+        ``fit_kwargs`` sets ``seed`` or ``test``, or ``budget`` is unknown.
     """
     if not callable(build):
         raise TypeError(f"`build` must be a callable num_data -> (model, guide), got {type(build).__name__}")
@@ -126,7 +136,14 @@ def kfold(
         kept = torch.ones(n, dtype=torch.bool)
         kept[held] = False
         n_kept = int(kept.sum())
-        model, guide = build(n_kept)
+        built = build(n_kept)
+        if not isinstance(built, tuple | list) or len(built) != 2:
+            got = f"a {type(built).__name__} of length {len(built)}" if isinstance(built, tuple | list) else None
+            raise TypeError(
+                "`build` must return a (model, guide) pair: a bd.Likelihood and the bd.DropoutGuide built for it, "
+                f"got {got or type(built).__name__} from build({n_kept})"
+            )
+        model, guide = built
         if not isinstance(model, Likelihood) or not isinstance(guide, DropoutGuide) or guide.model is not model:
             raise TypeError("`build` must return a bd.Likelihood and the bd.DropoutGuide built for it")
         if budget == "steps":  # the optimisation steps of a fit on all n points

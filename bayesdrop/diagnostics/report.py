@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..fileio import atomic_write_json, atomic_write_text
+from ..fileio import atomic_write_json, atomic_write_text, check_path, named_os_error
 from . import arviz as _arviz
 from .detection import SCORES, accuracy_rejection, ood
 from .metrics import _task, calibration, loo_check, loo_summary, uncertainty
@@ -105,12 +105,13 @@ def write_report(
     idata : arviz.InferenceData
         Of the test data, from :func:`~bayesdrop.to_inference_data` (with out-of-distribution inputs as
         ``predictions``, optionally).
-    out_dir : path
-        Directory (created if needed).
+    out_dir : str or os.PathLike
+        Directory (created, with its parents, if needed; an existing one is written into).
     title : str
         Markdown title.
     header : sequence of str
-        Lines written under the title (e.g. the run configuration).
+        Lines written under the title (e.g. the run configuration): a list or tuple of strings, one per line; a
+        single string is refused (pass ``[line]``), not written one character per line.
     train : split or (x, y), optional
         Training data for the regression band plot.
     n_bins : int
@@ -130,10 +131,35 @@ def write_report(
     -------
     pathlib.Path
         The path of ``report.md``.
+
+    Raises
+    ------
+    TypeError
+        If ``out_dir`` is not a ``str`` or ``os.PathLike``, ``title`` is not a str, ``header`` is not a sequence
+        of strings (a single str included), or ``idata`` is not an InferenceData.
+    ValueError
+        If ``out_dir`` is empty or exists and is not a directory (a file), or ``idata`` has no posterior
+        predictive this report reads.
+    OSError
+        If ``out_dir`` cannot be created (a parent that is a file, permission denied), naming it.
     """
+    out = Path(check_path(out_dir, "out_dir", "the report's directory"))
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"`out_dir` {str(out)!r} exists and is not a directory: give a directory (created if needed)")
+    if not isinstance(title, str):
+        raise TypeError(f"`title` must be a str, got {type(title).__name__}")
+    lines_of = "`header` must be a sequence of str (a list or tuple, one str per line)"
+    if isinstance(header, str):
+        raise TypeError(f"{lines_of}, got a str, which would be written one character per line: pass [{header!r}]")
+    if not isinstance(header, Sequence) or isinstance(header, bytes):
+        raise TypeError(f"{lines_of}, got {type(header).__name__}")
+    if bad := [type(line).__name__ for line in header if not isinstance(line, str)]:
+        raise TypeError(f"{lines_of}, got a {type(header).__name__} with an item of type {bad[0]}")
     task = _task(idata, "posterior_predictive")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise named_os_error(err, out, "creating the report directory `out_dir`") from err
     cal = calibration(idata, n_bins=n_bins)
     check = loo_check(idata_train, idata) if idata_train is not None else None
     loo = check if check is not None else loo_summary(idata)
