@@ -19,6 +19,7 @@ Stop when the training NLL stops improving, and keep a checkpoint of every fifth
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..posterior import device_of, forked
-from .checkpoint import rng_state, save_checkpoint
+from .checkpoint import check_checkpoint_path, rng_state, save_checkpoint
 from .predict import evaluate
 
 __all__ = [
@@ -230,8 +231,9 @@ class Evaluation(Callback):
 
 
 class CollapseDetection(Callback):
-    """:class:`CollapseWarning` when training accuracy stays at chance for ``CHANCE_EPOCHS`` epochs, or when the
-    trained guide's pruning rule removes every weight of a layer.
+    """:class:`CollapseWarning` when training accuracy stays at chance for ``CHANCE_EPOCHS`` epochs, when a run
+    ends at chance before that many epochs (a short run whose KL term reached full weight before the likelihood was
+    fitted), or when the trained guide's pruning rule removes every weight of a layer.
 
     Chance is the majority-class frequency of the training data plus ``CHANCE_MARGIN``; it needs a likelihood
     that reports ``train_acc`` and class counts (:class:`~bayesdrop.Classifier`).
@@ -260,6 +262,12 @@ class CollapseDetection(Callback):
             )
 
     def on_fit_end(self, state: TrainState) -> None:
+        if 0 < self.at_chance < CHANCE_EPOCHS:  # ended at chance, too soon for the warning of on_epoch_end
+            acc = state.history["train_acc"][-1]
+            state.warn(
+                f"training ended at chance accuracy ({acc:.3f}) after {len(state.history['train_acc'])} epochs: "
+                f"the network predicts nothing from its inputs; train for more epochs, or {state.remedy()}"
+            )
         with torch.no_grad():
             for name, layer, params in state.guide.pairs():
                 rule = layer.method.pruning_rule()
@@ -320,9 +328,25 @@ class Checkpoint(Callback):
     Each write is atomic (a unique temporary file, fsync, ``os.replace``), so an interrupted run, or two writers,
     leave the last complete checkpoint.  ``fit(checkpoint=path, checkpoint_every=k)`` adds one as its last callback
     and also saves on SIGINT / SIGTERM; ``fit(resume=path)`` continues from the file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write, in a directory that exists (an existing file is replaced); checked here, before any
+        training (:func:`~bayesdrop.infer.checkpoint.check_checkpoint_path`).
+    every : int or None
+        Also save after every ``every``-th epoch (a positive int), or only after the last one (``None``).
+
+    Raises
+    ------
+    TypeError
+        If ``path`` is not a ``str`` or ``os.PathLike``.
+    ValueError
+        If ``path`` is a directory or its directory does not exist, or ``every`` is not ``None`` or a positive int.
     """
 
-    def __init__(self, path: Any, every: int | None = None):
+    def __init__(self, path: str | os.PathLike, every: int | None = None):
+        check_checkpoint_path(path, "path")
         if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
             raise ValueError(f"`every` must be None or a positive int (epochs), got {every!r}")
         self.path, self.every = path, every

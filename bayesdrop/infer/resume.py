@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from .callbacks import TrainState
-from .checkpoint import check_state_dict, rng_state, set_rng_state
+from .checkpoint import TRAINING_ENTRIES, check_state_dict, rng_state, set_rng_state
 
 __all__ = ["FitInterrupted"]
 
@@ -76,19 +76,7 @@ def _check_resumed_config(
     (before anything is built)."""
     training = resumed["training"]
     saved = training.get("fit")
-    kinds: dict[str, tuple[type, ...]] = {
-        "epoch": (int,),
-        "epochs": (int,),
-        "step": (int,),
-        "complete": (bool,),
-        "fit": (dict,),
-        "schedule": (dict,),
-        "rng": (dict,),
-        "callbacks": (list,),
-        "label_counts": (torch.Tensor, type(None)),
-        "warnings": (list,),
-    }
-    for key, types in kinds.items():
+    for key, types in TRAINING_ENTRIES.items():
         value = training.get(key)
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise ValueError(f"`resume` {path!r}: its training state is not one fit writes ({key!r})")

@@ -35,15 +35,15 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 import pyro
 import torch
 
 from ..checks import integer
+from ..checks import seed as check_seed
 from ..data import as_tensors
-from ..fileio import DeferredSignals
+from ..fileio import DeferredSignals, check_path
 from ..guides import DropoutGuide
 from ..handlers import KLScale, LocalReparameterization, MomentMatching, eval_mode
 from ..likelihoods import Classifier, Likelihood
@@ -63,7 +63,7 @@ from .callbacks import (
     ProgressBar,
     TrainState,
 )
-from .checkpoint import read_checkpoint, rng_state, set_rng_state
+from .checkpoint import check_checkpoint_path, check_storable, read_checkpoint, rng_state, set_rng_state
 from .compiled import CompiledLoss, CompileError, unsupported
 from .elbo import MeanFieldELBO
 from .resume import (
@@ -514,6 +514,8 @@ def fit(
         raise ValueError("`guide` must be the DropoutGuide built for `model`")
     if optimizer is not None and not callable(optimizer):
         raise TypeError(f"`optimizer` must be callable as optimizer(param_groups), got {type(optimizer).__name__}")
+    if isinstance(loss, type):
+        raise TypeError(f"`loss` must be a Pyro ELBO instance, got the class {loss.__name__}: pass {loss.__name__}()")
     if loss is not None and not callable(getattr(loss, "differentiable_loss", None)):
         raise TypeError(f"`loss` must be a Pyro ELBO with differentiable_loss, got {type(loss).__name__}")
     if validate is not None and not isinstance(validate, bool):
@@ -521,7 +523,7 @@ def fit(
     for arg, v in (("lrt", lrt), ("progress", progress)):
         if not isinstance(v, bool):
             raise TypeError(f"`{arg}` must be True or False, got {v!r}")
-    if jit not in (None, True, False):
+    if jit is not None and not isinstance(jit, bool):
         raise TypeError(f"`jit` must be None, True or False, got {jit!r}")
     if jit and validate:
         raise ValueError(
@@ -529,7 +531,7 @@ def fit(
             "step: pass one of them"
         )
     if seed is not None:
-        seed = integer(seed, "seed", "or None", low=0)
+        seed = check_seed(seed, "seed", "or None")
     test_samples = integer(test_samples, "test_samples", "MC draws per test example")
     if callback is not None and not callable(callback):
         raise TypeError(f"`callback` must be callable as callback(epoch, history), got {type(callback).__name__}")
@@ -539,19 +541,18 @@ def fit(
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"`callbacks` must hold bd.infer.Callback objects, got {type(cb).__name__}")
-    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
-        raise TypeError(f"`checkpoint` must be a path (str or os.PathLike), got {type(checkpoint).__name__}")
+    if checkpoint is not None:
+        check_checkpoint_path(checkpoint, "checkpoint")
     if checkpoint_every is not None:
         checkpoint_every = integer(checkpoint_every, "checkpoint_every", "epochs, or None")
         if checkpoint is None:
             raise ValueError("`checkpoint_every` needs `checkpoint`, the file to write")
     if run_config is not None and not isinstance(run_config, dict):
         raise TypeError(f"`run_config` must be None or a dict, got {type(run_config).__name__}")
+    check_storable(run_config, "run_config")  # a checkpoint that stores it must load again
     resumed = None
     if resume is not None:
-        if not isinstance(resume, (str, os.PathLike)):
-            raise TypeError(f"`resume` must be a path (str or os.PathLike), got {type(resume).__name__}")
-        if not os.path.isfile(resume):
+        if not os.path.isfile(check_path(resume, "resume", "a checkpoint file")):
             raise ValueError(f"`resume` {os.fspath(resume)!r} is not an existing checkpoint file")
         try:
             resumed = read_checkpoint(resume, name="resume")
@@ -563,6 +564,13 @@ def fit(
                 "fit(checkpoint=...) writes checkpoints that resume"
             )
     warmup = resolve_kl_warmup(model, epochs, kl_warmup)
+    if warmup > epochs:
+        warnings.warn(
+            f"`kl_warmup` is {warmup} epochs, longer than the run's {epochs}: the KL term never reaches its full "
+            f"weight (beta ends at {epochs / warmup:.2f}), so the run does not maximise the ELBO",
+            UserWarning,
+            stacklevel=2,
+        )
     schedule: list[Callback] = [KLWarmup(warmup)]
     if lr_decay == "linear":
         schedule.append(LinearLRDecay())
@@ -577,12 +585,6 @@ def fit(
         schedule.append(EpochFunction(callback))
     saver = None
     if checkpoint is not None:
-        target = Path(checkpoint)
-        if target.is_dir() or not target.parent.is_dir():
-            raise ValueError(
-                f"`checkpoint` must be a file path in an existing directory, got {os.fspath(checkpoint)!r}"
-                + (" (a directory)" if target.is_dir() else f" ({os.fspath(target.parent)!r} does not exist)")
-            )
         saver = Checkpoint(checkpoint, every=checkpoint_every)
         schedule.append(saver)
     dev = resolve_device(device)
@@ -598,7 +600,15 @@ def fit(
         raise ValueError("`data` has no examples (an empty DataLoader or split)")
     if num != model.num_data:
         raise ValueError(f"`data` has {num} points but the model was built with num_data={model.num_data}")
-    lr_warm = resolve_lr_warmup(model, epochs * steps_per_epoch(train, num, batch_size), lr_warmup)
+    total_steps = epochs * steps_per_epoch(train, num, batch_size)
+    lr_warm = resolve_lr_warmup(model, total_steps, lr_warmup)
+    if lr_warm > total_steps:
+        warnings.warn(
+            f"`lr_warmup` is {lr_warm} optimiser steps, longer than the run's {total_steps}: the learning rate never "
+            f"reaches `lr` (it ends at {total_steps / lr_warm:.2f} of it)",
+            UserWarning,
+            stacklevel=2,
+        )
     elbo = loss if loss is not None else MeanFieldELBO(max_plate_nesting=1)
     # bd.fit's own loss records the minibatch's log-likelihood as it scores it (a subclass, e.g. the boosting ELBO,
     # may score the data otherwise: recomputed from the output)
