@@ -22,7 +22,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["check_range", "integer", "real_number"]
+__all__ = ["MAX_SEED", "check_range", "integer", "real_number", "seed"]
+
+MAX_SEED = 2**32 - 1  #: the largest seed: NumPy's and scikit-learn's are 32-bit (Pyro's set_rng_seed seeds NumPy)
 
 
 def real_number(value: Any, name: str, what: str = "") -> float:
@@ -50,6 +52,16 @@ def integer(value: Any, name: str, what: str = "", low: int = 1) -> int:
         raise TypeError(message) from None
     if v < low:
         raise ValueError(message)
+    return v
+
+
+def seed(value: Any, name: str = "seed", what: str = "") -> int:
+    """``value`` as a seed: an int (Python's or NumPy's, not ``bool``) in ``[0, MAX_SEED]``, else a ``TypeError``
+    (not an int) or ``ValueError`` (out of range) naming ``name`` (and ``what``, e.g. ``"or None"``).  The one range
+    of every seed of the package: ``bd.fit`` seeds Pyro, which seeds NumPy, whose seeds are 32-bit."""
+    v = integer(value, name, what, low=0)
+    if v > MAX_SEED:
+        raise ValueError(f"`{name}` must be an int in [0, 2**32 - 1]{f' ({what})' if what else ''}, got {value!r}")
     return v
 
 

@@ -47,6 +47,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .checks import check_range, integer, real_number
+from .checks import seed as check_seed
 from .fileio import check_path
 
 TOKEN_DTYPES = (torch.int64, torch.int32)  # integer inputs: the tokens a bd.nn.Embedding reads
@@ -771,8 +772,6 @@ def _sunspots(*, seed: int, window: int = 24, horizon: int = 12, test_from: floa
     return _forecasting("sunspots", times, values, window=window, horizon=horizon, test_from=test_from)
 
 
-MAX_SEED = 2**32 - 1  # the largest `seed` of `load`: the seeds of scikit-learn's splits and of mnist1d are 32-bit
-
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "digits": _digits,
     "mnist1d": _mnist1d,
@@ -810,7 +809,7 @@ def load(name: str, *, seed: int = 0, **kwargs: object) -> Dataset:
         windows; sunspots: 215 / 48.  ``seed`` is not used (the split is fixed by time).
     seed : int, optional
         Seed for the split (digits, mnist5k) or the generator (mnist1d, toy-regression): an int in
-        ``[0, 2**32 - 1]`` (``bayesdrop.data.MAX_SEED``) for every data set.
+        ``[0, 2**32 - 1]`` (``bayesdrop.checks.MAX_SEED``) for every data set.
     **kwargs
         Options of the data set.  ``"toy-regression"``: ``n_train=200``, ``n_test=400``, ``noise=0.1``.
         ``"co2"``, ``"sunspots"``: ``window=24``, ``horizon=12`` (steps: months / years) and ``test_from``
@@ -836,9 +835,7 @@ def load(name: str, *, seed: int = 0, **kwargs: object) -> Dataset:
             f"`name` must be one of {sorted(DATASETS)}, got {name!r} "
             "(for MNIST use bayesdrop.data.load_mnist(directory))"
         )
-    seed = integer(seed, "seed", low=0)
-    if seed > MAX_SEED:  # scikit-learn's random_state and NumPy's legacy seeding (mnist1d) take 32 bits
-        raise ValueError(f"`seed` must be an int in [0, 2**32 - 1] = [0, {MAX_SEED}], got {seed!r}")
+    seed = check_seed(seed)  # scikit-learn's random_state and NumPy's legacy seeding (mnist1d) take 32 bits
     builder = DATASETS[name]
     options = set(inspect.signature(builder).parameters) - {"seed"}
     if unknown := set(kwargs) - options:

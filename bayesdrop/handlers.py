@@ -27,6 +27,8 @@ Example
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
 
@@ -166,10 +168,26 @@ class KLScale(Messenger):
 
     Wrap model *and* guide: ``TraceMeanField_ELBO`` scales the analytic KL of a site by the guide site's scale,
     Monte Carlo terms by both.
+
+    Raises
+    ------
+    TypeError
+        If ``beta`` is neither a real number nor a one-value floating tensor.
+    ValueError
+        If a number ``beta`` is negative, NaN or infinite (a tensor is not read: it may be a traced input).
     """
 
     def __init__(self, beta: float | torch.Tensor):
         super().__init__()
+        if torch.is_tensor(beta):
+            if not beta.is_floating_point() or beta.numel() != 1:
+                raise TypeError(
+                    f"`beta` must be a number or a one-value floating tensor, got {beta.dtype} {tuple(beta.shape)}"
+                )
+        elif isinstance(beta, bool) or not isinstance(beta, numbers.Real):
+            raise TypeError(f"`beta` must be a number (the KL weight) or a 0-d tensor, got {type(beta).__name__}")
+        elif not (math.isfinite(beta) and beta >= 0):
+            raise ValueError(f"`beta` must be a finite number >= 0 (the KL weight), got {beta!r}")
         self.beta = beta
 
     def _pyro_sample(self, msg: dict) -> None:
@@ -242,10 +260,12 @@ def posterior_mean(
     ------
     ValueError
         If ``guide`` states the module it was built for (``guide.model``, as :class:`~bayesdrop.DropoutGuide` and
-        Pyro's autoguides do) and that module is not ``model``: the outputs would be another model's.
+        Pyro's autoguides do) and that module is not ``model``, itself a module (a function wrapping a model is
+        not checked): the outputs would be another model's.
     """
     built_for = getattr(guide, "model", None)
-    if isinstance(guide, torch.nn.Module) and isinstance(built_for, torch.nn.Module) and built_for is not model:
+    modules = isinstance(model, torch.nn.Module) and isinstance(guide, torch.nn.Module)
+    if modules and isinstance(built_for, torch.nn.Module) and built_for is not model:
         raise ValueError(
             f"`guide` was built for another model (guide.model is a {type(built_for).__name__} other than `model`): "
             "pass the guide built for this model"

@@ -730,6 +730,8 @@ class Regressor(Likelihood):
         ok = ok and (y.dim() == 1 if self.horizon is None else y.dim() == 2 and y.shape[1] == self.horizon)
         if not ok:
             shape = tuple(y.shape) if torch.is_tensor(y) else type(y).__name__
+            if torch.is_tensor(y) and not y.is_floating_point():  # the dtype is what is wrong: say so
+                shape = f"{str(y.dtype).removeprefix('torch.')} {shape} (pass y.float())"
             squeeze = self.horizon is None and torch.is_tensor(y) and y.dim() == 2 and y.shape[1] == 1
             raise ValueError(
                 f"`{name}`: regression targets must be a floating-point tensor of shape {want}, got {shape}"

@@ -27,6 +27,7 @@ import torch
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
+from .checks import seed as check_seed
 from .data import all_finite
 from .handlers import NetworkStreams, default_generator
 from .moments import Moments
@@ -406,8 +407,8 @@ def seeded(seed: int | None, device: torch.device, setup: Callable[[], Any] | No
     setup : callable or None
         Run first, with no argument (:func:`guide_setup`); ``None`` (default): nothing.
     """
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-        raise ValueError(f"`seed` must be a non-negative int or None, got {seed!r}")
+    if seed is not None:
+        seed = check_seed(seed, "seed", "or None")
     if seed is None:
         if setup is not None:
             setup()
@@ -443,7 +444,13 @@ def _seed_forked(seed: int, device: torch.device) -> None:
 def guide_setup(guide: Any, x: torch.Tensor, device: torch.device) -> Callable[[], Any] | None:
     """The first run of ``guide``, a :class:`~bayesdrop.guides.DropoutGuide` that has not run yet, on ``x[:2]``
     moved to ``device`` (the device of the model and guide), for :func:`seeded`: a function of no argument;
-    ``None`` when ``guide`` has run (or is not a DropoutGuide)."""
+    ``None`` when ``guide`` has run (or is not a DropoutGuide).  The run is followed by the guide's
+    :meth:`~bayesdrop.DropoutGuide.check_dtypes`."""
     if getattr(guide, "_order", True) is not None:
         return None
-    return lambda: guide(x[:2].to(device))
+
+    def setup() -> None:
+        guide(x[:2].to(device))
+        guide.check_dtypes()  # a model cast after its guide was built: named, not a matrix product's error
+
+    return setup

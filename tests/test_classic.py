@@ -102,7 +102,7 @@ def test_minibatch_losses_average_to_full_batch_loss():
 
 def test_gaussian_noise_has_variance_alpha():
     net = PyroModule[torch.nn.Sequential](bd.nn.Linear(5, 1, "gaussian", alpha=0.7))
-    model = bd.Classifier(net, num_data=1)
+    model = bd.Regressor(net, num_data=1)
     guide = bd.DropoutGuide(model)
     x = torch.ones(4000, 5)
     tr = poutine.trace(guide).get_trace(x)

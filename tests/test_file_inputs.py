@@ -101,7 +101,7 @@ def test_a_seed_beyond_32_bits_is_refused_naming_seed_for_every_data_set():
     """``load("digits", seed=2**40)`` failed in scikit-learn naming its ``random_state``; every data set now takes
     the seeds scikit-learn and NumPy's legacy seeding take, 0 to 2**32 - 1, checked before anything is built."""
     for name in bd.data.DATASETS:
-        with pytest.raises(ValueError, match=r"`seed` must be an int in \[0, 2\*\*32 - 1\] = \[0, 4294967295\]"):
+        with pytest.raises(ValueError, match=r"`seed` must be an int in \[0, 2\*\*32 - 1\], got 1099511627776"):
             bd.data.load(name, seed=2**40)
     assert len(bd.data.load("toy-regression", seed=2**32 - 1, n_train=4, n_test=2).train) == 4
 

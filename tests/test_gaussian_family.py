@@ -417,7 +417,7 @@ def test_lrt_preactivations_come_from_the_guide(granularity, draw_weights):
     ``draw_weights=False`` the guide's weight value is the placeholder theta, not a draw."""
     layer = bd.nn.Linear(3, 1, "vbd", bias=False, granularity=granularity)
     net = PyroModule[torch.nn.Sequential](layer)
-    model = bd.Classifier(net, num_data=20000)
+    model = bd.Regressor(net, num_data=20000)
     guide = bd.DropoutGuide(model)
     x = torch.tensor([[1.0, 2.0, -1.0]]).expand(20000, 3)
     guide(x)

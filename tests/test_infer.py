@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+import warnings
 
 import numpy as np
 import pyro
@@ -107,6 +109,10 @@ BAD_FIT_ARGUMENTS = [
     ({"checkpoint": 3}, TypeError, "`checkpoint` must be a path"),
     ({"checkpoint_every": 2}, ValueError, "`checkpoint_every` needs `checkpoint`"),
     ({"run_config": ["a"]}, TypeError, "`run_config` must be None or a dict"),
+    ({"run_config": {"a": object()}}, TypeError, r"`run_config\['a'\]`: object is not storable in a checkpoint"),
+    ({"loss": pyro.infer.TraceMeanField_ELBO}, TypeError, r"got the class TraceMeanField_ELBO: pass Trace"),
+    ({"seed": 2**32}, ValueError, r"`seed` must be an int in \[0, 2\*\*32 - 1\] \(or None\), got 4294967296"),
+    ({"checkpoint": "no/such/dir/ck.pt"}, ValueError, r"`checkpoint` must be a file path in an existing directory"),
     ({"resume": "no/such/checkpoint.pt"}, ValueError, "`resume` 'no/such/checkpoint.pt' is not an existing"),
 ]
 
@@ -619,3 +625,70 @@ def test_test_data_the_network_cannot_read_is_refused_before_the_first_epoch():
         histories.append(bd.fit(model, bd.DropoutGuide(model), (x, y), epochs=2, progress=False, test=test, seed=0))
     assert histories[0].history["elbo"] == histories[1].history["elbo"] == histories[2].history["elbo"]
     assert histories[0].history["test_nll"] == histories[1].history["test_nll"]
+
+
+def test_warmups_longer_than_the_run_are_named_in_a_warning():
+    """A KL warm-up longer than the run never gives the KL term its full weight (the last epoch's beta is
+    epochs / kl_warmup) and a learning-rate warm-up longer than the run's steps never reaches ``lr``: each is a
+    UserWarning with the factor the run ends at; warm-ups within the run give none."""
+    model, guide, x, y = tiny_classifier("bernoulli")
+    with pytest.warns(UserWarning, match=r"`kl_warmup` is 100 epochs, longer than the run's 2: .*beta ends at 0.02"):
+        result = bd.fit(model, guide, (x, y), epochs=2, kl_warmup=100, progress=False)
+    assert result.history["beta"] == pytest.approx([0.01, 0.02])
+    model, guide, x, y = tiny_classifier("bernoulli")
+    with pytest.warns(UserWarning, match=r"`lr_warmup` is 1000 optimiser steps, longer than the run's \d+"):
+        bd.fit(model, guide, (x, y), epochs=2, lr_warmup=1000, progress=False)
+    model, guide, x, y = tiny_classifier("bernoulli")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        bd.fit(model, guide, (x, y), epochs=2, kl_warmup=2, lr_warmup=1, progress=False)
+
+
+def test_a_short_run_that_ends_at_chance_warns_once():
+    """Inputs that say nothing of the labels (all zeros) keep training accuracy at chance: a run shorter than the
+    epochs the collapse warning waits for warns at its end, naming the epochs trained; a longer one warns once,
+    when the chance epochs are reached, not again at its end."""
+    torch.manual_seed(0)
+    x, y = torch.zeros(40, 4), torch.arange(40) % 3
+    for epochs, expected in ((3, r"training ended at chance accuracy \(0\.\d+\) after 3 epochs"), (6, r"stayed at")):
+        model = bd.Classifier(bd.models.mlp(4, [8], 3), num_data=40)
+        with pytest.warns(bd.CollapseWarning) as caught:
+            result = bd.fit(model, bd.DropoutGuide(model), (x, y), epochs=epochs, progress=False, seed=0)
+        chance = [str(w.message) for w in caught if "chance" in str(w.message)]
+        assert len(chance) == 1 and re.search(expected, chance[0]), chance
+        assert result.warnings == chance
+
+
+def test_flags_and_seeds_of_the_wrong_kind_are_refused_by_name():
+    """Truthy values are not bools: ``return_samples="yes"``, ``jit=1`` and ``prune(sparse="yes")`` were accepted as
+    True; a seed beyond 32 bits failed inside NumPy or torch without naming ``seed``; ``KLScale`` took any beta."""
+    model, guide, x, y = tiny_classifier("bernoulli")
+    bd.fit(model, guide, (x, y), epochs=1, progress=False)
+    with pytest.raises(TypeError, match=r"`return_samples` must be True or False, got 'yes'"):
+        bd.predict(model, guide, x, return_samples="yes")
+    with pytest.raises(TypeError, match=r"`jit` must be None, True or False, got 1"):
+        bd.fit(model, guide, (x, y), epochs=1, progress=False, jit=1)
+    with pytest.raises(TypeError, match=r"`sparse` must be True or False, got 'yes'"):
+        bd.compress.prune(model, guide, sparse="yes")
+    for call in (
+        lambda: bd.evaluate(model, guide, (x, y), seed=2**64),
+        lambda: bd.to_inference_data(model, guide, (x, y), seed=2**40, num_samples=2),
+    ):
+        with pytest.raises(ValueError, match=r"`seed` must be an int in \[0, 2\*\*32 - 1\] \(or None\)"):
+            call()
+    for beta, error in ((-1.0, ValueError), (float("nan"), ValueError), ("x", TypeError), (True, TypeError)):
+        with pytest.raises(error, match="`beta`"):
+            bd.handlers.KLScale(beta)
+    assert bd.handlers.KLScale(torch.tensor(0.5)).beta.item() == 0.5
+
+
+def test_a_model_cast_after_its_guide_was_built_is_named_by_predict_and_evaluate():
+    """``model.double()`` after ``DropoutGuide(model)`` (the guide's parameters still float32): predict and evaluate
+    name the guide's parameter and the remedy, as fit does, instead of torch's matrix-product error."""
+    model, guide, x, y = tiny_classifier("bernoulli")
+    model.double()
+    for call in (lambda: bd.predict(model, guide, x.double()), lambda: bd.evaluate(model, guide, (x.double(), y))):
+        with pytest.raises(
+            ValueError, match=r"the guide's parameter .* is torch.float32 .* cast the guide the same way"
+        ):
+            call()

@@ -337,3 +337,11 @@ def test_a_classifier_of_one_output_is_refused_as_one_class():
     with pytest.raises(ValueError, match=r"`num_classes`"):
         bd.Classifier(bd.models.mlp(4, [8], 1), num_data=40, num_classes=1)
     assert bd.Classifier(bd.models.mlp(4, [8], 2), num_data=40).num_classes == 2
+
+
+def test_regressor_names_the_dtype_of_integer_targets():
+    """Integer regression targets are refused for their dtype (the message said only their shape, which was
+    right)."""
+    model = bd.Regressor(bd.models.mlp(4, [8], 1), num_data=40)
+    with pytest.raises(ValueError, match=r"got int64 \(40,\) \(pass y.float\(\)\)"):
+        model.check_targets(torch.arange(40))

@@ -442,8 +442,8 @@ def test_a_layer_run_twice_in_one_forward_pass_is_refused_with_its_name():
 
 def test_bayesianize_names_the_dropout_rates_it_does_not_keep():
     """``nn.Dropout2d(0.3)`` before a convolution and ``nn.Dropout(0.5)`` under ``bernoulli`` (p = 0.5): one warning
-    naming the 0.3 module and the method's rate; none when ``p=0.3`` is given for both 0.3 modules, nor for a
-    method without a fixed rate."""
+    naming the 0.3 module and the method's rate, and the layer reading the inputs that takes the input rule
+    instead; none when ``p=0.3`` is given for both 0.3 modules, nor for a method without a fixed rate."""
 
     def build(p_last=0.5):
         return torch.nn.Sequential(
@@ -452,7 +452,8 @@ def test_bayesianize_names_the_dropout_rates_it_does_not_keep():
         )  # fmt: skip
 
     with pytest.warns(UserWarning, match=r"dropout modules 1 \(p=0\.3\) became identities.*bernoulli's noise at its "
-                      r"own p=0\.5; pass p=\.\.\.") as record:  # fmt: skip
+                      r"own p=0\.5 \(those reading the network's inputs, 0, at its input rule: Method.input_layer\); "
+                      r"pass p=\.\.\.") as record:  # fmt: skip
         net = bd.bayesianize(build(), "bernoulli")
     assert len(record) == 1 and "4 (p=" not in str(record[0].message)
     assert isinstance(net[1], torch.nn.Identity) and net[2].noise_kind == "channel"

@@ -20,10 +20,11 @@ import bayesdrop as bd
 POOL_METHODS = bd.methods.names(role="pool")
 
 
-def _pool_model(layer, x):
-    """A likelihood whose network is ``layer`` and a flatten: the pooled values of ``x`` are the logits."""
+def _pool_model(layer, x, likelihood=bd.Classifier):
+    """A likelihood whose network is ``layer`` and a flatten: the pooled values of ``x`` are the logits (the value
+    of a ``bd.Regressor``, for one pooled value)."""
     net = PyroModule[torch.nn.Sequential](layer, torch.nn.Flatten())
-    model = bd.Classifier(net, num_data=len(x))
+    model = likelihood(net, num_data=len(x))
     guide = bd.DropoutGuide(model)
     guide(x)
     return model, guide
@@ -94,7 +95,7 @@ def test_the_scaled_max_rule_differs_from_the_expectation_on_the_documented_exam
     outs = {}
     for rule in ("probabilistic", "scaled"):
         layer = bd.nn.MaxPool2d(2, method=bd.methods.get("maxpool-dropout", p=0.5, test_rule=rule))
-        _, guide = _pool_model(layer, x)
+        _, guide = _pool_model(layer, x, bd.Regressor)
         outs[rule] = guide.mean_network()(x).item()
     assert outs == {"probabilistic": 3.0625, "scaled": 2.0}
     with pytest.raises(ValueError, match="`test_rule` must be one of"):

@@ -81,6 +81,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
+from ..checks import seed as check_seed
 from ..data import as_tensors, loader_batches
 from ..distributions import base_distribution
 from ..guides import DropoutGuide, dropout_rates, rate_entries
@@ -261,8 +262,8 @@ def to_inference_data(
         raise ValueError(f"`num_samples` must be a positive int, got {num_samples!r}")
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
         raise ValueError(f"`batch_size` must be a positive int or None, got {batch_size!r}")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-        raise ValueError(f"`seed` must be a non-negative int or None, got {seed!r}")
+    if seed is not None:
+        seed = check_seed(seed, "seed", "or None")
     if not isinstance(weights, bool):
         raise TypeError(f"`weights` must be a bool, got {type(weights).__name__}")
     shared = check_noise(noise)

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checks import seed as check_seed
 from ..data import as_tensors
 from ..guides import DropoutGuide
 from ..infer import fit
@@ -116,8 +117,7 @@ def kfold(
     n = len(x)
     if not isinstance(k, int) or isinstance(k, bool) or not 2 <= k <= n:
         raise ValueError(f"`k` must be an int with 2 <= k <= {n} (the number of points), got {k!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"`seed` must be a non-negative int, got {seed!r}")
+    seed = check_seed(seed)
     if fit_kwargs is not None and not isinstance(fit_kwargs, dict):
         raise TypeError(f"`fit_kwargs` must be a dict of bd.fit's arguments, got {type(fit_kwargs).__name__}")
     options = {"progress": False, **(fit_kwargs or {})}

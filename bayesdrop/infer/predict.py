@@ -173,6 +173,7 @@ def _per_batch(
         if guide._order is None:  # the guide's first run, off the draws' random stream (as `seeded`'s setup)
             with forked(dev):
                 guide(first[:2].to(dev))
+            guide.check_dtypes()  # a model cast after its guide was built: named, not a matrix product's error
         draw: Callable[[torch.Tensor], torch.Tensor]
         rows = 0  # rows per pass of joined batches (0: the batches as they come)
         if rule == "weight-scaling":
@@ -560,6 +561,8 @@ def predict(
         :class:`~bayesdrop.Regressor`, the std including the observation noise (Gal & Ghahramani 2016,
         eq. 8-9); the mixture's ``(mean, std)`` by default.
     """
+    if not isinstance(return_samples, bool):
+        raise TypeError(f"`return_samples` must be True or False, got {return_samples!r}")
     inputs: Any = loader_batches(x, name="x") if isinstance(x, DataLoader) else as_tensors(x, name="x")[0]
     options: dict[str, Any] = {"num_samples": num_samples, "rule": rule, "parallel": parallel, "batch_size": batch_size}
     if not return_samples:  # one batch's draws at a time: memory O(S B), not O(S N)
@@ -612,9 +615,7 @@ def evaluate(
         targets: list[torch.Tensor] = []
         with seeded(seed, dev, None):
             out = torch.cat(
-                _per_batch(
-                    model, guide, loader_batches(data, targets), batch_size=batch_size, name="data", **options
-                ),
+                _per_batch(model, guide, loader_batches(data, targets), batch_size=batch_size, name="data", **options),
                 1,
             )
         y = torch.cat(targets)

@@ -510,8 +510,15 @@ def bayesianize(
     if changed:
         listed = ", ".join(f"{k} (p={p:g})" for k, p in changed.items())
         messages.append(
-            f"the dropout modules {listed} became identities: every converted layer draws {name}'s noise at its own "
-            f"p={own_p:g}; pass p=... (`bd.bayesianize(module, {name!r}, p=...)`) for another rate"
+            f"the dropout modules {listed} became identities: the converted layers draw {name}'s noise at its own "
+            f"p={own_p:g}"
+            + (
+                f" (those reading the network's inputs, {', '.join(sorted(inputs))}, at its input rule: "
+                "Method.input_layer)"
+                if inputs and rule_matters and im is None
+                else ""
+            )
+            + f"; pass p=... (`bd.bayesianize(module, {name!r}, p=...)`) for another rate"
         )
     for message in messages:
         warnings.warn(f"bayesianize: {message}", UserWarning, stacklevel=2)
