@@ -11,7 +11,9 @@
     it); it is locked while in use.  :func:`bayesdrop.experiments.runs.load_run` rebuilds a run for later commands.
 ``bayesdrop compare --methods M1 M2 ... --out DIR``
     Train each method on one budget, write ``DIR/compare.md`` and ``compare.json``, and keep each method's run
-    directory in ``DIR/runs/<method>``.
+    directory in ``DIR/runs/<method>``.  ``DIR`` must be empty, new, or hold a previous comparison, which is
+    replaced whole (its runs too); a directory holding anything else is refused, and nothing but a comparison's
+    files is ever removed.  It is locked while in use.
 ``bayesdrop report RUN_DIR``, ``bayesdrop prune RUN_DIR``
     Posterior predictive analysis, and the pruned network, of a run directory (of ``train`` or ``compare``).
 
@@ -29,6 +31,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -40,7 +43,8 @@ import torch
 from . import __version__, compress, diagnostics, methods
 from .experiments import compare, runs
 from .experiments.runs import build, inputs, load_dataset, load_run, parse_hyper
-from .fileio import atomic_write_json, atomic_write_text
+from .fileio import atomic_write_json, atomic_write_text, named_os_error
+from .guides import DropoutGuide
 from .infer import DEFAULT_LR, FitInterrupted, evaluate, fit, resolve_device
 
 __all__ = ["default_threads", "main", "make_parser", "set_threads"]
@@ -81,15 +85,70 @@ def _run_numbers(args: argparse.Namespace) -> None:
         raise ValueError(f"`--lr` must be a finite number > 0, got {args.lr!r}")
 
 
-def _output_dir(path: str) -> Path:
-    """``path`` as ``compare``'s output directory, refused if it is an existing file or holds a ``train`` run
-    (whose files a comparison would mix with its own), before any training."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"`--out` {path!r} is a file; give a directory")
-    if (out / runs.CONFIG).exists():
+COMPARE_FILES = ("compare.md", compare.JSON)  # what `compare.write` writes into `compare --out`
+
+
+def _comparison_dir(path: str) -> tuple[Path, list[Path]]:
+    """``path`` as ``compare``'s output directory, and what a previous comparison left there (``compare.md``,
+    ``compare.json`` and each method's run directory in ``runs/``), which the new one replaces.
+
+    Refused, naming ``--out``, before any training: a file or symbolic link (or one inside it), a ``train`` run
+    (whose files a comparison would mix with its own), or a directory that holds anything a comparison does not
+    write: only what is recognisably a comparison's is ever removed.  A directory in ``runs/`` is a method's run if
+    it holds ``config.json`` (or nothing).
+    """
+    out = runs.check_run_path(path, "--out")
+    if not out.is_dir():
+        return out, []
+    names = runs.scan_run_dir(out, "--out")
+    if runs.CONFIG in names:
         raise ValueError(f"`--out` {path!r} holds a `bayesdrop train` run; give another directory for the comparison")
-    return out
+    stale = [out / n for n in names if n in COMPARE_FILES]
+    foreign = [n for n in names if n not in (*COMPARE_FILES, RUNS)]
+    if RUNS in names:
+        if (out / RUNS).is_dir():
+            for name in runs.scan_run_dir(out / RUNS, "--out"):
+                run = out / RUNS / name
+                if run.is_dir() and ((run / runs.CONFIG).is_file() or not runs.scan_run_dir(run, "--out")):
+                    stale.append(run)
+                else:
+                    foreign.append(f"{RUNS}/{name}")
+        else:
+            foreign.append(RUNS)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (" and more" if len(foreign) > 5 else "")
+        raise runs.RunDirectoryError(
+            f"`--out` {path!r} is not empty and holds files a comparison does not write ({shown}); compare replaces "
+            f"only a previous comparison (compare.md, compare.json, {RUNS}/<method>): choose another directory, or "
+            "move those files"
+        )
+    return out, stale
+
+
+def _remove_comparison(stale: list[Path]) -> None:
+    """Remove the files and run directories of a previous comparison (:func:`_comparison_dir`), each run directory
+    locked first (:class:`~bayesdrop.experiments.runs.RunLock`): none is removed while another process uses one."""
+    with contextlib.ExitStack() as locks:
+        for path in stale:
+            if path.is_dir():
+                locks.enter_context(runs.RunLock(path, "--out"))
+        for path in stale:
+            try:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except OSError as err:
+                raise named_os_error(err, path, "removing the previous comparison in --out") from err
+
+
+def _check_comparison(args: argparse.Namespace) -> None:
+    """What ``compare.compare`` refuses before it trains (the methods and the architecture, ``--kfold``, a data set
+    that is not a classification one), checked before a previous comparison in ``--out`` is removed: an option
+    refused leaves it whole."""
+    compare.methods_to_compare(args.methods, args.arch, args.kfold)
+    if load_dataset(args.dataset, args.mnist_dir).task != "classification":
+        raise ValueError(f"`--dataset` must be a classification data set for compare, got {args.dataset!r}")
 
 
 def default_threads() -> int:
@@ -325,15 +384,59 @@ def _using_run(run_dir: str) -> Iterator[Path]:
     """The run directory ``run_dir``, locked (:class:`~bayesdrop.experiments.runs.RunLock`) while a command reads
     it and writes its outputs there."""
     run = runs.check_run_path(run_dir, "run_dir")
-    if not run.is_dir():
-        raise FileNotFoundError(f"`run_dir` {run_dir!r} has no config.json (not a bayesdrop run)")
+    if not run.exists():
+        raise FileNotFoundError(
+            f"`run_dir` {run_dir!r} does not exist: give the directory of a run of `bayesdrop train` or `compare`"
+        )
+    if not (run / runs.CONFIG).is_file():  # before the lock, which would leave a file in any directory
+        raise FileNotFoundError(f"`run_dir` {run_dir!r} has no {runs.CONFIG} (not a bayesdrop run)")
     with runs.RunLock(run, "run_dir"):
         yield run
+
+
+PRUNED_PASS = "one deterministic pass"  # how `prune` scores the pruned network
+PRUNED_NOTE = (
+    "The pruned network is scored on one deterministic pass (every site at its posterior mean: dropout's "
+    "weight-scaling rule), not averaged over posterior draws as the test metrics of `bayesdrop train` and `report` "
+    "are."
+)
+PRUNED_REGRESSION_NOTE = (
+    "Its NLL counts the likelihood's noise scale alone, no spread across draws, so it can be much larger than theirs."
+)
+
+
+def _quoted(names: list[str]) -> str:
+    return ", ".join(map(repr, names[:-1])) + (" or " if len(names) > 1 else "") + repr(names[-1])
+
+
+def _check_threshold(guide: DropoutGuide, threshold: float | str | None) -> None:
+    """Refuse a ``--threshold`` name that a method of the run does not know, naming the values it takes: a number,
+    or the rules that every pruning layer's method knows (``threshold_rules``).  A name counts only where some
+    layer's method prunes (``pruning_rule``) and each such method takes it."""
+    if not isinstance(threshold, str):
+        return
+    pruning = [layer.method for _, layer, _ in guide.pairs() if layer.method.pruning_rule() is not None]
+    rules = sorted(set.intersection(*(set(m.threshold_rules) for m in pruning))) if pruning else []
+    if threshold in rules:
+        return
+    names = list(dict.fromkeys(layer.method.name for _, layer, _ in guide.pairs()))
+    whose = f"the run's method{'s' if len(names) > 1 else ''} {_quoted(names)}"
+    if rules:
+        remedy = f": give a number or {_quoted(rules)}"
+    elif pruning:
+        remedy = f", which know{'' if len(names) > 1 else 's'} no named rule: give a number"
+    else:
+        remedy = f", which prune{'' if len(names) > 1 else 's'} nothing (no threshold changes that): give a number"
+    raise ValueError(
+        f"`--threshold` {threshold!r} is not a pruning rule of {whose}{remedy}, or leave --threshold out for each "
+        "method's own threshold"
+    )
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
     with _using_run(args.run_dir) as run:
         ds, model, guide, config = load_run(args.run_dir)
+        _check_threshold(guide, args.threshold)
         rep = compress.report(model, guide, threshold=args.threshold)
         try:
             pruned = compress.prune(model, guide, threshold=args.threshold)
@@ -349,8 +452,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
         compress.save(pruned, run / "pruned.pt2", test.x)
         text = f"# Compression of {run.name} ({config['method']}, {config['dataset']})\n\n{rep.to_markdown()}\n"
         text += "\n" + "".join(
-            f"- Pruned network test {_METRIC_NAMES.get(k, k)}: {v:.4f}\n" for k, v in pruned_metrics.items()
+            f"- Pruned network test {_METRIC_NAMES.get(k, k)} ({PRUNED_PASS}): {v:.4f}\n"
+            for k, v in pruned_metrics.items()
         )
+        text += f"\n{PRUNED_NOTE}" + (f" {PRUNED_REGRESSION_NOTE}" if ds.task == "regression" else "") + "\n"
         atomic_write_text(run / "compression.md", text)
         print(text)
         print(f"pruned model written to {run / 'pruned.pt2'} (load with bd.compress.load)")
@@ -362,8 +467,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     epochs = args.epochs if args.epochs is not None else QUICK_EPOCHS if args.quick else COMPARE_EPOCHS
     draws = args.num_samples if args.num_samples is not None else QUICK_DRAWS if args.quick else COMPARE_DRAWS
     _positive(num_samples=draws, epochs=epochs, batch_size=args.batch_size)
-    _run_numbers(args)  # --kfold: compare checks it first (runs.check_kfold), named as the flag by main
-    _output_dir(args.out)
+    _run_numbers(args)
+    out = _comparison_dir(args.out)[0]  # refused before any work, as the options below
+    _check_comparison(args)
 
     kw = dict(
         epochs=epochs,
@@ -373,18 +479,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
         lr_decay=_decay(args),
         lr_warmup=args.lr_warmup,
         num_samples=draws,
-    )
-    rows = compare.compare(
-        args.dataset,
-        args.methods,
-        arch=args.arch,
-        seed=args.seed,
-        device=args.device,
-        mnist_dir=args.mnist_dir,
-        progress=not args.quiet,
-        runs_dir=Path(args.out) / RUNS,
-        kfold=args.kfold,
-        **kw,
     )
     header = (
         f"Dataset {args.dataset}, architecture {args.arch}, {kw['epochs']} epochs, batch {kw['batch_size']}, "
@@ -396,7 +490,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
         + (" (a tenth of the steps from 512 inputs on)" if kw["lr_warmup"] == "auto" else " steps")
         + f", seed {args.seed}, {kw['num_samples']} MC draws."
     )
-    print(compare.write(rows, args.out, header))
+    with runs.RunLock(out, "--out", create=True):  # one comparison at a time in --out
+        # a previous comparison there is removed first (checked again under the lock): no run of it remains
+        # beside the new results, even if this one stops half-way
+        _remove_comparison(_comparison_dir(args.out)[1])
+        rows = compare.compare(
+            args.dataset,
+            args.methods,
+            arch=args.arch,
+            seed=args.seed,
+            device=args.device,
+            mnist_dir=args.mnist_dir,
+            progress=not args.quiet,
+            runs_dir=out / RUNS,
+            kfold=args.kfold,
+            **kw,
+        )
+        print(compare.write(rows, out, header))
     print(f"written to {Path(args.out) / 'compare.md'} and compare.json")
     print(f"each method's run in {Path(args.out) / RUNS}/<method> (`bayesdrop report` and `prune` take it)")
     return 0
@@ -707,8 +817,9 @@ def make_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--out",
         default="runs/compare",
-        help=f"directory for compare.md, compare.json and each method's run directory in {RUNS}/<method> "
-        "(replaced if it holds a run)",
+        help=f"directory for compare.md, compare.json and each method's run directory in {RUNS}/<method>: empty, "
+        "new, or holding a previous comparison, which is replaced (its runs too); a directory holding anything else "
+        "is refused",
     )
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_compare)

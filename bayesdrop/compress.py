@@ -208,14 +208,15 @@ class _Point:
 @torch.no_grad()
 def _points(guide: DropoutGuide, threshold: float | str | None) -> dict[str, _Point]:
     if isinstance(threshold, str):  # a named rule: every pruning layer's method must know it
-        for name, layer, params in guide.pairs():
-            try:
-                layer.method.keep_masks(layer, params, threshold)
-            except TypeError as err:
-                raise TypeError(
-                    f"`threshold` {threshold!r} is not a rule the {layer.method.name!r} method of layer {name!r} "
-                    f"knows; give a number or None ({err})"
-                ) from None
+        for name, layer, _ in guide.pairs():
+            method = layer.method
+            if method.pruning_rule() is not None and threshold not in method.threshold_rules:
+                rules = method.threshold_rules
+                known = f"knows {', '.join(map(repr, rules))}" if rules else "knows no named rule"
+                raise ValueError(
+                    f"`threshold` {threshold!r} is not a pruning rule of layer {name!r}'s method {method.name!r}, "
+                    f"which {known}: give a number, or None for each method's own threshold"
+                )
     values = guide.point_values(pruned=True, threshold=threshold)
     out = {}
     for name, layer, params in guide.pairs():
@@ -475,7 +476,11 @@ def prune(
         If a layer's method has no plain test-time network (``capabilities.plain_export``): it scales its units by
         keep probabilities computed from the input (Standout), or a recurrent cell or update by the noise's mean
         (RNNDrop, recurrent dropout).
+    TypeError
+        If ``sparse`` is not a bool.
     """
+    if not isinstance(sparse, bool):
+        raise TypeError(f"`sparse` must be True or False, got {sparse!r}")
     _check_plain_export(model, guide)
     return _prune(model, guide, _points(guide, threshold), sparse)[0]
 

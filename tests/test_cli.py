@@ -393,3 +393,116 @@ def test_errors_name_the_commands_flags_not_the_apis_arguments(tmp_path, capsys)
     err = error(["train", "--out", str(tmp_path / "cmp")])
     assert err.endswith("holds a `bayesdrop compare`; give another directory for the run\n")
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json"]
+
+
+def _tiny_run(run, method="bernoulli", dataset="digits"):
+    """Train a one-epoch run of ``method`` on ``dataset`` into ``run`` (a few seconds), for the commands that read a
+    run."""
+    argv = ["train", "--method", method, "--dataset", dataset, "--arch", "mlp:8", "--epochs", "1"]
+    assert cli.main([*argv, "--num-samples", "2", "--out", str(run), "--quiet"]) == 0
+
+
+def test_compare_replaces_a_previous_comparison_and_refuses_any_other_directory(tmp_path, capsys):
+    """A second ``compare`` into the same ``--out`` removes the first one's runs (no stale run beside the new
+    table); a directory holding anything a comparison does not write is refused in one line, exit 2, with nothing
+    removed or trained, as is an option refused before training where a previous comparison would be lost."""
+    out = tmp_path / "cmp"
+    argv = ["compare", "--arch", "mlp:8", "--epochs", "1", "--num-samples", "2", "--out", str(out), "--quiet"]
+    assert cli.main([*argv, "--methods", "bernoulli", "vbd"]) == 0
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["bernoulli", "vbd"]
+    (out / "runs" / "vbd" / "report.md").write_text("a report of the old run")  # what `report` adds to a run
+    assert cli.main([*argv, "--methods", "sparse-vd"]) == 0
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["sparse-vd"]
+    assert [r["method"] for r in json.loads((out / "compare.json").read_text())] == ["sparse-vd"]
+    capsys.readouterr()
+
+    def refused(argv, *words):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("bayesdrop: error: `--") and err.count("\n") == 1, err
+        for word in words:
+            assert word in err, err
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "mynotes.txt").write_text("mine")
+    refused([*argv[:-2], str(notes), "--quiet", "--methods", "bernoulli"], "`--out`", "mynotes.txt", "not empty")
+    assert [p.name for p in notes.iterdir()] == ["mynotes.txt"]
+    (out / "mynotes.txt").write_text("mine")  # beside a comparison: not one of its files, so nothing is removed
+    refused([*argv, "--methods", "bernoulli"], "`--out`", "mynotes.txt")
+    (out / "mynotes.txt").unlink()
+    (out / "runs" / "other").mkdir()
+    (out / "runs" / "other" / "data.csv").write_text("1,2")  # not a run: refused too
+    refused([*argv, "--methods", "bernoulli"], "`--out`", "runs/other")
+    (out / "runs" / "other" / "data.csv").unlink()
+    refused([*argv, "--methods", "bernoulli", "bernoulli"], "`--methods`")
+    refused([*argv, "--methods", "bernoulli", "--kfold", "1"], "`--kfold`")
+    refused([*argv, "--methods", "bernoulli", "--dataset", "toy-regression"], "`--dataset`")
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["other", "sparse-vd"]
+    assert [r["method"] for r in json.loads((out / "compare.json").read_text())] == ["sparse-vd"]
+    help_text = " ".join(dict(_subparsers(cli.make_parser()))["compare"].format_help().split())
+    assert "holding a previous comparison, which is replaced (its runs too)" in help_text
+    assert "a directory holding anything else is refused" in help_text
+
+
+def test_prune_names_the_threshold_rules_a_runs_method_knows(tmp_path, capsys):
+    """A ``--threshold`` name the run's method does not know exits 2 in one plain line naming the option and what
+    it takes (a number, and the rules the method knows), never Python's internals; nothing is written."""
+    sbp, sal, bernoulli = tmp_path / "sbp", tmp_path / "sal", tmp_path / "bernoulli"
+    for run in (sbp, sal, bernoulli):
+        _tiny_run(run, method=run.name)
+    capsys.readouterr()
+    expected = {
+        (sbp, "sharp-rise"): "is not a pruning rule of the run's method 'sbp', which knows no named rule: give a "
+        "number, or leave --threshold out",
+        (sbp, "abc"): "'abc' is not a pruning rule of the run's method 'sbp', which knows no named rule",
+        (sal, "abc"): "'abc' is not a pruning rule of the run's method 'sal': give a number or 'sharp-rise', or",
+        (bernoulli, "abc"): "the run's method 'bernoulli', which prunes nothing (no threshold changes that)",
+    }
+    for (run, threshold), text in expected.items():
+        assert cli.main(["prune", str(run), "--threshold", threshold]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"bayesdrop: error: `--threshold` {threshold!r} ") and err.count("\n") == 1, err
+        assert text in err, err
+        for internal in ("None", "Tensor", "not supported between"):
+            assert internal not in err, err
+        assert not (run / "pruned.pt2").exists() and not (run / "compression.md").exists()
+    assert cli.main(["prune", str(sal), "--threshold", "sharp-rise"]) == 0
+    assert (sal / "pruned.pt2").is_file()
+
+
+@pytest.mark.parametrize("command", ["report", "prune"])
+def test_report_and_prune_say_that_a_missing_run_directory_does_not_exist(command, tmp_path, capsys):
+    """A ``run_dir`` that does not exist is named as such (not as a directory without config.json), and is not
+    created; an existing directory without config.json is named as not a run, and nothing is written into it."""
+    missing = tmp_path / "nope"
+    assert cli.main([command, str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"bayesdrop: error: `run_dir` {str(missing)!r} does not exist: give the directory of a run of "
+        "`bayesdrop train` or `compare`\n"
+    )
+    assert not missing.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main([command, str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"bayesdrop: error: `run_dir` {str(empty)!r} has no config.json (not a bayesdrop run)\n"
+    assert list(empty.iterdir()) == []
+
+
+def test_prune_says_its_network_is_scored_on_one_deterministic_pass(tmp_path, capsys):
+    """The pruned network's test metrics are one pass at the posterior means, not the Monte Carlo predictive of
+    ``train``: every label says so, and for regression the note says why its NLL can be much larger."""
+    run = tmp_path / "run"
+    _tiny_run(run, dataset="toy-regression")
+    capsys.readouterr()
+    assert cli.main(["prune", str(run)]) == 0
+    out = capsys.readouterr().out
+    written = (run / "compression.md").read_text()
+    for text in (out, written):
+        assert re.search(r"- Pruned network test NLL \(one deterministic pass\): \d", text), text
+        assert re.search(r"- Pruned network test RMSE \(one deterministic pass\): \d", text), text
+        assert "not averaged over posterior draws as the test metrics of `bayesdrop train`" in text
+        assert "Its NLL counts the likelihood's noise scale alone" in text
+        assert not re.search(r"Pruned network test \w+: ", text)

@@ -116,7 +116,7 @@ def test_compare_keeps_each_methods_run_for_report_and_prune(tmp_path, capsys):
     (out / "runs" / "gaussian").mkdir()
     (out / "runs" / "gaussian" / "notes.txt").write_text("mine")
     assert cli.main([*args[:2], "gaussian", *args[3:], "--out", str(out), "--quiet"]) == 2
-    assert "holds no bayesdrop run" in capsys.readouterr().err
+    assert "is not empty and holds files a comparison does not write" in capsys.readouterr().err
     assert (out / "runs" / "gaussian" / "notes.txt").read_text() == "mine"
 
 

@@ -573,3 +573,37 @@ def test_a_pruned_lstm_saves_without_warnings_and_loads_to_the_same_outputs(tmp_
         warnings.simplefilter("error")
         bd.compress.save(pruned, tmp_path / "rnn.pt2", x)
     assert torch.allclose(bd.compress.load(tmp_path / "rnn.pt2")(x), pruned(x), atol=1e-6)
+
+
+def test_a_named_threshold_is_refused_by_methods_that_do_not_know_it():
+    """A named threshold is a rule a method declares (``threshold_rules``: Generalized Dropout's ``"sharp-rise"``);
+    for a method without it, ``compress.report``/``prune`` and the method's own ``keep_masks`` raise a ValueError
+    naming ``threshold`` and the rules it knows (the message carried torch's comparison error of a tensor and a
+    string); a method that prunes nothing ignores it; a number is still a number."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 4)
+    for name, known in (("sparse-vd", "knows no named rule"), ("sbp", "knows no named rule"), ("sal", None)):
+        model = bd.Classifier(bd.models.mlp(4, [8], 3, name), num_data=8)
+        guide = bd.DropoutGuide(model)
+        guide(x)
+        if known is None:
+            assert bd.compress.report(model, guide, threshold="sharp-rise").layers
+            with pytest.raises(
+                ValueError, match=r"`threshold` 'abc' is not a pruning rule .* which knows 'sharp-rise'"
+            ):
+                bd.compress.report(model, guide, threshold="abc")
+            continue
+        with pytest.raises(
+            ValueError, match=rf"`threshold` 'sharp-rise' is not a pruning rule .*{name!r}, which {known}"
+        ):
+            bd.compress.prune(model, guide, threshold="sharp-rise")
+        _, layer, params = next(iter(guide.pairs()))
+        with pytest.raises(ValueError, match=r"`threshold` 'sharp-rise' is not a named pruning rule"):
+            layer.method.keep_masks(layer, params, "sharp-rise")
+        with pytest.raises(TypeError, match=r"`threshold` must be a number"):
+            layer.method.keep_masks(layer, params, [1.0])
+        assert bd.compress.report(model, guide, threshold=2.0).layers
+    model = bd.Classifier(bd.models.mlp(4, [8], 3, "bernoulli"), num_data=8)
+    guide = bd.DropoutGuide(model)
+    guide(x)
+    assert bd.compress.report(model, guide, threshold="abc").layers  # bernoulli prunes nothing: no rule to check

@@ -654,7 +654,7 @@ def test_report_command_writes_pngs_and_a_summary(tmp_path, capsys, monkeypatch)
     assert math.isfinite(loo["elpd_loo"]) and f"| {loo['elpd_loo']:.2f} |" in text
     capsys.readouterr()
     assert cli.main(["report", str(tmp_path / "missing")]) == 2
-    assert "config.json" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
     assert cli.main(["report", str(run), "--num-samples", "0"]) == 2
     assert cli.main(["report", str(run), "--kfold", "1"]) == 2
     assert "`--kfold` must be 0 (no K-fold cross-validation) or a number of folds >= 2" in capsys.readouterr().err

@@ -80,7 +80,7 @@ def _check_03(r):
     assert runs["vbd, no warm-up"]["acc_mc"] < runs["vbd"]["acc_mc"] - 0.2  # without warm-up the KL wins
     assert runs["vbd, no warm-up"]["frac_log_alpha_over_3"] > runs["vbd"]["frac_log_alpha_over_3"]
     if not r["quick"]:  # the full-size claims of the text (tutorials/output/03_results.json)
-        assert vd["median_log_alpha"] > vd["median_log_alpha_init"] + 3
+        assert vd["median_log_alpha"] > vd["median_log_alpha_init"] + 2  # the text: from -8 to -5.43 in 30 epochs
         assert all(
             runs[n]["ratio"] > 30 and runs[n]["params_pruned"] < 0.2 * runs[n]["params_dense"]
             for n in ("sparse-vd", "vbd")

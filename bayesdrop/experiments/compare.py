@@ -37,7 +37,7 @@ from ..infer import DEFAULT_LR, fit, resolve_device
 from . import runs
 from .runs import build, inputs, parse_arch
 
-__all__ = ["compare", "to_markdown", "uniform_noise", "write", "JSON"]
+__all__ = ["compare", "methods_to_compare", "to_markdown", "uniform_noise", "write", "JSON"]
 JSON = "compare.json"  #: the comparison's rows in the output directory (``compare.md`` beside it)
 COLUMNS = (
     "method",
@@ -62,6 +62,26 @@ def uniform_noise(x: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
     lo, hi = float(x.min()), float(x.max())
     gen = torch.Generator().manual_seed(seed)
     return lo + (hi - lo) * torch.rand((n, *x.shape[1:]), generator=gen, dtype=x.dtype)
+
+
+def methods_to_compare(method_names: list[str] | None, arch: str, kfold: int | None = None) -> list[str]:
+    """The methods :func:`compare` trains, checked before any training (and before ``bayesdrop compare`` replaces a
+    previous comparison): ``method_names``, or for ``None`` / ``["all"]`` every method the architecture ``arch``
+    takes; a ``ValueError`` for a method named twice, an unknown one or one the architecture has no place for, and
+    for a ``kfold`` of 1 or below 0."""
+    kind = parse_arch(arch)[0]
+    if not method_names or method_names == ["all"]:  # every method the architecture takes
+        taken = {n for role in runs.ROLES[kind] for n in methods.names(role=role)}
+        names = [n for n in methods.names() if n in taken]
+    else:
+        names = list(method_names)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:  # one run directory, and one row, per method
+        raise ValueError(f"`method_names` names {', '.join(map(repr, repeated))} more than once: give each method once")
+    for n in names:  # unknown names, and methods the architecture has no place for, fail before any training
+        runs.check_placement(n, methods.get(n), kind)
+    runs.check_kfold(kfold)
+    return names
 
 
 def compare(
@@ -131,18 +151,7 @@ def compare(
         no place for (a pool method in an MLP), a ``kfold`` of 1 or below 0; a ``dataset`` that is not a
         classification data set, once it is loaded.
     """
-    kind = parse_arch(arch)[0]
-    if not method_names or method_names == ["all"]:  # every method the architecture takes
-        taken = {n for role in runs.ROLES[kind] for n in methods.names(role=role)}
-        names = [n for n in methods.names() if n in taken]
-    else:
-        names = list(method_names)
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:  # one run directory, and one row, per method
-        raise ValueError(f"`method_names` names {', '.join(map(repr, repeated))} more than once: give each method once")
-    for n in names:  # unknown names, and methods the architecture has no place for, fail before any training
-        runs.check_placement(n, methods.get(n), kind)
-    runs.check_kfold(kfold)
+    names = methods_to_compare(method_names, arch, kfold)
     dev = resolve_device(device)
     rows = []
     loo_data: dict[str, Any] = {}

@@ -373,6 +373,21 @@ class Method(ABC):
             )
         return found.unit_shape[0]
 
+    #: The named thresholds :meth:`keep_masks` takes besides numbers (Generalized Dropout's ``"sharp-rise"``)
+    threshold_rules: tuple[str, ...] = ()
+
+    def numeric_threshold(self, threshold: Any) -> float:
+        """A number ``threshold`` of :meth:`keep_masks` as a float; a ``ValueError`` naming ``threshold`` for a name
+        (those this method knows, :attr:`threshold_rules`, are read by its own :meth:`keep_masks`) and a
+        ``TypeError`` for anything else."""
+        if isinstance(threshold, str):
+            known = f"knows {', '.join(map(repr, self.threshold_rules))}" if self.threshold_rules else "knows none"
+            raise ValueError(
+                f"`threshold` {threshold!r} is not a named pruning rule of {self.name!r}, which {known}: give a number, "
+                "or None for the method's own threshold"
+            )
+        return real_number(threshold, "threshold", "a number, a named rule or None")
+
     def keep_masks(
         self, layer: Layer, params: LayerGuide, threshold: float | str | None = None
     ) -> dict[str, torch.Tensor]:

@@ -200,7 +200,7 @@ class _GaussianFamily(Method):
 
     def keep_masks(self, layer, params, threshold=None):
         """The weights whose log alpha is below ``threshold`` (default ``self.threshold``)."""
-        thr = self.threshold if threshold is None else threshold
+        thr = self.threshold if threshold is None else self.numeric_threshold(threshold)
         return {s: self.log_alpha(layer, params, s) < thr for s in layer.weight_sites}
 
 
@@ -620,7 +620,7 @@ class UnitVariationalBayesianDropout(_GammaPrior, PointWeights):
         return torch.sigmoid(-self.log_alpha(layer, params, self.rate_site(layer, site))).reshape(-1)
 
     def keep_masks(self, layer, params, threshold=None):
-        thr = self.threshold if threshold is None else threshold
+        thr = self.threshold if threshold is None else self.numeric_threshold(threshold)
         return {s: self.log_alpha(layer, params, s) < thr for s in layer.drawn_noise_sites}
 
     def pruning_rule(self) -> str:

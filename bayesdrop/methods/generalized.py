@@ -306,6 +306,7 @@ class GeneralizedDropout(PointWeights):
     reference = "Srinivas & Babu 2016, Generalized Dropout (arXiv:1611.06791)"
     capabilities = Capabilities(analytic_kl=True, lrt=False, structured=True, learns_rates=True)
     threshold_default = 0.1
+    threshold_rules = ("sharp-rise",)  # per layer, at the sharpest rise of the sorted keep probabilities
 
     def __init__(
         self,

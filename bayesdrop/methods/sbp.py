@@ -481,7 +481,7 @@ class StructuredBayesianPruning(PointWeights):
         return (snr2 / (1 + snr2)).reshape(-1)
 
     def keep_masks(self, layer, params, threshold=None):
-        thr = self.threshold if threshold is None else threshold
+        thr = self.threshold if threshold is None else self.numeric_threshold(threshold)
         return {s: self.snr(layer, params, s) >= thr for s in layer.drawn_noise_sites}
 
     def pruning_rule(self) -> str:
