@@ -112,8 +112,9 @@ results.update(accuracy=cal["accuracy"], nll=cal["nll"], ece=cal["ece"], mean_co
 # predicted-class probability fell in the bin, the diagonal is perfect
 # calibration (the hatched bars: the mean confidence of the bin), and the
 # lower panel counts the digits per bin: most sit in the upper bins. In the full-size run the network is accurate (0.95) but
-# clearly *under*-confident: the mean confidence is 0.78, every accuracy bar
-# lies above the diagonal, and the ECE is 0.17. Averaging draws of a network
+# clearly *under*-confident: the mean confidence is 0.77, every accuracy bar
+# but that of the lowest bin (two digits) lies above the diagonal, and the ECE
+# is 0.18. Averaging draws of a network
 # whose hidden units are dropped with $p = 0.5$ (and a fifth of the input
 # pixels) spreads the predictive over several classes; a smaller $p$, or
 # learning it (e.g. `dropout++(0.5)` or `vbd`), may give sharper ones. Under-
@@ -133,11 +134,11 @@ print(f"mean predictive entropy: correct {results['entropy_correct']:.3f}, wrong
 # %% [markdown]
 # **What the entropy plot shows** (`04_entropy.png`). Left: the predictive
 # entropy $H[\bar p_n]$ of the correctly classified digits (green) is spread
-# mostly over 0.1-1.2 nats (the under-confidence above), that of the 18
+# mostly over 0.1-1.2 nats (the under-confidence above), that of the 17
 # misclassified ones (red) lies entirely above 1.0 nats: about twice
-# the mean (1.48 against 0.71 nats). Right: the same for the mutual
+# the mean (1.52 against 0.76 nats). Right: the same for the mutual
 # information, the part of the entropy due to disagreement between the draws
-# (0.44 against 0.23 nats). The network
+# (0.48 against 0.25 nats). The network
 # knows when it is likely to be wrong, which is what a reject option or
 # active learning would use.
 #
@@ -184,9 +185,9 @@ print(az.loo(idata_train, var_name="y"))
 # the Monte Carlo log predictive density of the training digits; `elpd_loo`
 # is meant to estimate that of new ones, which the test digits measure
 # (`reference`). Here PSIS-LOO fails, and says so: in the full-size run
-# 640 of the 1437 training points have Pareto $k > 0.7$, `p_loo` is
-# 423 and `elpd_loo` (-812) lies 13.6 standard errors below the
-# held-out reference (-454). PSIS reweights each draw by
+# 746 of the 1437 training points have Pareto $k > 0.7$, `p_loo` is
+# 519 and `elpd_loo` (-929) lies 15.7 standard errors below the
+# held-out reference (-475). PSIS reweights each draw by
 # $1 / p(y_n \mid \theta_s)$, which is right for draws from the exact
 # posterior. MC dropout's $q$ keeps its mask law fixed, whatever the data:
 # the draws spread far more than 1437 digits would allow the posterior to,
@@ -226,9 +227,9 @@ print(f"mean predictive entropy: test digits {results['entropy_test']:.3f}, nois
 
 # %% [markdown]
 # On the noise images the mean mutual information is several times that of
-# the test digits (full-size run: 0.64 against 0.24 nats, 2.7x, and the
+# the test digits (full-size run: 0.68 against 0.26 nats, 2.6x, and the
 # predictive entropy is 1.7 nats, near the 2.3 of a uniform guess; the MI
-# alone ranks a noise image above a test digit with an AUROC of 0.98). Epistemic uncertainty
+# alone ranks a noise image above a test digit with an AUROC of 0.985). Epistemic uncertainty
 # flags the inputs that lie outside the training distribution, where a
 # single deterministic network would just output some class with a
 # softmax score.
@@ -279,7 +280,7 @@ print(
 # almost nothing in between, and that says more about PSIS than about the
 # model: with $\sigma = 0.1$ a single draw's likelihood of a point is far above
 # the others', so nearly every point has a huge Pareto $k$ (printed above;
-# full size: $k > 0.7$ for 400 of 400 points, $k$ up to 41, `p_loo` in the tens of thousands). The
+# full size: $k > 0.7$ for 400 of 400 points, $k$ up to 28, `p_loo` in the tens of thousands). The
 # leave-one-out weights collapse on one draw and the LOO-PIT degenerates.
 # The plain PIT $F_n(y_n)$ of the predictive (no leave-one-out; what
 # `calibration` uses) is the one to read here, `04_pit.png` below.
@@ -327,14 +328,15 @@ fig.savefig(OUT / "04_pit.png", dpi=120)
 
 # %% [markdown]
 # Where the training inputs lie (180 of the 400 grid points), the intervals
-# are about right: in the full-size run the 50/80/90/95 % intervals cover
-# 0.47/0.74/0.87/0.94 of the in-support points. On the whole grid the
-# coverage drops to 0.23/0.36/0.43/0.48: the grid extends to $|x| = 5$ and
-# crosses the gap, and there the ReLU draws fan out (the mean predictive std
-# beyond the data is 0.44 against 0.21 in support) but far too little to
+# are close to right, a little narrow: in the full-size run the 50/80/90/95 %
+# intervals cover 0.45/0.72/0.85/0.91 of the in-support points. On the whole
+# grid the coverage drops to 0.22/0.35/0.42/0.45: the grid extends to $|x| = 5$
+# and crosses the gap, and there the ReLU draws fan out (the mean predictive std
+# beyond the data is 0.42 against 0.21 in support) but far too little to
 # follow the true function, which turns back while the network extrapolates
 # a line (see the band plot). `04_pit.png` shows it: the in-support PIT
-# values are close to uniform, the grid's pile up at 0 and 1. MC dropout under-covers out of the data: its
+# values are close to uniform (a little heavy at the ends), the grid's pile up
+# at 0 and 1. MC dropout under-covers out of the data: its
 # uncertainty grows in the right direction, but it is not a calibrated
 # statement about extrapolation. Calibration should be measured (and
 # claimed) on data like the training data.
