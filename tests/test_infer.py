@@ -692,3 +692,12 @@ def test_a_model_cast_after_its_guide_was_built_is_named_by_predict_and_evaluate
             ValueError, match=r"the guide's parameter .* is torch.float32 .* cast the guide the same way"
         ):
             call()
+
+
+def test_output_draws_refuses_inputs_that_are_not_a_tensor():
+    """``output_draws`` takes a tensor of inputs (``predict`` also DataLoaders and arrays): a nested list was read as
+    batches and failed on ``.to`` (an AttributeError)."""
+    model, guide, x, _ = tiny_classifier("bernoulli")
+    with pytest.raises(TypeError, match=r"`x` must be a tensor of inputs \(N, \.\.\.\), got list"):
+        bd.infer.output_draws(model, guide, x.tolist())
+    assert bd.infer.output_draws(model, guide, x, num_samples=3).shape == (3, len(x), 3)

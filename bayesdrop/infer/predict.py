@@ -77,6 +77,8 @@ def output_draws(
     it) ``S = num_samples`` draws of DropConnect's Gaussian pre-activations, and a network whose output is Gaussian
     moments (fast dropout) gives its ``2d`` sigma points per draw (``d`` entries per example), from one draw where
     no layer draws anything under the rule (``S = 2d``)."""
+    if not torch.is_tensor(x):
+        raise TypeError(f"`x` must be a tensor of inputs (N, ...), got {type(x).__name__}")
     parts = _per_batch(
         model, guide, x, num_samples=num_samples, rule=rule, parallel=parallel, batch_size=batch_size, noise=noise
     )
