@@ -255,6 +255,17 @@ def _check_batch(model: Likelihood, x: torch.Tensor, y: torch.Tensor | None, nam
     model.check_inputs(x, name)
 
 
+def _warn_longer_than_run(name: str, warmup: int, run: int, unit: str, effect: str) -> None:
+    """A ``UserWarning`` (attributed to ``fit``'s caller) where the warm-up ``name`` of ``warmup`` ``unit`` is
+    longer than the run's ``run``: what never reaches its full value (``effect``) ends at ``run / warmup`` of it."""
+    if warmup > run:
+        warnings.warn(
+            f"`{name}` is {warmup} {unit}, longer than the run's {run}: {effect} ends at {run / warmup:.2f})",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def _probe_test(model: Likelihood, guide: DropoutGuide, test: Any, device: torch.device) -> None:
     """Run ``model`` (at draws of ``guide``, in eval mode, on a fork of the generators, without gradients) on the
     first two examples of ``test`` (its tensors, or a DataLoader's first batch, checked as a training batch is),
@@ -564,13 +575,7 @@ def fit(
                 "fit(checkpoint=...) writes checkpoints that resume"
             )
     warmup = resolve_kl_warmup(model, epochs, kl_warmup)
-    if warmup > epochs:
-        warnings.warn(
-            f"`kl_warmup` is {warmup} epochs, longer than the run's {epochs}: the KL term never reaches its full "
-            f"weight (beta ends at {epochs / warmup:.2f}), so the run does not maximise the ELBO",
-            UserWarning,
-            stacklevel=2,
-        )
+    _warn_longer_than_run("kl_warmup", warmup, epochs, "epochs", "the KL term never reaches its full weight (beta")
     schedule: list[Callback] = [KLWarmup(warmup)]
     if lr_decay == "linear":
         schedule.append(LinearLRDecay())
@@ -602,13 +607,9 @@ def fit(
         raise ValueError(f"`data` has {num} points but the model was built with num_data={model.num_data}")
     total_steps = epochs * steps_per_epoch(train, num, batch_size)
     lr_warm = resolve_lr_warmup(model, total_steps, lr_warmup)
-    if lr_warm > total_steps:
-        warnings.warn(
-            f"`lr_warmup` is {lr_warm} optimiser steps, longer than the run's {total_steps}: the learning rate never "
-            f"reaches `lr` (it ends at {total_steps / lr_warm:.2f} of it)",
-            UserWarning,
-            stacklevel=2,
-        )
+    _warn_longer_than_run(
+        "lr_warmup", lr_warm, total_steps, "optimiser steps", "the learning rate never reaches `lr` (its factor"
+    )
     elbo = loss if loss is not None else MeanFieldELBO(max_plate_nesting=1)
     # bd.fit's own loss records the minibatch's log-likelihood as it scores it (a subclass, e.g. the boosting ELBO,
     # may score the data otherwise: recomputed from the output)

@@ -158,7 +158,7 @@ class Conv1d(_ConvNd):
     TypeError
         Naming the argument, if ``in_channels``, ``out_channels``, ``kernel_size``, ``stride``, ``padding`` or
         ``dilation`` (or an element of its tuple) is not an int (Python's or NumPy's; a ``bool`` is not one), and
-        ``padding`` not a string either.
+        ``padding`` not a string either; if ``bias`` is not a bool.
     ValueError
         Naming the argument, if one of them is below 1 (``padding``: below 0), a tuple is not of length 1,
         ``padding`` is a string other than ``"valid"`` and ``"same"``, or ``"same"`` with a stride other than 1, or
@@ -203,14 +203,8 @@ class Conv2d(_ConvNd):
 
     Raises
     ------
-    TypeError
-        Naming the argument, if ``in_channels``, ``out_channels``, ``kernel_size``, ``stride``, ``padding`` or
-        ``dilation`` (or an element of its tuple) is not an int (Python's or NumPy's; a ``bool`` is not one), and
-        ``padding`` not a string either.
-    ValueError
-        Naming the argument, if one of them is below 1 (``padding``: below 0), a tuple is not of length 2,
-        ``padding`` is a string other than ``"valid"`` and ``"same"``, or ``"same"`` with a stride other than 1, or
-        ``noise`` is not ``"element"`` or ``"channel"``.
+    TypeError, ValueError
+        As :class:`Conv1d`'s, for tuples of length 2.
     """
 
     dims, _plain, _fn = 2, torch.nn.Conv2d, staticmethod(F.conv2d)

@@ -50,6 +50,14 @@ class Linear(BayesianLayer):
         Learn a deterministic bias (a point estimate, as in Kingma et al. 2015).
     **hyper
         Hyper-parameters of the method when given by name.
+
+    Raises
+    ------
+    TypeError
+        If ``in_features`` or ``out_features`` is not an int (Python's or NumPy's, not ``bool``), or ``bias`` not a
+        bool.
+    ValueError
+        If ``in_features`` or ``out_features`` is below 1.
     """
 
     batched_weights = True
