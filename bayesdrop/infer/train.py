@@ -552,12 +552,12 @@ def fit(
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"`callbacks` must hold bd.infer.Callback objects, got {type(cb).__name__}")
-    if checkpoint is not None:
-        check_checkpoint_path(checkpoint, "checkpoint")
     if checkpoint_every is not None:
         checkpoint_every = integer(checkpoint_every, "checkpoint_every", "epochs, or None")
         if checkpoint is None:
             raise ValueError("`checkpoint_every` needs `checkpoint`, the file to write")
+    if checkpoint is not None:  # after the arguments' kinds: the file system last
+        check_checkpoint_path(checkpoint, "checkpoint")
     if run_config is not None and not isinstance(run_config, dict):
         raise TypeError(f"`run_config` must be None or a dict, got {type(run_config).__name__}")
     check_storable(run_config, "run_config")  # a checkpoint that stores it must load again
