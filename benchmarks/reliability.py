@@ -306,8 +306,27 @@ def api_cases(ws: Workspace) -> list[Case]:
         Case("API arguments", "save_checkpoint into a missing directory", lambda: bd.save_checkpoint(ws.root / "none" / "c.pt", *classifier()), ("c.pt",)),
         Case("API arguments", "data.load('nope')", lambda: bd.data.load("nope"), ("`name`",)),
         Case("API arguments", "data.load('digits', seed=-1)", lambda: bd.data.load("digits", seed=-1), ("`seed`",)),
+        Case("API arguments", "data: x with an extra axis (N, 1, 4)", lambda: quick_fit((x[:, None], y)), ("`x`",)),
+        Case("API arguments", "test: x with an extra axis (N, 1, 4)", lambda: quick_fit(test=(x[:, None], y)), ("`test`",)),
+        Case("API arguments", "test: x with 5 features for 4 inputs", lambda: quick_fit(test=(torch.randn(40, 5), y)), ("`test`",)),
+        Case("API arguments", "a Classifier of one output", lambda: bd.Classifier(bd.models.mlp(4, [8], 1), num_data=40), ("`net`",)),
+        Case("API arguments", "fit(run_config holding an object)", lambda: quick_fit(checkpoint=ws.path("rc.pt"), run_config={"a": object()}), ("`run_config",)),
+        Case("API arguments", "fit(loss=an ELBO class)", lambda: quick_fit(loss=pyro.infer.TraceMeanField_ELBO), ("`loss`",)),
+        Case("API arguments", "fit(seed=2**40)", lambda: quick_fit(seed=2**40), ("`seed`",)),
+        Case("API arguments", "predict(return_samples='yes')", lambda: bd.predict(*classifier(), x, return_samples="yes"), ("`return_samples`",)),
+        Case("API arguments", "nn.Conv2d(stride=0)", lambda: bd.nn.Conv2d(1, 4, 3, stride=0), ("`stride`",)),
+        Case("API arguments", "compress.save(a Bayesian model)", lambda: bd.compress.save(classifier()[0], ws.path("m.pt2"), x[:2]), ("`module`",)),
+        Case("API arguments", "posterior_mean(guide of another model)", lambda: bd.handlers.posterior_mean(classifier()[0], classifier()[1]), ("`guide`",)),
     ]  # fmt: skip
     return cases
+
+
+def _notes(ws: Workspace) -> Path:
+    """A directory holding a user's file: no comparison's output, which ``compare --out`` must not write into."""
+    notes = ws.path("notes")
+    notes.mkdir()
+    (notes / "mynotes.txt").write_text("mine")
+    return notes
 
 
 def _trained_eval(call: Callable[[bd.Classifier, bd.DropoutGuide], Any]) -> Any:
@@ -448,6 +467,8 @@ def cli_cases(ws: Workspace) -> list[Case]:
         Case("CLI", "prune --threshold inf", command(["prune", str(ws.run_copy()), "--threshold", "inf"]), ("`threshold`", "--threshold")),
         Case("CLI", "prune <a file>", command(["prune", str(a_file)]), ("run_dir", "a_file")),
         Case("CLI", "compare --out <a file>", command(["compare", "--methods", "bernoulli", "--out", str(a_file)]), ("--out",)),
+        Case("CLI", "compare --out <a directory of notes>", command(["compare", "--methods", "bernoulli", "--epochs", "1", "--out", str(_notes(ws))]), ("--out",)),
+        Case("CLI", "prune --threshold sharp-rise of a bernoulli run", command(["prune", str(ws.run_copy()), "--threshold", "sharp-rise"]), ("--threshold",)),
         Case("CLI", "compare --methods nope", command(["compare", "--methods", "nope", "--epochs", "1", "--out", out()]), ("nope",)),
         Case("CLI", "compare --epochs 0", command(["compare", "--epochs", "0", "--out", out()]), ("--epochs",)),
         Case("CLI", "an unknown command", command(["fly"]), ("fly", "invalid choice")),
