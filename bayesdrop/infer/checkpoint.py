@@ -309,8 +309,7 @@ def save_checkpoint(
     OSError
         Naming ``path``, if it cannot be written; ``path`` is then left as it was.
     """
-    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
-        raise TypeError(f"`path` must be a path (str or os.PathLike), got {type(path).__name__}")
+    check_path(path, "path")
     _check_modules(model, guide)
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"`optimizer` must be None or a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -374,10 +373,8 @@ def read_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu", name:
     OSError
         If the file exists but cannot be read (permissions, an I/O error), naming it.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"`{name}` must be a path (str or os.PathLike), got {type(path).__name__}")
+    shown = check_path(path, name)
     _check_map_location(map_location)
-    shown = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint `{name}` {shown!r} does not exist (or is not a file)")
     try:

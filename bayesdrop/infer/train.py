@@ -257,10 +257,10 @@ def _check_batch(model: Likelihood, x: torch.Tensor, y: torch.Tensor | None, nam
 
 def _warn_longer_than_run(name: str, warmup: int, run: int, unit: str, effect: str) -> None:
     """A ``UserWarning`` (attributed to ``fit``'s caller) where the warm-up ``name`` of ``warmup`` ``unit`` is
-    longer than the run's ``run``: what never reaches its full value (``effect``) ends at ``run / warmup`` of it."""
+    longer than the run's ``run``: ``effect``, formatted with the factor the run ends at, ``run / warmup``."""
     if warmup > run:
         warnings.warn(
-            f"`{name}` is {warmup} {unit}, longer than the run's {run}: {effect} ends at {run / warmup:.2f})",
+            f"`{name}` is {warmup} {unit}, longer than the run's {run}: {effect.format(run / warmup)}",
             UserWarning,
             stacklevel=3,
         )
@@ -575,7 +575,9 @@ def fit(
                 "fit(checkpoint=...) writes checkpoints that resume"
             )
     warmup = resolve_kl_warmup(model, epochs, kl_warmup)
-    _warn_longer_than_run("kl_warmup", warmup, epochs, "epochs", "the KL term never reaches its full weight (beta")
+    _warn_longer_than_run(
+        "kl_warmup", warmup, epochs, "epochs", "the KL term never gets its full weight (beta ends at {:.2f})"
+    )
     schedule: list[Callback] = [KLWarmup(warmup)]
     if lr_decay == "linear":
         schedule.append(LinearLRDecay())
@@ -608,7 +610,11 @@ def fit(
     total_steps = epochs * steps_per_epoch(train, num, batch_size)
     lr_warm = resolve_lr_warmup(model, total_steps, lr_warmup)
     _warn_longer_than_run(
-        "lr_warmup", lr_warm, total_steps, "optimiser steps", "the learning rate never reaches `lr` (its factor"
+        "lr_warmup",
+        lr_warm,
+        total_steps,
+        "optimiser steps",
+        "the learning rate never reaches `lr` (its factor ends at {:.2f})",
     )
     elbo = loss if loss is not None else MeanFieldELBO(max_plate_nesting=1)
     # bd.fit's own loss records the minibatch's log-likelihood as it scores it (a subclass, e.g. the boosting ELBO,
