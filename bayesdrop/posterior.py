@@ -398,9 +398,10 @@ def seeded(seed: int | None, device: torch.device, setup: Callable[[], Any] | No
     Parameters
     ----------
     seed : int or None
-        A non-negative int (else a ``ValueError``), seeding the generators of the CPU and of ``device`` inside the
-        fork, as ``torch.manual_seed`` seeds them (the other devices' are left alone); ``None``: no fork and no
-        seed, the block (and ``setup``) draw from the current state.
+        An int in ``[0, 2**32 - 1]`` (:func:`~bayesdrop.checks.seed`: else a ``TypeError`` or ``ValueError``),
+        seeding the generators of the CPU and of ``device`` inside the fork, as ``torch.manual_seed`` seeds them
+        (the other devices' are left alone); ``None``: no fork and no seed, the block (and ``setup``) draw from the
+        current state.
     device : torch.device
         The device of the draws: the fork covers the CPU's generator and, for a CUDA or MPS device, that device's
         (:func:`forked`).

@@ -104,9 +104,9 @@ def kfold(
     TypeError
         If ``build`` is not callable, or does not return a ``(model, guide)`` pair of a :class:`~bayesdrop.Likelihood`
         and the :class:`~bayesdrop.DropoutGuide` built for it (checked on the first fold, before any fit); if
-        ``data`` is not labelled data of an accepted form or ``fit_kwargs`` not a dict.
+        ``data`` is not labelled data of an accepted form, ``seed`` not an int or ``fit_kwargs`` not a dict.
     ValueError
-        If ``data`` has no targets, ``k`` is not an int in ``[2, N]``, ``seed`` is not a non-negative int,
+        If ``data`` has no targets, ``k`` is not an int in ``[2, N]``, ``seed`` is outside ``[0, 2**32 - 1]``,
         ``fit_kwargs`` sets ``seed`` or ``test``, or ``budget`` is unknown.
     """
     if not callable(build):
