@@ -383,8 +383,8 @@ class Method(ABC):
         if isinstance(threshold, str):
             known = f"knows {', '.join(map(repr, self.threshold_rules))}" if self.threshold_rules else "knows none"
             raise ValueError(
-                f"`threshold` {threshold!r} is not a named pruning rule of {self.name!r}, which {known}: give a number, "
-                "or None for the method's own threshold"
+                f"`threshold` {threshold!r} is not a named pruning rule of {self.name!r}, which {known}: give a "
+                "number, or None for the method's own threshold"
             )
         return real_number(threshold, "threshold", "a number, a named rule or None")
 
