@@ -662,3 +662,18 @@ def test_posterior_mean_refuses_a_guide_built_for_another_model():
     with pytest.raises(ValueError, match=r"`guide` was built for another model"):
         bd.handlers.posterior_mean(model, other_guide)
     assert bd.handlers.posterior_mean(model, guide)(x).shape == (2, 3)
+
+
+def test_a_sequence_of_no_time_step_and_a_method_name_of_the_wrong_kind_are_refused_by_name():
+    """An LSTM given sequences of length 0 failed inside torch's stack of the steps ("expects a non-empty
+    TensorList"); ``methods.get`` with a non-string name said "unknown method 3" (a ValueError), which is a wrong
+    kind, not a wrong value."""
+    lstm = bd.nn.LSTM(3, 4)
+    with pytest.raises(ValueError, match=r"`x` must hold at least one time step, got the shape \(2, 0, 3\)"):
+        lstm(torch.randn(2, 0, 3))
+    assert lstm(torch.randn(2, 5, 3))[0].shape == (2, 5, 4)
+    for name in (3, None):
+        with pytest.raises(TypeError, match=r"`name` must be a method's registered name \(a str\)"):
+            bd.methods.get(name)
+    with pytest.raises(ValueError, match=r"unknown method 'nope'"):
+        bd.methods.get("nope")

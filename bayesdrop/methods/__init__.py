@@ -120,9 +120,11 @@ def get(name: str, **hyper: Any) -> Method:
         If ``name`` is not registered (the message lists the accepted names) or
         a hyper-parameter is out of range.
     TypeError
-        If ``hyper`` names an argument the method does not take.
+        If ``name`` is not a str, or ``hyper`` names an argument the method does not take.
     """
-    if not isinstance(name, str) or name not in _REGISTRY:
+    if not isinstance(name, str):
+        raise TypeError(f"`name` must be a method's registered name (a str), got {type(name).__name__}")
+    if name not in _REGISTRY:
         raise ValueError(f"unknown method {name!r}; accepted names: {', '.join(names())}")
     cls, defaults = _REGISTRY[name]
     params = inspect.signature(cls).parameters

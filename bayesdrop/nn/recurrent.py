@@ -121,6 +121,8 @@ class _Recurrent(BayesianLayer):
             shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             layout = "batch, time" if self.batch_first else "time, batch"
             raise ValueError(f"`x` must have shape ({layout}, {self.input_size}), got {shape}")
+        if x.shape[1 if self.batch_first else 0] == 0:
+            raise ValueError(f"`x` must hold at least one time step, got the shape {tuple(x.shape)}")
         if not self.batch_first:
             x = x.transpose(0, 1)
         x = self.fold_draws(x)
