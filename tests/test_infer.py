@@ -636,6 +636,7 @@ def test_warmups_longer_than_the_run_are_named_in_a_warning():
         UserWarning,
         match=r"`kl_warmup` is 100 epochs, longer than the run's 2: the KL term never gets its full weight \(beta ends at 0.02\)",
     ):
+        # the warm-ups are what the test is about: one longer than the run, then ones within it
         result = bd.fit(model, guide, (x, y), epochs=2, kl_warmup=100, progress=False)
     assert result.history["beta"] == pytest.approx([0.01, 0.02])
     model, guide, x, y = tiny_classifier("bernoulli")
